@@ -1,0 +1,88 @@
+//! The simulated actors and their typed messages: agents, LLMs, tools, the user (traffic) and
+//! supervisors. Each kind has one message enum; [`Payload`] wraps them for the scheduler's queue.
+
+pub mod agent;
+pub mod directory;
+pub mod llm;
+pub mod supervisor;
+pub mod tool;
+pub mod user;
+
+pub use agent::{AgentBehavior, AgentMsg, Origin};
+pub use directory::Directory;
+pub use llm::{LlmBehavior, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ToolCall, Usage};
+pub use supervisor::{SupervisorActor, SupervisorMsg, SupervisorState};
+pub use tool::{ToolBehavior, ToolMsg};
+pub use user::{AnswerStatus, UserBehavior, UserMsg};
+
+use std::fmt::Write as _;
+
+use crate::scenario::Scenario;
+
+/// A conversation's number, from 0, in order of arrival.
+pub type ConvId = u32;
+
+/// Any message, tagged with the kind of actor it is for.
+#[derive(Debug)]
+pub enum Payload {
+    Agent(AgentMsg),
+    Llm(LlmMsg),
+    Tool(ToolMsg),
+    User(UserMsg),
+    Supervisor(SupervisorMsg),
+}
+
+impl Payload {
+    /// A short, canonical description for the trace: same message, same bytes.
+    pub fn summarize(&self, scenario: &Scenario, out: &mut String) {
+        let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
+        let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
+        let _ = match self {
+            Payload::Agent(AgentMsg::Start { conv, text, origin, .. }) => match origin {
+                Origin::User => write!(out, "start conv={conv} user={:?}", clip(text)),
+                Origin::Agent(a) => write!(out, "handoff conv={conv} from={}", agent_name(*a)),
+            },
+            Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
+                let _ = write!(out, "llm_reply conv={conv} ");
+                reply.summarize(scenario, out);
+                Ok(())
+            }
+            Payload::Agent(AgentMsg::ToolResult { conv, call_id, tool, output }) => {
+                write!(out, "tool_result conv={conv} call={call_id} tool={} output={:?}", tool_name(*tool), clip(output))
+            }
+            Payload::Llm(LlmMsg::Complete(request)) => write!(
+                out,
+                "complete conv={} agent={} turn={} tokens_in={}",
+                request.conv,
+                agent_name(request.agent),
+                request.turn,
+                request.input_tokens
+            ),
+            Payload::Tool(ToolMsg::Invoke { conv, call }) => write!(
+                out,
+                "invoke conv={conv} call={} tool={} args={}",
+                call.id,
+                tool_name(call.tool),
+                serde_json::Value::Object((*call.args).clone())
+            ),
+            Payload::User(UserMsg::Begin) => write!(out, "begin"),
+            Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),
+            Payload::User(UserMsg::Answer { conv, text, status }) => {
+                write!(out, "answer conv={conv} status={} text={:?}", status.name(), clip(text))
+            }
+            Payload::Supervisor(SupervisorMsg::ChildFailed { child_id, error, .. }) => {
+                write!(out, "child_failed child={child_id} error={:?}", clip(error))
+            }
+        };
+    }
+}
+
+/// Trace summaries keep at most this many characters of free text.
+const SUMMARY_TEXT_CHARS_MAX: usize = 80;
+
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(SUMMARY_TEXT_CHARS_MAX) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}

@@ -1,0 +1,115 @@
+//! The user: the traffic source. It opens conversations (scripted or Poisson arrivals) and
+//! receives the answers.
+
+use std::sync::Arc;
+
+use super::agent::{AgentMsg, Origin};
+use super::directory::Directory;
+use super::{ConvId, Payload};
+use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
+use crate::scenario::{Scenario, Traffic};
+
+/// How a conversation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerStatus {
+    /// The agent answered.
+    Answered,
+    /// The agent ran out of turns.
+    MaxTurns,
+}
+
+impl AnswerStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            AnswerStatus::Answered => "answered",
+            AnswerStatus::MaxTurns => "max_turns",
+        }
+    }
+}
+
+/// Messages the user handles.
+#[derive(Debug)]
+pub enum UserMsg {
+    /// The run starts.
+    Begin,
+    /// The next Poisson arrival of traffic source `traffic`.
+    Arrive { traffic: u32, index: u32 },
+    /// An agent answered a conversation.
+    Answer { conv: ConvId, text: Arc<str>, status: AnswerStatus },
+}
+
+/// The user's state: conversation numbering and one random stream per traffic source.
+pub struct UserBehavior {
+    scenario: Arc<Scenario>,
+    directory: Directory,
+    next_conv: ConvId,
+    streams: Vec<RngStream>,
+}
+
+impl UserBehavior {
+    pub fn new(scenario: Arc<Scenario>, directory: Directory, seed: u64) -> UserBehavior {
+        let streams = (0..scenario.traffic.len()).map(|i| RngStream::new(seed, &format!("traffic:{i}"))).collect();
+        UserBehavior { scenario, directory, next_conv: 0, streams }
+    }
+
+    fn open(&mut self, to: usize, text: &str, delay_us: u64, effects: &mut Vec<Effect>) {
+        let conv = self.next_conv;
+        self.next_conv += 1;
+        effects.push(Effect::Send {
+            to: self.directory.agent(to),
+            delay_us,
+            payload: Payload::Agent(AgentMsg::Start { conv, text: Arc::from(text), origin: Origin::User, context_tokens: 0 }),
+        });
+    }
+
+    fn next_arrival_us(&mut self, traffic: usize, rate_milli_per_hour: u64) -> u64 {
+        let mean_us = 3_600_000_000_000.0 / rate_milli_per_hour as f64;
+        self.streams[traffic].exponential_us(mean_us)
+    }
+}
+
+impl Behavior for UserBehavior {
+    type Msg = UserMsg;
+
+    fn handle(&mut self, context: &TurnContext, msg: UserMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
+        let scenario = self.scenario.clone();
+        match msg {
+            UserMsg::Begin => {
+                for (i, traffic) in scenario.traffic.iter().enumerate() {
+                    match traffic {
+                        Traffic::Script { to, items } => {
+                            for (at_us, text) in items {
+                                self.open(*to, text, *at_us, effects);
+                            }
+                        }
+                        Traffic::Poisson { rate_milli_per_hour, conversations, start_us, .. } => {
+                            if *conversations > 0 {
+                                let delay_us = start_us + self.next_arrival_us(i, *rate_milli_per_hour);
+                                effects.push(arrive(context, i as u32, 0, delay_us));
+                            }
+                        }
+                    }
+                }
+            }
+            UserMsg::Arrive { traffic, index } => {
+                let Some(Traffic::Poisson { to, rate_milli_per_hour, conversations, messages, .. }) =
+                    scenario.traffic.get(traffic as usize)
+                else {
+                    return Err(HandlerError(format!("arrival for traffic {traffic}, which is not a poisson source")));
+                };
+                let pick = self.streams[traffic as usize].below(messages.len() as u64) as usize;
+                self.open(*to, &messages[pick], 0, effects);
+                if index + 1 < *conversations {
+                    let delay_us = self.next_arrival_us(traffic as usize, *rate_milli_per_hour);
+                    effects.push(arrive(context, traffic, index + 1, delay_us));
+                }
+            }
+            UserMsg::Answer { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+fn arrive(context: &TurnContext, traffic: u32, index: u32, delay_us: u64) -> Effect {
+    Effect::Send { to: context.me, delay_us, payload: Payload::User(UserMsg::Arrive { traffic, index }) }
+}

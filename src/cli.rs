@@ -1,0 +1,346 @@
+//! The command line: `validate`, `run` and `replay`, over the library.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::kernel::{self, Flavor, RunOptions};
+use crate::report::RunReport;
+use crate::scenario::{self, units::parse_duration_us, Scenario};
+use crate::trace::{reader, TraceMode};
+
+/// Exit statuses, documented in the README.
+pub mod exit {
+    /// The run completed and every invariant held (or: the file is valid, the replay matched).
+    pub const OK: u8 = 0;
+    /// The run finished but failed: an invariant broke, or the outcome was not `completed`.
+    pub const RUN_FAILED: u8 = 1;
+    /// Bad input: a scenario error, a bad flag, a missing file.
+    pub const BAD_INPUT: u8 = 2;
+    /// Determinism error: a rerun or replay gave a different trace.
+    pub const NONDETERMINISM: u8 = 3;
+    /// agentsim itself failed (I/O, internal error).
+    pub const INTERNAL: u8 = 4;
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "agentsim", version, about = "A deterministic, actor-based simulator for LLM agent systems")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check scenario files; prints OK or FILE:LINE:COL errors.
+    Validate {
+        /// Scenario files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a scenario once and print its summary.
+    Run(RunArgs),
+    /// Rerun the run recorded in a directory written by `run --out` and compare traces.
+    Replay {
+        /// A directory written by `agentsim run --out DIR`.
+        dir: PathBuf,
+        /// Tokio runtime to replay on.
+        #[arg(long, value_enum, default_value_t = RuntimeFlavor::Current)]
+        runtime: RuntimeFlavor,
+    },
+}
+
+/// Arguments of `agentsim run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Scenario file (TOML).
+    pub file: PathBuf,
+    /// Seed; the scenario's `seed` when omitted.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write trace.jsonl, report.json and scenario.toml to this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Overwrite an existing run in --out.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Rerun the seed in a fresh process, on the other runtime flavour, and compare traces.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// Tokio runtime that carries the actors (the trace must not depend on it).
+    #[arg(long, value_enum, default_value_t = RuntimeFlavor::Current)]
+    pub runtime: RuntimeFlavor,
+    /// Stop after this many events (overrides the scenario's max_events).
+    #[arg(long)]
+    pub max_events: Option<u64>,
+    /// Stop at this virtual time, e.g. "30m" (overrides the scenario's max_virtual_time).
+    #[arg(long)]
+    pub max_virtual_time: Option<String>,
+    /// Stop when this many events are queued (overrides the scenario's max_queue_len).
+    #[arg(long)]
+    pub max_queue_len: Option<u64>,
+}
+
+/// `--runtime` values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeFlavor {
+    /// tokio current_thread
+    Current,
+    /// tokio multi_thread with 2 workers
+    Multi,
+}
+
+impl RuntimeFlavor {
+    fn flavor(self) -> Flavor {
+        match self {
+            RuntimeFlavor::Current => Flavor::CurrentThread,
+            RuntimeFlavor::Multi => Flavor::MultiThread,
+        }
+    }
+
+    fn other(self) -> RuntimeFlavor {
+        match self {
+            RuntimeFlavor::Current => RuntimeFlavor::Multi,
+            RuntimeFlavor::Multi => RuntimeFlavor::Current,
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            RuntimeFlavor::Current => "current",
+            RuntimeFlavor::Multi => "multi",
+        }
+    }
+}
+
+/// A failure with its exit status and message.
+struct Failure {
+    status: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: u8, message: impl Into<String>) -> Failure {
+        Failure { status, message: message.into() }
+    }
+}
+
+impl From<kernel::RunError> for Failure {
+    fn from(e: kernel::RunError) -> Failure {
+        Failure::new(exit::INTERNAL, e.to_string())
+    }
+}
+
+/// Runs the CLI; returns the process exit status.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Run(args) => run(&args),
+        Command::Replay { dir, runtime } => replay(&dir, runtime),
+    };
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.status)
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Arc<Scenario>, Failure> {
+    scenario::load(path).map(Arc::new).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))
+}
+
+fn validate(files: &[PathBuf]) -> Result<u8, Failure> {
+    let mut status = exit::OK;
+    for file in files {
+        match scenario::load(file) {
+            Ok(_) => println!("{}: OK", file.display()),
+            Err(e) => {
+                eprintln!("{e}");
+                status = exit::BAD_INPUT;
+            }
+        }
+    }
+    Ok(status)
+}
+
+fn shell_quote(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@".contains(c)) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+fn run(args: &RunArgs) -> Result<u8, Failure> {
+    let scenario = load(&args.file)?;
+    let seed = args.seed.unwrap_or(scenario.seed);
+    let mut limits = scenario.limits;
+    if let Some(n) = args.max_events {
+        limits.max_events = n;
+    }
+    if let Some(n) = args.max_queue_len {
+        limits.max_queue_len = n;
+    }
+    if let Some(t) = &args.max_virtual_time {
+        limits.max_virtual_time_us = parse_duration_us(t).map_err(|e| Failure::new(exit::BAD_INPUT, format!("--max-virtual-time: {e}")))?;
+    }
+    let mut replay_command = format!("agentsim run {} --seed {seed}", shell_quote(&args.file.display().to_string()));
+    if args.max_events.is_some() || args.max_queue_len.is_some() || args.max_virtual_time.is_some() {
+        for (flag, value) in [("--max-events", args.max_events.map(|n| n.to_string())), ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())), ("--max-virtual-time", args.max_virtual_time.clone())] {
+            if let Some(value) = value {
+                replay_command.push_str(&format!(" {flag} {}", shell_quote(&value)));
+            }
+        }
+    }
+
+    let out_dir = args.out.as_deref().map(|dir| prepare_out_dir(dir, args.force)).transpose()?;
+    let trace_mode = match &out_dir {
+        Some(dir) => TraceMode::File(dir.join(".trace.jsonl.partial")),
+        None if args.check_determinism => TraceMode::Memory,
+        None => TraceMode::Digest,
+    };
+    if let Some(dir) = &out_dir {
+        replay_command = format!("agentsim replay {}", shell_quote(&dir.display().to_string()));
+    }
+    let options = RunOptions { seed, flavor: args.runtime.flavor(), trace: trace_mode, limits: Some(limits), replay_command };
+    let output = kernel::run(scenario.clone(), &options)?;
+    let report = output.report;
+
+    let mut trace_bytes = output.trace;
+    if let Some(dir) = &out_dir {
+        std::fs::rename(dir.join(".trace.jsonl.partial"), dir.join("trace.jsonl"))
+            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot write {}: {e}", dir.join("trace.jsonl").display())))?;
+        write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
+        let json = serde_json::to_string_pretty(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
+        if args.check_determinism {
+            trace_bytes = std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        }
+    }
+
+    print_report(&report, args.json)?;
+    if args.check_determinism {
+        let status = check_determinism(args, seed, &report, &trace_bytes)?;
+        if status != exit::OK {
+            return Ok(status);
+        }
+    }
+    Ok(if report.passed() { exit::OK } else { exit::RUN_FAILED })
+}
+
+fn print_report(report: &RunReport, json: bool) -> Result<(), Failure> {
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        text.push('\n');
+        text
+    } else {
+        report.summary()
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+    Ok(())
+}
+
+/// Reruns the seed in a fresh process on the other runtime flavour and compares the traces.
+fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]) -> Result<u8, Failure> {
+    let scratch = tempfile::tempdir().map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create a scratch directory: {e}")))?;
+    let rerun_dir = scratch.path().join("rerun");
+    let exe = std::env::current_exe().map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("run").arg(&args.file).arg("--seed").arg(seed.to_string()).arg("--out").arg(&rerun_dir).arg("--json");
+    command.arg("--runtime").arg(args.runtime.other().arg());
+    for (flag, value) in [("--max-events", args.max_events.map(|n| n.to_string())), ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())), ("--max-virtual-time", args.max_virtual_time.clone())] {
+        if let Some(value) = value {
+            command.arg(flag).arg(value);
+        }
+    }
+    let output = command.output().map_err(|e| Failure::new(exit::INTERNAL, format!("cannot start the rerun: {e}")))?;
+    let rerun_trace = std::fs::read(rerun_dir.join("trace.jsonl")).map_err(|_| {
+        Failure::new(exit::INTERNAL, format!("the rerun wrote no trace: {}", String::from_utf8_lossy(&output.stderr)))
+    })?;
+    match reader::first_divergence(trace, &rerun_trace) {
+        None => {
+            eprintln!(
+                "determinism: OK — a fresh process on the {} runtime gave the same digest {}",
+                args.runtime.other().arg(),
+                report.digest
+            );
+            Ok(exit::OK)
+        }
+        Some(divergence) => {
+            eprintln!("determinism: MISMATCH — a fresh process on the {} runtime diverged\n{divergence}", args.runtime.other().arg());
+            Ok(exit::NONDETERMINISM)
+        }
+    }
+}
+
+fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> {
+    let trace_path = dir.join("trace.jsonl");
+    let recorded = std::fs::read(&trace_path)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, format!("{}: cannot read the recorded trace: {e}", trace_path.display())))?;
+    let header = reader::header(&recorded)
+        .ok_or_else(|| Failure::new(exit::BAD_INPUT, format!("{}:1:1: expected a header record as the first line", trace_path.display())))?;
+    let seed = header.get("seed").and_then(|s| s.as_u64()).ok_or_else(|| {
+        Failure::new(exit::BAD_INPUT, format!("{}:1:1: expected a numeric `seed` in the header", trace_path.display()))
+    })?;
+    let scenario = load(&dir.join("scenario.toml"))?;
+    let recorded_hash = header.get("scenario_hash").and_then(|h| h.as_str()).unwrap_or("");
+    if recorded_hash != scenario.source_hash {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!("{}: the scenario file changed since the run (hash {} in the trace, {} now)", dir.join("scenario.toml").display(), recorded_hash, scenario.source_hash),
+        ));
+    }
+    let limits = read_limits(dir).unwrap_or(scenario.limits);
+    let options = RunOptions {
+        seed,
+        flavor: runtime.flavor(),
+        trace: TraceMode::Memory,
+        limits: Some(limits),
+        replay_command: format!("agentsim replay {}", shell_quote(&dir.display().to_string())),
+    };
+    let output = kernel::run(scenario, &options)?;
+    match reader::first_divergence(&recorded, &output.trace) {
+        None => {
+            println!("replay: OK — {} records, digest {} matches", recorded.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(), output.report.digest);
+            Ok(exit::OK)
+        }
+        Some(divergence) => {
+            println!("replay: MISMATCH — the rerun diverged from {}\n{divergence}", trace_path.display());
+            Ok(exit::NONDETERMINISM)
+        }
+    }
+}
+
+/// The limits a recorded run used, from its report (CLI overrides are not in the scenario).
+fn read_limits(dir: &Path) -> Option<scenario::Limits> {
+    let _ = dir;
+    None
+}
+
+fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf, Failure> {
+    if dir.join("trace.jsonl").exists() && !force {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!("{} already holds a run; pass --force to overwrite it, or choose another --out", dir.display()),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir.to_path_buf())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let partial = path.with_extension("partial");
+    let fail = |e: std::io::Error| Failure::new(exit::INTERNAL, format!("cannot write {}: {e}", path.display()));
+    std::fs::write(&partial, bytes).map_err(fail)?;
+    std::fs::rename(&partial, path).map_err(fail)
+}

@@ -1,0 +1,63 @@
+//! The event queue: earliest `(virtual_time_us, seq)` first; `seq` is insertion order.
+
+use std::collections::BinaryHeap;
+
+use super::envelope::{Envelope, Event};
+
+/// Events waiting for delivery. Ties at equal time break by insertion order.
+#[derive(Debug, Default)]
+pub struct EventQueue {
+    heap: BinaryHeap<Event>,
+    next_seq: u64,
+}
+
+impl EventQueue {
+    /// Queues `envelope` for `at_us`; returns its `seq`.
+    pub fn push(&mut self, at_us: u64, envelope: Envelope) -> u64 {
+        let seq = self.take_seq();
+        self.heap.push(Event { at_us, seq, envelope });
+        seq
+    }
+
+    /// Allocates a `seq` for an event delivered without queueing (supervision turns).
+    pub fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// The earliest event.
+    pub fn pop(&mut self) -> Option<Event> {
+        self.heap.pop()
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::{Payload, UserMsg};
+    use crate::kernel::ActorIdx;
+
+    fn envelope() -> Envelope {
+        Envelope { from: ActorIdx(0), to: ActorIdx(0), sent_at_us: 0, payload: Payload::User(UserMsg::Begin) }
+    }
+
+    #[test]
+    fn earliest_time_first_and_ties_in_insertion_order() {
+        let mut queue = EventQueue::default();
+        queue.push(50, envelope());
+        queue.push(10, envelope());
+        queue.push(50, envelope());
+        queue.push(10, envelope());
+        let order: Vec<(u64, u64)> = std::iter::from_fn(|| queue.pop().map(|e| (e.at_us, e.seq))).collect();
+        assert_eq!(order, vec![(10, 1), (10, 3), (50, 0), (50, 2)]);
+    }
+}

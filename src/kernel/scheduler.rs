@@ -1,0 +1,498 @@
+//! The scheduler: the single owner of the virtual clock, the event queue, the fault plan and the
+//! trace. It delivers one event at a time to one actor, waits for that actor's completion, applies
+//! the effects, and moves on. Failures come back as completions too, and go to the supervisor.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorId, ActorRef};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::actor::{Identity, SimActor, Turn};
+use super::effect::{Completion, Effect};
+use super::envelope::{ActorIdx, Envelope};
+use super::queue::EventQueue;
+use super::RunError;
+use crate::actors::{
+    AgentBehavior, AgentMsg, Directory, LlmBehavior, LlmMsg, Payload, SupervisorActor, SupervisorMsg,
+    SupervisorState, ToolBehavior, ToolMsg, UserBehavior, UserMsg,
+};
+use crate::faults::FaultPlan;
+use crate::observer::Observer;
+use crate::report::{Conversations, FailureRecord, FaultRecord, Outcome, RestartRecord, RunReport, Tokens, REPORT_SCHEMA_VERSION};
+use crate::scenario::{ActorKind, Child, Limits, Scenario};
+use crate::trace::Trace;
+
+/// A live ractor handle, typed by actor kind.
+enum Handle {
+    Agent(ActorRef<Turn<AgentMsg>>),
+    Llm(ActorRef<Turn<LlmMsg>>),
+    Tool(ActorRef<Turn<ToolMsg>>),
+    User(ActorRef<Turn<UserMsg>>),
+    Supervisor(ActorRef<Turn<SupervisorMsg>>),
+}
+
+impl Handle {
+    fn cell(&self) -> ActorCell {
+        match self {
+            Handle::Agent(r) => r.get_cell(),
+            Handle::Llm(r) => r.get_cell(),
+            Handle::Tool(r) => r.get_cell(),
+            Handle::User(r) => r.get_cell(),
+            Handle::Supervisor(r) => r.get_cell(),
+        }
+    }
+}
+
+/// One logical actor and its current incarnation.
+struct Slot {
+    logical_id: Arc<str>,
+    kind: ActorKind,
+    index: usize,
+    handle: Option<Handle>,
+    cell_id: Option<ActorId>,
+    incarnation: u32,
+    supervisor: Option<ActorIdx>,
+    /// For supervisors: children in start order.
+    children: Vec<ActorIdx>,
+    received: u64,
+}
+
+/// How a turn ended, from the scheduler's side.
+enum TurnEnd {
+    Acked(Vec<Effect>),
+    Failed(String),
+}
+
+/// One run in progress.
+pub struct Scheduler {
+    scenario: Arc<Scenario>,
+    directory: Directory,
+    seed: u64,
+    limits: Limits,
+    queue: EventQueue,
+    now_us: u64,
+    events: u64,
+    slots: Vec<Slot>,
+    completions_tx: UnboundedSender<Completion>,
+    completions_rx: UnboundedReceiver<Completion>,
+    trace: Trace,
+    observer: Observer,
+    faults: FaultPlan,
+    summary: String,
+    fault_log: Vec<FaultRecord>,
+    failure_log: Vec<FailureRecord>,
+    restart_log: Vec<RestartRecord>,
+    replay_command: String,
+}
+
+impl Scheduler {
+    /// Prepares a run; nothing is spawned until [`Scheduler::run`].
+    pub fn new(scenario: Arc<Scenario>, seed: u64, limits: Limits, trace: Trace, replay_command: String) -> Scheduler {
+        let directory = Directory::new(&scenario);
+        let slots = build_slots(&scenario, &directory);
+        let logical_ids: Vec<String> = slots.iter().map(|s| s.logical_id.to_string()).collect();
+        let faults = FaultPlan::new(&scenario.faults, seed, &logical_ids);
+        let (completions_tx, completions_rx) = unbounded_channel();
+        Scheduler {
+            observer: Observer::new(&scenario),
+            scenario,
+            directory,
+            seed,
+            limits,
+            queue: EventQueue::default(),
+            now_us: 0,
+            events: 0,
+            slots,
+            completions_tx,
+            completions_rx,
+            trace,
+            faults,
+            summary: String::new(),
+            fault_log: Vec::new(),
+            failure_log: Vec::new(),
+            restart_log: Vec::new(),
+            replay_command,
+        }
+    }
+
+    /// Runs to the end; returns the report and, in memory mode, the trace bytes.
+    pub async fn run(mut self) -> Result<(RunReport, Vec<u8>), RunError> {
+        self.write_header()?;
+        self.spawn_all().await?;
+        self.queue.push(0, Envelope { from: Directory::USER, to: Directory::USER, sent_at_us: 0, payload: Payload::User(UserMsg::Begin) });
+        let (outcome, detail) = self.event_loop().await?;
+        self.stop_all();
+        self.trace.record(|r| {
+            r.str("kind", "end").u64("t_us", self.now_us).u64("events", self.events).str("outcome", outcome.name());
+            if let Some(detail) = &detail {
+                r.str("detail", detail);
+            }
+        })?;
+        let (digest, bytes) = std::mem::replace(&mut self.trace, Trace::open(crate::trace::TraceMode::Off)?).finish()?;
+        let scenario = self.scenario.clone();
+        let invariants = self.observer.finish(&scenario, self.now_us);
+        let mut report = self.report(outcome, detail, digest);
+        report.invariants = invariants;
+        Ok((report, bytes))
+    }
+
+    fn write_header(&mut self) -> Result<(), RunError> {
+        let scenario = &self.scenario;
+        self.trace.record(|r| {
+            r.str("kind", "header")
+                .str("agentsim", env!("CARGO_PKG_VERSION"))
+                .u64("trace_format", 1)
+                .str("scenario", &scenario.name)
+                .str("scenario_hash", &scenario.source_hash)
+                .u64("seed", self.seed)
+                .raw("cassette", "null");
+        })?;
+        Ok(())
+    }
+
+    async fn event_loop(&mut self) -> Result<(Outcome, Option<String>), RunError> {
+        loop {
+            let Some(event) = self.queue.pop() else {
+                let unanswered = self.observer.conversations.iter().any(|c| c.started_at_us.is_some() && c.answered_at_us.is_none());
+                return Ok(if unanswered { (Outcome::Stalled, None) } else { (Outcome::Completed, None) });
+            };
+            if event.at_us > self.limits.max_virtual_time_us {
+                return Ok((Outcome::LimitExceeded, Some(format!("max_virtual_time ({}us)", self.limits.max_virtual_time_us))));
+            }
+            if self.events >= self.limits.max_events {
+                return Ok((Outcome::LimitExceeded, Some(format!("max_events ({})", self.limits.max_events))));
+            }
+            self.now_us = event.at_us;
+            self.events += 1;
+            let seq = event.seq;
+            let envelope = event.envelope;
+            let to = envelope.to;
+            self.slots[to.index()].received += 1;
+            let received = self.slots[to.index()].received;
+
+            let crash = match self.faults.on_deliver(self.now_us, to, received) {
+                None => None,
+                Some(fired) => {
+                    let target = self.slots[to.index()].logical_id.clone();
+                    let kind = fired.kind.name();
+                    self.trace.record(|r| {
+                        r.str("kind", "fault").u64("seq", seq).u64("t_us", self.now_us).str("fault", kind).str("actor", &target);
+                    })?;
+                    self.fault_log.push(FaultRecord { seq, t_us: self.now_us, kind: kind.to_owned(), target: target.to_string() });
+                    Some(format!("injected crash: fault #{} ({kind}) at seq {seq}", fired.fault))
+                }
+            };
+
+            self.trace_delivery(seq, &envelope)?;
+            let slots = &self.slots;
+            self.observer.on_deliver(&self.scenario, seq, self.now_us, &envelope, &|a: ActorIdx| slots[a.index()].logical_id.to_string());
+
+            let turn_end = self.deliver(seq, envelope, crash).await?;
+            match turn_end {
+                TurnEnd::Acked(effects) => {
+                    if let Some(limit) = self.apply(to, effects)? {
+                        return Ok((Outcome::LimitExceeded, Some(limit)));
+                    }
+                }
+                TurnEnd::Failed(error) => {
+                    if let Some(escalation) = self.on_failure(seq, to, error).await? {
+                        return Ok((Outcome::Escalated, Some(escalation)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn trace_delivery(&mut self, seq: u64, envelope: &Envelope) -> Result<(), RunError> {
+        if !self.trace.is_on() {
+            return Ok(());
+        }
+        self.summary.clear();
+        envelope.payload.summarize(&self.scenario, &mut self.summary);
+        let (from, to) = (&self.slots[envelope.from.index()].logical_id, &self.slots[envelope.to.index()].logical_id);
+        let summary = &self.summary;
+        let now_us = self.now_us;
+        self.trace.record(|r| {
+            r.u64("seq", seq).u64("t_us", now_us).str("kind", "deliver").str("from", from).str("to", to).str("msg", summary);
+        })?;
+        Ok(())
+    }
+
+    /// Delivers one turn and waits for its completion.
+    async fn deliver(&mut self, seq: u64, envelope: Envelope, crash: Option<String>) -> Result<TurnEnd, RunError> {
+        let to = envelope.to;
+        let slot = &self.slots[to.index()];
+        let (now_us, from) = (self.now_us, envelope.from);
+        macro_rules! turn {
+            ($msg:expr) => {
+                Turn { now_us, seq, from, crash, msg: $msg }
+            };
+        }
+        let sent = match (&slot.handle, envelope.payload) {
+            (Some(Handle::Agent(r)), Payload::Agent(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::Llm(r)), Payload::Llm(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::Tool(r)), Payload::Tool(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::User(r)), Payload::User(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::Supervisor(r)), Payload::Supervisor(m)) => r.cast(turn!(m)).is_ok(),
+            (_, payload) => {
+                return Err(RunError::Internal(format!("a {payload:?} message was addressed to {}", slot.logical_id)));
+            }
+        };
+        if !sent {
+            return Err(RunError::Internal(format!("{} is not running", slot.logical_id)));
+        }
+        self.await_completion(to).await
+    }
+
+    async fn await_completion(&mut self, actor: ActorIdx) -> Result<TurnEnd, RunError> {
+        let slot = &self.slots[actor.index()];
+        loop {
+            match self.completions_rx.recv().await {
+                Some(Completion::Ack { actor: from, incarnation, effects }) if from == actor && incarnation == slot.incarnation => {
+                    return Ok(TurnEnd::Acked(effects));
+                }
+                Some(Completion::Failed { actor_id, error }) if Some(actor_id) == slot.cell_id => {
+                    return Ok(TurnEnd::Failed(error));
+                }
+                // Late news from an earlier incarnation: not part of this run's story.
+                Some(_) => continue,
+                None => return Err(RunError::Internal("the completion channel closed".to_owned())),
+            }
+        }
+    }
+
+    /// Queues the effects of a turn. Returns the limit that was hit, if one was.
+    fn apply(&mut self, from: ActorIdx, effects: Vec<Effect>) -> Result<Option<String>, RunError> {
+        for effect in effects {
+            match effect {
+                Effect::Send { to, delay_us, payload } => {
+                    if self.queue.len() as u64 >= self.limits.max_queue_len {
+                        return Ok(Some(format!("max_queue_len ({})", self.limits.max_queue_len)));
+                    }
+                    let at_us = self.now_us.saturating_add(delay_us);
+                    self.queue.push(at_us, Envelope { from, to, sent_at_us: self.now_us, payload });
+                }
+                Effect::Restart { .. } | Effect::Escalate { .. } => {
+                    return Err(RunError::Internal(format!(
+                        "{} asked for a supervision effect outside a supervision turn",
+                        self.slots[from.index()].logical_id
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Handles a failed turn: the supervisor decides, restarts happen, or the failure escalates.
+    /// Returns the escalation text when it passes the root.
+    async fn on_failure(&mut self, seq: u64, failed: ActorIdx, error: String) -> Result<Option<String>, RunError> {
+        let slot = &self.slots[failed.index()];
+        let (actor, incarnation) = (slot.logical_id.clone(), slot.incarnation);
+        let now_us = self.now_us;
+        self.trace.record(|r| {
+            r.str("kind", "fail").u64("seq", seq).u64("t_us", now_us).str("actor", &actor).u64("incarnation", incarnation as u64).str("error", &error);
+        })?;
+        self.failure_log.push(FailureRecord { seq, t_us: now_us, actor: actor.to_string(), incarnation, error: error.clone() });
+        if failed == Directory::USER {
+            return Err(RunError::Internal(format!("the traffic source failed: {error}")));
+        }
+        let mut child = failed;
+        let mut error: Arc<str> = Arc::from(error);
+        loop {
+            let Some(supervisor) = self.slots[child.index()].supervisor else {
+                return Ok(Some(error.to_string()));
+            };
+            let turn_seq = self.queue.take_seq();
+            let child_id = self.slots[child.index()].logical_id.clone();
+            let envelope = Envelope {
+                from: child,
+                to: supervisor,
+                sent_at_us: now_us,
+                payload: Payload::Supervisor(SupervisorMsg::ChildFailed { child, child_id: child_id.clone(), error: error.clone() }),
+            };
+            self.trace_delivery(turn_seq, &envelope)?;
+            let effects = match self.deliver(turn_seq, envelope, None).await? {
+                TurnEnd::Acked(effects) => effects,
+                TurnEnd::Failed(e) => return Err(RunError::Internal(format!("supervisor failed: {e}"))),
+            };
+            for effect in effects {
+                match effect {
+                    Effect::Restart { children } => {
+                        for c in children {
+                            self.restart(c, supervisor).await?;
+                        }
+                        return Ok(None);
+                    }
+                    Effect::Escalate { reason } => {
+                        let supervisor_id = self.slots[supervisor.index()].logical_id.clone();
+                        self.trace.record(|r| {
+                            r.str("kind", "escalate").u64("t_us", now_us).str("actor", &supervisor_id).str("reason", &reason);
+                        })?;
+                        error = Arc::from(format!("{supervisor_id} gave up ({reason}) after {child_id} failed: {error}"));
+                        child = supervisor;
+                    }
+                    Effect::Send { .. } => return Err(RunError::Internal("a supervisor sent a message".to_owned())),
+                }
+            }
+        }
+    }
+
+    /// Restarts `actor` (and, for a supervisor, its whole subtree) with fresh state.
+    async fn restart(&mut self, actor: ActorIdx, supervisor: ActorIdx) -> Result<(), RunError> {
+        if let Some(handle) = self.slots[actor.index()].handle.take() {
+            // Stopping a supervisor stops its subtree too.
+            handle.cell().stop(None);
+        }
+        let mut order = vec![actor];
+        let mut at = 0;
+        while at < order.len() {
+            let children = self.slots[order[at].index()].children.clone();
+            order.extend(children);
+            at += 1;
+        }
+        for idx in order {
+            let slot = &mut self.slots[idx.index()];
+            slot.incarnation += 1;
+            slot.handle = None;
+            let (logical_id, incarnation) = (slot.logical_id.clone(), slot.incarnation);
+            self.spawn(idx).await?;
+            let supervisor_id = self.slots[self.slots[idx.index()].supervisor.unwrap_or(supervisor).index()].logical_id.clone();
+            let now_us = self.now_us;
+            self.trace.record(|r| {
+                r.str("kind", "restart").u64("t_us", now_us).str("actor", &logical_id).u64("incarnation", incarnation as u64).str("supervisor", &supervisor_id);
+            })?;
+            self.restart_log.push(RestartRecord { t_us: now_us, actor: logical_id.to_string(), incarnation, supervisor: supervisor_id.to_string() });
+        }
+        Ok(())
+    }
+
+    /// Spawns every actor: supervisors top-down, then the user, LLMs, tools and agents.
+    async fn spawn_all(&mut self) -> Result<(), RunError> {
+        let mut order = vec![self.directory.supervisor(0)];
+        let mut at = 0;
+        while at < order.len() {
+            let children = self.slots[order[at].index()].children.clone();
+            order.extend(children.into_iter().filter(|c| self.slots[c.index()].kind == ActorKind::Supervisor));
+            at += 1;
+        }
+        order.push(Directory::USER);
+        for kind in [ActorKind::Llm, ActorKind::Tool, ActorKind::Agent] {
+            order.extend((0..self.slots.len()).filter(|i| self.slots[*i].kind == kind).map(|i| ActorIdx(i as u32)));
+        }
+        for idx in order {
+            self.spawn(idx).await?;
+        }
+        Ok(())
+    }
+
+    async fn spawn(&mut self, idx: ActorIdx) -> Result<(), RunError> {
+        let slot = &self.slots[idx.index()];
+        let parent = slot.supervisor.and_then(|s| self.slots[s.index()].handle.as_ref().map(Handle::cell));
+        let identity = Identity { me: idx, incarnation: slot.incarnation, completions: self.completions_tx.clone() };
+        let (scenario, directory, seed, incarnation, index) = (self.scenario.clone(), self.directory, self.seed, slot.incarnation, slot.index);
+        let handle = match slot.kind {
+            ActorKind::Agent => Handle::Agent(start(SimActor::default(), (AgentBehavior::new(scenario, directory, index), identity), parent).await?),
+            ActorKind::Llm => {
+                Handle::Llm(start(SimActor::default(), (LlmBehavior::new(scenario, directory, index, seed, incarnation), identity), parent).await?)
+            }
+            ActorKind::Tool => Handle::Tool(start(SimActor::default(), (ToolBehavior::new(scenario, index, seed, incarnation), identity), parent).await?),
+            ActorKind::User => Handle::User(start(SimActor::default(), (UserBehavior::new(scenario, directory, seed), identity), parent).await?),
+            ActorKind::Supervisor => {
+                let spec = &scenario.supervisors[index];
+                let state = SupervisorState::new(identity, spec.strategy, spec.max_restarts, spec.within_us, slot.children.clone());
+                Handle::Supervisor(start(SupervisorActor, state, parent).await?)
+            }
+        };
+        let slot = &mut self.slots[idx.index()];
+        slot.cell_id = Some(handle.cell().get_id());
+        slot.handle = Some(handle);
+        Ok(())
+    }
+
+    fn stop_all(&mut self) {
+        for slot in self.slots.iter_mut().rev() {
+            if let Some(handle) = slot.handle.take() {
+                handle.cell().stop(None);
+            }
+        }
+    }
+
+    fn report(&self, outcome: Outcome, outcome_detail: Option<String>, digest: String) -> RunReport {
+        let o = &self.observer;
+        let started: Vec<_> = o.conversations.iter().filter(|c| c.started_at_us.is_some()).collect();
+        let answered = started.iter().filter(|c| c.status == Some(crate::actors::AnswerStatus::Answered)).count() as u64;
+        let max_turns = started.iter().filter(|c| c.status == Some(crate::actors::AnswerStatus::MaxTurns)).count() as u64;
+        RunReport {
+            schema_version: REPORT_SCHEMA_VERSION,
+            agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
+            scenario: self.scenario.name.clone(),
+            scenario_hash: self.scenario.source_hash.clone(),
+            seed: self.seed,
+            outcome,
+            outcome_detail,
+            digest,
+            virtual_time_us: self.now_us,
+            events: self.events,
+            llm_calls: o.llm_calls,
+            tool_calls: o.tool_calls,
+            tokens: Tokens { input: o.input_tokens, output: o.output_tokens, total: o.input_tokens + o.output_tokens },
+            cost_usd: o.cost_pusd as f64 / 1e12,
+            cost_pusd: o.cost_pusd,
+            conversations: Conversations {
+                started: started.len() as u64,
+                answered,
+                max_turns,
+                unanswered: started.len() as u64 - answered - max_turns,
+            },
+            effects: o.effects.clone(),
+            faults: self.fault_log.clone(),
+            failures: self.failure_log.clone(),
+            restarts: self.restart_log.clone(),
+            invariants: Vec::new(),
+            replay: self.replay_command.clone(),
+        }
+    }
+}
+
+async fn start<A: Actor>(actor: A, args: A::Arguments, parent: Option<ActorCell>) -> Result<ActorRef<A::Msg>, RunError> {
+    let spawned = match parent {
+        Some(parent) => Actor::spawn_linked(None, actor, args, parent).await,
+        None => Actor::spawn(None, actor, args).await,
+    };
+    spawned.map(|(actor_ref, _join)| actor_ref).map_err(|e| RunError::Internal(format!("an actor failed to start: {e}")))
+}
+
+/// The actor table: logical ids, kinds and the supervision tree.
+fn build_slots(scenario: &Scenario, directory: &Directory) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = (0..directory.total)
+        .map(|i| {
+            let idx = ActorIdx(i);
+            let (kind, index) = directory.locate(idx);
+            Slot {
+                logical_id: Arc::from(directory.logical_id(scenario, idx)),
+                kind,
+                index,
+                handle: None,
+                cell_id: None,
+                incarnation: 0,
+                supervisor: None,
+                children: Vec::new(),
+                received: 0,
+            }
+        })
+        .collect();
+    let root = directory.supervisor(0);
+    slots[Directory::USER.index()].supervisor = Some(root);
+    for (s, spec) in scenario.supervisors.iter().enumerate() {
+        let me = directory.supervisor(s);
+        for child in &spec.children {
+            let idx = match *child {
+                Child::Actor { kind, index } => directory.actor(kind, index),
+                Child::Supervisor(index) => directory.supervisor(index),
+            };
+            slots[idx.index()].supervisor = Some(me);
+            slots[me.index()].children.push(idx);
+        }
+    }
+    slots
+}

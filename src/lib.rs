@@ -1,0 +1,11 @@
+//! agentsim: a deterministic, actor-based simulator for LLM agent systems.
+
+pub mod actors;
+pub mod cli;
+pub mod faults;
+pub mod kernel;
+pub mod llm;
+pub mod observer;
+pub mod report;
+pub mod scenario;
+pub mod trace;

@@ -1,0 +1,101 @@
+//! The mock model: picks an answer by the agent's behaviour rules, first match wins, drawing any
+//! probabilities from the model's own random stream.
+
+use std::sync::Arc;
+
+use crate::actors::{LlmRequest, ModelAnswer, Origin, ToolCall};
+use crate::kernel::RngStream;
+use crate::scenario::expr::{Context, Value, Var};
+use crate::scenario::{Action, ArgValue, Scenario};
+
+use super::tokens::estimate_tokens;
+
+/// The answer when no rule matches.
+pub const DEFAULT_ANSWER: &str = "I have handled your request.";
+
+/// What the rules can read about a request.
+pub struct RequestContext<'a> {
+    pub scenario: &'a Scenario,
+    pub request: &'a LlmRequest,
+}
+
+impl Context for RequestContext<'_> {
+    fn var(&self, var: Var) -> Value<'_> {
+        let request = self.request;
+        match var {
+            Var::Turn => Value::Int(request.turn as i64),
+            Var::ToolCalls => Value::Int(request.tool_calls as i64),
+            Var::LastTool => Value::Str(request.last_tool.map_or("", |t| self.scenario.tools[t].name.as_str())),
+            Var::LastToolOutput => Value::Str(&request.last_tool_output),
+            Var::User => Value::Str(&request.user),
+            Var::From => Value::Str(match request.origin {
+                Origin::User => "user",
+                Origin::Agent(a) => self.scenario.agents[a].name.as_str(),
+            }),
+            Var::Agent => Value::Str(&self.scenario.agents[request.agent].name),
+            Var::Conversation => Value::Int(request.conv as i64),
+        }
+    }
+}
+
+/// Decides the model's answer and its output tokens. `next_call_id` numbers tool calls.
+pub fn decide(
+    scenario: &Scenario,
+    request: &LlmRequest,
+    stream: &mut RngStream,
+    next_call_id: &mut u32,
+) -> (ModelAnswer, u32) {
+    let context = RequestContext { scenario, request };
+    let rules = &scenario.agents[request.agent].behavior;
+    for rule in rules {
+        if let Some(when) = &rule.when {
+            if !when.eval(&context) {
+                continue;
+            }
+        }
+        if let Some(p) = rule.probability {
+            if !stream.chance(p) {
+                continue;
+            }
+        }
+        return act(&rule.action, &context, next_call_id);
+    }
+    (ModelAnswer::Text(Arc::from(DEFAULT_ANSWER)), estimate_tokens(DEFAULT_ANSWER))
+}
+
+fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (ModelAnswer, u32) {
+    let no_args = |_: &str| None;
+    match action {
+        Action::Answer { text, tokens } => {
+            let text = text.render(context, &no_args);
+            let output_tokens = tokens.unwrap_or_else(|| estimate_tokens(&text));
+            (ModelAnswer::Text(Arc::from(text)), output_tokens)
+        }
+        Action::Handoff { to } => {
+            let name = &context.scenario.agents[*to].name;
+            (ModelAnswer::Handoff(*to), estimate_tokens(name) + 8)
+        }
+        Action::ToolCalls(specs) => {
+            let mut output_tokens = 0;
+            let calls = specs
+                .iter()
+                .map(|spec| {
+                    let mut args = serde_json::Map::new();
+                    for (name, value) in &spec.args {
+                        let value = match value {
+                            ArgValue::Text(template) => serde_json::Value::String(template.render(context, &no_args)),
+                            ArgValue::Json(json) => json.clone(),
+                        };
+                        args.insert(name.clone(), value);
+                    }
+                    let id = *next_call_id;
+                    *next_call_id += 1;
+                    let tool_name = &context.scenario.tools[spec.tool].name;
+                    output_tokens += estimate_tokens(tool_name) + estimate_tokens(&serde_json::Value::Object(args.clone()).to_string()) + 8;
+                    ToolCall { id, tool: spec.tool, args: Arc::new(args) }
+                })
+                .collect();
+            (ModelAnswer::ToolCalls(calls), output_tokens)
+        }
+    }
+}

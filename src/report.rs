@@ -1,0 +1,170 @@
+//! The report of one run: what `run` prints, and what `report.json` holds (a stable schema).
+
+use serde::Serialize;
+
+use crate::observer::{usd, InvariantResult};
+use crate::scenario::units::format_duration_us;
+
+/// Version of the `report.json` schema; bumped on any incompatible change.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The queue drained and every conversation got an answer.
+    Completed,
+    /// The queue drained but some conversations never got an answer (lost state, dead ends).
+    Stalled,
+    /// A limit ended the run (`limit` names it).
+    LimitExceeded,
+    /// A failure escalated past the root supervisor.
+    Escalated,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Stalled => "stalled",
+            Outcome::LimitExceeded => "limit_exceeded",
+            Outcome::Escalated => "escalated",
+        }
+    }
+}
+
+/// Token totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub total: u64,
+}
+
+/// Conversation totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Conversations {
+    pub started: u64,
+    pub answered: u64,
+    pub max_turns: u64,
+    pub unanswered: u64,
+}
+
+/// A fault that fired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FaultRecord {
+    pub seq: u64,
+    pub t_us: u64,
+    pub kind: String,
+    pub target: String,
+}
+
+/// An actor restarted by its supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestartRecord {
+    pub t_us: u64,
+    pub actor: String,
+    pub incarnation: u32,
+    pub supervisor: String,
+}
+
+/// A handler that panicked or returned an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailureRecord {
+    pub seq: u64,
+    pub t_us: u64,
+    pub actor: String,
+    pub incarnation: u32,
+    pub error: String,
+}
+
+/// Everything `run` reports. Field order is the JSON order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub agentsim_version: String,
+    pub scenario: String,
+    pub scenario_hash: String,
+    pub seed: u64,
+    pub outcome: Outcome,
+    /// For `limit_exceeded`, the limit; for `escalated`, the failure.
+    pub outcome_detail: Option<String>,
+    pub digest: String,
+    pub virtual_time_us: u64,
+    pub events: u64,
+    pub llm_calls: u64,
+    pub tool_calls: u64,
+    pub tokens: Tokens,
+    pub cost_usd: f64,
+    pub cost_pusd: u64,
+    pub conversations: Conversations,
+    pub effects: std::collections::BTreeMap<String, u64>,
+    pub faults: Vec<FaultRecord>,
+    pub failures: Vec<FailureRecord>,
+    pub restarts: Vec<RestartRecord>,
+    pub invariants: Vec<InvariantResult>,
+    /// A command that reruns exactly this run.
+    pub replay: String,
+}
+
+impl RunReport {
+    /// True when the run completed and every invariant held.
+    pub fn passed(&self) -> bool {
+        self.outcome == Outcome::Completed && self.invariants.iter().all(|i| i.passed)
+    }
+
+    /// The human summary `run` prints.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let line = |out: &mut String, label: &str, value: String| {
+            out.push_str(&format!("  {label:<15}{value}\n"));
+        };
+        out.push_str(&format!("agentsim {} · {} · seed {}\n", self.agentsim_version, self.scenario, self.seed));
+        let outcome = match &self.outcome_detail {
+            Some(detail) => format!("{} ({detail})", self.outcome.name()),
+            None => self.outcome.name().to_owned(),
+        };
+        line(&mut out, "outcome", outcome);
+        line(&mut out, "makespan", format!("{} virtual", format_duration_us(self.virtual_time_us)));
+        line(&mut out, "events", self.events.to_string());
+        let c = &self.conversations;
+        line(
+            &mut out,
+            "conversations",
+            format!("{} started, {} answered, {} hit max_turns, {} unanswered", c.started, c.answered, c.max_turns, c.unanswered),
+        );
+        line(&mut out, "llm calls", self.llm_calls.to_string());
+        line(&mut out, "tool calls", self.tool_calls.to_string());
+        line(&mut out, "tokens", format!("{} ({} in, {} out)", self.tokens.total, self.tokens.input, self.tokens.output));
+        line(&mut out, "cost", usd(self.cost_pusd));
+        if !self.effects.is_empty() {
+            let effects: Vec<String> = self.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            line(&mut out, "effects", effects.join(", "));
+        }
+        line(&mut out, "faults", format!("{} fired", self.faults.len()));
+        line(&mut out, "failures", self.failures.len().to_string());
+        line(&mut out, "restarts", self.restarts.len().to_string());
+        if self.invariants.is_empty() {
+            line(&mut out, "invariants", "none declared".to_owned());
+        } else {
+            let passed = self.invariants.iter().filter(|i| i.passed).count();
+            line(&mut out, "invariants", format!("{passed}/{} passed", self.invariants.len()));
+            for invariant in &self.invariants {
+                match &invariant.first_violation {
+                    None => out.push_str(&format!("    pass  {}\n", invariant.name)),
+                    Some(v) => out.push_str(&format!(
+                        "    FAIL  {} — first at seq {}, t={}, {}: {}\n",
+                        invariant.name,
+                        v.seq,
+                        format_duration_us(v.t_us),
+                        v.actor,
+                        v.message
+                    )),
+                }
+            }
+        }
+        line(&mut out, "digest", self.digest.clone());
+        line(&mut out, "replay", self.replay.clone());
+        out
+    }
+}

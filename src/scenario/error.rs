@@ -1,0 +1,194 @@
+//! Scenario errors that point at `FILE:LINE:COL` and say what was expected and what was found.
+
+use std::fmt;
+use std::ops::Range;
+
+/// One problem in a scenario file, located by a byte span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Byte range in the source; `None` when the problem is about the file as a whole.
+    pub span: Option<Range<usize>>,
+    /// What was expected, and what was found.
+    pub message: String,
+}
+
+impl Diagnostic {
+    /// A diagnostic at `span`.
+    pub fn at(span: Range<usize>, message: impl Into<String>) -> Self {
+        Diagnostic { span: Some(span), message: message.into() }
+    }
+
+    /// A diagnostic about the whole file.
+    pub fn whole_file(message: impl Into<String>) -> Self {
+        Diagnostic { span: None, message: message.into() }
+    }
+}
+
+/// Everything wrong with one scenario file, ready to print.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ScenarioError {
+    /// The file as the user named it.
+    pub file: String,
+    /// The problems, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The source text, kept to render line and column.
+    pub source_text: String,
+}
+
+impl ScenarioError {
+    /// An error with a single diagnostic.
+    pub fn single(file: &str, source_text: &str, diagnostic: Diagnostic) -> Self {
+        ScenarioError {
+            file: file.to_owned(),
+            diagnostics: vec![diagnostic],
+            source_text: source_text.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, diagnostic) in self.diagnostics.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            match &diagnostic.span {
+                Some(span) => {
+                    let (line, column) = line_column(&self.source_text, span.start);
+                    write!(f, "{}:{}:{}: {}", self.file, line, column, diagnostic.message)?;
+                    write_excerpt(f, &self.source_text, span, line, column)?;
+                }
+                None => write!(f, "{}: {}", self.file, diagnostic.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let offset = floor_char_boundary(source, offset.min(source.len()));
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = source[line_start..offset].chars().count() + 1;
+    (line, column)
+}
+
+fn floor_char_boundary(source: &str, mut offset: usize) -> usize {
+    while offset > 0 && !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+fn write_excerpt(
+    f: &mut fmt::Formatter<'_>,
+    source: &str,
+    span: &Range<usize>,
+    line: usize,
+    column: usize,
+) -> fmt::Result {
+    let Some(text) = source.lines().nth(line - 1) else {
+        return Ok(());
+    };
+    const EXCERPT_CHARS_MAX: usize = 120;
+    let shown: String = text.chars().take(EXCERPT_CHARS_MAX).collect();
+    let span_chars = source
+        .get(span.start..span.end.min(source.len()))
+        .map_or(1, |s| s.lines().next().unwrap_or("").chars().count().max(1));
+    let width = span_chars.min(shown.chars().count().saturating_sub(column - 1).max(1));
+    let gutter = line.to_string().len();
+    write!(
+        f,
+        "\n{:gutter$} |\n{line} | {shown}\n{:gutter$} | {}{}",
+        "",
+        "",
+        " ".repeat(column - 1),
+        "^".repeat(width),
+    )
+}
+
+/// The closest candidate to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(word, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, candidate)| (*distance, *candidate))
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance between two strings, by characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b_chars: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b_chars.len()).collect();
+    let mut current = vec![0; b_chars.len() + 1];
+    for (i, a_char) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, b_char) in b_chars.iter().enumerate() {
+            let substitution = previous[j] + usize::from(a_char != *b_char);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b_chars.len()]
+}
+
+/// Rewrites a TOML or serde message into the form "expected …, found …", adding a "did you mean"
+/// to unknown keys.
+pub fn humanize_toml_message(message: &str) -> String {
+    let message = message.trim();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, tail)) = rest.split_once('`') {
+            let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+            let hint = did_you_mean(field, expected.iter().copied())
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default();
+            let list = expected.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+            return if list.is_empty() {
+                format!("unknown key `{field}`: this table takes no keys")
+            } else {
+                format!("unknown key `{field}`; {hint}expected one of {list}")
+            };
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        if let Some((field, _)) = rest.split_once('`') {
+            return format!("missing key `{field}`: expected `{field} = ...` in this table");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        if let Some((found, expected)) = rest.split_once(", expected ") {
+            return format!("expected {expected}, found {found}");
+        }
+    }
+    message.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_count_from_one() {
+        let source = "a = 1\nbb = 2\n";
+        assert_eq!(line_column(source, 0), (1, 1));
+        assert_eq!(line_column(source, 6), (2, 1));
+        assert_eq!(line_column(source, 11), (2, 6));
+    }
+
+    #[test]
+    fn typos_get_a_suggestion_and_unrelated_words_do_not() {
+        let keys = ["latency", "model", "name"];
+        assert_eq!(did_you_mean("latncy", keys), Some("latency"));
+        assert_eq!(did_you_mean("colour", keys), None);
+    }
+
+    #[test]
+    fn unknown_field_messages_become_did_you_mean() {
+        let text = humanize_toml_message("unknown field `latncy`, expected one of `name`, `latency`");
+        assert_eq!(text, "unknown key `latncy`; did you mean `latency`? expected one of `name`, `latency`");
+    }
+}

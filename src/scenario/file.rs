@@ -1,0 +1,240 @@
+//! The scenario file as written: serde structs that mirror the TOML, with spans for errors.
+//!
+//! Nothing here is checked beyond its TOML type; `validate` turns it into a [`super::Scenario`].
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// A whole scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    pub scenario: Spanned<RawMeta>,
+    #[serde(default)]
+    pub llm: Vec<Spanned<RawLlm>>,
+    #[serde(default)]
+    pub agent: Vec<Spanned<RawAgent>>,
+    #[serde(default)]
+    pub tool: Vec<Spanned<RawTool>>,
+    #[serde(default)]
+    pub supervisor: Vec<Spanned<RawSupervisor>>,
+    #[serde(default)]
+    pub traffic: Vec<Spanned<RawTraffic>>,
+    #[serde(default)]
+    pub fault: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    pub invariant: Vec<Spanned<RawInvariant>>,
+}
+
+/// `[scenario]`: name, default seed and run limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeta {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    pub seed: Option<u64>,
+    pub max_virtual_time: Option<Spanned<String>>,
+    pub max_events: Option<Spanned<u64>>,
+    pub max_queue_len: Option<Spanned<u64>>,
+}
+
+/// `[[llm]]`: a model endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlm {
+    pub name: Spanned<String>,
+    pub model: Option<String>,
+    pub mode: Option<Spanned<String>>,
+    pub latency: Option<Spanned<RawLatency>>,
+    pub price: Option<Spanned<RawPrice>>,
+    pub context_window: Option<Spanned<u64>>,
+}
+
+/// `price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }`, in USD per million tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input_per_mtok: Spanned<f64>,
+    pub output_per_mtok: Spanned<f64>,
+}
+
+/// A latency: `"120ms"`, `{ median = "900ms", p99 = "6s" }` or `{ min = "50ms", max = "300ms" }`.
+#[derive(Debug)]
+pub enum RawLatency {
+    Fixed(String),
+    Table(RawLatencyTable),
+}
+
+/// The table form of [`RawLatency`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLatencyTable {
+    pub median: Option<String>,
+    pub p99: Option<String>,
+    pub min: Option<String>,
+    pub max: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawLatency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LatencyVisitor;
+        impl<'de> Visitor<'de> for LatencyVisitor {
+            type Value = RawLatency;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a latency: a duration such as \"120ms\", or a table { median, p99 } or { min, max }",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawLatency, E> {
+                Ok(RawLatency::Fixed(v.to_owned()))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RawLatency, M::Error> {
+                RawLatencyTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawLatency::Table)
+            }
+        }
+        deserializer.deserialize_any(LatencyVisitor)
+    }
+}
+
+/// `[[agent]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub name: Spanned<String>,
+    pub llm: Option<Spanned<String>>,
+    pub instructions: Option<String>,
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub handoffs: Vec<Spanned<String>>,
+    pub max_turns: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub behavior: Vec<Spanned<RawRule>>,
+}
+
+/// One behaviour rule of the mock model: `{ when = "...", then = {...}, p = 0.7 }` or `{ otherwise = {...} }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub when: Option<Spanned<String>>,
+    pub then: Option<Spanned<RawAction>>,
+    pub otherwise: Option<Spanned<RawAction>>,
+    pub p: Option<Spanned<f64>>,
+}
+
+/// What the mock model answers: exactly one of `tool_call`, `tool_calls`, `answer`, `handoff`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    pub tool_call: Option<Spanned<String>>,
+    pub args: Option<toml::Table>,
+    pub tool_calls: Option<Vec<Spanned<RawToolCall>>>,
+    pub answer: Option<Spanned<String>>,
+    pub handoff: Option<Spanned<String>>,
+    pub tokens: Option<Spanned<u32>>,
+}
+
+/// One entry of `tool_calls = [...]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToolCall {
+    pub tool: Spanned<String>,
+    pub args: Option<toml::Table>,
+}
+
+/// `[[tool]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTool {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    pub latency: Option<Spanned<RawLatency>>,
+    pub output: Option<Spanned<String>>,
+    pub effect: Option<Spanned<String>>,
+    pub idempotent: Option<bool>,
+}
+
+/// `[[supervisor]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSupervisor {
+    pub name: Spanned<String>,
+    pub strategy: Option<Spanned<String>>,
+    pub max_restarts: Option<Spanned<u32>>,
+    pub within: Option<Spanned<String>>,
+    #[serde(default)]
+    pub children: Vec<Spanned<String>>,
+}
+
+/// `[[traffic]]`: Poisson arrivals or a script of user messages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTraffic {
+    pub kind: Spanned<String>,
+    pub to: Option<Spanned<String>>,
+    pub rate: Option<Spanned<String>>,
+    pub conversations: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub messages: Vec<Spanned<String>>,
+    pub start: Option<Spanned<String>>,
+    #[serde(default)]
+    pub script: Vec<Spanned<RawScripted>>,
+}
+
+/// One scripted conversation: `{ at = "2s", message = "cancel my plan" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScripted {
+    pub at: Option<Spanned<String>>,
+    pub message: Spanned<String>,
+}
+
+/// `[[fault]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub kind: Spanned<String>,
+    pub target: Option<Spanned<String>>,
+    pub probability: Option<Spanned<f64>>,
+    pub at: Option<Spanned<String>>,
+    pub on_message: Option<Spanned<u64>>,
+    pub count: Option<Spanned<u32>>,
+}
+
+/// `[[invariant]]`: exactly one of `never`, `always`, `eventually`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInvariant {
+    pub name: Spanned<String>,
+    pub never: Option<Spanned<RawNever>>,
+    pub always: Option<Spanned<RawAlways>>,
+    pub eventually: Option<Spanned<RawEventually>>,
+}
+
+/// `never = { effect = "money_moved", more_than = 1, per = "conversation" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNever {
+    pub effect: Spanned<String>,
+    pub more_than: Option<u32>,
+    pub per: Option<Spanned<String>>,
+}
+
+/// `always = { cost_usd_max = 0.50, per = "conversation" }` (or `tokens_max`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlways {
+    pub cost_usd_max: Option<Spanned<f64>>,
+    pub tokens_max: Option<Spanned<u64>>,
+    pub per: Option<Spanned<String>>,
+}
+
+/// `eventually = { answered = true, within = "5m" }`: every conversation gets an answer in time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEventually {
+    pub answered: Spanned<bool>,
+    pub within: Option<Spanned<String>>,
+}

@@ -1,0 +1,53 @@
+//! Scenario files: the TOML model, its validation, and errors that point at `FILE:LINE:COL`.
+
+pub mod error;
+pub mod expr;
+pub mod file;
+pub mod model;
+pub mod units;
+pub mod validate;
+
+pub use error::{Diagnostic, ScenarioError};
+pub use model::*;
+
+use std::path::Path;
+
+/// Largest scenario file accepted, in bytes.
+pub const FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// Reads and validates the scenario file at `path`.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let whole = |message: String| ScenarioError::single(&file, "", Diagnostic::whole_file(message));
+    let metadata = std::fs::metadata(path).map_err(|e| whole(format!("cannot read the scenario file: {e}")))?;
+    if metadata.len() > FILE_BYTES_MAX {
+        return Err(whole(format!(
+            "expected a scenario file of at most {FILE_BYTES_MAX} bytes, found {} bytes",
+            metadata.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| whole(format!("cannot read the scenario file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let valid = String::from_utf8_lossy(&e.as_bytes()[..offset]).into_owned();
+        ScenarioError::single(&file, &valid, Diagnostic::at(offset..offset + 1, "expected UTF-8 text, found an invalid byte"))
+    })?;
+    parse(&file, &text)
+}
+
+/// Parses and validates scenario `text`; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    let raw: file::RawScenario = toml::from_str(text).map_err(|e| {
+        let message = error::humanize_toml_message(e.message());
+        let diagnostic = match e.span() {
+            Some(span) => Diagnostic::at(span, message),
+            None => Diagnostic::whole_file(message),
+        };
+        ScenarioError::single(file, text, diagnostic)
+    })?;
+    validate::validate(raw, text).map_err(|diagnostics| ScenarioError {
+        file: file.to_owned(),
+        diagnostics,
+        source_text: text.to_owned(),
+    })
+}

@@ -1,0 +1,300 @@
+//! The validated scenario: plain data with indices instead of names and integers instead of units.
+
+use super::expr::{Expr, Template};
+
+/// Index of an LLM in [`Scenario::llms`].
+pub type LlmIdx = usize;
+/// Index of an agent in [`Scenario::agents`].
+pub type AgentIdx = usize;
+/// Index of a tool in [`Scenario::tools`].
+pub type ToolIdx = usize;
+/// Index of a supervisor in [`Scenario::supervisors`].
+pub type SupervisorIdx = usize;
+
+/// A parsed, validated scenario. Building one never fails at run time.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    /// The seed `run` uses when none is given.
+    pub seed: u64,
+    pub limits: Limits,
+    pub llms: Vec<Llm>,
+    pub agents: Vec<Agent>,
+    pub tools: Vec<Tool>,
+    /// Supervisors; index 0 is always the root.
+    pub supervisors: Vec<Supervisor>,
+    pub traffic: Vec<Traffic>,
+    pub faults: Vec<Fault>,
+    pub invariants: Vec<Invariant>,
+    /// BLAKE3 of the file's bytes, hex.
+    pub source_hash: String,
+    /// The file's text, kept so a run directory can carry its own copy.
+    pub source_text: String,
+}
+
+/// Bounds that end a run with outcome `limit_exceeded` instead of running forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_events: u64,
+    pub max_virtual_time_us: u64,
+    pub max_queue_len: u64,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        max_events: 1_000_000,
+        max_virtual_time_us: 24 * 3_600 * 1_000_000,
+        max_queue_len: 1_000_000,
+    };
+}
+
+/// How long something takes in virtual time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latency {
+    Fixed { latency_us: u64 },
+    /// Log-normal with this median and 99th percentile.
+    LogNormal { median_us: u64, p99_us: u64 },
+    Uniform { min_us: u64, max_us: u64 },
+}
+
+/// A probability, as a threshold on 53 random bits (`1 << 53` is certainty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probability {
+    pub threshold_53: u64,
+}
+
+impl Probability {
+    pub const ALWAYS: Probability = Probability { threshold_53: 1 << 53 };
+
+    /// Converts `p` in `[0, 1]`.
+    pub fn from_f64(p: f64) -> Probability {
+        Probability { threshold_53: (p * (1u64 << 53) as f64) as u64 }
+    }
+
+    /// As a fraction, for reports.
+    pub fn as_f64(self) -> f64 {
+        self.threshold_53 as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Price of tokens, in pico-USD per token (equal to micro-USD per million tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Price {
+    pub input_pusd_per_token: u64,
+    pub output_pusd_per_token: u64,
+}
+
+/// A model endpoint.
+#[derive(Debug, Clone)]
+pub struct Llm {
+    pub name: String,
+    pub model: String,
+    pub latency: Latency,
+    pub price: Price,
+    pub context_window_tokens: u64,
+}
+
+/// An agent: a model, instructions, tools it may call and agents it may hand off to.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub llm: Option<LlmIdx>,
+    pub instructions: String,
+    pub tools: Vec<ToolIdx>,
+    pub handoffs: Vec<AgentIdx>,
+    pub max_turns: u32,
+    /// Rules the mock model follows for this agent, first match wins.
+    pub behavior: Vec<Rule>,
+}
+
+/// One mock-model rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// `None` for `otherwise`.
+    pub when: Option<Expr>,
+    /// Chance the rule fires when its condition holds; drawn from the model's stream.
+    pub probability: Option<Probability>,
+    pub action: Action,
+}
+
+/// What the mock model answers.
+#[derive(Debug, Clone)]
+pub enum Action {
+    ToolCalls(Vec<ToolCallSpec>),
+    Answer { text: Template, tokens: Option<u32> },
+    Handoff { to: AgentIdx },
+}
+
+/// A tool call the mock model makes.
+#[derive(Debug, Clone)]
+pub struct ToolCallSpec {
+    pub tool: ToolIdx,
+    /// Arguments, sorted by name.
+    pub args: Vec<(String, ArgValue)>,
+}
+
+/// A tool-call argument: a template for strings, a fixed JSON value otherwise.
+#[derive(Debug, Clone)]
+pub enum ArgValue {
+    Text(Template),
+    Json(serde_json::Value),
+}
+
+/// A tool.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    pub name: String,
+    pub latency: Latency,
+    pub output: Template,
+    /// Name of the side effect one call has (`money_moved`), counted by invariants.
+    pub effect: Option<String>,
+    pub idempotent: bool,
+}
+
+/// The kind of a simulated actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ActorKind {
+    Agent,
+    Tool,
+    Llm,
+    User,
+    Supervisor,
+}
+
+impl ActorKind {
+    /// The prefix of a logical id (`agent` in `agent:triage`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            ActorKind::Agent => "agent",
+            ActorKind::Tool => "tool",
+            ActorKind::Llm => "llm",
+            ActorKind::User => "user",
+            ActorKind::Supervisor => "supervisor",
+        }
+    }
+}
+
+/// OTP restart strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    OneForOne,
+    OneForAll,
+    RestForOne,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::OneForOne => "one_for_one",
+            Strategy::OneForAll => "one_for_all",
+            Strategy::RestForOne => "rest_for_one",
+        }
+    }
+}
+
+/// A child of a supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Child {
+    Actor { kind: ActorKind, index: usize },
+    Supervisor(SupervisorIdx),
+}
+
+/// A supervisor over a group of actors.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    pub name: String,
+    pub strategy: Strategy,
+    pub max_restarts: u32,
+    pub within_us: u64,
+    pub children: Vec<Child>,
+    pub parent: Option<SupervisorIdx>,
+}
+
+/// Where conversations come from.
+#[derive(Debug, Clone)]
+pub enum Traffic {
+    /// Conversations arriving as a Poisson process.
+    Poisson {
+        to: AgentIdx,
+        rate_milli_per_hour: u64,
+        conversations: u32,
+        /// Opening messages, drawn uniformly.
+        messages: Vec<String>,
+        start_us: u64,
+    },
+    /// Conversations at fixed times.
+    Script { to: AgentIdx, items: Vec<(u64, String)> },
+}
+
+/// A fault kind the kernel knows how to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The target actor panics while handling a message.
+    ActorCrash,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::ActorCrash => "actor.crash",
+        }
+    }
+}
+
+/// When a fault fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Trigger {
+    pub probability: Option<Probability>,
+    /// Not before this virtual time.
+    pub at_us: Option<u64>,
+    /// On the Nth message the target receives (from 1).
+    pub on_message: Option<u64>,
+    /// At most this many times; unlimited when `None`.
+    pub count: Option<u32>,
+}
+
+/// A planned or probabilistic fault.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// Glob over logical ids (`agent:*`).
+    pub target: String,
+    pub trigger: Trigger,
+}
+
+/// The scope an invariant counts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    Conversation,
+    Run,
+}
+
+impl Per {
+    pub fn name(self) -> &'static str {
+        match self {
+            Per::Conversation => "conversation",
+            Per::Run => "run",
+        }
+    }
+}
+
+/// A property checked during the run.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// The side effect happens at most `more_than` times per scope.
+    NeverEffect { effect: String, more_than: u32, per: Per },
+    /// Cost stays at or under the budget per scope.
+    CostMax { cost_pusd_max: u64, per: Per },
+    /// Tokens stay at or under the budget per scope.
+    TokensMax { tokens_max: u64, per: Per },
+    /// Every conversation is answered, within a virtual time if given.
+    EventuallyAnswered { within_us: Option<u64> },
+}
+
+/// A named property.
+#[derive(Debug, Clone)]
+pub struct Invariant {
+    pub name: String,
+    pub check: Check,
+}

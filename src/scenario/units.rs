@@ -1,0 +1,149 @@
+//! Units in scenario files: durations (`"500ms"`), rates (`"2/s"`) and prices, parsed to integers.
+
+/// Microseconds in one second.
+pub const US_PER_S: u64 = 1_000_000;
+
+/// Parses a duration such as `"250us"`, `"500ms"`, `"2s"`, `"1.5s"`, `"30m"`, `"1h"` into microseconds.
+///
+/// Returns a message saying what was expected when the text is not a duration.
+pub fn parse_duration_us(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let unit_start = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
+        .ok_or_else(|| expected_duration(text, "it has no unit"))?;
+    let (number, unit) = trimmed.split_at(unit_start);
+    let unit_us: u64 = match unit.trim() {
+        "us" | "µs" => 1,
+        "ms" => 1_000,
+        "s" => US_PER_S,
+        "m" | "min" => 60 * US_PER_S,
+        "h" => 3_600 * US_PER_S,
+        "" => return Err(expected_duration(text, "it has no unit")),
+        other => return Err(expected_duration(text, &format!("`{other}` is not a unit"))),
+    };
+    let value_us = parse_decimal_scaled(number, unit_us)
+        .ok_or_else(|| expected_duration(text, "the number is not a non-negative decimal"))?;
+    Ok(value_us)
+}
+
+fn expected_duration(found: &str, why: &str) -> String {
+    format!(
+        "expected a duration such as \"500ms\", \"2s\" or \"30m\" (units us, ms, s, m, h), found \"{found}\": {why}"
+    )
+}
+
+/// Parses a rate such as `"2/s"`, `"30/m"` or `"0.5/s"` into events per hour, scaled by 1,000
+/// (milli-events per hour) so that fractional rates stay exact integers.
+pub fn parse_rate_milli_per_hour(text: &str) -> Result<u64, String> {
+    let expected = || {
+        format!(
+            "expected a rate such as \"2/s\", \"30/m\" or \"100/h\", found \"{text}\""
+        )
+    };
+    let (number, unit) = text.trim().split_once('/').ok_or_else(expected)?;
+    let per_hour: u64 = match unit.trim() {
+        "s" => 3_600,
+        "m" | "min" => 60,
+        "h" => 1,
+        _ => return Err(expected()),
+    };
+    let milli = parse_decimal_scaled(number.trim(), per_hour * 1_000).ok_or_else(expected)?;
+    if milli == 0 {
+        return Err(format!("expected a positive rate, found \"{text}\""));
+    }
+    Ok(milli)
+}
+
+/// Parses a non-negative decimal (`"1.25"`) and multiplies it by `scale`, exactly, rounding down.
+/// Returns `None` on anything else or on overflow.
+pub fn parse_decimal_scaled(number: &str, scale: u64) -> Option<u64> {
+    let number = number.replace('_', "");
+    let (int_part, frac_part) = match number.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (number.as_str(), ""),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    if !int_part.chars().all(|c| c.is_ascii_digit()) || !frac_part.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if frac_part.len() > 12 {
+        return None;
+    }
+    let int_value: u64 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
+    let mut total = int_value.checked_mul(scale)?;
+    if !frac_part.is_empty() {
+        let frac_value: u128 = frac_part.parse().ok()?;
+        let denominator = 10u128.pow(frac_part.len() as u32);
+        let scaled = frac_value * scale as u128 / denominator;
+        total = total.checked_add(u64::try_from(scaled).ok()?)?;
+    }
+    Some(total)
+}
+
+/// Formats microseconds the way a person reads them: `"900ms"`, `"2.5s"`, `"3m12s"`.
+pub fn format_duration_us(duration_us: u64) -> String {
+    if duration_us < 1_000 {
+        return format!("{duration_us}us");
+    }
+    if duration_us < US_PER_S {
+        return trim_decimal(duration_us as f64 / 1_000.0, "ms");
+    }
+    if duration_us < 60 * US_PER_S {
+        return trim_decimal(duration_us as f64 / US_PER_S as f64, "s");
+    }
+    let total_s = duration_us / US_PER_S;
+    let (h, m, s) = (total_s / 3_600, (total_s / 60) % 60, total_s % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else {
+        format!("{m}m{s:02}s")
+    }
+}
+
+fn trim_decimal(value: f64, unit: &str) -> String {
+    let text = format!("{value:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_to_exact_microseconds() {
+        assert_eq!(parse_duration_us("250us"), Ok(250));
+        assert_eq!(parse_duration_us("500ms"), Ok(500_000));
+        assert_eq!(parse_duration_us("1.5s"), Ok(1_500_000));
+        assert_eq!(parse_duration_us("30m"), Ok(1_800_000_000));
+        assert_eq!(parse_duration_us("1h"), Ok(3_600_000_000));
+        assert_eq!(parse_duration_us("0s"), Ok(0));
+    }
+
+    #[test]
+    fn durations_without_a_known_unit_are_rejected_with_the_expected_form() {
+        for bad in ["5", "5 parsecs", "-1s", "s", "1.2.3s", ""] {
+            let err = parse_duration_us(bad).unwrap_err();
+            assert!(err.contains("expected a duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn rates_parse_to_milli_events_per_hour() {
+        assert_eq!(parse_rate_milli_per_hour("2/s"), Ok(7_200_000));
+        assert_eq!(parse_rate_milli_per_hour("0.5/s"), Ok(1_800_000));
+        assert_eq!(parse_rate_milli_per_hour("30/m"), Ok(1_800_000));
+        assert!(parse_rate_milli_per_hour("0/s").is_err());
+        assert!(parse_rate_milli_per_hour("2 per s").is_err());
+    }
+
+    #[test]
+    fn durations_format_for_people() {
+        assert_eq!(format_duration_us(900_000), "900ms");
+        assert_eq!(format_duration_us(2_500_000), "2.5s");
+        assert_eq!(format_duration_us(192 * US_PER_S), "3m12s");
+        assert_eq!(format_duration_us(12), "12us");
+    }
+}

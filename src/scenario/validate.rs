@@ -1,0 +1,845 @@
+//! Turns a [`RawScenario`] into a [`Scenario`]: every name unique, every reference resolved,
+//! every unit parsed, every rule type-checked. All problems are collected, not just the first.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::error::{did_you_mean, Diagnostic};
+use super::expr::{Expr, ExprError, Template};
+use super::file::*;
+use super::model::*;
+use super::units::{parse_duration_us, parse_rate_milli_per_hour};
+
+const DEFAULT_MAX_TURNS: u32 = 12;
+const DEFAULT_CONTEXT_WINDOW_TOKENS: u64 = 128_000;
+const DEFAULT_MAX_RESTARTS: u32 = 3;
+const DEFAULT_WITHIN_US: u64 = 60_000_000;
+const ROOT_SUPERVISOR: &str = "root";
+
+/// Validates `raw`; `source_text` is the file's text (for hashing and for string offsets).
+pub fn validate(raw: RawScenario, source_text: &str) -> Result<Scenario, Vec<Diagnostic>> {
+    let mut v = Validator { diagnostics: Vec::new(), source: source_text };
+    let scenario = v.scenario(raw, source_text);
+    if v.diagnostics.is_empty() {
+        Ok(scenario)
+    } else {
+        v.diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+        Err(v.diagnostics)
+    }
+}
+
+struct Validator<'s> {
+    diagnostics: Vec<Diagnostic>,
+    source: &'s str,
+}
+
+/// Names of one kind of actor, for resolving references.
+struct Names {
+    kind: &'static str,
+    by_name: BTreeMap<String, usize>,
+}
+
+impl Names {
+    fn get(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::at(span, message));
+    }
+
+    fn duration(&mut self, value: &Spanned<String>) -> u64 {
+        match parse_duration_us(value.get_ref()) {
+            Ok(us) => us,
+            Err(message) => {
+                self.error(value.span(), message);
+                0
+            }
+        }
+    }
+
+    fn probability(&mut self, value: &Spanned<f64>) -> Probability {
+        let p = *value.get_ref();
+        if !(0.0..=1.0).contains(&p) {
+            self.error(value.span(), format!("expected a probability between 0 and 1, found {p}"));
+            return Probability::ALWAYS;
+        }
+        Probability::from_f64(p)
+    }
+
+    /// Collects names of one kind, reporting duplicates and malformed names.
+    fn names<'a>(&mut self, kind: &'static str, items: impl Iterator<Item = &'a Spanned<String>>) -> Names {
+        let mut by_name = BTreeMap::new();
+        // Invariant names are prose; actor names become logical ids (`agent:NAME`).
+        let free_text = kind == "invariant";
+        for (index, name) in items.enumerate() {
+            let text = name.get_ref();
+            if text.trim().is_empty() || (!free_text && !text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))) {
+                self.error(
+                    name.span(),
+                    format!("expected a {kind} name of letters, digits, `-`, `_` or `.`, found \"{text}\""),
+                );
+            }
+            if by_name.insert(text.clone(), index).is_some() {
+                self.error(name.span(), format!("expected unique {kind} names, found a second {kind} named \"{text}\""));
+            }
+        }
+        Names { kind, by_name }
+    }
+
+    fn resolve(&mut self, names: &Names, reference: &Spanned<String>, context: &str) -> Option<usize> {
+        let name = reference.get_ref();
+        if let Some(index) = names.get(name) {
+            return Some(index);
+        }
+        let hint = did_you_mean(name, names.by_name.keys().map(String::as_str))
+            .map(|s| format!("; did you mean \"{s}\"?"))
+            .unwrap_or_default();
+        let known = if names.by_name.is_empty() {
+            format!("there is no [[{}]]", names.kind)
+        } else {
+            let list: Vec<String> = names.by_name.keys().map(|s| format!("\"{s}\"")).collect();
+            format!("expected one of {}", list.join(", "))
+        };
+        self.error(reference.span(), format!("{context} names {} \"{name}\", which does not exist{hint} ({known})", names.kind));
+        None
+    }
+
+    /// The byte offset, in the file, of `offset` within the string value at `span`.
+    fn offset_in_string(&self, span: &Range<usize>, offset: usize) -> Range<usize> {
+        let quote = self.source.get(span.start..span.start + 1);
+        let skip = match quote {
+            Some("\"") | Some("'") => {
+                if self.source.get(span.start..span.start + 3).is_some_and(|q| q == "\"\"\"" || q == "'''") {
+                    3
+                } else {
+                    1
+                }
+            }
+            _ => 0,
+        };
+        let start = (span.start + skip + offset).min(span.end.saturating_sub(1).max(span.start));
+        start..start + 1
+    }
+
+    fn expr_error(&mut self, span: &Range<usize>, error: ExprError) {
+        let at = self.offset_in_string(span, error.offset);
+        self.error(at, error.message);
+    }
+
+    fn template(&mut self, value: &Spanned<String>, allow_args: bool) -> Template {
+        match Template::parse(value.get_ref(), allow_args) {
+            Ok(t) => t,
+            Err(e) => {
+                self.expr_error(&value.span(), e);
+                Template::default()
+            }
+        }
+    }
+
+    fn latency(&mut self, value: Option<&Spanned<RawLatency>>, default: Latency) -> Latency {
+        let Some(value) = value else { return default };
+        let span = value.span();
+        match value.get_ref() {
+            RawLatency::Fixed(text) => match parse_duration_us(text) {
+                Ok(latency_us) => Latency::Fixed { latency_us },
+                Err(message) => {
+                    self.error(span, message);
+                    default
+                }
+            },
+            RawLatency::Table(table) => {
+                let mut parse = |text: &Option<String>| -> Option<u64> {
+                    let text = text.as_ref()?;
+                    match parse_duration_us(text) {
+                        Ok(us) => Some(us),
+                        Err(message) => {
+                            self.diagnostics.push(Diagnostic::at(span.clone(), message));
+                            None
+                        }
+                    }
+                };
+                let (median, p99, min, max) = (parse(&table.median), parse(&table.p99), parse(&table.min), parse(&table.max));
+                match (median, p99, min, max) {
+                    (Some(median_us), Some(p99_us), None, None) => {
+                        if p99_us < median_us {
+                            self.error(span, "expected p99 at least as large as the median");
+                        }
+                        Latency::LogNormal { median_us, p99_us }
+                    }
+                    (None, None, Some(min_us), Some(max_us)) => {
+                        if max_us < min_us {
+                            self.error(span, "expected max at least as large as min");
+                        }
+                        Latency::Uniform { min_us, max_us }
+                    }
+                    _ => {
+                        if !self.diagnostics.iter().any(|d| d.span.as_ref() == Some(&span)) {
+                            self.error(
+                                span,
+                                "expected a latency table with either `median` and `p99`, or `min` and `max`",
+                            );
+                        }
+                        default
+                    }
+                }
+            }
+        }
+    }
+
+    fn scenario(&mut self, raw: RawScenario, source_text: &str) -> Scenario {
+        let meta = raw.scenario.get_ref();
+        let mut limits = Limits::DEFAULT;
+        if let Some(t) = &meta.max_virtual_time {
+            limits.max_virtual_time_us = self.duration(t);
+        }
+        for (value, slot) in [(&meta.max_events, &mut limits.max_events), (&meta.max_queue_len, &mut limits.max_queue_len)] {
+            if let Some(value) = value {
+                if *value.get_ref() == 0 {
+                    self.diagnostics.push(Diagnostic::at(value.span(), "expected a limit of at least 1, found 0"));
+                }
+                *slot = *value.get_ref();
+            }
+        }
+
+        let llm_names = self.names("llm", raw.llm.iter().map(|l| &l.get_ref().name));
+        let agent_names = self.names("agent", raw.agent.iter().map(|a| &a.get_ref().name));
+        let tool_names = self.names("tool", raw.tool.iter().map(|t| &t.get_ref().name));
+        let supervisor_names = self.names("supervisor", raw.supervisor.iter().map(|s| &s.get_ref().name));
+
+        if raw.agent.is_empty() {
+            self.error(raw.scenario.span(), "expected at least one [[agent]] in the scenario, found none");
+        }
+
+        let llms = raw.llm.iter().map(|l| self.llm(l.get_ref())).collect();
+        let tools = raw.tool.iter().map(|t| self.tool(t.get_ref())).collect();
+        let agents = raw
+            .agent
+            .iter()
+            .map(|a| self.agent(a.get_ref(), &llm_names, &tool_names, &agent_names))
+            .collect();
+        let supervisors = self.supervisors(&raw, &supervisor_names, &agent_names, &tool_names, &llm_names);
+        let traffic = raw.traffic.iter().map(|t| self.traffic(t, &agent_names)).collect::<Vec<_>>().into_iter().flatten().collect();
+        let logical_ids = logical_ids(&raw);
+        let faults = raw.fault.iter().filter_map(|f| self.fault(f.get_ref(), &logical_ids)).collect();
+        let invariants = self.invariants(&raw.invariant);
+
+        Scenario {
+            name: meta.name.get_ref().clone(),
+            description: meta.description.clone().unwrap_or_default(),
+            seed: meta.seed.unwrap_or(0),
+            limits,
+            llms,
+            agents,
+            tools,
+            supervisors,
+            traffic,
+            faults,
+            invariants,
+            source_hash: blake3::hash(source_text.as_bytes()).to_hex().to_string(),
+            source_text: source_text.to_owned(),
+        }
+    }
+
+    fn llm(&mut self, raw: &RawLlm) -> Llm {
+        if let Some(mode) = &raw.mode {
+            if mode.get_ref() != "mock" {
+                self.error(
+                    mode.span(),
+                    format!("expected mode \"mock\" (the only LLM mode this version runs), found \"{}\"", mode.get_ref()),
+                );
+            }
+        }
+        let price = match &raw.price {
+            None => Price::default(),
+            Some(price) => {
+                let mut per_token = |value: &Spanned<f64>| {
+                    let usd_per_mtok = *value.get_ref();
+                    if !usd_per_mtok.is_finite() || !(0.0..=1_000_000.0).contains(&usd_per_mtok) {
+                        self.diagnostics.push(Diagnostic::at(
+                            value.span(),
+                            format!("expected a price in USD per million tokens between 0 and 1000000, found {usd_per_mtok}"),
+                        ));
+                        return 0;
+                    }
+                    (usd_per_mtok * 1_000_000.0).round() as u64
+                };
+                let p = price.get_ref();
+                Price {
+                    input_pusd_per_token: per_token(&p.input_per_mtok),
+                    output_pusd_per_token: per_token(&p.output_per_mtok),
+                }
+            }
+        };
+        let context_window_tokens = match &raw.context_window {
+            Some(w) if *w.get_ref() == 0 => {
+                self.error(w.span(), "expected a context window of at least 1 token, found 0");
+                DEFAULT_CONTEXT_WINDOW_TOKENS
+            }
+            Some(w) => *w.get_ref(),
+            None => DEFAULT_CONTEXT_WINDOW_TOKENS,
+        };
+        Llm {
+            name: raw.name.get_ref().clone(),
+            model: raw.model.clone().unwrap_or_else(|| raw.name.get_ref().clone()),
+            latency: self.latency(raw.latency.as_ref(), Latency::Fixed { latency_us: 0 }),
+            price,
+            context_window_tokens,
+        }
+    }
+
+    fn tool(&mut self, raw: &RawTool) -> Tool {
+        let output = match &raw.output {
+            Some(text) => self.template(text, true),
+            None => Template::literal("ok"),
+        };
+        if let Some(effect) = &raw.effect {
+            if effect.get_ref().is_empty() {
+                self.error(effect.span(), "expected the name of a side effect, such as \"money_moved\", found an empty string");
+            }
+        }
+        Tool {
+            name: raw.name.get_ref().clone(),
+            latency: self.latency(raw.latency.as_ref(), Latency::Fixed { latency_us: 0 }),
+            output,
+            effect: raw.effect.as_ref().map(|e| e.get_ref().clone()),
+            idempotent: raw.idempotent.unwrap_or(true),
+        }
+    }
+
+    fn agent(&mut self, raw: &RawAgent, llms: &Names, tools: &Names, agents: &Names) -> Agent {
+        let name = raw.name.get_ref();
+        let llm = raw.llm.as_ref().and_then(|l| self.resolve(llms, l, &format!("agent \"{name}\"")));
+        let tool_idxs: Vec<ToolIdx> =
+            raw.tools.iter().filter_map(|t| self.resolve(tools, t, &format!("agent \"{name}\""))).collect();
+        let handoffs: Vec<AgentIdx> =
+            raw.handoffs.iter().filter_map(|h| self.resolve(agents, h, &format!("agent \"{name}\""))).collect();
+        let max_turns = match &raw.max_turns {
+            Some(t) if *t.get_ref() == 0 => {
+                self.error(t.span(), "expected max_turns of at least 1, found 0");
+                DEFAULT_MAX_TURNS
+            }
+            Some(t) => *t.get_ref(),
+            None => DEFAULT_MAX_TURNS,
+        };
+        if llm.is_none() && raw.llm.is_none() && !raw.behavior.is_empty() {
+            self.error(raw.name.span(), format!("agent \"{name}\" has behaviour rules but no `llm = ...` to follow them"));
+        }
+        let mut behavior = Vec::new();
+        let mut seen_otherwise = false;
+        for rule in &raw.behavior {
+            if seen_otherwise {
+                self.error(rule.span(), "expected `otherwise` to be the last rule; this rule can never fire");
+            }
+            if let Some(parsed) = self.rule(rule, &raw.tools, tools, &handoffs, agents, name) {
+                seen_otherwise |= parsed.when.is_none() && parsed.probability.is_none();
+                behavior.push(parsed);
+            }
+        }
+        Agent {
+            name: name.clone(),
+            llm,
+            instructions: raw.instructions.clone().unwrap_or_default(),
+            tools: tool_idxs,
+            handoffs,
+            max_turns,
+            behavior,
+        }
+    }
+
+    fn rule(
+        &mut self,
+        rule: &Spanned<RawRule>,
+        agent_tools: &[Spanned<String>],
+        tools: &Names,
+        handoffs: &[AgentIdx],
+        agents: &Names,
+        agent_name: &str,
+    ) -> Option<Rule> {
+        let raw = rule.get_ref();
+        let (action, when) = match (&raw.then, &raw.otherwise, &raw.when) {
+            (Some(then), None, Some(when)) => (then, Some(when)),
+            (None, Some(otherwise), None) => (otherwise, None),
+            (Some(_), None, None) => {
+                self.error(rule.span(), "expected `when = \"condition\"` with `then`, or `otherwise = {...}` alone");
+                return None;
+            }
+            _ => {
+                self.error(rule.span(), "expected a rule of the form { when = \"condition\", then = {...} } or { otherwise = {...} }");
+                return None;
+            }
+        };
+        let when = when.and_then(|w| match Expr::parse(w.get_ref()) {
+            Ok(expr) => Some(expr),
+            Err(e) => {
+                self.expr_error(&w.span(), e);
+                None
+            }
+        });
+        let probability = raw.p.as_ref().map(|p| self.probability(p));
+        let action = self.action(action, agent_tools, tools, handoffs, agents, agent_name)?;
+        Some(Rule { when, probability, action })
+    }
+
+    fn action(
+        &mut self,
+        action: &Spanned<RawAction>,
+        agent_tools: &[Spanned<String>],
+        tools: &Names,
+        handoffs: &[AgentIdx],
+        agents: &Names,
+        agent_name: &str,
+    ) -> Option<Action> {
+        let raw = action.get_ref();
+        let chosen = [raw.tool_call.is_some(), raw.tool_calls.is_some(), raw.answer.is_some(), raw.handoff.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if chosen != 1 {
+            self.error(
+                action.span(),
+                format!("expected exactly one of `tool_call`, `tool_calls`, `answer` or `handoff`, found {chosen}"),
+            );
+            return None;
+        }
+        if raw.args.is_some() && raw.tool_call.is_none() {
+            self.error(action.span(), "`args` goes with `tool_call`");
+        }
+        let call = |v: &mut Self, tool: &Spanned<String>, args: &Option<toml::Table>| -> Option<ToolCallSpec> {
+            let index = v.resolve(tools, tool, &format!("a rule of agent \"{agent_name}\""))?;
+            if !agent_tools.iter().any(|t| t.get_ref() == tool.get_ref()) {
+                v.error(
+                    tool.span(),
+                    format!("agent \"{agent_name}\" calls tool \"{}\" but does not list it in `tools`", tool.get_ref()),
+                );
+            }
+            let mut parsed = Vec::new();
+            for (key, value) in args.iter().flatten() {
+                let arg = match value {
+                    toml::Value::String(text) => match Template::parse(text, false) {
+                        Ok(t) => ArgValue::Text(t),
+                        Err(e) => {
+                            v.error(tool.span(), format!("in argument `{key}`: {}", e.message));
+                            continue;
+                        }
+                    },
+                    other => ArgValue::Json(serde_json::to_value(other).unwrap_or(serde_json::Value::Null)),
+                };
+                parsed.push((key.clone(), arg));
+            }
+            parsed.sort_by(|a, b| a.0.cmp(&b.0));
+            Some(ToolCallSpec { tool: index, args: parsed })
+        };
+        if let Some(tool) = &raw.tool_call {
+            return call(self, tool, &raw.args).map(|c| Action::ToolCalls(vec![c]));
+        }
+        if let Some(calls) = &raw.tool_calls {
+            if calls.is_empty() {
+                self.error(action.span(), "expected at least one entry in `tool_calls`");
+                return None;
+            }
+            let parsed: Vec<ToolCallSpec> =
+                calls.iter().filter_map(|c| call(self, &c.get_ref().tool, &c.get_ref().args)).collect();
+            return (parsed.len() == calls.len()).then_some(Action::ToolCalls(parsed));
+        }
+        if let Some(answer) = &raw.answer {
+            let text = self.template(answer, false);
+            return Some(Action::Answer { text, tokens: raw.tokens.as_ref().map(|t| *t.get_ref()) });
+        }
+        let target = raw.handoff.as_ref()?;
+        let to = self.resolve(agents, target, &format!("a rule of agent \"{agent_name}\""))?;
+        if !handoffs.contains(&to) {
+            self.error(
+                target.span(),
+                format!("agent \"{agent_name}\" hands off to \"{}\" but does not list it in `handoffs`", target.get_ref()),
+            );
+        }
+        Some(Action::Handoff { to })
+    }
+
+    fn supervisors(
+        &mut self,
+        raw: &RawScenario,
+        names: &Names,
+        agents: &Names,
+        tools: &Names,
+        llms: &Names,
+    ) -> Vec<Supervisor> {
+        // Index 0 is the root: the user's "root" if declared, otherwise an implicit one.
+        let declared_root = names.get(ROOT_SUPERVISOR);
+        let mut order: Vec<Option<usize>> = vec![declared_root];
+        order.extend((0..raw.supervisor.len()).filter(|i| Some(*i) != declared_root).map(Some));
+        let position_of = |raw_index: usize| order.iter().position(|o| *o == Some(raw_index)).unwrap_or(0);
+
+        let mut supervisors: Vec<Supervisor> = order
+            .iter()
+            .map(|raw_index| match raw_index {
+                None => Supervisor {
+                    name: ROOT_SUPERVISOR.to_owned(),
+                    strategy: Strategy::OneForOne,
+                    max_restarts: DEFAULT_MAX_RESTARTS,
+                    within_us: DEFAULT_WITHIN_US,
+                    children: Vec::new(),
+                    parent: None,
+                },
+                Some(i) => {
+                    let s = raw.supervisor[*i].get_ref();
+                    let strategy = match s.strategy.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+                        None | Some(("one_for_one", _)) => Strategy::OneForOne,
+                        Some(("one_for_all", _)) => Strategy::OneForAll,
+                        Some(("rest_for_one", _)) => Strategy::RestForOne,
+                        Some((other, span)) => {
+                            self.error(
+                                span,
+                                format!("expected strategy \"one_for_one\", \"one_for_all\" or \"rest_for_one\", found \"{other}\""),
+                            );
+                            Strategy::OneForOne
+                        }
+                    };
+                    Supervisor {
+                        name: s.name.get_ref().clone(),
+                        strategy,
+                        max_restarts: s.max_restarts.as_ref().map_or(DEFAULT_MAX_RESTARTS, |m| *m.get_ref()),
+                        within_us: s.within.as_ref().map_or(DEFAULT_WITHIN_US, |w| self.duration(w)),
+                        children: Vec::new(),
+                        parent: None,
+                    }
+                }
+            })
+            .collect();
+
+        let mut supervised: BTreeMap<(ActorKind, usize), String> = BTreeMap::new();
+        for (raw_index, s) in raw.supervisor.iter().enumerate() {
+            let s = s.get_ref();
+            let me = position_of(raw_index);
+            for child in &s.children {
+                let resolved = self.child(child, names, agents, tools, llms);
+                let Some(resolved) = resolved else { continue };
+                let key = match resolved {
+                    Child::Actor { kind, index } => (kind, index),
+                    Child::Supervisor(i) => (ActorKind::Supervisor, i),
+                };
+                if let Some(previous) = supervised.insert(key, s.name.get_ref().clone()) {
+                    self.error(
+                        child.span(),
+                        format!("\"{}\" is already supervised by \"{previous}\"; expected each actor under one supervisor", child.get_ref()),
+                    );
+                    continue;
+                }
+                let resolved = match resolved {
+                    Child::Supervisor(i) => {
+                        let position = position_of(i);
+                        if position == 0 {
+                            self.error(child.span(), "the root supervisor cannot be the child of another supervisor");
+                            continue;
+                        }
+                        supervisors[position].parent = Some(me);
+                        Child::Supervisor(position)
+                    }
+                    actor => actor,
+                };
+                supervisors[me].children.push(resolved);
+            }
+        }
+        // Cycles: walking up from any supervisor must reach the root.
+        for start in 1..supervisors.len() {
+            let mut at = start;
+            let mut steps = 0;
+            while let Some(parent) = supervisors[at].parent {
+                at = parent;
+                steps += 1;
+                if steps > supervisors.len() {
+                    let raw_index = order[start].unwrap_or(0);
+                    self.error(
+                        raw.supervisor[raw_index].get_ref().name.span(),
+                        format!("supervisor \"{}\" is part of a supervision cycle; expected a tree", supervisors[start].name),
+                    );
+                    break;
+                }
+            }
+        }
+        // Everything without a supervisor goes under the root, in declaration order.
+        let mut orphans = Vec::new();
+        for index in 1..supervisors.len() {
+            if supervisors[index].parent.is_none() {
+                supervisors[index].parent = Some(0);
+                orphans.push(Child::Supervisor(index));
+            }
+        }
+        for (kind, count) in [
+            (ActorKind::Llm, raw.llm.len()),
+            (ActorKind::Tool, raw.tool.len()),
+            (ActorKind::Agent, raw.agent.len()),
+        ] {
+            for index in 0..count {
+                if !supervised.contains_key(&(kind, index)) {
+                    orphans.push(Child::Actor { kind, index });
+                }
+            }
+        }
+        supervisors[0].children.extend(orphans);
+        supervisors
+    }
+
+    fn child(
+        &mut self,
+        child: &Spanned<String>,
+        supervisors: &Names,
+        agents: &Names,
+        tools: &Names,
+        llms: &Names,
+    ) -> Option<Child> {
+        let text = child.get_ref();
+        let (prefix, name) = match text.split_once(':') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, text.as_str()),
+        };
+        let mut found = Vec::new();
+        for (kind_name, names, make) in [
+            ("agent", agents, (|i| Child::Actor { kind: ActorKind::Agent, index: i }) as fn(usize) -> Child),
+            ("tool", tools, |i| Child::Actor { kind: ActorKind::Tool, index: i }),
+            ("llm", llms, |i| Child::Actor { kind: ActorKind::Llm, index: i }),
+            ("supervisor", supervisors, Child::Supervisor),
+        ] {
+            if prefix.is_some_and(|p| p != kind_name) {
+                continue;
+            }
+            if let Some(index) = names.get(name) {
+                found.push((kind_name, make(index)));
+            }
+        }
+        match found.len() {
+            1 => Some(found[0].1),
+            0 => {
+                self.error(
+                    child.span(),
+                    format!("supervisor child \"{text}\" does not exist; expected the name of an agent, tool, llm or supervisor"),
+                );
+                None
+            }
+            _ => {
+                let kinds: Vec<String> = found.iter().map(|(k, _)| format!("\"{k}:{name}\"")).collect();
+                self.error(child.span(), format!("supervisor child \"{text}\" is ambiguous; write one of {}", kinds.join(" or ")));
+                None
+            }
+        }
+    }
+
+    fn traffic(&mut self, raw: &Spanned<RawTraffic>, agents: &Names) -> Option<Traffic> {
+        let t = raw.get_ref();
+        let Some(to_name) = &t.to else {
+            self.error(raw.span(), "expected `to = \"AGENT\"`: the agent that receives the conversations");
+            return None;
+        };
+        let to = self.resolve(agents, to_name, "traffic")?;
+        match t.kind.get_ref().as_str() {
+            "poisson" => {
+                let rate = match &t.rate {
+                    Some(rate) => match parse_rate_milli_per_hour(rate.get_ref()) {
+                        Ok(r) => r,
+                        Err(message) => {
+                            self.error(rate.span(), message);
+                            return None;
+                        }
+                    },
+                    None => {
+                        self.error(raw.span(), "expected `rate = \"2/s\"` for poisson traffic");
+                        return None;
+                    }
+                };
+                let conversations = match &t.conversations {
+                    Some(c) => *c.get_ref(),
+                    None => {
+                        self.error(raw.span(), "expected `conversations = N` for poisson traffic");
+                        return None;
+                    }
+                };
+                if t.messages.is_empty() {
+                    self.error(raw.span(), "expected `messages = [\"...\"]`: at least one opening message");
+                    return None;
+                }
+                if !t.script.is_empty() {
+                    self.error(raw.span(), "`script` goes with kind = \"script\", not \"poisson\"");
+                }
+                Some(Traffic::Poisson {
+                    to,
+                    rate_milli_per_hour: rate,
+                    conversations,
+                    messages: t.messages.iter().map(|m| m.get_ref().clone()).collect(),
+                    start_us: t.start.as_ref().map_or(0, |s| self.duration(s)),
+                })
+            }
+            "script" => {
+                if t.script.is_empty() {
+                    self.error(raw.span(), "expected `script = [{ at = \"0s\", message = \"...\" }, ...]` for script traffic");
+                    return None;
+                }
+                for key in [t.rate.as_ref().map(|r| r.span()), t.conversations.as_ref().map(|c| c.span())].into_iter().flatten() {
+                    self.error(key, "`rate` and `conversations` go with kind = \"poisson\", not \"script\"");
+                }
+                let items = t
+                    .script
+                    .iter()
+                    .map(|item| {
+                        let item = item.get_ref();
+                        (item.at.as_ref().map_or(0, |a| self.duration(a)), item.message.get_ref().clone())
+                    })
+                    .collect();
+                Some(Traffic::Script { to, items })
+            }
+            other => {
+                self.error(t.kind.span(), format!("expected traffic kind \"poisson\" or \"script\", found \"{other}\""));
+                None
+            }
+        }
+    }
+
+    fn fault(&mut self, raw: &RawFault, logical_ids: &[String]) -> Option<Fault> {
+        let kind = match raw.kind.get_ref().as_str() {
+            "actor.crash" => FaultKind::ActorCrash,
+            other => {
+                let hint = did_you_mean(other, ["actor.crash"]).map(|s| format!("did you mean \"{s}\"? ")).unwrap_or_default();
+                self.error(raw.kind.span(), format!("unknown fault kind \"{other}\"; {hint}expected one of \"actor.crash\""));
+                return None;
+            }
+        };
+        let Some(target) = &raw.target else {
+            self.error(raw.kind.span(), "expected `target = \"agent:NAME\"` (globs such as \"agent:*\" allowed) for this fault");
+            return None;
+        };
+        if !logical_ids.iter().any(|id| glob_match(target.get_ref(), id)) {
+            self.error(
+                target.span(),
+                format!("fault target \"{}\" matches no actor; expected a logical id such as {}", target.get_ref(), logical_ids.first().map_or("agent:NAME", |s| s)),
+            );
+        }
+        let trigger = Trigger {
+            probability: raw.probability.as_ref().map(|p| self.probability(p)),
+            at_us: raw.at.as_ref().map(|a| self.duration(a)),
+            on_message: raw.on_message.as_ref().map(|n| {
+                if *n.get_ref() == 0 {
+                    self.error(n.span(), "expected on_message counted from 1, found 0");
+                }
+                *n.get_ref()
+            }),
+            count: raw.count.as_ref().map(|c| *c.get_ref()),
+        };
+        let mut trigger = trigger;
+        if trigger.at_us.is_some() && trigger.probability.is_none() && trigger.count.is_none() {
+            // "at 12s" means once, at the first delivery from 12s on.
+            trigger.count = Some(1);
+        }
+        if trigger.probability.is_none() && trigger.at_us.is_none() && trigger.on_message.is_none() {
+            self.error(raw.kind.span(), "expected a trigger: `probability`, `at` or `on_message`");
+        }
+        Some(Fault { kind, target: target.get_ref().clone(), trigger })
+    }
+
+    fn invariants(&mut self, raw: &[Spanned<RawInvariant>]) -> Vec<Invariant> {
+        let _ = self.names("invariant", raw.iter().map(|i| &i.get_ref().name));
+        let mut out = Vec::new();
+        for item in raw {
+            let inv = item.get_ref();
+            let chosen = [inv.never.is_some(), inv.always.is_some(), inv.eventually.is_some()].iter().filter(|x| **x).count();
+            if chosen != 1 {
+                self.error(item.span(), format!("expected exactly one of `never`, `always` or `eventually`, found {chosen}"));
+                continue;
+            }
+            let check = if let Some(never) = &inv.never {
+                let n = never.get_ref();
+                Check::NeverEffect {
+                    effect: n.effect.get_ref().clone(),
+                    more_than: n.more_than.unwrap_or(0),
+                    per: self.per(n.per.as_ref()),
+                }
+            } else if let Some(always) = &inv.always {
+                let a = always.get_ref();
+                let per = self.per(a.per.as_ref());
+                match (&a.cost_usd_max, &a.tokens_max) {
+                    (Some(cost), None) => {
+                        let usd = *cost.get_ref();
+                        if !usd.is_finite() || usd < 0.0 {
+                            self.error(cost.span(), format!("expected a non-negative cost in USD, found {usd}"));
+                        }
+                        Check::CostMax { cost_pusd_max: (usd * 1e12).round() as u64, per }
+                    }
+                    (None, Some(tokens)) => Check::TokensMax { tokens_max: *tokens.get_ref(), per },
+                    _ => {
+                        self.error(always.span(), "expected exactly one of `cost_usd_max` or `tokens_max`");
+                        continue;
+                    }
+                }
+            } else {
+                let eventually = inv.eventually.as_ref().expect("one of three is set");
+                let e = eventually.get_ref();
+                if !*e.answered.get_ref() {
+                    self.error(e.answered.span(), "expected `answered = true`");
+                }
+                Check::EventuallyAnswered { within_us: e.within.as_ref().map(|w| self.duration(w)) }
+            };
+            out.push(Invariant { name: inv.name.get_ref().clone(), check });
+        }
+        out
+    }
+
+    fn per(&mut self, per: Option<&Spanned<String>>) -> Per {
+        match per.map(|p| (p.get_ref().as_str(), p.span())) {
+            None | Some(("run", _)) => Per::Run,
+            Some(("conversation", _)) => Per::Conversation,
+            Some((other, span)) => {
+                self.error(span, format!("expected per = \"conversation\" or \"run\", found \"{other}\""));
+                Per::Run
+            }
+        }
+    }
+}
+
+/// Logical ids of every actor a raw scenario will have (for fault targets).
+fn logical_ids(raw: &RawScenario) -> Vec<String> {
+    let mut ids = Vec::new();
+    ids.extend(raw.agent.iter().map(|a| format!("agent:{}", a.get_ref().name.get_ref())));
+    ids.extend(raw.tool.iter().map(|t| format!("tool:{}", t.get_ref().name.get_ref())));
+    ids.extend(raw.llm.iter().map(|l| format!("llm:{}", l.get_ref().name.get_ref())));
+    ids
+}
+
+/// Glob match with `*` (any run of characters) and `?` (one character).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_logical_ids() {
+        assert!(glob_match("agent:*", "agent:triage"));
+        assert!(glob_match("agent:research-*", "agent:research-2"));
+        assert!(!glob_match("agent:research-*", "agent:writer"));
+        assert!(glob_match("*", "tool:refund"));
+        assert!(glob_match("llm:gp?", "llm:gpt"));
+    }
+}

@@ -300,7 +300,7 @@ fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> {
             format!("{}: the scenario file changed since the run (hash {} in the trace, {} now)", dir.join("scenario.toml").display(), recorded_hash, scenario.source_hash),
         ));
     }
-    let limits = read_limits(dir).unwrap_or(scenario.limits);
+    let limits = read_limits(&header).unwrap_or(scenario.limits);
     let options = RunOptions {
         seed,
         flavor: runtime.flavor(),
@@ -321,10 +321,14 @@ fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> {
     }
 }
 
-/// The limits a recorded run used, from its report (CLI overrides are not in the scenario).
-fn read_limits(dir: &Path) -> Option<scenario::Limits> {
-    let _ = dir;
-    None
+/// The limits a recorded run used, from its trace header (CLI overrides are not in the scenario).
+fn read_limits(header: &serde_json::Value) -> Option<scenario::Limits> {
+    let field = |key: &str| header.get(key).and_then(|v| v.as_u64());
+    Some(scenario::Limits {
+        max_events: field("max_events")?,
+        max_virtual_time_us: field("max_virtual_time_us")?,
+        max_queue_len: field("max_queue_len")?,
+    })
 }
 
 fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf, Failure> {

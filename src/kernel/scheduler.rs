@@ -145,6 +145,9 @@ impl Scheduler {
                 .str("scenario", &scenario.name)
                 .str("scenario_hash", &scenario.source_hash)
                 .u64("seed", self.seed)
+                .u64("max_events", self.limits.max_events)
+                .u64("max_virtual_time_us", self.limits.max_virtual_time_us)
+                .u64("max_queue_len", self.limits.max_queue_len)
                 .raw("cassette", "null");
         })?;
         Ok(())

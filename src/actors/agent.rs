@@ -1,6 +1,6 @@
 //! The agent: a tool loop over its model. It sends the conversation to its LLM, runs the tool
-//! calls the model returns through tool actors, feeds results back, and then hands off, answers,
-//! or stops at `max_turns`.
+//! calls the model returns through tool actors (or fans a task out to other agents and gathers
+//! their answers), feeds the results back, and then hands off, answers, or stops at `max_turns`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,22 +14,36 @@ use crate::kernel::{Behavior, Effect, HandlerError, TurnContext};
 use crate::llm::tokens::estimate_tokens;
 use crate::scenario::{AgentIdx, Scenario, ToolIdx};
 
-/// Where a conversation came from.
+/// Who handed a conversation to this agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// The user opened it.
     User,
+    /// Another agent handed it off.
+    Handoff(AgentIdx),
+    /// Another agent delegated a sub-task of it.
+    Delegation(AgentIdx),
+}
+
+/// Where the final answer of a conversation goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyTo {
+    User,
+    /// The agent that delegated the task.
     Agent(AgentIdx),
 }
 
 /// Messages an agent handles.
 #[derive(Debug)]
 pub enum AgentMsg {
-    /// A conversation starts here: from the user, or handed off by another agent.
-    Start { conv: ConvId, text: Arc<str>, origin: Origin, context_tokens: u32 },
+    /// A conversation (or a delegated sub-task of one) starts here.
+    Start { conv: ConvId, text: Arc<str>, origin: Origin, reply_to: ReplyTo, context_tokens: u32 },
     /// The model answered.
     LlmReply { conv: ConvId, reply: ModelReply },
     /// A tool returned.
     ToolResult { conv: ConvId, call_id: u32, tool: ToolIdx, output: Arc<str> },
+    /// A delegated agent answered.
+    DelegateResult { conv: ConvId, from_agent: AgentIdx, text: Arc<str> },
 }
 
 /// One conversation as this agent sees it.
@@ -37,11 +51,15 @@ pub enum AgentMsg {
 struct Conversation {
     user_text: Arc<str>,
     origin: Origin,
+    reply_to: ReplyTo,
     turn: u32,
     tool_calls: u32,
-    pending_tools: u32,
+    /// Tool calls and delegations still out; the next turn starts when this reaches 0.
+    pending: u32,
     last_tool: Option<ToolIdx>,
     last_tool_output: Arc<str>,
+    delegations: u32,
+    results: String,
     /// Tokens of everything said so far (user, model, tools), the model's input next turn.
     context_tokens: u32,
 }
@@ -61,29 +79,47 @@ impl AgentBehavior {
         AgentBehavior { scenario, directory, agent, instruction_tokens, conversations: BTreeMap::new() }
     }
 
-    fn ask_model(&self, conv: ConvId, state: &Conversation, effects: &mut Vec<Effect>) {
+    /// Asks the model for the next step; returns false when the conversation ended here instead.
+    fn ask_model(&self, conv: ConvId, state: &Conversation, effects: &mut Vec<Effect>) -> bool {
         let spec = &self.scenario.agents[self.agent];
         let Some(llm) = spec.llm else {
             // No model: answer with what came in (a router or a test double).
-            effects.push(answer(conv, state.user_text.clone(), AnswerStatus::Answered));
-            return;
+            effects.push(self.answer(conv, state.reply_to, state.user_text.clone(), AnswerStatus::Answered));
+            return false;
         };
         let request = LlmRequest {
             conv,
             agent: self.agent,
             turn: state.turn,
             tool_calls: state.tool_calls,
-            input_tokens: self.instruction_tokens + state.context_tokens,
+            input_tokens: self.instruction_tokens.saturating_add(state.context_tokens),
             user: state.user_text.clone(),
             origin: state.origin,
             last_tool: state.last_tool,
             last_tool_output: state.last_tool_output.clone(),
+            delegations: state.delegations,
+            results: Arc::from(state.results.as_str()),
         };
         effects.push(Effect::Send {
             to: self.directory.llm(llm),
             delay_us: 0,
             payload: Payload::Llm(LlmMsg::Complete(Box::new(request))),
         });
+        true
+    }
+
+    /// The final answer, to the user or to the delegating agent.
+    fn answer(&self, conv: ConvId, reply_to: ReplyTo, text: Arc<str>, status: AnswerStatus) -> Effect {
+        match reply_to {
+            ReplyTo::User => {
+                Effect::Send { to: Directory::USER, delay_us: 0, payload: Payload::User(UserMsg::Answer { conv, text, status }) }
+            }
+            ReplyTo::Agent(agent) => Effect::Send {
+                to: self.directory.agent(agent),
+                delay_us: 0,
+                payload: Payload::Agent(AgentMsg::DelegateResult { conv, from_agent: self.agent, text }),
+            },
+        }
     }
 
     fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
@@ -91,7 +127,7 @@ impl AgentBehavior {
         state.context_tokens = state.context_tokens.saturating_add(reply.usage.output_tokens);
         match reply.answer {
             ModelAnswer::ToolCalls(calls) => {
-                state.pending_tools = calls.len() as u32;
+                state.pending = calls.len() as u32;
                 state.tool_calls += calls.len() as u32;
                 for call in calls {
                     effects.push(Effect::Send {
@@ -102,48 +138,82 @@ impl AgentBehavior {
                 }
                 self.conversations.insert(conv, state);
             }
-            ModelAnswer::Text(text) => effects.push(answer(conv, text, AnswerStatus::Answered)),
+            ModelAnswer::Delegate { to, task } => {
+                state.pending = to.len() as u32;
+                state.results.clear();
+                for agent in to {
+                    effects.push(Effect::Send {
+                        to: self.directory.agent(agent),
+                        delay_us: 0,
+                        payload: Payload::Agent(AgentMsg::Start {
+                            conv,
+                            text: task.clone(),
+                            origin: Origin::Delegation(self.agent),
+                            reply_to: ReplyTo::Agent(self.agent),
+                            context_tokens: estimate_tokens(&task),
+                        }),
+                    });
+                }
+                self.conversations.insert(conv, state);
+            }
+            ModelAnswer::Text(text) => effects.push(self.answer(conv, state.reply_to, text, AnswerStatus::Answered)),
             ModelAnswer::Handoff(to) => effects.push(Effect::Send {
                 to: self.directory.agent(to),
                 delay_us: 0,
                 payload: Payload::Agent(AgentMsg::Start {
                     conv,
                     text: state.user_text,
-                    origin: Origin::Agent(self.agent),
+                    origin: Origin::Handoff(self.agent),
+                    reply_to: state.reply_to,
                     context_tokens: state.context_tokens,
                 }),
             }),
         }
     }
 
-    fn on_tool_result(&mut self, conv: ConvId, tool: ToolIdx, output: Arc<str>, effects: &mut Vec<Effect>) {
+    /// A tool result or a delegate's answer came back; start the next turn once all are in.
+    fn on_result(&mut self, conv: ConvId, result: StepResult, effects: &mut Vec<Effect>) {
         let Some(state) = self.conversations.get_mut(&conv) else { return };
-        if state.pending_tools == 0 {
+        if state.pending == 0 {
             return;
         }
-        state.pending_tools -= 1;
-        state.context_tokens = state.context_tokens.saturating_add(estimate_tokens(&output));
-        state.last_tool = Some(tool);
-        state.last_tool_output = output;
-        if state.pending_tools > 0 {
+        state.pending -= 1;
+        match result {
+            StepResult::Tool { tool, output } => {
+                state.context_tokens = state.context_tokens.saturating_add(estimate_tokens(&output));
+                state.last_tool = Some(tool);
+                state.last_tool_output = output;
+            }
+            StepResult::Delegate { text } => {
+                state.context_tokens = state.context_tokens.saturating_add(estimate_tokens(&text));
+                state.delegations += 1;
+                if !state.results.is_empty() {
+                    state.results.push('\n');
+                }
+                state.results.push_str(&text);
+            }
+        }
+        if state.pending > 0 {
             return;
         }
+        let mut state = self.conversations.remove(&conv).expect("present above");
         let max_turns = self.scenario.agents[self.agent].max_turns;
         if state.turn >= max_turns {
             let text: Arc<str> = Arc::from(format!("stopped after {max_turns} turns without an answer"));
-            self.conversations.remove(&conv);
-            effects.push(answer(conv, text, AnswerStatus::MaxTurns));
+            effects.push(self.answer(conv, state.reply_to, text, AnswerStatus::MaxTurns));
             return;
         }
         state.turn += 1;
-        let state = self.conversations.remove(&conv).expect("present above");
-        self.ask_model(conv, &state, effects);
-        self.conversations.insert(conv, state);
+        if self.ask_model(conv, &state, effects) {
+            self.conversations.insert(conv, state);
+        }
     }
 }
 
-fn answer(conv: ConvId, text: Arc<str>, status: AnswerStatus) -> Effect {
-    Effect::Send { to: Directory::USER, delay_us: 0, payload: Payload::User(UserMsg::Answer { conv, text, status }) }
+/// What came back from one outstanding step.
+enum StepResult {
+    Tool { tool: ToolIdx, output: Arc<str> },
+    Delegate { text: Arc<str> },
 }
 
 impl Behavior for AgentBehavior {
@@ -151,25 +221,28 @@ impl Behavior for AgentBehavior {
 
     fn handle(&mut self, _context: &TurnContext, msg: AgentMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
         match msg {
-            AgentMsg::Start { conv, text, origin, context_tokens } => {
+            AgentMsg::Start { conv, text, origin, reply_to, context_tokens } => {
                 let opening_tokens = if origin == Origin::User { estimate_tokens(&text) } else { 0 };
                 let state = Conversation {
                     user_text: text,
                     origin,
+                    reply_to,
                     turn: 1,
                     tool_calls: 0,
-                    pending_tools: 0,
+                    pending: 0,
                     last_tool: None,
                     last_tool_output: Arc::from(""),
+                    delegations: 0,
+                    results: String::new(),
                     context_tokens: context_tokens.saturating_add(opening_tokens),
                 };
-                self.ask_model(conv, &state, effects);
-                if self.scenario.agents[self.agent].llm.is_some() {
+                if self.ask_model(conv, &state, effects) {
                     self.conversations.insert(conv, state);
                 }
             }
             AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
-            AgentMsg::ToolResult { conv, tool, output, .. } => self.on_tool_result(conv, tool, output, effects),
+            AgentMsg::ToolResult { conv, tool, output, .. } => self.on_result(conv, StepResult::Tool { tool, output }, effects),
+            AgentMsg::DelegateResult { conv, text, .. } => self.on_result(conv, StepResult::Delegate { text }, effects),
         }
         Ok(())
     }

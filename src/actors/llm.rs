@@ -24,6 +24,8 @@ pub struct LlmRequest {
     pub origin: Origin,
     pub last_tool: Option<ToolIdx>,
     pub last_tool_output: Arc<str>,
+    pub delegations: u32,
+    pub results: Arc<str>,
 }
 
 /// Messages an LLM handles.
@@ -46,6 +48,8 @@ pub enum ModelAnswer {
     ToolCalls(Vec<ToolCall>),
     Text(Arc<str>),
     Handoff(AgentIdx),
+    /// Fan a task out to these agents and wait for all their answers.
+    Delegate { to: Vec<AgentIdx>, task: Arc<str> },
 }
 
 /// Tokens and cost of one call.
@@ -78,6 +82,10 @@ impl ModelReply {
             }
             ModelAnswer::Text(text) => write!(out, "text_chars={}", text.chars().count()),
             ModelAnswer::Handoff(to) => write!(out, "handoff={}", scenario.agents[*to].name),
+            ModelAnswer::Delegate { to, .. } => {
+                let names: Vec<&str> = to.iter().map(|a| scenario.agents[*a].name.as_str()).collect();
+                write!(out, "delegate=[{}]", names.join(","))
+            }
         };
         let _ = write!(
             out,

@@ -8,7 +8,7 @@ pub mod supervisor;
 pub mod tool;
 pub mod user;
 
-pub use agent::{AgentBehavior, AgentMsg, Origin};
+pub use agent::{AgentBehavior, AgentMsg, Origin, ReplyTo};
 pub use directory::Directory;
 pub use llm::{LlmBehavior, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ToolCall, Usage};
 pub use supervisor::{SupervisorActor, SupervisorMsg, SupervisorState};
@@ -40,8 +40,12 @@ impl Payload {
         let _ = match self {
             Payload::Agent(AgentMsg::Start { conv, text, origin, .. }) => match origin {
                 Origin::User => write!(out, "start conv={conv} user={:?}", clip(text)),
-                Origin::Agent(a) => write!(out, "handoff conv={conv} from={}", agent_name(*a)),
+                Origin::Handoff(a) => write!(out, "handoff conv={conv} from={}", agent_name(*a)),
+                Origin::Delegation(a) => write!(out, "delegate conv={conv} from={} task={:?}", agent_name(*a), clip(text)),
             },
+            Payload::Agent(AgentMsg::DelegateResult { conv, from_agent, text }) => {
+                write!(out, "delegate_result conv={conv} from={} text={:?}", agent_name(*from_agent), clip(text))
+            }
             Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
                 let _ = write!(out, "llm_reply conv={conv} ");
                 reply.summarize(scenario, out);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::agent::{AgentMsg, Origin};
+use super::agent::{AgentMsg, Origin, ReplyTo};
 use super::directory::Directory;
 use super::{ConvId, Payload};
 use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
@@ -58,7 +58,7 @@ impl UserBehavior {
         effects.push(Effect::Send {
             to: self.directory.agent(to),
             delay_us,
-            payload: Payload::Agent(AgentMsg::Start { conv, text: Arc::from(text), origin: Origin::User, context_tokens: 0 }),
+            payload: Payload::Agent(AgentMsg::Start { conv, text: Arc::from(text), origin: Origin::User, reply_to: ReplyTo::User, context_tokens: 0 }),
         });
     }
 

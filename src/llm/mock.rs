@@ -30,10 +30,12 @@ impl Context for RequestContext<'_> {
             Var::User => Value::Str(&request.user),
             Var::From => Value::Str(match request.origin {
                 Origin::User => "user",
-                Origin::Agent(a) => self.scenario.agents[a].name.as_str(),
+                Origin::Handoff(a) | Origin::Delegation(a) => self.scenario.agents[a].name.as_str(),
             }),
             Var::Agent => Value::Str(&self.scenario.agents[request.agent].name),
             Var::Conversation => Value::Int(request.conv as i64),
+            Var::Delegations => Value::Int(request.delegations as i64),
+            Var::Results => Value::Str(&request.results),
         }
     }
 }
@@ -58,7 +60,8 @@ pub fn decide(
                 continue;
             }
         }
-        return act(&rule.action, &context, next_call_id);
+        let (answer, estimated_tokens) = act(&rule.action, &context, next_call_id);
+        return (answer, rule.output_tokens.unwrap_or(estimated_tokens));
     }
     (ModelAnswer::Text(Arc::from(DEFAULT_ANSWER)), estimate_tokens(DEFAULT_ANSWER))
 }
@@ -66,10 +69,15 @@ pub fn decide(
 fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (ModelAnswer, u32) {
     let no_args = |_: &str| None;
     match action {
-        Action::Answer { text, tokens } => {
+        Action::Answer { text } => {
             let text = text.render(context, &no_args);
-            let output_tokens = tokens.unwrap_or_else(|| estimate_tokens(&text));
+            let output_tokens = estimate_tokens(&text);
             (ModelAnswer::Text(Arc::from(text)), output_tokens)
+        }
+        Action::Delegate { to, task } => {
+            let task = task.render(context, &no_args);
+            let tokens = estimate_tokens(&task) * to.len() as u32 + 8;
+            (ModelAnswer::Delegate { to: to.clone(), task: Arc::from(task) }, tokens)
         }
         Action::Handoff { to } => {
             let name = &context.scenario.agents[*to].name;

@@ -25,10 +25,14 @@ pub enum Var {
     Agent,
     /// The conversation's number, from 0.
     Conversation,
+    /// Answers received from delegated agents in this conversation.
+    Delegations,
+    /// The answers of the last round of delegation, one per line.
+    Results,
 }
 
 /// Every variable, with its name and type, for parsing and for error messages.
-pub const VARIABLES: [(&str, Var, Type); 8] = [
+pub const VARIABLES: [(&str, Var, Type); 10] = [
     ("turn", Var::Turn, Type::Int),
     ("tool_calls", Var::ToolCalls, Type::Int),
     ("last_tool", Var::LastTool, Type::Str),
@@ -37,6 +41,8 @@ pub const VARIABLES: [(&str, Var, Type); 8] = [
     ("from", Var::From, Type::Str),
     ("agent", Var::Agent, Type::Str),
     ("conversation", Var::Conversation, Type::Int),
+    ("delegations", Var::Delegations, Type::Int),
+    ("results", Var::Results, Type::Str),
 ];
 
 /// The type of a value in an expression.

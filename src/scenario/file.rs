@@ -109,6 +109,8 @@ pub struct RawAgent {
     pub tools: Vec<Spanned<String>>,
     #[serde(default)]
     pub handoffs: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub delegates: Vec<Spanned<String>>,
     pub max_turns: Option<Spanned<u32>>,
     #[serde(default)]
     pub behavior: Vec<Spanned<RawRule>>,
@@ -124,7 +126,8 @@ pub struct RawRule {
     pub p: Option<Spanned<f64>>,
 }
 
-/// What the mock model answers: exactly one of `tool_call`, `tool_calls`, `answer`, `handoff`.
+/// What the mock model answers: exactly one of `tool_call`, `tool_calls`, `answer`, `handoff`,
+/// `delegate` (with `task`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAction {
@@ -133,6 +136,8 @@ pub struct RawAction {
     pub tool_calls: Option<Vec<Spanned<RawToolCall>>>,
     pub answer: Option<Spanned<String>>,
     pub handoff: Option<Spanned<String>>,
+    pub delegate: Option<Vec<Spanned<String>>>,
+    pub task: Option<Spanned<String>>,
     pub tokens: Option<Spanned<u32>>,
 }
 

@@ -103,6 +103,8 @@ pub struct Agent {
     pub instructions: String,
     pub tools: Vec<ToolIdx>,
     pub handoffs: Vec<AgentIdx>,
+    /// Agents it may delegate sub-tasks to (fan-out), gathering their answers.
+    pub delegates: Vec<AgentIdx>,
     pub max_turns: u32,
     /// Rules the mock model follows for this agent, first match wins.
     pub behavior: Vec<Rule>,
@@ -116,14 +118,18 @@ pub struct Rule {
     /// Chance the rule fires when its condition holds; drawn from the model's stream.
     pub probability: Option<Probability>,
     pub action: Action,
+    /// Output tokens to charge for this answer, instead of the estimate from its text.
+    pub output_tokens: Option<u32>,
 }
 
 /// What the mock model answers.
 #[derive(Debug, Clone)]
 pub enum Action {
     ToolCalls(Vec<ToolCallSpec>),
-    Answer { text: Template, tokens: Option<u32> },
+    Answer { text: Template },
     Handoff { to: AgentIdx },
+    /// Send `task` to each agent at once; their answers come back as `results`.
+    Delegate { to: Vec<AgentIdx>, task: Template },
 }
 
 /// A tool call the mock model makes.

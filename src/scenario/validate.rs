@@ -318,6 +318,13 @@ impl Validator<'_> {
             raw.tools.iter().filter_map(|t| self.resolve(tools, t, &format!("agent \"{name}\""))).collect();
         let handoffs: Vec<AgentIdx> =
             raw.handoffs.iter().filter_map(|h| self.resolve(agents, h, &format!("agent \"{name}\""))).collect();
+        let delegates: Vec<AgentIdx> =
+            raw.delegates.iter().filter_map(|d| self.resolve(agents, d, &format!("agent \"{name}\""))).collect();
+        for d in &raw.delegates {
+            if d.get_ref() == name {
+                self.error(d.span(), format!("agent \"{name}\" cannot delegate to itself"));
+            }
+        }
         let max_turns = match &raw.max_turns {
             Some(t) if *t.get_ref() == 0 => {
                 self.error(t.span(), "expected max_turns of at least 1, found 0");
@@ -335,7 +342,7 @@ impl Validator<'_> {
             if seen_otherwise {
                 self.error(rule.span(), "expected `otherwise` to be the last rule; this rule can never fire");
             }
-            if let Some(parsed) = self.rule(rule, &raw.tools, tools, &handoffs, agents, name) {
+            if let Some(parsed) = self.rule(rule, &raw.tools, tools, (&handoffs, &delegates), agents, name) {
                 seen_otherwise |= parsed.when.is_none() && parsed.probability.is_none();
                 behavior.push(parsed);
             }
@@ -346,6 +353,7 @@ impl Validator<'_> {
             instructions: raw.instructions.clone().unwrap_or_default(),
             tools: tool_idxs,
             handoffs,
+            delegates,
             max_turns,
             behavior,
         }
@@ -356,7 +364,7 @@ impl Validator<'_> {
         rule: &Spanned<RawRule>,
         agent_tools: &[Spanned<String>],
         tools: &Names,
-        handoffs: &[AgentIdx],
+        peers: (&[AgentIdx], &[AgentIdx]),
         agents: &Names,
         agent_name: &str,
     ) -> Option<Rule> {
@@ -381,8 +389,9 @@ impl Validator<'_> {
             }
         });
         let probability = raw.p.as_ref().map(|p| self.probability(p));
-        let action = self.action(action, agent_tools, tools, handoffs, agents, agent_name)?;
-        Some(Rule { when, probability, action })
+        let output_tokens = action.get_ref().tokens.as_ref().map(|t| *t.get_ref());
+        let action = self.action(action, agent_tools, tools, peers, agents, agent_name)?;
+        Some(Rule { when, probability, action, output_tokens })
     }
 
     fn action(
@@ -390,20 +399,30 @@ impl Validator<'_> {
         action: &Spanned<RawAction>,
         agent_tools: &[Spanned<String>],
         tools: &Names,
-        handoffs: &[AgentIdx],
+        (handoffs, delegates): (&[AgentIdx], &[AgentIdx]),
         agents: &Names,
         agent_name: &str,
     ) -> Option<Action> {
         let raw = action.get_ref();
-        let chosen = [raw.tool_call.is_some(), raw.tool_calls.is_some(), raw.answer.is_some(), raw.handoff.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
+        let chosen = [
+            raw.tool_call.is_some(),
+            raw.tool_calls.is_some(),
+            raw.answer.is_some(),
+            raw.handoff.is_some(),
+            raw.delegate.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if chosen != 1 {
             self.error(
                 action.span(),
-                format!("expected exactly one of `tool_call`, `tool_calls`, `answer` or `handoff`, found {chosen}"),
+                format!("expected exactly one of `tool_call`, `tool_calls`, `answer`, `handoff` or `delegate`, found {chosen}"),
             );
+            return None;
+        }
+        if raw.task.is_some() != raw.delegate.is_some() {
+            self.error(action.span(), "`delegate = [...]` and `task = \"...\"` go together");
             return None;
         }
         if raw.args.is_some() && raw.tool_call.is_none() {
@@ -448,7 +467,29 @@ impl Validator<'_> {
         }
         if let Some(answer) = &raw.answer {
             let text = self.template(answer, false);
-            return Some(Action::Answer { text, tokens: raw.tokens.as_ref().map(|t| *t.get_ref()) });
+            return Some(Action::Answer { text });
+        }
+        if let (Some(targets), Some(task)) = (&raw.delegate, &raw.task) {
+            if targets.is_empty() {
+                self.error(action.span(), "expected at least one agent in `delegate`");
+                return None;
+            }
+            let mut to = Vec::new();
+            for target in targets {
+                let index = self.resolve(agents, target, &format!("a rule of agent \"{agent_name}\""))?;
+                if !delegates.contains(&index) {
+                    self.error(
+                        target.span(),
+                        format!("agent \"{agent_name}\" delegates to \"{}\" but does not list it in `delegates`", target.get_ref()),
+                    );
+                }
+                if to.contains(&index) {
+                    self.error(target.span(), format!("\"{}\" appears twice in this delegation", target.get_ref()));
+                }
+                to.push(index);
+            }
+            let task = self.template(task, false);
+            return Some(Action::Delegate { to, task });
         }
         let target = raw.handoff.as_ref()?;
         let to = self.resolve(agents, target, &format!("a rule of agent \"{agent_name}\""))?;

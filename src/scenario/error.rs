@@ -156,11 +156,20 @@ pub fn humanize_toml_message(message: &str) -> String {
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         if let Some((field, _)) = rest.split_once('`') {
+            if field == "scenario" {
+                return "expected a `[scenario]` table with at least `name = \"...\"`, found none".to_owned();
+            }
             return format!("missing key `{field}`: expected `{field} = ...` in this table");
         }
     }
     if let Some(rest) = message.strip_prefix("invalid type: ") {
         if let Some((found, expected)) = rest.split_once(", expected ") {
+            let expected = match expected {
+                "u32" | "u64" | "i64" | "usize" => "a whole number",
+                "f64" | "f32" => "a number",
+                "a boolean" => "true or false",
+                other => other,
+            };
             return format!("expected {expected}, found {found}");
         }
     }

@@ -342,8 +342,8 @@ impl Validator<'_> {
             if seen_otherwise {
                 self.error(rule.span(), "expected `otherwise` to be the last rule; this rule can never fire");
             }
+            seen_otherwise |= rule.get_ref().otherwise.is_some();
             if let Some(parsed) = self.rule(rule, &raw.tools, tools, (&handoffs, &delegates), agents, name) {
-                seen_otherwise |= parsed.when.is_none() && parsed.probability.is_none();
                 behavior.push(parsed);
             }
         }

@@ -43,6 +43,8 @@ pub enum Command {
     },
     /// Run a scenario once and print its summary.
     Run(RunArgs),
+    /// Measure orchestration overhead: run a scenario repeatedly and time it (wall clock).
+    Bench(BenchArgs),
     /// Rerun the run recorded in a directory written by `run --out` and compare traces.
     Replay {
         /// A directory written by `agentsim run --out DIR`.
@@ -85,6 +87,31 @@ pub struct RunArgs {
     /// Stop when this many events are queued (overrides the scenario's max_queue_len).
     #[arg(long)]
     pub max_queue_len: Option<u64>,
+}
+
+/// Arguments of `agentsim bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Scenario file (TOML).
+    pub file: PathBuf,
+    /// Measured iterations.
+    #[arg(long, default_value_t = 20)]
+    pub iters: u32,
+    /// Unmeasured iterations first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u32,
+    /// Encode and hash the trace, as `run` does (off by default: the kernel alone).
+    #[arg(long)]
+    pub trace: bool,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed; the scenario's `seed` when omitted.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Tokio runtime that carries the actors.
+    #[arg(long, value_enum, default_value_t = RuntimeFlavor::Current)]
+    pub runtime: RuntimeFlavor,
 }
 
 /// `--runtime` values.
@@ -143,6 +170,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Validate { files } => validate(&files),
         Command::Run(args) => run(&args),
         Command::Replay { dir, runtime } => replay(&dir, runtime),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -281,6 +309,27 @@ fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]
             Ok(exit::NONDETERMINISM)
         }
     }
+}
+
+fn bench(args: &BenchArgs) -> Result<u8, Failure> {
+    let scenario = load(&args.file)?;
+    let options = crate::bench::BenchOptions {
+        iters: args.iters,
+        warmup: args.warmup,
+        trace: args.trace,
+        flavor: args.runtime.flavor(),
+        seed: args.seed.unwrap_or(scenario.seed),
+    };
+    let report = crate::bench::bench(scenario, &options)?;
+    let text = if args.json {
+        let mut text = serde_json::to_string_pretty(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        text.push('\n');
+        text
+    } else {
+        report.summary()
+    };
+    print!("{text}");
+    Ok(exit::OK)
 }
 
 fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> {

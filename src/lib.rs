@@ -1,6 +1,7 @@
 //! agentsim: a deterministic, actor-based simulator for LLM agent systems.
 
 pub mod actors;
+pub mod bench;
 pub mod cli;
 pub mod faults;
 pub mod kernel;

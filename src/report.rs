@@ -92,6 +92,8 @@ pub struct RunReport {
     pub digest: String,
     pub virtual_time_us: u64,
     pub events: u64,
+    /// Deliveries between two different actors (events less self-sent timers).
+    pub messages: u64,
     pub llm_calls: u64,
     pub tool_calls: u64,
     pub tokens: Tokens,

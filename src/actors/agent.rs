@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::directory::Directory;
-use super::llm::{LlmMsg, LlmRequest, ModelAnswer, ModelReply};
+use super::llm::{LlmMsg, LlmRequest, ModelAnswer, ModelReply, Usage};
 use super::tool::ToolMsg;
 use super::user::{AnswerStatus, UserMsg};
 use super::{ConvId, Payload};
-use crate::kernel::{Behavior, Effect, HandlerError, TurnContext};
+use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
+use crate::llm::mock;
 use crate::llm::tokens::estimate_tokens;
 use crate::scenario::{AgentIdx, Scenario, ToolIdx};
 
@@ -71,23 +72,44 @@ pub struct AgentBehavior {
     agent: AgentIdx,
     instruction_tokens: u32,
     conversations: BTreeMap<ConvId, Conversation>,
+    /// For scripted agents (rules, no model): the stream their rules draw from.
+    stream: RngStream,
+    next_call_id: u32,
 }
 
 impl AgentBehavior {
-    pub fn new(scenario: Arc<Scenario>, directory: Directory, agent: AgentIdx) -> AgentBehavior {
+    pub fn new(scenario: Arc<Scenario>, directory: Directory, agent: AgentIdx, seed: u64, incarnation: u32) -> AgentBehavior {
         let instruction_tokens = estimate_tokens(&scenario.agents[agent].instructions);
-        AgentBehavior { scenario, directory, agent, instruction_tokens, conversations: BTreeMap::new() }
+        let stream = RngStream::new(seed, &format!("agent:{}#{incarnation}", scenario.agents[agent].name));
+        AgentBehavior { scenario, directory, agent, instruction_tokens, conversations: BTreeMap::new(), stream, next_call_id: 0 }
     }
 
-    /// Asks the model for the next step; returns false when the conversation ended here instead.
-    fn ask_model(&self, conv: ConvId, state: &Conversation, effects: &mut Vec<Effect>) -> bool {
+    /// Takes the next step of a conversation: asks the model; or, for an agent without a model,
+    /// follows its rules in place (a scripted agent) or answers with what came in (a relay).
+    fn step(&mut self, conv: ConvId, state: Conversation, effects: &mut Vec<Effect>) {
         let spec = &self.scenario.agents[self.agent];
         let Some(llm) = spec.llm else {
-            // No model: answer with what came in (a router or a test double).
-            effects.push(self.answer(conv, state.reply_to, state.user_text.clone(), AnswerStatus::Answered));
-            return false;
+            if spec.behavior.is_empty() {
+                effects.push(self.answer(conv, state.reply_to, state.user_text.clone(), AnswerStatus::Answered));
+                return;
+            }
+            let request = self.request(conv, &state);
+            let (answer, _) = mock::decide(&self.scenario, &request, &mut self.stream, &mut self.next_call_id);
+            self.conversations.insert(conv, state);
+            self.on_reply(conv, ModelReply { answer, usage: Usage::default(), latency_us: 0 }, effects);
+            return;
         };
-        let request = LlmRequest {
+        let request = self.request(conv, &state);
+        effects.push(Effect::Send {
+            to: self.directory.llm(llm),
+            delay_us: 0,
+            payload: Payload::Llm(LlmMsg::Complete(Box::new(request))),
+        });
+        self.conversations.insert(conv, state);
+    }
+
+    fn request(&self, conv: ConvId, state: &Conversation) -> LlmRequest {
+        LlmRequest {
             conv,
             agent: self.agent,
             turn: state.turn,
@@ -99,13 +121,7 @@ impl AgentBehavior {
             last_tool_output: state.last_tool_output.clone(),
             delegations: state.delegations,
             results: Arc::from(state.results.as_str()),
-        };
-        effects.push(Effect::Send {
-            to: self.directory.llm(llm),
-            delay_us: 0,
-            payload: Payload::Llm(LlmMsg::Complete(Box::new(request))),
-        });
-        true
+        }
     }
 
     /// The final answer, to the user or to the delegating agent.
@@ -204,9 +220,7 @@ impl AgentBehavior {
             return;
         }
         state.turn += 1;
-        if self.ask_model(conv, &state, effects) {
-            self.conversations.insert(conv, state);
-        }
+        self.step(conv, state, effects);
     }
 }
 
@@ -236,9 +250,7 @@ impl Behavior for AgentBehavior {
                     results: String::new(),
                     context_tokens: context_tokens.saturating_add(opening_tokens),
                 };
-                if self.ask_model(conv, &state, effects) {
-                    self.conversations.insert(conv, state);
-                }
+                self.step(conv, state, effects);
             }
             AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
             AgentMsg::ToolResult { conv, tool, output, .. } => self.on_result(conv, StepResult::Tool { tool, output }, effects),

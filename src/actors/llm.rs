@@ -63,7 +63,6 @@ pub struct Usage {
 /// A model answer with its usage.
 #[derive(Debug, Clone)]
 pub struct ModelReply {
-    pub llm: LlmIdx,
     pub answer: ModelAnswer,
     pub usage: Usage,
     pub latency_us: u64,
@@ -133,7 +132,7 @@ impl Behavior for LlmBehavior {
             delay_us: latency_us,
             payload: Payload::Agent(AgentMsg::LlmReply {
                 conv: request.conv,
-                reply: ModelReply { llm: self.llm, answer, usage, latency_us },
+                reply: ModelReply { answer, usage, latency_us },
             }),
         });
         Ok(())

@@ -52,11 +52,13 @@ impl UserBehavior {
         UserBehavior { scenario, directory, next_conv: 0, streams }
     }
 
-    fn open(&mut self, to: usize, text: &str, delay_us: u64, effects: &mut Vec<Effect>) {
+    /// Opens the next conversation with one of `to`, taking turns by conversation number.
+    fn open(&mut self, to: &[usize], text: &str, delay_us: u64, effects: &mut Vec<Effect>) {
         let conv = self.next_conv;
         self.next_conv += 1;
+        let agent = to[conv as usize % to.len()];
         effects.push(Effect::Send {
-            to: self.directory.agent(to),
+            to: self.directory.agent(agent),
             delay_us,
             payload: Payload::Agent(AgentMsg::Start { conv, text: Arc::from(text), origin: Origin::User, reply_to: ReplyTo::User, context_tokens: 0 }),
         });
@@ -79,7 +81,7 @@ impl Behavior for UserBehavior {
                     match traffic {
                         Traffic::Script { to, items } => {
                             for (at_us, text) in items {
-                                self.open(*to, text, *at_us, effects);
+                                self.open(to, text, *at_us, effects);
                             }
                         }
                         Traffic::Poisson { rate_milli_per_hour, conversations, start_us, .. } => {
@@ -98,7 +100,7 @@ impl Behavior for UserBehavior {
                     return Err(HandlerError(format!("arrival for traffic {traffic}, which is not a poisson source")));
                 };
                 let pick = self.streams[traffic as usize].below(messages.len() as u64) as usize;
-                self.open(*to, &messages[pick], 0, effects);
+                self.open(to, &messages[pick], 0, effects);
                 if index + 1 < *conversations {
                     let delay_us = self.next_arrival_us(traffic as usize, *rate_milli_per_hour);
                     effects.push(arrive(context, traffic, index + 1, delay_us));

@@ -72,6 +72,7 @@ pub struct Scheduler {
     queue: EventQueue,
     now_us: u64,
     events: u64,
+    messages: u64,
     slots: Vec<Slot>,
     completions_tx: UnboundedSender<Completion>,
     completions_rx: UnboundedReceiver<Completion>,
@@ -102,6 +103,7 @@ impl Scheduler {
             queue: EventQueue::default(),
             now_us: 0,
             events: 0,
+            messages: 0,
             slots,
             completions_tx,
             completions_rx,
@@ -170,6 +172,7 @@ impl Scheduler {
             let seq = event.seq;
             let envelope = event.envelope;
             let to = envelope.to;
+            self.messages += u64::from(envelope.from != to);
             self.slots[to.index()].received += 1;
             let received = self.slots[to.index()].received;
 
@@ -394,7 +397,7 @@ impl Scheduler {
         let identity = Identity { me: idx, incarnation: slot.incarnation, completions: self.completions_tx.clone() };
         let (scenario, directory, seed, incarnation, index) = (self.scenario.clone(), self.directory, self.seed, slot.incarnation, slot.index);
         let handle = match slot.kind {
-            ActorKind::Agent => Handle::Agent(start(SimActor::default(), (AgentBehavior::new(scenario, directory, index), identity), parent).await?),
+            ActorKind::Agent => Handle::Agent(start(SimActor::default(), (AgentBehavior::new(scenario, directory, index, seed, incarnation), identity), parent).await?),
             ActorKind::Llm => {
                 Handle::Llm(start(SimActor::default(), (LlmBehavior::new(scenario, directory, index, seed, incarnation), identity), parent).await?)
             }
@@ -436,6 +439,7 @@ impl Scheduler {
             digest,
             virtual_time_us: self.now_us,
             events: self.events,
+            messages: self.messages,
             llm_calls: o.llm_calls,
             tool_calls: o.tool_calls,
             tokens: Tokens { input: o.input_tokens, output: o.output_tokens, total: o.input_tokens + o.output_tokens },

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 /// A whole scenario file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScenario {
     pub scenario: Spanned<RawMeta>,
@@ -28,7 +28,7 @@ pub struct RawScenario {
 }
 
 /// `[scenario]`: name, default seed and run limits.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMeta {
     pub name: Spanned<String>,
@@ -40,7 +40,7 @@ pub struct RawMeta {
 }
 
 /// `[[llm]]`: a model endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLlm {
     pub name: Spanned<String>,
@@ -52,7 +52,7 @@ pub struct RawLlm {
 }
 
 /// `price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }`, in USD per million tokens.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrice {
     pub input_per_mtok: Spanned<f64>,
@@ -60,14 +60,14 @@ pub struct RawPrice {
 }
 
 /// A latency: `"120ms"`, `{ median = "900ms", p99 = "6s" }` or `{ min = "50ms", max = "300ms" }`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum RawLatency {
     Fixed(String),
     Table(RawLatencyTable),
 }
 
 /// The table form of [`RawLatency`].
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLatencyTable {
     pub median: Option<String>,
@@ -99,7 +99,7 @@ impl<'de> Deserialize<'de> for RawLatency {
 }
 
 /// `[[agent]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
     pub name: Spanned<String>,
@@ -112,12 +112,15 @@ pub struct RawAgent {
     #[serde(default)]
     pub delegates: Vec<Spanned<String>>,
     pub max_turns: Option<Spanned<u32>>,
+    /// Run this many identical copies, named `NAME-0`, `NAME-1`, …; traffic sent to `NAME`
+    /// is spread over them, one conversation each in turn.
+    pub replicas: Option<Spanned<u32>>,
     #[serde(default)]
     pub behavior: Vec<Spanned<RawRule>>,
 }
 
 /// One behaviour rule of the mock model: `{ when = "...", then = {...}, p = 0.7 }` or `{ otherwise = {...} }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub when: Option<Spanned<String>>,
@@ -128,7 +131,7 @@ pub struct RawRule {
 
 /// What the mock model answers: exactly one of `tool_call`, `tool_calls`, `answer`, `handoff`,
 /// `delegate` (with `task`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAction {
     pub tool_call: Option<Spanned<String>>,
@@ -142,7 +145,7 @@ pub struct RawAction {
 }
 
 /// One entry of `tool_calls = [...]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawToolCall {
     pub tool: Spanned<String>,
@@ -150,7 +153,7 @@ pub struct RawToolCall {
 }
 
 /// `[[tool]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTool {
     pub name: Spanned<String>,
@@ -162,7 +165,7 @@ pub struct RawTool {
 }
 
 /// `[[supervisor]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSupervisor {
     pub name: Spanned<String>,
@@ -174,7 +177,7 @@ pub struct RawSupervisor {
 }
 
 /// `[[traffic]]`: Poisson arrivals or a script of user messages.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTraffic {
     pub kind: Spanned<String>,
@@ -189,7 +192,7 @@ pub struct RawTraffic {
 }
 
 /// One scripted conversation: `{ at = "2s", message = "cancel my plan" }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScripted {
     pub at: Option<Spanned<String>>,
@@ -197,7 +200,7 @@ pub struct RawScripted {
 }
 
 /// `[[fault]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFault {
     pub kind: Spanned<String>,
@@ -209,7 +212,7 @@ pub struct RawFault {
 }
 
 /// `[[invariant]]`: exactly one of `never`, `always`, `eventually`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInvariant {
     pub name: Spanned<String>,
@@ -219,7 +222,7 @@ pub struct RawInvariant {
 }
 
 /// `never = { effect = "money_moved", more_than = 1, per = "conversation" }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNever {
     pub effect: Spanned<String>,
@@ -228,7 +231,7 @@ pub struct RawNever {
 }
 
 /// `always = { cost_usd_max = 0.50, per = "conversation" }` (or `tokens_max`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlways {
     pub cost_usd_max: Option<Spanned<f64>>,
@@ -237,7 +240,7 @@ pub struct RawAlways {
 }
 
 /// `eventually = { answered = true, within = "5m" }`: every conversation gets an answer in time.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEventually {
     pub answered: Spanned<bool>,

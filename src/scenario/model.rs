@@ -222,7 +222,8 @@ pub struct Supervisor {
 pub enum Traffic {
     /// Conversations arriving as a Poisson process.
     Poisson {
-        to: AgentIdx,
+        /// Agents that receive the conversations, in turn (several for a replicated agent).
+        to: Vec<AgentIdx>,
         rate_milli_per_hour: u64,
         conversations: u32,
         /// Opening messages, drawn uniformly.
@@ -230,7 +231,7 @@ pub enum Traffic {
         start_us: u64,
     },
     /// Conversations at fixed times.
-    Script { to: AgentIdx, items: Vec<(u64, String)> },
+    Script { to: Vec<AgentIdx>, items: Vec<(u64, String)> },
 }
 
 /// A fault kind the kernel knows how to inject.

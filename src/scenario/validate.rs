@@ -192,6 +192,7 @@ impl Validator<'_> {
     }
 
     fn scenario(&mut self, raw: RawScenario, source_text: &str) -> Scenario {
+        let (raw, pools) = self.expand_replicas(raw);
         let meta = raw.scenario.get_ref();
         let mut limits = Limits::DEFAULT;
         if let Some(t) = &meta.max_virtual_time {
@@ -223,7 +224,7 @@ impl Validator<'_> {
             .map(|a| self.agent(a.get_ref(), &llm_names, &tool_names, &agent_names))
             .collect();
         let supervisors = self.supervisors(&raw, &supervisor_names, &agent_names, &tool_names, &llm_names);
-        let traffic = raw.traffic.iter().map(|t| self.traffic(t, &agent_names)).collect::<Vec<_>>().into_iter().flatten().collect();
+        let traffic = raw.traffic.iter().map(|t| self.traffic(t, &agent_names, &pools)).collect::<Vec<_>>().into_iter().flatten().collect();
         let logical_ids = logical_ids(&raw);
         let faults = raw.fault.iter().filter_map(|f| self.fault(f.get_ref(), &logical_ids)).collect();
         let invariants = self.invariants(&raw.invariant);
@@ -243,6 +244,39 @@ impl Validator<'_> {
             source_hash: blake3::hash(source_text.as_bytes()).to_hex().to_string(),
             source_text: source_text.to_owned(),
         }
+    }
+
+    /// Replaces each agent with `replicas = N` by N copies named `NAME-i`; returns the pools
+    /// (NAME → the copies' names) for traffic to spread over.
+    fn expand_replicas(&mut self, mut raw: RawScenario) -> (RawScenario, BTreeMap<String, Vec<String>>) {
+        const REPLICAS_MAX: u32 = 1_000_000;
+        let mut pools = BTreeMap::new();
+        let mut agents = Vec::with_capacity(raw.agent.len());
+        for agent in std::mem::take(&mut raw.agent) {
+            let Some(replicas) = agent.get_ref().replicas.clone() else {
+                agents.push(agent);
+                continue;
+            };
+            let count = *replicas.get_ref();
+            if count == 0 || count > REPLICAS_MAX {
+                self.error(replicas.span(), format!("expected replicas between 1 and {REPLICAS_MAX}, found {count}"));
+                agents.push(agent);
+                continue;
+            }
+            let base = agent.get_ref().name.clone();
+            let mut names = Vec::with_capacity(count as usize);
+            for i in 0..count {
+                let mut copy = agent.clone();
+                let name = format!("{}-{i}", base.get_ref());
+                copy.get_mut().name = Spanned::new(base.span(), name.clone());
+                copy.get_mut().replicas = None;
+                names.push(name);
+                agents.push(copy);
+            }
+            pools.insert(base.get_ref().clone(), names);
+        }
+        raw.agent = agents;
+        (raw, pools)
     }
 
     fn llm(&mut self, raw: &RawLlm) -> Llm {
@@ -333,9 +367,6 @@ impl Validator<'_> {
             Some(t) => *t.get_ref(),
             None => DEFAULT_MAX_TURNS,
         };
-        if llm.is_none() && raw.llm.is_none() && !raw.behavior.is_empty() {
-            self.error(raw.name.span(), format!("agent \"{name}\" has behaviour rules but no `llm = ...` to follow them"));
-        }
         let mut behavior = Vec::new();
         let mut seen_otherwise = false;
         for rule in &raw.behavior {
@@ -670,13 +701,16 @@ impl Validator<'_> {
         }
     }
 
-    fn traffic(&mut self, raw: &Spanned<RawTraffic>, agents: &Names) -> Option<Traffic> {
+    fn traffic(&mut self, raw: &Spanned<RawTraffic>, agents: &Names, pools: &BTreeMap<String, Vec<String>>) -> Option<Traffic> {
         let t = raw.get_ref();
         let Some(to_name) = &t.to else {
             self.error(raw.span(), "expected `to = \"AGENT\"`: the agent that receives the conversations");
             return None;
         };
-        let to = self.resolve(agents, to_name, "traffic")?;
+        let to = match pools.get(to_name.get_ref()) {
+            Some(replicas) => replicas.iter().filter_map(|name| agents.get(name)).collect(),
+            None => vec![self.resolve(agents, to_name, "traffic")?],
+        };
         match t.kind.get_ref().as_str() {
             "poisson" => {
                 let rate = match &t.rate {
@@ -707,7 +741,7 @@ impl Validator<'_> {
                     self.error(raw.span(), "`script` goes with kind = \"script\", not \"poisson\"");
                 }
                 Some(Traffic::Poisson {
-                    to,
+                    to: to.clone(),
                     rate_milli_per_hour: rate,
                     conversations,
                     messages: t.messages.iter().map(|m| m.get_ref().clone()).collect(),

@@ -67,7 +67,7 @@ impl Payload {
                 "invoke conv={conv} call={} tool={} args={}",
                 call.id,
                 tool_name(call.tool),
-                serde_json::Value::Object((*call.args).clone())
+                serde_json::to_string(&*call.args).unwrap_or_default()
             ),
             Payload::User(UserMsg::Begin) => write!(out, "begin"),
             Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),

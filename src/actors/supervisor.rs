@@ -95,3 +95,50 @@ impl Actor for SupervisorActor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn supervisor(strategy: Strategy, max_restarts: u32, within_us: u64) -> SupervisorState {
+        let (completions, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let identity = Identity { me: ActorIdx(1), incarnation: 0, completions };
+        SupervisorState::new(identity, strategy, max_restarts, within_us, vec![ActorIdx(5), ActorIdx(6), ActorIdx(7)])
+    }
+
+    fn restarted(effect: Effect) -> Vec<u32> {
+        match effect {
+            Effect::Restart { children } => children.into_iter().map(|c| c.0).collect(),
+            other => panic!("expected a restart, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_strategy_restarts_exactly_its_children() {
+        assert_eq!(restarted(supervisor(Strategy::OneForOne, 3, 1_000).decide(ActorIdx(6), 0)), vec![6]);
+        assert_eq!(restarted(supervisor(Strategy::OneForAll, 3, 1_000).decide(ActorIdx(6), 0)), vec![5, 6, 7]);
+        assert_eq!(restarted(supervisor(Strategy::RestForOne, 3, 1_000).decide(ActorIdx(6), 0)), vec![6, 7]);
+    }
+
+    #[test]
+    fn more_restarts_than_the_intensity_within_the_window_escalate() {
+        let mut s = supervisor(Strategy::OneForOne, 2, 60_000_000);
+        restarted(s.decide(ActorIdx(5), 0));
+        restarted(s.decide(ActorIdx(5), 10_000_000));
+        assert!(matches!(s.decide(ActorIdx(5), 20_000_000), Effect::Escalate { .. }));
+    }
+
+    #[test]
+    fn restarts_older_than_the_window_of_virtual_time_are_forgotten() {
+        let mut s = supervisor(Strategy::OneForOne, 2, 60_000_000);
+        restarted(s.decide(ActorIdx(5), 0));
+        restarted(s.decide(ActorIdx(5), 10_000_000));
+        // The first restart is exactly 60 s old: outside the window.
+        assert_eq!(restarted(s.decide(ActorIdx(5), 60_000_000)), vec![5]);
+    }
+
+    #[test]
+    fn zero_max_restarts_escalates_at_once() {
+        assert!(matches!(supervisor(Strategy::OneForOne, 0, 1_000).decide(ActorIdx(5), 0), Effect::Escalate { .. }));
+    }
+}

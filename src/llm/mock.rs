@@ -66,6 +66,21 @@ pub fn decide(
     (ModelAnswer::Text(Arc::from(DEFAULT_ANSWER)), estimate_tokens(DEFAULT_ANSWER))
 }
 
+/// Tokens of a tool call's arguments, as the model would write them (`{"key":"value",…}`).
+fn args_tokens(args: &serde_json::Map<String, serde_json::Value>) -> u32 {
+    let chars: usize = args
+        .iter()
+        .map(|(key, value)| {
+            let value_chars = match value {
+                serde_json::Value::String(s) => s.chars().count() + 2,
+                other => other.to_string().chars().count(),
+            };
+            key.chars().count() + 4 + value_chars
+        })
+        .sum();
+    (chars as u32 + 2).div_ceil(4)
+}
+
 fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (ModelAnswer, u32) {
     let no_args = |_: &str| None;
     match action {
@@ -99,7 +114,7 @@ fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (Mo
                     let id = *next_call_id;
                     *next_call_id += 1;
                     let tool_name = &context.scenario.tools[spec.tool].name;
-                    output_tokens += estimate_tokens(tool_name) + estimate_tokens(&serde_json::Value::Object(args.clone()).to_string()) + 8;
+                    output_tokens += estimate_tokens(tool_name) + args_tokens(&args) + 8;
                     ToolCall { id, tool: spec.tool, args: Arc::new(args) }
                 })
                 .collect();

@@ -39,12 +39,12 @@ impl Payload {
         let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
         let _ = match self {
             Payload::Agent(AgentMsg::Start { conv, text, origin, .. }) => match origin {
-                Origin::User => write!(out, "start conv={conv} user={:?}", clip(text)),
+                Origin::User => write!(out, "start conv={conv} user={}", Quoted(clip(text))),
                 Origin::Handoff(a) => write!(out, "handoff conv={conv} from={}", agent_name(*a)),
-                Origin::Delegation(a) => write!(out, "delegate conv={conv} from={} task={:?}", agent_name(*a), clip(text)),
+                Origin::Delegation(a) => write!(out, "delegate conv={conv} from={} task={}", agent_name(*a), Quoted(clip(text))),
             },
             Payload::Agent(AgentMsg::DelegateResult { conv, from_agent, text }) => {
-                write!(out, "delegate_result conv={conv} from={} text={:?}", agent_name(*from_agent), clip(text))
+                write!(out, "delegate_result conv={conv} from={} text={}", agent_name(*from_agent), Quoted(clip(text)))
             }
             Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
                 let _ = write!(out, "llm_reply conv={conv} ");
@@ -52,7 +52,7 @@ impl Payload {
                 Ok(())
             }
             Payload::Agent(AgentMsg::ToolResult { conv, call_id, tool, output }) => {
-                write!(out, "tool_result conv={conv} call={call_id} tool={} output={:?}", tool_name(*tool), clip(output))
+                write!(out, "tool_result conv={conv} call={call_id} tool={} output={}", tool_name(*tool), Quoted(clip(output)))
             }
             Payload::Llm(LlmMsg::Complete(request)) => write!(
                 out,
@@ -72,12 +72,30 @@ impl Payload {
             Payload::User(UserMsg::Begin) => write!(out, "begin"),
             Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),
             Payload::User(UserMsg::Answer { conv, text, status }) => {
-                write!(out, "answer conv={conv} status={} text={:?}", status.name(), clip(text))
+                write!(out, "answer conv={conv} status={} text={}", status.name(), Quoted(clip(text)))
             }
             Payload::Supervisor(SupervisorMsg::ChildFailed { child_id, error, .. }) => {
-                write!(out, "child_failed child={child_id} error={:?}", clip(error))
+                write!(out, "child_failed child={child_id} error={}", Quoted(clip(error)))
             }
         };
+    }
+}
+
+/// Free text in a summary: in double quotes, with `"` and `\` escaped. Our own rule rather than
+/// `{:?}`, whose escaping of unusual characters can change between Rust versions.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            if c == '"' || c == '\\' {
+                f.write_char('\\')?;
+            }
+            f.write_char(c)?;
+        }
+        f.write_char('"')
     }
 }
 

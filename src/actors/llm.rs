@@ -94,20 +94,20 @@ impl ModelReply {
     }
 }
 
-/// The LLM's state: one random stream per calling agent, so agents never shift each other's draws.
+/// The LLM's state: per calling agent, a random stream and a tool-call counter, so agents never
+/// shift each other's draws or ids.
 pub struct LlmBehavior {
     scenario: Arc<Scenario>,
     directory: Directory,
     llm: LlmIdx,
     seed: u64,
     incarnation: u32,
-    streams: BTreeMap<AgentIdx, RngStream>,
-    next_call_id: u32,
+    callers: BTreeMap<AgentIdx, (RngStream, u32)>,
 }
 
 impl LlmBehavior {
     pub fn new(scenario: Arc<Scenario>, directory: Directory, llm: LlmIdx, seed: u64, incarnation: u32) -> LlmBehavior {
-        LlmBehavior { scenario, directory, llm, seed, incarnation, streams: BTreeMap::new(), next_call_id: 0 }
+        LlmBehavior { scenario, directory, llm, seed, incarnation, callers: BTreeMap::new() }
     }
 }
 
@@ -118,11 +118,11 @@ impl Behavior for LlmBehavior {
         let LlmMsg::Complete(request) = msg;
         let scenario = &*self.scenario;
         let spec = &scenario.llms[self.llm];
-        let stream = self.streams.entry(request.agent).or_insert_with(|| {
+        let (stream, next_call_id) = self.callers.entry(request.agent).or_insert_with(|| {
             let name = format!("llm:{}#{}/agent:{}", spec.name, self.incarnation, scenario.agents[request.agent].name);
-            RngStream::new(self.seed, &name)
+            (RngStream::new(self.seed, &name), 0)
         });
-        let (answer, output_tokens) = mock::decide(scenario, &request, stream, &mut self.next_call_id);
+        let (answer, output_tokens) = mock::decide(scenario, &request, stream, next_call_id);
         let latency_us = stream.latency_us(&spec.latency);
         let cost_pusd = request.input_tokens as u64 * spec.price.input_pusd_per_token
             + output_tokens as u64 * spec.price.output_pusd_per_token;

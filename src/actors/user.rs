@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::agent::{AgentMsg, Origin, ReplyTo};
 use super::directory::Directory;
 use super::{ConvId, Payload};
-use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
+use crate::kernel::{number_duplicates, Behavior, Effect, HandlerError, RngStream, TurnContext};
 use crate::scenario::{Scenario, Traffic};
 
 /// How a conversation ended.
@@ -48,7 +48,7 @@ pub struct UserBehavior {
 
 impl UserBehavior {
     pub fn new(scenario: Arc<Scenario>, directory: Directory, seed: u64) -> UserBehavior {
-        let streams = (0..scenario.traffic.len()).map(|i| RngStream::new(seed, &format!("traffic:{i}"))).collect();
+        let streams = stream_names(&scenario).iter().map(|name| RngStream::new(seed, name)).collect();
         UserBehavior { scenario, directory, next_conv: 0, streams }
     }
 
@@ -110,6 +110,19 @@ impl Behavior for UserBehavior {
         }
         Ok(())
     }
+}
+
+/// A stable stream name per traffic source: `traffic:KIND@AGENT`, with `#N` for the Nth source of
+/// the same kind and target, so adding a source does not shift another's arrivals.
+fn stream_names(scenario: &Scenario) -> Vec<String> {
+    number_duplicates(scenario.traffic.iter().map(|traffic| {
+        let (kind, to) = match traffic {
+            Traffic::Poisson { to, .. } => ("poisson", to),
+            Traffic::Script { to, .. } => ("script", to),
+        };
+        let first = to.first().map_or("?", |a| scenario.agents[*a].name.as_str());
+        format!("traffic:{kind}@{first}")
+    }))
 }
 
 fn arrive(context: &TurnContext, traffic: u32, index: u32, delay_us: u64) -> Effect {

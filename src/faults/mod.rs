@@ -3,7 +3,7 @@
 //! Each fault draws from its own stream (`fault:N`), and only when its other conditions hold,
 //! so adding a fault never changes when another one fires.
 
-use crate::kernel::{ActorIdx, RngStream};
+use crate::kernel::{number_duplicates, ActorIdx, RngStream};
 use crate::scenario::validate::glob_match;
 use crate::scenario::{Fault, FaultKind};
 
@@ -13,6 +13,12 @@ pub struct FiredFault {
     /// Index of the fault in the scenario.
     pub fault: usize,
     pub kind: FaultKind,
+}
+
+/// A stable stream name per fault: `fault:KIND@TARGET`, with `#N` for the Nth fault of the same
+/// kind and target. Adding or reordering other faults does not rename a fault's stream.
+pub fn stream_names(faults: &[Fault]) -> Vec<String> {
+    number_duplicates(faults.iter().map(|fault| format!("fault:{}@{}", fault.kind.name(), fault.target)))
 }
 
 /// Per-run fault state.
@@ -36,7 +42,7 @@ impl FaultPlan {
             .collect();
         FaultPlan {
             faults: faults.to_vec(),
-            streams: (0..faults.len()).map(|i| RngStream::new(seed, &format!("fault:{i}"))).collect(),
+            streams: stream_names(faults).iter().map(|name| RngStream::new(seed, name)).collect(),
             fired_counts: vec![0; faults.len()],
             by_actor,
         }

@@ -16,7 +16,7 @@ pub use actor::{Behavior, HandlerError, Identity, SimActor, Turn, TurnContext};
 pub use effect::{Completion, Effect};
 pub use envelope::{ActorIdx, Envelope, Event};
 pub use queue::EventQueue;
-pub use rng::RngStream;
+pub use rng::{number_duplicates, RngStream};
 pub use scheduler::Scheduler;
 
 use std::sync::{Arc, Once};

@@ -79,9 +79,33 @@ impl RngStream {
     }
 }
 
+/// Makes stream names unique without using positions: the second `x` becomes `x#2`, the third
+/// `x#3`. Only sources with the same base name shift each other.
+pub fn number_duplicates(bases: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<String, u32> = std::collections::BTreeMap::new();
+    bases
+        .into_iter()
+        .map(|base| {
+            let n = seen.entry(base.clone()).or_default();
+            *n += 1;
+            if *n == 1 {
+                base
+            } else {
+                format!("{base}#{n}")
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicate_names_are_numbered_by_name_not_position() {
+        let names = number_duplicates(["a".to_owned(), "b".to_owned(), "a".to_owned()]);
+        assert_eq!(names, ["a", "b", "a#2"]);
+    }
 
     #[test]
     fn same_seed_and_name_give_the_same_draws() {

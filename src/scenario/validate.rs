@@ -636,9 +636,9 @@ impl Validator<'_> {
         }
         // Everything without a supervisor goes under the root, in declaration order.
         let mut orphans = Vec::new();
-        for index in 1..supervisors.len() {
-            if supervisors[index].parent.is_none() {
-                supervisors[index].parent = Some(0);
+        for (index, supervisor) in supervisors.iter_mut().enumerate().skip(1) {
+            if supervisor.parent.is_none() {
+                supervisor.parent = Some(0);
                 orphans.push(Child::Supervisor(index));
             }
         }

@@ -39,9 +39,7 @@ pub fn first_divergence(expected: &[u8], found: &[u8]) -> Option<Divergence> {
         line += 1;
         let (e, f) = (expected_lines.next(), found_lines.next());
         if e == f {
-            if e.is_none() {
-                return None;
-            }
+            e?;
             continue;
         }
         let shown = |l: Option<&[u8]>| match l {

@@ -1,0 +1,127 @@
+//! Helpers shared by the integration tests: the binary, the repository root, scenario files and
+//! trace records.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use agentsim::kernel::{self, Flavor, RunOptions, RunOutput};
+use agentsim::scenario::Scenario;
+use agentsim::trace::TraceMode;
+
+/// The repository root; the binary runs from here so that paths in its output are relative.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `agentsim` with its working directory at the repository root.
+pub fn agentsim() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agentsim"));
+    command.current_dir(repo_root());
+    command
+}
+
+/// Runs `agentsim ARGS` to completion.
+pub fn agentsim_output(args: &[&str]) -> Output {
+    agentsim()
+        .args(args)
+        .output()
+        .expect("the agentsim binary starts")
+}
+
+/// The exit status, which must exist (the process was not killed by a signal).
+pub fn status(output: &Output) -> i32 {
+    output
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("agentsim was killed by a signal: {output:?}"))
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Every `*.toml` under `scenarios/`, recursively, sorted. Read at test time, never hard-coded,
+/// so a scenario added tomorrow is covered without touching the tests.
+pub fn scenario_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "toml") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&repo_root().join("scenarios"), &mut found);
+    found.sort();
+    assert!(
+        found.iter().any(|p| p.ends_with("support-desk.toml")),
+        "expected scenarios/support-desk.toml among the scenario files, found {found:?}"
+    );
+    found
+}
+
+/// A scenario file's path relative to the repository root, for messages and CLI arguments.
+pub fn relative(path: &Path) -> String {
+    path.strip_prefix(repo_root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Loads a scenario file, failing the test with agentsim's own error message.
+pub fn load(path: &Path) -> Arc<Scenario> {
+    match agentsim::scenario::load(path) {
+        Ok(scenario) => Arc::new(scenario),
+        Err(e) => panic!("{} does not load:\n{e}", relative(path)),
+    }
+}
+
+/// Parses scenario text, failing the test with agentsim's own error message.
+pub fn parse(text: &str) -> Arc<Scenario> {
+    match agentsim::scenario::parse("inline.toml", text) {
+        Ok(scenario) => Arc::new(scenario),
+        Err(e) => panic!("the inline scenario does not parse:\n{e}"),
+    }
+}
+
+/// Runs a scenario in this process and keeps the trace in memory.
+pub fn run_in_memory(scenario: &Arc<Scenario>, seed: u64, flavor: Flavor) -> RunOutput {
+    let options = RunOptions {
+        seed,
+        flavor,
+        trace: TraceMode::Memory,
+        limits: None,
+        replay_command: String::new(),
+    };
+    kernel::run(scenario.clone(), &options)
+        .unwrap_or_else(|e| panic!("run of {} failed: {e}", scenario.name))
+}
+
+/// The trace as parsed JSON records, one per line.
+pub fn records(trace: &[u8]) -> Vec<serde_json::Value> {
+    let text = std::str::from_utf8(trace).expect("the trace is UTF-8");
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("trace line {} is not JSON ({e}): {line}", i + 1))
+        })
+        .collect()
+}
+
+/// A string field of a record, or "".
+pub fn field<'a>(record: &'a serde_json::Value, key: &str) -> &'a str {
+    record.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}

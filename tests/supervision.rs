@@ -1,0 +1,349 @@
+//! Supervision: an injected `actor.crash` fails an actor's turn; its supervisor restarts it (or
+//! its siblings, by strategy) with a new incarnation and fresh state, or gives up and escalates.
+//!
+//! The scenarios are small and inline: three agents `a`, `b`, `c` on one model with a fixed
+//! latency, conversations scripted at exact virtual times, and crashes on exact deliveries.
+
+mod common;
+
+use agentsim::kernel::{Flavor, RunOutput};
+use agentsim::report::Outcome;
+use common::*;
+
+/// Three agents that answer after one 100 ms model call.
+const AGENTS: &str = r#"
+[scenario]
+name = "supervision"
+seed = 1
+
+[[llm]]
+name = "gpt"
+latency = "100ms"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+behavior = [{ otherwise = { answer = "done" } }]
+
+[[agent]]
+name = "b"
+llm = "gpt"
+behavior = [{ otherwise = { answer = "done" } }]
+
+[[agent]]
+name = "c"
+llm = "gpt"
+behavior = [{ otherwise = { answer = "done" } }]
+"#;
+
+/// Two conversations for `b`, at 0 s and 1 s; `b` crashes on the first delivery it receives.
+const CRASH_B_ON_FIRST_MESSAGE: &str = r#"
+[[traffic]]
+kind = "script"
+to = "b"
+script = [{ at = "0s", message = "hello" }, { at = "1s", message = "again" }]
+
+[[fault]]
+kind = "actor.crash"
+target = "agent:b"
+on_message = 1
+"#;
+
+/// A supervisor `team` over a, b, c (in that start order) with the given strategy.
+fn team(strategy: &str) -> String {
+    format!("\n[[supervisor]]\nname = \"team\"\nstrategy = \"{strategy}\"\nchildren = [\"a\", \"b\", \"c\"]\n")
+}
+
+fn run(text: &str) -> RunOutput {
+    run_in_memory(&parse(text), 1, Flavor::CurrentThread)
+}
+
+/// `(actor, incarnation, supervisor)` of every restart, in order.
+fn restarts(output: &RunOutput) -> Vec<(String, u32, String)> {
+    output
+        .report
+        .restarts
+        .iter()
+        .map(|r| (r.actor.clone(), r.incarnation, r.supervisor.clone()))
+        .collect()
+}
+
+fn restart(actor: &str, incarnation: u32, supervisor: &str) -> (String, u32, String) {
+    (actor.to_owned(), incarnation, supervisor.to_owned())
+}
+
+fn trace_records_of_kind(output: &RunOutput, kind: &str) -> Vec<serde_json::Value> {
+    records(&output.trace)
+        .into_iter()
+        .filter(|r| field(r, "kind") == kind)
+        .collect()
+}
+
+#[test]
+fn a_crashed_agent_is_restarted_by_its_supervisor_with_incarnation_1() {
+    let output = run(&format!(
+        "{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}",
+        team("one_for_one")
+    ));
+
+    assert_eq!(
+        restarts(&output),
+        [restart("agent:b", 1, "supervisor:team")]
+    );
+    let failure = &output.report.failures[..];
+    assert_eq!(failure.len(), 1);
+    assert_eq!(
+        (failure[0].actor.as_str(), failure[0].incarnation),
+        ("agent:b", 0),
+        "incarnation 0 is the one that failed"
+    );
+
+    let traced = trace_records_of_kind(&output, "restart");
+    assert_eq!(
+        traced.len(),
+        1,
+        "one restart record in the trace: {traced:?}"
+    );
+    assert_eq!(field(&traced[0], "actor"), "agent:b");
+    assert_eq!(traced[0]["incarnation"], 1);
+    assert_eq!(field(&traced[0], "supervisor"), "supervisor:team");
+    assert_eq!(
+        traced[0]["t_us"], 0,
+        "the restart happens at the virtual time of the crash"
+    );
+}
+
+#[test]
+fn a_restarted_agent_answers_the_conversations_that_come_after_the_crash() {
+    let output = run(&format!(
+        "{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}",
+        team("one_for_one")
+    ));
+
+    let answers: Vec<String> = records(&output.trace)
+        .iter()
+        .filter(|r| field(r, "msg").starts_with("answer "))
+        .map(|r| field(r, "msg").to_owned())
+        .collect();
+    assert_eq!(answers, ["answer conv=1 status=answered text=\"done\""]);
+    assert_eq!(output.report.conversations.answered, 1);
+}
+
+#[test]
+fn one_for_one_restarts_only_the_failed_child() {
+    let output = run(&format!(
+        "{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}",
+        team("one_for_one")
+    ));
+    let actors: Vec<String> = restarts(&output).into_iter().map(|r| r.0).collect();
+    assert_eq!(actors, ["agent:b"]);
+}
+
+#[test]
+fn one_for_all_restarts_every_child_of_the_supervisor() {
+    let output = run(&format!(
+        "{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}",
+        team("one_for_all")
+    ));
+    assert_eq!(
+        restarts(&output),
+        [
+            restart("agent:a", 1, "supervisor:team"),
+            restart("agent:b", 1, "supervisor:team"),
+            restart("agent:c", 1, "supervisor:team"),
+        ],
+        "every child of team, and nothing outside it (llm:gpt is under the root)"
+    );
+}
+
+#[test]
+fn rest_for_one_restarts_the_failed_child_and_the_children_started_after_it() {
+    let output = run(&format!(
+        "{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}",
+        team("rest_for_one")
+    ));
+    assert_eq!(
+        restarts(&output),
+        [
+            restart("agent:b", 1, "supervisor:team"),
+            restart("agent:c", 1, "supervisor:team")
+        ],
+        "b failed; c started after b; a started before b and keeps running"
+    );
+}
+
+#[test]
+fn a_root_supervisor_with_max_restarts_0_escalates_and_the_run_ends_escalated() {
+    let root =
+        "\n[[supervisor]]\nname = \"root\"\nmax_restarts = 0\nchildren = [\"a\", \"b\", \"c\"]\n";
+    let output = run(&format!("{AGENTS}{root}{CRASH_B_ON_FIRST_MESSAGE}"));
+
+    assert_eq!(output.report.outcome, Outcome::Escalated);
+    let detail = output.report.outcome_detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("agent:b"),
+        "the outcome should name the actor that failed: {detail:?}"
+    );
+    assert!(
+        output.report.restarts.is_empty(),
+        "nothing is restarted: {:?}",
+        output.report.restarts
+    );
+    let end = records(&output.trace).pop().unwrap();
+    assert_eq!(
+        (field(&end, "kind"), field(&end, "outcome")),
+        ("end", "escalated")
+    );
+    assert_eq!(
+        end["t_us"], 0,
+        "the run stops at the crash; the conversation at 1s never starts"
+    );
+}
+
+#[test]
+fn a_child_supervisor_that_gives_up_escalates_to_the_root_which_restarts_its_whole_subtree() {
+    let team =
+        "\n[[supervisor]]\nname = \"team\"\nmax_restarts = 0\nchildren = [\"a\", \"b\", \"c\"]\n";
+    let output = run(&format!("{AGENTS}{team}{CRASH_B_ON_FIRST_MESSAGE}"));
+
+    assert_ne!(
+        output.report.outcome,
+        Outcome::Escalated,
+        "the root still had restarts to spend"
+    );
+    assert_eq!(
+        trace_records_of_kind(&output, "escalate").len(),
+        1,
+        "team escalates once"
+    );
+    assert_eq!(
+        restarts(&output),
+        [
+            restart("supervisor:team", 1, "supervisor:root"),
+            restart("agent:a", 1, "supervisor:team"),
+            restart("agent:b", 1, "supervisor:team"),
+            restart("agent:c", 1, "supervisor:team"),
+        ]
+    );
+}
+
+/// A root allowing one restart per second, over `b`, which crashes on its first two deliveries:
+/// conversations at 0 s and at `second`.
+fn two_crashes(second: &str) -> String {
+    format!(
+        r#"{AGENTS}
+[[supervisor]]
+name = "root"
+max_restarts = 1
+within = "1s"
+children = ["a", "b", "c"]
+
+[[traffic]]
+kind = "script"
+to = "b"
+script = [{{ at = "0s", message = "first" }}, {{ at = "{second}", message = "second" }}]
+
+[[fault]]
+kind = "actor.crash"
+target = "agent:b"
+probability = 1.0
+count = 2
+"#
+    )
+}
+
+#[test]
+fn crashes_further_apart_than_the_restart_window_are_each_restarted() {
+    let output = run(&two_crashes("2s"));
+    assert_eq!(output.report.faults.len(), 2);
+    assert_eq!(
+        restarts(&output),
+        [
+            restart("agent:b", 1, "supervisor:root"),
+            restart("agent:b", 2, "supervisor:root")
+        ]
+    );
+    assert_ne!(output.report.outcome, Outcome::Escalated);
+}
+
+#[test]
+fn more_crashes_than_max_restarts_within_the_window_escalate() {
+    let output = run(&two_crashes("500ms"));
+    assert_eq!(output.report.faults.len(), 2);
+    assert_eq!(
+        restarts(&output),
+        [restart("agent:b", 1, "supervisor:root")],
+        "only the first crash is restarted"
+    );
+    assert_eq!(output.report.outcome, Outcome::Escalated);
+}
+
+#[test]
+fn a_crash_loses_the_conversations_the_agent_was_holding() {
+    // b takes conversation 0 at 0 s and waits 100 ms for its model; conversation 1 arrives at
+    // 10 ms and b crashes on it. The model's reply for conversation 0 reaches a fresh b that
+    // knows nothing of it. Conversation 2, at 1 s, is answered.
+    let text = format!(
+        r#"{AGENTS}{}
+[[traffic]]
+kind = "script"
+to = "b"
+script = [{{ at = "0s", message = "one" }}, {{ at = "10ms", message = "two" }}, {{ at = "1s", message = "three" }}]
+
+[[fault]]
+kind = "actor.crash"
+target = "agent:b"
+on_message = 2
+"#,
+        team("one_for_one")
+    );
+    let output = run(&text);
+
+    assert_eq!(output.report.outcome, Outcome::Stalled);
+    let conversations = output.report.conversations;
+    assert_eq!(
+        (
+            conversations.started,
+            conversations.answered,
+            conversations.unanswered
+        ),
+        (3, 1, 2)
+    );
+    let answered: Vec<String> = records(&output.trace)
+        .iter()
+        .filter(|r| field(r, "msg").starts_with("answer "))
+        .map(|r| field(r, "msg").split(' ').nth(1).unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        answered,
+        ["conv=2"],
+        "the conversation b held when it crashed is never answered"
+    );
+    let late_reply = records(&output.trace)
+        .into_iter()
+        .any(|r| field(&r, "to") == "agent:b" && field(&r, "msg").starts_with("llm_reply conv=0"));
+    assert!(
+        late_reply,
+        "the model's reply for conversation 0 is still delivered, to the new incarnation"
+    );
+}
+
+#[test]
+fn supervision_gives_the_same_trace_on_both_runtime_flavours() {
+    let scenarios = [
+        format!("{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}", team("one_for_all")),
+        format!("{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}", team("rest_for_one")),
+        two_crashes("2s"),
+        two_crashes("500ms"),
+    ];
+    for text in &scenarios {
+        let scenario = parse(text);
+        let current = run_in_memory(&scenario, 1, Flavor::CurrentThread);
+        let multi = run_in_memory(&scenario, 1, Flavor::MultiThread);
+        if let Some(divergence) =
+            agentsim::trace::reader::first_divergence(&current.trace, &multi.trace)
+        {
+            panic!("multi_thread diverged from current_thread:\n{divergence}\nscenario:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Scenario validation: every kind of mistake in a scenario file is rejected by `agentsim validate`
+//! with exit status 2 and a message that starts `FILE:LINE:COL:` at the offending text and says
+//! what was expected.
+//!
+//! Each file in `tests/bad-scenarios/` holds exactly one mistake. The tests below pin the line and
+//! column it is reported at and the key words of the message; the full message (with its source
+//! excerpt) is kept as an insta snapshot in `snapshots/validation__NAME.snap`.
+
+mod common;
+
+use common::*;
+
+/// Runs `agentsim validate tests/bad-scenarios/FILE` and checks status, location, wording and
+/// the snapshot of stderr.
+fn check(file: &str, line_col: &str, phrases: &[&str]) {
+    let path = format!("tests/bad-scenarios/{file}");
+    let output = agentsim_output(&["validate", &path]);
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+
+    assert_eq!(
+        status(&output),
+        2,
+        "{path} should be rejected; stdout:\n{}\nstderr:\n{err}",
+        stdout(&output)
+    );
+    assert_eq!(stdout(&output), "", "nothing is OK in {path}");
+    let location = format!("{path}:{line_col}: ");
+    assert!(
+        err.starts_with(&location),
+        "expected the message to start with {location:?}, found:\n{err}"
+    );
+    for phrase in phrases {
+        assert!(err.contains(phrase), "expected {phrase:?} in:\n{err}");
+    }
+
+    let name = format!("validation__{}", file.trim_end_matches(".toml"));
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
+        prepend_module_to_snapshot => false,
+        description => format!("agentsim validate {path}"),
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(name, err);
+    });
+}
+
+/// One test per bad scenario file: `test_name: "file.toml" at "LINE:COL" says [phrases];`.
+macro_rules! bad_scenarios {
+    ($($test:ident: $file:literal at $at:literal says [$($phrase:literal),* $(,)?];)*) => {
+        /// Every file the tests below cover.
+        const TESTED_FILES: &[&str] = &[$($file),*];
+        $(
+            #[test]
+            fn $test() {
+                check($file, $at, &[$($phrase),*]);
+            }
+        )*
+    };
+}
+
+bad_scenarios! {
+    a_misspelt_key_is_rejected_with_a_did_you_mean:
+        "unknown-key-typo.toml" at "11:1" says ["unknown key `max_turn`", "did you mean `max_turns`?"];
+    a_table_without_a_required_key_names_the_missing_key:
+        "missing-required-key.toml" at "5:1" says ["missing key `name`"];
+    a_value_of_the_wrong_type_says_what_was_expected_and_found:
+        "wrong-type.toml" at "7:13" says ["expected", "found string \"twelve\""];
+    two_agents_with_one_name_are_rejected_at_the_second:
+        "duplicate-agent-name.toml" at "9:8" says ["a second agent named \"helper\""];
+    an_agent_naming_an_undeclared_llm_is_rejected_with_a_did_you_mean:
+        "dangling-llm.toml" at "10:7" says ["llm \"gtp\", which does not exist", "did you mean \"gpt\"?"];
+    an_agent_listing_an_undeclared_tool_is_rejected:
+        "dangling-tool.toml" at "10:23" says ["tool \"refund\", which does not exist", "\"search_kb\""];
+    an_agent_handing_off_to_an_undeclared_agent_is_rejected_with_a_did_you_mean:
+        "dangling-handoff.toml" at "7:13" says ["agent \"biling\", which does not exist", "did you mean \"billing\"?"];
+    a_rule_calling_a_tool_its_agent_does_not_list_is_rejected:
+        "rule-calls-unlisted-tool.toml" at "19:46" says ["calls tool \"refund\" but does not list it in `tools`"];
+    a_condition_reading_an_unknown_variable_points_into_the_condition_with_a_did_you_mean:
+        "when-unknown-variable.toml" at "12:13" says ["unknown variable `trun`", "did you mean `turn`?"];
+    a_condition_comparing_a_number_with_a_string_points_at_the_string:
+        "when-type-mismatch.toml" at "12:21" says ["expected a number", "found a string"];
+    a_duration_with_an_unknown_unit_is_rejected_with_the_accepted_units:
+        "bad-duration.toml" at "7:11" says ["expected a duration", "found \"2 parsecs\"", "units us, ms, s, m, h"];
+    a_rate_not_written_as_count_per_unit_is_rejected:
+        "bad-rate.toml" at "11:8" says ["expected a rate such as \"2/s\"", "found \"2 per second\""];
+    a_probability_above_1_is_rejected:
+        "probability-out-of-range.toml" at "12:58" says ["expected a probability between 0 and 1, found 1.5"];
+    an_unknown_fault_kind_is_rejected_with_a_did_you_mean:
+        "unknown-fault-kind.toml" at "9:8" says ["unknown fault kind \"actor.crsh\"", "did you mean \"actor.crash\"?"];
+    a_fault_target_that_matches_no_actor_is_rejected:
+        "fault-target-matches-nothing.toml" at "10:10" says ["fault target \"agent:billing\" matches no actor"];
+    a_supervisor_naming_an_undeclared_child_is_rejected:
+        "unknown-supervisor-child.toml" at "10:23" says ["supervisor child \"billing\" does not exist"];
+    supervisors_that_supervise_each_other_are_rejected_as_a_cycle:
+        "supervision-cycle.toml" at "9:8" says ["supervision cycle", "expected a tree"];
+    an_actor_under_two_supervisors_is_rejected_at_the_second:
+        "actor-supervised-twice.toml" at "14:13" says ["\"helper\" is already supervised by \"front\""];
+    an_invariant_with_two_kinds_is_rejected:
+        "invariant-with-two-kinds.toml" at "8:1" says ["expected exactly one of `never`, `always` or `eventually`, found 2"];
+    a_file_that_is_not_utf8_is_rejected_at_the_first_bad_byte:
+        "invalid-utf8.toml" at "3:12" says ["expected UTF-8 text, found an invalid byte"];
+    an_empty_file_is_rejected_for_lacking_the_scenario_table:
+        "empty.toml" at "1:1" says ["scenario"];
+}
+
+#[test]
+fn every_file_in_bad_scenarios_has_a_test() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(repo_root().join("tests/bad-scenarios"))
+        .expect("tests/bad-scenarios exists")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut tested: Vec<String> = TESTED_FILES.iter().map(|s| s.to_string()).collect();
+    tested.sort();
+    assert_eq!(
+        on_disk, tested,
+        "each file in tests/bad-scenarios needs a test above, and each test its file"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the library
+// ---------------------------------------------------------------------------------------------
+
+const VALID_PREFIX: &str = r#"
+[scenario]
+name = "inline"
+
+[[llm]]
+name = "gpt"
+"#;
+
+#[test]
+fn validation_reports_every_problem_in_a_file_in_file_order() {
+    let text = format!(
+        r#"{VALID_PREFIX}
+[[agent]]
+name = "helper"
+llm = "gtp"
+
+[[traffic]]
+kind = "poisson"
+to = "helper"
+rate = "fast"
+conversations = 1
+messages = ["hi"]
+"#
+    );
+    let error = agentsim::scenario::parse("inline.toml", &text).expect_err("two mistakes");
+    let lines: Vec<usize> = error
+        .diagnostics
+        .iter()
+        .map(|d| {
+            agentsim::scenario::error::line_column(&text, d.span.clone().expect("located").start).0
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [10, 15],
+        "one diagnostic for the llm reference and one for the rate:\n{error}"
+    );
+}
+
+#[test]
+fn a_malformed_condition_is_reported_once_and_does_not_make_the_next_rule_unreachable() {
+    // A rule whose `when` does not parse is still a `when` rule: the `otherwise` after it is
+    // the last rule and can fire, so the only problem in this file is the condition.
+    let text = format!(
+        r#"{VALID_PREFIX}
+[[agent]]
+name = "helper"
+llm = "gpt"
+behavior = [
+  {{ when = "turn == 'one'", then = {{ answer = "first" }} }},
+  {{ otherwise = {{ answer = "later" }} }},
+]
+"#
+    );
+    let error = agentsim::scenario::parse("inline.toml", &text).expect_err("a malformed condition");
+    assert_eq!(
+        error.diagnostics.len(),
+        1,
+        "expected one diagnostic, found:\n{error}"
+    );
+}

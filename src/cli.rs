@@ -43,6 +43,15 @@ pub enum Command {
     },
     /// Run a scenario once and print its summary.
     Run(RunArgs),
+    /// List what agentsim knows: `agentsim list faults [--json]`.
+    List {
+        /// What to list.
+        #[arg(value_enum)]
+        what: ListWhat,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure orchestration overhead: run a scenario repeatedly and time it (wall clock).
     Bench(BenchArgs),
     /// Rerun the run recorded in a directory written by `run --out` and compare traces.
@@ -114,6 +123,13 @@ pub struct BenchArgs {
     pub runtime: RuntimeFlavor,
 }
 
+/// What `agentsim list` lists.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListWhat {
+    /// The fault catalogue: kind, layer, parameters, the real behaviour it models.
+    Faults,
+}
+
 /// `--runtime` values.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeFlavor {
@@ -171,6 +187,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Replay { dir, runtime } => replay(&dir, runtime),
         Command::Bench(args) => bench(&args),
+        Command::List { what: ListWhat::Faults, json } => list_faults(json),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -309,6 +326,29 @@ fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]
             Ok(exit::NONDETERMINISM)
         }
     }
+}
+
+fn list_faults(json: bool) -> Result<u8, Failure> {
+    use crate::faults::catalogue::{CATALOGUE, TRIGGER_PARAMS};
+    if json {
+        let text = serde_json::to_string_pretty(CATALOGUE).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        println!("{text}");
+        return Ok(exit::OK);
+    }
+    let mut out = String::new();
+    for entry in CATALOGUE {
+        let layer = serde_json::to_value(entry.layer).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        out.push_str(&format!("{:<28} {:<9} {}\n", entry.kind, layer, entry.models));
+        for p in entry.params {
+            out.push_str(&format!("{:<28} {:<9}   {} = {} — {}\n", "", "", p.name, p.default, p.meaning));
+        }
+    }
+    out.push_str("\nEvery fault also takes these trigger settings:\n");
+    for p in TRIGGER_PARAMS {
+        out.push_str(&format!("  {:<12} {:<10} {}\n", p.name, p.default, p.meaning));
+    }
+    print!("{out}");
+    Ok(exit::OK)
 }
 
 fn bench(args: &BenchArgs) -> Result<u8, Failure> {

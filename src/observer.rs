@@ -103,28 +103,7 @@ impl Observer {
                     }
                 }
             }
-            Payload::Tool(ToolMsg::Invoke { conv, call }) => {
-                self.tool_calls += 1;
-                let Some(effect) = &scenario.tools[call.tool].effect else { return };
-                *self.effects.entry(effect.clone()).or_default() += 1;
-                let run_count = self.effects[effect];
-                let account = self.conversation(*conv);
-                let count = account.effects.entry(effect.clone()).or_default();
-                *count += 1;
-                let conv_count = *count as u64;
-                for (index, invariant) in scenario.invariants.iter().enumerate() {
-                    if let Check::NeverEffect { effect: watched, more_than, per } = &invariant.check {
-                        let seen = if *per == Per::Conversation { conv_count } else { run_count };
-                        if watched == effect && seen > *more_than as u64 {
-                            let message = format!(
-                                "conversation {conv}: effect {effect} happened {seen} times, more than {more_than} per {}",
-                                per.name()
-                            );
-                            self.violate(index, seq, now_us, actor_id(envelope.to), message);
-                        }
-                    }
-                }
-            }
+            Payload::Tool(ToolMsg::Invoke { .. }) => self.tool_calls += 1,
             Payload::User(UserMsg::Answer { conv, status, .. }) => {
                 let account = self.conversation(*conv);
                 if account.answered_at_us.is_none() {
@@ -133,6 +112,29 @@ impl Observer {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Counts a side effect that a tool reports having executed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_side_effect(&mut self, scenario: &Scenario, seq: u64, now_us: u64, actor: &str, conv: u32, effect: &str, times: u32) {
+        *self.effects.entry(effect.to_owned()).or_default() += times as u64;
+        let run_count = self.effects[effect];
+        let account = self.conversation(conv);
+        let count = account.effects.entry(effect.to_owned()).or_default();
+        *count += times;
+        let conv_count = *count as u64;
+        for (index, invariant) in scenario.invariants.iter().enumerate() {
+            if let Check::NeverEffect { effect: watched, more_than, per } = &invariant.check {
+                let seen = if *per == Per::Conversation { conv_count } else { run_count };
+                if watched == effect && seen > *more_than as u64 {
+                    let message = format!(
+                        "conversation {conv}: effect {effect} happened {seen} times, more than {more_than} per {}",
+                        per.name()
+                    );
+                    self.violate(index, seq, now_us, actor.to_owned(), message);
+                }
+            }
         }
     }
 
@@ -151,6 +153,12 @@ impl Observer {
                 let deadline = within_us.map(|w| started.saturating_add(w));
                 match (account.answered_at_us, deadline) {
                     (None, _) => Some((conv, account.start_seq, started, "was never answered".to_owned())),
+                    (Some(_), _) if account.status != Some(AnswerStatus::Answered) => Some((
+                        conv,
+                        account.start_seq,
+                        started,
+                        format!("ended {} instead of answered", account.status.map_or("?", |s| s.name())),
+                    )),
                     (Some(answered), Some(deadline)) if answered > deadline => Some((
                         conv,
                         account.start_seq,

@@ -47,6 +47,9 @@ pub struct Conversations {
     pub started: u64,
     pub answered: u64,
     pub max_turns: u64,
+    /// Ended because a model call failed for good.
+    pub failed: u64,
+    /// Never ended.
     pub unanswered: u64,
 }
 
@@ -56,6 +59,8 @@ pub struct FaultRecord {
     pub seq: u64,
     pub t_us: u64,
     pub kind: String,
+    /// The fault's name in the scenario (`KIND@TARGET` unless named).
+    pub name: String,
     pub target: String,
 }
 
@@ -133,7 +138,10 @@ impl RunReport {
         line(
             &mut out,
             "conversations",
-            format!("{} started, {} answered, {} hit max_turns, {} unanswered", c.started, c.answered, c.max_turns, c.unanswered),
+            format!(
+                "{} started, {} answered, {} hit max_turns, {} failed, {} unanswered",
+                c.started, c.answered, c.max_turns, c.failed, c.unanswered
+            ),
         );
         line(&mut out, "llm calls", self.llm_calls.to_string());
         line(&mut out, "tool calls", self.tool_calls.to_string());

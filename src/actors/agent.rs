@@ -1,19 +1,23 @@
 //! The agent: a tool loop over its model. It sends the conversation to its LLM, runs the tool
 //! calls the model returns through tool actors (or fans a task out to other agents and gathers
 //! their answers), feeds the results back, and then hands off, answers, or stops at `max_turns`.
+//!
+//! Processing controls live here too: retries of failed model calls (backoff, jitter,
+//! `retry-after`), per-call timeouts for the model and for tools, and the framework's answer to a
+//! tool call it cannot run (unknown tool, arguments that do not parse).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::directory::Directory;
-use super::llm::{LlmMsg, LlmRequest, ModelAnswer, ModelReply, Usage};
+use super::llm::{LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolArgs, ToolRef, Usage};
 use super::tool::ToolMsg;
 use super::user::{AnswerStatus, UserMsg};
 use super::{ConvId, Payload};
 use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
 use crate::llm::mock;
 use crate::llm::tokens::estimate_tokens;
-use crate::scenario::{AgentIdx, Scenario, ToolIdx};
+use crate::scenario::{AgentIdx, Backoff, Jitter, RetryPolicy, Scenario, ToolIdx};
 
 /// Who handed a conversation to this agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +43,18 @@ pub enum ReplyTo {
 pub enum AgentMsg {
     /// A conversation (or a delegated sub-task of one) starts here.
     Start { conv: ConvId, text: Arc<str>, origin: Origin, reply_to: ReplyTo, context_tokens: u32 },
-    /// The model answered.
+    /// The model answered (or the provider failed the call).
     LlmReply { conv: ConvId, reply: ModelReply },
     /// A tool returned.
     ToolResult { conv: ConvId, call_id: u32, tool: ToolIdx, output: Arc<str> },
     /// A delegated agent answered.
     DelegateResult { conv: ConvId, from_agent: AgentIdx, text: Arc<str> },
+    /// Timer: the model call `call_seq` has not answered within the agent's `timeout`.
+    CallTimeout { conv: ConvId, call_seq: u32 },
+    /// Timer: the backoff before the next attempt is over.
+    RetryDue { conv: ConvId },
+    /// Timer: tool call `call_id` has not answered within the agent's `tool_timeout`.
+    ToolTimeout { conv: ConvId, call_id: u32 },
 }
 
 /// One conversation as this agent sees it.
@@ -55,14 +65,24 @@ struct Conversation {
     reply_to: ReplyTo,
     turn: u32,
     tool_calls: u32,
-    /// Tool calls and delegations still out; the next turn starts when this reaches 0.
-    pending: u32,
-    last_tool: Option<ToolIdx>,
+    /// Tool calls still out, by id.
+    pending_calls: Vec<(u32, Arc<str>)>,
+    /// Delegated agents still working.
+    pending_delegates: u32,
+    last_tool: Arc<str>,
     last_tool_output: Arc<str>,
     delegations: u32,
     results: String,
     /// Tokens of everything said so far (user, model, tools), the model's input next turn.
     context_tokens: u32,
+    /// Numbers this conversation's model calls; a reply with another number is stale.
+    call_seq: u32,
+    /// The model call being waited for.
+    awaiting: Option<u32>,
+    /// Attempt number of the current model call, from 1.
+    attempt: u32,
+    /// The last backoff delay (for decorrelated jitter).
+    previous_delay_us: u64,
 }
 
 /// The agent's state: its conversations in progress. Lost on restart.
@@ -72,9 +92,15 @@ pub struct AgentBehavior {
     agent: AgentIdx,
     instruction_tokens: u32,
     conversations: BTreeMap<ConvId, Conversation>,
-    /// For scripted agents (rules, no model): the stream their rules draw from.
+    /// The agent's own stream: scripted rules and retry jitter draw from it.
     stream: RngStream,
     next_call_id: u32,
+}
+
+/// What came back from one outstanding step.
+enum StepResult {
+    Tool { call_id: u32, tool: Arc<str>, output: Arc<str> },
+    Delegate { text: Arc<str> },
 }
 
 impl AgentBehavior {
@@ -86,7 +112,7 @@ impl AgentBehavior {
 
     /// Takes the next step of a conversation: asks the model; or, for an agent without a model,
     /// follows its rules in place (a scripted agent) or answers with what came in (a relay).
-    fn step(&mut self, conv: ConvId, state: Conversation, effects: &mut Vec<Effect>) {
+    fn step(&mut self, conv: ConvId, mut state: Conversation, effects: &mut Vec<Effect>) {
         let spec = &self.scenario.agents[self.agent];
         let Some(llm) = spec.llm else {
             if spec.behavior.is_empty() {
@@ -95,29 +121,48 @@ impl AgentBehavior {
             }
             let request = self.request(conv, &state);
             let (answer, _) = mock::decide(&self.scenario, &request, &mut self.stream, &mut self.next_call_id);
+            state.call_seq += 1;
+            state.awaiting = Some(state.call_seq);
+            let reply = ModelReply {
+                call_seq: state.call_seq,
+                answer,
+                finish_reason: super::llm::FinishReason::Stop,
+                usage: Usage::default(),
+                latency_us: 0,
+            };
             self.conversations.insert(conv, state);
-            self.on_reply(conv, ModelReply { answer, usage: Usage::default(), latency_us: 0 }, effects);
+            self.on_reply(conv, reply, effects);
             return;
         };
+        state.call_seq += 1;
+        state.awaiting = Some(state.call_seq);
         let request = self.request(conv, &state);
         effects.push(Effect::Send {
             to: self.directory.llm(llm),
             delay_us: 0,
             payload: Payload::Llm(LlmMsg::Complete(Box::new(request))),
         });
+        if let Some(timeout_us) = spec.timeout_us {
+            effects.push(self.timer(timeout_us, AgentMsg::CallTimeout { conv, call_seq: state.call_seq }));
+        }
         self.conversations.insert(conv, state);
+    }
+
+    fn timer(&self, delay_us: u64, msg: AgentMsg) -> Effect {
+        Effect::Send { to: self.directory.agent(self.agent), delay_us, payload: Payload::Agent(msg) }
     }
 
     fn request(&self, conv: ConvId, state: &Conversation) -> LlmRequest {
         LlmRequest {
             conv,
             agent: self.agent,
+            call_seq: state.call_seq,
             turn: state.turn,
             tool_calls: state.tool_calls,
             input_tokens: self.instruction_tokens.saturating_add(state.context_tokens),
             user: state.user_text.clone(),
             origin: state.origin,
-            last_tool: state.last_tool,
+            last_tool: state.last_tool.clone(),
             last_tool_output: state.last_tool_output.clone(),
             delegations: state.delegations,
             results: Arc::from(state.results.as_str()),
@@ -140,22 +185,66 @@ impl AgentBehavior {
 
     fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
         let Some(mut state) = self.conversations.remove(&conv) else { return };
+        if state.awaiting != Some(reply.call_seq) {
+            // An answer to a call the agent already gave up on (timed out): dropped, though billed.
+            self.conversations.insert(conv, state);
+            return;
+        }
+        state.awaiting = None;
+        if let ModelAnswer::Error(error) = reply.answer {
+            self.on_error(conv, state, error, effects);
+            return;
+        }
+        state.attempt = 1;
+        state.previous_delay_us = 0;
         state.context_tokens = state.context_tokens.saturating_add(reply.usage.output_tokens);
         match reply.answer {
             ModelAnswer::ToolCalls(calls) => {
-                state.pending = calls.len() as u32;
                 state.tool_calls += calls.len() as u32;
+                let tool_timeout_us = self.scenario.agents[self.agent].tool_timeout_us;
+                let mut refused = Vec::new();
                 for call in calls {
-                    effects.push(Effect::Send {
-                        to: self.directory.tool(call.tool),
-                        delay_us: 0,
-                        payload: Payload::Tool(ToolMsg::Invoke { conv, call }),
-                    });
+                    // What agent frameworks do with a call they cannot run: tell the model.
+                    let (tool, name) = match &call.tool {
+                        ToolRef::Known(t) => (Some(*t), Arc::from(self.scenario.tools[*t].name.as_str())),
+                        ToolRef::Unknown(name) => (None, name.clone()),
+                    };
+                    let problem = match (&call.tool, &call.args) {
+                        (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),
+                        (_, ToolArgs::Malformed(_)) => Some(format!("error: the arguments for {name} are not valid JSON")),
+                        _ => None,
+                    };
+                    match (problem, tool) {
+                        (None, Some(tool)) => {
+                            state.pending_calls.push((call.id, name));
+                            if let Some(timeout_us) = tool_timeout_us {
+                                effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
+                            }
+                            effects.push(Effect::Send {
+                                to: self.directory.tool(tool),
+                                delay_us: 0,
+                                payload: Payload::Tool(ToolMsg::Invoke { conv, call }),
+                            });
+                        }
+                        (problem, _) => refused.push(StepResult::Tool {
+                            call_id: call.id,
+                            tool: name,
+                            output: Arc::from(text_or_default(problem)),
+                        }),
+                    }
+                }
+                for result in &refused {
+                    if let StepResult::Tool { call_id, tool, .. } = result {
+                        state.pending_calls.push((*call_id, tool.clone()));
+                    }
                 }
                 self.conversations.insert(conv, state);
+                for result in refused {
+                    self.on_result(conv, result, effects);
+                }
             }
             ModelAnswer::Delegate { to, task } => {
-                state.pending = to.len() as u32;
+                state.pending_delegates = to.len() as u32;
                 state.results.clear();
                 for agent in to {
                     effects.push(Effect::Send {
@@ -184,23 +273,51 @@ impl AgentBehavior {
                     context_tokens: state.context_tokens,
                 }),
             }),
+            ModelAnswer::Error(_) => unreachable!("handled above"),
+        }
+    }
+
+    /// A model call failed: retry after a backoff if the policy allows, else fail the conversation.
+    fn on_error(&mut self, conv: ConvId, mut state: Conversation, error: ProviderError, effects: &mut Vec<Effect>) {
+        let policy = self.scenario.agents[self.agent].retry;
+        let delay_us = match policy {
+            Some(policy) if error.retryable() && state.attempt < policy.attempts => {
+                retry_delay_us(&policy, &error, state.attempt, state.previous_delay_us, &mut self.stream)
+            }
+            _ => None,
+        };
+        match delay_us {
+            Some(delay_us) => {
+                state.attempt += 1;
+                state.previous_delay_us = delay_us;
+                effects.push(self.timer(delay_us, AgentMsg::RetryDue { conv }));
+                self.conversations.insert(conv, state);
+            }
+            None => {
+                let text = Arc::from(format!("error: the model call failed ({} {}) after {} attempt(s)", error.status, error.code, state.attempt));
+                effects.push(self.answer(conv, state.reply_to, text, AnswerStatus::Failed));
+            }
         }
     }
 
     /// A tool result or a delegate's answer came back; start the next turn once all are in.
     fn on_result(&mut self, conv: ConvId, result: StepResult, effects: &mut Vec<Effect>) {
         let Some(state) = self.conversations.get_mut(&conv) else { return };
-        if state.pending == 0 {
-            return;
-        }
-        state.pending -= 1;
         match result {
-            StepResult::Tool { tool, output } => {
+            StepResult::Tool { call_id, tool, output } => {
+                let Some(position) = state.pending_calls.iter().position(|(id, _)| *id == call_id) else {
+                    return; // late, after a timeout: the model has moved on
+                };
+                state.pending_calls.remove(position);
                 state.context_tokens = state.context_tokens.saturating_add(estimate_tokens(&output));
-                state.last_tool = Some(tool);
+                state.last_tool = tool;
                 state.last_tool_output = output;
             }
             StepResult::Delegate { text } => {
+                if state.pending_delegates == 0 {
+                    return;
+                }
+                state.pending_delegates -= 1;
                 state.context_tokens = state.context_tokens.saturating_add(estimate_tokens(&text));
                 state.delegations += 1;
                 if !state.results.is_empty() {
@@ -209,7 +326,7 @@ impl AgentBehavior {
                 state.results.push_str(&text);
             }
         }
-        if state.pending > 0 {
+        if !state.pending_calls.is_empty() || state.pending_delegates > 0 {
             return;
         }
         let mut state = self.conversations.remove(&conv).expect("present above");
@@ -224,10 +341,32 @@ impl AgentBehavior {
     }
 }
 
-/// What came back from one outstanding step.
-enum StepResult {
-    Tool { tool: ToolIdx, output: Arc<str> },
-    Delegate { text: Arc<str> },
+fn text_or_default(text: Option<String>) -> String {
+    text.unwrap_or_else(|| "error: the tool call could not be run".to_owned())
+}
+
+/// The wait before attempt `attempt + 1`, or `None` to give up (a `retry-after` longer than the
+/// policy accepts). Jitter draws come from the agent's stream.
+pub fn retry_delay_us(policy: &RetryPolicy, error: &ProviderError, attempt: u32, previous_us: u64, stream: &mut RngStream) -> Option<u64> {
+    if policy.honor_retry_after {
+        if let Some(retry_after_us) = error.retry_after_us {
+            return (retry_after_us <= policy.max_retry_after_us).then_some(retry_after_us);
+        }
+    }
+    let exponent = attempt.saturating_sub(1).min(32);
+    let delay_us = match policy.backoff {
+        Backoff::Exponential => policy.base_us.saturating_mul(1u64 << exponent).min(policy.max_us),
+        Backoff::Constant => policy.base_us,
+    };
+    Some(match policy.jitter {
+        Jitter::None => delay_us,
+        Jitter::Full => stream.below(delay_us + 1),
+        Jitter::Equal => delay_us / 2 + stream.below(delay_us / 2 + 1),
+        Jitter::Decorrelated => {
+            let upper = previous_us.max(policy.base_us).saturating_mul(3);
+            (policy.base_us + stream.below(upper.saturating_sub(policy.base_us) + 1)).min(policy.max_us)
+        }
+    })
 }
 
 impl Behavior for AgentBehavior {
@@ -243,19 +382,117 @@ impl Behavior for AgentBehavior {
                     reply_to,
                     turn: 1,
                     tool_calls: 0,
-                    pending: 0,
-                    last_tool: None,
+                    pending_calls: Vec::new(),
+                    pending_delegates: 0,
+                    last_tool: Arc::from(""),
                     last_tool_output: Arc::from(""),
                     delegations: 0,
                     results: String::new(),
                     context_tokens: context_tokens.saturating_add(opening_tokens),
+                    call_seq: 0,
+                    awaiting: None,
+                    attempt: 1,
+                    previous_delay_us: 0,
                 };
                 self.step(conv, state, effects);
             }
             AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
-            AgentMsg::ToolResult { conv, tool, output, .. } => self.on_result(conv, StepResult::Tool { tool, output }, effects),
+            AgentMsg::ToolResult { conv, call_id, tool, output } => {
+                let tool = Arc::from(self.scenario.tools[tool].name.as_str());
+                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects)
+            }
             AgentMsg::DelegateResult { conv, text, .. } => self.on_result(conv, StepResult::Delegate { text }, effects),
+            AgentMsg::CallTimeout { conv, call_seq } => {
+                let Some(mut state) = self.conversations.remove(&conv) else { return Ok(()) };
+                if state.awaiting != Some(call_seq) {
+                    self.conversations.insert(conv, state);
+                    return Ok(());
+                }
+                state.awaiting = None;
+                self.on_error(conv, state, ProviderError::client_timeout(), effects);
+            }
+            AgentMsg::RetryDue { conv } => {
+                let Some(state) = self.conversations.remove(&conv) else { return Ok(()) };
+                self.step(conv, state, effects);
+            }
+            AgentMsg::ToolTimeout { conv, call_id } => {
+                let Some(state) = self.conversations.get(&conv) else { return Ok(()) };
+                let Some((_, tool)) = state.pending_calls.iter().find(|(id, _)| *id == call_id) else { return Ok(()) };
+                let output = Arc::from(format!("error: tool {tool} timed out"));
+                let tool = tool.clone();
+                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects);
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(jitter: Jitter) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 5,
+            backoff: Backoff::Exponential,
+            base_us: 500_000,
+            max_us: 8_000_000,
+            jitter,
+            honor_retry_after: true,
+            max_retry_after_us: 120_000_000,
+        }
+    }
+
+    fn server_error() -> ProviderError {
+        ProviderError { status: 500, error_type: "server_error", code: "internal_error", retry_after_us: None }
+    }
+
+    #[test]
+    fn exponential_backoff_doubles_up_to_the_cap() {
+        let mut stream = RngStream::new(1, "t");
+        let delays: Vec<u64> = (1..=6)
+            .map(|attempt| retry_delay_us(&policy(Jitter::None), &server_error(), attempt, 0, &mut stream).unwrap())
+            .collect();
+        assert_eq!(delays, [500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000, 8_000_000]);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_exactly_and_too_long_a_one_gives_up() {
+        let mut stream = RngStream::new(1, "t");
+        let limited = ProviderError { status: 429, error_type: "requests", code: "rate_limit_exceeded", retry_after_us: Some(2_000_000) };
+        assert_eq!(retry_delay_us(&policy(Jitter::Full), &limited, 1, 0, &mut stream), Some(2_000_000));
+        let too_long = ProviderError { retry_after_us: Some(600_000_000), ..limited };
+        assert_eq!(retry_delay_us(&policy(Jitter::Full), &too_long, 1, 0, &mut stream), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bounds_and_repeats_for_the_same_seed() {
+        for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
+            let draw = |seed| {
+                let mut stream = RngStream::new(seed, "agent:a#0");
+                (1..=200u32).map(|n| retry_delay_us(&policy(jitter), &server_error(), n % 6 + 1, 1_000_000, &mut stream).unwrap()).collect::<Vec<_>>()
+            };
+            let (a, b) = (draw(7), draw(7));
+            assert_eq!(a, b, "{jitter:?}");
+            for (i, d) in a.iter().enumerate() {
+                let attempt = (i as u32 + 1) % 6 + 1;
+                let cap = (500_000u64 << (attempt - 1)).min(8_000_000);
+                let ok = match jitter {
+                    Jitter::Full => *d <= cap,
+                    Jitter::Equal => *d >= cap / 2 && *d <= cap,
+                    _ => *d >= 500_000 && *d <= 8_000_000,
+                };
+                assert!(ok, "{jitter:?}: {d} for attempt {attempt}");
+            }
+            assert!(a.iter().collect::<std::collections::BTreeSet<_>>().len() > 10, "{jitter:?} draws vary");
+        }
+    }
+
+    #[test]
+    fn quota_errors_are_not_retryable_and_overload_is() {
+        let quota = ProviderError { status: 429, error_type: "insufficient_quota", code: "insufficient_quota", retry_after_us: None };
+        assert!(!quota.retryable());
+        assert!(ProviderError { status: 529, error_type: "overloaded_error", code: "overloaded_error", retry_after_us: None }.retryable());
+        assert!(!ProviderError { status: 401, error_type: "invalid_request_error", code: "invalid_api_key", retry_after_us: None }.retryable());
     }
 }

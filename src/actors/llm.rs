@@ -1,5 +1,7 @@
 //! The LLM actor: answers completion requests after a latency drawn from its distribution.
-//! In `mock` mode the answer comes from the agent's behaviour rules.
+//! In `mock` mode the answer comes from the agent's behaviour rules. Provider faults answer with
+//! the error a real provider sends (status, type, code, retry-after); content faults break the
+//! answer the way real models do.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use super::agent::{AgentMsg, Origin};
 use super::directory::Directory;
 use super::{ConvId, Payload};
+use crate::faults::catalogue::{FaultKind, Layer};
 use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
 use crate::llm::mock;
 use crate::scenario::{AgentIdx, LlmIdx, Scenario, ToolIdx};
@@ -17,12 +20,15 @@ use crate::scenario::{AgentIdx, LlmIdx, Scenario, ToolIdx};
 pub struct LlmRequest {
     pub conv: ConvId,
     pub agent: AgentIdx,
+    /// Numbers the agent's calls in this conversation; echoed in the reply to spot stale ones.
+    pub call_seq: u32,
     pub turn: u32,
     pub tool_calls: u32,
     pub input_tokens: u32,
     pub user: Arc<str>,
     pub origin: Origin,
-    pub last_tool: Option<ToolIdx>,
+    /// Name of the tool whose result came back last (`""` if none).
+    pub last_tool: Arc<str>,
     pub last_tool_output: Arc<str>,
     pub delegations: u32,
     pub results: Arc<str>,
@@ -34,12 +40,64 @@ pub enum LlmMsg {
     Complete(Box<LlmRequest>),
 }
 
-/// One tool call in a model answer. Arguments are a JSON object with sorted keys.
+/// The tool a call names: one the scenario has, or one the model made up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolRef {
+    Known(ToolIdx),
+    Unknown(Arc<str>),
+}
+
+/// A call's arguments: a JSON object with sorted keys, or text that does not parse.
+#[derive(Debug, Clone)]
+pub enum ToolArgs {
+    Json(Arc<serde_json::Map<String, serde_json::Value>>),
+    Malformed(Arc<str>),
+}
+
+/// One tool call in a model answer.
 #[derive(Debug, Clone)]
 pub struct ToolCall {
     pub id: u32,
-    pub tool: ToolIdx,
-    pub args: Arc<serde_json::Map<String, serde_json::Value>>,
+    pub tool: ToolRef,
+    pub args: ToolArgs,
+}
+
+impl ToolCall {
+    /// The arguments as the model wrote them.
+    pub fn args_text(&self) -> String {
+        match &self.args {
+            ToolArgs::Json(map) => serde_json::to_string(&**map).unwrap_or_default(),
+            ToolArgs::Malformed(text) => text.to_string(),
+        }
+    }
+}
+
+/// An error answer from the provider, shaped like the real one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderError {
+    pub status: u16,
+    /// `error.type` in the body.
+    pub error_type: &'static str,
+    /// `error.code` in the body.
+    pub code: &'static str,
+    /// The `retry-after` header, if the provider sent one.
+    pub retry_after_us: Option<u64>,
+}
+
+impl ProviderError {
+    /// Whether clients retry it: 408, 409, 429 (not quota) and 5xx, as the OpenAI SDK does.
+    pub fn retryable(&self) -> bool {
+        match self.status {
+            429 => self.code != "insufficient_quota",
+            408 | 409 => true,
+            s => s >= 500,
+        }
+    }
+
+    /// The client-side timeout, as the agent sees it when it stops waiting.
+    pub fn client_timeout() -> ProviderError {
+        ProviderError { status: 408, error_type: "timeout", code: "timeout", retry_after_us: None }
+    }
 }
 
 /// What the model said.
@@ -50,6 +108,30 @@ pub enum ModelAnswer {
     Handoff(AgentIdx),
     /// Fan a task out to these agents and wait for all their answers.
     Delegate { to: Vec<AgentIdx>, task: Arc<str> },
+    /// The provider failed the call.
+    Error(ProviderError),
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    ToolCalls,
+    /// Cut at max tokens.
+    Length,
+    /// Filtered or refused.
+    ContentFilter,
+}
+
+impl FinishReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::Length => "length",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
 }
 
 /// Tokens and cost of one call.
@@ -63,7 +145,9 @@ pub struct Usage {
 /// A model answer with its usage.
 #[derive(Debug, Clone)]
 pub struct ModelReply {
+    pub call_seq: u32,
     pub answer: ModelAnswer,
+    pub finish_reason: FinishReason,
     pub usage: Usage,
     pub latency_us: u64,
 }
@@ -75,7 +159,13 @@ impl ModelReply {
             ModelAnswer::ToolCalls(calls) => {
                 let _ = write!(out, "tool_calls=[");
                 for (i, call) in calls.iter().enumerate() {
-                    let _ = write!(out, "{}{}#{}", if i > 0 { "," } else { "" }, scenario.tools[call.tool].name, call.id);
+                    let name = match &call.tool {
+                        ToolRef::Known(t) => scenario.tools[*t].name.as_str(),
+                        ToolRef::Unknown(name) => name,
+                    };
+                    let unknown = if matches!(call.tool, ToolRef::Unknown(_)) { "?" } else { "" };
+                    let malformed = if matches!(call.args, ToolArgs::Malformed(_)) { "(malformed)" } else { "" };
+                    let _ = write!(out, "{}{unknown}{name}#{}{malformed}", if i > 0 { "," } else { "" }, call.id);
                 }
                 write!(out, "]")
             }
@@ -85,11 +175,23 @@ impl ModelReply {
                 let names: Vec<&str> = to.iter().map(|a| scenario.agents[*a].name.as_str()).collect();
                 write!(out, "delegate=[{}]", names.join(","))
             }
+            ModelAnswer::Error(e) => {
+                let _ = write!(out, "error={} {} {}", e.status, e.error_type, e.code);
+                match e.retry_after_us {
+                    Some(us) => write!(out, " retry_after_us={us}"),
+                    None => Ok(()),
+                }
+            }
         };
         let _ = write!(
             out,
-            " tokens_in={} tokens_out={} cost_pusd={} latency_us={}",
-            self.usage.input_tokens, self.usage.output_tokens, self.usage.cost_pusd, self.latency_us
+            " call={} finish={} tokens_in={} tokens_out={} cost_pusd={} latency_us={}",
+            self.call_seq,
+            self.finish_reason.name(),
+            self.usage.input_tokens,
+            self.usage.output_tokens,
+            self.usage.cost_pusd,
+            self.latency_us
         );
     }
 }
@@ -111,10 +213,69 @@ impl LlmBehavior {
     }
 }
 
+/// The provider error a fault kind answers with, and how long it takes by default.
+fn provider_error(kind: FaultKind, retry_after_us: Option<u64>) -> (ProviderError, u64) {
+    let retry_after = Some(retry_after_us.unwrap_or(2_000_000));
+    let e = |status, error_type, code, retry_after_us| ProviderError { status, error_type, code, retry_after_us };
+    match kind {
+        FaultKind::LlmRateLimit => (e(429, "requests", "rate_limit_exceeded", retry_after), 30_000),
+        FaultKind::LlmTokenRateLimit => (e(429, "tokens", "rate_limit_exceeded", retry_after), 30_000),
+        FaultKind::LlmQuotaExhausted => (e(429, "insufficient_quota", "insufficient_quota", None), 30_000),
+        FaultKind::LlmOverloaded => (e(503, "service_unavailable_error", "server_is_overloaded", None), 200_000),
+        FaultKind::LlmOverloaded529 => (e(529, "overloaded_error", "overloaded_error", None), 200_000),
+        FaultKind::LlmServerError => (e(500, "server_error", "internal_error", None), 500_000),
+        FaultKind::LlmTimeout => (ProviderError::client_timeout(), 60_000_000),
+        FaultKind::LlmAuthError => (e(401, "invalid_request_error", "invalid_api_key", None), 50_000),
+        FaultKind::LlmContentFilter => (e(400, "invalid_request_error", "content_filter", None), 50_000),
+        _ => (e(400, "invalid_request_error", "context_length_exceeded", None), 50_000),
+    }
+}
+
+/// Applies a content fault to a good answer.
+fn break_answer(kind: FaultKind, answer: ModelAnswer, tool: Option<&str>, next_call_id: &mut u32) -> (ModelAnswer, FinishReason, Option<u32>) {
+    match (kind, answer) {
+        (FaultKind::LlmEmptyAnswer, _) => (ModelAnswer::Text(Arc::from("")), FinishReason::Stop, Some(2)),
+        (FaultKind::LlmRefusal, _) => {
+            (ModelAnswer::Text(Arc::from("I'm sorry, but I can't help with that.")), FinishReason::ContentFilter, Some(10))
+        }
+        (FaultKind::LlmHallucinatedTool, _) => {
+            let id = *next_call_id;
+            *next_call_id += 1;
+            let name: Arc<str> = Arc::from(tool.unwrap_or("lookup_everything"));
+            let call = ToolCall { id, tool: ToolRef::Unknown(name), args: ToolArgs::Json(Arc::new(serde_json::Map::new())) };
+            (ModelAnswer::ToolCalls(vec![call]), FinishReason::ToolCalls, None)
+        }
+        (FaultKind::LlmMalformedToolArgs | FaultKind::LlmTruncated, ModelAnswer::ToolCalls(mut calls)) => {
+            if let Some(first) = calls.first_mut() {
+                let text = first.args_text();
+                let cut: String = text.chars().take(text.chars().count() / 2).collect();
+                first.args = ToolArgs::Malformed(Arc::from(cut));
+            }
+            let finish = if kind == FaultKind::LlmTruncated { FinishReason::Length } else { FinishReason::ToolCalls };
+            (ModelAnswer::ToolCalls(calls), finish, None)
+        }
+        (FaultKind::LlmTruncated, ModelAnswer::Text(text)) => {
+            let cut: String = text.chars().take(text.chars().count() / 2).collect();
+            (ModelAnswer::Text(Arc::from(cut)), FinishReason::Length, None)
+        }
+        (_, answer) => {
+            let finish = finish_reason(&answer);
+            (answer, finish, None)
+        }
+    }
+}
+
+fn finish_reason(answer: &ModelAnswer) -> FinishReason {
+    match answer {
+        ModelAnswer::ToolCalls(_) => FinishReason::ToolCalls,
+        _ => FinishReason::Stop,
+    }
+}
+
 impl Behavior for LlmBehavior {
     type Msg = LlmMsg;
 
-    fn handle(&mut self, _context: &TurnContext, msg: LlmMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
+    fn handle(&mut self, context: &TurnContext, msg: LlmMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
         let LlmMsg::Complete(request) = msg;
         let scenario = &*self.scenario;
         let spec = &scenario.llms[self.llm];
@@ -122,19 +283,48 @@ impl Behavior for LlmBehavior {
             let name = format!("llm:{}#{}/agent:{}", spec.name, self.incarnation, scenario.agents[request.agent].name);
             (RngStream::new(self.seed, &name), 0)
         });
-        let (answer, output_tokens) = mock::decide(scenario, &request, stream, next_call_id);
-        let latency_us = stream.latency_us(&spec.latency);
-        let cost_pusd = request.input_tokens as u64 * spec.price.input_pusd_per_token
-            + output_tokens as u64 * spec.price.output_pusd_per_token;
-        let usage = Usage { input_tokens: request.input_tokens, output_tokens, cost_pusd };
+        let injection = context.injection.map(|i| (i.kind, &scenario.faults[i.fault].params));
+        let overflow = request.input_tokens as u64 > spec.context_window_tokens;
+        let reply = match injection {
+            Some((kind, params)) if kind.layer() == Layer::Provider => {
+                let (error, default_latency_us) = provider_error(kind, params.retry_after_us);
+                let latency_us = params.latency_us.unwrap_or(default_latency_us);
+                error_reply(request.call_seq, error, latency_us)
+            }
+            _ if overflow => {
+                let (error, latency_us) = provider_error(FaultKind::LlmContextLength, None);
+                error_reply(request.call_seq, error, latency_us)
+            }
+            _ => {
+                let (answer, mut output_tokens) = mock::decide(scenario, &request, stream, next_call_id);
+                let (answer, finish_reason) = match injection {
+                    Some((kind, params)) if kind.layer() == Layer::Content => {
+                        let (answer, finish, tokens) = break_answer(kind, answer, params.tool.as_deref(), next_call_id);
+                        output_tokens = tokens.unwrap_or(output_tokens);
+                        (answer, finish)
+                    }
+                    _ => {
+                        let finish = finish_reason(&answer);
+                        (answer, finish)
+                    }
+                };
+                let latency_us = stream.latency_us(&spec.latency);
+                let cost_pusd = request.input_tokens as u64 * spec.price.input_pusd_per_token
+                    + output_tokens as u64 * spec.price.output_pusd_per_token;
+                let usage = Usage { input_tokens: request.input_tokens, output_tokens, cost_pusd };
+                ModelReply { call_seq: request.call_seq, answer, finish_reason, usage, latency_us }
+            }
+        };
         effects.push(Effect::Send {
             to: self.directory.agent(request.agent),
-            delay_us: latency_us,
-            payload: Payload::Agent(AgentMsg::LlmReply {
-                conv: request.conv,
-                reply: ModelReply { answer, usage, latency_us },
-            }),
+            delay_us: reply.latency_us,
+            payload: Payload::Agent(AgentMsg::LlmReply { conv: request.conv, reply }),
         });
         Ok(())
     }
+}
+
+/// A failed call: no tokens billed.
+fn error_reply(call_seq: u32, error: ProviderError, latency_us: u64) -> ModelReply {
+    ModelReply { call_seq, answer: ModelAnswer::Error(error), finish_reason: FinishReason::Stop, usage: Usage::default(), latency_us }
 }

@@ -10,7 +10,7 @@ pub mod user;
 
 pub use agent::{AgentBehavior, AgentMsg, Origin, ReplyTo};
 pub use directory::Directory;
-pub use llm::{LlmBehavior, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ToolCall, Usage};
+pub use llm::{LlmBehavior, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolCall, Usage};
 pub use supervisor::{SupervisorActor, SupervisorMsg, SupervisorState};
 pub use tool::{ToolBehavior, ToolMsg};
 pub use user::{AnswerStatus, UserBehavior, UserMsg};
@@ -62,13 +62,16 @@ impl Payload {
                 request.turn,
                 request.input_tokens
             ),
-            Payload::Tool(ToolMsg::Invoke { conv, call }) => write!(
-                out,
-                "invoke conv={conv} call={} tool={} args={}",
-                call.id,
-                tool_name(call.tool),
-                serde_json::to_string(&*call.args).unwrap_or_default()
-            ),
+            Payload::Tool(ToolMsg::Invoke { conv, call }) => {
+                let tool = match &call.tool {
+                    llm::ToolRef::Known(t) => tool_name(*t),
+                    llm::ToolRef::Unknown(name) => name,
+                };
+                write!(out, "invoke conv={conv} call={} tool={tool} args={}", call.id, call.args_text())
+            }
+            Payload::Agent(AgentMsg::CallTimeout { conv, call_seq }) => write!(out, "call_timeout conv={conv} call={call_seq}"),
+            Payload::Agent(AgentMsg::RetryDue { conv }) => write!(out, "retry_due conv={conv}"),
+            Payload::Agent(AgentMsg::ToolTimeout { conv, call_id }) => write!(out, "tool_timeout conv={conv} call={call_id}"),
             Payload::User(UserMsg::Begin) => write!(out, "begin"),
             Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),
             Payload::User(UserMsg::Answer { conv, text, status }) => {

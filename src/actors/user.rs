@@ -16,6 +16,8 @@ pub enum AnswerStatus {
     Answered,
     /// The agent ran out of turns.
     MaxTurns,
+    /// A model call failed for good (not retryable, or out of attempts).
+    Failed,
 }
 
 impl AnswerStatus {
@@ -23,6 +25,7 @@ impl AnswerStatus {
         match self {
             AnswerStatus::Answered => "answered",
             AnswerStatus::MaxTurns => "max_turns",
+            AnswerStatus::Failed => "failed",
         }
     }
 }

@@ -1,24 +1,40 @@
-//! The fault plan: decides, delivery by delivery, whether a scenario's fault fires.
+//! The fault plan: decides, delivery by delivery, whether a scenario's fault fires. The fault
+//! then takes effect where it happens in reality: the scheduler crashes the actor, the LLM actor
+//! answers with a provider-shaped error or a broken answer, the tool actor fails the call.
 //!
-//! Each fault draws from its own stream (`fault:N`), and only when its other conditions hold,
+//! Each fault draws from its own stream (`fault:NAME`), and only when its other conditions hold,
 //! so adding a fault never changes when another one fires.
+
+pub mod catalogue;
 
 use crate::kernel::{number_duplicates, ActorIdx, RngStream};
 use crate::scenario::validate::glob_match;
 use crate::scenario::{Fault, FaultKind};
+use catalogue::Layer;
 
-/// A fault that fired, as the trace and report show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FiredFault {
-    /// Index of the fault in the scenario.
-    pub fault: usize,
-    pub kind: FaultKind,
+/// A stable name per fault, also its random stream's name: its `name`, or `KIND@TARGET` with
+/// `#N` for the Nth fault of the same kind and target. Adding or reordering other faults does not
+/// rename a fault.
+pub fn stream_names_raw(faults: impl Iterator<Item = (Option<String>, String, String)>) -> Vec<String> {
+    number_duplicates(faults.map(|(name, kind, target)| name.unwrap_or_else(|| format!("{kind}@{target}"))))
 }
 
-/// A stable stream name per fault: `fault:KIND@TARGET`, with `#N` for the Nth fault of the same
-/// kind and target. Adding or reordering other faults does not rename a fault's stream.
-pub fn stream_names(faults: &[Fault]) -> Vec<String> {
-    number_duplicates(faults.iter().map(|fault| format!("fault:{}@{}", fault.kind.name(), fault.target)))
+/// What kind of message a delivery carries, as far as fault eligibility goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageClass {
+    /// A completion request to a model.
+    LlmCall,
+    /// A call to a tool.
+    ToolCall,
+    /// Anything else.
+    Other,
+}
+
+/// A fault that fired on a delivery: which one (index into the scenario's faults) and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Injection {
+    pub fault: usize,
+    pub kind: FaultKind,
 }
 
 /// Per-run fault state.
@@ -35,33 +51,36 @@ impl FaultPlan {
     pub fn new(faults: &[Fault], seed: u64, logical_ids: &[String]) -> FaultPlan {
         let by_actor = logical_ids
             .iter()
-            .map(|id| {
-                let crashable = ["agent:", "tool:", "llm:"].iter().any(|p| id.starts_with(p));
-                (0..faults.len()).filter(|i| crashable && glob_match(&faults[*i].target, id)).collect()
-            })
+            .map(|id| (0..faults.len()).filter(|i| applies_to(&faults[*i], id)).collect())
             .collect();
         FaultPlan {
             faults: faults.to_vec(),
-            streams: stream_names(faults).iter().map(|name| RngStream::new(seed, name)).collect(),
+            streams: faults.iter().map(|f| RngStream::new(seed, &format!("fault:{}", f.name))).collect(),
             fired_counts: vec![0; faults.len()],
             by_actor,
         }
     }
 
-    /// Decides for one delivery to `actor` at `now_us`; `received` counts this actor's deliveries,
-    /// this one included.
-    pub fn on_deliver(&mut self, now_us: u64, actor: ActorIdx, received: u64) -> Option<FiredFault> {
+    /// Decides for one delivery of a `class` message to `actor` at `now_us`; `received` counts
+    /// this actor's deliveries, this one included. At most one fault fires per delivery: the
+    /// first eligible one in scenario order.
+    pub fn on_deliver(&mut self, now_us: u64, actor: ActorIdx, received: u64, class: MessageClass) -> Option<Injection> {
         let candidates = self.by_actor.get(actor.index())?;
         for &index in candidates {
             let fault = &self.faults[index];
+            let eligible = match fault.kind.layer() {
+                Layer::Actor => true,
+                Layer::Provider | Layer::Content => class == MessageClass::LlmCall,
+                Layer::Tool => class == MessageClass::ToolCall,
+            };
             let trigger = &fault.trigger;
-            if trigger.count.is_some_and(|max| self.fired_counts[index] >= max) {
-                continue;
-            }
-            if trigger.at_us.is_some_and(|at| now_us < at) {
-                continue;
-            }
-            if trigger.on_message.is_some_and(|n| received != n) {
+            if !eligible
+                || trigger.count.is_some_and(|max| self.fired_counts[index] >= max)
+                || trigger.at_us.is_some_and(|at| now_us < at)
+                || trigger.between_us.is_some_and(|(from, to)| now_us < from || now_us >= to)
+                || trigger.after.is_some_and(|other| self.fired_counts[other] == 0)
+                || trigger.on_message.is_some_and(|n| received != n)
+            {
                 continue;
             }
             if let Some(p) = trigger.probability {
@@ -70,8 +89,18 @@ impl FaultPlan {
                 }
             }
             self.fired_counts[index] += 1;
-            return Some(FiredFault { fault: index, kind: fault.kind });
+            return Some(Injection { fault: index, kind: fault.kind });
         }
         None
     }
+}
+
+/// Whether `fault` can ever fire on the actor with this logical id.
+fn applies_to(fault: &Fault, id: &str) -> bool {
+    let prefixes: &[&str] = match fault.kind.layer() {
+        Layer::Actor => &["agent:", "tool:", "llm:"],
+        Layer::Provider | Layer::Content => &["llm:"],
+        Layer::Tool => &["tool:"],
+    };
+    prefixes.iter().any(|p| id.starts_with(p)) && glob_match(&fault.target, id)
 }

@@ -7,6 +7,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::effect::{Completion, Effect};
+use super::INJECTED_CRASH_PREFIX;
+use crate::faults::catalogue::FaultKind;
+use crate::faults::Injection;
 use super::envelope::ActorIdx;
 
 /// One delivery: the message and the virtual time it arrives at.
@@ -15,8 +18,8 @@ pub struct Turn<M> {
     pub now_us: u64,
     pub seq: u64,
     pub from: ActorIdx,
-    /// Set when the fault plan crashes this turn: the handler panics with this text.
-    pub crash: Option<String>,
+    /// A fault that fired on this delivery; `actor.crash` makes the handler panic.
+    pub injection: Option<Injection>,
     pub msg: M,
 }
 
@@ -28,6 +31,8 @@ pub struct TurnContext {
     pub now_us: u64,
     pub seq: u64,
     pub incarnation: u32,
+    /// A fault that fired on this delivery, for the handler to act out.
+    pub injection: Option<Injection>,
 }
 
 /// An error a handler returns; it fails the actor exactly like a panic.
@@ -72,9 +77,12 @@ impl<B: Behavior> Actor for SimActor<B> {
 
     async fn handle(&self, _myself: ActorRef<Self::Msg>, turn: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         let (behavior, identity) = state;
-        if let Some(reason) = turn.crash {
+        if let Some(injection) = turn.injection.filter(|i| i.kind == FaultKind::ActorCrash) {
             // A String payload, so ractor reports the text as the failure.
-            std::panic::panic_any(reason);
+            std::panic::panic_any(format!(
+                "{INJECTED_CRASH_PREFIX}: fault #{} (actor.crash) at seq {}",
+                injection.fault, turn.seq
+            ));
         }
         let context = TurnContext {
             me: identity.me,
@@ -82,6 +90,7 @@ impl<B: Behavior> Actor for SimActor<B> {
             now_us: turn.now_us,
             seq: turn.seq,
             incarnation: identity.incarnation,
+            injection: turn.injection,
         };
         let mut effects = Vec::new();
         behavior.handle(&context, turn.msg, &mut effects)?;

@@ -10,6 +10,8 @@ use crate::actors::Payload;
 pub enum Effect {
     /// Deliver `payload` to `to` after `delay_us` of virtual time (to itself: a timer).
     Send { to: ActorIdx, delay_us: u64, payload: Payload },
+    /// A counted side effect happened now (a tool moved money), `times` times.
+    SideEffect { conv: u32, name: std::sync::Arc<str>, times: u32 },
     /// Supervisors only: restart these children (actors or whole supervisor subtrees), in order.
     Restart { children: Vec<ActorIdx> },
     /// Supervisors only: give up and pass the failure to the parent supervisor.

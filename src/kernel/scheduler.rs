@@ -16,7 +16,7 @@ use crate::actors::{
     AgentBehavior, AgentMsg, Directory, LlmBehavior, LlmMsg, Payload, SupervisorActor, SupervisorMsg,
     SupervisorState, ToolBehavior, ToolMsg, UserBehavior, UserMsg,
 };
-use crate::faults::FaultPlan;
+use crate::faults::{FaultPlan, Injection, MessageClass};
 use crate::observer::Observer;
 use crate::report::{Conversations, FailureRecord, FaultRecord, Outcome, RestartRecord, RunReport, Tokens, REPORT_SCHEMA_VERSION};
 use crate::scenario::{ActorKind, Child, Limits, Scenario};
@@ -73,6 +73,8 @@ pub struct Scheduler {
     now_us: u64,
     events: u64,
     messages: u64,
+    /// Seq of the event being handled (for effects recorded during its turn).
+    current_seq: u64,
     slots: Vec<Slot>,
     completions_tx: UnboundedSender<Completion>,
     completions_rx: UnboundedReceiver<Completion>,
@@ -104,6 +106,7 @@ impl Scheduler {
             now_us: 0,
             events: 0,
             messages: 0,
+            current_seq: 0,
             slots,
             completions_tx,
             completions_rx,
@@ -170,30 +173,28 @@ impl Scheduler {
             self.now_us = event.at_us;
             self.events += 1;
             let seq = event.seq;
+            self.current_seq = seq;
             let envelope = event.envelope;
             let to = envelope.to;
             self.messages += u64::from(envelope.from != to);
             self.slots[to.index()].received += 1;
             let received = self.slots[to.index()].received;
 
-            let crash = match self.faults.on_deliver(self.now_us, to, received) {
-                None => None,
-                Some(fired) => {
-                    let target = self.slots[to.index()].logical_id.clone();
-                    let kind = fired.kind.name();
-                    self.trace.record(|r| {
-                        r.str("kind", "fault").u64("seq", seq).u64("t_us", self.now_us).str("fault", kind).str("actor", &target);
-                    })?;
-                    self.fault_log.push(FaultRecord { seq, t_us: self.now_us, kind: kind.to_owned(), target: target.to_string() });
-                    Some(format!("injected crash: fault #{} ({kind}) at seq {seq}", fired.fault))
-                }
+            let class = match &envelope.payload {
+                Payload::Llm(_) => MessageClass::LlmCall,
+                Payload::Tool(_) => MessageClass::ToolCall,
+                _ => MessageClass::Other,
             };
+            let injection = self.faults.on_deliver(self.now_us, to, received, class);
+            if let Some(fired) = injection {
+                self.trace_fault(seq, to, fired)?;
+            }
 
             self.trace_delivery(seq, &envelope)?;
             let slots = &self.slots;
             self.observer.on_deliver(&self.scenario, seq, self.now_us, &envelope, &|a: ActorIdx| slots[a.index()].logical_id.to_string());
 
-            let turn_end = self.deliver(seq, envelope, crash).await?;
+            let turn_end = self.deliver(seq, envelope, injection).await?;
             match turn_end {
                 TurnEnd::Acked(effects) => {
                     if let Some(limit) = self.apply(to, effects)? {
@@ -207,6 +208,29 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    fn trace_fault(&mut self, seq: u64, to: ActorIdx, fired: Injection) -> Result<(), RunError> {
+        let target = self.slots[to.index()].logical_id.clone();
+        let fault = &self.scenario.faults[fired.fault];
+        let mut params = String::new();
+        let p = &fault.params;
+        for (name, value) in [("retry_after_us", p.retry_after_us), ("latency_us", p.latency_us)] {
+            if let Some(value) = value {
+                params.push_str(&format!("{}{name}={value}", if params.is_empty() { "" } else { " " }));
+            }
+        }
+        for (name, value) in [("text", &p.text), ("tool", &p.tool)] {
+            if let Some(value) = value {
+                params.push_str(&format!("{}{name}={value:?}", if params.is_empty() { "" } else { " " }));
+            }
+        }
+        let now_us = self.now_us;
+        self.trace.record(|r| {
+            r.str("kind", "fault").u64("seq", seq).u64("t_us", now_us).str("fault", fired.kind.name()).str("name", &fault.name).str("actor", &target).str("params", &params);
+        })?;
+        self.fault_log.push(FaultRecord { seq, t_us: now_us, kind: fired.kind.name().to_owned(), name: fault.name.clone(), target: target.to_string() });
+        Ok(())
     }
 
     fn trace_delivery(&mut self, seq: u64, envelope: &Envelope) -> Result<(), RunError> {
@@ -225,13 +249,13 @@ impl Scheduler {
     }
 
     /// Delivers one turn and waits for its completion.
-    async fn deliver(&mut self, seq: u64, envelope: Envelope, crash: Option<String>) -> Result<TurnEnd, RunError> {
+    async fn deliver(&mut self, seq: u64, envelope: Envelope, injection: Option<Injection>) -> Result<TurnEnd, RunError> {
         let to = envelope.to;
         let slot = &self.slots[to.index()];
         let (now_us, from) = (self.now_us, envelope.from);
         macro_rules! turn {
             ($msg:expr) => {
-                Turn { now_us, seq, from, crash, msg: $msg }
+                Turn { now_us, seq, from, injection, msg: $msg }
             };
         }
         let sent = match (&slot.handle, envelope.payload) {
@@ -277,6 +301,10 @@ impl Scheduler {
                     }
                     let at_us = self.now_us.saturating_add(delay_us);
                     self.queue.push(at_us, Envelope { from, to, sent_at_us: self.now_us, payload });
+                }
+                Effect::SideEffect { conv, name, times } => {
+                    let actor = self.slots[from.index()].logical_id.clone();
+                    self.observer.on_side_effect(&self.scenario, self.current_seq, self.now_us, &actor, conv, &name, times);
                 }
                 Effect::Restart { .. } | Effect::Escalate { .. } => {
                     return Err(RunError::Internal(format!(
@@ -337,7 +365,9 @@ impl Scheduler {
                         error = Arc::from(format!("{supervisor_id} gave up ({reason}) after {child_id} failed: {error}"));
                         child = supervisor;
                     }
-                    Effect::Send { .. } => return Err(RunError::Internal("a supervisor sent a message".to_owned())),
+                    Effect::Send { .. } | Effect::SideEffect { .. } => {
+                        return Err(RunError::Internal("a supervisor sent a message".to_owned()))
+                    }
                 }
             }
         }
@@ -428,6 +458,7 @@ impl Scheduler {
         let started: Vec<_> = o.conversations.iter().filter(|c| c.started_at_us.is_some()).collect();
         let answered = started.iter().filter(|c| c.status == Some(crate::actors::AnswerStatus::Answered)).count() as u64;
         let max_turns = started.iter().filter(|c| c.status == Some(crate::actors::AnswerStatus::MaxTurns)).count() as u64;
+        let failed = started.iter().filter(|c| c.status == Some(crate::actors::AnswerStatus::Failed)).count() as u64;
         RunReport {
             schema_version: REPORT_SCHEMA_VERSION,
             agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -449,7 +480,8 @@ impl Scheduler {
                 started: started.len() as u64,
                 answered,
                 max_turns,
-                unanswered: started.len() as u64 - answered - max_turns,
+                failed,
+                unanswered: started.len() as u64 - answered - max_turns - failed,
             },
             effects: o.effects.clone(),
             faults: self.fault_log.clone(),

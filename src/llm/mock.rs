@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::actors::llm::{ToolArgs, ToolRef};
 use crate::actors::{LlmRequest, ModelAnswer, Origin, ToolCall};
 use crate::kernel::RngStream;
 use crate::scenario::expr::{Context, Value, Var};
@@ -25,7 +26,7 @@ impl Context for RequestContext<'_> {
         match var {
             Var::Turn => Value::Int(request.turn as i64),
             Var::ToolCalls => Value::Int(request.tool_calls as i64),
-            Var::LastTool => Value::Str(request.last_tool.map_or("", |t| self.scenario.tools[t].name.as_str())),
+            Var::LastTool => Value::Str(&request.last_tool),
             Var::LastToolOutput => Value::Str(&request.last_tool_output),
             Var::User => Value::Str(&request.user),
             Var::From => Value::Str(match request.origin {
@@ -115,7 +116,7 @@ fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (Mo
                     *next_call_id += 1;
                     let tool_name = &context.scenario.tools[spec.tool].name;
                     output_tokens += estimate_tokens(tool_name) + args_tokens(&args) + 8;
-                    ToolCall { id, tool: spec.tool, args: Arc::new(args) }
+                    ToolCall { id, tool: ToolRef::Known(spec.tool), args: ToolArgs::Json(Arc::new(args)) }
                 })
                 .collect();
             (ModelAnswer::ToolCalls(calls), output_tokens)

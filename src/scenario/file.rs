@@ -115,8 +115,28 @@ pub struct RawAgent {
     /// Run this many identical copies, named `NAME-0`, `NAME-1`, …; traffic sent to `NAME`
     /// is spread over them, one conversation each in turn.
     pub replicas: Option<Spanned<u32>>,
+    /// Retry policy for model calls.
+    pub retry: Option<Spanned<RawRetry>>,
+    /// Per model call: give up waiting after this long.
+    pub timeout: Option<Spanned<String>>,
+    /// Per tool call: give up waiting after this long.
+    pub tool_timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub behavior: Vec<Spanned<RawRule>>,
+}
+
+/// `retry = { attempts = 3, backoff = "exponential", base = "500ms", max = "8s", jitter = "full",
+/// honor_retry_after = true, max_retry_after = "120s" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: Option<Spanned<u32>>,
+    pub backoff: Option<Spanned<String>>,
+    pub base: Option<Spanned<String>>,
+    pub max: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+    pub honor_retry_after: Option<bool>,
+    pub max_retry_after: Option<Spanned<String>>,
 }
 
 /// One behaviour rule of the mock model: `{ when = "...", then = {...}, p = 0.7 }` or `{ otherwise = {...} }`.
@@ -203,12 +223,19 @@ pub struct RawScripted {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFault {
+    pub name: Option<Spanned<String>>,
     pub kind: Spanned<String>,
     pub target: Option<Spanned<String>>,
     pub probability: Option<Spanned<f64>>,
     pub at: Option<Spanned<String>>,
+    pub between: Option<Spanned<Vec<String>>>,
     pub on_message: Option<Spanned<u64>>,
     pub count: Option<Spanned<u32>>,
+    pub after: Option<Spanned<String>>,
+    pub retry_after: Option<Spanned<String>>,
+    pub latency: Option<Spanned<String>>,
+    pub text: Option<Spanned<String>>,
+    pub tool: Option<Spanned<String>>,
 }
 
 /// `[[invariant]]`: exactly one of `never`, `always`, `eventually`.

@@ -106,8 +106,51 @@ pub struct Agent {
     /// Agents it may delegate sub-tasks to (fan-out), gathering their answers.
     pub delegates: Vec<AgentIdx>,
     pub max_turns: u32,
+    /// How model calls are retried; `None`: a failed call fails the conversation.
+    pub retry: Option<RetryPolicy>,
+    /// Per model call timeout.
+    pub timeout_us: Option<u64>,
+    /// Per tool call timeout.
+    pub tool_timeout_us: Option<u64>,
     /// Rules the mock model follows for this agent, first match wins.
     pub behavior: Vec<Rule>,
+}
+
+/// Backoff between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// `base`, `2·base`, `4·base`, … capped at `max`.
+    Exponential,
+    /// Always `base`.
+    Constant,
+}
+
+/// Randomisation of a backoff delay `d` (AWS Architecture Blog, "Exponential Backoff and Jitter").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jitter {
+    /// `d`.
+    None,
+    /// Uniform in `[0, d]`.
+    Full,
+    /// `d/2` plus uniform in `[0, d/2]`.
+    Equal,
+    /// Uniform in `[base, 3 × previous delay]`, capped at `max`.
+    Decorrelated,
+}
+
+/// Retry policy for an agent's model calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first one included.
+    pub attempts: u32,
+    pub backoff: Backoff,
+    pub base_us: u64,
+    pub max_us: u64,
+    pub jitter: Jitter,
+    /// Wait exactly `retry-after` when the error carries one.
+    pub honor_retry_after: bool,
+    /// A longer `retry-after` than this gives up instead (the OpenAI SDK's rule).
+    pub max_retry_after_us: u64,
 }
 
 /// One mock-model rule.
@@ -234,20 +277,7 @@ pub enum Traffic {
     Script { to: Vec<AgentIdx>, items: Vec<(u64, String)> },
 }
 
-/// A fault kind the kernel knows how to inject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// The target actor panics while handling a message.
-    ActorCrash,
-}
-
-impl FaultKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            FaultKind::ActorCrash => "actor.crash",
-        }
-    }
-}
+pub use crate::faults::catalogue::FaultKind;
 
 /// When a fault fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -259,15 +289,31 @@ pub struct Trigger {
     pub on_message: Option<u64>,
     /// At most this many times; unlimited when `None`.
     pub count: Option<u32>,
+    /// Only within `[from, to)` of virtual time.
+    pub between_us: Option<(u64, u64)>,
+    /// Only once this fault (an index into the scenario's faults) has fired.
+    pub after: Option<usize>,
+}
+
+/// Parameters of a fault; which ones apply depends on the kind (see the catalogue).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultParams {
+    pub retry_after_us: Option<u64>,
+    pub latency_us: Option<u64>,
+    pub text: Option<String>,
+    pub tool: Option<String>,
 }
 
 /// A planned or probabilistic fault.
 #[derive(Debug, Clone)]
 pub struct Fault {
+    /// The name other faults use in `after`; `KIND@TARGET` when not given.
+    pub name: String,
     pub kind: FaultKind,
     /// Glob over logical ids (`agent:*`).
     pub target: String,
     pub trigger: Trigger,
+    pub params: FaultParams,
 }
 
 /// The scope an invariant counts over.

@@ -226,7 +226,7 @@ impl Validator<'_> {
         let supervisors = self.supervisors(&raw, &supervisor_names, &agent_names, &tool_names, &llm_names);
         let traffic = raw.traffic.iter().map(|t| self.traffic(t, &agent_names, &pools)).collect::<Vec<_>>().into_iter().flatten().collect();
         let logical_ids = logical_ids(&raw);
-        let faults = raw.fault.iter().filter_map(|f| self.fault(f.get_ref(), &logical_ids)).collect();
+        let faults = self.faults(&raw.fault, &logical_ids);
         let invariants = self.invariants(&raw.invariant);
 
         Scenario {
@@ -386,7 +386,54 @@ impl Validator<'_> {
             handoffs,
             delegates,
             max_turns,
+            retry: raw.retry.as_ref().map(|r| self.retry(r)),
+            timeout_us: raw.timeout.as_ref().map(|t| self.duration(t)),
+            tool_timeout_us: raw.tool_timeout.as_ref().map(|t| self.duration(t)),
             behavior,
+        }
+    }
+
+    fn retry(&mut self, raw: &Spanned<RawRetry>) -> RetryPolicy {
+        let r = raw.get_ref();
+        let attempts = match &r.attempts {
+            Some(a) if *a.get_ref() == 0 => {
+                self.error(a.span(), "expected attempts of at least 1 (the first call counts), found 0");
+                1
+            }
+            Some(a) => *a.get_ref(),
+            None => 3,
+        };
+        let backoff = match r.backoff.as_ref().map(|b| (b.get_ref().as_str(), b.span())) {
+            None | Some(("exponential", _)) => Backoff::Exponential,
+            Some(("constant", _)) => Backoff::Constant,
+            Some((other, span)) => {
+                self.error(span, format!("expected backoff \"exponential\" or \"constant\", found \"{other}\""));
+                Backoff::Exponential
+            }
+        };
+        let jitter = match r.jitter.as_ref().map(|j| (j.get_ref().as_str(), j.span())) {
+            None | Some(("full", _)) => Jitter::Full,
+            Some(("none", _)) => Jitter::None,
+            Some(("equal", _)) => Jitter::Equal,
+            Some(("decorrelated", _)) => Jitter::Decorrelated,
+            Some((other, span)) => {
+                self.error(span, format!("expected jitter \"none\", \"full\", \"equal\" or \"decorrelated\", found \"{other}\""));
+                Jitter::Full
+            }
+        };
+        let base_us = r.base.as_ref().map_or(500_000, |b| self.duration(b));
+        let max_us = r.max.as_ref().map_or(8_000_000, |m| self.duration(m));
+        if max_us < base_us {
+            self.error(raw.span(), "expected `max` at least as long as `base`");
+        }
+        RetryPolicy {
+            attempts,
+            backoff,
+            base_us,
+            max_us,
+            jitter,
+            honor_retry_after: r.honor_retry_after.unwrap_or(true),
+            max_retry_after_us: r.max_retry_after.as_ref().map_or(120_000_000, |m| self.duration(m)),
         }
     }
 
@@ -773,26 +820,85 @@ impl Validator<'_> {
         }
     }
 
-    fn fault(&mut self, raw: &RawFault, logical_ids: &[String]) -> Option<Fault> {
-        let kind = match raw.kind.get_ref().as_str() {
-            "actor.crash" => FaultKind::ActorCrash,
-            other => {
-                let hint = did_you_mean(other, ["actor.crash"]).map(|s| format!("did you mean \"{s}\"? ")).unwrap_or_default();
-                self.error(raw.kind.span(), format!("unknown fault kind \"{other}\"; {hint}expected one of \"actor.crash\""));
-                return None;
+    fn faults(&mut self, raw: &[Spanned<RawFault>], logical_ids: &[String]) -> Vec<Fault> {
+        let names = crate::faults::stream_names_raw(raw.iter().map(|f| {
+            let f = f.get_ref();
+            (f.name.as_ref().map(|n| n.get_ref().clone()), f.kind.get_ref().clone(), f.target.as_ref().map_or(String::new(), |t| t.get_ref().clone()))
+        }));
+        let mut faults = Vec::new();
+        for (index, fault) in raw.iter().enumerate() {
+            if let Some(parsed) = self.fault(fault.get_ref(), logical_ids, &names, index) {
+                faults.push(parsed);
             }
+        }
+        faults
+    }
+
+    fn fault(&mut self, raw: &RawFault, logical_ids: &[String], names: &[String], index: usize) -> Option<Fault> {
+        use crate::faults::catalogue::{Layer, CATALOGUE};
+        let Some(kind) = FaultKind::from_name(raw.kind.get_ref()) else {
+            let kinds = CATALOGUE.iter().map(|e| e.kind);
+            let hint = did_you_mean(raw.kind.get_ref(), kinds).map(|s| format!("did you mean \"{s}\"? ")).unwrap_or_default();
+            self.error(
+                raw.kind.span(),
+                format!("unknown fault kind \"{}\"; {hint}`agentsim list faults` shows the catalogue", raw.kind.get_ref()),
+            );
+            return None;
         };
         let Some(target) = &raw.target else {
             self.error(raw.kind.span(), "expected `target = \"agent:NAME\"` (globs such as \"agent:*\" allowed) for this fault");
             return None;
         };
-        if !logical_ids.iter().any(|id| glob_match(target.get_ref(), id)) {
+        let (prefixes, example): (&[&str], &str) = match kind.layer() {
+            Layer::Actor => (&["agent:", "tool:", "llm:"], "agent:NAME, tool:NAME or llm:NAME"),
+            Layer::Provider | Layer::Content => (&["llm:"], "llm:NAME"),
+            Layer::Tool => (&["tool:"], "tool:NAME"),
+        };
+        let eligible: Vec<&String> = logical_ids.iter().filter(|id| prefixes.iter().any(|p| id.starts_with(p))).collect();
+        if !eligible.iter().any(|id| glob_match(target.get_ref(), id)) {
+            let known: Vec<&str> = eligible.iter().map(|s| s.as_str()).take(6).collect();
             self.error(
                 target.span(),
-                format!("fault target \"{}\" matches no actor; expected a logical id such as {}", target.get_ref(), logical_ids.first().map_or("agent:NAME", |s| s)),
+                format!(
+                    "fault target \"{}\" matches no actor this kind applies to; expected {example} (here: {})",
+                    target.get_ref(),
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
             );
         }
-        let trigger = Trigger {
+        let between_us = raw.between.as_ref().and_then(|b| match b.get_ref().as_slice() {
+            [from, to] => match (parse_duration_us(from), parse_duration_us(to)) {
+                (Ok(from), Ok(to)) if from < to => Some((from, to)),
+                (Ok(_), Ok(_)) => {
+                    self.error(b.span(), "expected `between = [FROM, TO]` with FROM before TO");
+                    None
+                }
+                (Err(message), _) | (_, Err(message)) => {
+                    self.error(b.span(), message);
+                    None
+                }
+            },
+            _ => {
+                self.error(b.span(), "expected `between = [\"10s\", \"20s\"]`: two durations");
+                None
+            }
+        });
+        let after = raw.after.as_ref().and_then(|a| {
+            let position = names.iter().position(|n| n == a.get_ref());
+            match position {
+                Some(p) if p != index => Some(p),
+                Some(_) => {
+                    self.error(a.span(), "a fault cannot wait for itself");
+                    None
+                }
+                None => {
+                    let hint = did_you_mean(a.get_ref(), names.iter().map(String::as_str)).map(|s| format!("did you mean \"{s}\"? ")).unwrap_or_default();
+                    self.error(a.span(), format!("`after` names fault \"{}\", which does not exist; {hint}faults are named by `name`, or KIND@TARGET", a.get_ref()));
+                    None
+                }
+            }
+        });
+        let mut trigger = Trigger {
             probability: raw.probability.as_ref().map(|p| self.probability(p)),
             at_us: raw.at.as_ref().map(|a| self.duration(a)),
             on_message: raw.on_message.as_ref().map(|n| {
@@ -802,16 +908,47 @@ impl Validator<'_> {
                 *n.get_ref()
             }),
             count: raw.count.as_ref().map(|c| *c.get_ref()),
+            between_us,
+            after,
         };
-        let mut trigger = trigger;
         if trigger.at_us.is_some() && trigger.probability.is_none() && trigger.count.is_none() {
-            // "at 12s" means once, at the first delivery from 12s on.
+            // "at 12s" means once, at the first eligible message from 12s on.
             trigger.count = Some(1);
         }
-        if trigger.probability.is_none() && trigger.at_us.is_none() && trigger.on_message.is_none() {
-            self.error(raw.kind.span(), "expected a trigger: `probability`, `at` or `on_message`");
+        if trigger.probability.is_none() && trigger.at_us.is_none() && trigger.on_message.is_none() && trigger.between_us.is_none() && trigger.after.is_none() {
+            self.error(raw.kind.span(), "expected a trigger: `probability`, `at`, `between`, `on_message` or `after`");
         }
-        Some(Fault { kind, target: target.get_ref().clone(), trigger })
+        let mut params = FaultParams::default();
+        let check = |v: &mut Self, name: &str, span: Range<usize>| -> bool {
+            if kind.takes(name) {
+                return true;
+            }
+            let takes: Vec<&str> = kind.entry().params.iter().map(|p| p.name).collect();
+            let list = if takes.is_empty() { "no parameters".to_owned() } else { takes.join(", ") };
+            v.error(span, format!("`{name}` does not apply to fault kind \"{}\", which takes {list}", kind.name()));
+            false
+        };
+        if let Some(d) = &raw.retry_after {
+            if check(self, "retry_after", d.span()) {
+                params.retry_after_us = Some(self.duration(d));
+            }
+        }
+        if let Some(d) = &raw.latency {
+            if check(self, "latency", d.span()) {
+                params.latency_us = Some(self.duration(d));
+            }
+        }
+        if let Some(t) = &raw.text {
+            if check(self, "text", t.span()) {
+                params.text = Some(t.get_ref().clone());
+            }
+        }
+        if let Some(t) = &raw.tool {
+            if check(self, "tool", t.span()) {
+                params.tool = Some(t.get_ref().clone());
+            }
+        }
+        Some(Fault { name: names[index].clone(), kind, target: target.get_ref().clone(), trigger, params })
     }
 
     fn invariants(&mut self, raw: &[Spanned<RawInvariant>]) -> Vec<Invariant> {

@@ -52,7 +52,11 @@ pub struct BenchReport {
 /// Runs `scenario` `warmup + iters` times and measures the last `iters`.
 pub fn bench(scenario: Arc<Scenario>, options: &BenchOptions) -> Result<BenchReport, RunError> {
     let run_options = RunOptions {
-        trace: if options.trace { TraceMode::Digest } else { TraceMode::Off },
+        trace: if options.trace {
+            TraceMode::Digest
+        } else {
+            TraceMode::Off
+        },
         flavor: options.flavor,
         ..RunOptions::new(options.seed)
     };
@@ -87,7 +91,11 @@ pub fn bench(scenario: Arc<Scenario>, options: &BenchOptions) -> Result<BenchRep
         us_per_message: per(report.messages).unwrap_or(0.0),
         us_per_step: per(report.llm_calls),
         us_per_tool_call: per(report.tool_calls),
-        msgs_per_s: if mean_us > 0.0 { report.messages as f64 / (mean_us / 1e6) } else { 0.0 },
+        msgs_per_s: if mean_us > 0.0 {
+            report.messages as f64 / (mean_us / 1e6)
+        } else {
+            0.0
+        },
         mean_us,
         p50_us: percentile(&sorted, 0.50),
         p99_us: percentile(&sorted, 0.99),
@@ -107,7 +115,9 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// Peak resident memory of this process in MB (Linux `VmHWM`; 0 where unavailable).
 pub fn peak_rss_mb() -> f64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0.0 };
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0.0;
+    };
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))

@@ -27,7 +27,11 @@ pub mod exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "agentsim", version, about = "A deterministic, actor-based simulator for LLM agent systems")]
+#[command(
+    name = "agentsim",
+    version,
+    about = "A deterministic, actor-based simulator for LLM agent systems"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -170,7 +174,10 @@ struct Failure {
 
 impl Failure {
     fn new(status: u8, message: impl Into<String>) -> Failure {
-        Failure { status, message: message.into() }
+        Failure {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -187,7 +194,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Replay { dir, runtime } => replay(&dir, runtime),
         Command::Bench(args) => bench(&args),
-        Command::List { what: ListWhat::Faults, json } => list_faults(json),
+        Command::List {
+            what: ListWhat::Faults,
+            json,
+        } => list_faults(json),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -199,7 +209,9 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<Arc<Scenario>, Failure> {
-    scenario::load(path).map(Arc::new).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))
+    scenario::load(path)
+        .map(Arc::new)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))
 }
 
 fn validate(files: &[PathBuf]) -> Result<u8, Failure> {
@@ -235,18 +247,30 @@ fn run(args: &RunArgs) -> Result<u8, Failure> {
         limits.max_queue_len = n;
     }
     if let Some(t) = &args.max_virtual_time {
-        limits.max_virtual_time_us = parse_duration_us(t).map_err(|e| Failure::new(exit::BAD_INPUT, format!("--max-virtual-time: {e}")))?;
+        limits.max_virtual_time_us =
+            parse_duration_us(t).map_err(|e| Failure::new(exit::BAD_INPUT, format!("--max-virtual-time: {e}")))?;
     }
-    let mut replay_command = format!("agentsim run {} --seed {seed}", shell_quote(&args.file.display().to_string()));
+    let mut replay_command = format!(
+        "agentsim run {} --seed {seed}",
+        shell_quote(&args.file.display().to_string())
+    );
     if args.max_events.is_some() || args.max_queue_len.is_some() || args.max_virtual_time.is_some() {
-        for (flag, value) in [("--max-events", args.max_events.map(|n| n.to_string())), ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())), ("--max-virtual-time", args.max_virtual_time.clone())] {
+        for (flag, value) in [
+            ("--max-events", args.max_events.map(|n| n.to_string())),
+            ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())),
+            ("--max-virtual-time", args.max_virtual_time.clone()),
+        ] {
             if let Some(value) = value {
                 replay_command.push_str(&format!(" {flag} {}", shell_quote(&value)));
             }
         }
     }
 
-    let out_dir = args.out.as_deref().map(|dir| prepare_out_dir(dir, args.force)).transpose()?;
+    let out_dir = args
+        .out
+        .as_deref()
+        .map(|dir| prepare_out_dir(dir, args.force))
+        .transpose()?;
     let trace_mode = match &out_dir {
         Some(dir) => TraceMode::File(dir.join(".trace.jsonl.partial")),
         None if args.check_determinism => TraceMode::Memory,
@@ -255,19 +279,30 @@ fn run(args: &RunArgs) -> Result<u8, Failure> {
     if let Some(dir) = &out_dir {
         replay_command = format!("agentsim replay {}", shell_quote(&dir.display().to_string()));
     }
-    let options = RunOptions { seed, flavor: args.runtime.flavor(), trace: trace_mode, limits: Some(limits), replay_command };
+    let options = RunOptions {
+        seed,
+        flavor: args.runtime.flavor(),
+        trace: trace_mode,
+        limits: Some(limits),
+        replay_command,
+    };
     let output = kernel::run(scenario.clone(), &options)?;
     let report = output.report;
 
     let mut trace_bytes = output.trace;
     if let Some(dir) = &out_dir {
-        std::fs::rename(dir.join(".trace.jsonl.partial"), dir.join("trace.jsonl"))
-            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot write {}: {e}", dir.join("trace.jsonl").display())))?;
+        std::fs::rename(dir.join(".trace.jsonl.partial"), dir.join("trace.jsonl")).map_err(|e| {
+            Failure::new(
+                exit::INTERNAL,
+                format!("cannot write {}: {e}", dir.join("trace.jsonl").display()),
+            )
+        })?;
         write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
         let json = serde_json::to_string_pretty(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
         if args.check_determinism {
-            trace_bytes = std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+            trace_bytes =
+                std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         }
     }
 
@@ -297,20 +332,37 @@ fn print_report(report: &RunReport, json: bool) -> Result<(), Failure> {
 
 /// Reruns the seed in a fresh process on the other runtime flavour and compares the traces.
 fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]) -> Result<u8, Failure> {
-    let scratch = tempfile::tempdir().map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create a scratch directory: {e}")))?;
+    let scratch = tempfile::tempdir()
+        .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create a scratch directory: {e}")))?;
     let rerun_dir = scratch.path().join("rerun");
     let exe = std::env::current_exe().map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
     let mut command = std::process::Command::new(exe);
-    command.arg("run").arg(&args.file).arg("--seed").arg(seed.to_string()).arg("--out").arg(&rerun_dir).arg("--json");
+    command
+        .arg("run")
+        .arg(&args.file)
+        .arg("--seed")
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(&rerun_dir)
+        .arg("--json");
     command.arg("--runtime").arg(args.runtime.other().arg());
-    for (flag, value) in [("--max-events", args.max_events.map(|n| n.to_string())), ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())), ("--max-virtual-time", args.max_virtual_time.clone())] {
+    for (flag, value) in [
+        ("--max-events", args.max_events.map(|n| n.to_string())),
+        ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())),
+        ("--max-virtual-time", args.max_virtual_time.clone()),
+    ] {
         if let Some(value) = value {
             command.arg(flag).arg(value);
         }
     }
-    let output = command.output().map_err(|e| Failure::new(exit::INTERNAL, format!("cannot start the rerun: {e}")))?;
+    let output = command
+        .output()
+        .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot start the rerun: {e}")))?;
     let rerun_trace = std::fs::read(rerun_dir.join("trace.jsonl")).map_err(|_| {
-        Failure::new(exit::INTERNAL, format!("the rerun wrote no trace: {}", String::from_utf8_lossy(&output.stderr)))
+        Failure::new(
+            exit::INTERNAL,
+            format!("the rerun wrote no trace: {}", String::from_utf8_lossy(&output.stderr)),
+        )
     })?;
     match reader::first_divergence(trace, &rerun_trace) {
         None => {
@@ -322,7 +374,10 @@ fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]
             Ok(exit::OK)
         }
         Some(divergence) => {
-            eprintln!("determinism: MISMATCH — a fresh process on the {} runtime diverged\n{divergence}", args.runtime.other().arg());
+            eprintln!(
+                "determinism: MISMATCH — a fresh process on the {} runtime diverged\n{divergence}",
+                args.runtime.other().arg()
+            );
             Ok(exit::NONDETERMINISM)
         }
     }
@@ -337,10 +392,16 @@ fn list_faults(json: bool) -> Result<u8, Failure> {
     }
     let mut out = String::new();
     for entry in CATALOGUE {
-        let layer = serde_json::to_value(entry.layer).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let layer = serde_json::to_value(entry.layer)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         out.push_str(&format!("{:<28} {:<9} {}\n", entry.kind, layer, entry.models));
         for p in entry.params {
-            out.push_str(&format!("{:<28} {:<9}   {} = {} — {}\n", "", "", p.name, p.default, p.meaning));
+            out.push_str(&format!(
+                "{:<28} {:<9}   {} = {} — {}\n",
+                "", "", p.name, p.default, p.meaning
+            ));
         }
     }
     out.push_str("\nEvery fault also takes these trigger settings:\n");
@@ -362,7 +423,8 @@ fn bench(args: &BenchArgs) -> Result<u8, Failure> {
     };
     let report = crate::bench::bench(scenario, &options)?;
     let text = if args.json {
-        let mut text = serde_json::to_string_pretty(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let mut text =
+            serde_json::to_string_pretty(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         text.push('\n');
         text
     } else {
@@ -374,19 +436,38 @@ fn bench(args: &BenchArgs) -> Result<u8, Failure> {
 
 fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> {
     let trace_path = dir.join("trace.jsonl");
-    let recorded = std::fs::read(&trace_path)
-        .map_err(|e| Failure::new(exit::BAD_INPUT, format!("{}: cannot read the recorded trace: {e}", trace_path.display())))?;
-    let header = reader::header(&recorded)
-        .ok_or_else(|| Failure::new(exit::BAD_INPUT, format!("{}:1:1: expected a header record as the first line", trace_path.display())))?;
+    let recorded = std::fs::read(&trace_path).map_err(|e| {
+        Failure::new(
+            exit::BAD_INPUT,
+            format!("{}: cannot read the recorded trace: {e}", trace_path.display()),
+        )
+    })?;
+    let header = reader::header(&recorded).ok_or_else(|| {
+        Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{}:1:1: expected a header record as the first line",
+                trace_path.display()
+            ),
+        )
+    })?;
     let seed = header.get("seed").and_then(|s| s.as_u64()).ok_or_else(|| {
-        Failure::new(exit::BAD_INPUT, format!("{}:1:1: expected a numeric `seed` in the header", trace_path.display()))
+        Failure::new(
+            exit::BAD_INPUT,
+            format!("{}:1:1: expected a numeric `seed` in the header", trace_path.display()),
+        )
     })?;
     let scenario = load(&dir.join("scenario.toml"))?;
     let recorded_hash = header.get("scenario_hash").and_then(|h| h.as_str()).unwrap_or("");
     if recorded_hash != scenario.source_hash {
         return Err(Failure::new(
             exit::BAD_INPUT,
-            format!("{}: the scenario file changed since the run (hash {} in the trace, {} now)", dir.join("scenario.toml").display(), recorded_hash, scenario.source_hash),
+            format!(
+                "{}: the scenario file changed since the run (hash {} in the trace, {} now)",
+                dir.join("scenario.toml").display(),
+                recorded_hash,
+                scenario.source_hash
+            ),
         ));
     }
     let limits = read_limits(&header).unwrap_or(scenario.limits);
@@ -400,11 +481,18 @@ fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> {
     let output = kernel::run(scenario, &options)?;
     match reader::first_divergence(&recorded, &output.trace) {
         None => {
-            println!("replay: OK — {} records, digest {} matches", recorded.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(), output.report.digest);
+            println!(
+                "replay: OK — {} records, digest {} matches",
+                recorded.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(),
+                output.report.digest
+            );
             Ok(exit::OK)
         }
         Some(divergence) => {
-            println!("replay: MISMATCH — the rerun diverged from {}\n{divergence}", trace_path.display());
+            println!(
+                "replay: MISMATCH — the rerun diverged from {}\n{divergence}",
+                trace_path.display()
+            );
             Ok(exit::NONDETERMINISM)
         }
     }
@@ -424,10 +512,14 @@ fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf, Failure> {
     if dir.join("trace.jsonl").exists() && !force {
         return Err(Failure::new(
             exit::BAD_INPUT,
-            format!("{} already holds a run; pass --force to overwrite it, or choose another --out", dir.display()),
+            format!(
+                "{} already holds a run; pass --force to overwrite it, or choose another --out",
+                dir.display()
+            ),
         ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
     Ok(dir.to_path_buf())
 }
 

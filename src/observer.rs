@@ -42,6 +42,8 @@ pub struct ConversationAccount {
 #[derive(Debug, Default)]
 pub struct Observer {
     pub llm_calls: u64,
+    /// Model calls that came back as provider errors (429, 5xx, timeouts, …).
+    pub llm_errors: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_pusd: u64,
@@ -53,7 +55,10 @@ pub struct Observer {
 
 impl Observer {
     pub fn new(scenario: &Scenario) -> Observer {
-        Observer { violations: vec![None; scenario.invariants.len()], ..Observer::default() }
+        Observer {
+            violations: vec![None; scenario.invariants.len()],
+            ..Observer::default()
+        }
     }
 
     fn conversation(&mut self, conv: u32) -> &mut ConversationAccount {
@@ -65,9 +70,20 @@ impl Observer {
     }
 
     /// Accounts for one delivery; `actor_id` names the receiver for violations.
-    pub fn on_deliver(&mut self, scenario: &Scenario, seq: u64, now_us: u64, envelope: &Envelope, actor_id: &dyn Fn(ActorIdx) -> String) {
+    pub fn on_deliver(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        envelope: &Envelope,
+        actor_id: &dyn Fn(ActorIdx) -> String,
+    ) {
         match &envelope.payload {
-            Payload::Agent(AgentMsg::Start { conv, origin: Origin::User, .. }) => {
+            Payload::Agent(AgentMsg::Start {
+                conv,
+                origin: Origin::User,
+                ..
+            }) => {
                 let account = self.conversation(*conv);
                 account.started_at_us = Some(now_us);
                 account.start_seq = seq;
@@ -75,6 +91,7 @@ impl Observer {
             Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
                 let usage = reply.usage;
                 self.llm_calls += 1;
+                self.llm_errors += u64::from(matches!(reply.answer, crate::actors::ModelAnswer::Error(_)));
                 self.input_tokens += usage.input_tokens as u64;
                 self.output_tokens += usage.output_tokens as u64;
                 self.cost_pusd += usage.cost_pusd;
@@ -93,13 +110,23 @@ impl Observer {
                             })
                         }
                         Check::TokensMax { tokens_max, per } => {
-                            let used = if per == Per::Conversation { conv_tokens } else { run_tokens };
+                            let used = if per == Per::Conversation {
+                                conv_tokens
+                            } else {
+                                run_tokens
+                            };
                             (used > tokens_max).then(|| format!("{used} tokens exceed {tokens_max} per {}", per.name()))
                         }
                         _ => None,
                     };
                     if let Some(message) = broken {
-                        self.violate(index, seq, now_us, actor_id(envelope.to), format!("conversation {conv}: {message}"));
+                        self.violate(
+                            index,
+                            seq,
+                            now_us,
+                            actor_id(envelope.to),
+                            format!("conversation {conv}: {message}"),
+                        );
                     }
                 }
             }
@@ -117,7 +144,16 @@ impl Observer {
 
     /// Counts a side effect that a tool reports having executed.
     #[allow(clippy::too_many_arguments)]
-    pub fn on_side_effect(&mut self, scenario: &Scenario, seq: u64, now_us: u64, actor: &str, conv: u32, effect: &str, times: u32) {
+    pub fn on_side_effect(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        actor: &str,
+        conv: u32,
+        effect: &str,
+        times: u32,
+    ) {
         *self.effects.entry(effect.to_owned()).or_default() += times as u64;
         let run_count = self.effects[effect];
         let account = self.conversation(conv);
@@ -125,8 +161,17 @@ impl Observer {
         *count += times;
         let conv_count = *count as u64;
         for (index, invariant) in scenario.invariants.iter().enumerate() {
-            if let Check::NeverEffect { effect: watched, more_than, per } = &invariant.check {
-                let seen = if *per == Per::Conversation { conv_count } else { run_count };
+            if let Check::NeverEffect {
+                effect: watched,
+                more_than,
+                per,
+            } = &invariant.check
+            {
+                let seen = if *per == Per::Conversation {
+                    conv_count
+                } else {
+                    run_count
+                };
                 if watched == effect && seen > *more_than as u64 {
                     let message = format!(
                         "conversation {conv}: effect {effect} happened {seen} times, more than {more_than} per {}",
@@ -140,14 +185,21 @@ impl Observer {
 
     fn violate(&mut self, index: usize, seq: u64, t_us: u64, actor: String, message: String) {
         if self.violations[index].is_none() {
-            self.violations[index] = Some(Violation { seq, t_us, actor, message });
+            self.violations[index] = Some(Violation {
+                seq,
+                t_us,
+                actor,
+                message,
+            });
         }
     }
 
     /// Final verdicts, after the last event at `end_us`.
     pub fn finish(&mut self, scenario: &Scenario, end_us: u64) -> Vec<InvariantResult> {
         for (index, invariant) in scenario.invariants.iter().enumerate() {
-            let Check::EventuallyAnswered { within_us } = invariant.check else { continue };
+            let Check::EventuallyAnswered { within_us } = invariant.check else {
+                continue;
+            };
             let late = self.conversations.iter().enumerate().find_map(|(conv, account)| {
                 let started = account.started_at_us?;
                 let deadline = within_us.map(|w| started.saturating_add(w));
@@ -163,14 +215,24 @@ impl Observer {
                         conv,
                         account.start_seq,
                         started,
-                        format!("was answered after {}us, later than {}us", answered - started, within_us.unwrap_or(0)),
+                        format!(
+                            "was answered after {}us, later than {}us",
+                            answered - started,
+                            within_us.unwrap_or(0)
+                        ),
                     )),
                     _ => None,
                 }
             });
             if let Some((conv, seq, started, what)) = late {
                 let _ = end_us;
-                self.violate(index, seq, started, "user".to_owned(), format!("conversation {conv} {what}"));
+                self.violate(
+                    index,
+                    seq,
+                    started,
+                    "user".to_owned(),
+                    format!("conversation {conv} {what}"),
+                );
             }
         }
         scenario
@@ -188,5 +250,9 @@ impl Observer {
 
 /// Formats pico-USD as dollars with six decimals.
 pub fn usd(pusd: u64) -> String {
-    format!("${}.{:06}", pusd / 1_000_000_000_000, (pusd % 1_000_000_000_000) / 1_000_000)
+    format!(
+        "${}.{:06}",
+        pusd / 1_000_000_000_000,
+        (pusd % 1_000_000_000_000) / 1_000_000
+    )
 }

@@ -100,6 +100,8 @@ pub struct RunReport {
     /// Deliveries between two different actors (events less self-sent timers).
     pub messages: u64,
     pub llm_calls: u64,
+    /// Model calls answered with a provider error.
+    pub llm_errors: u64,
     pub tool_calls: u64,
     pub tokens: Tokens,
     pub cost_usd: f64,
@@ -126,13 +128,20 @@ impl RunReport {
         let line = |out: &mut String, label: &str, value: String| {
             out.push_str(&format!("  {label:<15}{value}\n"));
         };
-        out.push_str(&format!("agentsim {} · {} · seed {}\n", self.agentsim_version, self.scenario, self.seed));
+        out.push_str(&format!(
+            "agentsim {} · {} · seed {}\n",
+            self.agentsim_version, self.scenario, self.seed
+        ));
         let outcome = match &self.outcome_detail {
             Some(detail) => format!("{} ({detail})", self.outcome.name()),
             None => self.outcome.name().to_owned(),
         };
         line(&mut out, "outcome", outcome);
-        line(&mut out, "makespan", format!("{} virtual", format_duration_us(self.virtual_time_us)));
+        line(
+            &mut out,
+            "makespan",
+            format!("{} virtual", format_duration_us(self.virtual_time_us)),
+        );
         line(&mut out, "events", self.events.to_string());
         let c = &self.conversations;
         line(
@@ -143,9 +152,20 @@ impl RunReport {
                 c.started, c.answered, c.max_turns, c.failed, c.unanswered
             ),
         );
-        line(&mut out, "llm calls", self.llm_calls.to_string());
+        line(
+            &mut out,
+            "llm calls",
+            format!("{} ({} errors)", self.llm_calls, self.llm_errors),
+        );
         line(&mut out, "tool calls", self.tool_calls.to_string());
-        line(&mut out, "tokens", format!("{} ({} in, {} out)", self.tokens.total, self.tokens.input, self.tokens.output));
+        line(
+            &mut out,
+            "tokens",
+            format!(
+                "{} ({} in, {} out)",
+                self.tokens.total, self.tokens.input, self.tokens.output
+            ),
+        );
         line(&mut out, "cost", usd(self.cost_pusd));
         if !self.effects.is_empty() {
             let effects: Vec<String> = self.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
@@ -158,7 +178,11 @@ impl RunReport {
             line(&mut out, "invariants", "none declared".to_owned());
         } else {
             let passed = self.invariants.iter().filter(|i| i.passed).count();
-            line(&mut out, "invariants", format!("{passed}/{} passed", self.invariants.len()));
+            line(
+                &mut out,
+                "invariants",
+                format!("{passed}/{} passed", self.invariants.len()),
+            );
             for invariant in &self.invariants {
                 match &invariant.first_violation {
                     None => out.push_str(&format!("    pass  {}\n", invariant.name)),

@@ -65,22 +65,16 @@ fn run_prints_a_summary_with_the_outcome_the_digest_and_a_replay_line() {
     assert_run_finished(&output);
     let summary = stdout(&output);
 
-    let outcome = summary_value(&summary, "outcome")
-        .unwrap_or_else(|| panic!("no outcome line in:\n{summary}"));
+    let outcome = summary_value(&summary, "outcome").unwrap_or_else(|| panic!("no outcome line in:\n{summary}"));
     assert!(
         ["completed", "stalled", "limit_exceeded", "escalated"]
             .iter()
             .any(|o| outcome.starts_with(o)),
         "unexpected outcome {outcome:?}"
     );
-    let digest = summary_value(&summary, "digest")
-        .unwrap_or_else(|| panic!("no digest line in:\n{summary}"));
-    assert!(
-        is_digest(digest),
-        "expected a 64-hex-digit digest, found {digest:?}"
-    );
-    let replay = summary_value(&summary, "replay")
-        .unwrap_or_else(|| panic!("no replay line in:\n{summary}"));
+    let digest = summary_value(&summary, "digest").unwrap_or_else(|| panic!("no digest line in:\n{summary}"));
+    assert!(is_digest(digest), "expected a 64-hex-digit digest, found {digest:?}");
+    let replay = summary_value(&summary, "replay").unwrap_or_else(|| panic!("no replay line in:\n{summary}"));
     assert_eq!(replay, "agentsim run scenarios/support-desk.toml --seed 42");
 }
 
@@ -119,15 +113,8 @@ fn run_json_prints_the_report_with_its_top_level_keys() {
         "restarts",
         "invariants",
     ];
-    let missing: Vec<&str> = keys
-        .iter()
-        .copied()
-        .filter(|k| report.get(k).is_none())
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "report.json lacks {missing:?}:\n{report:#}"
-    );
+    let missing: Vec<&str> = keys.iter().copied().filter(|k| report.get(k).is_none()).collect();
+    assert!(missing.is_empty(), "report.json lacks {missing:?}:\n{report:#}");
 
     assert_eq!(report["scenario"], "support-desk");
     assert_eq!(report["seed"], 42);
@@ -137,29 +124,15 @@ fn run_json_prints_the_report_with_its_top_level_keys() {
         report["digest"]
     );
     for key in ["virtual_time_us", "events", "llm_calls"] {
-        assert!(
-            report[key].is_u64(),
-            "{key} should be a count, found {}",
-            report[key]
-        );
+        assert!(report[key].is_u64(), "{key} should be a count, found {}", report[key]);
     }
-    assert!(
-        report["cost_usd"].is_number(),
-        "cost_usd: {}",
-        report["cost_usd"]
-    );
+    assert!(report["cost_usd"].is_number(), "cost_usd: {}", report["cost_usd"]);
     assert!(report["faults"].is_array() && report["restarts"].is_array());
 
-    let invariants = report["invariants"]
-        .as_array()
-        .expect("invariants is an array");
+    let invariants = report["invariants"].as_array().expect("invariants is an array");
     let declared = load(&repo_root().join(SUPPORT_DESK)).invariants.clone();
     assert!(!declared.is_empty(), "support-desk declares invariants");
-    assert_eq!(
-        invariants.len(),
-        declared.len(),
-        "one result per declared invariant"
-    );
+    assert_eq!(invariants.len(), declared.len(), "one result per declared invariant");
     for (invariant, declared) in invariants.iter().zip(&declared) {
         assert_eq!(
             invariant["name"].as_str(),
@@ -220,10 +193,7 @@ fn run_of_a_missing_file_exits_2_naming_the_file() {
         err.contains("scenarios/no-such-scenario.toml"),
         "stderr should name the file:\n{err}"
     );
-    assert!(
-        stdout(&output).is_empty(),
-        "nothing on stdout for a failed run"
-    );
+    assert!(stdout(&output).is_empty(), "nothing on stdout for a failed run");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,8 +207,8 @@ fn run_out_writes_the_trace_the_report_and_a_copy_of_the_scenario() {
     assert_run_finished(&output);
 
     let trace = read(&dir.path().join("trace.jsonl"));
-    let report: serde_json::Value = serde_json::from_slice(&read(&dir.path().join("report.json")))
-        .expect("report.json is JSON");
+    let report: serde_json::Value =
+        serde_json::from_slice(&read(&dir.path().join("report.json"))).expect("report.json is JSON");
     let scenario = read(&dir.path().join("scenario.toml"));
 
     let records = records(&trace);
@@ -281,11 +251,7 @@ fn replay_of_an_untouched_run_directory_exits_0() {
         stdout(&output),
         stderr(&output)
     );
-    assert!(
-        stdout(&output).contains("replay: OK"),
-        "stdout:\n{}",
-        stdout(&output)
-    );
+    assert!(stdout(&output).contains("replay: OK"), "stdout:\n{}", stdout(&output));
 }
 
 #[test]
@@ -390,10 +356,7 @@ fn run_out_refuses_a_directory_that_already_holds_a_run_and_leaves_it_untouched(
         stderr(&output)
     );
     let err = stderr(&output);
-    assert!(
-        err.contains("--force"),
-        "the message should point at --force:\n{err}"
-    );
+    assert!(err.contains("--force"), "the message should point at --force:\n{err}");
 
     let after: Vec<Vec<u8>> = names.iter().map(|n| read(&dir.path().join(n))).collect();
     assert!(before == after, "the earlier run's files changed");
@@ -411,16 +374,11 @@ fn run_out_with_force_overwrites_a_directory_that_already_holds_a_run() {
 
     let output = run_out(dir.path(), &["--seed", "8", "--force"]);
     assert_run_finished(&output);
-    let report: serde_json::Value =
-        serde_json::from_slice(&read(&dir.path().join("report.json"))).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&read(&dir.path().join("report.json"))).unwrap();
     assert_eq!(report["seed"], 8);
     let trace = read(&dir.path().join("trace.jsonl"));
     assert_eq!(records(&trace)[0]["seed"], 8);
-    assert_eq!(
-        status(&replay(dir.path())),
-        0,
-        "the overwritten directory replays"
-    );
+    assert_eq!(status(&replay(dir.path())), 0, "the overwritten directory replays");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -463,11 +421,7 @@ fn validate_of_a_missing_file_exits_2_naming_the_file() {
 
 #[test]
 fn validate_checks_every_file_given_and_fails_if_one_is_bad() {
-    let output = agentsim_output(&[
-        "validate",
-        "tests/bad-scenarios/dangling-llm.toml",
-        SUPPORT_DESK,
-    ]);
+    let output = agentsim_output(&["validate", "tests/bad-scenarios/dangling-llm.toml", SUPPORT_DESK]);
     assert_eq!(status(&output), 2);
     assert!(
         stdout(&output).contains("scenarios/support-desk.toml: OK"),

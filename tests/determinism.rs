@@ -38,8 +38,7 @@ fn run_capped(scenario: &Arc<Scenario>, flavor: Flavor) -> Result<RunOutput, Str
         limits: Some(capped_limits(scenario)),
         replay_command: String::new(),
     };
-    kernel::run(scenario.clone(), &options)
-        .map_err(|e| format!("the {} run failed: {e}", flavor.name()))
+    kernel::run(scenario.clone(), &options).map_err(|e| format!("the {} run failed: {e}", flavor.name()))
 }
 
 /// A scenario file, loaded, and its reference run: current_thread, the scenario's own seed.
@@ -58,12 +57,7 @@ fn references() -> &'static [Reference] {
                 let loaded = agentsim::scenario::load(path)
                     .map_err(|e| format!("does not load:\n{e}"))
                     .map(Arc::new)
-                    .and_then(|scenario| {
-                        Ok((
-                            scenario.clone(),
-                            run_capped(&scenario, Flavor::CurrentThread)?,
-                        ))
-                    });
+                    .and_then(|scenario| Ok((scenario.clone(), run_capped(&scenario, Flavor::CurrentThread)?)));
                 Reference {
                     name: relative(path),
                     loaded,
@@ -171,15 +165,7 @@ fn every_scenario_prints_the_same_digest_from_two_separate_processes() {
         let max_events = capped_limits(scenario).max_events.to_string();
         let spawn = || {
             agentsim()
-                .args([
-                    "run",
-                    name,
-                    "--seed",
-                    "7",
-                    "--json",
-                    "--max-events",
-                    &max_events,
-                ])
+                .args(["run", name, "--seed", "7", "--json", "--max-events", &max_events])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -194,18 +180,12 @@ fn every_scenario_prints_the_same_digest_from_two_separate_processes() {
             if code != 0 && code != 1 {
                 return Err(format!("exit status {code}, stderr:\n{}", stderr(&output)));
             }
-            let report: serde_json::Value = serde_json::from_slice(&output.stdout)
-                .map_err(|e| format!("--json printed no JSON ({e})"))?;
+            let report: serde_json::Value =
+                serde_json::from_slice(&output.stdout).map_err(|e| format!("--json printed no JSON ({e})"))?;
             if report["seed"] != 7 {
-                return Err(format!(
-                    "the report says seed {}, expected 7",
-                    report["seed"]
-                ));
+                return Err(format!("the report says seed {}, expected 7", report["seed"]));
             }
-            let digest = report["digest"]
-                .as_str()
-                .ok_or("the report has no digest")?
-                .to_owned();
+            let digest = report["digest"].as_str().ok_or("the report has no digest")?.to_owned();
             if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(format!("expected a 64-hex-digit digest, found {digest:?}"));
             }
@@ -237,10 +217,7 @@ fn every_scenario_reports_the_digest_of_exactly_the_trace_bytes() {
 
 /// The trace without its header line (the header records the seed itself).
 fn body(trace: &[u8]) -> &[u8] {
-    let newline = trace
-        .iter()
-        .position(|b| *b == b'\n')
-        .expect("a header line");
+    let newline = trace.iter().position(|b| *b == b'\n').expect("a header line");
     &trace[newline + 1..]
 }
 
@@ -273,8 +250,7 @@ fn support_desk_runs_differently_under_different_seeds() {
 // ---------------------------------------------------------------------------------------------
 
 fn support_desk_text() -> String {
-    std::fs::read_to_string(repo_root().join("scenarios/support-desk.toml"))
-        .expect("support-desk.toml is readable")
+    std::fs::read_to_string(repo_root().join("scenarios/support-desk.toml")).expect("support-desk.toml is readable")
 }
 
 /// Inserts `block` before the first `[[llm]]` table, so that the new LLM and agent come first in
@@ -320,10 +296,7 @@ behavior = [{ otherwise = { answer = "not my department" } }]
     let base = run_in_memory(&parse(&original), 42, Flavor::CurrentThread);
     let with_idle_agent = run_in_memory(&parse(&extended), 42, Flavor::CurrentThread);
 
-    let (expected, found) = (
-        llm_reply_lines(&base.trace),
-        llm_reply_lines(&with_idle_agent.trace),
-    );
+    let (expected, found) = (llm_reply_lines(&base.trace), llm_reply_lines(&with_idle_agent.trace));
     assert!(!expected.is_empty(), "support-desk made no LLM calls");
     assert_same_sequence(
         &expected,
@@ -359,14 +332,8 @@ fn drawn_part_of_reply(record: &serde_json::Value) -> String {
         }
         out
     };
-    let latency = words
-        .find(|w| w.starts_with("latency_us="))
-        .unwrap_or("latency_us=?");
-    format!(
-        "t_us={} to={} {choice} {latency}",
-        record["t_us"],
-        field(record, "to")
-    )
+    let latency = words.find(|w| w.starts_with("latency_us=")).unwrap_or("latency_us=?");
+    format!("t_us={} to={} {choice} {latency}", record["t_us"], field(record, "to"))
 }
 
 #[test]
@@ -404,9 +371,7 @@ messages = ["is this the right desk?"]
     let replies_to = |trace: &[u8], agents: &[&str]| -> Vec<serde_json::Value> {
         records(trace)
             .into_iter()
-            .filter(|r| {
-                field(r, "msg").starts_with("llm_reply") && agents.contains(&field(r, "to"))
-            })
+            .filter(|r| field(r, "msg").starts_with("llm_reply") && agents.contains(&field(r, "to")))
             .collect()
     };
     let expected: Vec<String> = replies_to(&base.trace, &original_agents)
@@ -419,19 +384,11 @@ messages = ["is this the right desk?"]
         .collect();
 
     // The premise: the extra agent's calls really are interleaved with the original ones.
-    let times = |records: &[serde_json::Value]| {
-        records
-            .iter()
-            .map(|r| r["t_us"].as_u64().unwrap())
-            .collect::<Vec<_>>()
-    };
+    let times = |records: &[serde_json::Value]| records.iter().map(|r| r["t_us"].as_u64().unwrap()).collect::<Vec<_>>();
     let original_times = times(&replies_to(&with_busy_agent.trace, &original_agents));
     let extra_times = times(&replies_to(&with_busy_agent.trace, &["agent:unrelated"]));
     let (first, last) = (original_times[0], *original_times.last().unwrap());
-    let interleaved = extra_times
-        .iter()
-        .filter(|t| (first..=last).contains(*t))
-        .count();
+    let interleaved = extra_times.iter().filter(|t| (first..=last).contains(*t)).count();
     assert!(
         interleaved >= 10,
         "only {interleaved} of the extra agent's LLM replies fall among the original ones"

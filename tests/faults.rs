@@ -78,11 +78,18 @@ fn deliveries(records: &[Value], prefix: &str) -> Vec<(u64, String)> {
 }
 
 fn fault_records(records: &[Value]) -> Vec<String> {
-    records.iter().filter(|r| r["kind"] == "fault").map(|r| r["fault"].as_str().unwrap().to_owned()).collect()
+    records
+        .iter()
+        .filter(|r| r["kind"] == "fault")
+        .map(|r| r["fault"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn final_answer(records: &[Value]) -> String {
-    deliveries(records, "answer").last().map(|(_, m)| m.clone()).unwrap_or_default()
+    deliveries(records, "answer")
+        .last()
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default()
 }
 
 const RETRY_NO_JITTER: &str =
@@ -99,11 +106,17 @@ fn without_faults_the_design_looks_up_pays_once_and_answers() {
 
 #[test]
 fn actor_crash_fails_the_turn_and_the_supervisor_restarts_the_agent() {
-    let (output, records) = run("", "[[fault]]\nkind = \"actor.crash\"\ntarget = \"agent:a\"\non_message = 2");
+    let (output, records) = run(
+        "",
+        "[[fault]]\nkind = \"actor.crash\"\ntarget = \"agent:a\"\non_message = 2",
+    );
     assert_eq!(fault_records(&records), ["actor.crash"]);
     assert_eq!(output.report.failures.len(), 1);
     assert_eq!(output.report.restarts[0].actor, "agent:a");
-    assert_eq!(output.report.conversations.unanswered, 1, "the restarted agent lost the conversation");
+    assert_eq!(
+        output.report.conversations.unanswered, 1,
+        "the restarted agent lost the conversation"
+    );
 }
 
 #[test]
@@ -112,18 +125,28 @@ fn rate_limit_with_retry_after_delays_the_retry_by_exactly_that_long() {
     let (output, records) = run(RETRY_NO_JITTER, faults);
     let replies = deliveries(&records, "llm_reply");
     let (error_at_us, error) = &replies[0];
-    assert!(error.contains("error=429 requests rate_limit_exceeded retry_after_us=2000000"), "{error}");
+    assert!(
+        error.contains("error=429 requests rate_limit_exceeded retry_after_us=2000000"),
+        "{error}"
+    );
     assert_eq!(*error_at_us, 30_000, "a 429 comes back fast (30 ms by default)");
     let calls = deliveries(&records, "complete");
-    assert_eq!(calls[1].0, error_at_us + 2_000_000, "the retry waits exactly the retry-after");
+    assert_eq!(
+        calls[1].0,
+        error_at_us + 2_000_000,
+        "the retry waits exactly the retry-after"
+    );
     assert!(output.report.passed(), "{}", output.report.summary());
 }
 
 #[test]
 fn token_rate_limit_is_a_429_on_tokens_and_is_retried() {
-    let faults = "[[fault]]\nkind = \"llm.token_rate_limit\"\ntarget = \"llm:gpt\"\non_message = 1\nretry_after = \"6s\"";
+    let faults =
+        "[[fault]]\nkind = \"llm.token_rate_limit\"\ntarget = \"llm:gpt\"\non_message = 1\nretry_after = \"6s\"";
     let (output, records) = run(RETRY_NO_JITTER, faults);
-    assert!(deliveries(&records, "llm_reply")[0].1.contains("error=429 tokens rate_limit_exceeded retry_after_us=6000000"));
+    assert!(deliveries(&records, "llm_reply")[0]
+        .1
+        .contains("error=429 tokens rate_limit_exceeded retry_after_us=6000000"));
     assert_eq!(deliveries(&records, "complete")[1].0, 30_000 + 6_000_000);
     assert!(output.report.passed());
 }
@@ -143,9 +166,15 @@ fn overloaded_503_is_retried_after_the_exponential_backoff() {
     let faults = "[[fault]]\nkind = \"llm.overloaded\"\ntarget = \"llm:gpt\"\non_message = 1";
     let (output, records) = run(RETRY_NO_JITTER, faults);
     let replies = deliveries(&records, "llm_reply");
-    assert!(replies[0].1.contains("error=503 service_unavailable_error server_is_overloaded"));
+    assert!(replies[0]
+        .1
+        .contains("error=503 service_unavailable_error server_is_overloaded"));
     assert_eq!(replies[0].0, 200_000);
-    assert_eq!(deliveries(&records, "complete")[1].0, 200_000 + 500_000, "first backoff is `base`");
+    assert_eq!(
+        deliveries(&records, "complete")[1].0,
+        200_000 + 500_000,
+        "first backoff is `base`"
+    );
     assert!(output.report.passed());
 }
 
@@ -156,7 +185,9 @@ fn overloaded_529_repeated_backs_off_exponentially_until_attempts_run_out() {
     let calls: Vec<u64> = deliveries(&records, "complete").iter().map(|(t, _)| *t).collect();
     // Each 529 takes 200 ms; then 500 ms, then 1 s of backoff; three attempts in all.
     assert_eq!(calls, [0, 700_000, 1_900_000]);
-    assert!(deliveries(&records, "llm_reply")[0].1.contains("error=529 overloaded_error"));
+    assert!(deliveries(&records, "llm_reply")[0]
+        .1
+        .contains("error=529 overloaded_error"));
     assert_eq!(output.report.conversations.failed, 1);
 }
 
@@ -164,7 +195,9 @@ fn overloaded_529_repeated_backs_off_exponentially_until_attempts_run_out() {
 fn server_error_without_a_retry_policy_fails_the_conversation() {
     let faults = "[[fault]]\nkind = \"llm.server_error\"\ntarget = \"llm:gpt\"\non_message = 1";
     let (output, records) = run("", faults);
-    assert!(deliveries(&records, "llm_reply")[0].1.contains("error=500 server_error"));
+    assert!(deliveries(&records, "llm_reply")[0]
+        .1
+        .contains("error=500 server_error"));
     assert_eq!(deliveries(&records, "complete").len(), 1);
     assert_eq!(output.report.conversations.failed, 1);
 }
@@ -175,9 +208,15 @@ fn a_hung_model_call_is_abandoned_at_the_agent_timeout_and_retried() {
     let (output, records) = run(&format!("timeout = \"5s\"\n{RETRY_NO_JITTER}"), faults);
     let timeouts = deliveries(&records, "call_timeout");
     assert_eq!(timeouts[0].0, 5_000_000, "the agent stops waiting after its timeout");
-    assert_eq!(deliveries(&records, "complete")[1].0, 5_500_000, "then retries after the backoff");
+    assert_eq!(
+        deliveries(&records, "complete")[1].0,
+        5_500_000,
+        "then retries after the backoff"
+    );
     // The provider's own timeout error arrives at 60 s; the agent has moved on and ignores it.
-    assert!(deliveries(&records, "llm_reply").iter().any(|(t, m)| *t == 60_000_000 && m.contains("error=408")));
+    assert!(deliveries(&records, "llm_reply")
+        .iter()
+        .any(|(t, m)| *t == 60_000_000 && m.contains("error=408")));
     assert!(output.report.passed(), "{}", output.report.summary());
 }
 
@@ -185,7 +224,9 @@ fn a_hung_model_call_is_abandoned_at_the_agent_timeout_and_retried() {
 fn auth_error_is_not_retried() {
     let faults = "[[fault]]\nkind = \"llm.auth_error\"\ntarget = \"llm:gpt\"\non_message = 1";
     let (output, records) = run(RETRY_NO_JITTER, faults);
-    assert!(deliveries(&records, "llm_reply")[0].1.contains("error=401 invalid_request_error invalid_api_key"));
+    assert!(deliveries(&records, "llm_reply")[0]
+        .1
+        .contains("error=401 invalid_request_error invalid_api_key"));
     assert_eq!(deliveries(&records, "complete").len(), 1);
     assert_eq!(output.report.conversations.failed, 1);
 }
@@ -194,7 +235,9 @@ fn auth_error_is_not_retried() {
 fn content_filter_on_the_prompt_is_a_400_and_not_retried() {
     let faults = "[[fault]]\nkind = \"llm.content_filter\"\ntarget = \"llm:gpt\"\non_message = 1";
     let (output, records) = run(RETRY_NO_JITTER, faults);
-    assert!(deliveries(&records, "llm_reply")[0].1.contains("error=400 invalid_request_error content_filter"));
+    assert!(deliveries(&records, "llm_reply")[0]
+        .1
+        .contains("error=400 invalid_request_error content_filter"));
     assert_eq!(output.report.conversations.failed, 1);
 }
 
@@ -202,7 +245,9 @@ fn content_filter_on_the_prompt_is_a_400_and_not_retried() {
 fn injected_context_length_exceeded_fails_the_call() {
     let faults = "[[fault]]\nkind = \"llm.context_length_exceeded\"\ntarget = \"llm:gpt\"\non_message = 2";
     let (output, records) = run(RETRY_NO_JITTER, faults);
-    assert!(deliveries(&records, "llm_reply")[1].1.contains("error=400 invalid_request_error context_length_exceeded"));
+    assert!(deliveries(&records, "llm_reply")[1]
+        .1
+        .contains("error=400 invalid_request_error context_length_exceeded"));
     assert_eq!(output.report.conversations.failed, 1);
 }
 
@@ -212,7 +257,9 @@ fn a_request_larger_than_the_context_window_fails_without_any_fault() {
     let output = run_in_memory(&parse(&text), 3, Flavor::CurrentThread);
     let records = records(&output.trace);
     assert!(fault_records(&records).is_empty());
-    assert!(deliveries(&records, "llm_reply")[0].1.contains("context_length_exceeded"));
+    assert!(deliveries(&records, "llm_reply")[0]
+        .1
+        .contains("context_length_exceeded"));
     assert_eq!(output.report.conversations.failed, 1);
 }
 
@@ -221,7 +268,11 @@ fn empty_answer_reaches_the_user_as_an_empty_answer() {
     let faults = "[[fault]]\nkind = \"llm.empty_answer\"\ntarget = \"llm:gpt\"\non_message = 3";
     let (_, records) = run("", faults);
     assert!(deliveries(&records, "llm_reply")[2].1.contains("text_chars=0"));
-    assert!(final_answer(&records).ends_with("text=\"\""), "{}", final_answer(&records));
+    assert!(
+        final_answer(&records).ends_with("text=\"\""),
+        "{}",
+        final_answer(&records)
+    );
 }
 
 #[test]
@@ -234,11 +285,20 @@ fn refusal_answers_with_a_refusal_and_finish_reason_content_filter() {
 
 #[test]
 fn a_hallucinated_tool_is_never_run_and_the_model_is_told() {
-    let faults = "[[fault]]\nkind = \"llm.hallucinated_tool\"\ntarget = \"llm:gpt\"\non_message = 1\ntool = \"delete_db\"";
+    let faults =
+        "[[fault]]\nkind = \"llm.hallucinated_tool\"\ntarget = \"llm:gpt\"\non_message = 1\ntool = \"delete_db\"";
     let (_, records) = run("", faults);
-    assert!(deliveries(&records, "llm_reply")[0].1.contains("tool_calls=[?delete_db#"));
-    assert!(deliveries(&records, "invoke").iter().all(|(_, m)| !m.contains("delete_db")));
-    assert!(final_answer(&records).contains("error: tool delete_db does not exist"), "{}", final_answer(&records));
+    assert!(deliveries(&records, "llm_reply")[0]
+        .1
+        .contains("tool_calls=[?delete_db#"));
+    assert!(deliveries(&records, "invoke")
+        .iter()
+        .all(|(_, m)| !m.contains("delete_db")));
+    assert!(
+        final_answer(&records).contains("error: tool delete_db does not exist"),
+        "{}",
+        final_answer(&records)
+    );
 }
 
 #[test]
@@ -246,7 +306,12 @@ fn malformed_tool_arguments_never_reach_the_tool() {
     let faults = "[[fault]]\nkind = \"llm.malformed_tool_args\"\ntarget = \"llm:gpt\"\non_message = 2";
     let (output, records) = run("", faults);
     assert!(deliveries(&records, "llm_reply")[1].1.contains("pay#1(malformed)"));
-    assert!(deliveries(&records, "invoke").iter().all(|(_, m)| !m.contains("tool=pay")), "pay never ran");
+    assert!(
+        deliveries(&records, "invoke")
+            .iter()
+            .all(|(_, m)| !m.contains("tool=pay")),
+        "pay never ran"
+    );
     assert_eq!(output.report.effects.get("money_moved"), None);
     assert!(final_answer(&records).contains("not valid JSON"));
 }
@@ -256,7 +321,10 @@ fn truncation_cuts_tool_arguments_with_finish_reason_length() {
     let faults = "[[fault]]\nkind = \"llm.truncated\"\ntarget = \"llm:gpt\"\non_message = 1";
     let (_, records) = run("", faults);
     let reply = &deliveries(&records, "llm_reply")[0].1;
-    assert!(reply.contains("(malformed)") && reply.contains("finish=length"), "{reply}");
+    assert!(
+        reply.contains("(malformed)") && reply.contains("finish=length"),
+        "{reply}"
+    );
 }
 
 #[test]
@@ -264,14 +332,20 @@ fn truncation_cuts_a_text_answer_in_half() {
     let faults = "[[fault]]\nkind = \"llm.truncated\"\ntarget = \"llm:gpt\"\non_message = 3";
     let (_, records) = run("", faults);
     assert!(deliveries(&records, "llm_reply")[2].1.contains("finish=length"));
-    assert!(final_answer(&records).ends_with("text=\"done:\""), "{}", final_answer(&records));
+    assert!(
+        final_answer(&records).ends_with("text=\"done:\""),
+        "{}",
+        final_answer(&records)
+    );
 }
 
 #[test]
 fn tool_error_is_fed_back_to_the_model_and_has_no_side_effect() {
     let faults = "[[fault]]\nkind = \"tool.error\"\ntarget = \"tool:pay\"\non_message = 1\ntext = \"card declined\"";
     let (output, records) = run("", faults);
-    assert!(deliveries(&records, "tool_result").iter().any(|(_, m)| m.contains("error: card declined")));
+    assert!(deliveries(&records, "tool_result")
+        .iter()
+        .any(|(_, m)| m.contains("error: card declined")));
     assert_eq!(output.report.effects.get("money_moved"), None);
     assert!(final_answer(&records).contains("error: card declined"));
 }
@@ -280,11 +354,29 @@ fn tool_error_is_fed_back_to_the_model_and_has_no_side_effect() {
 fn tool_timeout_moves_money_without_answering_and_the_agent_gives_up_at_its_tool_timeout() {
     let faults = "[[fault]]\nkind = \"tool.timeout\"\ntarget = \"tool:pay\"\non_message = 1";
     let (output, records) = run("tool_timeout = \"1s\"", faults);
-    let (invoke_at, invoke) = deliveries(&records, "invoke").into_iter().find(|(_, m)| m.contains("tool=pay")).unwrap();
-    let call = invoke.split_whitespace().find(|w| w.starts_with("call=")).unwrap().to_owned();
-    let timeout = deliveries(&records, "tool_timeout").into_iter().find(|(_, m)| m.ends_with(&call)).unwrap();
-    assert_eq!(timeout.0, invoke_at + 1_000_000, "the agent stops waiting one tool_timeout after the call");
-    assert_eq!(output.report.effects.get("money_moved"), Some(&1), "the payment happened");
+    let (invoke_at, invoke) = deliveries(&records, "invoke")
+        .into_iter()
+        .find(|(_, m)| m.contains("tool=pay"))
+        .unwrap();
+    let call = invoke
+        .split_whitespace()
+        .find(|w| w.starts_with("call="))
+        .unwrap()
+        .to_owned();
+    let timeout = deliveries(&records, "tool_timeout")
+        .into_iter()
+        .find(|(_, m)| m.ends_with(&call))
+        .unwrap();
+    assert_eq!(
+        timeout.0,
+        invoke_at + 1_000_000,
+        "the agent stops waiting one tool_timeout after the call"
+    );
+    assert_eq!(
+        output.report.effects.get("money_moved"),
+        Some(&1),
+        "the payment happened"
+    );
     assert!(final_answer(&records).contains("error: tool pay timed out"));
 }
 
@@ -338,7 +430,10 @@ probability = 1.0
     let (_, records) = run("", faults);
     assert_eq!(fault_records(&records), ["tool.empty", "tool.injection"]);
     let (_, late) = run("", &faults.replace("[\"0s\", \"1s\"]", "[\"10s\", \"20s\"]"));
-    assert!(fault_records(&late).is_empty(), "outside its window the first never fires, so neither does the second");
+    assert!(
+        fault_records(&late).is_empty(),
+        "outside its window the first never fires, so neither does the second"
+    );
 }
 
 #[test]
@@ -357,11 +452,35 @@ fn list_faults_json_names_every_kind_with_layer_and_params() {
     assert_eq!(status(&output), 0);
     let catalogue: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
     for entry in &catalogue {
-        assert!(entry["kind"].is_string() && entry["layer"].is_string() && entry["params"].is_array(), "{entry}");
+        assert!(
+            entry["kind"].is_string() && entry["layer"].is_string() && entry["params"].is_array(),
+            "{entry}"
+        );
     }
     let kinds: Vec<&str> = catalogue.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     let source = std::fs::read_to_string(repo_root().join("tests/faults.rs")).unwrap();
     for kind in kinds {
-        assert!(source.contains(&format!("kind = \\\"{kind}\\\"")), "fault kind {kind} has no test in tests/faults.rs");
+        assert!(
+            source.contains(&format!("kind = \\\"{kind}\\\"")),
+            "fault kind {kind} has no test in tests/faults.rs"
+        );
     }
+}
+
+#[test]
+fn a_circuit_breaker_opens_after_its_failures_and_half_opens_after_its_cool_down() {
+    let policy = r#"retry = { attempts = 5, backoff = "constant", base = "1s", jitter = "none" }
+circuit_breaker = { failures = 2, cool_down = "10s" }"#;
+    let faults = "[[fault]]\nkind = \"llm.server_error\"\ntarget = \"llm:gpt\"\nprobability = 1.0";
+    let (output, records) = run(policy, faults);
+    let calls: Vec<u64> = deliveries(&records, "complete").iter().map(|(t, _)| *t).collect();
+    // Two failures (0.5 s each) open the breaker at 2 s until 12 s; the probe at 12 s fails too.
+    assert_eq!(calls, [0, 1_500_000, 12_000_000]);
+    let rejected: Vec<u64> = deliveries(&records, "call_rejected").iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        rejected,
+        [3_000_000, 13_500_000],
+        "while open, calls fail fast without reaching the model"
+    );
+    assert_eq!(output.report.conversations.failed, 1);
 }

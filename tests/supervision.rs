@@ -81,15 +81,9 @@ fn trace_records_of_kind(output: &RunOutput, kind: &str) -> Vec<serde_json::Valu
 
 #[test]
 fn a_crashed_agent_is_restarted_by_its_supervisor_with_incarnation_1() {
-    let output = run(&format!(
-        "{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}",
-        team("one_for_one")
-    ));
+    let output = run(&format!("{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}", team("one_for_one")));
 
-    assert_eq!(
-        restarts(&output),
-        [restart("agent:b", 1, "supervisor:team")]
-    );
+    assert_eq!(restarts(&output), [restart("agent:b", 1, "supervisor:team")]);
     let failure = &output.report.failures[..];
     assert_eq!(failure.len(), 1);
     assert_eq!(
@@ -99,11 +93,7 @@ fn a_crashed_agent_is_restarted_by_its_supervisor_with_incarnation_1() {
     );
 
     let traced = trace_records_of_kind(&output, "restart");
-    assert_eq!(
-        traced.len(),
-        1,
-        "one restart record in the trace: {traced:?}"
-    );
+    assert_eq!(traced.len(), 1, "one restart record in the trace: {traced:?}");
     assert_eq!(field(&traced[0], "actor"), "agent:b");
     assert_eq!(traced[0]["incarnation"], 1);
     assert_eq!(field(&traced[0], "supervisor"), "supervisor:team");
@@ -115,10 +105,7 @@ fn a_crashed_agent_is_restarted_by_its_supervisor_with_incarnation_1() {
 
 #[test]
 fn a_restarted_agent_answers_the_conversations_that_come_after_the_crash() {
-    let output = run(&format!(
-        "{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}",
-        team("one_for_one")
-    ));
+    let output = run(&format!("{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}", team("one_for_one")));
 
     let answers: Vec<String> = records(&output.trace)
         .iter()
@@ -131,20 +118,14 @@ fn a_restarted_agent_answers_the_conversations_that_come_after_the_crash() {
 
 #[test]
 fn one_for_one_restarts_only_the_failed_child() {
-    let output = run(&format!(
-        "{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}",
-        team("one_for_one")
-    ));
+    let output = run(&format!("{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}", team("one_for_one")));
     let actors: Vec<String> = restarts(&output).into_iter().map(|r| r.0).collect();
     assert_eq!(actors, ["agent:b"]);
 }
 
 #[test]
 fn one_for_all_restarts_every_child_of_the_supervisor() {
-    let output = run(&format!(
-        "{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}",
-        team("one_for_all")
-    ));
+    let output = run(&format!("{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}", team("one_for_all")));
     assert_eq!(
         restarts(&output),
         [
@@ -158,10 +139,7 @@ fn one_for_all_restarts_every_child_of_the_supervisor() {
 
 #[test]
 fn rest_for_one_restarts_the_failed_child_and_the_children_started_after_it() {
-    let output = run(&format!(
-        "{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}",
-        team("rest_for_one")
-    ));
+    let output = run(&format!("{AGENTS}{}{CRASH_B_ON_FIRST_MESSAGE}", team("rest_for_one")));
     assert_eq!(
         restarts(&output),
         [
@@ -174,8 +152,7 @@ fn rest_for_one_restarts_the_failed_child_and_the_children_started_after_it() {
 
 #[test]
 fn a_root_supervisor_with_max_restarts_0_escalates_and_the_run_ends_escalated() {
-    let root =
-        "\n[[supervisor]]\nname = \"root\"\nmax_restarts = 0\nchildren = [\"a\", \"b\", \"c\"]\n";
+    let root = "\n[[supervisor]]\nname = \"root\"\nmax_restarts = 0\nchildren = [\"a\", \"b\", \"c\"]\n";
     let output = run(&format!("{AGENTS}{root}{CRASH_B_ON_FIRST_MESSAGE}"));
 
     assert_eq!(output.report.outcome, Outcome::Escalated);
@@ -190,10 +167,7 @@ fn a_root_supervisor_with_max_restarts_0_escalates_and_the_run_ends_escalated() 
         output.report.restarts
     );
     let end = records(&output.trace).pop().unwrap();
-    assert_eq!(
-        (field(&end, "kind"), field(&end, "outcome")),
-        ("end", "escalated")
-    );
+    assert_eq!((field(&end, "kind"), field(&end, "outcome")), ("end", "escalated"));
     assert_eq!(
         end["t_us"], 0,
         "the run stops at the crash; the conversation at 1s never starts"
@@ -202,8 +176,7 @@ fn a_root_supervisor_with_max_restarts_0_escalates_and_the_run_ends_escalated() 
 
 #[test]
 fn a_child_supervisor_that_gives_up_escalates_to_the_root_which_restarts_its_whole_subtree() {
-    let team =
-        "\n[[supervisor]]\nname = \"team\"\nmax_restarts = 0\nchildren = [\"a\", \"b\", \"c\"]\n";
+    let team = "\n[[supervisor]]\nname = \"team\"\nmax_restarts = 0\nchildren = [\"a\", \"b\", \"c\"]\n";
     let output = run(&format!("{AGENTS}{team}{CRASH_B_ON_FIRST_MESSAGE}"));
 
     assert_ne!(
@@ -302,11 +275,7 @@ on_message = 2
     assert_eq!(output.report.outcome, Outcome::Stalled);
     let conversations = output.report.conversations;
     assert_eq!(
-        (
-            conversations.started,
-            conversations.answered,
-            conversations.unanswered
-        ),
+        (conversations.started, conversations.answered, conversations.unanswered),
         (3, 1, 2)
     );
     let answered: Vec<String> = records(&output.trace)
@@ -340,9 +309,7 @@ fn supervision_gives_the_same_trace_on_both_runtime_flavours() {
         let scenario = parse(text);
         let current = run_in_memory(&scenario, 1, Flavor::CurrentThread);
         let multi = run_in_memory(&scenario, 1, Flavor::MultiThread);
-        if let Some(divergence) =
-            agentsim::trace::reader::first_divergence(&current.trace, &multi.trace)
-        {
+        if let Some(divergence) = agentsim::trace::reader::first_divergence(&current.trace, &multi.trace) {
             panic!("multi_thread diverged from current_thread:\n{divergence}\nscenario:\n{text}");
         }
     }

@@ -150,9 +150,7 @@ messages = ["hi"]
     let lines: Vec<usize> = error
         .diagnostics
         .iter()
-        .map(|d| {
-            agentsim::scenario::error::line_column(&text, d.span.clone().expect("located").start).0
-        })
+        .map(|d| agentsim::scenario::error::line_column(&text, d.span.clone().expect("located").start).0)
         .collect();
     assert_eq!(
         lines,
@@ -177,9 +175,5 @@ behavior = [
 "#
     );
     let error = agentsim::scenario::parse("inline.toml", &text).expect_err("a malformed condition");
-    assert_eq!(
-        error.diagnostics.len(),
-        1,
-        "expected one diagnostic, found:\n{error}"
-    );
+    assert_eq!(error.diagnostics.len(), 1, "expected one diagnostic, found:\n{error}");
 }

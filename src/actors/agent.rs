@@ -17,7 +17,7 @@ use super::{ConvId, Payload};
 use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
 use crate::llm::mock;
 use crate::llm::tokens::estimate_tokens;
-use crate::scenario::{AgentIdx, Backoff, Jitter, RetryPolicy, Scenario, ToolIdx};
+use crate::scenario::{AgentIdx, Backoff, Jitter, LlmIdx, RetryPolicy, Scenario, ToolIdx};
 
 /// Who handed a conversation to this agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,19 +42,40 @@ pub enum ReplyTo {
 #[derive(Debug)]
 pub enum AgentMsg {
     /// A conversation (or a delegated sub-task of one) starts here.
-    Start { conv: ConvId, text: Arc<str>, origin: Origin, reply_to: ReplyTo, context_tokens: u32 },
+    Start {
+        conv: ConvId,
+        text: Arc<str>,
+        origin: Origin,
+        reply_to: ReplyTo,
+        context_tokens: u32,
+    },
     /// The model answered (or the provider failed the call).
     LlmReply { conv: ConvId, reply: ModelReply },
     /// A tool returned.
-    ToolResult { conv: ConvId, call_id: u32, tool: ToolIdx, output: Arc<str> },
+    ToolResult {
+        conv: ConvId,
+        call_id: u32,
+        tool: ToolIdx,
+        output: Arc<str>,
+    },
     /// A delegated agent answered.
-    DelegateResult { conv: ConvId, from_agent: AgentIdx, text: Arc<str> },
+    DelegateResult {
+        conv: ConvId,
+        from_agent: AgentIdx,
+        text: Arc<str>,
+    },
     /// Timer: the model call `call_seq` has not answered within the agent's `timeout`.
     CallTimeout { conv: ConvId, call_seq: u32 },
     /// Timer: the backoff before the next attempt is over.
     RetryDue { conv: ConvId },
     /// Timer: tool call `call_id` has not answered within the agent's `tool_timeout`.
     ToolTimeout { conv: ConvId, call_id: u32 },
+    /// The agent's circuit breaker refused a model call (open, no fallback).
+    CallRejected {
+        conv: ConvId,
+        call_seq: u32,
+        retry_after_us: u64,
+    },
 }
 
 /// One conversation as this agent sees it.
@@ -83,6 +104,18 @@ struct Conversation {
     attempt: u32,
     /// The last backoff delay (for decorrelated jitter).
     previous_delay_us: u64,
+    /// The model the current call went to.
+    current_llm: Option<LlmIdx>,
+    /// The primary model failed for good; this step uses the fallback.
+    on_fallback: bool,
+}
+
+/// The state of an agent's circuit breaker on its primary model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Breaker {
+    Closed { failures: u32 },
+    Open { until_us: u64 },
+    HalfOpen,
 }
 
 /// The agent's state: its conversations in progress. Lost on restart.
@@ -95,25 +128,51 @@ pub struct AgentBehavior {
     /// The agent's own stream: scripted rules and retry jitter draw from it.
     stream: RngStream,
     next_call_id: u32,
+    /// Virtual time of the turn being handled.
+    now_us: u64,
+    breaker: Breaker,
 }
 
 /// What came back from one outstanding step.
 enum StepResult {
-    Tool { call_id: u32, tool: Arc<str>, output: Arc<str> },
-    Delegate { text: Arc<str> },
+    Tool {
+        call_id: u32,
+        tool: Arc<str>,
+        output: Arc<str>,
+    },
+    Delegate {
+        text: Arc<str>,
+    },
 }
 
 impl AgentBehavior {
-    pub fn new(scenario: Arc<Scenario>, directory: Directory, agent: AgentIdx, seed: u64, incarnation: u32) -> AgentBehavior {
+    pub fn new(
+        scenario: Arc<Scenario>,
+        directory: Directory,
+        agent: AgentIdx,
+        seed: u64,
+        incarnation: u32,
+    ) -> AgentBehavior {
         let instruction_tokens = estimate_tokens(&scenario.agents[agent].instructions);
         let stream = RngStream::new(seed, &format!("agent:{}#{incarnation}", scenario.agents[agent].name));
-        AgentBehavior { scenario, directory, agent, instruction_tokens, conversations: BTreeMap::new(), stream, next_call_id: 0 }
+        AgentBehavior {
+            scenario,
+            directory,
+            agent,
+            instruction_tokens,
+            conversations: BTreeMap::new(),
+            stream,
+            next_call_id: 0,
+            now_us: 0,
+            breaker: Breaker::Closed { failures: 0 },
+        }
     }
 
     /// Takes the next step of a conversation: asks the model; or, for an agent without a model,
     /// follows its rules in place (a scripted agent) or answers with what came in (a relay).
     fn step(&mut self, conv: ConvId, mut state: Conversation, effects: &mut Vec<Effect>) {
-        let spec = &self.scenario.agents[self.agent];
+        let scenario = self.scenario.clone();
+        let spec = &scenario.agents[self.agent];
         let Some(llm) = spec.llm else {
             if spec.behavior.is_empty() {
                 effects.push(self.answer(conv, state.reply_to, state.user_text.clone(), AnswerStatus::Answered));
@@ -136,20 +195,86 @@ impl AgentBehavior {
         };
         state.call_seq += 1;
         state.awaiting = Some(state.call_seq);
+        let target = match (self.breaker_allows(), spec.fallback) {
+            _ if state.on_fallback => spec.fallback.unwrap_or(llm),
+            (true, _) => llm,
+            (false, Some(fallback)) => fallback,
+            (false, None) => {
+                let Breaker::Open { until_us } = self.breaker else {
+                    unreachable!("refused only when open")
+                };
+                let retry_after_us = until_us - self.now_us;
+                effects.push(self.timer(
+                    0,
+                    AgentMsg::CallRejected {
+                        conv,
+                        call_seq: state.call_seq,
+                        retry_after_us,
+                    },
+                ));
+                state.current_llm = Some(llm);
+                self.conversations.insert(conv, state);
+                return;
+            }
+        };
+        state.current_llm = Some(target);
         let request = self.request(conv, &state);
         effects.push(Effect::Send {
-            to: self.directory.llm(llm),
+            to: self.directory.llm(target),
             delay_us: 0,
             payload: Payload::Llm(LlmMsg::Complete(Box::new(request))),
         });
         if let Some(timeout_us) = spec.timeout_us {
-            effects.push(self.timer(timeout_us, AgentMsg::CallTimeout { conv, call_seq: state.call_seq }));
+            effects.push(self.timer(
+                timeout_us,
+                AgentMsg::CallTimeout {
+                    conv,
+                    call_seq: state.call_seq,
+                },
+            ));
         }
         self.conversations.insert(conv, state);
     }
 
+    /// Whether the breaker lets a call through to the primary model now (an expired open breaker
+    /// half-opens and lets a probe through).
+    fn breaker_allows(&mut self) -> bool {
+        if self.scenario.agents[self.agent].circuit_breaker.is_none() {
+            return true;
+        }
+        match self.breaker {
+            Breaker::Open { until_us } if self.now_us < until_us => false,
+            Breaker::Open { .. } => {
+                self.breaker = Breaker::HalfOpen;
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Records the outcome of a call to the primary model.
+    fn breaker_record(&mut self, success: bool) {
+        let Some(policy) = self.scenario.agents[self.agent].circuit_breaker else {
+            return;
+        };
+        self.breaker = match (self.breaker, success) {
+            (_, true) => Breaker::Closed { failures: 0 },
+            (Breaker::Closed { failures }, false) if failures + 1 < policy.failures => {
+                Breaker::Closed { failures: failures + 1 }
+            }
+            (Breaker::Open { until_us }, false) => Breaker::Open { until_us },
+            (_, false) => Breaker::Open {
+                until_us: self.now_us + policy.cool_down_us,
+            },
+        };
+    }
+
     fn timer(&self, delay_us: u64, msg: AgentMsg) -> Effect {
-        Effect::Send { to: self.directory.agent(self.agent), delay_us, payload: Payload::Agent(msg) }
+        Effect::Send {
+            to: self.directory.agent(self.agent),
+            delay_us,
+            payload: Payload::Agent(msg),
+        }
     }
 
     fn request(&self, conv: ConvId, state: &Conversation) -> LlmRequest {
@@ -172,29 +297,45 @@ impl AgentBehavior {
     /// The final answer, to the user or to the delegating agent.
     fn answer(&self, conv: ConvId, reply_to: ReplyTo, text: Arc<str>, status: AnswerStatus) -> Effect {
         match reply_to {
-            ReplyTo::User => {
-                Effect::Send { to: Directory::USER, delay_us: 0, payload: Payload::User(UserMsg::Answer { conv, text, status }) }
-            }
+            ReplyTo::User => Effect::Send {
+                to: Directory::USER,
+                delay_us: 0,
+                payload: Payload::User(UserMsg::Answer { conv, text, status }),
+            },
             ReplyTo::Agent(agent) => Effect::Send {
                 to: self.directory.agent(agent),
                 delay_us: 0,
-                payload: Payload::Agent(AgentMsg::DelegateResult { conv, from_agent: self.agent, text }),
+                payload: Payload::Agent(AgentMsg::DelegateResult {
+                    conv,
+                    from_agent: self.agent,
+                    text,
+                }),
             },
         }
     }
 
     fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
-        let Some(mut state) = self.conversations.remove(&conv) else { return };
+        let Some(mut state) = self.conversations.remove(&conv) else {
+            return;
+        };
         if state.awaiting != Some(reply.call_seq) {
             // An answer to a call the agent already gave up on (timed out): dropped, though billed.
             self.conversations.insert(conv, state);
             return;
         }
         state.awaiting = None;
+        let primary = state.current_llm == self.scenario.agents[self.agent].llm && !state.on_fallback;
         if let ModelAnswer::Error(error) = reply.answer {
+            if primary {
+                self.breaker_record(false);
+            }
             self.on_error(conv, state, error, effects);
             return;
         }
+        if primary {
+            self.breaker_record(true);
+        }
+        state.on_fallback = false;
         state.attempt = 1;
         state.previous_delay_us = 0;
         state.context_tokens = state.context_tokens.saturating_add(reply.usage.output_tokens);
@@ -211,7 +352,9 @@ impl AgentBehavior {
                     };
                     let problem = match (&call.tool, &call.args) {
                         (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),
-                        (_, ToolArgs::Malformed(_)) => Some(format!("error: the arguments for {name} are not valid JSON")),
+                        (_, ToolArgs::Malformed(_)) => {
+                            Some(format!("error: the arguments for {name} are not valid JSON"))
+                        }
                         _ => None,
                     };
                     match (problem, tool) {
@@ -279,11 +422,16 @@ impl AgentBehavior {
 
     /// A model call failed: retry after a backoff if the policy allows, else fail the conversation.
     fn on_error(&mut self, conv: ConvId, mut state: Conversation, error: ProviderError, effects: &mut Vec<Effect>) {
-        let policy = self.scenario.agents[self.agent].retry;
+        let spec = &self.scenario.agents[self.agent];
+        let policy = spec.retry;
         let delay_us = match policy {
-            Some(policy) if error.retryable() && state.attempt < policy.attempts => {
-                retry_delay_us(&policy, &error, state.attempt, state.previous_delay_us, &mut self.stream)
-            }
+            Some(policy) if error.retryable() && state.attempt < policy.attempts => retry_delay_us(
+                &policy,
+                &error,
+                state.attempt,
+                state.previous_delay_us,
+                &mut self.stream,
+            ),
             _ => None,
         };
         match delay_us {
@@ -293,8 +441,18 @@ impl AgentBehavior {
                 effects.push(self.timer(delay_us, AgentMsg::RetryDue { conv }));
                 self.conversations.insert(conv, state);
             }
+            None if spec.fallback.is_some() && !state.on_fallback => {
+                // The primary failed for good: the same step on the fallback model.
+                state.on_fallback = true;
+                state.attempt = 1;
+                state.previous_delay_us = 0;
+                self.step(conv, state, effects);
+            }
             None => {
-                let text = Arc::from(format!("error: the model call failed ({} {}) after {} attempt(s)", error.status, error.code, state.attempt));
+                let text = Arc::from(format!(
+                    "error: the model call failed ({} {}) after {} attempt(s)",
+                    error.status, error.code, state.attempt
+                ));
                 effects.push(self.answer(conv, state.reply_to, text, AnswerStatus::Failed));
             }
         }
@@ -302,7 +460,9 @@ impl AgentBehavior {
 
     /// A tool result or a delegate's answer came back; start the next turn once all are in.
     fn on_result(&mut self, conv: ConvId, result: StepResult, effects: &mut Vec<Effect>) {
-        let Some(state) = self.conversations.get_mut(&conv) else { return };
+        let Some(state) = self.conversations.get_mut(&conv) else {
+            return;
+        };
         match result {
             StepResult::Tool { call_id, tool, output } => {
                 let Some(position) = state.pending_calls.iter().position(|(id, _)| *id == call_id) else {
@@ -347,7 +507,13 @@ fn text_or_default(text: Option<String>) -> String {
 
 /// The wait before attempt `attempt + 1`, or `None` to give up (a `retry-after` longer than the
 /// policy accepts). Jitter draws come from the agent's stream.
-pub fn retry_delay_us(policy: &RetryPolicy, error: &ProviderError, attempt: u32, previous_us: u64, stream: &mut RngStream) -> Option<u64> {
+pub fn retry_delay_us(
+    policy: &RetryPolicy,
+    error: &ProviderError,
+    attempt: u32,
+    previous_us: u64,
+    stream: &mut RngStream,
+) -> Option<u64> {
     if policy.honor_retry_after {
         if let Some(retry_after_us) = error.retry_after_us {
             return (retry_after_us <= policy.max_retry_after_us).then_some(retry_after_us);
@@ -372,10 +538,21 @@ pub fn retry_delay_us(policy: &RetryPolicy, error: &ProviderError, attempt: u32,
 impl Behavior for AgentBehavior {
     type Msg = AgentMsg;
 
-    fn handle(&mut self, _context: &TurnContext, msg: AgentMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
+    fn handle(&mut self, context: &TurnContext, msg: AgentMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
+        self.now_us = context.now_us;
         match msg {
-            AgentMsg::Start { conv, text, origin, reply_to, context_tokens } => {
-                let opening_tokens = if origin == Origin::User { estimate_tokens(&text) } else { 0 };
+            AgentMsg::Start {
+                conv,
+                text,
+                origin,
+                reply_to,
+                context_tokens,
+            } => {
+                let opening_tokens = if origin == Origin::User {
+                    estimate_tokens(&text)
+                } else {
+                    0
+                };
                 let state = Conversation {
                     user_text: text,
                     origin,
@@ -393,17 +570,26 @@ impl Behavior for AgentBehavior {
                     awaiting: None,
                     attempt: 1,
                     previous_delay_us: 0,
+                    current_llm: None,
+                    on_fallback: false,
                 };
                 self.step(conv, state, effects);
             }
             AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
-            AgentMsg::ToolResult { conv, call_id, tool, output } => {
+            AgentMsg::ToolResult {
+                conv,
+                call_id,
+                tool,
+                output,
+            } => {
                 let tool = Arc::from(self.scenario.tools[tool].name.as_str());
                 self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects)
             }
             AgentMsg::DelegateResult { conv, text, .. } => self.on_result(conv, StepResult::Delegate { text }, effects),
             AgentMsg::CallTimeout { conv, call_seq } => {
-                let Some(mut state) = self.conversations.remove(&conv) else { return Ok(()) };
+                let Some(mut state) = self.conversations.remove(&conv) else {
+                    return Ok(());
+                };
                 if state.awaiting != Some(call_seq) {
                     self.conversations.insert(conv, state);
                     return Ok(());
@@ -411,13 +597,40 @@ impl Behavior for AgentBehavior {
                 state.awaiting = None;
                 self.on_error(conv, state, ProviderError::client_timeout(), effects);
             }
+            AgentMsg::CallRejected {
+                conv,
+                call_seq,
+                retry_after_us,
+            } => {
+                let Some(mut state) = self.conversations.remove(&conv) else {
+                    return Ok(());
+                };
+                if state.awaiting != Some(call_seq) {
+                    self.conversations.insert(conv, state);
+                    return Ok(());
+                }
+                state.awaiting = None;
+                let error = ProviderError {
+                    status: 503,
+                    error_type: "circuit_open",
+                    code: "circuit_open",
+                    retry_after_us: Some(retry_after_us),
+                };
+                self.on_error(conv, state, error, effects);
+            }
             AgentMsg::RetryDue { conv } => {
-                let Some(state) = self.conversations.remove(&conv) else { return Ok(()) };
+                let Some(state) = self.conversations.remove(&conv) else {
+                    return Ok(());
+                };
                 self.step(conv, state, effects);
             }
             AgentMsg::ToolTimeout { conv, call_id } => {
-                let Some(state) = self.conversations.get(&conv) else { return Ok(()) };
-                let Some((_, tool)) = state.pending_calls.iter().find(|(id, _)| *id == call_id) else { return Ok(()) };
+                let Some(state) = self.conversations.get(&conv) else {
+                    return Ok(());
+                };
+                let Some((_, tool)) = state.pending_calls.iter().find(|(id, _)| *id == call_id) else {
+                    return Ok(());
+                };
                 let output = Arc::from(format!("error: tool {tool} timed out"));
                 let tool = tool.clone();
                 self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects);
@@ -444,7 +657,12 @@ mod tests {
     }
 
     fn server_error() -> ProviderError {
-        ProviderError { status: 500, error_type: "server_error", code: "internal_error", retry_after_us: None }
+        ProviderError {
+            status: 500,
+            error_type: "server_error",
+            code: "internal_error",
+            retry_after_us: None,
+        }
     }
 
     #[test]
@@ -459,10 +677,24 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_exactly_and_too_long_a_one_gives_up() {
         let mut stream = RngStream::new(1, "t");
-        let limited = ProviderError { status: 429, error_type: "requests", code: "rate_limit_exceeded", retry_after_us: Some(2_000_000) };
-        assert_eq!(retry_delay_us(&policy(Jitter::Full), &limited, 1, 0, &mut stream), Some(2_000_000));
-        let too_long = ProviderError { retry_after_us: Some(600_000_000), ..limited };
-        assert_eq!(retry_delay_us(&policy(Jitter::Full), &too_long, 1, 0, &mut stream), None);
+        let limited = ProviderError {
+            status: 429,
+            error_type: "requests",
+            code: "rate_limit_exceeded",
+            retry_after_us: Some(2_000_000),
+        };
+        assert_eq!(
+            retry_delay_us(&policy(Jitter::Full), &limited, 1, 0, &mut stream),
+            Some(2_000_000)
+        );
+        let too_long = ProviderError {
+            retry_after_us: Some(600_000_000),
+            ..limited
+        };
+        assert_eq!(
+            retry_delay_us(&policy(Jitter::Full), &too_long, 1, 0, &mut stream),
+            None
+        );
     }
 
     #[test]
@@ -470,7 +702,11 @@ mod tests {
         for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
             let draw = |seed| {
                 let mut stream = RngStream::new(seed, "agent:a#0");
-                (1..=200u32).map(|n| retry_delay_us(&policy(jitter), &server_error(), n % 6 + 1, 1_000_000, &mut stream).unwrap()).collect::<Vec<_>>()
+                (1..=200u32)
+                    .map(|n| {
+                        retry_delay_us(&policy(jitter), &server_error(), n % 6 + 1, 1_000_000, &mut stream).unwrap()
+                    })
+                    .collect::<Vec<_>>()
             };
             let (a, b) = (draw(7), draw(7));
             assert_eq!(a, b, "{jitter:?}");
@@ -484,15 +720,35 @@ mod tests {
                 };
                 assert!(ok, "{jitter:?}: {d} for attempt {attempt}");
             }
-            assert!(a.iter().collect::<std::collections::BTreeSet<_>>().len() > 10, "{jitter:?} draws vary");
+            assert!(
+                a.iter().collect::<std::collections::BTreeSet<_>>().len() > 10,
+                "{jitter:?} draws vary"
+            );
         }
     }
 
     #[test]
     fn quota_errors_are_not_retryable_and_overload_is() {
-        let quota = ProviderError { status: 429, error_type: "insufficient_quota", code: "insufficient_quota", retry_after_us: None };
+        let quota = ProviderError {
+            status: 429,
+            error_type: "insufficient_quota",
+            code: "insufficient_quota",
+            retry_after_us: None,
+        };
         assert!(!quota.retryable());
-        assert!(ProviderError { status: 529, error_type: "overloaded_error", code: "overloaded_error", retry_after_us: None }.retryable());
-        assert!(!ProviderError { status: 401, error_type: "invalid_request_error", code: "invalid_api_key", retry_after_us: None }.retryable());
+        assert!(ProviderError {
+            status: 529,
+            error_type: "overloaded_error",
+            code: "overloaded_error",
+            retry_after_us: None
+        }
+        .retryable());
+        assert!(!ProviderError {
+            status: 401,
+            error_type: "invalid_request_error",
+            code: "invalid_api_key",
+            retry_after_us: None
+        }
+        .retryable());
     }
 }

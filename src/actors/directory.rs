@@ -25,7 +25,13 @@ impl Directory {
         let tools = llms + scenario.llms.len() as u32;
         let agents = tools + scenario.tools.len() as u32;
         let total = agents + scenario.agents.len() as u32;
-        Directory { supervisors, llms, tools, agents, total }
+        Directory {
+            supervisors,
+            llms,
+            tools,
+            agents,
+            total,
+        }
     }
 
     pub fn supervisor(&self, index: usize) -> ActorIdx {

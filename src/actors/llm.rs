@@ -96,7 +96,12 @@ impl ProviderError {
 
     /// The client-side timeout, as the agent sees it when it stops waiting.
     pub fn client_timeout() -> ProviderError {
-        ProviderError { status: 408, error_type: "timeout", code: "timeout", retry_after_us: None }
+        ProviderError {
+            status: 408,
+            error_type: "timeout",
+            code: "timeout",
+            retry_after_us: None,
+        }
     }
 }
 
@@ -107,7 +112,10 @@ pub enum ModelAnswer {
     Text(Arc<str>),
     Handoff(AgentIdx),
     /// Fan a task out to these agents and wait for all their answers.
-    Delegate { to: Vec<AgentIdx>, task: Arc<str> },
+    Delegate {
+        to: Vec<AgentIdx>,
+        task: Arc<str>,
+    },
     /// The provider failed the call.
     Error(ProviderError),
 }
@@ -163,9 +171,22 @@ impl ModelReply {
                         ToolRef::Known(t) => scenario.tools[*t].name.as_str(),
                         ToolRef::Unknown(name) => name,
                     };
-                    let unknown = if matches!(call.tool, ToolRef::Unknown(_)) { "?" } else { "" };
-                    let malformed = if matches!(call.args, ToolArgs::Malformed(_)) { "(malformed)" } else { "" };
-                    let _ = write!(out, "{}{unknown}{name}#{}{malformed}", if i > 0 { "," } else { "" }, call.id);
+                    let unknown = if matches!(call.tool, ToolRef::Unknown(_)) {
+                        "?"
+                    } else {
+                        ""
+                    };
+                    let malformed = if matches!(call.args, ToolArgs::Malformed(_)) {
+                        "(malformed)"
+                    } else {
+                        ""
+                    };
+                    let _ = write!(
+                        out,
+                        "{}{unknown}{name}#{}{malformed}",
+                        if i > 0 { "," } else { "" },
+                        call.id
+                    );
                 }
                 write!(out, "]")
             }
@@ -205,23 +226,41 @@ pub struct LlmBehavior {
     seed: u64,
     incarnation: u32,
     callers: BTreeMap<AgentIdx, (RngStream, u32)>,
+    /// The provider's rate-limit bucket: (tokens in 1/60,000,000 of a request, last refill time).
+    bucket: Option<(u64, u64)>,
 }
 
 impl LlmBehavior {
     pub fn new(scenario: Arc<Scenario>, directory: Directory, llm: LlmIdx, seed: u64, incarnation: u32) -> LlmBehavior {
-        LlmBehavior { scenario, directory, llm, seed, incarnation, callers: BTreeMap::new() }
+        LlmBehavior {
+            scenario,
+            directory,
+            llm,
+            seed,
+            incarnation,
+            callers: BTreeMap::new(),
+            bucket: None,
+        }
     }
 }
 
 /// The provider error a fault kind answers with, and how long it takes by default.
 fn provider_error(kind: FaultKind, retry_after_us: Option<u64>) -> (ProviderError, u64) {
     let retry_after = Some(retry_after_us.unwrap_or(2_000_000));
-    let e = |status, error_type, code, retry_after_us| ProviderError { status, error_type, code, retry_after_us };
+    let e = |status, error_type, code, retry_after_us| ProviderError {
+        status,
+        error_type,
+        code,
+        retry_after_us,
+    };
     match kind {
         FaultKind::LlmRateLimit => (e(429, "requests", "rate_limit_exceeded", retry_after), 30_000),
         FaultKind::LlmTokenRateLimit => (e(429, "tokens", "rate_limit_exceeded", retry_after), 30_000),
         FaultKind::LlmQuotaExhausted => (e(429, "insufficient_quota", "insufficient_quota", None), 30_000),
-        FaultKind::LlmOverloaded => (e(503, "service_unavailable_error", "server_is_overloaded", None), 200_000),
+        FaultKind::LlmOverloaded => (
+            e(503, "service_unavailable_error", "server_is_overloaded", None),
+            200_000,
+        ),
         FaultKind::LlmOverloaded529 => (e(529, "overloaded_error", "overloaded_error", None), 200_000),
         FaultKind::LlmServerError => (e(500, "server_error", "internal_error", None), 500_000),
         FaultKind::LlmTimeout => (ProviderError::client_timeout(), 60_000_000),
@@ -232,17 +271,28 @@ fn provider_error(kind: FaultKind, retry_after_us: Option<u64>) -> (ProviderErro
 }
 
 /// Applies a content fault to a good answer.
-fn break_answer(kind: FaultKind, answer: ModelAnswer, tool: Option<&str>, next_call_id: &mut u32) -> (ModelAnswer, FinishReason, Option<u32>) {
+fn break_answer(
+    kind: FaultKind,
+    answer: ModelAnswer,
+    tool: Option<&str>,
+    next_call_id: &mut u32,
+) -> (ModelAnswer, FinishReason, Option<u32>) {
     match (kind, answer) {
         (FaultKind::LlmEmptyAnswer, _) => (ModelAnswer::Text(Arc::from("")), FinishReason::Stop, Some(2)),
-        (FaultKind::LlmRefusal, _) => {
-            (ModelAnswer::Text(Arc::from("I'm sorry, but I can't help with that.")), FinishReason::ContentFilter, Some(10))
-        }
+        (FaultKind::LlmRefusal, _) => (
+            ModelAnswer::Text(Arc::from("I'm sorry, but I can't help with that.")),
+            FinishReason::ContentFilter,
+            Some(10),
+        ),
         (FaultKind::LlmHallucinatedTool, _) => {
             let id = *next_call_id;
             *next_call_id += 1;
             let name: Arc<str> = Arc::from(tool.unwrap_or("lookup_everything"));
-            let call = ToolCall { id, tool: ToolRef::Unknown(name), args: ToolArgs::Json(Arc::new(serde_json::Map::new())) };
+            let call = ToolCall {
+                id,
+                tool: ToolRef::Unknown(name),
+                args: ToolArgs::Json(Arc::new(serde_json::Map::new())),
+            };
             (ModelAnswer::ToolCalls(vec![call]), FinishReason::ToolCalls, None)
         }
         (FaultKind::LlmMalformedToolArgs | FaultKind::LlmTruncated, ModelAnswer::ToolCalls(mut calls)) => {
@@ -251,7 +301,11 @@ fn break_answer(kind: FaultKind, answer: ModelAnswer, tool: Option<&str>, next_c
                 let cut: String = text.chars().take(text.chars().count() / 2).collect();
                 first.args = ToolArgs::Malformed(Arc::from(cut));
             }
-            let finish = if kind == FaultKind::LlmTruncated { FinishReason::Length } else { FinishReason::ToolCalls };
+            let finish = if kind == FaultKind::LlmTruncated {
+                FinishReason::Length
+            } else {
+                FinishReason::ToolCalls
+            };
             (ModelAnswer::ToolCalls(calls), finish, None)
         }
         (FaultKind::LlmTruncated, ModelAnswer::Text(text)) => {
@@ -280,16 +334,44 @@ impl Behavior for LlmBehavior {
         let scenario = &*self.scenario;
         let spec = &scenario.llms[self.llm];
         let (stream, next_call_id) = self.callers.entry(request.agent).or_insert_with(|| {
-            let name = format!("llm:{}#{}/agent:{}", spec.name, self.incarnation, scenario.agents[request.agent].name);
+            let name = format!(
+                "llm:{}#{}/agent:{}",
+                spec.name, self.incarnation, scenario.agents[request.agent].name
+            );
             (RngStream::new(self.seed, &name), 0)
         });
         let injection = context.injection.map(|i| (i.kind, &scenario.faults[i.fault].params));
         let overflow = request.input_tokens as u64 > spec.context_window_tokens;
+        let throttled = spec.rpm.and_then(|rpm| {
+            // A token bucket in virtual time; one request costs a minute's worth of µs per rpm.
+            const REQUEST: u64 = 60_000_000;
+            let (rpm, capacity) = (rpm as u64, spec.burst as u64 * REQUEST);
+            let now_us = context.now_us;
+            let (tokens, last_us) = self.bucket.unwrap_or((capacity, now_us));
+            let tokens = (tokens + (now_us - last_us).saturating_mul(rpm)).min(capacity);
+            if tokens < REQUEST {
+                self.bucket = Some((tokens, now_us));
+                let wait_us = (REQUEST - tokens).div_ceil(rpm);
+                return Some(spec.retry_after_header.then_some(wait_us));
+            }
+            self.bucket = Some((tokens - REQUEST, now_us));
+            None
+        });
         let reply = match injection {
             Some((kind, params)) if kind.layer() == Layer::Provider => {
                 let (error, default_latency_us) = provider_error(kind, params.retry_after_us);
                 let latency_us = params.latency_us.unwrap_or(default_latency_us);
                 error_reply(request.call_seq, error, latency_us)
+            }
+            _ if throttled.is_some() => {
+                let retry_after_us = throttled.flatten();
+                let error = ProviderError {
+                    status: 429,
+                    error_type: "requests",
+                    code: "rate_limit_exceeded",
+                    retry_after_us,
+                };
+                error_reply(request.call_seq, error, 30_000)
             }
             _ if overflow => {
                 let (error, latency_us) = provider_error(FaultKind::LlmContextLength, None);
@@ -311,14 +393,27 @@ impl Behavior for LlmBehavior {
                 let latency_us = stream.latency_us(&spec.latency);
                 let cost_pusd = request.input_tokens as u64 * spec.price.input_pusd_per_token
                     + output_tokens as u64 * spec.price.output_pusd_per_token;
-                let usage = Usage { input_tokens: request.input_tokens, output_tokens, cost_pusd };
-                ModelReply { call_seq: request.call_seq, answer, finish_reason, usage, latency_us }
+                let usage = Usage {
+                    input_tokens: request.input_tokens,
+                    output_tokens,
+                    cost_pusd,
+                };
+                ModelReply {
+                    call_seq: request.call_seq,
+                    answer,
+                    finish_reason,
+                    usage,
+                    latency_us,
+                }
             }
         };
         effects.push(Effect::Send {
             to: self.directory.agent(request.agent),
             delay_us: reply.latency_us,
-            payload: Payload::Agent(AgentMsg::LlmReply { conv: request.conv, reply }),
+            payload: Payload::Agent(AgentMsg::LlmReply {
+                conv: request.conv,
+                reply,
+            }),
         });
         Ok(())
     }
@@ -326,5 +421,11 @@ impl Behavior for LlmBehavior {
 
 /// A failed call: no tokens billed.
 fn error_reply(call_seq: u32, error: ProviderError, latency_us: u64) -> ModelReply {
-    ModelReply { call_seq, answer: ModelAnswer::Error(error), finish_reason: FinishReason::Stop, usage: Usage::default(), latency_us }
+    ModelReply {
+        call_seq,
+        answer: ModelAnswer::Error(error),
+        finish_reason: FinishReason::Stop,
+        usage: Usage::default(),
+        latency_us,
+    }
 }

@@ -33,6 +33,18 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// The free text a message carries (a user message, a task, a tool output, an answer).
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Payload::Agent(AgentMsg::Start { text, .. })
+            | Payload::Agent(AgentMsg::DelegateResult { text, .. })
+            | Payload::User(UserMsg::Answer { text, .. }) => Some(text),
+            Payload::Agent(AgentMsg::ToolResult { output, .. }) => Some(output),
+            Payload::Llm(LlmMsg::Complete(request)) => Some(&request.user),
+            _ => None,
+        }
+    }
+
     /// A short, canonical description for the trace: same message, same bytes.
     pub fn summarize(&self, scenario: &Scenario, out: &mut String) {
         let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
@@ -41,18 +53,38 @@ impl Payload {
             Payload::Agent(AgentMsg::Start { conv, text, origin, .. }) => match origin {
                 Origin::User => write!(out, "start conv={conv} user={}", Quoted(clip(text))),
                 Origin::Handoff(a) => write!(out, "handoff conv={conv} from={}", agent_name(*a)),
-                Origin::Delegation(a) => write!(out, "delegate conv={conv} from={} task={}", agent_name(*a), Quoted(clip(text))),
+                Origin::Delegation(a) => write!(
+                    out,
+                    "delegate conv={conv} from={} task={}",
+                    agent_name(*a),
+                    Quoted(clip(text))
+                ),
             },
             Payload::Agent(AgentMsg::DelegateResult { conv, from_agent, text }) => {
-                write!(out, "delegate_result conv={conv} from={} text={}", agent_name(*from_agent), Quoted(clip(text)))
+                write!(
+                    out,
+                    "delegate_result conv={conv} from={} text={}",
+                    agent_name(*from_agent),
+                    Quoted(clip(text))
+                )
             }
             Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
                 let _ = write!(out, "llm_reply conv={conv} ");
                 reply.summarize(scenario, out);
                 Ok(())
             }
-            Payload::Agent(AgentMsg::ToolResult { conv, call_id, tool, output }) => {
-                write!(out, "tool_result conv={conv} call={call_id} tool={} output={}", tool_name(*tool), Quoted(clip(output)))
+            Payload::Agent(AgentMsg::ToolResult {
+                conv,
+                call_id,
+                tool,
+                output,
+            }) => {
+                write!(
+                    out,
+                    "tool_result conv={conv} call={call_id} tool={} output={}",
+                    tool_name(*tool),
+                    Quoted(clip(output))
+                )
             }
             Payload::Llm(LlmMsg::Complete(request)) => write!(
                 out,
@@ -67,15 +99,39 @@ impl Payload {
                     llm::ToolRef::Known(t) => tool_name(*t),
                     llm::ToolRef::Unknown(name) => name,
                 };
-                write!(out, "invoke conv={conv} call={} tool={tool} args={}", call.id, call.args_text())
+                write!(
+                    out,
+                    "invoke conv={conv} call={} tool={tool} args={}",
+                    call.id,
+                    call.args_text()
+                )
             }
-            Payload::Agent(AgentMsg::CallTimeout { conv, call_seq }) => write!(out, "call_timeout conv={conv} call={call_seq}"),
+            Payload::Agent(AgentMsg::CallTimeout { conv, call_seq }) => {
+                write!(out, "call_timeout conv={conv} call={call_seq}")
+            }
             Payload::Agent(AgentMsg::RetryDue { conv }) => write!(out, "retry_due conv={conv}"),
-            Payload::Agent(AgentMsg::ToolTimeout { conv, call_id }) => write!(out, "tool_timeout conv={conv} call={call_id}"),
+            Payload::Agent(AgentMsg::CallRejected {
+                conv,
+                call_seq,
+                retry_after_us,
+            }) => {
+                write!(
+                    out,
+                    "call_rejected conv={conv} call={call_seq} reason=circuit_open retry_after_us={retry_after_us}"
+                )
+            }
+            Payload::Agent(AgentMsg::ToolTimeout { conv, call_id }) => {
+                write!(out, "tool_timeout conv={conv} call={call_id}")
+            }
             Payload::User(UserMsg::Begin) => write!(out, "begin"),
             Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),
             Payload::User(UserMsg::Answer { conv, text, status }) => {
-                write!(out, "answer conv={conv} status={} text={}", status.name(), Quoted(clip(text)))
+                write!(
+                    out,
+                    "answer conv={conv} status={} text={}",
+                    status.name(),
+                    Quoted(clip(text))
+                )
             }
             Payload::Supervisor(SupervisorMsg::ChildFailed { child_id, error, .. }) => {
                 write!(out, "child_failed child={child_id} error={}", Quoted(clip(error)))

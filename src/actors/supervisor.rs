@@ -17,7 +17,11 @@ use crate::scenario::Strategy;
 #[derive(Debug)]
 pub enum SupervisorMsg {
     /// A child failed; `child_id` is its logical id, for the trace.
-    ChildFailed { child: ActorIdx, child_id: Arc<str>, error: Arc<str> },
+    ChildFailed {
+        child: ActorIdx,
+        child_id: Arc<str>,
+        error: Arc<str>,
+    },
 }
 
 /// A supervisor's fixed policy and its restart history.
@@ -32,18 +36,39 @@ pub struct SupervisorState {
 }
 
 impl SupervisorState {
-    pub fn new(identity: Identity, strategy: Strategy, max_restarts: u32, within_us: u64, children: Vec<ActorIdx>) -> Self {
-        SupervisorState { identity, strategy, max_restarts, within_us, children, restarts_at_us: VecDeque::new() }
+    pub fn new(
+        identity: Identity,
+        strategy: Strategy,
+        max_restarts: u32,
+        within_us: u64,
+        children: Vec<ActorIdx>,
+    ) -> Self {
+        SupervisorState {
+            identity,
+            strategy,
+            max_restarts,
+            within_us,
+            children,
+            restarts_at_us: VecDeque::new(),
+        }
     }
 
     /// The decision for a failed child at `now_us`.
     pub fn decide(&mut self, child: ActorIdx, now_us: u64) -> Effect {
-        while self.restarts_at_us.front().is_some_and(|t| now_us.saturating_sub(*t) >= self.within_us) {
+        while self
+            .restarts_at_us
+            .front()
+            .is_some_and(|t| now_us.saturating_sub(*t) >= self.within_us)
+        {
             self.restarts_at_us.pop_front();
         }
         if self.restarts_at_us.len() as u32 >= self.max_restarts {
             return Effect::Escalate {
-                reason: format!("more than {} restarts within {}us", self.max_restarts, self.within_us),
+                reason: format!(
+                    "more than {} restarts within {}",
+                    self.max_restarts,
+                    crate::scenario::units::format_duration_us(self.within_us)
+                ),
             };
         }
         self.restarts_at_us.push_back(now_us);
@@ -66,11 +91,20 @@ impl Actor for SupervisorActor {
     type State = SupervisorState;
     type Arguments = SupervisorState;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, state: SupervisorState) -> Result<SupervisorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: SupervisorState,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
         Ok(state)
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, turn: Self::Msg, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        turn: Self::Msg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         let SupervisorMsg::ChildFailed { child, .. } = turn.msg;
         let effect = state.decide(child, turn.now_us);
         let identity = &state.identity;
@@ -90,7 +124,10 @@ impl Actor for SupervisorActor {
     ) -> Result<(), ActorProcessingErr> {
         // Only failures matter; starts and clean stops are the scheduler's own doing.
         if let SupervisionEvent::ActorFailed(cell, error) = event {
-            let _ = state.identity.completions.send(Completion::Failed { actor_id: cell.get_id(), error: error.to_string() });
+            let _ = state.identity.completions.send(Completion::Failed {
+                actor_id: cell.get_id(),
+                error: error.to_string(),
+            });
         }
         Ok(())
     }
@@ -102,8 +139,18 @@ mod tests {
 
     fn supervisor(strategy: Strategy, max_restarts: u32, within_us: u64) -> SupervisorState {
         let (completions, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let identity = Identity { me: ActorIdx(1), incarnation: 0, completions };
-        SupervisorState::new(identity, strategy, max_restarts, within_us, vec![ActorIdx(5), ActorIdx(6), ActorIdx(7)])
+        let identity = Identity {
+            me: ActorIdx(1),
+            incarnation: 0,
+            completions,
+        };
+        SupervisorState::new(
+            identity,
+            strategy,
+            max_restarts,
+            within_us,
+            vec![ActorIdx(5), ActorIdx(6), ActorIdx(7)],
+        )
     }
 
     fn restarted(effect: Effect) -> Vec<u32> {
@@ -115,9 +162,18 @@ mod tests {
 
     #[test]
     fn each_strategy_restarts_exactly_its_children() {
-        assert_eq!(restarted(supervisor(Strategy::OneForOne, 3, 1_000).decide(ActorIdx(6), 0)), vec![6]);
-        assert_eq!(restarted(supervisor(Strategy::OneForAll, 3, 1_000).decide(ActorIdx(6), 0)), vec![5, 6, 7]);
-        assert_eq!(restarted(supervisor(Strategy::RestForOne, 3, 1_000).decide(ActorIdx(6), 0)), vec![6, 7]);
+        assert_eq!(
+            restarted(supervisor(Strategy::OneForOne, 3, 1_000).decide(ActorIdx(6), 0)),
+            vec![6]
+        );
+        assert_eq!(
+            restarted(supervisor(Strategy::OneForAll, 3, 1_000).decide(ActorIdx(6), 0)),
+            vec![5, 6, 7]
+        );
+        assert_eq!(
+            restarted(supervisor(Strategy::RestForOne, 3, 1_000).decide(ActorIdx(6), 0)),
+            vec![6, 7]
+        );
     }
 
     #[test]
@@ -139,6 +195,9 @@ mod tests {
 
     #[test]
     fn zero_max_restarts_escalates_at_once() {
-        assert!(matches!(supervisor(Strategy::OneForOne, 0, 1_000).decide(ActorIdx(5), 0), Effect::Escalate { .. }));
+        assert!(matches!(
+            supervisor(Strategy::OneForOne, 0, 1_000).decide(ActorIdx(5), 0),
+            Effect::Escalate { .. }
+        ));
     }
 }

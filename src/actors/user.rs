@@ -38,7 +38,11 @@ pub enum UserMsg {
     /// The next Poisson arrival of traffic source `traffic`.
     Arrive { traffic: u32, index: u32 },
     /// An agent answered a conversation.
-    Answer { conv: ConvId, text: Arc<str>, status: AnswerStatus },
+    Answer {
+        conv: ConvId,
+        text: Arc<str>,
+        status: AnswerStatus,
+    },
 }
 
 /// The user's state: conversation numbering and one random stream per traffic source.
@@ -51,8 +55,16 @@ pub struct UserBehavior {
 
 impl UserBehavior {
     pub fn new(scenario: Arc<Scenario>, directory: Directory, seed: u64) -> UserBehavior {
-        let streams = stream_names(&scenario).iter().map(|name| RngStream::new(seed, name)).collect();
-        UserBehavior { scenario, directory, next_conv: 0, streams }
+        let streams = stream_names(&scenario)
+            .iter()
+            .map(|name| RngStream::new(seed, name))
+            .collect();
+        UserBehavior {
+            scenario,
+            directory,
+            next_conv: 0,
+            streams,
+        }
     }
 
     /// Opens the next conversation with one of `to`, taking turns by conversation number.
@@ -63,7 +75,13 @@ impl UserBehavior {
         effects.push(Effect::Send {
             to: self.directory.agent(agent),
             delay_us,
-            payload: Payload::Agent(AgentMsg::Start { conv, text: Arc::from(text), origin: Origin::User, reply_to: ReplyTo::User, context_tokens: 0 }),
+            payload: Payload::Agent(AgentMsg::Start {
+                conv,
+                text: Arc::from(text),
+                origin: Origin::User,
+                reply_to: ReplyTo::User,
+                context_tokens: 0,
+            }),
         });
     }
 
@@ -87,7 +105,12 @@ impl Behavior for UserBehavior {
                                 self.open(to, text, *at_us, effects);
                             }
                         }
-                        Traffic::Poisson { rate_milli_per_hour, conversations, start_us, .. } => {
+                        Traffic::Poisson {
+                            rate_milli_per_hour,
+                            conversations,
+                            start_us,
+                            ..
+                        } => {
                             if *conversations > 0 {
                                 let delay_us = start_us + self.next_arrival_us(i, *rate_milli_per_hour);
                                 effects.push(arrive(context, i as u32, 0, delay_us));
@@ -97,10 +120,17 @@ impl Behavior for UserBehavior {
                 }
             }
             UserMsg::Arrive { traffic, index } => {
-                let Some(Traffic::Poisson { to, rate_milli_per_hour, conversations, messages, .. }) =
-                    scenario.traffic.get(traffic as usize)
+                let Some(Traffic::Poisson {
+                    to,
+                    rate_milli_per_hour,
+                    conversations,
+                    messages,
+                    ..
+                }) = scenario.traffic.get(traffic as usize)
                 else {
-                    return Err(HandlerError(format!("arrival for traffic {traffic}, which is not a poisson source")));
+                    return Err(HandlerError(format!(
+                        "arrival for traffic {traffic}, which is not a poisson source"
+                    )));
                 };
                 let pick = self.streams[traffic as usize].below(messages.len() as u64) as usize;
                 self.open(to, &messages[pick], 0, effects);
@@ -129,5 +159,9 @@ fn stream_names(scenario: &Scenario) -> Vec<String> {
 }
 
 fn arrive(context: &TurnContext, traffic: u32, index: u32, delay_us: u64) -> Effect {
-    Effect::Send { to: context.me, delay_us, payload: Payload::User(UserMsg::Arrive { traffic, index }) }
+    Effect::Send {
+        to: context.me,
+        delay_us,
+        payload: Payload::User(UserMsg::Arrive { traffic, index }),
+    }
 }

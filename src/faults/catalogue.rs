@@ -64,19 +64,55 @@ pub struct Entry {
 }
 
 const fn latency(default: &'static str) -> Param {
-    Param { name: "latency", default, meaning: "how long the failing call takes (virtual time)" }
+    Param {
+        name: "latency",
+        default,
+        meaning: "how long the failing call takes (virtual time)",
+    }
 }
-const RETRY_AFTER: Param = Param { name: "retry_after", default: "2s", meaning: "the retry-after header sent with the error" };
+const RETRY_AFTER: Param = Param {
+    name: "retry_after",
+    default: "2s",
+    meaning: "the retry-after header sent with the error",
+};
 
 /// Parameters every trigger accepts, listed once in the README rather than per kind.
 pub const TRIGGER_PARAMS: &[Param] = &[
-    Param { name: "target", default: "(required)", meaning: "logical id or glob: agent:*, llm:gpt, tool:refund" },
-    Param { name: "probability", default: "—", meaning: "chance per eligible message, from the fault's own stream" },
-    Param { name: "at", default: "—", meaning: "not before this virtual time (once, unless probability or count)" },
-    Param { name: "between", default: "—", meaning: "only within [from, to) of virtual time" },
-    Param { name: "on_message", default: "—", meaning: "on the target's Nth message (from 1)" },
-    Param { name: "count", default: "unlimited", meaning: "fire at most this many times" },
-    Param { name: "after", default: "—", meaning: "only once the named fault (by `name`) has fired" },
+    Param {
+        name: "target",
+        default: "(required)",
+        meaning: "logical id or glob: agent:*, llm:gpt, tool:refund",
+    },
+    Param {
+        name: "probability",
+        default: "—",
+        meaning: "chance per eligible message, from the fault's own stream",
+    },
+    Param {
+        name: "at",
+        default: "—",
+        meaning: "not before this virtual time (once, unless probability or count)",
+    },
+    Param {
+        name: "between",
+        default: "—",
+        meaning: "only within [from, to) of virtual time",
+    },
+    Param {
+        name: "on_message",
+        default: "—",
+        meaning: "on the target's Nth message (from 1)",
+    },
+    Param {
+        name: "count",
+        default: "unlimited",
+        meaning: "fire at most this many times",
+    },
+    Param {
+        name: "after",
+        default: "—",
+        meaning: "only once the named fault (by `name`) has fired",
+    },
 ];
 
 /// The catalogue, in listing order.
@@ -130,7 +166,10 @@ pub const CATALOGUE: &[Entry] = &[
 impl FaultKind {
     /// The catalogue entry of this kind.
     pub fn entry(self) -> &'static Entry {
-        CATALOGUE.iter().find(|e| e.fault == self).expect("every kind is in the catalogue")
+        CATALOGUE
+            .iter()
+            .find(|e| e.fault == self)
+            .expect("every kind is in the catalogue")
     }
 
     /// The name used in scenario files (`llm.rate_limit`).

@@ -55,7 +55,10 @@ impl FaultPlan {
             .collect();
         FaultPlan {
             faults: faults.to_vec(),
-            streams: faults.iter().map(|f| RngStream::new(seed, &format!("fault:{}", f.name))).collect(),
+            streams: faults
+                .iter()
+                .map(|f| RngStream::new(seed, &format!("fault:{}", f.name)))
+                .collect(),
             fired_counts: vec![0; faults.len()],
             by_actor,
         }
@@ -64,7 +67,14 @@ impl FaultPlan {
     /// Decides for one delivery of a `class` message to `actor` at `now_us`; `received` counts
     /// this actor's deliveries, this one included. At most one fault fires per delivery: the
     /// first eligible one in scenario order.
-    pub fn on_deliver(&mut self, now_us: u64, actor: ActorIdx, received: u64, class: MessageClass) -> Option<Injection> {
+    pub fn on_deliver(
+        &mut self,
+        now_us: u64,
+        actor: ActorIdx,
+        received: u64,
+        class: MessageClass,
+        text: Option<&str>,
+    ) -> Option<Injection> {
         let candidates = self.by_actor.get(actor.index())?;
         for &index in candidates {
             let fault = &self.faults[index];
@@ -77,9 +87,15 @@ impl FaultPlan {
             if !eligible
                 || trigger.count.is_some_and(|max| self.fired_counts[index] >= max)
                 || trigger.at_us.is_some_and(|at| now_us < at)
-                || trigger.between_us.is_some_and(|(from, to)| now_us < from || now_us >= to)
+                || trigger
+                    .between_us
+                    .is_some_and(|(from, to)| now_us < from || now_us >= to)
                 || trigger.after.is_some_and(|other| self.fired_counts[other] == 0)
                 || trigger.on_message.is_some_and(|n| received != n)
+                || trigger
+                    .message_contains
+                    .as_deref()
+                    .is_some_and(|needle| !text.is_some_and(|t| t.contains(needle)))
             {
                 continue;
             }
@@ -89,7 +105,10 @@ impl FaultPlan {
                 }
             }
             self.fired_counts[index] += 1;
-            return Some(Injection { fault: index, kind: fault.kind });
+            return Some(Injection {
+                fault: index,
+                kind: fault.kind,
+            });
         }
         None
     }

@@ -7,10 +7,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::effect::{Completion, Effect};
+use super::envelope::ActorIdx;
 use super::INJECTED_CRASH_PREFIX;
 use crate::faults::catalogue::FaultKind;
 use crate::faults::Injection;
-use super::envelope::ActorIdx;
 
 /// One delivery: the message and the virtual time it arrives at.
 #[derive(Debug)]
@@ -71,11 +71,20 @@ impl<B: Behavior> Actor for SimActor<B> {
     type State = (B, Identity);
     type Arguments = (B, Identity);
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(args)
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, turn: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        turn: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let (behavior, identity) = state;
         if let Some(injection) = turn.injection.filter(|i| i.kind == FaultKind::ActorCrash) {
             // A String payload, so ractor reports the text as the failure.
@@ -95,7 +104,11 @@ impl<B: Behavior> Actor for SimActor<B> {
         let mut effects = Vec::new();
         behavior.handle(&context, turn.msg, &mut effects)?;
         // A closed channel means the run is over; nothing is waiting for this ack.
-        let _ = identity.completions.send(Completion::Ack { actor: identity.me, incarnation: identity.incarnation, effects });
+        let _ = identity.completions.send(Completion::Ack {
+            actor: identity.me,
+            incarnation: identity.incarnation,
+            effects,
+        });
         Ok(())
     }
 }

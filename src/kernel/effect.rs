@@ -9,9 +9,17 @@ use crate::actors::Payload;
 #[derive(Debug)]
 pub enum Effect {
     /// Deliver `payload` to `to` after `delay_us` of virtual time (to itself: a timer).
-    Send { to: ActorIdx, delay_us: u64, payload: Payload },
+    Send {
+        to: ActorIdx,
+        delay_us: u64,
+        payload: Payload,
+    },
     /// A counted side effect happened now (a tool moved money), `times` times.
-    SideEffect { conv: u32, name: std::sync::Arc<str>, times: u32 },
+    SideEffect {
+        conv: u32,
+        name: std::sync::Arc<str>,
+        times: u32,
+    },
     /// Supervisors only: restart these children (actors or whole supervisor subtrees), in order.
     Restart { children: Vec<ActorIdx> },
     /// Supervisors only: give up and pass the failure to the parent supervisor.
@@ -22,7 +30,11 @@ pub enum Effect {
 #[derive(Debug)]
 pub enum Completion {
     /// The handler finished; here is what it asks for.
-    Ack { actor: ActorIdx, incarnation: u32, effects: Vec<Effect> },
+    Ack {
+        actor: ActorIdx,
+        incarnation: u32,
+        effects: Vec<Effect>,
+    },
     /// A supervised actor panicked or returned an error; reported by its ractor supervisor.
     Failed { actor_id: ActorId, error: String },
 }

@@ -56,7 +56,13 @@ pub struct RunOptions {
 impl RunOptions {
     /// Defaults: current-thread runtime, digest only, the scenario's limits.
     pub fn new(seed: u64) -> RunOptions {
-        RunOptions { seed, flavor: Flavor::CurrentThread, trace: TraceMode::Digest, limits: None, replay_command: String::new() }
+        RunOptions {
+            seed,
+            flavor: Flavor::CurrentThread,
+            trace: TraceMode::Digest,
+            limits: None,
+            replay_command: String::new(),
+        }
     }
 }
 
@@ -86,7 +92,11 @@ pub fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunOutput, R
     let limits = options.limits.unwrap_or(scenario.limits);
     let trace = Trace::open(options.trace.clone())?;
     let scheduler = Scheduler::new(scenario, options.seed, limits, trace, options.replay_command.clone());
-    let (report, trace) = runtime.block_on(scheduler.run())?;
+    // The scheduler runs as a task on the runtime, next to the actors, so that on the
+    // multi-thread flavour a turn does not cross from the calling thread to a worker and back.
+    let (report, trace) = runtime
+        .block_on(runtime.spawn(scheduler.run()))
+        .map_err(|e| RunError::Internal(format!("the scheduler task failed: {e}")))??;
     runtime.shutdown_background();
     Ok(RunOutput { report, trace })
 }
@@ -97,7 +107,11 @@ fn quiet_injected_panics() {
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<String>().is_some_and(|s| s.starts_with(INJECTED_CRASH_PREFIX)) {
+            if info
+                .payload()
+                .downcast_ref::<String>()
+                .is_some_and(|s| s.starts_with(INJECTED_CRASH_PREFIX))
+            {
                 return;
             }
             previous(info);

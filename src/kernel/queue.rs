@@ -47,7 +47,12 @@ mod tests {
     use crate::kernel::ActorIdx;
 
     fn envelope() -> Envelope {
-        Envelope { from: ActorIdx(0), to: ActorIdx(0), sent_at_us: 0, payload: Payload::User(UserMsg::Begin) }
+        Envelope {
+            from: ActorIdx(0),
+            to: ActorIdx(0),
+            sent_at_us: 0,
+            payload: Payload::User(UserMsg::Begin),
+        }
     }
 
     #[test]

@@ -24,7 +24,9 @@ impl RngStream {
         let mut hasher = blake3::Hasher::new_derive_key("agentsim 2026 rng stream v1");
         hasher.update(&seed.to_le_bytes());
         hasher.update(name.as_bytes());
-        RngStream { rng: ChaCha8Rng::from_seed(*hasher.finalize().as_bytes()) }
+        RngStream {
+            rng: ChaCha8Rng::from_seed(*hasher.finalize().as_bytes()),
+        }
     }
 
     /// 64 random bits.
@@ -130,11 +132,19 @@ mod tests {
     fn latencies_stay_in_their_bounds() {
         let mut stream = RngStream::new(1, "tool:refund");
         for _ in 0..1000 {
-            let us = stream.latency_us(&Latency::Uniform { min_us: 50, max_us: 300 });
+            let us = stream.latency_us(&Latency::Uniform {
+                min_us: 50,
+                max_us: 300,
+            });
             assert!((50..=300).contains(&us));
         }
         let mut draws: Vec<u64> = (0..10_000)
-            .map(|_| stream.latency_us(&Latency::LogNormal { median_us: 900_000, p99_us: 6_000_000 }))
+            .map(|_| {
+                stream.latency_us(&Latency::LogNormal {
+                    median_us: 900_000,
+                    p99_us: 6_000_000,
+                })
+            })
             .collect();
         draws.sort_unstable();
         let median = draws[5_000];

@@ -13,12 +13,14 @@ use super::envelope::{ActorIdx, Envelope};
 use super::queue::EventQueue;
 use super::RunError;
 use crate::actors::{
-    AgentBehavior, AgentMsg, Directory, LlmBehavior, LlmMsg, Payload, SupervisorActor, SupervisorMsg,
-    SupervisorState, ToolBehavior, ToolMsg, UserBehavior, UserMsg,
+    AgentBehavior, AgentMsg, Directory, LlmBehavior, LlmMsg, Payload, SupervisorActor, SupervisorMsg, SupervisorState,
+    ToolBehavior, ToolMsg, UserBehavior, UserMsg,
 };
 use crate::faults::{FaultPlan, Injection, MessageClass};
 use crate::observer::Observer;
-use crate::report::{Conversations, FailureRecord, FaultRecord, Outcome, RestartRecord, RunReport, Tokens, REPORT_SCHEMA_VERSION};
+use crate::report::{
+    Conversations, FailureRecord, FaultRecord, Outcome, RestartRecord, RunReport, Tokens, REPORT_SCHEMA_VERSION,
+};
 use crate::scenario::{ActorKind, Child, Limits, Scenario};
 use crate::trace::Trace;
 
@@ -124,16 +126,28 @@ impl Scheduler {
     pub async fn run(mut self) -> Result<(RunReport, Vec<u8>), RunError> {
         self.write_header()?;
         self.spawn_all().await?;
-        self.queue.push(0, Envelope { from: Directory::USER, to: Directory::USER, sent_at_us: 0, payload: Payload::User(UserMsg::Begin) });
+        self.queue.push(
+            0,
+            Envelope {
+                from: Directory::USER,
+                to: Directory::USER,
+                sent_at_us: 0,
+                payload: Payload::User(UserMsg::Begin),
+            },
+        );
         let (outcome, detail) = self.event_loop().await?;
         self.stop_all();
         self.trace.record(|r| {
-            r.str("kind", "end").u64("t_us", self.now_us).u64("events", self.events).str("outcome", outcome.name());
+            r.str("kind", "end")
+                .u64("t_us", self.now_us)
+                .u64("events", self.events)
+                .str("outcome", outcome.name());
             if let Some(detail) = &detail {
                 r.str("detail", detail);
             }
         })?;
-        let (digest, bytes) = std::mem::replace(&mut self.trace, Trace::open(crate::trace::TraceMode::Off)?).finish()?;
+        let (digest, bytes) =
+            std::mem::replace(&mut self.trace, Trace::open(crate::trace::TraceMode::Off)?).finish()?;
         let scenario = self.scenario.clone();
         let invariants = self.observer.finish(&scenario, self.now_us);
         let mut report = self.report(outcome, detail, digest);
@@ -161,14 +175,28 @@ impl Scheduler {
     async fn event_loop(&mut self) -> Result<(Outcome, Option<String>), RunError> {
         loop {
             let Some(event) = self.queue.pop() else {
-                let unanswered = self.observer.conversations.iter().any(|c| c.started_at_us.is_some() && c.answered_at_us.is_none());
-                return Ok(if unanswered { (Outcome::Stalled, None) } else { (Outcome::Completed, None) });
+                let unanswered = self
+                    .observer
+                    .conversations
+                    .iter()
+                    .any(|c| c.started_at_us.is_some() && c.answered_at_us.is_none());
+                return Ok(if unanswered {
+                    (Outcome::Stalled, None)
+                } else {
+                    (Outcome::Completed, None)
+                });
             };
             if event.at_us > self.limits.max_virtual_time_us {
-                return Ok((Outcome::LimitExceeded, Some(format!("max_virtual_time ({}us)", self.limits.max_virtual_time_us))));
+                return Ok((
+                    Outcome::LimitExceeded,
+                    Some(format!("max_virtual_time ({}us)", self.limits.max_virtual_time_us)),
+                ));
             }
             if self.events >= self.limits.max_events {
-                return Ok((Outcome::LimitExceeded, Some(format!("max_events ({})", self.limits.max_events))));
+                return Ok((
+                    Outcome::LimitExceeded,
+                    Some(format!("max_events ({})", self.limits.max_events)),
+                ));
             }
             self.now_us = event.at_us;
             self.events += 1;
@@ -185,14 +213,19 @@ impl Scheduler {
                 Payload::Tool(_) => MessageClass::ToolCall,
                 _ => MessageClass::Other,
             };
-            let injection = self.faults.on_deliver(self.now_us, to, received, class);
+            let injection = self
+                .faults
+                .on_deliver(self.now_us, to, received, class, envelope.payload.text());
             if let Some(fired) = injection {
                 self.trace_fault(seq, to, fired)?;
             }
 
             self.trace_delivery(seq, &envelope)?;
             let slots = &self.slots;
-            self.observer.on_deliver(&self.scenario, seq, self.now_us, &envelope, &|a: ActorIdx| slots[a.index()].logical_id.to_string());
+            self.observer
+                .on_deliver(&self.scenario, seq, self.now_us, &envelope, &|a: ActorIdx| {
+                    slots[a.index()].logical_id.to_string()
+                });
 
             let turn_end = self.deliver(seq, envelope, injection).await?;
             match turn_end {
@@ -227,9 +260,21 @@ impl Scheduler {
         }
         let now_us = self.now_us;
         self.trace.record(|r| {
-            r.str("kind", "fault").u64("seq", seq).u64("t_us", now_us).str("fault", fired.kind.name()).str("name", &fault.name).str("actor", &target).str("params", &params);
+            r.str("kind", "fault")
+                .u64("seq", seq)
+                .u64("t_us", now_us)
+                .str("fault", fired.kind.name())
+                .str("name", &fault.name)
+                .str("actor", &target)
+                .str("params", &params);
         })?;
-        self.fault_log.push(FaultRecord { seq, t_us: now_us, kind: fired.kind.name().to_owned(), name: fault.name.clone(), target: target.to_string() });
+        self.fault_log.push(FaultRecord {
+            seq,
+            t_us: now_us,
+            kind: fired.kind.name().to_owned(),
+            name: fault.name.clone(),
+            target: target.to_string(),
+        });
         Ok(())
     }
 
@@ -239,23 +284,42 @@ impl Scheduler {
         }
         self.summary.clear();
         envelope.payload.summarize(&self.scenario, &mut self.summary);
-        let (from, to) = (&self.slots[envelope.from.index()].logical_id, &self.slots[envelope.to.index()].logical_id);
+        let (from, to) = (
+            &self.slots[envelope.from.index()].logical_id,
+            &self.slots[envelope.to.index()].logical_id,
+        );
         let summary = &self.summary;
         let now_us = self.now_us;
         self.trace.record(|r| {
-            r.u64("seq", seq).u64("t_us", now_us).str("kind", "deliver").str("from", from).str("to", to).str("msg", summary);
+            r.u64("seq", seq)
+                .u64("t_us", now_us)
+                .str("kind", "deliver")
+                .str("from", from)
+                .str("to", to)
+                .str("msg", summary);
         })?;
         Ok(())
     }
 
     /// Delivers one turn and waits for its completion.
-    async fn deliver(&mut self, seq: u64, envelope: Envelope, injection: Option<Injection>) -> Result<TurnEnd, RunError> {
+    async fn deliver(
+        &mut self,
+        seq: u64,
+        envelope: Envelope,
+        injection: Option<Injection>,
+    ) -> Result<TurnEnd, RunError> {
         let to = envelope.to;
         let slot = &self.slots[to.index()];
         let (now_us, from) = (self.now_us, envelope.from);
         macro_rules! turn {
             ($msg:expr) => {
-                Turn { now_us, seq, from, injection, msg: $msg }
+                Turn {
+                    now_us,
+                    seq,
+                    from,
+                    injection,
+                    msg: $msg,
+                }
             };
         }
         let sent = match (&slot.handle, envelope.payload) {
@@ -265,7 +329,10 @@ impl Scheduler {
             (Some(Handle::User(r)), Payload::User(m)) => r.cast(turn!(m)).is_ok(),
             (Some(Handle::Supervisor(r)), Payload::Supervisor(m)) => r.cast(turn!(m)).is_ok(),
             (_, payload) => {
-                return Err(RunError::Internal(format!("a {payload:?} message was addressed to {}", slot.logical_id)));
+                return Err(RunError::Internal(format!(
+                    "a {payload:?} message was addressed to {}",
+                    slot.logical_id
+                )));
             }
         };
         if !sent {
@@ -278,7 +345,11 @@ impl Scheduler {
         let slot = &self.slots[actor.index()];
         loop {
             match self.completions_rx.recv().await {
-                Some(Completion::Ack { actor: from, incarnation, effects }) if from == actor && incarnation == slot.incarnation => {
+                Some(Completion::Ack {
+                    actor: from,
+                    incarnation,
+                    effects,
+                }) if from == actor && incarnation == slot.incarnation => {
                     return Ok(TurnEnd::Acked(effects));
                 }
                 Some(Completion::Failed { actor_id, error }) if Some(actor_id) == slot.cell_id => {
@@ -300,11 +371,27 @@ impl Scheduler {
                         return Ok(Some(format!("max_queue_len ({})", self.limits.max_queue_len)));
                     }
                     let at_us = self.now_us.saturating_add(delay_us);
-                    self.queue.push(at_us, Envelope { from, to, sent_at_us: self.now_us, payload });
+                    self.queue.push(
+                        at_us,
+                        Envelope {
+                            from,
+                            to,
+                            sent_at_us: self.now_us,
+                            payload,
+                        },
+                    );
                 }
                 Effect::SideEffect { conv, name, times } => {
                     let actor = self.slots[from.index()].logical_id.clone();
-                    self.observer.on_side_effect(&self.scenario, self.current_seq, self.now_us, &actor, conv, &name, times);
+                    self.observer.on_side_effect(
+                        &self.scenario,
+                        self.current_seq,
+                        self.now_us,
+                        &actor,
+                        conv,
+                        &name,
+                        times,
+                    );
                 }
                 Effect::Restart { .. } | Effect::Escalate { .. } => {
                     return Err(RunError::Internal(format!(
@@ -324,9 +411,20 @@ impl Scheduler {
         let (actor, incarnation) = (slot.logical_id.clone(), slot.incarnation);
         let now_us = self.now_us;
         self.trace.record(|r| {
-            r.str("kind", "fail").u64("seq", seq).u64("t_us", now_us).str("actor", &actor).u64("incarnation", incarnation as u64).str("error", &error);
+            r.str("kind", "fail")
+                .u64("seq", seq)
+                .u64("t_us", now_us)
+                .str("actor", &actor)
+                .u64("incarnation", incarnation as u64)
+                .str("error", &error);
         })?;
-        self.failure_log.push(FailureRecord { seq, t_us: now_us, actor: actor.to_string(), incarnation, error: error.clone() });
+        self.failure_log.push(FailureRecord {
+            seq,
+            t_us: now_us,
+            actor: actor.to_string(),
+            incarnation,
+            error: error.clone(),
+        });
         if failed == Directory::USER {
             return Err(RunError::Internal(format!("the traffic source failed: {error}")));
         }
@@ -342,7 +440,11 @@ impl Scheduler {
                 from: child,
                 to: supervisor,
                 sent_at_us: now_us,
-                payload: Payload::Supervisor(SupervisorMsg::ChildFailed { child, child_id: child_id.clone(), error: error.clone() }),
+                payload: Payload::Supervisor(SupervisorMsg::ChildFailed {
+                    child,
+                    child_id: child_id.clone(),
+                    error: error.clone(),
+                }),
             };
             self.trace_delivery(turn_seq, &envelope)?;
             let effects = match self.deliver(turn_seq, envelope, None).await? {
@@ -360,9 +462,14 @@ impl Scheduler {
                     Effect::Escalate { reason } => {
                         let supervisor_id = self.slots[supervisor.index()].logical_id.clone();
                         self.trace.record(|r| {
-                            r.str("kind", "escalate").u64("t_us", now_us).str("actor", &supervisor_id).str("reason", &reason);
+                            r.str("kind", "escalate")
+                                .u64("t_us", now_us)
+                                .str("actor", &supervisor_id)
+                                .str("reason", &reason);
                         })?;
-                        error = Arc::from(format!("{supervisor_id} gave up ({reason}) after {child_id} failed: {error}"));
+                        error = Arc::from(format!(
+                            "{supervisor_id} gave up ({reason}) after {child_id} failed: {error}"
+                        ));
                         child = supervisor;
                     }
                     Effect::Send { .. } | Effect::SideEffect { .. } => {
@@ -392,12 +499,23 @@ impl Scheduler {
             slot.handle = None;
             let (logical_id, incarnation) = (slot.logical_id.clone(), slot.incarnation);
             self.spawn(idx).await?;
-            let supervisor_id = self.slots[self.slots[idx.index()].supervisor.unwrap_or(supervisor).index()].logical_id.clone();
+            let supervisor_id = self.slots[self.slots[idx.index()].supervisor.unwrap_or(supervisor).index()]
+                .logical_id
+                .clone();
             let now_us = self.now_us;
             self.trace.record(|r| {
-                r.str("kind", "restart").u64("t_us", now_us).str("actor", &logical_id).u64("incarnation", incarnation as u64).str("supervisor", &supervisor_id);
+                r.str("kind", "restart")
+                    .u64("t_us", now_us)
+                    .str("actor", &logical_id)
+                    .u64("incarnation", incarnation as u64)
+                    .str("supervisor", &supervisor_id);
             })?;
-            self.restart_log.push(RestartRecord { t_us: now_us, actor: logical_id.to_string(), incarnation, supervisor: supervisor_id.to_string() });
+            self.restart_log.push(RestartRecord {
+                t_us: now_us,
+                actor: logical_id.to_string(),
+                incarnation,
+                supervisor: supervisor_id.to_string(),
+            });
         }
         Ok(())
     }
@@ -408,12 +526,20 @@ impl Scheduler {
         let mut at = 0;
         while at < order.len() {
             let children = self.slots[order[at].index()].children.clone();
-            order.extend(children.into_iter().filter(|c| self.slots[c.index()].kind == ActorKind::Supervisor));
+            order.extend(
+                children
+                    .into_iter()
+                    .filter(|c| self.slots[c.index()].kind == ActorKind::Supervisor),
+            );
             at += 1;
         }
         order.push(Directory::USER);
         for kind in [ActorKind::Llm, ActorKind::Tool, ActorKind::Agent] {
-            order.extend((0..self.slots.len()).filter(|i| self.slots[*i].kind == kind).map(|i| ActorIdx(i as u32)));
+            order.extend(
+                (0..self.slots.len())
+                    .filter(|i| self.slots[*i].kind == kind)
+                    .map(|i| ActorIdx(i as u32)),
+            );
         }
         for idx in order {
             self.spawn(idx).await?;
@@ -423,19 +549,69 @@ impl Scheduler {
 
     async fn spawn(&mut self, idx: ActorIdx) -> Result<(), RunError> {
         let slot = &self.slots[idx.index()];
-        let parent = slot.supervisor.and_then(|s| self.slots[s.index()].handle.as_ref().map(Handle::cell));
-        let identity = Identity { me: idx, incarnation: slot.incarnation, completions: self.completions_tx.clone() };
-        let (scenario, directory, seed, incarnation, index) = (self.scenario.clone(), self.directory, self.seed, slot.incarnation, slot.index);
+        let parent = slot
+            .supervisor
+            .and_then(|s| self.slots[s.index()].handle.as_ref().map(Handle::cell));
+        let identity = Identity {
+            me: idx,
+            incarnation: slot.incarnation,
+            completions: self.completions_tx.clone(),
+        };
+        let (scenario, directory, seed, incarnation, index) = (
+            self.scenario.clone(),
+            self.directory,
+            self.seed,
+            slot.incarnation,
+            slot.index,
+        );
         let handle = match slot.kind {
-            ActorKind::Agent => Handle::Agent(start(SimActor::default(), (AgentBehavior::new(scenario, directory, index, seed, incarnation), identity), parent).await?),
-            ActorKind::Llm => {
-                Handle::Llm(start(SimActor::default(), (LlmBehavior::new(scenario, directory, index, seed, incarnation), identity), parent).await?)
-            }
-            ActorKind::Tool => Handle::Tool(start(SimActor::default(), (ToolBehavior::new(scenario, index, seed, incarnation), identity), parent).await?),
-            ActorKind::User => Handle::User(start(SimActor::default(), (UserBehavior::new(scenario, directory, seed), identity), parent).await?),
+            ActorKind::Agent => Handle::Agent(
+                start(
+                    SimActor::default(),
+                    (
+                        AgentBehavior::new(scenario, directory, index, seed, incarnation),
+                        identity,
+                    ),
+                    parent,
+                )
+                .await?,
+            ),
+            ActorKind::Llm => Handle::Llm(
+                start(
+                    SimActor::default(),
+                    (
+                        LlmBehavior::new(scenario, directory, index, seed, incarnation),
+                        identity,
+                    ),
+                    parent,
+                )
+                .await?,
+            ),
+            ActorKind::Tool => Handle::Tool(
+                start(
+                    SimActor::default(),
+                    (ToolBehavior::new(scenario, index, seed, incarnation), identity),
+                    parent,
+                )
+                .await?,
+            ),
+            ActorKind::User => Handle::User(
+                start(
+                    SimActor::default(),
+                    (UserBehavior::new(scenario, directory, seed), identity),
+                    parent,
+                )
+                .await?,
+            ),
             ActorKind::Supervisor => {
                 let spec = &scenario.supervisors[index];
-                let state = SupervisorState::new(identity, spec.strategy, spec.max_restarts, spec.within_us, slot.children.clone());
+                let state = SupervisorState::new(
+                    identity,
+                    spec.strategy,
+                    spec.max_restarts,
+                    spec.within_us,
+                    slot.children.clone(),
+                );
                 Handle::Supervisor(start(SupervisorActor, state, parent).await?)
             }
         };
@@ -456,9 +632,18 @@ impl Scheduler {
     fn report(&self, outcome: Outcome, outcome_detail: Option<String>, digest: String) -> RunReport {
         let o = &self.observer;
         let started: Vec<_> = o.conversations.iter().filter(|c| c.started_at_us.is_some()).collect();
-        let answered = started.iter().filter(|c| c.status == Some(crate::actors::AnswerStatus::Answered)).count() as u64;
-        let max_turns = started.iter().filter(|c| c.status == Some(crate::actors::AnswerStatus::MaxTurns)).count() as u64;
-        let failed = started.iter().filter(|c| c.status == Some(crate::actors::AnswerStatus::Failed)).count() as u64;
+        let answered = started
+            .iter()
+            .filter(|c| c.status == Some(crate::actors::AnswerStatus::Answered))
+            .count() as u64;
+        let max_turns = started
+            .iter()
+            .filter(|c| c.status == Some(crate::actors::AnswerStatus::MaxTurns))
+            .count() as u64;
+        let failed = started
+            .iter()
+            .filter(|c| c.status == Some(crate::actors::AnswerStatus::Failed))
+            .count() as u64;
         RunReport {
             schema_version: REPORT_SCHEMA_VERSION,
             agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -472,8 +657,13 @@ impl Scheduler {
             events: self.events,
             messages: self.messages,
             llm_calls: o.llm_calls,
+            llm_errors: o.llm_errors,
             tool_calls: o.tool_calls,
-            tokens: Tokens { input: o.input_tokens, output: o.output_tokens, total: o.input_tokens + o.output_tokens },
+            tokens: Tokens {
+                input: o.input_tokens,
+                output: o.output_tokens,
+                total: o.input_tokens + o.output_tokens,
+            },
             cost_usd: o.cost_pusd as f64 / 1e12,
             cost_pusd: o.cost_pusd,
             conversations: Conversations {
@@ -493,12 +683,18 @@ impl Scheduler {
     }
 }
 
-async fn start<A: Actor>(actor: A, args: A::Arguments, parent: Option<ActorCell>) -> Result<ActorRef<A::Msg>, RunError> {
+async fn start<A: Actor>(
+    actor: A,
+    args: A::Arguments,
+    parent: Option<ActorCell>,
+) -> Result<ActorRef<A::Msg>, RunError> {
     let spawned = match parent {
         Some(parent) => Actor::spawn_linked(None, actor, args, parent).await,
         None => Actor::spawn(None, actor, args).await,
     };
-    spawned.map(|(actor_ref, _join)| actor_ref).map_err(|e| RunError::Internal(format!("an actor failed to start: {e}")))
+    spawned
+        .map(|(actor_ref, _join)| actor_ref)
+        .map_err(|e| RunError::Internal(format!("an actor failed to start: {e}")))
 }
 
 /// The actor table: logical ids, kinds and the supervision tree.

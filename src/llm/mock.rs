@@ -64,7 +64,10 @@ pub fn decide(
         let (answer, estimated_tokens) = act(&rule.action, &context, next_call_id);
         return (answer, rule.output_tokens.unwrap_or(estimated_tokens));
     }
-    (ModelAnswer::Text(Arc::from(DEFAULT_ANSWER)), estimate_tokens(DEFAULT_ANSWER))
+    (
+        ModelAnswer::Text(Arc::from(DEFAULT_ANSWER)),
+        estimate_tokens(DEFAULT_ANSWER),
+    )
 }
 
 /// Tokens of a tool call's arguments, as the model would write them (`{"key":"value",…}`).
@@ -93,7 +96,13 @@ fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (Mo
         Action::Delegate { to, task } => {
             let task = task.render(context, &no_args);
             let tokens = estimate_tokens(&task) * to.len() as u32 + 8;
-            (ModelAnswer::Delegate { to: to.clone(), task: Arc::from(task) }, tokens)
+            (
+                ModelAnswer::Delegate {
+                    to: to.clone(),
+                    task: Arc::from(task),
+                },
+                tokens,
+            )
         }
         Action::Handoff { to } => {
             let name = &context.scenario.agents[*to].name;
@@ -116,7 +125,11 @@ fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (Mo
                     *next_call_id += 1;
                     let tool_name = &context.scenario.tools[spec.tool].name;
                     output_tokens += estimate_tokens(tool_name) + args_tokens(&args) + 8;
-                    ToolCall { id, tool: ToolRef::Known(spec.tool), args: ToolArgs::Json(Arc::new(args)) }
+                    ToolCall {
+                        id,
+                        tool: ToolRef::Known(spec.tool),
+                        args: ToolArgs::Json(Arc::new(args)),
+                    }
                 })
                 .collect();
             (ModelAnswer::ToolCalls(calls), output_tokens)

@@ -15,12 +15,18 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic at `span`.
     pub fn at(span: Range<usize>, message: impl Into<String>) -> Self {
-        Diagnostic { span: Some(span), message: message.into() }
+        Diagnostic {
+            span: Some(span),
+            message: message.into(),
+        }
     }
 
     /// A diagnostic about the whole file.
     pub fn whole_file(message: impl Into<String>) -> Self {
-        Diagnostic { span: None, message: message.into() }
+        Diagnostic {
+            span: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -205,6 +211,9 @@ mod tests {
     #[test]
     fn unknown_field_messages_become_did_you_mean() {
         let text = humanize_toml_message("unknown field `latncy`, expected one of `name`, `latency`");
-        assert_eq!(text, "unknown key `latncy`; did you mean `latency`? expected one of `name`, `latency`");
+        assert_eq!(
+            text,
+            "unknown key `latncy`; did you mean `latency`? expected one of `name`, `latency`"
+        );
     }
 }

@@ -119,12 +119,19 @@ impl Expr {
     /// Parses and type-checks `text`.
     pub fn parse(text: &str) -> Result<Expr, ExprError> {
         let tokens = tokenize(text)?;
-        let mut parser = Parser { tokens, position: 0, text_len: text.len() };
+        let mut parser = Parser {
+            tokens,
+            position: 0,
+            text_len: text.len(),
+        };
         let expr = parser.or()?;
         if let Some(token) = parser.tokens.get(parser.position) {
             return Err(ExprError {
                 offset: token.offset,
-                message: format!("expected `&&`, `||` or the end of the condition, found {}", token.kind.describe()),
+                message: format!(
+                    "expected `&&`, `||` or the end of the condition, found {}",
+                    token.kind.describe()
+                ),
             });
         }
         Ok(expr)
@@ -180,7 +187,10 @@ fn operand_value<'a>(operand: &'a Operand, context: &'a dyn Context) -> Value<'a
 
 fn operand_type(operand: &Operand) -> Type {
     match operand {
-        Operand::Var(var) => VARIABLES.iter().find(|(_, v, _)| v == var).map_or(Type::Str, |(_, _, t)| *t),
+        Operand::Var(var) => VARIABLES
+            .iter()
+            .find(|(_, v, _)| v == var)
+            .map_or(Type::Str, |(_, _, t)| *t),
         Operand::Int(_) => Type::Int,
         Operand::Str(_) => Type::Str,
         Operand::Bool(_) => Type::Bool,
@@ -381,7 +391,10 @@ impl Parser {
             self.position += 1;
             let inner = self.or()?;
             if self.peek() != Some(&TokenKind::Close) {
-                return Err(ExprError { offset: self.offset(), message: "expected `)`".to_owned() });
+                return Err(ExprError {
+                    offset: self.offset(),
+                    message: "expected `)`".to_owned(),
+                });
             }
             self.position += 1;
             return Ok(inner);
@@ -427,12 +440,15 @@ impl Parser {
             Some(TokenKind::Str(s)) => Ok(Operand::Str(s)),
             Some(TokenKind::Ident(name)) if name == "true" => Ok(Operand::Bool(true)),
             Some(TokenKind::Ident(name)) if name == "false" => Ok(Operand::Bool(false)),
-            Some(TokenKind::Ident(name)) => {
-                lookup_var(&name).map(Operand::Var).map_err(|message| ExprError { offset, message })
-            }
+            Some(TokenKind::Ident(name)) => lookup_var(&name)
+                .map(Operand::Var)
+                .map_err(|message| ExprError { offset, message }),
             Some(other) => Err(ExprError {
                 offset,
-                message: format!("expected a variable, a number or a 'string', found {}", other.describe()),
+                message: format!(
+                    "expected a variable, a number or a 'string', found {}",
+                    other.describe()
+                ),
             }),
             None => Err(ExprError {
                 offset,
@@ -498,7 +514,9 @@ impl Template {
 
     /// A template with no holes.
     pub fn literal(text: &str) -> Template {
-        Template { segments: vec![Segment::Text(text.to_owned())] }
+        Template {
+            segments: vec![Segment::Text(text.to_owned())],
+        }
     }
 
     /// Renders with `context`; `args` answers `{{args.NAME}}`.

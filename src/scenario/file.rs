@@ -49,6 +49,12 @@ pub struct RawLlm {
     pub latency: Option<Spanned<RawLatency>>,
     pub price: Option<Spanned<RawPrice>>,
     pub context_window: Option<Spanned<u64>>,
+    /// Provider-side limit: requests per minute (a token bucket refilled continuously).
+    pub rpm: Option<Spanned<u32>>,
+    /// Requests the bucket holds when full (default: rpm / 6, at least 1).
+    pub burst: Option<Spanned<u32>>,
+    /// Whether the provider's 429 carries a retry-after header.
+    pub retry_after_header: Option<bool>,
 }
 
 /// `price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }`, in USD per million tokens.
@@ -82,16 +88,13 @@ impl<'de> Deserialize<'de> for RawLatency {
         impl<'de> Visitor<'de> for LatencyVisitor {
             type Value = RawLatency;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(
-                    "a latency: a duration such as \"120ms\", or a table { median, p99 } or { min, max }",
-                )
+                f.write_str("a latency: a duration such as \"120ms\", or a table { median, p99 } or { min, max }")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawLatency, E> {
                 Ok(RawLatency::Fixed(v.to_owned()))
             }
             fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RawLatency, M::Error> {
-                RawLatencyTable::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawLatency::Table)
+                RawLatencyTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawLatency::Table)
             }
         }
         deserializer.deserialize_any(LatencyVisitor)
@@ -121,6 +124,10 @@ pub struct RawAgent {
     pub timeout: Option<Spanned<String>>,
     /// Per tool call: give up waiting after this long.
     pub tool_timeout: Option<Spanned<String>>,
+    /// Circuit breaker on the agent's model calls.
+    pub circuit_breaker: Option<Spanned<RawBreaker>>,
+    /// Model to use when the primary fails for good or its breaker is open.
+    pub fallback: Option<Spanned<String>>,
     #[serde(default)]
     pub behavior: Vec<Spanned<RawRule>>,
 }
@@ -137,6 +144,14 @@ pub struct RawRetry {
     pub jitter: Option<Spanned<String>>,
     pub honor_retry_after: Option<bool>,
     pub max_retry_after: Option<Spanned<String>>,
+}
+
+/// `circuit_breaker = { failures = 5, cool_down = "30s" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub failures: Spanned<u32>,
+    pub cool_down: Spanned<String>,
 }
 
 /// One behaviour rule of the mock model: `{ when = "...", then = {...}, p = 0.7 }` or `{ otherwise = {...} }`.
@@ -236,6 +251,8 @@ pub struct RawFault {
     pub latency: Option<Spanned<String>>,
     pub text: Option<Spanned<String>>,
     pub tool: Option<Spanned<String>>,
+    /// Only on messages whose text contains this (a poisoned message).
+    pub message_contains: Option<Spanned<String>>,
 }
 
 /// `[[invariant]]`: exactly one of `never`, `always`, `eventually`.

@@ -30,7 +30,11 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let valid = String::from_utf8_lossy(&e.as_bytes()[..offset]).into_owned();
-        ScenarioError::single(&file, &valid, Diagnostic::at(offset..offset + 1, "expected UTF-8 text, found an invalid byte"))
+        ScenarioError::single(
+            &file,
+            &valid,
+            Diagnostic::at(offset..offset + 1, "expected UTF-8 text, found an invalid byte"),
+        )
     })?;
     parse(&file, &text)
 }

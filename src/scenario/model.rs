@@ -52,10 +52,18 @@ impl Limits {
 /// How long something takes in virtual time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Latency {
-    Fixed { latency_us: u64 },
+    Fixed {
+        latency_us: u64,
+    },
     /// Log-normal with this median and 99th percentile.
-    LogNormal { median_us: u64, p99_us: u64 },
-    Uniform { min_us: u64, max_us: u64 },
+    LogNormal {
+        median_us: u64,
+        p99_us: u64,
+    },
+    Uniform {
+        min_us: u64,
+        max_us: u64,
+    },
 }
 
 /// A probability, as a threshold on 53 random bits (`1 << 53` is certainty).
@@ -69,7 +77,9 @@ impl Probability {
 
     /// Converts `p` in `[0, 1]`.
     pub fn from_f64(p: f64) -> Probability {
-        Probability { threshold_53: (p * (1u64 << 53) as f64) as u64 }
+        Probability {
+            threshold_53: (p * (1u64 << 53) as f64) as u64,
+        }
     }
 
     /// As a fraction, for reports.
@@ -93,6 +103,10 @@ pub struct Llm {
     pub latency: Latency,
     pub price: Price,
     pub context_window_tokens: u64,
+    /// Provider-side rate limit: a token bucket refilled at `rpm` per minute, holding `burst`.
+    pub rpm: Option<u32>,
+    pub burst: u32,
+    pub retry_after_header: bool,
 }
 
 /// An agent: a model, instructions, tools it may call and agents it may hand off to.
@@ -112,6 +126,9 @@ pub struct Agent {
     pub timeout_us: Option<u64>,
     /// Per tool call timeout.
     pub tool_timeout_us: Option<u64>,
+    pub circuit_breaker: Option<BreakerPolicy>,
+    /// Used when the primary model fails for good or its breaker is open.
+    pub fallback: Option<LlmIdx>,
     /// Rules the mock model follows for this agent, first match wins.
     pub behavior: Vec<Rule>,
 }
@@ -153,6 +170,14 @@ pub struct RetryPolicy {
     pub max_retry_after_us: u64,
 }
 
+/// Circuit breaker on an agent's model calls: after `failures` failures in a row it opens and
+/// calls fail fast (or go to the fallback) for `cool_down_us`; then one probe call decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerPolicy {
+    pub failures: u32,
+    pub cool_down_us: u64,
+}
+
 /// One mock-model rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -169,10 +194,17 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 pub enum Action {
     ToolCalls(Vec<ToolCallSpec>),
-    Answer { text: Template },
-    Handoff { to: AgentIdx },
+    Answer {
+        text: Template,
+    },
+    Handoff {
+        to: AgentIdx,
+    },
     /// Send `task` to each agent at once; their answers come back as `results`.
-    Delegate { to: Vec<AgentIdx>, task: Template },
+    Delegate {
+        to: Vec<AgentIdx>,
+        task: Template,
+    },
 }
 
 /// A tool call the mock model makes.
@@ -198,6 +230,8 @@ pub struct Tool {
     pub output: Template,
     /// Name of the side effect one call has (`money_moved`), counted by invariants.
     pub effect: Option<String>,
+    /// A repeat of the same call (same conversation, same arguments) has no further effect: the
+    /// operation is idempotent, or protected by an idempotency key.
     pub idempotent: bool,
 }
 
@@ -274,13 +308,16 @@ pub enum Traffic {
         start_us: u64,
     },
     /// Conversations at fixed times.
-    Script { to: Vec<AgentIdx>, items: Vec<(u64, String)> },
+    Script {
+        to: Vec<AgentIdx>,
+        items: Vec<(u64, String)>,
+    },
 }
 
 pub use crate::faults::catalogue::FaultKind;
 
 /// When a fault fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Trigger {
     pub probability: Option<Probability>,
     /// Not before this virtual time.
@@ -293,6 +330,8 @@ pub struct Trigger {
     pub between_us: Option<(u64, u64)>,
     /// Only once this fault (an index into the scenario's faults) has fired.
     pub after: Option<usize>,
+    /// Only on messages whose text contains this.
+    pub message_contains: Option<String>,
 }
 
 /// Parameters of a fault; which ones apply depends on the kind (see the catalogue).

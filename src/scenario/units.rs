@@ -35,11 +35,7 @@ fn expected_duration(found: &str, why: &str) -> String {
 /// Parses a rate such as `"2/s"`, `"30/m"` or `"0.5/s"` into events per hour, scaled by 1,000
 /// (milli-events per hour) so that fractional rates stay exact integers.
 pub fn parse_rate_milli_per_hour(text: &str) -> Result<u64, String> {
-    let expected = || {
-        format!(
-            "expected a rate such as \"2/s\", \"30/m\" or \"100/h\", found \"{text}\""
-        )
-    };
+    let expected = || format!("expected a rate such as \"2/s\", \"30/m\" or \"100/h\", found \"{text}\"");
     let (number, unit) = text.trim().split_once('/').ok_or_else(expected)?;
     let per_hour: u64 = match unit.trim() {
         "s" => 3_600,

@@ -20,7 +20,10 @@ const ROOT_SUPERVISOR: &str = "root";
 
 /// Validates `raw`; `source_text` is the file's text (for hashing and for string offsets).
 pub fn validate(raw: RawScenario, source_text: &str) -> Result<Scenario, Vec<Diagnostic>> {
-    let mut v = Validator { diagnostics: Vec::new(), source: source_text };
+    let mut v = Validator {
+        diagnostics: Vec::new(),
+        source: source_text,
+    };
     let scenario = v.scenario(raw, source_text);
     if v.diagnostics.is_empty() {
         Ok(scenario)
@@ -65,7 +68,10 @@ impl Validator<'_> {
     fn probability(&mut self, value: &Spanned<f64>) -> Probability {
         let p = *value.get_ref();
         if !(0.0..=1.0).contains(&p) {
-            self.error(value.span(), format!("expected a probability between 0 and 1, found {p}"));
+            self.error(
+                value.span(),
+                format!("expected a probability between 0 and 1, found {p}"),
+            );
             return Probability::ALWAYS;
         }
         Probability::from_f64(p)
@@ -78,14 +84,19 @@ impl Validator<'_> {
         let free_text = kind == "invariant";
         for (index, name) in items.enumerate() {
             let text = name.get_ref();
-            if text.trim().is_empty() || (!free_text && !text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))) {
+            if text.trim().is_empty()
+                || (!free_text && !text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+            {
                 self.error(
                     name.span(),
                     format!("expected a {kind} name of letters, digits, `-`, `_` or `.`, found \"{text}\""),
                 );
             }
             if by_name.insert(text.clone(), index).is_some() {
-                self.error(name.span(), format!("expected unique {kind} names, found a second {kind} named \"{text}\""));
+                self.error(
+                    name.span(),
+                    format!("expected unique {kind} names, found a second {kind} named \"{text}\""),
+                );
             }
         }
         Names { kind, by_name }
@@ -105,7 +116,13 @@ impl Validator<'_> {
             let list: Vec<String> = names.by_name.keys().map(|s| format!("\"{s}\"")).collect();
             format!("expected one of {}", list.join(", "))
         };
-        self.error(reference.span(), format!("{context} names {} \"{name}\", which does not exist{hint} ({known})", names.kind));
+        self.error(
+            reference.span(),
+            format!(
+                "{context} names {} \"{name}\", which does not exist{hint} ({known})",
+                names.kind
+            ),
+        );
         None
     }
 
@@ -114,7 +131,11 @@ impl Validator<'_> {
         let quote = self.source.get(span.start..span.start + 1);
         let skip = match quote {
             Some("\"") | Some("'") => {
-                if self.source.get(span.start..span.start + 3).is_some_and(|q| q == "\"\"\"" || q == "'''") {
+                if self
+                    .source
+                    .get(span.start..span.start + 3)
+                    .is_some_and(|q| q == "\"\"\"" || q == "'''")
+                {
                     3
                 } else {
                     1
@@ -163,7 +184,12 @@ impl Validator<'_> {
                         }
                     }
                 };
-                let (median, p99, min, max) = (parse(&table.median), parse(&table.p99), parse(&table.min), parse(&table.max));
+                let (median, p99, min, max) = (
+                    parse(&table.median),
+                    parse(&table.p99),
+                    parse(&table.min),
+                    parse(&table.max),
+                );
                 match (median, p99, min, max) {
                     (Some(median_us), Some(p99_us), None, None) => {
                         if p99_us < median_us {
@@ -198,10 +224,14 @@ impl Validator<'_> {
         if let Some(t) = &meta.max_virtual_time {
             limits.max_virtual_time_us = self.duration(t);
         }
-        for (value, slot) in [(&meta.max_events, &mut limits.max_events), (&meta.max_queue_len, &mut limits.max_queue_len)] {
+        for (value, slot) in [
+            (&meta.max_events, &mut limits.max_events),
+            (&meta.max_queue_len, &mut limits.max_queue_len),
+        ] {
             if let Some(value) = value {
                 if *value.get_ref() == 0 {
-                    self.diagnostics.push(Diagnostic::at(value.span(), "expected a limit of at least 1, found 0"));
+                    self.diagnostics
+                        .push(Diagnostic::at(value.span(), "expected a limit of at least 1, found 0"));
                 }
                 *slot = *value.get_ref();
             }
@@ -213,7 +243,10 @@ impl Validator<'_> {
         let supervisor_names = self.names("supervisor", raw.supervisor.iter().map(|s| &s.get_ref().name));
 
         if raw.agent.is_empty() {
-            self.error(raw.scenario.span(), "expected at least one [[agent]] in the scenario, found none");
+            self.error(
+                raw.scenario.span(),
+                "expected at least one [[agent]] in the scenario, found none",
+            );
         }
 
         let llms = raw.llm.iter().map(|l| self.llm(l.get_ref())).collect();
@@ -224,7 +257,14 @@ impl Validator<'_> {
             .map(|a| self.agent(a.get_ref(), &llm_names, &tool_names, &agent_names))
             .collect();
         let supervisors = self.supervisors(&raw, &supervisor_names, &agent_names, &tool_names, &llm_names);
-        let traffic = raw.traffic.iter().map(|t| self.traffic(t, &agent_names, &pools)).collect::<Vec<_>>().into_iter().flatten().collect();
+        let traffic = raw
+            .traffic
+            .iter()
+            .map(|t| self.traffic(t, &agent_names, &pools))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .collect();
         let logical_ids = logical_ids(&raw);
         let faults = self.faults(&raw.fault, &logical_ids);
         let invariants = self.invariants(&raw.invariant);
@@ -259,7 +299,10 @@ impl Validator<'_> {
             };
             let count = *replicas.get_ref();
             if count == 0 || count > REPLICAS_MAX {
-                self.error(replicas.span(), format!("expected replicas between 1 and {REPLICAS_MAX}, found {count}"));
+                self.error(
+                    replicas.span(),
+                    format!("expected replicas between 1 and {REPLICAS_MAX}, found {count}"),
+                );
                 agents.push(agent);
                 continue;
             }
@@ -284,7 +327,10 @@ impl Validator<'_> {
             if mode.get_ref() != "mock" {
                 self.error(
                     mode.span(),
-                    format!("expected mode \"mock\" (the only LLM mode this version runs), found \"{}\"", mode.get_ref()),
+                    format!(
+                        "expected mode \"mock\" (the only LLM mode this version runs), found \"{}\"",
+                        mode.get_ref()
+                    ),
                 );
             }
         }
@@ -323,6 +369,17 @@ impl Validator<'_> {
             latency: self.latency(raw.latency.as_ref(), Latency::Fixed { latency_us: 0 }),
             price,
             context_window_tokens,
+            rpm: raw.rpm.as_ref().map(|r| {
+                if *r.get_ref() == 0 {
+                    self.error(r.span(), "expected rpm of at least 1, found 0");
+                }
+                (*r.get_ref()).max(1)
+            }),
+            burst: raw.burst.as_ref().map_or_else(
+                || raw.rpm.as_ref().map_or(1, |r| (*r.get_ref() / 6).max(1)),
+                |b| (*b.get_ref()).max(1),
+            ),
+            retry_after_header: raw.retry_after_header.unwrap_or(true),
         }
     }
 
@@ -333,7 +390,10 @@ impl Validator<'_> {
         };
         if let Some(effect) = &raw.effect {
             if effect.get_ref().is_empty() {
-                self.error(effect.span(), "expected the name of a side effect, such as \"money_moved\", found an empty string");
+                self.error(
+                    effect.span(),
+                    "expected the name of a side effect, such as \"money_moved\", found an empty string",
+                );
             }
         }
         Tool {
@@ -341,19 +401,31 @@ impl Validator<'_> {
             latency: self.latency(raw.latency.as_ref(), Latency::Fixed { latency_us: 0 }),
             output,
             effect: raw.effect.as_ref().map(|e| e.get_ref().clone()),
-            idempotent: raw.idempotent.unwrap_or(true),
+            idempotent: raw.idempotent.unwrap_or(false),
         }
     }
 
     fn agent(&mut self, raw: &RawAgent, llms: &Names, tools: &Names, agents: &Names) -> Agent {
         let name = raw.name.get_ref();
-        let llm = raw.llm.as_ref().and_then(|l| self.resolve(llms, l, &format!("agent \"{name}\"")));
-        let tool_idxs: Vec<ToolIdx> =
-            raw.tools.iter().filter_map(|t| self.resolve(tools, t, &format!("agent \"{name}\""))).collect();
-        let handoffs: Vec<AgentIdx> =
-            raw.handoffs.iter().filter_map(|h| self.resolve(agents, h, &format!("agent \"{name}\""))).collect();
-        let delegates: Vec<AgentIdx> =
-            raw.delegates.iter().filter_map(|d| self.resolve(agents, d, &format!("agent \"{name}\""))).collect();
+        let llm = raw
+            .llm
+            .as_ref()
+            .and_then(|l| self.resolve(llms, l, &format!("agent \"{name}\"")));
+        let tool_idxs: Vec<ToolIdx> = raw
+            .tools
+            .iter()
+            .filter_map(|t| self.resolve(tools, t, &format!("agent \"{name}\"")))
+            .collect();
+        let handoffs: Vec<AgentIdx> = raw
+            .handoffs
+            .iter()
+            .filter_map(|h| self.resolve(agents, h, &format!("agent \"{name}\"")))
+            .collect();
+        let delegates: Vec<AgentIdx> = raw
+            .delegates
+            .iter()
+            .filter_map(|d| self.resolve(agents, d, &format!("agent \"{name}\"")))
+            .collect();
         for d in &raw.delegates {
             if d.get_ref() == name {
                 self.error(d.span(), format!("agent \"{name}\" cannot delegate to itself"));
@@ -371,7 +443,10 @@ impl Validator<'_> {
         let mut seen_otherwise = false;
         for rule in &raw.behavior {
             if seen_otherwise {
-                self.error(rule.span(), "expected `otherwise` to be the last rule; this rule can never fire");
+                self.error(
+                    rule.span(),
+                    "expected `otherwise` to be the last rule; this rule can never fire",
+                );
             }
             seen_otherwise |= rule.get_ref().otherwise.is_some();
             if let Some(parsed) = self.rule(rule, &raw.tools, tools, (&handoffs, &delegates), agents, name) {
@@ -389,6 +464,20 @@ impl Validator<'_> {
             retry: raw.retry.as_ref().map(|r| self.retry(r)),
             timeout_us: raw.timeout.as_ref().map(|t| self.duration(t)),
             tool_timeout_us: raw.tool_timeout.as_ref().map(|t| self.duration(t)),
+            circuit_breaker: raw.circuit_breaker.as_ref().map(|b| {
+                let b = b.get_ref();
+                if *b.failures.get_ref() == 0 {
+                    self.error(b.failures.span(), "expected failures of at least 1, found 0");
+                }
+                BreakerPolicy {
+                    failures: (*b.failures.get_ref()).max(1),
+                    cool_down_us: self.duration(&b.cool_down),
+                }
+            }),
+            fallback: raw
+                .fallback
+                .as_ref()
+                .and_then(|f| self.resolve(llms, f, &format!("agent \"{name}\" (fallback)"))),
             behavior,
         }
     }
@@ -397,7 +486,10 @@ impl Validator<'_> {
         let r = raw.get_ref();
         let attempts = match &r.attempts {
             Some(a) if *a.get_ref() == 0 => {
-                self.error(a.span(), "expected attempts of at least 1 (the first call counts), found 0");
+                self.error(
+                    a.span(),
+                    "expected attempts of at least 1 (the first call counts), found 0",
+                );
                 1
             }
             Some(a) => *a.get_ref(),
@@ -407,7 +499,10 @@ impl Validator<'_> {
             None | Some(("exponential", _)) => Backoff::Exponential,
             Some(("constant", _)) => Backoff::Constant,
             Some((other, span)) => {
-                self.error(span, format!("expected backoff \"exponential\" or \"constant\", found \"{other}\""));
+                self.error(
+                    span,
+                    format!("expected backoff \"exponential\" or \"constant\", found \"{other}\""),
+                );
                 Backoff::Exponential
             }
         };
@@ -417,7 +512,10 @@ impl Validator<'_> {
             Some(("equal", _)) => Jitter::Equal,
             Some(("decorrelated", _)) => Jitter::Decorrelated,
             Some((other, span)) => {
-                self.error(span, format!("expected jitter \"none\", \"full\", \"equal\" or \"decorrelated\", found \"{other}\""));
+                self.error(
+                    span,
+                    format!("expected jitter \"none\", \"full\", \"equal\" or \"decorrelated\", found \"{other}\""),
+                );
                 Jitter::Full
             }
         };
@@ -451,11 +549,17 @@ impl Validator<'_> {
             (Some(then), None, Some(when)) => (then, Some(when)),
             (None, Some(otherwise), None) => (otherwise, None),
             (Some(_), None, None) => {
-                self.error(rule.span(), "expected `when = \"condition\"` with `then`, or `otherwise = {...}` alone");
+                self.error(
+                    rule.span(),
+                    "expected `when = \"condition\"` with `then`, or `otherwise = {...}` alone",
+                );
                 return None;
             }
             _ => {
-                self.error(rule.span(), "expected a rule of the form { when = \"condition\", then = {...} } or { otherwise = {...} }");
+                self.error(
+                    rule.span(),
+                    "expected a rule of the form { when = \"condition\", then = {...} } or { otherwise = {...} }",
+                );
                 return None;
             }
         };
@@ -469,7 +573,12 @@ impl Validator<'_> {
         let probability = raw.p.as_ref().map(|p| self.probability(p));
         let output_tokens = action.get_ref().tokens.as_ref().map(|t| *t.get_ref());
         let action = self.action(action, agent_tools, tools, peers, agents, agent_name)?;
-        Some(Rule { when, probability, action, output_tokens })
+        Some(Rule {
+            when,
+            probability,
+            action,
+            output_tokens,
+        })
     }
 
     fn action(
@@ -511,7 +620,10 @@ impl Validator<'_> {
             if !agent_tools.iter().any(|t| t.get_ref() == tool.get_ref()) {
                 v.error(
                     tool.span(),
-                    format!("agent \"{agent_name}\" calls tool \"{}\" but does not list it in `tools`", tool.get_ref()),
+                    format!(
+                        "agent \"{agent_name}\" calls tool \"{}\" but does not list it in `tools`",
+                        tool.get_ref()
+                    ),
                 );
             }
             let mut parsed = Vec::new();
@@ -529,7 +641,10 @@ impl Validator<'_> {
                 parsed.push((key.clone(), arg));
             }
             parsed.sort_by(|a, b| a.0.cmp(&b.0));
-            Some(ToolCallSpec { tool: index, args: parsed })
+            Some(ToolCallSpec {
+                tool: index,
+                args: parsed,
+            })
         };
         if let Some(tool) = &raw.tool_call {
             return call(self, tool, &raw.args).map(|c| Action::ToolCalls(vec![c]));
@@ -539,8 +654,10 @@ impl Validator<'_> {
                 self.error(action.span(), "expected at least one entry in `tool_calls`");
                 return None;
             }
-            let parsed: Vec<ToolCallSpec> =
-                calls.iter().filter_map(|c| call(self, &c.get_ref().tool, &c.get_ref().args)).collect();
+            let parsed: Vec<ToolCallSpec> = calls
+                .iter()
+                .filter_map(|c| call(self, &c.get_ref().tool, &c.get_ref().args))
+                .collect();
             return (parsed.len() == calls.len()).then_some(Action::ToolCalls(parsed));
         }
         if let Some(answer) = &raw.answer {
@@ -558,11 +675,17 @@ impl Validator<'_> {
                 if !delegates.contains(&index) {
                     self.error(
                         target.span(),
-                        format!("agent \"{agent_name}\" delegates to \"{}\" but does not list it in `delegates`", target.get_ref()),
+                        format!(
+                            "agent \"{agent_name}\" delegates to \"{}\" but does not list it in `delegates`",
+                            target.get_ref()
+                        ),
                     );
                 }
                 if to.contains(&index) {
-                    self.error(target.span(), format!("\"{}\" appears twice in this delegation", target.get_ref()));
+                    self.error(
+                        target.span(),
+                        format!("\"{}\" appears twice in this delegation", target.get_ref()),
+                    );
                 }
                 to.push(index);
             }
@@ -574,7 +697,10 @@ impl Validator<'_> {
         if !handoffs.contains(&to) {
             self.error(
                 target.span(),
-                format!("agent \"{agent_name}\" hands off to \"{}\" but does not list it in `handoffs`", target.get_ref()),
+                format!(
+                    "agent \"{agent_name}\" hands off to \"{}\" but does not list it in `handoffs`",
+                    target.get_ref()
+                ),
             );
         }
         Some(Action::Handoff { to })
@@ -591,7 +717,11 @@ impl Validator<'_> {
         // Index 0 is the root: the user's "root" if declared, otherwise an implicit one.
         let declared_root = names.get(ROOT_SUPERVISOR);
         let mut order: Vec<Option<usize>> = vec![declared_root];
-        order.extend((0..raw.supervisor.len()).filter(|i| Some(*i) != declared_root).map(Some));
+        order.extend(
+            (0..raw.supervisor.len())
+                .filter(|i| Some(*i) != declared_root)
+                .map(Some),
+        );
         let position_of = |raw_index: usize| order.iter().position(|o| *o == Some(raw_index)).unwrap_or(0);
 
         let mut supervisors: Vec<Supervisor> = order
@@ -645,7 +775,10 @@ impl Validator<'_> {
                 if let Some(previous) = supervised.insert(key, s.name.get_ref().clone()) {
                     self.error(
                         child.span(),
-                        format!("\"{}\" is already supervised by \"{previous}\"; expected each actor under one supervisor", child.get_ref()),
+                        format!(
+                            "\"{}\" is already supervised by \"{previous}\"; expected each actor under one supervisor",
+                            child.get_ref()
+                        ),
                     );
                     continue;
                 }
@@ -653,7 +786,10 @@ impl Validator<'_> {
                     Child::Supervisor(i) => {
                         let position = position_of(i);
                         if position == 0 {
-                            self.error(child.span(), "the root supervisor cannot be the child of another supervisor");
+                            self.error(
+                                child.span(),
+                                "the root supervisor cannot be the child of another supervisor",
+                            );
                             continue;
                         }
                         supervisors[position].parent = Some(me);
@@ -675,7 +811,10 @@ impl Validator<'_> {
                     let raw_index = order[start].unwrap_or(0);
                     self.error(
                         raw.supervisor[raw_index].get_ref().name.span(),
-                        format!("supervisor \"{}\" is part of a supervision cycle; expected a tree", supervisors[start].name),
+                        format!(
+                            "supervisor \"{}\" is part of a supervision cycle; expected a tree",
+                            supervisors[start].name
+                        ),
                     );
                     break;
                 }
@@ -719,9 +858,22 @@ impl Validator<'_> {
         };
         let mut found = Vec::new();
         for (kind_name, names, make) in [
-            ("agent", agents, (|i| Child::Actor { kind: ActorKind::Agent, index: i }) as fn(usize) -> Child),
-            ("tool", tools, |i| Child::Actor { kind: ActorKind::Tool, index: i }),
-            ("llm", llms, |i| Child::Actor { kind: ActorKind::Llm, index: i }),
+            (
+                "agent",
+                agents,
+                (|i| Child::Actor {
+                    kind: ActorKind::Agent,
+                    index: i,
+                }) as fn(usize) -> Child,
+            ),
+            ("tool", tools, |i| Child::Actor {
+                kind: ActorKind::Tool,
+                index: i,
+            }),
+            ("llm", llms, |i| Child::Actor {
+                kind: ActorKind::Llm,
+                index: i,
+            }),
             ("supervisor", supervisors, Child::Supervisor),
         ] {
             if prefix.is_some_and(|p| p != kind_name) {
@@ -742,16 +894,30 @@ impl Validator<'_> {
             }
             _ => {
                 let kinds: Vec<String> = found.iter().map(|(k, _)| format!("\"{k}:{name}\"")).collect();
-                self.error(child.span(), format!("supervisor child \"{text}\" is ambiguous; write one of {}", kinds.join(" or ")));
+                self.error(
+                    child.span(),
+                    format!(
+                        "supervisor child \"{text}\" is ambiguous; write one of {}",
+                        kinds.join(" or ")
+                    ),
+                );
                 None
             }
         }
     }
 
-    fn traffic(&mut self, raw: &Spanned<RawTraffic>, agents: &Names, pools: &BTreeMap<String, Vec<String>>) -> Option<Traffic> {
+    fn traffic(
+        &mut self,
+        raw: &Spanned<RawTraffic>,
+        agents: &Names,
+        pools: &BTreeMap<String, Vec<String>>,
+    ) -> Option<Traffic> {
         let t = raw.get_ref();
         let Some(to_name) = &t.to else {
-            self.error(raw.span(), "expected `to = \"AGENT\"`: the agent that receives the conversations");
+            self.error(
+                raw.span(),
+                "expected `to = \"AGENT\"`: the agent that receives the conversations",
+            );
             return None;
         };
         let to = match pools.get(to_name.get_ref()) {
@@ -781,7 +947,10 @@ impl Validator<'_> {
                     }
                 };
                 if t.messages.is_empty() {
-                    self.error(raw.span(), "expected `messages = [\"...\"]`: at least one opening message");
+                    self.error(
+                        raw.span(),
+                        "expected `messages = [\"...\"]`: at least one opening message",
+                    );
                     return None;
                 }
                 if !t.script.is_empty() {
@@ -797,24 +966,42 @@ impl Validator<'_> {
             }
             "script" => {
                 if t.script.is_empty() {
-                    self.error(raw.span(), "expected `script = [{ at = \"0s\", message = \"...\" }, ...]` for script traffic");
+                    self.error(
+                        raw.span(),
+                        "expected `script = [{ at = \"0s\", message = \"...\" }, ...]` for script traffic",
+                    );
                     return None;
                 }
-                for key in [t.rate.as_ref().map(|r| r.span()), t.conversations.as_ref().map(|c| c.span())].into_iter().flatten() {
-                    self.error(key, "`rate` and `conversations` go with kind = \"poisson\", not \"script\"");
+                for key in [
+                    t.rate.as_ref().map(|r| r.span()),
+                    t.conversations.as_ref().map(|c| c.span()),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    self.error(
+                        key,
+                        "`rate` and `conversations` go with kind = \"poisson\", not \"script\"",
+                    );
                 }
                 let items = t
                     .script
                     .iter()
                     .map(|item| {
                         let item = item.get_ref();
-                        (item.at.as_ref().map_or(0, |a| self.duration(a)), item.message.get_ref().clone())
+                        (
+                            item.at.as_ref().map_or(0, |a| self.duration(a)),
+                            item.message.get_ref().clone(),
+                        )
                     })
                     .collect();
                 Some(Traffic::Script { to, items })
             }
             other => {
-                self.error(t.kind.span(), format!("expected traffic kind \"poisson\" or \"script\", found \"{other}\""));
+                self.error(
+                    t.kind.span(),
+                    format!("expected traffic kind \"poisson\" or \"script\", found \"{other}\""),
+                );
                 None
             }
         }
@@ -823,7 +1010,11 @@ impl Validator<'_> {
     fn faults(&mut self, raw: &[Spanned<RawFault>], logical_ids: &[String]) -> Vec<Fault> {
         let names = crate::faults::stream_names_raw(raw.iter().map(|f| {
             let f = f.get_ref();
-            (f.name.as_ref().map(|n| n.get_ref().clone()), f.kind.get_ref().clone(), f.target.as_ref().map_or(String::new(), |t| t.get_ref().clone()))
+            (
+                f.name.as_ref().map(|n| n.get_ref().clone()),
+                f.kind.get_ref().clone(),
+                f.target.as_ref().map_or(String::new(), |t| t.get_ref().clone()),
+            )
         }));
         let mut faults = Vec::new();
         for (index, fault) in raw.iter().enumerate() {
@@ -838,15 +1029,23 @@ impl Validator<'_> {
         use crate::faults::catalogue::{Layer, CATALOGUE};
         let Some(kind) = FaultKind::from_name(raw.kind.get_ref()) else {
             let kinds = CATALOGUE.iter().map(|e| e.kind);
-            let hint = did_you_mean(raw.kind.get_ref(), kinds).map(|s| format!("did you mean \"{s}\"? ")).unwrap_or_default();
+            let hint = did_you_mean(raw.kind.get_ref(), kinds)
+                .map(|s| format!("did you mean \"{s}\"? "))
+                .unwrap_or_default();
             self.error(
                 raw.kind.span(),
-                format!("unknown fault kind \"{}\"; {hint}`agentsim list faults` shows the catalogue", raw.kind.get_ref()),
+                format!(
+                    "unknown fault kind \"{}\"; {hint}`agentsim list faults` shows the catalogue",
+                    raw.kind.get_ref()
+                ),
             );
             return None;
         };
         let Some(target) = &raw.target else {
-            self.error(raw.kind.span(), "expected `target = \"agent:NAME\"` (globs such as \"agent:*\" allowed) for this fault");
+            self.error(
+                raw.kind.span(),
+                "expected `target = \"agent:NAME\"` (globs such as \"agent:*\" allowed) for this fault",
+            );
             return None;
         };
         let (prefixes, example): (&[&str], &str) = match kind.layer() {
@@ -854,7 +1053,10 @@ impl Validator<'_> {
             Layer::Provider | Layer::Content => (&["llm:"], "llm:NAME"),
             Layer::Tool => (&["tool:"], "tool:NAME"),
         };
-        let eligible: Vec<&String> = logical_ids.iter().filter(|id| prefixes.iter().any(|p| id.starts_with(p))).collect();
+        let eligible: Vec<&String> = logical_ids
+            .iter()
+            .filter(|id| prefixes.iter().any(|p| id.starts_with(p)))
+            .collect();
         if !eligible.iter().any(|id| glob_match(target.get_ref(), id)) {
             let known: Vec<&str> = eligible.iter().map(|s| s.as_str()).take(6).collect();
             self.error(
@@ -862,7 +1064,11 @@ impl Validator<'_> {
                 format!(
                     "fault target \"{}\" matches no actor this kind applies to; expected {example} (here: {})",
                     target.get_ref(),
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             );
         }
@@ -910,13 +1116,23 @@ impl Validator<'_> {
             count: raw.count.as_ref().map(|c| *c.get_ref()),
             between_us,
             after,
+            message_contains: raw.message_contains.as_ref().map(|m| m.get_ref().clone()),
         };
         if trigger.at_us.is_some() && trigger.probability.is_none() && trigger.count.is_none() {
             // "at 12s" means once, at the first eligible message from 12s on.
             trigger.count = Some(1);
         }
-        if trigger.probability.is_none() && trigger.at_us.is_none() && trigger.on_message.is_none() && trigger.between_us.is_none() && trigger.after.is_none() {
-            self.error(raw.kind.span(), "expected a trigger: `probability`, `at`, `between`, `on_message` or `after`");
+        if trigger.probability.is_none()
+            && trigger.at_us.is_none()
+            && trigger.on_message.is_none()
+            && trigger.between_us.is_none()
+            && trigger.after.is_none()
+            && trigger.message_contains.is_none()
+        {
+            self.error(
+                raw.kind.span(),
+                "expected a trigger: `probability`, `at`, `between`, `on_message`, `after` or `message_contains`",
+            );
         }
         let mut params = FaultParams::default();
         let check = |v: &mut Self, name: &str, span: Range<usize>| -> bool {
@@ -924,8 +1140,18 @@ impl Validator<'_> {
                 return true;
             }
             let takes: Vec<&str> = kind.entry().params.iter().map(|p| p.name).collect();
-            let list = if takes.is_empty() { "no parameters".to_owned() } else { takes.join(", ") };
-            v.error(span, format!("`{name}` does not apply to fault kind \"{}\", which takes {list}", kind.name()));
+            let list = if takes.is_empty() {
+                "no parameters".to_owned()
+            } else {
+                takes.join(", ")
+            };
+            v.error(
+                span,
+                format!(
+                    "`{name}` does not apply to fault kind \"{}\", which takes {list}",
+                    kind.name()
+                ),
+            );
             false
         };
         if let Some(d) = &raw.retry_after {
@@ -948,7 +1174,13 @@ impl Validator<'_> {
                 params.tool = Some(t.get_ref().clone());
             }
         }
-        Some(Fault { name: names[index].clone(), kind, target: target.get_ref().clone(), trigger, params })
+        Some(Fault {
+            name: names[index].clone(),
+            kind,
+            target: target.get_ref().clone(),
+            trigger,
+            params,
+        })
     }
 
     fn invariants(&mut self, raw: &[Spanned<RawInvariant>]) -> Vec<Invariant> {
@@ -956,9 +1188,15 @@ impl Validator<'_> {
         let mut out = Vec::new();
         for item in raw {
             let inv = item.get_ref();
-            let chosen = [inv.never.is_some(), inv.always.is_some(), inv.eventually.is_some()].iter().filter(|x| **x).count();
+            let chosen = [inv.never.is_some(), inv.always.is_some(), inv.eventually.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
             if chosen != 1 {
-                self.error(item.span(), format!("expected exactly one of `never`, `always` or `eventually`, found {chosen}"));
+                self.error(
+                    item.span(),
+                    format!("expected exactly one of `never`, `always` or `eventually`, found {chosen}"),
+                );
                 continue;
             }
             let check = if let Some(never) = &inv.never {
@@ -977,9 +1215,15 @@ impl Validator<'_> {
                         if !usd.is_finite() || usd < 0.0 {
                             self.error(cost.span(), format!("expected a non-negative cost in USD, found {usd}"));
                         }
-                        Check::CostMax { cost_pusd_max: (usd * 1e12).round() as u64, per }
+                        Check::CostMax {
+                            cost_pusd_max: (usd * 1e12).round() as u64,
+                            per,
+                        }
                     }
-                    (None, Some(tokens)) => Check::TokensMax { tokens_max: *tokens.get_ref(), per },
+                    (None, Some(tokens)) => Check::TokensMax {
+                        tokens_max: *tokens.get_ref(),
+                        per,
+                    },
                     _ => {
                         self.error(always.span(), "expected exactly one of `cost_usd_max` or `tokens_max`");
                         continue;
@@ -991,9 +1235,14 @@ impl Validator<'_> {
                 if !*e.answered.get_ref() {
                     self.error(e.answered.span(), "expected `answered = true`");
                 }
-                Check::EventuallyAnswered { within_us: e.within.as_ref().map(|w| self.duration(w)) }
+                Check::EventuallyAnswered {
+                    within_us: e.within.as_ref().map(|w| self.duration(w)),
+                }
             };
-            out.push(Invariant { name: inv.name.get_ref().clone(), check });
+            out.push(Invariant {
+                name: inv.name.get_ref().clone(),
+                check,
+            });
         }
         out
     }
@@ -1003,7 +1252,10 @@ impl Validator<'_> {
             None | Some(("run", _)) => Per::Run,
             Some(("conversation", _)) => Per::Conversation,
             Some((other, span)) => {
-                self.error(span, format!("expected per = \"conversation\" or \"run\", found \"{other}\""));
+                self.error(
+                    span,
+                    format!("expected per = \"conversation\" or \"run\", found \"{other}\""),
+                );
                 Per::Run
             }
         }
@@ -1013,7 +1265,11 @@ impl Validator<'_> {
 /// Logical ids of every actor a raw scenario will have (for fault targets).
 fn logical_ids(raw: &RawScenario) -> Vec<String> {
     let mut ids = Vec::new();
-    ids.extend(raw.agent.iter().map(|a| format!("agent:{}", a.get_ref().name.get_ref())));
+    ids.extend(
+        raw.agent
+            .iter()
+            .map(|a| format!("agent:{}", a.get_ref().name.get_ref())),
+    );
     ids.extend(raw.tool.iter().map(|t| format!("tool:{}", t.get_ref().name.get_ref())));
     ids.extend(raw.llm.iter().map(|l| format!("llm:{}", l.get_ref().name.get_ref())));
     ids

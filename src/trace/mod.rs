@@ -117,7 +117,14 @@ impl Trace {
             TraceMode::File(path) => Some(BufWriter::new(File::create(path)?)),
             _ => None,
         };
-        Ok(Trace { mode, hasher: blake3::Hasher::new(), pending: Vec::with_capacity(FLUSH_BYTES * 2), memory: Vec::new(), file, records: 0 })
+        Ok(Trace {
+            mode,
+            hasher: blake3::Hasher::new(),
+            pending: Vec::with_capacity(FLUSH_BYTES * 2),
+            memory: Vec::new(),
+            file,
+            records: 0,
+        })
     }
 
     /// False when records are not even encoded.
@@ -130,7 +137,10 @@ impl Trace {
         if !self.is_on() {
             return Ok(());
         }
-        let mut record = Record { line: &mut self.pending, first: true };
+        let mut record = Record {
+            line: &mut self.pending,
+            first: true,
+        };
         build(&mut record);
         self.pending.extend_from_slice(b"}\n");
         self.records += 1;
@@ -170,7 +180,10 @@ impl Trace {
             file.flush()?;
             file.get_ref().sync_all()?;
         }
-        Ok((self.hasher.finalize().to_hex().to_string(), std::mem::take(&mut self.memory)))
+        Ok((
+            self.hasher.finalize().to_hex().to_string(),
+            std::mem::take(&mut self.memory),
+        ))
     }
 }
 
@@ -181,9 +194,11 @@ mod tests {
     #[test]
     fn records_are_canonical_json_lines_and_the_digest_covers_them() {
         let mut trace = Trace::open(TraceMode::Memory).unwrap();
-        trace.record(|r| {
-            r.u64("seq", 3).str("kind", "deliver").str("msg", "say \"hi\"\n");
-        }).unwrap();
+        trace
+            .record(|r| {
+                r.u64("seq", 3).str("kind", "deliver").str("msg", "say \"hi\"\n");
+            })
+            .unwrap();
         let (digest, bytes) = trace.finish().unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert_eq!(text, "{\"seq\":3,\"kind\":\"deliver\",\"msg\":\"say \\\"hi\\\"\\n\"}\n");
@@ -193,7 +208,14 @@ mod tests {
 
     #[test]
     fn every_string_round_trips_through_the_escaper() {
-        let samples = ["plain", "quote \" backslash \\ done", "tab\tnew\nline\r", "bell \u{7} nul \u{0}", "ünïcødé ✓ 🚀", ""];
+        let samples = [
+            "plain",
+            "quote \" backslash \\ done",
+            "tab\tnew\nline\r",
+            "bell \u{7} nul \u{0}",
+            "ünïcødé ✓ 🚀",
+            "",
+        ];
         for sample in samples {
             let mut out = Vec::new();
             escape_json_into(sample, &mut out);

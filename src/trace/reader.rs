@@ -53,7 +53,9 @@ pub fn first_divergence(expected: &[u8], found: &[u8]) -> Option<Divergence> {
             line,
             seq: field("seq").and_then(|v| v.as_u64()),
             virtual_time_us: field("t_us").and_then(|v| v.as_u64()),
-            actor: field("to").or_else(|| field("actor")).and_then(|v| v.as_str().map(str::to_owned)),
+            actor: field("to")
+                .or_else(|| field("actor"))
+                .and_then(|v| v.as_str().map(str::to_owned)),
             expected: shown(e),
             found: shown(f),
         });
@@ -82,7 +84,10 @@ mod tests {
         let a = b"{\"kind\":\"header\"}\n{\"seq\":1,\"t_us\":5,\"to\":\"agent:a\",\"msg\":\"x\"}\n";
         let b = b"{\"kind\":\"header\"}\n{\"seq\":1,\"t_us\":5,\"to\":\"agent:a\",\"msg\":\"y\"}\n";
         let d = first_divergence(a, b).unwrap();
-        assert_eq!((d.line, d.seq, d.virtual_time_us, d.actor.as_deref()), (2, Some(1), Some(5), Some("agent:a")));
+        assert_eq!(
+            (d.line, d.seq, d.virtual_time_us, d.actor.as_deref()),
+            (2, Some(1), Some(5), Some("agent:a"))
+        );
     }
 
     #[test]

@@ -25,10 +25,7 @@ pub fn agentsim() -> Command {
 
 /// Runs `agentsim ARGS` to completion.
 pub fn agentsim_output(args: &[&str]) -> Output {
-    agentsim()
-        .args(args)
-        .output()
-        .expect("the agentsim binary starts")
+    agentsim().args(args).output().expect("the agentsim binary starts")
 }
 
 /// The exit status, which must exist (the process was not killed by a signal).
@@ -51,8 +48,7 @@ pub fn stderr(output: &Output) -> String {
 /// so a scenario added tomorrow is covered without touching the tests.
 pub fn scenario_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
-        let entries =
-            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
         for entry in entries {
             let path = entry.expect("a directory entry").path();
             if path.is_dir() {
@@ -74,10 +70,7 @@ pub fn scenario_files() -> Vec<PathBuf> {
 
 /// A scenario file's path relative to the repository root, for messages and CLI arguments.
 pub fn relative(path: &Path) -> String {
-    path.strip_prefix(repo_root())
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(repo_root()).unwrap_or(path).display().to_string()
 }
 
 /// Loads a scenario file, failing the test with agentsim's own error message.
@@ -105,8 +98,7 @@ pub fn run_in_memory(scenario: &Arc<Scenario>, seed: u64, flavor: Flavor) -> Run
         limits: None,
         replay_command: String::new(),
     };
-    kernel::run(scenario.clone(), &options)
-        .unwrap_or_else(|e| panic!("run of {} failed: {e}", scenario.name))
+    kernel::run(scenario.clone(), &options).unwrap_or_else(|e| panic!("run of {} failed: {e}", scenario.name))
 }
 
 /// The trace as parsed JSON records, one per line.
@@ -115,8 +107,7 @@ pub fn records(trace: &[u8]) -> Vec<serde_json::Value> {
     text.lines()
         .enumerate()
         .map(|(i, line)| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("trace line {} is not JSON ({e}): {line}", i + 1))
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("trace line {} is not JSON ({e}): {line}", i + 1))
         })
         .collect()
 }

@@ -72,27 +72,37 @@ impl Record<'_> {
     }
 }
 
+/// Bytes that JSON strings must escape: `"`, `\\` and control characters.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// Appends `value` as a JSON string literal. Runs of bytes that need no escaping are copied
 /// whole (the common case), so encoding costs little more than a copy.
 pub fn escape_json_into(value: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = value.as_bytes();
     let mut start = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
+    while let Some(offset) = bytes[start..].iter().position(|b| NEEDS_ESCAPE[*b as usize]) {
+        let i = start + offset;
         out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            let _ = write!(ByteWriter(out), "\\u{byte:04x}");
-        } else {
-            out.extend_from_slice(escape);
+        match bytes[i] {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            control => {
+                let _ = write!(ByteWriter(out), "\\u{control:04x}");
+            }
         }
         start = i + 1;
     }

@@ -315,15 +315,10 @@ impl AgentBehavior {
     }
 
     fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
-        let Some(mut state) = self.conversations.remove(&conv) else {
+        // An answer to a call the agent already gave up on (timed out) is dropped, though billed.
+        let Some(mut state) = self.take_awaiting(conv, reply.call_seq) else {
             return;
         };
-        if state.awaiting != Some(reply.call_seq) {
-            // An answer to a call the agent already gave up on (timed out): dropped, though billed.
-            self.conversations.insert(conv, state);
-            return;
-        }
-        state.awaiting = None;
         let primary = state.current_llm == self.scenario.agents[self.agent].llm && !state.on_fallback;
         if let ModelAnswer::Error(error) = reply.answer {
             if primary {
@@ -458,6 +453,17 @@ impl AgentBehavior {
         }
     }
 
+    /// Takes a conversation out if it is still waiting for model call `call_seq` (a timer for an
+    /// earlier call is stale), and marks the call as no longer awaited.
+    fn take_awaiting(&mut self, conv: ConvId, call_seq: u32) -> Option<Conversation> {
+        let state = self.conversations.get_mut(&conv)?;
+        if state.awaiting != Some(call_seq) {
+            return None;
+        }
+        state.awaiting = None;
+        self.conversations.remove(&conv)
+    }
+
     /// A tool result or a delegate's answer came back; start the next turn once all are in.
     fn on_result(&mut self, conv: ConvId, result: StepResult, effects: &mut Vec<Effect>) {
         let Some(state) = self.conversations.get_mut(&conv) else {
@@ -587,29 +593,18 @@ impl Behavior for AgentBehavior {
             }
             AgentMsg::DelegateResult { conv, text, .. } => self.on_result(conv, StepResult::Delegate { text }, effects),
             AgentMsg::CallTimeout { conv, call_seq } => {
-                let Some(mut state) = self.conversations.remove(&conv) else {
-                    return Ok(());
-                };
-                if state.awaiting != Some(call_seq) {
-                    self.conversations.insert(conv, state);
-                    return Ok(());
+                if let Some(state) = self.take_awaiting(conv, call_seq) {
+                    self.on_error(conv, state, ProviderError::client_timeout(), effects);
                 }
-                state.awaiting = None;
-                self.on_error(conv, state, ProviderError::client_timeout(), effects);
             }
             AgentMsg::CallRejected {
                 conv,
                 call_seq,
                 retry_after_us,
             } => {
-                let Some(mut state) = self.conversations.remove(&conv) else {
+                let Some(state) = self.take_awaiting(conv, call_seq) else {
                     return Ok(());
                 };
-                if state.awaiting != Some(call_seq) {
-                    self.conversations.insert(conv, state);
-                    return Ok(());
-                }
-                state.awaiting = None;
                 let error = ProviderError {
                     status: 503,
                     error_type: "circuit_open",

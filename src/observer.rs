@@ -36,6 +36,8 @@ pub struct ConversationAccount {
     pub cost_pusd: u64,
     pub tokens: u64,
     pub effects: BTreeMap<String, u32>,
+    /// The user left before the answer (`user.abandon`).
+    pub abandoned: bool,
 }
 
 /// Running totals of one run.
@@ -183,6 +185,26 @@ impl Observer {
         }
     }
 
+    /// A message the network lost: a lost opening message still opened a conversation (the
+    /// user is waiting for an answer that will not come).
+    pub fn on_lost(&mut self, seq: u64, now_us: u64, envelope: &Envelope) {
+        if let Payload::Agent(AgentMsg::Start {
+            conv,
+            origin: Origin::User,
+            ..
+        }) = &envelope.payload
+        {
+            let account = self.conversation(*conv);
+            account.started_at_us = Some(now_us);
+            account.start_seq = seq;
+        }
+    }
+
+    /// The user of `conv` left; whatever answer comes reaches nobody.
+    pub fn abandon(&mut self, conv: u32) {
+        self.conversation(conv).abandoned = true;
+    }
+
     fn violate(&mut self, index: usize, seq: u64, t_us: u64, actor: String, message: String) {
         if self.violations[index].is_none() {
             self.violations[index] = Some(Violation {
@@ -202,6 +224,9 @@ impl Observer {
             };
             let late = self.conversations.iter().enumerate().find_map(|(conv, account)| {
                 let started = account.started_at_us?;
+                if account.abandoned {
+                    return None; // nobody is waiting for this answer
+                }
                 let deadline = within_us.map(|w| started.saturating_add(w));
                 match (account.answered_at_us, deadline) {
                     (None, _) => Some((conv, account.start_seq, started, "was never answered".to_owned())),

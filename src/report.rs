@@ -51,6 +51,8 @@ pub struct Conversations {
     pub failed: u64,
     /// Never ended.
     pub unanswered: u64,
+    /// The user left before the answer (counted in the totals above too).
+    pub abandoned: u64,
 }
 
 /// A fault that fired.

@@ -14,6 +14,8 @@ use super::llm::{LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, Too
 use super::tool::ToolMsg;
 use super::user::{AnswerStatus, UserMsg};
 use super::{ConvId, Payload};
+use crate::faults::catalogue::FaultKind;
+use crate::faults::Injection;
 use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
 use crate::llm::mock;
 use crate::llm::tokens::estimate_tokens;
@@ -39,7 +41,7 @@ pub enum ReplyTo {
 }
 
 /// Messages an agent handles.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AgentMsg {
     /// A conversation (or a delegated sub-task of one) starts here.
     Start {
@@ -131,6 +133,22 @@ pub struct AgentBehavior {
     /// Virtual time of the turn being handled.
     now_us: u64,
     breaker: Breaker,
+}
+
+impl AgentMsg {
+    /// The conversation the message belongs to.
+    pub fn conv(&self) -> ConvId {
+        match self {
+            AgentMsg::Start { conv, .. }
+            | AgentMsg::LlmReply { conv, .. }
+            | AgentMsg::ToolResult { conv, .. }
+            | AgentMsg::DelegateResult { conv, .. }
+            | AgentMsg::CallTimeout { conv, .. }
+            | AgentMsg::RetryDue { conv }
+            | AgentMsg::ToolTimeout { conv, .. }
+            | AgentMsg::CallRejected { conv, .. } => *conv,
+        }
+    }
 }
 
 /// What came back from one outstanding step.
@@ -353,6 +371,8 @@ impl AgentBehavior {
                         _ => None,
                     };
                     match (problem, tool) {
+                        // A framework that keys calls by id runs one call per id; the rest vanish.
+                        (None, Some(_)) if state.pending_calls.iter().any(|(id, _)| *id == call.id) => {}
                         (None, Some(tool)) => {
                             state.pending_calls.push((call.id, name));
                             if let Some(timeout_us) = tool_timeout_us {
@@ -453,6 +473,84 @@ impl AgentBehavior {
         }
     }
 
+    /// Acts out a memory or user fault that fired on this message: the message or the agent's
+    /// memory of the conversation changes before the agent handles it.
+    fn suffer(&mut self, injection: Injection, msg: AgentMsg) -> AgentMsg {
+        let text = injection
+            .kind
+            .text(self.scenario.faults[injection.fault].params.text.as_deref())
+            .to_owned();
+        match (injection.kind, msg) {
+            (
+                FaultKind::UserInjection | FaultKind::UserContradiction,
+                AgentMsg::Start {
+                    conv,
+                    text: said,
+                    origin,
+                    reply_to,
+                    context_tokens,
+                },
+            ) => {
+                let said = Arc::from(format!("{said} {text}"));
+                AgentMsg::Start {
+                    conv,
+                    text: said,
+                    origin,
+                    reply_to,
+                    context_tokens,
+                }
+            }
+            (
+                FaultKind::MemoryMutate,
+                AgentMsg::ToolResult {
+                    conv, call_id, tool, ..
+                },
+            ) => {
+                // The result is stored wrongly: what the agent remembers is not what came back.
+                AgentMsg::ToolResult {
+                    conv,
+                    call_id,
+                    tool,
+                    output: Arc::from(text),
+                }
+            }
+            (
+                FaultKind::HandoffDropContext,
+                AgentMsg::Start {
+                    conv, origin, reply_to, ..
+                },
+            ) => AgentMsg::Start {
+                conv,
+                text: Arc::from(""),
+                origin,
+                reply_to,
+                context_tokens: 0,
+            },
+            (kind, msg) => {
+                if let Some(state) = self.conversations.get_mut(&msg.conv()) {
+                    match kind {
+                        FaultKind::MemoryTruncate => {
+                            state.context_tokens /= 2;
+                            state.last_tool_output = Arc::from("");
+                        }
+                        FaultKind::MemoryMutate => state.last_tool_output = Arc::from(text),
+                        FaultKind::MemoryReset => {
+                            state.turn = 1;
+                            state.tool_calls = 0;
+                            state.delegations = 0;
+                            state.results.clear();
+                            state.last_tool = Arc::from("");
+                            state.last_tool_output = Arc::from("");
+                            state.context_tokens = estimate_tokens(&state.user_text);
+                        }
+                        _ => {}
+                    }
+                }
+                msg
+            }
+        }
+    }
+
     /// Takes a conversation out if it is still waiting for model call `call_seq` (a timer for an
     /// earlier call is stale), and marks the call as no longer awaited.
     fn take_awaiting(&mut self, conv: ConvId, call_seq: u32) -> Option<Conversation> {
@@ -546,6 +644,10 @@ impl Behavior for AgentBehavior {
 
     fn handle(&mut self, context: &TurnContext, msg: AgentMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
         self.now_us = context.now_us;
+        let msg = match context.injection {
+            Some(injection) => self.suffer(injection, msg),
+            None => msg,
+        };
         match msg {
             AgentMsg::Start {
                 conv,

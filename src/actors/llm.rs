@@ -35,7 +35,7 @@ pub struct LlmRequest {
 }
 
 /// Messages an LLM handles.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum LlmMsg {
     Complete(Box<LlmRequest>),
 }
@@ -308,6 +308,13 @@ fn break_answer(
             };
             (ModelAnswer::ToolCalls(calls), finish, None)
         }
+        (FaultKind::LlmDuplicateToolCallIds, ModelAnswer::ToolCalls(mut calls)) => {
+            let first = calls.first().map_or(0, |c| c.id);
+            for call in &mut calls {
+                call.id = first;
+            }
+            (ModelAnswer::ToolCalls(calls), FinishReason::ToolCalls, None)
+        }
         (FaultKind::LlmTruncated, ModelAnswer::Text(text)) => {
             let cut: String = text.chars().take(text.chars().count() / 2).collect();
             (ModelAnswer::Text(Arc::from(cut)), FinishReason::Length, None)
@@ -348,13 +355,13 @@ impl Behavior for LlmBehavior {
             let (rpm, capacity) = (rpm as u64, spec.burst as u64 * REQUEST);
             let now_us = context.now_us;
             let (tokens, last_us) = self.bucket.unwrap_or((capacity, now_us));
-            let tokens = (tokens + (now_us - last_us).saturating_mul(rpm)).min(capacity);
+            let tokens = (tokens + now_us.saturating_sub(last_us).saturating_mul(rpm)).min(capacity);
             if tokens < REQUEST {
-                self.bucket = Some((tokens, now_us));
+                self.bucket = Some((tokens, now_us.max(last_us)));
                 let wait_us = (REQUEST - tokens).div_ceil(rpm);
                 return Some(spec.retry_after_header.then_some(wait_us));
             }
-            self.bucket = Some((tokens - REQUEST, now_us));
+            self.bucket = Some((tokens - REQUEST, now_us.max(last_us)));
             None
         });
         let reply = match injection {

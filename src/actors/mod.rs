@@ -23,7 +23,7 @@ use crate::scenario::Scenario;
 pub type ConvId = u32;
 
 /// Any message, tagged with the kind of actor it is for.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Payload {
     Agent(AgentMsg),
     Llm(LlmMsg),

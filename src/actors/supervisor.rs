@@ -14,7 +14,7 @@ use crate::kernel::{ActorIdx, Completion, Effect, Identity, Turn};
 use crate::scenario::Strategy;
 
 /// Messages a supervisor handles.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum SupervisorMsg {
     /// A child failed; `child_id` is its logical id, for the trace.
     ChildFailed {

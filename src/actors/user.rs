@@ -31,7 +31,7 @@ impl AnswerStatus {
 }
 
 /// Messages the user handles.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum UserMsg {
     /// The run starts.
     Begin,

@@ -26,7 +26,13 @@ pub enum MessageClass {
     LlmCall,
     /// A call to a tool.
     ToolCall,
-    /// Anything else.
+    /// A conversation's opening message, from the user to an agent.
+    UserOpening,
+    /// A handoff of a conversation to an agent.
+    Handoff,
+    /// Another message from one actor to another agent.
+    AgentMessage,
+    /// A timer (an actor's message to itself) or a message to the user.
     Other,
 }
 
@@ -67,6 +73,7 @@ impl FaultPlan {
     /// Decides for one delivery of a `class` message to `actor` at `now_us`; `received` counts
     /// this actor's deliveries, this one included. At most one fault fires per delivery: the
     /// first eligible one in scenario order.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_deliver(
         &mut self,
         now_us: u64,
@@ -74,6 +81,7 @@ impl FaultPlan {
         received: u64,
         class: MessageClass,
         text: Option<&str>,
+        (from_id, to_id): (&str, &str),
     ) -> Option<Injection> {
         let candidates = self.by_actor.get(actor.index())?;
         for &index in candidates {
@@ -82,6 +90,20 @@ impl FaultPlan {
                 Layer::Actor => true,
                 Layer::Provider | Layer::Content => class == MessageClass::LlmCall,
                 Layer::Tool => class == MessageClass::ToolCall,
+                Layer::Network => match &fault.params.peer {
+                    Some(peer) => {
+                        let (target, to, from) = (&fault.target, to_id, from_id);
+                        class != MessageClass::Other
+                            && ((glob_match(target, to) && glob_match(peer, from))
+                                || (glob_match(peer, to) && glob_match(target, from)))
+                    }
+                    None => class != MessageClass::Other,
+                },
+                Layer::User => class == MessageClass::UserOpening,
+                Layer::Memory => match fault.kind {
+                    FaultKind::HandoffDropContext => class == MessageClass::Handoff,
+                    _ => class != MessageClass::Other && class != MessageClass::UserOpening,
+                },
             };
             let trigger = &fault.trigger;
             if !eligible
@@ -117,9 +139,14 @@ impl FaultPlan {
 /// Whether `fault` can ever fire on the actor with this logical id.
 fn applies_to(fault: &Fault, id: &str) -> bool {
     let prefixes: &[&str] = match fault.kind.layer() {
-        Layer::Actor => &["agent:", "tool:", "llm:"],
+        Layer::Actor | Layer::Network => &["agent:", "tool:", "llm:"],
         Layer::Provider | Layer::Content => &["llm:"],
         Layer::Tool => &["tool:"],
+        Layer::Memory | Layer::User => &["agent:"],
     };
-    prefixes.iter().any(|p| id.starts_with(p)) && glob_match(&fault.target, id)
+    let target_side = prefixes.iter().any(|p| id.starts_with(p)) && glob_match(&fault.target, id);
+    // A partition cuts both ways: the peer's side receives nothing from the target either.
+    let peer_side =
+        fault.kind == FaultKind::NetworkPartition && fault.params.peer.as_deref().is_some_and(|p| glob_match(p, id));
+    target_side || peer_side
 }

@@ -12,10 +12,12 @@ use super::effect::{Completion, Effect};
 use super::envelope::{ActorIdx, Envelope};
 use super::queue::EventQueue;
 use super::RunError;
+use crate::actors::Origin;
 use crate::actors::{
     AgentBehavior, AgentMsg, Directory, LlmBehavior, LlmMsg, Payload, SupervisorActor, SupervisorMsg, SupervisorState,
     ToolBehavior, ToolMsg, UserBehavior, UserMsg,
 };
+use crate::faults::catalogue::FaultKind;
 use crate::faults::{FaultPlan, Injection, MessageClass};
 use crate::observer::Observer;
 use crate::report::{
@@ -179,7 +181,7 @@ impl Scheduler {
                     .observer
                     .conversations
                     .iter()
-                    .any(|c| c.started_at_us.is_some() && c.answered_at_us.is_none());
+                    .any(|c| c.started_at_us.is_some() && c.answered_at_us.is_none() && !c.abandoned);
                 return Ok(if unanswered {
                     (Outcome::Stalled, None)
                 } else {
@@ -209,15 +211,59 @@ impl Scheduler {
             let received = self.slots[to.index()].received;
 
             let class = match &envelope.payload {
+                _ if envelope.from == to => MessageClass::Other,
                 Payload::Llm(_) => MessageClass::LlmCall,
                 Payload::Tool(_) => MessageClass::ToolCall,
+                Payload::Agent(AgentMsg::Start {
+                    origin: Origin::User, ..
+                }) => MessageClass::UserOpening,
+                Payload::Agent(AgentMsg::Start {
+                    origin: Origin::Handoff(_),
+                    ..
+                }) => MessageClass::Handoff,
+                Payload::Agent(_) => MessageClass::AgentMessage,
                 _ => MessageClass::Other,
             };
+            let ids = (
+                &*self.slots[envelope.from.index()].logical_id,
+                &*self.slots[to.index()].logical_id,
+            );
             let injection = self
                 .faults
-                .on_deliver(self.now_us, to, received, class, envelope.payload.text());
+                .on_deliver(self.now_us, to, received, class, envelope.payload.text(), ids);
+            let mut turn_now_us = self.now_us;
             if let Some(fired) = injection {
                 self.trace_fault(seq, to, fired)?;
+                let params = &self.scenario.faults[fired.fault].params;
+                match fired.kind {
+                    // The network loses, holds back or repeats the message; the actor never knows.
+                    FaultKind::MessageDrop | FaultKind::NetworkPartition => {
+                        self.observer.on_lost(seq, self.now_us, &envelope);
+                        continue;
+                    }
+                    FaultKind::MessageDelay | FaultKind::MessageReorder => {
+                        let delay_us = match fired.kind {
+                            FaultKind::MessageDelay => params.latency_us.unwrap_or(5_000_000),
+                            _ => 0,
+                        };
+                        self.queue.push(self.now_us + delay_us, envelope);
+                        continue;
+                    }
+                    FaultKind::MessageDuplicate => {
+                        let copy = Envelope {
+                            payload: envelope.payload.clone(),
+                            ..envelope
+                        };
+                        self.queue.push(self.now_us, copy);
+                    }
+                    FaultKind::ClockSkew => turn_now_us += params.latency_us.unwrap_or(30_000_000),
+                    FaultKind::UserAbandon => {
+                        if let Payload::Agent(AgentMsg::Start { conv, .. }) = &envelope.payload {
+                            self.observer.abandon(*conv);
+                        }
+                    }
+                    _ => {}
+                }
             }
 
             self.trace_delivery(seq, &envelope)?;
@@ -227,7 +273,7 @@ impl Scheduler {
                     slots[a.index()].logical_id.to_string()
                 });
 
-            let turn_end = self.deliver(seq, envelope, injection).await?;
+            let turn_end = self.deliver(seq, turn_now_us, envelope, injection).await?;
             match turn_end {
                 TurnEnd::Acked(effects) => {
                     if let Some(limit) = self.apply(to, effects)? {
@@ -302,15 +348,18 @@ impl Scheduler {
     }
 
     /// Delivers one turn and waits for its completion.
+    /// Delivers one turn and waits for its completion. `now_us` is the time the actor sees
+    /// (skewed by `clock.skew`); effects are scheduled from the scheduler's own clock.
     async fn deliver(
         &mut self,
         seq: u64,
+        now_us: u64,
         envelope: Envelope,
         injection: Option<Injection>,
     ) -> Result<TurnEnd, RunError> {
         let to = envelope.to;
         let slot = &self.slots[to.index()];
-        let (now_us, from) = (self.now_us, envelope.from);
+        let from = envelope.from;
         macro_rules! turn {
             ($msg:expr) => {
                 Turn {
@@ -447,7 +496,7 @@ impl Scheduler {
                 }),
             };
             self.trace_delivery(turn_seq, &envelope)?;
-            let effects = match self.deliver(turn_seq, envelope, None).await? {
+            let effects = match self.deliver(turn_seq, now_us, envelope, None).await? {
                 TurnEnd::Acked(effects) => effects,
                 TurnEnd::Failed(e) => return Err(RunError::Internal(format!("supervisor failed: {e}"))),
             };
@@ -672,6 +721,7 @@ impl Scheduler {
                 max_turns,
                 failed,
                 unanswered: started.len() as u64 - answered - max_turns - failed,
+                abandoned: started.iter().filter(|c| c.abandoned).count() as u64,
             },
             effects: o.effects.clone(),
             faults: self.fault_log.clone(),

@@ -251,6 +251,7 @@ pub struct RawFault {
     pub latency: Option<Spanned<String>>,
     pub text: Option<Spanned<String>>,
     pub tool: Option<Spanned<String>>,
+    pub peer: Option<Spanned<String>>,
     /// Only on messages whose text contains this (a poisoned message).
     pub message_contains: Option<Spanned<String>>,
 }

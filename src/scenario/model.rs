@@ -341,6 +341,8 @@ pub struct FaultParams {
     pub latency_us: Option<u64>,
     pub text: Option<String>,
     pub tool: Option<String>,
+    /// `network.partition`: the other side.
+    pub peer: Option<String>,
 }
 
 /// A planned or probabilistic fault.

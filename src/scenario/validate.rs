@@ -1049,9 +1049,10 @@ impl Validator<'_> {
             return None;
         };
         let (prefixes, example): (&[&str], &str) = match kind.layer() {
-            Layer::Actor => (&["agent:", "tool:", "llm:"], "agent:NAME, tool:NAME or llm:NAME"),
+            Layer::Actor | Layer::Network => (&["agent:", "tool:", "llm:"], "agent:NAME, tool:NAME or llm:NAME"),
             Layer::Provider | Layer::Content => (&["llm:"], "llm:NAME"),
             Layer::Tool => (&["tool:"], "tool:NAME"),
+            Layer::Memory | Layer::User => (&["agent:"], "agent:NAME"),
         };
         let eligible: Vec<&String> = logical_ids
             .iter()
@@ -1173,6 +1174,19 @@ impl Validator<'_> {
             if check(self, "tool", t.span()) {
                 params.tool = Some(t.get_ref().clone());
             }
+        }
+        if let Some(p) = &raw.peer {
+            if check(self, "peer", p.span()) {
+                if !logical_ids.iter().any(|id| glob_match(p.get_ref(), id)) {
+                    self.error(p.span(), format!("partition peer \"{}\" matches no actor", p.get_ref()));
+                }
+                params.peer = Some(p.get_ref().clone());
+            }
+        } else if kind == FaultKind::NetworkPartition {
+            self.error(
+                raw.kind.span(),
+                "expected `peer = \"agent:NAME\"`: the other side of the partition",
+            );
         }
         Some(Fault {
             name: names[index].clone(),

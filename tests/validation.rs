@@ -60,7 +60,7 @@ macro_rules! bad_scenarios {
 
 bad_scenarios! {
     a_misspelt_key_is_rejected_with_a_did_you_mean:
-        "unknown-key-typo.toml" at "11:1" says ["unknown key `max_turn`", "did you mean `max_turns`?"];
+        "unknown-key-typo.toml" at "10:1" says ["unknown key `latncy`", "did you mean `latency`?"];
     a_table_without_a_required_key_names_the_missing_key:
         "missing-required-key.toml" at "5:1" says ["missing key `name`"];
     a_value_of_the_wrong_type_says_what_was_expected_and_found:

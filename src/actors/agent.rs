@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::bucket::TokenBucket;
 use super::directory::Directory;
 use super::llm::{LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolArgs, ToolRef, Usage};
 use super::tool::ToolMsg;
@@ -72,6 +73,8 @@ pub enum AgentMsg {
     RetryDue { conv: ConvId },
     /// Timer: tool call `call_id` has not answered within the agent's `tool_timeout`.
     ToolTimeout { conv: ConvId, call_id: u32 },
+    /// Timer: the agent's `deadline` for a conversation it took at `started_us` is over.
+    DeadlineDue { conv: ConvId, started_us: u64 },
     /// The agent's circuit breaker refused a model call (open, no fallback).
     CallRejected {
         conv: ConvId,
@@ -81,7 +84,7 @@ pub enum AgentMsg {
 }
 
 /// One conversation as this agent sees it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Conversation {
     user_text: Arc<str>,
     origin: Origin,
@@ -110,6 +113,8 @@ struct Conversation {
     current_llm: Option<LlmIdx>,
     /// The primary model failed for good; this step uses the fallback.
     on_fallback: bool,
+    /// When this agent took the conversation (for its `deadline`).
+    started_us: u64,
 }
 
 /// The state of an agent's circuit breaker on its primary model.
@@ -133,7 +138,17 @@ pub struct AgentBehavior {
     /// Virtual time of the turn being handled.
     now_us: u64,
     breaker: Breaker,
+    /// Conversations waiting for a free slot of the bulkhead, in arrival order.
+    waiting: std::collections::VecDeque<ConvId>,
+    /// The client-side rate limiter on model calls.
+    limiter: Option<TokenBucket>,
+    /// First attempts and retries of model calls, for the retry budget.
+    first_attempts: u64,
+    retries: u64,
 }
+
+/// A checkpoint of an agent's conversations (`persist = true`), handed to its next incarnation.
+pub type Checkpoint = Arc<dyn std::any::Any + Send + Sync>;
 
 impl AgentMsg {
     /// The conversation the message belongs to.
@@ -146,7 +161,8 @@ impl AgentMsg {
             | AgentMsg::CallTimeout { conv, .. }
             | AgentMsg::RetryDue { conv }
             | AgentMsg::ToolTimeout { conv, .. }
-            | AgentMsg::CallRejected { conv, .. } => *conv,
+            | AgentMsg::CallRejected { conv, .. }
+            | AgentMsg::DeadlineDue { conv, .. } => *conv,
         }
     }
 }
@@ -170,19 +186,30 @@ impl AgentBehavior {
         agent: AgentIdx,
         seed: u64,
         incarnation: u32,
+        restored: Option<Checkpoint>,
     ) -> AgentBehavior {
         let instruction_tokens = estimate_tokens(&scenario.agents[agent].instructions);
+        let limiter = scenario.agents[agent]
+            .rate_limit
+            .map(|(rpm, burst)| TokenBucket::new(rpm, burst));
+        let conversations = restored
+            .and_then(|c| c.downcast_ref::<BTreeMap<ConvId, Conversation>>().cloned())
+            .unwrap_or_default();
         let stream = RngStream::new(seed, &format!("agent:{}#{incarnation}", scenario.agents[agent].name));
         AgentBehavior {
             scenario,
             directory,
             agent,
             instruction_tokens,
-            conversations: BTreeMap::new(),
+            conversations,
             stream,
             next_call_id: 0,
             now_us: 0,
             breaker: Breaker::Closed { failures: 0 },
+            waiting: Default::default(),
+            limiter,
+            first_attempts: 0,
+            retries: 0,
         }
     }
 
@@ -211,6 +238,26 @@ impl AgentBehavior {
             self.on_reply(conv, reply, effects);
             return;
         };
+        if let Some(max) = spec.max_concurrent_calls {
+            // Bulkhead: wait for a free slot.
+            let in_flight = self.conversations.values().filter(|c| c.awaiting.is_some()).count();
+            if in_flight >= max as usize {
+                self.waiting.push_back(conv);
+                self.conversations.insert(conv, state);
+                return;
+            }
+        }
+        if let Some(limiter) = &mut self.limiter {
+            // Client-side rate limiter: wait for a token, without spending an attempt.
+            if let Err(wait_us) = limiter.take(self.now_us) {
+                effects.push(self.timer(wait_us, AgentMsg::RetryDue { conv }));
+                self.conversations.insert(conv, state);
+                return;
+            }
+        }
+        if state.attempt == 1 {
+            self.first_attempts += 1;
+        }
         state.call_seq += 1;
         state.awaiting = Some(state.call_seq);
         let target = match (self.breaker_allows(), spec.fallback) {
@@ -439,8 +486,12 @@ impl AgentBehavior {
     fn on_error(&mut self, conv: ConvId, mut state: Conversation, error: ProviderError, effects: &mut Vec<Effect>) {
         let spec = &self.scenario.agents[self.agent];
         let policy = spec.retry;
+        // Retry budget: retries may add at most `budget` × first attempts, plus 3.
+        let within_budget = policy
+            .and_then(|p| p.budget)
+            .is_none_or(|budget| (self.retries as f64) < 3.0 + budget * self.first_attempts as f64);
         let delay_us = match policy {
-            Some(policy) if error.retryable() && state.attempt < policy.attempts => retry_delay_us(
+            Some(policy) if error.retryable() && state.attempt < policy.attempts && within_budget => retry_delay_us(
                 &policy,
                 &error,
                 state.attempt,
@@ -451,6 +502,7 @@ impl AgentBehavior {
         };
         match delay_us {
             Some(delay_us) => {
+                self.retries += 1;
                 state.attempt += 1;
                 state.previous_delay_us = delay_us;
                 effects.push(self.timer(delay_us, AgentMsg::RetryDue { conv }));
@@ -547,6 +599,23 @@ impl AgentBehavior {
                     }
                 }
                 msg
+            }
+        }
+    }
+
+    /// Sends the calls that waited for the bulkhead, as slots free up.
+    fn release_waiting(&mut self, effects: &mut Vec<Effect>) {
+        let Some(max) = self.scenario.agents[self.agent].max_concurrent_calls else {
+            return;
+        };
+        while !self.waiting.is_empty() {
+            let in_flight = self.conversations.values().filter(|c| c.awaiting.is_some()).count();
+            if in_flight >= max as usize {
+                return;
+            }
+            let conv = self.waiting.pop_front().expect("not empty");
+            if let Some(state) = self.conversations.remove(&conv) {
+                self.step(conv, state, effects);
             }
         }
     }
@@ -680,7 +749,12 @@ impl Behavior for AgentBehavior {
                     previous_delay_us: 0,
                     current_llm: None,
                     on_fallback: false,
+                    started_us: self.now_us,
                 };
+                if let Some(deadline_us) = self.scenario.agents[self.agent].deadline_us {
+                    let started_us = self.now_us;
+                    effects.push(self.timer(deadline_us, AgentMsg::DeadlineDue { conv, started_us }));
+                }
                 self.step(conv, state, effects);
             }
             AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
@@ -715,6 +789,18 @@ impl Behavior for AgentBehavior {
                 };
                 self.on_error(conv, state, error, effects);
             }
+            AgentMsg::DeadlineDue { conv, started_us } => {
+                if self
+                    .conversations
+                    .get(&conv)
+                    .is_some_and(|s| s.started_us == started_us)
+                {
+                    let state = self.conversations.remove(&conv).expect("present above");
+                    self.waiting.retain(|c| *c != conv);
+                    let text = Arc::from("error: the conversation ran past the agent's deadline");
+                    effects.push(self.answer(conv, state.reply_to, text, AnswerStatus::Failed));
+                }
+            }
             AgentMsg::RetryDue { conv } => {
                 let Some(state) = self.conversations.remove(&conv) else {
                     return Ok(());
@@ -733,6 +819,11 @@ impl Behavior for AgentBehavior {
                 self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects);
             }
         }
+        self.release_waiting(effects);
+        if self.scenario.agents[self.agent].persist {
+            let checkpoint: Checkpoint = Arc::new(self.conversations.clone());
+            effects.push(Effect::Persist(checkpoint));
+        }
         Ok(())
     }
 }
@@ -750,6 +841,7 @@ mod tests {
             jitter,
             honor_retry_after: true,
             max_retry_after_us: 120_000_000,
+            budget: None,
         }
     }
 

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::agent::{AgentMsg, Origin};
+use super::bucket::TokenBucket;
 use super::directory::Directory;
 use super::{ConvId, Payload};
 use crate::faults::catalogue::{FaultKind, Layer};
@@ -226,12 +227,14 @@ pub struct LlmBehavior {
     seed: u64,
     incarnation: u32,
     callers: BTreeMap<AgentIdx, (RngStream, u32)>,
-    /// The provider's rate-limit bucket: (tokens in 1/60,000,000 of a request, last refill time).
-    bucket: Option<(u64, u64)>,
+    /// The provider's rate limit, when the model has one.
+    bucket: Option<TokenBucket>,
 }
 
 impl LlmBehavior {
     pub fn new(scenario: Arc<Scenario>, directory: Directory, llm: LlmIdx, seed: u64, incarnation: u32) -> LlmBehavior {
+        let spec = &scenario.llms[llm];
+        let bucket = spec.rpm.map(|rpm| TokenBucket::new(rpm, spec.burst));
         LlmBehavior {
             scenario,
             directory,
@@ -239,7 +242,7 @@ impl LlmBehavior {
             seed,
             incarnation,
             callers: BTreeMap::new(),
-            bucket: None,
+            bucket,
         }
     }
 }
@@ -349,21 +352,14 @@ impl Behavior for LlmBehavior {
         });
         let injection = context.injection.map(|i| (i.kind, &scenario.faults[i.fault].params));
         let overflow = request.input_tokens as u64 > spec.context_window_tokens;
-        let throttled = spec.rpm.and_then(|rpm| {
-            // A token bucket in virtual time; one request costs a minute's worth of µs per rpm.
-            const REQUEST: u64 = 60_000_000;
-            let (rpm, capacity) = (rpm as u64, spec.burst as u64 * REQUEST);
-            let now_us = context.now_us;
-            let (tokens, last_us) = self.bucket.unwrap_or((capacity, now_us));
-            let tokens = (tokens + now_us.saturating_sub(last_us).saturating_mul(rpm)).min(capacity);
-            if tokens < REQUEST {
-                self.bucket = Some((tokens, now_us.max(last_us)));
-                let wait_us = (REQUEST - tokens).div_ceil(rpm);
-                return Some(spec.retry_after_header.then_some(wait_us));
-            }
-            self.bucket = Some((tokens - REQUEST, now_us.max(last_us)));
-            None
-        });
+        // A refused request carries retry-after (if the provider sends it): until a token is back.
+        let throttled = match &mut self.bucket {
+            Some(bucket) => bucket
+                .take(context.now_us)
+                .err()
+                .map(|wait_us| spec.retry_after_header.then_some(wait_us)),
+            None => None,
+        };
         let reply = match injection {
             Some((kind, params)) if kind.layer() == Layer::Provider => {
                 let (error, default_latency_us) = provider_error(kind, params.retry_after_us);

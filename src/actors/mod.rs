@@ -2,6 +2,7 @@
 //! supervisors. Each kind has one message enum; [`Payload`] wraps them for the scheduler's queue.
 
 pub mod agent;
+pub mod bucket;
 pub mod directory;
 pub mod llm;
 pub mod supervisor;
@@ -110,6 +111,7 @@ impl Payload {
                 write!(out, "call_timeout conv={conv} call={call_seq}")
             }
             Payload::Agent(AgentMsg::RetryDue { conv }) => write!(out, "retry_due conv={conv}"),
+            Payload::Agent(AgentMsg::DeadlineDue { conv, .. }) => write!(out, "deadline conv={conv}"),
             Payload::Agent(AgentMsg::CallRejected {
                 conv,
                 call_seq,

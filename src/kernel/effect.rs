@@ -20,6 +20,8 @@ pub enum Effect {
         name: std::sync::Arc<str>,
         times: u32,
     },
+    /// A checkpoint of the actor's state, handed to its next incarnation (`persist = true`).
+    Persist(crate::actors::agent::Checkpoint),
     /// Supervisors only: restart these children (actors or whole supervisor subtrees), in order.
     Restart { children: Vec<ActorIdx> },
     /// Supervisors only: give up and pass the failure to the parent supervisor.

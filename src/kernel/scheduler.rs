@@ -59,6 +59,10 @@ struct Slot {
     /// For supervisors: children in start order.
     children: Vec<ActorIdx>,
     received: u64,
+    /// The last checkpoint of a `persist = true` agent, for its next incarnation.
+    checkpoint: Option<crate::actors::agent::Checkpoint>,
+    /// A restarted actor is down until then (its supervisor's restart backoff).
+    down_until_us: u64,
 }
 
 /// How a turn ended, from the scheduler's side.
@@ -199,6 +203,12 @@ impl Scheduler {
                     Outcome::LimitExceeded,
                     Some(format!("max_events ({})", self.limits.max_events)),
                 ));
+            }
+            let down_until_us = self.slots[event.envelope.to.index()].down_until_us;
+            if event.at_us < down_until_us {
+                // The receiver is down (restart backoff): the message waits in its mailbox.
+                self.queue.push(down_until_us, event.envelope);
+                continue;
             }
             self.now_us = event.at_us;
             self.events += 1;
@@ -415,6 +425,7 @@ impl Scheduler {
     fn apply(&mut self, from: ActorIdx, effects: Vec<Effect>) -> Result<Option<String>, RunError> {
         for effect in effects {
             match effect {
+                Effect::Persist(checkpoint) => self.slots[from.index()].checkpoint = Some(checkpoint),
                 Effect::Send { to, delay_us, payload } => {
                     if self.queue.len() as u64 >= self.limits.max_queue_len {
                         return Ok(Some(format!("max_queue_len ({})", self.limits.max_queue_len)));
@@ -521,6 +532,7 @@ impl Scheduler {
                         ));
                         child = supervisor;
                     }
+                    Effect::Persist(_) => {}
                     Effect::Send { .. } | Effect::SideEffect { .. } => {
                         return Err(RunError::Internal("a supervisor sent a message".to_owned()))
                     }
@@ -545,6 +557,8 @@ impl Scheduler {
         for idx in order {
             let slot = &mut self.slots[idx.index()];
             slot.incarnation += 1;
+            slot.down_until_us =
+                self.now_us + self.scenario.supervisors[self.directory.locate(supervisor).1].restart_backoff_us;
             slot.handle = None;
             let (logical_id, incarnation) = (slot.logical_id.clone(), slot.incarnation);
             self.spawn(idx).await?;
@@ -618,7 +632,7 @@ impl Scheduler {
                 start(
                     SimActor::default(),
                     (
-                        AgentBehavior::new(scenario, directory, index, seed, incarnation),
+                        AgentBehavior::new(scenario, directory, index, seed, incarnation, slot.checkpoint.clone()),
                         identity,
                     ),
                     parent,
@@ -763,6 +777,8 @@ fn build_slots(scenario: &Scenario, directory: &Directory) -> Vec<Slot> {
                 supervisor: None,
                 children: Vec::new(),
                 received: 0,
+                checkpoint: None,
+                down_until_us: 0,
             }
         })
         .collect();

@@ -128,8 +128,24 @@ pub struct RawAgent {
     pub circuit_breaker: Option<Spanned<RawBreaker>>,
     /// Model to use when the primary fails for good or its breaker is open.
     pub fallback: Option<Spanned<String>>,
+    /// Overall time a conversation may spend with this agent.
+    pub deadline: Option<Spanned<String>>,
+    /// Bulkhead: model calls in flight at once; more wait their turn.
+    pub max_concurrent_calls: Option<Spanned<u32>>,
+    /// Client-side rate limiter on model calls: `{ rpm = 60, burst = 10 }`.
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+    /// Conversations survive a restart (the agent checkpoints them every turn).
+    pub persist: Option<bool>,
     #[serde(default)]
     pub behavior: Vec<Spanned<RawRule>>,
+}
+
+/// `rate_limit = { rpm = 60, burst = 10 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub rpm: Spanned<u32>,
+    pub burst: Option<Spanned<u32>>,
 }
 
 /// `retry = { attempts = 3, backoff = "exponential", base = "500ms", max = "8s", jitter = "full",
@@ -144,6 +160,8 @@ pub struct RawRetry {
     pub jitter: Option<Spanned<String>>,
     pub honor_retry_after: Option<bool>,
     pub max_retry_after: Option<Spanned<String>>,
+    /// Retry budget: retries may add at most this fraction of extra calls (plus 3).
+    pub budget: Option<Spanned<f64>>,
 }
 
 /// `circuit_breaker = { failures = 5, cool_down = "30s" }`.
@@ -207,6 +225,8 @@ pub struct RawSupervisor {
     pub strategy: Option<Spanned<String>>,
     pub max_restarts: Option<Spanned<u32>>,
     pub within: Option<Spanned<String>>,
+    /// How long a restarted child stays down; messages for it wait.
+    pub restart_backoff: Option<Spanned<String>>,
     #[serde(default)]
     pub children: Vec<Spanned<String>>,
 }

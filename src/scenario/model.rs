@@ -129,6 +129,14 @@ pub struct Agent {
     pub circuit_breaker: Option<BreakerPolicy>,
     /// Used when the primary model fails for good or its breaker is open.
     pub fallback: Option<LlmIdx>,
+    /// Overall time a conversation may spend with this agent before it fails.
+    pub deadline_us: Option<u64>,
+    /// Bulkhead: model calls in flight at once.
+    pub max_concurrent_calls: Option<u32>,
+    /// Client-side limiter on model calls: (requests per minute, burst).
+    pub rate_limit: Option<(u32, u32)>,
+    /// Conversations survive a restart.
+    pub persist: bool,
     /// Rules the mock model follows for this agent, first match wins.
     pub behavior: Vec<Rule>,
 }
@@ -156,7 +164,7 @@ pub enum Jitter {
 }
 
 /// Retry policy for an agent's model calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first one included.
     pub attempts: u32,
@@ -168,6 +176,8 @@ pub struct RetryPolicy {
     pub honor_retry_after: bool,
     /// A longer `retry-after` than this gives up instead (the OpenAI SDK's rule).
     pub max_retry_after_us: u64,
+    /// Retries may add at most this fraction of extra calls, plus 3 (`None`: no budget).
+    pub budget: Option<f64>,
 }
 
 /// Circuit breaker on an agent's model calls: after `failures` failures in a row it opens and
@@ -290,6 +300,8 @@ pub struct Supervisor {
     pub strategy: Strategy,
     pub max_restarts: u32,
     pub within_us: u64,
+    /// How long a restarted child stays down; messages for it wait until it is back.
+    pub restart_backoff_us: u64,
     pub children: Vec<Child>,
     pub parent: Option<SupervisorIdx>,
 }

@@ -478,6 +478,22 @@ impl Validator<'_> {
                 .fallback
                 .as_ref()
                 .and_then(|f| self.resolve(llms, f, &format!("agent \"{name}\" (fallback)"))),
+            deadline_us: raw.deadline.as_ref().map(|d| self.duration(d)),
+            max_concurrent_calls: raw.max_concurrent_calls.as_ref().map(|m| {
+                if *m.get_ref() == 0 {
+                    self.error(m.span(), "expected max_concurrent_calls of at least 1, found 0");
+                }
+                (*m.get_ref()).max(1)
+            }),
+            rate_limit: raw.rate_limit.as_ref().map(|r| {
+                let r = r.get_ref();
+                let rpm = (*r.rpm.get_ref()).max(1);
+                (
+                    rpm,
+                    r.burst.as_ref().map_or((rpm / 6).max(1), |b| (*b.get_ref()).max(1)),
+                )
+            }),
+            persist: raw.persist.unwrap_or(false),
             behavior,
         }
     }
@@ -532,6 +548,16 @@ impl Validator<'_> {
             jitter,
             honor_retry_after: r.honor_retry_after.unwrap_or(true),
             max_retry_after_us: r.max_retry_after.as_ref().map_or(120_000_000, |m| self.duration(m)),
+            budget: r.budget.as_ref().map(|b| {
+                let value = *b.get_ref();
+                if !(0.0..=10.0).contains(&value) {
+                    self.error(
+                        b.span(),
+                        format!("expected a retry budget between 0 and 10 (a fraction of calls), found {value}"),
+                    );
+                }
+                value
+            }),
         }
     }
 
@@ -732,6 +758,7 @@ impl Validator<'_> {
                     strategy: Strategy::OneForOne,
                     max_restarts: DEFAULT_MAX_RESTARTS,
                     within_us: DEFAULT_WITHIN_US,
+                    restart_backoff_us: 0,
                     children: Vec::new(),
                     parent: None,
                 },
@@ -754,6 +781,7 @@ impl Validator<'_> {
                         strategy,
                         max_restarts: s.max_restarts.as_ref().map_or(DEFAULT_MAX_RESTARTS, |m| *m.get_ref()),
                         within_us: s.within.as_ref().map_or(DEFAULT_WITHIN_US, |w| self.duration(w)),
+                        restart_backoff_us: s.restart_backoff.as_ref().map_or(0, |b| self.duration(b)),
                         children: Vec::new(),
                         parent: None,
                     }

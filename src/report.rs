@@ -93,6 +93,8 @@ pub struct RunReport {
     pub scenario: String,
     pub scenario_hash: String,
     pub seed: u64,
+    /// The fault profile this seed ran under (swarm testing), if the scenario has profiles.
+    pub profile: Option<String>,
     pub outcome: Outcome,
     /// For `limit_exceeded`, the limit; for `escalated`, the failure.
     pub outcome_detail: Option<String>,
@@ -134,6 +136,9 @@ impl RunReport {
             "agentsim {} · {} · seed {}\n",
             self.agentsim_version, self.scenario, self.seed
         ));
+        if let Some(profile) = &self.profile {
+            line(&mut out, "profile", profile.clone());
+        }
         let outcome = match &self.outcome_detail {
             Some(detail) => format!("{} ({detail})", self.outcome.name()),
             None => self.outcome.name().to_owned(),

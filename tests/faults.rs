@@ -731,3 +731,54 @@ fn an_abandoned_conversation_is_counted_and_nobody_waits_for_it() {
     assert_eq!(output.report.conversations.abandoned, 1);
     assert_eq!(output.report.outcome, agentsim::report::Outcome::Completed);
 }
+
+#[test]
+fn each_seed_picks_a_fault_profile_and_only_that_profile_s_faults_fire() {
+    let faults = r#"
+[[fault]]
+kind = "llm.rate_limit"
+target = "llm:gpt"
+probability = 0.5
+retry_after = "1s"
+
+[[fault]]
+kind = "tool.error"
+target = "tool:lookup"
+probability = 0.5
+
+[[profile]]
+name = "calm"
+faults = []
+
+[[profile]]
+name = "provider-trouble"
+weight = 2
+faults = ["llm.*"]
+scale = 2.0
+"#;
+    let scenario = parse(&design(RETRY_NO_JITTER, faults));
+    let mut seen = std::collections::BTreeMap::new();
+    for seed in 0..30 {
+        let output = run_in_memory(&scenario, seed, Flavor::CurrentThread);
+        let profile = output.report.profile.clone().expect("a profile is picked");
+        let kinds: Vec<String> = output.report.faults.iter().map(|f| f.kind.clone()).collect();
+        match profile.as_str() {
+            "calm" => assert!(kinds.is_empty(), "seed {seed}: {kinds:?}"),
+            "provider-trouble" => {
+                assert!(kinds.iter().all(|k| k == "llm.rate_limit"), "seed {seed}: {kinds:?}");
+                // Scaled from 0.5 to certainty: the first call is always limited.
+                assert!(!kinds.is_empty(), "seed {seed}");
+            }
+            other => panic!("unknown profile {other}"),
+        }
+        let again = run_in_memory(&scenario, seed, Flavor::CurrentThread);
+        assert_eq!(
+            again.report.profile,
+            Some(profile.clone()),
+            "the seed decides the profile"
+        );
+        *seen.entry(profile).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "both profiles are explored: {seen:?}");
+    assert!(seen["provider-trouble"] > seen["calm"], "weights count: {seen:?}");
+}

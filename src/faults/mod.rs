@@ -9,7 +9,7 @@ pub mod catalogue;
 
 use crate::kernel::{number_duplicates, ActorIdx, RngStream};
 use crate::scenario::validate::glob_match;
-use crate::scenario::{Fault, FaultKind};
+use crate::scenario::{Fault, FaultKind, Probability, Profile, Scenario};
 use catalogue::Layer;
 
 /// A stable name per fault, also its random stream's name: its `name`, or `KIND@TARGET` with
@@ -17,6 +17,21 @@ use catalogue::Layer;
 /// rename a fault.
 pub fn stream_names_raw(faults: impl Iterator<Item = (Option<String>, String, String)>) -> Vec<String> {
     number_duplicates(faults.map(|(name, kind, target)| name.unwrap_or_else(|| format!("{kind}@{target}"))))
+}
+
+/// The profile a seed runs under: a weighted draw from the `profiles` stream, or none when the
+/// scenario has no profiles.
+pub fn pick_profile(scenario: &Scenario, seed: u64) -> Option<&Profile> {
+    let total: u64 = scenario.profiles.iter().map(|p| p.weight as u64).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut ticket = RngStream::new(seed, "profiles").below(total);
+    scenario.profiles.iter().find(|p| {
+        let hit = ticket < p.weight as u64;
+        ticket = ticket.saturating_sub(p.weight as u64);
+        hit
+    })
 }
 
 /// What kind of message a delivery carries, as far as fault eligibility goes.
@@ -54,7 +69,27 @@ pub struct FaultPlan {
 
 impl FaultPlan {
     /// Builds the plan; `logical_ids[i]` is the id of actor `i`.
-    pub fn new(faults: &[Fault], seed: u64, logical_ids: &[String]) -> FaultPlan {
+    pub fn new(faults: &[Fault], profile: Option<&Profile>, seed: u64, logical_ids: &[String]) -> FaultPlan {
+        // Swarm testing: under a profile, only its faults are on, with scaled probabilities.
+        let faults: Vec<Fault> = match profile {
+            None => faults.to_vec(),
+            Some(profile) => faults
+                .iter()
+                .map(|fault| {
+                    let mut fault = fault.clone();
+                    if profile.faults.iter().any(|pattern| glob_match(pattern, &fault.name)) {
+                        fault.trigger.probability = fault
+                            .trigger
+                            .probability
+                            .map(|p| Probability::from_f64((p.as_f64() * profile.scale).min(1.0)));
+                    } else {
+                        fault.trigger.count = Some(0);
+                    }
+                    fault
+                })
+                .collect(),
+        };
+        let faults = &faults[..];
         let by_actor = logical_ids
             .iter()
             .map(|id| (0..faults.len()).filter(|i| applies_to(&faults[*i], id)).collect())

@@ -94,6 +94,8 @@ pub struct Scheduler {
     failure_log: Vec<FailureRecord>,
     restart_log: Vec<RestartRecord>,
     replay_command: String,
+    /// The fault profile this seed runs under, if the scenario has profiles.
+    profile_name: Option<String>,
 }
 
 impl Scheduler {
@@ -102,7 +104,9 @@ impl Scheduler {
         let directory = Directory::new(&scenario);
         let slots = build_slots(&scenario, &directory);
         let logical_ids: Vec<String> = slots.iter().map(|s| s.logical_id.to_string()).collect();
-        let faults = FaultPlan::new(&scenario.faults, seed, &logical_ids);
+        let profile = crate::faults::pick_profile(&scenario, seed);
+        let profile_name = profile.map(|p| p.name.clone());
+        let faults = FaultPlan::new(&scenario.faults, profile, seed, &logical_ids);
         let (completions_tx, completions_rx) = unbounded_channel();
         Scheduler {
             observer: Observer::new(&scenario),
@@ -125,6 +129,7 @@ impl Scheduler {
             failure_log: Vec::new(),
             restart_log: Vec::new(),
             replay_command,
+            profile_name,
         }
     }
 
@@ -173,6 +178,14 @@ impl Scheduler {
                 .u64("max_events", self.limits.max_events)
                 .u64("max_virtual_time_us", self.limits.max_virtual_time_us)
                 .u64("max_queue_len", self.limits.max_queue_len)
+                .raw(
+                    "profile",
+                    &self.profile_name.as_deref().map_or("null".to_owned(), |p| {
+                        let mut quoted = Vec::new();
+                        crate::trace::escape_json_into(p, &mut quoted);
+                        String::from_utf8_lossy(&quoted).into_owned()
+                    }),
+                )
                 .raw("cassette", "null");
         })?;
         Ok(())
@@ -713,6 +726,7 @@ impl Scheduler {
             scenario: self.scenario.name.clone(),
             scenario_hash: self.scenario.source_hash.clone(),
             seed: self.seed,
+            profile: self.profile_name.clone(),
             outcome,
             outcome_detail,
             digest,

@@ -24,7 +24,23 @@ pub struct RawScenario {
     #[serde(default)]
     pub fault: Vec<Spanned<RawFault>>,
     #[serde(default)]
+    pub profile: Vec<Spanned<RawProfile>>,
+    #[serde(default)]
     pub invariant: Vec<Spanned<RawInvariant>>,
+}
+
+/// `[[profile]]`: a fault profile for swarm testing; each seed picks one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub name: Spanned<String>,
+    /// Relative chance of being picked (default 1).
+    pub weight: Option<Spanned<u32>>,
+    /// Fault names (globs) that are on under this profile.
+    #[serde(default)]
+    pub faults: Vec<Spanned<String>>,
+    /// Multiplier on the probabilities of the faults that are on (default 1).
+    pub scale: Option<Spanned<f64>>,
 }
 
 /// `[scenario]`: name, default seed and run limits.

@@ -26,6 +26,8 @@ pub struct Scenario {
     pub supervisors: Vec<Supervisor>,
     pub traffic: Vec<Traffic>,
     pub faults: Vec<Fault>,
+    /// Fault profiles (swarm testing); empty: every fault is on.
+    pub profiles: Vec<Profile>,
     pub invariants: Vec<Invariant>,
     /// BLAKE3 of the file's bytes, hex.
     pub source_hash: String,
@@ -367,6 +369,16 @@ pub struct Fault {
     pub target: String,
     pub trigger: Trigger,
     pub params: FaultParams,
+}
+
+/// A fault profile: which faults are on, and how much more (or less) often they fire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub weight: u32,
+    /// Globs over fault names.
+    pub faults: Vec<String>,
+    pub scale: f64,
 }
 
 /// The scope an invariant counts over.

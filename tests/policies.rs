@@ -152,3 +152,17 @@ fn a_retry_budget_caps_retries_across_the_whole_agent() {
         "a zero budget still allows the first 3 retries"
     );
 }
+
+#[test]
+fn a_tokens_per_minute_limiter_holds_calls_until_their_tokens_refill() {
+    // "x" opens with 1 token; 60 tokens a minute refill one a second, and the bucket holds 10.
+    // Each call asks for its input tokens (1 here): three calls fit at once.
+    let (fits, records) = run(&design("100ms", "rate_limit = { tpm = 60 }", THREE_AT_ONCE, ""));
+    assert_eq!(times(&records, "complete"), [0, 0, 0]);
+    assert_eq!(fits.report.conversations.answered, 3);
+    // With long instructions each call asks for 11 tokens, more than the bucket holds: it takes
+    // a full bucket (10), so calls go one per ten seconds.
+    let long = format!("instructions = \"{}\"\nrate_limit = {{ tpm = 60 }}", "word ".repeat(8));
+    let (_, records) = run(&design("100ms", &long, THREE_AT_ONCE, ""));
+    assert_eq!(times(&records, "complete"), [0, 10_000_000, 20_000_000]);
+}

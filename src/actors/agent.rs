@@ -140,8 +140,9 @@ pub struct AgentBehavior {
     breaker: Breaker,
     /// Conversations waiting for a free slot of the bulkhead, in arrival order.
     waiting: std::collections::VecDeque<ConvId>,
-    /// The client-side rate limiter on model calls.
+    /// The client-side rate limiters on model calls: requests, and tokens.
     limiter: Option<TokenBucket>,
+    token_limiter: Option<TokenBucket>,
     /// First attempts and retries of model calls, for the retry budget.
     first_attempts: u64,
     retries: u64,
@@ -189,9 +190,13 @@ impl AgentBehavior {
         restored: Option<Checkpoint>,
     ) -> AgentBehavior {
         let instruction_tokens = estimate_tokens(&scenario.agents[agent].instructions);
-        let limiter = scenario.agents[agent]
-            .rate_limit
+        let limits = scenario.agents[agent].rate_limit;
+        let limiter = limits
+            .and_then(|l| l.rpm)
             .map(|(rpm, burst)| TokenBucket::new(rpm, burst));
+        let token_limiter = limits
+            .and_then(|l| l.tpm)
+            .map(|tpm| TokenBucket::new(tpm, (tpm / 6).max(1)));
         let conversations = restored
             .and_then(|c| c.downcast_ref::<BTreeMap<ConvId, Conversation>>().cloned())
             .unwrap_or_default();
@@ -208,6 +213,7 @@ impl AgentBehavior {
             breaker: Breaker::Closed { failures: 0 },
             waiting: Default::default(),
             limiter,
+            token_limiter,
             first_attempts: 0,
             retries: 0,
         }
@@ -247,13 +253,11 @@ impl AgentBehavior {
                 return;
             }
         }
-        if let Some(limiter) = &mut self.limiter {
-            // Client-side rate limiter: wait for a token, without spending an attempt.
-            if let Err(wait_us) = limiter.take(self.now_us) {
-                effects.push(self.timer(wait_us, AgentMsg::RetryDue { conv }));
-                self.conversations.insert(conv, state);
-                return;
-            }
+        // Client-side rate limiters: wait for a token, without spending an attempt.
+        if let Some(wait_us) = self.limiter_wait(&state) {
+            effects.push(self.timer(wait_us, AgentMsg::RetryDue { conv }));
+            self.conversations.insert(conv, state);
+            return;
         }
         if state.attempt == 1 {
             self.first_attempts += 1;
@@ -601,6 +605,20 @@ impl AgentBehavior {
                 msg
             }
         }
+    }
+
+    /// How long a model call must wait for the client-side limiters, if at all. The token
+    /// bucket is asked first, so a call waiting for tokens does not use up a request slot.
+    fn limiter_wait(&mut self, state: &Conversation) -> Option<u64> {
+        let input_tokens = self.instruction_tokens.saturating_add(state.context_tokens) as u64;
+        if let Some(tokens) = &mut self.token_limiter {
+            if let Err(wait_us) = tokens.take_n(self.now_us, input_tokens) {
+                return Some(wait_us);
+            }
+        }
+        self.limiter
+            .as_mut()
+            .and_then(|requests| requests.take(self.now_us).err())
     }
 
     /// Sends the calls that waited for the bulkhead, as slots free up.

@@ -27,13 +27,20 @@ impl TokenBucket {
 
     /// Takes one request's token at `now_us`, or says how long until one is there.
     pub fn take(&mut self, now_us: u64) -> Result<(), u64> {
+        self.take_n(now_us, 1)
+    }
+
+    /// Takes `n` tokens at once (a request of `n` model tokens), or says how long until they are
+    /// there. More than the bucket holds is capped at a full bucket, so it passes eventually.
+    pub fn take_n(&mut self, now_us: u64, n: u64) -> Result<(), u64> {
         let elapsed_us = now_us.saturating_sub(self.last_us);
         self.tokens = (self.tokens + elapsed_us.saturating_mul(self.per_minute)).min(self.capacity);
         self.last_us = self.last_us.max(now_us);
-        if self.tokens < REQUEST {
-            return Err((REQUEST - self.tokens).div_ceil(self.per_minute));
+        let cost = n.max(1).saturating_mul(REQUEST).min(self.capacity);
+        if self.tokens < cost {
+            return Err((cost - self.tokens).div_ceil(self.per_minute));
         }
-        self.tokens -= REQUEST;
+        self.tokens -= cost;
         Ok(())
     }
 }

@@ -160,8 +160,10 @@ pub struct RawAgent {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
-    pub rpm: Spanned<u32>,
+    pub rpm: Option<Spanned<u32>>,
     pub burst: Option<Spanned<u32>>,
+    /// Model tokens per minute (input tokens of the requests).
+    pub tpm: Option<Spanned<u32>>,
 }
 
 /// `retry = { attempts = 3, backoff = "exponential", base = "500ms", max = "8s", jitter = "full",

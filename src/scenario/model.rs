@@ -135,8 +135,8 @@ pub struct Agent {
     pub deadline_us: Option<u64>,
     /// Bulkhead: model calls in flight at once.
     pub max_concurrent_calls: Option<u32>,
-    /// Client-side limiter on model calls: (requests per minute, burst).
-    pub rate_limit: Option<(u32, u32)>,
+    /// Client-side limiter on model calls.
+    pub rate_limit: Option<RateLimit>,
     /// Conversations survive a restart.
     pub persist: bool,
     /// Rules the mock model follows for this agent, first match wins.
@@ -188,6 +188,14 @@ pub struct RetryPolicy {
 pub struct BreakerPolicy {
     pub failures: u32,
     pub cool_down_us: u64,
+}
+
+/// A client-side rate limiter: requests per minute (with a burst) and/or tokens per minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub rpm: Option<(u32, u32)>,
+    /// Tokens per minute; the bucket holds a sixth of a minute's worth.
+    pub tpm: Option<u32>,
 }
 
 /// One mock-model rule.

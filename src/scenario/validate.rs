@@ -487,13 +487,25 @@ impl Validator<'_> {
                 }
                 (*m.get_ref()).max(1)
             }),
-            rate_limit: raw.rate_limit.as_ref().map(|r| {
-                let r = r.get_ref();
-                let rpm = (*r.rpm.get_ref()).max(1);
-                (
+            rate_limit: raw.rate_limit.as_ref().map(|spanned| {
+                let r = spanned.get_ref();
+                if r.rpm.is_none() && r.tpm.is_none() {
+                    self.error(
+                        spanned.span(),
+                        "expected `rpm = N` (requests per minute) and/or `tpm = N` (tokens per minute)",
+                    );
+                }
+                let rpm = r.rpm.as_ref().map(|rpm| {
+                    let rpm = (*rpm.get_ref()).max(1);
+                    (
+                        rpm,
+                        r.burst.as_ref().map_or((rpm / 6).max(1), |b| (*b.get_ref()).max(1)),
+                    )
+                });
+                RateLimit {
                     rpm,
-                    r.burst.as_ref().map_or((rpm / 6).max(1), |b| (*b.get_ref()).max(1)),
-                )
+                    tpm: r.tpm.as_ref().map(|t| (*t.get_ref()).max(1)),
+                }
             }),
             persist: raw.persist.unwrap_or(false),
             behavior,

@@ -86,6 +86,17 @@ pub struct ProviderError {
 }
 
 impl ProviderError {
+    /// The rate-limit header a real provider sends with this error, already at zero.
+    pub fn exhausted_header(&self) -> Option<&'static str> {
+        match (self.status, self.error_type) {
+            (429, "requests") => Some("x-ratelimit-remaining-requests"),
+            (429, "tokens") => Some("x-ratelimit-remaining-tokens"),
+            _ => None,
+        }
+    }
+}
+
+impl ProviderError {
     /// Whether clients retry it: 408, 409, 429 (not quota) and 5xx, as the OpenAI SDK does.
     pub fn retryable(&self) -> bool {
         match self.status {
@@ -199,8 +210,11 @@ impl ModelReply {
             }
             ModelAnswer::Error(e) => {
                 let _ = write!(out, "error={} {} {}", e.status, e.error_type, e.code);
-                match e.retry_after_us {
-                    Some(us) => write!(out, " retry_after_us={us}"),
+                if let Some(us) = e.retry_after_us {
+                    let _ = write!(out, " retry_after_us={us}");
+                }
+                match e.exhausted_header() {
+                    Some(header) => write!(out, " {header}=0"),
                     None => Ok(()),
                 }
             }

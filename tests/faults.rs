@@ -129,6 +129,7 @@ fn rate_limit_with_retry_after_delays_the_retry_by_exactly_that_long() {
         error.contains("error=429 requests rate_limit_exceeded retry_after_us=2000000"),
         "{error}"
     );
+    assert!(error.contains("x-ratelimit-remaining-requests=0"), "{error}");
     assert_eq!(*error_at_us, 30_000, "a 429 comes back fast (30 ms by default)");
     let calls = deliveries(&records, "complete");
     assert_eq!(

@@ -783,3 +783,37 @@ scale = 2.0
     assert_eq!(seen.len(), 2, "both profiles are explored: {seen:?}");
     assert!(seen["provider-trouble"] > seen["calm"], "weights count: {seen:?}");
 }
+
+#[test]
+fn each_malformed_mode_breaks_the_arguments_its_own_way() {
+    let fault = |mode: &str| {
+        format!(
+            "[[fault]]\nkind = \"llm.malformed_tool_args\"\ntarget = \"llm:gpt\"\non_message = 2\nmode = \"{mode}\""
+        )
+    };
+    let pay_invokes = |records: &[Value]| {
+        deliveries(records, "invoke")
+            .into_iter()
+            .filter(|(_, m)| m.contains("tool=pay"))
+            .map(|(_, m)| m)
+            .collect::<Vec<_>>()
+    };
+    let (_, records) = run("", &fault("trailing_garbage"));
+    assert!(
+        pay_invokes(&records).is_empty(),
+        "not JSON: the framework refuses the call"
+    );
+    assert!(final_answer(&records).contains("not valid JSON"));
+    let (_, records) = run("", &fault("wrong_type"));
+    assert!(
+        pay_invokes(&records)[0].ends_with(r#"args={"amount":"5"}"#),
+        "{:?}",
+        pay_invokes(&records)
+    );
+    let (_, records) = run("", &fault("missing_field"));
+    assert!(
+        pay_invokes(&records)[0].ends_with("args={}"),
+        "{:?}",
+        pay_invokes(&records)
+    );
+}

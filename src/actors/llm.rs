@@ -14,7 +14,7 @@ use super::{ConvId, Payload};
 use crate::faults::catalogue::{FaultKind, Layer};
 use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
 use crate::llm::mock;
-use crate::scenario::{AgentIdx, LlmIdx, Scenario, ToolIdx};
+use crate::scenario::{AgentIdx, FaultParams, LlmIdx, MalformedMode, Scenario, ToolIdx};
 
 /// A chat-completion request, as the mock needs it.
 #[derive(Debug, Clone)]
@@ -291,9 +291,10 @@ fn provider_error(kind: FaultKind, retry_after_us: Option<u64>) -> (ProviderErro
 fn break_answer(
     kind: FaultKind,
     answer: ModelAnswer,
-    tool: Option<&str>,
+    params: &FaultParams,
     next_call_id: &mut u32,
 ) -> (ModelAnswer, FinishReason, Option<u32>) {
+    let tool = params.tool.as_deref();
     match (kind, answer) {
         (FaultKind::LlmEmptyAnswer, _) => (ModelAnswer::Text(Arc::from("")), FinishReason::Stop, Some(2)),
         (FaultKind::LlmRefusal, _) => (
@@ -314,9 +315,12 @@ fn break_answer(
         }
         (FaultKind::LlmMalformedToolArgs | FaultKind::LlmTruncated, ModelAnswer::ToolCalls(mut calls)) => {
             if let Some(first) = calls.first_mut() {
-                let text = first.args_text();
-                let cut: String = text.chars().take(text.chars().count() / 2).collect();
-                first.args = ToolArgs::Malformed(Arc::from(cut));
+                let mode = if kind == FaultKind::LlmTruncated {
+                    None
+                } else {
+                    params.mode
+                };
+                first.args = malformed(first, mode.unwrap_or(MalformedMode::Truncated));
             }
             let finish = if kind == FaultKind::LlmTruncated {
                 FinishReason::Length
@@ -339,6 +343,40 @@ fn break_answer(
         (_, answer) => {
             let finish = finish_reason(&answer);
             (answer, finish, None)
+        }
+    }
+}
+
+/// A call's arguments, broken the given way.
+fn malformed(call: &ToolCall, mode: MalformedMode) -> ToolArgs {
+    let text = call.args_text();
+    let ToolArgs::Json(map) = &call.args else {
+        return call.args.clone();
+    };
+    match mode {
+        MalformedMode::Truncated => ToolArgs::Malformed(Arc::from(
+            text.chars().take(text.chars().count() / 2).collect::<String>(),
+        )),
+        MalformedMode::TrailingGarbage => ToolArgs::Malformed(Arc::from(format!("{text}}}\n```"))),
+        MalformedMode::WrongType => {
+            let wrong = map
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => serde_json::json!([s]),
+                        other => serde_json::Value::String(other.to_string()),
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            ToolArgs::Json(Arc::new(wrong))
+        }
+        MalformedMode::MissingField => {
+            let mut fewer = (**map).clone();
+            if let Some(first) = fewer.keys().next().cloned() {
+                fewer.remove(&first);
+            }
+            ToolArgs::Json(Arc::new(fewer))
         }
     }
 }
@@ -398,7 +436,7 @@ impl Behavior for LlmBehavior {
                 let (answer, mut output_tokens) = mock::decide(scenario, &request, stream, next_call_id);
                 let (answer, finish_reason) = match injection {
                     Some((kind, params)) if kind.layer() == Layer::Content => {
-                        let (answer, finish, tokens) = break_answer(kind, answer, params.tool.as_deref(), next_call_id);
+                        let (answer, finish, tokens) = break_answer(kind, answer, params, next_call_id);
                         output_tokens = tokens.unwrap_or(output_tokens);
                         (answer, finish)
                     }

@@ -168,7 +168,7 @@ pub const CATALOGUE: &[Entry] = &[
         models: "message.refusal / stop_reason refusal: the model declines to answer" },
     Entry { kind: "llm.hallucinated_tool", layer: Layer::Content, params: &[Param { name: "tool", default: "lookup_everything", meaning: "the tool name the model invents" }], fault: FaultKind::LlmHallucinatedTool,
         models: "a tool call to a tool the agent was never given" },
-    Entry { kind: "llm.malformed_tool_args", layer: Layer::Content, params: &[], fault: FaultKind::LlmMalformedToolArgs,
+    Entry { kind: "llm.malformed_tool_args", layer: Layer::Content, params: &[Param { name: "mode", default: "truncated", meaning: "truncated | trailing_garbage (both not JSON: the framework refuses) | wrong_type | missing_field (valid JSON: the tool runs with bad arguments)" }], fault: FaultKind::LlmMalformedToolArgs,
         models: "function.arguments that are not valid JSON (truncated object), as the OpenAI docs warn" },
     Entry { kind: "llm.truncated", layer: Layer::Content, params: &[], fault: FaultKind::LlmTruncated,
         models: "finish_reason length: output cut at max_tokens, inside tool-call arguments too" },

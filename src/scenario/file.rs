@@ -290,6 +290,7 @@ pub struct RawFault {
     pub text: Option<Spanned<String>>,
     pub tool: Option<Spanned<String>>,
     pub peer: Option<Spanned<String>>,
+    pub mode: Option<Spanned<String>>,
     /// Only on messages whose text contains this (a poisoned message).
     pub message_contains: Option<Spanned<String>>,
 }

@@ -365,6 +365,21 @@ pub struct FaultParams {
     pub tool: Option<String>,
     /// `network.partition`: the other side.
     pub peer: Option<String>,
+    /// `llm.malformed_tool_args`: how the arguments are broken.
+    pub mode: Option<MalformedMode>,
+}
+
+/// How `llm.malformed_tool_args` breaks a call's arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MalformedMode {
+    /// Cut in the middle: not JSON.
+    Truncated,
+    /// Valid JSON followed by junk: not JSON.
+    TrailingGarbage,
+    /// Valid JSON, but every value has the wrong type.
+    WrongType,
+    /// Valid JSON without its first field.
+    MissingField,
 }
 
 /// A planned or probabilistic fault.

@@ -1217,6 +1217,23 @@ impl Validator<'_> {
                 params.tool = Some(t.get_ref().clone());
             }
         }
+        if let Some(m) = &raw.mode {
+            if check(self, "mode", m.span()) {
+                params.mode = match m.get_ref().as_str() {
+                    "truncated" => Some(MalformedMode::Truncated),
+                    "trailing_garbage" => Some(MalformedMode::TrailingGarbage),
+                    "wrong_type" => Some(MalformedMode::WrongType),
+                    "missing_field" => Some(MalformedMode::MissingField),
+                    other => {
+                        self.error(
+                            m.span(),
+                            format!("expected mode \"truncated\", \"trailing_garbage\", \"wrong_type\" or \"missing_field\", found \"{other}\""),
+                        );
+                        None
+                    }
+                };
+            }
+        }
         if let Some(p) = &raw.peer {
             if check(self, "peer", p.span()) {
                 if !logical_ids.iter().any(|id| glob_match(p.get_ref(), id)) {

@@ -56,6 +56,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run many seeds in parallel: pass rates, percentiles, fault coverage, failing seeds.
+    Sweep(SweepArgs),
     /// Measure orchestration overhead: run a scenario repeatedly and time it (wall clock).
     Bench(BenchArgs),
     /// Rerun the run recorded in a directory written by `run --out` and compare traces.
@@ -100,6 +102,31 @@ pub struct RunArgs {
     /// Stop when this many events are queued (overrides the scenario's max_queue_len).
     #[arg(long)]
     pub max_queue_len: Option<u64>,
+}
+
+/// Arguments of `agentsim sweep`.
+#[derive(clap::Args, Debug)]
+pub struct SweepArgs {
+    /// Scenario file (TOML).
+    pub file: PathBuf,
+    /// Seeds: `A..B` (B exclusive) or `N` for `0..N`.
+    #[arg(long)]
+    pub seeds: String,
+    /// Parallel seeds (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write JUnit XML here (one test case per invariant).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Rerun this fraction of the seeds in fresh processes and compare digests.
+    #[arg(long, default_value_t = 0.0)]
+    pub recheck: f64,
+    /// Pass when every invariant holds in at least this fraction of runs (default: all).
+    #[arg(long)]
+    pub min_pass_rate: Option<f64>,
 }
 
 /// Arguments of `agentsim bench`.
@@ -194,6 +221,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Replay { dir, runtime } => replay(&dir, runtime),
         Command::Bench(args) => bench(&args),
+        Command::Sweep(args) => sweep(&args),
         Command::List {
             what: ListWhat::Faults,
             json,
@@ -381,6 +409,97 @@ fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]
             Ok(exit::NONDETERMINISM)
         }
     }
+}
+
+/// Parses `A..B` (B exclusive) or `N` (for `0..N`).
+pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
+    let expected = || format!("--seeds: expected a range such as 0..1000 or a count such as 1000, found \"{text}\"");
+    let range = match text.split_once("..") {
+        Some((a, b)) => a.trim().parse().map_err(|_| expected())?..b.trim().parse().map_err(|_| expected())?,
+        None => 0..text.trim().parse().map_err(|_| expected())?,
+    };
+    if range.start >= range.end {
+        return Err(format!("--seeds: expected a non-empty range, found \"{text}\""));
+    }
+    Ok(range)
+}
+
+fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
+    use std::io::IsTerminal;
+    let scenario = load(&args.file)?;
+    let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    if !(0.0..=1.0).contains(&args.recheck) {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!("--recheck: expected a fraction between 0 and 1, found {}", args.recheck),
+        ));
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let file = shell_quote(&args.file.display().to_string());
+    let total = seeds.end - seeds.start;
+    let show_progress = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let mut progress = |done: u64, failed: u64| {
+        if show_progress && (done % 50 == 0 || done == total) {
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprint!("\r  {done}/{total} seeds · {rate:.0} seeds/s · {failed} failing   ");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let results = crate::sweep::run_seeds(&scenario, seeds.clone(), jobs, &mut progress)?;
+    let mut summary = crate::sweep::summarize(&scenario, &file, &results, &seeds);
+    if args.recheck > 0.0 {
+        let step = (1.0 / args.recheck).round().max(1.0) as usize;
+        for result in results.iter().step_by(step) {
+            let output = std::process::Command::new(
+                std::env::current_exe().map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?,
+            )
+            .args([
+                "run",
+                &args.file.display().to_string(),
+                "--seed",
+                &result.seed.to_string(),
+                "--json",
+                "--runtime",
+                "multi",
+            ])
+            .output()
+            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot start a recheck: {e}")))?;
+            let report: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|_| {
+                Failure::new(
+                    exit::INTERNAL,
+                    format!("the recheck of seed {} printed no report", result.seed),
+                )
+            })?;
+            if report["digest"].as_str() != Some(result.digest.as_str()) {
+                eprintln!(
+                    "determinism: MISMATCH — seed {} gave digest {} in the sweep and {} in a fresh process\n  replay: agentsim run {file} --seed {} --check-determinism",
+                    result.seed, result.digest, report["digest"], result.seed
+                );
+                return Ok(exit::NONDETERMINISM);
+            }
+            summary.digests_checked += 1;
+        }
+    }
+    if let Some(path) = &args.junit {
+        write_atomic(path, summary.junit().as_bytes())?;
+    }
+    let text = if args.json {
+        let mut text =
+            serde_json::to_string_pretty(&summary).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        text.push('\n');
+        text
+    } else {
+        summary.text()
+    };
+    print!("{text}");
+    let min_pass_rate = args.min_pass_rate.unwrap_or(1.0);
+    let held = summary.invariants.iter().all(|i| i.pass_rate >= min_pass_rate);
+    Ok(if held { exit::OK } else { exit::RUN_FAILED })
 }
 
 fn list_faults(json: bool) -> Result<u8, Failure> {

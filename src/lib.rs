@@ -9,4 +9,5 @@ pub mod llm;
 pub mod observer;
 pub mod report;
 pub mod scenario;
+pub mod sweep;
 pub mod trace;

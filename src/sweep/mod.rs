@@ -1,0 +1,404 @@
+//! Sweeps: many seeds of one scenario, run in parallel (one scheduler per seed), summarised
+//! into pass rates with confidence intervals, percentiles, fault coverage and failing seeds.
+
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use serde::Serialize;
+
+use crate::faults::catalogue::CATALOGUE;
+use crate::kernel::{self, RunError, RunOptions};
+use crate::report::{Outcome, RunReport};
+use crate::scenario::Scenario;
+use stats::{percentile_u64, wilson_95};
+
+/// What one seed left behind: only what the summary needs, so memory stays small.
+#[derive(Debug, Clone)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub outcome: Outcome,
+    pub passed: bool,
+    /// One flag per invariant, in scenario order.
+    pub invariants: Vec<bool>,
+    pub virtual_time_us: u64,
+    pub llm_calls: u64,
+    pub tokens: u64,
+    pub cost_pusd: u64,
+    /// Fault kinds that fired, each once.
+    pub faults: Vec<String>,
+    pub digest: String,
+}
+
+impl SeedResult {
+    fn from_report(report: &RunReport) -> SeedResult {
+        let mut faults: Vec<String> = report.faults.iter().map(|f| f.kind.clone()).collect();
+        faults.sort();
+        faults.dedup();
+        SeedResult {
+            seed: report.seed,
+            outcome: report.outcome,
+            passed: report.passed(),
+            invariants: report.invariants.iter().map(|i| i.passed).collect(),
+            virtual_time_us: report.virtual_time_us,
+            llm_calls: report.llm_calls,
+            tokens: report.tokens.total,
+            cost_pusd: report.cost_pusd,
+            faults,
+            digest: report.digest.clone(),
+        }
+    }
+}
+
+/// Runs `seeds` on `jobs` threads; `progress` is called after each seed with (done, failed).
+pub fn run_seeds(
+    scenario: &Arc<Scenario>,
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<SeedResult>, RunError> {
+    let next = Arc::new(AtomicU64::new(seeds.start));
+    let (tx, rx) = mpsc::channel::<Result<SeedResult, RunError>>();
+    let mut workers = Vec::new();
+    for _ in 0..jobs.max(1) {
+        let (next, tx, scenario, end) = (next.clone(), tx.clone(), scenario.clone(), seeds.end);
+        // Seeds run in parallel on plain threads; each run has its own runtime and scheduler,
+        // so the threads share nothing that reaches a trace.
+        workers.push(std::thread::spawn(move || loop {
+            let seed = next.fetch_add(1, Ordering::Relaxed);
+            if seed >= end {
+                return;
+            }
+            let result =
+                kernel::run(scenario.clone(), &RunOptions::new(seed)).map(|o| SeedResult::from_report(&o.report));
+            if tx.send(result).is_err() {
+                return;
+            }
+        }));
+    }
+    drop(tx);
+    let mut results = Vec::with_capacity((seeds.end - seeds.start) as usize);
+    let mut failed = 0;
+    for result in rx {
+        let result = result?;
+        failed += u64::from(!result.passed);
+        results.push(result);
+        progress(results.len() as u64, failed);
+    }
+    for worker in workers {
+        let _ = worker.join();
+    }
+    results.sort_by_key(|r| r.seed);
+    Ok(results)
+}
+
+/// One invariant over the sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvariantSummary {
+    pub name: String,
+    pub passed: u64,
+    pub runs: u64,
+    pub pass_rate: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// Up to 10 seeds that broke it.
+    pub failing_seeds: Vec<u64>,
+}
+
+/// p50 / p95 / p99 / max of one measure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spread {
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<u64>) -> Spread {
+        values.sort_unstable();
+        Spread {
+            p50: percentile_u64(&values, 0.50),
+            p95: percentile_u64(&values, 0.95),
+            p99: percentile_u64(&values, 0.99),
+            max: values.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// How often one fault kind fired.
+#[derive(Debug, Clone, Serialize)]
+pub struct Coverage {
+    pub kind: String,
+    /// Runs in which it fired at least once.
+    pub runs: u64,
+}
+
+/// A failing seed and how to replay it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailingSeed {
+    pub seed: u64,
+    pub outcome: Outcome,
+    pub broken: Vec<String>,
+    pub replay: String,
+}
+
+/// The summary of a sweep; `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepSummary {
+    pub scenario: String,
+    /// The scenario file as the user named it (for replay commands).
+    #[serde(skip)]
+    pub file: String,
+    pub seeds: String,
+    pub runs: u64,
+    pub passed_runs: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub invariants: Vec<InvariantSummary>,
+    pub makespan_us: Spread,
+    pub llm_calls: Spread,
+    pub tokens: Spread,
+    pub cost_pusd: Spread,
+    pub fault_coverage: Vec<Coverage>,
+    /// Fault kinds the scenario enables that never fired in the sweep.
+    pub faults_never_fired: Vec<String>,
+    pub failing_seeds: Vec<FailingSeed>,
+    pub digests_checked: u64,
+}
+
+/// Failing seeds listed in the summary, at most.
+const FAILING_SEEDS_SHOWN_MAX: usize = 20;
+
+/// Summarises the results of a sweep.
+pub fn summarize(
+    scenario: &Scenario,
+    file: &str,
+    results: &[SeedResult],
+    seeds: &std::ops::Range<u64>,
+) -> SweepSummary {
+    let runs = results.len() as u64;
+    let mut outcomes = BTreeMap::new();
+    for r in results {
+        *outcomes.entry(r.outcome.name().to_owned()).or_insert(0) += 1;
+    }
+    let invariants = scenario
+        .invariants
+        .iter()
+        .enumerate()
+        .map(|(i, invariant)| {
+            let passed = results
+                .iter()
+                .filter(|r| r.invariants.get(i).copied().unwrap_or(true))
+                .count() as u64;
+            let (ci_low, ci_high) = wilson_95(passed, runs);
+            InvariantSummary {
+                name: invariant.name.clone(),
+                passed,
+                runs,
+                pass_rate: if runs == 0 { 0.0 } else { passed as f64 / runs as f64 },
+                ci_low,
+                ci_high,
+                failing_seeds: results
+                    .iter()
+                    .filter(|r| !r.invariants[i])
+                    .map(|r| r.seed)
+                    .take(10)
+                    .collect(),
+            }
+        })
+        .collect();
+    let mut fired: BTreeMap<String, u64> = BTreeMap::new();
+    for r in results {
+        for kind in &r.faults {
+            *fired.entry(kind.clone()).or_insert(0) += 1;
+        }
+    }
+    let enabled: std::collections::BTreeSet<&str> = scenario.faults.iter().map(|f| f.kind.name()).collect();
+    let faults_never_fired = enabled
+        .iter()
+        .filter(|k| !fired.contains_key(**k))
+        .map(|k| k.to_string())
+        .collect();
+    let order = |kind: &str| CATALOGUE.iter().position(|e| e.kind == kind).unwrap_or(usize::MAX);
+    let mut fault_coverage: Vec<Coverage> = fired.into_iter().map(|(kind, runs)| Coverage { kind, runs }).collect();
+    fault_coverage.sort_by_key(|c| order(&c.kind));
+    let failing_seeds = results
+        .iter()
+        .filter(|r| !r.passed)
+        .take(FAILING_SEEDS_SHOWN_MAX)
+        .map(|r| FailingSeed {
+            seed: r.seed,
+            outcome: r.outcome,
+            broken: scenario
+                .invariants
+                .iter()
+                .zip(&r.invariants)
+                .filter(|(_, ok)| !**ok)
+                .map(|(i, _)| i.name.clone())
+                .collect(),
+            replay: format!("agentsim run {file} --seed {}", r.seed),
+        })
+        .collect();
+    SweepSummary {
+        scenario: scenario.name.clone(),
+        file: file.to_owned(),
+        seeds: format!("{}..{}", seeds.start, seeds.end),
+        runs,
+        passed_runs: results.iter().filter(|r| r.passed).count() as u64,
+        outcomes,
+        invariants,
+        makespan_us: Spread::of(results.iter().map(|r| r.virtual_time_us).collect()),
+        llm_calls: Spread::of(results.iter().map(|r| r.llm_calls).collect()),
+        tokens: Spread::of(results.iter().map(|r| r.tokens).collect()),
+        cost_pusd: Spread::of(results.iter().map(|r| r.cost_pusd).collect()),
+        fault_coverage,
+        faults_never_fired,
+        failing_seeds,
+        digests_checked: 0,
+    }
+}
+
+impl SweepSummary {
+    /// The human summary.
+    pub fn text(&self) -> String {
+        use crate::observer::usd;
+        use crate::scenario::units::format_duration_us;
+        let mut out = format!(
+            "agentsim sweep · {} · seeds {} · {} runs, {} passed\n",
+            self.scenario, self.seeds, self.runs, self.passed_runs
+        );
+        let outcomes: Vec<String> = self.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out.push_str(&format!("  outcomes       {}\n", outcomes.join(", ")));
+        out.push_str("  invariants     pass rate (95% Wilson interval)\n");
+        for i in &self.invariants {
+            out.push_str(&format!(
+                "    {:>6.2}%  [{:.2}%, {:.2}%]  {}\n",
+                i.pass_rate * 100.0,
+                i.ci_low * 100.0,
+                i.ci_high * 100.0,
+                i.name
+            ));
+        }
+        let spread = |name: &str, s: &Spread, f: &dyn Fn(u64) -> String| {
+            format!(
+                "  {name:<14} p50 {} · p95 {} · p99 {} · max {}\n",
+                f(s.p50),
+                f(s.p95),
+                f(s.p99),
+                f(s.max)
+            )
+        };
+        out.push_str(&spread("makespan", &self.makespan_us, &format_duration_us));
+        out.push_str(&spread("llm calls", &self.llm_calls, &|v| v.to_string()));
+        out.push_str(&spread("tokens", &self.tokens, &|v| v.to_string()));
+        out.push_str(&spread("cost", &self.cost_pusd, &usd));
+        if self.fault_coverage.is_empty() && self.faults_never_fired.is_empty() {
+            out.push_str("  faults         none declared\n");
+        } else {
+            let fired: Vec<String> = self
+                .fault_coverage
+                .iter()
+                .map(|c| format!("{} in {} runs", c.kind, c.runs))
+                .collect();
+            out.push_str(&format!(
+                "  faults fired   {}\n",
+                if fired.is_empty() {
+                    "none".to_owned()
+                } else {
+                    fired.join(", ")
+                }
+            ));
+            if !self.faults_never_fired.is_empty() {
+                out.push_str(&format!(
+                    "  NEVER FIRED    {} (enabled but never triggered: check their triggers)\n",
+                    self.faults_never_fired.join(", ")
+                ));
+            }
+        }
+        if self.digests_checked > 0 {
+            out.push_str(&format!(
+                "  determinism    {} seeds rerun in fresh processes: same digests\n",
+                self.digests_checked
+            ));
+        }
+        if !self.failing_seeds.is_empty() {
+            let failing = self.runs - self.passed_runs;
+            out.push_str(&format!(
+                "  failing seeds  {failing} (first {} below; `--json` lists them too)\n",
+                self.failing_seeds.len().min(10)
+            ));
+            for f in self.failing_seeds.iter().take(10) {
+                let why = if f.broken.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", f.broken.join(", "))
+                };
+                out.push_str(&format!("    {}   # {}{why}\n", f.replay, f.outcome.name()));
+            }
+        }
+        out
+    }
+
+    /// JUnit XML: one test case per invariant (and one for the outcome), failures carrying the
+    /// seeds and their replay commands.
+    pub fn junit(&self) -> String {
+        let escape = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let mut cases = String::new();
+        let mut failures = 0;
+        for i in &self.invariants {
+            cases.push_str(&format!(
+                "    <testcase classname=\"{}\" name=\"{}\">\n",
+                escape(&self.scenario),
+                escape(&i.name)
+            ));
+            if i.passed < i.runs {
+                failures += 1;
+                let replays: Vec<String> = i
+                    .failing_seeds
+                    .iter()
+                    .map(|s| format!("agentsim run {} --seed {s}", self.file))
+                    .collect();
+                cases.push_str(&format!(
+                    "      <failure message=\"{} of {} seeds broke it (pass rate {:.2}%)\">{}</failure>\n",
+                    i.runs - i.passed,
+                    i.runs,
+                    i.pass_rate * 100.0,
+                    escape(&replays.join("\n"))
+                ));
+            }
+            cases.push_str("    </testcase>\n");
+        }
+        let completed = self.outcomes.get("completed").copied().unwrap_or(0);
+        cases.push_str(&format!(
+            "    <testcase classname=\"{}\" name=\"every run completes\">\n",
+            escape(&self.scenario)
+        ));
+        if completed < self.runs {
+            failures += 1;
+            let replays: Vec<String> = self
+                .failing_seeds
+                .iter()
+                .map(|f| format!("{} # {}", f.replay, f.outcome.name()))
+                .collect();
+            cases.push_str(&format!(
+                "      <failure message=\"{} of {} runs did not complete\">{}</failure>\n",
+                self.runs - completed,
+                self.runs,
+                escape(&replays.join("\n"))
+            ));
+        }
+        cases.push_str("    </testcase>\n");
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">\n{cases}  </testsuite>\n</testsuites>\n",
+            escape(&self.scenario),
+            self.invariants.len() + 1
+        )
+    }
+}

@@ -1,0 +1,144 @@
+//! `agentsim sweep`: many seeds in parallel, summarised; driven through the real binary.
+
+mod common;
+
+use agentsim::kernel::Flavor;
+use common::*;
+use serde_json::Value;
+
+fn sweep_json(args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["sweep"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let output = agentsim_output(&all);
+    let summary = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (status(&output), summary)
+}
+
+#[test]
+fn the_json_summary_has_pass_rates_with_intervals_and_the_failing_seeds() {
+    let (code, summary) = sweep_json(&["scenarios/support-desk.toml", "--seeds", "0..20"]);
+    assert_eq!(code, 1, "support-desk loses conversations on some seeds");
+    assert_eq!(summary["runs"], 20);
+    for key in [
+        "invariants",
+        "failing_seeds",
+        "fault_coverage",
+        "digests_checked",
+        "outcomes",
+        "makespan_us",
+    ] {
+        assert!(!summary[key].is_null(), "missing {key}");
+    }
+    for invariant in summary["invariants"].as_array().unwrap() {
+        let (rate, low, high) = (
+            invariant["pass_rate"].as_f64().unwrap(),
+            invariant["ci_low"].as_f64().unwrap(),
+            invariant["ci_high"].as_f64().unwrap(),
+        );
+        assert!(low <= rate && rate <= high, "{invariant}");
+    }
+    let failing = summary["failing_seeds"].as_array().unwrap();
+    assert!(!failing.is_empty());
+    assert!(failing[0]["replay"]
+        .as_str()
+        .unwrap()
+        .starts_with("agentsim run scenarios/support-desk.toml --seed "));
+}
+
+#[test]
+fn pass_rates_agree_with_running_each_seed_alone() {
+    let (_, summary) = sweep_json(&["scenarios/support-desk.toml", "--seeds", "5..15"]);
+    let scenario = load(&repo_root().join("scenarios/support-desk.toml"));
+    let answered = (5..15)
+        .filter(|seed| run_in_memory(&scenario, *seed, Flavor::CurrentThread).report.invariants[2].passed)
+        .count() as u64;
+    let invariant = &summary["invariants"][2];
+    assert_eq!(invariant["name"], "every customer gets an answer");
+    assert_eq!(invariant["passed"], answered);
+    assert_eq!(invariant["pass_rate"].as_f64().unwrap(), answered as f64 / 10.0);
+}
+
+#[test]
+fn the_summary_does_not_depend_on_the_number_of_jobs() {
+    let one = agentsim_output(&[
+        "sweep",
+        "scenarios/research-pipeline.toml",
+        "--seeds",
+        "12",
+        "--jobs",
+        "1",
+        "--json",
+    ]);
+    let two = agentsim_output(&[
+        "sweep",
+        "scenarios/research-pipeline.toml",
+        "--seeds",
+        "12",
+        "--jobs",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(stdout(&one), stdout(&two));
+}
+
+#[test]
+fn a_sweep_where_every_invariant_holds_exits_0_and_min_pass_rate_relaxes_the_gate() {
+    let (code, summary) = sweep_json(&["scenarios/double-refund-idempotent.toml", "--seeds", "10"]);
+    assert_eq!(code, 0, "{summary}");
+    let (code, _) = sweep_json(&["scenarios/support-desk.toml", "--seeds", "10", "--min-pass-rate", "0"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn recheck_reruns_a_fraction_of_seeds_in_fresh_processes() {
+    let (_, summary) = sweep_json(&["scenarios/coding-agent.toml", "--seeds", "0..10", "--recheck", "0.2"]);
+    assert_eq!(summary["digests_checked"], 2, "a fifth of 10 seeds: every 5th");
+}
+
+#[test]
+fn fault_coverage_counts_runs_and_flags_enabled_faults_that_never_fired() {
+    let (_, summary) = sweep_json(&["scenarios/fallback-outage.toml", "--seeds", "3"]);
+    let coverage = summary["fault_coverage"].as_array().unwrap();
+    assert_eq!(coverage[0]["kind"], "llm.overloaded");
+    assert_eq!(coverage[0]["runs"], 3);
+    // A fault that can never fire (a window past the end of the run) is flagged.
+    let text = std::fs::read_to_string(repo_root().join("scenarios/fallback-outage.toml")).unwrap();
+    let never = text.replace("between = [\"20s\", \"80s\"]", "between = [\"20h\", \"21h\"]");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("never.toml");
+    std::fs::write(&path, never).unwrap();
+    let (_, summary) = sweep_json(&[path.to_str().unwrap(), "--seeds", "3"]);
+    assert_eq!(summary["faults_never_fired"][0], "llm.overloaded");
+}
+
+#[test]
+fn junit_has_one_test_case_per_invariant_with_replay_commands_in_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sweep.xml");
+    let output = agentsim_output(&[
+        "sweep",
+        "scenarios/support-desk.toml",
+        "--seeds",
+        "8",
+        "--junit",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 1);
+    let xml = std::fs::read_to_string(&path).unwrap();
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>"));
+    assert!(xml.contains("<testsuite name=\"support-desk\" tests=\"4\""));
+    assert_eq!(xml.matches("<testcase ").count(), 4);
+    assert!(xml.contains("name=\"every customer gets an answer\">\n      <failure message="));
+    assert!(xml.contains("agentsim run scenarios/support-desk.toml --seed "));
+    assert_eq!(xml.matches("<testcase").count(), xml.matches("</testcase>").count());
+}
+
+#[test]
+fn bad_seed_ranges_are_usage_errors() {
+    for seeds in ["10..5", "x", "3..", ""] {
+        let output = agentsim_output(&["sweep", "scenarios/support-desk.toml", "--seeds", seeds]);
+        assert_eq!(status(&output), 2, "--seeds {seeds:?}");
+        assert!(stderr(&output).contains("--seeds"), "{}", stderr(&output));
+    }
+}

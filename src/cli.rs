@@ -102,6 +102,13 @@ pub struct RunArgs {
     /// Stop when this many events are queued (overrides the scenario's max_queue_len).
     #[arg(long)]
     pub max_queue_len: Option<u64>,
+    /// If the run fails, shrink its faults to a minimal set that still fails, and write it as a
+    /// standalone scenario.
+    #[arg(long)]
+    pub shrink: bool,
+    /// Where `--shrink` writes the scenario (default: NAME.shrunk-seedN.toml here).
+    #[arg(long)]
+    pub shrink_out: Option<PathBuf>,
 }
 
 /// Arguments of `agentsim sweep`.
@@ -127,6 +134,9 @@ pub struct SweepArgs {
     /// Pass when every invariant holds in at least this fraction of runs (default: all).
     #[arg(long)]
     pub min_pass_rate: Option<f64>,
+    /// Shrink the first failing seed to a minimal fault set (see `run --shrink`).
+    #[arg(long)]
+    pub shrink: bool,
 }
 
 /// Arguments of `agentsim bench`.
@@ -335,6 +345,9 @@ fn run(args: &RunArgs) -> Result<u8, Failure> {
     }
 
     print_report(&report, args.json)?;
+    if args.shrink && !report.passed() {
+        shrink_seed(&args.file, &scenario, seed, args.shrink_out.as_deref())?;
+    }
     if args.check_determinism {
         let status = check_determinism(args, seed, &report, &trace_bytes)?;
         if status != exit::OK {
@@ -409,6 +422,44 @@ fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]
             Ok(exit::NONDETERMINISM)
         }
     }
+}
+
+/// Shrinks a failing seed and writes the standalone scenario; prints what it found on stderr.
+fn shrink_seed(file: &Path, scenario: &Arc<Scenario>, seed: u64, out: Option<&Path>) -> Result<(), Failure> {
+    let Some(shrunk) = crate::sweep::shrink::shrink(scenario, seed)? else {
+        return Ok(());
+    };
+    let stem = file
+        .file_stem()
+        .map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
+    let path = out.map_or_else(
+        || PathBuf::from(format!("{stem}.shrunk-seed{seed}.toml")),
+        Path::to_path_buf,
+    );
+    write_atomic(&path, shrunk.scenario_text.as_bytes())?;
+    let kinds: Vec<String> = shrunk
+        .faults
+        .iter()
+        .map(|f| {
+            format!(
+                "{} on {} (message {})",
+                f.kind.name(),
+                f.target,
+                f.trigger.on_message.unwrap_or(0)
+            )
+        })
+        .collect();
+    eprintln!(
+        "shrink: seed {seed} breaks \"{}\"; {} fault(s) fired, {} needed ({} runs): {}\n  wrote {}\n  replay: agentsim run {} --seed {seed}",
+        shrunk.breaks,
+        shrunk.before,
+        shrunk.faults.len(),
+        shrunk.runs,
+        if kinds.is_empty() { "none — it fails without any fault".to_owned() } else { kinds.join(", ") },
+        path.display(),
+        shell_quote(&path.display().to_string()),
+    );
+    Ok(())
 }
 
 /// Parses `A..B` (B exclusive) or `N` (for `0..N`).
@@ -497,6 +548,11 @@ fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
         summary.text()
     };
     print!("{text}");
+    if args.shrink {
+        if let Some(first) = results.iter().find(|r| !r.passed) {
+            shrink_seed(&args.file, &scenario, first.seed, None)?;
+        }
+    }
     let min_pass_rate = args.min_pass_rate.unwrap_or(1.0);
     let held = summary.invariants.iter().all(|i| i.pass_rate >= min_pass_rate);
     Ok(if held { exit::OK } else { exit::RUN_FAILED })

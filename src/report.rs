@@ -64,6 +64,10 @@ pub struct FaultRecord {
     /// The fault's name in the scenario (`KIND@TARGET` unless named).
     pub name: String,
     pub target: String,
+    /// Index of the fault in the scenario.
+    pub fault: usize,
+    /// The target's message count at this delivery (what `on_message` pins).
+    pub message: u64,
 }
 
 /// An actor restarted by its supervisor.

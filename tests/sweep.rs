@@ -142,3 +142,109 @@ fn bad_seed_ranges_are_usage_errors() {
         assert!(stderr(&output).contains("--seeds"), "{}", stderr(&output));
     }
 }
+
+/// A design whose "pay at most once" breaks only because of `tool.duplicate_effect`; a slow
+/// lookup (twice) and a delayed opening message fire too but are harmless.
+const KNOWN_CAUSE: &str = r#"
+[scenario]
+name = "known-cause"
+seed = 4
+
+[[llm]]
+name = "gpt"
+latency = "100ms"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+tools = ["lookup", "pay"]
+behavior = [
+  { when = "turn == 1", then = { tool_call = "lookup", args = { q = "{{user}}" } } },
+  { when = "last_tool == 'lookup'", then = { tool_call = "pay", args = { amount = 5 } } },
+  { otherwise = { answer = "done" } },
+]
+
+[[tool]]
+name = "lookup"
+latency = "10ms"
+output = "found"
+
+[[tool]]
+name = "pay"
+latency = "10ms"
+output = "paid"
+effect = "money_moved"
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{ at = "0s", message = "hello" }, { at = "5s", message = "again" }]
+
+[[fault]]
+kind = "tool.slow"
+target = "tool:lookup"
+probability = 1.0
+latency = "2s"
+
+[[fault]]
+kind = "message.delay"
+target = "agent:a"
+on_message = 1
+latency = "1s"
+
+[[fault]]
+kind = "tool.duplicate_effect"
+target = "tool:pay"
+on_message = 2
+
+[[invariant]]
+name = "pay at most once"
+never = { effect = "money_moved", more_than = 1, per = "conversation" }
+"#;
+
+#[test]
+fn shrink_finds_the_one_fault_that_breaks_the_invariant() {
+    let scenario = parse(KNOWN_CAUSE);
+    let shrunk = agentsim::sweep::shrink::shrink(&scenario, 4)
+        .unwrap()
+        .expect("the seed fails");
+    assert_eq!(shrunk.breaks, "pay at most once");
+    assert_eq!(shrunk.before, 4, "slow lookup twice, one delay, one duplicate");
+    let kinds: Vec<(&str, &str)> = shrunk
+        .faults
+        .iter()
+        .map(|f| (f.kind.name(), f.target.as_str()))
+        .collect();
+    assert_eq!(kinds, [("tool.duplicate_effect", "tool:pay")]);
+    assert_eq!(shrunk.faults[0].trigger.on_message, Some(2));
+}
+
+#[test]
+fn run_shrink_writes_a_standalone_scenario_that_still_fails_with_only_the_minimal_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("known.toml");
+    std::fs::write(&original, KNOWN_CAUSE).unwrap();
+    let shrunk = dir.path().join("known.min.toml");
+    let output = agentsim_output(&[
+        "run",
+        original.to_str().unwrap(),
+        "--shrink",
+        "--shrink-out",
+        shrunk.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 1);
+    let err = stderr(&output);
+    assert!(err.contains("1 needed"), "{err}");
+    assert!(
+        err.contains(&format!("replay: agentsim run {} --seed 4", shrunk.display())),
+        "{err}"
+    );
+    let replay = agentsim_output(&["run", shrunk.to_str().unwrap(), "--seed", "4", "--json"]);
+    let report: Value = serde_json::from_slice(&replay.stdout).unwrap();
+    assert_eq!(report["faults"].as_array().unwrap().len(), 1);
+    assert_eq!(report["invariants"][0]["passed"], false);
+    assert_eq!(
+        agentsim_output(&["validate", shrunk.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+}

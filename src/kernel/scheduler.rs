@@ -343,6 +343,8 @@ impl Scheduler {
             kind: fired.kind.name().to_owned(),
             name: fault.name.clone(),
             target: target.to_string(),
+            fault: fired.fault,
+            message: self.slots[to.index()].received,
         });
         Ok(())
     }

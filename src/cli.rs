@@ -58,6 +58,8 @@ pub enum Command {
     },
     /// Run many seeds in parallel: pass rates, percentiles, fault coverage, failing seeds.
     Sweep(SweepArgs),
+    /// Compare two designs under the same seeds and the same chaos.
+    Compare(CompareArgs),
     /// Measure orchestration overhead: run a scenario repeatedly and time it (wall clock).
     Bench(BenchArgs),
     /// Rerun the run recorded in a directory written by `run --out` and compare traces.
@@ -137,6 +139,24 @@ pub struct SweepArgs {
     /// Shrink the first failing seed to a minimal fault set (see `run --shrink`).
     #[arg(long)]
     pub shrink: bool,
+}
+
+/// Arguments of `agentsim compare`.
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Design A (scenario file).
+    pub a: PathBuf,
+    /// Design B (scenario file).
+    pub b: PathBuf,
+    /// Seeds: `A..B` (B exclusive) or `N` for `0..N`.
+    #[arg(long)]
+    pub seeds: String,
+    /// Parallel seeds (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `agentsim bench`.
@@ -232,6 +252,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Replay { dir, runtime } => replay(&dir, runtime),
         Command::Bench(args) => bench(&args),
         Command::Sweep(args) => sweep(&args),
+        Command::Compare(args) => compare(&args),
         Command::List {
             what: ListWhat::Faults,
             json,
@@ -422,6 +443,35 @@ fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]
             Ok(exit::NONDETERMINISM)
         }
     }
+}
+
+fn compare(args: &CompareArgs) -> Result<u8, Failure> {
+    let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut summaries = Vec::new();
+    for file in [&args.a, &args.b] {
+        let scenario = load(file)?;
+        let results = crate::sweep::run_seeds(&scenario, seeds.clone(), jobs, &mut |_, _| {})?;
+        summaries.push(crate::sweep::summarize(
+            &scenario,
+            &shell_quote(&file.display().to_string()),
+            &results,
+            &seeds,
+        ));
+    }
+    let b = summaries.pop().expect("two summaries");
+    let a = summaries.pop().expect("two summaries");
+    let comparison = crate::sweep::compare::Comparison::new(a, b);
+    if args.json {
+        let text =
+            serde_json::to_string_pretty(&comparison).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", comparison.text());
+    }
+    Ok(exit::OK)
 }
 
 /// Shrinks a failing seed and writes the standalone scenario; prints what it found on stderr.

@@ -248,3 +248,36 @@ fn run_shrink_writes_a_standalone_scenario_that_still_fails_with_only_the_minima
         Some(0)
     );
 }
+
+#[test]
+fn compare_shows_a_significant_cure_and_no_difference_between_a_design_and_itself() {
+    let output = agentsim_output(&[
+        "compare",
+        "scenarios/retry-storm.toml",
+        "scenarios/retry-storm-jitter.toml",
+        "--seeds",
+        "10",
+        "--json",
+    ]);
+    assert_eq!(status(&output), 0);
+    let comparison: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cure = &comparison["invariants"][0];
+    assert_eq!(cure["a_pass_rate"], 0.0);
+    assert_eq!(cure["b_pass_rate"], 1.0);
+    assert_eq!(cure["significant"], true);
+    assert!(comparison["a"]["llm_calls"]["p50"].as_u64() > comparison["b"]["llm_calls"]["p50"].as_u64());
+
+    let same = agentsim_output(&[
+        "compare",
+        "scenarios/support-desk.toml",
+        "scenarios/support-desk.toml",
+        "--seeds",
+        "6",
+        "--json",
+    ]);
+    let same: Value = serde_json::from_slice(&same.stdout).unwrap();
+    for difference in same["invariants"].as_array().unwrap() {
+        assert_eq!(difference["difference_points"], 0.0);
+        assert_eq!(difference["significant"], false);
+    }
+}

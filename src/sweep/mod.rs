@@ -1,6 +1,7 @@
 //! Sweeps: many seeds of one scenario, run in parallel (one scheduler per seed), summarised
 //! into pass rates with confidence intervals, percentiles, fault coverage and failing seeds.
 
+pub mod compare;
 pub mod shrink;
 pub mod stats;
 

@@ -56,3 +56,32 @@ mod tests {
         assert_eq!(percentile_u64(&[], 0.5), 0);
     }
 }
+
+/// Two-sided p-value of the two-proportion z-test: do `x1/n1` and `x2/n2` differ?
+pub fn two_proportion_p_value(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
+    if n1 == 0 || n2 == 0 {
+        return 1.0;
+    }
+    let (p1, p2) = (x1 as f64 / n1 as f64, x2 as f64 / n2 as f64);
+    let pooled = (x1 + x2) as f64 / (n1 + n2) as f64;
+    let se = libm::sqrt(pooled * (1.0 - pooled) * (1.0 / n1 as f64 + 1.0 / n2 as f64));
+    if se == 0.0 {
+        return if p1 == p2 { 1.0 } else { 0.0 };
+    }
+    let z = (p1 - p2).abs() / se;
+    libm::erfc(z / std::f64::consts::SQRT_2)
+}
+
+#[cfg(test)]
+mod comparison_tests {
+    use super::two_proportion_p_value;
+
+    #[test]
+    fn two_proportion_test_matches_hand_computed_values() {
+        // 45/100 vs 60/100: pooled 0.525, se 0.07062, z 2.124, p 0.0337.
+        let p = two_proportion_p_value(45, 100, 60, 100);
+        assert!((p - 0.0337).abs() < 5e-4, "{p}");
+        assert_eq!(two_proportion_p_value(10, 10, 10, 10), 1.0);
+        assert!(two_proportion_p_value(0, 50, 50, 50) < 1e-6);
+    }
+}

@@ -58,6 +58,15 @@ pub enum Command {
     },
     /// Run many seeds in parallel: pass rates, percentiles, fault coverage, failing seeds.
     Sweep(SweepArgs),
+    /// Combine the partial results of `sweep --shard` into the summary an unsharded sweep gives.
+    Merge {
+        /// Shard files, or directories holding shard-*-of-*.json files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare two designs under the same seeds and the same chaos.
     Compare(CompareArgs),
     /// Measure orchestration overhead: run a scenario repeatedly and time it (wall clock).
@@ -139,6 +148,12 @@ pub struct SweepArgs {
     /// Shrink the first failing seed to a minimal fault set (see `run --shrink`).
     #[arg(long)]
     pub shrink: bool,
+    /// Run only shard I of N (every Nth seed from the I-th) and write a partial result to --out.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Write summary.json (or, with --shard, shard-I-of-N.json) to this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Arguments of `agentsim compare`.
@@ -253,6 +268,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Bench(args) => bench(&args),
         Command::Sweep(args) => sweep(&args),
         Command::Compare(args) => compare(&args),
+        Command::Merge { paths, json } => merge(&paths, json),
         Command::List {
             what: ListWhat::Faults,
             json,
@@ -453,7 +469,7 @@ fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     let mut summaries = Vec::new();
     for file in [&args.a, &args.b] {
         let scenario = load(file)?;
-        let results = crate::sweep::run_seeds(&scenario, seeds.clone(), jobs, &mut |_, _| {})?;
+        let results = crate::sweep::run_seeds(&scenario, seeds.clone().collect(), jobs, &mut |_, _| {})?;
         summaries.push(crate::sweep::summarize(
             &scenario,
             &shell_quote(&file.display().to_string()),
@@ -512,6 +528,116 @@ fn shrink_seed(file: &Path, scenario: &Arc<Scenario>, seed: u64, out: Option<&Pa
     Ok(())
 }
 
+/// Parses `I/N` (shard I of N, from 0).
+fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let expected = || format!("--shard: expected I/N with 0 <= I < N, such as 0/4, found \"{text}\"");
+    let (i, n) = text.split_once('/').ok_or_else(expected)?;
+    let (i, n): (u64, u64) = (
+        i.trim().parse().map_err(|_| expected())?,
+        n.trim().parse().map_err(|_| expected())?,
+    );
+    if n == 0 || i >= n {
+        return Err(expected());
+    }
+    Ok((i, n))
+}
+
+fn merge(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| Failure::new(exit::BAD_INPUT, format!("{}: {e}", path.display())))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".json"))
+                })
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut shards: Vec<crate::sweep::Shard> = Vec::new();
+    for file in &files {
+        let bytes =
+            std::fs::read(file).map_err(|e| Failure::new(exit::BAD_INPUT, format!("{}: {e}", file.display())))?;
+        let shard: crate::sweep::Shard = serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::new(
+                exit::BAD_INPUT,
+                format!(
+                    "{}:{}:{}: expected a shard written by `agentsim sweep --shard`: {e}",
+                    file.display(),
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        if shard.format != crate::sweep::SHARD_FORMAT {
+            return Err(Failure::new(
+                exit::BAD_INPUT,
+                format!(
+                    "{}: expected format {}, found {}",
+                    file.display(),
+                    crate::sweep::SHARD_FORMAT,
+                    shard.format
+                ),
+            ));
+        }
+        shards.push(shard);
+    }
+    let Some(first) = shards.first() else {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            "no shard files found (expected shard-I-of-N.json)",
+        ));
+    };
+    let (count, seeds_text, hash) = (first.count, first.seeds.clone(), first.scenario_hash.clone());
+    let mut present = vec![false; count as usize];
+    for shard in &shards {
+        if shard.count != count || shard.seeds != seeds_text || shard.scenario_hash != hash {
+            return Err(Failure::new(
+                exit::BAD_INPUT,
+                "the shards belong to different sweeps (scenario, seed range or shard count differ)",
+            ));
+        }
+        if std::mem::replace(&mut present[shard.index as usize], true) {
+            return Err(Failure::new(
+                exit::BAD_INPUT,
+                format!("shard {}/{count} appears twice", shard.index),
+            ));
+        }
+    }
+    if let Some(missing) = present.iter().position(|p| !p) {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!("shard {missing}/{count} is missing"),
+        ));
+    }
+    let seeds = parse_seed_range(&seeds_text).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    let scenario =
+        scenario::parse(&first.file, &first.scenario_text).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?;
+    let file = first.file.clone();
+    let mut results: Vec<crate::sweep::SeedResult> = shards.into_iter().flat_map(|s| s.results).collect();
+    results.sort_by_key(|r| r.seed);
+    let summary = crate::sweep::summarize(&scenario, &file, &results, &seeds);
+    if json {
+        let text = serde_json::to_string_pretty(&summary).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", summary.text());
+    }
+    Ok(if summary.invariants.iter().all(|i| i.pass_rate >= 1.0) {
+        exit::OK
+    } else {
+        exit::RUN_FAILED
+    })
+}
+
 /// Parses `A..B` (B exclusive) or `N` (for `0..N`).
 pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
     let expected = || format!("--seeds: expected a range such as 0..1000 or a count such as 1000, found \"{text}\"");
@@ -539,7 +665,25 @@ fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let file = shell_quote(&args.file.display().to_string());
-    let total = seeds.end - seeds.start;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(parse_shard)
+        .transpose()
+        .map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    let seed_list = match shard {
+        Some((index, count)) => {
+            if args.out.is_none() {
+                return Err(Failure::new(
+                    exit::BAD_INPUT,
+                    "--shard needs --out DIR to write its partial result",
+                ));
+            }
+            crate::sweep::shard_seeds(&seeds, index, count)
+        }
+        None => seeds.clone().collect(),
+    };
+    let total = seed_list.len() as u64;
     let show_progress = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let mut progress = |done: u64, failed: u64| {
@@ -551,7 +695,26 @@ fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
             }
         }
     };
-    let results = crate::sweep::run_seeds(&scenario, seeds.clone(), jobs, &mut progress)?;
+    let results = crate::sweep::run_seeds(&scenario, seed_list, jobs, &mut progress)?;
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
+        if let Some((index, count)) = shard {
+            let partial = crate::sweep::Shard {
+                format: crate::sweep::SHARD_FORMAT.to_owned(),
+                agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
+                file: file.clone(),
+                scenario_hash: scenario.source_hash.clone(),
+                scenario_text: scenario.source_text.clone(),
+                seeds: format!("{}..{}", seeds.start, seeds.end),
+                index,
+                count,
+                results: results.clone(),
+            };
+            let json = serde_json::to_string(&partial).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+            write_atomic(&dir.join(format!("shard-{index}-of-{count}.json")), json.as_bytes())?;
+        }
+    }
     let mut summary = crate::sweep::summarize(&scenario, &file, &results, &seeds);
     if args.recheck > 0.0 {
         let step = (1.0 / args.recheck).round().max(1.0) as usize;
@@ -588,6 +751,10 @@ fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     }
     if let Some(path) = &args.junit {
         write_atomic(path, summary.junit().as_bytes())?;
+    }
+    if let (Some(dir), None) = (&args.out, shard) {
+        let json = serde_json::to_string_pretty(&summary).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
     }
     let text = if args.json {
         let mut text =

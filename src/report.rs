@@ -9,7 +9,7 @@ use crate::scenario::units::format_duration_us;
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The queue drained and every conversation got an answer.

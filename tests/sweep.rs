@@ -281,3 +281,48 @@ fn compare_shows_a_significant_cure_and_no_difference_between_a_design_and_itsel
         assert_eq!(difference["significant"], false);
     }
 }
+
+#[test]
+fn merging_every_shard_gives_exactly_the_unsharded_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    for shard in ["0/3", "1/3", "2/3"] {
+        let output = agentsim_output(&[
+            "sweep",
+            "scenarios/support-desk.toml",
+            "--seeds",
+            "3..25",
+            "--shard",
+            shard,
+            "--out",
+            out,
+        ]);
+        assert!(matches!(status(&output), 0 | 1), "{}", stderr(&output));
+    }
+    let merged = agentsim_output(&["merge", out, "--json"]);
+    let whole = agentsim_output(&["sweep", "scenarios/support-desk.toml", "--seeds", "3..25", "--json"]);
+    assert_eq!(stdout(&merged), stdout(&whole));
+    assert_eq!(status(&merged), status(&whole));
+}
+
+#[test]
+fn a_merge_with_a_missing_shard_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    agentsim_output(&[
+        "sweep",
+        "scenarios/support-desk.toml",
+        "--seeds",
+        "6",
+        "--shard",
+        "0/2",
+        "--out",
+        out,
+    ]);
+    let merged = agentsim_output(&["merge", out]);
+    assert_eq!(status(&merged), 2);
+    assert!(stderr(&merged).contains("shard 1/2 is missing"), "{}", stderr(&merged));
+    let no_out = agentsim_output(&["sweep", "scenarios/support-desk.toml", "--seeds", "6", "--shard", "0/2"]);
+    assert_eq!(status(&no_out), 2);
+    assert!(stderr(&no_out).contains("--out"));
+}

@@ -18,7 +18,7 @@ use crate::scenario::Scenario;
 use stats::{percentile_u64, wilson_95};
 
 /// What one seed left behind: only what the summary needs, so memory stays small.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SeedResult {
     pub seed: u64,
     pub outcome: Outcome,
@@ -57,22 +57,24 @@ impl SeedResult {
 /// Runs `seeds` on `jobs` threads; `progress` is called after each seed with (done, failed).
 pub fn run_seeds(
     scenario: &Arc<Scenario>,
-    seeds: std::ops::Range<u64>,
+    seeds: Vec<u64>,
     jobs: usize,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<SeedResult>, RunError> {
-    let next = Arc::new(AtomicU64::new(seeds.start));
+    let total = seeds.len();
+    let seeds = Arc::new(seeds);
+    let next = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel::<Result<SeedResult, RunError>>();
     let mut workers = Vec::new();
     for _ in 0..jobs.max(1) {
-        let (next, tx, scenario, end) = (next.clone(), tx.clone(), scenario.clone(), seeds.end);
+        let (next, tx, scenario, seeds) = (next.clone(), tx.clone(), scenario.clone(), seeds.clone());
         // Seeds run in parallel on plain threads; each run has its own runtime and scheduler,
         // so the threads share nothing that reaches a trace.
         workers.push(std::thread::spawn(move || loop {
-            let seed = next.fetch_add(1, Ordering::Relaxed);
-            if seed >= end {
+            let index = next.fetch_add(1, Ordering::Relaxed) as usize;
+            let Some(&seed) = seeds.get(index) else {
                 return;
-            }
+            };
             let result =
                 kernel::run(scenario.clone(), &RunOptions::new(seed)).map(|o| SeedResult::from_report(&o.report));
             if tx.send(result).is_err() {
@@ -81,7 +83,7 @@ pub fn run_seeds(
         }));
     }
     drop(tx);
-    let mut results = Vec::with_capacity((seeds.end - seeds.start) as usize);
+    let mut results = Vec::with_capacity(total);
     let mut failed = 0;
     for result in rx {
         let result = result?;
@@ -172,6 +174,30 @@ pub struct SweepSummary {
 
 /// Failing seeds listed in the summary, at most.
 const FAILING_SEEDS_SHOWN_MAX: usize = 20;
+
+/// A shard's partial result: `agentsim merge` combines shards into the unsharded summary.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Shard {
+    pub format: String,
+    pub agentsim_version: String,
+    /// The scenario file as named on the command line (for replay commands).
+    pub file: String,
+    pub scenario_hash: String,
+    /// The scenario's text, so a merge needs nothing else.
+    pub scenario_text: String,
+    pub seeds: String,
+    pub index: u64,
+    pub count: u64,
+    pub results: Vec<SeedResult>,
+}
+
+/// The `format` field of shard files.
+pub const SHARD_FORMAT: &str = "agentsim-sweep-shard-v1";
+
+/// The seeds of shard `index` of `count`: every `count`-th seed of the range, from `index`.
+pub fn shard_seeds(seeds: &std::ops::Range<u64>, index: u64, count: u64) -> Vec<u64> {
+    seeds.clone().filter(|s| (s - seeds.start) % count == index).collect()
+}
 
 /// Summarises the results of a sweep.
 pub fn summarize(

@@ -120,6 +120,8 @@ pub struct RunReport {
     pub failures: Vec<FailureRecord>,
     pub restarts: Vec<RestartRecord>,
     pub invariants: Vec<InvariantResult>,
+    /// For each conversation, in order: did it end answered?
+    pub answered: Vec<bool>,
     /// A command that reruns exactly this run.
     pub replay: String,
 }

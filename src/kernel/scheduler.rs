@@ -758,6 +758,11 @@ impl Scheduler {
             failures: self.failure_log.clone(),
             restarts: self.restart_log.clone(),
             invariants: Vec::new(),
+            answered: o
+                .conversations
+                .iter()
+                .map(|c| c.status == Some(crate::actors::AnswerStatus::Answered))
+                .collect(),
             replay: self.replay_command.clone(),
         }
     }

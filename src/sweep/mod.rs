@@ -32,6 +32,8 @@ pub struct SeedResult {
     /// Fault kinds that fired, each once.
     pub faults: Vec<String>,
     pub digest: String,
+    /// For each conversation, in order: answered? (the trials of pass^k)
+    pub answered: Vec<bool>,
 }
 
 impl SeedResult {
@@ -50,6 +52,7 @@ impl SeedResult {
             cost_pusd: report.cost_pusd,
             faults,
             digest: report.digest.clone(),
+            answered: report.answered.clone(),
         }
     }
 }
@@ -170,6 +173,48 @@ pub struct SweepSummary {
     pub faults_never_fired: Vec<String>,
     pub failing_seeds: Vec<FailingSeed>,
     pub digests_checked: u64,
+    /// pass^k (τ-bench): each conversation of the scenario is a task and each seed a trial;
+    /// the share of tasks answered in all k of k trials drawn from the seeds, for k = 1, 2, 4, ….
+    pub pass_hat_k: Vec<PassHatK>,
+}
+
+/// One point of the pass^k curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassHatK {
+    pub k: u64,
+    pub value: f64,
+}
+
+/// pass^k over tasks with `successes[t]` of `trials` each: the mean of C(s, k) / C(n, k).
+pub fn pass_hat_k(successes: &[u64], trials: u64, k: u64) -> f64 {
+    if successes.is_empty() || k == 0 || k > trials {
+        return 0.0;
+    }
+    let per_task = |s: u64| {
+        (0..k)
+            .map(|i| s.saturating_sub(i) as f64 / (trials - i) as f64)
+            .product::<f64>()
+    };
+    successes.iter().map(|s| per_task(*s)).sum::<f64>() / successes.len() as f64
+}
+
+fn pass_hat_k_curve(results: &[SeedResult]) -> Vec<PassHatK> {
+    let trials = results.len() as u64;
+    // Tasks: conversation numbers every run opened (the same task in every trial).
+    let tasks = results.iter().map(|r| r.answered.len()).min().unwrap_or(0);
+    if tasks == 0 {
+        return Vec::new();
+    }
+    let successes: Vec<u64> = (0..tasks)
+        .map(|t| results.iter().filter(|r| r.answered[t]).count() as u64)
+        .collect();
+    std::iter::successors(Some(1u64), |k| Some(k * 2))
+        .take_while(|k| *k <= trials.min(64))
+        .map(|k| PassHatK {
+            k,
+            value: pass_hat_k(&successes, trials, k),
+        })
+        .collect()
 }
 
 /// Failing seeds listed in the summary, at most.
@@ -285,6 +330,7 @@ pub fn summarize(
         faults_never_fired,
         failing_seeds,
         digests_checked: 0,
+        pass_hat_k: pass_hat_k_curve(results),
     }
 }
 
@@ -322,6 +368,17 @@ impl SweepSummary {
         out.push_str(&spread("llm calls", &self.llm_calls, &|v| v.to_string()));
         out.push_str(&spread("tokens", &self.tokens, &|v| v.to_string()));
         out.push_str(&spread("cost", &self.cost_pusd, &usd));
+        if !self.pass_hat_k.is_empty() {
+            let points: Vec<String> = self
+                .pass_hat_k
+                .iter()
+                .map(|p| format!("k={} {:.3}", p.k, p.value))
+                .collect();
+            out.push_str(&format!(
+                "  pass^k         {} (conversations as tasks, seeds as trials)\n",
+                points.join(" · ")
+            ));
+        }
         if self.fault_coverage.is_empty() && self.faults_never_fired.is_empty() {
             out.push_str("  faults         none declared\n");
         } else {
@@ -428,5 +485,21 @@ impl SweepSummary {
             escape(&self.scenario),
             self.invariants.len() + 1
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pass_hat_k;
+
+    #[test]
+    fn pass_hat_k_matches_hand_computed_values() {
+        // Two tasks over 4 trials: one always succeeds, one succeeds in 2 of 4.
+        // k=1: (1 + 2/4) / 2 = 0.75; k=2: (1 + (2·1)/(4·3)) / 2 = 0.5833; k=4: (1 + 0) / 2 = 0.5.
+        let successes = [4, 2];
+        assert!((pass_hat_k(&successes, 4, 1) - 0.75).abs() < 1e-12);
+        assert!((pass_hat_k(&successes, 4, 2) - 7.0 / 12.0).abs() < 1e-12);
+        assert!((pass_hat_k(&successes, 4, 4) - 0.5).abs() < 1e-12);
+        assert_eq!(pass_hat_k(&successes, 4, 5), 0.0);
     }
 }

@@ -283,6 +283,11 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// Pretty JSON of a report or summary (serialising our own types cannot fail on user input).
+fn pretty_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string_pretty(value).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))
+}
+
 fn load(path: &Path) -> Result<Arc<Scenario>, Failure> {
     scenario::load(path)
         .map(Arc::new)
@@ -373,7 +378,7 @@ fn run(args: &RunArgs) -> Result<u8, Failure> {
             )
         })?;
         write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
-        let json = serde_json::to_string_pretty(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let json = pretty_json(&report)?;
         write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
         if args.check_determinism {
             trace_bytes =
@@ -396,7 +401,7 @@ fn run(args: &RunArgs) -> Result<u8, Failure> {
 
 fn print_report(report: &RunReport, json: bool) -> Result<(), Failure> {
     let text = if json {
-        let mut text = serde_json::to_string_pretty(report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let mut text = pretty_json(report)?;
         text.push('\n');
         text
     } else {
@@ -481,8 +486,7 @@ fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     let a = summaries.pop().expect("two summaries");
     let comparison = crate::sweep::compare::Comparison::new(a, b);
     if args.json {
-        let text =
-            serde_json::to_string_pretty(&comparison).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let text = pretty_json(&comparison)?;
         println!("{text}");
     } else {
         print!("{}", comparison.text());
@@ -626,7 +630,7 @@ fn merge(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
     results.sort_by_key(|r| r.seed);
     let summary = crate::sweep::summarize(&scenario, &file, &results, &seeds);
     if json {
-        let text = serde_json::to_string_pretty(&summary).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let text = pretty_json(&summary)?;
         println!("{text}");
     } else {
         print!("{}", summary.text());
@@ -753,12 +757,11 @@ fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
         write_atomic(path, summary.junit().as_bytes())?;
     }
     if let (Some(dir), None) = (&args.out, shard) {
-        let json = serde_json::to_string_pretty(&summary).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let json = pretty_json(&summary)?;
         write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
     }
     let text = if args.json {
-        let mut text =
-            serde_json::to_string_pretty(&summary).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let mut text = pretty_json(&summary)?;
         text.push('\n');
         text
     } else {
@@ -778,7 +781,7 @@ fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
 fn list_faults(json: bool) -> Result<u8, Failure> {
     use crate::faults::catalogue::{CATALOGUE, TRIGGER_PARAMS};
     if json {
-        let text = serde_json::to_string_pretty(CATALOGUE).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let text = pretty_json(CATALOGUE)?;
         println!("{text}");
         return Ok(exit::OK);
     }
@@ -815,8 +818,7 @@ fn bench(args: &BenchArgs) -> Result<u8, Failure> {
     };
     let report = crate::bench::bench(scenario, &options)?;
     let text = if args.json {
-        let mut text =
-            serde_json::to_string_pretty(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let mut text = pretty_json(&report)?;
         text.push('\n');
         text
     } else {

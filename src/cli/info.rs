@@ -1,0 +1,70 @@
+//! `agentsim validate`, `list` and `bench`.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::scenario;
+
+pub(super) fn validate(files: &[PathBuf]) -> Result<u8, Failure> {
+    let mut status = exit::OK;
+    for file in files {
+        match scenario::load(file) {
+            Ok(_) => println!("{}: OK", file.display()),
+            Err(e) => {
+                eprintln!("{e}");
+                status = exit::BAD_INPUT;
+            }
+        }
+    }
+    Ok(status)
+}
+
+pub(super) fn list_faults(json: bool) -> Result<u8, Failure> {
+    use crate::faults::catalogue::{CATALOGUE, TRIGGER_PARAMS};
+    if json {
+        let text = pretty_json(CATALOGUE)?;
+        println!("{text}");
+        return Ok(exit::OK);
+    }
+    let mut out = String::new();
+    for entry in CATALOGUE {
+        let layer = serde_json::to_value(entry.layer)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        out.push_str(&format!("{:<28} {:<9} {}\n", entry.kind, layer, entry.models));
+        for p in entry.params {
+            out.push_str(&format!(
+                "{:<28} {:<9}   {} = {} — {}\n",
+                "", "", p.name, p.default, p.meaning
+            ));
+        }
+    }
+    out.push_str("\nEvery fault also takes these trigger settings:\n");
+    for p in TRIGGER_PARAMS {
+        out.push_str(&format!("  {:<12} {:<10} {}\n", p.name, p.default, p.meaning));
+    }
+    print!("{out}");
+    Ok(exit::OK)
+}
+
+pub(super) fn bench(args: &BenchArgs) -> Result<u8, Failure> {
+    let scenario = load(&args.file)?;
+    let options = crate::bench::BenchOptions {
+        iters: args.iters,
+        warmup: args.warmup,
+        trace: args.trace,
+        flavor: args.runtime.flavor(),
+        seed: args.seed.unwrap_or(scenario.seed),
+    };
+    let report = crate::bench::bench(scenario, &options)?;
+    let text = if args.json {
+        let mut text = pretty_json(&report)?;
+        text.push('\n');
+        text
+    } else {
+        report.summary()
+    };
+    print!("{text}");
+    Ok(exit::OK)
+}

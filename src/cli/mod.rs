@@ -1,0 +1,314 @@
+//! The command line, over the library: argument types, dispatch, exit statuses and the helpers
+//! the commands share. Each family of commands lives in its own module.
+
+mod info;
+mod run;
+mod sweep;
+
+pub use sweep::parse_seed_range;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::kernel::{self, Flavor};
+use crate::scenario::{self, Scenario};
+
+/// Exit statuses, documented in the README.
+pub mod exit {
+    /// The run completed and every invariant held (or: the file is valid, the replay matched).
+    pub const OK: u8 = 0;
+    /// The run finished but failed: an invariant broke, or the outcome was not `completed`.
+    pub const RUN_FAILED: u8 = 1;
+    /// Bad input: a scenario error, a bad flag, a missing file.
+    pub const BAD_INPUT: u8 = 2;
+    /// Determinism error: a rerun or replay gave a different trace.
+    pub const NONDETERMINISM: u8 = 3;
+    /// agentsim itself failed (I/O, internal error).
+    pub const INTERNAL: u8 = 4;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "agentsim",
+    version,
+    about = "A deterministic, actor-based simulator for LLM agent systems"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check scenario files; prints OK or FILE:LINE:COL errors.
+    Validate {
+        /// Scenario files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a scenario once and print its summary.
+    Run(RunArgs),
+    /// List what agentsim knows: `agentsim list faults [--json]`.
+    List {
+        /// What to list.
+        #[arg(value_enum)]
+        what: ListWhat,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run many seeds in parallel: pass rates, percentiles, fault coverage, failing seeds.
+    Sweep(SweepArgs),
+    /// Combine the partial results of `sweep --shard` into the summary an unsharded sweep gives.
+    Merge {
+        /// Shard files, or directories holding shard-*-of-*.json files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two designs under the same seeds and the same chaos.
+    Compare(CompareArgs),
+    /// Measure orchestration overhead: run a scenario repeatedly and time it (wall clock).
+    Bench(BenchArgs),
+    /// Rerun the run recorded in a directory written by `run --out` and compare traces.
+    Replay {
+        /// A directory written by `agentsim run --out DIR`.
+        dir: PathBuf,
+        /// Tokio runtime to replay on.
+        #[arg(long, value_enum, default_value_t = RuntimeFlavor::Current)]
+        runtime: RuntimeFlavor,
+    },
+}
+
+/// Arguments of `agentsim run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Scenario file (TOML).
+    pub file: PathBuf,
+    /// Seed; the scenario's `seed` when omitted.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write trace.jsonl, report.json and scenario.toml to this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Overwrite an existing run in --out.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Rerun the seed in a fresh process, on the other runtime flavour, and compare traces.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// Tokio runtime that carries the actors (the trace must not depend on it).
+    #[arg(long, value_enum, default_value_t = RuntimeFlavor::Current)]
+    pub runtime: RuntimeFlavor,
+    /// Stop after this many events (overrides the scenario's max_events).
+    #[arg(long)]
+    pub max_events: Option<u64>,
+    /// Stop at this virtual time, e.g. "30m" (overrides the scenario's max_virtual_time).
+    #[arg(long)]
+    pub max_virtual_time: Option<String>,
+    /// Stop when this many events are queued (overrides the scenario's max_queue_len).
+    #[arg(long)]
+    pub max_queue_len: Option<u64>,
+    /// If the run fails, shrink its faults to a minimal set that still fails, and write it as a
+    /// standalone scenario.
+    #[arg(long)]
+    pub shrink: bool,
+    /// Where `--shrink` writes the scenario (default: NAME.shrunk-seedN.toml here).
+    #[arg(long)]
+    pub shrink_out: Option<PathBuf>,
+}
+
+/// Arguments of `agentsim sweep`.
+#[derive(clap::Args, Debug)]
+pub struct SweepArgs {
+    /// Scenario file (TOML).
+    pub file: PathBuf,
+    /// Seeds: `A..B` (B exclusive) or `N` for `0..N`.
+    #[arg(long)]
+    pub seeds: String,
+    /// Parallel seeds (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write JUnit XML here (one test case per invariant).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Rerun this fraction of the seeds in fresh processes and compare digests.
+    #[arg(long, default_value_t = 0.0)]
+    pub recheck: f64,
+    /// Pass when every invariant holds in at least this fraction of runs (default: all).
+    #[arg(long)]
+    pub min_pass_rate: Option<f64>,
+    /// Shrink the first failing seed to a minimal fault set (see `run --shrink`).
+    #[arg(long)]
+    pub shrink: bool,
+    /// Run only shard I of N (every Nth seed from the I-th) and write a partial result to --out.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Write summary.json (or, with --shard, shard-I-of-N.json) to this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `agentsim compare`.
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Design A (scenario file).
+    pub a: PathBuf,
+    /// Design B (scenario file).
+    pub b: PathBuf,
+    /// Seeds: `A..B` (B exclusive) or `N` for `0..N`.
+    #[arg(long)]
+    pub seeds: String,
+    /// Parallel seeds (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `agentsim bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Scenario file (TOML).
+    pub file: PathBuf,
+    /// Measured iterations.
+    #[arg(long, default_value_t = 20)]
+    pub iters: u32,
+    /// Unmeasured iterations first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u32,
+    /// Encode and hash the trace, as `run` does (off by default: the kernel alone).
+    #[arg(long)]
+    pub trace: bool,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed; the scenario's `seed` when omitted.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Tokio runtime that carries the actors.
+    #[arg(long, value_enum, default_value_t = RuntimeFlavor::Current)]
+    pub runtime: RuntimeFlavor,
+}
+
+/// What `agentsim list` lists.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListWhat {
+    /// The fault catalogue: kind, layer, parameters, the real behaviour it models.
+    Faults,
+}
+
+/// `--runtime` values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeFlavor {
+    /// tokio current_thread
+    Current,
+    /// tokio multi_thread with 2 workers
+    Multi,
+}
+
+impl RuntimeFlavor {
+    fn flavor(self) -> Flavor {
+        match self {
+            RuntimeFlavor::Current => Flavor::CurrentThread,
+            RuntimeFlavor::Multi => Flavor::MultiThread,
+        }
+    }
+
+    fn other(self) -> RuntimeFlavor {
+        match self {
+            RuntimeFlavor::Current => RuntimeFlavor::Multi,
+            RuntimeFlavor::Multi => RuntimeFlavor::Current,
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            RuntimeFlavor::Current => "current",
+            RuntimeFlavor::Multi => "multi",
+        }
+    }
+}
+
+/// A failure with its exit status and message.
+pub(crate) struct Failure {
+    status: u8,
+    message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(status: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<kernel::RunError> for Failure {
+    fn from(e: kernel::RunError) -> Failure {
+        Failure::new(exit::INTERNAL, e.to_string())
+    }
+}
+
+/// Runs the CLI; returns the process exit status.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Validate { files } => info::validate(&files),
+        Command::Run(args) => run::run(&args),
+        Command::Replay { dir, runtime } => run::replay(&dir, runtime),
+        Command::Bench(args) => info::bench(&args),
+        Command::Sweep(args) => sweep::sweep(&args),
+        Command::Compare(args) => sweep::compare(&args),
+        Command::Merge { paths, json } => sweep::merge(&paths, json),
+        Command::List {
+            what: ListWhat::Faults,
+            json,
+        } => info::list_faults(json),
+    };
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.status)
+        }
+    }
+}
+
+/// Pretty JSON of a report or summary (serialising our own types cannot fail on user input).
+pub(crate) fn pretty_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string_pretty(value).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))
+}
+
+pub(crate) fn load(path: &Path) -> Result<Arc<Scenario>, Failure> {
+    scenario::load(path)
+        .map(Arc::new)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))
+}
+
+pub(crate) fn shell_quote(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@".contains(c)) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let partial = path.with_extension("partial");
+    let fail = |e: std::io::Error| Failure::new(exit::INTERNAL, format!("cannot write {}: {e}", path.display()));
+    std::fs::write(&partial, bytes).map_err(fail)?;
+    std::fs::rename(&partial, path).map_err(fail)
+}

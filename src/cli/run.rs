@@ -1,0 +1,249 @@
+//! `agentsim run` and `agentsim replay`: one run, its output files, and the determinism checks.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::kernel::{self, RunOptions};
+use crate::report::RunReport;
+use crate::scenario::{self, units::parse_duration_us};
+use crate::trace::{reader, TraceMode};
+
+pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
+    let scenario = load(&args.file)?;
+    let seed = args.seed.unwrap_or(scenario.seed);
+    let mut limits = scenario.limits;
+    if let Some(n) = args.max_events {
+        limits.max_events = n;
+    }
+    if let Some(n) = args.max_queue_len {
+        limits.max_queue_len = n;
+    }
+    if let Some(t) = &args.max_virtual_time {
+        limits.max_virtual_time_us =
+            parse_duration_us(t).map_err(|e| Failure::new(exit::BAD_INPUT, format!("--max-virtual-time: {e}")))?;
+    }
+    let mut replay_command = format!(
+        "agentsim run {} --seed {seed}",
+        shell_quote(&args.file.display().to_string())
+    );
+    if args.max_events.is_some() || args.max_queue_len.is_some() || args.max_virtual_time.is_some() {
+        for (flag, value) in [
+            ("--max-events", args.max_events.map(|n| n.to_string())),
+            ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())),
+            ("--max-virtual-time", args.max_virtual_time.clone()),
+        ] {
+            if let Some(value) = value {
+                replay_command.push_str(&format!(" {flag} {}", shell_quote(&value)));
+            }
+        }
+    }
+
+    let out_dir = args
+        .out
+        .as_deref()
+        .map(|dir| prepare_out_dir(dir, args.force))
+        .transpose()?;
+    let trace_mode = match &out_dir {
+        Some(dir) => TraceMode::File(dir.join(".trace.jsonl.partial")),
+        None if args.check_determinism => TraceMode::Memory,
+        None => TraceMode::Digest,
+    };
+    if let Some(dir) = &out_dir {
+        replay_command = format!("agentsim replay {}", shell_quote(&dir.display().to_string()));
+    }
+    let options = RunOptions {
+        seed,
+        flavor: args.runtime.flavor(),
+        trace: trace_mode,
+        limits: Some(limits),
+        replay_command,
+    };
+    let output = kernel::run(scenario.clone(), &options)?;
+    let report = output.report;
+
+    let mut trace_bytes = output.trace;
+    if let Some(dir) = &out_dir {
+        std::fs::rename(dir.join(".trace.jsonl.partial"), dir.join("trace.jsonl")).map_err(|e| {
+            Failure::new(
+                exit::INTERNAL,
+                format!("cannot write {}: {e}", dir.join("trace.jsonl").display()),
+            )
+        })?;
+        write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
+        let json = pretty_json(&report)?;
+        write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
+        if args.check_determinism {
+            trace_bytes =
+                std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        }
+    }
+
+    print_report(&report, args.json)?;
+    if args.shrink && !report.passed() {
+        super::sweep::shrink_seed(&args.file, &scenario, seed, args.shrink_out.as_deref())?;
+    }
+    if args.check_determinism {
+        let status = check_determinism(args, seed, &report, &trace_bytes)?;
+        if status != exit::OK {
+            return Ok(status);
+        }
+    }
+    Ok(if report.passed() { exit::OK } else { exit::RUN_FAILED })
+}
+
+pub(super) fn print_report(report: &RunReport, json: bool) -> Result<(), Failure> {
+    let text = if json {
+        let mut text = pretty_json(report)?;
+        text.push('\n');
+        text
+    } else {
+        report.summary()
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+    Ok(())
+}
+
+/// Reruns the seed in a fresh process on the other runtime flavour and compares the traces.
+pub(super) fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]) -> Result<u8, Failure> {
+    let scratch = tempfile::tempdir()
+        .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create a scratch directory: {e}")))?;
+    let rerun_dir = scratch.path().join("rerun");
+    let exe = std::env::current_exe().map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("run")
+        .arg(&args.file)
+        .arg("--seed")
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(&rerun_dir)
+        .arg("--json");
+    command.arg("--runtime").arg(args.runtime.other().arg());
+    for (flag, value) in [
+        ("--max-events", args.max_events.map(|n| n.to_string())),
+        ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())),
+        ("--max-virtual-time", args.max_virtual_time.clone()),
+    ] {
+        if let Some(value) = value {
+            command.arg(flag).arg(value);
+        }
+    }
+    let output = command
+        .output()
+        .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot start the rerun: {e}")))?;
+    let rerun_trace = std::fs::read(rerun_dir.join("trace.jsonl")).map_err(|_| {
+        Failure::new(
+            exit::INTERNAL,
+            format!("the rerun wrote no trace: {}", String::from_utf8_lossy(&output.stderr)),
+        )
+    })?;
+    match reader::first_divergence(trace, &rerun_trace) {
+        None => {
+            eprintln!(
+                "determinism: OK — a fresh process on the {} runtime gave the same digest {}",
+                args.runtime.other().arg(),
+                report.digest
+            );
+            Ok(exit::OK)
+        }
+        Some(divergence) => {
+            eprintln!(
+                "determinism: MISMATCH — a fresh process on the {} runtime diverged\n{divergence}",
+                args.runtime.other().arg()
+            );
+            Ok(exit::NONDETERMINISM)
+        }
+    }
+}
+
+pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> {
+    let trace_path = dir.join("trace.jsonl");
+    let recorded = std::fs::read(&trace_path).map_err(|e| {
+        Failure::new(
+            exit::BAD_INPUT,
+            format!("{}: cannot read the recorded trace: {e}", trace_path.display()),
+        )
+    })?;
+    let header = reader::header(&recorded).ok_or_else(|| {
+        Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{}:1:1: expected a header record as the first line",
+                trace_path.display()
+            ),
+        )
+    })?;
+    let seed = header.get("seed").and_then(|s| s.as_u64()).ok_or_else(|| {
+        Failure::new(
+            exit::BAD_INPUT,
+            format!("{}:1:1: expected a numeric `seed` in the header", trace_path.display()),
+        )
+    })?;
+    let scenario = load(&dir.join("scenario.toml"))?;
+    let recorded_hash = header.get("scenario_hash").and_then(|h| h.as_str()).unwrap_or("");
+    if recorded_hash != scenario.source_hash {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{}: the scenario file changed since the run (hash {} in the trace, {} now)",
+                dir.join("scenario.toml").display(),
+                recorded_hash,
+                scenario.source_hash
+            ),
+        ));
+    }
+    let limits = read_limits(&header).unwrap_or(scenario.limits);
+    let options = RunOptions {
+        seed,
+        flavor: runtime.flavor(),
+        trace: TraceMode::Memory,
+        limits: Some(limits),
+        replay_command: format!("agentsim replay {}", shell_quote(&dir.display().to_string())),
+    };
+    let output = kernel::run(scenario, &options)?;
+    match reader::first_divergence(&recorded, &output.trace) {
+        None => {
+            println!(
+                "replay: OK — {} records, digest {} matches",
+                recorded.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(),
+                output.report.digest
+            );
+            Ok(exit::OK)
+        }
+        Some(divergence) => {
+            println!(
+                "replay: MISMATCH — the rerun diverged from {}\n{divergence}",
+                trace_path.display()
+            );
+            Ok(exit::NONDETERMINISM)
+        }
+    }
+}
+
+/// The limits a recorded run used, from its trace header (CLI overrides are not in the scenario).
+pub(super) fn read_limits(header: &serde_json::Value) -> Option<scenario::Limits> {
+    let field = |key: &str| header.get(key).and_then(|v| v.as_u64());
+    Some(scenario::Limits {
+        max_events: field("max_events")?,
+        max_virtual_time_us: field("max_virtual_time_us")?,
+        max_queue_len: field("max_queue_len")?,
+    })
+}
+
+pub(super) fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf, Failure> {
+    if dir.join("trace.jsonl").exists() && !force {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{} already holds a run; pass --force to overwrite it, or choose another --out",
+                dir.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir.to_path_buf())
+}

@@ -1,0 +1,319 @@
+//! `agentsim sweep`, `compare`, `merge` and shrinking: many seeds, summarised.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::*;
+use crate::scenario::{self, Scenario};
+
+pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
+    use std::io::IsTerminal;
+    let scenario = load(&args.file)?;
+    let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    if !(0.0..=1.0).contains(&args.recheck) {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!("--recheck: expected a fraction between 0 and 1, found {}", args.recheck),
+        ));
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let file = shell_quote(&args.file.display().to_string());
+    let shard = args
+        .shard
+        .as_deref()
+        .map(parse_shard)
+        .transpose()
+        .map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    let seed_list = match shard {
+        Some((index, count)) => {
+            if args.out.is_none() {
+                return Err(Failure::new(
+                    exit::BAD_INPUT,
+                    "--shard needs --out DIR to write its partial result",
+                ));
+            }
+            crate::sweep::shard_seeds(&seeds, index, count)
+        }
+        None => seeds.clone().collect(),
+    };
+    let total = seed_list.len() as u64;
+    let show_progress = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let mut progress = |done: u64, failed: u64| {
+        if show_progress && (done % 50 == 0 || done == total) {
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprint!("\r  {done}/{total} seeds · {rate:.0} seeds/s · {failed} failing   ");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let results = crate::sweep::run_seeds(&scenario, seed_list, jobs, &mut progress)?;
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
+        if let Some((index, count)) = shard {
+            let partial = crate::sweep::Shard {
+                format: crate::sweep::SHARD_FORMAT.to_owned(),
+                agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
+                file: file.clone(),
+                scenario_hash: scenario.source_hash.clone(),
+                scenario_text: scenario.source_text.clone(),
+                seeds: format!("{}..{}", seeds.start, seeds.end),
+                index,
+                count,
+                results: results.clone(),
+            };
+            let json = serde_json::to_string(&partial).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+            write_atomic(&dir.join(format!("shard-{index}-of-{count}.json")), json.as_bytes())?;
+        }
+    }
+    let mut summary = crate::sweep::summarize(&scenario, &file, &results, &seeds);
+    if args.recheck > 0.0 {
+        let step = (1.0 / args.recheck).round().max(1.0) as usize;
+        for result in results.iter().step_by(step) {
+            let output = std::process::Command::new(
+                std::env::current_exe().map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?,
+            )
+            .args([
+                "run",
+                &args.file.display().to_string(),
+                "--seed",
+                &result.seed.to_string(),
+                "--json",
+                "--runtime",
+                "multi",
+            ])
+            .output()
+            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot start a recheck: {e}")))?;
+            let report: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|_| {
+                Failure::new(
+                    exit::INTERNAL,
+                    format!("the recheck of seed {} printed no report", result.seed),
+                )
+            })?;
+            if report["digest"].as_str() != Some(result.digest.as_str()) {
+                eprintln!(
+                    "determinism: MISMATCH — seed {} gave digest {} in the sweep and {} in a fresh process\n  replay: agentsim run {file} --seed {} --check-determinism",
+                    result.seed, result.digest, report["digest"], result.seed
+                );
+                return Ok(exit::NONDETERMINISM);
+            }
+            summary.digests_checked += 1;
+        }
+    }
+    if let Some(path) = &args.junit {
+        write_atomic(path, summary.junit().as_bytes())?;
+    }
+    if let (Some(dir), None) = (&args.out, shard) {
+        let json = pretty_json(&summary)?;
+        write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
+    }
+    let text = if args.json {
+        let mut text = pretty_json(&summary)?;
+        text.push('\n');
+        text
+    } else {
+        summary.text()
+    };
+    print!("{text}");
+    if args.shrink {
+        if let Some(first) = results.iter().find(|r| !r.passed) {
+            shrink_seed(&args.file, &scenario, first.seed, None)?;
+        }
+    }
+    let min_pass_rate = args.min_pass_rate.unwrap_or(1.0);
+    let held = summary.invariants.iter().all(|i| i.pass_rate >= min_pass_rate);
+    Ok(if held { exit::OK } else { exit::RUN_FAILED })
+}
+
+pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
+    let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut summaries = Vec::new();
+    for file in [&args.a, &args.b] {
+        let scenario = load(file)?;
+        let results = crate::sweep::run_seeds(&scenario, seeds.clone().collect(), jobs, &mut |_, _| {})?;
+        summaries.push(crate::sweep::summarize(
+            &scenario,
+            &shell_quote(&file.display().to_string()),
+            &results,
+            &seeds,
+        ));
+    }
+    let b = summaries.pop().expect("two summaries");
+    let a = summaries.pop().expect("two summaries");
+    let comparison = crate::sweep::compare::Comparison::new(a, b);
+    if args.json {
+        let text = pretty_json(&comparison)?;
+        println!("{text}");
+    } else {
+        print!("{}", comparison.text());
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn merge(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| Failure::new(exit::BAD_INPUT, format!("{}: {e}", path.display())))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".json"))
+                })
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut shards: Vec<crate::sweep::Shard> = Vec::new();
+    for file in &files {
+        let bytes =
+            std::fs::read(file).map_err(|e| Failure::new(exit::BAD_INPUT, format!("{}: {e}", file.display())))?;
+        let shard: crate::sweep::Shard = serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::new(
+                exit::BAD_INPUT,
+                format!(
+                    "{}:{}:{}: expected a shard written by `agentsim sweep --shard`: {e}",
+                    file.display(),
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        if shard.format != crate::sweep::SHARD_FORMAT {
+            return Err(Failure::new(
+                exit::BAD_INPUT,
+                format!(
+                    "{}: expected format {}, found {}",
+                    file.display(),
+                    crate::sweep::SHARD_FORMAT,
+                    shard.format
+                ),
+            ));
+        }
+        shards.push(shard);
+    }
+    let Some(first) = shards.first() else {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            "no shard files found (expected shard-I-of-N.json)",
+        ));
+    };
+    let (count, seeds_text, hash) = (first.count, first.seeds.clone(), first.scenario_hash.clone());
+    let mut present = vec![false; count as usize];
+    for shard in &shards {
+        if shard.count != count || shard.seeds != seeds_text || shard.scenario_hash != hash {
+            return Err(Failure::new(
+                exit::BAD_INPUT,
+                "the shards belong to different sweeps (scenario, seed range or shard count differ)",
+            ));
+        }
+        if std::mem::replace(&mut present[shard.index as usize], true) {
+            return Err(Failure::new(
+                exit::BAD_INPUT,
+                format!("shard {}/{count} appears twice", shard.index),
+            ));
+        }
+    }
+    if let Some(missing) = present.iter().position(|p| !p) {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!("shard {missing}/{count} is missing"),
+        ));
+    }
+    let seeds = parse_seed_range(&seeds_text).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    let scenario =
+        scenario::parse(&first.file, &first.scenario_text).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?;
+    let file = first.file.clone();
+    let mut results: Vec<crate::sweep::SeedResult> = shards.into_iter().flat_map(|s| s.results).collect();
+    results.sort_by_key(|r| r.seed);
+    let summary = crate::sweep::summarize(&scenario, &file, &results, &seeds);
+    if json {
+        let text = pretty_json(&summary)?;
+        println!("{text}");
+    } else {
+        print!("{}", summary.text());
+    }
+    Ok(if summary.invariants.iter().all(|i| i.pass_rate >= 1.0) {
+        exit::OK
+    } else {
+        exit::RUN_FAILED
+    })
+}
+
+/// Shrinks a failing seed and writes the standalone scenario; prints what it found on stderr.
+pub(super) fn shrink_seed(file: &Path, scenario: &Arc<Scenario>, seed: u64, out: Option<&Path>) -> Result<(), Failure> {
+    let Some(shrunk) = crate::sweep::shrink::shrink(scenario, seed)? else {
+        return Ok(());
+    };
+    let stem = file
+        .file_stem()
+        .map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
+    let path = out.map_or_else(
+        || PathBuf::from(format!("{stem}.shrunk-seed{seed}.toml")),
+        Path::to_path_buf,
+    );
+    write_atomic(&path, shrunk.scenario_text.as_bytes())?;
+    let kinds: Vec<String> = shrunk
+        .faults
+        .iter()
+        .map(|f| {
+            format!(
+                "{} on {} (message {})",
+                f.kind.name(),
+                f.target,
+                f.trigger.on_message.unwrap_or(0)
+            )
+        })
+        .collect();
+    eprintln!(
+        "shrink: seed {seed} breaks \"{}\"; {} fault(s) fired, {} needed ({} runs): {}\n  wrote {}\n  replay: agentsim run {} --seed {seed}",
+        shrunk.breaks,
+        shrunk.before,
+        shrunk.faults.len(),
+        shrunk.runs,
+        if kinds.is_empty() { "none — it fails without any fault".to_owned() } else { kinds.join(", ") },
+        path.display(),
+        shell_quote(&path.display().to_string()),
+    );
+    Ok(())
+}
+
+/// Parses `I/N` (shard I of N, from 0).
+pub(super) fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let expected = || format!("--shard: expected I/N with 0 <= I < N, such as 0/4, found \"{text}\"");
+    let (i, n) = text.split_once('/').ok_or_else(expected)?;
+    let (i, n): (u64, u64) = (
+        i.trim().parse().map_err(|_| expected())?,
+        n.trim().parse().map_err(|_| expected())?,
+    );
+    if n == 0 || i >= n {
+        return Err(expected());
+    }
+    Ok((i, n))
+}
+
+/// Parses `A..B` (B exclusive) or `N` (for `0..N`).
+pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
+    let expected = || format!("--seeds: expected a range such as 0..1000 or a count such as 1000, found \"{text}\"");
+    let range = match text.split_once("..") {
+        Some((a, b)) => a.trim().parse().map_err(|_| expected())?..b.trim().parse().map_err(|_| expected())?,
+        None => 0..text.trim().parse().map_err(|_| expected())?,
+    };
+    if range.start >= range.end {
+        return Err(format!("--seeds: expected a non-empty range, found \"{text}\""));
+    }
+    Ok(range)
+}

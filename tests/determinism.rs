@@ -437,3 +437,22 @@ fn adding_a_fault_aimed_at_another_actor_does_not_change_when_the_existing_fault
         "declaring another fault first changed when agent:billing crashes"
     );
 }
+
+/// The torture test: every scenario × 50 seeds, each seed run in the sweep (current_thread, in
+/// process, on worker threads) and again in a fresh process on the multi_thread runtime; all
+/// digests must match.
+#[test]
+fn every_scenario_gives_the_same_digest_for_50_seeds_in_fresh_processes_on_both_runtimes() {
+    let mut mismatches = Vec::new();
+    for file in scenario_files() {
+        let name = relative(&file);
+        // The 10,000-agent swarm costs half a second a run; five seeds make the point.
+        let seeds = if name.contains("w5-swarm") { "5" } else { "50" };
+        let output = agentsim_output(&["sweep", &name, "--seeds", seeds, "--recheck", "1", "--json"]);
+        let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        if status(&output) == 3 || summary["digests_checked"].as_u64() != seeds.parse().ok() {
+            mismatches.push(format!("{name}: exit {} — {}", status(&output), stderr(&output)));
+        }
+    }
+    assert!(mismatches.is_empty(), "digest mismatches:\n{}", mismatches.join("\n"));
+}

@@ -12,7 +12,7 @@ pub const REPORT_SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// The queue drained and every conversation got an answer.
+    /// The queue drained and every conversation ended (answered, failed or out of turns).
     Completed,
     /// The queue drained but some conversations never got an answer (lost state, dead ends).
     Stalled,

@@ -817,3 +817,17 @@ fn each_malformed_mode_breaks_the_arguments_its_own_way() {
         pay_invokes(&records)
     );
 }
+
+#[test]
+fn a_certain_network_fault_touches_each_message_once_and_cannot_hold_it_back_forever() {
+    for kind in ["message.reorder", "message.delay", "message.duplicate"] {
+        let faults = format!("[[fault]]\nkind = \"{kind}\"\ntarget = \"agent:a\"\nprobability = 1.0");
+        let (output, _) = run("", &faults);
+        assert_eq!(
+            output.report.outcome,
+            agentsim::report::Outcome::Completed,
+            "{kind}: {}",
+            output.report.summary()
+        );
+    }
+}

@@ -83,6 +83,9 @@ pub struct Scheduler {
     messages: u64,
     /// Seq of the event being handled (for effects recorded during its turn).
     current_seq: u64,
+    /// Events the network already delayed, reordered or duplicated: not faulted again, so a
+    /// certain (`probability = 1.0`) network fault cannot hold a message back forever.
+    network_touched: std::collections::BTreeSet<u64>,
     slots: Vec<Slot>,
     completions_tx: UnboundedSender<Completion>,
     completions_rx: UnboundedReceiver<Completion>,
@@ -119,6 +122,7 @@ impl Scheduler {
             events: 0,
             messages: 0,
             current_seq: 0,
+            network_touched: Default::default(),
             slots,
             completions_tx,
             completions_rx,
@@ -251,9 +255,12 @@ impl Scheduler {
                 &*self.slots[envelope.from.index()].logical_id,
                 &*self.slots[to.index()].logical_id,
             );
-            let injection = self
-                .faults
-                .on_deliver(self.now_us, to, received, class, envelope.payload.text(), ids);
+            let injection = if self.network_touched.remove(&seq) {
+                None
+            } else {
+                self.faults
+                    .on_deliver(self.now_us, to, received, class, envelope.payload.text(), ids)
+            };
             let mut turn_now_us = self.now_us;
             if let Some(fired) = injection {
                 self.trace_fault(seq, to, fired)?;
@@ -269,7 +276,8 @@ impl Scheduler {
                             FaultKind::MessageDelay => params.latency_us.unwrap_or(5_000_000),
                             _ => 0,
                         };
-                        self.queue.push(self.now_us + delay_us, envelope);
+                        let requeued = self.queue.push(self.now_us + delay_us, envelope);
+                        self.network_touched.insert(requeued);
                         continue;
                     }
                     FaultKind::MessageDuplicate => {
@@ -277,7 +285,8 @@ impl Scheduler {
                             payload: envelope.payload.clone(),
                             ..envelope
                         };
-                        self.queue.push(self.now_us, copy);
+                        let requeued = self.queue.push(self.now_us, copy);
+                        self.network_touched.insert(requeued);
                     }
                     FaultKind::ClockSkew => turn_now_us += params.latency_us.unwrap_or(30_000_000),
                     FaultKind::UserAbandon => {

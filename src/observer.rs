@@ -216,8 +216,8 @@ impl Observer {
         }
     }
 
-    /// Final verdicts, after the last event at `end_us`.
-    pub fn finish(&mut self, scenario: &Scenario, end_us: u64) -> Vec<InvariantResult> {
+    /// Final verdicts, after the last event.
+    pub fn finish(&mut self, scenario: &Scenario) -> Vec<InvariantResult> {
         for (index, invariant) in scenario.invariants.iter().enumerate() {
             let Check::EventuallyAnswered { within_us } = invariant.check else {
                 continue;
@@ -250,7 +250,6 @@ impl Observer {
                 }
             });
             if let Some((conv, seq, started, what)) = late {
-                let _ = end_us;
                 self.violate(
                     index,
                     seq,

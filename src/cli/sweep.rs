@@ -16,9 +16,7 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
             format!("--recheck: expected a fraction between 0 and 1, found {}", args.recheck),
         ));
     }
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = args.jobs.unwrap_or_else(default_jobs);
     let file = shell_quote(&args.file.display().to_string());
     let shard = args
         .shard
@@ -131,9 +129,7 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
 
 pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = args.jobs.unwrap_or_else(default_jobs);
     let mut summaries = Vec::new();
     for file in [&args.a, &args.b] {
         let scenario = load(file)?;
@@ -316,4 +312,9 @@ pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
         return Err(format!("--seeds: expected a non-empty range, found \"{text}\""));
     }
     Ok(range)
+}
+
+/// Parallel seeds when `--jobs` is not given: one per core.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

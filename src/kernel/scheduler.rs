@@ -164,7 +164,7 @@ impl Scheduler {
         let (digest, bytes) =
             std::mem::replace(&mut self.trace, Trace::open(crate::trace::TraceMode::Off)?).finish()?;
         let scenario = self.scenario.clone();
-        let invariants = self.observer.finish(&scenario, self.now_us);
+        let invariants = self.observer.finish(&scenario);
         let mut report = self.report(outcome, detail, digest);
         report.invariants = invariants;
         Ok((report, bytes))

@@ -48,6 +48,41 @@ pub(super) fn list_faults(json: bool) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+pub(super) fn list_prices(json: bool) -> Result<u8, Failure> {
+    use crate::llm::prices::{format_usd_per_mtok, price_list, PRICES_SOURCE, PRICES_TAKEN_ON, PRICE_TABLE};
+    if json {
+        let text = pretty_json(&price_list())?;
+        println!("{text}");
+        return Ok(exit::OK);
+    }
+    let mut out = format!(
+        "Prices taken on {PRICES_TAKEN_ON}, USD per million tokens.\nSource: {PRICES_SOURCE}.\n\n{:<24} {:<10} {:>9} {:>14} {:>9}  {}\n",
+        "model", "provider", "input", "cached input", "output", "also"
+    )
+    .trim_end()
+    .to_owned();
+    out.push('\n');
+    for row in PRICE_TABLE {
+        let line = format!(
+            "{:<24} {:<10} {:>9} {:>14} {:>9}  {}",
+            row.model,
+            row.provider,
+            format_usd_per_mtok(row.input_pusd_per_token),
+            format_usd_per_mtok(row.cached_input_pusd_per_token),
+            format_usd_per_mtok(row.output_pusd_per_token),
+            row.aliases.join(", ")
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push_str(
+        "\nDated snapshots (gpt-4o-2024-08-06, claude-sonnet-4-5-20250929) and -latest names are priced as their \
+         model.\nA scenario's `price = { input_per_mtok, cached_input_per_mtok, output_per_mtok }` overrides the table.\n",
+    );
+    print!("{out}");
+    Ok(exit::OK)
+}
+
 pub(super) fn bench(args: &BenchArgs) -> Result<u8, Failure> {
     let scenario = load(&args.file)?;
     let options = crate::bench::BenchOptions {

@@ -51,7 +51,7 @@ pub enum Command {
     },
     /// Run a scenario once and print its summary.
     Run(RunArgs),
-    /// List what agentsim knows: `agentsim list faults [--json]`.
+    /// List what agentsim knows: `agentsim list faults|prices [--json]`.
     List {
         /// What to list.
         #[arg(value_enum)]
@@ -208,6 +208,8 @@ pub struct BenchArgs {
 pub enum ListWhat {
     /// The fault catalogue: kind, layer, parameters, the real behaviour it models.
     Faults,
+    /// The price table: USD per million tokens (input, cached input, output) and its date.
+    Prices,
 }
 
 /// `--runtime` values.
@@ -277,6 +279,10 @@ pub fn main(cli: Cli) -> ExitCode {
             what: ListWhat::Faults,
             json,
         } => info::list_faults(json),
+        Command::List {
+            what: ListWhat::Prices,
+            json,
+        } => info::list_prices(json),
     };
     match result {
         Ok(status) => ExitCode::from(status),

@@ -60,10 +60,13 @@ pub struct RawMeta {
 #[serde(deny_unknown_fields)]
 pub struct RawLlm {
     pub name: Spanned<String>,
-    pub model: Option<String>,
+    pub model: Option<Spanned<String>>,
     pub mode: Option<Spanned<String>>,
     pub latency: Option<Spanned<RawLatency>>,
+    /// Overrides the price table's price for `model`.
     pub price: Option<Spanned<RawPrice>>,
+    /// Smallest cached prefix, in input tokens, that the provider bills as cached (default 1024).
+    pub cache_min_tokens: Option<Spanned<u32>>,
     pub context_window: Option<Spanned<u64>>,
     /// Provider-side limit: requests per minute (a token bucket refilled continuously).
     pub rpm: Option<Spanned<u32>>,
@@ -73,11 +76,13 @@ pub struct RawLlm {
     pub retry_after_header: Option<bool>,
 }
 
-/// `price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }`, in USD per million tokens.
+/// `price = { input_per_mtok = 0.15, cached_input_per_mtok = 0.075, output_per_mtok = 0.60 }`,
+/// in USD per million tokens; without `cached_input_per_mtok` nothing is billed as cached.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrice {
     pub input_per_mtok: Spanned<f64>,
+    pub cached_input_per_mtok: Option<Spanned<f64>>,
     pub output_per_mtok: Spanned<f64>,
 }
 

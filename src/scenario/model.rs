@@ -94,8 +94,37 @@ impl Probability {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Price {
     pub input_pusd_per_token: u64,
+    /// The price of input tokens read from the provider's prompt cache; `None`: the model has
+    /// no cached-input price, so nothing is billed as cached.
+    pub cached_input_pusd_per_token: Option<u64>,
     pub output_pusd_per_token: u64,
 }
+
+impl Price {
+    /// Cost of a call in pico-USD: `input_tokens` counts all input tokens, of which
+    /// `cached_input_tokens` are billed at the cached price.
+    pub fn cost_pusd(&self, input_tokens: u32, cached_input_tokens: u32, output_tokens: u32) -> u64 {
+        let cached = cached_input_tokens.min(input_tokens) as u64;
+        let fresh = input_tokens as u64 - cached;
+        let cached_price = self.cached_input_pusd_per_token.unwrap_or(self.input_pusd_per_token);
+        fresh * self.input_pusd_per_token + cached * cached_price + output_tokens as u64 * self.output_pusd_per_token
+    }
+}
+
+/// Where an LLM's price comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceSource {
+    /// `price = { ... }` in the scenario.
+    Scenario,
+    /// The price table's row for `model`.
+    Table,
+    /// Neither `price` nor `model`: a stand-in model that costs nothing.
+    Unpriced,
+}
+
+/// Input tokens a prompt-cache prefix needs before the provider bills it as cached (OpenAI's
+/// minimum; Anthropic's and Google's are 1,024 to 4,096 depending on the model).
+pub const DEFAULT_CACHE_MIN_TOKENS: u32 = 1024;
 
 /// A model endpoint.
 #[derive(Debug, Clone)]
@@ -104,6 +133,9 @@ pub struct Llm {
     pub model: String,
     pub latency: Latency,
     pub price: Price,
+    pub price_source: PriceSource,
+    /// A cached prefix shorter than this is billed at the input price.
+    pub cache_min_tokens: u32,
     pub context_window_tokens: u64,
     /// Provider-side rate limit: a token bucket refilled at `rpm` per minute, holding `burst`.
     pub rpm: Option<u32>,

@@ -336,27 +336,11 @@ impl Validator<'_> {
                 );
             }
         }
-        let price = match &raw.price {
-            None => Price::default(),
-            Some(price) => {
-                let mut per_token = |value: &Spanned<f64>| {
-                    let usd_per_mtok = *value.get_ref();
-                    if !usd_per_mtok.is_finite() || !(0.0..=1_000_000.0).contains(&usd_per_mtok) {
-                        self.diagnostics.push(Diagnostic::at(
-                            value.span(),
-                            format!("expected a price in USD per million tokens between 0 and 1000000, found {usd_per_mtok}"),
-                        ));
-                        return 0;
-                    }
-                    (usd_per_mtok * 1_000_000.0).round() as u64
-                };
-                let p = price.get_ref();
-                Price {
-                    input_pusd_per_token: per_token(&p.input_per_mtok),
-                    output_pusd_per_token: per_token(&p.output_per_mtok),
-                }
-            }
-        };
+        let (price, price_source) = self.price(raw);
+        let cache_min_tokens = raw
+            .cache_min_tokens
+            .as_ref()
+            .map_or(DEFAULT_CACHE_MIN_TOKENS, |min| *min.get_ref());
         let context_window_tokens = match &raw.context_window {
             Some(w) if *w.get_ref() == 0 => {
                 self.error(w.span(), "expected a context window of at least 1 token, found 0");
@@ -367,9 +351,14 @@ impl Validator<'_> {
         };
         Llm {
             name: raw.name.get_ref().clone(),
-            model: raw.model.clone().unwrap_or_else(|| raw.name.get_ref().clone()),
+            model: raw
+                .model
+                .as_ref()
+                .map_or_else(|| raw.name.get_ref().clone(), |m| m.get_ref().clone()),
             latency: self.latency(raw.latency.as_ref(), Latency::Fixed { latency_us: 0 }),
             price,
+            price_source,
+            cache_min_tokens,
             context_window_tokens,
             rpm: raw.rpm.as_ref().map(|r| {
                 if *r.get_ref() == 0 {
@@ -383,6 +372,58 @@ impl Validator<'_> {
             ),
             retry_after_header: raw.retry_after_header.unwrap_or(true),
         }
+    }
+
+    /// The LLM's price: `price` if given, else the price table's row for `model`, else nothing
+    /// (a stand-in model without `model` costs nothing).
+    fn price(&mut self, raw: &RawLlm) -> (Price, PriceSource) {
+        if let Some(price) = &raw.price {
+            let mut per_token = |value: &Spanned<f64>| {
+                let usd_per_mtok = *value.get_ref();
+                if !usd_per_mtok.is_finite() || !(0.0..=1_000_000.0).contains(&usd_per_mtok) {
+                    self.diagnostics.push(Diagnostic::at(
+                        value.span(),
+                        format!(
+                            "expected a price in USD per million tokens between 0 and 1000000, found {usd_per_mtok}"
+                        ),
+                    ));
+                    return 0;
+                }
+                (usd_per_mtok * 1_000_000.0).round() as u64
+            };
+            let p = price.get_ref();
+            let price = Price {
+                input_pusd_per_token: per_token(&p.input_per_mtok),
+                cached_input_pusd_per_token: p.cached_input_per_mtok.as_ref().map(&mut per_token),
+                output_pusd_per_token: per_token(&p.output_per_mtok),
+            };
+            return (price, PriceSource::Scenario);
+        }
+        let Some(model) = &raw.model else {
+            return (Price::default(), PriceSource::Unpriced);
+        };
+        if let Some(row) = crate::llm::prices::lookup(model.get_ref()) {
+            return (row.price(), PriceSource::Table);
+        }
+        let suggestions = crate::llm::prices::closest_models(model.get_ref());
+        let hint = match suggestions.as_slice() {
+            [] => String::new(),
+            [one] => format!("did you mean \"{one}\"? "),
+            many => format!(
+                "did you mean one of {}? ",
+                many.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        self.error(
+            model.span(),
+            format!(
+                "expected a model in the price table (taken {}; `agentsim list prices` shows it), found \"{}\"; \
+                 {hint}or give this [[llm]] its price: price = {{ input_per_mtok = ..., output_per_mtok = ... }}",
+                crate::llm::prices::PRICES_TAKEN_ON,
+                model.get_ref()
+            ),
+        );
+        (Price::default(), PriceSource::Unpriced)
     }
 
     fn tool(&mut self, raw: &RawTool) -> Tool {

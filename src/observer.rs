@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::actors::directory::Directory;
 use crate::actors::{AgentMsg, AnswerStatus, Origin, Payload, ToolMsg, UserMsg};
 use crate::kernel::{ActorIdx, Envelope};
-use crate::scenario::{Check, Per, Scenario};
+use crate::scenario::{ActorKind, Check, Per, Scenario};
 
 /// The first event that broke an invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,6 +41,18 @@ pub struct ConversationAccount {
     pub abandoned: bool,
 }
 
+/// What one agent's model calls used and cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentAccount {
+    /// Replies received, provider errors included.
+    pub llm_calls: u64,
+    pub input_tokens: u64,
+    /// The part of `input_tokens` billed at the cached price.
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_pusd: u64,
+}
+
 /// Running totals of one run.
 #[derive(Debug, Default)]
 pub struct Observer {
@@ -47,8 +60,13 @@ pub struct Observer {
     /// Model calls that came back as provider errors (429, 5xx, timeouts, …).
     pub llm_errors: u64,
     pub input_tokens: u64,
+    /// The part of `input_tokens` billed at the cached price.
+    pub cached_input_tokens: u64,
     pub output_tokens: u64,
     pub cost_pusd: u64,
+    /// Per agent, in scenario order.
+    pub agents: Vec<AgentAccount>,
+    directory: Directory,
     pub tool_calls: u64,
     pub effects: BTreeMap<String, u64>,
     pub conversations: Vec<ConversationAccount>,
@@ -59,6 +77,8 @@ impl Observer {
     pub fn new(scenario: &Scenario) -> Observer {
         Observer {
             violations: vec![None; scenario.invariants.len()],
+            agents: vec![AgentAccount::default(); scenario.agents.len()],
+            directory: Directory::new(scenario),
             ..Observer::default()
         }
     }
@@ -95,8 +115,18 @@ impl Observer {
                 self.llm_calls += 1;
                 self.llm_errors += u64::from(matches!(reply.answer, crate::actors::ModelAnswer::Error(_)));
                 self.input_tokens += usage.input_tokens as u64;
+                self.cached_input_tokens += usage.cached_input_tokens as u64;
                 self.output_tokens += usage.output_tokens as u64;
                 self.cost_pusd += usage.cost_pusd;
+                if let (ActorKind::Agent, agent) = self.directory.locate(envelope.to) {
+                    if let Some(account) = self.agents.get_mut(agent) {
+                        account.llm_calls += 1;
+                        account.input_tokens += usage.input_tokens as u64;
+                        account.cached_input_tokens += usage.cached_input_tokens as u64;
+                        account.output_tokens += usage.output_tokens as u64;
+                        account.cost_pusd += usage.cost_pusd;
+                    }
+                }
                 let tokens = (usage.input_tokens + usage.output_tokens) as u64;
                 let account = self.conversation(*conv);
                 account.cost_pusd += usage.cost_pusd;

@@ -2,8 +2,11 @@
 
 use serde::Serialize;
 
-use crate::observer::{usd, InvariantResult};
+use std::collections::BTreeMap;
+
+use crate::observer::{usd, AgentAccount, InvariantResult};
 use crate::scenario::units::format_duration_us;
+use crate::sweep::stats::percentile_u64;
 
 /// Version of the `report.json` schema; bumped on any incompatible change.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -36,9 +39,79 @@ impl Outcome {
 /// Token totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Tokens {
+    /// All input tokens, cached ones included.
     pub input: u64,
+    /// The part of `input` read from the provider's prompt cache, billed at the cached price.
+    pub cached_input: u64,
     pub output: u64,
     pub total: u64,
+}
+
+/// What one agent's model calls used and cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AgentCost {
+    /// Replies the agent received, provider errors included.
+    pub llm_calls: u64,
+    pub input_tokens: u64,
+    /// The part of `input_tokens` billed at the cached price.
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub cost_pusd: u64,
+}
+
+impl AgentCost {
+    /// The report's view of an agent's account.
+    pub fn from_account(account: &AgentAccount) -> AgentCost {
+        AgentCost {
+            llm_calls: account.llm_calls,
+            input_tokens: account.input_tokens,
+            cached_input_tokens: account.cached_input_tokens,
+            output_tokens: account.output_tokens,
+            cost_usd: account.cost_pusd as f64 / 1e12,
+            cost_pusd: account.cost_pusd,
+        }
+    }
+}
+
+/// The spread of cost over the conversations users started (sub-tasks count in their
+/// conversation). Percentiles are nearest-rank.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ConversationCost {
+    pub conversations: u64,
+    pub mean_usd: f64,
+    pub p50_usd: f64,
+    pub p95_usd: f64,
+    pub max_usd: f64,
+    /// The most expensive conversation (the first one, on a tie); `None` without conversations.
+    pub max_conversation: Option<u32>,
+}
+
+impl ConversationCost {
+    /// Statistics over `(conversation, cost in pico-USD)` pairs.
+    pub fn from_costs(costs: &[(u32, u64)]) -> ConversationCost {
+        let mut sorted: Vec<u64> = costs.iter().map(|(_, cost)| *cost).collect();
+        sorted.sort_unstable();
+        let usd = |pusd: u64| pusd as f64 / 1e12;
+        let total_pusd: u128 = sorted.iter().map(|&c| c as u128).sum();
+        let mean_usd = if sorted.is_empty() {
+            0.0
+        } else {
+            total_pusd as f64 / sorted.len() as f64 / 1e12
+        };
+        let max_conversation = costs
+            .iter()
+            .max_by(|(conv_a, cost_a), (conv_b, cost_b)| cost_a.cmp(cost_b).then(conv_b.cmp(conv_a)))
+            .map(|(conv, _)| *conv);
+        ConversationCost {
+            conversations: sorted.len() as u64,
+            mean_usd,
+            p50_usd: usd(percentile_u64(&sorted, 0.5)),
+            p95_usd: usd(percentile_u64(&sorted, 0.95)),
+            max_usd: usd(sorted.last().copied().unwrap_or(0)),
+            max_conversation,
+        }
+    }
 }
 
 /// Conversation totals.
@@ -114,6 +187,9 @@ pub struct RunReport {
     pub tokens: Tokens,
     pub cost_usd: f64,
     pub cost_pusd: u64,
+    /// Per agent (by name) that made at least one model call.
+    pub cost_by_agent: BTreeMap<String, AgentCost>,
+    pub cost_per_conversation: ConversationCost,
     pub conversations: Conversations,
     pub effects: std::collections::BTreeMap<String, u64>,
     pub faults: Vec<FaultRecord>,
@@ -175,11 +251,28 @@ impl RunReport {
             &mut out,
             "tokens",
             format!(
-                "{} ({} in, {} out)",
-                self.tokens.total, self.tokens.input, self.tokens.output
+                "{} ({} in, of which {} cached; {} out)",
+                self.tokens.total, self.tokens.input, self.tokens.cached_input, self.tokens.output
             ),
         );
         line(&mut out, "cost", usd(self.cost_pusd));
+        if !self.cost_by_agent.is_empty() {
+            line(&mut out, "cost by agent", self.cost_by_agent_line());
+        }
+        let c = &self.cost_per_conversation;
+        if let Some(max_conversation) = c.max_conversation {
+            line(
+                &mut out,
+                "cost per conv",
+                format!(
+                    "mean {}, p50 {}, p95 {}, max {} (conversation {max_conversation})",
+                    usd_f64(c.mean_usd),
+                    usd_f64(c.p50_usd),
+                    usd_f64(c.p95_usd),
+                    usd_f64(c.max_usd)
+                ),
+            );
+        }
         if !self.effects.is_empty() {
             let effects: Vec<String> = self.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
             line(&mut out, "effects", effects.join(", "));
@@ -214,4 +307,28 @@ impl RunReport {
         line(&mut out, "replay", self.replay.clone());
         out
     }
+
+    /// The dearest agents first (at most five), with their call counts.
+    fn cost_by_agent_line(&self) -> String {
+        const AGENTS_SHOWN_MAX: usize = 5;
+        let mut agents: Vec<(&String, &AgentCost)> = self.cost_by_agent.iter().collect();
+        agents.sort_by(|(name_a, a), (name_b, b)| b.cost_pusd.cmp(&a.cost_pusd).then(name_a.cmp(name_b)));
+        let mut parts: Vec<String> = agents
+            .iter()
+            .take(AGENTS_SHOWN_MAX)
+            .map(|(name, cost)| {
+                let calls = if cost.llm_calls == 1 { "call" } else { "calls" };
+                format!("{name} {} ({} {calls})", usd(cost.cost_pusd), cost.llm_calls)
+            })
+            .collect();
+        if agents.len() > AGENTS_SHOWN_MAX {
+            parts.push(format!("{} more", agents.len() - AGENTS_SHOWN_MAX));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Dollars with six decimals, from a float (statistics that are not whole pico-USD).
+fn usd_f64(dollars: f64) -> String {
+    format!("${dollars:.6}")
 }

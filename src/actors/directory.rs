@@ -6,7 +6,7 @@ use crate::scenario::{ActorKind, Scenario};
 /// Maps scenario indices (agent 3, tool 1) to logical actor addresses, and back.
 ///
 /// Layout: the user first, then supervisors, LLMs, tools and agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Directory {
     pub supervisors: u32,
     pub llms: u32,

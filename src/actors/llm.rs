@@ -157,7 +157,10 @@ impl FinishReason {
 /// Tokens and cost of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
+    /// All input tokens, cached ones included.
     pub input_tokens: u32,
+    /// The part of `input_tokens` read from the provider's prompt cache (billed at the cached price).
+    pub cached_input_tokens: u32,
     pub output_tokens: u32,
     pub cost_pusd: u64,
 }
@@ -221,10 +224,11 @@ impl ModelReply {
         };
         let _ = write!(
             out,
-            " call={} finish={} tokens_in={} tokens_out={} cost_pusd={} latency_us={}",
+            " call={} finish={} tokens_in={} tokens_cached={} tokens_out={} cost_pusd={} latency_us={}",
             self.call_seq,
             self.finish_reason.name(),
             self.usage.input_tokens,
+            self.usage.cached_input_tokens,
             self.usage.output_tokens,
             self.usage.cost_pusd,
             self.latency_us
@@ -233,7 +237,7 @@ impl ModelReply {
 }
 
 /// The LLM's state: per calling agent, a random stream and a tool-call counter, so agents never
-/// shift each other's draws or ids.
+/// shift each other's draws or ids; and the provider's prompt cache.
 pub struct LlmBehavior {
     scenario: Arc<Scenario>,
     directory: Directory,
@@ -241,6 +245,9 @@ pub struct LlmBehavior {
     seed: u64,
     incarnation: u32,
     callers: BTreeMap<AgentIdx, (RngStream, u32)>,
+    /// The prompt cache: per (agent, conversation), the input tokens of the agent's last answered
+    /// call in that conversation. Lost when the LLM actor restarts.
+    prompt_cache: BTreeMap<(AgentIdx, ConvId), u32>,
     /// The provider's rate limit, when the model has one.
     bucket: Option<TokenBucket>,
 }
@@ -256,6 +263,7 @@ impl LlmBehavior {
             seed,
             incarnation,
             callers: BTreeMap::new(),
+            prompt_cache: BTreeMap::new(),
             bucket,
         }
     }
@@ -446,12 +454,17 @@ impl Behavior for LlmBehavior {
                     }
                 };
                 let latency_us = stream.latency_us(&spec.latency);
-                let cost_pusd = request.input_tokens as u64 * spec.price.input_pusd_per_token
-                    + output_tokens as u64 * spec.price.output_pusd_per_token;
+                let previous_input_tokens = self
+                    .prompt_cache
+                    .insert((request.agent, request.conv), request.input_tokens);
+                let cached_input_tokens = cached_prefix_tokens(spec, previous_input_tokens, request.input_tokens);
                 let usage = Usage {
                     input_tokens: request.input_tokens,
+                    cached_input_tokens,
                     output_tokens,
-                    cost_pusd,
+                    cost_pusd: spec
+                        .price
+                        .cost_pusd(request.input_tokens, cached_input_tokens, output_tokens),
                 };
                 ModelReply {
                     call_seq: request.call_seq,
@@ -471,6 +484,24 @@ impl Behavior for LlmBehavior {
             }),
         });
         Ok(())
+    }
+}
+
+/// The input tokens of a call read from the prompt cache: the previous answered call of the same
+/// agent in the same conversation on this model sent `previous_input_tokens`; when this call's
+/// input is at least as long, that earlier prompt is its prefix and is billed as cached, if the
+/// model has a cached price and the prefix holds at least `cache_min_tokens`. A shorter input
+/// means the history was rewritten (truncated, reset): nothing is cached.
+pub fn cached_prefix_tokens(spec: &crate::scenario::Llm, previous_input_tokens: Option<u32>, input_tokens: u32) -> u32 {
+    match previous_input_tokens {
+        Some(prefix)
+            if spec.price.cached_input_pusd_per_token.is_some()
+                && prefix <= input_tokens
+                && prefix >= spec.cache_min_tokens.max(1) =>
+        {
+            prefix
+        }
+        _ => 0,
     }
 }
 

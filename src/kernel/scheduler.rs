@@ -21,7 +21,8 @@ use crate::faults::catalogue::FaultKind;
 use crate::faults::{FaultPlan, Injection, MessageClass};
 use crate::observer::Observer;
 use crate::report::{
-    Conversations, FailureRecord, FaultRecord, Outcome, RestartRecord, RunReport, Tokens, REPORT_SCHEMA_VERSION,
+    AgentCost, ConversationCost, Conversations, FailureRecord, FaultRecord, Outcome, RestartRecord, RunReport, Tokens,
+    REPORT_SCHEMA_VERSION,
 };
 use crate::scenario::{ActorKind, Child, Limits, Scenario};
 use crate::trace::Trace;
@@ -749,11 +750,28 @@ impl Scheduler {
             tool_calls: o.tool_calls,
             tokens: Tokens {
                 input: o.input_tokens,
+                cached_input: o.cached_input_tokens,
                 output: o.output_tokens,
                 total: o.input_tokens + o.output_tokens,
             },
             cost_usd: o.cost_pusd as f64 / 1e12,
             cost_pusd: o.cost_pusd,
+            cost_by_agent: self
+                .scenario
+                .agents
+                .iter()
+                .zip(&o.agents)
+                .filter(|(_, account)| account.llm_calls > 0)
+                .map(|(agent, account)| (agent.name.clone(), AgentCost::from_account(account)))
+                .collect(),
+            cost_per_conversation: ConversationCost::from_costs(
+                &o.conversations
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.started_at_us.is_some())
+                    .map(|(conv, c)| (conv as u32, c.cost_pusd))
+                    .collect::<Vec<_>>(),
+            ),
             conversations: Conversations {
                 started: started.len() as u64,
                 answered,

@@ -69,6 +69,8 @@ bad_scenarios! {
         "duplicate-agent-name.toml" at "9:8" says ["a second agent named \"helper\""];
     an_agent_naming_an_undeclared_llm_is_rejected_with_a_did_you_mean:
         "dangling-llm.toml" at "10:7" says ["llm \"gtp\", which does not exist", "did you mean \"gpt\"?"];
+    a_model_missing_from_the_price_table_without_a_price_is_rejected_with_a_did_you_mean:
+        "unknown-model.toml" at "7:9" says ["expected a model in the price table", "did you mean \"gpt-4o-mini\"?", "price = {"];
     an_agent_listing_an_undeclared_tool_is_rejected:
         "dangling-tool.toml" at "10:23" says ["tool \"refund\", which does not exist", "\"search_kb\""];
     an_agent_handing_off_to_an_undeclared_agent_is_rejected_with_a_did_you_mean:

@@ -292,7 +292,14 @@ pub fn closest_models(model: &str) -> Vec<&'static str> {
         .filter(|(distance, _)| *distance <= limit)
         .collect();
     ranked.sort();
-    ranked.into_iter().take(SUGGESTIONS_MAX).map(|(_, name)| name).collect()
+    // Only the nearest names: a typo one edit away hides names three edits away.
+    let nearest = ranked.first().map_or(0, |(distance, _)| *distance);
+    ranked
+        .into_iter()
+        .take_while(|(distance, _)| *distance <= nearest + 1)
+        .take(SUGGESTIONS_MAX)
+        .map(|(_, name)| name)
+        .collect()
 }
 
 /// One row of `agentsim list prices --json`.

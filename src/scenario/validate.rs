@@ -418,9 +418,10 @@ impl Validator<'_> {
             model.span(),
             format!(
                 "expected a model in the price table (taken {}; `agentsim list prices` shows it), found \"{}\"; \
-                 {hint}or give this [[llm]] its price: price = {{ input_per_mtok = ..., output_per_mtok = ... }}",
+                 {hint}{}give this [[llm]] its price: price = {{ input_per_mtok = ..., output_per_mtok = ... }}",
                 crate::llm::prices::PRICES_TAKEN_ON,
-                model.get_ref()
+                model.get_ref(),
+                if hint.is_empty() { "" } else { "otherwise " },
             ),
         );
         (Price::default(), PriceSource::Unpriced)

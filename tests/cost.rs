@@ -1,0 +1,385 @@
+//! Cost and tokens: the price table (`agentsim list prices`, lookups by model name, errors for
+//! unknown models), prices overridden in the scenario, cached-input billing of the mock model's
+//! prompt cache, and the cost per agent and per conversation in `report.json`. Expected costs
+//! are computed here from the documented rules (about four characters a token, prices in USD per
+//! million tokens), not copied from a run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use agentsim::llm::prices::{closest_models, lookup};
+use common::*;
+use serde_json::Value;
+
+/// Pico-USD per token of a price in USD per million tokens (a micro-USD per million tokens).
+fn pusd_per_token(usd_per_mtok: f64) -> u64 {
+    (usd_per_mtok * 1e6).round() as u64
+}
+
+/// ⌈chars / 4⌉, the documented token estimate.
+fn tokens_of(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+fn write_scenario(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, text).expect("the scenario file is written");
+    path
+}
+
+/// `agentsim run FILE --json`, which must finish and pass.
+fn run_report(path: &Path) -> Value {
+    let output = agentsim_output(&["run", path.to_str().expect("a UTF-8 path"), "--json"]);
+    assert_eq!(status(&output), 0, "the run failed:\n{}", stderr(&output));
+    serde_json::from_slice(&output.stdout).expect("--json prints JSON")
+}
+
+fn pusd(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("expected a whole number of pico-USD, found {value}"))
+}
+
+#[test]
+fn list_prices_prints_the_table_with_its_date() {
+    let output = agentsim_output(&["list", "prices"]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let text = stdout(&output);
+    let date = agentsim::llm::prices::PRICES_TAKEN_ON;
+    assert!(text.starts_with(&format!("Prices taken on {date}")), "{text}");
+    let row = text
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some("gpt-4o-mini"))
+        .expect("a gpt-4o-mini row");
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["gpt-4o-mini", "openai", "$0.15", "$0.075", "$0.60"]
+    );
+    for provider in ["openai", "anthropic", "google"] {
+        assert!(
+            text.lines().any(|l| l.split_whitespace().nth(1) == Some(provider)),
+            "no {provider} model in\n{text}"
+        );
+    }
+}
+
+#[test]
+fn list_prices_json_holds_the_date_and_every_model() {
+    let output = agentsim_output(&["list", "prices", "--json"]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let list: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(list["taken_on"], agentsim::llm::prices::PRICES_TAKEN_ON);
+    let models = list["models"].as_array().expect("models is an array");
+    assert_eq!(models.len(), agentsim::llm::prices::PRICE_TABLE.len());
+    let sonnet = models
+        .iter()
+        .find(|m| m["model"] == "claude-sonnet-4-5")
+        .expect("claude-sonnet-4-5 is listed");
+    assert_eq!(sonnet["provider"], "anthropic");
+    assert_eq!(sonnet["input_per_mtok"], 3.0);
+    assert_eq!(sonnet["cached_input_per_mtok"], 0.3);
+    assert_eq!(sonnet["output_per_mtok"], 15.0);
+}
+
+#[test]
+fn lookups_find_models_by_id_alias_and_dated_snapshot() {
+    let price = |model: &str| lookup(model).map(|row| row.model);
+    assert_eq!(price("gpt-4o"), Some("gpt-4o"));
+    assert_eq!(price("gpt-4o-mini"), Some("gpt-4o-mini"), "not confused with gpt-4o");
+    assert_eq!(price("gpt-4o-2024-08-06"), Some("gpt-4o"));
+    assert_eq!(price("gpt-4.1-mini-2025-04-14"), Some("gpt-4.1-mini"));
+    assert_eq!(price("claude-sonnet-4-5-20250929"), Some("claude-sonnet-4-5"));
+    assert_eq!(price("claude-sonnet-4-20250514"), Some("claude-sonnet-4"));
+    assert_eq!(price("claude-sonnet-4-0"), Some("claude-sonnet-4"));
+    assert_eq!(price("claude-3-5-haiku-latest"), Some("claude-3-5-haiku"));
+    assert_eq!(price("GPT-5-Mini"), Some("gpt-5-mini"), "case does not matter");
+    assert_eq!(price("gpt-4o-mni"), None);
+    assert_eq!(price("llama-3-70b"), None);
+}
+
+#[test]
+fn unknown_models_get_the_closest_names_as_suggestions() {
+    assert_eq!(closest_models("gpt-4o-mni").first(), Some(&"gpt-4o-mini"));
+    assert_eq!(closest_models("gemini-2.5-flsh").first(), Some(&"gemini-2.5-flash"));
+    let sonnets = closest_models("claude-sonnet");
+    assert!(sonnets.iter().all(|m| m.starts_with("claude-sonnet-4")), "{sonnets:?}");
+    assert!(closest_models("totally-unrelated-model-name").is_empty());
+}
+
+/// One agent `a` on one model that answers every message at once with `tokens` output tokens.
+fn one_call_design(llm_extra: &str, instructions: &str, messages: &[&str], tokens: u32) -> String {
+    let script: Vec<String> = messages
+        .iter()
+        .map(|m| format!("{{ at = \"0s\", message = \"{m}\" }}"))
+        .collect();
+    format!(
+        r#"
+[scenario]
+name = "cost"
+
+[[llm]]
+name = "m"
+latency = "100ms"
+{llm_extra}
+
+[[agent]]
+name = "a"
+llm = "m"
+instructions = "{instructions}"
+behavior = [{{ otherwise = {{ answer = "done", tokens = {tokens} }} }}]
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{}]
+"#,
+        script.join(", ")
+    )
+}
+
+#[test]
+fn a_model_without_price_is_priced_from_the_table_even_by_its_dated_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = one_call_design("model = \"claude-sonnet-4-5-20250929\"", "Be brief.", &["hello"], 7);
+    let report = run_report(&write_scenario(dir.path(), &text));
+    // Sonnet 4.5: $3 in, $15 out per million tokens.
+    let input = tokens_of("Be brief.") + tokens_of("hello");
+    let expected = input * pusd_per_token(3.0) + 7 * pusd_per_token(15.0);
+    assert_eq!(pusd(&report["cost_pusd"]), expected, "{report:#}");
+}
+
+#[test]
+fn a_price_in_the_scenario_overrides_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = "model = \"gpt-4o\"\nprice = { input_per_mtok = 1.5, output_per_mtok = 4.25 }";
+    let text = one_call_design(llm, "Be brief.", &["hello"], 9);
+    let report = run_report(&write_scenario(dir.path(), &text));
+    let input = tokens_of("Be brief.") + tokens_of("hello");
+    let expected = input * pusd_per_token(1.5) + 9 * pusd_per_token(4.25);
+    assert_eq!(pusd(&report["cost_pusd"]), expected, "{report:#}");
+}
+
+#[test]
+fn a_model_without_model_or_price_costs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_report(&write_scenario(dir.path(), &one_call_design("", "x", &["hello"], 9)));
+    assert_eq!(report["llm_calls"], 1);
+    assert_eq!(pusd(&report["cost_pusd"]), 0);
+}
+
+#[test]
+fn an_unknown_model_without_price_is_an_error_that_names_the_place_and_suggests_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(dir.path(), &one_call_design("model = \"gpt-4o-mni\"", "x", &["hi"], 1));
+    let output = agentsim_output(&["validate", path.to_str().unwrap()]);
+    assert_eq!(status(&output), 2, "bad input");
+    let text = stderr(&output);
+    // `model` is on line 8 of the file, its value at column 9.
+    assert!(
+        text.contains("scenario.toml:8:9: expected a model in the price table"),
+        "{text}"
+    );
+    assert!(text.contains("found \"gpt-4o-mni\""), "{text}");
+    assert!(text.contains("did you mean \"gpt-4o-mini\"?"), "{text}");
+    assert!(
+        text.contains("price = { input_per_mtok = ..., output_per_mtok = ... }"),
+        "{text}"
+    );
+}
+
+/// An agent with 1,100 tokens of instructions that calls `search` twice and then answers, each
+/// step with 20 output tokens; `search` returns 10 tokens.
+fn tool_loop_design(llm_extra: &str) -> (String, u64, u64, u64) {
+    let instructions = "a".repeat(4400);
+    let user = "hello there!";
+    let tool_output = "r".repeat(40);
+    let text = format!(
+        r#"
+[scenario]
+name = "prompt-cache"
+
+[[llm]]
+name = "m"
+latency = "100ms"
+{llm_extra}
+
+[[tool]]
+name = "search"
+latency = "10ms"
+output = "{tool_output}"
+
+[[agent]]
+name = "a"
+llm = "m"
+tools = ["search"]
+instructions = "{instructions}"
+behavior = [
+  {{ when = "tool_calls < 2", then = {{ tool_call = "search", args = {{ q = "x" }}, tokens = 20 }} }},
+  {{ otherwise = {{ answer = "found it", tokens = 20 }} }},
+]
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{{ at = "0s", message = "{user}" }}]
+"#
+    );
+    (text, tokens_of(&instructions), tokens_of(user), tokens_of(&tool_output))
+}
+
+#[test]
+fn each_call_reads_the_previous_prompt_of_the_conversation_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, instruction_tokens, user_tokens, tool_tokens) = tool_loop_design("model = \"gpt-4o-mini\"");
+    let report = run_report(&write_scenario(dir.path(), &text));
+
+    // The documented rule: a call's input is the instructions plus everything said so far; the
+    // previous call's whole input is a cached prefix once it reaches 1,024 tokens.
+    let output_tokens = 20;
+    let input_1 = instruction_tokens + user_tokens;
+    let input_2 = input_1 + output_tokens + tool_tokens;
+    let input_3 = input_2 + output_tokens + tool_tokens;
+    assert!(input_1 >= 1024, "the first prompt is long enough to be cached");
+    let cached = [0, input_1, input_2];
+    let inputs = [input_1, input_2, input_3];
+    let (input_price, cached_price, output_price) = (pusd_per_token(0.15), pusd_per_token(0.075), pusd_per_token(0.60));
+    let expected: u64 = inputs
+        .iter()
+        .zip(cached)
+        .map(|(input, cached)| (input - cached) * input_price + cached * cached_price + output_tokens * output_price)
+        .sum();
+
+    assert_eq!(report["llm_calls"], 3);
+    assert_eq!(report["tokens"]["input"], inputs.iter().sum::<u64>());
+    assert_eq!(report["tokens"]["cached_input"], cached.iter().sum::<u64>());
+    assert_eq!(pusd(&report["cost_pusd"]), expected, "{report:#}");
+    let agent = &report["cost_by_agent"]["a"];
+    assert_eq!(agent["cached_input_tokens"], cached.iter().sum::<u64>());
+    assert_eq!(pusd(&agent["cost_pusd"]), expected);
+
+    // The trace shows each call's cached tokens.
+    let scenario = parse(&text);
+    let output = run_in_memory(&scenario, scenario.seed, agentsim::kernel::Flavor::CurrentThread);
+    let cached_in_trace: Vec<u64> = records(&output.trace)
+        .iter()
+        .filter(|r| r["kind"] == "deliver" && r["msg"].as_str().is_some_and(|m| m.starts_with("llm_reply")))
+        .map(|r| {
+            let msg = r["msg"].as_str().unwrap();
+            let value = msg.split(' ').find_map(|kv| kv.strip_prefix("tokens_cached=")).unwrap();
+            value.parse().unwrap()
+        })
+        .collect();
+    assert_eq!(cached_in_trace, cached);
+}
+
+#[test]
+fn a_prefix_below_cache_min_tokens_is_billed_at_the_input_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, instruction_tokens, user_tokens, _) =
+        tool_loop_design("model = \"gpt-4o-mini\"\ncache_min_tokens = 1120");
+    let report = run_report(&write_scenario(dir.path(), &text));
+    // The first prompt (1,103 tokens) is under the minimum, the second one (1,133) is not.
+    let input_1 = instruction_tokens + user_tokens;
+    let input_2 = input_1 + 20 + 10;
+    assert!(input_1 < 1120 && input_2 >= 1120);
+    assert_eq!(report["tokens"]["cached_input"], input_2);
+}
+
+#[test]
+fn a_scenario_price_without_a_cached_price_caches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, ..) =
+        tool_loop_design("model = \"gpt-4o-mini\"\nprice = { input_per_mtok = 0.15, output_per_mtok = 0.60 }");
+    let report = run_report(&write_scenario(dir.path(), &text));
+    assert_eq!(report["tokens"]["cached_input"], 0);
+    let input: u64 = report["tokens"]["input"].as_u64().unwrap();
+    let output: u64 = report["tokens"]["output"].as_u64().unwrap();
+    assert_eq!(
+        pusd(&report["cost_pusd"]),
+        input * pusd_per_token(0.15) + output * pusd_per_token(0.60)
+    );
+}
+
+#[test]
+fn conversation_cost_statistics_are_computed_over_the_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three conversations, one call each: 1 + 1, 1 + 2 and 1 + 3 input tokens, 10 output tokens.
+    let messages = ["abcd", "abcdefgh", "abcdefghijkl"];
+    let text = one_call_design("model = \"gpt-4.1\"", "x", &messages, 10);
+    let report = run_report(&write_scenario(dir.path(), &text));
+    let costs: Vec<u64> = messages
+        .iter()
+        .map(|m| (1 + tokens_of(m)) * pusd_per_token(2.0) + 10 * pusd_per_token(8.0))
+        .collect();
+    let usd = |pusd: u64| pusd as f64 / 1e12;
+    let stats = &report["cost_per_conversation"];
+    assert_eq!(stats["conversations"], 3);
+    assert_eq!(
+        stats["p50_usd"].as_f64(),
+        Some(usd(costs[1])),
+        "nearest rank: the 2nd of 3"
+    );
+    assert_eq!(
+        stats["p95_usd"].as_f64(),
+        Some(usd(costs[2])),
+        "nearest rank: the 3rd of 3"
+    );
+    assert_eq!(stats["max_usd"].as_f64(), Some(usd(costs[2])));
+    assert_eq!(stats["max_conversation"], 2);
+    let mean = stats["mean_usd"].as_f64().unwrap();
+    let expected_mean = usd(costs.iter().sum::<u64>()) / 3.0;
+    assert!((mean - expected_mean).abs() < 1e-15, "{mean} vs {expected_mean}");
+}
+
+#[test]
+fn cost_by_agent_adds_up_to_the_run_on_every_shipped_scenario() {
+    for path in scenario_files() {
+        let output = agentsim_output(&["run", path.to_str().unwrap(), "--json"]);
+        let code = status(&output);
+        assert!(code == 0 || code == 1, "{}: {}", path.display(), stderr(&output));
+        let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        let agents = report["cost_by_agent"].as_object().expect("cost_by_agent is an object");
+        let sum = |key: &str| agents.values().map(|a| a[key].as_u64().unwrap()).sum::<u64>();
+        let name = path.display();
+        assert_eq!(sum("cost_pusd"), pusd(&report["cost_pusd"]), "{name}: cost");
+        assert_eq!(sum("llm_calls"), report["llm_calls"].as_u64().unwrap(), "{name}: calls");
+        assert_eq!(
+            sum("input_tokens"),
+            report["tokens"]["input"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            sum("cached_input_tokens"),
+            report["tokens"]["cached_input"].as_u64().unwrap()
+        );
+        assert_eq!(
+            sum("output_tokens"),
+            report["tokens"]["output"].as_u64().unwrap(),
+            "{name}"
+        );
+        let stats = &report["cost_per_conversation"];
+        let (p50, p95, max) = (
+            stats["p50_usd"].as_f64(),
+            stats["p95_usd"].as_f64(),
+            stats["max_usd"].as_f64(),
+        );
+        assert!(p50 <= p95 && p95 <= max, "{name}: {stats}");
+    }
+}
+
+#[test]
+fn the_summary_shows_the_cost_of_each_agent() {
+    let output = agentsim_output(&["run", "scenarios/research-pipeline.toml"]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let text = stdout(&output);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("cost by agent"))
+        .unwrap_or_else(|| panic!("no cost by agent line in\n{text}"));
+    assert!(line.contains("planner $") && line.contains(" calls)"), "{line}");
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("cost per conv")),
+        "{text}"
+    );
+}

@@ -14,7 +14,7 @@ use super::{ConvId, Payload};
 use crate::faults::catalogue::{FaultKind, Layer};
 use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
 use crate::llm::mock;
-use crate::scenario::{AgentIdx, FaultParams, LlmIdx, MalformedMode, Scenario, ToolIdx};
+use crate::scenario::{AgentIdx, FaultParams, Llm, LlmIdx, MalformedMode, Scenario, ToolIdx};
 
 /// A chat-completion request, as the mock needs it.
 #[derive(Debug, Clone)]
@@ -492,7 +492,7 @@ impl Behavior for LlmBehavior {
 /// input is at least as long, that earlier prompt is its prefix and is billed as cached, if the
 /// model has a cached price and the prefix holds at least `cache_min_tokens`. A shorter input
 /// means the history was rewritten (truncated, reset): nothing is cached.
-pub fn cached_prefix_tokens(spec: &crate::scenario::Llm, previous_input_tokens: Option<u32>, input_tokens: u32) -> u32 {
+pub fn cached_prefix_tokens(spec: &Llm, previous_input_tokens: Option<u32>, input_tokens: u32) -> u32 {
     match previous_input_tokens {
         Some(prefix)
             if spec.price.cached_input_pusd_per_token.is_some()

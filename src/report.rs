@@ -332,3 +332,22 @@ impl RunReport {
 fn usd_f64(dollars: f64) -> String {
     format!("${dollars:.6}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ConversationCost;
+
+    #[test]
+    fn the_first_of_equally_expensive_conversations_is_the_most_expensive() {
+        let stats = ConversationCost::from_costs(&[(0, 5), (1, 9), (2, 9), (3, 1)]);
+        assert_eq!(stats.max_conversation, Some(1));
+        assert_eq!(stats.conversations, 4);
+    }
+
+    #[test]
+    fn no_conversations_give_zeros_and_no_most_expensive_one() {
+        let stats = ConversationCost::from_costs(&[]);
+        assert_eq!(stats.max_conversation, None);
+        assert_eq!((stats.mean_usd, stats.p50_usd, stats.max_usd), (0.0, 0.0, 0.0));
+    }
+}

@@ -383,3 +383,17 @@ fn the_summary_shows_the_cost_of_each_agent() {
         "{text}"
     );
 }
+
+#[test]
+fn a_run_with_cached_input_reruns_to_the_same_digest_in_a_fresh_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, ..) = tool_loop_design("model = \"gpt-4o-mini\"");
+    let path = write_scenario(dir.path(), &text);
+    let output = agentsim_output(&["run", path.to_str().unwrap(), "--check-determinism"]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert!(stderr(&output).contains("determinism: OK"), "{}", stderr(&output));
+    assert!(
+        run_report(&path)["tokens"]["cached_input"].as_u64() > Some(0),
+        "the cache was used"
+    );
+}

@@ -2,8 +2,10 @@
 
 pub mod actors;
 pub mod bench;
+pub mod blast;
 pub mod cli;
 pub mod faults;
+pub mod guard;
 pub mod kernel;
 pub mod llm;
 pub mod observer;

@@ -6,7 +6,7 @@ use crate::observer::{usd, InvariantResult};
 use crate::scenario::units::format_duration_us;
 
 /// Version of the `report.json` schema; bumped on any incompatible change.
-pub const REPORT_SCHEMA_VERSION: u32 = 1;
+pub const REPORT_SCHEMA_VERSION: u32 = 2;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -53,6 +53,12 @@ pub struct Conversations {
     pub unanswered: u64,
     /// The user left before the answer (counted in the totals above too).
     pub abandoned: u64,
+    /// A guardrail blocked the input or the answer.
+    pub blocked: u64,
+    /// A guardrail's trip-wire stopped the conversation.
+    pub halted: u64,
+    /// A guardrail passed the conversation to a human.
+    pub escalated: u64,
 }
 
 /// A fault that fired.
@@ -120,6 +126,10 @@ pub struct RunReport {
     pub failures: Vec<FailureRecord>,
     pub restarts: Vec<RestartRecord>,
     pub invariants: Vec<InvariantResult>,
+    /// Each guardrail's checks, trips, mistakes and latency.
+    pub guardrails: Vec<crate::observer::GuardrailStats>,
+    /// How far each fault and each untrusted source spread.
+    pub blast_radius: Vec<crate::blast::BlastRadius>,
     /// For each conversation, in order: did it end answered?
     pub answered: Vec<bool>,
     /// A command that reruns exactly this run.
@@ -163,7 +173,7 @@ impl RunReport {
             format!(
                 "{} started, {} answered, {} hit max_turns, {} failed, {} unanswered",
                 c.started, c.answered, c.max_turns, c.failed, c.unanswered
-            ),
+            ) + &guarded_endings(c),
         );
         line(
             &mut out,
@@ -185,6 +195,52 @@ impl RunReport {
             line(&mut out, "effects", effects.join(", "));
         }
         line(&mut out, "faults", format!("{} fired", self.faults.len()));
+        for g in &self.guardrails {
+            let verdicts: Vec<String> = g.verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+            let mistakes = if g.false_positives + g.false_negatives > 0 {
+                format!(
+                    " ({} false positive, {} false negative)",
+                    g.false_positives, g.false_negatives
+                )
+            } else {
+                String::new()
+            };
+            line(
+                &mut out,
+                "guardrail",
+                format!(
+                    "{} [{} {}]: {} checks, {}{mistakes}",
+                    g.name,
+                    g.stage,
+                    g.kind,
+                    g.checks,
+                    if verdicts.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        verdicts.join(", ")
+                    }
+                ),
+            );
+        }
+        for b in self.blast_radius.iter().filter(|b| b.kind == "fault") {
+            let stopped: Vec<&str> = b.stopped_by.iter().map(|s| s.guardrail.as_str()).collect();
+            line(
+                &mut out,
+                "blast radius",
+                format!(
+                    "{}: {} actors, {} side effects, {} answers{}",
+                    b.source,
+                    b.actors.len(),
+                    b.side_effects_total,
+                    b.outputs_total,
+                    if stopped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", stopped by {}", stopped.join(", "))
+                    }
+                ),
+            );
+        }
         line(&mut out, "failures", self.failures.len().to_string());
         line(&mut out, "restarts", self.restarts.len().to_string());
         if self.invariants.is_empty() {
@@ -200,8 +256,9 @@ impl RunReport {
                 match &invariant.first_violation {
                     None => out.push_str(&format!("    pass  {}\n", invariant.name)),
                     Some(v) => out.push_str(&format!(
-                        "    FAIL  {} — first at seq {}, t={}, {}: {}\n",
+                        "    FAIL  {} — {}×, first at seq {}, t={}, {}: {}\n",
                         invariant.name,
+                        invariant.violations,
                         v.seq,
                         format_duration_us(v.t_us),
                         v.actor,
@@ -214,4 +271,13 @@ impl RunReport {
         line(&mut out, "replay", self.replay.clone());
         out
     }
+}
+
+/// The guardrail endings of conversations, when there are any (`, 2 blocked`).
+fn guarded_endings(c: &Conversations) -> String {
+    [("blocked", c.blocked), ("halted", c.halted), ("escalated", c.escalated)]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!(", {n} {what}"))
+        .collect()
 }

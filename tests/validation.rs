@@ -96,7 +96,7 @@ bad_scenarios! {
     an_actor_under_two_supervisors_is_rejected_at_the_second:
         "actor-supervised-twice.toml" at "14:13" says ["\"helper\" is already supervised by \"front\""];
     an_invariant_with_two_kinds_is_rejected:
-        "invariant-with-two-kinds.toml" at "8:1" says ["expected exactly one of `never`, `always` or `eventually`, found 2"];
+        "invariant-with-two-kinds.toml" at "8:1" says ["expected exactly one of `never`, `always`, `eventually`, `budget` or `detect`, found 2"];
     a_file_that_is_not_utf8_is_rejected_at_the_first_bad_byte:
         "invalid-utf8.toml" at "3:12" says ["expected UTF-8 text, found an invalid byte"];
     an_empty_file_is_rejected_for_lacking_the_scenario_table:

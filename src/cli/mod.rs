@@ -208,6 +208,9 @@ pub struct BenchArgs {
 pub enum ListWhat {
     /// The fault catalogue: kind, layer, parameters, the real behaviour it models.
     Faults,
+    /// Guardrail check kinds (with the stages they work at), stages, actions and the
+    /// failure-mode detectors invariants can use.
+    Guardrails,
 }
 
 /// `--runtime` values.
@@ -277,6 +280,10 @@ pub fn main(cli: Cli) -> ExitCode {
             what: ListWhat::Faults,
             json,
         } => info::list_faults(json),
+        Command::List {
+            what: ListWhat::Guardrails,
+            json,
+        } => info::list_guardrails(json),
     };
     match result {
         Ok(status) => ExitCode::from(status),

@@ -11,6 +11,7 @@ mod envelope;
 mod queue;
 mod rng;
 mod scheduler;
+pub mod taint;
 
 pub use actor::{Behavior, HandlerError, Identity, SimActor, Turn, TurnContext};
 pub use effect::{Completion, Effect};

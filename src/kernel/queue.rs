@@ -48,6 +48,7 @@ mod tests {
 
     fn envelope() -> Envelope {
         Envelope {
+            labels: Default::default(),
             from: ActorIdx(0),
             to: ActorIdx(0),
             sent_at_us: 0,

@@ -29,6 +29,7 @@ pub struct Scenario {
     /// Fault profiles (swarm testing); empty: every fault is on.
     pub profiles: Vec<Profile>,
     pub invariants: Vec<Invariant>,
+    pub guardrails: Vec<super::guardrail::Guardrail>,
     /// BLAKE3 of the file's bytes, hex.
     pub source_hash: String,
     /// The file's text, kept so a run directory can carry its own copy.
@@ -259,6 +260,7 @@ pub struct Tool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ActorKind {
     Agent,
+    Guardrail,
     Tool,
     Llm,
     User,
@@ -270,6 +272,7 @@ impl ActorKind {
     pub fn prefix(self) -> &'static str {
         match self {
             ActorKind::Agent => "agent",
+            ActorKind::Guardrail => "guardrail",
             ActorKind::Tool => "tool",
             ActorKind::Llm => "llm",
             ActorKind::User => "user",
@@ -420,11 +423,82 @@ impl Per {
     }
 }
 
+/// A failure mode seen in real multi-agent systems (after the MAST taxonomy), detected from
+/// the run's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detector {
+    /// The same tool with the same arguments `threshold` times in a conversation.
+    StepRepetition,
+    /// A tool returned an error and the agent answered without another tool call.
+    IgnoredToolError,
+    /// An agent's turn count went backwards in a conversation it kept: its memory was reset.
+    ConversationReset,
+    /// An agent with tools answered without a single tool result.
+    PrematureTermination,
+    /// An answer built on a tool output or memory that a fault corrupted (partial, stale, empty,
+    /// schema drift, injected, mutated, truncated).
+    UnverifiedAnswer,
+    /// A handoff arrived without the conversation (no text, no context).
+    LostHandoffContext,
+    /// An agent called a tool it was not given.
+    DisobeyedRole,
+}
+
+impl Detector {
+    pub const ALL: [Detector; 7] = [
+        Detector::StepRepetition,
+        Detector::IgnoredToolError,
+        Detector::ConversationReset,
+        Detector::PrematureTermination,
+        Detector::UnverifiedAnswer,
+        Detector::LostHandoffContext,
+        Detector::DisobeyedRole,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::StepRepetition => "step_repetition",
+            Detector::IgnoredToolError => "ignored_tool_error",
+            Detector::ConversationReset => "conversation_reset",
+            Detector::PrematureTermination => "premature_termination",
+            Detector::UnverifiedAnswer => "unverified_answer",
+            Detector::LostHandoffContext => "lost_handoff_context",
+            Detector::DisobeyedRole => "disobeyed_role",
+        }
+    }
+}
+
+/// What a `never` invariant looks for in a user-visible answer.
+#[derive(Debug, Clone)]
+pub enum OutputTest {
+    /// Personal data of these kinds.
+    Pii(Vec<super::guardrail::PiiEntity>),
+    /// Text matching this regular expression.
+    Matches(regex::Regex),
+    /// Any answer (with `tainted_by`: any answer that descends from the source).
+    Any,
+}
+
 /// A property checked during the run.
 #[derive(Debug, Clone)]
 pub enum Check {
-    /// The side effect happens at most `more_than` times per scope.
-    NeverEffect { effect: String, more_than: u32, per: Per },
+    /// The side effect happens at most `more_than` times per scope (with `tainted_by`: counting
+    /// only effects that descend from a source matching the glob, e.g. `fault:*`).
+    NeverEffect {
+        effect: String,
+        more_than: u32,
+        per: Per,
+        tainted_by: Option<String>,
+    },
+    /// No user-visible answer passes the test (and descends from `tainted_by`, when given).
+    NeverOutput {
+        test: OutputTest,
+        tainted_by: Option<String>,
+    },
+    /// Every conversation has the side effect, within a virtual time if given.
+    EventuallyEffect { effect: String, within_us: Option<u64> },
+    /// A failure-mode detector must never fire.
+    Detect { detector: Detector, threshold: u32 },
     /// Cost stays at or under the budget per scope.
     CostMax { cost_pusd_max: u64, per: Per },
     /// Tokens stay at or under the budget per scope.

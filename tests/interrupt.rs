@@ -210,3 +210,22 @@ fn resume_refuses_a_journal_of_another_sweep() {
     assert_eq!(status(&nothing), 2);
     assert!(stderr(&nothing).contains("--out"), "{}", stderr(&nothing));
 }
+
+#[test]
+fn resume_with_nothing_to_resume_runs_the_whole_sweep() {
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let fresh = dir.path().join("fresh");
+    let args = [
+        "sweep",
+        "scenarios/support-desk.toml",
+        "--seeds",
+        "0..4",
+        "--json",
+        "--out",
+    ];
+    let resumed = agentsim_output(&[&args[..], &[fresh.to_str().expect("UTF-8"), "--resume"]].concat());
+    let whole = agentsim_output(&[&args[..], &[dir.path().join("whole").to_str().expect("UTF-8")]].concat());
+    assert!(matches!(status(&resumed), 0 | 1), "{}", stderr(&resumed));
+    assert_eq!(stdout(&resumed), stdout(&whole));
+    assert_eq!(result_lines(&fresh.join("results.jsonl")), 4);
+}

@@ -188,7 +188,8 @@ pub struct SweepArgs {
     /// seed's result to results.jsonl as it finishes.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Finish an interrupted sweep: skip the seeds already in --out's results.jsonl.
+    /// Finish an interrupted sweep: skip the seeds already in --out's results.jsonl (with none
+    /// there, start the sweep).
     #[arg(long)]
     pub resume: bool,
     /// Start over in an --out directory that already holds a sweep's results.

@@ -52,8 +52,9 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     let done_seeds: std::collections::BTreeSet<u64> = done.iter().map(|r| r.seed).collect();
     let remaining: Vec<u64> = seed_list.into_iter().filter(|s| !done_seeds.contains(s)).collect();
     let already = done.len() as u64;
+    let failed_before = done.iter().filter(|r| !r.passed).count() as u64;
     let mut on_result = |result: &crate::sweep::SeedResult, finished: u64, failed: u64| {
-        progress(already + finished, failed);
+        progress(already + finished, failed_before + failed);
         match &mut journal {
             Some(journal) => journal.append(result).map_err(crate::kernel::RunError::Internal),
             None => Ok(()),
@@ -181,16 +182,8 @@ fn open_journal(
         seeds: format!("{}..{}", seeds.start, seeds.end),
         shard: shard.map(|(index, count)| format!("{index}/{count}")),
     };
-    if args.resume {
-        if !path.exists() {
-            return Err(Failure::new(
-                exit::BAD_INPUT,
-                format!(
-                    "{}: no sweep to resume here (run without --resume first)",
-                    path.display()
-                ),
-            ));
-        }
+    // With nothing to resume, --resume starts the sweep: a retried batch job can always pass it.
+    if args.resume && path.exists() {
         let (journal, results) = Journal::resume(&path, &header).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
         return Ok((Some(journal), results));
     }

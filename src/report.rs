@@ -20,6 +20,8 @@ pub enum Outcome {
     LimitExceeded,
     /// A failure escalated past the root supervisor.
     Escalated,
+    /// A signal (SIGINT, SIGTERM) stopped the run at an event boundary.
+    Interrupted,
 }
 
 impl Outcome {
@@ -29,6 +31,7 @@ impl Outcome {
             Outcome::Stalled => "stalled",
             Outcome::LimitExceeded => "limit_exceeded",
             Outcome::Escalated => "escalated",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }
@@ -106,7 +109,7 @@ pub struct RunReport {
     /// The fault profile this seed ran under (swarm testing), if the scenario has profiles.
     pub profile: Option<String>,
     pub outcome: Outcome,
-    /// For `limit_exceeded`, the limit; for `escalated`, the failure.
+    /// For `limit_exceeded`, the limit; for `escalated`, the failure; for `interrupted`, the signal.
     pub outcome_detail: Option<String>,
     pub digest: String,
     pub virtual_time_us: u64,

@@ -28,6 +28,26 @@ pub mod exit {
     pub const NONDETERMINISM: u8 = 3;
     /// agentsim itself failed (I/O, internal error).
     pub const INTERNAL: u8 = 4;
+    /// SIGINT or SIGTERM stopped the run (or sweep) cleanly; what it wrote is whole (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// A flag that SIGINT and SIGTERM set to their signal number. A second signal ends the process
+/// at once (status 130), for a run that does not reach its next event boundary.
+pub(crate) fn interrupt_flag() -> Arc<std::sync::atomic::AtomicUsize> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for number in [SIGINT, SIGTERM] {
+        // Registration order is call order: the shutdown check sees the flag of an earlier signal.
+        let registered = signal_hook::flag::register_conditional_shutdown(number, 130, seen.clone())
+            .and_then(|_| signal_hook::flag::register(number, seen.clone()))
+            .and_then(|_| signal_hook::flag::register_usize(number, signal.clone(), number as usize));
+        if let Err(e) = registered {
+            eprintln!("warning: cannot catch signal {number} ({e}); an interrupted run will lose its trace");
+        }
+    }
+    signal
 }
 
 #[derive(Parser, Debug)]
@@ -117,6 +137,15 @@ pub struct RunArgs {
     /// Stop when this many events are queued (overrides the scenario's max_queue_len).
     #[arg(long)]
     pub max_queue_len: Option<u64>,
+    /// Stop when one message carries more text than this many bytes (overrides max_message_bytes).
+    #[arg(long)]
+    pub max_message_bytes: Option<u64>,
+    /// Stop at the restart past this many, over all supervisors (overrides max_restarts_total).
+    #[arg(long)]
+    pub max_restarts_total: Option<u64>,
+    /// Stop when a tool call without a tool_timeout waits this long, e.g. "10m" (overrides max_tool_wait).
+    #[arg(long)]
+    pub max_tool_wait: Option<String>,
     /// If the run fails, shrink its faults to a minimal set that still fails, and write it as a
     /// standalone scenario.
     #[arg(long)]
@@ -155,9 +184,17 @@ pub struct SweepArgs {
     /// Run only shard I of N (every Nth seed from the I-th) and write a partial result to --out.
     #[arg(long)]
     pub shard: Option<String>,
-    /// Write summary.json (or, with --shard, shard-I-of-N.json) to this directory.
+    /// Write summary.json (or, with --shard, shard-I-of-N.json) to this directory, and each
+    /// seed's result to results.jsonl as it finishes.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Finish an interrupted sweep: skip the seeds already in --out's results.jsonl (with none
+    /// there, start the sweep).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start over in an --out directory that already holds a sweep's results.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `agentsim compare`.

@@ -39,7 +39,7 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     let total = seed_list.len() as u64;
     let show_progress = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
-    let mut progress = |done: u64, failed: u64| {
+    let progress = |done: u64, failed: u64| {
         if show_progress && (done % 50 == 0 || done == total) {
             let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
             eprint!("\r  {done}/{total} seeds · {rate:.0} seeds/s · {failed} failing   ");
@@ -48,10 +48,38 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
             }
         }
     };
-    let results = crate::sweep::run_seeds(&scenario, seed_list, jobs, &mut progress)?;
+    let (mut journal, done) = open_journal(args, &scenario, &seeds, shard)?;
+    let done_seeds: std::collections::BTreeSet<u64> = done.iter().map(|r| r.seed).collect();
+    let remaining: Vec<u64> = seed_list.into_iter().filter(|s| !done_seeds.contains(s)).collect();
+    let already = done.len() as u64;
+    let failed_before = done.iter().filter(|r| !r.passed).count() as u64;
+    let mut on_result = |result: &crate::sweep::SeedResult, finished: u64, failed: u64| {
+        progress(already + finished, failed_before + failed);
+        match &mut journal {
+            Some(journal) => journal.append(result).map_err(crate::kernel::RunError::Internal),
+            None => Ok(()),
+        }
+    };
+    let (new_results, stopped) =
+        crate::sweep::run_seeds_until(&scenario, remaining, jobs, Some(interrupt_flag()), &mut on_result)?;
+    if let Some(journal) = &mut journal {
+        journal.sync().map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    }
+    let mut results = done;
+    results.extend(new_results);
+    results.sort_by_key(|r| r.seed);
+    if stopped {
+        let kept = match &args.out {
+            Some(dir) => format!(
+                "; they are kept in {} and `--resume` (same arguments) runs the rest",
+                dir.join(crate::sweep::journal::file_name(shard)).display()
+            ),
+            None => "; with --out DIR they would be kept for --resume".to_owned(),
+        };
+        eprintln!("\ninterrupted: {} of {total} seeds finished{kept}", results.len());
+        return Ok(exit::INTERRUPTED);
+    }
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
         if let Some((index, count)) = shard {
             let partial = crate::sweep::Shard {
                 format: crate::sweep::SHARD_FORMAT.to_owned(),
@@ -125,6 +153,53 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     let min_pass_rate = args.min_pass_rate.unwrap_or(1.0);
     let held = summary.invariants.iter().all(|i| i.pass_rate >= min_pass_rate);
     Ok(if held { exit::OK } else { exit::RUN_FAILED })
+}
+
+/// With `--out`, the sweep's journal: a fresh one, or with `--resume` the one already there and
+/// the results it holds.
+#[allow(clippy::type_complexity)]
+fn open_journal(
+    args: &SweepArgs,
+    scenario: &Scenario,
+    seeds: &std::ops::Range<u64>,
+    shard: Option<(u64, u64)>,
+) -> Result<(Option<crate::sweep::journal::Journal>, Vec<crate::sweep::SeedResult>), Failure> {
+    use crate::sweep::journal::{file_name, Journal, JournalHeader, JOURNAL_FORMAT};
+    let Some(dir) = &args.out else {
+        if args.resume {
+            return Err(Failure::new(
+                exit::BAD_INPUT,
+                "--resume needs --out DIR, where the sweep keeps its results",
+            ));
+        }
+        return Ok((None, Vec::new()));
+    };
+    let path = dir.join(file_name(shard));
+    let header = JournalHeader {
+        format: JOURNAL_FORMAT.to_owned(),
+        agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
+        scenario_hash: scenario.source_hash.clone(),
+        seeds: format!("{}..{}", seeds.start, seeds.end),
+        shard: shard.map(|(index, count)| format!("{index}/{count}")),
+    };
+    // With nothing to resume, --resume starts the sweep: a retried batch job can always pass it.
+    if args.resume && path.exists() {
+        let (journal, results) = Journal::resume(&path, &header).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+        return Ok((Some(journal), results));
+    }
+    if path.exists() && !args.force {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{} already holds this sweep's results; pass --resume to finish it, --force to start over, or choose another --out",
+                dir.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
+    let journal = Journal::create(&path, &header).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    Ok((Some(journal), Vec::new()))
 }
 
 pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {

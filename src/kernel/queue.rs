@@ -31,6 +31,11 @@ impl EventQueue {
         self.heap.pop()
     }
 
+    /// The time of the earliest event, if any.
+    pub fn peek_time_us(&self) -> Option<u64> {
+        self.heap.peek().map(|e| e.at_us)
+    }
+
     pub fn len(&self) -> usize {
         self.heap.len()
     }

@@ -12,6 +12,7 @@ use super::effect::{Completion, Effect};
 use super::envelope::{ActorIdx, Envelope};
 use super::queue::EventQueue;
 use super::taint::{LabelSpace, Labels};
+use super::watchdog::{Interrupt, Watchdog};
 use super::RunError;
 use crate::actors::Origin;
 use crate::actors::{
@@ -107,6 +108,8 @@ pub struct Scheduler {
     absorbed: std::collections::BTreeMap<(ActorIdx, u32), Labels>,
     /// The taint of the turn being handled, inherited by its sends and side effects.
     turn_labels: Labels,
+    watchdog: Watchdog,
+    interrupt: Interrupt,
 }
 
 impl Scheduler {
@@ -146,7 +149,14 @@ impl Scheduler {
             labels: LabelSpace::new(&scenario_for_labels),
             absorbed: Default::default(),
             turn_labels: Labels::EMPTY,
+            watchdog: Watchdog::new(limits),
+            interrupt: Interrupt::default(),
         }
+    }
+
+    /// Lets a signal (or a replayed interruption) end the run at the next event boundary.
+    pub fn interrupt_on(&mut self, interrupt: Interrupt) {
+        self.interrupt = interrupt;
     }
 
     /// Runs to the end; returns the report and, in memory mode, the trace bytes.
@@ -195,6 +205,9 @@ impl Scheduler {
                 .u64("max_events", self.limits.max_events)
                 .u64("max_virtual_time_us", self.limits.max_virtual_time_us)
                 .u64("max_queue_len", self.limits.max_queue_len)
+                .u64("max_message_bytes", self.limits.max_message_bytes)
+                .u64("max_restarts_total", self.limits.max_restarts_total)
+                .u64("max_tool_wait_us", self.limits.max_tool_wait_us)
                 .raw(
                     "profile",
                     &self.profile_name.as_deref().map_or("null".to_owned(), |p| {
@@ -210,6 +223,12 @@ impl Scheduler {
 
     async fn event_loop(&mut self) -> Result<(Outcome, Option<String>), RunError> {
         loop {
+            if let Some(detail) = self.interrupt.check(self.events) {
+                return Ok((Outcome::Interrupted, Some(detail)));
+            }
+            if let Some(overdue) = self.watchdog.overdue(self.queue.peek_time_us()) {
+                return Ok((Outcome::LimitExceeded, Some(self.overdue_detail(overdue))));
+            }
             let Some(event) = self.queue.pop() else {
                 let unanswered = self
                     .observer
@@ -246,6 +265,7 @@ impl Scheduler {
             self.current_seq = seq;
             let envelope = event.envelope;
             let to = envelope.to;
+            self.watchdog.on_deliver(to, &envelope.payload);
             self.messages += u64::from(envelope.from != to);
             self.slots[to.index()].received += 1;
             let received = self.slots[to.index()].received;
@@ -337,8 +357,8 @@ impl Scheduler {
                     }
                 }
                 TurnEnd::Failed(error) => {
-                    if let Some(escalation) = self.on_failure(seq, to, error).await? {
-                        return Ok((Outcome::Escalated, Some(escalation)));
+                    if let Some((outcome, detail)) = self.on_failure(seq, to, error).await? {
+                        return Ok((outcome, Some(detail)));
                     }
                 }
             }
@@ -534,6 +554,18 @@ impl Scheduler {
                     if self.queue.len() as u64 >= self.limits.max_queue_len {
                         return Ok(Some(format!("max_queue_len ({})", self.limits.max_queue_len)));
                     }
+                    if let Some(size) = self.watchdog.too_big(&payload) {
+                        return Ok(Some(format!(
+                            "max_message_bytes ({}): {} sent {size} bytes to {}",
+                            self.limits.max_message_bytes,
+                            self.slots[from.index()].logical_id,
+                            self.slots[to.index()].logical_id
+                        )));
+                    }
+                    if let Payload::Tool(ToolMsg::Invoke { conv, agent, call }) = &payload {
+                        // The agent that made the call (a guardrail may be the one passing it on).
+                        self.watch_tool_call(self.directory.agent(*agent), to, *conv, call.id);
+                    }
                     let at_us = self.now_us.saturating_add(delay_us);
                     let mut labels = self.turn_labels.clone();
                     // Untrusted sources stamp what they emit: the user's messages, tools' outputs.
@@ -596,9 +628,33 @@ impl Scheduler {
         Ok(None)
     }
 
+    /// Watches a tool call for `max_tool_wait`, unless its agent bounds the wait itself.
+    fn watch_tool_call(&mut self, agent: ActorIdx, tool: ActorIdx, conv: crate::actors::ConvId, call_id: u32) {
+        let (kind, index) = self.directory.locate(agent);
+        if kind == ActorKind::Agent && self.scenario.agents[index].tool_timeout_us.is_none() {
+            self.watchdog.on_tool_call(self.now_us, agent, tool, conv, call_id);
+        }
+    }
+
+    fn overdue_detail(&self, overdue: super::watchdog::Overdue) -> String {
+        format!(
+            "max_tool_wait ({}us): {} did not answer call {} of {} in conversation {}",
+            self.limits.max_tool_wait_us,
+            self.slots[overdue.tool.index()].logical_id,
+            overdue.call_id,
+            self.slots[overdue.agent.index()].logical_id,
+            overdue.conv
+        )
+    }
+
     /// Handles a failed turn: the supervisor decides, restarts happen, or the failure escalates.
-    /// Returns the escalation text when it passes the root.
-    async fn on_failure(&mut self, seq: u64, failed: ActorIdx, error: String) -> Result<Option<String>, RunError> {
+    /// Returns how the run ends when the failure passes the root or the restarts pass their cap.
+    async fn on_failure(
+        &mut self,
+        seq: u64,
+        failed: ActorIdx,
+        error: String,
+    ) -> Result<Option<(Outcome, String)>, RunError> {
         let slot = &self.slots[failed.index()];
         let (actor, incarnation) = (slot.logical_id.clone(), slot.incarnation);
         let now_us = self.now_us;
@@ -624,7 +680,7 @@ impl Scheduler {
         let mut error: Arc<str> = Arc::from(error);
         loop {
             let Some(supervisor) = self.slots[child.index()].supervisor else {
-                return Ok(Some(error.to_string()));
+                return Ok(Some((Outcome::Escalated, error.to_string())));
             };
             let turn_seq = self.queue.take_seq();
             let child_id = self.slots[child.index()].logical_id.clone();
@@ -648,6 +704,17 @@ impl Scheduler {
                 match effect {
                     Effect::Restart { children } => {
                         for c in children {
+                            if self.watchdog.restart_exceeds() {
+                                return Ok(Some((
+                                    Outcome::LimitExceeded,
+                                    format!(
+                                        "max_restarts_total ({}): {} would restart {} again",
+                                        self.limits.max_restarts_total,
+                                        self.slots[supervisor.index()].logical_id,
+                                        self.slots[c.index()].logical_id
+                                    ),
+                                )));
+                            }
                             self.restart(c, supervisor).await?;
                         }
                         return Ok(None);

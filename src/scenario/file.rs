@@ -117,6 +117,9 @@ pub struct RawMeta {
     pub max_virtual_time: Option<Spanned<String>>,
     pub max_events: Option<Spanned<u64>>,
     pub max_queue_len: Option<Spanned<u64>>,
+    pub max_message_bytes: Option<Spanned<u64>>,
+    pub max_restarts_total: Option<Spanned<u64>>,
+    pub max_tool_wait: Option<Spanned<String>>,
 }
 
 /// `[[llm]]`: a model endpoint.

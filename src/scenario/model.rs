@@ -36,12 +36,22 @@ pub struct Scenario {
     pub source_text: String,
 }
 
-/// Bounds that end a run with outcome `limit_exceeded` instead of running forever.
+/// Bounds that end a run with outcome `limit_exceeded` instead of running forever or eating
+/// memory. Each one is a `[scenario]` key and a `run` flag; the README lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Events delivered (`max_events`).
     pub max_events: u64,
+    /// Virtual time of the next event (`max_virtual_time`).
     pub max_virtual_time_us: u64,
+    /// Events waiting in the queue (`max_queue_len`).
     pub max_queue_len: u64,
+    /// Bytes of free text in one message: a model answer, a tool output, a task (`max_message_bytes`).
+    pub max_message_bytes: u64,
+    /// Restarts in the whole run, over every supervisor (`max_restarts_total`).
+    pub max_restarts_total: u64,
+    /// Virtual time a tool call may go unanswered when the agent set no `tool_timeout` (`max_tool_wait`).
+    pub max_tool_wait_us: u64,
 }
 
 impl Limits {
@@ -49,6 +59,9 @@ impl Limits {
         max_events: 1_000_000,
         max_virtual_time_us: 24 * 3_600 * 1_000_000,
         max_queue_len: 1_000_000,
+        max_message_bytes: 1 << 20,
+        max_restarts_total: 1_000,
+        max_tool_wait_us: 3_600 * 1_000_000,
     };
 }
 

@@ -224,9 +224,13 @@ impl Validator<'_> {
         if let Some(t) = &meta.max_virtual_time {
             limits.max_virtual_time_us = self.duration(t);
         }
+        if let Some(t) = &meta.max_tool_wait {
+            limits.max_tool_wait_us = self.duration(t);
+        }
         for (value, slot) in [
             (&meta.max_events, &mut limits.max_events),
             (&meta.max_queue_len, &mut limits.max_queue_len),
+            (&meta.max_message_bytes, &mut limits.max_message_bytes),
         ] {
             if let Some(value) = value {
                 if *value.get_ref() == 0 {
@@ -235,6 +239,10 @@ impl Validator<'_> {
                 }
                 *slot = *value.get_ref();
             }
+        }
+        // Zero restarts is a real choice: any restart ends the run.
+        if let Some(value) = &meta.max_restarts_total {
+            limits.max_restarts_total = *value.get_ref();
         }
 
         let llm_names = self.names("llm", raw.llm.iter().map(|l| &l.get_ref().name));

@@ -76,16 +76,34 @@ fn the_report_of_a_cascade_renders_in_chromium_without_script_errors() {
     };
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let output = agentsim_output(&["run", "scenarios/double-refund.toml", "--out", run_dir.to_str().unwrap()]);
-    assert_eq!(status(&output), 1, "double-refund breaks its invariant: {}", stderr(&output));
+    let output = agentsim_output(&[
+        "run",
+        "scenarios/double-refund.toml",
+        "--out",
+        run_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        status(&output),
+        1,
+        "double-refund breaks its invariant: {}",
+        stderr(&output)
+    );
     let page = run_dir.join("report.html");
 
     let (dom, log) = headless(&browser, &page, &["--dump-dom".to_owned()]);
-    assert!(dom.contains("data-ready=\"1\""), "the page's script did not run to its end:\n{log}");
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page's script did not run to its end:\n{log}"
+    );
     assert!(
         dom.contains("<pre id=\"script-errors\" class=\"script-errors\"></pre>"),
         "the page caught script errors: {}",
-        dom.split("id=\"script-errors\"").nth(1).unwrap_or("").chars().take(500).collect::<String>()
+        dom.split("id=\"script-errors\"")
+            .nth(1)
+            .unwrap_or("")
+            .chars()
+            .take(500)
+            .collect::<String>()
     );
     for line in log.lines() {
         assert!(
@@ -94,16 +112,31 @@ fn the_report_of_a_cascade_renders_in_chromium_without_script_errors() {
         );
     }
     for actor in ["user", "agent:billing", "tool:refund", "llm:gpt"] {
-        assert!(dom.contains(&format!("data-actor=\"{actor}\"")), "no lane for {actor} in the DOM");
+        assert!(
+            dom.contains(&format!("data-actor=\"{actor}\"")),
+            "no lane for {actor} in the DOM"
+        );
     }
-    assert!(dom.contains("<g class=\"fault-marker\" "), "no fault marker on the timeline");
+    assert!(
+        dom.contains("<g class=\"fault-marker\" "),
+        "no fault marker on the timeline"
+    );
     assert!(dom.contains("id=\"invariant-list\""), "no invariant list");
-    assert!(dom.contains("<li class=\"invariant failed\">"), "the broken invariant is not listed");
+    assert!(
+        dom.contains("<li class=\"invariant failed\">"),
+        "the broken invariant is not listed"
+    );
     // Only the first timeline page is shown.
-    assert_eq!(dom.matches("<div class=\"page\" data-page=").count(), 1 + dom.matches(" hidden=\"\"").count());
+    assert_eq!(
+        dom.matches("<div class=\"page\" data-page=").count(),
+        1 + dom.matches(" hidden=\"\"").count()
+    );
 
     let shot = dir.path().join("report.png");
     let (_, log) = headless(&browser, &page, &[format!("--screenshot={}", shot.display())]);
     let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot ({e}):\n{log}"));
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "the screenshot is not a rendered page");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "the screenshot is not a rendered page"
+    );
 }

@@ -18,7 +18,11 @@ fn run_out(file: &str, dir: &Path, extra: &[&str]) -> std::process::Output {
     args.extend_from_slice(extra);
     let output = agentsim_output(&args);
     let code = status(&output);
-    assert!(code == 0 || code == 1, "{file}: exit status {code}: {}", stderr(&output));
+    assert!(
+        code == 0 || code == 1,
+        "{file}: exit status {code}: {}",
+        stderr(&output)
+    );
     output
 }
 
@@ -128,7 +132,14 @@ fn run_out_writes_a_self_contained_report_with_a_lane_per_actor_and_a_marker_per
     let html = read_text(&dir.path().join("report.html"));
     let report: serde_json::Value = serde_json::from_str(&read_text(&dir.path().join("report.json"))).unwrap();
     assert_self_contained(&html, "support-desk");
-    for actor in ["user", "agent:triage", "agent:billing", "tool:refund", "llm:gpt", "supervisor:desk"] {
+    for actor in [
+        "user",
+        "agent:triage",
+        "agent:billing",
+        "tool:refund",
+        "llm:gpt",
+        "supervisor:desk",
+    ] {
         assert!(
             html.contains(&format!("class=\"lane\" data-actor=\"{actor}\"")),
             "no lane for {actor}"
@@ -136,12 +147,29 @@ fn run_out_writes_a_self_contained_report_with_a_lane_per_actor_and_a_marker_per
     }
     let faults = report["faults"].as_array().unwrap().len();
     assert!(faults > 0);
-    assert_eq!(html.matches("<g class=\"fault-marker\" ").count(), faults, "one marker per fault");
-    assert_eq!(html.matches("<g class=\"crash-marker\" ").count(), report["failures"].as_array().unwrap().len());
-    assert_eq!(html.matches("<div class=\"source").count(), faults, "one cascade card per fault");
+    assert_eq!(
+        html.matches("<g class=\"fault-marker\" ").count(),
+        faults,
+        "one marker per fault"
+    );
+    assert_eq!(
+        html.matches("<g class=\"crash-marker\" ").count(),
+        report["failures"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        html.matches("<div class=\"source").count(),
+        faults,
+        "one cascade card per fault"
+    );
     // The broken invariant links to its marker on the timeline.
-    assert!(html.contains("href=\"#inv-2\"") && html.contains("id=\"inv-2\""), "the violation is linked");
-    assert!(html.contains(report["replay"].as_str().unwrap()), "the replay command is shown");
+    assert!(
+        html.contains("href=\"#inv-2\"") && html.contains("id=\"inv-2\""),
+        "the violation is linked"
+    );
+    assert!(
+        html.contains(report["replay"].as_str().unwrap()),
+        "the replay command is shown"
+    );
 }
 
 #[test]
@@ -172,24 +200,43 @@ fn report_of_a_directory_without_a_run_names_the_missing_file() {
 fn html_structure_of_the_crash_loop_report() {
     let dir = tempfile::tempdir().unwrap();
     run_out("scenarios/crash-loop.toml", dir.path(), &[]);
-    snapshot("report_html__crash_loop", &outline(&read_text(&dir.path().join("report.html"))));
+    snapshot(
+        "report_html__crash_loop",
+        &outline(&read_text(&dir.path().join("report.html"))),
+    );
 }
 
 #[test]
 fn a_version_2_report_shows_guardrail_verdicts_and_where_each_source_was_stopped() {
     let dir = tempfile::tempdir().unwrap();
     for file in ["trace.jsonl", "report.json"] {
-        std::fs::copy(repo_root().join("tests/fixtures/cascade-v2").join(file), dir.path().join(file)).unwrap();
+        std::fs::copy(
+            repo_root().join("tests/fixtures/cascade-v2").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
     }
     let output = agentsim_output(&["report", dir.path().to_str().unwrap()]);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     let html = read_text(&dir.path().join("report.html"));
     assert_self_contained(&html, "cascade-v2");
     assert!(html.contains("guard-marker verdict-block") && html.contains("guard-marker verdict-redact"));
-    assert!(html.contains("data-actor=\"guardrail:injection-in\""), "guardrails get lanes");
-    assert!(html.contains("<div class=\"source contained\"><h3>⚡ fault:kb-poison"), "the stopped fault is contained");
-    assert!(html.contains("<span class=\"chip good\">injection-in</span>"), "names the guardrail that stopped it");
-    assert!(html.contains("no guardrail stopped it"), "the untrusted user input was not stopped");
+    assert!(
+        html.contains("data-actor=\"guardrail:injection-in\""),
+        "guardrails get lanes"
+    );
+    assert!(
+        html.contains("<div class=\"source contained\"><h3>⚡ fault:kb-poison"),
+        "the stopped fault is contained"
+    );
+    assert!(
+        html.contains("<span class=\"chip good\">injection-in</span>"),
+        "names the guardrail that stopped it"
+    );
+    assert!(
+        html.contains("no guardrail stopped it"),
+        "the untrusted user input was not stopped"
+    );
     assert!(html.contains("<section id=\"guardrails\">"));
     snapshot("report_html__cascade_v2", &outline(&html));
 }
@@ -199,7 +246,11 @@ fn a_90_000_event_run_gives_a_bounded_report() {
     let dir = tempfile::tempdir().unwrap();
     run_out("scenarios/bench/w5-swarm.toml", dir.path(), &[]);
     let report: serde_json::Value = serde_json::from_str(&read_text(&dir.path().join("report.json"))).unwrap();
-    assert!(report["events"].as_u64().unwrap() >= 90_000, "the run is long: {}", report["events"]);
+    assert!(
+        report["events"].as_u64().unwrap() >= 90_000,
+        "the run is long: {}",
+        report["events"]
+    );
     let html = read_text(&dir.path().join("report.html"));
     assert!(
         html.len() <= agentsim::report_html::RUN_HTML_BYTES_MAX,
@@ -212,28 +263,53 @@ fn a_90_000_event_run_gives_a_bounded_report() {
     assert!(html.contains("other actors ("), "the less busy actors share a lane");
     let pages = html.matches("<div class=\"page\"").count();
     assert!(pages <= agentsim::report_html::run::PAGES_MAX, "{pages} pages");
-    assert!(html.contains("the overview shows all of them"), "the reader is told the timeline is paged");
+    assert!(
+        html.contains("the overview shows all of them"),
+        "the reader is told the timeline is paged"
+    );
 }
 
 #[test]
 fn mermaid_diagrams_name_every_participant_and_stay_short_on_long_runs() {
     let dir = tempfile::tempdir().unwrap();
     let diagram_path = dir.path().join("crash-loop.mmd");
-    let output = agentsim_output(&["run", "scenarios/crash-loop.toml", "--mermaid", diagram_path.to_str().unwrap()]);
+    let output = agentsim_output(&[
+        "run",
+        "scenarios/crash-loop.toml",
+        "--mermaid",
+        diagram_path.to_str().unwrap(),
+    ]);
     assert_eq!(status(&output), 1, "{}", stderr(&output));
     let diagram = read_text(&diagram_path);
     assert!(diagram.starts_with("sequenceDiagram\n"));
     for actor in ["user", "agent:intake", "llm:gpt", "supervisor:intake-sup"] {
-        assert!(diagram.contains(&format!(" as {actor}\n")), "no participant {actor}:\n{diagram}");
+        assert!(
+            diagram.contains(&format!(" as {actor}\n")),
+            "no participant {actor}:\n{diagram}"
+        );
     }
     assert!(diagram.contains("⚡ fault poison (actor.crash)") && diagram.contains("gave up"));
-    assert!(!diagram.contains("%%POISON"), "a %% inside a label would start a comment");
+    assert!(
+        !diagram.contains("%%POISON"),
+        "a %% inside a label would start a comment"
+    );
 
     let long = dir.path().join("w5.mmd");
-    let output = agentsim_output(&["run", "scenarios/bench/w5-swarm.toml", "--mermaid", long.to_str().unwrap()]);
+    let output = agentsim_output(&[
+        "run",
+        "scenarios/bench/w5-swarm.toml",
+        "--mermaid",
+        long.to_str().unwrap(),
+    ]);
     assert!(status(&output) <= 1, "{}", stderr(&output));
-    let steps = read_text(&long).lines().filter(|l| l.contains("->>") || l.contains("Note over")).count();
-    assert!(steps <= agentsim::trace::mermaid::MERMAID_STEPS_MAX + 2, "{steps} steps");
+    let steps = read_text(&long)
+        .lines()
+        .filter(|l| l.contains("->>") || l.contains("Note over"))
+        .count();
+    assert!(
+        steps <= agentsim::trace::mermaid::MERMAID_STEPS_MAX + 2,
+        "{steps} steps"
+    );
 }
 
 #[test]
@@ -247,12 +323,20 @@ fn sweep_out_writes_a_report_linking_the_run_reports_of_failing_seeds() {
         "--out",
         dir.path().to_str().unwrap(),
     ]);
-    assert_eq!(status(&output), 1, "support-desk fails on some seeds: {}", stderr(&output));
+    assert_eq!(
+        status(&output),
+        1,
+        "support-desk fails on some seeds: {}",
+        stderr(&output)
+    );
     let html = read_text(&dir.path().join("report.html"));
     assert_self_contained(&html, "sweep");
     assert_eq!(html.matches("<tr class=\"invariant\">").count(), 3);
     assert_eq!(html.matches("<svg class=\"histogram\"").count(), 4);
-    let run_links: Vec<String> = links(&html).into_iter().filter(|l| l.starts_with("runs/seed-")).collect();
+    let run_links: Vec<String> = links(&html)
+        .into_iter()
+        .filter(|l| l.starts_with("runs/seed-"))
+        .collect();
     assert!(!run_links.is_empty(), "failing seeds link to their run reports");
     for link in &run_links {
         let run_report = dir.path().join(link);
@@ -280,6 +364,10 @@ fn compare_html_shows_both_designs_side_by_side() {
     let html = read_text(&path);
     assert_self_contained(&html, "compare");
     assert!(html.contains("A retry-storm vs B retry-storm-jitter"));
-    assert_eq!(html.matches("<svg class=\"histogram\"").count(), 8, "four histograms per design");
+    assert_eq!(
+        html.matches("<svg class=\"histogram\"").count(),
+        8,
+        "four histograms per design"
+    );
     assert!(html.contains("significant"));
 }

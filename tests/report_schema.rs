@@ -88,7 +88,11 @@ fn the_report_of_every_scenario_follows_the_schema() {
         let report: Value = serde_json::from_slice(&output.stdout)
             .unwrap_or_else(|e| panic!("{path}: --json printed no JSON ({e}): {}", stderr(&output)));
         let errors = violations(&report);
-        assert!(errors.is_empty(), "{path}: report.json breaks docs/report.schema.json:\n{}", errors.join("\n"));
+        assert!(
+            errors.is_empty(),
+            "{path}: report.json breaks docs/report.schema.json:\n{}",
+            errors.join("\n")
+        );
     }
 }
 
@@ -110,8 +114,16 @@ fn the_checker_rejects_wrong_types_unknown_keys_and_missing_keys() {
     report.as_object_mut().unwrap().remove("digest");
     report["blast_radius"][0]["kind"] = Value::from("gossip");
     let errors = violations(&report);
-    for expected in ["report.seed: expected", "report.surprise: key not in", "missing required key `digest`", "report.blast_radius[0].kind"] {
-        assert!(errors.iter().any(|e| e.contains(expected)), "expected an error containing {expected:?}, found {errors:?}");
+    for expected in [
+        "report.seed: expected",
+        "report.surprise: key not in",
+        "missing required key `digest`",
+        "report.blast_radius[0].kind",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "expected an error containing {expected:?}, found {errors:?}"
+        );
     }
 }
 
@@ -137,7 +149,11 @@ fn outline(schema: &Value, path: &str, out: &mut String) {
             let sub_path = format!("{path}.{key}");
             let kind = sub.get("type").map(|t| t.to_string()).unwrap_or_default();
             let enumerated = sub.get("enum").map(|e| format!(" one of {e}")).unwrap_or_default();
-            let optional = if required.contains(&key.as_str()) { "" } else { " (optional)" };
+            let optional = if required.contains(&key.as_str()) {
+                ""
+            } else {
+                " (optional)"
+            };
             out.push_str(&format!("{sub_path}: {kind}{enumerated}{optional}\n"));
             outline(sub, &sub_path, out);
         }

@@ -71,7 +71,8 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         }
     }
     if let Some(path) = &args.mermaid {
-        let records = crate::trace::records::parse("the trace", &trace_bytes).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+        let records =
+            crate::trace::records::parse("the trace", &trace_bytes).map_err(|e| Failure::new(exit::INTERNAL, e))?;
         let report_json = serde_json::to_value(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         let diagram = crate::trace::mermaid::sequence_diagram(&records, Some(&report_json));
         write_atomic(path, diagram.as_bytes())?;
@@ -121,7 +122,10 @@ pub(super) fn report(dir: &Path, mermaid: Option<&Path>) -> Result<u8, Failure> 
         let report_json: Option<serde_json::Value> = std::fs::read(dir.join("report.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        write_atomic(out, crate::trace::mermaid::sequence_diagram(&records, report_json.as_ref()).as_bytes())?;
+        write_atomic(
+            out,
+            crate::trace::mermaid::sequence_diagram(&records, report_json.as_ref()).as_bytes(),
+        )?;
         println!("wrote {}", out.display());
     }
     Ok(exit::OK)

@@ -3,8 +3,8 @@
 //! over time per agent.
 //!
 //! Bounded at any run length: the timeline shows at most [`PAGES_MAX`] pages of
-//! [`PAGE_RECORDS_MAX`] trace records each (the first page and those holding the first
-//! violations, faults and failures), at most [`LANES_MAX`] lanes (the busiest actors; the rest
+//! [`PAGE_RECORDS_MAX`] trace records each (the first page, those holding the first
+//! violations, faults and failures, then pages spread evenly over the run), at most [`LANES_MAX`] lanes (the busiest actors; the rest
 //! share one lane), and an overview of the whole run aggregated into [`OVERVIEW_BUCKETS`]
 //! time buckets per lane. Lists and chart series are capped too, so a report stays under
 //! [`RUN_HTML_BYTES_MAX`] bytes.
@@ -51,7 +51,8 @@ const LABEL_WIDTH: f64 = 200.0;
 pub fn render_run_dir(dir: &Path) -> Result<String, String> {
     let trace_path = dir.join("trace.jsonl");
     let report_path = dir.join("report.json");
-    let trace = std::fs::read(&trace_path).map_err(|e| format!("{}: cannot read the trace: {e}", trace_path.display()))?;
+    let trace =
+        std::fs::read(&trace_path).map_err(|e| format!("{}: cannot read the trace: {e}", trace_path.display()))?;
     let report_bytes =
         std::fs::read(&report_path).map_err(|e| format!("{}: cannot read the report: {e}", report_path.display()))?;
     let report: Value = serde_json::from_slice(&report_bytes).map_err(|e| {
@@ -225,7 +226,10 @@ impl<'a> View<'a> {
             let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{} ×{n}", esc(k))).collect();
             let _ = write!(story, " {} fault(s) fired ({}).", faults.len(), kinds.join(", "));
         }
-        let (failures, restarts) = (array(self.report, "failures").len(), array(self.report, "restarts").len());
+        let (failures, restarts) = (
+            array(self.report, "failures").len(),
+            array(self.report, "restarts").len(),
+        );
         if failures + restarts > 0 {
             let _ = write!(
                 story,
@@ -322,7 +326,10 @@ impl<'a> View<'a> {
             let name = esc(&text_of(inv, "name"));
             let violation = field(inv, "first_violation");
             if inv.get("passed").and_then(Value::as_bool).unwrap_or(false) || violation.is_null() {
-                let _ = write!(out, "<li class=\"invariant passed\"><span class=\"pass\">✓ held</span> {name}</li>");
+                let _ = write!(
+                    out,
+                    "<li class=\"invariant passed\"><span class=\"pass\">✓ held</span> {name}</li>"
+                );
             } else {
                 let seq = violation.get("seq").and_then(Value::as_u64).unwrap_or(0);
                 let t_us = violation.get("t_us").and_then(Value::as_u64).unwrap_or(0);
@@ -414,7 +421,9 @@ impl<'a> View<'a> {
                             None => ("", "outcome unknown"),
                         };
                         lost |= answered == Some(false);
-                        flow.push(format!("conversation {conv} <span class=\"chip {class}\">{text}</span>"));
+                        flow.push(format!(
+                            "conversation {conv} <span class=\"chip {class}\">{text}</span>"
+                        ));
                     }
                 }
                 "fail" => flow.push(format!(
@@ -477,7 +486,7 @@ impl<'a> View<'a> {
             if pages.len() < total_pages {
                 format!(
                     "This run has {} events: the overview shows all of them, the pages below keep {} of {} pages of \
-                     {PAGE_RECORDS_MAX} (the first, and those with violations, faults and failures).",
+                     {PAGE_RECORDS_MAX} (the first, those with violations, faults and failures, then a sample spread over the run).",
                     self.events.len(),
                     pages.len(),
                     total_pages
@@ -540,7 +549,8 @@ impl<'a> View<'a> {
         out.push_str("</div></div></section>\n");
     }
 
-    /// The pages kept: the first, then those holding violations, faults, failures, in that order.
+    /// The pages kept: the first, then those holding violations, faults, failures, in that order,
+    /// then pages spread evenly over the run.
     fn pages(&self) -> Vec<usize> {
         let total = self.events.len().div_ceil(PAGE_RECORDS_MAX).max(1);
         if total <= PAGES_MAX {
@@ -563,6 +573,8 @@ impl<'a> View<'a> {
                 }
             }
         }
+        // Spare pages sample the rest of the run evenly, the last page included.
+        wanted.extend((1..PAGES_MAX).map(|k| k * (total - 1) / (PAGES_MAX - 1)));
         let mut kept = Vec::new();
         for p in wanted {
             if kept.len() == PAGES_MAX {
@@ -653,8 +665,15 @@ impl<'a> View<'a> {
                     let msg = r.str("msg");
                     let verb = msg.split(' ').next().unwrap_or("");
                     if verb == "llm_reply" {
-                        let latency = r.msg_field("latency_us").and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
-                        let class = if r.msg_field("error").is_some() { "call error" } else { "call" };
+                        let latency = r
+                            .msg_field("latency_us")
+                            .and_then(|l| l.parse::<u64>().ok())
+                            .unwrap_or(0);
+                        let class = if r.msg_field("error").is_some() {
+                            "call error"
+                        } else {
+                            "call"
+                        };
                         let x0 = x(t.saturating_sub(latency));
                         let _ = write!(
                             bars,
@@ -666,11 +685,19 @@ impl<'a> View<'a> {
                         );
                     }
                     if verb == "invoke" {
-                        let key = (to, r.msg_field("conv").unwrap_or("").to_owned(), r.msg_field("call").unwrap_or("").to_owned());
+                        let key = (
+                            to,
+                            r.msg_field("conv").unwrap_or("").to_owned(),
+                            r.msg_field("call").unwrap_or("").to_owned(),
+                        );
                         open_tool_calls.insert(key, t);
                     }
                     if verb == "tool_result" {
-                        let key = (from, r.msg_field("conv").unwrap_or("").to_owned(), r.msg_field("call").unwrap_or("").to_owned());
+                        let key = (
+                            from,
+                            r.msg_field("conv").unwrap_or("").to_owned(),
+                            r.msg_field("call").unwrap_or("").to_owned(),
+                        );
                         if let Some(start) = open_tool_calls.remove(&key) {
                             let _ = write!(
                                 bars,
@@ -709,13 +736,53 @@ impl<'a> View<'a> {
                         );
                     }
                 }
-                "fault" => marker(&mut marks, "fault-marker", &id_for(r.seq()), x(t), y(self.lanes.of(r.actor())), "<path d=\"M0,-8L6,0L0,8L-6,0Z\"/>", &title),
-                "fail" => marker(&mut marks, "crash-marker", &id_for(r.seq()), x(t), y(self.lanes.of(r.actor())), "<path d=\"M-5,-5L5,5M5,-5L-5,5\"/>", &title),
-                "restart" => marker(&mut marks, "restart-marker", "", x(t), y(self.lanes.of(r.actor())), "<circle r=\"5\"/>", &title),
-                "escalate" => marker(&mut marks, "escalate-marker", "", x(t), y(self.lanes.of(r.actor())), "<path d=\"M0,-8L7,6L-7,6Z\"/>", &title),
+                "fault" => marker(
+                    &mut marks,
+                    "fault-marker",
+                    &id_for(r.seq()),
+                    x(t),
+                    y(self.lanes.of(r.actor())),
+                    "<path d=\"M0,-8L6,0L0,8L-6,0Z\"/>",
+                    &title,
+                ),
+                "fail" => marker(
+                    &mut marks,
+                    "crash-marker",
+                    &id_for(r.seq()),
+                    x(t),
+                    y(self.lanes.of(r.actor())),
+                    "<path d=\"M-5,-5L5,5M5,-5L-5,5\"/>",
+                    &title,
+                ),
+                "restart" => marker(
+                    &mut marks,
+                    "restart-marker",
+                    "",
+                    x(t),
+                    y(self.lanes.of(r.actor())),
+                    "<circle r=\"5\"/>",
+                    &title,
+                ),
+                "escalate" => marker(
+                    &mut marks,
+                    "escalate-marker",
+                    "",
+                    x(t),
+                    y(self.lanes.of(r.actor())),
+                    "<path d=\"M0,-8L7,6L-7,6Z\"/>",
+                    &title,
+                ),
                 "guard" => {
                     let class = format!("guard-marker verdict-{}", css_word(r.str("verdict")));
-                    marker(&mut marks, &class, &id_for(r.seq()), x(t), y(self.lanes.of(r.str("guardrail"))), "<rect x=\"-4.5\" y=\"-4.5\" width=\"9\" height=\"9\"/>", &title)
+                    marker(
+                        &mut marks,
+                        &class,
+                        &id_for(r.seq()),
+                        x(t),
+                        y(self.lanes.of(r.str("guardrail"))),
+                        "<rect x=\"-4.5\" y=\"-4.5\" width=\"9\" height=\"9\"/>",
+                        &title,
+                    )
                 }
                 _ => {
                     let _ = write!(
@@ -900,7 +967,9 @@ impl<'a> View<'a> {
         }
         out.push_str("</div><div class=\"charts\">");
         self.chart(out, "cumulative cost (USD)", &series, |e| e.1, &|v| usd(v));
-        self.chart(out, "cumulative tokens (in + out)", &series, |e| e.2, &|v| v.to_string());
+        self.chart(out, "cumulative tokens (in + out)", &series, |e| e.2, &|v| {
+            v.to_string()
+        });
         out.push_str("</div></section>\n");
     }
 
@@ -1085,7 +1154,13 @@ fn blast_card(source: &Value, out: &mut String) {
         let items: Vec<String> = stopped
             .iter()
             .take(LIST_ITEMS_MAX)
-            .map(|s| format!("<span class=\"chip good\">{}</span> ({})", esc(&text_of(s, "guardrail")), seq_link(s)))
+            .map(|s| {
+                format!(
+                    "<span class=\"chip good\">{}</span> ({})",
+                    esc(&text_of(s, "guardrail")),
+                    seq_link(s)
+                )
+            })
             .collect();
         let _ = write!(out, "<li>stopped by {}{}</li>", items.join("; "), more(stopped.len()));
     }
@@ -1223,7 +1298,11 @@ impl Lanes {
                 .then(b.1 .0.cmp(&a.1 .0))
                 .then(a.0.cmp(b.0))
         });
-        let keep = if ranked.len() > LANES_MAX { LANES_MAX - 1 } else { ranked.len() };
+        let keep = if ranked.len() > LANES_MAX {
+            LANES_MAX - 1
+        } else {
+            ranked.len()
+        };
         let mut kept: Vec<(&String, &(u64, usize))> = ranked[..keep].to_vec();
         kept.sort_by(|a, b| kind_rank(a.0).cmp(&kind_rank(b.0)).then(a.1 .1.cmp(&b.1 .1)));
         let mut names: Vec<String> = kept.iter().map(|(n, _)| (*n).clone()).collect();
@@ -1265,18 +1344,27 @@ fn legend(out: &mut String) {
             "<line class=\"msg answer\" x1=\"0\" x2=\"0\" y1=\"-7\" y2=\"5\" marker-end=\"url(#arrowhead)\"/>",
             "answer to the user",
         ),
-        ("<rect class=\"call\" x=\"-8\" y=\"-5\" width=\"16\" height=\"10\"/>", "model call"),
+        (
+            "<rect class=\"call\" x=\"-8\" y=\"-5\" width=\"16\" height=\"10\"/>",
+            "model call",
+        ),
         (
             "<rect class=\"call error\" x=\"-8\" y=\"-5\" width=\"16\" height=\"10\"/>",
             "model call answered with an error",
         ),
-        ("<rect class=\"call tool\" x=\"-8\" y=\"-5\" width=\"16\" height=\"10\"/>", "tool call"),
+        (
+            "<rect class=\"call tool\" x=\"-8\" y=\"-5\" width=\"16\" height=\"10\"/>",
+            "tool call",
+        ),
         ("<circle class=\"tick\" r=\"2.5\"/>", "timer / self-message"),
         (
             "<g class=\"fault-marker\"><path d=\"M0,-7L5,0L0,7L-5,0Z\"/></g>",
             "fault injected",
         ),
-        ("<g class=\"crash-marker\"><path d=\"M-5,-5L5,5M5,-5L-5,5\"/></g>", "crash"),
+        (
+            "<g class=\"crash-marker\"><path d=\"M-5,-5L5,5M5,-5L-5,5\"/></g>",
+            "crash",
+        ),
         ("<g class=\"restart-marker\"><circle r=\"5\"/></g>", "restart"),
         (
             "<g class=\"escalate-marker\"><path d=\"M0,-7L7,6L-7,6Z\"/></g>",

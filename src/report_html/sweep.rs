@@ -32,7 +32,13 @@ pub fn render_sweep(summary: &SweepSummary, results: &[SeedResult], run_reports:
     let outcomes: Vec<String> = summary
         .outcomes
         .iter()
-        .map(|(k, v)| format!("<span class=\"chip{}\">{} {v}</span>", if k == "completed" { " good" } else { " bad" }, esc(k)))
+        .map(|(k, v)| {
+            format!(
+                "<span class=\"chip{}\">{} {v}</span>",
+                if k == "completed" { " good" } else { " bad" },
+                esc(k)
+            )
+        })
         .collect();
     let _ = write!(
         body,
@@ -116,7 +122,11 @@ pub fn render_comparison(comparison: &Comparison, a_results: &[SeedResult], b_re
     };
     body.push_str("<section id=\"distributions\"><h2>Distributions (same axes for A and B)</h2><div class=\"side\">");
     for (name, summary, results, color) in [("A", a, a_results, PALETTE[0]), ("B", b, b_results, PALETTE[1])] {
-        let _ = write!(body, "<div><h3>{name}: {}</h3><div class=\"charts\">", esc(&summary.scenario));
+        let _ = write!(
+            body,
+            "<div><h3>{name}: {}</h3><div class=\"charts\">",
+            esc(&summary.scenario)
+        );
         distributions(&mut body, summary, results, Some(&ranges), color);
         body.push_str("</div></div>");
     }
@@ -129,7 +139,10 @@ pub fn render_comparison(comparison: &Comparison, a_results: &[SeedResult], b_re
     }
     body.push_str("</div>\n</main>\n");
     page(
-        &format!("agentsim compare · {} vs {} · seeds {}", a.scenario, b.scenario, a.seeds),
+        &format!(
+            "agentsim compare · {} vs {} · seeds {}",
+            a.scenario, b.scenario, a.seeds
+        ),
         &body,
     )
 }
@@ -181,15 +194,31 @@ fn invariants_section(body: &mut String, summary: &SweepSummary) {
             rate_bar(i.pass_rate, i.ci_low, i.ci_high),
             i.passed,
             i.runs,
-            if seeds.is_empty() { "–".to_owned() } else { seeds.join(" ") }
+            if seeds.is_empty() {
+                "–".to_owned()
+            } else {
+                seeds.join(" ")
+            }
         );
     }
     body.push_str("</table></section>\n");
 }
 
-fn distributions(body: &mut String, summary: &SweepSummary, results: &[SeedResult], ranges: Option<&Ranges>, color: &str) {
+fn distributions(
+    body: &mut String,
+    summary: &SweepSummary,
+    results: &[SeedResult],
+    ranges: Option<&Ranges>,
+    color: &str,
+) {
     let pick = |f: fn(&SeedResult) -> u64| results.iter().map(f).collect::<Vec<u64>>();
-    let charts: [(&str, Vec<u64>, &crate::sweep::Spread, Option<(u64, u64)>, &dyn Fn(u64) -> String); 4] = [
+    let charts: [(
+        &str,
+        Vec<u64>,
+        &crate::sweep::Spread,
+        Option<(u64, u64)>,
+        &dyn Fn(u64) -> String,
+    ); 4] = [
         (
             "makespan (virtual)",
             pick(|r| r.virtual_time_us),
@@ -197,7 +226,13 @@ fn distributions(body: &mut String, summary: &SweepSummary, results: &[SeedResul
             ranges.map(|r| r.makespan),
             &format_duration_us,
         ),
-        ("cost per run", pick(|r| r.cost_pusd), &summary.cost_pusd, ranges.map(|r| r.cost), &usd),
+        (
+            "cost per run",
+            pick(|r| r.cost_pusd),
+            &summary.cost_pusd,
+            ranges.map(|r| r.cost),
+            &usd,
+        ),
         (
             "model calls per run",
             pick(|r| r.llm_calls),

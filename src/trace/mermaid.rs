@@ -140,7 +140,12 @@ pub fn sequence_diagram(records: &[TraceRecord], report: Option<&Value>) -> Stri
                 );
             }
             "escalate" => {
-                let _ = writeln!(out, "    Note over {}: ▲ gave up: {}", p(r.actor()), label(r.str("reason")));
+                let _ = writeln!(
+                    out,
+                    "    Note over {}: ▲ gave up: {}",
+                    p(r.actor()),
+                    label(r.str("reason"))
+                );
             }
             "guard" => {
                 let _ = writeln!(
@@ -180,7 +185,9 @@ fn window(steps: &[&TraceRecord]) -> (usize, usize) {
                 .position(|r| r.kind() == "guard" && r.str("verdict") != "allow")
         })
         .unwrap_or(0);
-    let start = focus.saturating_sub(MERMAID_STEPS_MAX / 4).min(steps.len() - MERMAID_STEPS_MAX);
+    let start = focus
+        .saturating_sub(MERMAID_STEPS_MAX / 4)
+        .min(steps.len() - MERMAID_STEPS_MAX);
     (start, start + MERMAID_STEPS_MAX)
 }
 

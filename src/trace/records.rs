@@ -73,8 +73,13 @@ pub fn parse(label: &str, bytes: &[u8]) -> Result<Vec<TraceRecord>, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(line)
-            .map_err(|e| format!("{label}:{}:{}: expected a JSON trace record: {e}", index + 1, e.column()))?;
+        let value: Value = serde_json::from_str(line).map_err(|e| {
+            format!(
+                "{label}:{}:{}: expected a JSON trace record: {e}",
+                index + 1,
+                e.column()
+            )
+        })?;
         let Value::Object(fields) = value else {
             return Err(format!("{label}:{}:1: expected a JSON object", index + 1));
         };

@@ -38,6 +38,11 @@ const CASCADE_SOURCES_MAX: usize = 40;
 const LIST_ITEMS_MAX: usize = 25;
 /// Characters of a message summary kept in a tooltip.
 const TITLE_CHARS_MAX: usize = 200;
+/// One model reply: (virtual time, cost in pico-USD, tokens in + out).
+type Spend = (u64, u64, u64);
+/// An agent (or a group) and its model replies in time order.
+type Series = (String, Vec<Spend>);
+
 /// The size a run report never exceeds, whatever the length of the run.
 pub const RUN_HTML_BYTES_MAX: usize = 4 * 1024 * 1024;
 
@@ -180,10 +185,10 @@ impl<'a> View<'a> {
             Some(p) => format!(" · fault profile {}", esc(p)),
             None => String::new(),
         };
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<header class=\"top\"><h1>{} · seed {} {}</h1><div class=\"sub\">agentsim run report · \
-             {} virtual · {} events{profile}</div></header>\n",
+             {} virtual · {} events{profile}</div></header>",
             esc(&self.text("scenario")),
             self.uint("seed"),
             self.outcome_badge(),
@@ -307,9 +312,9 @@ impl<'a> View<'a> {
                 esc(&v)
             );
         }
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "</div><p>Replay this exact run:<br><span class=\"cmd\" id=\"replay\">{}</span></p></section>\n",
+            "</div><p>Replay this exact run:<br><span class=\"cmd\" id=\"replay\">{}</span></p></section>",
             esc(&self.text("replay"))
         );
     }
@@ -920,7 +925,7 @@ impl<'a> View<'a> {
 
     fn charts(&self, out: &mut String) {
         // Per agent, from each model reply: (time, cost, tokens).
-        let mut per_agent: BTreeMap<String, Vec<(u64, u64, u64)>> = BTreeMap::new();
+        let mut per_agent: BTreeMap<String, Vec<Spend>> = BTreeMap::new();
         for r in &self.events {
             if r.kind() != "deliver" || !r.str("msg").starts_with("llm_reply ") {
                 continue;
@@ -943,12 +948,12 @@ impl<'a> View<'a> {
             .collect();
         totals.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let shown: Vec<String> = totals.iter().take(SERIES_MAX).map(|(a, _)| a.clone()).collect();
-        let mut series: Vec<(String, Vec<(u64, u64, u64)>)> = shown
+        let mut series: Vec<Series> = shown
             .iter()
             .map(|a| (a.clone(), per_agent.get(a).cloned().unwrap_or_default()))
             .collect();
         if totals.len() > SERIES_MAX {
-            let mut rest: Vec<(u64, u64, u64)> = per_agent
+            let mut rest: Vec<Spend> = per_agent
                 .iter()
                 .filter(|(a, _)| !shown.contains(a))
                 .flat_map(|(_, v)| v.iter().copied())
@@ -977,8 +982,8 @@ impl<'a> View<'a> {
         &self,
         out: &mut String,
         title: &str,
-        series: &[(String, Vec<(u64, u64, u64)>)],
-        pick: fn(&(u64, u64, u64)) -> u64,
+        series: &[Series],
+        pick: fn(&Spend) -> u64,
         label: &dyn Fn(u64) -> String,
     ) {
         let (w, h, left, bottom) = (600.0, 220.0, 70.0, 22.0);
@@ -1066,10 +1071,10 @@ impl<'a> View<'a> {
     }
 
     fn footer(&self, out: &mut String) {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<p class=\"note\" id=\"footer\">agentsim {} · report.json schema {} · scenario hash {} · trace digest (BLAKE3) <code>{}</code> · \
-             generated from trace.jsonl and report.json; the same run directory always gives the same file.</p>\n",
+             generated from trace.jsonl and report.json; the same run directory always gives the same file.</p>",
             esc(&self.text("agentsim_version")),
             self.uint("schema_version"),
             esc(&clip(&self.text("scenario_hash"), 16)),

@@ -11,6 +11,15 @@ use crate::scenario::units::format_duration_us;
 use crate::sweep::compare::Comparison;
 use crate::sweep::{SeedResult, SweepSummary};
 
+/// A histogram to draw: title, values, their percentiles, a shared axis range, the value label.
+type Chart<'a> = (
+    &'a str,
+    Vec<u64>,
+    &'a crate::sweep::Spread,
+    Option<(u64, u64)>,
+    &'a dyn Fn(u64) -> String,
+);
+
 /// Bins of each histogram.
 const BINS: usize = 24;
 
@@ -18,10 +27,10 @@ const BINS: usize = 24;
 pub fn render_sweep(summary: &SweepSummary, results: &[SeedResult], run_reports: &BTreeMap<u64, String>) -> String {
     let mut body = String::new();
     let failing = summary.runs - summary.passed_runs;
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<header class=\"top\"><h1>{} · sweep of seeds {} <span class=\"badge {}\" id=\"outcome\">{} of {} runs passed</span></h1>\
-         <div class=\"sub\">agentsim sweep report · {} runs · a run passes when it completes and every invariant holds</div></header>\n<main>\n",
+         <div class=\"sub\">agentsim sweep report · {} runs · a run passes when it completes and every invariant holds</div></header>\n<main>",
         esc(&summary.scenario),
         esc(&summary.seeds),
         if failing == 0 { "good" } else { "bad" },
@@ -71,10 +80,10 @@ pub fn render_sweep(summary: &SweepSummary, results: &[SeedResult], run_reports:
 pub fn render_comparison(comparison: &Comparison, a_results: &[SeedResult], b_results: &[SeedResult]) -> String {
     let (a, b) = (&comparison.a, &comparison.b);
     let mut body = String::new();
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<header class=\"top\"><h1>A {} vs B {}</h1><div class=\"sub\">agentsim comparison · seeds {} · {} runs each · \
-         the same seeds and the same chaos for both designs</div></header>\n<main>\n",
+         the same seeds and the same chaos for both designs</div></header>\n<main>",
         esc(&a.scenario),
         esc(&b.scenario),
         esc(&a.seeds),
@@ -106,11 +115,11 @@ pub fn render_comparison(comparison: &Comparison, a_results: &[SeedResult], b_re
             }
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<tr><td>runs passed</td><td>{}/{}</td><td>{}/{}</td><td></td><td></td></tr></table>\
          <p class=\"note\">Pass rates with their Wilson 95% intervals (the black bracket); a difference is called \
-         significant when a two-proportion z-test gives p &lt; 0.05.</p></section>\n",
+         significant when a two-proportion z-test gives p &lt; 0.05.</p></section>",
         a.passed_runs, a.runs, b.passed_runs, b.runs
     );
     let both: Vec<&SeedResult> = a_results.iter().chain(b_results).collect();
@@ -212,13 +221,7 @@ fn distributions(
     color: &str,
 ) {
     let pick = |f: fn(&SeedResult) -> u64| results.iter().map(f).collect::<Vec<u64>>();
-    let charts: [(
-        &str,
-        Vec<u64>,
-        &crate::sweep::Spread,
-        Option<(u64, u64)>,
-        &dyn Fn(u64) -> String,
-    ); 4] = [
+    let charts: [Chart; 4] = [
         (
             "makespan (virtual)",
             pick(|r| r.virtual_time_us),

@@ -140,3 +140,61 @@ fn the_report_of_a_cascade_renders_in_chromium_without_script_errors() {
         "the screenshot is not a rendered page"
     );
 }
+
+#[test]
+fn the_report_zooms_and_its_invariant_links_lead_to_the_timeline() {
+    let Some(browser) = chromium() else {
+        eprintln!(
+            "SKIPPED the_report_zooms_and_its_invariant_links_lead_to_the_timeline: Chromium is not installed \
+             (looked for /usr/bin/chromium and chromium on PATH)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let output = agentsim_output(&[
+        "run",
+        "scenarios/double-refund.toml",
+        "--out",
+        run_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    // A copy of the report with a script that acts as a reader would, after the page's own.
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    let probe = r##"<script>
+(function(){
+  var b = document.body, svg = document.querySelector('svg.plot'), w0 = +svg.getAttribute('width');
+  var marker = svg.querySelector('g.fault-marker'), x0 = marker.getAttribute('transform');
+  document.querySelector('[data-zoom="in"]').click();
+  b.setAttribute('data-zoomed-width', String(+svg.getAttribute('width') / w0));
+  b.setAttribute('data-marker-moved', String(marker.getAttribute('transform') !== x0));
+  document.querySelector('[data-zoom="reset"]').click();
+  b.setAttribute('data-reset-width', String(+svg.getAttribute('width') / w0));
+  var link = document.querySelector('a[href^="#inv-"]');
+  link.click();
+  var target = document.getElementById(link.getAttribute('href').slice(1));
+  b.setAttribute('data-link-flashed', String(!!target && target.classList.contains('flash')));
+})();
+</script>
+</body>"##;
+    let probed = dir.path().join("probed.html");
+    std::fs::write(&probed, html.replace("</body>", probe)).unwrap();
+    let (dom, log) = headless(&browser, &probed, &["--dump-dom".to_owned()]);
+    for (attribute, expected) in [
+        ("data-zoomed-width", "2"),
+        ("data-marker-moved", "true"),
+        ("data-reset-width", "1"),
+        ("data-link-flashed", "true"),
+    ] {
+        assert!(
+            dom.contains(&format!("{attribute}=\"{expected}\"")),
+            "expected {attribute}=\"{expected}\" on the body; script errors: {}\n{log}",
+            dom.split("id=\"script-errors\"")
+                .nth(1)
+                .unwrap_or("")
+                .chars()
+                .take(300)
+                .collect::<String>()
+        );
+    }
+}

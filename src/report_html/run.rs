@@ -231,6 +231,13 @@ impl<'a> View<'a> {
             let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{} ×{n}", esc(k))).collect();
             let _ = write!(story, " {} fault(s) fired ({}).", faults.len(), kinds.join(", "));
         }
+        let (llm_calls, llm_errors) = (self.uint("llm_calls"), self.uint("llm_errors"));
+        if llm_errors > 0 {
+            let _ = write!(
+                story,
+                " {llm_errors} of {llm_calls} model calls came back as provider errors (red bars on the timeline)."
+            );
+        }
         let (failures, restarts) = (
             array(self.report, "failures").len(),
             array(self.report, "restarts").len(),
@@ -378,7 +385,15 @@ impl<'a> View<'a> {
             .filter(|i| self.events[*i].kind() == "fault")
             .collect();
         if faults.is_empty() {
-            out.push_str("<p class=\"muted\">No fault fired in this run.</p></section>\n");
+            let errors = if self.uint("llm_errors") > 0 {
+                " The model errors in this run come from the provider's own limits, not from an injected fault."
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "<p class=\"muted\">No fault fired in this run.{errors}</p></section>"
+            );
             return;
         }
         out.push_str(

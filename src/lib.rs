@@ -10,6 +10,7 @@ pub mod kernel;
 pub mod llm;
 pub mod observer;
 pub mod report;
+pub mod report_html;
 pub mod scenario;
 pub mod sweep;
 pub mod trace;

@@ -90,11 +90,22 @@ pub enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write the sweep's HTML report to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Compare two designs under the same seeds and the same chaos.
     Compare(CompareArgs),
     /// Measure orchestration overhead: run a scenario repeatedly and time it (wall clock).
     Bench(BenchArgs),
+    /// Write DIR/report.html (and, with --mermaid, a sequence diagram) for a run directory.
+    Report {
+        /// A directory written by `agentsim run --out DIR`.
+        dir: PathBuf,
+        /// Also write a Mermaid sequence diagram of the run to this file.
+        #[arg(long)]
+        mermaid: Option<PathBuf>,
+    },
     /// Rerun the run recorded in a directory written by `run --out` and compare traces.
     Replay {
         /// A directory written by `agentsim run --out DIR`.
@@ -113,9 +124,12 @@ pub struct RunArgs {
     /// Seed; the scenario's `seed` when omitted.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Write trace.jsonl, report.json and scenario.toml to this directory.
+    /// Write trace.jsonl, report.json, report.html and scenario.toml to this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write a Mermaid sequence diagram of the run to this file (trimmed to a window on long runs).
+    #[arg(long)]
+    pub mermaid: Option<PathBuf>,
     /// Overwrite an existing run in --out.
     #[arg(long)]
     pub force: bool,
@@ -184,8 +198,9 @@ pub struct SweepArgs {
     /// Run only shard I of N (every Nth seed from the I-th) and write a partial result to --out.
     #[arg(long)]
     pub shard: Option<String>,
-    /// Write summary.json (or, with --shard, shard-I-of-N.json) to this directory, and each
-    /// seed's result to results.jsonl as it finishes.
+    /// Write summary.json, report.html and the runs of the first failing seeds (runs/seed-N/,
+    /// each with its own report.html) to this directory (with --shard, only shard-I-of-N.json),
+    /// and each seed's result to results.jsonl as it finishes.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Finish an interrupted sweep: skip the seeds already in --out's results.jsonl (with none
@@ -195,6 +210,9 @@ pub struct SweepArgs {
     /// Start over in an --out directory that already holds a sweep's results.
     #[arg(long)]
     pub force: bool,
+    /// Also write the sweep's HTML report to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 /// Arguments of `agentsim compare`.
@@ -213,6 +231,9 @@ pub struct CompareArgs {
     /// Print the comparison as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the comparison as an HTML report (the two designs side by side) to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 /// Arguments of `agentsim bench`.
@@ -309,10 +330,11 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Validate { files } => info::validate(&files),
         Command::Run(args) => run::run(&args),
         Command::Replay { dir, runtime } => run::replay(&dir, runtime),
+        Command::Report { dir, mermaid } => run::report(&dir, mermaid.as_deref()),
         Command::Bench(args) => info::bench(&args),
         Command::Sweep(args) => sweep::sweep(&args),
         Command::Compare(args) => sweep::compare(&args),
-        Command::Merge { paths, json } => sweep::merge(&paths, json),
+        Command::Merge { paths, json, html } => sweep::merge(&paths, json, html.as_deref()),
         Command::List {
             what: ListWhat::Faults,
             json,

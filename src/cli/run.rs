@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::kernel::{self, RunOptions};
 use crate::report::RunReport;
-use crate::scenario::{self, units::parse_duration_us};
+use crate::scenario::{self, units::parse_duration_us, Scenario};
 use crate::trace::{reader, TraceMode};
 
 pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
@@ -52,7 +52,7 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         .transpose()?;
     let trace_mode = match &out_dir {
         Some(dir) => TraceMode::File(dir.join(".trace.jsonl.partial")),
-        None if args.check_determinism => TraceMode::Memory,
+        None if args.check_determinism || args.mermaid.is_some() => TraceMode::Memory,
         None => TraceMode::Digest,
     };
     if let Some(dir) = &out_dir {
@@ -74,19 +74,18 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
 
     let mut trace_bytes = output.trace;
     if let Some(dir) = &out_dir {
-        std::fs::rename(dir.join(".trace.jsonl.partial"), dir.join("trace.jsonl")).map_err(|e| {
-            Failure::new(
-                exit::INTERNAL,
-                format!("cannot write {}: {e}", dir.join("trace.jsonl").display()),
-            )
-        })?;
-        write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
-        let json = pretty_json(&report)?;
-        write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
-        if args.check_determinism {
+        finish_run_dir(dir, &scenario, &report)?;
+        if args.check_determinism || args.mermaid.is_some() {
             trace_bytes =
                 std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         }
+    }
+    if let Some(path) = &args.mermaid {
+        let records =
+            crate::trace::records::parse("the trace", &trace_bytes).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+        let report_json = serde_json::to_value(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let diagram = crate::trace::mermaid::sequence_diagram(&records, Some(&report_json));
+        write_atomic(path, diagram.as_bytes())?;
     }
 
     print_report(&report, args.json)?;
@@ -110,6 +109,46 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         }
     }
     Ok(if report.passed() { exit::OK } else { exit::RUN_FAILED })
+}
+
+/// Completes a run directory whose trace the kernel wrote to `.trace.jsonl.partial`: the trace,
+/// a copy of the scenario, report.json and report.html, each written atomically.
+pub(super) fn finish_run_dir(dir: &Path, scenario: &Scenario, report: &RunReport) -> Result<(), Failure> {
+    std::fs::rename(dir.join(".trace.jsonl.partial"), dir.join("trace.jsonl")).map_err(|e| {
+        Failure::new(
+            exit::INTERNAL,
+            format!("cannot write {}: {e}", dir.join("trace.jsonl").display()),
+        )
+    })?;
+    write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
+    let json = pretty_json(report)?;
+    write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
+    let html = crate::report_html::render_run_dir(dir).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    write_atomic(&dir.join("report.html"), html.as_bytes())
+}
+
+/// `agentsim report DIR`: writes DIR/report.html (and a Mermaid diagram) from a run directory.
+pub(super) fn report(dir: &Path, mermaid: Option<&Path>) -> Result<u8, Failure> {
+    let html = crate::report_html::render_run_dir(dir).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    let path = dir.join("report.html");
+    write_atomic(&path, html.as_bytes())?;
+    println!("wrote {}", path.display());
+    if let Some(out) = mermaid {
+        let trace_path = dir.join("trace.jsonl");
+        let bytes = std::fs::read(&trace_path)
+            .map_err(|e| Failure::new(exit::BAD_INPUT, format!("{}: {e}", trace_path.display())))?;
+        let records = crate::trace::records::parse(&trace_path.display().to_string(), &bytes)
+            .map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+        let report_json: Option<serde_json::Value> = std::fs::read(dir.join("report.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        write_atomic(
+            out,
+            crate::trace::mermaid::sequence_diagram(&records, report_json.as_ref()).as_bytes(),
+        )?;
+        println!("wrote {}", out.display());
+    }
+    Ok(exit::OK)
 }
 
 pub(super) fn print_report(report: &RunReport, json: bool) -> Result<(), Failure> {

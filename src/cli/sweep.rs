@@ -1,5 +1,6 @@
 //! `agentsim sweep`, `compare`, `merge` and shrinking: many seeds, summarised.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -136,6 +137,13 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     if let (Some(dir), None) = (&args.out, shard) {
         let json = pretty_json(&summary)?;
         write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
+        let run_reports = write_failing_runs(dir, &scenario, &results)?;
+        let html = crate::report_html::render_sweep(&summary, &results, &run_reports);
+        write_atomic(&dir.join("report.html"), html.as_bytes())?;
+    }
+    if let Some(path) = &args.html {
+        let html = crate::report_html::render_sweep(&summary, &results, &BTreeMap::new());
+        write_atomic(path, html.as_bytes())?;
     }
     let text = if args.json {
         let mut text = pretty_json(&summary)?;
@@ -206,6 +214,7 @@ pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let mut summaries = Vec::new();
+    let mut all_results = Vec::new();
     for file in [&args.a, &args.b] {
         let scenario = load(file)?;
         let results = crate::sweep::run_seeds(&scenario, seeds.clone().collect(), jobs, &mut |_, _| {})?;
@@ -215,10 +224,15 @@ pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
             &results,
             &seeds,
         ));
+        all_results.push(results);
     }
     let b = summaries.pop().expect("two summaries");
     let a = summaries.pop().expect("two summaries");
     let comparison = crate::sweep::compare::Comparison::new(a, b);
+    if let Some(path) = &args.html {
+        let html = crate::report_html::render_comparison(&comparison, &all_results[0], &all_results[1]);
+        write_atomic(path, html.as_bytes())?;
+    }
     if args.json {
         let text = pretty_json(&comparison)?;
         println!("{text}");
@@ -228,7 +242,7 @@ pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-pub(super) fn merge(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
+pub(super) fn merge(paths: &[PathBuf], json: bool, html: Option<&Path>) -> Result<u8, Failure> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -311,6 +325,10 @@ pub(super) fn merge(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
     let mut results: Vec<crate::sweep::SeedResult> = shards.into_iter().flat_map(|s| s.results).collect();
     results.sort_by_key(|r| r.seed);
     let summary = crate::sweep::summarize(&scenario, &file, &results, &seeds);
+    if let Some(path) = html {
+        let page = crate::report_html::render_sweep(&summary, &results, &BTreeMap::new());
+        write_atomic(path, page.as_bytes())?;
+    }
     if json {
         let text = pretty_json(&summary)?;
         println!("{text}");
@@ -322,6 +340,46 @@ pub(super) fn merge(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
     } else {
         exit::RUN_FAILED
     })
+}
+
+/// Failing seeds whose runs `sweep --out DIR` writes to `DIR/runs/seed-N/`, at most.
+pub const FAILING_RUNS_WRITTEN_MAX: usize = 10;
+
+/// Reruns the first failing seeds with their traces into `DIR/runs/seed-N/` (each a run
+/// directory with its own report.html); returns seed → the report's path relative to `dir`.
+/// The sweep owns `DIR/runs/`: a seed's directory is replaced by this sweep's run of it.
+fn write_failing_runs(
+    dir: &Path,
+    scenario: &Arc<Scenario>,
+    results: &[crate::sweep::SeedResult],
+) -> Result<BTreeMap<u64, String>, Failure> {
+    let mut links = BTreeMap::new();
+    for result in results.iter().filter(|r| !r.passed).take(FAILING_RUNS_WRITTEN_MAX) {
+        let relative = format!("runs/seed-{}", result.seed);
+        let run_dir = dir.join(&relative);
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create {}: {e}", run_dir.display())))?;
+        let options = crate::kernel::RunOptions {
+            seed: result.seed,
+            flavor: crate::kernel::Flavor::CurrentThread,
+            trace: crate::trace::TraceMode::File(run_dir.join(".trace.jsonl.partial")),
+            limits: None,
+            replay_command: format!("agentsim replay {}", shell_quote(&run_dir.display().to_string())),
+        };
+        let output = crate::kernel::run(scenario.clone(), &options)?;
+        if output.report.digest != result.digest {
+            return Err(Failure::new(
+                exit::NONDETERMINISM,
+                format!(
+                    "seed {} gave digest {} in the sweep and {} when rerun for its report",
+                    result.seed, result.digest, output.report.digest
+                ),
+            ));
+        }
+        super::run::finish_run_dir(&run_dir, scenario, &output.report)?;
+        links.insert(result.seed, format!("{relative}/report.html"));
+    }
+    Ok(links)
 }
 
 /// Shrinks a failing seed and writes the standalone scenario; prints what it found on stderr.

@@ -16,7 +16,8 @@ agentsim sweep scenarios/support-desk.toml \
     --seeds 0..100000 \
     --shard "${SLURM_ARRAY_TASK_ID}/${shards}" \
     --jobs "${SLURM_CPUS_PER_TASK}" \
-    --out results
+    --out results \
+    --resume
 status=$?
 # Exit 1 means invariants failed in some seeds: a finding, not a broken task.
 [ "$status" -eq 0 ] || [ "$status" -eq 1 ]

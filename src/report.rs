@@ -9,7 +9,7 @@ use crate::scenario::units::format_duration_us;
 use crate::sweep::stats::percentile_u64;
 
 /// Version of the `report.json` schema; bumped on any incompatible change.
-pub const REPORT_SCHEMA_VERSION: u32 = 1;
+pub const REPORT_SCHEMA_VERSION: u32 = 2;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -23,6 +23,8 @@ pub enum Outcome {
     LimitExceeded,
     /// A failure escalated past the root supervisor.
     Escalated,
+    /// A signal (SIGINT, SIGTERM) stopped the run at an event boundary.
+    Interrupted,
 }
 
 impl Outcome {
@@ -32,6 +34,7 @@ impl Outcome {
             Outcome::Stalled => "stalled",
             Outcome::LimitExceeded => "limit_exceeded",
             Outcome::Escalated => "escalated",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }
@@ -126,6 +129,12 @@ pub struct Conversations {
     pub unanswered: u64,
     /// The user left before the answer (counted in the totals above too).
     pub abandoned: u64,
+    /// A guardrail blocked the input or the answer.
+    pub blocked: u64,
+    /// A guardrail's trip-wire stopped the conversation.
+    pub halted: u64,
+    /// A guardrail passed the conversation to a human.
+    pub escalated: u64,
 }
 
 /// A fault that fired.
@@ -173,7 +182,7 @@ pub struct RunReport {
     /// The fault profile this seed ran under (swarm testing), if the scenario has profiles.
     pub profile: Option<String>,
     pub outcome: Outcome,
-    /// For `limit_exceeded`, the limit; for `escalated`, the failure.
+    /// For `limit_exceeded`, the limit; for `escalated`, the failure; for `interrupted`, the signal.
     pub outcome_detail: Option<String>,
     pub digest: String,
     pub virtual_time_us: u64,
@@ -196,6 +205,10 @@ pub struct RunReport {
     pub failures: Vec<FailureRecord>,
     pub restarts: Vec<RestartRecord>,
     pub invariants: Vec<InvariantResult>,
+    /// Each guardrail's checks, trips, mistakes and latency.
+    pub guardrails: Vec<crate::observer::GuardrailStats>,
+    /// How far each fault and each untrusted source spread.
+    pub blast_radius: Vec<crate::blast::BlastRadius>,
     /// For each conversation, in order: did it end answered?
     pub answered: Vec<bool>,
     /// A command that reruns exactly this run.
@@ -239,7 +252,7 @@ impl RunReport {
             format!(
                 "{} started, {} answered, {} hit max_turns, {} failed, {} unanswered",
                 c.started, c.answered, c.max_turns, c.failed, c.unanswered
-            ),
+            ) + &guarded_endings(c),
         );
         line(
             &mut out,
@@ -278,6 +291,52 @@ impl RunReport {
             line(&mut out, "effects", effects.join(", "));
         }
         line(&mut out, "faults", format!("{} fired", self.faults.len()));
+        for g in &self.guardrails {
+            let verdicts: Vec<String> = g.verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+            let mistakes = if g.false_positives + g.false_negatives > 0 {
+                format!(
+                    " ({} false positive, {} false negative)",
+                    g.false_positives, g.false_negatives
+                )
+            } else {
+                String::new()
+            };
+            line(
+                &mut out,
+                "guardrail",
+                format!(
+                    "{} [{} {}]: {} checks, {}{mistakes}",
+                    g.name,
+                    g.stage,
+                    g.kind,
+                    g.checks,
+                    if verdicts.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        verdicts.join(", ")
+                    }
+                ),
+            );
+        }
+        for b in self.blast_radius.iter().filter(|b| b.kind == "fault") {
+            let stopped: Vec<&str> = b.stopped_by.iter().map(|s| s.guardrail.as_str()).collect();
+            line(
+                &mut out,
+                "blast radius",
+                format!(
+                    "{}: {} actors, {} side effects, {} answers{}",
+                    b.source,
+                    b.actors.len(),
+                    b.side_effects_total,
+                    b.outputs_total,
+                    if stopped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", stopped by {}", stopped.join(", "))
+                    }
+                ),
+            );
+        }
         line(&mut out, "failures", self.failures.len().to_string());
         line(&mut out, "restarts", self.restarts.len().to_string());
         if self.invariants.is_empty() {
@@ -293,8 +352,9 @@ impl RunReport {
                 match &invariant.first_violation {
                     None => out.push_str(&format!("    pass  {}\n", invariant.name)),
                     Some(v) => out.push_str(&format!(
-                        "    FAIL  {} — first at seq {}, t={}, {}: {}\n",
+                        "    FAIL  {} — {}×, first at seq {}, t={}, {}: {}\n",
                         invariant.name,
+                        invariant.violations,
                         v.seq,
                         format_duration_us(v.t_us),
                         v.actor,
@@ -350,4 +410,13 @@ mod tests {
         assert_eq!(stats.max_conversation, None);
         assert_eq!((stats.mean_usd, stats.p50_usd, stats.max_usd), (0.0, 0.0, 0.0));
     }
+}
+
+/// The guardrail endings of conversations, when there are any (`, 2 blocked`).
+fn guarded_endings(c: &Conversations) -> String {
+    [("blocked", c.blocked), ("halted", c.halted), ("escalated", c.escalated)]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!(", {n} {what}"))
+        .collect()
 }

@@ -233,7 +233,7 @@ fn run_out_writes_the_trace_the_report_and_a_copy_of_the_scenario() {
     names.sort();
     assert_eq!(
         names,
-        ["report.json", "scenario.toml", "trace.jsonl"],
+        ["report.html", "report.json", "scenario.toml", "trace.jsonl"],
         "no partial files are left behind"
     );
 }
@@ -343,7 +343,7 @@ fn replay_refuses_a_run_directory_whose_scenario_was_edited() {
 fn run_out_refuses_a_directory_that_already_holds_a_run_and_leaves_it_untouched() {
     let dir = tempfile::tempdir().unwrap();
     assert_run_finished(&run_out(dir.path(), &[]));
-    let names = ["trace.jsonl", "report.json", "scenario.toml"];
+    let names = ["trace.jsonl", "report.json", "report.html", "scenario.toml"];
     let before: Vec<Vec<u8>> = names.iter().map(|n| read(&dir.path().join(n))).collect();
 
     // Another seed: had anything been overwritten, the bytes would differ.

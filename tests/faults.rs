@@ -831,3 +831,76 @@ fn a_certain_network_fault_touches_each_message_once_and_cannot_hold_it_back_for
         );
     }
 }
+
+/// A guardrail on the `lookup` tool's output that trips on "secret".
+const SECRET_GUARD: &str = "[[guardrail]]\nname = \"g\"\nstage = \"tool_output\"\ncheck = { kind = \"deny_list\", words = [\"secret\"] }\ntimeout = \"500ms\"\non_error = \"open\"";
+
+/// What the model saw of the first tool result.
+fn first_tool_result(records: &[Value]) -> String {
+    records
+        .iter()
+        .find(|r| {
+            r["kind"] == "deliver" && r["to"] == "agent:a" && r["msg"].as_str().unwrap().starts_with("tool_result")
+        })
+        .map(|r| r["msg"].as_str().unwrap().to_owned())
+        .expect("a tool result")
+}
+
+fn guard_verdicts(records: &[Value]) -> Vec<(String, String)> {
+    records
+        .iter()
+        .filter(|r| r["kind"] == "guard")
+        .map(|r| {
+            (
+                r["verdict"].as_str().unwrap().to_owned(),
+                r["mistake"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn guardrail_false_positive_blocks_an_innocent_tool_output() {
+    let faults = format!(
+        "{SECRET_GUARD}\n\n[[fault]]\nkind = \"guardrail.false_positive\"\ntarget = \"guardrail:g\"\non_message = 1"
+    );
+    let (_, records) = run("", &faults);
+    assert_eq!(
+        guard_verdicts(&records)[0],
+        ("block".to_owned(), "false_positive".to_owned())
+    );
+    assert!(first_tool_result(&records).contains("blocked by guardrail g"));
+}
+
+#[test]
+fn guardrail_false_negative_lets_what_it_guards_against_through() {
+    let faults = format!(
+        "{SECRET_GUARD}\n\n[[fault]]\nkind = \"guardrail.false_negative\"\ntarget = \"guardrail:g\"\non_message = 1"
+    );
+    let design_text = design("", &faults).replace("message = \"hello\"", "message = \"the secret\"");
+    let output = run_in_memory(&parse(&design_text), 1, Flavor::CurrentThread);
+    let records = records(&output.trace);
+    assert_eq!(
+        guard_verdicts(&records)[0],
+        ("allow".to_owned(), "false_negative".to_owned())
+    );
+    assert!(first_tool_result(&records).contains("found the secret"));
+}
+
+#[test]
+fn guardrail_timeout_fails_open_after_the_timeout() {
+    let faults =
+        format!("{SECRET_GUARD}\n\n[[fault]]\nkind = \"guardrail.timeout\"\ntarget = \"guardrail:g\"\non_message = 1");
+    let (_, records) = run("", &faults);
+    let guard = records.iter().find(|r| r["kind"] == "guard").unwrap();
+    assert_eq!(guard["verdict"], "error");
+    assert_eq!(guard["latency_us"], 500_000);
+    let result = records
+        .iter()
+        .find(|r| r["kind"] == "deliver" && r["msg"].as_str().is_some_and(|m| m.starts_with("tool_result")))
+        .unwrap();
+    assert_eq!(
+        result["t_us"].as_u64().unwrap(),
+        guard["t_us"].as_u64().unwrap() + 500_000
+    );
+}

@@ -85,6 +85,7 @@ fn mutated_scenarios_are_rejected_with_an_error_or_run_to_an_outcome_and_never_p
                             max_events: 3_000,
                             max_virtual_time_us: 3_600_000_000,
                             max_queue_len: 10_000,
+                            ..Limits::DEFAULT
                         };
                         let options = RunOptions {
                             limits: Some(limits),

@@ -98,11 +98,45 @@ bad_scenarios! {
     an_actor_under_two_supervisors_is_rejected_at_the_second:
         "actor-supervised-twice.toml" at "14:13" says ["\"helper\" is already supervised by \"front\""];
     an_invariant_with_two_kinds_is_rejected:
-        "invariant-with-two-kinds.toml" at "8:1" says ["expected exactly one of `never`, `always` or `eventually`, found 2"];
+        "invariant-with-two-kinds.toml" at "8:1" says ["expected exactly one of `never`, `always`, `eventually`, `budget` or `detect`, found 2"];
     a_file_that_is_not_utf8_is_rejected_at_the_first_bad_byte:
         "invalid-utf8.toml" at "3:12" says ["expected UTF-8 text, found an invalid byte"];
     an_empty_file_is_rejected_for_lacking_the_scenario_table:
         "empty.toml" at "1:1" says ["scenario"];
+    a_negative_duration_is_rejected_as_negative:
+        "negative-duration.toml" at "11:11" says ["expected a duration", "found \"-5s\"", "cannot be negative"];
+    a_duration_too_large_to_count_is_rejected_as_too_large:
+        "absurd-duration.toml" at "4:20" says ["expected a duration", "too large"];
+    a_negative_count_is_rejected_with_the_accepted_range:
+        "negative-number.toml" at "11:13" says ["expected a whole number from 0 to 4294967295, found -3"];
+    a_number_past_2_to_the_64_is_rejected_with_the_accepted_range:
+        "absurd-number.toml" at "4:14" says ["expected a whole number from 0 to 18446744073709551615", "found 18446744073709551616"];
+    a_run_limit_of_zero_is_rejected:
+        "zero-limit.toml" at "4:21" says ["expected a limit of at least 1, found 0"];
+}
+
+#[test]
+fn a_file_over_16_mib_is_rejected_before_it_is_read() {
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let path = dir.path().join("huge.toml");
+    let line = "# padding padding padding padding padding padding padding padding padding padding\n";
+    let copies = (agentsim::scenario::FILE_BYTES_MAX as usize / line.len()) + 2;
+    std::fs::write(&path, format!("[scenario]\nname = \"huge\"\n{}", line.repeat(copies))).expect("write");
+    let output = agentsim_output(&["validate", path.to_str().expect("UTF-8")]);
+    assert_eq!(status(&output), 2);
+    let err = stderr(&output).replace(&path.display().to_string(), "HUGE.toml");
+    assert!(
+        err.starts_with("HUGE.toml: expected a scenario file of at most 16777216 bytes"),
+        "{err}"
+    );
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
+        prepend_module_to_snapshot => false,
+        description => "agentsim validate HUGE.toml (a file over 16 MiB)",
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!("validation__huge-file", err);
+    });
 }
 
 #[test]

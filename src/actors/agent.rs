@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::bucket::TokenBucket;
 use super::directory::Directory;
+use super::guardrail::{send_guarded, GuardContext};
 use super::llm::{LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolArgs, ToolRef, Usage};
 use super::tool::ToolMsg;
 use super::user::{AnswerStatus, UserMsg};
@@ -20,6 +21,7 @@ use crate::faults::Injection;
 use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
 use crate::llm::mock;
 use crate::llm::tokens::estimate_tokens;
+use crate::scenario::guardrail::Stage;
 use crate::scenario::{AgentIdx, Backoff, Jitter, LlmIdx, RetryPolicy, Scenario, ToolIdx};
 
 /// Who handed a conversation to this agent.
@@ -81,6 +83,24 @@ pub enum AgentMsg {
         call_seq: u32,
         retry_after_us: u64,
     },
+    /// A guardrail tripped while the agent held the conversation: the agent drops it and answers
+    /// with `text` (or hands it to `escalate_to`).
+    GuardStop {
+        conv: ConvId,
+        text: Arc<str>,
+        status: AnswerStatus,
+        escalate_to: Option<AgentIdx>,
+    },
+    /// A parallel guardrail tripped: the agent drops the conversation (the guardrail answered).
+    Halt { conv: ConvId },
+    /// An output guardrail asks for another answer, with `feedback` for the model.
+    Revise {
+        conv: ConvId,
+        text: Arc<str>,
+        origin: Origin,
+        reply_to: ReplyTo,
+        feedback: Arc<str>,
+    },
 }
 
 /// One conversation as this agent sees it.
@@ -115,6 +135,8 @@ struct Conversation {
     on_fallback: bool,
     /// When this agent took the conversation (for its `deadline`).
     started_us: u64,
+    /// A guardrail's feedback when it asked for another answer.
+    feedback: Arc<str>,
 }
 
 /// The state of an agent's circuit breaker on its primary model.
@@ -163,6 +185,9 @@ impl AgentMsg {
             | AgentMsg::RetryDue { conv }
             | AgentMsg::ToolTimeout { conv, .. }
             | AgentMsg::CallRejected { conv, .. }
+            | AgentMsg::GuardStop { conv, .. }
+            | AgentMsg::Halt { conv }
+            | AgentMsg::Revise { conv, .. }
             | AgentMsg::DeadlineDue { conv, .. } => *conv,
         }
     }
@@ -226,7 +251,7 @@ impl AgentBehavior {
         let spec = &scenario.agents[self.agent];
         let Some(llm) = spec.llm else {
             if spec.behavior.is_empty() {
-                effects.push(self.answer(conv, state.reply_to, state.user_text.clone(), AnswerStatus::Answered));
+                self.answer(conv, &state, state.user_text.clone(), AnswerStatus::Answered, effects);
                 return;
             }
             let request = self.request(conv, &state);
@@ -288,11 +313,19 @@ impl AgentBehavior {
         };
         state.current_llm = Some(target);
         let request = self.request(conv, &state);
-        effects.push(Effect::Send {
-            to: self.directory.llm(target),
-            delay_us: 0,
-            payload: Payload::Llm(LlmMsg::Complete(Box::new(request))),
-        });
+        send_guarded(
+            &self.scenario,
+            &self.directory,
+            Stage::ModelCall,
+            conv,
+            self.agent,
+            None,
+            self.directory.llm(target),
+            Payload::Llm(LlmMsg::Complete(Box::new(request))),
+            None,
+            0,
+            effects,
+        );
         if let Some(timeout_us) = spec.timeout_us {
             effects.push(self.timer(
                 timeout_us,
@@ -303,6 +336,80 @@ impl AgentBehavior {
             ));
         }
         self.conversations.insert(conv, state);
+    }
+
+    /// A conversation (or a sub-task, or a revision a guardrail asked for) starts here.
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        conv: ConvId,
+        text: Arc<str>,
+        origin: Origin,
+        reply_to: ReplyTo,
+        context_tokens: u32,
+        feedback: Arc<str>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let opening_tokens = if origin == Origin::User {
+            estimate_tokens(&text)
+        } else {
+            0
+        };
+        let state = Conversation {
+            user_text: text,
+            origin,
+            reply_to,
+            turn: 1,
+            tool_calls: 0,
+            pending_calls: Vec::new(),
+            pending_delegates: 0,
+            last_tool: Arc::from(""),
+            last_tool_output: Arc::from(""),
+            delegations: 0,
+            results: String::new(),
+            context_tokens: context_tokens.saturating_add(opening_tokens),
+            call_seq: 0,
+            awaiting: None,
+            attempt: 1,
+            previous_delay_us: 0,
+            current_llm: None,
+            on_fallback: false,
+            started_us: self.now_us,
+            feedback,
+        };
+        if let Some(deadline_us) = self.scenario.agents[self.agent].deadline_us {
+            let started_us = self.now_us;
+            effects.push(self.timer(deadline_us, AgentMsg::DeadlineDue { conv, started_us }));
+        }
+        self.step(conv, state, effects);
+    }
+
+    /// An answer a guardrail decided on: it goes straight to whoever waits for it.
+    fn answer_past_guardrails(
+        &self,
+        conv: ConvId,
+        state: &Conversation,
+        text: Arc<str>,
+        status: AnswerStatus,
+        effects: &mut Vec<Effect>,
+    ) {
+        let payload = match state.reply_to {
+            ReplyTo::User => Payload::User(UserMsg::Answer { conv, text, status }),
+            ReplyTo::Agent(_) => Payload::Agent(AgentMsg::DelegateResult {
+                conv,
+                from_agent: self.agent,
+                text,
+            }),
+        };
+        let to = match state.reply_to {
+            ReplyTo::User => Directory::USER,
+            ReplyTo::Agent(agent) => self.directory.agent(agent),
+        };
+        effects.push(Effect::Send {
+            to,
+            delay_us: 0,
+            payload,
+        });
     }
 
     /// Whether the breaker lets a call through to the primary model now (an expired open breaker
@@ -360,18 +467,44 @@ impl AgentBehavior {
             last_tool_output: state.last_tool_output.clone(),
             delegations: state.delegations,
             results: Arc::from(state.results.as_str()),
+            feedback: state.feedback.clone(),
+            via: Vec::new(),
         }
     }
 
-    /// The final answer, to the user or to the delegating agent.
-    fn answer(&self, conv: ConvId, reply_to: ReplyTo, text: Arc<str>, status: AnswerStatus) -> Effect {
-        match reply_to {
-            ReplyTo::User => Effect::Send {
-                to: Directory::USER,
-                delay_us: 0,
-                payload: Payload::User(UserMsg::Answer { conv, text, status }),
-            },
-            ReplyTo::Agent(agent) => Effect::Send {
+    /// The final answer, to the user (through the output guardrails) or to the delegating agent.
+    fn answer(
+        &self,
+        conv: ConvId,
+        state: &Conversation,
+        text: Arc<str>,
+        status: AnswerStatus,
+        effects: &mut Vec<Effect>,
+    ) {
+        match state.reply_to {
+            ReplyTo::User => {
+                let context = GuardContext {
+                    user_text: state.user_text.clone(),
+                    origin: state.origin,
+                    reply_to: state.reply_to,
+                    turn: state.turn,
+                    tool_calls: state.tool_calls,
+                };
+                send_guarded(
+                    &self.scenario,
+                    &self.directory,
+                    Stage::Output,
+                    conv,
+                    self.agent,
+                    None,
+                    Directory::USER,
+                    Payload::User(UserMsg::Answer { conv, text, status }),
+                    Some(context),
+                    0,
+                    effects,
+                );
+            }
+            ReplyTo::Agent(agent) => effects.push(Effect::Send {
                 to: self.directory.agent(agent),
                 delay_us: 0,
                 payload: Payload::Agent(AgentMsg::DelegateResult {
@@ -379,8 +512,25 @@ impl AgentBehavior {
                     from_agent: self.agent,
                     text,
                 }),
-            },
+            }),
         }
+    }
+
+    /// Hands the conversation (or a sub-task of it) to `to`, through the handoff guardrails.
+    fn hand_over(&self, conv: ConvId, to: AgentIdx, start: AgentMsg, effects: &mut Vec<Effect>) {
+        send_guarded(
+            &self.scenario,
+            &self.directory,
+            Stage::Handoff,
+            conv,
+            self.agent,
+            None,
+            self.directory.agent(to),
+            Payload::Agent(start),
+            None,
+            0,
+            effects,
+        );
     }
 
     fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
@@ -429,11 +579,23 @@ impl AgentBehavior {
                             if let Some(timeout_us) = tool_timeout_us {
                                 effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
                             }
-                            effects.push(Effect::Send {
-                                to: self.directory.tool(tool),
-                                delay_us: 0,
-                                payload: Payload::Tool(ToolMsg::Invoke { conv, call }),
-                            });
+                            send_guarded(
+                                &self.scenario,
+                                &self.directory,
+                                Stage::ToolCall,
+                                conv,
+                                self.agent,
+                                Some(tool),
+                                self.directory.tool(tool),
+                                Payload::Tool(ToolMsg::Invoke {
+                                    conv,
+                                    agent: self.agent,
+                                    call,
+                                }),
+                                None,
+                                0,
+                                effects,
+                            );
                         }
                         (problem, _) => refused.push(StepResult::Tool {
                             call_id: call.id,
@@ -456,32 +618,28 @@ impl AgentBehavior {
                 state.pending_delegates = to.len() as u32;
                 state.results.clear();
                 for agent in to {
-                    effects.push(Effect::Send {
-                        to: self.directory.agent(agent),
-                        delay_us: 0,
-                        payload: Payload::Agent(AgentMsg::Start {
-                            conv,
-                            text: task.clone(),
-                            origin: Origin::Delegation(self.agent),
-                            reply_to: ReplyTo::Agent(self.agent),
-                            context_tokens: estimate_tokens(&task),
-                        }),
-                    });
+                    let start = AgentMsg::Start {
+                        conv,
+                        text: task.clone(),
+                        origin: Origin::Delegation(self.agent),
+                        reply_to: ReplyTo::Agent(self.agent),
+                        context_tokens: estimate_tokens(&task),
+                    };
+                    self.hand_over(conv, agent, start, effects);
                 }
                 self.conversations.insert(conv, state);
             }
-            ModelAnswer::Text(text) => effects.push(self.answer(conv, state.reply_to, text, AnswerStatus::Answered)),
-            ModelAnswer::Handoff(to) => effects.push(Effect::Send {
-                to: self.directory.agent(to),
-                delay_us: 0,
-                payload: Payload::Agent(AgentMsg::Start {
+            ModelAnswer::Text(text) => self.answer(conv, &state, text, AnswerStatus::Answered, effects),
+            ModelAnswer::Handoff(to) => {
+                let start = AgentMsg::Start {
                     conv,
                     text: state.user_text,
                     origin: Origin::Handoff(self.agent),
                     reply_to: state.reply_to,
                     context_tokens: state.context_tokens,
-                }),
-            }),
+                };
+                self.hand_over(conv, to, start, effects);
+            }
             ModelAnswer::Error(_) => unreachable!("handled above"),
         }
     }
@@ -524,7 +682,7 @@ impl AgentBehavior {
                     "error: the model call failed ({} {}) after {} attempt(s)",
                     error.status, error.code, state.attempt
                 ));
-                effects.push(self.answer(conv, state.reply_to, text, AnswerStatus::Failed));
+                self.answer(conv, &state, text, AnswerStatus::Failed, effects);
             }
         }
     }
@@ -684,7 +842,7 @@ impl AgentBehavior {
         let max_turns = self.scenario.agents[self.agent].max_turns;
         if state.turn >= max_turns {
             let text: Arc<str> = Arc::from(format!("stopped after {max_turns} turns without an answer"));
-            effects.push(self.answer(conv, state.reply_to, text, AnswerStatus::MaxTurns));
+            self.answer(conv, &state, text, AnswerStatus::MaxTurns, effects);
             return;
         }
         state.turn += 1;
@@ -742,38 +900,49 @@ impl Behavior for AgentBehavior {
                 origin,
                 reply_to,
                 context_tokens,
+            } => self.open(conv, text, origin, reply_to, context_tokens, Arc::from(""), effects),
+            AgentMsg::Revise {
+                conv,
+                text,
+                origin,
+                reply_to,
+                feedback,
             } => {
-                let opening_tokens = if origin == Origin::User {
-                    estimate_tokens(&text)
-                } else {
-                    0
+                let context_tokens = estimate_tokens(&feedback);
+                self.open(conv, text, origin, reply_to, context_tokens, feedback, effects)
+            }
+            AgentMsg::Halt { conv } => {
+                self.conversations.remove(&conv);
+                self.waiting.retain(|c| *c != conv);
+            }
+            AgentMsg::GuardStop {
+                conv,
+                text,
+                status,
+                escalate_to,
+            } => {
+                let Some(state) = self.conversations.remove(&conv) else {
+                    return Ok(());
                 };
-                let state = Conversation {
-                    user_text: text,
-                    origin,
-                    reply_to,
-                    turn: 1,
-                    tool_calls: 0,
-                    pending_calls: Vec::new(),
-                    pending_delegates: 0,
-                    last_tool: Arc::from(""),
-                    last_tool_output: Arc::from(""),
-                    delegations: 0,
-                    results: String::new(),
-                    context_tokens: context_tokens.saturating_add(opening_tokens),
-                    call_seq: 0,
-                    awaiting: None,
-                    attempt: 1,
-                    previous_delay_us: 0,
-                    current_llm: None,
-                    on_fallback: false,
-                    started_us: self.now_us,
-                };
-                if let Some(deadline_us) = self.scenario.agents[self.agent].deadline_us {
-                    let started_us = self.now_us;
-                    effects.push(self.timer(deadline_us, AgentMsg::DeadlineDue { conv, started_us }));
+                self.waiting.retain(|c| *c != conv);
+                match escalate_to {
+                    Some(to) => {
+                        let start = AgentMsg::Start {
+                            conv,
+                            text: state.user_text.clone(),
+                            origin: Origin::Handoff(self.agent),
+                            reply_to: state.reply_to,
+                            context_tokens: state.context_tokens,
+                        };
+                        // The escalation is the guardrail's decision: it goes straight there.
+                        effects.push(Effect::Send {
+                            to: self.directory.agent(to),
+                            delay_us: 0,
+                            payload: Payload::Agent(start),
+                        });
+                    }
+                    None => self.answer_past_guardrails(conv, &state, text, status, effects),
                 }
-                self.step(conv, state, effects);
             }
             AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
             AgentMsg::ToolResult {
@@ -816,7 +985,7 @@ impl Behavior for AgentBehavior {
                     let state = self.conversations.remove(&conv).expect("present above");
                     self.waiting.retain(|c| *c != conv);
                     let text = Arc::from("error: the conversation ran past the agent's deadline");
-                    effects.push(self.answer(conv, state.reply_to, text, AnswerStatus::Failed));
+                    self.answer(conv, &state, text, AnswerStatus::Failed, effects);
                 }
             }
             AgentMsg::RetryDue { conv } => {

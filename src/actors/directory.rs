@@ -5,13 +5,14 @@ use crate::scenario::{ActorKind, Scenario};
 
 /// Maps scenario indices (agent 3, tool 1) to logical actor addresses, and back.
 ///
-/// Layout: the user first, then supervisors, LLMs, tools and agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Layout: the user first, then supervisors, LLMs, tools, agents and guardrails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Directory {
     pub supervisors: u32,
     pub llms: u32,
     pub tools: u32,
     pub agents: u32,
+    pub guardrails: u32,
     pub total: u32,
 }
 
@@ -24,12 +25,14 @@ impl Directory {
         let llms = supervisors + scenario.supervisors.len() as u32;
         let tools = llms + scenario.llms.len() as u32;
         let agents = tools + scenario.tools.len() as u32;
-        let total = agents + scenario.agents.len() as u32;
+        let guardrails = agents + scenario.agents.len() as u32;
+        let total = guardrails + scenario.guardrails.len() as u32;
         Directory {
             supervisors,
             llms,
             tools,
             agents,
+            guardrails,
             total,
         }
     }
@@ -50,10 +53,15 @@ impl Directory {
         ActorIdx(self.agents + index as u32)
     }
 
+    pub fn guardrail(&self, index: usize) -> ActorIdx {
+        ActorIdx(self.guardrails + index as u32)
+    }
+
     /// The address of a scenario entity.
     pub fn actor(&self, kind: ActorKind, index: usize) -> ActorIdx {
         match kind {
             ActorKind::Agent => self.agent(index),
+            ActorKind::Guardrail => self.guardrail(index),
             ActorKind::Tool => self.tool(index),
             ActorKind::Llm => self.llm(index),
             ActorKind::Supervisor => self.supervisor(index),
@@ -64,7 +72,9 @@ impl Directory {
     /// The kind and scenario index of an address.
     pub fn locate(&self, actor: ActorIdx) -> (ActorKind, usize) {
         let i = actor.0;
-        if i >= self.agents {
+        if i >= self.guardrails {
+            (ActorKind::Guardrail, (i - self.guardrails) as usize)
+        } else if i >= self.agents {
             (ActorKind::Agent, (i - self.agents) as usize)
         } else if i >= self.tools {
             (ActorKind::Tool, (i - self.tools) as usize)
@@ -82,6 +92,7 @@ impl Directory {
         let (kind, index) = self.locate(actor);
         let name = match kind {
             ActorKind::Agent => &scenario.agents[index].name,
+            ActorKind::Guardrail => &scenario.guardrails[index].name,
             ActorKind::Tool => &scenario.tools[index].name,
             ActorKind::Llm => &scenario.llms[index].name,
             ActorKind::Supervisor => &scenario.supervisors[index].name,

@@ -33,6 +33,10 @@ pub struct LlmRequest {
     pub last_tool_output: Arc<str>,
     pub delegations: u32,
     pub results: Arc<str>,
+    /// A guardrail's feedback when it asked for another answer (`''` if none).
+    pub feedback: Arc<str>,
+    /// Budget guardrails the request passed, in order: the reply goes back through them.
+    pub via: Vec<crate::kernel::ActorIdx>,
 }
 
 /// Messages an LLM handles.
@@ -297,6 +301,7 @@ fn provider_error(kind: FaultKind, retry_after_us: Option<u64>) -> (ProviderErro
 
 /// Applies a content fault to a good answer.
 fn break_answer(
+    scenario: &Scenario,
     kind: FaultKind,
     answer: ModelAnswer,
     params: &FaultParams,
@@ -314,9 +319,15 @@ fn break_answer(
             let id = *next_call_id;
             *next_call_id += 1;
             let name: Arc<str> = Arc::from(tool.unwrap_or("lookup_everything"));
+            // A tool the scenario has (given to another agent) is real: frameworks with one
+            // shared tool registry run it, whoever asks.
+            let tool = match scenario.tools.iter().position(|t| *t.name == *name) {
+                Some(t) => ToolRef::Known(t),
+                None => ToolRef::Unknown(name),
+            };
             let call = ToolCall {
                 id,
-                tool: ToolRef::Unknown(name),
+                tool,
                 args: ToolArgs::Json(Arc::new(serde_json::Map::new())),
             };
             (ModelAnswer::ToolCalls(vec![call]), FinishReason::ToolCalls, None)
@@ -444,7 +455,7 @@ impl Behavior for LlmBehavior {
                 let (answer, mut output_tokens) = mock::decide(scenario, &request, stream, next_call_id);
                 let (answer, finish_reason) = match injection {
                     Some((kind, params)) if kind.layer() == Layer::Content => {
-                        let (answer, finish, tokens) = break_answer(kind, answer, params, next_call_id);
+                        let (answer, finish, tokens) = break_answer(scenario, kind, answer, params, next_call_id);
                         output_tokens = tokens.unwrap_or(output_tokens);
                         (answer, finish)
                     }
@@ -475,14 +486,26 @@ impl Behavior for LlmBehavior {
                 }
             }
         };
-        effects.push(Effect::Send {
-            to: self.directory.agent(request.agent),
-            delay_us: reply.latency_us,
-            payload: Payload::Agent(AgentMsg::LlmReply {
-                conv: request.conv,
-                reply,
-            }),
-        });
+        let delay_us = reply.latency_us;
+        let (to, payload) = match request.via.last() {
+            Some(guardrail) => (
+                *guardrail,
+                Payload::Guardrail(super::guardrail::GuardrailMsg::Reply {
+                    conv: request.conv,
+                    agent: request.agent,
+                    reply,
+                    via: request.via.clone(),
+                }),
+            ),
+            None => (
+                self.directory.agent(request.agent),
+                Payload::Agent(AgentMsg::LlmReply {
+                    conv: request.conv,
+                    reply,
+                }),
+            ),
+        };
+        effects.push(Effect::Send { to, delay_us, payload });
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod bucket;
 pub mod directory;
+pub mod guardrail;
 pub mod llm;
 pub mod supervisor;
 pub mod tool;
@@ -11,6 +12,7 @@ pub mod user;
 
 pub use agent::{AgentBehavior, AgentMsg, Origin, ReplyTo};
 pub use directory::Directory;
+pub use guardrail::{GuardrailBehavior, GuardrailMsg};
 pub use llm::{LlmBehavior, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolCall, Usage};
 pub use supervisor::{SupervisorActor, SupervisorMsg, SupervisorState};
 pub use tool::{ToolBehavior, ToolMsg};
@@ -31,6 +33,7 @@ pub enum Payload {
     Tool(ToolMsg),
     User(UserMsg),
     Supervisor(SupervisorMsg),
+    Guardrail(GuardrailMsg),
 }
 
 impl Payload {
@@ -42,6 +45,20 @@ impl Payload {
             | Payload::User(UserMsg::Answer { text, .. }) => Some(text),
             Payload::Agent(AgentMsg::ToolResult { output, .. }) => Some(output),
             Payload::Llm(LlmMsg::Complete(request)) => Some(&request.user),
+            Payload::Guardrail(GuardrailMsg::Check(checked)) => checked.subject.text(),
+            _ => None,
+        }
+    }
+
+    /// The conversation a message belongs to, if it belongs to one.
+    pub fn conv(&self) -> Option<ConvId> {
+        match self {
+            Payload::Agent(m) => Some(m.conv()),
+            Payload::Llm(LlmMsg::Complete(request)) => Some(request.conv),
+            Payload::Tool(ToolMsg::Invoke { conv, .. }) => Some(*conv),
+            Payload::User(UserMsg::Answer { conv, .. }) => Some(*conv),
+            Payload::Guardrail(GuardrailMsg::Check(checked)) => Some(checked.conv),
+            Payload::Guardrail(GuardrailMsg::Reply { conv, .. }) => Some(*conv),
             _ => None,
         }
     }
@@ -95,7 +112,7 @@ impl Payload {
                 request.turn,
                 request.input_tokens
             ),
-            Payload::Tool(ToolMsg::Invoke { conv, call }) => {
+            Payload::Tool(ToolMsg::Invoke { conv, call, .. }) => {
                 let tool = match &call.tool {
                     llm::ToolRef::Known(t) => tool_name(*t),
                     llm::ToolRef::Unknown(name) => name,
@@ -137,6 +154,35 @@ impl Payload {
             }
             Payload::Supervisor(SupervisorMsg::ChildFailed { child_id, error, .. }) => {
                 write!(out, "child_failed child={child_id} error={}", Quoted(clip(error)))
+            }
+            Payload::Agent(AgentMsg::GuardStop { conv, status, text, .. }) => write!(
+                out,
+                "guard_stop conv={conv} status={} text={}",
+                status.name(),
+                Quoted(clip(text))
+            ),
+            Payload::Agent(AgentMsg::Halt { conv }) => write!(out, "halt conv={conv}"),
+            Payload::Agent(AgentMsg::Revise { conv, feedback, .. }) => {
+                write!(out, "revise conv={conv} feedback={}", Quoted(clip(feedback)))
+            }
+            Payload::Guardrail(GuardrailMsg::Check(checked)) => {
+                let _ = write!(
+                    out,
+                    "check stage={} conv={} agent={}{} ",
+                    checked.stage.name(),
+                    checked.conv,
+                    agent_name(checked.agent),
+                    if checked.parallel { " parallel" } else { "" }
+                );
+                out.push('(');
+                checked.subject.summarize(scenario, out);
+                out.push(')');
+                Ok(())
+            }
+            Payload::Guardrail(GuardrailMsg::Reply { conv, reply, .. }) => {
+                let _ = write!(out, "llm_reply_via conv={conv} ");
+                reply.summarize(scenario, out);
+                Ok(())
             }
         };
     }

@@ -5,11 +5,14 @@
 use std::sync::Arc;
 
 use super::agent::AgentMsg;
+use super::directory::Directory;
+use super::guardrail::send_guarded;
 use super::llm::{ToolArgs, ToolCall};
 use super::{ConvId, Payload};
 use crate::faults::catalogue::FaultKind;
 use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
 use crate::scenario::expr::{Context, Value, Var};
+use crate::scenario::guardrail::Stage;
 use crate::scenario::{Scenario, ToolIdx};
 
 /// Extra latency of `tool.slow` when the fault gives none.
@@ -18,13 +21,18 @@ const SLOW_LATENCY_US: u64 = 10_000_000;
 /// Messages a tool handles.
 #[derive(Debug, Clone)]
 pub enum ToolMsg {
-    /// Run a call. Only well-formed calls to known tools reach a tool.
-    Invoke { conv: ConvId, call: ToolCall },
+    /// Run a call for `agent`. Only well-formed calls to known tools reach a tool.
+    Invoke {
+        conv: ConvId,
+        agent: crate::scenario::AgentIdx,
+        call: ToolCall,
+    },
 }
 
 /// The tool's state: its random stream.
 pub struct ToolBehavior {
     scenario: Arc<Scenario>,
+    directory: Directory,
     tool: ToolIdx,
     stream: RngStream,
     /// Calls already executed (conversation, arguments), for idempotent tools.
@@ -32,10 +40,17 @@ pub struct ToolBehavior {
 }
 
 impl ToolBehavior {
-    pub fn new(scenario: Arc<Scenario>, tool: ToolIdx, seed: u64, incarnation: u32) -> ToolBehavior {
+    pub fn new(
+        scenario: Arc<Scenario>,
+        directory: Directory,
+        tool: ToolIdx,
+        seed: u64,
+        incarnation: u32,
+    ) -> ToolBehavior {
         let stream = RngStream::new(seed, &format!("tool:{}#{incarnation}", scenario.tools[tool].name));
         ToolBehavior {
             scenario,
+            directory,
             tool,
             stream,
             executed: Default::default(),
@@ -62,7 +77,7 @@ impl Behavior for ToolBehavior {
     type Msg = ToolMsg;
 
     fn handle(&mut self, context: &TurnContext, msg: ToolMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
-        let ToolMsg::Invoke { conv, call } = msg;
+        let ToolMsg::Invoke { conv, agent, call } = msg;
         let spec = &self.scenario.tools[self.tool];
         let ToolArgs::Json(args) = &call.args else {
             return Err(HandlerError(format!("tool {} got unparsed arguments", spec.name)));
@@ -118,16 +133,25 @@ impl Behavior for ToolBehavior {
         }
         // A timed-out tool ran (its effect happened) but never answers, or answers late.
         if let Some(delay_us) = latency_us {
-            effects.push(Effect::Send {
-                to: context.from,
-                delay_us,
-                payload: Payload::Agent(AgentMsg::ToolResult {
-                    conv,
-                    call_id: call.id,
-                    tool: self.tool,
-                    output: Arc::from(output),
-                }),
+            let result = Payload::Agent(AgentMsg::ToolResult {
+                conv,
+                call_id: call.id,
+                tool: self.tool,
+                output: Arc::from(output),
             });
+            send_guarded(
+                &self.scenario,
+                &self.directory,
+                Stage::ToolOutput,
+                conv,
+                agent,
+                Some(self.tool),
+                self.directory.agent(agent),
+                result,
+                None,
+                delay_us,
+                effects,
+            );
         }
         Ok(())
     }

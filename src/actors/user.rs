@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use super::agent::{AgentMsg, Origin, ReplyTo};
 use super::directory::Directory;
+use super::guardrail::send_guarded;
 use super::{ConvId, Payload};
 use crate::kernel::{number_duplicates, Behavior, Effect, HandlerError, RngStream, TurnContext};
+use crate::scenario::guardrail::Stage;
 use crate::scenario::{Scenario, Traffic};
 
 /// How a conversation ended.
@@ -18,6 +20,12 @@ pub enum AnswerStatus {
     MaxTurns,
     /// A model call failed for good (not retryable, or out of attempts).
     Failed,
+    /// A guardrail blocked the conversation's input or answer.
+    Blocked,
+    /// A guardrail's trip-wire stopped the conversation.
+    Halted,
+    /// A guardrail passed the conversation to a human.
+    Escalated,
 }
 
 impl AnswerStatus {
@@ -26,6 +34,9 @@ impl AnswerStatus {
             AnswerStatus::Answered => "answered",
             AnswerStatus::MaxTurns => "max_turns",
             AnswerStatus::Failed => "failed",
+            AnswerStatus::Blocked => "blocked",
+            AnswerStatus::Halted => "halted",
+            AnswerStatus::Escalated => "escalated",
         }
     }
 }
@@ -72,17 +83,27 @@ impl UserBehavior {
         let conv = self.next_conv;
         self.next_conv += 1;
         let agent = to[conv as usize % to.len()];
-        effects.push(Effect::Send {
-            to: self.directory.agent(agent),
-            delay_us,
-            payload: Payload::Agent(AgentMsg::Start {
-                conv,
-                text: Arc::from(text),
-                origin: Origin::User,
-                reply_to: ReplyTo::User,
-                context_tokens: 0,
-            }),
+        let start = Payload::Agent(AgentMsg::Start {
+            conv,
+            text: Arc::from(text),
+            origin: Origin::User,
+            reply_to: ReplyTo::User,
+            context_tokens: 0,
         });
+        let dest = self.directory.agent(agent);
+        send_guarded(
+            &self.scenario,
+            &self.directory,
+            Stage::Input,
+            conv,
+            agent,
+            None,
+            dest,
+            start,
+            None,
+            delay_us,
+            effects,
+        );
     }
 
     fn next_arrival_us(&mut self, traffic: usize, rate_milli_per_hour: u64) -> u64 {

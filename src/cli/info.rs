@@ -83,6 +83,59 @@ pub(super) fn list_prices(json: bool) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+pub(super) fn list_guardrails(json: bool) -> Result<u8, Failure> {
+    use crate::scenario::guardrail::{GuardAction, GuardCheck, Stage};
+    use crate::scenario::Detector;
+    let kinds: Vec<serde_json::Value> = GuardCheck::KINDS
+        .iter()
+        .map(|(kind, fields, meaning)| {
+            serde_json::json!({
+                "kind": kind,
+                "fields": fields.split(", ").collect::<Vec<_>>(),
+                "stages": GuardCheck::stages(kind).iter().map(|s| s.name()).collect::<Vec<_>>(),
+                "redact": GuardCheck::can_redact(kind),
+                "checks": meaning,
+            })
+        })
+        .collect();
+    let stages: Vec<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
+    let actions: Vec<&str> = GuardAction::ALL.iter().map(|a| a.name()).collect();
+    let detectors: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
+    if json {
+        let value = serde_json::json!({
+            "kinds": kinds,
+            "stages": stages,
+            "actions": actions,
+            "detectors": detectors,
+        });
+        println!("{}", pretty_json(&value)?);
+        return Ok(exit::OK);
+    }
+    let mut out = String::from("Guardrail checks (`check = { kind = ... }`):\n");
+    for (kind, fields, meaning) in GuardCheck::KINDS {
+        let stages: Vec<&str> = GuardCheck::stages(kind).iter().map(|s| s.name()).collect();
+        out.push_str(&format!("  {kind:<15} {meaning}\n"));
+        out.push_str(&format!(
+            "  {:<15}   takes: {fields}; stages: {}\n",
+            "",
+            stages.join(", ")
+        ));
+    }
+    out.push_str(&format!("\nStages: {}\n", stages.join(", ")));
+    out.push_str(&format!(
+        "Actions: {} (redact: regex, deny_list and pii only; retry: output and tool_call)\n",
+        actions.join(", ")
+    ));
+    out.push_str("Settings: mode = blocking | parallel (input), on_error = closed | open, latency, timeout,\n");
+    out.push_str("          error_rate, false_positive, false_negative, max_retries, escalate_to, agents, tools\n");
+    out.push_str(&format!(
+        "\nFailure-mode detectors (`[[invariant]] detect = ...`): {}\n",
+        detectors.join(", ")
+    ));
+    print!("{out}");
+    Ok(exit::OK)
+}
+
 pub(super) fn bench(args: &BenchArgs) -> Result<u8, Failure> {
     let scenario = load(&args.file)?;
     let options = crate::bench::BenchOptions {

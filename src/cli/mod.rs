@@ -28,6 +28,26 @@ pub mod exit {
     pub const NONDETERMINISM: u8 = 3;
     /// agentsim itself failed (I/O, internal error).
     pub const INTERNAL: u8 = 4;
+    /// SIGINT or SIGTERM stopped the run (or sweep) cleanly; what it wrote is whole (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// A flag that SIGINT and SIGTERM set to their signal number. A second signal ends the process
+/// at once (status 130), for a run that does not reach its next event boundary.
+pub(crate) fn interrupt_flag() -> Arc<std::sync::atomic::AtomicUsize> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for number in [SIGINT, SIGTERM] {
+        // Registration order is call order: the shutdown check sees the flag of an earlier signal.
+        let registered = signal_hook::flag::register_conditional_shutdown(number, 130, seen.clone())
+            .and_then(|_| signal_hook::flag::register(number, seen.clone()))
+            .and_then(|_| signal_hook::flag::register_usize(number, signal.clone(), number as usize));
+        if let Err(e) = registered {
+            eprintln!("warning: cannot catch signal {number} ({e}); an interrupted run will lose its trace");
+        }
+    }
+    signal
 }
 
 #[derive(Parser, Debug)]
@@ -51,7 +71,7 @@ pub enum Command {
     },
     /// Run a scenario once and print its summary.
     Run(RunArgs),
-    /// List what agentsim knows: `agentsim list faults|prices [--json]`.
+    /// List what agentsim knows: `agentsim list faults|prices|guardrails [--json]`.
     List {
         /// What to list.
         #[arg(value_enum)]
@@ -70,11 +90,22 @@ pub enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write the sweep's HTML report to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Compare two designs under the same seeds and the same chaos.
     Compare(CompareArgs),
     /// Measure orchestration overhead: run a scenario repeatedly and time it (wall clock).
     Bench(BenchArgs),
+    /// Write DIR/report.html (and, with --mermaid, a sequence diagram) for a run directory.
+    Report {
+        /// A directory written by `agentsim run --out DIR`.
+        dir: PathBuf,
+        /// Also write a Mermaid sequence diagram of the run to this file.
+        #[arg(long)]
+        mermaid: Option<PathBuf>,
+    },
     /// Rerun the run recorded in a directory written by `run --out` and compare traces.
     Replay {
         /// A directory written by `agentsim run --out DIR`.
@@ -93,9 +124,12 @@ pub struct RunArgs {
     /// Seed; the scenario's `seed` when omitted.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Write trace.jsonl, report.json and scenario.toml to this directory.
+    /// Write trace.jsonl, report.json, report.html and scenario.toml to this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write a Mermaid sequence diagram of the run to this file (trimmed to a window on long runs).
+    #[arg(long)]
+    pub mermaid: Option<PathBuf>,
     /// Overwrite an existing run in --out.
     #[arg(long)]
     pub force: bool,
@@ -117,6 +151,15 @@ pub struct RunArgs {
     /// Stop when this many events are queued (overrides the scenario's max_queue_len).
     #[arg(long)]
     pub max_queue_len: Option<u64>,
+    /// Stop when one message carries more text than this many bytes (overrides max_message_bytes).
+    #[arg(long)]
+    pub max_message_bytes: Option<u64>,
+    /// Stop at the restart past this many, over all supervisors (overrides max_restarts_total).
+    #[arg(long)]
+    pub max_restarts_total: Option<u64>,
+    /// Stop when a tool call without a tool_timeout waits this long, e.g. "10m" (overrides max_tool_wait).
+    #[arg(long)]
+    pub max_tool_wait: Option<String>,
     /// If the run fails, shrink its faults to a minimal set that still fails, and write it as a
     /// standalone scenario.
     #[arg(long)]
@@ -155,9 +198,21 @@ pub struct SweepArgs {
     /// Run only shard I of N (every Nth seed from the I-th) and write a partial result to --out.
     #[arg(long)]
     pub shard: Option<String>,
-    /// Write summary.json (or, with --shard, shard-I-of-N.json) to this directory.
+    /// Write summary.json, report.html and the runs of the first failing seeds (runs/seed-N/,
+    /// each with its own report.html) to this directory (with --shard, only shard-I-of-N.json),
+    /// and each seed's result to results.jsonl as it finishes.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Finish an interrupted sweep: skip the seeds already in --out's results.jsonl (with none
+    /// there, start the sweep).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start over in an --out directory that already holds a sweep's results.
+    #[arg(long)]
+    pub force: bool,
+    /// Also write the sweep's HTML report to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 /// Arguments of `agentsim compare`.
@@ -176,6 +231,9 @@ pub struct CompareArgs {
     /// Print the comparison as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the comparison as an HTML report (the two designs side by side) to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 /// Arguments of `agentsim bench`.
@@ -210,6 +268,9 @@ pub enum ListWhat {
     Faults,
     /// The price table: USD per million tokens (input, cached input, output) and its date.
     Prices,
+    /// Guardrail check kinds (with the stages they work at), stages, actions and the
+    /// failure-mode detectors invariants can use.
+    Guardrails,
 }
 
 /// `--runtime` values.
@@ -271,10 +332,11 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Validate { files } => info::validate(&files),
         Command::Run(args) => run::run(&args),
         Command::Replay { dir, runtime } => run::replay(&dir, runtime),
+        Command::Report { dir, mermaid } => run::report(&dir, mermaid.as_deref()),
         Command::Bench(args) => info::bench(&args),
         Command::Sweep(args) => sweep::sweep(&args),
         Command::Compare(args) => sweep::compare(&args),
-        Command::Merge { paths, json } => sweep::merge(&paths, json),
+        Command::Merge { paths, json, html } => sweep::merge(&paths, json, html.as_deref()),
         Command::List {
             what: ListWhat::Faults,
             json,
@@ -283,6 +345,10 @@ pub fn main(cli: Cli) -> ExitCode {
             what: ListWhat::Prices,
             json,
         } => info::list_prices(json),
+        Command::List {
+            what: ListWhat::Guardrails,
+            json,
+        } => info::list_guardrails(json),
     };
     match result {
         Ok(status) => ExitCode::from(status),

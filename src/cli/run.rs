@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::kernel::{self, RunOptions};
 use crate::report::RunReport;
-use crate::scenario::{self, units::parse_duration_us};
+use crate::scenario::{self, units::parse_duration_us, Scenario};
 use crate::trace::{reader, TraceMode};
 
 pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
@@ -19,24 +19,30 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
     if let Some(n) = args.max_queue_len {
         limits.max_queue_len = n;
     }
-    if let Some(t) = &args.max_virtual_time {
-        limits.max_virtual_time_us =
-            parse_duration_us(t).map_err(|e| Failure::new(exit::BAD_INPUT, format!("--max-virtual-time: {e}")))?;
+    if let Some(n) = args.max_message_bytes {
+        limits.max_message_bytes = n;
+    }
+    if let Some(n) = args.max_restarts_total {
+        limits.max_restarts_total = n;
+    }
+    for (flag, text, slot) in [
+        (
+            "--max-virtual-time",
+            &args.max_virtual_time,
+            &mut limits.max_virtual_time_us,
+        ),
+        ("--max-tool-wait", &args.max_tool_wait, &mut limits.max_tool_wait_us),
+    ] {
+        if let Some(t) = text {
+            *slot = parse_duration_us(t).map_err(|e| Failure::new(exit::BAD_INPUT, format!("{flag}: {e}")))?;
+        }
     }
     let mut replay_command = format!(
         "agentsim run {} --seed {seed}",
         shell_quote(&args.file.display().to_string())
     );
-    if args.max_events.is_some() || args.max_queue_len.is_some() || args.max_virtual_time.is_some() {
-        for (flag, value) in [
-            ("--max-events", args.max_events.map(|n| n.to_string())),
-            ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())),
-            ("--max-virtual-time", args.max_virtual_time.clone()),
-        ] {
-            if let Some(value) = value {
-                replay_command.push_str(&format!(" {flag} {}", shell_quote(&value)));
-            }
-        }
+    for (flag, value) in limit_flags(args) {
+        replay_command.push_str(&format!(" {flag} {}", shell_quote(&value)));
     }
 
     let out_dir = args
@@ -46,7 +52,7 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         .transpose()?;
     let trace_mode = match &out_dir {
         Some(dir) => TraceMode::File(dir.join(".trace.jsonl.partial")),
-        None if args.check_determinism => TraceMode::Memory,
+        None if args.check_determinism || args.mermaid.is_some() => TraceMode::Memory,
         None => TraceMode::Digest,
     };
     if let Some(dir) = &out_dir {
@@ -59,27 +65,40 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         limits: Some(limits),
         replay_command,
     };
-    let output = kernel::run(scenario.clone(), &options)?;
+    let interrupt = kernel::Interrupt {
+        signal: Some(super::interrupt_flag()),
+        after_events: None,
+    };
+    let output = kernel::run_interruptible(scenario.clone(), &options, interrupt)?;
     let report = output.report;
 
     let mut trace_bytes = output.trace;
     if let Some(dir) = &out_dir {
-        std::fs::rename(dir.join(".trace.jsonl.partial"), dir.join("trace.jsonl")).map_err(|e| {
-            Failure::new(
-                exit::INTERNAL,
-                format!("cannot write {}: {e}", dir.join("trace.jsonl").display()),
-            )
-        })?;
-        write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
-        let json = pretty_json(&report)?;
-        write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
-        if args.check_determinism {
+        finish_run_dir(dir, &scenario, &report)?;
+        if args.check_determinism || args.mermaid.is_some() {
             trace_bytes =
                 std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         }
     }
+    if let Some(path) = &args.mermaid {
+        let records =
+            crate::trace::records::parse("the trace", &trace_bytes).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+        let report_json = serde_json::to_value(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        let diagram = crate::trace::mermaid::sequence_diagram(&records, Some(&report_json));
+        write_atomic(path, diagram.as_bytes())?;
+    }
 
     print_report(&report, args.json)?;
+    if report.outcome == crate::report::Outcome::Interrupted {
+        if let Some(dir) = &out_dir {
+            eprintln!(
+                "interrupted: the trace up to this point is in {}; `agentsim replay {}` replays it",
+                dir.join("trace.jsonl").display(),
+                shell_quote(&dir.display().to_string())
+            );
+        }
+        return Ok(exit::INTERRUPTED);
+    }
     if args.shrink && !report.passed() {
         super::sweep::shrink_seed(&args.file, &scenario, seed, args.shrink_out.as_deref())?;
     }
@@ -90,6 +109,46 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         }
     }
     Ok(if report.passed() { exit::OK } else { exit::RUN_FAILED })
+}
+
+/// Completes a run directory whose trace the kernel wrote to `.trace.jsonl.partial`: the trace,
+/// a copy of the scenario, report.json and report.html, each written atomically.
+pub(super) fn finish_run_dir(dir: &Path, scenario: &Scenario, report: &RunReport) -> Result<(), Failure> {
+    std::fs::rename(dir.join(".trace.jsonl.partial"), dir.join("trace.jsonl")).map_err(|e| {
+        Failure::new(
+            exit::INTERNAL,
+            format!("cannot write {}: {e}", dir.join("trace.jsonl").display()),
+        )
+    })?;
+    write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
+    let json = pretty_json(report)?;
+    write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
+    let html = crate::report_html::render_run_dir(dir).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    write_atomic(&dir.join("report.html"), html.as_bytes())
+}
+
+/// `agentsim report DIR`: writes DIR/report.html (and a Mermaid diagram) from a run directory.
+pub(super) fn report(dir: &Path, mermaid: Option<&Path>) -> Result<u8, Failure> {
+    let html = crate::report_html::render_run_dir(dir).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    let path = dir.join("report.html");
+    write_atomic(&path, html.as_bytes())?;
+    println!("wrote {}", path.display());
+    if let Some(out) = mermaid {
+        let trace_path = dir.join("trace.jsonl");
+        let bytes = std::fs::read(&trace_path)
+            .map_err(|e| Failure::new(exit::BAD_INPUT, format!("{}: {e}", trace_path.display())))?;
+        let records = crate::trace::records::parse(&trace_path.display().to_string(), &bytes)
+            .map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+        let report_json: Option<serde_json::Value> = std::fs::read(dir.join("report.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        write_atomic(
+            out,
+            crate::trace::mermaid::sequence_diagram(&records, report_json.as_ref()).as_bytes(),
+        )?;
+        println!("wrote {}", out.display());
+    }
+    Ok(exit::OK)
 }
 
 pub(super) fn print_report(report: &RunReport, json: bool) -> Result<(), Failure> {
@@ -122,14 +181,8 @@ pub(super) fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, t
         .arg(&rerun_dir)
         .arg("--json");
     command.arg("--runtime").arg(args.runtime.other().arg());
-    for (flag, value) in [
-        ("--max-events", args.max_events.map(|n| n.to_string())),
-        ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())),
-        ("--max-virtual-time", args.max_virtual_time.clone()),
-    ] {
-        if let Some(value) = value {
-            command.arg(flag).arg(value);
-        }
+    for (flag, value) in limit_flags(args) {
+        command.arg(flag).arg(value);
     }
     let output = command
         .output()
@@ -159,6 +212,21 @@ pub(super) fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, t
     }
 }
 
+/// The limit flags given on the command line, as (flag, value), for replay lines and reruns.
+fn limit_flags(args: &RunArgs) -> Vec<(&'static str, String)> {
+    [
+        ("--max-events", args.max_events.map(|n| n.to_string())),
+        ("--max-queue-len", args.max_queue_len.map(|n| n.to_string())),
+        ("--max-virtual-time", args.max_virtual_time.clone()),
+        ("--max-message-bytes", args.max_message_bytes.map(|n| n.to_string())),
+        ("--max-restarts-total", args.max_restarts_total.map(|n| n.to_string())),
+        ("--max-tool-wait", args.max_tool_wait.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, value)| value.map(|v| (flag, v)))
+    .collect()
+}
+
 pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> {
     let trace_path = dir.join("trace.jsonl");
     let recorded = std::fs::read(&trace_path).map_err(|e| {
@@ -167,21 +235,25 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
             format!("{}: cannot read the recorded trace: {e}", trace_path.display()),
         )
     })?;
-    let header = reader::header(&recorded).ok_or_else(|| {
-        Failure::new(
-            exit::BAD_INPUT,
-            format!(
-                "{}:1:1: expected a header record as the first line",
-                trace_path.display()
-            ),
-        )
-    })?;
-    let seed = header.get("seed").and_then(|s| s.as_u64()).ok_or_else(|| {
-        Failure::new(
-            exit::BAD_INPUT,
-            format!("{}:1:1: expected a numeric `seed` in the header", trace_path.display()),
-        )
-    })?;
+    let checked = reader::read(&trace_path.display().to_string(), &recorded)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?;
+    let header = checked.header;
+    let seed = header.get("seed").and_then(|s| s.as_u64()).unwrap_or_default();
+    // An interrupted run replays up to the event it stopped at, and ends the same way.
+    let interrupt = kernel::Interrupt {
+        signal: None,
+        after_events: (checked.end.get("outcome").and_then(|o| o.as_str()) == Some("interrupted")).then(|| {
+            (
+                checked.end.get("events").and_then(|e| e.as_u64()).unwrap_or_default(),
+                checked
+                    .end
+                    .get("detail")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("interrupted")
+                    .to_owned(),
+            )
+        }),
+    };
     let scenario = load(&dir.join("scenario.toml"))?;
     let recorded_hash = header.get("scenario_hash").and_then(|h| h.as_str()).unwrap_or("");
     if recorded_hash != scenario.source_hash {
@@ -203,7 +275,7 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
         limits: Some(limits),
         replay_command: format!("agentsim replay {}", shell_quote(&dir.display().to_string())),
     };
-    let output = kernel::run(scenario, &options)?;
+    let output = kernel::run_interruptible(scenario, &options, interrupt)?;
     match reader::first_divergence(&recorded, &output.trace) {
         None => {
             println!(
@@ -226,10 +298,14 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
 /// The limits a recorded run used, from its trace header (CLI overrides are not in the scenario).
 pub(super) fn read_limits(header: &serde_json::Value) -> Option<scenario::Limits> {
     let field = |key: &str| header.get(key).and_then(|v| v.as_u64());
+    let defaults = scenario::Limits::DEFAULT;
     Some(scenario::Limits {
         max_events: field("max_events")?,
         max_virtual_time_us: field("max_virtual_time_us")?,
         max_queue_len: field("max_queue_len")?,
+        max_message_bytes: field("max_message_bytes").unwrap_or(defaults.max_message_bytes),
+        max_restarts_total: field("max_restarts_total").unwrap_or(defaults.max_restarts_total),
+        max_tool_wait_us: field("max_tool_wait_us").unwrap_or(defaults.max_tool_wait_us),
     })
 }
 

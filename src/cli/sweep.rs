@@ -1,5 +1,6 @@
 //! `agentsim sweep`, `compare`, `merge` and shrinking: many seeds, summarised.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,7 +40,7 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     let total = seed_list.len() as u64;
     let show_progress = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
-    let mut progress = |done: u64, failed: u64| {
+    let progress = |done: u64, failed: u64| {
         if show_progress && (done % 50 == 0 || done == total) {
             let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
             eprint!("\r  {done}/{total} seeds · {rate:.0} seeds/s · {failed} failing   ");
@@ -48,10 +49,38 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
             }
         }
     };
-    let results = crate::sweep::run_seeds(&scenario, seed_list, jobs, &mut progress)?;
+    let (mut journal, done) = open_journal(args, &scenario, &seeds, shard)?;
+    let done_seeds: std::collections::BTreeSet<u64> = done.iter().map(|r| r.seed).collect();
+    let remaining: Vec<u64> = seed_list.into_iter().filter(|s| !done_seeds.contains(s)).collect();
+    let already = done.len() as u64;
+    let failed_before = done.iter().filter(|r| !r.passed).count() as u64;
+    let mut on_result = |result: &crate::sweep::SeedResult, finished: u64, failed: u64| {
+        progress(already + finished, failed_before + failed);
+        match &mut journal {
+            Some(journal) => journal.append(result).map_err(crate::kernel::RunError::Internal),
+            None => Ok(()),
+        }
+    };
+    let (new_results, stopped) =
+        crate::sweep::run_seeds_until(&scenario, remaining, jobs, Some(interrupt_flag()), &mut on_result)?;
+    if let Some(journal) = &mut journal {
+        journal.sync().map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    }
+    let mut results = done;
+    results.extend(new_results);
+    results.sort_by_key(|r| r.seed);
+    if stopped {
+        let kept = match &args.out {
+            Some(dir) => format!(
+                "; they are kept in {} and `--resume` (same arguments) runs the rest",
+                dir.join(crate::sweep::journal::file_name(shard)).display()
+            ),
+            None => "; with --out DIR they would be kept for --resume".to_owned(),
+        };
+        eprintln!("\ninterrupted: {} of {total} seeds finished{kept}", results.len());
+        return Ok(exit::INTERRUPTED);
+    }
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
         if let Some((index, count)) = shard {
             let partial = crate::sweep::Shard {
                 format: crate::sweep::SHARD_FORMAT.to_owned(),
@@ -108,6 +137,13 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     if let (Some(dir), None) = (&args.out, shard) {
         let json = pretty_json(&summary)?;
         write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
+        let run_reports = write_failing_runs(dir, &scenario, &results)?;
+        let html = crate::report_html::render_sweep(&summary, &results, &run_reports);
+        write_atomic(&dir.join("report.html"), html.as_bytes())?;
+    }
+    if let Some(path) = &args.html {
+        let html = crate::report_html::render_sweep(&summary, &results, &BTreeMap::new());
+        write_atomic(path, html.as_bytes())?;
     }
     let text = if args.json {
         let mut text = pretty_json(&summary)?;
@@ -127,10 +163,58 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     Ok(if held { exit::OK } else { exit::RUN_FAILED })
 }
 
+/// With `--out`, the sweep's journal: a fresh one, or with `--resume` the one already there and
+/// the results it holds.
+#[allow(clippy::type_complexity)]
+fn open_journal(
+    args: &SweepArgs,
+    scenario: &Scenario,
+    seeds: &std::ops::Range<u64>,
+    shard: Option<(u64, u64)>,
+) -> Result<(Option<crate::sweep::journal::Journal>, Vec<crate::sweep::SeedResult>), Failure> {
+    use crate::sweep::journal::{file_name, Journal, JournalHeader, JOURNAL_FORMAT};
+    let Some(dir) = &args.out else {
+        if args.resume {
+            return Err(Failure::new(
+                exit::BAD_INPUT,
+                "--resume needs --out DIR, where the sweep keeps its results",
+            ));
+        }
+        return Ok((None, Vec::new()));
+    };
+    let path = dir.join(file_name(shard));
+    let header = JournalHeader {
+        format: JOURNAL_FORMAT.to_owned(),
+        agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
+        scenario_hash: scenario.source_hash.clone(),
+        seeds: format!("{}..{}", seeds.start, seeds.end),
+        shard: shard.map(|(index, count)| format!("{index}/{count}")),
+    };
+    // With nothing to resume, --resume starts the sweep: a retried batch job can always pass it.
+    if args.resume && path.exists() {
+        let (journal, results) = Journal::resume(&path, &header).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+        return Ok((Some(journal), results));
+    }
+    if path.exists() && !args.force {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{} already holds this sweep's results; pass --resume to finish it, --force to start over, or choose another --out",
+                dir.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
+    let journal = Journal::create(&path, &header).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    Ok((Some(journal), Vec::new()))
+}
+
 pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let mut summaries = Vec::new();
+    let mut all_results = Vec::new();
     for file in [&args.a, &args.b] {
         let scenario = load(file)?;
         let results = crate::sweep::run_seeds(&scenario, seeds.clone().collect(), jobs, &mut |_, _| {})?;
@@ -140,10 +224,15 @@ pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
             &results,
             &seeds,
         ));
+        all_results.push(results);
     }
     let b = summaries.pop().expect("two summaries");
     let a = summaries.pop().expect("two summaries");
     let comparison = crate::sweep::compare::Comparison::new(a, b);
+    if let Some(path) = &args.html {
+        let html = crate::report_html::render_comparison(&comparison, &all_results[0], &all_results[1]);
+        write_atomic(path, html.as_bytes())?;
+    }
     if args.json {
         let text = pretty_json(&comparison)?;
         println!("{text}");
@@ -153,7 +242,7 @@ pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-pub(super) fn merge(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
+pub(super) fn merge(paths: &[PathBuf], json: bool, html: Option<&Path>) -> Result<u8, Failure> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -236,6 +325,10 @@ pub(super) fn merge(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
     let mut results: Vec<crate::sweep::SeedResult> = shards.into_iter().flat_map(|s| s.results).collect();
     results.sort_by_key(|r| r.seed);
     let summary = crate::sweep::summarize(&scenario, &file, &results, &seeds);
+    if let Some(path) = html {
+        let page = crate::report_html::render_sweep(&summary, &results, &BTreeMap::new());
+        write_atomic(path, page.as_bytes())?;
+    }
     if json {
         let text = pretty_json(&summary)?;
         println!("{text}");
@@ -247,6 +340,46 @@ pub(super) fn merge(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
     } else {
         exit::RUN_FAILED
     })
+}
+
+/// Failing seeds whose runs `sweep --out DIR` writes to `DIR/runs/seed-N/`, at most.
+pub const FAILING_RUNS_WRITTEN_MAX: usize = 10;
+
+/// Reruns the first failing seeds with their traces into `DIR/runs/seed-N/` (each a run
+/// directory with its own report.html); returns seed → the report's path relative to `dir`.
+/// The sweep owns `DIR/runs/`: a seed's directory is replaced by this sweep's run of it.
+fn write_failing_runs(
+    dir: &Path,
+    scenario: &Arc<Scenario>,
+    results: &[crate::sweep::SeedResult],
+) -> Result<BTreeMap<u64, String>, Failure> {
+    let mut links = BTreeMap::new();
+    for result in results.iter().filter(|r| !r.passed).take(FAILING_RUNS_WRITTEN_MAX) {
+        let relative = format!("runs/seed-{}", result.seed);
+        let run_dir = dir.join(&relative);
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create {}: {e}", run_dir.display())))?;
+        let options = crate::kernel::RunOptions {
+            seed: result.seed,
+            flavor: crate::kernel::Flavor::CurrentThread,
+            trace: crate::trace::TraceMode::File(run_dir.join(".trace.jsonl.partial")),
+            limits: None,
+            replay_command: format!("agentsim replay {}", shell_quote(&run_dir.display().to_string())),
+        };
+        let output = crate::kernel::run(scenario.clone(), &options)?;
+        if output.report.digest != result.digest {
+            return Err(Failure::new(
+                exit::NONDETERMINISM,
+                format!(
+                    "seed {} gave digest {} in the sweep and {} when rerun for its report",
+                    result.seed, result.digest, output.report.digest
+                ),
+            ));
+        }
+        super::run::finish_run_dir(&run_dir, scenario, &output.report)?;
+        links.insert(result.seed, format!("{relative}/report.html"));
+    }
+    Ok(links)
 }
 
 /// Shrinks a failing seed and writes the standalone scenario; prints what it found on stderr.

@@ -21,6 +21,8 @@ pub enum Layer {
     Memory,
     /// The user, on a conversation's opening message to the agent (`agent:` targets).
     User,
+    /// A guardrail's own failures, on a check (`guardrail:` targets).
+    Guardrail,
 }
 
 /// Every fault kind. The catalogue below lists each with its parameters.
@@ -65,6 +67,9 @@ pub enum FaultKind {
     UserInjection,
     UserContradiction,
     UserAbandon,
+    GuardrailFalsePositive,
+    GuardrailFalseNegative,
+    GuardrailTimeout,
 }
 
 /// One parameter of a fault kind.
@@ -166,7 +171,7 @@ pub const CATALOGUE: &[Entry] = &[
         models: "a 200 answer with empty content (Anthropic's 2-token end_turn after tool results)" },
     Entry { kind: "llm.refusal", layer: Layer::Content, params: &[], fault: FaultKind::LlmRefusal,
         models: "message.refusal / stop_reason refusal: the model declines to answer" },
-    Entry { kind: "llm.hallucinated_tool", layer: Layer::Content, params: &[Param { name: "tool", default: "lookup_everything", meaning: "the tool name the model invents" }], fault: FaultKind::LlmHallucinatedTool,
+    Entry { kind: "llm.hallucinated_tool", layer: Layer::Content, params: &[Param { name: "tool", default: "lookup_everything", meaning: "the tool name the model invents; naming a tool of another agent makes it a call outside the agent's role, which a shared tool registry runs" }], fault: FaultKind::LlmHallucinatedTool,
         models: "a tool call to a tool the agent was never given" },
     Entry { kind: "llm.malformed_tool_args", layer: Layer::Content, params: &[Param { name: "mode", default: "truncated", meaning: "truncated | trailing_garbage (both not JSON: the framework refuses) | wrong_type | missing_field (valid JSON: the tool runs with bad arguments)" }], fault: FaultKind::LlmMalformedToolArgs,
         models: "function.arguments that are not valid JSON (truncated object), as the OpenAI docs warn" },
@@ -218,6 +223,12 @@ pub const CATALOGUE: &[Entry] = &[
         models: "a user who contradicts their own request" },
     Entry { kind: "user.abandon", layer: Layer::User, params: &[], fault: FaultKind::UserAbandon,
         models: "a user who leaves before the answer: it reaches nobody, the conversation is abandoned" },
+    Entry { kind: "guardrail.false_positive", layer: Layer::Guardrail, params: &[], fault: FaultKind::GuardrailFalsePositive,
+        models: "a guardrail that trips on an innocent message (an over-eager classifier)" },
+    Entry { kind: "guardrail.false_negative", layer: Layer::Guardrail, params: &[], fault: FaultKind::GuardrailFalseNegative,
+        models: "a guardrail that misses what it exists to catch" },
+    Entry { kind: "guardrail.timeout", layer: Layer::Guardrail, params: &[], fault: FaultKind::GuardrailTimeout,
+        models: "a guardrail service that does not answer in time: the guardrail fails open or closed as configured" },
 ];
 
 impl FaultKind {

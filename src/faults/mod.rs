@@ -47,6 +47,8 @@ pub enum MessageClass {
     Handoff,
     /// Another message from one actor to another agent.
     AgentMessage,
+    /// A message on its way through a guardrail.
+    GuardCheck,
     /// A timer (an actor's message to itself) or a message to the user.
     Other,
 }
@@ -135,6 +137,7 @@ impl FaultPlan {
                     None => class != MessageClass::Other,
                 },
                 Layer::User => class == MessageClass::UserOpening,
+                Layer::Guardrail => class == MessageClass::GuardCheck,
                 Layer::Memory => match fault.kind {
                     FaultKind::HandoffDropContext => class == MessageClass::Handoff,
                     _ => class != MessageClass::Other && class != MessageClass::UserOpening,
@@ -174,10 +177,11 @@ impl FaultPlan {
 /// Whether `fault` can ever fire on the actor with this logical id.
 fn applies_to(fault: &Fault, id: &str) -> bool {
     let prefixes: &[&str] = match fault.kind.layer() {
-        Layer::Actor | Layer::Network => &["agent:", "tool:", "llm:"],
+        Layer::Actor | Layer::Network => &["agent:", "tool:", "llm:", "guardrail:"],
         Layer::Provider | Layer::Content => &["llm:"],
         Layer::Tool => &["tool:"],
         Layer::Memory | Layer::User => &["agent:"],
+        Layer::Guardrail => &["guardrail:"],
     };
     let target_side = prefixes.iter().any(|p| id.starts_with(p)) && glob_match(&fault.target, id);
     // A partition cuts both ways: the peer's side receives nothing from the target either.

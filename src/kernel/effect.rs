@@ -26,6 +26,9 @@ pub enum Effect {
     Restart { children: Vec<ActorIdx> },
     /// Supervisors only: give up and pass the failure to the parent supervisor.
     Escalate { reason: String },
+    /// Guardrails only: the verdict of a check. When it contains the message, the sends after
+    /// it in the same turn stand in for the message and do not inherit its taint.
+    Verdict(Box<crate::actors::guardrail::VerdictRecord>),
 }
 
 /// How a turn ended, sent back to the scheduler.

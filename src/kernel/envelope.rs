@@ -21,6 +21,8 @@ pub struct Envelope {
     pub from: ActorIdx,
     pub to: ActorIdx,
     pub sent_at_us: u64,
+    /// What the message descends from: faults and untrusted sources.
+    pub labels: super::taint::Labels,
     pub payload: Payload,
 }
 

@@ -11,6 +11,8 @@ mod envelope;
 mod queue;
 mod rng;
 mod scheduler;
+pub mod taint;
+mod watchdog;
 
 pub use actor::{Behavior, HandlerError, Identity, SimActor, Turn, TurnContext};
 pub use effect::{Completion, Effect};
@@ -18,6 +20,7 @@ pub use envelope::{ActorIdx, Envelope, Event};
 pub use queue::EventQueue;
 pub use rng::{number_duplicates, RngStream};
 pub use scheduler::Scheduler;
+pub use watchdog::{message_bytes, Interrupt, Watchdog};
 
 use std::sync::{Arc, Once};
 
@@ -84,6 +87,16 @@ pub struct RunOutput {
 
 /// Runs `scenario` once. Same scenario, same options → same trace, byte for byte.
 pub fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunOutput, RunError> {
+    run_interruptible(scenario, options, Interrupt::default())
+}
+
+/// [`run`], stopping at the next event boundary once `interrupt` says so: the outcome is then
+/// `interrupted` and every record before the end is the one an uninterrupted run writes.
+pub fn run_interruptible(
+    scenario: Arc<Scenario>,
+    options: &RunOptions,
+    interrupt: Interrupt,
+) -> Result<RunOutput, RunError> {
     quiet_injected_panics();
     let runtime = match options.flavor {
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().build()?,
@@ -91,7 +104,8 @@ pub fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunOutput, R
     };
     let limits = options.limits.unwrap_or(scenario.limits);
     let trace = Trace::open(options.trace.clone())?;
-    let scheduler = Scheduler::new(scenario, options.seed, limits, trace, options.replay_command.clone());
+    let mut scheduler = Scheduler::new(scenario, options.seed, limits, trace, options.replay_command.clone());
+    scheduler.interrupt_on(interrupt);
     // The scheduler runs as a task on the runtime, next to the actors, so that on the
     // multi-thread flavour a turn does not cross from the calling thread to a worker and back.
     let (report, trace) = runtime

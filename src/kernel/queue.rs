@@ -31,6 +31,11 @@ impl EventQueue {
         self.heap.pop()
     }
 
+    /// The time of the earliest event, if any.
+    pub fn peek_time_us(&self) -> Option<u64> {
+        self.heap.peek().map(|e| e.at_us)
+    }
+
     pub fn len(&self) -> usize {
         self.heap.len()
     }
@@ -48,6 +53,7 @@ mod tests {
 
     fn envelope() -> Envelope {
         Envelope {
+            labels: Default::default(),
             from: ActorIdx(0),
             to: ActorIdx(0),
             sent_at_us: 0,

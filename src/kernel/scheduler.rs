@@ -11,11 +11,13 @@ use super::actor::{Identity, SimActor, Turn};
 use super::effect::{Completion, Effect};
 use super::envelope::{ActorIdx, Envelope};
 use super::queue::EventQueue;
+use super::taint::{LabelSpace, Labels};
+use super::watchdog::{Interrupt, Watchdog};
 use super::RunError;
 use crate::actors::Origin;
 use crate::actors::{
-    AgentBehavior, AgentMsg, Directory, LlmBehavior, LlmMsg, Payload, SupervisorActor, SupervisorMsg, SupervisorState,
-    ToolBehavior, ToolMsg, UserBehavior, UserMsg,
+    AgentBehavior, AgentMsg, Directory, GuardrailBehavior, GuardrailMsg, LlmBehavior, LlmMsg, Payload, SupervisorActor,
+    SupervisorMsg, SupervisorState, ToolBehavior, ToolMsg, UserBehavior, UserMsg,
 };
 use crate::faults::catalogue::FaultKind;
 use crate::faults::{FaultPlan, Injection, MessageClass};
@@ -34,6 +36,7 @@ enum Handle {
     Tool(ActorRef<Turn<ToolMsg>>),
     User(ActorRef<Turn<UserMsg>>),
     Supervisor(ActorRef<Turn<SupervisorMsg>>),
+    Guardrail(ActorRef<Turn<GuardrailMsg>>),
 }
 
 impl Handle {
@@ -44,6 +47,7 @@ impl Handle {
             Handle::Tool(r) => r.get_cell(),
             Handle::User(r) => r.get_cell(),
             Handle::Supervisor(r) => r.get_cell(),
+            Handle::Guardrail(r) => r.get_cell(),
         }
     }
 }
@@ -100,6 +104,13 @@ pub struct Scheduler {
     replay_command: String,
     /// The fault profile this seed runs under, if the scenario has profiles.
     profile_name: Option<String>,
+    labels: LabelSpace,
+    /// What each agent has absorbed of each conversation it holds: its answers descend from it.
+    absorbed: std::collections::BTreeMap<(ActorIdx, u32), Labels>,
+    /// The taint of the turn being handled, inherited by its sends and side effects.
+    turn_labels: Labels,
+    watchdog: Watchdog,
+    interrupt: Interrupt,
 }
 
 impl Scheduler {
@@ -112,6 +123,7 @@ impl Scheduler {
         let profile_name = profile.map(|p| p.name.clone());
         let faults = FaultPlan::new(&scenario.faults, profile, seed, &logical_ids);
         let (completions_tx, completions_rx) = unbounded_channel();
+        let scenario_for_labels = scenario.clone();
         Scheduler {
             observer: Observer::new(&scenario),
             scenario,
@@ -135,7 +147,17 @@ impl Scheduler {
             restart_log: Vec::new(),
             replay_command,
             profile_name,
+            labels: LabelSpace::new(&scenario_for_labels),
+            absorbed: Default::default(),
+            turn_labels: Labels::EMPTY,
+            watchdog: Watchdog::new(limits),
+            interrupt: Interrupt::default(),
         }
+    }
+
+    /// Lets a signal (or a replayed interruption) end the run at the next event boundary.
+    pub fn interrupt_on(&mut self, interrupt: Interrupt) {
+        self.interrupt = interrupt;
     }
 
     /// Runs to the end; returns the report and, in memory mode, the trace bytes.
@@ -148,6 +170,7 @@ impl Scheduler {
                 from: Directory::USER,
                 to: Directory::USER,
                 sent_at_us: 0,
+                labels: Labels::EMPTY,
                 payload: Payload::User(UserMsg::Begin),
             },
         );
@@ -183,6 +206,9 @@ impl Scheduler {
                 .u64("max_events", self.limits.max_events)
                 .u64("max_virtual_time_us", self.limits.max_virtual_time_us)
                 .u64("max_queue_len", self.limits.max_queue_len)
+                .u64("max_message_bytes", self.limits.max_message_bytes)
+                .u64("max_restarts_total", self.limits.max_restarts_total)
+                .u64("max_tool_wait_us", self.limits.max_tool_wait_us)
                 .raw(
                     "profile",
                     &self.profile_name.as_deref().map_or("null".to_owned(), |p| {
@@ -198,6 +224,12 @@ impl Scheduler {
 
     async fn event_loop(&mut self) -> Result<(Outcome, Option<String>), RunError> {
         loop {
+            if let Some(detail) = self.interrupt.check(self.events) {
+                return Ok((Outcome::Interrupted, Some(detail)));
+            }
+            if let Some(overdue) = self.watchdog.overdue(self.queue.peek_time_us()) {
+                return Ok((Outcome::LimitExceeded, Some(self.overdue_detail(overdue))));
+            }
             let Some(event) = self.queue.pop() else {
                 let unanswered = self
                     .observer
@@ -234,6 +266,7 @@ impl Scheduler {
             self.current_seq = seq;
             let envelope = event.envelope;
             let to = envelope.to;
+            self.watchdog.on_deliver(to, &envelope.payload);
             self.messages += u64::from(envelope.from != to);
             self.slots[to.index()].received += 1;
             let received = self.slots[to.index()].received;
@@ -250,6 +283,7 @@ impl Scheduler {
                     ..
                 }) => MessageClass::Handoff,
                 Payload::Agent(_) => MessageClass::AgentMessage,
+                Payload::Guardrail(GuardrailMsg::Check(_)) => MessageClass::GuardCheck,
                 _ => MessageClass::Other,
             };
             let ids = (
@@ -277,13 +311,18 @@ impl Scheduler {
                             FaultKind::MessageDelay => params.latency_us.unwrap_or(5_000_000),
                             _ => 0,
                         };
+                        let mut envelope = envelope;
+                        envelope.labels.insert(self.labels.fault(fired.fault));
                         let requeued = self.queue.push(self.now_us + delay_us, envelope);
                         self.network_touched.insert(requeued);
                         continue;
                     }
                     FaultKind::MessageDuplicate => {
+                        let mut labels = envelope.labels.clone();
+                        labels.insert(self.labels.fault(fired.fault));
                         let copy = Envelope {
                             payload: envelope.payload.clone(),
+                            labels,
                             ..envelope
                         };
                         let requeued = self.queue.push(self.now_us, copy);
@@ -300,11 +339,16 @@ impl Scheduler {
             }
 
             self.trace_delivery(seq, &envelope)?;
+            self.taint_turn(seq, &envelope, injection);
             let slots = &self.slots;
-            self.observer
-                .on_deliver(&self.scenario, seq, self.now_us, &envelope, &|a: ActorIdx| {
-                    slots[a.index()].logical_id.to_string()
-                });
+            self.observer.on_deliver(
+                &self.scenario,
+                seq,
+                self.now_us,
+                &envelope,
+                &self.turn_labels,
+                &|a: ActorIdx| slots[a.index()].logical_id.to_string(),
+            );
 
             let turn_end = self.deliver(seq, turn_now_us, envelope, injection).await?;
             match turn_end {
@@ -314,12 +358,43 @@ impl Scheduler {
                     }
                 }
                 TurnEnd::Failed(error) => {
-                    if let Some(escalation) = self.on_failure(seq, to, error).await? {
-                        return Ok((Outcome::Escalated, Some(escalation)));
+                    if let Some((outcome, detail)) = self.on_failure(seq, to, error).await? {
+                        return Ok((outcome, Some(detail)));
                     }
                 }
             }
         }
+    }
+
+    /// Works out the taint of the turn about to run: the message's labels, the fault that fired
+    /// on it, and — for an agent — everything it has absorbed of the conversation so far.
+    fn taint_turn(&mut self, seq: u64, envelope: &Envelope, injection: Option<Injection>) {
+        let mut labels = envelope.labels.clone();
+        if let Some(fired) = injection {
+            // A network fault's label travels with the message (added where it was requeued).
+            if !matches!(
+                fired.kind,
+                FaultKind::MessageDelay | FaultKind::MessageReorder | FaultKind::MessageDuplicate
+            ) {
+                let id = self.labels.fault(fired.fault);
+                self.observer.taint.on_source(id, seq, self.now_us, envelope.to);
+                labels.insert(id);
+            }
+        }
+        let to = envelope.to;
+        if self.slots[to.index()].kind == ActorKind::Agent {
+            if let Some(conv) = envelope.payload.conv() {
+                let absorbed = self.absorbed.entry((to, conv)).or_default();
+                absorbed.union_with(&labels);
+                labels = absorbed.clone();
+            }
+        }
+        if !labels.is_empty() {
+            self.observer
+                .taint
+                .on_reach(&labels, seq, self.now_us, to, &envelope.payload);
+        }
+        self.turn_labels = labels;
     }
 
     fn trace_fault(&mut self, seq: u64, to: ActorIdx, fired: Injection) -> Result<(), RunError> {
@@ -356,6 +431,30 @@ impl Scheduler {
             fault: fired.fault,
             message: self.slots[to.index()].received,
         });
+        Ok(())
+    }
+
+    fn trace_verdict(&mut self, record: &crate::actors::guardrail::VerdictRecord) -> Result<(), RunError> {
+        let guardrail = &self.scenario.guardrails[record.guardrail].name;
+        let agent = &self.slots[self.directory.agent(record.agent).index()].logical_id;
+        let (seq, now_us) = (self.current_seq, self.now_us);
+        self.trace.record(|r| {
+            r.str("kind", "guard")
+                .u64("seq", seq)
+                .u64("t_us", now_us)
+                .str("guardrail", guardrail)
+                .str("stage", record.stage.name())
+                .str("actor", agent)
+                .u64("conv", record.conv as u64)
+                .str("verdict", record.verdict.name())
+                .u64("latency_us", record.latency_us);
+            if let Some(mistake) = record.mistake {
+                r.str("mistake", mistake.name());
+            }
+            if !record.detail.is_empty() {
+                r.str("detail", &record.detail);
+            }
+        })?;
         Ok(())
     }
 
@@ -412,6 +511,7 @@ impl Scheduler {
             (Some(Handle::Tool(r)), Payload::Tool(m)) => r.cast(turn!(m)).is_ok(),
             (Some(Handle::User(r)), Payload::User(m)) => r.cast(turn!(m)).is_ok(),
             (Some(Handle::Supervisor(r)), Payload::Supervisor(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::Guardrail(r)), Payload::Guardrail(m)) => r.cast(turn!(m)).is_ok(),
             (_, payload) => {
                 return Err(RunError::Internal(format!(
                     "a {payload:?} message was addressed to {}",
@@ -455,19 +555,58 @@ impl Scheduler {
                     if self.queue.len() as u64 >= self.limits.max_queue_len {
                         return Ok(Some(format!("max_queue_len ({})", self.limits.max_queue_len)));
                     }
+                    if let Some(size) = self.watchdog.too_big(&payload) {
+                        return Ok(Some(format!(
+                            "max_message_bytes ({}): {} sent {size} bytes to {}",
+                            self.limits.max_message_bytes,
+                            self.slots[from.index()].logical_id,
+                            self.slots[to.index()].logical_id
+                        )));
+                    }
+                    if let Payload::Tool(ToolMsg::Invoke { conv, agent, call }) = &payload {
+                        // The agent that made the call (a guardrail may be the one passing it on).
+                        self.watch_tool_call(self.directory.agent(*agent), to, *conv, call.id);
+                    }
                     let at_us = self.now_us.saturating_add(delay_us);
+                    let mut labels = self.turn_labels.clone();
+                    // Untrusted sources stamp what they emit: the user's messages, tools' outputs.
+                    let stamp = match self.slots[from.index()].kind {
+                        _ if to == from => None,
+                        ActorKind::User => Some(LabelSpace::USER),
+                        ActorKind::Tool => Some(self.labels.tool(self.slots[from.index()].index)),
+                        _ => None,
+                    };
+                    if let Some(id) = stamp {
+                        labels.insert(id);
+                        self.observer.taint.on_source(id, self.current_seq, self.now_us, from);
+                    }
                     self.queue.push(
                         at_us,
                         Envelope {
                             from,
                             to,
                             sent_at_us: self.now_us,
+                            labels,
                             payload,
                         },
                     );
                 }
+                Effect::Verdict(record) => {
+                    self.trace_verdict(&record)?;
+                    let guardrail = self.scenario.guardrails[record.guardrail].name.clone();
+                    self.observer.on_verdict(&record);
+                    if record.contained {
+                        let labels = std::mem::take(&mut self.turn_labels);
+                        self.observer
+                            .taint
+                            .on_stopped(&labels, &guardrail, self.current_seq, self.now_us);
+                    }
+                }
                 Effect::SideEffect { conv, name, times } => {
                     let actor = self.slots[from.index()].logical_id.clone();
+                    self.observer
+                        .taint
+                        .on_side_effect(&self.turn_labels, self.current_seq, self.now_us, &actor, &name);
                     self.observer.on_side_effect(
                         &self.scenario,
                         self.current_seq,
@@ -476,6 +615,7 @@ impl Scheduler {
                         conv,
                         &name,
                         times,
+                        &self.turn_labels,
                     );
                 }
                 Effect::Restart { .. } | Effect::Escalate { .. } => {
@@ -489,9 +629,33 @@ impl Scheduler {
         Ok(None)
     }
 
+    /// Watches a tool call for `max_tool_wait`, unless its agent bounds the wait itself.
+    fn watch_tool_call(&mut self, agent: ActorIdx, tool: ActorIdx, conv: crate::actors::ConvId, call_id: u32) {
+        let (kind, index) = self.directory.locate(agent);
+        if kind == ActorKind::Agent && self.scenario.agents[index].tool_timeout_us.is_none() {
+            self.watchdog.on_tool_call(self.now_us, agent, tool, conv, call_id);
+        }
+    }
+
+    fn overdue_detail(&self, overdue: super::watchdog::Overdue) -> String {
+        format!(
+            "max_tool_wait ({}us): {} did not answer call {} of {} in conversation {}",
+            self.limits.max_tool_wait_us,
+            self.slots[overdue.tool.index()].logical_id,
+            overdue.call_id,
+            self.slots[overdue.agent.index()].logical_id,
+            overdue.conv
+        )
+    }
+
     /// Handles a failed turn: the supervisor decides, restarts happen, or the failure escalates.
-    /// Returns the escalation text when it passes the root.
-    async fn on_failure(&mut self, seq: u64, failed: ActorIdx, error: String) -> Result<Option<String>, RunError> {
+    /// Returns how the run ends when the failure passes the root or the restarts pass their cap.
+    async fn on_failure(
+        &mut self,
+        seq: u64,
+        failed: ActorIdx,
+        error: String,
+    ) -> Result<Option<(Outcome, String)>, RunError> {
         let slot = &self.slots[failed.index()];
         let (actor, incarnation) = (slot.logical_id.clone(), slot.incarnation);
         let now_us = self.now_us;
@@ -517,7 +681,7 @@ impl Scheduler {
         let mut error: Arc<str> = Arc::from(error);
         loop {
             let Some(supervisor) = self.slots[child.index()].supervisor else {
-                return Ok(Some(error.to_string()));
+                return Ok(Some((Outcome::Escalated, error.to_string())));
             };
             let turn_seq = self.queue.take_seq();
             let child_id = self.slots[child.index()].logical_id.clone();
@@ -525,6 +689,7 @@ impl Scheduler {
                 from: child,
                 to: supervisor,
                 sent_at_us: now_us,
+                labels: Labels::EMPTY,
                 payload: Payload::Supervisor(SupervisorMsg::ChildFailed {
                     child,
                     child_id: child_id.clone(),
@@ -540,6 +705,17 @@ impl Scheduler {
                 match effect {
                     Effect::Restart { children } => {
                         for c in children {
+                            if self.watchdog.restart_exceeds() {
+                                return Ok(Some((
+                                    Outcome::LimitExceeded,
+                                    format!(
+                                        "max_restarts_total ({}): {} would restart {} again",
+                                        self.limits.max_restarts_total,
+                                        self.slots[supervisor.index()].logical_id,
+                                        self.slots[c.index()].logical_id
+                                    ),
+                                )));
+                            }
                             self.restart(c, supervisor).await?;
                         }
                         return Ok(None);
@@ -558,7 +734,7 @@ impl Scheduler {
                         child = supervisor;
                     }
                     Effect::Persist(_) => {}
-                    Effect::Send { .. } | Effect::SideEffect { .. } => {
+                    Effect::Send { .. } | Effect::SideEffect { .. } | Effect::Verdict(_) => {
                         return Err(RunError::Internal("a supervisor sent a message".to_owned()))
                     }
                 }
@@ -580,6 +756,10 @@ impl Scheduler {
             at += 1;
         }
         for idx in order {
+            if self.slots[idx.index()].checkpoint.is_none() {
+                // Fresh state: the new incarnation remembers nothing it absorbed.
+                self.absorbed.retain(|(actor, _), _| *actor != idx);
+            }
             let slot = &mut self.slots[idx.index()];
             slot.incarnation += 1;
             slot.down_until_us =
@@ -622,7 +802,7 @@ impl Scheduler {
             at += 1;
         }
         order.push(Directory::USER);
-        for kind in [ActorKind::Llm, ActorKind::Tool, ActorKind::Agent] {
+        for kind in [ActorKind::Llm, ActorKind::Tool, ActorKind::Agent, ActorKind::Guardrail] {
             order.extend(
                 (0..self.slots.len())
                     .filter(|i| self.slots[*i].kind == kind)
@@ -678,7 +858,21 @@ impl Scheduler {
             ActorKind::Tool => Handle::Tool(
                 start(
                     SimActor::default(),
-                    (ToolBehavior::new(scenario, index, seed, incarnation), identity),
+                    (
+                        ToolBehavior::new(scenario, directory, index, seed, incarnation),
+                        identity,
+                    ),
+                    parent,
+                )
+                .await?,
+            ),
+            ActorKind::Guardrail => Handle::Guardrail(
+                start(
+                    SimActor::default(),
+                    (
+                        GuardrailBehavior::new(scenario, directory, index, seed, incarnation),
+                        identity,
+                    ),
                     parent,
                 )
                 .await?,
@@ -728,10 +922,14 @@ impl Scheduler {
             .iter()
             .filter(|c| c.status == Some(crate::actors::AnswerStatus::MaxTurns))
             .count() as u64;
-        let failed = started
-            .iter()
-            .filter(|c| c.status == Some(crate::actors::AnswerStatus::Failed))
-            .count() as u64;
+        let ended =
+            |status: crate::actors::AnswerStatus| started.iter().filter(|c| c.status == Some(status)).count() as u64;
+        let failed = ended(crate::actors::AnswerStatus::Failed);
+        let (blocked, halted, escalated) = (
+            ended(crate::actors::AnswerStatus::Blocked),
+            ended(crate::actors::AnswerStatus::Halted),
+            ended(crate::actors::AnswerStatus::Escalated),
+        );
         RunReport {
             schema_version: REPORT_SCHEMA_VERSION,
             agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -777,14 +975,21 @@ impl Scheduler {
                 answered,
                 max_turns,
                 failed,
-                unanswered: started.len() as u64 - answered - max_turns - failed,
+                unanswered: started.len() as u64 - answered - max_turns - failed - blocked - halted - escalated,
                 abandoned: started.iter().filter(|c| c.abandoned).count() as u64,
+                blocked,
+                halted,
+                escalated,
             },
             effects: o.effects.clone(),
             faults: self.fault_log.clone(),
             failures: self.failure_log.clone(),
             restarts: self.restart_log.clone(),
             invariants: Vec::new(),
+            guardrails: o.guardrails.clone(),
+            blast_radius: o.taint.report(&self.scenario, &self.labels, &|a: ActorIdx| {
+                self.slots[a.index()].logical_id.to_string()
+            }),
             answered: o
                 .conversations
                 .iter()

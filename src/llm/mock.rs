@@ -37,6 +37,8 @@ impl Context for RequestContext<'_> {
             Var::Conversation => Value::Int(request.conv as i64),
             Var::Delegations => Value::Int(request.delegations as i64),
             Var::Results => Value::Str(&request.results),
+            Var::Feedback => Value::Str(&request.feedback),
+            Var::Text => Value::Str(""),
         }
     }
 }

@@ -177,6 +177,14 @@ pub fn humanize_toml_message(message: &str) -> String {
     }
     if let Some(rest) = message.strip_prefix("invalid type: ") {
         if let Some((found, expected)) = rest.split_once(", expected ") {
+            // An integer too large for TOML's i64 arrives as i128.
+            if let Some(number) = found
+                .strip_prefix("integer `")
+                .and_then(|f| f.strip_suffix("` as i128"))
+            {
+                let max = if expected == "u32" { u32::MAX as u64 } else { u64::MAX };
+                return format!("expected a whole number from 0 to {max}, found {number}");
+            }
             let expected = match expected {
                 "u32" | "u64" | "i64" | "usize" => "a whole number",
                 "f64" | "f32" => "a number",
@@ -184,6 +192,18 @@ pub fn humanize_toml_message(message: &str) -> String {
                 other => other,
             };
             return format!("expected {expected}, found {found}");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: integer `") {
+        if let Some((found, expected)) = rest.split_once("`, expected ") {
+            let max = match expected {
+                "u32" => Some(u32::MAX as u64),
+                "u64" | "usize" => Some(u64::MAX),
+                _ => None,
+            };
+            if let Some(max) = max {
+                return format!("expected a whole number from 0 to {max}, found {found}");
+            }
         }
     }
     message.replace('\n', " ")

@@ -29,10 +29,14 @@ pub enum Var {
     Delegations,
     /// The answers of the last round of delegation, one per line.
     Results,
+    /// In a guardrail's `script` check: the text being checked.
+    Text,
+    /// A guardrail's feedback when it asked the model to try again (`retry`), or `''`.
+    Feedback,
 }
 
 /// Every variable, with its name and type, for parsing and for error messages.
-pub const VARIABLES: [(&str, Var, Type); 10] = [
+pub const VARIABLES: [(&str, Var, Type); 12] = [
     ("turn", Var::Turn, Type::Int),
     ("tool_calls", Var::ToolCalls, Type::Int),
     ("last_tool", Var::LastTool, Type::Str),
@@ -43,6 +47,8 @@ pub const VARIABLES: [(&str, Var, Type); 10] = [
     ("conversation", Var::Conversation, Type::Int),
     ("delegations", Var::Delegations, Type::Int),
     ("results", Var::Results, Type::Str),
+    ("text", Var::Text, Type::Str),
+    ("feedback", Var::Feedback, Type::Str),
 ];
 
 /// The type of a value in an expression.

@@ -27,6 +27,70 @@ pub struct RawScenario {
     pub profile: Vec<Spanned<RawProfile>>,
     #[serde(default)]
     pub invariant: Vec<Spanned<RawInvariant>>,
+    #[serde(default)]
+    pub guardrail: Vec<Spanned<RawGuardrail>>,
+}
+
+/// `[[guardrail]]`: a check at a stage, with an action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardrail {
+    pub name: Spanned<String>,
+    pub stage: Spanned<String>,
+    pub check: Spanned<RawGuardCheck>,
+    pub action: Option<Spanned<String>>,
+    /// What the model or the user sees when the guardrail blocks, halts or escalates.
+    pub message: Option<Spanned<String>>,
+    /// Agents (globs) whose traffic the guardrail watches; all when absent.
+    #[serde(default)]
+    pub agents: Vec<Spanned<String>>,
+    /// Tools (globs) whose calls or outputs it watches, at the tool stages; all when absent.
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    /// `blocking` (default) or `parallel` (input stage: runs beside the model call).
+    pub mode: Option<Spanned<String>>,
+    pub latency: Option<Spanned<RawLatency>>,
+    pub timeout: Option<Spanned<String>>,
+    /// `open` (let the message through) or `closed` (block it) when the guardrail fails.
+    pub on_error: Option<Spanned<String>>,
+    pub error_rate: Option<Spanned<f64>>,
+    pub false_positive: Option<Spanned<f64>>,
+    pub false_negative: Option<Spanned<f64>>,
+    pub max_retries: Option<Spanned<u32>>,
+    pub escalate_to: Option<Spanned<String>>,
+}
+
+/// `check = { kind = "pii", entities = ["email"] }`: what the guardrail looks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardCheck {
+    pub kind: Spanned<String>,
+    pub patterns: Option<Spanned<Vec<String>>>,
+    pub words: Option<Spanned<Vec<String>>>,
+    pub entities: Option<Spanned<Vec<String>>>,
+    pub schema: Option<Spanned<toml::Value>>,
+    pub tools: Option<Spanned<Vec<String>>>,
+    pub args: Option<Spanned<std::collections::BTreeMap<String, RawArgRule>>>,
+    pub max: Option<Spanned<u32>>,
+    pub max_cost_usd: Option<Spanned<f64>>,
+    pub max_tokens: Option<Spanned<u64>>,
+    pub per: Option<Spanned<String>>,
+    pub reserve_output_tokens: Option<Spanned<u32>>,
+    pub max_repeats: Option<Spanned<u32>>,
+    pub threshold: Option<Spanned<u32>>,
+    pub allow: Option<Spanned<Vec<String>>>,
+    pub deny: Option<Spanned<Vec<String>>>,
+    pub when: Option<Spanned<String>>,
+}
+
+/// `args = { amount = { max = 100 }, currency = { one_of = ["EUR", "USD"] } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArgRule {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub one_of: Option<Vec<toml::Value>>,
+    pub required: Option<bool>,
 }
 
 /// `[[profile]]`: a fault profile for swarm testing; each seed picks one.
@@ -53,6 +117,9 @@ pub struct RawMeta {
     pub max_virtual_time: Option<Spanned<String>>,
     pub max_events: Option<Spanned<u64>>,
     pub max_queue_len: Option<Spanned<u64>>,
+    pub max_message_bytes: Option<Spanned<u64>>,
+    pub max_restarts_total: Option<Spanned<u64>>,
+    pub max_tool_wait: Option<Spanned<String>>,
 }
 
 /// `[[llm]]`: a model endpoint.
@@ -308,14 +375,35 @@ pub struct RawInvariant {
     pub never: Option<Spanned<RawNever>>,
     pub always: Option<Spanned<RawAlways>>,
     pub eventually: Option<Spanned<RawEventually>>,
+    pub budget: Option<Spanned<RawBudget>>,
+    /// A failure-mode detector: `detect = "step_repetition"`.
+    pub detect: Option<Spanned<String>>,
+    /// The detector's threshold, where it has one.
+    pub threshold: Option<Spanned<u32>>,
 }
 
-/// `never = { effect = "money_moved", more_than = 1, per = "conversation" }`.
+/// `never = { effect = "money_moved", more_than = 1, per = "conversation" }`, or over answers:
+/// `never = { output_pii = ["credit_card"] }`, `never = { output_matches = "(?i)password" }`,
+/// `never = { output_tainted_by = "tool:web_search" }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNever {
-    pub effect: Spanned<String>,
+    pub effect: Option<Spanned<String>>,
     pub more_than: Option<u32>,
+    pub per: Option<Spanned<String>>,
+    /// Only effects or answers that descend from a source matching this glob count.
+    pub tainted_by: Option<Spanned<String>>,
+    pub output_pii: Option<Spanned<Vec<String>>>,
+    pub output_matches: Option<Spanned<String>>,
+    pub output_tainted_by: Option<Spanned<String>>,
+}
+
+/// `budget = { cost_usd = 0.50, per = "conversation" }` (or `tokens`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    pub cost_usd: Option<Spanned<f64>>,
+    pub tokens: Option<Spanned<u64>>,
     pub per: Option<Spanned<String>>,
 }
 
@@ -332,6 +420,8 @@ pub struct RawAlways {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEventually {
-    pub answered: Spanned<bool>,
+    pub answered: Option<Spanned<bool>>,
+    /// Every conversation has this side effect.
+    pub effect: Option<Spanned<String>>,
     pub within: Option<Spanned<String>>,
 }

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod expr;
 pub mod file;
+pub mod guardrail;
 pub mod model;
 pub mod units;
 pub mod validate;

@@ -29,18 +29,29 @@ pub struct Scenario {
     /// Fault profiles (swarm testing); empty: every fault is on.
     pub profiles: Vec<Profile>,
     pub invariants: Vec<Invariant>,
+    pub guardrails: Vec<super::guardrail::Guardrail>,
     /// BLAKE3 of the file's bytes, hex.
     pub source_hash: String,
     /// The file's text, kept so a run directory can carry its own copy.
     pub source_text: String,
 }
 
-/// Bounds that end a run with outcome `limit_exceeded` instead of running forever.
+/// Bounds that end a run with outcome `limit_exceeded` instead of running forever or eating
+/// memory. Each one is a `[scenario]` key and a `run` flag; the README lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Events delivered (`max_events`).
     pub max_events: u64,
+    /// Virtual time of the next event (`max_virtual_time`).
     pub max_virtual_time_us: u64,
+    /// Events waiting in the queue (`max_queue_len`).
     pub max_queue_len: u64,
+    /// Bytes of free text in one message: a model answer, a tool output, a task (`max_message_bytes`).
+    pub max_message_bytes: u64,
+    /// Restarts in the whole run, over every supervisor (`max_restarts_total`).
+    pub max_restarts_total: u64,
+    /// Virtual time a tool call may go unanswered when the agent set no `tool_timeout` (`max_tool_wait`).
+    pub max_tool_wait_us: u64,
 }
 
 impl Limits {
@@ -48,6 +59,9 @@ impl Limits {
         max_events: 1_000_000,
         max_virtual_time_us: 24 * 3_600 * 1_000_000,
         max_queue_len: 1_000_000,
+        max_message_bytes: 1 << 20,
+        max_restarts_total: 1_000,
+        max_tool_wait_us: 3_600 * 1_000_000,
     };
 }
 
@@ -291,6 +305,7 @@ pub struct Tool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ActorKind {
     Agent,
+    Guardrail,
     Tool,
     Llm,
     User,
@@ -302,6 +317,7 @@ impl ActorKind {
     pub fn prefix(self) -> &'static str {
         match self {
             ActorKind::Agent => "agent",
+            ActorKind::Guardrail => "guardrail",
             ActorKind::Tool => "tool",
             ActorKind::Llm => "llm",
             ActorKind::User => "user",
@@ -452,11 +468,82 @@ impl Per {
     }
 }
 
+/// A failure mode seen in real multi-agent systems (after the MAST taxonomy), detected from
+/// the run's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detector {
+    /// The same tool with the same arguments `threshold` times in a conversation.
+    StepRepetition,
+    /// A tool returned an error and the agent answered without another tool call.
+    IgnoredToolError,
+    /// An agent's turn count went backwards in a conversation it kept: its memory was reset.
+    ConversationReset,
+    /// An agent with tools answered without a single tool result.
+    PrematureTermination,
+    /// An answer built on a tool output or memory that a fault corrupted (partial, stale, empty,
+    /// schema drift, injected, mutated, truncated).
+    UnverifiedAnswer,
+    /// A handoff arrived without the conversation (no text, no context).
+    LostHandoffContext,
+    /// An agent called a tool it was not given.
+    DisobeyedRole,
+}
+
+impl Detector {
+    pub const ALL: [Detector; 7] = [
+        Detector::StepRepetition,
+        Detector::IgnoredToolError,
+        Detector::ConversationReset,
+        Detector::PrematureTermination,
+        Detector::UnverifiedAnswer,
+        Detector::LostHandoffContext,
+        Detector::DisobeyedRole,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::StepRepetition => "step_repetition",
+            Detector::IgnoredToolError => "ignored_tool_error",
+            Detector::ConversationReset => "conversation_reset",
+            Detector::PrematureTermination => "premature_termination",
+            Detector::UnverifiedAnswer => "unverified_answer",
+            Detector::LostHandoffContext => "lost_handoff_context",
+            Detector::DisobeyedRole => "disobeyed_role",
+        }
+    }
+}
+
+/// What a `never` invariant looks for in a user-visible answer.
+#[derive(Debug, Clone)]
+pub enum OutputTest {
+    /// Personal data of these kinds.
+    Pii(Vec<super::guardrail::PiiEntity>),
+    /// Text matching this regular expression.
+    Matches(regex::Regex),
+    /// Any answer (with `tainted_by`: any answer that descends from the source).
+    Any,
+}
+
 /// A property checked during the run.
 #[derive(Debug, Clone)]
 pub enum Check {
-    /// The side effect happens at most `more_than` times per scope.
-    NeverEffect { effect: String, more_than: u32, per: Per },
+    /// The side effect happens at most `more_than` times per scope (with `tainted_by`: counting
+    /// only effects that descend from a source matching the glob, e.g. `fault:*`).
+    NeverEffect {
+        effect: String,
+        more_than: u32,
+        per: Per,
+        tainted_by: Option<String>,
+    },
+    /// No user-visible answer passes the test (and descends from `tainted_by`, when given).
+    NeverOutput {
+        test: OutputTest,
+        tainted_by: Option<String>,
+    },
+    /// Every conversation has the side effect, within a virtual time if given.
+    EventuallyEffect { effect: String, within_us: Option<u64> },
+    /// A failure-mode detector must never fire.
+    Detect { detector: Detector, threshold: u32 },
     /// Cost stays at or under the budget per scope.
     CostMax { cost_pusd_max: u64, per: Per },
     /// Tokens stay at or under the budget per scope.

@@ -8,6 +8,9 @@ pub const US_PER_S: u64 = 1_000_000;
 /// Returns a message saying what was expected when the text is not a duration.
 pub fn parse_duration_us(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
+    if trimmed.starts_with('-') {
+        return Err(expected_duration(text, "a duration cannot be negative"));
+    }
     let unit_start = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
         .ok_or_else(|| expected_duration(text, "it has no unit"))?;
@@ -21,8 +24,15 @@ pub fn parse_duration_us(text: &str) -> Result<u64, String> {
         "" => return Err(expected_duration(text, "it has no unit")),
         other => return Err(expected_duration(text, &format!("`{other}` is not a unit"))),
     };
-    let value_us = parse_decimal_scaled(number, unit_us)
-        .ok_or_else(|| expected_duration(text, "the number is not a non-negative decimal"))?;
+    let value_us = parse_decimal_scaled(number, unit_us).ok_or_else(|| {
+        let digits = number.chars().filter(char::is_ascii_digit).count();
+        let why = if digits > 0 && number.chars().all(|c| c.is_ascii_digit() || c == '_' || c == '.') {
+            "the number is too large (a run lasts at most 2^64 microseconds, about 584,000 years)"
+        } else {
+            "the number is not a non-negative decimal"
+        };
+        expected_duration(text, why)
+    })?;
     Ok(value_us)
 }
 

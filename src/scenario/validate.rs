@@ -33,29 +33,29 @@ pub fn validate(raw: RawScenario, source_text: &str) -> Result<Scenario, Vec<Dia
     }
 }
 
-struct Validator<'s> {
-    diagnostics: Vec<Diagnostic>,
+pub(super) struct Validator<'s> {
+    pub(super) diagnostics: Vec<Diagnostic>,
     source: &'s str,
 }
 
 /// Names of one kind of actor, for resolving references.
-struct Names {
+pub(super) struct Names {
     kind: &'static str,
-    by_name: BTreeMap<String, usize>,
+    pub(super) by_name: BTreeMap<String, usize>,
 }
 
 impl Names {
-    fn get(&self, name: &str) -> Option<usize> {
+    pub(super) fn get(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
     }
 }
 
 impl Validator<'_> {
-    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::at(span, message));
     }
 
-    fn duration(&mut self, value: &Spanned<String>) -> u64 {
+    pub(super) fn duration(&mut self, value: &Spanned<String>) -> u64 {
         match parse_duration_us(value.get_ref()) {
             Ok(us) => us,
             Err(message) => {
@@ -65,7 +65,7 @@ impl Validator<'_> {
         }
     }
 
-    fn probability(&mut self, value: &Spanned<f64>) -> Probability {
+    pub(super) fn probability(&mut self, value: &Spanned<f64>) -> Probability {
         let p = *value.get_ref();
         if !(0.0..=1.0).contains(&p) {
             self.error(
@@ -78,7 +78,7 @@ impl Validator<'_> {
     }
 
     /// Collects names of one kind, reporting duplicates and malformed names.
-    fn names<'a>(&mut self, kind: &'static str, items: impl Iterator<Item = &'a Spanned<String>>) -> Names {
+    pub(super) fn names<'a>(&mut self, kind: &'static str, items: impl Iterator<Item = &'a Spanned<String>>) -> Names {
         let mut by_name = BTreeMap::new();
         // Invariant names are prose; actor names become logical ids (`agent:NAME`).
         let free_text = kind == "invariant";
@@ -102,7 +102,7 @@ impl Validator<'_> {
         Names { kind, by_name }
     }
 
-    fn resolve(&mut self, names: &Names, reference: &Spanned<String>, context: &str) -> Option<usize> {
+    pub(super) fn resolve(&mut self, names: &Names, reference: &Spanned<String>, context: &str) -> Option<usize> {
         let name = reference.get_ref();
         if let Some(index) = names.get(name) {
             return Some(index);
@@ -147,7 +147,7 @@ impl Validator<'_> {
         start..start + 1
     }
 
-    fn expr_error(&mut self, span: &Range<usize>, error: ExprError) {
+    pub(super) fn expr_error(&mut self, span: &Range<usize>, error: ExprError) {
         let at = self.offset_in_string(span, error.offset);
         self.error(at, error.message);
     }
@@ -162,7 +162,7 @@ impl Validator<'_> {
         }
     }
 
-    fn latency(&mut self, value: Option<&Spanned<RawLatency>>, default: Latency) -> Latency {
+    pub(super) fn latency(&mut self, value: Option<&Spanned<RawLatency>>, default: Latency) -> Latency {
         let Some(value) = value else { return default };
         let span = value.span();
         match value.get_ref() {
@@ -224,9 +224,13 @@ impl Validator<'_> {
         if let Some(t) = &meta.max_virtual_time {
             limits.max_virtual_time_us = self.duration(t);
         }
+        if let Some(t) = &meta.max_tool_wait {
+            limits.max_tool_wait_us = self.duration(t);
+        }
         for (value, slot) in [
             (&meta.max_events, &mut limits.max_events),
             (&meta.max_queue_len, &mut limits.max_queue_len),
+            (&meta.max_message_bytes, &mut limits.max_message_bytes),
         ] {
             if let Some(value) = value {
                 if *value.get_ref() == 0 {
@@ -235,6 +239,10 @@ impl Validator<'_> {
                 }
                 *slot = *value.get_ref();
             }
+        }
+        // Zero restarts is a real choice: any restart ends the run.
+        if let Some(value) = &meta.max_restarts_total {
+            limits.max_restarts_total = *value.get_ref();
         }
 
         let llm_names = self.names("llm", raw.llm.iter().map(|l| &l.get_ref().name));
@@ -268,7 +276,9 @@ impl Validator<'_> {
         let logical_ids = logical_ids(&raw);
         let faults = self.faults(&raw.fault, &logical_ids);
         let profiles = self.profiles(&raw.profile, &faults);
-        let invariants = self.invariants(&raw.invariant);
+        let label_names = label_names(&raw, &faults);
+        let invariants = self.invariants(&raw.invariant, &label_names);
+        let guardrails = self.guardrails(&raw.guardrail, &agent_names, &tool_names);
 
         Scenario {
             name: meta.name.get_ref().clone(),
@@ -283,6 +293,7 @@ impl Validator<'_> {
             faults,
             profiles,
             invariants,
+            guardrails,
             source_hash: blake3::hash(source_text.as_bytes()).to_hex().to_string(),
             source_text: source_text.to_owned(),
         }
@@ -916,6 +927,7 @@ impl Validator<'_> {
             (ActorKind::Llm, raw.llm.len()),
             (ActorKind::Tool, raw.tool.len()),
             (ActorKind::Agent, raw.agent.len()),
+            (ActorKind::Guardrail, raw.guardrail.len()),
         ] {
             for index in 0..count {
                 if !supervised.contains_key(&(kind, index)) {
@@ -1133,10 +1145,14 @@ impl Validator<'_> {
             return None;
         };
         let (prefixes, example): (&[&str], &str) = match kind.layer() {
-            Layer::Actor | Layer::Network => (&["agent:", "tool:", "llm:"], "agent:NAME, tool:NAME or llm:NAME"),
+            Layer::Actor | Layer::Network => (
+                &["agent:", "tool:", "llm:", "guardrail:"],
+                "agent:NAME, tool:NAME, llm:NAME or guardrail:NAME",
+            ),
             Layer::Provider | Layer::Content => (&["llm:"], "llm:NAME"),
             Layer::Tool => (&["tool:"], "tool:NAME"),
             Layer::Memory | Layer::User => (&["agent:"], "agent:NAME"),
+            Layer::Guardrail => (&["guardrail:"], "guardrail:NAME"),
         };
         let eligible: Vec<&String> = logical_ids
             .iter()
@@ -1333,60 +1349,94 @@ impl Validator<'_> {
             .collect()
     }
 
-    fn invariants(&mut self, raw: &[Spanned<RawInvariant>]) -> Vec<Invariant> {
+    fn invariants(&mut self, raw: &[Spanned<RawInvariant>], label_names: &[String]) -> Vec<Invariant> {
         let _ = self.names("invariant", raw.iter().map(|i| &i.get_ref().name));
         let mut out = Vec::new();
         for item in raw {
             let inv = item.get_ref();
-            let chosen = [inv.never.is_some(), inv.always.is_some(), inv.eventually.is_some()]
-                .iter()
-                .filter(|x| **x)
-                .count();
+            let chosen = [
+                inv.never.is_some(),
+                inv.always.is_some(),
+                inv.eventually.is_some(),
+                inv.budget.is_some(),
+                inv.detect.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
             if chosen != 1 {
                 self.error(
                     item.span(),
-                    format!("expected exactly one of `never`, `always` or `eventually`, found {chosen}"),
+                    format!(
+                        "expected exactly one of `never`, `always`, `eventually`, `budget` or `detect`, found {chosen}"
+                    ),
                 );
                 continue;
             }
+            if let (Some(threshold), None) = (&inv.threshold, &inv.detect) {
+                self.error(threshold.span(), "`threshold` goes with `detect`");
+            }
             let check = if let Some(never) = &inv.never {
-                let n = never.get_ref();
-                Check::NeverEffect {
-                    effect: n.effect.get_ref().clone(),
-                    more_than: n.more_than.unwrap_or(0),
-                    per: self.per(n.per.as_ref()),
+                match self.never(never, label_names) {
+                    Some(check) => check,
+                    None => continue,
                 }
             } else if let Some(always) = &inv.always {
                 let a = always.get_ref();
-                let per = self.per(a.per.as_ref());
-                match (&a.cost_usd_max, &a.tokens_max) {
-                    (Some(cost), None) => {
-                        let usd = *cost.get_ref();
-                        if !usd.is_finite() || usd < 0.0 {
-                            self.error(cost.span(), format!("expected a non-negative cost in USD, found {usd}"));
-                        }
-                        Check::CostMax {
-                            cost_pusd_max: (usd * 1e12).round() as u64,
-                            per,
-                        }
-                    }
-                    (None, Some(tokens)) => Check::TokensMax {
-                        tokens_max: *tokens.get_ref(),
-                        per,
-                    },
-                    _ => {
-                        self.error(always.span(), "expected exactly one of `cost_usd_max` or `tokens_max`");
-                        continue;
-                    }
+                match self.spend_limit(
+                    always.span(),
+                    a.cost_usd_max.as_ref(),
+                    a.tokens_max.as_ref(),
+                    a.per.as_ref(),
+                ) {
+                    Some(check) => check,
+                    None => continue,
+                }
+            } else if let Some(budget) = &inv.budget {
+                let b = budget.get_ref();
+                match self.spend_limit(budget.span(), b.cost_usd.as_ref(), b.tokens.as_ref(), b.per.as_ref()) {
+                    Some(check) => check,
+                    None => continue,
+                }
+            } else if let Some(detect) = &inv.detect {
+                let name = detect.get_ref();
+                let Some(detector) = Detector::ALL.into_iter().find(|d| d.name() == name) else {
+                    let all: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
+                    let hint = did_you_mean(name, all.iter().copied())
+                        .map(|s| format!("; did you mean \"{s}\"?"))
+                        .unwrap_or_default();
+                    self.error(
+                        detect.span(),
+                        format!("expected a detector ({}), found \"{name}\"{hint}", all.join(", ")),
+                    );
+                    continue;
+                };
+                Check::Detect {
+                    detector,
+                    threshold: inv.threshold.as_ref().map_or(3, |t| (*t.get_ref()).max(2)),
                 }
             } else {
-                let eventually = inv.eventually.as_ref().expect("one of three is set");
+                let eventually = inv.eventually.as_ref().expect("one of five is set");
                 let e = eventually.get_ref();
-                if !*e.answered.get_ref() {
-                    self.error(e.answered.span(), "expected `answered = true`");
-                }
-                Check::EventuallyAnswered {
-                    within_us: e.within.as_ref().map(|w| self.duration(w)),
+                let within_us = e.within.as_ref().map(|w| self.duration(w));
+                match (&e.answered, &e.effect) {
+                    (Some(answered), None) => {
+                        if !*answered.get_ref() {
+                            self.error(answered.span(), "expected `answered = true`");
+                        }
+                        Check::EventuallyAnswered { within_us }
+                    }
+                    (None, Some(effect)) => Check::EventuallyEffect {
+                        effect: effect.get_ref().clone(),
+                        within_us,
+                    },
+                    _ => {
+                        self.error(
+                            eventually.span(),
+                            "expected exactly one of `answered = true` or `effect = \"NAME\"`",
+                        );
+                        continue;
+                    }
                 }
             };
             out.push(Invariant {
@@ -1397,7 +1447,125 @@ impl Validator<'_> {
         out
     }
 
-    fn per(&mut self, per: Option<&Spanned<String>>) -> Per {
+    /// A `never` invariant: over side effects, or over user-visible answers.
+    fn never(&mut self, never: &Spanned<RawNever>, label_names: &[String]) -> Option<Check> {
+        let n = never.get_ref();
+        let tainted_by = n.tainted_by.as_ref().map(|t| self.label_glob(t, label_names));
+        let outputs = [
+            n.output_pii.is_some(),
+            n.output_matches.is_some(),
+            n.output_tainted_by.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        match (&n.effect, outputs) {
+            (Some(effect), 0) => Some(Check::NeverEffect {
+                effect: effect.get_ref().clone(),
+                more_than: n.more_than.unwrap_or(0),
+                per: self.per(n.per.as_ref()),
+                tainted_by,
+            }),
+            (None, 1) => {
+                if let Some(per) = &n.per {
+                    self.error(
+                        per.span(),
+                        "`per` goes with `effect`; an answer check counts every answer",
+                    );
+                }
+                let (test, tainted_by) = if let Some(list) = &n.output_pii {
+                    let mut entities = Vec::new();
+                    for name in list.get_ref() {
+                        match super::guardrail::PiiEntity::parse(name) {
+                            Some(e) => entities.push(e),
+                            None => {
+                                let all: Vec<&str> =
+                                    super::guardrail::PiiEntity::ALL.iter().map(|e| e.name()).collect();
+                                self.error(
+                                    list.span(),
+                                    format!("expected PII entities among {}, found \"{name}\"", all.join(", ")),
+                                );
+                            }
+                        }
+                    }
+                    (OutputTest::Pii(entities), tainted_by)
+                } else if let Some(pattern) = &n.output_matches {
+                    match regex::RegexBuilder::new(pattern.get_ref()).size_limit(1 << 20).build() {
+                        Ok(re) => (OutputTest::Matches(re), tainted_by),
+                        Err(e) => {
+                            let last = e.to_string().lines().last().unwrap_or("").trim().to_owned();
+                            self.error(pattern.span(), format!("expected a regular expression: {last}"));
+                            return None;
+                        }
+                    }
+                } else {
+                    let source = n.output_tainted_by.as_ref().expect("counted above");
+                    if let Some(t) = &n.tainted_by {
+                        self.error(t.span(), "`output_tainted_by` already names the source");
+                    }
+                    (OutputTest::Any, Some(self.label_glob(source, label_names)))
+                };
+                Some(Check::NeverOutput { test, tainted_by })
+            }
+            _ => {
+                self.error(
+                    never.span(),
+                    "expected exactly one of `effect`, `output_pii`, `output_matches` or `output_tainted_by`",
+                );
+                None
+            }
+        }
+    }
+
+    /// A taint source glob (`fault:*`, `tool:web_search`, `user`) that must match some source.
+    fn label_glob(&mut self, glob: &Spanned<String>, label_names: &[String]) -> String {
+        let text = glob.get_ref();
+        if !label_names.iter().any(|name| glob_match(text, name)) {
+            let hint = did_you_mean(text, label_names.iter().map(String::as_str))
+                .map(|s| format!("; did you mean \"{s}\"?"))
+                .unwrap_or_default();
+            self.error(
+                glob.span(),
+                format!(
+                    "expected a taint source (`user`, `tool:NAME` or `fault:NAME`, globs allowed) that the scenario has, found \"{text}\"{hint}"
+                ),
+            );
+        }
+        text.clone()
+    }
+
+    /// A cost or token limit per scope (`always` and `budget` invariants).
+    fn spend_limit(
+        &mut self,
+        span: Range<usize>,
+        cost_usd: Option<&Spanned<f64>>,
+        tokens: Option<&Spanned<u64>>,
+        per: Option<&Spanned<String>>,
+    ) -> Option<Check> {
+        let per = self.per(per);
+        match (cost_usd, tokens) {
+            (Some(cost), None) => {
+                let usd = *cost.get_ref();
+                if !usd.is_finite() || usd < 0.0 {
+                    self.error(cost.span(), format!("expected a non-negative cost in USD, found {usd}"));
+                }
+                Some(Check::CostMax {
+                    cost_pusd_max: (usd.max(0.0) * 1e12).round() as u64,
+                    per,
+                })
+            }
+            (None, Some(tokens)) => Some(Check::TokensMax {
+                tokens_max: *tokens.get_ref(),
+                per,
+            }),
+            _ => {
+                self.error(span, "expected exactly one cost limit or one token limit");
+                None
+            }
+        }
+    }
+
+    pub(super) fn per(&mut self, per: Option<&Spanned<String>>) -> Per {
         match per.map(|p| (p.get_ref().as_str(), p.span())) {
             None | Some(("run", _)) => Per::Run,
             Some(("conversation", _)) => Per::Conversation,
@@ -1412,6 +1580,14 @@ impl Validator<'_> {
     }
 }
 
+/// Names of the taint sources a scenario has: `user`, `tool:NAME`, `fault:NAME`.
+fn label_names(raw: &RawScenario, faults: &[Fault]) -> Vec<String> {
+    let mut names = vec!["user".to_owned()];
+    names.extend(raw.tool.iter().map(|t| format!("tool:{}", t.get_ref().name.get_ref())));
+    names.extend(faults.iter().map(|f| format!("fault:{}", f.name)));
+    names
+}
+
 /// Logical ids of every actor a raw scenario will have (for fault targets).
 fn logical_ids(raw: &RawScenario) -> Vec<String> {
     let mut ids = Vec::new();
@@ -1422,6 +1598,11 @@ fn logical_ids(raw: &RawScenario) -> Vec<String> {
     );
     ids.extend(raw.tool.iter().map(|t| format!("tool:{}", t.get_ref().name.get_ref())));
     ids.extend(raw.llm.iter().map(|l| format!("llm:{}", l.get_ref().name.get_ref())));
+    ids.extend(
+        raw.guardrail
+            .iter()
+            .map(|g| format!("guardrail:{}", g.get_ref().name.get_ref())),
+    );
     ids
 }
 

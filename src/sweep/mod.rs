@@ -2,11 +2,12 @@
 //! into pass rates with confidence intervals, percentiles, fault coverage and failing seeds.
 
 pub mod compare;
+pub mod journal;
 pub mod shrink;
 pub mod stats;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use serde::Serialize;
@@ -64,16 +65,38 @@ pub fn run_seeds(
     jobs: usize,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<SeedResult>, RunError> {
+    let mut on_result = |_: &SeedResult, done: u64, failed: u64| {
+        progress(done, failed);
+        Ok(())
+    };
+    Ok(run_seeds_until(scenario, seeds, jobs, None, &mut on_result)?.0)
+}
+
+/// [`run_seeds`] that stops taking new seeds once `stop` is non-zero (a signal arrived); seeds
+/// already running finish. `on_result` sees each result as it comes, in completion order, with
+/// (done, failed) so far — the place to persist it. Returns the results sorted by seed, and
+/// whether the sweep stopped early.
+pub fn run_seeds_until(
+    scenario: &Arc<Scenario>,
+    seeds: Vec<u64>,
+    jobs: usize,
+    stop: Option<Arc<AtomicUsize>>,
+    on_result: &mut dyn FnMut(&SeedResult, u64, u64) -> Result<(), RunError>,
+) -> Result<(Vec<SeedResult>, bool), RunError> {
     let total = seeds.len();
     let seeds = Arc::new(seeds);
     let next = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel::<Result<SeedResult, RunError>>();
     let mut workers = Vec::new();
     for _ in 0..jobs.max(1) {
-        let (next, tx, scenario, seeds) = (next.clone(), tx.clone(), scenario.clone(), seeds.clone());
+        let (next, tx, scenario, seeds, stop) =
+            (next.clone(), tx.clone(), scenario.clone(), seeds.clone(), stop.clone());
         // Seeds run in parallel on plain threads; each run has its own runtime and scheduler,
         // so the threads share nothing that reaches a trace.
         workers.push(std::thread::spawn(move || loop {
+            if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed) != 0) {
+                return;
+            }
             let index = next.fetch_add(1, Ordering::Relaxed) as usize;
             let Some(&seed) = seeds.get(index) else {
                 return;
@@ -92,13 +115,14 @@ pub fn run_seeds(
         let result = result?;
         failed += u64::from(!result.passed);
         results.push(result);
-        progress(results.len() as u64, failed);
+        on_result(results.last().expect("just pushed"), results.len() as u64, failed)?;
     }
     for worker in workers {
         let _ = worker.join();
     }
     results.sort_by_key(|r| r.seed);
-    Ok(results)
+    let stopped = results.len() < total;
+    Ok((results, stopped))
 }
 
 /// One invariant over the sweep.

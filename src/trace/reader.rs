@@ -62,6 +62,123 @@ pub fn first_divergence(expected: &[u8], found: &[u8]) -> Option<Divergence> {
     }
 }
 
+/// A recorded trace, checked: every line a JSON object, a header first, an end record last.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub header: Value,
+    pub end: Value,
+    /// Records, header and end included.
+    pub records: usize,
+}
+
+/// Why a file is not a trace agentsim wrote: the file, the place and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {expected}")]
+pub struct ReadError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub expected: String,
+}
+
+/// Reads and checks a whole trace; `file` names it in errors. Never panics, whatever the bytes.
+pub fn read(file: &str, bytes: &[u8]) -> Result<Recorded, ReadError> {
+    let error = |line: usize, column: usize, expected: String| ReadError {
+        file: file.to_owned(),
+        line,
+        column,
+        expected,
+    };
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let before = &bytes[..e.valid_up_to()];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = before.len() - before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) + 1;
+        return Err(error(
+            line,
+            column,
+            "expected UTF-8 text, found an invalid byte".to_owned(),
+        ));
+    }
+    if bytes.is_empty() {
+        return Err(error(1, 1, "expected a header record, found an empty file".to_owned()));
+    }
+    let mut header = None;
+    let mut end: Option<Value> = None;
+    let mut records = 0;
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let last = lines.len() - 1;
+    for (i, line) in lines.iter().enumerate() {
+        let number = i + 1;
+        if i == last {
+            if !line.is_empty() {
+                return Err(error(
+                    number,
+                    line.len() + 1,
+                    "expected a newline at the end of the last record (the trace was cut short)".to_owned(),
+                ));
+            }
+            break;
+        }
+        if end.is_some() {
+            return Err(error(number, 1, "expected nothing after the `end` record".to_owned()));
+        }
+        let value: Value = serde_json::from_slice(line)
+            .map_err(|e| error(number, e.column().max(1), format!("expected a JSON record: {e}")))?;
+        let Some(kind) = value.as_object().and_then(|o| o.get("kind")).and_then(Value::as_str) else {
+            return Err(error(
+                number,
+                1,
+                "expected a JSON object with a string `kind`".to_owned(),
+            ));
+        };
+        match (i, kind) {
+            (0, "header") => {
+                if value.get("seed").and_then(Value::as_u64).is_none() {
+                    return Err(error(number, 1, "expected a numeric `seed` in the header".to_owned()));
+                }
+                header = Some(value);
+            }
+            (0, other) => {
+                return Err(error(
+                    number,
+                    1,
+                    format!("expected a header record first, found `{other}`"),
+                ));
+            }
+            (_, "header") => {
+                return Err(error(
+                    number,
+                    1,
+                    "expected one header record, found a second".to_owned(),
+                ))
+            }
+            (_, "end") => {
+                if value.get("events").and_then(Value::as_u64).is_none()
+                    || value.get("outcome").and_then(Value::as_str).is_none()
+                {
+                    return Err(error(
+                        number,
+                        1,
+                        "expected numeric `events` and a string `outcome` in the end record".to_owned(),
+                    ));
+                }
+                end = Some(value);
+            }
+            _ => {}
+        }
+        records += 1;
+    }
+    let (Some(header), Some(end)) = (header, end) else {
+        return Err(error(
+            last + 1,
+            1,
+            "expected an `end` record as the last line (the run was killed before it could finish its trace)"
+                .to_owned(),
+        ));
+    };
+    Ok(Recorded { header, end, records })
+}
+
 /// The header of a trace: the first line, parsed.
 pub fn header(trace: &[u8]) -> Option<Value> {
     let first = trace.split(|b| *b == b'\n').next()?;
@@ -88,6 +205,21 @@ mod tests {
             (d.line, d.seq, d.virtual_time_us, d.actor.as_deref()),
             (2, Some(1), Some(5), Some("agent:a"))
         );
+    }
+
+    #[test]
+    fn a_whole_trace_reads_and_a_cut_one_names_the_place() {
+        let good = b"{\"kind\":\"header\",\"seed\":1}\n{\"seq\":0,\"kind\":\"deliver\"}\n{\"kind\":\"end\",\"events\":1,\"outcome\":\"completed\"}\n";
+        let recorded = read("t.jsonl", good).unwrap();
+        assert_eq!(recorded.records, 3);
+        let cut = &good[..good.len() - 10];
+        let e = read("t.jsonl", cut).unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("t.jsonl", 3));
+        let no_end = &good[..good.iter().position(|b| *b == b'\n').unwrap() + 1];
+        assert!(read("t.jsonl", no_end)
+            .unwrap_err()
+            .to_string()
+            .contains("`end` record"));
     }
 
     #[test]

@@ -1,0 +1,373 @@
+//! HTML reports and Mermaid diagrams, through the real binary: `run --out` writes report.html,
+//! `agentsim report DIR` rewrites it byte for byte, the file is self-contained and bounded at
+//! 90,000 events, its structure is a snapshot, and sweeps and comparisons have reports too.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn read_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// `agentsim run FILE --out DIR ARGS`, which must finish (status 0 or 1).
+fn run_out(file: &str, dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", file, "--out", dir.to_str().expect("a UTF-8 path")];
+    args.extend_from_slice(extra);
+    let output = agentsim_output(&args);
+    let code = status(&output);
+    assert!(
+        code == 0 || code == 1,
+        "{file}: exit status {code}: {}",
+        stderr(&output)
+    );
+    output
+}
+
+/// Elements with an id or a class, indented by nesting, identical neighbours collapsed:
+/// the structure of a page without its coordinates and text.
+fn outline(html: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut depth = 0usize;
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        rest = &rest[open..];
+        let close = rest.find('>').expect("every tag closes");
+        let tag = &rest[1..close];
+        rest = &rest[close + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            depth = depth.saturating_sub(1);
+            let _ = name;
+            continue;
+        }
+        if tag.starts_with('!') {
+            continue;
+        }
+        let name: String = tag.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        let attr = |key: &str| {
+            let needle = format!(" {key}=\"");
+            tag.find(&needle).map(|at| {
+                let value = &tag[at + needle.len()..];
+                value[..value.find('"').unwrap_or(value.len())].to_owned()
+            })
+        };
+        let mut line = String::new();
+        if let Some(id) = attr("id") {
+            // Event ids carry sequence numbers; keep their kind only.
+            let id = if id.starts_with("ev-") { "ev-N".to_owned() } else { id };
+            line.push_str(&format!("#{id}"));
+        }
+        if let Some(class) = attr("class") {
+            line.push_str(&format!(".{}", class.replace(' ', ".")));
+        }
+        if !line.is_empty() {
+            lines.push(format!("{}{name}{line}", "  ".repeat(depth)));
+        }
+        let self_closing = tag.ends_with('/') || matches!(name.as_str(), "meta" | "br" | "input" | "img" | "link");
+        if matches!(name.as_str(), "script" | "style") {
+            let end = format!("</{name}>");
+            rest = &rest[rest.find(&end).expect("script and style close")..];
+        }
+        if !self_closing {
+            depth += 1;
+        }
+    }
+    let mut out = String::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let mut n = 1;
+        while i + n < lines.len() && lines[i + n] == lines[i] {
+            n += 1;
+        }
+        if n > 1 {
+            out.push_str(&format!("{} ×{n}\n", lines[i]));
+        } else {
+            out.push_str(&format!("{}\n", lines[i]));
+        }
+        i += n;
+    }
+    out
+}
+
+fn snapshot(name: &str, text: &str) {
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(name, text);
+    });
+}
+
+/// Values of `src="…"` and `href="…"` attributes.
+fn links(html: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for key in [" src=\"", " href=\""] {
+        let mut rest = html;
+        while let Some(at) = rest.find(key) {
+            rest = &rest[at + key.len()..];
+            found.push(rest[..rest.find('"').unwrap_or(0)].to_owned());
+        }
+    }
+    found
+}
+
+fn assert_self_contained(html: &str, what: &str) {
+    for link in links(html) {
+        assert!(
+            !link.contains("://") && !link.starts_with("//"),
+            "{what}: the report must not load anything from the network, found a link to {link}"
+        );
+    }
+    assert!(!html.contains("<link"), "{what}: no external stylesheets");
+    assert!(!html.contains("<script src"), "{what}: no external scripts");
+}
+
+#[test]
+fn run_out_writes_a_self_contained_report_with_a_lane_per_actor_and_a_marker_per_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    run_out("scenarios/support-desk.toml", dir.path(), &[]);
+    let html = read_text(&dir.path().join("report.html"));
+    let report: serde_json::Value = serde_json::from_str(&read_text(&dir.path().join("report.json"))).unwrap();
+    assert_self_contained(&html, "support-desk");
+    for actor in [
+        "user",
+        "agent:triage",
+        "agent:billing",
+        "tool:refund",
+        "llm:gpt",
+        "supervisor:desk",
+    ] {
+        assert!(
+            html.contains(&format!("class=\"lane\" data-actor=\"{actor}\"")),
+            "no lane for {actor}"
+        );
+    }
+    let faults = report["faults"].as_array().unwrap().len();
+    assert!(faults > 0);
+    assert_eq!(
+        html.matches("<g class=\"fault-marker\" ").count(),
+        faults,
+        "one marker per fault"
+    );
+    assert_eq!(
+        html.matches("<g class=\"crash-marker\" ").count(),
+        report["failures"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        html.matches("<div class=\"source").count(),
+        faults,
+        "one cascade card per fault"
+    );
+    // The broken invariant links to its marker on the timeline.
+    assert!(
+        html.contains("href=\"#inv-2\"") && html.contains("id=\"inv-2\""),
+        "the violation is linked"
+    );
+    assert!(
+        html.contains(report["replay"].as_str().unwrap()),
+        "the replay command is shown"
+    );
+}
+
+#[test]
+fn agentsim_report_rewrites_the_same_bytes_from_the_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    run_out("scenarios/retry-storm.toml", dir.path(), &[]);
+    let first = std::fs::read(dir.path().join("report.html")).unwrap();
+    std::fs::remove_file(dir.path().join("report.html")).unwrap();
+    let output = agentsim_output(&["report", dir.path().to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert_eq!(std::fs::read(dir.path().join("report.html")).unwrap(), first);
+}
+
+#[test]
+fn report_of_a_directory_without_a_run_names_the_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = agentsim_output(&["report", dir.path().to_str().unwrap()]);
+    assert_eq!(status(&output), 2);
+    assert!(stderr(&output).contains("trace.jsonl"), "{}", stderr(&output));
+    std::fs::write(dir.path().join("trace.jsonl"), "{\"kind\":\"header\"}\n").unwrap();
+    std::fs::write(dir.path().join("report.json"), "{\"oops\": ").unwrap();
+    let output = agentsim_output(&["report", dir.path().to_str().unwrap()]);
+    assert_eq!(status(&output), 2);
+    assert!(stderr(&output).contains("report.json:1:"), "{}", stderr(&output));
+}
+
+#[test]
+fn html_structure_of_the_crash_loop_report() {
+    let dir = tempfile::tempdir().unwrap();
+    run_out("scenarios/crash-loop.toml", dir.path(), &[]);
+    snapshot(
+        "report_html__crash_loop",
+        &outline(&read_text(&dir.path().join("report.html"))),
+    );
+}
+
+#[test]
+fn a_version_2_report_shows_guardrail_verdicts_and_where_each_source_was_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["trace.jsonl", "report.json"] {
+        std::fs::copy(
+            repo_root().join("tests/fixtures/cascade-v2").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let output = agentsim_output(&["report", dir.path().to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let html = read_text(&dir.path().join("report.html"));
+    assert_self_contained(&html, "cascade-v2");
+    assert!(html.contains("guard-marker verdict-block") && html.contains("guard-marker verdict-redact"));
+    assert!(
+        html.contains("data-actor=\"guardrail:injection-in\""),
+        "guardrails get lanes"
+    );
+    assert!(
+        html.contains("<div class=\"source contained\"><h3>⚡ fault:kb-poison"),
+        "the stopped fault is contained"
+    );
+    assert!(
+        html.contains("<span class=\"chip good\">injection-in</span>"),
+        "names the guardrail that stopped it"
+    );
+    assert!(
+        html.contains("no guardrail stopped it"),
+        "the untrusted user input was not stopped"
+    );
+    assert!(html.contains("<section id=\"guardrails\">"));
+    snapshot("report_html__cascade_v2", &outline(&html));
+}
+
+#[test]
+fn a_90_000_event_run_gives_a_bounded_report() {
+    let dir = tempfile::tempdir().unwrap();
+    run_out("scenarios/bench/w5-swarm.toml", dir.path(), &[]);
+    let report: serde_json::Value = serde_json::from_str(&read_text(&dir.path().join("report.json"))).unwrap();
+    assert!(
+        report["events"].as_u64().unwrap() >= 90_000,
+        "the run is long: {}",
+        report["events"]
+    );
+    let html = read_text(&dir.path().join("report.html"));
+    assert!(
+        html.len() <= agentsim::report_html::RUN_HTML_BYTES_MAX,
+        "report.html is {} bytes, more than the bound {}",
+        html.len(),
+        agentsim::report_html::RUN_HTML_BYTES_MAX
+    );
+    let lanes = html.matches("<g class=\"lane\"").count();
+    assert!(lanes <= agentsim::report_html::run::LANES_MAX, "{lanes} lanes");
+    assert!(html.contains("other actors ("), "the less busy actors share a lane");
+    let pages = html.matches("<div class=\"page\"").count();
+    assert!(pages <= agentsim::report_html::run::PAGES_MAX, "{pages} pages");
+    assert!(
+        html.contains("the overview shows all of them"),
+        "the reader is told the timeline is paged"
+    );
+}
+
+#[test]
+fn mermaid_diagrams_name_every_participant_and_stay_short_on_long_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let diagram_path = dir.path().join("crash-loop.mmd");
+    let output = agentsim_output(&[
+        "run",
+        "scenarios/crash-loop.toml",
+        "--mermaid",
+        diagram_path.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    let diagram = read_text(&diagram_path);
+    assert!(diagram.starts_with("sequenceDiagram\n"));
+    for actor in ["user", "agent:intake", "llm:gpt", "supervisor:intake-sup"] {
+        assert!(
+            diagram.contains(&format!(" as {actor}\n")),
+            "no participant {actor}:\n{diagram}"
+        );
+    }
+    assert!(diagram.contains("⚡ fault poison (actor.crash)") && diagram.contains("gave up"));
+    assert!(
+        !diagram.contains("%%POISON"),
+        "a %% inside a label would start a comment"
+    );
+
+    let long = dir.path().join("w5.mmd");
+    let output = agentsim_output(&[
+        "run",
+        "scenarios/bench/w5-swarm.toml",
+        "--mermaid",
+        long.to_str().unwrap(),
+    ]);
+    assert!(status(&output) <= 1, "{}", stderr(&output));
+    let steps = read_text(&long)
+        .lines()
+        .filter(|l| l.contains("->>") || l.contains("Note over"))
+        .count();
+    assert!(
+        steps <= agentsim::trace::mermaid::MERMAID_STEPS_MAX + 2,
+        "{steps} steps"
+    );
+}
+
+#[test]
+fn sweep_out_writes_a_report_linking_the_run_reports_of_failing_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = agentsim_output(&[
+        "sweep",
+        "scenarios/support-desk.toml",
+        "--seeds",
+        "0..30",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        status(&output),
+        1,
+        "support-desk fails on some seeds: {}",
+        stderr(&output)
+    );
+    let html = read_text(&dir.path().join("report.html"));
+    assert_self_contained(&html, "sweep");
+    assert_eq!(html.matches("<tr class=\"invariant\">").count(), 3);
+    assert_eq!(html.matches("<svg class=\"histogram\"").count(), 4);
+    let run_links: Vec<String> = links(&html)
+        .into_iter()
+        .filter(|l| l.starts_with("runs/seed-"))
+        .collect();
+    assert!(!run_links.is_empty(), "failing seeds link to their run reports");
+    for link in &run_links {
+        let run_report = dir.path().join(link);
+        assert!(run_report.exists(), "{link} does not exist");
+        let run_dir = run_report.parent().unwrap();
+        let replay = agentsim_output(&["replay", run_dir.to_str().unwrap()]);
+        assert_eq!(status(&replay), 0, "the failing run replays: {}", stdout(&replay));
+    }
+}
+
+#[test]
+fn compare_html_shows_both_designs_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("compare.html");
+    let output = agentsim_output(&[
+        "compare",
+        "scenarios/retry-storm.toml",
+        "scenarios/retry-storm-jitter.toml",
+        "--seeds",
+        "0..6",
+        "--html",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let html = read_text(&path);
+    assert_self_contained(&html, "compare");
+    assert!(html.contains("A retry-storm vs B retry-storm-jitter"));
+    assert_eq!(
+        html.matches("<svg class=\"histogram\"").count(),
+        8,
+        "four histograms per design"
+    );
+    assert!(html.contains("significant"));
+}

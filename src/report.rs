@@ -393,6 +393,15 @@ fn usd_f64(dollars: f64) -> String {
     format!("${dollars:.6}")
 }
 
+/// The guardrail endings of conversations, when there are any (`, 2 blocked`).
+fn guarded_endings(c: &Conversations) -> String {
+    [("blocked", c.blocked), ("halted", c.halted), ("escalated", c.escalated)]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!(", {n} {what}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::ConversationCost;
@@ -410,13 +419,4 @@ mod tests {
         assert_eq!(stats.max_conversation, None);
         assert_eq!((stats.mean_usd, stats.p50_usd, stats.max_usd), (0.0, 0.0, 0.0));
     }
-}
-
-/// The guardrail endings of conversations, when there are any (`, 2 blocked`).
-fn guarded_endings(c: &Conversations) -> String {
-    [("blocked", c.blocked), ("halted", c.halted), ("escalated", c.escalated)]
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(what, n)| format!(", {n} {what}"))
-        .collect()
 }

@@ -7,6 +7,7 @@ pub mod faults;
 pub mod kernel;
 pub mod llm;
 pub mod observer;
+pub mod otlp;
 pub mod report;
 pub mod scenario;
 pub mod sweep;

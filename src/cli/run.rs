@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::kernel::{self, RunOptions};
+use crate::llm::backend::{CassetteOptions, CassetteOutcome};
+use crate::llm::cassette::Cassette;
 use crate::report::RunReport;
+use crate::scenario::Scenario;
 use crate::scenario::{self, units::parse_duration_us};
 use crate::trace::{reader, TraceMode};
 
@@ -46,9 +49,19 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         .transpose()?;
     let trace_mode = match &out_dir {
         Some(dir) => TraceMode::File(dir.join(".trace.jsonl.partial")),
-        None if args.check_determinism => TraceMode::Memory,
+        None if args.check_determinism || args.otlp.is_some() => TraceMode::Memory,
         None => TraceMode::Digest,
     };
+    let cassette = CassetteOptions {
+        replay: args.replay_cassette.as_deref().map(load_cassette).transpose()?,
+        matching: args.cassette_match.map(|m| m.policy()),
+    };
+    if let Some(file) = &args.replay_cassette {
+        replay_command.push_str(&format!(
+            " --replay-cassette {}",
+            shell_quote(&file.display().to_string())
+        ));
+    }
     if let Some(dir) = &out_dir {
         replay_command = format!("agentsim replay {}", shell_quote(&dir.display().to_string()));
     }
@@ -58,9 +71,11 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         trace: trace_mode,
         limits: Some(limits),
         replay_command,
+        cassette,
     };
     let output = kernel::run(scenario.clone(), &options)?;
     let report = output.report;
+    let cassette_status = cassette_outcome(&output.cassette, &scenario, out_dir.as_deref())?;
 
     let mut trace_bytes = output.trace;
     if let Some(dir) = &out_dir {
@@ -73,13 +88,21 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
         let json = pretty_json(&report)?;
         write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
-        if args.check_determinism {
+        if args.check_determinism || args.otlp.is_some() {
             trace_bytes =
                 std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         }
     }
+    if let Some(path) = &args.otlp {
+        let json = crate::otlp::export::export(&trace_bytes, &scenario)
+            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot export OTLP: {e}")))?;
+        write_atomic(path, json.as_bytes())?;
+    }
 
     print_report(&report, args.json)?;
+    if cassette_status != exit::OK {
+        return Ok(cassette_status);
+    }
     if args.shrink && !report.passed() {
         super::sweep::shrink_seed(&args.file, &scenario, seed, args.shrink_out.as_deref())?;
     }
@@ -130,6 +153,21 @@ pub(super) fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, t
         if let Some(value) = value {
             command.arg(flag).arg(value);
         }
+    }
+    // Live models are not called twice: the rerun answers from the cassette this run recorded.
+    let recorded = args
+        .out
+        .as_ref()
+        .map(|dir| dir.join("cassette.jsonl"))
+        .filter(|p| p.exists());
+    if let Some(file) = args.replay_cassette.as_ref().or(recorded.as_ref()) {
+        command.arg("--replay-cassette").arg(file);
+    }
+    if let Some(policy) = args.cassette_match {
+        command.arg("--cassette-match").arg(match policy {
+            CassetteMatchArg::Strict => "strict",
+            CassetteMatchArg::Fifo => "fifo",
+        });
     }
     let output = command
         .output()
@@ -196,14 +234,26 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
         ));
     }
     let limits = read_limits(&header).unwrap_or(scenario.limits);
+    let cassette_path = dir.join("cassette.jsonl");
     let options = RunOptions {
         seed,
         flavor: runtime.flavor(),
         trace: TraceMode::Memory,
         limits: Some(limits),
         replay_command: format!("agentsim replay {}", shell_quote(&dir.display().to_string())),
+        cassette: CassetteOptions {
+            replay: cassette_path
+                .exists()
+                .then(|| load_cassette(&cassette_path))
+                .transpose()?,
+            matching: None,
+        },
     };
-    let output = kernel::run(scenario, &options)?;
+    let output = kernel::run(scenario.clone(), &options)?;
+    let cassette_status = cassette_outcome(&output.cassette, &scenario, None)?;
+    if cassette_status != exit::OK {
+        return Ok(cassette_status);
+    }
     match reader::first_divergence(&recorded, &output.trace) {
         None => {
             println!(
@@ -246,4 +296,89 @@ pub(super) fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf, Failur
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
     Ok(dir.to_path_buf())
+}
+
+fn load_cassette(path: &Path) -> Result<std::sync::Arc<Cassette>, Failure> {
+    Cassette::load(path)
+        .map(std::sync::Arc::new)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))
+}
+
+/// Writes the calls a live run recorded (or the cassette a replay used) beside the trace, and
+/// reports what a replay found. Returns the exit status the cassette asks for.
+fn cassette_outcome(outcome: &CassetteOutcome, scenario: &Scenario, out_dir: Option<&Path>) -> Result<u8, Failure> {
+    if let Some(dir) = out_dir {
+        let path = dir.join("cassette.jsonl");
+        if !outcome.recorded.is_empty() {
+            write_atomic(&path, Cassette::to_jsonl(&scenario.name, &outcome.recorded).as_bytes())?;
+        } else if let Some((file, _)) = &outcome.replay {
+            if Path::new(file) != path {
+                let bytes = std::fs::read(file)
+                    .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot copy the cassette {file}: {e}")))?;
+                write_atomic(&path, &bytes)?;
+            }
+        }
+    } else if !outcome.recorded.is_empty() {
+        eprintln!(
+            "cassette: {} live call(s) were not recorded to a file; pass --out DIR to keep DIR/cassette.jsonl",
+            outcome.recorded.len()
+        );
+    }
+    let Some((file, summary)) = &outcome.replay else {
+        return Ok(exit::OK);
+    };
+    if let Some(mismatch) = &summary.mismatch {
+        eprintln!("cassette: replay from {file} failed: {mismatch}");
+        return Ok(exit::NONDETERMINISM);
+    }
+    if !summary.drift.is_empty() {
+        eprintln!(
+            "cassette: {} of {} replayed request(s) drifted from the recording; first: {}",
+            summary.drift.len(),
+            summary.served,
+            summary.drift[0]
+        );
+    }
+    if let Some(first) = summary.unused.first() {
+        eprintln!(
+            "cassette: {} recording(s) in {file} were not used; first: {first}",
+            summary.unused.len()
+        );
+        if summary.strict {
+            return Ok(exit::NONDETERMINISM);
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn import(trace: &Path, out: &Path, force: bool) -> Result<u8, Failure> {
+    if out.join("scenario.toml").exists() && !force {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{} already holds an import; pass --force to overwrite it, or choose another --out",
+                out.display()
+            ),
+        ));
+    }
+    let imported = crate::otlp::import::import_file(trace).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", out.display())))?;
+    write_atomic(&out.join("cassette.jsonl"), imported.cassette.as_bytes())?;
+    write_atomic(&out.join("scenario.toml"), imported.scenario.as_bytes())?;
+    println!(
+        "imported {}: {} agent(s), {} model call(s), {} tool call(s), {} error(s){}\nwrote {}",
+        trace.display(),
+        imported.agents,
+        imported.chat_calls,
+        imported.tool_calls,
+        imported.errors,
+        if imported.content_missing {
+            "; message content was not in the trace, so the structure is reproduced, not the words"
+        } else {
+            ""
+        },
+        out.join("scenario.toml").display()
+    );
+    Ok(exit::OK)
 }

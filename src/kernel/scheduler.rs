@@ -19,6 +19,7 @@ use crate::actors::{
 };
 use crate::faults::catalogue::FaultKind;
 use crate::faults::{FaultPlan, Injection, MessageClass};
+use crate::llm::backend::Backends;
 use crate::observer::Observer;
 use crate::report::{
     Conversations, FailureRecord, FaultRecord, Outcome, RestartRecord, RunReport, Tokens, REPORT_SCHEMA_VERSION,
@@ -99,11 +100,20 @@ pub struct Scheduler {
     replay_command: String,
     /// The fault profile this seed runs under, if the scenario has profiles.
     profile_name: Option<String>,
+    /// Where live and replayed models get their answers.
+    backends: Arc<Backends>,
 }
 
 impl Scheduler {
     /// Prepares a run; nothing is spawned until [`Scheduler::run`].
-    pub fn new(scenario: Arc<Scenario>, seed: u64, limits: Limits, trace: Trace, replay_command: String) -> Scheduler {
+    pub fn new(
+        scenario: Arc<Scenario>,
+        seed: u64,
+        limits: Limits,
+        trace: Trace,
+        replay_command: String,
+        backends: Arc<Backends>,
+    ) -> Scheduler {
         let directory = Directory::new(&scenario);
         let slots = build_slots(&scenario, &directory);
         let logical_ids: Vec<String> = slots.iter().map(|s| s.logical_id.to_string()).collect();
@@ -134,6 +144,7 @@ impl Scheduler {
             restart_log: Vec::new(),
             replay_command,
             profile_name,
+            backends,
         }
     }
 
@@ -667,7 +678,7 @@ impl Scheduler {
                 start(
                     SimActor::default(),
                     (
-                        LlmBehavior::new(scenario, directory, index, seed, incarnation),
+                        LlmBehavior::new(scenario, directory, index, seed, incarnation, self.backends.clone()),
                         identity,
                     ),
                     parent,

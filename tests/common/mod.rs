@@ -97,6 +97,7 @@ pub fn run_in_memory(scenario: &Arc<Scenario>, seed: u64, flavor: Flavor) -> Run
         trace: TraceMode::Memory,
         limits: None,
         replay_command: String::new(),
+        cassette: Default::default(),
     };
     kernel::run(scenario.clone(), &options).unwrap_or_else(|e| panic!("run of {} failed: {e}", scenario.name))
 }

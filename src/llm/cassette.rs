@@ -74,13 +74,24 @@ pub struct Cassette {
 }
 
 /// A cassette file that cannot be used, with the place and what was expected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {message}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CassetteError {
     pub file: String,
+    /// From 1; 0 when the error is about the whole file.
     pub line: usize,
     pub message: String,
 }
+
+impl std::fmt::Display for CassetteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            0 => write!(f, "{}: {}", self.file, self.message),
+            line => write!(f, "{}:{line}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for CassetteError {}
 
 impl Cassette {
     /// Reads a cassette file.

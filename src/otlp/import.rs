@@ -778,8 +778,17 @@ impl Builder {
 
     /// The user's message that opened a conversation, from the agent span or its first chat.
     fn user_text(&mut self, root: usize) -> String {
+        // The agent span's own input, else the first model call's user message.
         let mut candidates = vec![root];
-        candidates.extend(self.children.get(&root).cloned().unwrap_or_default());
+        candidates.extend(
+            self.children
+                .get(&root)
+                .map_or(&[][..], |c| c.as_slice())
+                .iter()
+                .copied()
+                .filter(|&c| self.spans[c].op() == Op::Chat)
+                .take(1),
+        );
         for i in candidates {
             let span = &self.spans[i];
             if let Some(text) = span.str("gen_ai.input.messages").and_then(|m| message_text(m, "user")) {
@@ -797,8 +806,10 @@ impl Builder {
                     None => break,
                 }
             }
-            if let Some(text) = span.str("input.value") {
-                return text.to_owned();
+            if i == root {
+                if let Some(text) = span.str("input.value") {
+                    return text.to_owned();
+                }
             }
         }
         self.content_missing = true;

@@ -19,6 +19,11 @@ pub const SEMCONV_VERSION: &str = "1.37.0";
 /// Virtual time 0 is exported as 2025-01-01T00:00:00Z.
 pub const EPOCH_UNIX_NANOS: u64 = 1_735_689_600_000_000_000;
 
+/// Attributes in the order they are set.
+type Attributes = Vec<(String, Value)>;
+/// A span event: virtual time, name, attributes.
+type SpanEvent = (u64, String, Attributes);
+
 /// A span under construction.
 #[derive(Debug, Clone)]
 struct Span {
@@ -29,7 +34,7 @@ struct Span {
     start_us: u64,
     end_us: Option<u64>,
     attributes: Vec<(String, Value)>,
-    events: Vec<(u64, String, Vec<(String, Value)>)>,
+    events: Vec<SpanEvent>,
     /// `(code, message)`: 2 is ERROR.
     status: Option<(u8, String)>,
     /// `agent:NAME` for agent spans, for parent look-ups.
@@ -51,7 +56,7 @@ struct Exporter<'a> {
     /// Open tool span per (conversation, call id).
     tools: BTreeMap<(u64, u64), usize>,
     /// Fault records waiting for the delivery they hit, by seq.
-    faults: BTreeMap<u64, Vec<(u64, Vec<(String, Value)>)>>,
+    faults: BTreeMap<u64, Vec<(u64, Attributes)>>,
 }
 
 /// Exports `trace` (the bytes of a `trace.jsonl`) as one OTLP/JSON `TracesData` line.

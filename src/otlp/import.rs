@@ -565,8 +565,8 @@ impl Builder {
 
         // The work items of each agent span (or of the implicit agent), in time order.
         let mut work: BTreeMap<Option<usize>, Vec<usize>> = BTreeMap::new();
-        for i in 0..n {
-            if matches!(ops[i], Op::Chat | Op::Tool) || (ops[i] == Op::Agent && self.owner[i].is_some()) {
+        for (i, op) in ops.iter().enumerate() {
+            if matches!(op, Op::Chat | Op::Tool) || (*op == Op::Agent && self.owner[i].is_some()) {
                 work.entry(self.owner[i]).or_default().push(i);
             }
         }
@@ -585,8 +585,8 @@ impl Builder {
         let mut agent_tools: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut handoffs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut chat_count: BTreeMap<Option<usize>, u32> = BTreeMap::new();
-        for i in 0..n {
-            let name = match ops[i] {
+        for (i, &op) in ops.iter().enumerate() {
+            let name = match op {
                 Op::Agent => self.spans[i].agent_name(),
                 Op::Chat | Op::Tool => agent_of(&self, i),
                 Op::Other => continue,
@@ -594,7 +594,7 @@ impl Builder {
             if !agents.contains(&name) {
                 agents.push(name.clone());
             }
-            match ops[i] {
+            match op {
                 Op::Chat => {
                     let model = self.spans[i].model();
                     agent_llm.entry(name).or_insert_with(|| llms[&model].clone());

@@ -67,6 +67,9 @@ pub fn completion(message: serde_json::Value, finish_reason: &str) -> serde_json
     })
 }
 
+/// How the server answers request number `i` (from 0).
+type Script = dyn Fn(usize, &Received) -> Canned + Send + Sync;
+
 /// The server; dropped, it stops.
 pub struct FakeOpenAi {
     pub port: u16,
@@ -89,7 +92,7 @@ impl FakeOpenAi {
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (received2, stop2) = (received.clone(), stop.clone());
-        let script: Arc<dyn Fn(usize, &Received) -> Canned + Send + Sync> = Arc::new(script);
+        let script: Arc<Script> = Arc::new(script);
         let thread = std::thread::spawn(move || {
             let started = Instant::now();
             let mut connections = Vec::new();

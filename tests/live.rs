@@ -31,7 +31,7 @@ base_url = "{base_url}"
 api_key_env = "{KEY_VAR}"
 temperature = 0.0
 max_tokens = 256
-timeout = "400ms"
+timeout = "1s"
 price = {{ input_per_mtok = 0.15, output_per_mtok = 0.60 }}
 {llm_extra}
 
@@ -83,7 +83,7 @@ fn troubled_server() -> FakeOpenAi {
                 "type": "server_error"}}),
         ),
         2 => Canned::json(200, completion(json!({"role": "assistant", "content": "too late"}), "stop"))
-            .slow(Duration::from_millis(1_500)),
+            .slow(Duration::from_millis(2_500)),
         3 => Canned::json(200, tool_call("{\"order_id\": \"A1")),
         4 => Canned::json(200, tool_call("{\"order_id\":\"A1\"}")),
         _ => {

@@ -230,3 +230,82 @@ fn an_export_imports_into_a_scenario_that_replays_the_same_run() {
         .collect();
     assert_eq!(first_names, second_names);
 }
+
+/// A minimal GenAI trace from another instrumentation: deprecated usage names, no content, an
+/// agent that crashed once.
+fn foreign_trace() -> Value {
+    let kv = |k: &str, v: Value| serde_json::json!({"key": k, "value": v});
+    let s = |v: &str| serde_json::json!({"stringValue": v});
+    let i = |v: u64| serde_json::json!({"intValue": v.to_string()});
+    let t = |ms: u64| (1_700_000_000_000_000_000u64 + ms * 1_000_000).to_string();
+    let trace = "0123456789abcdef0123456789abcdef";
+    serde_json::json!({"resourceSpans": [{"resource": {}, "scopeSpans": [{"scope": {"name": "x"}, "spans": [
+        {"traceId": trace, "spanId": "aaaaaaaaaaaaaaaa", "name": "invoke_agent planner",
+         "startTimeUnixNano": t(0), "endTimeUnixNano": t(3_000),
+         "attributes": [kv("gen_ai.operation.name", s("invoke_agent")), kv("gen_ai.agent.name", s("planner"))],
+         "events": [{"timeUnixNano": t(1_500), "name": "exception",
+                     "attributes": [kv("exception.type", s("KeyError"))]}],
+         "status": {"code": 2, "message": "KeyError"}},
+        {"traceId": trace, "spanId": "bbbbbbbbbbbbbbbb", "parentSpanId": "aaaaaaaaaaaaaaaa", "name": "chat gpt-4.1",
+         "startTimeUnixNano": t(100), "endTimeUnixNano": t(900),
+         "attributes": [kv("gen_ai.system", s("openai")), kv("gen_ai.request.model", s("gpt-4.1")),
+                        kv("gen_ai.usage.prompt_tokens", i(120)), kv("gen_ai.usage.completion_tokens", i(9))]},
+        {"traceId": trace, "spanId": "cccccccccccccccc", "parentSpanId": "aaaaaaaaaaaaaaaa", "name": "execute_tool search",
+         "startTimeUnixNano": t(950), "endTimeUnixNano": t(1_200),
+         "attributes": [kv("gen_ai.operation.name", s("execute_tool")), kv("gen_ai.tool.name", s("search"))]},
+        {"traceId": trace, "spanId": "dddddddddddddddd", "parentSpanId": "aaaaaaaaaaaaaaaa", "name": "chat gpt-4.1",
+         "startTimeUnixNano": t(1_250), "endTimeUnixNano": t(2_000),
+         "attributes": [kv("gen_ai.request.model", s("gpt-4.1"))]}
+    ]}]}]})
+}
+
+#[test]
+fn a_foreign_trace_without_content_imports_its_structure_tokens_and_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("foreign.json");
+    std::fs::write(&trace, foreign_trace().to_string()).unwrap();
+    let out = dir.path().join("imported");
+    let output = agentsim_output(&["import", trace.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains("the structure is reproduced, not the words"));
+    let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
+    assert!(scenario.contains("name = \"planner\""), "{scenario}");
+    assert!(scenario.contains("tools = [\"search\"]"), "{scenario}");
+    assert!(
+        scenario.contains("kind = \"actor.crash\"\ntarget = \"agent:planner\"\nat = \"1500000us\""),
+        "{scenario}"
+    );
+    let cassette = std::fs::read_to_string(out.join("cassette.jsonl")).unwrap();
+    assert!(
+        cassette.contains("\"prompt_tokens\":120"),
+        "deprecated usage names are read: {cassette}"
+    );
+    assert!(
+        cassette.contains("\"name\":\"search\""),
+        "the tool span says what the model called"
+    );
+    let validate = agentsim_output(&["validate", out.join("scenario.toml").to_str().unwrap()]);
+    assert_eq!(status(&validate), 0, "{}{}", stdout(&validate), stderr(&validate));
+}
+
+#[test]
+fn a_malformed_trace_is_an_error_naming_the_file_and_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trace = foreign_trace();
+    trace["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["startTimeUnixNano"] = serde_json::json!("soon");
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, trace.to_string()).unwrap();
+    let output = agentsim_output(&[
+        "import",
+        path.to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 2);
+    let message = stderr(&output);
+    assert!(
+        message
+            .contains("broken.json:1: resourceSpans[0].scopeSpans[0].spans[2].startTimeUnixNano: expected nanoseconds"),
+        "{message}"
+    );
+}

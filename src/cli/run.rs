@@ -52,6 +52,15 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         None if args.check_determinism || args.otlp.is_some() => TraceMode::Memory,
         None => TraceMode::Digest,
     };
+    if args.replay_cassette.is_some() && scenario.llms.iter().all(|l| l.mode == scenario::LlmMode::Mock) {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "--replay-cassette: {} has no live or replay model to answer from a cassette",
+                args.file.display()
+            ),
+        ));
+    }
     let cassette = CassetteOptions {
         replay: args.replay_cassette.as_deref().map(load_cassette).transpose()?,
         matching: args.cassette_match.map(|m| m.policy()),

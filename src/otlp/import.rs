@@ -60,6 +60,8 @@ struct Span {
     end_ns: u64,
     attrs: BTreeMap<String, Value>,
     error: Option<String>,
+    /// Span events: name, time, attributes.
+    events: Vec<(String, u64, BTreeMap<String, Value>)>,
 }
 
 impl Span {
@@ -355,25 +357,30 @@ fn read_span(raw: &Value, path: &str) -> Result<Span, Place> {
     };
     let start_ns = time("startTimeUnixNano")?;
     let end_ns = time("endTimeUnixNano")?.max(start_ns);
-    let mut attrs = BTreeMap::new();
-    if let Some(list) = object.get("attributes") {
+    let attrs = read_attributes(object.get("attributes"), path)?;
+    let mut events = Vec::new();
+    if let Some(list) = object.get("events") {
         let list = list.as_array().ok_or_else(|| {
             (
-                format!("{path}.attributes"),
-                format!("expected an array of key-value pairs, found {}", kind_of(list)),
+                format!("{path}.events"),
+                format!("expected an array of events, found {}", kind_of(list)),
             )
         })?;
-        for (a, pair) in list.iter().enumerate() {
-            let at = format!("{path}.attributes[{a}]");
-            let key = pair
-                .get("key")
-                .and_then(Value::as_str)
-                .ok_or_else(|| (format!("{at}.key"), "expected a string key".to_owned()))?;
-            let value = match pair.get("value") {
-                Some(v) => plain(v, &format!("{at}.value"), 0)?,
-                None => Value::Null,
-            };
-            attrs.insert(key.to_owned(), value);
+        for (e, event) in list.iter().enumerate() {
+            let at = format!("{path}.events[{e}]");
+            let name = event.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+            let time_ns = match event.get("timeUnixNano") {
+                Some(Value::String(s)) => s.parse::<u64>().ok(),
+                Some(Value::Number(n)) => n.as_u64(),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                (
+                    format!("{at}.timeUnixNano"),
+                    "expected nanoseconds as a decimal string".to_owned(),
+                )
+            })?;
+            events.push((name, time_ns, read_attributes(event.get("attributes"), &at)?));
         }
     }
     let status = object.get("status");
@@ -405,7 +412,35 @@ fn read_span(raw: &Value, path: &str) -> Result<Span, Place> {
         end_ns,
         attrs,
         error,
+        events,
     })
+}
+
+/// An OTLP attribute list as a map of plain JSON values.
+fn read_attributes(list: Option<&Value>, path: &str) -> Result<BTreeMap<String, Value>, Place> {
+    let mut attrs = BTreeMap::new();
+    let Some(list) = list else {
+        return Ok(attrs);
+    };
+    let list = list.as_array().ok_or_else(|| {
+        (
+            format!("{path}.attributes"),
+            format!("expected an array of key-value pairs, found {}", kind_of(list)),
+        )
+    })?;
+    for (a, pair) in list.iter().enumerate() {
+        let at = format!("{path}.attributes[{a}]");
+        let key = pair
+            .get("key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| (format!("{at}.key"), "expected a string key".to_owned()))?;
+        let value = match pair.get("value") {
+            Some(v) => plain(v, &format!("{at}.value"), 0)?,
+            None => Value::Null,
+        };
+        attrs.insert(key.to_owned(), value);
+    }
+    Ok(attrs)
 }
 
 /// An OTLP `AnyValue` as plain JSON.
@@ -724,6 +759,9 @@ impl Builder {
             traffic.entry(agent).or_default().push((at_us, text));
         }
 
+        let mut faults = faults;
+        self.crashes_and_other_faults(origin_ns, &mut faults);
+
         // The cassette: one recorded answer per chat span, positions in call order per agent.
         let mut entries = Vec::new();
         let mut index: BTreeMap<(String, String), u32> = BTreeMap::new();
@@ -774,6 +812,55 @@ impl Builder {
             errors,
             content_missing: self.content_missing,
         })
+    }
+
+    /// Faults that are not model or tool errors (those come from chat and tool spans): the
+    /// `agentsim.fault` events of an agentsim export, else `exception` events on agent spans as
+    /// crashes of that agent, each at the time it happened.
+    fn crashes_and_other_faults(&self, origin_ns: u64, out: &mut String) {
+        let events = || self.spans.iter().flat_map(|s| s.events.iter().map(move |e| (s, e)));
+        let text = |attrs: &BTreeMap<String, Value>, key: &str| {
+            attrs.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
+        };
+        let mut found: Vec<(u64, String, String, String)> = Vec::new();
+        if events().any(|(_, (name, _, _))| name == "agentsim.fault") {
+            for (_, (name, time_ns, attrs)) in events() {
+                let kind = text(attrs, "agentsim.fault.kind");
+                if name != "agentsim.fault" || kind.starts_with("llm.") || kind.starts_with("tool.") {
+                    continue;
+                }
+                let why = format!("fault {} in the trace", text(attrs, "agentsim.fault.name"));
+                found.push((*time_ns, kind, text(attrs, "agentsim.fault.target"), why));
+            }
+        } else {
+            for (span, (name, time_ns, attrs)) in events() {
+                if name == "exception" && span.op() == Op::Agent {
+                    let why = format!("exception in the trace: {}", text(attrs, "exception.type"));
+                    found.push((
+                        *time_ns,
+                        "actor.crash".into(),
+                        format!("agent:{}", span.agent_name()),
+                        why,
+                    ));
+                }
+            }
+        }
+        found.sort();
+        for (time_ns, kind, target, why) in found {
+            if target.is_empty()
+                || !kind
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_' || c.is_ascii_digit())
+            {
+                continue;
+            }
+            let _ = writeln!(out, "\n# {}", why.replace('\n', " "));
+            let _ = writeln!(out, "[[fault]]");
+            let _ = writeln!(out, "kind = {}", toml_string(&kind));
+            let _ = writeln!(out, "target = {}", toml_string(&target));
+            let _ = writeln!(out, "at = \"{}us\"", time_ns.saturating_sub(origin_ns) / 1_000);
+            let _ = writeln!(out, "count = 1");
+        }
     }
 
     /// The user's message that opened a conversation, from the agent span or its first chat.

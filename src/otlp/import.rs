@@ -759,7 +759,6 @@ impl Builder {
             traffic.entry(agent).or_default().push((at_us, text));
         }
 
-        let mut faults = faults;
         self.crashes_and_other_faults(origin_ns, &mut faults);
 
         // The cassette: one recorded answer per chat span, positions in call order per agent.

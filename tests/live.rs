@@ -403,3 +403,20 @@ fn a_response_larger_than_the_cap_is_cut_off_and_treated_as_malformed() {
         replies(&trace)
     );
 }
+
+#[test]
+fn check_determinism_on_a_live_run_answers_the_rerun_from_the_recorded_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeOpenAi::start(|index, _: &Received| match index {
+        0 => Canned::json(200, tool_call("{\"order_id\":\"A1\"}")),
+        _ => Canned::json(
+            200,
+            completion(json!({"role": "assistant", "content": "Shipped."}), "stop"),
+        ),
+    });
+    let file = write(dir.path(), "live.toml", &scenario(&server.base_url(), "Answer.", "", 2));
+    let output = run(&["run", p(&file), "--check-determinism"], true);
+    assert_eq!(status(&output), 0, "{}\n{}", stdout(&output), stderr(&output));
+    assert!(stderr(&output).contains("determinism: OK"), "{}", stderr(&output));
+    assert_eq!(server.received().len(), 2, "the rerun did not call the server again");
+}

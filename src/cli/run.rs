@@ -116,7 +116,23 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         super::sweep::shrink_seed(&args.file, &scenario, seed, args.shrink_out.as_deref())?;
     }
     if args.check_determinism {
-        let status = check_determinism(args, seed, &report, &trace_bytes)?;
+        // Live calls are not made twice: without --out, the rerun answers from a scratch copy
+        // of the cassette this run recorded.
+        let scratch = tempfile::tempdir()
+            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create a scratch directory: {e}")))?;
+        let recorded = match &out_dir {
+            Some(dir) => Some(dir.join("cassette.jsonl")).filter(|p| p.exists()),
+            None if !output.cassette.recorded.is_empty() => {
+                let path = scratch.path().join("cassette.jsonl");
+                write_atomic(
+                    &path,
+                    Cassette::to_jsonl(&scenario.name, &output.cassette.recorded).as_bytes(),
+                )?;
+                Some(path)
+            }
+            None => None,
+        };
+        let status = check_determinism(args, seed, &report, &trace_bytes, recorded.as_deref())?;
         if status != exit::OK {
             return Ok(status);
         }
@@ -139,7 +155,13 @@ pub(super) fn print_report(report: &RunReport, json: bool) -> Result<(), Failure
 }
 
 /// Reruns the seed in a fresh process on the other runtime flavour and compares the traces.
-pub(super) fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]) -> Result<u8, Failure> {
+pub(super) fn check_determinism(
+    args: &RunArgs,
+    seed: u64,
+    report: &RunReport,
+    trace: &[u8],
+    recorded: Option<&Path>,
+) -> Result<u8, Failure> {
     let scratch = tempfile::tempdir()
         .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create a scratch directory: {e}")))?;
     let rerun_dir = scratch.path().join("rerun");
@@ -163,13 +185,7 @@ pub(super) fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, t
             command.arg(flag).arg(value);
         }
     }
-    // Live models are not called twice: the rerun answers from the cassette this run recorded.
-    let recorded = args
-        .out
-        .as_ref()
-        .map(|dir| dir.join("cassette.jsonl"))
-        .filter(|p| p.exists());
-    if let Some(file) = args.replay_cassette.as_ref().or(recorded.as_ref()) {
+    if let Some(file) = args.replay_cassette.as_deref().or(recorded) {
         command.arg("--replay-cassette").arg(file);
     }
     if let Some(policy) = args.cassette_match {

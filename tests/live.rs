@@ -420,3 +420,31 @@ fn check_determinism_on_a_live_run_answers_the_rerun_from_the_recorded_calls() {
     assert!(stderr(&output).contains("determinism: OK"), "{}", stderr(&output));
     assert_eq!(server.received().len(), 2, "the rerun did not call the server again");
 }
+
+#[test]
+fn a_refused_connection_is_a_retryable_503() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that was free a moment ago: nothing listens there now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = write(
+        dir.path(),
+        "live.toml",
+        &scenario(&format!("http://127.0.0.1:{port}/v1"), "x", "", 2),
+    );
+    let out = dir.path().join("run");
+    let output = run(&["run", p(&file), "--out", p(&out)], true);
+    assert_eq!(status(&output), 0, "{}\n{}", stdout(&output), stderr(&output));
+    let trace = std::fs::read(out.join("trace.jsonl")).unwrap();
+    let replies = replies(&trace);
+    assert_eq!(replies.len(), 2, "retried once: {replies:?}");
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.contains("error=503 connection_error connection_error")),
+        "{replies:?}"
+    );
+}

@@ -9,6 +9,7 @@ pub mod guard;
 pub mod kernel;
 pub mod llm;
 pub mod observer;
+pub mod otlp;
 pub mod report;
 pub mod report_html;
 pub mod scenario;

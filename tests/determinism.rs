@@ -37,6 +37,7 @@ fn run_capped(scenario: &Arc<Scenario>, flavor: Flavor) -> Result<RunOutput, Str
         trace: TraceMode::Memory,
         limits: Some(capped_limits(scenario)),
         replay_command: String::new(),
+        cassette: Default::default(),
     };
     kernel::run(scenario.clone(), &options).map_err(|e| format!("the {} run failed: {e}", flavor.name()))
 }

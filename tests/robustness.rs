@@ -91,13 +91,12 @@ fn mutated_scenarios_are_rejected_with_an_error_or_run_to_an_outcome_and_never_p
                             limits: Some(limits),
                             ..RunOptions::new(1)
                         };
-                        let outcome = kernel::run(Arc::new(scenario), &options);
-                        let Ok(output) = outcome else {
-                            panic!(
-                                "a mutant of {} failed to run: {:?}\n{text}",
-                                relative(file),
-                                outcome.err()
-                            );
+                        let output = match kernel::run(Arc::new(scenario), &options) {
+                            Ok(output) => output,
+                            // A mutant whose cassette cannot be read stops with a clear error
+                            // before it starts (a relative cassette path here names no file).
+                            Err(kernel::RunError::Setup(message)) if message.contains("cassette") => continue,
+                            Err(error) => panic!("a mutant of {} failed to run: {error:?}\n{text}", relative(file)),
                         };
                         // A handler that panics on its own (not by an injected crash) is a bug,
                         // even though supervision would restart it.

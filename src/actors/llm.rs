@@ -13,8 +13,10 @@ use super::directory::Directory;
 use super::{ConvId, Payload};
 use crate::faults::catalogue::{FaultKind, Layer};
 use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
-use crate::llm::mock;
-use crate::scenario::{AgentIdx, FaultParams, Llm, LlmIdx, MalformedMode, Scenario, ToolIdx};
+use crate::llm::backend::Backends;
+use crate::llm::cassette::Position;
+use crate::llm::{live, mock};
+use crate::scenario::{AgentIdx, FaultParams, Llm, LlmIdx, LlmMode, MalformedMode, Scenario, ToolIdx};
 
 /// A chat-completion request, as the mock needs it.
 #[derive(Debug, Clone)]
@@ -248,16 +250,32 @@ pub struct LlmBehavior {
     llm: LlmIdx,
     seed: u64,
     incarnation: u32,
-    callers: BTreeMap<AgentIdx, (RngStream, u32)>,
+    callers: BTreeMap<AgentIdx, Caller>,
     /// The prompt cache: per (agent, conversation), the input tokens of the agent's last answered
     /// call in that conversation. Lost when the LLM actor restarts.
     prompt_cache: BTreeMap<(AgentIdx, ConvId), u32>,
     /// The provider's rate limit, when the model has one.
     bucket: Option<TokenBucket>,
+    backends: Arc<Backends>,
+}
+
+/// What the model keeps per calling agent.
+struct Caller {
+    stream: RngStream,
+    next_call_id: u32,
+    /// Calls made so far: the call's index in its cassette position.
+    calls: u32,
 }
 
 impl LlmBehavior {
-    pub fn new(scenario: Arc<Scenario>, directory: Directory, llm: LlmIdx, seed: u64, incarnation: u32) -> LlmBehavior {
+    pub fn new(
+        scenario: Arc<Scenario>,
+        directory: Directory,
+        llm: LlmIdx,
+        seed: u64,
+        incarnation: u32,
+        backends: Arc<Backends>,
+    ) -> LlmBehavior {
         let spec = &scenario.llms[llm];
         let bucket = spec.rpm.map(|rpm| TokenBucket::new(rpm, spec.burst));
         LlmBehavior {
@@ -269,6 +287,7 @@ impl LlmBehavior {
             callers: BTreeMap::new(),
             prompt_cache: BTreeMap::new(),
             bucket,
+            backends,
         }
     }
 }
@@ -414,13 +433,19 @@ impl Behavior for LlmBehavior {
         let LlmMsg::Complete(request) = msg;
         let scenario = &*self.scenario;
         let spec = &scenario.llms[self.llm];
-        let (stream, next_call_id) = self.callers.entry(request.agent).or_insert_with(|| {
+        let caller = self.callers.entry(request.agent).or_insert_with(|| {
             let name = format!(
                 "llm:{}#{}/agent:{}",
                 spec.name, self.incarnation, scenario.agents[request.agent].name
             );
-            (RngStream::new(self.seed, &name), 0)
+            Caller {
+                stream: RngStream::new(self.seed, &name),
+                next_call_id: 0,
+                calls: 0,
+            }
         });
+        let (stream, next_call_id) = (&mut caller.stream, &mut caller.next_call_id);
+        let external = spec.mode != LlmMode::Mock;
         let injection = context.injection.map(|i| (i.kind, &scenario.faults[i.fault].params));
         let overflow = request.input_tokens as u64 > spec.context_window_tokens;
         // A refused request carries retry-after (if the provider sends it): until a token is back.
@@ -447,9 +472,62 @@ impl Behavior for LlmBehavior {
                 };
                 error_reply(request.call_seq, error, 30_000)
             }
-            _ if overflow => {
+            _ if overflow && !external => {
                 let (error, latency_us) = provider_error(FaultKind::LlmContextLength, None);
                 error_reply(request.call_seq, error, latency_us)
+            }
+            _ if external => {
+                let position = Position {
+                    llm: spec.name.clone(),
+                    actor: format!("agent:{}", scenario.agents[request.agent].name),
+                    incarnation: self.incarnation,
+                    call_index: caller.calls,
+                };
+                caller.calls += 1;
+                let body = live::build_request(scenario, self.llm, &request);
+                match self.backends.exchange(self.llm, position, body) {
+                    Ok(exchange) => {
+                        let done = live::interpret(scenario, &request, &exchange, &mut caller.next_call_id);
+                        let (answer, finish_reason, output_tokens) = match (&done.answer, injection) {
+                            (ModelAnswer::Error(_), _) => (done.answer, done.finish_reason, 0),
+                            (_, Some((kind, params))) if kind.layer() == Layer::Content => {
+                                let (answer, finish, tokens) =
+                                    break_answer(scenario, kind, done.answer, params, &mut caller.next_call_id);
+                                (answer, finish, tokens.unwrap_or(done.output_tokens))
+                            }
+                            _ => (done.answer, done.finish_reason, done.output_tokens),
+                        };
+                        let usage = if matches!(answer, ModelAnswer::Error(_)) {
+                            Usage::default()
+                        } else {
+                            // The provider's cached-token count is not read from live answers yet.
+                            Usage {
+                                input_tokens: done.input_tokens,
+                                cached_input_tokens: 0,
+                                output_tokens,
+                                cost_pusd: spec.price.cost_pusd(done.input_tokens, 0, output_tokens),
+                            }
+                        };
+                        ModelReply {
+                            call_seq: request.call_seq,
+                            answer,
+                            finish_reason,
+                            usage,
+                            latency_us: exchange.latency_us,
+                        }
+                    }
+                    // A request the cassette cannot answer: not retryable, and reported by the run.
+                    Err(_) => error_reply(
+                        request.call_seq,
+                        ProviderError {
+                            status: 400,
+                            error_type: "invalid_request_error",
+                            code: "cassette_mismatch",
+                            retry_after_us: None,
+                        },
+                        0,
+                    ),
+                }
             }
             _ => {
                 let (answer, mut output_tokens) = mock::decide(scenario, &request, stream, next_call_id);

@@ -106,6 +106,18 @@ pub enum Command {
         #[arg(long)]
         mermaid: Option<PathBuf>,
     },
+    /// Turn an OTLP/JSON trace (GenAI or OpenInference spans) into a scenario and a cassette
+    /// that replay it.
+    Import {
+        /// An OTLP/JSON file (`{"resourceSpans": [...]}`, or one such object per line).
+        trace: PathBuf,
+        /// Directory to write scenario.toml, cassette.jsonl and import.md into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite an existing import in --out.
+        #[arg(long)]
+        force: bool,
+    },
     /// Rerun the run recorded in a directory written by `run --out` and compare traces.
     Replay {
         /// A directory written by `agentsim run --out DIR`.
@@ -167,6 +179,31 @@ pub struct RunArgs {
     /// Where `--shrink` writes the scenario (default: NAME.shrunk-seedN.toml here).
     #[arg(long)]
     pub shrink_out: Option<PathBuf>,
+    /// Answer live (and replay) models from this cassette instead of the network.
+    #[arg(long, value_name = "FILE")]
+    pub replay_cassette: Option<PathBuf>,
+    /// How replayed requests are matched: strict (default: the scenario's) or fifo.
+    #[arg(long, value_enum)]
+    pub cassette_match: Option<CassetteMatchArg>,
+    /// Also write the run as OTLP/JSON spans (OpenTelemetry GenAI conventions) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub otlp: Option<PathBuf>,
+}
+
+/// `--cassette-match`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CassetteMatchArg {
+    Strict,
+    Fifo,
+}
+
+impl CassetteMatchArg {
+    pub fn policy(self) -> scenario::CassetteMatch {
+        match self {
+            CassetteMatchArg::Strict => scenario::CassetteMatch::Strict,
+            CassetteMatchArg::Fifo => scenario::CassetteMatch::Fifo,
+        }
+    }
 }
 
 /// Arguments of `agentsim sweep`.
@@ -322,7 +359,11 @@ impl Failure {
 
 impl From<kernel::RunError> for Failure {
     fn from(e: kernel::RunError) -> Failure {
-        Failure::new(exit::INTERNAL, e.to_string())
+        let status = match e {
+            kernel::RunError::Setup(_) => exit::BAD_INPUT,
+            _ => exit::INTERNAL,
+        };
+        Failure::new(status, e.to_string())
     }
 }
 
@@ -333,6 +374,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Replay { dir, runtime } => run::replay(&dir, runtime),
         Command::Report { dir, mermaid } => run::report(&dir, mermaid.as_deref()),
+        Command::Import { trace, out, force } => run::import(&trace, &out, force),
         Command::Bench(args) => info::bench(&args),
         Command::Sweep(args) => sweep::sweep(&args),
         Command::Compare(args) => sweep::compare(&args),

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::kernel::{self, RunOptions};
+use crate::llm::backend::{CassetteOptions, CassetteOutcome};
+use crate::llm::cassette::Cassette;
 use crate::report::RunReport;
 use crate::scenario::{self, units::parse_duration_us, Scenario};
 use crate::trace::{reader, TraceMode};
@@ -52,9 +54,28 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         .transpose()?;
     let trace_mode = match &out_dir {
         Some(dir) => TraceMode::File(dir.join(".trace.jsonl.partial")),
-        None if args.check_determinism || args.mermaid.is_some() => TraceMode::Memory,
+        None if args.check_determinism || args.mermaid.is_some() || args.otlp.is_some() => TraceMode::Memory,
         None => TraceMode::Digest,
     };
+    if args.replay_cassette.is_some() && scenario.llms.iter().all(|l| l.mode == scenario::LlmMode::Mock) {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "--replay-cassette: {} has no live or replay model to answer from a cassette",
+                args.file.display()
+            ),
+        ));
+    }
+    let cassette = CassetteOptions {
+        replay: args.replay_cassette.as_deref().map(load_cassette).transpose()?,
+        matching: args.cassette_match.map(|m| m.policy()),
+    };
+    if let Some(file) = &args.replay_cassette {
+        replay_command.push_str(&format!(
+            " --replay-cassette {}",
+            shell_quote(&file.display().to_string())
+        ));
+    }
     if let Some(dir) = &out_dir {
         replay_command = format!("agentsim replay {}", shell_quote(&dir.display().to_string()));
     }
@@ -64,6 +85,7 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         trace: trace_mode,
         limits: Some(limits),
         replay_command,
+        cassette,
     };
     let interrupt = kernel::Interrupt {
         signal: Some(super::interrupt_flag()),
@@ -71,11 +93,12 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
     };
     let output = kernel::run_interruptible(scenario.clone(), &options, interrupt)?;
     let report = output.report;
+    let cassette_status = cassette_outcome(&output.cassette, &scenario, out_dir.as_deref())?;
 
     let mut trace_bytes = output.trace;
     if let Some(dir) = &out_dir {
         finish_run_dir(dir, &scenario, &report)?;
-        if args.check_determinism || args.mermaid.is_some() {
+        if args.check_determinism || args.mermaid.is_some() || args.otlp.is_some() {
             trace_bytes =
                 std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         }
@@ -86,6 +109,12 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         let report_json = serde_json::to_value(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         let diagram = crate::trace::mermaid::sequence_diagram(&records, Some(&report_json));
         write_atomic(path, diagram.as_bytes())?;
+    }
+
+    if let Some(path) = &args.otlp {
+        let json = crate::otlp::export::export(&trace_bytes, &scenario)
+            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot export OTLP: {e}")))?;
+        write_atomic(path, json.as_bytes())?;
     }
 
     print_report(&report, args.json)?;
@@ -99,11 +128,30 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         }
         return Ok(exit::INTERRUPTED);
     }
+    if cassette_status != exit::OK {
+        return Ok(cassette_status);
+    }
     if args.shrink && !report.passed() {
         super::sweep::shrink_seed(&args.file, &scenario, seed, args.shrink_out.as_deref())?;
     }
     if args.check_determinism {
-        let status = check_determinism(args, seed, &report, &trace_bytes)?;
+        // Live calls are not made twice: without --out, the rerun answers from a scratch copy
+        // of the cassette this run recorded.
+        let scratch = tempfile::tempdir()
+            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create a scratch directory: {e}")))?;
+        let recorded = match &out_dir {
+            Some(dir) => Some(dir.join("cassette.jsonl")).filter(|p| p.exists()),
+            None if !output.cassette.recorded.is_empty() => {
+                let path = scratch.path().join("cassette.jsonl");
+                write_atomic(
+                    &path,
+                    Cassette::to_jsonl(&scenario.name, &output.cassette.recorded).as_bytes(),
+                )?;
+                Some(path)
+            }
+            None => None,
+        };
+        let status = check_determinism(args, seed, &report, &trace_bytes, recorded.as_deref())?;
         if status != exit::OK {
             return Ok(status);
         }
@@ -166,7 +214,13 @@ pub(super) fn print_report(report: &RunReport, json: bool) -> Result<(), Failure
 }
 
 /// Reruns the seed in a fresh process on the other runtime flavour and compares the traces.
-pub(super) fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, trace: &[u8]) -> Result<u8, Failure> {
+pub(super) fn check_determinism(
+    args: &RunArgs,
+    seed: u64,
+    report: &RunReport,
+    trace: &[u8],
+    recorded: Option<&Path>,
+) -> Result<u8, Failure> {
     let scratch = tempfile::tempdir()
         .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create a scratch directory: {e}")))?;
     let rerun_dir = scratch.path().join("rerun");
@@ -183,6 +237,15 @@ pub(super) fn check_determinism(args: &RunArgs, seed: u64, report: &RunReport, t
     command.arg("--runtime").arg(args.runtime.other().arg());
     for (flag, value) in limit_flags(args) {
         command.arg(flag).arg(value);
+    }
+    if let Some(file) = args.replay_cassette.as_deref().or(recorded) {
+        command.arg("--replay-cassette").arg(file);
+    }
+    if let Some(policy) = args.cassette_match {
+        command.arg("--cassette-match").arg(match policy {
+            CassetteMatchArg::Strict => "strict",
+            CassetteMatchArg::Fifo => "fifo",
+        });
     }
     let output = command
         .output()
@@ -268,14 +331,26 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
         ));
     }
     let limits = read_limits(&header).unwrap_or(scenario.limits);
+    let cassette_path = dir.join("cassette.jsonl");
     let options = RunOptions {
         seed,
         flavor: runtime.flavor(),
         trace: TraceMode::Memory,
         limits: Some(limits),
         replay_command: format!("agentsim replay {}", shell_quote(&dir.display().to_string())),
+        cassette: CassetteOptions {
+            replay: cassette_path
+                .exists()
+                .then(|| load_cassette(&cassette_path))
+                .transpose()?,
+            matching: None,
+        },
     };
-    let output = kernel::run_interruptible(scenario, &options, interrupt)?;
+    let output = kernel::run_interruptible(scenario.clone(), &options, interrupt)?;
+    let cassette_status = cassette_outcome(&output.cassette, &scenario, None)?;
+    if cassette_status != exit::OK {
+        return Ok(cassette_status);
+    }
     match reader::first_divergence(&recorded, &output.trace) {
         None => {
             println!(
@@ -322,4 +397,89 @@ pub(super) fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf, Failur
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
     Ok(dir.to_path_buf())
+}
+
+fn load_cassette(path: &Path) -> Result<std::sync::Arc<Cassette>, Failure> {
+    Cassette::load(path)
+        .map(std::sync::Arc::new)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))
+}
+
+/// Writes the calls a live run recorded (or the cassette a replay used) beside the trace, and
+/// reports what a replay found. Returns the exit status the cassette asks for.
+fn cassette_outcome(outcome: &CassetteOutcome, scenario: &Scenario, out_dir: Option<&Path>) -> Result<u8, Failure> {
+    if let Some(dir) = out_dir {
+        let path = dir.join("cassette.jsonl");
+        if !outcome.recorded.is_empty() {
+            write_atomic(&path, Cassette::to_jsonl(&scenario.name, &outcome.recorded).as_bytes())?;
+        } else if let Some((file, _)) = &outcome.replay {
+            if Path::new(file) != path {
+                let bytes = std::fs::read(file)
+                    .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot copy the cassette {file}: {e}")))?;
+                write_atomic(&path, &bytes)?;
+            }
+        }
+    } else if !outcome.recorded.is_empty() {
+        eprintln!(
+            "cassette: {} live call(s) were not recorded to a file; pass --out DIR to keep DIR/cassette.jsonl",
+            outcome.recorded.len()
+        );
+    }
+    let Some((file, summary)) = &outcome.replay else {
+        return Ok(exit::OK);
+    };
+    if let Some(mismatch) = &summary.mismatch {
+        eprintln!("cassette: replay from {file} failed: {mismatch}");
+        return Ok(exit::NONDETERMINISM);
+    }
+    if !summary.drift.is_empty() {
+        eprintln!(
+            "cassette: {} of {} replayed request(s) drifted from the recording; first: {}",
+            summary.drift.len(),
+            summary.served,
+            summary.drift[0]
+        );
+    }
+    if let Some(first) = summary.unused.first() {
+        eprintln!(
+            "cassette: {} recording(s) in {file} were not used; first: {first}",
+            summary.unused.len()
+        );
+        if summary.strict {
+            return Ok(exit::NONDETERMINISM);
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn import(trace: &Path, out: &Path, force: bool) -> Result<u8, Failure> {
+    if out.join("scenario.toml").exists() && !force {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{} already holds an import; pass --force to overwrite it, or choose another --out",
+                out.display()
+            ),
+        ));
+    }
+    let imported = crate::otlp::import::import_file(trace).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", out.display())))?;
+    write_atomic(&out.join("cassette.jsonl"), imported.cassette.as_bytes())?;
+    write_atomic(&out.join("scenario.toml"), imported.scenario.as_bytes())?;
+    println!(
+        "imported {}: {} agent(s), {} model call(s), {} tool call(s), {} error(s){}\nwrote {}",
+        trace.display(),
+        imported.agents,
+        imported.chat_calls,
+        imported.tool_calls,
+        imported.errors,
+        if imported.content_missing {
+            "; message content was not in the trace, so the structure is reproduced, not the words"
+        } else {
+            ""
+        },
+        out.join("scenario.toml").display()
+    );
+    Ok(exit::OK)
 }

@@ -365,6 +365,7 @@ fn write_failing_runs(
             trace: crate::trace::TraceMode::File(run_dir.join(".trace.jsonl.partial")),
             limits: None,
             replay_command: format!("agentsim replay {}", shell_quote(&run_dir.display().to_string())),
+            cassette: Default::default(),
         };
         let output = crate::kernel::run(scenario.clone(), &options)?;
         if output.report.digest != result.digest {

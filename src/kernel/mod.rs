@@ -24,8 +24,9 @@ pub use watchdog::{message_bytes, Interrupt, Watchdog};
 
 use std::sync::{Arc, Once};
 
+use crate::llm::backend::{Backends, CassetteOptions, CassetteOutcome};
 use crate::report::RunReport;
-use crate::scenario::{Limits, Scenario};
+use crate::scenario::{Limits, LlmMode, Scenario};
 use crate::trace::{Trace, TraceMode};
 
 /// Which tokio runtime carries the actors. The trace must not depend on it.
@@ -54,6 +55,8 @@ pub struct RunOptions {
     pub limits: Option<Limits>,
     /// The command that replays this run, printed in the report.
     pub replay_command: String,
+    /// Live models: answer from a cassette instead of the network.
+    pub cassette: CassetteOptions,
 }
 
 impl RunOptions {
@@ -65,6 +68,7 @@ impl RunOptions {
             trace: TraceMode::Digest,
             limits: None,
             replay_command: String::new(),
+            cassette: CassetteOptions::default(),
         }
     }
 }
@@ -74,6 +78,8 @@ impl RunOptions {
 pub enum RunError {
     #[error("cannot write the trace: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Setup(String),
     #[error("internal error (a bug in agentsim, please report it): {0}")]
     Internal(String),
 }
@@ -83,6 +89,8 @@ pub enum RunError {
 pub struct RunOutput {
     pub report: RunReport,
     pub trace: Vec<u8>,
+    /// Live calls recorded, and what a replay found.
+    pub cassette: CassetteOutcome,
 }
 
 /// Runs `scenario` once. Same scenario, same options → same trace, byte for byte.
@@ -104,7 +112,20 @@ pub fn run_interruptible(
     };
     let limits = options.limits.unwrap_or(scenario.limits);
     let trace = Trace::open(options.trace.clone())?;
-    let mut scheduler = Scheduler::new(scenario, options.seed, limits, trace, options.replay_command.clone());
+    let backends = if scenario.llms.iter().all(|l| l.mode == LlmMode::Mock) {
+        Backends::mock_only()
+    } else {
+        Backends::new(&scenario, &options.cassette).map_err(RunError::Setup)?
+    };
+    let backends = Arc::new(backends);
+    let mut scheduler = Scheduler::new(
+        scenario,
+        options.seed,
+        limits,
+        trace,
+        options.replay_command.clone(),
+        backends.clone(),
+    );
     scheduler.interrupt_on(interrupt);
     // The scheduler runs as a task on the runtime, next to the actors, so that on the
     // multi-thread flavour a turn does not cross from the calling thread to a worker and back.
@@ -112,7 +133,11 @@ pub fn run_interruptible(
         .block_on(runtime.spawn(scheduler.run()))
         .map_err(|e| RunError::Internal(format!("the scheduler task failed: {e}")))??;
     runtime.shutdown_background();
-    Ok(RunOutput { report, trace })
+    Ok(RunOutput {
+        report,
+        trace,
+        cassette: backends.outcome(),
+    })
 }
 
 /// Injected crashes are expected; keep their panic messages off the terminal. Other panics print.

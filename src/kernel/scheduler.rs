@@ -21,6 +21,7 @@ use crate::actors::{
 };
 use crate::faults::catalogue::FaultKind;
 use crate::faults::{FaultPlan, Injection, MessageClass};
+use crate::llm::backend::Backends;
 use crate::observer::Observer;
 use crate::report::{
     AgentCost, ConversationCost, Conversations, FailureRecord, FaultRecord, Outcome, RestartRecord, RunReport, Tokens,
@@ -111,11 +112,20 @@ pub struct Scheduler {
     turn_labels: Labels,
     watchdog: Watchdog,
     interrupt: Interrupt,
+    /// Where live and replayed models get their answers.
+    backends: Arc<Backends>,
 }
 
 impl Scheduler {
     /// Prepares a run; nothing is spawned until [`Scheduler::run`].
-    pub fn new(scenario: Arc<Scenario>, seed: u64, limits: Limits, trace: Trace, replay_command: String) -> Scheduler {
+    pub fn new(
+        scenario: Arc<Scenario>,
+        seed: u64,
+        limits: Limits,
+        trace: Trace,
+        replay_command: String,
+        backends: Arc<Backends>,
+    ) -> Scheduler {
         let directory = Directory::new(&scenario);
         let slots = build_slots(&scenario, &directory);
         let logical_ids: Vec<String> = slots.iter().map(|s| s.logical_id.to_string()).collect();
@@ -152,6 +162,7 @@ impl Scheduler {
             turn_labels: Labels::EMPTY,
             watchdog: Watchdog::new(limits),
             interrupt: Interrupt::default(),
+            backends,
         }
     }
 
@@ -848,7 +859,7 @@ impl Scheduler {
                 start(
                     SimActor::default(),
                     (
-                        LlmBehavior::new(scenario, directory, index, seed, incarnation),
+                        LlmBehavior::new(scenario, directory, index, seed, incarnation, self.backends.clone()),
                         identity,
                     ),
                     parent,

@@ -1,6 +1,10 @@
-//! Model backends: the mock model that follows a scenario's behaviour rules, token estimates,
-//! and the price table.
+//! Model backends: the mock model that follows a scenario's behaviour rules, the live
+//! OpenAI-compatible client, cassettes that record and replay live calls, token estimates, and
+//! the price table.
 
+pub mod backend;
+pub mod cassette;
+pub mod live;
 pub mod mock;
 pub mod prices;
 pub mod tokens;

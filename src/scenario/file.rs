@@ -141,6 +141,22 @@ pub struct RawLlm {
     pub burst: Option<Spanned<u32>>,
     /// Whether the provider's 429 carries a retry-after header.
     pub retry_after_header: Option<bool>,
+    /// Live mode: the OpenAI-compatible base URL, up to and including `/v1`.
+    pub base_url: Option<Spanned<String>>,
+    /// Live mode: the environment variable holding the API key.
+    pub api_key_env: Option<Spanned<String>>,
+    pub temperature: Option<Spanned<f64>>,
+    pub max_tokens: Option<Spanned<u32>>,
+    /// Live mode: client timeout of one call (default 60s).
+    pub timeout: Option<Spanned<String>>,
+    /// Live mode: allow plain http to a host that is not loopback.
+    pub allow_insecure_http: Option<bool>,
+    /// Live mode: largest response body accepted, in bytes (default 8 MiB).
+    pub max_response_bytes: Option<Spanned<u64>>,
+    /// Replay mode: the cassette file, relative to the scenario file.
+    pub cassette: Option<Spanned<String>>,
+    /// Replay mode: `strict` (default) or `fifo`.
+    pub cassette_match: Option<Spanned<String>>,
 }
 
 /// `price = { input_per_mtok = 0.15, cached_input_per_mtok = 0.075, output_per_mtok = 0.60 }`,

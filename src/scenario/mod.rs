@@ -37,7 +37,17 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
             Diagnostic::at(offset..offset + 1, "expected UTF-8 text, found an invalid byte"),
         )
     })?;
-    parse(&file, &text)
+    let mut scenario = parse(&file, &text)?;
+    // A cassette path is relative to the scenario file's folder.
+    let folder = path.parent().unwrap_or(Path::new(""));
+    for llm in &mut scenario.llms {
+        if let Some(cassette) = &mut llm.cassette {
+            if cassette.is_relative() {
+                *cassette = folder.join(&*cassette);
+            }
+        }
+    }
+    Ok(scenario)
 }
 
 /// Parses and validates scenario `text`; `file` names it in errors.

@@ -155,6 +155,69 @@ pub struct Llm {
     pub rpm: Option<u32>,
     pub burst: u32,
     pub retry_after_header: bool,
+    /// Where the answers come from: the mock, a live server, or a cassette.
+    pub mode: LlmMode,
+    /// The OpenAI-compatible server and request parameters (live mode; replay keys on them too).
+    pub endpoint: Endpoint,
+    /// The cassette a `replay` model answers from, resolved against the scenario's folder.
+    pub cassette: Option<std::path::PathBuf>,
+    pub cassette_match: CassetteMatch,
+}
+
+/// Where a model's answers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmMode {
+    /// Behaviour rules, drawn from the model's own random stream.
+    Mock,
+    /// An OpenAI-compatible `/v1/chat/completions` server; every call is recorded to a cassette.
+    Live,
+    /// Answers recorded in a cassette.
+    Replay,
+}
+
+impl LlmMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            LlmMode::Mock => "mock",
+            LlmMode::Live => "live",
+            LlmMode::Replay => "replay",
+        }
+    }
+}
+
+/// How replayed requests are matched to recordings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CassetteMatch {
+    /// Same request at the same logical position; an unexpected or unused recording is an error.
+    Strict,
+    /// Recordings served in order per calling agent; differences are reported as drift.
+    Fifo,
+}
+
+impl CassetteMatch {
+    pub fn name(self) -> &'static str {
+        match self {
+            CassetteMatch::Strict => "strict",
+            CassetteMatch::Fifo => "fifo",
+        }
+    }
+}
+
+/// An OpenAI-compatible endpoint and the request parameters sent to it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Endpoint {
+    /// Up to and including `/v1`, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8080/v1`.
+    pub base_url: String,
+    /// The environment variable that holds the API key; the key itself is never stored.
+    pub api_key_env: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    /// Client-side timeout of one HTTP call (wall clock).
+    pub timeout_us: u64,
+    /// Allow plain `http://` to a host that is not loopback.
+    pub allow_insecure_http: bool,
+    /// Larger response bodies are cut off and treated as malformed.
+    pub response_bytes_max: u64,
 }
 
 /// An agent: a model, instructions, tools it may call and agents it may hand off to.
@@ -292,6 +355,8 @@ pub enum ArgValue {
 #[derive(Debug, Clone)]
 pub struct Tool {
     pub name: String,
+    /// What the tool does, as a live model is told.
+    pub description: String,
     pub latency: Latency,
     pub output: Template,
     /// Name of the side effect one call has (`money_moved`), counted by invariants.

@@ -336,17 +336,44 @@ impl Validator<'_> {
     }
 
     fn llm(&mut self, raw: &RawLlm) -> Llm {
-        if let Some(mode) = &raw.mode {
-            if mode.get_ref() != "mock" {
-                self.error(
-                    mode.span(),
-                    format!(
-                        "expected mode \"mock\" (the only LLM mode this version runs), found \"{}\"",
-                        mode.get_ref()
-                    ),
-                );
-            }
+        let name = raw.name.get_ref();
+        let mode = match &raw.mode {
+            None => LlmMode::Mock,
+            Some(mode) => match mode.get_ref().as_str() {
+                "mock" => LlmMode::Mock,
+                "live" => LlmMode::Live,
+                "replay" => LlmMode::Replay,
+                other => {
+                    self.error(
+                        mode.span(),
+                        format!("expected mode \"mock\", \"live\" or \"replay\", found \"{other}\""),
+                    );
+                    LlmMode::Mock
+                }
+            },
+        };
+        let endpoint = self.endpoint(raw, mode);
+        let cassette = raw.cassette.as_ref().map(|c| std::path::PathBuf::from(c.get_ref()));
+        if mode == LlmMode::Replay && cassette.is_none() {
+            self.error(
+                raw.mode.as_ref().map_or(raw.name.span(), |m| m.span()),
+                format!("expected `cassette = \"FILE\"` for llm \"{name}\" in mode \"replay\""),
+            );
         }
+        let cassette_match = match &raw.cassette_match {
+            None => CassetteMatch::Strict,
+            Some(m) => match m.get_ref().as_str() {
+                "strict" => CassetteMatch::Strict,
+                "fifo" => CassetteMatch::Fifo,
+                other => {
+                    self.error(
+                        m.span(),
+                        format!("expected cassette_match \"strict\" or \"fifo\", found \"{other}\""),
+                    );
+                    CassetteMatch::Strict
+                }
+            },
+        };
         let (price, price_source) = self.price(raw);
         let cache_min_tokens = raw
             .cache_min_tokens
@@ -382,6 +409,88 @@ impl Validator<'_> {
                 |b| (*b.get_ref()).max(1),
             ),
             retry_after_header: raw.retry_after_header.unwrap_or(true),
+            mode,
+            endpoint,
+            cassette,
+            cassette_match,
+        }
+    }
+
+    /// The live endpoint: a URL that is https, or http to loopback (or allowed explicitly).
+    fn endpoint(&mut self, raw: &RawLlm, mode: LlmMode) -> Endpoint {
+        const TIMEOUT_US_DEFAULT: u64 = 60_000_000;
+        const RESPONSE_BYTES_DEFAULT: u64 = 8 * 1024 * 1024;
+        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+        let base_url = match &raw.base_url {
+            Some(url) => {
+                let text = url.get_ref().trim_end_matches('/').to_owned();
+                match crate::llm::live::check_base_url(&text, allow_insecure_http) {
+                    Ok(()) => {}
+                    Err(message) => self.error(url.span(), message),
+                }
+                text
+            }
+            None => {
+                if mode == LlmMode::Live {
+                    self.error(
+                        raw.mode.as_ref().map_or(raw.name.span(), |m| m.span()),
+                        format!(
+                            "expected `base_url = \"https://…/v1\"` for llm \"{}\" in mode \"live\"",
+                            raw.name.get_ref()
+                        ),
+                    );
+                }
+                String::new()
+            }
+        };
+        if let Some(env) = &raw.api_key_env {
+            let ok = !env.get_ref().is_empty() && env.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                self.error(
+                    env.span(),
+                    format!(
+                        "expected the name of an environment variable (letters, digits, _), found \"{}\"",
+                        env.get_ref()
+                    ),
+                );
+            }
+        }
+        let temperature = raw.temperature.as_ref().map(|t| {
+            let value = *t.get_ref();
+            if !(0.0..=2.0).contains(&value) {
+                self.error(
+                    t.span(),
+                    format!("expected a temperature between 0 and 2, found {value}"),
+                );
+            }
+            value
+        });
+        let timeout_us = match &raw.timeout {
+            Some(t) => {
+                let us = self.duration(t);
+                if us == 0 {
+                    self.error(t.span(), "expected a timeout above zero");
+                }
+                us
+            }
+            None => TIMEOUT_US_DEFAULT,
+        };
+        let response_bytes_max = match &raw.max_response_bytes {
+            Some(n) if *n.get_ref() == 0 => {
+                self.error(n.span(), "expected max_response_bytes of at least 1, found 0");
+                RESPONSE_BYTES_DEFAULT
+            }
+            Some(n) => *n.get_ref(),
+            None => RESPONSE_BYTES_DEFAULT,
+        };
+        Endpoint {
+            base_url,
+            api_key_env: raw.api_key_env.as_ref().map(|e| e.get_ref().clone()),
+            temperature,
+            max_tokens: raw.max_tokens.as_ref().map(|m| *m.get_ref()),
+            timeout_us,
+            allow_insecure_http,
+            response_bytes_max,
         }
     }
 
@@ -453,6 +562,7 @@ impl Validator<'_> {
         }
         Tool {
             name: raw.name.get_ref().clone(),
+            description: raw.description.clone().unwrap_or_default(),
             latency: self.latency(raw.latency.as_ref(), Latency::Fixed { latency_us: 0 }),
             output,
             effect: raw.effect.as_ref().map(|e| e.get_ref().clone()),

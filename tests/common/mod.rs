@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -97,6 +99,7 @@ pub fn run_in_memory(scenario: &Arc<Scenario>, seed: u64, flavor: Flavor) -> Run
         trace: TraceMode::Memory,
         limits: None,
         replay_command: String::new(),
+        cassette: Default::default(),
     };
     kernel::run(scenario.clone(), &options).unwrap_or_else(|e| panic!("run of {} failed: {e}", scenario.name))
 }

@@ -1,0 +1,509 @@
+//! The live model: an OpenAI-compatible `/v1/chat/completions` client, and the mapping of what a
+//! server answers (a completion, an HTTP error, a timeout, a broken body) onto the same answers
+//! and provider errors the mock produces, so the agent's policies treat both alike.
+//!
+//! This is the only place in a run that reads the wall clock: the measured latency of a call
+//! goes into the cassette and becomes the call's virtual duration.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::tokens::estimate_tokens;
+use crate::actors::llm::{FinishReason, ModelAnswer, ProviderError, ToolArgs, ToolCall, ToolRef};
+use crate::actors::{LlmRequest, Origin};
+use crate::scenario::{AgentIdx, Endpoint, LlmIdx, Scenario};
+
+/// Prefix of the tool a live model calls to hand the conversation to another agent.
+pub const HANDOFF_TOOL_PREFIX: &str = "transfer_to_";
+
+/// Response headers worth keeping: they change what a client does next.
+const KEPT_HEADERS: [&str; 6] = [
+    "retry-after",
+    "retry-after-ms",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+];
+
+/// Replaces a secret wherever it appears in recorded text.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Checks a base URL: http or https with a host; plain http only to a loopback host unless
+/// `allow_insecure_http`.
+pub fn check_base_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("expected a URL such as \"https://host/v1\", found \"{url}\" ({e})"))?;
+    let host = parsed.host_str().unwrap_or("");
+    if host.is_empty() {
+        return Err(format!("expected a URL with a host, found \"{url}\""));
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_http || is_loopback(host) => Ok(()),
+        "http" => Err(format!(
+            "expected https for a host that is not loopback, found \"{url}\"; plain http would send the API key \
+             in clear (set `allow_insecure_http = true` to allow it anyway)"
+        )),
+        other => Err(format!(
+            "expected an http or https URL, found scheme \"{other}\" in \"{url}\""
+        )),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// The chat-completions request for one model call: canonical JSON (keys sorted, nothing
+/// volatile), the same on every run for the same request.
+pub fn build_request(scenario: &Scenario, llm: LlmIdx, request: &LlmRequest) -> Value {
+    let spec = &scenario.llms[llm];
+    let agent = &scenario.agents[request.agent];
+    let mut messages = Vec::new();
+    if !agent.instructions.is_empty() {
+        messages.push(json!({"role": "system", "content": agent.instructions}));
+    }
+    let user = match request.origin {
+        Origin::User | Origin::Handoff(_) => request.user.to_string(),
+        Origin::Delegation(from) => format!("Task from agent {}: {}", scenario.agents[from].name, request.user),
+    };
+    messages.push(json!({"role": "user", "content": user}));
+    if !request.results.is_empty() {
+        messages.push(
+            json!({"role": "user", "content": format!("Results from the agents you asked:\n{}", request.results)}),
+        );
+    }
+    if !request.last_tool.is_empty() {
+        // agentsim keeps no transcript: the model sees the last tool call and its result.
+        let id = format!("call_{}", request.tool_calls);
+        messages.push(json!({
+            "role": "assistant",
+            "content": null,
+            "tool_calls": [{"id": id, "type": "function", "function": {"name": &*request.last_tool, "arguments": "{}"}}],
+        }));
+        messages.push(json!({"role": "tool", "tool_call_id": id, "content": &*request.last_tool_output}));
+    }
+    let mut tools = Vec::new();
+    for &tool in &agent.tools {
+        let tool = &scenario.tools[tool];
+        tools.push(json!({"type": "function", "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": {"type": "object", "properties": {}, "additionalProperties": true},
+        }}));
+    }
+    for &to in &agent.handoffs {
+        let name = &scenario.agents[to].name;
+        tools.push(json!({"type": "function", "function": {
+            "name": format!("{HANDOFF_TOOL_PREFIX}{name}"),
+            "description": format!("Hand the conversation over to the agent \"{name}\"."),
+            "parameters": {"type": "object", "properties": {}},
+        }}));
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(spec.model));
+    body.insert("messages".into(), Value::Array(messages));
+    if !tools.is_empty() {
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(t) = spec.endpoint.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(n) = spec.endpoint.max_tokens {
+        body.insert("max_tokens".into(), json!(n));
+    }
+    body.insert("stream".into(), json!(false));
+    Value::Object(body)
+}
+
+/// What happened on the wire for one call: exactly what a cassette stores and replays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// HTTP status; 0 when no response came (see `transport_error`).
+    pub status: u16,
+    /// Only the headers that matter (retry-after, rate-limit counters), lower-case names.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The response body, as JSON when it parsed.
+    #[serde(default)]
+    pub response: Option<Value>,
+    /// The response body as text, when it was not JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_text: Option<String>,
+    /// `timeout`, `connect`, `too_large` or `io` when the call failed below HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_error: Option<String>,
+    /// Wall-clock time from sending the request to the end of the body.
+    pub latency_us: u64,
+}
+
+/// A client for one live model. Holds the API key, which it never prints, traces or records.
+pub struct LiveClient {
+    url: String,
+    endpoint: Endpoint,
+    api_key: Option<String>,
+}
+
+impl std::fmt::Debug for LiveClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveClient")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+impl LiveClient {
+    /// A client for `endpoint`, reading the key from the environment variable it names.
+    pub fn new(llm_name: &str, endpoint: &Endpoint) -> Result<LiveClient, String> {
+        check_base_url(&endpoint.base_url, endpoint.allow_insecure_http)
+            .map_err(|e| format!("llm \"{llm_name}\": {e}"))?;
+        let api_key = match &endpoint.api_key_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(key) if !key.is_empty() => Some(key),
+                _ => {
+                    return Err(format!(
+                        "llm \"{llm_name}\": the environment variable {var} (api_key_env) is not set or empty"
+                    ))
+                }
+            },
+        };
+        Ok(LiveClient {
+            url: format!("{}/chat/completions", endpoint.base_url),
+            endpoint: endpoint.clone(),
+            api_key,
+        })
+    }
+
+    /// Sends one request and waits for the whole answer. Runs on a thread of its own, outside
+    /// the async runtime that carries the actors; the scheduler waits for this turn anyway.
+    pub fn call(&self, body: &Value) -> Exchange {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| self.call_blocking(body))
+                .join()
+                .unwrap_or_else(|_| failed_exchange("io", 0))
+        })
+    }
+
+    fn call_blocking(&self, body: &Value) -> Exchange {
+        let timeout = Duration::from_micros(self.endpoint.timeout_us);
+        let client = match reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            // A redirect could carry the key to another host: follow none.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("agentsim/", env!("CARGO_PKG_VERSION")))
+            .build()
+        {
+            Ok(client) => client,
+            Err(_) => return failed_exchange("io", 0),
+        };
+        let mut builder = client
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let started = Instant::now();
+        let elapsed_us = || started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        let response = match builder.send() {
+            Ok(response) => response,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "io"
+                };
+                return failed_exchange(kind, elapsed_us());
+            }
+        };
+        let status = response.status().as_u16();
+        let mut headers = BTreeMap::new();
+        for name in KEPT_HEADERS {
+            if let Some(value) = response.headers().get(name).and_then(|v| v.to_str().ok()) {
+                headers.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let limit = self.endpoint.response_bytes_max;
+        let mut bytes = Vec::new();
+        let read = response.take(limit.saturating_add(1)).read_to_end(&mut bytes);
+        let latency_us = elapsed_us();
+        if let Err(e) = read {
+            let kind = if is_timeout(&e) { "timeout" } else { "io" };
+            return Exchange {
+                status,
+                headers,
+                ..failed_exchange(kind, latency_us)
+            };
+        }
+        if bytes.len() as u64 > limit {
+            return Exchange {
+                status,
+                headers,
+                ..failed_exchange("too_large", latency_us)
+            };
+        }
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(key) = &self.api_key {
+            // A server that echoes the key must not get it into a cassette.
+            text = text.replace(key.as_str(), REDACTED);
+        }
+        let (response, body_text) = match serde_json::from_str::<Value>(&text) {
+            Ok(value) => (Some(value), None),
+            Err(_) => (None, Some(text)),
+        };
+        Exchange {
+            status,
+            headers,
+            response,
+            body_text,
+            transport_error: None,
+            latency_us,
+        }
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::TimedOut || e.to_string().contains("timed out")
+}
+
+fn failed_exchange(kind: &str, latency_us: u64) -> Exchange {
+    Exchange {
+        status: 0,
+        headers: BTreeMap::new(),
+        response: None,
+        body_text: None,
+        transport_error: Some(kind.to_owned()),
+        latency_us,
+    }
+}
+
+/// A model call's outcome in agentsim's terms.
+#[derive(Debug, Clone)]
+pub struct Interpreted {
+    pub answer: ModelAnswer,
+    pub finish_reason: FinishReason,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+}
+
+/// Maps a server's answer onto agentsim's answers and provider errors. A pure function of the
+/// exchange, so a replayed call gives exactly what the live one gave.
+pub fn interpret(
+    scenario: &Scenario,
+    request: &LlmRequest,
+    exchange: &Exchange,
+    next_call_id: &mut u32,
+) -> Interpreted {
+    let error = |e: ProviderError| Interpreted {
+        answer: ModelAnswer::Error(e),
+        finish_reason: FinishReason::Stop,
+        input_tokens: 0,
+        output_tokens: 0,
+    };
+    if let Some(kind) = &exchange.transport_error {
+        return error(match kind.as_str() {
+            "timeout" => ProviderError::client_timeout(),
+            "connect" => provider(503, "connection_error", "connection_error", None),
+            "too_large" => provider(502, "server_error", "response_too_large", None),
+            _ => provider(502, "server_error", "transport_error", None),
+        });
+    }
+    if exchange.status != 200 {
+        return error(map_http_error(exchange));
+    }
+    match exchange
+        .response
+        .as_ref()
+        .and_then(|r| parse_completion(scenario, request.agent, r, next_call_id))
+    {
+        Some(mut done) => {
+            if done.input_tokens == 0 {
+                done.input_tokens = request.input_tokens;
+            }
+            done
+        }
+        None => error(provider(502, "server_error", "malformed_response", None)),
+    }
+}
+
+fn provider(status: u16, error_type: &'static str, code: &'static str, retry_after_us: Option<u64>) -> ProviderError {
+    ProviderError {
+        status,
+        error_type,
+        code,
+        retry_after_us,
+    }
+}
+
+/// An HTTP error status and body, as the provider error the mock would have produced.
+fn map_http_error(exchange: &Exchange) -> ProviderError {
+    let body_error = exchange.response.as_ref().and_then(|r| r.get("error"));
+    let field = |name: &str| {
+        body_error
+            .and_then(|e| e.get(name))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let (code, error_type, message) = (field("code"), field("type"), field("message"));
+    let retry_after_us = retry_after_us(&exchange.headers);
+    match exchange.status {
+        429 if code == "insufficient_quota" || error_type == "insufficient_quota" => {
+            provider(429, "insufficient_quota", "insufficient_quota", None)
+        }
+        429 if error_type == "tokens" || message.contains("tokens per min") => {
+            provider(429, "tokens", "rate_limit_exceeded", retry_after_us)
+        }
+        429 => provider(429, "requests", "rate_limit_exceeded", retry_after_us),
+        400 if code == "context_length_exceeded" || message.contains("context length") => {
+            provider(400, "invalid_request_error", "context_length_exceeded", None)
+        }
+        400 if code == "content_filter" || code == "content_policy_violation" => {
+            provider(400, "invalid_request_error", "content_filter", None)
+        }
+        401 | 403 => provider(exchange.status, "invalid_request_error", "invalid_api_key", None),
+        408 => ProviderError::client_timeout(),
+        503 => provider(503, "service_unavailable_error", "server_is_overloaded", retry_after_us),
+        529 => provider(529, "overloaded_error", "overloaded_error", retry_after_us),
+        s if s >= 500 => provider(s, "server_error", "internal_error", retry_after_us),
+        s => provider(s, "invalid_request_error", "invalid_request", None),
+    }
+}
+
+/// `retry-after-ms`, or `retry-after` in seconds (fractions allowed); HTTP dates are ignored.
+fn retry_after_us(headers: &BTreeMap<String, String>) -> Option<u64> {
+    const RETRY_AFTER_US_MAX: f64 = 86_400e6;
+    let parse = |name: &str, scale: f64| {
+        headers
+            .get(name)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| (v * scale).min(RETRY_AFTER_US_MAX) as u64)
+    };
+    parse("retry-after-ms", 1e3).or_else(|| parse("retry-after", 1e6))
+}
+
+/// A `200` body: the first choice's tool calls or text, its finish reason and usage. `None`
+/// when the body is not a chat completion.
+fn parse_completion(scenario: &Scenario, agent: AgentIdx, body: &Value, next_call_id: &mut u32) -> Option<Interpreted> {
+    let choice = body.get("choices")?.as_array()?.first()?;
+    let message = choice.get("message")?.as_object()?;
+    let content = message.get("content").and_then(|c| c.as_str()).unwrap_or("");
+    let usage = body.get("usage");
+    let tokens = |name: &str| {
+        usage
+            .and_then(|u| u.get(name))
+            .and_then(|v| v.as_u64())
+            .map(|v| v.min(u32::MAX as u64) as u32)
+    };
+    let spec = &scenario.agents[agent];
+    let mut calls = Vec::new();
+    let mut handoff = None;
+    let raw_calls = message
+        .get("tool_calls")
+        .and_then(|c| c.as_array())
+        .map_or(&[][..], |c| c.as_slice());
+    for raw in raw_calls {
+        let function = raw.get("function")?;
+        let name = function.get("name")?.as_str()?;
+        if let Some(target) = name.strip_prefix(HANDOFF_TOOL_PREFIX) {
+            if let Some(&to) = spec.handoffs.iter().find(|&&a| scenario.agents[a].name == target) {
+                handoff.get_or_insert(to);
+                continue;
+            }
+        }
+        let arguments = match function.get("arguments") {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Object(map)) => Value::Object(map.clone()).to_string(),
+            _ => String::new(),
+        };
+        let args = match serde_json::from_str::<Value>(&arguments) {
+            Ok(Value::Object(map)) => ToolArgs::Json(Arc::new(map)),
+            _ if arguments.trim().is_empty() => ToolArgs::Json(Arc::new(Map::new())),
+            _ => ToolArgs::Malformed(Arc::from(arguments.as_str())),
+        };
+        let tool = match spec.tools.iter().find(|&&t| scenario.tools[t].name == name) {
+            Some(&t) => ToolRef::Known(t),
+            None => ToolRef::Unknown(Arc::from(name)),
+        };
+        let id = *next_call_id;
+        *next_call_id += 1;
+        calls.push(ToolCall { id, tool, args });
+    }
+    let finish = choice.get("finish_reason").and_then(|f| f.as_str()).unwrap_or("");
+    let answer = if !calls.is_empty() {
+        ModelAnswer::ToolCalls(calls)
+    } else if let Some(to) = handoff {
+        ModelAnswer::Handoff(to)
+    } else {
+        ModelAnswer::Text(Arc::from(content))
+    };
+    let finish_reason = match finish {
+        "length" => FinishReason::Length,
+        "content_filter" => FinishReason::ContentFilter,
+        _ if matches!(answer, ModelAnswer::ToolCalls(_)) => FinishReason::ToolCalls,
+        _ => FinishReason::Stop,
+    };
+    let output_tokens = tokens("completion_tokens").unwrap_or_else(|| estimate_tokens(content).max(1));
+    Some(Interpreted {
+        answer,
+        finish_reason,
+        input_tokens: tokens("prompt_tokens").unwrap_or(0),
+        output_tokens,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_for_a_remote_host_and_allowed_for_loopback() {
+        assert!(check_base_url("http://127.0.0.1:8080/v1", false).is_ok());
+        assert!(check_base_url("http://localhost:11434/v1", false).is_ok());
+        assert!(check_base_url("http://[::1]:8000/v1", false).is_ok());
+        assert!(check_base_url("https://api.openai.com/v1", false).is_ok());
+        let refused = check_base_url("http://example.com/v1", false).unwrap_err();
+        assert!(refused.contains("allow_insecure_http"), "{refused}");
+        assert!(check_base_url("http://example.com/v1", true).is_ok());
+        assert!(check_base_url("ftp://example.com/v1", true).is_err());
+        assert!(check_base_url("not a url", true).is_err());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_fractions_and_milliseconds() {
+        let headers = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(retry_after_us(&headers(&[("retry-after", "2")])), Some(2_000_000));
+        assert_eq!(retry_after_us(&headers(&[("retry-after", "0.5")])), Some(500_000));
+        assert_eq!(
+            retry_after_us(&headers(&[("retry-after", "2"), ("retry-after-ms", "150")])),
+            Some(150_000)
+        );
+        assert_eq!(
+            retry_after_us(&headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")])),
+            None
+        );
+    }
+}

@@ -1,0 +1,519 @@
+//! OTLP/JSON export of a run, following the OpenTelemetry GenAI semantic conventions
+//! (version [`SEMCONV_VERSION`]).
+//!
+//! The spans are a pure function of the trace: one trace per run under an
+//! `invoke_workflow {scenario}` root; `invoke_agent {agent}` per agent and conversation,
+//! `chat {model}` per model call, `execute_tool {tool}` per tool call. Errors are span status,
+//! faults, guardrail verdicts, failures and restarts are span events. Ids come from BLAKE3 of
+//! the scenario hash, the seed and the span's index, and times from a fixed epoch plus virtual
+//! time, so the same run always exports the same bytes.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::scenario::{LlmMode, Scenario};
+
+/// The GenAI semantic conventions version the attributes follow.
+pub const SEMCONV_VERSION: &str = "1.37.0";
+/// Virtual time 0 is exported as 2025-01-01T00:00:00Z.
+pub const EPOCH_UNIX_NANOS: u64 = 1_735_689_600_000_000_000;
+
+/// Attributes in the order they are set.
+type Attributes = Vec<(String, Value)>;
+/// A span event: virtual time, name, attributes.
+type SpanEvent = (u64, String, Attributes);
+
+/// A span under construction.
+#[derive(Debug, Clone)]
+struct Span {
+    parent: Option<usize>,
+    name: String,
+    /// 1 INTERNAL, 3 CLIENT.
+    kind: u8,
+    start_us: u64,
+    end_us: Option<u64>,
+    attributes: Vec<(String, Value)>,
+    events: Vec<SpanEvent>,
+    /// `(code, message)`: 2 is ERROR.
+    status: Option<(u8, String)>,
+    /// `agent:NAME` for agent spans, for parent look-ups.
+    agent: Option<String>,
+}
+
+impl Span {
+    fn attr(&mut self, key: &str, value: Value) {
+        self.attributes.push((key.to_owned(), value));
+    }
+}
+
+/// Builds the spans of one trace.
+struct Exporter<'a> {
+    scenario: &'a Scenario,
+    spans: Vec<Span>,
+    /// Open agent span per (conversation, agent id).
+    agents: BTreeMap<(u64, String), usize>,
+    /// Open tool span per (conversation, call id).
+    tools: BTreeMap<(u64, u64), usize>,
+    /// Fault records waiting for the delivery they hit, by seq.
+    faults: BTreeMap<u64, Vec<(u64, Attributes)>>,
+}
+
+/// Exports `trace` (the bytes of a `trace.jsonl`) as one OTLP/JSON `TracesData` line.
+pub fn export(trace: &[u8], scenario: &Scenario) -> Result<String, String> {
+    let text = std::str::from_utf8(trace).map_err(|_| "the trace is not UTF-8".to_owned())?;
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let (_, first) = lines.next().ok_or("the trace is empty")?;
+    let header: Value = serde_json::from_str(first).map_err(|e| format!("trace line 1: {e}"))?;
+    let seed = header.get("seed").and_then(Value::as_u64).unwrap_or(0);
+    let scenario_hash = header.get("scenario_hash").and_then(Value::as_str).unwrap_or("");
+    let mut exporter = Exporter {
+        scenario,
+        spans: vec![Span {
+            parent: None,
+            name: format!("invoke_workflow {}", scenario.name),
+            kind: 1,
+            start_us: 0,
+            end_us: None,
+            attributes: vec![
+                ("gen_ai.operation.name".into(), json!("invoke_workflow")),
+                ("gen_ai.workflow.name".into(), json!(scenario.name)),
+                ("agentsim.seed".into(), json!(seed)),
+            ],
+            events: Vec::new(),
+            status: None,
+            agent: None,
+        }],
+        agents: BTreeMap::new(),
+        tools: BTreeMap::new(),
+        faults: BTreeMap::new(),
+    };
+    let mut end_us = 0;
+    for (index, line) in lines {
+        let record: Value = serde_json::from_str(line).map_err(|e| format!("trace line {}: {e}", index + 1))?;
+        let t_us = record.get("t_us").and_then(Value::as_u64).unwrap_or(end_us);
+        end_us = end_us.max(t_us);
+        exporter.record(&record, t_us);
+    }
+    exporter.finish(end_us);
+    Ok(exporter.encode(scenario_hash, seed))
+}
+
+/// `key=value` out of a summary; the value ends at the next space.
+fn field<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
+    let mut rest = msg;
+    loop {
+        let at = rest.find(key)?;
+        let before_ok = at == 0 || rest.as_bytes()[at - 1] == b' ';
+        let after = &rest[at + key.len()..];
+        if before_ok && after.starts_with('=') {
+            let value = &after[1..];
+            return Some(value.split(' ').next().unwrap_or(""));
+        }
+        rest = &rest[at + key.len()..];
+    }
+}
+
+fn number(msg: &str, key: &str) -> Option<u64> {
+    field(msg, key).and_then(|v| v.parse().ok())
+}
+
+/// A quoted value (`user="..."`), unescaped; runs to the closing quote.
+fn quoted(msg: &str, key: &str) -> Option<String> {
+    let start = msg.find(&format!(" {key}=\""))? + key.len() + 3;
+    let mut out = String::new();
+    let mut chars = msg[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return Some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+impl Exporter<'_> {
+    fn open(&mut self, span: Span) -> usize {
+        self.spans.push(span);
+        self.spans.len() - 1
+    }
+
+    fn span(&self, parent: Option<usize>, name: String, kind: u8, start_us: u64) -> Span {
+        Span {
+            parent: Some(parent.unwrap_or(0)),
+            name,
+            kind,
+            start_us,
+            end_us: None,
+            attributes: Vec::new(),
+            events: Vec::new(),
+            status: None,
+            agent: None,
+        }
+    }
+
+    /// The open span of `agent` in `conv`, else its latest open span, else the root.
+    fn agent_span(&self, conv: Option<u64>, agent: &str) -> usize {
+        if let Some(conv) = conv {
+            if let Some(&i) = self.agents.get(&(conv, agent.to_owned())) {
+                return i;
+            }
+        }
+        self.agents
+            .iter()
+            .filter(|((_, a), _)| a == agent)
+            .map(|(_, &i)| i)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn open_agent(&mut self, conv: u64, agent: &str, parent: Option<usize>, t_us: u64) -> usize {
+        let name = agent.strip_prefix("agent:").unwrap_or(agent);
+        let mut span = self.span(parent, format!("invoke_agent {name}"), 1, t_us);
+        span.attr("gen_ai.operation.name", json!("invoke_agent"));
+        span.attr("gen_ai.agent.name", json!(name));
+        span.attr("gen_ai.conversation.id", json!(conv.to_string()));
+        span.agent = Some(agent.to_owned());
+        let index = self.open(span);
+        self.agents.insert((conv, agent.to_owned()), index);
+        index
+    }
+
+    fn close_agent(&mut self, conv: u64, agent: &str, t_us: u64) -> Option<usize> {
+        let index = self.agents.remove(&(conv, agent.to_owned()))?;
+        self.spans[index].end_us = Some(t_us);
+        Some(index)
+    }
+
+    fn record(&mut self, record: &Value, t_us: u64) {
+        let kind = record.get("kind").and_then(Value::as_str).unwrap_or("");
+        let text = |key: &str| record.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+        match kind {
+            "deliver" => self.deliver(record, t_us),
+            "fault" => {
+                let seq = record.get("seq").and_then(Value::as_u64).unwrap_or(0);
+                let attributes = vec![
+                    ("agentsim.fault.kind".into(), json!(text("fault"))),
+                    ("agentsim.fault.name".into(), json!(text("name"))),
+                    ("agentsim.fault.target".into(), json!(text("actor"))),
+                    ("agentsim.fault.params".into(), json!(text("params"))),
+                ];
+                self.faults.entry(seq).or_default().push((t_us, attributes));
+            }
+            "guard" => {
+                // Guardrail verdicts: an event on the checked agent's span.
+                let actor = text("actor");
+                let conv = record.get("conv").and_then(Value::as_u64);
+                let target = self.agent_span(conv, &actor);
+                let attributes = ["guardrail", "stage", "actor", "verdict"]
+                    .iter()
+                    .map(|k| (format!("agentsim.guardrail.{k}"), json!(text(k))))
+                    .collect();
+                self.spans[target]
+                    .events
+                    .push((t_us, "agentsim.guardrail".into(), attributes));
+            }
+            "fail" | "restart" | "escalate" => {
+                let mut attributes: Vec<(String, Value)> = Vec::new();
+                if let Some(map) = record.as_object() {
+                    for (key, value) in map {
+                        if !matches!(key.as_str(), "kind" | "t_us") {
+                            let value = value.as_str().map_or_else(|| json!(value.to_string()), |s| json!(s));
+                            attributes.push((format!("agentsim.{key}"), value));
+                        }
+                    }
+                }
+                let name = if kind == "fail" {
+                    attributes.push(("exception.message".into(), json!(text("error"))));
+                    "exception".to_owned()
+                } else {
+                    format!("agentsim.{kind}")
+                };
+                self.spans[0].events.push((t_us, name, attributes));
+            }
+            _ => {}
+        }
+    }
+
+    fn deliver(&mut self, record: &Value, t_us: u64) {
+        let get = |key: &str| record.get(key).and_then(Value::as_str).unwrap_or("");
+        let (from, to, msg) = (get("from"), get("to"), get("msg"));
+        let seq = record.get("seq").and_then(Value::as_u64).unwrap_or(u64::MAX);
+        let verb = msg.split(' ').next().unwrap_or("");
+        let conv = number(msg, "conv");
+        match (verb, conv) {
+            ("start", Some(conv)) if to.starts_with("agent:") => {
+                let span = self.open_agent(conv, to, None, t_us);
+                if let Some(user) = quoted(msg, "user") {
+                    let messages = json!([{"role": "user", "parts": [{"type": "text", "content": user}]}]);
+                    self.spans[span].attr("gen_ai.input.messages", json!(messages.to_string()));
+                }
+            }
+            ("handoff", Some(conv)) => {
+                let previous = field(msg, "from").map(|a| format!("agent:{a}"));
+                let parent = previous.as_ref().and_then(|p| self.close_agent(conv, p, t_us));
+                self.open_agent(conv, to, parent, t_us);
+            }
+            ("delegate", Some(conv)) => {
+                let parent = field(msg, "from").map(|a| self.agent_span(None, &format!("agent:{a}")));
+                self.open_agent(conv, to, parent, t_us);
+            }
+            ("delegate_result", Some(conv)) => {
+                self.close_agent(conv, from, t_us);
+            }
+            ("answer", Some(conv)) if to == "user" => {
+                if let Some(index) = self.close_agent(conv, from, t_us) {
+                    let status = field(msg, "status").unwrap_or("");
+                    if let Some(text) = quoted(msg, "text") {
+                        let messages = json!([{"role": "assistant", "parts": [{"type": "text", "content": text}],
+                            "finish_reason": "stop"}]);
+                        self.spans[index].attr("gen_ai.output.messages", json!(messages.to_string()));
+                    }
+                    if status != "answered" {
+                        self.spans[index].status = Some((2, status.to_owned()));
+                    }
+                }
+            }
+            ("llm_reply", Some(conv)) => self.chat(conv, from, to, msg, t_us),
+            ("invoke", Some(conv)) => {
+                let call = number(msg, "call").unwrap_or(0);
+                let parent = self.agent_span(Some(conv), from);
+                let tool = to.strip_prefix("tool:").unwrap_or(to);
+                let mut span = self.span(Some(parent), format!("execute_tool {tool}"), 1, t_us);
+                span.attr("gen_ai.operation.name", json!("execute_tool"));
+                span.attr("gen_ai.tool.name", json!(tool));
+                span.attr("gen_ai.tool.type", json!("function"));
+                span.attr("gen_ai.tool.call.id", json!(format!("call_{call}")));
+                if let Some(at) = msg.find(" args=") {
+                    span.attr("gen_ai.tool.call.arguments", json!(&msg[at + 6..]));
+                }
+                let index = self.open(span);
+                self.tools.insert((conv, call), index);
+            }
+            ("tool_result", Some(conv)) => {
+                let call = number(msg, "call").unwrap_or(0);
+                if let Some(index) = self.tools.remove(&(conv, call)) {
+                    let span = &mut self.spans[index];
+                    span.end_us = Some(t_us);
+                    let output = quoted(msg, "output").unwrap_or_default();
+                    if let Some(error) = output.strip_prefix("error: ") {
+                        span.status = Some((2, error.to_owned()));
+                        span.attr("error.type", json!("tool_error"));
+                    }
+                    span.attr("gen_ai.tool.call.result", json!(output));
+                }
+            }
+            ("tool_timeout", Some(conv)) => {
+                let call = number(msg, "call").unwrap_or(0);
+                if let Some(&index) = self.tools.get(&(conv, call)) {
+                    let span = &mut self.spans[index];
+                    span.status = Some((2, "timeout".into()));
+                    span.attr("error.type", json!("timeout"));
+                    span.events.push((t_us, "agentsim.tool_timeout".into(), Vec::new()));
+                }
+            }
+            _ => {}
+        }
+        if let Some(fired) = self.faults.remove(&seq) {
+            let agent = [to, from].into_iter().find(|a| a.starts_with("agent:"));
+            let target = agent.map_or(0, |a| self.agent_span(conv, a));
+            for (at_us, attributes) in fired {
+                self.spans[target]
+                    .events
+                    .push((at_us, "agentsim.fault".into(), attributes));
+            }
+        }
+    }
+
+    fn chat(&mut self, conv: u64, from: &str, to: &str, msg: &str, t_us: u64) {
+        let llm_name = from.strip_prefix("llm:").unwrap_or(from);
+        let llm = self.scenario.llms.iter().find(|l| l.name == llm_name);
+        let model = llm.map_or(llm_name, |l| l.model.as_str());
+        let provider = match llm.map(|l| l.mode) {
+            Some(LlmMode::Live | LlmMode::Replay) => "openai",
+            _ => "agentsim.mock",
+        };
+        let latency_us = number(msg, "latency_us").unwrap_or(0);
+        let parent = self.agent_span(Some(conv), to);
+        let mut span = self.span(
+            Some(parent),
+            format!("chat {model}"),
+            3,
+            t_us.saturating_sub(latency_us),
+        );
+        span.end_us = Some(t_us);
+        span.attr("gen_ai.operation.name", json!("chat"));
+        span.attr("gen_ai.provider.name", json!(provider));
+        span.attr("gen_ai.request.model", json!(model));
+        span.attr("gen_ai.agent.name", json!(to.strip_prefix("agent:").unwrap_or(to)));
+        span.attr("gen_ai.conversation.id", json!(conv.to_string()));
+        if let Some(error) = field(msg, "error") {
+            let mut words = msg[msg.find("error=").unwrap_or(0) + 6..].split(' ');
+            let status = words.next().unwrap_or(error);
+            let _error_type = words.next().unwrap_or("");
+            let code = words.next().unwrap_or("");
+            span.attr("error.type", json!(code));
+            if let Ok(status) = status.parse::<u64>() {
+                span.attr("http.response.status_code", json!(status));
+            }
+            if let Some(us) = number(msg, "retry_after_us") {
+                span.attr("agentsim.retry_after_us", json!(us));
+            }
+            span.status = Some((2, format!("{status} {code}")));
+        } else {
+            span.attr("gen_ai.response.model", json!(model));
+            span.attr(
+                "gen_ai.usage.input_tokens",
+                json!(number(msg, "tokens_in").unwrap_or(0)),
+            );
+            span.attr(
+                "gen_ai.usage.output_tokens",
+                json!(number(msg, "tokens_out").unwrap_or(0)),
+            );
+            let finish = field(msg, "finish").unwrap_or("stop");
+            // The conventions' output-message vocabulary says `tool_call`.
+            let finish = if finish == "tool_calls" { "tool_call" } else { finish };
+            span.attr("gen_ai.response.finish_reasons", json!([finish]));
+            let mut parts = Vec::new();
+            if let Some(list) = field(msg, "tool_calls") {
+                let inner = list.trim_start_matches('[').trim_end_matches(']');
+                let mut ids = Vec::new();
+                for call in inner.split(',').filter(|c| !c.is_empty()) {
+                    let (name, rest) = call.split_once('#').unwrap_or((call, "0"));
+                    let name = name.trim_start_matches('?');
+                    let id: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+                    let id = format!("call_{id}");
+                    parts.push(json!({"type": "tool_call", "id": id, "name": name}));
+                    ids.push(id);
+                }
+                span.attr("agentsim.tool_call_ids", json!(ids));
+            }
+            if let Some(target) = field(msg, "handoff") {
+                parts.push(json!({"type": "tool_call", "id": format!("handoff_{conv}"),
+                    "name": format!("{}{target}", crate::llm::live::HANDOFF_TOOL_PREFIX)}));
+            }
+            if !parts.is_empty() {
+                let messages = json!([{"role": "assistant", "parts": parts, "finish_reason": finish}]);
+                span.attr("gen_ai.output.messages", json!(messages.to_string()));
+            }
+        }
+        if let Some(cost) = number(msg, "cost_pusd") {
+            span.attr("agentsim.cost_pusd", json!(cost));
+        }
+        self.open(span);
+    }
+
+    fn finish(&mut self, end_us: u64) {
+        let pending: Vec<_> = std::mem::take(&mut self.faults).into_values().flatten().collect();
+        for (at_us, attributes) in pending {
+            self.spans[0].events.push((at_us, "agentsim.fault".into(), attributes));
+        }
+        for span in &mut self.spans {
+            if span.end_us.is_none() {
+                span.end_us = Some(end_us);
+                if span.parent.is_some() {
+                    span.attr("agentsim.unfinished", json!(true));
+                }
+            }
+        }
+    }
+
+    fn encode(&self, scenario_hash: &str, seed: u64) -> String {
+        let trace_hash = blake3::hash(format!("agentsim-otlp/{scenario_hash}/{seed}").as_bytes());
+        let trace_id = hex(&trace_hash.as_bytes()[..16]);
+        let span_id = |index: usize| {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(trace_hash.as_bytes());
+            hasher.update(&(index as u64).to_le_bytes());
+            hex(&hasher.finalize().as_bytes()[..8])
+        };
+        let nanos = |us: u64| (EPOCH_UNIX_NANOS + us.saturating_mul(1_000)).to_string();
+        let spans: Vec<Value> = self
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(index, span)| {
+                let mut object = json!({
+                    "traceId": trace_id,
+                    "spanId": span_id(index),
+                    "name": span.name,
+                    "kind": span.kind,
+                    "startTimeUnixNano": nanos(span.start_us),
+                    "endTimeUnixNano": nanos(span.end_us.unwrap_or(span.start_us)),
+                    "attributes": attributes(&span.attributes),
+                    "events": span.events.iter().map(|(t, name, attrs)| json!({
+                        "timeUnixNano": nanos(*t),
+                        "name": name,
+                        "attributes": attributes(attrs),
+                    })).collect::<Vec<_>>(),
+                    "status": match &span.status {
+                        Some((code, message)) => json!({"code": code, "message": message}),
+                        None => json!({}),
+                    },
+                });
+                if let Some(parent) = span.parent {
+                    object["parentSpanId"] = json!(span_id(parent));
+                }
+                object
+            })
+            .collect();
+        let document = json!({"resourceSpans": [{
+            "resource": {"attributes": attributes(&[
+                ("service.name".into(), json!("agentsim")),
+                ("agentsim.scenario".into(), json!(self.scenario.name)),
+                ("agentsim.scenario_hash".into(), json!(scenario_hash)),
+            ])},
+            "scopeSpans": [{
+                "scope": {"name": "agentsim", "version": env!("CARGO_PKG_VERSION")},
+                "spans": spans,
+            }],
+            "schemaUrl": format!("https://opentelemetry.io/schemas/{SEMCONV_VERSION}"),
+        }]});
+        let mut out = document.to_string();
+        out.push('\n');
+        out
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Attributes as OTLP `KeyValue`s: 64-bit integers as decimal strings, arrays as `arrayValue`.
+fn attributes(pairs: &[(String, Value)]) -> Vec<Value> {
+    pairs
+        .iter()
+        .map(|(key, value)| json!({"key": key, "value": any_value(value)}))
+        .collect()
+}
+
+fn any_value(value: &Value) -> Value {
+    match value {
+        Value::Bool(b) => json!({"boolValue": b}),
+        Value::Number(n) if n.is_u64() || n.is_i64() => json!({"intValue": n.to_string()}),
+        Value::Number(n) => json!({"doubleValue": n}),
+        Value::String(s) => json!({"stringValue": s}),
+        Value::Array(items) => json!({"arrayValue": {"values": items.iter().map(any_value).collect::<Vec<_>>()}}),
+        Value::Object(map) => json!({"kvlistValue": {"values": map.iter()
+            .map(|(k, v)| json!({"key": k, "value": any_value(v)})).collect::<Vec<_>>()}}),
+        Value::Null => json!({"stringValue": ""}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_fields_are_read_by_key_not_by_substring() {
+        let msg = "llm_reply conv=3 tool_calls=[refund#1] call=2 finish=tool_calls tokens_in=20";
+        assert_eq!(field(msg, "conv"), Some("3"));
+        assert_eq!(field(msg, "call"), Some("2"));
+        assert_eq!(field(msg, "tool_calls"), Some("[refund#1]"));
+        assert_eq!(number(msg, "tokens_in"), Some(20));
+        assert_eq!(field(msg, "missing"), None);
+        let start = r#"start conv=0 user="say \"hi\" \\ bye""#;
+        assert_eq!(quoted(start, "user").as_deref(), Some(r#"say "hi" \ bye"#));
+    }
+}

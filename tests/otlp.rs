@@ -1,0 +1,311 @@
+//! OTLP/JSON export (GenAI semantic conventions) and import: exports are deterministic and
+//! well-formed, and an export imports back into a scenario that replays the same run.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::{agentsim_output, field, records, status, stderr, stdout};
+use serde_json::Value;
+
+fn export(scenario: &str, out: &Path) -> (Vec<u8>, Vec<u8>) {
+    let otlp = out.join("otlp.json");
+    let output = agentsim_output(&[
+        "run",
+        scenario,
+        "--out",
+        out.to_str().unwrap(),
+        "--force",
+        "--otlp",
+        otlp.to_str().unwrap(),
+    ]);
+    assert!(status(&output) <= 1, "{}\n{}", stdout(&output), stderr(&output));
+    (
+        std::fs::read(otlp).unwrap(),
+        std::fs::read(out.join("trace.jsonl")).unwrap(),
+    )
+}
+
+fn spans(otlp: &[u8]) -> Vec<Value> {
+    let document: Value = serde_json::from_slice(otlp).expect("the export is one JSON document");
+    document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .expect("spans")
+        .clone()
+}
+
+fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)
+        .map(|kv| &kv["value"])
+}
+
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[test]
+fn export_is_deterministic_and_follows_the_genai_conventions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, trace) = export("scenarios/support-desk.toml", &dir.path().join("a"));
+    let (second, _) = export("scenarios/support-desk.toml", &dir.path().join("b"));
+    assert_eq!(first, second, "same run, same export bytes");
+
+    let document: Value = serde_json::from_slice(&first).unwrap();
+    assert!(document["resourceSpans"][0]["schemaUrl"]
+        .as_str()
+        .unwrap()
+        .ends_with("/1.37.0"));
+    let spans = spans(&first);
+    let ids: BTreeSet<&str> = spans.iter().map(|s| s["spanId"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), spans.len(), "span ids are unique");
+    for span in &spans {
+        assert!(is_hex(span["traceId"].as_str().unwrap(), 32), "{span}");
+        assert!(is_hex(span["spanId"].as_str().unwrap(), 16), "{span}");
+        if let Some(parent) = span.get("parentSpanId") {
+            assert!(ids.contains(parent.as_str().unwrap()), "a parent that exists: {span}");
+        }
+        let start: u64 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        let end: u64 = span["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        assert!(start <= end, "{span}");
+    }
+
+    let records = records(&trace);
+    let count = |prefix: &str| records.iter().filter(|r| field(r, "msg").starts_with(prefix)).count();
+    let named = |prefix: &str| {
+        spans
+            .iter()
+            .filter(|s| s["name"].as_str().unwrap().starts_with(prefix))
+            .count()
+    };
+    assert_eq!(named("chat gpt-4o-mini"), count("llm_reply"));
+    assert_eq!(named("execute_tool "), count("invoke "));
+    assert_eq!(named("invoke_agent "), count("start ") + count("handoff "));
+    assert_eq!(named("invoke_workflow support-desk"), 1);
+
+    let chat = spans
+        .iter()
+        .find(|s| s["name"] == "chat gpt-4o-mini" && s["status"].get("code").is_none())
+        .unwrap();
+    assert_eq!(attr(chat, "gen_ai.operation.name").unwrap()["stringValue"], "chat");
+    assert_eq!(
+        attr(chat, "gen_ai.provider.name").unwrap()["stringValue"],
+        "agentsim.mock"
+    );
+    assert_eq!(
+        attr(chat, "gen_ai.request.model").unwrap()["stringValue"],
+        "gpt-4o-mini"
+    );
+    assert!(attr(chat, "gen_ai.usage.input_tokens").unwrap()["intValue"].is_string());
+    assert!(attr(chat, "gen_ai.response.finish_reasons").unwrap()["arrayValue"].is_object());
+    let tool = spans.iter().find(|s| s["name"] == "execute_tool search_kb").unwrap();
+    assert!(attr(tool, "gen_ai.tool.call.id").unwrap()["stringValue"]
+        .as_str()
+        .unwrap()
+        .starts_with("call_"));
+
+    // Errors are span status; faults and failures are events.
+    let errors = records
+        .iter()
+        .filter(|r| field(r, "msg").starts_with("llm_reply") && field(r, "msg").contains("error="))
+        .count();
+    let failed_chats = spans
+        .iter()
+        .filter(|s| s["name"] == "chat gpt-4o-mini" && s["status"]["code"] == 2)
+        .count();
+    assert_eq!(failed_chats, errors);
+    let events = |name: &str| {
+        spans
+            .iter()
+            .flat_map(|s| s["events"].as_array().unwrap().iter())
+            .filter(|e| e["name"] == name)
+            .count()
+    };
+    let faults = records.iter().filter(|r| field(r, "kind") == "fault").count();
+    assert!(faults > 0, "support-desk injects faults");
+    assert_eq!(events("agentsim.fault"), faults);
+    assert_eq!(
+        events("exception"),
+        records.iter().filter(|r| field(r, "kind") == "fail").count()
+    );
+}
+
+/// The sequence of what the agents did: model answers (kind only) and tools invoked.
+fn steps(trace: &[u8]) -> Vec<String> {
+    records(trace)
+        .iter()
+        .filter_map(|r| {
+            let msg = field(r, "msg");
+            if msg.starts_with("invoke ") {
+                Some(format!("tool {}", field(r, "to")))
+            } else if msg.starts_with("llm_reply") {
+                let what = msg.split(' ').nth(2).unwrap_or("");
+                Some(format!("model {}", what.split('=').next().unwrap_or("")))
+            } else if msg.starts_with("answer") {
+                Some(format!("answer {}", msg.split(' ').nth(2).unwrap_or("")))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn an_export_imports_into_a_scenario_that_replays_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (otlp, trace) = export("scenarios/double-refund.toml", &dir.path().join("run"));
+    let otlp_path = dir.path().join("double-refund.otlp.json");
+    std::fs::write(&otlp_path, &otlp).unwrap();
+    let imported = dir.path().join("imported");
+    let output = agentsim_output(&[
+        "import",
+        otlp_path.to_str().unwrap(),
+        "--out",
+        imported.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 0, "{}\n{}", stdout(&output), stderr(&output));
+    assert!(
+        stdout(&output).contains("1 agent(s), 4 model call(s), 3 tool call(s), 1 error(s)"),
+        "{}",
+        stdout(&output)
+    );
+
+    let scenario = imported.join("scenario.toml");
+    let validate = agentsim_output(&["validate", scenario.to_str().unwrap()]);
+    assert_eq!(status(&validate), 0, "{}{}", stdout(&validate), stderr(&validate));
+    let rerun = imported.join("rerun");
+    let output = agentsim_output(&["run", scenario.to_str().unwrap(), "--out", rerun.to_str().unwrap()]);
+    assert_eq!(
+        status(&output),
+        0,
+        "strict replay uses every recording: {}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let replayed = std::fs::read(rerun.join("trace.jsonl")).unwrap();
+    assert_eq!(steps(&replayed), steps(&trace));
+    assert_eq!(
+        steps(&trace).iter().filter(|s| *s == "tool tool:refund").count(),
+        2,
+        "the incident: two refunds"
+    );
+
+    // The same virtual makespan: model latencies come from the cassette, tool latencies and the
+    // timed-out refund from the spans.
+    let end = |t: &[u8]| records(t).last().unwrap()["t_us"].as_u64().unwrap();
+    let (original, again) = (end(&trace), end(&replayed));
+    assert!(original.abs_diff(again) < 1_000_000, "{original} vs {again}");
+
+    // The import of a re-export is the same scenario: the round trip is stable.
+    let (otlp2, _) = {
+        let out = dir.path().join("rerun2");
+        let otlp = out.join("otlp.json");
+        let output = agentsim_output(&[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--otlp",
+            otlp.to_str().unwrap(),
+        ]);
+        assert_eq!(status(&output), 0, "{}", stderr(&output));
+        (std::fs::read(&otlp).unwrap(), ())
+    };
+    let spans2 = spans(&otlp2);
+    let names = |s: &[Value]| {
+        s.iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let first_names: Vec<String> = names(&spans(&otlp))
+        .into_iter()
+        .map(|n| n.replace("invoke_workflow double-refund", "workflow"))
+        .collect();
+    let second_names: Vec<String> = names(&spans2)
+        .into_iter()
+        .map(|n| n.replace("invoke_workflow imported-double-refund_otlp", "workflow"))
+        .collect();
+    assert_eq!(first_names, second_names);
+}
+
+/// A minimal GenAI trace from another instrumentation: deprecated usage names, no content, an
+/// agent that crashed once.
+fn foreign_trace() -> Value {
+    let kv = |k: &str, v: Value| serde_json::json!({"key": k, "value": v});
+    let s = |v: &str| serde_json::json!({"stringValue": v});
+    let i = |v: u64| serde_json::json!({"intValue": v.to_string()});
+    let t = |ms: u64| (1_700_000_000_000_000_000u64 + ms * 1_000_000).to_string();
+    let trace = "0123456789abcdef0123456789abcdef";
+    serde_json::json!({"resourceSpans": [{"resource": {}, "scopeSpans": [{"scope": {"name": "x"}, "spans": [
+        {"traceId": trace, "spanId": "aaaaaaaaaaaaaaaa", "name": "invoke_agent planner",
+         "startTimeUnixNano": t(0), "endTimeUnixNano": t(3_000),
+         "attributes": [kv("gen_ai.operation.name", s("invoke_agent")), kv("gen_ai.agent.name", s("planner"))],
+         "events": [{"timeUnixNano": t(1_500), "name": "exception",
+                     "attributes": [kv("exception.type", s("KeyError"))]}],
+         "status": {"code": 2, "message": "KeyError"}},
+        {"traceId": trace, "spanId": "bbbbbbbbbbbbbbbb", "parentSpanId": "aaaaaaaaaaaaaaaa", "name": "chat gpt-4.1",
+         "startTimeUnixNano": t(100), "endTimeUnixNano": t(900),
+         "attributes": [kv("gen_ai.system", s("openai")), kv("gen_ai.request.model", s("gpt-4.1")),
+                        kv("gen_ai.usage.prompt_tokens", i(120)), kv("gen_ai.usage.completion_tokens", i(9))]},
+        {"traceId": trace, "spanId": "cccccccccccccccc", "parentSpanId": "aaaaaaaaaaaaaaaa", "name": "execute_tool search",
+         "startTimeUnixNano": t(950), "endTimeUnixNano": t(1_200),
+         "attributes": [kv("gen_ai.operation.name", s("execute_tool")), kv("gen_ai.tool.name", s("search"))]},
+        {"traceId": trace, "spanId": "dddddddddddddddd", "parentSpanId": "aaaaaaaaaaaaaaaa", "name": "chat gpt-4.1",
+         "startTimeUnixNano": t(1_250), "endTimeUnixNano": t(2_000),
+         "attributes": [kv("gen_ai.request.model", s("gpt-4.1"))]}
+    ]}]}]})
+}
+
+#[test]
+fn a_foreign_trace_without_content_imports_its_structure_tokens_and_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("foreign.json");
+    std::fs::write(&trace, foreign_trace().to_string()).unwrap();
+    let out = dir.path().join("imported");
+    let output = agentsim_output(&["import", trace.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains("the structure is reproduced, not the words"));
+    let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
+    assert!(scenario.contains("name = \"planner\""), "{scenario}");
+    assert!(scenario.contains("tools = [\"search\"]"), "{scenario}");
+    assert!(
+        scenario.contains("kind = \"actor.crash\"\ntarget = \"agent:planner\"\nat = \"1500000us\""),
+        "{scenario}"
+    );
+    let cassette = std::fs::read_to_string(out.join("cassette.jsonl")).unwrap();
+    assert!(
+        cassette.contains("\"prompt_tokens\":120"),
+        "deprecated usage names are read: {cassette}"
+    );
+    assert!(
+        cassette.contains("\"name\":\"search\""),
+        "the tool span says what the model called"
+    );
+    let validate = agentsim_output(&["validate", out.join("scenario.toml").to_str().unwrap()]);
+    assert_eq!(status(&validate), 0, "{}{}", stdout(&validate), stderr(&validate));
+}
+
+#[test]
+fn a_malformed_trace_is_an_error_naming_the_file_and_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trace = foreign_trace();
+    trace["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["startTimeUnixNano"] = serde_json::json!("soon");
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, trace.to_string()).unwrap();
+    let output = agentsim_output(&[
+        "import",
+        path.to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 2);
+    let message = stderr(&output);
+    assert!(
+        message
+            .contains("broken.json:1: resourceSpans[0].scopeSpans[0].spans[2].startTimeUnixNano: expected nanoseconds"),
+        "{message}"
+    );
+}

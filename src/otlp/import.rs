@@ -1129,6 +1129,14 @@ impl Builder {
             let _ = writeln!(out, "\n[[llm]]");
             let _ = writeln!(out, "name = {}", toml_string(name));
             let _ = writeln!(out, "model = {}", toml_string(model));
+            if crate::llm::prices::lookup(model).is_none() {
+                // Without a price a model outside the price table does not validate.
+                let _ = writeln!(
+                    out,
+                    "# Not in agentsim's price table (`agentsim list prices`): set its price."
+                );
+                let _ = writeln!(out, "price = {{ input_per_mtok = 0.0, output_per_mtok = 0.0 }}");
+            }
             let _ = writeln!(out, "mode = \"replay\"");
             let _ = writeln!(out, "cassette = \"cassette.jsonl\"");
         }

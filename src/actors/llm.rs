@@ -230,12 +230,12 @@ impl ModelReply {
         };
         let _ = write!(
             out,
-            " call={} finish={} tokens_in={} tokens_cached={} tokens_out={} cost_pusd={} latency_us={}",
+            " call={} finish={} tokens_in={} tokens_out={} tokens_cached={} cost_pusd={} latency_us={}",
             self.call_seq,
             self.finish_reason.name(),
             self.usage.input_tokens,
-            self.usage.cached_input_tokens,
             self.usage.output_tokens,
+            self.usage.cached_input_tokens,
             self.usage.cost_pusd,
             self.latency_us
         );

@@ -156,10 +156,11 @@ fn run_out_writes_a_self_contained_report_with_a_lane_per_actor_and_a_marker_per
         html.matches("<g class=\"crash-marker\" ").count(),
         report["failures"].as_array().unwrap().len()
     );
+    let sources = report["blast_radius"].as_array().map_or(0, Vec::len);
     assert_eq!(
         html.matches("<div class=\"source").count(),
-        faults,
-        "one cascade card per fault"
+        faults + sources,
+        "one cascade card per taint source and one per fault"
     );
     // The broken invariant links to its marker on the timeline.
     assert!(

@@ -18,7 +18,7 @@ use super::user::{AnswerStatus, UserMsg};
 use super::{ConvId, Payload};
 use crate::faults::catalogue::FaultKind;
 use crate::faults::Injection;
-use crate::kernel::{Behavior, Effect, HandlerError, RngStream, TurnContext};
+use crate::kernel::{ActorIdx, Behavior, Effect, HandlerError, RngStream, TurnContext};
 use crate::llm::mock;
 use crate::llm::tokens::estimate_tokens;
 use crate::scenario::guardrail::Stage;
@@ -393,23 +393,27 @@ impl AgentBehavior {
         status: AnswerStatus,
         effects: &mut Vec<Effect>,
     ) {
-        let payload = match state.reply_to {
-            ReplyTo::User => Payload::User(UserMsg::Answer { conv, text, status }),
-            ReplyTo::Agent(_) => Payload::Agent(AgentMsg::DelegateResult {
-                conv,
-                from_agent: self.agent,
-                text,
-            }),
-        };
-        let to = match state.reply_to {
-            ReplyTo::User => Directory::USER,
-            ReplyTo::Agent(agent) => self.directory.agent(agent),
-        };
+        let (to, payload) = self.answer_for(conv, state.reply_to, text, status);
         effects.push(Effect::Send {
             to,
             delay_us: 0,
             payload,
         });
+    }
+
+    /// Where a final answer goes, and as what: to the user, or to the delegating agent.
+    fn answer_for(&self, conv: ConvId, reply_to: ReplyTo, text: Arc<str>, status: AnswerStatus) -> (ActorIdx, Payload) {
+        match reply_to {
+            ReplyTo::User => (Directory::USER, Payload::User(UserMsg::Answer { conv, text, status })),
+            ReplyTo::Agent(agent) => (
+                self.directory.agent(agent),
+                Payload::Agent(AgentMsg::DelegateResult {
+                    conv,
+                    from_agent: self.agent,
+                    text,
+                }),
+            ),
+        }
     }
 
     /// Whether the breaker lets a call through to the primary model now (an expired open breaker
@@ -481,39 +485,35 @@ impl AgentBehavior {
         status: AnswerStatus,
         effects: &mut Vec<Effect>,
     ) {
-        match state.reply_to {
-            ReplyTo::User => {
-                let context = GuardContext {
-                    user_text: state.user_text.clone(),
-                    origin: state.origin,
-                    reply_to: state.reply_to,
-                    turn: state.turn,
-                    tool_calls: state.tool_calls,
-                };
-                send_guarded(
-                    &self.scenario,
-                    &self.directory,
-                    Stage::Output,
-                    conv,
-                    self.agent,
-                    None,
-                    Directory::USER,
-                    Payload::User(UserMsg::Answer { conv, text, status }),
-                    Some(context),
-                    0,
-                    effects,
-                );
-            }
-            ReplyTo::Agent(agent) => effects.push(Effect::Send {
-                to: self.directory.agent(agent),
+        let (to, payload) = self.answer_for(conv, state.reply_to, text, status);
+        if state.reply_to != ReplyTo::User {
+            effects.push(Effect::Send {
+                to,
                 delay_us: 0,
-                payload: Payload::Agent(AgentMsg::DelegateResult {
-                    conv,
-                    from_agent: self.agent,
-                    text,
-                }),
-            }),
+                payload,
+            });
+            return;
         }
+        let context = GuardContext {
+            user_text: state.user_text.clone(),
+            origin: state.origin,
+            reply_to: state.reply_to,
+            turn: state.turn,
+            tool_calls: state.tool_calls,
+        };
+        send_guarded(
+            &self.scenario,
+            &self.directory,
+            Stage::Output,
+            conv,
+            self.agent,
+            None,
+            to,
+            payload,
+            Some(context),
+            0,
+            effects,
+        );
     }
 
     /// Hands the conversation (or a sub-task of it) to `to`, through the handoff guardrails.

@@ -173,46 +173,31 @@ pub fn send_guarded(
     }
     let (blocking, parallel) = chain(scenario, stage, agent, tool);
     let context = context.map(Box::new);
-    for g in parallel {
-        let copy = Checked {
+    let check = |subject: Payload, context: Option<Box<GuardContext>>, parallel: bool| {
+        Payload::Guardrail(GuardrailMsg::Check(Box::new(Checked {
             stage,
             conv,
             agent,
             tool,
             position: 0,
             dest,
-            subject: subject.clone(),
-            context: context.clone(),
-            parallel: true,
-        };
+            subject,
+            context,
+            parallel,
+        })))
+    };
+    for g in parallel {
         effects.push(Effect::Send {
             to: directory.guardrail(g),
             delay_us,
-            payload: Payload::Guardrail(GuardrailMsg::Check(Box::new(copy))),
+            payload: check(subject.clone(), context.clone(), true),
         });
     }
-    match blocking.first() {
-        None => effects.push(Effect::Send {
-            to: dest,
-            delay_us,
-            payload: subject,
-        }),
-        Some(first) => effects.push(Effect::Send {
-            to: directory.guardrail(*first),
-            delay_us,
-            payload: Payload::Guardrail(GuardrailMsg::Check(Box::new(Checked {
-                stage,
-                conv,
-                agent,
-                tool,
-                position: 0,
-                dest,
-                subject,
-                context,
-                parallel: false,
-            }))),
-        }),
-    }
+    let (to, payload) = match blocking.first() {
+        None => (dest, subject),
+        Some(first) => (directory.guardrail(*first), check(subject, context, false)),
+    };
+    effects.push(Effect::Send { to, delay_us, payload });
 }
 
 /// Spend seen by a budget guardrail: pico-USD and tokens.

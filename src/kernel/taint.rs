@@ -58,10 +58,15 @@ impl Labels {
 
     /// The ids in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        let low = self.low;
-        (0..128u32)
-            .filter(move |id| low & (1u128 << id) != 0)
-            .chain(self.high.iter().copied())
+        let mut low = self.low;
+        std::iter::from_fn(move || {
+            (low != 0).then(|| {
+                let id = low.trailing_zeros();
+                low &= low - 1;
+                id
+            })
+        })
+        .chain(self.high.iter().copied())
     }
 }
 

@@ -378,12 +378,26 @@ impl<'a> View<'a> {
                     blast.len() - CASCADE_SOURCES_MAX
                 );
             }
-            out.push_str("</section>\n");
-            return;
         }
         let faults: Vec<usize> = (0..self.events.len())
             .filter(|i| self.events[*i].kind() == "fault")
             .collect();
+        if !blast.is_empty() {
+            // Taint follows messages; crashes, restarts and escalations are read from the trace.
+            if !faults.is_empty() {
+                out.push_str(
+                    "<h3>What each fault did at once</h3><p class=\"note\">The message each fault hit, and what \
+                     followed at once (crashes, restarts, escalations) and in the end (did that conversation get an \
+                     answer).</p><div class=\"cascade\">",
+                );
+                for index in faults.iter().take(CASCADE_SOURCES_MAX) {
+                    self.fault_card(*index, out);
+                }
+                out.push_str("</div>");
+            }
+            out.push_str("</section>\n");
+            return;
+        }
         if faults.is_empty() {
             let errors = if self.uint("llm_errors") > 0 {
                 " The model errors in this run come from the provider's own limits, not from an injected fault."

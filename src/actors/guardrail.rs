@@ -59,13 +59,18 @@ pub struct Checked {
 #[derive(Debug, Clone)]
 pub enum GuardrailMsg {
     Check(Box<Checked>),
-    /// A model's reply on its way back through the budget guardrails it passed (`via`).
-    Reply {
-        conv: ConvId,
-        agent: AgentIdx,
-        reply: ModelReply,
-        via: Vec<ActorIdx>,
-    },
+    /// A model's reply on its way back through the budget guardrails it passed.
+    Reply(Box<RoutedReply>),
+}
+
+/// A model's reply routed back through the budget guardrails its request passed (`via`), so
+/// they count the real spend.
+#[derive(Debug, Clone)]
+pub struct RoutedReply {
+    pub conv: ConvId,
+    pub agent: AgentIdx,
+    pub reply: ModelReply,
+    pub via: Vec<ActorIdx>,
 }
 
 /// The verdict of one check, as the trace and the report see it.
@@ -814,12 +819,13 @@ impl Behavior for GuardrailBehavior {
         effects: &mut Vec<Effect>,
     ) -> Result<(), HandlerError> {
         let checked = match msg {
-            GuardrailMsg::Reply {
-                conv,
-                agent,
-                reply,
-                mut via,
-            } => {
+            GuardrailMsg::Reply(routed) => {
+                let RoutedReply {
+                    conv,
+                    agent,
+                    reply,
+                    mut via,
+                } = *routed;
                 let spend = Spend {
                     pusd: reply.usage.cost_pusd,
                     tokens: (reply.usage.input_tokens + reply.usage.output_tokens) as u64,
@@ -836,12 +842,12 @@ impl Behavior for GuardrailBehavior {
                 let payload = match via.last() {
                     Some(previous) => (
                         *previous,
-                        Payload::Guardrail(GuardrailMsg::Reply {
+                        Payload::Guardrail(GuardrailMsg::Reply(Box::new(RoutedReply {
                             conv,
                             agent,
                             reply,
                             via,
-                        }),
+                        }))),
                     ),
                     None => (
                         self.directory.agent(agent),

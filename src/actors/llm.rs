@@ -568,12 +568,14 @@ impl Behavior for LlmBehavior {
         let (to, payload) = match request.via.last() {
             Some(guardrail) => (
                 *guardrail,
-                Payload::Guardrail(super::guardrail::GuardrailMsg::Reply {
-                    conv: request.conv,
-                    agent: request.agent,
-                    reply,
-                    via: request.via.clone(),
-                }),
+                Payload::Guardrail(super::guardrail::GuardrailMsg::Reply(Box::new(
+                    super::guardrail::RoutedReply {
+                        conv: request.conv,
+                        agent: request.agent,
+                        reply,
+                        via: request.via.clone(),
+                    },
+                ))),
             ),
             None => (
                 self.directory.agent(request.agent),

@@ -58,7 +58,7 @@ impl Payload {
             Payload::Tool(ToolMsg::Invoke { conv, .. }) => Some(*conv),
             Payload::User(UserMsg::Answer { conv, .. }) => Some(*conv),
             Payload::Guardrail(GuardrailMsg::Check(checked)) => Some(checked.conv),
-            Payload::Guardrail(GuardrailMsg::Reply { conv, .. }) => Some(*conv),
+            Payload::Guardrail(GuardrailMsg::Reply(routed)) => Some(routed.conv),
             _ => None,
         }
     }
@@ -179,9 +179,9 @@ impl Payload {
                 out.push(')');
                 Ok(())
             }
-            Payload::Guardrail(GuardrailMsg::Reply { conv, reply, .. }) => {
-                let _ = write!(out, "llm_reply_via conv={conv} ");
-                reply.summarize(scenario, out);
+            Payload::Guardrail(GuardrailMsg::Reply(routed)) => {
+                let _ = write!(out, "llm_reply_via conv={} ", routed.conv);
+                routed.reply.summarize(scenario, out);
                 Ok(())
             }
         };
@@ -213,5 +213,20 @@ fn clip(text: &str) -> &str {
     match text.char_indices().nth(SUMMARY_TEXT_CHARS_MAX) {
         Some((end, _)) => &text[..end],
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every event in the queue is moved several times; a variant that grows every message
+    /// (an inline model reply on a new path, say) shows up in the kernel's cost per event.
+    #[test]
+    fn messages_stay_small_enough_to_move_cheaply() {
+        assert!(
+            std::mem::size_of::<super::Payload>() <= 112,
+            "{}",
+            std::mem::size_of::<super::Payload>()
+        );
+        assert!(std::mem::size_of::<crate::kernel::Envelope>() <= 144);
     }
 }

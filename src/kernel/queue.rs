@@ -1,5 +1,9 @@
 //! The event queue: earliest `(virtual_time_us, seq)` first; `seq` is insertion order.
+//!
+//! The heap orders small keys `(at_us, seq, slot)`; the envelopes wait in a slab beside it, so
+//! sifting the heap moves 24 bytes per step rather than a whole message.
 
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::envelope::{Envelope, Event};
@@ -7,7 +11,10 @@ use super::envelope::{Envelope, Event};
 /// Events waiting for delivery. Ties at equal time break by insertion order.
 #[derive(Debug, Default)]
 pub struct EventQueue {
-    heap: BinaryHeap<Event>,
+    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    /// Envelopes by slot; `None` for a free slot.
+    slots: Vec<Option<Envelope>>,
+    free: Vec<u32>,
     next_seq: u64,
 }
 
@@ -15,7 +22,17 @@ impl EventQueue {
     /// Queues `envelope` for `at_us`; returns its `seq`.
     pub fn push(&mut self, at_us: u64, envelope: Envelope) -> u64 {
         let seq = self.take_seq();
-        self.heap.push(Event { at_us, seq, envelope });
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(envelope);
+                slot
+            }
+            None => {
+                self.slots.push(Some(envelope));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.heap.push(Reverse((at_us, seq, slot)));
         seq
     }
 
@@ -28,12 +45,17 @@ impl EventQueue {
 
     /// The earliest event.
     pub fn pop(&mut self) -> Option<Event> {
-        self.heap.pop()
+        let Reverse((at_us, seq, slot)) = self.heap.pop()?;
+        let envelope = self.slots[slot as usize]
+            .take()
+            .expect("a queued slot holds its envelope");
+        self.free.push(slot);
+        Some(Event { at_us, seq, envelope })
     }
 
     /// The time of the earliest event, if any.
     pub fn peek_time_us(&self) -> Option<u64> {
-        self.heap.peek().map(|e| e.at_us)
+        self.heap.peek().map(|Reverse((at_us, _, _))| *at_us)
     }
 
     pub fn len(&self) -> usize {

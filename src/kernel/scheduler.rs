@@ -107,7 +107,8 @@ pub struct Scheduler {
     profile_name: Option<String>,
     labels: LabelSpace,
     /// What each agent has absorbed of each conversation it holds: its answers descend from it.
-    absorbed: std::collections::BTreeMap<(ActorIdx, u32), Labels>,
+    /// (Looked up and cleared only, never iterated into anything observable.)
+    absorbed: std::collections::HashMap<(ActorIdx, u32), Labels>,
     /// The taint of the turn being handled, inherited by its sends and side effects.
     turn_labels: Labels,
     watchdog: Watchdog,

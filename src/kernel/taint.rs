@@ -3,55 +3,61 @@
 //! arise and propagates them: a handler's effects inherit the labels of what it consumed.
 //!
 //! Label ids are dense: `0` is the user, `1 + t` is tool `t`'s output, `1 + tools + f` is fault
-//! `f`. Sets of up to 128 labels live inline (no allocation per message); larger scenarios spill
-//! into a sorted vector.
+//! `f`. Ids below 64 live inline in one word (no allocation per message, 16 bytes in every
+//! envelope); larger scenarios spill into a sorted vector.
 
 use crate::scenario::Scenario;
 
 /// A set of label ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Labels {
-    low: u128,
-    /// Ids of 128 and above, sorted and unique.
-    high: Vec<u32>,
+    low: u64,
+    /// Ids of 64 and above, sorted and unique.
+    high: Option<Box<[u32]>>,
 }
 
 impl Labels {
     /// The empty set.
-    pub const EMPTY: Labels = Labels {
-        low: 0,
-        high: Vec::new(),
-    };
+    pub const EMPTY: Labels = Labels { low: 0, high: None };
 
     pub fn is_empty(&self) -> bool {
-        self.low == 0 && self.high.is_empty()
+        self.low == 0 && self.high.is_none()
+    }
+
+    fn high(&self) -> &[u32] {
+        self.high.as_deref().unwrap_or(&[])
     }
 
     pub fn insert(&mut self, id: u32) {
-        if id < 128 {
-            self.low |= 1u128 << id;
-        } else if let Err(at) = self.high.binary_search(&id) {
-            self.high.insert(at, id);
+        if id < 64 {
+            self.low |= 1u64 << id;
+            return;
+        }
+        // Rare (scenarios with 64 or more sources): rebuild the sorted slice.
+        if let Err(at) = self.high().binary_search(&id) {
+            let mut high = self.high().to_vec();
+            high.insert(at, id);
+            self.high = Some(high.into_boxed_slice());
         }
     }
 
     pub fn contains(&self, id: u32) -> bool {
-        if id < 128 {
-            self.low & (1u128 << id) != 0
+        if id < 64 {
+            self.low & (1u64 << id) != 0
         } else {
-            self.high.binary_search(&id).is_ok()
+            self.high().binary_search(&id).is_ok()
         }
     }
 
     /// Whether the two sets share a label.
     pub fn intersects(&self, other: &Labels) -> bool {
-        self.low & other.low != 0 || self.high.iter().any(|id| other.high.binary_search(id).is_ok())
+        self.low & other.low != 0 || self.high().iter().any(|id| other.high().binary_search(id).is_ok())
     }
 
     /// Adds every label of `other`.
     pub fn union_with(&mut self, other: &Labels) {
         self.low |= other.low;
-        for id in &other.high {
+        for id in other.high() {
             self.insert(*id);
         }
     }
@@ -66,7 +72,7 @@ impl Labels {
                 id
             })
         })
-        .chain(self.high.iter().copied())
+        .chain(self.high().iter().copied())
     }
 }
 

@@ -65,12 +65,30 @@ pub struct BlastRadius {
 struct Spread {
     first: Option<(u64, u64)>,
     last_t_us: u64,
-    reached: BTreeMap<ActorIdx, (u64, u64)>,
+    /// Actors reached, as a bit set by actor index (checked on every delivery) …
+    reached_bits: Vec<u64>,
+    /// … and in the order they were first reached: (time, seq, actor).
+    reached: Vec<(u64, u64, ActorIdx)>,
     side_effects: Vec<SideEffectHit>,
     side_effects_total: u64,
     outputs: Vec<OutputHit>,
     outputs_total: u64,
     stopped: BTreeMap<String, StopHit>,
+}
+
+impl Spread {
+    /// `actor` got a message carrying the label at `t_us` (the first time counts).
+    fn reach(&mut self, actor: ActorIdx, t_us: u64, seq: u64) {
+        let (word, bit) = (actor.index() / 64, actor.index() % 64);
+        if self.reached_bits.len() <= word {
+            self.reached_bits.resize(word + 1, 0);
+        }
+        if self.reached_bits[word] & (1 << bit) == 0 {
+            self.reached_bits[word] |= 1 << bit;
+            self.reached.push((t_us, seq, actor));
+            self.last_t_us = self.last_t_us.max(t_us);
+        }
+    }
 }
 
 /// Follows every label through the run.
@@ -100,10 +118,7 @@ impl BlastTracker {
         if spread.first.is_none() {
             spread.first = Some((seq, t_us));
         }
-        if let std::collections::btree_map::Entry::Vacant(entry) = spread.reached.entry(actor) {
-            entry.insert((t_us, seq));
-            spread.last_t_us = spread.last_t_us.max(t_us);
-        }
+        spread.reach(actor, t_us, seq);
     }
 
     /// A message carrying `labels` reached `to`.
@@ -114,10 +129,7 @@ impl BlastTracker {
         };
         for id in labels.iter() {
             let spread = self.spread(id);
-            if let std::collections::btree_map::Entry::Vacant(entry) = spread.reached.entry(to) {
-                entry.insert((t_us, seq));
-                spread.last_t_us = spread.last_t_us.max(t_us);
-            }
+            spread.reach(to, t_us, seq);
             if let Some(conversation) = output {
                 spread.outputs_total += 1;
                 if spread.outputs.len() < HITS_KEPT {
@@ -179,7 +191,7 @@ impl BlastTracker {
                 LabelSource::Tool(_) => (1, "untrusted"),
                 LabelSource::User => (2, "untrusted"),
             };
-            let mut reached: Vec<(&(u64, u64), &ActorIdx)> = spread.reached.iter().map(|(a, at)| (at, a)).collect();
+            let mut reached = spread.reached.clone();
             reached.sort();
             let mut stopped_by: Vec<StopHit> = spread.stopped.values().cloned().collect();
             stopped_by.sort_by_key(|s| (s.seq, s.guardrail.clone()));
@@ -190,7 +202,7 @@ impl BlastTracker {
                     kind,
                     first_seq,
                     first_t_us,
-                    actors: reached.into_iter().map(|(_, a)| name_of(*a)).collect(),
+                    actors: reached.into_iter().map(|(_, _, a)| name_of(a)).collect(),
                     side_effects: spread.side_effects.clone(),
                     side_effects_total: spread.side_effects_total,
                     outputs: spread.outputs.clone(),

@@ -458,3 +458,31 @@ fn list_guardrails_names_every_kind_stage_action_and_detector() {
         assert!(text.contains(kind), "{kind} missing from:\n{text}");
     }
 }
+
+#[test]
+fn a_guardrail_failing_open_lets_the_taint_through_and_failing_closed_stops_it() {
+    let (_, check) = tripping_check("deny_list");
+    let fault = "[[fault]]\nname = \"stale\"\nkind = \"tool.stale\"\ntarget = \"tool:lookup\"\non_message = 1\n";
+    let stopped_by = |on_error: &str| {
+        let extra = format!("error_rate = 1.0\non_error = \"{on_error}\"\n\n{fault}");
+        let (output, _) = run(&design("hello", &guardrail(Stage::ToolOutput, check, &extra), false));
+        let stale = output
+            .report
+            .blast_radius
+            .iter()
+            .find(|b| b.source == "fault:stale")
+            .unwrap()
+            .clone();
+        (stale.stopped_by.len(), stale.actors.contains(&"agent:a".to_owned()))
+    };
+    assert_eq!(
+        stopped_by("open"),
+        (0, true),
+        "failing open, the stale output reaches the agent"
+    );
+    assert_eq!(
+        stopped_by("closed"),
+        (1, false),
+        "failing closed, the guardrail stops it"
+    );
+}

@@ -878,6 +878,7 @@ impl Behavior for GuardrailBehavior {
         }
         let (stage, agent, conv, parallel) = (checked.stage, checked.agent, checked.conv, checked.parallel);
         let guardrail = self.guardrail;
+        let fail_open = spec.fail_open;
         let record = |verdict: Verdict, tripped: bool, mistake: Option<Mistake>, detail: String| {
             Effect::Verdict(Box::new(VerdictRecord {
                 guardrail,
@@ -887,7 +888,13 @@ impl Behavior for GuardrailBehavior {
                 verdict,
                 tripped,
                 mistake,
-                contained: !matches!(verdict, Verdict::Allow | Verdict::Redact) && !parallel,
+                // A failure stops the message only when the guardrail fails closed.
+                contained: !parallel
+                    && match verdict {
+                        Verdict::Allow | Verdict::Redact => false,
+                        Verdict::Error => !fail_open,
+                        _ => true,
+                    },
                 latency_us,
                 detail,
             }))
@@ -904,18 +911,7 @@ impl Behavior for GuardrailBehavior {
                     self.forward(checked, latency_us, effects);
                 }
             } else {
-                effects.push(Effect::Verdict(Box::new(VerdictRecord {
-                    guardrail: self.guardrail,
-                    stage,
-                    agent,
-                    conv,
-                    verdict: Verdict::Error,
-                    tripped: false,
-                    mistake: None,
-                    contained: true,
-                    latency_us,
-                    detail: format!("{detail}; failing closed"),
-                })));
+                effects.push(record(Verdict::Error, false, None, format!("{detail}; failing closed")));
                 let message = Arc::from(format!(
                     "guardrail {} is unavailable; the request was stopped",
                     spec.name

@@ -188,6 +188,16 @@ impl Cassette {
 /// The first place where two JSON values differ, as a path (`messages[1].content`), with both
 /// values; `None` when they are equal.
 pub fn first_difference(recorded: &Value, now: &Value) -> Option<String> {
+    /// A member of an object or array at `path`, present on either side or both.
+    fn child(path: &mut String, a: Option<&Value>, b: Option<&Value>) -> Option<String> {
+        match (a, b) {
+            (Some(a), Some(b)) => walk(path, a, b),
+            (Some(a), None) => Some(format!("`{path}`: recorded {}, now absent", clip(a))),
+            (None, Some(b)) => Some(format!("`{path}`: not recorded, now {}", clip(b))),
+            (None, None) => None,
+        }
+    }
+
     fn walk(path: &mut String, a: &Value, b: &Value) -> Option<String> {
         match (a, b) {
             (Value::Object(x), Value::Object(y)) => {
@@ -198,12 +208,7 @@ pub fn first_difference(recorded: &Value, now: &Value) -> Option<String> {
                         path.push('.');
                     }
                     path.push_str(key);
-                    let found = match (x.get(key), y.get(key)) {
-                        (Some(a), Some(b)) => walk(path, a, b),
-                        (Some(a), None) => Some(format!("`{path}`: recorded {}, now absent", clip(a))),
-                        (None, Some(b)) => Some(format!("`{path}`: not recorded, now {}", clip(b))),
-                        (None, None) => None,
-                    };
+                    let found = child(path, x.get(key), y.get(key));
                     if found.is_some() {
                         return found;
                     }
@@ -215,12 +220,7 @@ pub fn first_difference(recorded: &Value, now: &Value) -> Option<String> {
                 for i in 0..x.len().max(y.len()) {
                     let len = path.len();
                     path.push_str(&format!("[{i}]"));
-                    let found = match (x.get(i), y.get(i)) {
-                        (Some(a), Some(b)) => walk(path, a, b),
-                        (Some(a), None) => Some(format!("`{path}`: recorded {}, now absent", clip(a))),
-                        (None, Some(b)) => Some(format!("`{path}`: not recorded, now {}", clip(b))),
-                        (None, None) => None,
-                    };
+                    let found = child(path, x.get(i), y.get(i));
                     if found.is_some() {
                         return found;
                     }

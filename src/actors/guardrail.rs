@@ -564,13 +564,11 @@ impl GuardrailBehavior {
             (
                 Payload::Agent(AgentMsg::Start {
                     text: user_text,
-                    origin,
                     reply_to,
                     ..
                 }),
                 _,
             ) => {
-                let _ = origin;
                 let (user_text, reply_to) = (user_text.clone(), *reply_to);
                 self.end(
                     checked,

@@ -11,10 +11,10 @@
 //!   answers each `u64` on a tokio unbounded sender it holds; the driver casts one message and
 //!   awaits the reply, per round trip. This is the transport the kernel uses for one turn (`cast`
 //!   of a `Turn`, `Completion` back on an unbounded channel) without the kernel's bookkeeping.
-//!   The driver is `block_on`'s future, as in `kernel::run`; `multi_driver_on_worker` spawns it
+//!   The driver is `block_on`'s future, as in `run::run`; `multi_driver_on_worker` spawns it
 //!   onto the runtime instead, to show what the multi_thread flavour costs when the driver is not
 //!   on the caller thread.
-//! - `scheduler/{current,multi}/{trace_off,digest}/n{N}`: `agentsim::kernel::run` of a scenario
+//! - `scheduler/{current,multi}/{trace_off,digest}/n{N}`: `agentsim::run::run` of a scenario
 //!   built in code: one agent without `llm` (it answers the user at once with the user's text) and
 //!   N scripted conversations. Each conversation is 2 deliveries (user→agent start, agent→user
 //!   answer), plus one initial `begin`: 2N + 1 events, checked before measuring. Throughput is
@@ -22,7 +22,7 @@
 //!   is the cost per event. All N conversations are scripted at `0s`, so the `begin` turn queues
 //!   N starts at once and the event queue holds up to N events.
 //!
-//! Fixed cost: every `kernel::run` builds a tokio runtime, spawns the actors (the user, the root
+//! Fixed cost: every `run::run` builds a tokio runtime, spawns the actors (the user, the root
 //! supervisor, the agent) and tears them down; the scenario is parsed once, outside the loop. The
 //! `n1` runs (3 events) are almost only that fixed cost. Measured on a loaded 2-core box:
 //! current_thread about 30 µs per run (trace off) and 40 µs (digest), i.e. 3–4 ns of each event's
@@ -34,8 +34,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentsim::kernel::{run, Flavor, RunOptions};
 use agentsim::report::Outcome;
+use agentsim::run::{run, Flavor, RunOptions};
 use agentsim::scenario::{parse, Scenario};
 use agentsim::trace::TraceMode;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -47,7 +47,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 const CONVERSATIONS: usize = 5_000;
 
 fn runtime(flavor: Flavor) -> Runtime {
-    // Same builders as `agentsim::kernel::run`: no I/O or time driver.
+    // Same builders as `agentsim::run::run`: no I/O or time driver.
     match flavor {
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().build(),
         Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread().worker_threads(2).build(),
@@ -140,7 +140,7 @@ impl Actor for Echo {
 }
 
 /// Raw ractor: a driver casts one `u64` to the actor, awaits the reply, repeats. The driver is
-/// `block_on`'s future (as in `agentsim::kernel::run`) or, with `driver_on_worker`, a task spawned
+/// `block_on`'s future (as in `agentsim::run::run`) or, with `driver_on_worker`, a task spawned
 /// onto the runtime; on multi_thread that keeps it off the caller thread.
 fn ractor_round_trips(flavor: Flavor, driver_on_worker: bool, iters: u64) -> Duration {
     let rt = runtime(flavor);

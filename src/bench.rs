@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::kernel::{self, Flavor, RunError, RunOptions};
+use crate::run::{self, Flavor, RunError, RunOptions};
 use crate::scenario::Scenario;
 use crate::trace::TraceMode;
 
@@ -61,14 +61,14 @@ pub fn bench(scenario: Arc<Scenario>, options: &BenchOptions) -> Result<BenchRep
         ..RunOptions::new(options.seed)
     };
     for _ in 0..options.warmup {
-        kernel::run(scenario.clone(), &run_options)?;
+        run::run(scenario.clone(), &run_options)?;
     }
     let iters = options.iters.max(1);
     let mut wall_us = Vec::with_capacity(iters as usize);
     let mut last = None;
     for _ in 0..iters {
         let started = Instant::now();
-        let output = kernel::run(scenario.clone(), &run_options)?;
+        let output = run::run(scenario.clone(), &run_options)?;
         wall_us.push(started.elapsed().as_secs_f64() * 1e6);
         last = Some(output.report);
     }

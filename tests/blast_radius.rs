@@ -4,7 +4,7 @@
 
 mod common;
 
-use agentsim::kernel::Flavor;
+use agentsim::run::Flavor;
 use common::*;
 use serde_json::Value;
 

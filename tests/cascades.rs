@@ -3,8 +3,8 @@
 
 mod common;
 
-use agentsim::kernel::{Flavor, RunOutput};
 use agentsim::report::Outcome;
+use agentsim::run::{Flavor, RunOutput};
 use common::*;
 
 fn run_file(name: &str) -> RunOutput {

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use agentsim::llm::prices::{closest_models, lookup};
+use agentsim::catalogue::prices::{closest_models, lookup};
 use common::*;
 use serde_json::Value;
 
@@ -46,7 +46,7 @@ fn list_prices_prints_the_table_with_its_date() {
     let output = agentsim_output(&["list", "prices"]);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     let text = stdout(&output);
-    let date = agentsim::llm::prices::PRICES_TAKEN_ON;
+    let date = agentsim::catalogue::prices::PRICES_TAKEN_ON;
     assert!(text.starts_with(&format!("Prices taken on {date}")), "{text}");
     let row = text
         .lines()
@@ -69,9 +69,9 @@ fn list_prices_json_holds_the_date_and_every_model() {
     let output = agentsim_output(&["list", "prices", "--json"]);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     let list: Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(list["taken_on"], agentsim::llm::prices::PRICES_TAKEN_ON);
+    assert_eq!(list["taken_on"], agentsim::catalogue::prices::PRICES_TAKEN_ON);
     let models = list["models"].as_array().expect("models is an array");
-    assert_eq!(models.len(), agentsim::llm::prices::PRICE_TABLE.len());
+    assert_eq!(models.len(), agentsim::catalogue::prices::PRICE_TABLE.len());
     let sonnet = models
         .iter()
         .find(|m| m["model"] == "claude-sonnet-4-5")
@@ -260,7 +260,7 @@ fn each_call_reads_the_previous_prompt_of_the_conversation_from_the_cache() {
 
     // The trace shows each call's cached tokens.
     let scenario = parse(&text);
-    let output = run_in_memory(&scenario, scenario.seed, agentsim::kernel::Flavor::CurrentThread);
+    let output = run_in_memory(&scenario, scenario.seed, agentsim::run::Flavor::CurrentThread);
     let cached_in_trace: Vec<u64> = records(&output.trace)
         .iter()
         .filter(|r| r["kind"] == "deliver" && r["msg"].as_str().is_some_and(|m| m.starts_with("llm_reply")))

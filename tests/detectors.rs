@@ -3,8 +3,8 @@
 
 mod common;
 
-use agentsim::kernel::Flavor;
-use agentsim::observer::InvariantResult;
+use agentsim::observe::InvariantResult;
+use agentsim::run::Flavor;
 use common::*;
 
 /// Agent `a` (tools `lookup` and, given to nobody, `admin`) with `rules`; `b` answers handoffs.

@@ -12,7 +12,7 @@ mod common;
 
 use std::sync::{Arc, OnceLock};
 
-use agentsim::kernel::{self, Flavor, RunOptions, RunOutput};
+use agentsim::run::{self, Flavor, RunOptions, RunOutput};
 use agentsim::scenario::{Limits, Scenario};
 use agentsim::trace::reader::first_divergence;
 use agentsim::trace::TraceMode;
@@ -39,7 +39,7 @@ fn run_capped(scenario: &Arc<Scenario>, flavor: Flavor) -> Result<RunOutput, Str
         replay_command: String::new(),
         cassette: Default::default(),
     };
-    kernel::run(scenario.clone(), &options).map_err(|e| format!("the {} run failed: {e}", flavor.name()))
+    run::run(scenario.clone(), &options).map_err(|e| format!("the {} run failed: {e}", flavor.name()))
 }
 
 /// A scenario file, loaded, and its reference run: current_thread, the scenario's own seed.

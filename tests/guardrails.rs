@@ -4,8 +4,8 @@
 
 mod common;
 
-use agentsim::kernel::{Flavor, RunOutput};
 use agentsim::report::RunReport;
+use agentsim::run::{Flavor, RunOutput};
 use agentsim::scenario::guardrail::{GuardCheck, Stage};
 use common::*;
 use serde_json::Value;

@@ -6,9 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use agentsim::kernel::{self, RunOptions};
 use agentsim::llm::cassette::Cassette;
 use agentsim::otlp::{export, import};
+use agentsim::run::{self, RunOptions};
 use agentsim::trace::TraceMode;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -31,7 +31,7 @@ fn otlp_export() -> Vec<u8> {
         trace: TraceMode::Memory,
         ..RunOptions::new(5)
     };
-    let output = kernel::run(scenario.clone(), &options).unwrap();
+    let output = run::run(scenario.clone(), &options).unwrap();
     export::export(&output.trace, &scenario).unwrap().into_bytes()
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use agentsim::kernel::{Flavor, RunOutput};
+use agentsim::run::{Flavor, RunOutput};
 use common::*;
 use serde_json::Value;
 

@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use agentsim::kernel::Flavor;
+use agentsim::run::Flavor;
 use agentsim::trace::reader;
 use common::*;
 use proptest::prelude::*;

@@ -254,16 +254,16 @@ fn a_90_000_event_run_gives_a_bounded_report() {
     );
     let html = read_text(&dir.path().join("report.html"));
     assert!(
-        html.len() <= agentsim::report_html::RUN_HTML_BYTES_MAX,
+        html.len() <= agentsim::render::html::RUN_HTML_BYTES_MAX,
         "report.html is {} bytes, more than the bound {}",
         html.len(),
-        agentsim::report_html::RUN_HTML_BYTES_MAX
+        agentsim::render::html::RUN_HTML_BYTES_MAX
     );
     let lanes = html.matches("<g class=\"lane\"").count();
-    assert!(lanes <= agentsim::report_html::run::LANES_MAX, "{lanes} lanes");
+    assert!(lanes <= agentsim::render::html::run::LANES_MAX, "{lanes} lanes");
     assert!(html.contains("other actors ("), "the less busy actors share a lane");
     let pages = html.matches("<div class=\"page\"").count();
-    assert!(pages <= agentsim::report_html::run::PAGES_MAX, "{pages} pages");
+    assert!(pages <= agentsim::render::html::run::PAGES_MAX, "{pages} pages");
     assert!(
         html.contains("the overview shows all of them"),
         "the reader is told the timeline is paged"
@@ -308,7 +308,7 @@ fn mermaid_diagrams_name_every_participant_and_stay_short_on_long_runs() {
         .filter(|l| l.contains("->>") || l.contains("Note over"))
         .count();
     assert!(
-        steps <= agentsim::trace::mermaid::MERMAID_STEPS_MAX + 2,
+        steps <= agentsim::render::mermaid::MERMAID_STEPS_MAX + 2,
         "{steps} steps"
     );
 }

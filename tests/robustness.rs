@@ -3,7 +3,8 @@
 
 mod common;
 
-use agentsim::kernel::{self, RngStream, RunOptions};
+use agentsim::kernel::RngStream;
+use agentsim::run::{self, RunOptions};
 use agentsim::scenario::{self, Limits};
 use common::*;
 use std::sync::Arc;
@@ -91,18 +92,18 @@ fn mutated_scenarios_are_rejected_with_an_error_or_run_to_an_outcome_and_never_p
                             limits: Some(limits),
                             ..RunOptions::new(1)
                         };
-                        let output = match kernel::run(Arc::new(scenario), &options) {
+                        let output = match run::run(Arc::new(scenario), &options) {
                             Ok(output) => output,
                             // A mutant whose cassette cannot be read stops with a clear error
                             // before it starts (a relative cassette path here names no file).
-                            Err(kernel::RunError::Setup(message)) if message.contains("cassette") => continue,
+                            Err(run::RunError::Setup(message)) if message.contains("cassette") => continue,
                             Err(error) => panic!("a mutant of {} failed to run: {error:?}\n{text}", relative(file)),
                         };
                         // A handler that panics on its own (not by an injected crash) is a bug,
                         // even though supervision would restart it.
                         for failure in &output.report.failures {
                             assert!(
-                                failure.error.starts_with(kernel::INJECTED_CRASH_PREFIX),
+                                failure.error.starts_with(agentsim::engine::INJECTED_CRASH_PREFIX),
                                 "a handler failed by itself on a mutant of {}: {}\n{text}",
                                 relative(file),
                                 failure.error

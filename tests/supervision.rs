@@ -6,8 +6,8 @@
 
 mod common;
 
-use agentsim::kernel::{Flavor, RunOutput};
 use agentsim::report::Outcome;
+use agentsim::run::{Flavor, RunOutput};
 use common::*;
 
 /// Three agents that answer after one 100 ms model call.

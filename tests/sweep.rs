@@ -2,7 +2,7 @@
 
 mod common;
 
-use agentsim::kernel::Flavor;
+use agentsim::run::Flavor;
 use common::*;
 use serde_json::Value;
 

@@ -20,7 +20,7 @@ pub(super) fn validate(files: &[PathBuf]) -> Result<u8, Failure> {
 }
 
 pub(super) fn list_faults(json: bool) -> Result<u8, Failure> {
-    use crate::faults::catalogue::{CATALOGUE, TRIGGER_PARAMS};
+    use crate::catalogue::faults::{CATALOGUE, TRIGGER_PARAMS};
     if json {
         let text = pretty_json(CATALOGUE)?;
         println!("{text}");
@@ -49,7 +49,7 @@ pub(super) fn list_faults(json: bool) -> Result<u8, Failure> {
 }
 
 pub(super) fn list_prices(json: bool) -> Result<u8, Failure> {
-    use crate::llm::prices::{format_usd_per_mtok, price_list, PRICES_SOURCE, PRICES_TAKEN_ON, PRICE_TABLE};
+    use crate::catalogue::prices::{format_usd_per_mtok, price_list, PRICES_SOURCE, PRICES_TAKEN_ON, PRICE_TABLE};
     if json {
         let text = pretty_json(&price_list())?;
         println!("{text}");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::kernel::{self, Flavor};
+use crate::run::{Flavor, RunError};
 use crate::scenario::{self, Scenario};
 
 /// Exit statuses, documented in the README.
@@ -357,10 +357,10 @@ impl Failure {
     }
 }
 
-impl From<kernel::RunError> for Failure {
-    fn from(e: kernel::RunError) -> Failure {
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Failure {
         let status = match e {
-            kernel::RunError::Setup(_) => exit::BAD_INPUT,
+            RunError::Setup(_) => exit::BAD_INPUT,
             _ => exit::INTERNAL,
         };
         Failure::new(status, e.to_string())

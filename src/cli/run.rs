@@ -4,10 +4,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::kernel::{self, RunOptions};
 use crate::llm::backend::{CassetteOptions, CassetteOutcome};
 use crate::llm::cassette::Cassette;
 use crate::report::RunReport;
+use crate::run::{self, RunOptions};
 use crate::scenario::{self, units::parse_duration_us, Scenario};
 use crate::trace::{reader, TraceMode};
 
@@ -87,11 +87,11 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         replay_command,
         cassette,
     };
-    let interrupt = kernel::Interrupt {
+    let interrupt = run::Interrupt {
         signal: Some(super::interrupt_flag()),
         after_events: None,
     };
-    let output = kernel::run_interruptible(scenario.clone(), &options, interrupt)?;
+    let output = run::run_interruptible(scenario.clone(), &options, interrupt)?;
     let report = output.report;
     let cassette_status = cassette_outcome(&output.cassette, &scenario, out_dir.as_deref())?;
 
@@ -107,7 +107,7 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         let records =
             crate::trace::records::parse("the trace", &trace_bytes).map_err(|e| Failure::new(exit::INTERNAL, e))?;
         let report_json = serde_json::to_value(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
-        let diagram = crate::trace::mermaid::sequence_diagram(&records, Some(&report_json));
+        let diagram = crate::render::mermaid::sequence_diagram(&records, Some(&report_json));
         write_atomic(path, diagram.as_bytes())?;
     }
 
@@ -171,13 +171,13 @@ pub(super) fn finish_run_dir(dir: &Path, scenario: &Scenario, report: &RunReport
     write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
     let json = pretty_json(report)?;
     write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
-    let html = crate::report_html::render_run_dir(dir).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    let html = crate::render::html::render_run_dir(dir).map_err(|e| Failure::new(exit::INTERNAL, e))?;
     write_atomic(&dir.join("report.html"), html.as_bytes())
 }
 
 /// `agentsim report DIR`: writes DIR/report.html (and a Mermaid diagram) from a run directory.
 pub(super) fn report(dir: &Path, mermaid: Option<&Path>) -> Result<u8, Failure> {
-    let html = crate::report_html::render_run_dir(dir).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    let html = crate::render::html::render_run_dir(dir).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
     let path = dir.join("report.html");
     write_atomic(&path, html.as_bytes())?;
     println!("wrote {}", path.display());
@@ -192,7 +192,7 @@ pub(super) fn report(dir: &Path, mermaid: Option<&Path>) -> Result<u8, Failure> 
             .and_then(|b| serde_json::from_slice(&b).ok());
         write_atomic(
             out,
-            crate::trace::mermaid::sequence_diagram(&records, report_json.as_ref()).as_bytes(),
+            crate::render::mermaid::sequence_diagram(&records, report_json.as_ref()).as_bytes(),
         )?;
         println!("wrote {}", out.display());
     }
@@ -303,7 +303,7 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
     let header = checked.header;
     let seed = header.get("seed").and_then(|s| s.as_u64()).unwrap_or_default();
     // An interrupted run replays up to the event it stopped at, and ends the same way.
-    let interrupt = kernel::Interrupt {
+    let interrupt = run::Interrupt {
         signal: None,
         after_events: (checked.end.get("outcome").and_then(|o| o.as_str()) == Some("interrupted")).then(|| {
             (
@@ -346,7 +346,7 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
             matching: None,
         },
     };
-    let output = kernel::run_interruptible(scenario.clone(), &options, interrupt)?;
+    let output = run::run_interruptible(scenario.clone(), &options, interrupt)?;
     let cassette_status = cassette_outcome(&output.cassette, &scenario, None)?;
     if cassette_status != exit::OK {
         return Ok(cassette_status);

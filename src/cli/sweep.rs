@@ -57,7 +57,7 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     let mut on_result = |result: &crate::sweep::SeedResult, finished: u64, failed: u64| {
         progress(already + finished, failed_before + failed);
         match &mut journal {
-            Some(journal) => journal.append(result).map_err(crate::kernel::RunError::Internal),
+            Some(journal) => journal.append(result).map_err(crate::run::RunError::Internal),
             None => Ok(()),
         }
     };
@@ -138,11 +138,11 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
         let json = pretty_json(&summary)?;
         write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
         let run_reports = write_failing_runs(dir, &scenario, &results)?;
-        let html = crate::report_html::render_sweep(&summary, &results, &run_reports);
+        let html = crate::render::html::render_sweep(&summary, &results, &run_reports);
         write_atomic(&dir.join("report.html"), html.as_bytes())?;
     }
     if let Some(path) = &args.html {
-        let html = crate::report_html::render_sweep(&summary, &results, &BTreeMap::new());
+        let html = crate::render::html::render_sweep(&summary, &results, &BTreeMap::new());
         write_atomic(path, html.as_bytes())?;
     }
     let text = if args.json {
@@ -230,7 +230,7 @@ pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     let a = summaries.pop().expect("two summaries");
     let comparison = crate::sweep::compare::Comparison::new(a, b);
     if let Some(path) = &args.html {
-        let html = crate::report_html::render_comparison(&comparison, &all_results[0], &all_results[1]);
+        let html = crate::render::html::render_comparison(&comparison, &all_results[0], &all_results[1]);
         write_atomic(path, html.as_bytes())?;
     }
     if args.json {
@@ -326,7 +326,7 @@ pub(super) fn merge(paths: &[PathBuf], json: bool, html: Option<&Path>) -> Resul
     results.sort_by_key(|r| r.seed);
     let summary = crate::sweep::summarize(&scenario, &file, &results, &seeds);
     if let Some(path) = html {
-        let page = crate::report_html::render_sweep(&summary, &results, &BTreeMap::new());
+        let page = crate::render::html::render_sweep(&summary, &results, &BTreeMap::new());
         write_atomic(path, page.as_bytes())?;
     }
     if json {
@@ -359,15 +359,15 @@ fn write_failing_runs(
         let run_dir = dir.join(&relative);
         std::fs::create_dir_all(&run_dir)
             .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create {}: {e}", run_dir.display())))?;
-        let options = crate::kernel::RunOptions {
+        let options = crate::run::RunOptions {
             seed: result.seed,
-            flavor: crate::kernel::Flavor::CurrentThread,
+            flavor: crate::run::Flavor::CurrentThread,
             trace: crate::trace::TraceMode::File(run_dir.join(".trace.jsonl.partial")),
             limits: None,
             replay_command: format!("agentsim replay {}", shell_quote(&run_dir.display().to_string())),
             cassette: Default::default(),
         };
-        let output = crate::kernel::run(scenario.clone(), &options)?;
+        let output = crate::run::run(scenario.clone(), &options)?;
         if output.report.digest != result.digest {
             return Err(Failure::new(
                 exit::NONDETERMINISM,

@@ -1,9 +1,10 @@
 //! What guardrails look for: pure checks over text and tool-call arguments. The guardrail actor
-//! (`actors::guardrail`) adds what needs memory — loops, call counts, budgets — and acts on the
+//! (`behavior::guardrail`) adds what needs memory — loops, call counts, budgets — and acts on the
 //! findings.
 
 pub mod pii;
-pub mod schema;
+
+pub use crate::scenario::schema;
 
 use std::ops::Range;
 use std::sync::OnceLock;

@@ -1,38 +1,40 @@
 //! The bridge between simulated behaviour and ractor: every simulated actor is a ractor actor that
-//! receives one [`Turn`] at a time and answers with a [`Completion::Ack`].
+//! receives one [`Turn`] at a time and answers with a [`Completion::Ack`] carrying its effects.
+//!
+//! Generic over what is simulated: the message type, the effect type and the fault injection a
+//! delivery may carry are the behaviour's own (see `protocol` for agentsim's).
 
 use std::marker::PhantomData;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::effect::{Completion, Effect};
 use super::envelope::ActorIdx;
-use super::INJECTED_CRASH_PREFIX;
-use crate::faults::catalogue::FaultKind;
-use crate::faults::Injection;
 
 /// One delivery: the message and the virtual time it arrives at.
 #[derive(Debug)]
-pub struct Turn<M> {
+pub struct Turn<M, J> {
     pub now_us: u64,
     pub seq: u64,
     pub from: ActorIdx,
-    /// A fault that fired on this delivery; `actor.crash` makes the handler panic.
-    pub injection: Option<Injection>,
+    /// A fault that fired on this delivery, for the handler to act out.
+    pub injection: Option<J>,
+    /// The scheduler crashes the actor on this delivery: the handler does not run, the actor
+    /// panics with this message (a supervised failure, like any other).
+    pub crash: Option<String>,
     pub msg: M,
 }
 
 /// What a handler may read besides its message.
 #[derive(Debug, Clone, Copy)]
-pub struct TurnContext {
+pub struct TurnContext<J> {
     pub me: ActorIdx,
     pub from: ActorIdx,
     pub now_us: u64,
     pub seq: u64,
     pub incarnation: u32,
     /// A fault that fired on this delivery, for the handler to act out.
-    pub injection: Option<Injection>,
+    pub injection: Option<J>,
 }
 
 /// An error a handler returns; it fails the actor exactly like a panic.
@@ -40,21 +42,44 @@ pub struct TurnContext {
 #[error("{0}")]
 pub struct HandlerError(pub String);
 
+/// How a turn ended, sent back to the scheduler.
+#[derive(Debug)]
+pub enum Completion<E> {
+    /// The handler finished; here is what it asks for.
+    Ack {
+        actor: ActorIdx,
+        incarnation: u32,
+        effects: Vec<E>,
+    },
+    /// A supervised actor panicked or returned an error; reported by its ractor supervisor.
+    Failed { actor_id: ActorId, error: String },
+}
+
 /// The behaviour of one kind of simulated actor: a state machine over typed messages.
 ///
-/// `handle` must be a pure function of the state, the message and the context: no clock, no
-/// I/O, no randomness but the actor's own [`super::RngStream`].
+/// `handle` is a function of the state, the message and the context: no clock, no randomness
+/// but the actor's own [`super::RngStream`], no messages to peers (everything it wants done is
+/// an effect). The one I/O allowed is a live model's call, made inside its turn while the
+/// scheduler waits for that turn anyway; its measured latency becomes the answer's delay and
+/// the exchange is recorded, so a replay takes the same path without the network.
 pub trait Behavior: Send + 'static {
     type Msg: Send + 'static;
+    type Effect: Send + 'static;
+    type Injection: Copy + Send + 'static;
 
-    fn handle(&mut self, context: &TurnContext, msg: Self::Msg, effects: &mut Vec<Effect>) -> Result<(), HandlerError>;
+    fn handle(
+        &mut self,
+        context: &TurnContext<Self::Injection>,
+        msg: Self::Msg,
+        effects: &mut Vec<Self::Effect>,
+    ) -> Result<(), HandlerError>;
 }
 
 /// Fixed facts about an actor incarnation.
-pub struct Identity {
+pub struct Identity<E> {
     pub me: ActorIdx,
     pub incarnation: u32,
-    pub completions: UnboundedSender<Completion>,
+    pub completions: UnboundedSender<Completion<E>>,
 }
 
 /// The ractor actor that runs a [`Behavior`].
@@ -67,9 +92,9 @@ impl<B> Default for SimActor<B> {
 }
 
 impl<B: Behavior> Actor for SimActor<B> {
-    type Msg = Turn<B::Msg>;
-    type State = (B, Identity);
-    type Arguments = (B, Identity);
+    type Msg = Turn<B::Msg, B::Injection>;
+    type State = (B, Identity<B::Effect>);
+    type Arguments = (B, Identity<B::Effect>);
 
     async fn pre_start(
         &self,
@@ -86,12 +111,9 @@ impl<B: Behavior> Actor for SimActor<B> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let (behavior, identity) = state;
-        if let Some(injection) = turn.injection.filter(|i| i.kind == FaultKind::ActorCrash) {
+        if let Some(message) = turn.crash {
             // A String payload, so ractor reports the text as the failure.
-            std::panic::panic_any(format!(
-                "{INJECTED_CRASH_PREFIX}: fault #{} (actor.crash) at seq {}",
-                injection.fault, turn.seq
-            ));
+            std::panic::panic_any(message);
         }
         let context = TurnContext {
             me: identity.me,

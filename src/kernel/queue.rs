@@ -9,18 +9,29 @@ use std::collections::BinaryHeap;
 use super::envelope::{Envelope, Event};
 
 /// Events waiting for delivery. Ties at equal time break by insertion order.
-#[derive(Debug, Default)]
-pub struct EventQueue {
+#[derive(Debug)]
+pub struct EventQueue<P> {
     heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
     /// Envelopes by slot; `None` for a free slot.
-    slots: Vec<Option<Envelope>>,
+    slots: Vec<Option<Envelope<P>>>,
     free: Vec<u32>,
     next_seq: u64,
 }
 
-impl EventQueue {
+impl<P> Default for EventQueue<P> {
+    fn default() -> Self {
+        EventQueue {
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            next_seq: 0,
+        }
+    }
+}
+
+impl<P> EventQueue<P> {
     /// Queues `envelope` for `at_us`; returns its `seq`.
-    pub fn push(&mut self, at_us: u64, envelope: Envelope) -> u64 {
+    pub fn push(&mut self, at_us: u64, envelope: Envelope<P>) -> u64 {
         let seq = self.take_seq();
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -44,7 +55,7 @@ impl EventQueue {
     }
 
     /// The earliest event.
-    pub fn pop(&mut self) -> Option<Event> {
+    pub fn pop(&mut self) -> Option<Event<P>> {
         let Reverse((at_us, seq, slot)) = self.heap.pop()?;
         let envelope = self.slots[slot as usize]
             .take()
@@ -70,16 +81,15 @@ impl EventQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::{Payload, UserMsg};
     use crate::kernel::ActorIdx;
 
-    fn envelope() -> Envelope {
+    fn envelope() -> Envelope<&'static str> {
         Envelope {
             labels: Default::default(),
             from: ActorIdx(0),
             to: ActorIdx(0),
             sent_at_us: 0,
-            payload: Payload::User(UserMsg::Begin),
+            payload: "begin",
         }
     }
 

@@ -7,8 +7,6 @@
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::scenario::{Latency, Probability};
-
 /// One named, seeded random stream.
 #[derive(Debug, Clone)]
 pub struct RngStream {
@@ -45,9 +43,9 @@ impl RngStream {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
 
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: Probability) -> bool {
-        (self.next_u64() >> 11) < p.threshold_53
+    /// True with probability `threshold_53 / 2^53` (a probability as an exact 53-bit fraction).
+    pub fn chance_53(&mut self, threshold_53: u64) -> bool {
+        (self.next_u64() >> 11) < threshold_53
     }
 
     /// A standard normal draw (Box–Muller).
@@ -57,21 +55,20 @@ impl RngStream {
         libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(2.0 * std::f64::consts::PI * u2)
     }
 
-    /// A draw from the latency distribution, in microseconds.
-    pub fn latency_us(&mut self, latency: &Latency) -> u64 {
-        match *latency {
-            Latency::Fixed { latency_us } => latency_us,
-            Latency::Uniform { min_us, max_us } => min_us + self.below(max_us - min_us + 1),
-            Latency::LogNormal { median_us, p99_us } => {
-                if median_us == 0 {
-                    return 0;
-                }
-                let sigma = libm::log(p99_us as f64 / median_us as f64) / Z_P99;
-                let value = median_us as f64 * libm::exp(sigma * self.standard_normal());
-                // A tail far past p99 is noise, not information: cap it at 10× p99.
-                value.round().clamp(0.0, p99_us as f64 * 10.0) as u64
-            }
+    /// Uniform in `[min_us, max_us]`, in microseconds.
+    pub fn uniform_us(&mut self, min_us: u64, max_us: u64) -> u64 {
+        min_us + self.below(max_us - min_us + 1)
+    }
+
+    /// A log-normal draw with this median and 99th percentile, in microseconds.
+    pub fn log_normal_us(&mut self, median_us: u64, p99_us: u64) -> u64 {
+        if median_us == 0 {
+            return 0;
         }
+        let sigma = libm::log(p99_us as f64 / median_us as f64) / Z_P99;
+        let value = median_us as f64 * libm::exp(sigma * self.standard_normal());
+        // A tail far past p99 is noise, not information: cap it at 10× p99.
+        value.round().clamp(0.0, p99_us as f64 * 10.0) as u64
     }
 
     /// An exponential draw with the given mean, in microseconds (Poisson inter-arrival times).
@@ -132,20 +129,10 @@ mod tests {
     fn latencies_stay_in_their_bounds() {
         let mut stream = RngStream::new(1, "tool:refund");
         for _ in 0..1000 {
-            let us = stream.latency_us(&Latency::Uniform {
-                min_us: 50,
-                max_us: 300,
-            });
+            let us = stream.uniform_us(50, 300);
             assert!((50..=300).contains(&us));
         }
-        let mut draws: Vec<u64> = (0..10_000)
-            .map(|_| {
-                stream.latency_us(&Latency::LogNormal {
-                    median_us: 900_000,
-                    p99_us: 6_000_000,
-                })
-            })
-            .collect();
+        let mut draws: Vec<u64> = (0..10_000).map(|_| stream.log_normal_us(900_000, 6_000_000)).collect();
         draws.sort_unstable();
         let median = draws[5_000];
         let p99 = draws[9_900];

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::actors::llm::{ToolArgs, ToolRef};
-use crate::actors::{LlmRequest, ModelAnswer, Origin, ToolCall};
 use crate::kernel::RngStream;
+use crate::protocol::{LlmRequest, ModelAnswer, Origin, ToolArgs, ToolCall, ToolRef};
 use crate::scenario::expr::{Context, Value, Var};
 use crate::scenario::{Action, ArgValue, Scenario};
 
@@ -59,7 +58,7 @@ pub fn decide(
             }
         }
         if let Some(p) = rule.probability {
-            if !stream.chance(p) {
+            if !p.draw(stream) {
                 continue;
             }
         }

@@ -1129,7 +1129,7 @@ impl Builder {
             let _ = writeln!(out, "\n[[llm]]");
             let _ = writeln!(out, "name = {}", toml_string(name));
             let _ = writeln!(out, "model = {}", toml_string(model));
-            if crate::llm::prices::lookup(model).is_none() {
+            if crate::catalogue::prices::lookup(model).is_none() {
                 // Without a price a model outside the price table does not validate.
                 let _ = writeln!(
                     out,

@@ -10,8 +10,9 @@ use toml::Spanned;
 
 use super::expr::{Expr, Var};
 use super::file::{RawArgRule, RawGuardCheck, RawGuardrail};
+use super::glob::glob_match;
 use super::model::{AgentIdx, Latency, Probability, ToolIdx};
-use super::validate::{glob_match, Names, Validator};
+use super::validate::{Names, Validator};
 
 /// Where in the flow a guardrail sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -633,7 +634,7 @@ impl Validator<'_> {
                     return None;
                 };
                 let json = serde_json::to_value(schema.get_ref()).unwrap_or(serde_json::Value::Null);
-                if let Err(problem) = crate::guard::schema::check_schema(&json) {
+                if let Err(problem) = super::schema::check_schema(&json) {
                     self.error(schema.span(), format!("expected a JSON Schema: {problem}"));
                 }
                 GuardCheck::JsonSchema(json)

@@ -1,10 +1,13 @@
 //! Scenario files: the TOML model, its validation, and errors that point at `FILE:LINE:COL`.
 
+pub mod endpoint;
 pub mod error;
 pub mod expr;
 pub mod file;
+pub mod glob;
 pub mod guardrail;
 pub mod model;
+pub mod schema;
 pub mod units;
 pub mod validate;
 

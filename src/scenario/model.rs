@@ -1,6 +1,7 @@
 //! The validated scenario: plain data with indices instead of names and integers instead of units.
 
 use super::expr::{Expr, Template};
+use crate::kernel::RngStream;
 
 /// Index of an LLM in [`Scenario::llms`].
 pub type LlmIdx = usize;
@@ -82,6 +83,17 @@ pub enum Latency {
     },
 }
 
+impl Latency {
+    /// A draw from the distribution, in microseconds.
+    pub fn sample_us(&self, rng: &mut RngStream) -> u64 {
+        match *self {
+            Latency::Fixed { latency_us } => latency_us,
+            Latency::Uniform { min_us, max_us } => rng.uniform_us(min_us, max_us),
+            Latency::LogNormal { median_us, p99_us } => rng.log_normal_us(median_us, p99_us),
+        }
+    }
+}
+
 /// A probability, as a threshold on 53 random bits (`1 << 53` is certainty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probability {
@@ -98,32 +110,18 @@ impl Probability {
         }
     }
 
+    /// True with this probability, drawn from `rng`.
+    pub fn draw(self, rng: &mut RngStream) -> bool {
+        rng.chance_53(self.threshold_53)
+    }
+
     /// As a fraction, for reports.
     pub fn as_f64(self) -> f64 {
         self.threshold_53 as f64 / (1u64 << 53) as f64
     }
 }
 
-/// Price of tokens, in pico-USD per token (equal to micro-USD per million tokens).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Price {
-    pub input_pusd_per_token: u64,
-    /// The price of input tokens read from the provider's prompt cache; `None`: the model has
-    /// no cached-input price, so nothing is billed as cached.
-    pub cached_input_pusd_per_token: Option<u64>,
-    pub output_pusd_per_token: u64,
-}
-
-impl Price {
-    /// Cost of a call in pico-USD: `input_tokens` counts all input tokens, of which
-    /// `cached_input_tokens` are billed at the cached price.
-    pub fn cost_pusd(&self, input_tokens: u32, cached_input_tokens: u32, output_tokens: u32) -> u64 {
-        let cached = cached_input_tokens.min(input_tokens) as u64;
-        let fresh = input_tokens as u64 - cached;
-        let cached_price = self.cached_input_pusd_per_token.unwrap_or(self.input_pusd_per_token);
-        fresh * self.input_pusd_per_token + cached * cached_price + output_tokens as u64 * self.output_pusd_per_token
-    }
-}
+pub use crate::catalogue::prices::Price;
 
 /// Where an LLM's price comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,7 +447,7 @@ pub enum Traffic {
     },
 }
 
-pub use crate::faults::catalogue::FaultKind;
+pub use crate::catalogue::faults::FaultKind;
 
 /// When a fault fires.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -114,6 +114,15 @@ fn trim_decimal(value: f64, unit: &str) -> String {
     format!("{text}{unit}")
 }
 
+/// Formats pico-USD as dollars with six decimals.
+pub fn format_usd(pusd: u64) -> String {
+    format!(
+        "${}.{:06}",
+        pusd / 1_000_000_000_000,
+        (pusd % 1_000_000_000_000) / 1_000_000
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,10 @@ use toml::Spanned;
 use super::error::{did_you_mean, Diagnostic};
 use super::expr::{Expr, ExprError, Template};
 use super::file::*;
+use super::glob::glob_match;
 use super::model::*;
 use super::units::{parse_duration_us, parse_rate_milli_per_hour};
+use crate::kernel::number_duplicates;
 
 const DEFAULT_MAX_TURNS: u32 = 12;
 const DEFAULT_CONTEXT_WINDOW_TOKENS: u64 = 128_000;
@@ -424,7 +426,7 @@ impl Validator<'_> {
         let base_url = match &raw.base_url {
             Some(url) => {
                 let text = url.get_ref().trim_end_matches('/').to_owned();
-                match crate::llm::live::check_base_url(&text, allow_insecure_http) {
+                match super::endpoint::check_base_url(&text, allow_insecure_http) {
                     Ok(()) => {}
                     Err(message) => self.error(url.span(), message),
                 }
@@ -522,10 +524,10 @@ impl Validator<'_> {
         let Some(model) = &raw.model else {
             return (Price::default(), PriceSource::Unpriced);
         };
-        if let Some(row) = crate::llm::prices::lookup(model.get_ref()) {
+        if let Some(row) = crate::catalogue::prices::lookup(model.get_ref()) {
             return (row.price(), PriceSource::Table);
         }
-        let suggestions = crate::llm::prices::closest_models(model.get_ref());
+        let suggestions = crate::catalogue::prices::closest_models(model.get_ref());
         let hint = match suggestions.as_slice() {
             [] => String::new(),
             [one] => format!("did you mean \"{one}\"? "),
@@ -539,7 +541,7 @@ impl Validator<'_> {
             format!(
                 "expected a model in the price table (taken {}; `agentsim list prices` shows it), found \"{}\"; \
                  {hint}{}give this [[llm]] its price: price = {{ input_per_mtok = ..., output_per_mtok = ... }}",
-                crate::llm::prices::PRICES_TAKEN_ON,
+                crate::catalogue::prices::PRICES_TAKEN_ON,
                 model.get_ref(),
                 if hint.is_empty() { "" } else { "otherwise " },
             ),
@@ -1214,7 +1216,7 @@ impl Validator<'_> {
     }
 
     fn faults(&mut self, raw: &[Spanned<RawFault>], logical_ids: &[String]) -> Vec<Fault> {
-        let names = crate::faults::stream_names_raw(raw.iter().map(|f| {
+        let names = fault_stream_names(raw.iter().map(|f| {
             let f = f.get_ref();
             (
                 f.name.as_ref().map(|n| n.get_ref().clone()),
@@ -1232,7 +1234,7 @@ impl Validator<'_> {
     }
 
     fn fault(&mut self, raw: &RawFault, logical_ids: &[String], names: &[String], index: usize) -> Option<Fault> {
-        use crate::faults::catalogue::{Layer, CATALOGUE};
+        use crate::catalogue::faults::{Layer, CATALOGUE};
         let Some(kind) = FaultKind::from_name(raw.kind.get_ref()) else {
             let kinds = CATALOGUE.iter().map(|e| e.kind);
             let hint = did_you_mean(raw.kind.get_ref(), kinds)
@@ -1716,39 +1718,9 @@ fn logical_ids(raw: &RawScenario) -> Vec<String> {
     ids
 }
 
-/// Glob match with `*` (any run of characters) and `?` (one character).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs_match_logical_ids() {
-        assert!(glob_match("agent:*", "agent:triage"));
-        assert!(glob_match("agent:research-*", "agent:research-2"));
-        assert!(!glob_match("agent:research-*", "agent:writer"));
-        assert!(glob_match("*", "tool:refund"));
-        assert!(glob_match("llm:gp?", "llm:gpt"));
-    }
+/// A stable name per fault, also its random stream's name: its `name`, or `KIND@TARGET` with
+/// `#N` for the Nth fault of the same kind and target. Adding or reordering other faults does not
+/// rename a fault.
+fn fault_stream_names(faults: impl Iterator<Item = (Option<String>, String, String)>) -> Vec<String> {
+    number_duplicates(faults.map(|(name, kind, target)| name.unwrap_or_else(|| format!("{kind}@{target}"))))
 }

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::stats::two_proportion_p_value;
 use super::SweepSummary;
+use crate::report::stats::two_proportion_p_value;
 
 /// Differences this unlikely under "no difference" are called significant.
 pub const SIGNIFICANCE_LEVEL: f64 = 0.05;
@@ -54,8 +54,8 @@ impl Comparison {
 
     /// The side-by-side table.
     pub fn text(&self) -> String {
-        use crate::observer::usd;
         use crate::scenario::units::format_duration_us;
+        use crate::scenario::units::format_usd;
         let (a, b) = (&self.a, &self.b);
         let mut out = format!(
             "agentsim compare · A {} vs B {} · seeds {} · {} runs each\n",
@@ -111,8 +111,8 @@ impl Comparison {
         ));
         out.push_str(&row(
             "cost p50 / p95",
-            format!("{} / {}", usd(a.cost_pusd.p50), usd(a.cost_pusd.p95)),
-            format!("{} / {}", usd(b.cost_pusd.p50), usd(b.cost_pusd.p95)),
+            format!("{} / {}", format_usd(a.cost_pusd.p50), format_usd(a.cost_pusd.p95)),
+            format!("{} / {}", format_usd(b.cost_pusd.p50), format_usd(b.cost_pusd.p95)),
         ));
         out
     }

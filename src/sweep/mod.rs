@@ -4,7 +4,6 @@
 pub mod compare;
 pub mod journal;
 pub mod shrink;
-pub mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,11 +11,11 @@ use std::sync::{mpsc, Arc};
 
 use serde::Serialize;
 
-use crate::faults::catalogue::CATALOGUE;
-use crate::kernel::{self, RunError, RunOptions};
+use crate::catalogue::faults::CATALOGUE;
+use crate::report::stats::{percentile_u64, wilson_95};
 use crate::report::{Outcome, RunReport};
+use crate::run::{self, RunError, RunOptions};
 use crate::scenario::Scenario;
-use stats::{percentile_u64, wilson_95};
 
 /// What one seed left behind: only what the summary needs, so memory stays small.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -101,8 +100,7 @@ pub fn run_seeds_until(
             let Some(&seed) = seeds.get(index) else {
                 return;
             };
-            let result =
-                kernel::run(scenario.clone(), &RunOptions::new(seed)).map(|o| SeedResult::from_report(&o.report));
+            let result = run::run(scenario.clone(), &RunOptions::new(seed)).map(|o| SeedResult::from_report(&o.report));
             if tx.send(result).is_err() {
                 return;
             }
@@ -361,8 +359,8 @@ pub fn summarize(
 impl SweepSummary {
     /// The human summary.
     pub fn text(&self) -> String {
-        use crate::observer::usd;
         use crate::scenario::units::format_duration_us;
+        use crate::scenario::units::format_usd;
         let mut out = format!(
             "agentsim sweep · {} · seeds {} · {} runs, {} passed\n",
             self.scenario, self.seeds, self.runs, self.passed_runs
@@ -391,7 +389,7 @@ impl SweepSummary {
         out.push_str(&spread("makespan", &self.makespan_us, &format_duration_us));
         out.push_str(&spread("llm calls", &self.llm_calls, &|v| v.to_string()));
         out.push_str(&spread("tokens", &self.tokens, &|v| v.to_string()));
-        out.push_str(&spread("cost", &self.cost_pusd, &usd));
+        out.push_str(&spread("cost", &self.cost_pusd, &format_usd));
         if !self.pass_hat_k.is_empty() {
             let points: Vec<String> = self
                 .pass_hat_k

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use crate::kernel::{self, RunError, RunOptions};
 use crate::report::{FaultRecord, RunReport};
+use crate::run::{self, RunError, RunOptions};
 use crate::scenario::{Fault, MalformedMode, Scenario, Trigger};
 
 /// What a shrink found.
@@ -29,7 +29,7 @@ pub struct Shrunk {
 
 /// Shrinks `seed`; `None` when the seed passes (nothing to shrink).
 pub fn shrink(scenario: &Arc<Scenario>, seed: u64) -> Result<Option<Shrunk>, RunError> {
-    let original = kernel::run(scenario.clone(), &RunOptions::new(seed))?.report;
+    let original = run::run(scenario.clone(), &RunOptions::new(seed))?.report;
     let Some(breaks) = what_breaks(&original) else {
         return Ok(None);
     };
@@ -40,7 +40,7 @@ pub fn shrink(scenario: &Arc<Scenario>, seed: u64) -> Result<Option<Shrunk>, Run
         let mut variant = (**scenario).clone();
         variant.faults = subset.to_vec();
         variant.profiles.clear();
-        let report = kernel::run(Arc::new(variant), &RunOptions::new(seed))?.report;
+        let report = run::run(Arc::new(variant), &RunOptions::new(seed))?.report;
         Ok(breaks_same(&report, &breaks))
     };
     // If the pinned plan does not reproduce the failure, keep every fault as it was.

@@ -1,7 +1,6 @@
 //! The trace: one canonical JSON line per event, and a rolling BLAKE3 digest over exactly the
 //! bytes written. Field order and number formatting are fixed by the writer, not by serde.
 
-pub mod mermaid;
 pub mod reader;
 pub mod records;
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use agentsim::kernel::{self, Flavor, RunOptions, RunOutput};
+use agentsim::run::{self, Flavor, RunOptions, RunOutput};
 use agentsim::scenario::Scenario;
 use agentsim::trace::TraceMode;
 
@@ -101,7 +101,7 @@ pub fn run_in_memory(scenario: &Arc<Scenario>, seed: u64, flavor: Flavor) -> Run
         replay_command: String::new(),
         cassette: Default::default(),
     };
-    kernel::run(scenario.clone(), &options).unwrap_or_else(|e| panic!("run of {} failed: {e}", scenario.name))
+    run::run(scenario.clone(), &options).unwrap_or_else(|e| panic!("run of {} failed: {e}", scenario.name))
 }
 
 /// The trace as parsed JSON records, one per line.

@@ -1,0 +1,1029 @@
+//! The agent: a tool loop over its model. It sends the conversation to its LLM, runs the tool
+//! calls the model returns through tool actors (or fans a task out to other agents and gathers
+//! their answers), feeds the results back, and then hands off, answers, or stops at `max_turns`.
+//!
+//! Processing controls live here too: retries of failed model calls (backoff, jitter,
+//! `retry-after`), per-call timeouts for the model and for tools, and the framework's answer to a
+//! tool call it cannot run (unknown tool, arguments that do not parse).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::bucket::TokenBucket;
+use super::guardrail::send_guarded;
+use crate::catalogue::faults::FaultKind;
+use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream};
+use crate::llm::mock;
+use crate::llm::tokens::estimate_tokens;
+use crate::protocol::{
+    AgentMsg, AnswerStatus, Checkpoint, ConvId, Directory, Effect, GuardContext, Injection, LlmMsg, LlmRequest,
+    ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo, ToolArgs, ToolMsg, ToolRef, TurnContext, Usage,
+    UserMsg,
+};
+use crate::scenario::guardrail::Stage;
+use crate::scenario::{AgentIdx, Backoff, Jitter, LlmIdx, RetryPolicy, Scenario};
+
+/// One conversation as this agent sees it.
+#[derive(Debug, Clone)]
+struct Conversation {
+    user_text: Arc<str>,
+    origin: Origin,
+    reply_to: ReplyTo,
+    turn: u32,
+    tool_calls: u32,
+    /// Tool calls still out, by id.
+    pending_calls: Vec<(u32, Arc<str>)>,
+    /// Delegated agents still working.
+    pending_delegates: u32,
+    last_tool: Arc<str>,
+    last_tool_output: Arc<str>,
+    delegations: u32,
+    results: String,
+    /// Tokens of everything said so far (user, model, tools), the model's input next turn.
+    context_tokens: u32,
+    /// Numbers this conversation's model calls; a reply with another number is stale.
+    call_seq: u32,
+    /// The model call being waited for.
+    awaiting: Option<u32>,
+    /// Attempt number of the current model call, from 1.
+    attempt: u32,
+    /// The last backoff delay (for decorrelated jitter).
+    previous_delay_us: u64,
+    /// The model the current call went to.
+    current_llm: Option<LlmIdx>,
+    /// The primary model failed for good; this step uses the fallback.
+    on_fallback: bool,
+    /// When this agent took the conversation (for its `deadline`).
+    started_us: u64,
+    /// A guardrail's feedback when it asked for another answer.
+    feedback: Arc<str>,
+}
+
+/// The state of an agent's circuit breaker on its primary model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Breaker {
+    Closed { failures: u32 },
+    Open { until_us: u64 },
+    HalfOpen,
+}
+
+/// The agent's state: its conversations in progress. Lost on restart.
+pub struct AgentBehavior {
+    scenario: Arc<Scenario>,
+    directory: Directory,
+    agent: AgentIdx,
+    instruction_tokens: u32,
+    conversations: BTreeMap<ConvId, Conversation>,
+    /// The agent's own stream: scripted rules and retry jitter draw from it.
+    stream: RngStream,
+    next_call_id: u32,
+    /// Virtual time of the turn being handled.
+    now_us: u64,
+    breaker: Breaker,
+    /// Conversations waiting for a free slot of the bulkhead, in arrival order.
+    waiting: std::collections::VecDeque<ConvId>,
+    /// The client-side rate limiters on model calls: requests, and tokens.
+    limiter: Option<TokenBucket>,
+    token_limiter: Option<TokenBucket>,
+    /// First attempts and retries of model calls, for the retry budget.
+    first_attempts: u64,
+    retries: u64,
+}
+
+/// What came back from one outstanding step.
+enum StepResult {
+    Tool {
+        call_id: u32,
+        tool: Arc<str>,
+        output: Arc<str>,
+    },
+    Delegate {
+        text: Arc<str>,
+    },
+}
+
+impl AgentBehavior {
+    pub fn new(
+        scenario: Arc<Scenario>,
+        directory: Directory,
+        agent: AgentIdx,
+        seed: u64,
+        incarnation: u32,
+        restored: Option<Checkpoint>,
+    ) -> AgentBehavior {
+        let instruction_tokens = estimate_tokens(&scenario.agents[agent].instructions);
+        let limits = scenario.agents[agent].rate_limit;
+        let limiter = limits
+            .and_then(|l| l.rpm)
+            .map(|(rpm, burst)| TokenBucket::new(rpm, burst));
+        let token_limiter = limits
+            .and_then(|l| l.tpm)
+            .map(|tpm| TokenBucket::new(tpm, (tpm / 6).max(1)));
+        let conversations = restored
+            .and_then(|c| c.downcast_ref::<BTreeMap<ConvId, Conversation>>().cloned())
+            .unwrap_or_default();
+        let stream = RngStream::new(seed, &format!("agent:{}#{incarnation}", scenario.agents[agent].name));
+        AgentBehavior {
+            scenario,
+            directory,
+            agent,
+            instruction_tokens,
+            conversations,
+            stream,
+            next_call_id: 0,
+            now_us: 0,
+            breaker: Breaker::Closed { failures: 0 },
+            waiting: Default::default(),
+            limiter,
+            token_limiter,
+            first_attempts: 0,
+            retries: 0,
+        }
+    }
+
+    /// Takes the next step of a conversation: asks the model; or, for an agent without a model,
+    /// follows its rules in place (a scripted agent) or answers with what came in (a relay).
+    fn step(&mut self, conv: ConvId, mut state: Conversation, effects: &mut Vec<Effect>) {
+        let scenario = self.scenario.clone();
+        let spec = &scenario.agents[self.agent];
+        let Some(llm) = spec.llm else {
+            if spec.behavior.is_empty() {
+                self.answer(conv, &state, state.user_text.clone(), AnswerStatus::Answered, effects);
+                return;
+            }
+            let request = self.request(conv, &state);
+            let (answer, _) = mock::decide(&self.scenario, &request, &mut self.stream, &mut self.next_call_id);
+            state.call_seq += 1;
+            state.awaiting = Some(state.call_seq);
+            let reply = ModelReply {
+                call_seq: state.call_seq,
+                answer,
+                finish_reason: crate::protocol::FinishReason::Stop,
+                usage: Usage::default(),
+                latency_us: 0,
+            };
+            self.conversations.insert(conv, state);
+            self.on_reply(conv, reply, effects);
+            return;
+        };
+        if let Some(max) = spec.max_concurrent_calls {
+            // Bulkhead: wait for a free slot.
+            let in_flight = self.conversations.values().filter(|c| c.awaiting.is_some()).count();
+            if in_flight >= max as usize {
+                self.waiting.push_back(conv);
+                self.conversations.insert(conv, state);
+                return;
+            }
+        }
+        // Client-side rate limiters: wait for a token, without spending an attempt.
+        if let Some(wait_us) = self.limiter_wait(&state) {
+            effects.push(self.timer(wait_us, AgentMsg::RetryDue { conv }));
+            self.conversations.insert(conv, state);
+            return;
+        }
+        if state.attempt == 1 {
+            self.first_attempts += 1;
+        }
+        state.call_seq += 1;
+        state.awaiting = Some(state.call_seq);
+        let target = match (self.breaker_allows(), spec.fallback) {
+            _ if state.on_fallback => spec.fallback.unwrap_or(llm),
+            (true, _) => llm,
+            (false, Some(fallback)) => fallback,
+            (false, None) => {
+                let Breaker::Open { until_us } = self.breaker else {
+                    unreachable!("refused only when open")
+                };
+                let retry_after_us = until_us - self.now_us;
+                effects.push(self.timer(
+                    0,
+                    AgentMsg::CallRejected {
+                        conv,
+                        call_seq: state.call_seq,
+                        retry_after_us,
+                    },
+                ));
+                state.current_llm = Some(llm);
+                self.conversations.insert(conv, state);
+                return;
+            }
+        };
+        state.current_llm = Some(target);
+        let request = self.request(conv, &state);
+        send_guarded(
+            &self.scenario,
+            &self.directory,
+            Stage::ModelCall,
+            conv,
+            self.agent,
+            None,
+            self.directory.llm(target),
+            Payload::Llm(LlmMsg::Complete(Box::new(request))),
+            None,
+            0,
+            effects,
+        );
+        if let Some(timeout_us) = spec.timeout_us {
+            effects.push(self.timer(
+                timeout_us,
+                AgentMsg::CallTimeout {
+                    conv,
+                    call_seq: state.call_seq,
+                },
+            ));
+        }
+        self.conversations.insert(conv, state);
+    }
+
+    /// A conversation (or a sub-task, or a revision a guardrail asked for) starts here.
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        conv: ConvId,
+        text: Arc<str>,
+        origin: Origin,
+        reply_to: ReplyTo,
+        context_tokens: u32,
+        feedback: Arc<str>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let opening_tokens = if origin == Origin::User {
+            estimate_tokens(&text)
+        } else {
+            0
+        };
+        let state = Conversation {
+            user_text: text,
+            origin,
+            reply_to,
+            turn: 1,
+            tool_calls: 0,
+            pending_calls: Vec::new(),
+            pending_delegates: 0,
+            last_tool: Arc::from(""),
+            last_tool_output: Arc::from(""),
+            delegations: 0,
+            results: String::new(),
+            context_tokens: context_tokens.saturating_add(opening_tokens),
+            call_seq: 0,
+            awaiting: None,
+            attempt: 1,
+            previous_delay_us: 0,
+            current_llm: None,
+            on_fallback: false,
+            started_us: self.now_us,
+            feedback,
+        };
+        if let Some(deadline_us) = self.scenario.agents[self.agent].deadline_us {
+            let started_us = self.now_us;
+            effects.push(self.timer(deadline_us, AgentMsg::DeadlineDue { conv, started_us }));
+        }
+        self.step(conv, state, effects);
+    }
+
+    /// An answer a guardrail decided on: it goes straight to whoever waits for it.
+    fn answer_past_guardrails(
+        &self,
+        conv: ConvId,
+        state: &Conversation,
+        text: Arc<str>,
+        status: AnswerStatus,
+        effects: &mut Vec<Effect>,
+    ) {
+        let (to, payload) = self.answer_for(conv, state.reply_to, text, status);
+        effects.push(Effect::Send {
+            to,
+            delay_us: 0,
+            payload,
+        });
+    }
+
+    /// Where a final answer goes, and as what: to the user, or to the delegating agent.
+    fn answer_for(&self, conv: ConvId, reply_to: ReplyTo, text: Arc<str>, status: AnswerStatus) -> (ActorIdx, Payload) {
+        match reply_to {
+            ReplyTo::User => (Directory::USER, Payload::User(UserMsg::Answer { conv, text, status })),
+            ReplyTo::Agent(agent) => (
+                self.directory.agent(agent),
+                Payload::Agent(AgentMsg::DelegateResult {
+                    conv,
+                    from_agent: self.agent,
+                    text,
+                }),
+            ),
+        }
+    }
+
+    /// Whether the breaker lets a call through to the primary model now (an expired open breaker
+    /// half-opens and lets a probe through).
+    fn breaker_allows(&mut self) -> bool {
+        if self.scenario.agents[self.agent].circuit_breaker.is_none() {
+            return true;
+        }
+        match self.breaker {
+            Breaker::Open { until_us } if self.now_us < until_us => false,
+            Breaker::Open { .. } => {
+                self.breaker = Breaker::HalfOpen;
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Records the outcome of a call to the primary model.
+    fn breaker_record(&mut self, success: bool) {
+        let Some(policy) = self.scenario.agents[self.agent].circuit_breaker else {
+            return;
+        };
+        self.breaker = match (self.breaker, success) {
+            (_, true) => Breaker::Closed { failures: 0 },
+            (Breaker::Closed { failures }, false) if failures + 1 < policy.failures => {
+                Breaker::Closed { failures: failures + 1 }
+            }
+            (Breaker::Open { until_us }, false) => Breaker::Open { until_us },
+            (_, false) => Breaker::Open {
+                until_us: self.now_us + policy.cool_down_us,
+            },
+        };
+    }
+
+    fn timer(&self, delay_us: u64, msg: AgentMsg) -> Effect {
+        Effect::Send {
+            to: self.directory.agent(self.agent),
+            delay_us,
+            payload: Payload::Agent(msg),
+        }
+    }
+
+    fn request(&self, conv: ConvId, state: &Conversation) -> LlmRequest {
+        LlmRequest {
+            conv,
+            agent: self.agent,
+            call_seq: state.call_seq,
+            turn: state.turn,
+            tool_calls: state.tool_calls,
+            input_tokens: self.instruction_tokens.saturating_add(state.context_tokens),
+            user: state.user_text.clone(),
+            origin: state.origin,
+            last_tool: state.last_tool.clone(),
+            last_tool_output: state.last_tool_output.clone(),
+            delegations: state.delegations,
+            results: Arc::from(state.results.as_str()),
+            feedback: state.feedback.clone(),
+            via: Vec::new(),
+        }
+    }
+
+    /// The final answer, to the user (through the output guardrails) or to the delegating agent.
+    fn answer(
+        &self,
+        conv: ConvId,
+        state: &Conversation,
+        text: Arc<str>,
+        status: AnswerStatus,
+        effects: &mut Vec<Effect>,
+    ) {
+        let (to, payload) = self.answer_for(conv, state.reply_to, text, status);
+        if state.reply_to != ReplyTo::User {
+            effects.push(Effect::Send {
+                to,
+                delay_us: 0,
+                payload,
+            });
+            return;
+        }
+        let context = GuardContext {
+            user_text: state.user_text.clone(),
+            origin: state.origin,
+            reply_to: state.reply_to,
+            turn: state.turn,
+            tool_calls: state.tool_calls,
+        };
+        send_guarded(
+            &self.scenario,
+            &self.directory,
+            Stage::Output,
+            conv,
+            self.agent,
+            None,
+            to,
+            payload,
+            Some(context),
+            0,
+            effects,
+        );
+    }
+
+    /// Hands the conversation (or a sub-task of it) to `to`, through the handoff guardrails.
+    fn hand_over(&self, conv: ConvId, to: AgentIdx, start: AgentMsg, effects: &mut Vec<Effect>) {
+        send_guarded(
+            &self.scenario,
+            &self.directory,
+            Stage::Handoff,
+            conv,
+            self.agent,
+            None,
+            self.directory.agent(to),
+            Payload::Agent(start),
+            None,
+            0,
+            effects,
+        );
+    }
+
+    fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
+        // An answer to a call the agent already gave up on (timed out) is dropped, though billed.
+        let Some(mut state) = self.take_awaiting(conv, reply.call_seq) else {
+            return;
+        };
+        let primary = state.current_llm == self.scenario.agents[self.agent].llm && !state.on_fallback;
+        if let ModelAnswer::Error(error) = reply.answer {
+            if primary {
+                self.breaker_record(false);
+            }
+            self.on_error(conv, state, error, effects);
+            return;
+        }
+        if primary {
+            self.breaker_record(true);
+        }
+        state.on_fallback = false;
+        state.attempt = 1;
+        state.previous_delay_us = 0;
+        state.context_tokens = state.context_tokens.saturating_add(reply.usage.output_tokens);
+        match reply.answer {
+            ModelAnswer::ToolCalls(calls) => {
+                state.tool_calls += calls.len() as u32;
+                let tool_timeout_us = self.scenario.agents[self.agent].tool_timeout_us;
+                let mut refused = Vec::new();
+                for call in calls {
+                    // What agent frameworks do with a call they cannot run: tell the model.
+                    let (tool, name) = match &call.tool {
+                        ToolRef::Known(t) => (Some(*t), Arc::from(self.scenario.tools[*t].name.as_str())),
+                        ToolRef::Unknown(name) => (None, name.clone()),
+                    };
+                    let problem = match (&call.tool, &call.args) {
+                        (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),
+                        (_, ToolArgs::Malformed(_)) => {
+                            Some(format!("error: the arguments for {name} are not valid JSON"))
+                        }
+                        _ => None,
+                    };
+                    match (problem, tool) {
+                        // A framework that keys calls by id runs one call per id; the rest vanish.
+                        (None, Some(_)) if state.pending_calls.iter().any(|(id, _)| *id == call.id) => {}
+                        (None, Some(tool)) => {
+                            state.pending_calls.push((call.id, name));
+                            if let Some(timeout_us) = tool_timeout_us {
+                                effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
+                            }
+                            send_guarded(
+                                &self.scenario,
+                                &self.directory,
+                                Stage::ToolCall,
+                                conv,
+                                self.agent,
+                                Some(tool),
+                                self.directory.tool(tool),
+                                Payload::Tool(ToolMsg::Invoke {
+                                    conv,
+                                    agent: self.agent,
+                                    call,
+                                }),
+                                None,
+                                0,
+                                effects,
+                            );
+                        }
+                        (problem, _) => refused.push(StepResult::Tool {
+                            call_id: call.id,
+                            tool: name,
+                            output: Arc::from(text_or_default(problem)),
+                        }),
+                    }
+                }
+                for result in &refused {
+                    if let StepResult::Tool { call_id, tool, .. } = result {
+                        state.pending_calls.push((*call_id, tool.clone()));
+                    }
+                }
+                self.conversations.insert(conv, state);
+                for result in refused {
+                    self.on_result(conv, result, effects);
+                }
+            }
+            ModelAnswer::Delegate { to, task } => {
+                state.pending_delegates = to.len() as u32;
+                state.results.clear();
+                for agent in to {
+                    let start = AgentMsg::Start {
+                        conv,
+                        text: task.clone(),
+                        origin: Origin::Delegation(self.agent),
+                        reply_to: ReplyTo::Agent(self.agent),
+                        context_tokens: estimate_tokens(&task),
+                    };
+                    self.hand_over(conv, agent, start, effects);
+                }
+                self.conversations.insert(conv, state);
+            }
+            ModelAnswer::Text(text) => self.answer(conv, &state, text, AnswerStatus::Answered, effects),
+            ModelAnswer::Handoff(to) => {
+                let start = AgentMsg::Start {
+                    conv,
+                    text: state.user_text,
+                    origin: Origin::Handoff(self.agent),
+                    reply_to: state.reply_to,
+                    context_tokens: state.context_tokens,
+                };
+                self.hand_over(conv, to, start, effects);
+            }
+            ModelAnswer::Error(_) => unreachable!("handled above"),
+        }
+    }
+
+    /// A model call failed: retry after a backoff if the policy allows, else fail the conversation.
+    fn on_error(&mut self, conv: ConvId, mut state: Conversation, error: ProviderError, effects: &mut Vec<Effect>) {
+        let spec = &self.scenario.agents[self.agent];
+        let policy = spec.retry;
+        // Retry budget: retries may add at most `budget` × first attempts, plus 3.
+        let within_budget = policy
+            .and_then(|p| p.budget)
+            .is_none_or(|budget| (self.retries as f64) < 3.0 + budget * self.first_attempts as f64);
+        let delay_us = match policy {
+            Some(policy) if error.retryable() && state.attempt < policy.attempts && within_budget => retry_delay_us(
+                &policy,
+                &error,
+                state.attempt,
+                state.previous_delay_us,
+                &mut self.stream,
+            ),
+            _ => None,
+        };
+        match delay_us {
+            Some(delay_us) => {
+                self.retries += 1;
+                state.attempt += 1;
+                state.previous_delay_us = delay_us;
+                effects.push(self.timer(delay_us, AgentMsg::RetryDue { conv }));
+                self.conversations.insert(conv, state);
+            }
+            None if spec.fallback.is_some() && !state.on_fallback => {
+                // The primary failed for good: the same step on the fallback model.
+                state.on_fallback = true;
+                state.attempt = 1;
+                state.previous_delay_us = 0;
+                self.step(conv, state, effects);
+            }
+            None => {
+                let text = Arc::from(format!(
+                    "error: the model call failed ({} {}) after {} attempt(s)",
+                    error.status, error.code, state.attempt
+                ));
+                self.answer(conv, &state, text, AnswerStatus::Failed, effects);
+            }
+        }
+    }
+
+    /// Acts out a memory or user fault that fired on this message: the message or the agent's
+    /// memory of the conversation changes before the agent handles it.
+    fn suffer(&mut self, injection: Injection, msg: AgentMsg) -> AgentMsg {
+        let text = injection
+            .kind
+            .text(self.scenario.faults[injection.fault].params.text.as_deref())
+            .to_owned();
+        match (injection.kind, msg) {
+            (
+                FaultKind::UserInjection | FaultKind::UserContradiction,
+                AgentMsg::Start {
+                    conv,
+                    text: said,
+                    origin,
+                    reply_to,
+                    context_tokens,
+                },
+            ) => {
+                let said = Arc::from(format!("{said} {text}"));
+                AgentMsg::Start {
+                    conv,
+                    text: said,
+                    origin,
+                    reply_to,
+                    context_tokens,
+                }
+            }
+            (
+                FaultKind::MemoryMutate,
+                AgentMsg::ToolResult {
+                    conv, call_id, tool, ..
+                },
+            ) => {
+                // The result is stored wrongly: what the agent remembers is not what came back.
+                AgentMsg::ToolResult {
+                    conv,
+                    call_id,
+                    tool,
+                    output: Arc::from(text),
+                }
+            }
+            (
+                FaultKind::HandoffDropContext,
+                AgentMsg::Start {
+                    conv, origin, reply_to, ..
+                },
+            ) => AgentMsg::Start {
+                conv,
+                text: Arc::from(""),
+                origin,
+                reply_to,
+                context_tokens: 0,
+            },
+            (kind, msg) => {
+                if let Some(state) = self.conversations.get_mut(&msg.conv()) {
+                    match kind {
+                        FaultKind::MemoryTruncate => {
+                            state.context_tokens /= 2;
+                            state.last_tool_output = Arc::from("");
+                        }
+                        FaultKind::MemoryMutate => state.last_tool_output = Arc::from(text),
+                        FaultKind::MemoryReset => {
+                            state.turn = 1;
+                            state.tool_calls = 0;
+                            state.delegations = 0;
+                            state.results.clear();
+                            state.last_tool = Arc::from("");
+                            state.last_tool_output = Arc::from("");
+                            state.context_tokens = estimate_tokens(&state.user_text);
+                        }
+                        _ => {}
+                    }
+                }
+                msg
+            }
+        }
+    }
+
+    /// How long a model call must wait for the client-side limiters, if at all. The token
+    /// bucket is asked first, so a call waiting for tokens does not use up a request slot.
+    fn limiter_wait(&mut self, state: &Conversation) -> Option<u64> {
+        let input_tokens = self.instruction_tokens.saturating_add(state.context_tokens) as u64;
+        if let Some(tokens) = &mut self.token_limiter {
+            if let Err(wait_us) = tokens.take_n(self.now_us, input_tokens) {
+                return Some(wait_us);
+            }
+        }
+        self.limiter
+            .as_mut()
+            .and_then(|requests| requests.take(self.now_us).err())
+    }
+
+    /// Sends the calls that waited for the bulkhead, as slots free up.
+    fn release_waiting(&mut self, effects: &mut Vec<Effect>) {
+        let Some(max) = self.scenario.agents[self.agent].max_concurrent_calls else {
+            return;
+        };
+        while !self.waiting.is_empty() {
+            let in_flight = self.conversations.values().filter(|c| c.awaiting.is_some()).count();
+            if in_flight >= max as usize {
+                return;
+            }
+            let conv = self.waiting.pop_front().expect("not empty");
+            if let Some(state) = self.conversations.remove(&conv) {
+                self.step(conv, state, effects);
+            }
+        }
+    }
+
+    /// Takes a conversation out if it is still waiting for model call `call_seq` (a timer for an
+    /// earlier call is stale), and marks the call as no longer awaited.
+    fn take_awaiting(&mut self, conv: ConvId, call_seq: u32) -> Option<Conversation> {
+        let state = self.conversations.get_mut(&conv)?;
+        if state.awaiting != Some(call_seq) {
+            return None;
+        }
+        state.awaiting = None;
+        self.conversations.remove(&conv)
+    }
+
+    /// A tool result or a delegate's answer came back; start the next turn once all are in.
+    fn on_result(&mut self, conv: ConvId, result: StepResult, effects: &mut Vec<Effect>) {
+        let Some(state) = self.conversations.get_mut(&conv) else {
+            return;
+        };
+        match result {
+            StepResult::Tool { call_id, tool, output } => {
+                let Some(position) = state.pending_calls.iter().position(|(id, _)| *id == call_id) else {
+                    return; // late, after a timeout: the model has moved on
+                };
+                state.pending_calls.remove(position);
+                state.context_tokens = state.context_tokens.saturating_add(estimate_tokens(&output));
+                state.last_tool = tool;
+                state.last_tool_output = output;
+            }
+            StepResult::Delegate { text } => {
+                if state.pending_delegates == 0 {
+                    return;
+                }
+                state.pending_delegates -= 1;
+                state.context_tokens = state.context_tokens.saturating_add(estimate_tokens(&text));
+                state.delegations += 1;
+                if !state.results.is_empty() {
+                    state.results.push('\n');
+                }
+                state.results.push_str(&text);
+            }
+        }
+        if !state.pending_calls.is_empty() || state.pending_delegates > 0 {
+            return;
+        }
+        let mut state = self.conversations.remove(&conv).expect("present above");
+        let max_turns = self.scenario.agents[self.agent].max_turns;
+        if state.turn >= max_turns {
+            let text: Arc<str> = Arc::from(format!("stopped after {max_turns} turns without an answer"));
+            self.answer(conv, &state, text, AnswerStatus::MaxTurns, effects);
+            return;
+        }
+        state.turn += 1;
+        self.step(conv, state, effects);
+    }
+}
+
+fn text_or_default(text: Option<String>) -> String {
+    text.unwrap_or_else(|| "error: the tool call could not be run".to_owned())
+}
+
+/// The wait before attempt `attempt + 1`, or `None` to give up (a `retry-after` longer than the
+/// policy accepts). Jitter draws come from the agent's stream.
+pub fn retry_delay_us(
+    policy: &RetryPolicy,
+    error: &ProviderError,
+    attempt: u32,
+    previous_us: u64,
+    stream: &mut RngStream,
+) -> Option<u64> {
+    if policy.honor_retry_after {
+        if let Some(retry_after_us) = error.retry_after_us {
+            return (retry_after_us <= policy.max_retry_after_us).then_some(retry_after_us);
+        }
+    }
+    let exponent = attempt.saturating_sub(1).min(32);
+    let delay_us = match policy.backoff {
+        Backoff::Exponential => policy.base_us.saturating_mul(1u64 << exponent).min(policy.max_us),
+        Backoff::Constant => policy.base_us,
+    };
+    Some(match policy.jitter {
+        Jitter::None => delay_us,
+        Jitter::Full => stream.below(delay_us + 1),
+        Jitter::Equal => delay_us / 2 + stream.below(delay_us / 2 + 1),
+        Jitter::Decorrelated => {
+            let upper = previous_us.max(policy.base_us).saturating_mul(3);
+            (policy.base_us + stream.below(upper.saturating_sub(policy.base_us) + 1)).min(policy.max_us)
+        }
+    })
+}
+
+impl Behavior for AgentBehavior {
+    type Msg = AgentMsg;
+    type Effect = Effect;
+    type Injection = Injection;
+
+    fn handle(&mut self, context: &TurnContext, msg: AgentMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
+        self.now_us = context.now_us;
+        let msg = match context.injection {
+            Some(injection) => self.suffer(injection, msg),
+            None => msg,
+        };
+        match msg {
+            AgentMsg::Start {
+                conv,
+                text,
+                origin,
+                reply_to,
+                context_tokens,
+            } => self.open(conv, text, origin, reply_to, context_tokens, Arc::from(""), effects),
+            AgentMsg::Revise {
+                conv,
+                text,
+                origin,
+                reply_to,
+                feedback,
+            } => {
+                let context_tokens = estimate_tokens(&feedback);
+                self.open(conv, text, origin, reply_to, context_tokens, feedback, effects)
+            }
+            AgentMsg::Halt { conv } => {
+                self.conversations.remove(&conv);
+                self.waiting.retain(|c| *c != conv);
+            }
+            AgentMsg::GuardStop {
+                conv,
+                text,
+                status,
+                escalate_to,
+            } => {
+                let Some(state) = self.conversations.remove(&conv) else {
+                    return Ok(());
+                };
+                self.waiting.retain(|c| *c != conv);
+                match escalate_to {
+                    Some(to) => {
+                        let start = AgentMsg::Start {
+                            conv,
+                            text: state.user_text.clone(),
+                            origin: Origin::Handoff(self.agent),
+                            reply_to: state.reply_to,
+                            context_tokens: state.context_tokens,
+                        };
+                        // The escalation is the guardrail's decision: it goes straight there.
+                        effects.push(Effect::Send {
+                            to: self.directory.agent(to),
+                            delay_us: 0,
+                            payload: Payload::Agent(start),
+                        });
+                    }
+                    None => self.answer_past_guardrails(conv, &state, text, status, effects),
+                }
+            }
+            AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
+            AgentMsg::ToolResult {
+                conv,
+                call_id,
+                tool,
+                output,
+            } => {
+                let tool = Arc::from(self.scenario.tools[tool].name.as_str());
+                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects)
+            }
+            AgentMsg::DelegateResult { conv, text, .. } => self.on_result(conv, StepResult::Delegate { text }, effects),
+            AgentMsg::CallTimeout { conv, call_seq } => {
+                if let Some(state) = self.take_awaiting(conv, call_seq) {
+                    self.on_error(conv, state, ProviderError::client_timeout(), effects);
+                }
+            }
+            AgentMsg::CallRejected {
+                conv,
+                call_seq,
+                retry_after_us,
+            } => {
+                let Some(state) = self.take_awaiting(conv, call_seq) else {
+                    return Ok(());
+                };
+                let error = ProviderError {
+                    status: 503,
+                    error_type: "circuit_open",
+                    code: "circuit_open",
+                    retry_after_us: Some(retry_after_us),
+                };
+                self.on_error(conv, state, error, effects);
+            }
+            AgentMsg::DeadlineDue { conv, started_us } => {
+                if self
+                    .conversations
+                    .get(&conv)
+                    .is_some_and(|s| s.started_us == started_us)
+                {
+                    let state = self.conversations.remove(&conv).expect("present above");
+                    self.waiting.retain(|c| *c != conv);
+                    let text = Arc::from("error: the conversation ran past the agent's deadline");
+                    self.answer(conv, &state, text, AnswerStatus::Failed, effects);
+                }
+            }
+            AgentMsg::RetryDue { conv } => {
+                let Some(state) = self.conversations.remove(&conv) else {
+                    return Ok(());
+                };
+                self.step(conv, state, effects);
+            }
+            AgentMsg::ToolTimeout { conv, call_id } => {
+                let Some(state) = self.conversations.get(&conv) else {
+                    return Ok(());
+                };
+                let Some((_, tool)) = state.pending_calls.iter().find(|(id, _)| *id == call_id) else {
+                    return Ok(());
+                };
+                let output = Arc::from(format!("error: tool {tool} timed out"));
+                let tool = tool.clone();
+                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects);
+            }
+        }
+        self.release_waiting(effects);
+        if self.scenario.agents[self.agent].persist {
+            let checkpoint: Checkpoint = Arc::new(self.conversations.clone());
+            effects.push(Effect::Persist(checkpoint));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(jitter: Jitter) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 5,
+            backoff: Backoff::Exponential,
+            base_us: 500_000,
+            max_us: 8_000_000,
+            jitter,
+            honor_retry_after: true,
+            max_retry_after_us: 120_000_000,
+            budget: None,
+        }
+    }
+
+    fn server_error() -> ProviderError {
+        ProviderError {
+            status: 500,
+            error_type: "server_error",
+            code: "internal_error",
+            retry_after_us: None,
+        }
+    }
+
+    #[test]
+    fn exponential_backoff_doubles_up_to_the_cap() {
+        let mut stream = RngStream::new(1, "t");
+        let delays: Vec<u64> = (1..=6)
+            .map(|attempt| retry_delay_us(&policy(Jitter::None), &server_error(), attempt, 0, &mut stream).unwrap())
+            .collect();
+        assert_eq!(delays, [500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000, 8_000_000]);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_exactly_and_too_long_a_one_gives_up() {
+        let mut stream = RngStream::new(1, "t");
+        let limited = ProviderError {
+            status: 429,
+            error_type: "requests",
+            code: "rate_limit_exceeded",
+            retry_after_us: Some(2_000_000),
+        };
+        assert_eq!(
+            retry_delay_us(&policy(Jitter::Full), &limited, 1, 0, &mut stream),
+            Some(2_000_000)
+        );
+        let too_long = ProviderError {
+            retry_after_us: Some(600_000_000),
+            ..limited
+        };
+        assert_eq!(
+            retry_delay_us(&policy(Jitter::Full), &too_long, 1, 0, &mut stream),
+            None
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bounds_and_repeats_for_the_same_seed() {
+        for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
+            let draw = |seed| {
+                let mut stream = RngStream::new(seed, "agent:a#0");
+                (1..=200u32)
+                    .map(|n| {
+                        retry_delay_us(&policy(jitter), &server_error(), n % 6 + 1, 1_000_000, &mut stream).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let (a, b) = (draw(7), draw(7));
+            assert_eq!(a, b, "{jitter:?}");
+            for (i, d) in a.iter().enumerate() {
+                let attempt = (i as u32 + 1) % 6 + 1;
+                let cap = (500_000u64 << (attempt - 1)).min(8_000_000);
+                let ok = match jitter {
+                    Jitter::Full => *d <= cap,
+                    Jitter::Equal => *d >= cap / 2 && *d <= cap,
+                    _ => *d >= 500_000 && *d <= 8_000_000,
+                };
+                assert!(ok, "{jitter:?}: {d} for attempt {attempt}");
+            }
+            assert!(
+                a.iter().collect::<std::collections::BTreeSet<_>>().len() > 10,
+                "{jitter:?} draws vary"
+            );
+        }
+    }
+
+    #[test]
+    fn quota_errors_are_not_retryable_and_overload_is() {
+        let quota = ProviderError {
+            status: 429,
+            error_type: "insufficient_quota",
+            code: "insufficient_quota",
+            retry_after_us: None,
+        };
+        assert!(!quota.retryable());
+        assert!(ProviderError {
+            status: 529,
+            error_type: "overloaded_error",
+            code: "overloaded_error",
+            retry_after_us: None
+        }
+        .retryable());
+        assert!(!ProviderError {
+            status: 401,
+            error_type: "invalid_request_error",
+            code: "invalid_api_key",
+            retry_after_us: None
+        }
+        .retryable());
+    }
+}

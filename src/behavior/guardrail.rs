@@ -1,0 +1,834 @@
+//! The guardrail actor: a check that sits on a stage of the flow (the user's input, a model call,
+//! a tool call, a tool's output, the final answer, a handoff). Messages on their way pass through
+//! it; it takes its latency, makes its own mistakes (false positives and negatives drawn from its
+//! own stream, failures that it handles open or closed) and lets the message through, changes
+//! it, or stops it.
+//!
+//! [`send_guarded`] is how senders route a message through the guardrails of its stage.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::catalogue::faults::FaultKind;
+use crate::guard;
+use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream};
+use crate::protocol::{
+    AgentMsg, AnswerStatus, Checked, ConvId, Directory, Effect, GuardContext, GuardrailIdx, GuardrailMsg, Injection,
+    LlmMsg, Mistake, Origin, Payload, ReplyTo, RoutedReply, ToolArgs, ToolMsg, ToolRef, TurnContext, UserMsg, Verdict,
+    VerdictRecord,
+};
+use crate::scenario::expr::{Context, Value, Var};
+use crate::scenario::guardrail::{BudgetScope, GuardAction, GuardCheck, Guardrail, Stage};
+use crate::scenario::units::format_usd;
+use crate::scenario::{AgentIdx, Scenario, ToolIdx};
+
+/// The guardrails that watch `agent` at `stage` (and `tool`), in scenario order, split into the
+/// blocking chain and the parallel ones.
+pub fn chain(scenario: &Scenario, stage: Stage, agent: AgentIdx, tool: Option<ToolIdx>) -> (Vec<usize>, Vec<usize>) {
+    let mut blocking = Vec::new();
+    let mut parallel = Vec::new();
+    for (i, g) in scenario.guardrails.iter().enumerate() {
+        if g.watches(stage, agent, tool) {
+            if g.parallel {
+                parallel.push(i);
+            } else {
+                blocking.push(i);
+            }
+        }
+    }
+    (blocking, parallel)
+}
+
+/// Sends `subject` to `dest` through the guardrails that watch `agent` at `stage`: straight to
+/// `dest` when none does, otherwise to the first of the chain (and a copy to each parallel one).
+#[allow(clippy::too_many_arguments)]
+pub fn send_guarded(
+    scenario: &Scenario,
+    directory: &Directory,
+    stage: Stage,
+    conv: ConvId,
+    agent: AgentIdx,
+    tool: Option<ToolIdx>,
+    dest: ActorIdx,
+    subject: Payload,
+    context: Option<GuardContext>,
+    delay_us: u64,
+    effects: &mut Vec<Effect>,
+) {
+    if scenario.guardrails.is_empty() {
+        effects.push(Effect::Send {
+            to: dest,
+            delay_us,
+            payload: subject,
+        });
+        return;
+    }
+    let (blocking, parallel) = chain(scenario, stage, agent, tool);
+    let context = context.map(Box::new);
+    let check = |subject: Payload, context: Option<Box<GuardContext>>, parallel: bool| {
+        Payload::Guardrail(GuardrailMsg::Check(Box::new(Checked {
+            stage,
+            conv,
+            agent,
+            tool,
+            position: 0,
+            dest,
+            subject,
+            context,
+            parallel,
+        })))
+    };
+    for g in parallel {
+        effects.push(Effect::Send {
+            to: directory.guardrail(g),
+            delay_us,
+            payload: check(subject.clone(), context.clone(), true),
+        });
+    }
+    let (to, payload) = match blocking.first() {
+        None => (dest, subject),
+        Some(first) => (directory.guardrail(*first), check(subject, context, false)),
+    };
+    effects.push(Effect::Send { to, delay_us, payload });
+}
+
+/// Spend seen by a budget guardrail: pico-USD and tokens.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spend {
+    pusd: u64,
+    tokens: u64,
+}
+
+/// The guardrail's state: its stream and what its stateful checks remember.
+pub struct GuardrailBehavior {
+    scenario: Arc<Scenario>,
+    directory: Directory,
+    guardrail: GuardrailIdx,
+    stream: RngStream,
+    tool_calls: BTreeMap<ConvId, u32>,
+    repeats: BTreeMap<(ConvId, String), u32>,
+    retries: BTreeMap<ConvId, u32>,
+    spent_by_conv: BTreeMap<ConvId, Spend>,
+    spent_by_agent: BTreeMap<AgentIdx, Spend>,
+    spent: Spend,
+}
+
+/// What the check found.
+struct Found {
+    tripped: bool,
+    detail: String,
+    findings: Vec<guard::Finding>,
+}
+
+impl Found {
+    fn clean() -> Found {
+        Found {
+            tripped: false,
+            detail: String::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    fn tripped(detail: String) -> Found {
+        Found {
+            tripped: true,
+            detail,
+            findings: Vec::new(),
+        }
+    }
+}
+
+/// What a `script` check reads.
+struct ScriptContext<'a> {
+    scenario: &'a Scenario,
+    checked: &'a Checked,
+    text: &'a str,
+}
+
+impl Context for ScriptContext<'_> {
+    fn var(&self, var: Var) -> Value<'_> {
+        let c = self.checked;
+        let context = c.context.as_deref();
+        match var {
+            Var::Text => Value::Str(self.text),
+            Var::Agent => Value::Str(&self.scenario.agents[c.agent].name),
+            Var::Conversation => Value::Int(c.conv as i64),
+            Var::LastTool => Value::Str(c.tool.map_or("", |t| self.scenario.tools[t].name.as_str())),
+            Var::LastToolOutput => Value::Str(match &c.subject {
+                Payload::Agent(AgentMsg::ToolResult { output, .. }) => output,
+                _ => "",
+            }),
+            Var::User => Value::Str(match (&c.subject, context) {
+                (Payload::Agent(AgentMsg::Start { text, .. }), _) => text,
+                (Payload::Llm(LlmMsg::Complete(request)), _) => &request.user,
+                (_, Some(context)) => &context.user_text,
+                _ => "",
+            }),
+            Var::Turn => Value::Int(match (&c.subject, context) {
+                (Payload::Llm(LlmMsg::Complete(request)), _) => request.turn as i64,
+                (_, Some(context)) => context.turn as i64,
+                _ => 0,
+            }),
+            Var::ToolCalls => Value::Int(match (&c.subject, context) {
+                (Payload::Llm(LlmMsg::Complete(request)), _) => request.tool_calls as i64,
+                (_, Some(context)) => context.tool_calls as i64,
+                _ => 0,
+            }),
+            Var::From => Value::Str(match &c.subject {
+                Payload::Agent(AgentMsg::Start {
+                    origin: Origin::Handoff(a) | Origin::Delegation(a),
+                    ..
+                }) => &self.scenario.agents[*a].name,
+                _ => "user",
+            }),
+            Var::Delegations => Value::Int(0),
+            Var::Results | Var::Feedback => Value::Str(""),
+        }
+    }
+}
+
+/// The text a guardrail checks in a message.
+fn subject_text(subject: &Payload) -> String {
+    match subject {
+        Payload::Tool(ToolMsg::Invoke { call, .. }) => call.args_text(),
+        Payload::Llm(LlmMsg::Complete(request)) => request.user.to_string(),
+        other => other.text().unwrap_or("").to_owned(),
+    }
+}
+
+/// `subject` with its text replaced (a redaction, or a block message in its place).
+fn with_text(subject: Payload, text: Arc<str>) -> Payload {
+    match subject {
+        Payload::Agent(AgentMsg::Start {
+            conv,
+            origin,
+            reply_to,
+            context_tokens,
+            ..
+        }) => Payload::Agent(AgentMsg::Start {
+            conv,
+            text,
+            origin,
+            reply_to,
+            context_tokens,
+        }),
+        Payload::Agent(AgentMsg::ToolResult {
+            conv, call_id, tool, ..
+        }) => Payload::Agent(AgentMsg::ToolResult {
+            conv,
+            call_id,
+            tool,
+            output: text,
+        }),
+        Payload::Agent(AgentMsg::DelegateResult { conv, from_agent, .. }) => {
+            Payload::Agent(AgentMsg::DelegateResult { conv, from_agent, text })
+        }
+        Payload::User(UserMsg::Answer { conv, status, .. }) => Payload::User(UserMsg::Answer { conv, text, status }),
+        other => other,
+    }
+}
+
+impl GuardrailBehavior {
+    pub fn new(
+        scenario: Arc<Scenario>,
+        directory: Directory,
+        guardrail: GuardrailIdx,
+        seed: u64,
+        incarnation: u32,
+    ) -> GuardrailBehavior {
+        let stream = RngStream::new(
+            seed,
+            &format!("guardrail:{}#{incarnation}", scenario.guardrails[guardrail].name),
+        );
+        GuardrailBehavior {
+            scenario,
+            directory,
+            guardrail,
+            stream,
+            tool_calls: BTreeMap::new(),
+            repeats: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            spent_by_conv: BTreeMap::new(),
+            spent_by_agent: BTreeMap::new(),
+            spent: Spend::default(),
+        }
+    }
+
+    fn spec(&self) -> &Guardrail {
+        &self.scenario.guardrails[self.guardrail]
+    }
+
+    /// Runs the check on the message.
+    fn evaluate(&mut self, checked: &Checked) -> Found {
+        let scenario = self.scenario.clone();
+        let spec = &scenario.guardrails[self.guardrail];
+        let text = subject_text(&checked.subject);
+        match &spec.check {
+            GuardCheck::Regex(_) | GuardCheck::DenyList(_) | GuardCheck::Pii(_) => {
+                let findings = guard::find(&spec.check, &text);
+                if findings.is_empty() {
+                    return Found::clean();
+                }
+                let labels: std::collections::BTreeSet<&str> = findings.iter().map(|f| f.label.as_str()).collect();
+                Found {
+                    tripped: true,
+                    detail: format!("found {}", labels.into_iter().collect::<Vec<_>>().join(", ")),
+                    findings,
+                }
+            }
+            GuardCheck::Injection { threshold } => {
+                let score = guard::injection_score(&text);
+                if score >= *threshold {
+                    Found::tripped(format!("injection score {score} ≥ {threshold}"))
+                } else {
+                    Found::clean()
+                }
+            }
+            GuardCheck::Topic { allow, deny } => {
+                guard::off_topic(&text, allow, deny).map_or_else(Found::clean, Found::tripped)
+            }
+            GuardCheck::Script(expr) => {
+                let context = ScriptContext {
+                    scenario: &scenario,
+                    checked,
+                    text: &text,
+                };
+                if expr.eval(&context) {
+                    Found::tripped("the script rule matched".to_owned())
+                } else {
+                    Found::clean()
+                }
+            }
+            GuardCheck::JsonSchema(schema) => match &checked.subject {
+                Payload::Tool(ToolMsg::Invoke { call, .. }) => match &call.args {
+                    ToolArgs::Json(args) => {
+                        let value = serde_json::Value::Object((**args).clone());
+                        match guard::schema::validate(schema, &value) {
+                            Ok(()) => Found::clean(),
+                            Err(problem) => Found::tripped(problem),
+                        }
+                    }
+                    ToolArgs::Malformed(_) => Found::tripped("the arguments are not JSON".to_owned()),
+                },
+                _ => Found::clean(),
+            },
+            GuardCheck::AllowList { tools, args } => match &checked.subject {
+                Payload::Tool(ToolMsg::Invoke { call, .. }) => {
+                    let tool = match &call.tool {
+                        ToolRef::Known(t) => Some(*t),
+                        ToolRef::Unknown(_) => None,
+                    };
+                    if let Some(allowed) = tools {
+                        if !tool.is_some_and(|t| allowed.contains(&t)) {
+                            return Found::tripped(format!("tool {} is not allowed", tool_name(&scenario, &call.tool)));
+                        }
+                    }
+                    match &call.args {
+                        ToolArgs::Json(values) => {
+                            guard::arg_violation(values, args).map_or_else(Found::clean, Found::tripped)
+                        }
+                        ToolArgs::Malformed(_) => Found::tripped("the arguments are not JSON".to_owned()),
+                    }
+                }
+                _ => Found::clean(),
+            },
+            GuardCheck::MaxToolCalls(max) => {
+                let count = self.tool_calls.entry(checked.conv).or_default();
+                *count += 1;
+                if *count > *max {
+                    Found::tripped(format!("tool call {count} of the conversation, more than {max}"))
+                } else {
+                    Found::clean()
+                }
+            }
+            GuardCheck::Loop { max_repeats } => match &checked.subject {
+                Payload::Tool(ToolMsg::Invoke { call, .. }) => {
+                    let key = format!("{}({})", tool_name(&scenario, &call.tool), call.args_text());
+                    let count = self.repeats.entry((checked.conv, key.clone())).or_default();
+                    *count += 1;
+                    if *count > *max_repeats {
+                        Found::tripped(format!("{key} called {count} times, more than {max_repeats}"))
+                    } else {
+                        Found::clean()
+                    }
+                }
+                _ => Found::clean(),
+            },
+            GuardCheck::Budget {
+                max_cost_pusd,
+                max_tokens,
+                per,
+                reserve_output_tokens,
+            } => {
+                let Payload::Llm(LlmMsg::Complete(request)) = &checked.subject else {
+                    return Found::clean();
+                };
+                let llm = &scenario.llms[self.directory.locate(checked.dest).1];
+                let estimate = Spend {
+                    pusd: request.input_tokens as u64 * llm.price.input_pusd_per_token
+                        + *reserve_output_tokens as u64 * llm.price.output_pusd_per_token,
+                    tokens: request.input_tokens as u64 + *reserve_output_tokens as u64,
+                };
+                let spent = match per {
+                    BudgetScope::Conversation => self.spent_by_conv.get(&checked.conv).copied().unwrap_or_default(),
+                    BudgetScope::Agent => self.spent_by_agent.get(&checked.agent).copied().unwrap_or_default(),
+                    BudgetScope::Run => self.spent,
+                };
+                if let Some(max) = max_cost_pusd {
+                    if spent.pusd + estimate.pusd > *max {
+                        return Found::tripped(format!(
+                            "spent {} + this call ~{} would exceed {} per {}",
+                            format_usd(spent.pusd),
+                            format_usd(estimate.pusd),
+                            format_usd(*max),
+                            per.name()
+                        ));
+                    }
+                }
+                if let Some(max) = max_tokens {
+                    if spent.tokens + estimate.tokens > *max {
+                        return Found::tripped(format!(
+                            "{} tokens spent + ~{} for this call would exceed {max} per {}",
+                            spent.tokens,
+                            estimate.tokens,
+                            per.name()
+                        ));
+                    }
+                }
+                Found::clean()
+            }
+        }
+    }
+
+    /// The message goes on: to the next guardrail of the chain, or to its destination.
+    fn forward(&self, mut checked: Checked, delay_us: u64, effects: &mut Vec<Effect>) {
+        let (chain, _) = chain(&self.scenario, checked.stage, checked.agent, checked.tool);
+        let next = chain.get(checked.position as usize + 1).copied();
+        // A budget guardrail sees the model's reply on its way back, to count the spend.
+        if let (Payload::Llm(LlmMsg::Complete(request)), GuardCheck::Budget { .. }) =
+            (&mut checked.subject, &self.spec().check)
+        {
+            request.via.push(self.directory.guardrail(self.guardrail));
+        }
+        match next {
+            Some(next) => {
+                checked.position += 1;
+                effects.push(Effect::Send {
+                    to: self.directory.guardrail(next),
+                    delay_us,
+                    payload: Payload::Guardrail(GuardrailMsg::Check(Box::new(checked))),
+                });
+            }
+            None => effects.push(Effect::Send {
+                to: checked.dest,
+                delay_us,
+                payload: checked.subject,
+            }),
+        }
+    }
+
+    /// Ends the conversation at the stage's owner: the agent that holds it (model and tool
+    /// stages) answers with `text`, or hands it to `escalate_to`; elsewhere the answer goes
+    /// straight to whoever waits for it.
+    fn stop(&self, checked: &Checked, text: Arc<str>, status: AnswerStatus, delay_us: u64, effects: &mut Vec<Effect>) {
+        let escalate_to = if status == AnswerStatus::Escalated {
+            self.spec().escalate_to
+        } else {
+            None
+        };
+        let agent = self.directory.agent(checked.agent);
+        match (&checked.subject, checked.stage) {
+            (_, Stage::ModelCall | Stage::ToolCall | Stage::ToolOutput) => effects.push(Effect::Send {
+                to: agent,
+                delay_us,
+                payload: Payload::Agent(AgentMsg::GuardStop {
+                    conv: checked.conv,
+                    text,
+                    status,
+                    escalate_to,
+                }),
+            }),
+            (
+                Payload::Agent(AgentMsg::Start {
+                    text: user_text,
+                    reply_to,
+                    ..
+                }),
+                _,
+            ) => {
+                let (user_text, reply_to) = (user_text.clone(), *reply_to);
+                self.end(
+                    checked,
+                    user_text,
+                    reply_to,
+                    text,
+                    status,
+                    escalate_to,
+                    delay_us,
+                    effects,
+                );
+            }
+            (_, _) => {
+                let Some(context) = checked.context.as_deref() else {
+                    // An answer to another agent: it gets the text in place of the answer.
+                    effects.push(Effect::Send {
+                        to: checked.dest,
+                        delay_us,
+                        payload: with_text(checked.subject.clone(), text),
+                    });
+                    return;
+                };
+                self.end(
+                    checked,
+                    context.user_text.clone(),
+                    context.reply_to,
+                    text,
+                    status,
+                    escalate_to,
+                    delay_us,
+                    effects,
+                );
+            }
+        }
+    }
+
+    /// The conversation ends here: handed to `escalate_to`, or answered with `text`.
+    #[allow(clippy::too_many_arguments)]
+    fn end(
+        &self,
+        checked: &Checked,
+        user_text: Arc<str>,
+        reply_to: ReplyTo,
+        text: Arc<str>,
+        status: AnswerStatus,
+        escalate_to: Option<AgentIdx>,
+        delay_us: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let conv = checked.conv;
+        let payload = match (escalate_to, reply_to) {
+            (Some(to), _) => {
+                effects.push(Effect::Send {
+                    to: self.directory.agent(to),
+                    delay_us,
+                    payload: Payload::Agent(AgentMsg::Start {
+                        conv,
+                        context_tokens: crate::llm::tokens::estimate_tokens(&user_text),
+                        text: user_text,
+                        origin: Origin::Handoff(checked.agent),
+                        reply_to,
+                    }),
+                });
+                return;
+            }
+            (None, ReplyTo::User) => Payload::User(UserMsg::Answer { conv, text, status }),
+            (None, ReplyTo::Agent(agent)) => {
+                effects.push(Effect::Send {
+                    to: self.directory.agent(agent),
+                    delay_us,
+                    payload: Payload::Agent(AgentMsg::DelegateResult {
+                        conv,
+                        from_agent: checked.agent,
+                        text,
+                    }),
+                });
+                return;
+            }
+        };
+        effects.push(Effect::Send {
+            to: Directory::USER,
+            delay_us,
+            payload,
+        });
+    }
+
+    /// Acts on a tripped check.
+    fn act(
+        &mut self,
+        checked: Checked,
+        action: GuardAction,
+        found: &Found,
+        delay_us: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Verdict {
+        let message: Arc<str> = Arc::from(self.spec().message.as_str());
+        if checked.parallel {
+            // The model call is already under way: all a parallel guardrail can do is trip.
+            if action == GuardAction::Allow {
+                return Verdict::Allow;
+            }
+            effects.push(Effect::Send {
+                to: self.directory.agent(checked.agent),
+                delay_us,
+                payload: Payload::Agent(AgentMsg::Halt { conv: checked.conv }),
+            });
+            let status = if action == GuardAction::Halt {
+                AnswerStatus::Halted
+            } else {
+                AnswerStatus::Blocked
+            };
+            effects.push(Effect::Send {
+                to: Directory::USER,
+                delay_us,
+                payload: Payload::User(UserMsg::Answer {
+                    conv: checked.conv,
+                    text: message,
+                    status,
+                }),
+            });
+            return if action == GuardAction::Halt {
+                Verdict::Halt
+            } else {
+                Verdict::Block
+            };
+        }
+        match action {
+            GuardAction::Allow => {
+                self.forward(checked, delay_us, effects);
+                Verdict::Allow
+            }
+            GuardAction::Redact => {
+                let subject = match checked.subject {
+                    Payload::Tool(ToolMsg::Invoke { conv, agent, mut call }) => {
+                        if let ToolArgs::Json(args) = &call.args {
+                            let mut args = (**args).clone();
+                            for value in args.values_mut() {
+                                if let serde_json::Value::String(s) = value {
+                                    let findings = guard::find(&self.spec().check, s);
+                                    *s = guard::redact(s, &findings);
+                                }
+                            }
+                            call.args = ToolArgs::Json(Arc::new(args));
+                        }
+                        Payload::Tool(ToolMsg::Invoke { conv, agent, call })
+                    }
+                    subject => {
+                        let text = subject_text(&subject);
+                        with_text(subject, Arc::from(guard::redact(&text, &found.findings)))
+                    }
+                };
+                self.forward(Checked { subject, ..checked }, delay_us, effects);
+                Verdict::Redact
+            }
+            GuardAction::Retry => {
+                let max_retries = self.spec().max_retries;
+                let retries = self.retries.entry(checked.conv).or_default();
+                if *retries >= max_retries {
+                    self.block(checked, message, delay_us, effects);
+                    return Verdict::Block;
+                }
+                *retries += 1;
+                match (checked.stage, checked.context.as_deref()) {
+                    (Stage::Output, Some(context)) => effects.push(Effect::Send {
+                        to: self.directory.agent(checked.agent),
+                        delay_us,
+                        payload: Payload::Agent(AgentMsg::Revise {
+                            conv: checked.conv,
+                            text: context.user_text.clone(),
+                            origin: context.origin,
+                            reply_to: context.reply_to,
+                            feedback: message,
+                        }),
+                    }),
+                    _ => self.block(checked, message, delay_us, effects),
+                }
+                Verdict::Retry
+            }
+            GuardAction::Block => {
+                self.block(checked, message, delay_us, effects);
+                Verdict::Block
+            }
+            GuardAction::Escalate => {
+                self.stop(&checked, message, AnswerStatus::Escalated, delay_us, effects);
+                Verdict::Escalate
+            }
+            GuardAction::Halt => {
+                self.stop(&checked, message, AnswerStatus::Halted, delay_us, effects);
+                Verdict::Halt
+            }
+        }
+    }
+
+    /// The message does not go on; what stands in its place depends on the stage.
+    fn block(&self, checked: Checked, message: Arc<str>, delay_us: u64, effects: &mut Vec<Effect>) {
+        match (checked.stage, &checked.subject) {
+            // The model sees the refusal as the tool's result, as agent frameworks do.
+            (Stage::ToolCall, Payload::Tool(ToolMsg::Invoke { conv, call, .. })) => {
+                let Some(tool) = checked.tool else {
+                    return;
+                };
+                effects.push(Effect::Send {
+                    to: self.directory.agent(checked.agent),
+                    delay_us,
+                    payload: Payload::Agent(AgentMsg::ToolResult {
+                        conv: *conv,
+                        call_id: call.id,
+                        tool,
+                        output: message,
+                    }),
+                });
+            }
+            (Stage::ToolOutput, _) => effects.push(Effect::Send {
+                to: checked.dest,
+                delay_us,
+                payload: with_text(checked.subject, message),
+            }),
+            (Stage::Output, Payload::User(UserMsg::Answer { conv, .. })) => effects.push(Effect::Send {
+                to: checked.dest,
+                delay_us,
+                payload: Payload::User(UserMsg::Answer {
+                    conv: *conv,
+                    text: message,
+                    status: AnswerStatus::Blocked,
+                }),
+            }),
+            _ => self.stop(&checked, message, AnswerStatus::Blocked, delay_us, effects),
+        }
+    }
+}
+
+fn tool_name<'a>(scenario: &'a Scenario, tool: &'a ToolRef) -> &'a str {
+    match tool {
+        ToolRef::Known(t) => &scenario.tools[*t].name,
+        ToolRef::Unknown(name) => name,
+    }
+}
+
+impl Behavior for GuardrailBehavior {
+    type Msg = GuardrailMsg;
+    type Effect = Effect;
+    type Injection = Injection;
+
+    fn handle(
+        &mut self,
+        context: &TurnContext,
+        msg: GuardrailMsg,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), HandlerError> {
+        let checked = match msg {
+            GuardrailMsg::Reply(routed) => {
+                let RoutedReply {
+                    conv,
+                    agent,
+                    reply,
+                    mut via,
+                } = *routed;
+                let spend = Spend {
+                    pusd: reply.usage.cost_pusd,
+                    tokens: (reply.usage.input_tokens + reply.usage.output_tokens) as u64,
+                };
+                for total in [
+                    self.spent_by_conv.entry(conv).or_default(),
+                    self.spent_by_agent.entry(agent).or_default(),
+                    &mut self.spent,
+                ] {
+                    total.pusd += spend.pusd;
+                    total.tokens += spend.tokens;
+                }
+                via.pop();
+                let payload = match via.last() {
+                    Some(previous) => (
+                        *previous,
+                        Payload::Guardrail(GuardrailMsg::Reply(Box::new(RoutedReply {
+                            conv,
+                            agent,
+                            reply,
+                            via,
+                        }))),
+                    ),
+                    None => (
+                        self.directory.agent(agent),
+                        Payload::Agent(AgentMsg::LlmReply { conv, reply }),
+                    ),
+                };
+                effects.push(Effect::Send {
+                    to: payload.0,
+                    delay_us: 0,
+                    payload: payload.1,
+                });
+                return Ok(());
+            }
+            GuardrailMsg::Check(checked) => *checked,
+        };
+        let spec = self.spec().clone();
+        // Every check draws the same numbers in the same order, whatever it finds.
+        let mut latency_us = spec.latency.sample_us(&mut self.stream);
+        let failed_draw = spec.error_rate.draw(&mut self.stream);
+        let false_positive_draw = spec.false_positive.draw(&mut self.stream);
+        let false_negative_draw = spec.false_negative.draw(&mut self.stream);
+        let injected = context.injection.map(|i| i.kind);
+        let timed_out = injected == Some(FaultKind::GuardrailTimeout)
+            || spec.timeout_us.is_some_and(|timeout_us| latency_us > timeout_us);
+        if let (true, Some(timeout_us)) = (timed_out, spec.timeout_us) {
+            // The caller stops waiting at the timeout.
+            latency_us = timeout_us;
+        }
+        let (stage, agent, conv, parallel) = (checked.stage, checked.agent, checked.conv, checked.parallel);
+        let guardrail = self.guardrail;
+        let fail_open = spec.fail_open;
+        let record = |verdict: Verdict, tripped: bool, mistake: Option<Mistake>, detail: String| {
+            Effect::Verdict(Box::new(VerdictRecord {
+                guardrail,
+                stage,
+                agent,
+                conv,
+                verdict,
+                tripped,
+                mistake,
+                // A failure stops the message only when the guardrail fails closed.
+                contained: !parallel
+                    && match verdict {
+                        Verdict::Allow | Verdict::Redact => false,
+                        Verdict::Error => !fail_open,
+                        _ => true,
+                    },
+                latency_us,
+                detail,
+            }))
+        };
+        if failed_draw || timed_out {
+            let detail = if timed_out {
+                "the guardrail timed out"
+            } else {
+                "the guardrail failed"
+            };
+            if spec.fail_open || parallel {
+                effects.push(record(Verdict::Error, false, None, format!("{detail}; failing open")));
+                if !parallel {
+                    self.forward(checked, latency_us, effects);
+                }
+            } else {
+                effects.push(record(Verdict::Error, false, None, format!("{detail}; failing closed")));
+                let message = Arc::from(format!(
+                    "guardrail {} is unavailable; the request was stopped",
+                    spec.name
+                ));
+                self.block(checked, message, latency_us, effects);
+            }
+            return Ok(());
+        }
+        let mut found = self.evaluate(&checked);
+        let mut mistake = None;
+        let force_fp = injected == Some(FaultKind::GuardrailFalsePositive);
+        let force_fn = injected == Some(FaultKind::GuardrailFalseNegative);
+        if found.tripped && (false_negative_draw || force_fn) {
+            found.tripped = false;
+            mistake = Some(Mistake::FalseNegative);
+        } else if !found.tripped && (false_positive_draw || force_fp) {
+            found = Found::tripped("a false positive".to_owned());
+            mistake = Some(Mistake::FalsePositive);
+        }
+        if !found.tripped {
+            effects.push(record(Verdict::Allow, false, mistake, found.detail.clone()));
+            if !parallel {
+                self.forward(checked, latency_us, effects);
+            }
+            return Ok(());
+        }
+        // The verdict record goes first, so the scheduler knows the turn's sends are substitutes.
+        let at = effects.len();
+        let verdict = self.act(checked, spec.action, &found, latency_us, effects);
+        effects.insert(at, record(verdict, true, mistake, found.detail));
+        Ok(())
+    }
+}

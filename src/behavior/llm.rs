@@ -1,0 +1,398 @@
+//! The LLM actor: answers completion requests after a latency drawn from its distribution.
+//! In `mock` mode the answer comes from the agent's behaviour rules. Provider faults answer with
+//! the error a real provider sends (status, type, code, retry-after); content faults break the
+//! answer the way real models do.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::bucket::TokenBucket;
+use crate::catalogue::faults::{FaultKind, Layer};
+use crate::kernel::{Behavior, HandlerError, RngStream};
+use crate::llm::backend::Backends;
+use crate::llm::cassette::Position;
+use crate::llm::{live, mock};
+use crate::protocol::{
+    AgentMsg, ConvId, Directory, Effect, FinishReason, Injection, LlmMsg, ModelAnswer, ModelReply, Payload,
+    ProviderError, ToolArgs, ToolCall, ToolRef, TurnContext, Usage,
+};
+use crate::scenario::{AgentIdx, FaultParams, Llm, LlmIdx, LlmMode, MalformedMode, Scenario};
+
+/// The LLM's state: per calling agent, a random stream and a tool-call counter, so agents never
+/// shift each other's draws or ids; and the provider's prompt cache.
+pub struct LlmBehavior {
+    scenario: Arc<Scenario>,
+    directory: Directory,
+    llm: LlmIdx,
+    seed: u64,
+    incarnation: u32,
+    callers: BTreeMap<AgentIdx, Caller>,
+    /// The prompt cache: per (agent, conversation), the input tokens of the agent's last answered
+    /// call in that conversation. Lost when the LLM actor restarts.
+    prompt_cache: BTreeMap<(AgentIdx, ConvId), u32>,
+    /// The provider's rate limit, when the model has one.
+    bucket: Option<TokenBucket>,
+    backends: Arc<Backends>,
+}
+
+/// What the model keeps per calling agent.
+struct Caller {
+    stream: RngStream,
+    next_call_id: u32,
+    /// Calls made so far: the call's index in its cassette position.
+    calls: u32,
+}
+
+impl LlmBehavior {
+    pub fn new(
+        scenario: Arc<Scenario>,
+        directory: Directory,
+        llm: LlmIdx,
+        seed: u64,
+        incarnation: u32,
+        backends: Arc<Backends>,
+    ) -> LlmBehavior {
+        let spec = &scenario.llms[llm];
+        let bucket = spec.rpm.map(|rpm| TokenBucket::new(rpm, spec.burst));
+        LlmBehavior {
+            scenario,
+            directory,
+            llm,
+            seed,
+            incarnation,
+            callers: BTreeMap::new(),
+            prompt_cache: BTreeMap::new(),
+            bucket,
+            backends,
+        }
+    }
+}
+
+/// The provider error a fault kind answers with, and how long it takes by default.
+fn provider_error(kind: FaultKind, retry_after_us: Option<u64>) -> (ProviderError, u64) {
+    let retry_after = Some(retry_after_us.unwrap_or(2_000_000));
+    let e = |status, error_type, code, retry_after_us| ProviderError {
+        status,
+        error_type,
+        code,
+        retry_after_us,
+    };
+    match kind {
+        FaultKind::LlmRateLimit => (e(429, "requests", "rate_limit_exceeded", retry_after), 30_000),
+        FaultKind::LlmTokenRateLimit => (e(429, "tokens", "rate_limit_exceeded", retry_after), 30_000),
+        FaultKind::LlmQuotaExhausted => (e(429, "insufficient_quota", "insufficient_quota", None), 30_000),
+        FaultKind::LlmOverloaded => (
+            e(503, "service_unavailable_error", "server_is_overloaded", None),
+            200_000,
+        ),
+        FaultKind::LlmOverloaded529 => (e(529, "overloaded_error", "overloaded_error", None), 200_000),
+        FaultKind::LlmServerError => (e(500, "server_error", "internal_error", None), 500_000),
+        FaultKind::LlmTimeout => (ProviderError::client_timeout(), 60_000_000),
+        FaultKind::LlmAuthError => (e(401, "invalid_request_error", "invalid_api_key", None), 50_000),
+        FaultKind::LlmContentFilter => (e(400, "invalid_request_error", "content_filter", None), 50_000),
+        _ => (e(400, "invalid_request_error", "context_length_exceeded", None), 50_000),
+    }
+}
+
+/// Applies a content fault to a good answer.
+fn break_answer(
+    scenario: &Scenario,
+    kind: FaultKind,
+    answer: ModelAnswer,
+    params: &FaultParams,
+    next_call_id: &mut u32,
+) -> (ModelAnswer, FinishReason, Option<u32>) {
+    let tool = params.tool.as_deref();
+    match (kind, answer) {
+        (FaultKind::LlmEmptyAnswer, _) => (ModelAnswer::Text(Arc::from("")), FinishReason::Stop, Some(2)),
+        (FaultKind::LlmRefusal, _) => (
+            ModelAnswer::Text(Arc::from("I'm sorry, but I can't help with that.")),
+            FinishReason::ContentFilter,
+            Some(10),
+        ),
+        (FaultKind::LlmHallucinatedTool, _) => {
+            let id = *next_call_id;
+            *next_call_id += 1;
+            let name: Arc<str> = Arc::from(tool.unwrap_or("lookup_everything"));
+            // A tool the scenario has (given to another agent) is real: frameworks with one
+            // shared tool registry run it, whoever asks.
+            let tool = match scenario.tools.iter().position(|t| *t.name == *name) {
+                Some(t) => ToolRef::Known(t),
+                None => ToolRef::Unknown(name),
+            };
+            let call = ToolCall {
+                id,
+                tool,
+                args: ToolArgs::Json(Arc::new(serde_json::Map::new())),
+            };
+            (ModelAnswer::ToolCalls(vec![call]), FinishReason::ToolCalls, None)
+        }
+        (FaultKind::LlmMalformedToolArgs | FaultKind::LlmTruncated, ModelAnswer::ToolCalls(mut calls)) => {
+            if let Some(first) = calls.first_mut() {
+                let mode = if kind == FaultKind::LlmTruncated {
+                    None
+                } else {
+                    params.mode
+                };
+                first.args = malformed(first, mode.unwrap_or(MalformedMode::Truncated));
+            }
+            let finish = if kind == FaultKind::LlmTruncated {
+                FinishReason::Length
+            } else {
+                FinishReason::ToolCalls
+            };
+            (ModelAnswer::ToolCalls(calls), finish, None)
+        }
+        (FaultKind::LlmDuplicateToolCallIds, ModelAnswer::ToolCalls(mut calls)) => {
+            let first = calls.first().map_or(0, |c| c.id);
+            for call in &mut calls {
+                call.id = first;
+            }
+            (ModelAnswer::ToolCalls(calls), FinishReason::ToolCalls, None)
+        }
+        (FaultKind::LlmTruncated, ModelAnswer::Text(text)) => {
+            let cut: String = text.chars().take(text.chars().count() / 2).collect();
+            (ModelAnswer::Text(Arc::from(cut)), FinishReason::Length, None)
+        }
+        (_, answer) => {
+            let finish = finish_reason(&answer);
+            (answer, finish, None)
+        }
+    }
+}
+
+/// A call's arguments, broken the given way.
+fn malformed(call: &ToolCall, mode: MalformedMode) -> ToolArgs {
+    let text = call.args_text();
+    let ToolArgs::Json(map) = &call.args else {
+        return call.args.clone();
+    };
+    match mode {
+        MalformedMode::Truncated => ToolArgs::Malformed(Arc::from(
+            text.chars().take(text.chars().count() / 2).collect::<String>(),
+        )),
+        MalformedMode::TrailingGarbage => ToolArgs::Malformed(Arc::from(format!("{text}}}\n```"))),
+        MalformedMode::WrongType => {
+            let wrong = map
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => serde_json::json!([s]),
+                        other => serde_json::Value::String(other.to_string()),
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            ToolArgs::Json(Arc::new(wrong))
+        }
+        MalformedMode::MissingField => {
+            let mut fewer = (**map).clone();
+            if let Some(first) = fewer.keys().next().cloned() {
+                fewer.remove(&first);
+            }
+            ToolArgs::Json(Arc::new(fewer))
+        }
+    }
+}
+
+fn finish_reason(answer: &ModelAnswer) -> FinishReason {
+    match answer {
+        ModelAnswer::ToolCalls(_) => FinishReason::ToolCalls,
+        _ => FinishReason::Stop,
+    }
+}
+
+impl Behavior for LlmBehavior {
+    type Msg = LlmMsg;
+    type Effect = Effect;
+    type Injection = Injection;
+
+    fn handle(&mut self, context: &TurnContext, msg: LlmMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
+        let LlmMsg::Complete(request) = msg;
+        let scenario = &*self.scenario;
+        let spec = &scenario.llms[self.llm];
+        let caller = self.callers.entry(request.agent).or_insert_with(|| {
+            let name = format!(
+                "llm:{}#{}/agent:{}",
+                spec.name, self.incarnation, scenario.agents[request.agent].name
+            );
+            Caller {
+                stream: RngStream::new(self.seed, &name),
+                next_call_id: 0,
+                calls: 0,
+            }
+        });
+        let (stream, next_call_id) = (&mut caller.stream, &mut caller.next_call_id);
+        let external = spec.mode != LlmMode::Mock;
+        let injection = context.injection.map(|i| (i.kind, &scenario.faults[i.fault].params));
+        let overflow = request.input_tokens as u64 > spec.context_window_tokens;
+        // A refused request carries retry-after (if the provider sends it): until a token is back.
+        let throttled = match &mut self.bucket {
+            Some(bucket) => bucket
+                .take(context.now_us)
+                .err()
+                .map(|wait_us| spec.retry_after_header.then_some(wait_us)),
+            None => None,
+        };
+        let reply = match injection {
+            Some((kind, params)) if kind.layer() == Layer::Provider => {
+                let (error, default_latency_us) = provider_error(kind, params.retry_after_us);
+                let latency_us = params.latency_us.unwrap_or(default_latency_us);
+                error_reply(request.call_seq, error, latency_us)
+            }
+            _ if throttled.is_some() => {
+                let retry_after_us = throttled.flatten();
+                let error = ProviderError {
+                    status: 429,
+                    error_type: "requests",
+                    code: "rate_limit_exceeded",
+                    retry_after_us,
+                };
+                error_reply(request.call_seq, error, 30_000)
+            }
+            _ if overflow && !external => {
+                let (error, latency_us) = provider_error(FaultKind::LlmContextLength, None);
+                error_reply(request.call_seq, error, latency_us)
+            }
+            _ if external => {
+                let position = Position {
+                    llm: spec.name.clone(),
+                    actor: format!("agent:{}", scenario.agents[request.agent].name),
+                    incarnation: self.incarnation,
+                    call_index: caller.calls,
+                };
+                caller.calls += 1;
+                let body = live::build_request(scenario, self.llm, &request);
+                match self.backends.exchange(self.llm, position, body) {
+                    Ok(exchange) => {
+                        let done = live::interpret(scenario, &request, &exchange, &mut caller.next_call_id);
+                        let (answer, finish_reason, output_tokens) = match (&done.answer, injection) {
+                            (ModelAnswer::Error(_), _) => (done.answer, done.finish_reason, 0),
+                            (_, Some((kind, params))) if kind.layer() == Layer::Content => {
+                                let (answer, finish, tokens) =
+                                    break_answer(scenario, kind, done.answer, params, &mut caller.next_call_id);
+                                (answer, finish, tokens.unwrap_or(done.output_tokens))
+                            }
+                            _ => (done.answer, done.finish_reason, done.output_tokens),
+                        };
+                        let usage = if matches!(answer, ModelAnswer::Error(_)) {
+                            Usage::default()
+                        } else {
+                            // The provider's cached-token count is not read from live answers yet.
+                            Usage {
+                                input_tokens: done.input_tokens,
+                                cached_input_tokens: 0,
+                                output_tokens,
+                                cost_pusd: spec.price.cost_pusd(done.input_tokens, 0, output_tokens),
+                            }
+                        };
+                        ModelReply {
+                            call_seq: request.call_seq,
+                            answer,
+                            finish_reason,
+                            usage,
+                            latency_us: exchange.latency_us,
+                        }
+                    }
+                    // A request the cassette cannot answer: not retryable, and reported by the run.
+                    Err(_) => error_reply(
+                        request.call_seq,
+                        ProviderError {
+                            status: 400,
+                            error_type: "invalid_request_error",
+                            code: "cassette_mismatch",
+                            retry_after_us: None,
+                        },
+                        0,
+                    ),
+                }
+            }
+            _ => {
+                let (answer, mut output_tokens) = mock::decide(scenario, &request, stream, next_call_id);
+                let (answer, finish_reason) = match injection {
+                    Some((kind, params)) if kind.layer() == Layer::Content => {
+                        let (answer, finish, tokens) = break_answer(scenario, kind, answer, params, next_call_id);
+                        output_tokens = tokens.unwrap_or(output_tokens);
+                        (answer, finish)
+                    }
+                    _ => {
+                        let finish = finish_reason(&answer);
+                        (answer, finish)
+                    }
+                };
+                let latency_us = spec.latency.sample_us(stream);
+                let previous_input_tokens = self
+                    .prompt_cache
+                    .insert((request.agent, request.conv), request.input_tokens);
+                let cached_input_tokens = cached_prefix_tokens(spec, previous_input_tokens, request.input_tokens);
+                let usage = Usage {
+                    input_tokens: request.input_tokens,
+                    cached_input_tokens,
+                    output_tokens,
+                    cost_pusd: spec
+                        .price
+                        .cost_pusd(request.input_tokens, cached_input_tokens, output_tokens),
+                };
+                ModelReply {
+                    call_seq: request.call_seq,
+                    answer,
+                    finish_reason,
+                    usage,
+                    latency_us,
+                }
+            }
+        };
+        let delay_us = reply.latency_us;
+        let (to, payload) = match request.via.last() {
+            Some(guardrail) => (
+                *guardrail,
+                Payload::Guardrail(crate::protocol::GuardrailMsg::Reply(Box::new(
+                    crate::protocol::RoutedReply {
+                        conv: request.conv,
+                        agent: request.agent,
+                        reply,
+                        via: request.via.clone(),
+                    },
+                ))),
+            ),
+            None => (
+                self.directory.agent(request.agent),
+                Payload::Agent(AgentMsg::LlmReply {
+                    conv: request.conv,
+                    reply,
+                }),
+            ),
+        };
+        effects.push(Effect::Send { to, delay_us, payload });
+        Ok(())
+    }
+}
+
+/// The input tokens of a call read from the prompt cache: the previous answered call of the same
+/// agent in the same conversation on this model sent `previous_input_tokens`; when this call's
+/// input is at least as long, that earlier prompt is its prefix and is billed as cached, if the
+/// model has a cached price and the prefix holds at least `cache_min_tokens`. A shorter input
+/// means the history was rewritten (truncated, reset): nothing is cached.
+pub fn cached_prefix_tokens(spec: &Llm, previous_input_tokens: Option<u32>, input_tokens: u32) -> u32 {
+    match previous_input_tokens {
+        Some(prefix)
+            if spec.price.cached_input_pusd_per_token.is_some()
+                && prefix <= input_tokens
+                && prefix >= spec.cache_min_tokens.max(1) =>
+        {
+            prefix
+        }
+        _ => 0,
+    }
+}
+
+/// A failed call: no tokens billed.
+fn error_reply(call_seq: u32, error: ProviderError, latency_us: u64) -> ModelReply {
+    ModelReply {
+        call_seq,
+        answer: ModelAnswer::Error(error),
+        finish_reason: FinishReason::Stop,
+        usage: Usage::default(),
+        latency_us,
+    }
+}

@@ -1,0 +1,18 @@
+//! The behaviours of the simulated actors: agents, models, tools, the user (traffic),
+//! supervisors and guardrails. Each is a state machine over its messages (`protocol`) that
+//! returns effects; none knows the scheduler's loop, reports or the CLI.
+
+pub mod agent;
+pub mod bucket;
+pub mod guardrail;
+pub mod llm;
+pub mod supervisor;
+pub mod tool;
+pub mod user;
+
+pub use agent::AgentBehavior;
+pub use guardrail::GuardrailBehavior;
+pub use llm::LlmBehavior;
+pub use supervisor::{SupervisorActor, SupervisorState};
+pub use tool::ToolBehavior;
+pub use user::UserBehavior;

@@ -1,0 +1,197 @@
+//! The fault plan: decides, delivery by delivery, whether a scenario's fault fires. The fault
+//! then takes effect where it happens in reality: the scheduler crashes the actor, the LLM actor
+//! answers with a provider-shaped error or a broken answer, the tool actor fails the call.
+//!
+//! Each fault draws from its own stream (`fault:NAME`), and only when its other conditions hold,
+//! so adding a fault never changes when another one fires.
+
+use crate::catalogue::faults::Layer;
+use crate::kernel::{ActorIdx, RngStream};
+use crate::protocol::{AgentMsg, Envelope, GuardrailMsg, Injection, Origin, Payload};
+use crate::scenario::glob::glob_match;
+use crate::scenario::{Fault, FaultKind, Probability, Profile, Scenario};
+
+/// The profile a seed runs under: a weighted draw from the `profiles` stream, or none when the
+/// scenario has no profiles.
+pub fn pick_profile(scenario: &Scenario, seed: u64) -> Option<&Profile> {
+    let total: u64 = scenario.profiles.iter().map(|p| p.weight as u64).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut ticket = RngStream::new(seed, "profiles").below(total);
+    scenario.profiles.iter().find(|p| {
+        let hit = ticket < p.weight as u64;
+        ticket = ticket.saturating_sub(p.weight as u64);
+        hit
+    })
+}
+
+/// What kind of message a delivery carries, as far as fault eligibility goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageClass {
+    /// A completion request to a model.
+    LlmCall,
+    /// A call to a tool.
+    ToolCall,
+    /// A conversation's opening message, from the user to an agent.
+    UserOpening,
+    /// A handoff of a conversation to an agent.
+    Handoff,
+    /// Another message from one actor to another agent.
+    AgentMessage,
+    /// A message on its way through a guardrail.
+    GuardCheck,
+    /// A timer (an actor's message to itself) or a message to the user.
+    Other,
+}
+
+impl MessageClass {
+    /// The class of the message in `envelope`.
+    pub fn of(envelope: &Envelope) -> MessageClass {
+        match &envelope.payload {
+            _ if envelope.from == envelope.to => MessageClass::Other,
+            Payload::Llm(_) => MessageClass::LlmCall,
+            Payload::Tool(_) => MessageClass::ToolCall,
+            Payload::Agent(AgentMsg::Start {
+                origin: Origin::User, ..
+            }) => MessageClass::UserOpening,
+            Payload::Agent(AgentMsg::Start {
+                origin: Origin::Handoff(_),
+                ..
+            }) => MessageClass::Handoff,
+            Payload::Agent(_) => MessageClass::AgentMessage,
+            Payload::Guardrail(GuardrailMsg::Check(_)) => MessageClass::GuardCheck,
+            _ => MessageClass::Other,
+        }
+    }
+}
+
+/// Per-run fault state.
+pub struct FaultPlan {
+    faults: Vec<Fault>,
+    streams: Vec<RngStream>,
+    fired_counts: Vec<u32>,
+    /// For each actor, the faults whose target matches it, in scenario order.
+    by_actor: Vec<Vec<usize>>,
+}
+
+impl FaultPlan {
+    /// Builds the plan; `logical_ids[i]` is the id of actor `i`.
+    pub fn new(faults: &[Fault], profile: Option<&Profile>, seed: u64, logical_ids: &[String]) -> FaultPlan {
+        // Swarm testing: under a profile, only its faults are on, with scaled probabilities.
+        let faults: Vec<Fault> = match profile {
+            None => faults.to_vec(),
+            Some(profile) => faults
+                .iter()
+                .map(|fault| {
+                    let mut fault = fault.clone();
+                    if profile.faults.iter().any(|pattern| glob_match(pattern, &fault.name)) {
+                        fault.trigger.probability = fault
+                            .trigger
+                            .probability
+                            .map(|p| Probability::from_f64((p.as_f64() * profile.scale).min(1.0)));
+                    } else {
+                        fault.trigger.count = Some(0);
+                    }
+                    fault
+                })
+                .collect(),
+        };
+        let faults = &faults[..];
+        let by_actor = logical_ids
+            .iter()
+            .map(|id| (0..faults.len()).filter(|i| applies_to(&faults[*i], id)).collect())
+            .collect();
+        FaultPlan {
+            faults: faults.to_vec(),
+            streams: faults
+                .iter()
+                .map(|f| RngStream::new(seed, &format!("fault:{}", f.name)))
+                .collect(),
+            fired_counts: vec![0; faults.len()],
+            by_actor,
+        }
+    }
+
+    /// Decides for one delivery of a `class` message to `actor` at `now_us`; `received` counts
+    /// this actor's deliveries, this one included. At most one fault fires per delivery: the
+    /// first eligible one in scenario order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_deliver(
+        &mut self,
+        now_us: u64,
+        actor: ActorIdx,
+        received: u64,
+        class: MessageClass,
+        text: Option<&str>,
+        (from_id, to_id): (&str, &str),
+    ) -> Option<Injection> {
+        let candidates = self.by_actor.get(actor.index())?;
+        for &index in candidates {
+            let fault = &self.faults[index];
+            let eligible = match fault.kind.layer() {
+                Layer::Actor => true,
+                Layer::Provider | Layer::Content => class == MessageClass::LlmCall,
+                Layer::Tool => class == MessageClass::ToolCall,
+                Layer::Network => match &fault.params.peer {
+                    Some(peer) => {
+                        let (target, to, from) = (&fault.target, to_id, from_id);
+                        class != MessageClass::Other
+                            && ((glob_match(target, to) && glob_match(peer, from))
+                                || (glob_match(peer, to) && glob_match(target, from)))
+                    }
+                    None => class != MessageClass::Other,
+                },
+                Layer::User => class == MessageClass::UserOpening,
+                Layer::Guardrail => class == MessageClass::GuardCheck,
+                Layer::Memory => match fault.kind {
+                    FaultKind::HandoffDropContext => class == MessageClass::Handoff,
+                    _ => class != MessageClass::Other && class != MessageClass::UserOpening,
+                },
+            };
+            let trigger = &fault.trigger;
+            if !eligible
+                || trigger.count.is_some_and(|max| self.fired_counts[index] >= max)
+                || trigger.at_us.is_some_and(|at| now_us < at)
+                || trigger
+                    .between_us
+                    .is_some_and(|(from, to)| now_us < from || now_us >= to)
+                || trigger.after.is_some_and(|other| self.fired_counts[other] == 0)
+                || trigger.on_message.is_some_and(|n| received != n)
+                || trigger
+                    .message_contains
+                    .as_deref()
+                    .is_some_and(|needle| !text.is_some_and(|t| t.contains(needle)))
+            {
+                continue;
+            }
+            if let Some(p) = trigger.probability {
+                if !p.draw(&mut self.streams[index]) {
+                    continue;
+                }
+            }
+            self.fired_counts[index] += 1;
+            return Some(Injection {
+                fault: index,
+                kind: fault.kind,
+            });
+        }
+        None
+    }
+}
+
+/// Whether `fault` can ever fire on the actor with this logical id.
+fn applies_to(fault: &Fault, id: &str) -> bool {
+    let prefixes: &[&str] = match fault.kind.layer() {
+        Layer::Actor | Layer::Network => &["agent:", "tool:", "llm:", "guardrail:"],
+        Layer::Provider | Layer::Content => &["llm:"],
+        Layer::Tool => &["tool:"],
+        Layer::Memory | Layer::User => &["agent:"],
+        Layer::Guardrail => &["guardrail:"],
+    };
+    let target_side = prefixes.iter().any(|p| id.starts_with(p)) && glob_match(&fault.target, id);
+    // A partition cuts both ways: the peer's side receives nothing from the target either.
+    let peer_side =
+        fault.kind == FaultKind::NetworkPartition && fault.params.peer.as_deref().is_some_and(|p| glob_match(p, id));
+    target_side || peer_side
+}

@@ -1,0 +1,57 @@
+//! The engine's window for accounting: what the scheduler tells an observer while a run goes
+//! on. The engine calls these hooks in event order and never reads what the observer concludes,
+//! except whether a conversation is still waiting for an answer (`stalled` vs `completed`).
+//! Accounting, invariants and the blast radius live above the engine (`observe`).
+
+use crate::kernel::{ActorIdx, Labels};
+use crate::protocol::{ConvId, Envelope, Payload, VerdictRecord};
+use crate::scenario::Scenario;
+
+/// Hooks the scheduler calls, in event order.
+pub trait Observe {
+    /// A delivery is about to run; `labels` is its turn's taint; `logical_id` names actors.
+    fn on_deliver(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        envelope: &Envelope,
+        labels: &Labels,
+        logical_id: &dyn Fn(ActorIdx) -> String,
+    );
+
+    /// The network lost this message (a drop or a partition).
+    fn on_lost(&mut self, seq: u64, now_us: u64, envelope: &Envelope);
+
+    /// The user of `conv` left (`user.abandon`).
+    fn on_abandon(&mut self, conv: ConvId);
+
+    /// A guardrail's verdict.
+    fn on_verdict(&mut self, record: &VerdictRecord);
+
+    /// A tool executed a counted side effect `times` times; `labels` is the turn's taint.
+    #[allow(clippy::too_many_arguments)]
+    fn on_side_effect(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        actor: &str,
+        conv: ConvId,
+        effect: &str,
+        times: u32,
+        labels: &Labels,
+    );
+
+    /// A taint label arose here: a fault fired on `actor`, or the user or a tool emitted data.
+    fn on_taint_source(&mut self, label: u32, seq: u64, now_us: u64, actor: ActorIdx);
+
+    /// A delivery to `to` carries `labels`.
+    fn on_taint_reach(&mut self, labels: &Labels, seq: u64, now_us: u64, to: ActorIdx, payload: &Payload);
+
+    /// `guardrail` contained a message carrying `labels`.
+    fn on_taint_stopped(&mut self, labels: &Labels, guardrail: &str, seq: u64, now_us: u64);
+
+    /// Some started conversation has had no answer (the run would end `stalled`).
+    fn has_unanswered(&self) -> bool;
+}

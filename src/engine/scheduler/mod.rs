@@ -1,0 +1,445 @@
+//! The scheduler: the single owner of the virtual clock, the event queue, the fault plan and the
+//! trace. It delivers one event at a time to one actor, waits for that actor's completion, applies
+//! the effects, and moves on. Failures come back as completions too, and go to the supervisor.
+//!
+//! The loop is here; what happens around one delivery has a file each: `network` (faults the
+//! network acts out), `taint` (labels stamped and inherited), `supervision` (failures, restarts,
+//! spawning), `records` (what the trace writes).
+
+mod network;
+mod records;
+mod supervision;
+mod taint;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::fault_plan::{pick_profile, FaultPlan, MessageClass};
+use super::observe::Observe;
+use super::slots::{build_slots, Handle, Slot};
+use super::watchdog::{Interrupt, Overdue, Watchdog};
+use super::{EngineRun, FailureRecord, FaultRecord, Outcome, RestartRecord, RunError};
+use crate::kernel::{ActorIdx, EventQueue, Labels};
+use crate::llm::backend::Backends;
+use crate::protocol::{
+    Completion, Directory, Effect, Envelope, Injection, LabelSpace, Payload, ToolMsg, Turn, UserMsg,
+};
+use crate::scenario::{ActorKind, Limits, Scenario};
+use crate::trace::Trace;
+
+/// How a turn ended, from the scheduler's side.
+pub(super) enum TurnEnd {
+    Acked(Vec<Effect>),
+    Failed(String),
+}
+
+/// One run in progress.
+pub struct Scheduler<O> {
+    scenario: Arc<Scenario>,
+    directory: Directory,
+    seed: u64,
+    limits: Limits,
+    queue: EventQueue<Payload>,
+    now_us: u64,
+    events: u64,
+    messages: u64,
+    /// Seq of the event being handled (for effects recorded during its turn).
+    current_seq: u64,
+    /// Events the network already delayed, reordered or duplicated: not faulted again, so a
+    /// certain (`probability = 1.0`) network fault cannot hold a message back forever.
+    network_touched: BTreeSet<u64>,
+    slots: Vec<Slot>,
+    completions_tx: UnboundedSender<Completion>,
+    completions_rx: UnboundedReceiver<Completion>,
+    trace: Trace,
+    observer: O,
+    faults: FaultPlan,
+    summary: String,
+    fault_log: Vec<FaultRecord>,
+    failure_log: Vec<FailureRecord>,
+    restart_log: Vec<RestartRecord>,
+    /// The fault profile this seed runs under, if the scenario has profiles.
+    profile_name: Option<String>,
+    labels: LabelSpace,
+    /// What each agent has absorbed of each conversation it holds: its answers descend from it.
+    /// (Looked up and cleared only, never iterated into anything observable.)
+    absorbed: HashMap<(ActorIdx, u32), Labels>,
+    /// The taint of the turn being handled, inherited by its sends and side effects.
+    turn_labels: Labels,
+    watchdog: Watchdog,
+    interrupt: Interrupt,
+    /// Where live and replayed models get their answers.
+    backends: Arc<Backends>,
+}
+
+impl<O: Observe> Scheduler<O> {
+    /// Prepares a run; nothing is spawned until [`Scheduler::run`].
+    pub fn new(
+        scenario: Arc<Scenario>,
+        seed: u64,
+        limits: Limits,
+        trace: Trace,
+        observer: O,
+        backends: Arc<Backends>,
+    ) -> Scheduler<O> {
+        let directory = Directory::new(&scenario);
+        let slots = build_slots(&scenario, &directory);
+        let logical_ids: Vec<String> = slots.iter().map(|s| s.logical_id.to_string()).collect();
+        let profile = pick_profile(&scenario, seed);
+        let profile_name = profile.map(|p| p.name.clone());
+        let faults = FaultPlan::new(&scenario.faults, profile, seed, &logical_ids);
+        let (completions_tx, completions_rx) = unbounded_channel();
+        let labels = LabelSpace::new(&scenario);
+        Scheduler {
+            scenario,
+            directory,
+            seed,
+            limits,
+            queue: EventQueue::default(),
+            now_us: 0,
+            events: 0,
+            messages: 0,
+            current_seq: 0,
+            network_touched: BTreeSet::new(),
+            slots,
+            completions_tx,
+            completions_rx,
+            trace,
+            observer,
+            faults,
+            summary: String::new(),
+            fault_log: Vec::new(),
+            failure_log: Vec::new(),
+            restart_log: Vec::new(),
+            profile_name,
+            labels,
+            absorbed: HashMap::new(),
+            turn_labels: Labels::EMPTY,
+            watchdog: Watchdog::new(limits),
+            interrupt: Interrupt::default(),
+            backends,
+        }
+    }
+
+    /// Lets a signal (or a replayed interruption) end the run at the next event boundary.
+    pub fn interrupt_on(&mut self, interrupt: Interrupt) {
+        self.interrupt = interrupt;
+    }
+
+    /// Runs to the end; returns what the engine knows and the observer.
+    pub async fn run(mut self) -> Result<(EngineRun, O), RunError> {
+        self.write_header()?;
+        self.spawn_all().await?;
+        self.queue.push(
+            0,
+            Envelope {
+                from: Directory::USER,
+                to: Directory::USER,
+                sent_at_us: 0,
+                labels: Labels::EMPTY,
+                payload: Payload::User(UserMsg::Begin),
+            },
+        );
+        let (outcome, outcome_detail) = self.event_loop().await?;
+        self.stop_all();
+        self.write_end(outcome, outcome_detail.as_deref())?;
+        let (digest, trace) = self.trace.finish()?;
+        let run = EngineRun {
+            seed: self.seed,
+            profile: self.profile_name,
+            outcome,
+            outcome_detail,
+            digest,
+            virtual_time_us: self.now_us,
+            events: self.events,
+            messages: self.messages,
+            faults: self.fault_log,
+            failures: self.failure_log,
+            restarts: self.restart_log,
+            logical_ids: self.slots.iter().map(|s| s.logical_id.clone()).collect(),
+            labels: self.labels,
+            trace,
+            cassette: Default::default(),
+        };
+        Ok((run, self.observer))
+    }
+
+    async fn event_loop(&mut self) -> Result<(Outcome, Option<String>), RunError> {
+        loop {
+            if let Some(detail) = self.interrupt.check(self.events) {
+                return Ok((Outcome::Interrupted, Some(detail)));
+            }
+            if let Some(overdue) = self.watchdog.overdue(self.queue.peek_time_us()) {
+                return Ok((Outcome::LimitExceeded, Some(self.overdue_detail(overdue))));
+            }
+            let Some(event) = self.queue.pop() else {
+                let outcome = if self.observer.has_unanswered() {
+                    Outcome::Stalled
+                } else {
+                    Outcome::Completed
+                };
+                return Ok((outcome, None));
+            };
+            if event.at_us > self.limits.max_virtual_time_us {
+                let detail = format!("max_virtual_time ({}us)", self.limits.max_virtual_time_us);
+                return Ok((Outcome::LimitExceeded, Some(detail)));
+            }
+            if self.events >= self.limits.max_events {
+                let detail = format!("max_events ({})", self.limits.max_events);
+                return Ok((Outcome::LimitExceeded, Some(detail)));
+            }
+            let down_until_us = self.slots[event.envelope.to.index()].down_until_us;
+            if event.at_us < down_until_us {
+                // The receiver is down (restart backoff): the message waits in its mailbox.
+                self.queue.push(down_until_us, event.envelope);
+                continue;
+            }
+            self.now_us = event.at_us;
+            self.events += 1;
+            let seq = event.seq;
+            self.current_seq = seq;
+            let envelope = event.envelope;
+            let to = envelope.to;
+            self.watchdog.on_deliver(to, &envelope.payload);
+            self.messages += u64::from(envelope.from != to);
+            self.slots[to.index()].received += 1;
+
+            let injection = self.draw_fault(seq, &envelope);
+            let mut envelope = envelope;
+            let mut turn_now_us = self.now_us;
+            if let Some(fired) = injection {
+                self.trace_fault(seq, to, fired)?;
+                match self.act_on_network(seq, envelope, fired) {
+                    network::Delivery::Gone => continue,
+                    network::Delivery::Deliver {
+                        envelope: kept,
+                        skew_us,
+                    } => {
+                        envelope = kept;
+                        turn_now_us += skew_us;
+                    }
+                }
+            }
+            if let Some(end) = self.run_turn(seq, turn_now_us, envelope, injection).await? {
+                return Ok(end);
+            }
+        }
+    }
+
+    /// Asks the fault plan whether a fault fires on this delivery. A message the network already
+    /// delayed, reordered or duplicated is not faulted again.
+    fn draw_fault(&mut self, seq: u64, envelope: &Envelope) -> Option<Injection> {
+        if self.network_touched.remove(&seq) {
+            return None;
+        }
+        let to = envelope.to;
+        let ids = (
+            &*self.slots[envelope.from.index()].logical_id,
+            &*self.slots[to.index()].logical_id,
+        );
+        let received = self.slots[to.index()].received;
+        let class = MessageClass::of(envelope);
+        self.faults
+            .on_deliver(self.now_us, to, received, class, envelope.payload.text(), ids)
+    }
+
+    /// Traces, taints and accounts one delivery, runs its turn and applies what came of it.
+    /// Returns how the run ends, when this turn ends it.
+    async fn run_turn(
+        &mut self,
+        seq: u64,
+        turn_now_us: u64,
+        envelope: Envelope,
+        injection: Option<Injection>,
+    ) -> Result<Option<(Outcome, Option<String>)>, RunError> {
+        let to = envelope.to;
+        self.trace_delivery(seq, &envelope)?;
+        self.taint_turn(seq, &envelope, injection);
+        let slots = &self.slots;
+        self.observer.on_deliver(
+            &self.scenario,
+            seq,
+            self.now_us,
+            &envelope,
+            &self.turn_labels,
+            &|a: ActorIdx| slots[a.index()].logical_id.to_string(),
+        );
+        match self.deliver(seq, turn_now_us, envelope, injection).await? {
+            TurnEnd::Acked(effects) => Ok(self
+                .apply(to, effects)?
+                .map(|limit| (Outcome::LimitExceeded, Some(limit)))),
+            TurnEnd::Failed(error) => Ok(self
+                .on_failure(seq, to, error)
+                .await?
+                .map(|(outcome, detail)| (outcome, Some(detail)))),
+        }
+    }
+
+    /// Delivers one turn and waits for its completion. `now_us` is the time the actor sees
+    /// (skewed by `clock.skew`); effects are scheduled from the scheduler's own clock.
+    async fn deliver(
+        &mut self,
+        seq: u64,
+        now_us: u64,
+        envelope: Envelope,
+        injection: Option<Injection>,
+    ) -> Result<TurnEnd, RunError> {
+        let to = envelope.to;
+        let slot = &self.slots[to.index()];
+        let from = envelope.from;
+        let crash = injection
+            .filter(|i| i.kind == crate::scenario::FaultKind::ActorCrash)
+            .map(|i| {
+                format!(
+                    "{}: fault #{} (actor.crash) at seq {seq}",
+                    super::INJECTED_CRASH_PREFIX,
+                    i.fault
+                )
+            });
+        macro_rules! turn {
+            ($msg:expr) => {
+                Turn {
+                    now_us,
+                    seq,
+                    from,
+                    injection,
+                    crash,
+                    msg: $msg,
+                }
+            };
+        }
+        let sent = match (&slot.handle, envelope.payload) {
+            (Some(Handle::Agent(r)), Payload::Agent(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::Llm(r)), Payload::Llm(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::Tool(r)), Payload::Tool(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::User(r)), Payload::User(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::Supervisor(r)), Payload::Supervisor(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::Guardrail(r)), Payload::Guardrail(m)) => r.cast(turn!(m)).is_ok(),
+            (_, payload) => {
+                return Err(RunError::Internal(format!(
+                    "a {payload:?} message was addressed to {}",
+                    slot.logical_id
+                )));
+            }
+        };
+        if !sent {
+            return Err(RunError::Internal(format!("{} is not running", slot.logical_id)));
+        }
+        self.await_completion(to).await
+    }
+
+    async fn await_completion(&mut self, actor: ActorIdx) -> Result<TurnEnd, RunError> {
+        let slot = &self.slots[actor.index()];
+        loop {
+            match self.completions_rx.recv().await {
+                Some(Completion::Ack {
+                    actor: from,
+                    incarnation,
+                    effects,
+                }) if from == actor && incarnation == slot.incarnation => {
+                    return Ok(TurnEnd::Acked(effects));
+                }
+                Some(Completion::Failed { actor_id, error }) if Some(actor_id) == slot.cell_id => {
+                    return Ok(TurnEnd::Failed(error));
+                }
+                // Late news from an earlier incarnation: not part of this run's story.
+                Some(_) => continue,
+                None => return Err(RunError::Internal("the completion channel closed".to_owned())),
+            }
+        }
+    }
+
+    /// Queues the effects of a turn. Returns the limit that was hit, if one was.
+    fn apply(&mut self, from: ActorIdx, effects: Vec<Effect>) -> Result<Option<String>, RunError> {
+        for effect in effects {
+            match effect {
+                Effect::Persist(checkpoint) => self.slots[from.index()].checkpoint = Some(checkpoint),
+                Effect::Send { to, delay_us, payload } => {
+                    if let Some(limit) = self.send(from, to, delay_us, payload) {
+                        return Ok(Some(limit));
+                    }
+                }
+                Effect::Verdict(record) => {
+                    self.trace_verdict(&record)?;
+                    self.observer.on_verdict(&record);
+                    if record.contained {
+                        self.contain(record.guardrail);
+                    }
+                }
+                Effect::SideEffect { conv, name, times } => {
+                    let actor = self.slots[from.index()].logical_id.clone();
+                    self.observer.on_side_effect(
+                        &self.scenario,
+                        self.current_seq,
+                        self.now_us,
+                        &actor,
+                        conv,
+                        &name,
+                        times,
+                        &self.turn_labels,
+                    );
+                }
+                Effect::Restart { .. } | Effect::Escalate { .. } => {
+                    return Err(RunError::Internal(format!(
+                        "{} asked for a supervision effect outside a supervision turn",
+                        self.slots[from.index()].logical_id
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Queues one message, unless a limit forbids it (then returns the limit's detail).
+    fn send(&mut self, from: ActorIdx, to: ActorIdx, delay_us: u64, payload: Payload) -> Option<String> {
+        if self.queue.len() as u64 >= self.limits.max_queue_len {
+            return Some(format!("max_queue_len ({})", self.limits.max_queue_len));
+        }
+        if let Some(size) = self.watchdog.too_big(&payload) {
+            return Some(format!(
+                "max_message_bytes ({}): {} sent {size} bytes to {}",
+                self.limits.max_message_bytes,
+                self.slots[from.index()].logical_id,
+                self.slots[to.index()].logical_id
+            ));
+        }
+        if let Payload::Tool(ToolMsg::Invoke { conv, agent, call }) = &payload {
+            // The agent that made the call (a guardrail may be the one passing it on).
+            self.watch_tool_call(self.directory.agent(*agent), to, *conv, call.id);
+        }
+        let at_us = self.now_us.saturating_add(delay_us);
+        let labels = self.send_labels(from, to);
+        self.queue.push(
+            at_us,
+            Envelope {
+                from,
+                to,
+                sent_at_us: self.now_us,
+                labels,
+                payload,
+            },
+        );
+        None
+    }
+
+    /// Watches a tool call for `max_tool_wait`, unless its agent bounds the wait itself.
+    fn watch_tool_call(&mut self, agent: ActorIdx, tool: ActorIdx, conv: crate::protocol::ConvId, call_id: u32) {
+        let (kind, index) = self.directory.locate(agent);
+        if kind == ActorKind::Agent && self.scenario.agents[index].tool_timeout_us.is_none() {
+            self.watchdog.on_tool_call(self.now_us, agent, tool, conv, call_id);
+        }
+    }
+
+    fn overdue_detail(&self, overdue: Overdue) -> String {
+        format!(
+            "max_tool_wait ({}us): {} did not answer call {} of {} in conversation {}",
+            self.limits.max_tool_wait_us,
+            self.slots[overdue.tool.index()].logical_id,
+            overdue.call_id,
+            self.slots[overdue.agent.index()].logical_id,
+            overdue.conv
+        )
+    }
+}

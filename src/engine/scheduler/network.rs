@@ -1,0 +1,67 @@
+//! Faults the network acts out on a delivery: the message is lost, held back, reordered or
+//! repeated, or the receiver's clock is skewed. The actors never know.
+
+use super::Scheduler;
+use crate::engine::observe::Observe;
+use crate::protocol::{AgentMsg, Envelope, Injection, Payload};
+use crate::scenario::FaultKind;
+
+/// Default hold-back of `network.delay` when the fault gives no latency.
+const DELAY_US_DEFAULT: u64 = 5_000_000;
+/// Default skew of `clock.skew` when the fault gives no latency.
+const SKEW_US_DEFAULT: u64 = 30_000_000;
+
+/// What is left of a delivery once the network has acted.
+pub(super) enum Delivery {
+    /// Lost, or requeued for later: nothing is delivered now.
+    Gone,
+    /// Deliver it now; the receiver's clock reads `skew_us` ahead.
+    Deliver { envelope: Envelope, skew_us: u64 },
+}
+
+impl<O: Observe> Scheduler<O> {
+    /// Acts out the network's part of a fault that fired on this delivery (other faults pass
+    /// through untouched, to be acted out by the receiver).
+    pub(super) fn act_on_network(&mut self, seq: u64, envelope: Envelope, fired: Injection) -> Delivery {
+        let params = &self.scenario.faults[fired.fault].params;
+        let mut skew_us = 0;
+        match fired.kind {
+            FaultKind::MessageDrop | FaultKind::NetworkPartition => {
+                self.observer.on_lost(seq, self.now_us, &envelope);
+                return Delivery::Gone;
+            }
+            FaultKind::MessageDelay | FaultKind::MessageReorder => {
+                let delay_us = match fired.kind {
+                    FaultKind::MessageDelay => params.latency_us.unwrap_or(DELAY_US_DEFAULT),
+                    _ => 0,
+                };
+                let mut envelope = envelope;
+                envelope.labels.insert(self.labels.fault(fired.fault));
+                let requeued = self.queue.push(self.now_us + delay_us, envelope);
+                self.network_touched.insert(requeued);
+                return Delivery::Gone;
+            }
+            FaultKind::MessageDuplicate => {
+                let mut labels = envelope.labels.clone();
+                labels.insert(self.labels.fault(fired.fault));
+                let copy = Envelope {
+                    from: envelope.from,
+                    to: envelope.to,
+                    sent_at_us: envelope.sent_at_us,
+                    payload: envelope.payload.clone(),
+                    labels,
+                };
+                let requeued = self.queue.push(self.now_us, copy);
+                self.network_touched.insert(requeued);
+            }
+            FaultKind::ClockSkew => skew_us = params.latency_us.unwrap_or(SKEW_US_DEFAULT),
+            FaultKind::UserAbandon => {
+                if let Payload::Agent(AgentMsg::Start { conv, .. }) = &envelope.payload {
+                    self.observer.on_abandon(*conv);
+                }
+            }
+            _ => {}
+        }
+        Delivery::Deliver { envelope, skew_us }
+    }
+}

@@ -1,0 +1,717 @@
+//! The observer: watches every delivered event and keeps the run's accounts (LLM calls, tokens,
+//! cost, side effects, conversations, guardrail verdicts, the spread of taint) and checks the
+//! scenario's invariants and failure-mode detectors as the run goes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+pub mod blast;
+
+use crate::catalogue::faults::FaultKind;
+use crate::engine::Observe;
+use crate::kernel::{ActorIdx, Labels};
+use crate::protocol::{
+    AgentMsg, AnswerStatus, ConvId, Directory, Envelope, LabelSpace, LlmMsg, Mistake, Origin, Payload, ToolMsg,
+    UserMsg, Verdict, VerdictRecord,
+};
+use crate::scenario::glob::glob_match;
+use crate::scenario::units::format_usd;
+use crate::scenario::{ActorKind, Check, Detector, OutputTest, Per, Scenario};
+use blast::BlastTracker;
+
+/// How one guardrail did over the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuardrailStats {
+    pub name: String,
+    pub kind: &'static str,
+    pub stage: &'static str,
+    pub action: &'static str,
+    pub checks: u64,
+    /// Checks that found something (including false positives, excluding false negatives).
+    pub trips: u64,
+    pub false_positives: u64,
+    pub false_negatives: u64,
+    /// The guardrail failed or timed out (and failed open or closed).
+    pub failures: u64,
+    pub latency_us_total: u64,
+    /// Checks by verdict: allow, block, redact, retry, escalate, halt, error.
+    pub verdicts: BTreeMap<&'static str, u64>,
+}
+
+/// What the failure-mode detectors remember.
+#[derive(Debug, Default)]
+struct DetectorState {
+    repeats: BTreeMap<(u32, usize, String), u32>,
+    tool_error_pending: BTreeSet<u32>,
+    max_turn: BTreeMap<(usize, u32), u32>,
+    tool_results: BTreeSet<u32>,
+    conv_agent: BTreeMap<u32, usize>,
+}
+
+/// The first event that broke an invariant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub seq: u64,
+    pub t_us: u64,
+    pub actor: String,
+    pub message: String,
+}
+
+/// An invariant's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvariantResult {
+    pub name: String,
+    pub passed: bool,
+    /// How many times it was broken (each offending event once).
+    pub violations: u64,
+    pub first_violation: Option<Violation>,
+}
+
+/// What is known about one conversation.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationAccount {
+    pub started_at_us: Option<u64>,
+    pub start_seq: u64,
+    pub answered_at_us: Option<u64>,
+    pub status: Option<AnswerStatus>,
+    pub cost_pusd: u64,
+    pub tokens: u64,
+    pub effects: BTreeMap<String, u32>,
+    /// When each side effect first happened in the conversation.
+    pub effects_first_us: BTreeMap<String, u64>,
+    /// The user left before the answer (`user.abandon`).
+    pub abandoned: bool,
+}
+
+/// What one agent's model calls used and cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentAccount {
+    /// Replies received, provider errors included.
+    pub llm_calls: u64,
+    pub input_tokens: u64,
+    /// The part of `input_tokens` billed at the cached price.
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_pusd: u64,
+}
+
+/// Running totals of one run.
+#[derive(Debug, Default)]
+pub struct Observer {
+    pub llm_calls: u64,
+    /// Model calls that came back as provider errors (429, 5xx, timeouts, …).
+    pub llm_errors: u64,
+    pub input_tokens: u64,
+    /// The part of `input_tokens` billed at the cached price.
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_pusd: u64,
+    /// Per agent, in scenario order.
+    pub agents: Vec<AgentAccount>,
+    pub tool_calls: u64,
+    pub effects: BTreeMap<String, u64>,
+    pub conversations: Vec<ConversationAccount>,
+    violations: Vec<Option<Violation>>,
+    violation_counts: Vec<u64>,
+    /// Per invariant with `tainted_by`: the labels that count.
+    taint_masks: Vec<Option<Labels>>,
+    /// Counts of `never` effects per (invariant, conversation or `u32::MAX` for the run).
+    effect_counts: BTreeMap<(usize, u32), u64>,
+    /// Labels of faults that corrupt what an answer is built on.
+    corrupting: Labels,
+    detectors: DetectorState,
+    has_detectors: bool,
+    directory: Option<Directory>,
+    pub guardrails: Vec<GuardrailStats>,
+    pub taint: BlastTracker,
+}
+
+impl Observer {
+    pub fn new(scenario: &Scenario) -> Observer {
+        let space = LabelSpace::new(scenario);
+        let names: Vec<String> = (0..space.len()).map(|id| space.name(scenario, id)).collect();
+        let mask = |glob: &str| {
+            let mut labels = Labels::default();
+            for (id, name) in names.iter().enumerate() {
+                if glob_match(glob, name) {
+                    labels.insert(id as u32);
+                }
+            }
+            labels
+        };
+        let taint_masks = scenario
+            .invariants
+            .iter()
+            .map(|i| match &i.check {
+                Check::NeverEffect { tainted_by, .. } | Check::NeverOutput { tainted_by, .. } => {
+                    tainted_by.as_deref().map(mask)
+                }
+                _ => None,
+            })
+            .collect();
+        let mut corrupting = Labels::default();
+        for (f, fault) in scenario.faults.iter().enumerate() {
+            if matches!(
+                fault.kind,
+                FaultKind::ToolPartial
+                    | FaultKind::ToolStale
+                    | FaultKind::ToolEmpty
+                    | FaultKind::ToolSchemaDrift
+                    | FaultKind::ToolInjection
+                    | FaultKind::MemoryMutate
+                    | FaultKind::MemoryTruncate
+                    | FaultKind::LlmTruncated
+            ) {
+                corrupting.insert(space.fault(f));
+            }
+        }
+        let guardrails = scenario
+            .guardrails
+            .iter()
+            .map(|g| GuardrailStats {
+                name: g.name.clone(),
+                kind: g.check.kind(),
+                stage: g.stage.name(),
+                action: g.action.name(),
+                checks: 0,
+                trips: 0,
+                false_positives: 0,
+                false_negatives: 0,
+                failures: 0,
+                latency_us_total: 0,
+                verdicts: BTreeMap::new(),
+            })
+            .collect();
+        Observer {
+            violations: vec![None; scenario.invariants.len()],
+            agents: vec![AgentAccount::default(); scenario.agents.len()],
+            violation_counts: vec![0; scenario.invariants.len()],
+            taint_masks,
+            corrupting,
+            has_detectors: scenario
+                .invariants
+                .iter()
+                .any(|i| matches!(i.check, Check::Detect { .. })),
+            directory: Some(Directory::new(scenario)),
+            guardrails,
+            taint: BlastTracker::new(&space),
+            ..Observer::default()
+        }
+    }
+
+    /// Tallies a guardrail's verdict.
+    pub fn on_verdict(&mut self, record: &VerdictRecord) {
+        let Some(stats) = self.guardrails.get_mut(record.guardrail) else {
+            return;
+        };
+        stats.checks += 1;
+        stats.trips += u64::from(record.tripped);
+        stats.false_positives += u64::from(record.mistake == Some(Mistake::FalsePositive));
+        stats.false_negatives += u64::from(record.mistake == Some(Mistake::FalseNegative));
+        stats.failures += u64::from(record.verdict == Verdict::Error);
+        stats.latency_us_total += record.latency_us;
+        *stats.verdicts.entry(record.verdict.name()).or_default() += 1;
+    }
+
+    fn conversation(&mut self, conv: u32) -> &mut ConversationAccount {
+        let index = conv as usize;
+        if self.conversations.len() <= index {
+            self.conversations.resize_with(index + 1, ConversationAccount::default);
+        }
+        &mut self.conversations[index]
+    }
+
+    /// Accounts for one delivery; `actor_id` names the receiver for violations.
+    pub fn on_deliver(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        envelope: &Envelope,
+        labels: &Labels,
+        actor_id: &dyn Fn(ActorIdx) -> String,
+    ) {
+        if self.has_detectors {
+            self.detect(scenario, seq, now_us, envelope, labels, actor_id);
+        }
+        match &envelope.payload {
+            Payload::Agent(AgentMsg::Start {
+                conv,
+                origin: Origin::User,
+                ..
+            }) => {
+                let account = self.conversation(*conv);
+                account.started_at_us = Some(now_us);
+                account.start_seq = seq;
+            }
+            // Behind input guardrails, the conversation starts when the first of them gets it.
+            Payload::Guardrail(crate::protocol::GuardrailMsg::Check(checked))
+                if checked.stage == crate::scenario::guardrail::Stage::Input
+                    && checked.position == 0
+                    && !checked.parallel =>
+            {
+                let account = self.conversation(checked.conv);
+                if account.started_at_us.is_none() {
+                    account.started_at_us = Some(now_us);
+                    account.start_seq = seq;
+                }
+            }
+            Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
+                let usage = reply.usage;
+                self.llm_calls += 1;
+                self.llm_errors += u64::from(matches!(reply.answer, crate::protocol::ModelAnswer::Error(_)));
+                self.input_tokens += usage.input_tokens as u64;
+                self.cached_input_tokens += usage.cached_input_tokens as u64;
+                self.output_tokens += usage.output_tokens as u64;
+                self.cost_pusd += usage.cost_pusd;
+                if let Some((ActorKind::Agent, agent)) = self.directory.map(|d| d.locate(envelope.to)) {
+                    if let Some(account) = self.agents.get_mut(agent) {
+                        account.llm_calls += 1;
+                        account.input_tokens += usage.input_tokens as u64;
+                        account.cached_input_tokens += usage.cached_input_tokens as u64;
+                        account.output_tokens += usage.output_tokens as u64;
+                        account.cost_pusd += usage.cost_pusd;
+                    }
+                }
+                let tokens = (usage.input_tokens + usage.output_tokens) as u64;
+                let account = self.conversation(*conv);
+                account.cost_pusd += usage.cost_pusd;
+                account.tokens += tokens;
+                let (conv_cost, conv_tokens) = (account.cost_pusd, account.tokens);
+                let (run_cost, run_tokens) = (self.cost_pusd, self.input_tokens + self.output_tokens);
+                for (index, invariant) in scenario.invariants.iter().enumerate() {
+                    let broken = match invariant.check {
+                        Check::CostMax { cost_pusd_max, per } => {
+                            let spent = if per == Per::Conversation { conv_cost } else { run_cost };
+                            (spent > cost_pusd_max).then(|| {
+                                format!(
+                                    "cost {} exceeds {} per {}",
+                                    format_usd(spent),
+                                    format_usd(cost_pusd_max),
+                                    per.name()
+                                )
+                            })
+                        }
+                        Check::TokensMax { tokens_max, per } => {
+                            let used = if per == Per::Conversation {
+                                conv_tokens
+                            } else {
+                                run_tokens
+                            };
+                            (used > tokens_max).then(|| format!("{used} tokens exceed {tokens_max} per {}", per.name()))
+                        }
+                        _ => None,
+                    };
+                    if let Some(message) = broken {
+                        self.violate(
+                            index,
+                            seq,
+                            now_us,
+                            actor_id(envelope.to),
+                            format!("conversation {conv}: {message}"),
+                        );
+                    }
+                }
+            }
+            Payload::Tool(ToolMsg::Invoke { .. }) => self.tool_calls += 1,
+            Payload::User(UserMsg::Answer { conv, status, text }) => {
+                let account = self.conversation(*conv);
+                if account.answered_at_us.is_none() {
+                    account.answered_at_us = Some(now_us);
+                    account.status = Some(*status);
+                }
+                for (index, invariant) in scenario.invariants.iter().enumerate() {
+                    let Check::NeverOutput { test, .. } = &invariant.check else {
+                        continue;
+                    };
+                    if self.taint_masks[index]
+                        .as_ref()
+                        .is_some_and(|mask| !mask.intersects(labels))
+                    {
+                        continue;
+                    }
+                    let found = match test {
+                        OutputTest::Pii(entities) => crate::guard::pii::find(text, entities)
+                            .first()
+                            .map(|(_, entity)| format!("contains personal data ({})", entity.name())),
+                        OutputTest::Matches(re) => re.find(text).map(|m| format!("matches \"{}\"", m.as_str())),
+                        OutputTest::Any => Some("descends from the source".to_owned()),
+                    };
+                    if let Some(found) = found {
+                        let message = format!("conversation {conv}: the answer {found}");
+                        self.violate(index, seq, now_us, "user".to_owned(), message);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The failure-mode detectors, on one delivery.
+    fn detect(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        envelope: &Envelope,
+        labels: &Labels,
+        actor_id: &dyn Fn(ActorIdx) -> String,
+    ) {
+        let directory = self.directory.expect("set by new");
+        let mut fired: Vec<(Detector, String)> = Vec::new();
+        let receiver = directory.locate(envelope.to).1;
+        let state = &mut self.detectors;
+        match &envelope.payload {
+            Payload::Agent(AgentMsg::Start {
+                conv,
+                origin,
+                text,
+                context_tokens,
+                ..
+            }) => {
+                state.conv_agent.insert(*conv, receiver);
+                state.max_turn.remove(&(receiver, *conv));
+                if matches!(origin, Origin::Handoff(_)) && (text.is_empty() || *context_tokens == 0) {
+                    fired.push((
+                        Detector::LostHandoffContext,
+                        format!("conversation {conv}: the handoff arrived without the conversation"),
+                    ));
+                }
+            }
+            Payload::Agent(AgentMsg::Revise { conv, .. }) => {
+                state.max_turn.remove(&(receiver, *conv));
+            }
+            Payload::Llm(LlmMsg::Complete(request)) => {
+                // What the model sees after a handoff: nothing of the conversation.
+                if matches!(request.origin, Origin::Handoff(_)) && request.turn == 1 && request.user.is_empty() {
+                    fired.push((
+                        Detector::LostHandoffContext,
+                        format!(
+                            "conversation {}: agent {} took the handoff without the conversation",
+                            request.conv, scenario.agents[request.agent].name
+                        ),
+                    ));
+                }
+                let key = (request.agent, request.conv);
+                let max = state.max_turn.entry(key).or_insert(0);
+                if request.turn < *max && request.feedback.is_empty() {
+                    fired.push((
+                        Detector::ConversationReset,
+                        format!(
+                            "conversation {}: agent {} is at turn {} after turn {}",
+                            request.conv, scenario.agents[request.agent].name, request.turn, max
+                        ),
+                    ));
+                }
+                *max = (*max).max(request.turn);
+            }
+            Payload::Tool(ToolMsg::Invoke { conv, agent, call }) => {
+                state.tool_error_pending.remove(conv);
+                let tool = &scenario.tools[receiver].name;
+                if !scenario.agents[*agent].tools.contains(&receiver) {
+                    fired.push((
+                        Detector::DisobeyedRole,
+                        format!(
+                            "conversation {conv}: agent {} called tool {tool}, which it was not given",
+                            scenario.agents[*agent].name
+                        ),
+                    ));
+                }
+                let key = format!("{tool}({})", call.args_text());
+                let count = state.repeats.entry((*conv, *agent, key.clone())).or_default();
+                *count += 1;
+                let count = *count;
+                for (index, invariant) in scenario.invariants.iter().enumerate() {
+                    if let Check::Detect {
+                        detector: Detector::StepRepetition,
+                        threshold,
+                    } = invariant.check
+                    {
+                        if count == threshold {
+                            let message = format!("conversation {conv}: {key} called {count} times");
+                            self.violate(index, seq, now_us, actor_id(envelope.to), message);
+                        }
+                    }
+                }
+            }
+            Payload::Agent(AgentMsg::ToolResult { conv, output, .. }) => {
+                state.tool_results.insert(*conv);
+                if output.starts_with("error") {
+                    state.tool_error_pending.insert(*conv);
+                } else {
+                    state.tool_error_pending.remove(conv);
+                }
+            }
+            Payload::User(UserMsg::Answer {
+                conv,
+                status: AnswerStatus::Answered,
+                ..
+            }) => {
+                if state.tool_error_pending.contains(conv) {
+                    fired.push((
+                        Detector::IgnoredToolError,
+                        format!("conversation {conv}: answered right after a tool error, without trying again"),
+                    ));
+                }
+                if let Some(agent) = state.conv_agent.get(conv) {
+                    if !scenario.agents[*agent].tools.is_empty() && !state.tool_results.contains(conv) {
+                        fired.push((
+                            Detector::PrematureTermination,
+                            format!(
+                                "conversation {conv}: agent {} answered without using any of its tools",
+                                scenario.agents[*agent].name
+                            ),
+                        ));
+                    }
+                }
+                if labels.intersects(&self.corrupting) {
+                    fired.push((
+                        Detector::UnverifiedAnswer,
+                        format!("conversation {conv}: the answer is built on data a fault corrupted"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        for (detector, message) in fired {
+            for (index, invariant) in scenario.invariants.iter().enumerate() {
+                if matches!(invariant.check, Check::Detect { detector: d, .. } if d == detector) {
+                    self.violate(index, seq, now_us, actor_id(envelope.to), message.clone());
+                }
+            }
+        }
+    }
+
+    /// Counts a side effect that a tool reports having executed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_side_effect(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        actor: &str,
+        conv: u32,
+        effect: &str,
+        times: u32,
+        labels: &Labels,
+    ) {
+        *self.effects.entry(effect.to_owned()).or_default() += times as u64;
+        let account = self.conversation(conv);
+        *account.effects.entry(effect.to_owned()).or_default() += times;
+        account.effects_first_us.entry(effect.to_owned()).or_insert(now_us);
+        for (index, invariant) in scenario.invariants.iter().enumerate() {
+            let Check::NeverEffect {
+                effect: watched,
+                more_than,
+                per,
+                tainted_by,
+            } = &invariant.check
+            else {
+                continue;
+            };
+            if watched != effect
+                || self.taint_masks[index]
+                    .as_ref()
+                    .is_some_and(|mask| !mask.intersects(labels))
+            {
+                continue;
+            }
+            let scope = if *per == Per::Conversation { conv } else { u32::MAX };
+            let seen = self.effect_counts.entry((index, scope)).or_default();
+            *seen += times as u64;
+            let seen = *seen;
+            if seen > *more_than as u64 {
+                let from = tainted_by
+                    .as_deref()
+                    .map(|t| format!(" descending from {t}"))
+                    .unwrap_or_default();
+                let message = format!(
+                    "conversation {conv}: effect {effect}{from} happened {seen} times, more than {more_than} per {}",
+                    per.name()
+                );
+                self.violate(index, seq, now_us, actor.to_owned(), message);
+            }
+        }
+    }
+
+    /// A message the network lost: a lost opening message still opened a conversation (the
+    /// user is waiting for an answer that will not come).
+    pub fn on_lost(&mut self, seq: u64, now_us: u64, envelope: &Envelope) {
+        if let Payload::Agent(AgentMsg::Start {
+            conv,
+            origin: Origin::User,
+            ..
+        }) = &envelope.payload
+        {
+            let account = self.conversation(*conv);
+            account.started_at_us = Some(now_us);
+            account.start_seq = seq;
+        }
+    }
+
+    /// The user of `conv` left; whatever answer comes reaches nobody.
+    pub fn abandon(&mut self, conv: u32) {
+        self.conversation(conv).abandoned = true;
+    }
+
+    fn violate(&mut self, index: usize, seq: u64, t_us: u64, actor: String, message: String) {
+        self.violation_counts[index] += 1;
+        if self.violations[index].is_none() {
+            self.violations[index] = Some(Violation {
+                seq,
+                t_us,
+                actor,
+                message,
+            });
+        }
+    }
+
+    /// Final verdicts, after the last event.
+    pub fn finish(&mut self, scenario: &Scenario) -> Vec<InvariantResult> {
+        for (index, invariant) in scenario.invariants.iter().enumerate() {
+            if let Check::EventuallyEffect { effect, within_us } = &invariant.check {
+                let missing: Vec<(usize, u64, u64, String)> = self
+                    .conversations
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(conv, account)| {
+                        let started = account.started_at_us?;
+                        let what = match (account.effects_first_us.get(effect), within_us) {
+                            (None, _) => format!("never had effect {effect}"),
+                            (Some(at), Some(within)) if at.saturating_sub(started) > *within => {
+                                format!("had effect {effect} after {}us, later than {within}us", at - started)
+                            }
+                            _ => return None,
+                        };
+                        Some((conv, account.start_seq, started, what))
+                    })
+                    .collect();
+                for (conv, seq, started, what) in missing {
+                    self.violate(
+                        index,
+                        seq,
+                        started,
+                        "user".to_owned(),
+                        format!("conversation {conv} {what}"),
+                    );
+                }
+                continue;
+            }
+            let Check::EventuallyAnswered { within_us } = invariant.check else {
+                continue;
+            };
+            let late: Vec<_> = self
+                .conversations
+                .iter()
+                .enumerate()
+                .filter_map(|(conv, account)| {
+                    let started = account.started_at_us?;
+                    if account.abandoned {
+                        return None; // nobody is waiting for this answer
+                    }
+                    let deadline = within_us.map(|w| started.saturating_add(w));
+                    match (account.answered_at_us, deadline) {
+                        (None, _) => Some((conv, account.start_seq, started, "was never answered".to_owned())),
+                        (Some(_), _) if account.status != Some(AnswerStatus::Answered) => Some((
+                            conv,
+                            account.start_seq,
+                            started,
+                            format!("ended {} instead of answered", account.status.map_or("?", |s| s.name())),
+                        )),
+                        (Some(answered), Some(deadline)) if answered > deadline => Some((
+                            conv,
+                            account.start_seq,
+                            started,
+                            format!(
+                                "was answered after {}us, later than {}us",
+                                answered - started,
+                                within_us.unwrap_or(0)
+                            ),
+                        )),
+                        _ => None,
+                    }
+                })
+                .collect();
+            for (conv, seq, started, what) in late {
+                self.violate(
+                    index,
+                    seq,
+                    started,
+                    "user".to_owned(),
+                    format!("conversation {conv} {what}"),
+                );
+            }
+        }
+        scenario
+            .invariants
+            .iter()
+            .zip(self.violations.iter().zip(&self.violation_counts))
+            .map(|(invariant, (violation, count))| InvariantResult {
+                name: invariant.name.clone(),
+                passed: violation.is_none(),
+                violations: *count,
+                first_violation: violation.clone(),
+            })
+            .collect()
+    }
+}
+
+impl Observe for Observer {
+    fn on_deliver(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        envelope: &Envelope,
+        labels: &Labels,
+        logical_id: &dyn Fn(ActorIdx) -> String,
+    ) {
+        Observer::on_deliver(self, scenario, seq, now_us, envelope, labels, logical_id);
+    }
+
+    fn on_lost(&mut self, seq: u64, now_us: u64, envelope: &Envelope) {
+        Observer::on_lost(self, seq, now_us, envelope);
+    }
+
+    fn on_abandon(&mut self, conv: ConvId) {
+        self.abandon(conv);
+    }
+
+    fn on_verdict(&mut self, record: &VerdictRecord) {
+        Observer::on_verdict(self, record);
+    }
+
+    fn on_side_effect(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        actor: &str,
+        conv: ConvId,
+        effect: &str,
+        times: u32,
+        labels: &Labels,
+    ) {
+        self.taint.on_side_effect(labels, seq, now_us, actor, effect);
+        Observer::on_side_effect(self, scenario, seq, now_us, actor, conv, effect, times, labels);
+    }
+
+    fn on_taint_source(&mut self, label: u32, seq: u64, now_us: u64, actor: ActorIdx) {
+        self.taint.on_source(label, seq, now_us, actor);
+    }
+
+    fn on_taint_reach(&mut self, labels: &Labels, seq: u64, now_us: u64, to: ActorIdx, payload: &Payload) {
+        self.taint.on_reach(labels, seq, now_us, to, payload);
+    }
+
+    fn on_taint_stopped(&mut self, labels: &Labels, guardrail: &str, seq: u64, now_us: u64) {
+        self.taint.on_stopped(labels, guardrail, seq, now_us);
+    }
+
+    fn has_unanswered(&self) -> bool {
+        self.conversations
+            .iter()
+            .any(|c| c.started_at_us.is_some() && c.answered_at_us.is_none() && !c.abandoned)
+    }
+}

@@ -1,0 +1,110 @@
+//! Messages an agent handles, and who handed it a conversation.
+
+use std::sync::Arc;
+
+use super::llm::ModelReply;
+use super::user::AnswerStatus;
+use super::ConvId;
+use crate::scenario::{AgentIdx, ToolIdx};
+
+/// Who handed a conversation to this agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The user opened it.
+    User,
+    /// Another agent handed it off.
+    Handoff(AgentIdx),
+    /// Another agent delegated a sub-task of it.
+    Delegation(AgentIdx),
+}
+
+/// Where the final answer of a conversation goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyTo {
+    User,
+    /// The agent that delegated the task.
+    Agent(AgentIdx),
+}
+
+/// Messages an agent handles.
+#[derive(Debug, Clone)]
+pub enum AgentMsg {
+    /// A conversation (or a delegated sub-task of one) starts here.
+    Start {
+        conv: ConvId,
+        text: Arc<str>,
+        origin: Origin,
+        reply_to: ReplyTo,
+        context_tokens: u32,
+    },
+    /// The model answered (or the provider failed the call).
+    LlmReply { conv: ConvId, reply: ModelReply },
+    /// A tool returned.
+    ToolResult {
+        conv: ConvId,
+        call_id: u32,
+        tool: ToolIdx,
+        output: Arc<str>,
+    },
+    /// A delegated agent answered.
+    DelegateResult {
+        conv: ConvId,
+        from_agent: AgentIdx,
+        text: Arc<str>,
+    },
+    /// Timer: the model call `call_seq` has not answered within the agent's `timeout`.
+    CallTimeout { conv: ConvId, call_seq: u32 },
+    /// Timer: the backoff before the next attempt is over.
+    RetryDue { conv: ConvId },
+    /// Timer: tool call `call_id` has not answered within the agent's `tool_timeout`.
+    ToolTimeout { conv: ConvId, call_id: u32 },
+    /// Timer: the agent's `deadline` for a conversation it took at `started_us` is over.
+    DeadlineDue { conv: ConvId, started_us: u64 },
+    /// The agent's circuit breaker refused a model call (open, no fallback).
+    CallRejected {
+        conv: ConvId,
+        call_seq: u32,
+        retry_after_us: u64,
+    },
+    /// A guardrail tripped while the agent held the conversation: the agent drops it and answers
+    /// with `text` (or hands it to `escalate_to`).
+    GuardStop {
+        conv: ConvId,
+        text: Arc<str>,
+        status: AnswerStatus,
+        escalate_to: Option<AgentIdx>,
+    },
+    /// A parallel guardrail tripped: the agent drops the conversation (the guardrail answered).
+    Halt { conv: ConvId },
+    /// An output guardrail asks for another answer, with `feedback` for the model.
+    Revise {
+        conv: ConvId,
+        text: Arc<str>,
+        origin: Origin,
+        reply_to: ReplyTo,
+        feedback: Arc<str>,
+    },
+}
+
+/// A checkpoint of an agent's conversations (`persist = true`), handed to its next incarnation.
+pub type Checkpoint = Arc<dyn std::any::Any + Send + Sync>;
+
+impl AgentMsg {
+    /// The conversation the message belongs to.
+    pub fn conv(&self) -> ConvId {
+        match self {
+            AgentMsg::Start { conv, .. }
+            | AgentMsg::LlmReply { conv, .. }
+            | AgentMsg::ToolResult { conv, .. }
+            | AgentMsg::DelegateResult { conv, .. }
+            | AgentMsg::CallTimeout { conv, .. }
+            | AgentMsg::RetryDue { conv }
+            | AgentMsg::ToolTimeout { conv, .. }
+            | AgentMsg::CallRejected { conv, .. }
+            | AgentMsg::GuardStop { conv, .. }
+            | AgentMsg::Halt { conv }
+            | AgentMsg::Revise { conv, .. }
+            | AgentMsg::DeadlineDue { conv, .. } => *conv,
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The model call's vocabulary: the request an agent sends, the answer (text, tool calls, a
+//! handoff or delegation, a provider error), its usage, and the reply the agent receives.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use super::agent::Origin;
+use super::ConvId;
+use crate::scenario::{AgentIdx, Scenario, ToolIdx};
+
+/// A chat-completion request, as the mock needs it.
+#[derive(Debug, Clone)]
+pub struct LlmRequest {
+    pub conv: ConvId,
+    pub agent: AgentIdx,
+    /// Numbers the agent's calls in this conversation; echoed in the reply to spot stale ones.
+    pub call_seq: u32,
+    pub turn: u32,
+    pub tool_calls: u32,
+    pub input_tokens: u32,
+    pub user: Arc<str>,
+    pub origin: Origin,
+    /// Name of the tool whose result came back last (`""` if none).
+    pub last_tool: Arc<str>,
+    pub last_tool_output: Arc<str>,
+    pub delegations: u32,
+    pub results: Arc<str>,
+    /// A guardrail's feedback when it asked for another answer (`''` if none).
+    pub feedback: Arc<str>,
+    /// Budget guardrails the request passed, in order: the reply goes back through them.
+    pub via: Vec<crate::kernel::ActorIdx>,
+}
+
+/// Messages an LLM handles.
+#[derive(Debug, Clone)]
+pub enum LlmMsg {
+    Complete(Box<LlmRequest>),
+}
+
+/// The tool a call names: one the scenario has, or one the model made up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolRef {
+    Known(ToolIdx),
+    Unknown(Arc<str>),
+}
+
+/// A call's arguments: a JSON object with sorted keys, or text that does not parse.
+#[derive(Debug, Clone)]
+pub enum ToolArgs {
+    Json(Arc<serde_json::Map<String, serde_json::Value>>),
+    Malformed(Arc<str>),
+}
+
+/// One tool call in a model answer.
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    pub id: u32,
+    pub tool: ToolRef,
+    pub args: ToolArgs,
+}
+
+impl ToolCall {
+    /// The arguments as the model wrote them.
+    pub fn args_text(&self) -> String {
+        match &self.args {
+            ToolArgs::Json(map) => serde_json::to_string(&**map).unwrap_or_default(),
+            ToolArgs::Malformed(text) => text.to_string(),
+        }
+    }
+}
+
+/// An error answer from the provider, shaped like the real one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderError {
+    pub status: u16,
+    /// `error.type` in the body.
+    pub error_type: &'static str,
+    /// `error.code` in the body.
+    pub code: &'static str,
+    /// The `retry-after` header, if the provider sent one.
+    pub retry_after_us: Option<u64>,
+}
+
+impl ProviderError {
+    /// The rate-limit header a real provider sends with this error, already at zero.
+    pub fn exhausted_header(&self) -> Option<&'static str> {
+        match (self.status, self.error_type) {
+            (429, "requests") => Some("x-ratelimit-remaining-requests"),
+            (429, "tokens") => Some("x-ratelimit-remaining-tokens"),
+            _ => None,
+        }
+    }
+}
+
+impl ProviderError {
+    /// Whether clients retry it: 408, 409, 429 (not quota) and 5xx, as the OpenAI SDK does.
+    pub fn retryable(&self) -> bool {
+        match self.status {
+            429 => self.code != "insufficient_quota",
+            408 | 409 => true,
+            s => s >= 500,
+        }
+    }
+
+    /// The client-side timeout, as the agent sees it when it stops waiting.
+    pub fn client_timeout() -> ProviderError {
+        ProviderError {
+            status: 408,
+            error_type: "timeout",
+            code: "timeout",
+            retry_after_us: None,
+        }
+    }
+}
+
+/// What the model said.
+#[derive(Debug, Clone)]
+pub enum ModelAnswer {
+    ToolCalls(Vec<ToolCall>),
+    Text(Arc<str>),
+    Handoff(AgentIdx),
+    /// Fan a task out to these agents and wait for all their answers.
+    Delegate {
+        to: Vec<AgentIdx>,
+        task: Arc<str>,
+    },
+    /// The provider failed the call.
+    Error(ProviderError),
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    ToolCalls,
+    /// Cut at max tokens.
+    Length,
+    /// Filtered or refused.
+    ContentFilter,
+}
+
+impl FinishReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::Length => "length",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
+}
+
+/// Tokens and cost of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// All input tokens, cached ones included.
+    pub input_tokens: u32,
+    /// The part of `input_tokens` read from the provider's prompt cache (billed at the cached price).
+    pub cached_input_tokens: u32,
+    pub output_tokens: u32,
+    pub cost_pusd: u64,
+}
+
+/// A model answer with its usage.
+#[derive(Debug, Clone)]
+pub struct ModelReply {
+    pub call_seq: u32,
+    pub answer: ModelAnswer,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub latency_us: u64,
+}
+
+impl ModelReply {
+    /// Canonical summary for the trace.
+    pub fn summarize(&self, scenario: &Scenario, out: &mut String) {
+        let _ = match &self.answer {
+            ModelAnswer::ToolCalls(calls) => {
+                let _ = write!(out, "tool_calls=[");
+                for (i, call) in calls.iter().enumerate() {
+                    let name = match &call.tool {
+                        ToolRef::Known(t) => scenario.tools[*t].name.as_str(),
+                        ToolRef::Unknown(name) => name,
+                    };
+                    let unknown = if matches!(call.tool, ToolRef::Unknown(_)) {
+                        "?"
+                    } else {
+                        ""
+                    };
+                    let malformed = if matches!(call.args, ToolArgs::Malformed(_)) {
+                        "(malformed)"
+                    } else {
+                        ""
+                    };
+                    let _ = write!(
+                        out,
+                        "{}{unknown}{name}#{}{malformed}",
+                        if i > 0 { "," } else { "" },
+                        call.id
+                    );
+                }
+                write!(out, "]")
+            }
+            ModelAnswer::Text(text) => write!(out, "text_chars={}", text.chars().count()),
+            ModelAnswer::Handoff(to) => write!(out, "handoff={}", scenario.agents[*to].name),
+            ModelAnswer::Delegate { to, .. } => {
+                let names: Vec<&str> = to.iter().map(|a| scenario.agents[*a].name.as_str()).collect();
+                write!(out, "delegate=[{}]", names.join(","))
+            }
+            ModelAnswer::Error(e) => {
+                let _ = write!(out, "error={} {} {}", e.status, e.error_type, e.code);
+                if let Some(us) = e.retry_after_us {
+                    let _ = write!(out, " retry_after_us={us}");
+                }
+                match e.exhausted_header() {
+                    Some(header) => write!(out, " {header}=0"),
+                    None => Ok(()),
+                }
+            }
+        };
+        let _ = write!(
+            out,
+            " call={} finish={} tokens_in={} tokens_out={} tokens_cached={} cost_pusd={} latency_us={}",
+            self.call_seq,
+            self.finish_reason.name(),
+            self.usage.input_tokens,
+            self.usage.output_tokens,
+            self.usage.cached_input_tokens,
+            self.usage.cost_pusd,
+            self.latency_us
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! The message vocabulary of a run: every message each actor kind handles, the envelope's
+//! [`Payload`], the [`Effect`]s a handler asks for, model requests and answers, guardrail
+//! verdict records, fault injections as a delivery carries them, and what taint labels and
+//! actor addresses stand for. A newcomer finds every message here.
+//!
+//! Knows nothing of how behaviours decide, how the scheduler loops, or how reports are built.
+
+pub mod agent;
+pub mod directory;
+pub mod effect;
+pub mod guardrail;
+pub mod labels;
+pub mod llm;
+pub mod supervisor;
+pub mod tool;
+pub mod user;
+
+pub use agent::{AgentMsg, Checkpoint, Origin, ReplyTo};
+pub use directory::Directory;
+pub use effect::{Effect, Injection};
+pub use guardrail::{Checked, GuardContext, GuardrailIdx, GuardrailMsg, Mistake, RoutedReply, Verdict, VerdictRecord};
+pub use labels::{LabelSource, LabelSpace};
+pub use llm::{
+    FinishReason, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolArgs, ToolCall, ToolRef, Usage,
+};
+pub use supervisor::SupervisorMsg;
+pub use tool::ToolMsg;
+pub use user::{AnswerStatus, UserMsg};
+
+use std::fmt::Write as _;
+
+use crate::scenario::Scenario;
+
+/// An envelope carrying any of agentsim's messages.
+pub type Envelope = crate::kernel::Envelope<Payload>;
+/// A delivery to an actor whose messages are `M`.
+pub type Turn<M> = crate::kernel::Turn<M, Injection>;
+/// What a handler may read besides its message.
+pub type TurnContext = crate::kernel::TurnContext<Injection>;
+/// How a turn ended: its effects, or a failure.
+pub type Completion = crate::kernel::Completion<Effect>;
+/// Fixed facts about an actor incarnation.
+pub type Identity = crate::kernel::Identity<Effect>;
+
+/// A conversation's number, from 0, in order of arrival.
+pub type ConvId = u32;
+
+/// Any message, tagged with the kind of actor it is for.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Agent(AgentMsg),
+    Llm(LlmMsg),
+    Tool(ToolMsg),
+    User(UserMsg),
+    Supervisor(SupervisorMsg),
+    Guardrail(GuardrailMsg),
+}
+
+impl Payload {
+    /// The free text a message carries (a user message, a task, a tool output, an answer).
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Payload::Agent(AgentMsg::Start { text, .. })
+            | Payload::Agent(AgentMsg::DelegateResult { text, .. })
+            | Payload::User(UserMsg::Answer { text, .. }) => Some(text),
+            Payload::Agent(AgentMsg::ToolResult { output, .. }) => Some(output),
+            Payload::Llm(LlmMsg::Complete(request)) => Some(&request.user),
+            Payload::Guardrail(GuardrailMsg::Check(checked)) => checked.subject.text(),
+            _ => None,
+        }
+    }
+
+    /// The conversation a message belongs to, if it belongs to one.
+    pub fn conv(&self) -> Option<ConvId> {
+        match self {
+            Payload::Agent(m) => Some(m.conv()),
+            Payload::Llm(LlmMsg::Complete(request)) => Some(request.conv),
+            Payload::Tool(ToolMsg::Invoke { conv, .. }) => Some(*conv),
+            Payload::User(UserMsg::Answer { conv, .. }) => Some(*conv),
+            Payload::Guardrail(GuardrailMsg::Check(checked)) => Some(checked.conv),
+            Payload::Guardrail(GuardrailMsg::Reply(routed)) => Some(routed.conv),
+            _ => None,
+        }
+    }
+
+    /// A short, canonical description for the trace: same message, same bytes.
+    pub fn summarize(&self, scenario: &Scenario, out: &mut String) {
+        let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
+        let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
+        let _ = match self {
+            Payload::Agent(AgentMsg::Start { conv, text, origin, .. }) => match origin {
+                Origin::User => write!(out, "start conv={conv} user={}", Quoted(clip(text))),
+                Origin::Handoff(a) => write!(out, "handoff conv={conv} from={}", agent_name(*a)),
+                Origin::Delegation(a) => write!(
+                    out,
+                    "delegate conv={conv} from={} task={}",
+                    agent_name(*a),
+                    Quoted(clip(text))
+                ),
+            },
+            Payload::Agent(AgentMsg::DelegateResult { conv, from_agent, text }) => {
+                write!(
+                    out,
+                    "delegate_result conv={conv} from={} text={}",
+                    agent_name(*from_agent),
+                    Quoted(clip(text))
+                )
+            }
+            Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
+                let _ = write!(out, "llm_reply conv={conv} ");
+                reply.summarize(scenario, out);
+                Ok(())
+            }
+            Payload::Agent(AgentMsg::ToolResult {
+                conv,
+                call_id,
+                tool,
+                output,
+            }) => {
+                write!(
+                    out,
+                    "tool_result conv={conv} call={call_id} tool={} output={}",
+                    tool_name(*tool),
+                    Quoted(clip(output))
+                )
+            }
+            Payload::Llm(LlmMsg::Complete(request)) => write!(
+                out,
+                "complete conv={} agent={} turn={} tokens_in={}",
+                request.conv,
+                agent_name(request.agent),
+                request.turn,
+                request.input_tokens
+            ),
+            Payload::Tool(ToolMsg::Invoke { conv, call, .. }) => {
+                let tool = match &call.tool {
+                    ToolRef::Known(t) => tool_name(*t),
+                    ToolRef::Unknown(name) => name,
+                };
+                write!(
+                    out,
+                    "invoke conv={conv} call={} tool={tool} args={}",
+                    call.id,
+                    call.args_text()
+                )
+            }
+            Payload::Agent(AgentMsg::CallTimeout { conv, call_seq }) => {
+                write!(out, "call_timeout conv={conv} call={call_seq}")
+            }
+            Payload::Agent(AgentMsg::RetryDue { conv }) => write!(out, "retry_due conv={conv}"),
+            Payload::Agent(AgentMsg::DeadlineDue { conv, .. }) => write!(out, "deadline conv={conv}"),
+            Payload::Agent(AgentMsg::CallRejected {
+                conv,
+                call_seq,
+                retry_after_us,
+            }) => {
+                write!(
+                    out,
+                    "call_rejected conv={conv} call={call_seq} reason=circuit_open retry_after_us={retry_after_us}"
+                )
+            }
+            Payload::Agent(AgentMsg::ToolTimeout { conv, call_id }) => {
+                write!(out, "tool_timeout conv={conv} call={call_id}")
+            }
+            Payload::User(UserMsg::Begin) => write!(out, "begin"),
+            Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),
+            Payload::User(UserMsg::Answer { conv, text, status }) => {
+                write!(
+                    out,
+                    "answer conv={conv} status={} text={}",
+                    status.name(),
+                    Quoted(clip(text))
+                )
+            }
+            Payload::Supervisor(SupervisorMsg::ChildFailed { child_id, error, .. }) => {
+                write!(out, "child_failed child={child_id} error={}", Quoted(clip(error)))
+            }
+            Payload::Agent(AgentMsg::GuardStop { conv, status, text, .. }) => write!(
+                out,
+                "guard_stop conv={conv} status={} text={}",
+                status.name(),
+                Quoted(clip(text))
+            ),
+            Payload::Agent(AgentMsg::Halt { conv }) => write!(out, "halt conv={conv}"),
+            Payload::Agent(AgentMsg::Revise { conv, feedback, .. }) => {
+                write!(out, "revise conv={conv} feedback={}", Quoted(clip(feedback)))
+            }
+            Payload::Guardrail(GuardrailMsg::Check(checked)) => {
+                let _ = write!(
+                    out,
+                    "check stage={} conv={} agent={}{} ",
+                    checked.stage.name(),
+                    checked.conv,
+                    agent_name(checked.agent),
+                    if checked.parallel { " parallel" } else { "" }
+                );
+                out.push('(');
+                checked.subject.summarize(scenario, out);
+                out.push(')');
+                Ok(())
+            }
+            Payload::Guardrail(GuardrailMsg::Reply(routed)) => {
+                let _ = write!(out, "llm_reply_via conv={} ", routed.conv);
+                routed.reply.summarize(scenario, out);
+                Ok(())
+            }
+        };
+    }
+}
+
+/// Free text in a summary: in double quotes, with `"` and `\` escaped. Our own rule rather than
+/// `{:?}`, whose escaping of unusual characters can change between Rust versions.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            if c == '"' || c == '\\' {
+                f.write_char('\\')?;
+            }
+            f.write_char(c)?;
+        }
+        f.write_char('"')
+    }
+}
+
+/// Trace summaries keep at most this many characters of free text.
+const SUMMARY_TEXT_CHARS_MAX: usize = 80;
+
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(SUMMARY_TEXT_CHARS_MAX) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every event in the queue is moved several times; a variant that grows every message
+    /// (an inline model reply on a new path, say) shows up in the kernel's cost per event.
+    #[test]
+    fn messages_stay_small_enough_to_move_cheaply() {
+        assert!(
+            std::mem::size_of::<super::Payload>() <= 112,
+            "{}",
+            std::mem::size_of::<super::Payload>()
+        );
+        assert!(std::mem::size_of::<super::Envelope>() <= 144);
+    }
+}

@@ -1,0 +1,50 @@
+//! Messages the user (the traffic source) handles, and how a conversation ended.
+
+use std::sync::Arc;
+
+use super::ConvId;
+
+/// How a conversation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerStatus {
+    /// The agent answered.
+    Answered,
+    /// The agent ran out of turns.
+    MaxTurns,
+    /// A model call failed for good (not retryable, or out of attempts).
+    Failed,
+    /// A guardrail blocked the conversation's input or answer.
+    Blocked,
+    /// A guardrail's trip-wire stopped the conversation.
+    Halted,
+    /// A guardrail passed the conversation to a human.
+    Escalated,
+}
+
+impl AnswerStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            AnswerStatus::Answered => "answered",
+            AnswerStatus::MaxTurns => "max_turns",
+            AnswerStatus::Failed => "failed",
+            AnswerStatus::Blocked => "blocked",
+            AnswerStatus::Halted => "halted",
+            AnswerStatus::Escalated => "escalated",
+        }
+    }
+}
+
+/// Messages the user handles.
+#[derive(Debug, Clone)]
+pub enum UserMsg {
+    /// The run starts.
+    Begin,
+    /// The next Poisson arrival of traffic source `traffic`.
+    Arrive { traffic: u32, index: u32 },
+    /// An agent answered a conversation.
+    Answer {
+        conv: ConvId,
+        text: Arc<str>,
+        status: AnswerStatus,
+    },
+}

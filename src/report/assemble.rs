@@ -1,0 +1,97 @@
+//! Assembles `report.json` from what the engine knows at the end of a run and what the observer
+//! accounted along the way.
+
+use super::{AgentCost, ConversationCost, Conversations, RunReport, Tokens, REPORT_SCHEMA_VERSION};
+use crate::engine::EngineRun;
+use crate::kernel::ActorIdx;
+use crate::observe::Observer;
+use crate::protocol::AnswerStatus;
+use crate::scenario::Scenario;
+
+/// The run's report: what the engine knows, the observer's accounts and its invariant verdicts.
+pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, replay_command: String) -> RunReport {
+    let invariants = observer.finish(scenario);
+    let o = &*observer;
+    let started: Vec<_> = o.conversations.iter().filter(|c| c.started_at_us.is_some()).collect();
+    let answered = started
+        .iter()
+        .filter(|c| c.status == Some(AnswerStatus::Answered))
+        .count() as u64;
+    let max_turns = started
+        .iter()
+        .filter(|c| c.status == Some(AnswerStatus::MaxTurns))
+        .count() as u64;
+    let ended = |status: AnswerStatus| started.iter().filter(|c| c.status == Some(status)).count() as u64;
+    let failed = ended(AnswerStatus::Failed);
+    let (blocked, halted, escalated) = (
+        ended(AnswerStatus::Blocked),
+        ended(AnswerStatus::Halted),
+        ended(AnswerStatus::Escalated),
+    );
+    RunReport {
+        schema_version: REPORT_SCHEMA_VERSION,
+        agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
+        scenario: scenario.name.clone(),
+        scenario_hash: scenario.source_hash.clone(),
+        seed: run.seed,
+        profile: run.profile,
+        outcome: run.outcome,
+        outcome_detail: run.outcome_detail,
+        digest: run.digest,
+        virtual_time_us: run.virtual_time_us,
+        events: run.events,
+        messages: run.messages,
+        llm_calls: o.llm_calls,
+        llm_errors: o.llm_errors,
+        tool_calls: o.tool_calls,
+        tokens: Tokens {
+            input: o.input_tokens,
+            cached_input: o.cached_input_tokens,
+            output: o.output_tokens,
+            total: o.input_tokens + o.output_tokens,
+        },
+        cost_usd: o.cost_pusd as f64 / 1e12,
+        cost_pusd: o.cost_pusd,
+        cost_by_agent: scenario
+            .agents
+            .iter()
+            .zip(&o.agents)
+            .filter(|(_, account)| account.llm_calls > 0)
+            .map(|(agent, account)| (agent.name.clone(), AgentCost::from_account(account)))
+            .collect(),
+        cost_per_conversation: ConversationCost::from_costs(
+            &o.conversations
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.started_at_us.is_some())
+                .map(|(conv, c)| (conv as u32, c.cost_pusd))
+                .collect::<Vec<_>>(),
+        ),
+        conversations: Conversations {
+            started: started.len() as u64,
+            answered,
+            max_turns,
+            failed,
+            unanswered: started.len() as u64 - answered - max_turns - failed - blocked - halted - escalated,
+            abandoned: started.iter().filter(|c| c.abandoned).count() as u64,
+            blocked,
+            halted,
+            escalated,
+        },
+        effects: o.effects.clone(),
+        faults: run.faults,
+        failures: run.failures,
+        restarts: run.restarts,
+        invariants,
+        guardrails: o.guardrails.clone(),
+        blast_radius: o.taint.report(scenario, &run.labels, &|a: ActorIdx| {
+            run.logical_ids[a.index()].to_string()
+        }),
+        answered: o
+            .conversations
+            .iter()
+            .map(|c| c.status == Some(AnswerStatus::Answered))
+            .collect(),
+        replay: replay_command,
+    }
+}

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::scenario::{LlmMode, Scenario};
+use crate::trace::record::msg_field as field;
+use crate::trace::Record;
 
 /// The GenAI semantic conventions version the attributes follow.
 pub const SEMCONV_VERSION: &str = "1.37.0";
@@ -61,12 +63,14 @@ struct Exporter<'a> {
 
 /// Exports `trace` (the bytes of a `trace.jsonl`) as one OTLP/JSON `TracesData` line.
 pub fn export(trace: &[u8], scenario: &Scenario) -> Result<String, String> {
-    let text = std::str::from_utf8(trace).map_err(|_| "the trace is not UTF-8".to_owned())?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, first) = lines.next().ok_or("the trace is empty")?;
-    let header: Value = serde_json::from_str(first).map_err(|e| format!("trace line 1: {e}"))?;
-    let seed = header.get("seed").and_then(Value::as_u64).unwrap_or(0);
-    let scenario_hash = header.get("scenario_hash").and_then(Value::as_str).unwrap_or("");
+    let records = crate::trace::records::parse("trace", trace)?;
+    let Some(Record::Header {
+        seed, scenario_hash, ..
+    }) = records.first()
+    else {
+        return Err("the trace has no header".to_owned());
+    };
+    let seed = *seed;
     let mut exporter = Exporter {
         scenario,
         spans: vec![Span {
@@ -89,29 +93,21 @@ pub fn export(trace: &[u8], scenario: &Scenario) -> Result<String, String> {
         faults: BTreeMap::new(),
     };
     let mut end_us = 0;
-    for (index, line) in lines {
-        let record: Value = serde_json::from_str(line).map_err(|e| format!("trace line {}: {e}", index + 1))?;
-        let t_us = record.get("t_us").and_then(Value::as_u64).unwrap_or(end_us);
+    for record in &records[1..] {
+        let t_us = record.t_us();
         end_us = end_us.max(t_us);
-        exporter.record(&record, t_us);
+        exporter.record(record, t_us);
     }
     exporter.finish(end_us);
     Ok(exporter.encode(scenario_hash, seed))
 }
 
-/// `key=value` out of a summary; the value ends at the next space.
-fn field<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
-    let mut rest = msg;
-    loop {
-        let at = rest.find(key)?;
-        let before_ok = at == 0 || rest.as_bytes()[at - 1] == b' ';
-        let after = &rest[at + key.len()..];
-        if before_ok && after.starts_with('=') {
-            let value = &after[1..];
-            return Some(value.split(' ').next().unwrap_or(""));
-        }
-        rest = &rest[at + key.len()..];
-    }
+/// `agentsim.KEY` attributes of a supervision event, in the given (key) order.
+fn supervision_attributes(pairs: &[(&str, String)]) -> Vec<(String, Value)> {
+    pairs
+        .iter()
+        .map(|(key, value)| (format!("agentsim.{key}"), json!(value)))
+        .collect()
 }
 
 fn number(msg: &str, key: &str) -> Option<u64> {
@@ -186,60 +182,91 @@ impl Exporter<'_> {
         Some(index)
     }
 
-    fn record(&mut self, record: &Value, t_us: u64) {
-        let kind = record.get("kind").and_then(Value::as_str).unwrap_or("");
-        let text = |key: &str| record.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
-        match kind {
-            "deliver" => self.deliver(record, t_us),
-            "fault" => {
-                let seq = record.get("seq").and_then(Value::as_u64).unwrap_or(0);
+    fn record(&mut self, record: &Record, t_us: u64) {
+        match record {
+            Record::Deliver { seq, from, to, msg, .. } => self.deliver(*seq, from, to, msg, t_us),
+            Record::Fault {
+                seq,
+                fault,
+                name,
+                actor,
+                params,
+                ..
+            } => {
                 let attributes = vec![
-                    ("agentsim.fault.kind".into(), json!(text("fault"))),
-                    ("agentsim.fault.name".into(), json!(text("name"))),
-                    ("agentsim.fault.target".into(), json!(text("actor"))),
-                    ("agentsim.fault.params".into(), json!(text("params"))),
+                    ("agentsim.fault.kind".into(), json!(fault)),
+                    ("agentsim.fault.name".into(), json!(name)),
+                    ("agentsim.fault.target".into(), json!(actor)),
+                    ("agentsim.fault.params".into(), json!(params)),
                 ];
-                self.faults.entry(seq).or_default().push((t_us, attributes));
+                self.faults.entry(*seq).or_default().push((t_us, attributes));
             }
-            "guard" => {
+            Record::Guard {
+                guardrail,
+                stage,
+                actor,
+                conv,
+                verdict,
+                ..
+            } => {
                 // Guardrail verdicts: an event on the checked agent's span.
-                let actor = text("actor");
-                let conv = record.get("conv").and_then(Value::as_u64);
-                let target = self.agent_span(conv, &actor);
-                let attributes = ["guardrail", "stage", "actor", "verdict"]
-                    .iter()
-                    .map(|k| (format!("agentsim.guardrail.{k}"), json!(text(k))))
-                    .collect();
+                let target = self.agent_span(Some(*conv), actor);
+                let attributes = [
+                    ("guardrail", guardrail),
+                    ("stage", stage),
+                    ("actor", actor),
+                    ("verdict", verdict),
+                ]
+                .iter()
+                .map(|(k, v)| (format!("agentsim.guardrail.{k}"), json!(v)))
+                .collect();
                 self.spans[target]
                     .events
                     .push((t_us, "agentsim.guardrail".into(), attributes));
             }
-            "fail" | "restart" | "escalate" => {
-                let mut attributes: Vec<(String, Value)> = Vec::new();
-                if let Some(map) = record.as_object() {
-                    for (key, value) in map {
-                        if !matches!(key.as_str(), "kind" | "t_us") {
-                            let value = value.as_str().map_or_else(|| json!(value.to_string()), |s| json!(s));
-                            attributes.push((format!("agentsim.{key}"), value));
-                        }
-                    }
-                }
-                let name = if kind == "fail" {
-                    attributes.push(("exception.message".into(), json!(text("error"))));
-                    "exception".to_owned()
-                } else {
-                    format!("agentsim.{kind}")
-                };
-                self.spans[0].events.push((t_us, name, attributes));
+            Record::Fail {
+                seq,
+                actor,
+                incarnation,
+                error,
+                ..
+            } => {
+                // Attributes in key order, numbers as text, as every supervision event has them.
+                let mut attributes = supervision_attributes(&[
+                    ("actor", actor.clone()),
+                    ("error", error.clone()),
+                    ("incarnation", incarnation.to_string()),
+                    ("seq", seq.to_string()),
+                ]);
+                attributes.push(("exception.message".into(), json!(error)));
+                self.spans[0].events.push((t_us, "exception".to_owned(), attributes));
             }
-            _ => {}
+            Record::Restart {
+                actor,
+                incarnation,
+                supervisor,
+                ..
+            } => {
+                let attributes = supervision_attributes(&[
+                    ("actor", actor.clone()),
+                    ("incarnation", incarnation.to_string()),
+                    ("supervisor", supervisor.clone()),
+                ]);
+                self.spans[0]
+                    .events
+                    .push((t_us, "agentsim.restart".to_owned(), attributes));
+            }
+            Record::Escalate { actor, reason, .. } => {
+                let attributes = supervision_attributes(&[("actor", actor.clone()), ("reason", reason.clone())]);
+                self.spans[0]
+                    .events
+                    .push((t_us, "agentsim.escalate".to_owned(), attributes));
+            }
+            Record::Header { .. } | Record::End { .. } => {}
         }
     }
 
-    fn deliver(&mut self, record: &Value, t_us: u64) {
-        let get = |key: &str| record.get(key).and_then(Value::as_str).unwrap_or("");
-        let (from, to, msg) = (get("from"), get("to"), get("msg"));
-        let seq = record.get("seq").and_then(Value::as_u64).unwrap_or(u64::MAX);
+    fn deliver(&mut self, seq: u64, from: &str, to: &str, msg: &str, t_us: u64) {
         let verb = msg.split(' ').next().unwrap_or("");
         let conv = number(msg, "conv");
         match (verb, conv) {

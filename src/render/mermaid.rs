@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::trace::records::TraceRecord;
+use super::actor_kind_rank;
+use crate::trace::Record;
 
 /// Messages and notes in one diagram.
 pub const MERMAID_STEPS_MAX: usize = 200;
@@ -15,58 +16,33 @@ const LABEL_CHARS_MAX: usize = 80;
 
 /// The diagram of a run. `report` (the run's `report.json`), when given, adds a note where each
 /// invariant first broke.
-pub fn sequence_diagram(records: &[TraceRecord], report: Option<&Value>) -> String {
-    let steps: Vec<&TraceRecord> = records
+pub fn sequence_diagram(records: &[Record], report: Option<&Value>) -> String {
+    let steps: Vec<&Record> = records
         .iter()
-        .filter(|r| match r.kind() {
-            "deliver" => r.str("from") != r.str("to"),
-            "fault" | "fail" | "restart" | "escalate" | "guard" => true,
-            _ => false,
+        .filter(|r| match r {
+            Record::Deliver { from, to, .. } => from != to,
+            Record::Header { .. } | Record::End { .. } => false,
+            _ => true,
         })
         .collect();
     let (start, end) = window(&steps);
     let shown = &steps[start..end];
-    let header = records.first();
     let mut out = String::from("sequenceDiagram\n");
-    if let Some(h) = header {
+    if let Some(Record::Header {
+        agentsim,
+        scenario,
+        seed,
+        ..
+    }) = records.first()
+    {
         let _ = writeln!(
             out,
-            "    %% agentsim {} · {} · seed {} · steps {}..{} of {}",
-            h.str("agentsim"),
-            label(h.str("scenario")),
-            h.u64("seed").unwrap_or(0),
-            start,
-            end,
+            "    %% agentsim {agentsim} · {} · seed {seed} · steps {start}..{end} of {}",
+            label(scenario),
             steps.len()
         );
     }
-    // Participants in order of kind, then of first appearance.
-    let mut actors: Vec<(u8, usize, String)> = Vec::new();
-    let mut add = |actor: &str| {
-        if !actor.is_empty() && !actors.iter().any(|a| a.2 == actor) {
-            let n = actors.len();
-            actors.push((rank(actor), n, actor.to_owned()));
-        }
-    };
-    for r in shown {
-        match r.kind() {
-            "deliver" => {
-                add(r.str("from"));
-                add(r.str("to"));
-            }
-            "guard" => add(r.str("guardrail")),
-            _ => add(r.actor()),
-        }
-    }
-    actors.sort();
-    let alias: BTreeMap<&str, String> = actors
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.2.as_str(), format!("P{i}")))
-        .collect();
-    for (i, a) in actors.iter().enumerate() {
-        let _ = writeln!(out, "    participant P{i} as {}", label(&a.2));
-    }
+    let alias = participants(shown, &mut out);
     if start > 0 {
         let _ = writeln!(
             out,
@@ -74,7 +50,64 @@ pub fn sequence_diagram(records: &[TraceRecord], report: Option<&Value>) -> Stri
             alias.values().next().map_or("P0", String::as_str)
         );
     }
-    let violations: Vec<(u64, String, String)> = report
+    let violations = first_violations(report);
+    let p = |actor: &str| alias.get(actor).cloned().unwrap_or_else(|| "P0".to_owned());
+    for r in shown {
+        step(&mut out, r, &p);
+        for (_, actor, name) in violations
+            .iter()
+            .filter(|v| matches!(r, Record::Deliver { .. }) && Some(v.0) == r.seq())
+        {
+            if alias.contains_key(actor.as_str()) {
+                let _ = writeln!(out, "    Note over {}: ✗ invariant broken: {}", p(actor), label(name));
+            }
+        }
+    }
+    if end < steps.len() {
+        let _ = writeln!(
+            out,
+            "    Note over {}: … {} later steps not shown",
+            alias.values().next().map_or("P0", String::as_str),
+            steps.len() - end
+        );
+    }
+    out
+}
+
+/// Declares the participants of `shown` (in order of kind, then of first appearance) and
+/// returns each one's alias.
+fn participants(shown: &[&Record], out: &mut String) -> BTreeMap<String, String> {
+    let mut actors: Vec<(u8, usize, String)> = Vec::new();
+    let mut add = |actor: &str| {
+        if !actor.is_empty() && !actors.iter().any(|a| a.2 == actor) {
+            let n = actors.len();
+            actors.push((actor_kind_rank(actor), n, actor.to_owned()));
+        }
+    };
+    for r in shown {
+        match r {
+            Record::Deliver { from, to, .. } => {
+                add(from);
+                add(to);
+            }
+            Record::Guard { guardrail, .. } => add(guardrail),
+            other => add(other.actor()),
+        }
+    }
+    actors.sort();
+    for (i, a) in actors.iter().enumerate() {
+        let _ = writeln!(out, "    participant P{i} as {}", label(&a.2));
+    }
+    actors
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| (a.2, format!("P{i}")))
+        .collect()
+}
+
+/// Each invariant's first violation: (seq, actor, invariant name).
+fn first_violations(report: Option<&Value>) -> Vec<(u64, String, String)> {
+    report
         .and_then(|r| r.get("invariants"))
         .and_then(Value::as_array)
         .map(|list| {
@@ -89,118 +122,84 @@ pub fn sequence_diagram(records: &[TraceRecord], report: Option<&Value>) -> Stri
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    let p = |actor: &str| alias.get(actor).cloned().unwrap_or_else(|| "P0".to_owned());
-    for r in shown {
-        match r.kind() {
-            "deliver" => {
-                let msg = r.str("msg");
-                let verb = msg.split(' ').next().unwrap_or("");
-                let arrow = match verb {
-                    "llm_reply" | "tool_result" | "answer" | "delegate_result" => "-->>",
-                    _ => "->>",
-                };
-                let _ = writeln!(
-                    out,
-                    "    {}{arrow}{}: {}",
-                    p(r.str("from")),
-                    p(r.str("to")),
-                    label(&clip(msg))
-                );
-                for (_, actor, name) in violations.iter().filter(|v| Some(v.0) == r.seq()) {
-                    if alias.contains_key(actor.as_str()) {
-                        let _ = writeln!(out, "    Note over {}: ✗ invariant broken: {}", p(actor), label(name));
-                    }
-                }
-            }
-            "fault" => {
-                let _ = writeln!(
-                    out,
-                    "    Note over {}: ⚡ fault {} ({})",
-                    p(r.actor()),
-                    label(r.str("name")),
-                    label(r.str("fault"))
-                );
-            }
-            "fail" => {
-                let _ = writeln!(
-                    out,
-                    "    Note over {}: 💥 crashed (incarnation {})",
-                    p(r.actor()),
-                    r.u64("incarnation").unwrap_or(0)
-                );
-            }
-            "restart" => {
-                let _ = writeln!(
-                    out,
-                    "    Note over {}: ↻ restarted by {} (incarnation {})",
-                    p(r.actor()),
-                    label(r.str("supervisor")),
-                    r.u64("incarnation").unwrap_or(0)
-                );
-            }
-            "escalate" => {
-                let _ = writeln!(
-                    out,
-                    "    Note over {}: ▲ gave up: {}",
-                    p(r.actor()),
-                    label(r.str("reason"))
-                );
-            }
-            "guard" => {
-                let _ = writeln!(
-                    out,
-                    "    Note over {}: 🛡 {} on {}",
-                    p(r.str("guardrail")),
-                    label(r.str("verdict")),
-                    label(r.str("actor"))
-                );
-            }
-            _ => {}
+        .unwrap_or_default()
+}
+
+/// One arrow or note.
+fn step(out: &mut String, r: &Record, p: &dyn Fn(&str) -> String) {
+    let _ = match r {
+        Record::Deliver { from, to, msg, .. } => {
+            let arrow = match msg.split(' ').next().unwrap_or("") {
+                "llm_reply" | "tool_result" | "answer" | "delegate_result" => "-->>",
+                _ => "->>",
+            };
+            writeln!(out, "    {}{arrow}{}: {}", p(from), p(to), label(&clip(msg)))
         }
-    }
-    if end < steps.len() {
-        let _ = writeln!(
+        Record::Fault { name, fault, actor, .. } => {
+            writeln!(
+                out,
+                "    Note over {}: ⚡ fault {} ({})",
+                p(actor),
+                label(name),
+                label(fault)
+            )
+        }
+        Record::Fail { actor, incarnation, .. } => {
+            writeln!(
+                out,
+                "    Note over {}: 💥 crashed (incarnation {incarnation})",
+                p(actor)
+            )
+        }
+        Record::Restart {
+            actor,
+            incarnation,
+            supervisor,
+            ..
+        } => writeln!(
             out,
-            "    Note over {}: … {} later steps not shown",
-            alias.values().next().map_or("P0", String::as_str),
-            steps.len() - end
-        );
-    }
-    out
+            "    Note over {}: ↻ restarted by {} (incarnation {incarnation})",
+            p(actor),
+            label(supervisor)
+        ),
+        Record::Escalate { actor, reason, .. } => {
+            writeln!(out, "    Note over {}: ▲ gave up: {}", p(actor), label(reason))
+        }
+        Record::Guard {
+            guardrail,
+            verdict,
+            actor,
+            ..
+        } => writeln!(
+            out,
+            "    Note over {}: 🛡 {} on {}",
+            p(guardrail),
+            label(verdict),
+            label(actor)
+        ),
+        Record::Header { .. } | Record::End { .. } => Ok(()),
+    };
 }
 
 /// The window shown: everything when it fits, else [`MERMAID_STEPS_MAX`] steps starting a
 /// quarter window before the first fault or failure.
-fn window(steps: &[&TraceRecord]) -> (usize, usize) {
+fn window(steps: &[&Record]) -> (usize, usize) {
     if steps.len() <= MERMAID_STEPS_MAX {
         return (0, steps.len());
     }
     let focus = steps
         .iter()
-        .position(|r| matches!(r.kind(), "fault" | "fail" | "escalate"))
+        .position(|r| matches!(r, Record::Fault { .. } | Record::Fail { .. } | Record::Escalate { .. }))
         .or_else(|| {
             steps
                 .iter()
-                .position(|r| r.kind() == "guard" && r.str("verdict") != "allow")
+                .position(|r| matches!(r, Record::Guard { verdict, .. } if verdict != "allow"))
         })
         .unwrap_or(0);
     let start = focus
         .saturating_sub(MERMAID_STEPS_MAX / 4)
         .min(steps.len() - MERMAID_STEPS_MAX);
     (start, start + MERMAID_STEPS_MAX)
-}
-
-fn rank(actor: &str) -> u8 {
-    match actor.split(':').next().unwrap_or("") {
-        "user" => 0,
-        "agent" => 1,
-        "guardrail" => 2,
-        "tool" => 3,
-        "llm" => 4,
-        "supervisor" => 5,
-        _ => 6,
-    }
 }
 
 fn clip(text: &str) -> String {
@@ -242,7 +241,7 @@ mod tests {
         let mut text = String::from("{\"kind\":\"header\",\"scenario\":\"s\",\"seed\":1}\n");
         for seq in 0..1_000 {
             if seq == 600 {
-                text.push_str("{\"kind\":\"fault\",\"seq\":600,\"t_us\":600,\"fault\":\"actor.crash\",\"name\":\"boom\",\"actor\":\"agent:a\"}\n");
+                text.push_str("{\"kind\":\"fault\",\"seq\":600,\"t_us\":600,\"fault\":\"actor.crash\",\"name\":\"boom\",\"actor\":\"agent:a\",\"params\":\"\"}\n");
             }
             text.push_str(&format!(
                 "{{\"seq\":{seq},\"t_us\":{seq},\"kind\":\"deliver\",\"from\":\"user\",\"to\":\"agent:a\",\"msg\":\"start conv={seq}\"}}\n"

@@ -4,3 +4,17 @@
 
 pub mod html;
 pub mod mermaid;
+
+/// Where an actor's lane or participant goes, by the kind in its logical id: the user first,
+/// then agents, guardrails, tools, models and supervisors.
+pub fn actor_kind_rank(logical_id: &str) -> u8 {
+    match logical_id.split(':').next().unwrap_or("") {
+        "user" => 0,
+        "agent" => 1,
+        "guardrail" => 2,
+        "tool" => 3,
+        "llm" => 4,
+        "supervisor" => 5,
+        _ => 6,
+    }
+}

@@ -2,7 +2,10 @@
 //! bytes written. Field order and number formatting are fixed by the writer, not by serde.
 
 pub mod reader;
+pub mod record;
 pub mod records;
+
+pub use record::{HeaderLimits, Record, TRACE_FORMAT};
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -35,13 +38,23 @@ pub struct Trace {
     records: u64,
 }
 
-/// Builds one record: `{"k":v,...}` in the order fields are added.
-pub struct Record<'a> {
+/// Builds one JSON line, `{"k":v,...}\n`, in the order fields are added (used by
+/// [`Record::write`] only).
+pub(crate) struct Fields<'a> {
     line: &'a mut Vec<u8>,
     first: bool,
 }
 
-impl Record<'_> {
+impl<'a> Fields<'a> {
+    pub(crate) fn new(line: &'a mut Vec<u8>) -> Fields<'a> {
+        Fields { line, first: true }
+    }
+
+    /// Ends the line.
+    pub(crate) fn close(self) {
+        self.line.extend_from_slice(b"}\n");
+    }
+
     fn key(&mut self, key: &str) {
         self.line.push(if self.first { b'{' } else { b',' });
         self.first = false;
@@ -51,7 +64,7 @@ impl Record<'_> {
     }
 
     /// An unsigned integer field.
-    pub fn u64(&mut self, key: &str, value: u64) -> &mut Self {
+    pub(crate) fn u64(&mut self, key: &str, value: u64) -> &mut Self {
         self.key(key);
         let mut buffer = itoa::Buffer::new();
         self.line.extend_from_slice(buffer.format(value).as_bytes());
@@ -59,14 +72,14 @@ impl Record<'_> {
     }
 
     /// A string field, JSON-escaped.
-    pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
+    pub(crate) fn str(&mut self, key: &str, value: &str) -> &mut Self {
         self.key(key);
         escape_json_into(value, self.line);
         self
     }
 
     /// A field whose value is already valid JSON.
-    pub fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+    pub(crate) fn raw(&mut self, key: &str, json: &str) -> &mut Self {
         self.key(key);
         self.line.extend_from_slice(json.as_bytes());
         self
@@ -143,17 +156,12 @@ impl Trace {
         self.mode != TraceMode::Off
     }
 
-    /// Appends one record built by `build`.
-    pub fn record(&mut self, build: impl FnOnce(&mut Record)) -> std::io::Result<()> {
+    /// Appends one record.
+    pub fn write(&mut self, record: &Record<&str>) -> std::io::Result<()> {
         if !self.is_on() {
             return Ok(());
         }
-        let mut record = Record {
-            line: &mut self.pending,
-            first: true,
-        };
-        build(&mut record);
-        self.pending.extend_from_slice(b"}\n");
+        record.write(&mut self.pending);
         self.records += 1;
         if self.pending.len() >= FLUSH_BYTES {
             self.flush()?;
@@ -206,13 +214,20 @@ mod tests {
     fn records_are_canonical_json_lines_and_the_digest_covers_them() {
         let mut trace = Trace::open(TraceMode::Memory).unwrap();
         trace
-            .record(|r| {
-                r.u64("seq", 3).str("kind", "deliver").str("msg", "say \"hi\"\n");
+            .write(&Record::Deliver {
+                seq: 3,
+                t_us: 0,
+                from: "a",
+                to: "b",
+                msg: "say \"hi\"\n",
             })
             .unwrap();
         let (digest, bytes) = trace.finish().unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert_eq!(text, "{\"seq\":3,\"kind\":\"deliver\",\"msg\":\"say \\\"hi\\\"\\n\"}\n");
+        assert_eq!(
+            text,
+            "{\"seq\":3,\"t_us\":0,\"kind\":\"deliver\",\"from\":\"a\",\"to\":\"b\",\"msg\":\"say \\\"hi\\\"\\n\"}\n"
+        );
         assert_eq!(digest, blake3::hash(&bytes).to_hex().to_string());
         serde_json::from_str::<serde_json::Value>(text.trim()).unwrap();
     }

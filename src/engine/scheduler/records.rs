@@ -7,46 +7,36 @@ use crate::engine::observe::Observe;
 use crate::engine::{FaultRecord, Outcome, RunError};
 use crate::kernel::ActorIdx;
 use crate::protocol::{Envelope, Injection, VerdictRecord};
+use crate::trace::{HeaderLimits, Record, TRACE_FORMAT};
 
 impl<O: Observe> Scheduler<O> {
     pub(super) fn write_header(&mut self) -> Result<(), RunError> {
-        let scenario = &self.scenario;
-        self.trace.record(|r| {
-            r.str("kind", "header")
-                .str("agentsim", env!("CARGO_PKG_VERSION"))
-                .u64("trace_format", 1)
-                .str("scenario", &scenario.name)
-                .str("scenario_hash", &scenario.source_hash)
-                .u64("seed", self.seed)
-                .u64("max_events", self.limits.max_events)
-                .u64("max_virtual_time_us", self.limits.max_virtual_time_us)
-                .u64("max_queue_len", self.limits.max_queue_len)
-                .u64("max_message_bytes", self.limits.max_message_bytes)
-                .u64("max_restarts_total", self.limits.max_restarts_total)
-                .u64("max_tool_wait_us", self.limits.max_tool_wait_us)
-                .raw(
-                    "profile",
-                    &self.profile_name.as_deref().map_or("null".to_owned(), |p| {
-                        let mut quoted = Vec::new();
-                        crate::trace::escape_json_into(p, &mut quoted);
-                        String::from_utf8_lossy(&quoted).into_owned()
-                    }),
-                )
-                .raw("cassette", "null");
+        let l = &self.limits;
+        self.trace.write(&Record::Header {
+            agentsim: env!("CARGO_PKG_VERSION"),
+            trace_format: TRACE_FORMAT,
+            scenario: &self.scenario.name,
+            scenario_hash: &self.scenario.source_hash,
+            seed: self.seed,
+            limits: Some(HeaderLimits {
+                max_events: l.max_events,
+                max_virtual_time_us: l.max_virtual_time_us,
+                max_queue_len: l.max_queue_len,
+                max_message_bytes: l.max_message_bytes,
+                max_restarts_total: l.max_restarts_total,
+                max_tool_wait_us: l.max_tool_wait_us,
+            }),
+            profile: self.profile_name.as_deref(),
         })?;
         Ok(())
     }
 
     pub(super) fn write_end(&mut self, outcome: Outcome, detail: Option<&str>) -> Result<(), RunError> {
-        let (now_us, events) = (self.now_us, self.events);
-        self.trace.record(|r| {
-            r.str("kind", "end")
-                .u64("t_us", now_us)
-                .u64("events", events)
-                .str("outcome", outcome.name());
-            if let Some(detail) = detail {
-                r.str("detail", detail);
-            }
+        self.trace.write(&Record::End {
+            t_us: self.now_us,
+            events: self.events,
+            outcome: outcome.name(),
+            detail,
         })?;
         Ok(())
     }
@@ -67,14 +57,13 @@ impl<O: Observe> Scheduler<O> {
             }
         }
         let now_us = self.now_us;
-        self.trace.record(|r| {
-            r.str("kind", "fault")
-                .u64("seq", seq)
-                .u64("t_us", now_us)
-                .str("fault", fired.kind.name())
-                .str("name", &fault.name)
-                .str("actor", &target)
-                .str("params", &params);
+        self.trace.write(&Record::Fault {
+            seq,
+            t_us: now_us,
+            fault: fired.kind.name(),
+            name: &fault.name,
+            actor: &target,
+            params: &params,
         })?;
         self.fault_log.push(FaultRecord {
             seq,
@@ -92,22 +81,17 @@ impl<O: Observe> Scheduler<O> {
         let guardrail = &self.scenario.guardrails[record.guardrail].name;
         let agent = &self.slots[self.directory.agent(record.agent).index()].logical_id;
         let (seq, now_us) = (self.current_seq, self.now_us);
-        self.trace.record(|r| {
-            r.str("kind", "guard")
-                .u64("seq", seq)
-                .u64("t_us", now_us)
-                .str("guardrail", guardrail)
-                .str("stage", record.stage.name())
-                .str("actor", agent)
-                .u64("conv", record.conv as u64)
-                .str("verdict", record.verdict.name())
-                .u64("latency_us", record.latency_us);
-            if let Some(mistake) = record.mistake {
-                r.str("mistake", mistake.name());
-            }
-            if !record.detail.is_empty() {
-                r.str("detail", &record.detail);
-            }
+        self.trace.write(&Record::Guard {
+            seq,
+            t_us: now_us,
+            guardrail,
+            stage: record.stage.name(),
+            actor: agent,
+            conv: u64::from(record.conv),
+            verdict: record.verdict.name(),
+            latency_us: record.latency_us,
+            mistake: record.mistake.map(|m| m.name()),
+            detail: Some(record.detail.as_str()),
         })?;
         Ok(())
     }
@@ -122,15 +106,12 @@ impl<O: Observe> Scheduler<O> {
             &self.slots[envelope.from.index()].logical_id,
             &self.slots[envelope.to.index()].logical_id,
         );
-        let summary = &self.summary;
-        let now_us = self.now_us;
-        self.trace.record(|r| {
-            r.u64("seq", seq)
-                .u64("t_us", now_us)
-                .str("kind", "deliver")
-                .str("from", from)
-                .str("to", to)
-                .str("msg", summary);
+        self.trace.write(&Record::Deliver {
+            seq,
+            t_us: self.now_us,
+            from,
+            to,
+            msg: &self.summary,
         })?;
         Ok(())
     }

@@ -11,6 +11,7 @@ use crate::engine::{FailureRecord, Outcome, RestartRecord, RunError};
 use crate::kernel::{ActorIdx, Labels};
 use crate::protocol::{Directory, Effect, Envelope, Identity, Payload, SupervisorMsg};
 use crate::scenario::ActorKind;
+use crate::trace::Record;
 
 impl<O: Observe> Scheduler<O> {
     /// Handles a failed turn: the supervisor decides, restarts happen, or the failure escalates.
@@ -24,13 +25,12 @@ impl<O: Observe> Scheduler<O> {
         let slot = &self.slots[failed.index()];
         let (actor, incarnation) = (slot.logical_id.clone(), slot.incarnation);
         let now_us = self.now_us;
-        self.trace.record(|r| {
-            r.str("kind", "fail")
-                .u64("seq", seq)
-                .u64("t_us", now_us)
-                .str("actor", &actor)
-                .u64("incarnation", incarnation as u64)
-                .str("error", &error);
+        self.trace.write(&Record::Fail {
+            seq,
+            t_us: now_us,
+            actor: &actor,
+            incarnation: u64::from(incarnation),
+            error: &error,
         })?;
         self.failure_log.push(FailureRecord {
             seq,
@@ -87,11 +87,10 @@ impl<O: Observe> Scheduler<O> {
                     }
                     Effect::Escalate { reason } => {
                         let supervisor_id = self.slots[supervisor.index()].logical_id.clone();
-                        self.trace.record(|r| {
-                            r.str("kind", "escalate")
-                                .u64("t_us", now_us)
-                                .str("actor", &supervisor_id)
-                                .str("reason", &reason);
+                        self.trace.write(&Record::Escalate {
+                            t_us: now_us,
+                            actor: &supervisor_id,
+                            reason: &reason,
                         })?;
                         error = Arc::from(format!(
                             "{supervisor_id} gave up ({reason}) after {child_id} failed: {error}"
@@ -136,12 +135,11 @@ impl<O: Observe> Scheduler<O> {
                 .logical_id
                 .clone();
             let now_us = self.now_us;
-            self.trace.record(|r| {
-                r.str("kind", "restart")
-                    .u64("t_us", now_us)
-                    .str("actor", &logical_id)
-                    .u64("incarnation", incarnation as u64)
-                    .str("supervisor", &supervisor_id);
+            self.trace.write(&Record::Restart {
+                t_us: now_us,
+                actor: &logical_id,
+                incarnation: u64::from(incarnation),
+                supervisor: &supervisor_id,
             })?;
             self.restart_log.push(RestartRecord {
                 t_us: now_us,

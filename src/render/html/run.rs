@@ -16,9 +16,11 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{clip, esc, num, page, PALETTE};
+use crate::render::actor_kind_rank;
 use crate::scenario::units::format_duration_us;
 use crate::scenario::units::format_usd;
-use crate::trace::records::{self, TraceRecord};
+use crate::trace::records;
+use crate::trace::Record;
 
 /// Trace records per timeline page.
 pub const PAGE_RECORDS_MAX: usize = 1_000;
@@ -77,7 +79,7 @@ pub fn render_run_dir(dir: &Path) -> Result<String, String> {
 
 /// Renders the report of one run from its trace records and its `report.json`. Keys added by
 /// later report versions (`guardrails`, `blast_radius`) are shown when present.
-pub fn render_run(records: &[TraceRecord], report: &Value) -> String {
+pub fn render_run(records: &[Record], report: &Value) -> String {
     let view = View::new(records, report);
     let mut body = String::new();
     view.header(&mut body);
@@ -97,7 +99,7 @@ pub fn render_run(records: &[TraceRecord], report: &Value) -> String {
 struct View<'a> {
     report: &'a Value,
     /// Records on the timeline (all but the header and the end record).
-    events: Vec<&'a TraceRecord>,
+    events: Vec<&'a Record>,
     end_t_us: u64,
     lanes: Lanes,
 }
@@ -123,14 +125,14 @@ fn dur(t_us: u64) -> String {
 }
 
 impl<'a> View<'a> {
-    fn new(records: &'a [TraceRecord], report: &'a Value) -> View<'a> {
-        let events: Vec<&TraceRecord> = records
+    fn new(records: &'a [Record], report: &'a Value) -> View<'a> {
+        let events: Vec<&Record> = records
             .iter()
             .filter(|r| r.kind() != "header" && r.kind() != "end")
             .collect();
         let end_t_us = records
             .iter()
-            .map(TraceRecord::t_us)
+            .map(Record::t_us)
             .max()
             .unwrap_or(0)
             .max(report.get("virtual_time_us").and_then(Value::as_u64).unwrap_or(0));
@@ -439,13 +441,13 @@ impl<'a> View<'a> {
             if r.t_us() != t {
                 break;
             }
-            match r.kind() {
-                "deliver" if r.seq() == Some(seq) => {
+            match r {
+                Record::Deliver { from, to, msg, .. } if r.seq() == Some(seq) => {
                     flow.push(format!(
                         "hit the message {} → {}: <code>{}</code>",
-                        esc(r.str("from")),
-                        esc(r.str("to")),
-                        esc(&clip(r.str("msg"), 120))
+                        esc(from),
+                        esc(to),
+                        esc(&clip(msg, 120))
                     ));
                     if let Some(conv) = r.msg_field("conv").and_then(|c| c.parse::<usize>().ok()) {
                         let answered = array(self.report, "answered").get(conv).and_then(Value::as_bool);
@@ -460,23 +462,26 @@ impl<'a> View<'a> {
                         ));
                     }
                 }
-                "fail" => flow.push(format!(
-                    "<span class=\"chip bad\">{} crashed</span> (incarnation {})",
-                    esc(r.actor()),
-                    r.u64("incarnation").unwrap_or(0)
+                Record::Fail { actor, incarnation, .. } => flow.push(format!(
+                    "<span class=\"chip bad\">{} crashed</span> (incarnation {incarnation})",
+                    esc(actor)
                 )),
-                "restart" => flow.push(format!(
-                    "{} restarted {} (incarnation {}, fresh state)",
-                    esc(r.str("supervisor")),
-                    esc(r.actor()),
-                    r.u64("incarnation").unwrap_or(0)
+                Record::Restart {
+                    actor,
+                    incarnation,
+                    supervisor,
+                    ..
+                } => flow.push(format!(
+                    "{} restarted {} (incarnation {incarnation}, fresh state)",
+                    esc(supervisor),
+                    esc(actor)
                 )),
-                "escalate" => {
+                Record::Escalate { actor, reason, .. } => {
                     lost = true;
                     flow.push(format!(
                         "<span class=\"chip bad\">{} gave up</span>: {}",
-                        esc(r.actor()),
-                        esc(r.str("reason"))
+                        esc(actor),
+                        esc(reason)
                     ))
                 }
                 _ => {}
@@ -485,14 +490,22 @@ impl<'a> View<'a> {
         if flow.is_empty() {
             flow.push("no immediate consequence in the trace".to_owned());
         }
-        let params = fault.str("params");
+        let Record::Fault {
+            params,
+            name,
+            fault: kind,
+            ..
+        } = fault
+        else {
+            return;
+        };
         let _ = write!(
             out,
             "<div class=\"source{}\"><h3>⚡ {} <span class=\"muted\">({})</span></h3>\
              <div>on <b>{}</b> at t = {} · <a href=\"#ev-{seq}\">seq {seq}</a>{}</div><ul class=\"flow\">",
             if lost { "" } else { " contained" },
-            esc(fault.str("name")),
-            esc(fault.str("fault")),
+            esc(name),
+            esc(kind),
             esc(fault.actor()),
             esc(&dur(t)),
             if params.is_empty() {
@@ -602,7 +615,8 @@ impl<'a> View<'a> {
         }
         for kind in ["fault", "fail", "escalate", "guard"] {
             for (i, r) in self.events.iter().enumerate() {
-                if r.kind() == kind && (kind != "guard" || r.str("verdict") != "allow") {
+                let allowed = matches!(r, Record::Guard { verdict, .. } if verdict == "allow");
+                if r.kind() == kind && !allowed {
                     wanted.push(i / PAGE_RECORDS_MAX);
                 }
             }
@@ -639,7 +653,7 @@ impl<'a> View<'a> {
         (t0, t1)
     }
 
-    fn page_records(&self, p: usize) -> &[&'a TraceRecord] {
+    fn page_records(&self, p: usize) -> &[&'a Record] {
         let start = (p * PAGE_RECORDS_MAX).min(self.events.len());
         let end = ((p + 1) * PAGE_RECORDS_MAX).min(self.events.len());
         &self.events[start..end]
@@ -693,10 +707,9 @@ impl<'a> View<'a> {
         for r in self.page_records(p) {
             let t = r.t_us();
             let title = esc(&clip(&describe(r), TITLE_CHARS_MAX));
-            match r.kind() {
-                "deliver" => {
-                    let (from, to) = (self.lanes.of(r.str("from")), self.lanes.of(r.str("to")));
-                    let msg = r.str("msg");
+            match r {
+                Record::Deliver { from, to, msg, .. } => {
+                    let (from, to) = (self.lanes.of(from), self.lanes.of(to));
                     let verb = msg.split(' ').next().unwrap_or("");
                     if verb == "llm_reply" {
                         let latency = r
@@ -770,7 +783,7 @@ impl<'a> View<'a> {
                         );
                     }
                 }
-                "fault" => marker(
+                Record::Fault { .. } => marker(
                     &mut marks,
                     "fault-marker",
                     &id_for(r.seq()),
@@ -779,7 +792,7 @@ impl<'a> View<'a> {
                     "<path d=\"M0,-8L6,0L0,8L-6,0Z\"/>",
                     &title,
                 ),
-                "fail" => marker(
+                Record::Fail { .. } => marker(
                     &mut marks,
                     "crash-marker",
                     &id_for(r.seq()),
@@ -788,7 +801,7 @@ impl<'a> View<'a> {
                     "<path d=\"M-5,-5L5,5M5,-5L-5,5\"/>",
                     &title,
                 ),
-                "restart" => marker(
+                Record::Restart { .. } => marker(
                     &mut marks,
                     "restart-marker",
                     "",
@@ -797,7 +810,7 @@ impl<'a> View<'a> {
                     "<circle r=\"5\"/>",
                     &title,
                 ),
-                "escalate" => marker(
+                Record::Escalate { .. } => marker(
                     &mut marks,
                     "escalate-marker",
                     "",
@@ -806,14 +819,14 @@ impl<'a> View<'a> {
                     "<path d=\"M0,-8L7,6L-7,6Z\"/>",
                     &title,
                 ),
-                "guard" => {
-                    let class = format!("guard-marker verdict-{}", css_word(r.str("verdict")));
+                Record::Guard { verdict, guardrail, .. } => {
+                    let class = format!("guard-marker verdict-{}", css_word(verdict));
                     marker(
                         &mut marks,
                         &class,
                         &id_for(r.seq()),
                         x(t),
-                        y(self.lanes.of(r.str("guardrail"))),
+                        y(self.lanes.of(guardrail)),
                         "<rect x=\"-4.5\" y=\"-4.5\" width=\"9\" height=\"9\"/>",
                         &title,
                     )
@@ -956,15 +969,17 @@ impl<'a> View<'a> {
         // Per agent, from each model reply: (time, cost, tokens).
         let mut per_agent: BTreeMap<String, Vec<Spend>> = BTreeMap::new();
         for r in &self.events {
-            if r.kind() != "deliver" || !r.str("msg").starts_with("llm_reply ") {
+            let Record::Deliver { msg, to, .. } = r else {
+                continue;
+            };
+            if !msg.starts_with("llm_reply ") {
                 continue;
             }
             let n = |k: &str| r.msg_field(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            per_agent.entry(r.str("to").to_owned()).or_default().push((
-                r.t_us(),
-                n("cost_pusd"),
-                n("tokens_in") + n("tokens_out"),
-            ));
+            per_agent
+                .entry(to.clone())
+                .or_default()
+                .push((r.t_us(), n("cost_pusd"), n("tokens_in") + n("tokens_out")));
         }
         out.push_str("<section id=\"cost\"><h2>Cost and tokens over time, per agent</h2>");
         if per_agent.is_empty() {
@@ -1226,42 +1241,42 @@ fn css_word(text: &str) -> String {
 }
 
 /// The tooltip of one record.
-fn describe(r: &TraceRecord) -> String {
+fn describe(r: &Record) -> String {
     let at = format!(
         "seq {} · t = {}",
         r.seq().map_or("–".to_owned(), |s| s.to_string()),
         dur(r.t_us())
     );
-    match r.kind() {
-        "deliver" => format!("{at} · {} → {}: {}", r.str("from"), r.str("to"), r.str("msg")),
-        "fault" => format!(
-            "{at} · FAULT {} ({}) on {} {}",
-            r.str("name"),
-            r.str("fault"),
-            r.actor(),
-            r.str("params")
-        ),
-        "fail" => format!(
-            "{at} · {} CRASHED (incarnation {}): {}",
-            r.actor(),
-            r.u64("incarnation").unwrap_or(0),
-            r.str("error")
-        ),
-        "restart" => format!(
-            "{at} · {} restarted {} as incarnation {}",
-            r.str("supervisor"),
-            r.actor(),
-            r.u64("incarnation").unwrap_or(0)
-        ),
-        "escalate" => format!("{at} · {} gave up: {}", r.actor(), r.str("reason")),
-        "guard" => format!(
-            "{at} · guardrail {} ({}) on {}: {}",
-            r.str("guardrail"),
-            r.str("stage"),
-            r.str("actor"),
-            r.str("verdict")
-        ),
-        other => format!("{at} · {other} {}", r.actor()),
+    match r {
+        Record::Deliver { from, to, msg, .. } => format!("{at} · {from} → {to}: {msg}"),
+        Record::Fault {
+            name,
+            fault,
+            actor,
+            params,
+            ..
+        } => format!("{at} · FAULT {name} ({fault}) on {actor} {params}"),
+        Record::Fail {
+            actor,
+            incarnation,
+            error,
+            ..
+        } => format!("{at} · {actor} CRASHED (incarnation {incarnation}): {error}"),
+        Record::Restart {
+            actor,
+            incarnation,
+            supervisor,
+            ..
+        } => format!("{at} · {supervisor} restarted {actor} as incarnation {incarnation}"),
+        Record::Escalate { actor, reason, .. } => format!("{at} · {actor} gave up: {reason}"),
+        Record::Guard {
+            guardrail,
+            stage,
+            actor,
+            verdict,
+            ..
+        } => format!("{at} · guardrail {guardrail} ({stage}) on {actor}: {verdict}"),
+        other => format!("{at} · {} {}", other.kind(), other.actor()),
     }
 }
 
@@ -1270,18 +1285,6 @@ struct Lanes {
     names: Vec<String>,
     index: BTreeMap<String, usize>,
     other: Option<usize>,
-}
-
-fn kind_rank(actor: &str) -> u8 {
-    match actor.split(':').next().unwrap_or("") {
-        "user" => 0,
-        "agent" => 1,
-        "guardrail" => 2,
-        "tool" => 3,
-        "llm" => 4,
-        "supervisor" => 5,
-        _ => 6,
-    }
 }
 
 fn lane_kind(actor: &str) -> &str {
@@ -1301,7 +1304,7 @@ fn lane_short(actor: &str) -> &str {
 }
 
 impl Lanes {
-    fn new(events: &[&TraceRecord], must: &BTreeSet<String>) -> Lanes {
+    fn new(events: &[&Record], must: &BTreeSet<String>) -> Lanes {
         // (activity, first appearance) per actor.
         let mut order = 0;
         let mut touch = |actor: &'_ str, seen: &mut BTreeMap<String, (u64, usize)>| {
@@ -1316,13 +1319,13 @@ impl Lanes {
         };
         let mut owned: BTreeMap<String, (u64, usize)> = BTreeMap::new();
         for r in events {
-            match r.kind() {
-                "deliver" => {
-                    touch(r.str("from"), &mut owned);
-                    touch(r.str("to"), &mut owned);
+            match r {
+                Record::Deliver { from, to, .. } => {
+                    touch(from, &mut owned);
+                    touch(to, &mut owned);
                 }
-                "guard" => touch(r.str("guardrail"), &mut owned),
-                _ => touch(r.actor(), &mut owned),
+                Record::Guard { guardrail, .. } => touch(guardrail, &mut owned),
+                other => touch(other.actor(), &mut owned),
             }
         }
         let mut ranked: Vec<(&String, &(u64, usize))> = owned.iter().collect();
@@ -1338,7 +1341,11 @@ impl Lanes {
             ranked.len()
         };
         let mut kept: Vec<(&String, &(u64, usize))> = ranked[..keep].to_vec();
-        kept.sort_by(|a, b| kind_rank(a.0).cmp(&kind_rank(b.0)).then(a.1 .1.cmp(&b.1 .1)));
+        kept.sort_by(|a, b| {
+            actor_kind_rank(a.0)
+                .cmp(&actor_kind_rank(b.0))
+                .then(a.1 .1.cmp(&b.1 .1))
+        });
         let mut names: Vec<String> = kept.iter().map(|(n, _)| (*n).clone()).collect();
         let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
         let other = (ranked.len() > keep).then(|| {

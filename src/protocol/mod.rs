@@ -85,127 +85,148 @@ impl Payload {
 
     /// A short, canonical description for the trace: same message, same bytes.
     pub fn summarize(&self, scenario: &Scenario, out: &mut String) {
-        let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
-        let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
-        let _ = match self {
-            Payload::Agent(AgentMsg::Start { conv, text, origin, .. }) => match origin {
-                Origin::User => write!(out, "start conv={conv} user={}", Quoted(clip(text))),
-                Origin::Handoff(a) => write!(out, "handoff conv={conv} from={}", agent_name(*a)),
-                Origin::Delegation(a) => write!(
-                    out,
-                    "delegate conv={conv} from={} task={}",
-                    agent_name(*a),
-                    Quoted(clip(text))
-                ),
-            },
-            Payload::Agent(AgentMsg::DelegateResult { conv, from_agent, text }) => {
-                write!(
-                    out,
-                    "delegate_result conv={conv} from={} text={}",
-                    agent_name(*from_agent),
-                    Quoted(clip(text))
-                )
-            }
-            Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
-                let _ = write!(out, "llm_reply conv={conv} ");
-                reply.summarize(scenario, out);
-                Ok(())
-            }
-            Payload::Agent(AgentMsg::ToolResult {
-                conv,
-                call_id,
-                tool,
-                output,
-            }) => {
-                write!(
-                    out,
-                    "tool_result conv={conv} call={call_id} tool={} output={}",
-                    tool_name(*tool),
-                    Quoted(clip(output))
-                )
-            }
-            Payload::Llm(LlmMsg::Complete(request)) => write!(
+        match self {
+            Payload::Agent(msg) => summarize_agent(msg, scenario, out),
+            other => summarize_other(other, scenario, out),
+        }
+    }
+}
+
+/// The summary of a message to an agent.
+fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
+    let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
+    let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
+    let _ = match msg {
+        AgentMsg::Start { conv, text, origin, .. } => match origin {
+            Origin::User => write!(out, "start conv={conv} user={}", Quoted(clip(text))),
+            Origin::Handoff(a) => write!(out, "handoff conv={conv} from={}", agent_name(*a)),
+            Origin::Delegation(a) => write!(
                 out,
-                "complete conv={} agent={} turn={} tokens_in={}",
-                request.conv,
-                agent_name(request.agent),
-                request.turn,
-                request.input_tokens
-            ),
-            Payload::Tool(ToolMsg::Invoke { conv, call, .. }) => {
-                let tool = match &call.tool {
-                    ToolRef::Known(t) => tool_name(*t),
-                    ToolRef::Unknown(name) => name,
-                };
-                write!(
-                    out,
-                    "invoke conv={conv} call={} tool={tool} args={}",
-                    call.id,
-                    call.args_text()
-                )
-            }
-            Payload::Agent(AgentMsg::CallTimeout { conv, call_seq }) => {
-                write!(out, "call_timeout conv={conv} call={call_seq}")
-            }
-            Payload::Agent(AgentMsg::RetryDue { conv }) => write!(out, "retry_due conv={conv}"),
-            Payload::Agent(AgentMsg::DeadlineDue { conv, .. }) => write!(out, "deadline conv={conv}"),
-            Payload::Agent(AgentMsg::CallRejected {
-                conv,
-                call_seq,
-                retry_after_us,
-            }) => {
-                write!(
-                    out,
-                    "call_rejected conv={conv} call={call_seq} reason=circuit_open retry_after_us={retry_after_us}"
-                )
-            }
-            Payload::Agent(AgentMsg::ToolTimeout { conv, call_id }) => {
-                write!(out, "tool_timeout conv={conv} call={call_id}")
-            }
-            Payload::User(UserMsg::Begin) => write!(out, "begin"),
-            Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),
-            Payload::User(UserMsg::Answer { conv, text, status }) => {
-                write!(
-                    out,
-                    "answer conv={conv} status={} text={}",
-                    status.name(),
-                    Quoted(clip(text))
-                )
-            }
-            Payload::Supervisor(SupervisorMsg::ChildFailed { child_id, error, .. }) => {
-                write!(out, "child_failed child={child_id} error={}", Quoted(clip(error)))
-            }
-            Payload::Agent(AgentMsg::GuardStop { conv, status, text, .. }) => write!(
-                out,
-                "guard_stop conv={conv} status={} text={}",
-                status.name(),
+                "delegate conv={conv} from={} task={}",
+                agent_name(*a),
                 Quoted(clip(text))
             ),
-            Payload::Agent(AgentMsg::Halt { conv }) => write!(out, "halt conv={conv}"),
-            Payload::Agent(AgentMsg::Revise { conv, feedback, .. }) => {
-                write!(out, "revise conv={conv} feedback={}", Quoted(clip(feedback)))
-            }
-            Payload::Guardrail(GuardrailMsg::Check(checked)) => {
-                let _ = write!(
-                    out,
-                    "check stage={} conv={} agent={}{} ",
-                    checked.stage.name(),
-                    checked.conv,
-                    agent_name(checked.agent),
-                    if checked.parallel { " parallel" } else { "" }
-                );
-                out.push('(');
-                checked.subject.summarize(scenario, out);
-                out.push(')');
-                Ok(())
-            }
-            Payload::Guardrail(GuardrailMsg::Reply(routed)) => {
-                let _ = write!(out, "llm_reply_via conv={} ", routed.conv);
-                routed.reply.summarize(scenario, out);
-                Ok(())
-            }
-        };
-    }
+        },
+        AgentMsg::DelegateResult { conv, from_agent, text } => {
+            write!(
+                out,
+                "delegate_result conv={conv} from={} text={}",
+                agent_name(*from_agent),
+                Quoted(clip(text))
+            )
+        }
+        AgentMsg::LlmReply { conv, reply } => {
+            let _ = write!(out, "llm_reply conv={conv} ");
+            reply.summarize(scenario, out);
+            Ok(())
+        }
+        AgentMsg::ToolResult {
+            conv,
+            call_id,
+            tool,
+            output,
+        } => {
+            write!(
+                out,
+                "tool_result conv={conv} call={call_id} tool={} output={}",
+                tool_name(*tool),
+                Quoted(clip(output))
+            )
+        }
+        AgentMsg::CallTimeout { conv, call_seq } => {
+            write!(out, "call_timeout conv={conv} call={call_seq}")
+        }
+        AgentMsg::RetryDue { conv } => write!(out, "retry_due conv={conv}"),
+        AgentMsg::DeadlineDue { conv, .. } => write!(out, "deadline conv={conv}"),
+        AgentMsg::CallRejected {
+            conv,
+            call_seq,
+            retry_after_us,
+        } => {
+            write!(
+                out,
+                "call_rejected conv={conv} call={call_seq} reason=circuit_open retry_after_us={retry_after_us}"
+            )
+        }
+        AgentMsg::ToolTimeout { conv, call_id } => {
+            write!(out, "tool_timeout conv={conv} call={call_id}")
+        }
+        AgentMsg::GuardStop { conv, status, text, .. } => write!(
+            out,
+            "guard_stop conv={conv} status={} text={}",
+            status.name(),
+            Quoted(clip(text))
+        ),
+        AgentMsg::Halt { conv } => write!(out, "halt conv={conv}"),
+        AgentMsg::Revise { conv, feedback, .. } => {
+            write!(out, "revise conv={conv} feedback={}", Quoted(clip(feedback)))
+        }
+    };
+}
+
+/// The summary of a message to a model, tool, user, supervisor or guardrail.
+fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
+    let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
+    let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
+    let _ = match payload {
+        Payload::Llm(LlmMsg::Complete(request)) => write!(
+            out,
+            "complete conv={} agent={} turn={} tokens_in={}",
+            request.conv,
+            agent_name(request.agent),
+            request.turn,
+            request.input_tokens
+        ),
+        Payload::Tool(ToolMsg::Invoke { conv, call, .. }) => {
+            let tool = match &call.tool {
+                ToolRef::Known(t) => tool_name(*t),
+                ToolRef::Unknown(name) => name,
+            };
+            write!(
+                out,
+                "invoke conv={conv} call={} tool={tool} args={}",
+                call.id,
+                call.args_text()
+            )
+        }
+        Payload::User(UserMsg::Begin) => write!(out, "begin"),
+        Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),
+        Payload::User(UserMsg::Answer { conv, text, status }) => {
+            write!(
+                out,
+                "answer conv={conv} status={} text={}",
+                status.name(),
+                Quoted(clip(text))
+            )
+        }
+        Payload::Supervisor(SupervisorMsg::ChildFailed { child_id, error, .. }) => {
+            write!(out, "child_failed child={child_id} error={}", Quoted(clip(error)))
+        }
+        Payload::Guardrail(GuardrailMsg::Check(checked)) => {
+            let _ = write!(
+                out,
+                "check stage={} conv={} agent={}{} ",
+                checked.stage.name(),
+                checked.conv,
+                agent_name(checked.agent),
+                if checked.parallel { " parallel" } else { "" }
+            );
+            out.push('(');
+            checked.subject.summarize(scenario, out);
+            out.push(')');
+            Ok(())
+        }
+        Payload::Guardrail(GuardrailMsg::Reply(routed)) => {
+            let _ = write!(out, "llm_reply_via conv={} ", routed.conv);
+            routed.reply.summarize(scenario, out);
+            Ok(())
+        }
+
+        Payload::Agent(msg) => {
+            summarize_agent(msg, scenario, out);
+            Ok(())
+        }
+    };
 }
 
 /// Free text in a summary: in double quotes, with `"` and `\` escaped. Our own rule rather than

@@ -3,6 +3,7 @@
 
 pub mod assemble;
 pub mod stats;
+mod summary;
 
 use serde::Serialize;
 
@@ -10,8 +11,6 @@ use std::collections::BTreeMap;
 
 pub use crate::engine::{FailureRecord, FaultRecord, Outcome, RestartRecord};
 use crate::observe::{AgentAccount, InvariantResult};
-use crate::scenario::units::format_duration_us;
-use crate::scenario::units::format_usd;
 use stats::percentile_u64;
 
 /// Version of the `report.json` schema; bumped on any incompatible change.
@@ -164,186 +163,6 @@ impl RunReport {
     pub fn passed(&self) -> bool {
         self.outcome == Outcome::Completed && self.invariants.iter().all(|i| i.passed)
     }
-
-    /// The human summary `run` prints.
-    pub fn summary(&self) -> String {
-        let mut out = String::new();
-        let line = |out: &mut String, label: &str, value: String| {
-            out.push_str(&format!("  {label:<15}{value}\n"));
-        };
-        out.push_str(&format!(
-            "agentsim {} · {} · seed {}\n",
-            self.agentsim_version, self.scenario, self.seed
-        ));
-        if let Some(profile) = &self.profile {
-            line(&mut out, "profile", profile.clone());
-        }
-        let outcome = match &self.outcome_detail {
-            Some(detail) => format!("{} ({detail})", self.outcome.name()),
-            None => self.outcome.name().to_owned(),
-        };
-        line(&mut out, "outcome", outcome);
-        line(
-            &mut out,
-            "makespan",
-            format!("{} virtual", format_duration_us(self.virtual_time_us)),
-        );
-        line(&mut out, "events", self.events.to_string());
-        let c = &self.conversations;
-        line(
-            &mut out,
-            "conversations",
-            format!(
-                "{} started, {} answered, {} hit max_turns, {} failed, {} unanswered",
-                c.started, c.answered, c.max_turns, c.failed, c.unanswered
-            ) + &guarded_endings(c),
-        );
-        line(
-            &mut out,
-            "llm calls",
-            format!("{} ({} errors)", self.llm_calls, self.llm_errors),
-        );
-        line(&mut out, "tool calls", self.tool_calls.to_string());
-        line(
-            &mut out,
-            "tokens",
-            format!(
-                "{} ({} in, of which {} cached; {} out)",
-                self.tokens.total, self.tokens.input, self.tokens.cached_input, self.tokens.output
-            ),
-        );
-        line(&mut out, "cost", format_usd(self.cost_pusd));
-        if !self.cost_by_agent.is_empty() {
-            line(&mut out, "cost by agent", self.cost_by_agent_line());
-        }
-        let c = &self.cost_per_conversation;
-        if let Some(max_conversation) = c.max_conversation {
-            line(
-                &mut out,
-                "cost per conv",
-                format!(
-                    "mean {}, p50 {}, p95 {}, max {} (conversation {max_conversation})",
-                    usd_f64(c.mean_usd),
-                    usd_f64(c.p50_usd),
-                    usd_f64(c.p95_usd),
-                    usd_f64(c.max_usd)
-                ),
-            );
-        }
-        if !self.effects.is_empty() {
-            let effects: Vec<String> = self.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
-            line(&mut out, "effects", effects.join(", "));
-        }
-        line(&mut out, "faults", format!("{} fired", self.faults.len()));
-        for g in &self.guardrails {
-            let verdicts: Vec<String> = g.verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
-            let mistakes = if g.false_positives + g.false_negatives > 0 {
-                format!(
-                    " ({} false positive, {} false negative)",
-                    g.false_positives, g.false_negatives
-                )
-            } else {
-                String::new()
-            };
-            line(
-                &mut out,
-                "guardrail",
-                format!(
-                    "{} [{} {}]: {} checks, {}{mistakes}",
-                    g.name,
-                    g.stage,
-                    g.kind,
-                    g.checks,
-                    if verdicts.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        verdicts.join(", ")
-                    }
-                ),
-            );
-        }
-        for b in self.blast_radius.iter().filter(|b| b.kind == "fault") {
-            let stopped: Vec<&str> = b.stopped_by.iter().map(|s| s.guardrail.as_str()).collect();
-            line(
-                &mut out,
-                "blast radius",
-                format!(
-                    "{}: {} actors, {} side effects, {} answers{}",
-                    b.source,
-                    b.actors.len(),
-                    b.side_effects_total,
-                    b.outputs_total,
-                    if stopped.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", stopped by {}", stopped.join(", "))
-                    }
-                ),
-            );
-        }
-        line(&mut out, "failures", self.failures.len().to_string());
-        line(&mut out, "restarts", self.restarts.len().to_string());
-        if self.invariants.is_empty() {
-            line(&mut out, "invariants", "none declared".to_owned());
-        } else {
-            let passed = self.invariants.iter().filter(|i| i.passed).count();
-            line(
-                &mut out,
-                "invariants",
-                format!("{passed}/{} passed", self.invariants.len()),
-            );
-            for invariant in &self.invariants {
-                match &invariant.first_violation {
-                    None => out.push_str(&format!("    pass  {}\n", invariant.name)),
-                    Some(v) => out.push_str(&format!(
-                        "    FAIL  {} — {}×, first at seq {}, t={}, {}: {}\n",
-                        invariant.name,
-                        invariant.violations,
-                        v.seq,
-                        format_duration_us(v.t_us),
-                        v.actor,
-                        v.message
-                    )),
-                }
-            }
-        }
-        line(&mut out, "digest", self.digest.clone());
-        line(&mut out, "replay", self.replay.clone());
-        out
-    }
-
-    /// The dearest agents first (at most five), with their call counts.
-    fn cost_by_agent_line(&self) -> String {
-        const AGENTS_SHOWN_MAX: usize = 5;
-        let mut agents: Vec<(&String, &AgentCost)> = self.cost_by_agent.iter().collect();
-        agents.sort_by(|(name_a, a), (name_b, b)| b.cost_pusd.cmp(&a.cost_pusd).then(name_a.cmp(name_b)));
-        let mut parts: Vec<String> = agents
-            .iter()
-            .take(AGENTS_SHOWN_MAX)
-            .map(|(name, cost)| {
-                let calls = if cost.llm_calls == 1 { "call" } else { "calls" };
-                format!("{name} {} ({} {calls})", format_usd(cost.cost_pusd), cost.llm_calls)
-            })
-            .collect();
-        if agents.len() > AGENTS_SHOWN_MAX {
-            parts.push(format!("{} more", agents.len() - AGENTS_SHOWN_MAX));
-        }
-        parts.join(", ")
-    }
-}
-
-/// Dollars with six decimals, from a float (statistics that are not whole pico-USD).
-fn usd_f64(dollars: f64) -> String {
-    format!("${dollars:.6}")
-}
-
-/// The guardrail endings of conversations, when there are any (`, 2 blocked`).
-fn guarded_endings(c: &Conversations) -> String {
-    [("blocked", c.blocked), ("halted", c.halted), ("escalated", c.escalated)]
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(what, n)| format!(", {n} {what}"))
-        .collect()
 }
 
 #[cfg(test)]

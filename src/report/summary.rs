@@ -1,0 +1,203 @@
+//! The terminal summary of one run: what `agentsim run` prints.
+
+use super::{AgentCost, Conversations, RunReport};
+use crate::observe::blast::BlastRadius;
+use crate::observe::GuardrailStats;
+use crate::scenario::units::{format_duration_us, format_usd};
+
+impl RunReport {
+    /// The human summary `run` prints.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "agentsim {} · {} · seed {}\n",
+            self.agentsim_version, self.scenario, self.seed
+        ));
+        self.run_lines(&mut out);
+        self.spend_lines(&mut out);
+        line(&mut out, "faults", format!("{} fired", self.faults.len()));
+        for g in &self.guardrails {
+            line(&mut out, "guardrail", guardrail_line(g));
+        }
+        for b in self.blast_radius.iter().filter(|b| b.kind == "fault") {
+            line(&mut out, "blast radius", blast_line(b));
+        }
+        line(&mut out, "failures", self.failures.len().to_string());
+        line(&mut out, "restarts", self.restarts.len().to_string());
+        self.invariant_lines(&mut out);
+        line(&mut out, "digest", self.digest.clone());
+        line(&mut out, "replay", self.replay.clone());
+        out
+    }
+
+    /// Profile, outcome, makespan, events, conversations, calls.
+    fn run_lines(&self, out: &mut String) {
+        if let Some(profile) = &self.profile {
+            line(out, "profile", profile.clone());
+        }
+        let outcome = match &self.outcome_detail {
+            Some(detail) => format!("{} ({detail})", self.outcome.name()),
+            None => self.outcome.name().to_owned(),
+        };
+        line(out, "outcome", outcome);
+        line(
+            out,
+            "makespan",
+            format!("{} virtual", format_duration_us(self.virtual_time_us)),
+        );
+        line(out, "events", self.events.to_string());
+        let c = &self.conversations;
+        line(
+            out,
+            "conversations",
+            format!(
+                "{} started, {} answered, {} hit max_turns, {} failed, {} unanswered",
+                c.started, c.answered, c.max_turns, c.failed, c.unanswered
+            ) + &guarded_endings(c),
+        );
+        line(
+            out,
+            "llm calls",
+            format!("{} ({} errors)", self.llm_calls, self.llm_errors),
+        );
+        line(out, "tool calls", self.tool_calls.to_string());
+    }
+
+    /// Tokens, cost (total, by agent, per conversation) and side effects.
+    fn spend_lines(&self, out: &mut String) {
+        line(
+            out,
+            "tokens",
+            format!(
+                "{} ({} in, of which {} cached; {} out)",
+                self.tokens.total, self.tokens.input, self.tokens.cached_input, self.tokens.output
+            ),
+        );
+        line(out, "cost", format_usd(self.cost_pusd));
+        if !self.cost_by_agent.is_empty() {
+            line(out, "cost by agent", self.cost_by_agent_line());
+        }
+        let c = &self.cost_per_conversation;
+        if let Some(max_conversation) = c.max_conversation {
+            line(
+                out,
+                "cost per conv",
+                format!(
+                    "mean {}, p50 {}, p95 {}, max {} (conversation {max_conversation})",
+                    usd_f64(c.mean_usd),
+                    usd_f64(c.p50_usd),
+                    usd_f64(c.p95_usd),
+                    usd_f64(c.max_usd)
+                ),
+            );
+        }
+        if !self.effects.is_empty() {
+            let effects: Vec<String> = self.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            line(out, "effects", effects.join(", "));
+        }
+    }
+
+    /// The invariants: how many passed, then one line each.
+    fn invariant_lines(&self, out: &mut String) {
+        if self.invariants.is_empty() {
+            line(out, "invariants", "none declared".to_owned());
+            return;
+        }
+        let passed = self.invariants.iter().filter(|i| i.passed).count();
+        line(out, "invariants", format!("{passed}/{} passed", self.invariants.len()));
+        for invariant in &self.invariants {
+            match &invariant.first_violation {
+                None => out.push_str(&format!("    pass  {}\n", invariant.name)),
+                Some(v) => out.push_str(&format!(
+                    "    FAIL  {} — {}×, first at seq {}, t={}, {}: {}\n",
+                    invariant.name,
+                    invariant.violations,
+                    v.seq,
+                    format_duration_us(v.t_us),
+                    v.actor,
+                    v.message
+                )),
+            }
+        }
+    }
+
+    /// The dearest agents first (at most five), with their call counts.
+    fn cost_by_agent_line(&self) -> String {
+        const AGENTS_SHOWN_MAX: usize = 5;
+        let mut agents: Vec<(&String, &AgentCost)> = self.cost_by_agent.iter().collect();
+        agents.sort_by(|(name_a, a), (name_b, b)| b.cost_pusd.cmp(&a.cost_pusd).then(name_a.cmp(name_b)));
+        let mut parts: Vec<String> = agents
+            .iter()
+            .take(AGENTS_SHOWN_MAX)
+            .map(|(name, cost)| {
+                let calls = if cost.llm_calls == 1 { "call" } else { "calls" };
+                format!("{name} {} ({} {calls})", format_usd(cost.cost_pusd), cost.llm_calls)
+            })
+            .collect();
+        if agents.len() > AGENTS_SHOWN_MAX {
+            parts.push(format!("{} more", agents.len() - AGENTS_SHOWN_MAX));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Dollars with six decimals, from a float (statistics that are not whole pico-USD).
+fn usd_f64(dollars: f64) -> String {
+    format!("${dollars:.6}")
+}
+
+/// The guardrail endings of conversations, when there are any (`, 2 blocked`).
+fn guarded_endings(c: &Conversations) -> String {
+    [("blocked", c.blocked), ("halted", c.halted), ("escalated", c.escalated)]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!(", {n} {what}"))
+        .collect()
+}
+
+/// One labelled line of the summary.
+fn line(out: &mut String, label: &str, value: String) {
+    out.push_str(&format!("  {label:<15}{value}\n"));
+}
+
+/// A guardrail's checks and verdicts.
+fn guardrail_line(g: &GuardrailStats) -> String {
+    let verdicts: Vec<String> = g.verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+    let mistakes = if g.false_positives + g.false_negatives > 0 {
+        format!(
+            " ({} false positive, {} false negative)",
+            g.false_positives, g.false_negatives
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{} [{} {}]: {} checks, {}{mistakes}",
+        g.name,
+        g.stage,
+        g.kind,
+        g.checks,
+        if verdicts.is_empty() {
+            "-".to_owned()
+        } else {
+            verdicts.join(", ")
+        }
+    )
+}
+
+/// How far a fault spread, and what stopped it.
+fn blast_line(b: &BlastRadius) -> String {
+    let stopped: Vec<&str> = b.stopped_by.iter().map(|s| s.guardrail.as_str()).collect();
+    format!(
+        "{}: {} actors, {} side effects, {} answers{}",
+        b.source,
+        b.actors.len(),
+        b.side_effects_total,
+        b.outputs_total,
+        if stopped.is_empty() {
+            String::new()
+        } else {
+            format!(", stopped by {}", stopped.join(", "))
+        }
+    )
+}

@@ -74,28 +74,8 @@ impl Validator<'_> {
                 self.error(d.span(), format!("agent \"{name}\" cannot delegate to itself"));
             }
         }
-        let max_turns = match &raw.max_turns {
-            Some(t) if *t.get_ref() == 0 => {
-                self.error(t.span(), "expected max_turns of at least 1, found 0");
-                DEFAULT_MAX_TURNS
-            }
-            Some(t) => *t.get_ref(),
-            None => DEFAULT_MAX_TURNS,
-        };
-        let mut behavior = Vec::new();
-        let mut seen_otherwise = false;
-        for rule in &raw.behavior {
-            if seen_otherwise {
-                self.error(
-                    rule.span(),
-                    "expected `otherwise` to be the last rule; this rule can never fire",
-                );
-            }
-            seen_otherwise |= rule.get_ref().otherwise.is_some();
-            if let Some(parsed) = self.rule(rule, &raw.tools, tools, (&handoffs, &delegates), agents, name) {
-                behavior.push(parsed);
-            }
-        }
+        let max_turns = self.max_turns(raw.max_turns.as_ref());
+        let behavior = self.behavior(raw, tools, (&handoffs, &delegates), agents);
         Agent {
             name: name.clone(),
             llm,
@@ -107,16 +87,7 @@ impl Validator<'_> {
             retry: raw.retry.as_ref().map(|r| self.retry(r)),
             timeout_us: raw.timeout.as_ref().map(|t| self.duration(t)),
             tool_timeout_us: raw.tool_timeout.as_ref().map(|t| self.duration(t)),
-            circuit_breaker: raw.circuit_breaker.as_ref().map(|b| {
-                let b = b.get_ref();
-                if *b.failures.get_ref() == 0 {
-                    self.error(b.failures.span(), "expected failures of at least 1, found 0");
-                }
-                BreakerPolicy {
-                    failures: (*b.failures.get_ref()).max(1),
-                    cool_down_us: self.duration(&b.cool_down),
-                }
-            }),
+            circuit_breaker: raw.circuit_breaker.as_ref().map(|b| self.circuit_breaker(b.get_ref())),
             fallback: raw
                 .fallback
                 .as_ref()
@@ -128,28 +99,77 @@ impl Validator<'_> {
                 }
                 (*m.get_ref()).max(1)
             }),
-            rate_limit: raw.rate_limit.as_ref().map(|spanned| {
-                let r = spanned.get_ref();
-                if r.rpm.is_none() && r.tpm.is_none() {
-                    self.error(
-                        spanned.span(),
-                        "expected `rpm = N` (requests per minute) and/or `tpm = N` (tokens per minute)",
-                    );
-                }
-                let rpm = r.rpm.as_ref().map(|rpm| {
-                    let rpm = (*rpm.get_ref()).max(1);
-                    (
-                        rpm,
-                        r.burst.as_ref().map_or((rpm / 6).max(1), |b| (*b.get_ref()).max(1)),
-                    )
-                });
-                RateLimit {
-                    rpm,
-                    tpm: r.tpm.as_ref().map(|t| (*t.get_ref()).max(1)),
-                }
-            }),
+            rate_limit: raw.rate_limit.as_ref().map(|r| self.rate_limit(r)),
             persist: raw.persist.unwrap_or(false),
             behavior,
+        }
+    }
+
+    fn max_turns(&mut self, raw: Option<&Spanned<u32>>) -> u32 {
+        match raw {
+            Some(t) if *t.get_ref() == 0 => {
+                self.error(t.span(), "expected max_turns of at least 1, found 0");
+                DEFAULT_MAX_TURNS
+            }
+            Some(t) => *t.get_ref(),
+            None => DEFAULT_MAX_TURNS,
+        }
+    }
+
+    /// The agent's behaviour rules, in order; `otherwise` must come last.
+    fn behavior(
+        &mut self,
+        raw: &RawAgent,
+        tools: &Names,
+        peers: (&[AgentIdx], &[AgentIdx]),
+        agents: &Names,
+    ) -> Vec<Rule> {
+        let name = raw.name.get_ref();
+        let mut behavior = Vec::new();
+        let mut seen_otherwise = false;
+        for rule in &raw.behavior {
+            if seen_otherwise {
+                self.error(
+                    rule.span(),
+                    "expected `otherwise` to be the last rule; this rule can never fire",
+                );
+            }
+            seen_otherwise |= rule.get_ref().otherwise.is_some();
+            if let Some(parsed) = self.rule(rule, &raw.tools, tools, peers, agents, name) {
+                behavior.push(parsed);
+            }
+        }
+        behavior
+    }
+
+    fn circuit_breaker(&mut self, b: &RawBreaker) -> BreakerPolicy {
+        if *b.failures.get_ref() == 0 {
+            self.error(b.failures.span(), "expected failures of at least 1, found 0");
+        }
+        BreakerPolicy {
+            failures: (*b.failures.get_ref()).max(1),
+            cool_down_us: self.duration(&b.cool_down),
+        }
+    }
+
+    fn rate_limit(&mut self, spanned: &Spanned<RawRateLimit>) -> RateLimit {
+        let r = spanned.get_ref();
+        if r.rpm.is_none() && r.tpm.is_none() {
+            self.error(
+                spanned.span(),
+                "expected `rpm = N` (requests per minute) and/or `tpm = N` (tokens per minute)",
+            );
+        }
+        let rpm = r.rpm.as_ref().map(|rpm| {
+            let rpm = (*rpm.get_ref()).max(1);
+            (
+                rpm,
+                r.burst.as_ref().map_or((rpm / 6).max(1), |b| (*b.get_ref()).max(1)),
+            )
+        });
+        RateLimit {
+            rpm,
+            tpm: r.tpm.as_ref().map(|t| (*t.get_ref()).max(1)),
         }
     }
 
@@ -272,6 +292,45 @@ impl Validator<'_> {
         agent_name: &str,
     ) -> Option<Action> {
         let raw = action.get_ref();
+        if !self.action_shape(action) {
+            return None;
+        }
+        let caller = Caller {
+            agent_tools,
+            tools,
+            agent_name,
+        };
+        if let Some(tool) = &raw.tool_call {
+            return self
+                .tool_call(&caller, tool, &raw.args)
+                .map(|c| Action::ToolCalls(vec![c]));
+        }
+        if let Some(calls) = &raw.tool_calls {
+            if calls.is_empty() {
+                self.error(action.span(), "expected at least one entry in `tool_calls`");
+                return None;
+            }
+            let parsed: Vec<ToolCallSpec> = calls
+                .iter()
+                .filter_map(|c| self.tool_call(&caller, &c.get_ref().tool, &c.get_ref().args))
+                .collect();
+            return (parsed.len() == calls.len()).then_some(Action::ToolCalls(parsed));
+        }
+        if let Some(answer) = &raw.answer {
+            let text = self.template(answer, false);
+            return Some(Action::Answer { text });
+        }
+        if let (Some(targets), Some(task)) = (&raw.delegate, &raw.task) {
+            return self.delegation(action.span(), targets, task, agents, delegates, agent_name);
+        }
+        let target = raw.handoff.as_ref()?;
+        self.handoff(target, agents, handoffs, agent_name)
+    }
+
+    /// Whether the action names exactly one kind, with only the keys that go with it (an
+    /// `args` without `tool_call` is reported but not fatal).
+    fn action_shape(&mut self, action: &Spanned<RawAction>) -> bool {
+        let raw = action.get_ref();
         let chosen = [
             raw.tool_call.is_some(),
             raw.tool_calls.is_some(),
@@ -287,93 +346,103 @@ impl Validator<'_> {
                 action.span(),
                 format!("expected exactly one of `tool_call`, `tool_calls`, `answer`, `handoff` or `delegate`, found {chosen}"),
             );
-            return None;
+            return false;
         }
         if raw.task.is_some() != raw.delegate.is_some() {
             self.error(action.span(), "`delegate = [...]` and `task = \"...\"` go together");
-            return None;
+            return false;
         }
         if raw.args.is_some() && raw.tool_call.is_none() {
             self.error(action.span(), "`args` goes with `tool_call`");
         }
-        let call = |v: &mut Self, tool: &Spanned<String>, args: &Option<toml::Table>| -> Option<ToolCallSpec> {
-            let index = v.resolve(tools, tool, &format!("a rule of agent \"{agent_name}\""))?;
-            if !agent_tools.iter().any(|t| t.get_ref() == tool.get_ref()) {
-                v.error(
-                    tool.span(),
+        true
+    }
+
+    /// One tool call of a rule: the tool must exist and be listed in the agent's `tools`.
+    fn tool_call(
+        &mut self,
+        caller: &Caller,
+        tool: &Spanned<String>,
+        args: &Option<toml::Table>,
+    ) -> Option<ToolCallSpec> {
+        let agent_name = caller.agent_name;
+        let index = self.resolve(caller.tools, tool, &format!("a rule of agent \"{agent_name}\""))?;
+        if !caller.agent_tools.iter().any(|t| t.get_ref() == tool.get_ref()) {
+            self.error(
+                tool.span(),
+                format!(
+                    "agent \"{agent_name}\" calls tool \"{}\" but does not list it in `tools`",
+                    tool.get_ref()
+                ),
+            );
+        }
+        let mut parsed = Vec::new();
+        for (key, value) in args.iter().flatten() {
+            let arg = match value {
+                toml::Value::String(text) => match Template::parse(text, false) {
+                    Ok(t) => ArgValue::Text(t),
+                    Err(e) => {
+                        self.error(tool.span(), format!("in argument `{key}`: {}", e.message));
+                        continue;
+                    }
+                },
+                other => ArgValue::Json(serde_json::to_value(other).unwrap_or(serde_json::Value::Null)),
+            };
+            parsed.push((key.clone(), arg));
+        }
+        parsed.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(ToolCallSpec {
+            tool: index,
+            args: parsed,
+        })
+    }
+
+    /// A `delegate = [...]` action: each target listed in the agent's `delegates`, once.
+    fn delegation(
+        &mut self,
+        span: std::ops::Range<usize>,
+        targets: &[Spanned<String>],
+        task: &Spanned<String>,
+        agents: &Names,
+        delegates: &[AgentIdx],
+        agent_name: &str,
+    ) -> Option<Action> {
+        if targets.is_empty() {
+            self.error(span, "expected at least one agent in `delegate`");
+            return None;
+        }
+        let mut to = Vec::new();
+        for target in targets {
+            let index = self.resolve(agents, target, &format!("a rule of agent \"{agent_name}\""))?;
+            if !delegates.contains(&index) {
+                self.error(
+                    target.span(),
                     format!(
-                        "agent \"{agent_name}\" calls tool \"{}\" but does not list it in `tools`",
-                        tool.get_ref()
+                        "agent \"{agent_name}\" delegates to \"{}\" but does not list it in `delegates`",
+                        target.get_ref()
                     ),
                 );
             }
-            let mut parsed = Vec::new();
-            for (key, value) in args.iter().flatten() {
-                let arg = match value {
-                    toml::Value::String(text) => match Template::parse(text, false) {
-                        Ok(t) => ArgValue::Text(t),
-                        Err(e) => {
-                            v.error(tool.span(), format!("in argument `{key}`: {}", e.message));
-                            continue;
-                        }
-                    },
-                    other => ArgValue::Json(serde_json::to_value(other).unwrap_or(serde_json::Value::Null)),
-                };
-                parsed.push((key.clone(), arg));
+            if to.contains(&index) {
+                self.error(
+                    target.span(),
+                    format!("\"{}\" appears twice in this delegation", target.get_ref()),
+                );
             }
-            parsed.sort_by(|a, b| a.0.cmp(&b.0));
-            Some(ToolCallSpec {
-                tool: index,
-                args: parsed,
-            })
-        };
-        if let Some(tool) = &raw.tool_call {
-            return call(self, tool, &raw.args).map(|c| Action::ToolCalls(vec![c]));
+            to.push(index);
         }
-        if let Some(calls) = &raw.tool_calls {
-            if calls.is_empty() {
-                self.error(action.span(), "expected at least one entry in `tool_calls`");
-                return None;
-            }
-            let parsed: Vec<ToolCallSpec> = calls
-                .iter()
-                .filter_map(|c| call(self, &c.get_ref().tool, &c.get_ref().args))
-                .collect();
-            return (parsed.len() == calls.len()).then_some(Action::ToolCalls(parsed));
-        }
-        if let Some(answer) = &raw.answer {
-            let text = self.template(answer, false);
-            return Some(Action::Answer { text });
-        }
-        if let (Some(targets), Some(task)) = (&raw.delegate, &raw.task) {
-            if targets.is_empty() {
-                self.error(action.span(), "expected at least one agent in `delegate`");
-                return None;
-            }
-            let mut to = Vec::new();
-            for target in targets {
-                let index = self.resolve(agents, target, &format!("a rule of agent \"{agent_name}\""))?;
-                if !delegates.contains(&index) {
-                    self.error(
-                        target.span(),
-                        format!(
-                            "agent \"{agent_name}\" delegates to \"{}\" but does not list it in `delegates`",
-                            target.get_ref()
-                        ),
-                    );
-                }
-                if to.contains(&index) {
-                    self.error(
-                        target.span(),
-                        format!("\"{}\" appears twice in this delegation", target.get_ref()),
-                    );
-                }
-                to.push(index);
-            }
-            let task = self.template(task, false);
-            return Some(Action::Delegate { to, task });
-        }
-        let target = raw.handoff.as_ref()?;
+        let task = self.template(task, false);
+        Some(Action::Delegate { to, task })
+    }
+
+    /// A `handoff = "AGENT"` action: the target listed in the agent's `handoffs`.
+    fn handoff(
+        &mut self,
+        target: &Spanned<String>,
+        agents: &Names,
+        handoffs: &[AgentIdx],
+        agent_name: &str,
+    ) -> Option<Action> {
         let to = self.resolve(agents, target, &format!("a rule of agent \"{agent_name}\""))?;
         if !handoffs.contains(&to) {
             self.error(
@@ -386,4 +455,11 @@ impl Validator<'_> {
         }
         Some(Action::Handoff { to })
     }
+}
+
+/// The agent a rule belongs to, for checking its tool calls.
+struct Caller<'a> {
+    agent_tools: &'a [Spanned<String>],
+    tools: &'a Names,
+    agent_name: &'a str,
 }

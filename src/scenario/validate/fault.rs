@@ -31,7 +31,29 @@ impl Validator<'_> {
     }
 
     fn fault(&mut self, raw: &RawFault, logical_ids: &[String], names: &[String], index: usize) -> Option<Fault> {
-        use crate::catalogue::faults::{Layer, CATALOGUE};
+        let kind = self.fault_kind(raw)?;
+        let Some(target) = &raw.target else {
+            self.error(
+                raw.kind.span(),
+                "expected `target = \"agent:NAME\"` (globs such as \"agent:*\" allowed) for this fault",
+            );
+            return None;
+        };
+        self.fault_target(kind, target, logical_ids);
+        let trigger = self.trigger(raw, names, index);
+        let params = self.fault_params(raw, kind, logical_ids);
+        Some(Fault {
+            name: names[index].clone(),
+            kind,
+            target: target.get_ref().clone(),
+            trigger,
+            params,
+        })
+    }
+
+    /// The fault's kind, from the catalogue.
+    fn fault_kind(&mut self, raw: &RawFault) -> Option<FaultKind> {
+        use crate::catalogue::faults::CATALOGUE;
         let Some(kind) = FaultKind::from_name(raw.kind.get_ref()) else {
             let kinds = CATALOGUE.iter().map(|e| e.kind);
             let hint = did_you_mean(raw.kind.get_ref(), kinds)
@@ -46,13 +68,12 @@ impl Validator<'_> {
             );
             return None;
         };
-        let Some(target) = &raw.target else {
-            self.error(
-                raw.kind.span(),
-                "expected `target = \"agent:NAME\"` (globs such as \"agent:*\" allowed) for this fault",
-            );
-            return None;
-        };
+        Some(kind)
+    }
+
+    /// Checks that the target glob matches some actor of a layer the kind applies to.
+    fn fault_target(&mut self, kind: FaultKind, target: &Spanned<String>, logical_ids: &[String]) {
+        use crate::catalogue::faults::Layer;
         let (prefixes, example): (&[&str], &str) = match kind.layer() {
             Layer::Actor | Layer::Network => (
                 &["agent:", "tool:", "llm:", "guardrail:"],
@@ -82,38 +103,13 @@ impl Validator<'_> {
                 ),
             );
         }
-        let between_us = raw.between.as_ref().and_then(|b| match b.get_ref().as_slice() {
-            [from, to] => match (parse_duration_us(from), parse_duration_us(to)) {
-                (Ok(from), Ok(to)) if from < to => Some((from, to)),
-                (Ok(_), Ok(_)) => {
-                    self.error(b.span(), "expected `between = [FROM, TO]` with FROM before TO");
-                    None
-                }
-                (Err(message), _) | (_, Err(message)) => {
-                    self.error(b.span(), message);
-                    None
-                }
-            },
-            _ => {
-                self.error(b.span(), "expected `between = [\"10s\", \"20s\"]`: two durations");
-                None
-            }
-        });
-        let after = raw.after.as_ref().and_then(|a| {
-            let position = names.iter().position(|n| n == a.get_ref());
-            match position {
-                Some(p) if p != index => Some(p),
-                Some(_) => {
-                    self.error(a.span(), "a fault cannot wait for itself");
-                    None
-                }
-                None => {
-                    let hint = did_you_mean(a.get_ref(), names.iter().map(String::as_str)).map(|s| format!("did you mean \"{s}\"? ")).unwrap_or_default();
-                    self.error(a.span(), format!("`after` names fault \"{}\", which does not exist; {hint}faults are named by `name`, or KIND@TARGET", a.get_ref()));
-                    None
-                }
-            }
-        });
+    }
+
+    /// When the fault fires: `probability`, `at`, `between`, `on_message`, `after` and
+    /// `message_contains`, at least one of them.
+    fn trigger(&mut self, raw: &RawFault, names: &[String], index: usize) -> Trigger {
+        let between_us = raw.between.as_ref().and_then(|b| self.fault_between(b));
+        let after = raw.after.as_ref().and_then(|a| self.fault_after(a, names, index));
         let mut trigger = Trigger {
             probability: raw.probability.as_ref().map(|p| self.probability(p)),
             at_us: raw.at.as_ref().map(|a| self.duration(a)),
@@ -144,65 +140,79 @@ impl Validator<'_> {
                 "expected a trigger: `probability`, `at`, `between`, `on_message`, `after` or `message_contains`",
             );
         }
-        let mut params = FaultParams::default();
-        let check = |v: &mut Self, name: &str, span: Range<usize>| -> bool {
-            if kind.takes(name) {
-                return true;
+        trigger
+    }
+
+    /// `between = [FROM, TO]`: two durations, FROM before TO.
+    fn fault_between(&mut self, b: &Spanned<Vec<String>>) -> Option<(u64, u64)> {
+        match b.get_ref().as_slice() {
+            [from, to] => match (parse_duration_us(from), parse_duration_us(to)) {
+                (Ok(from), Ok(to)) if from < to => Some((from, to)),
+                (Ok(_), Ok(_)) => {
+                    self.error(b.span(), "expected `between = [FROM, TO]` with FROM before TO");
+                    None
+                }
+                (Err(message), _) | (_, Err(message)) => {
+                    self.error(b.span(), message);
+                    None
+                }
+            },
+            _ => {
+                self.error(b.span(), "expected `between = [\"10s\", \"20s\"]`: two durations");
+                None
             }
-            let takes: Vec<&str> = kind.entry().params.iter().map(|p| p.name).collect();
-            let list = if takes.is_empty() {
-                "no parameters".to_owned()
-            } else {
-                takes.join(", ")
-            };
-            v.error(
-                span,
-                format!(
-                    "`{name}` does not apply to fault kind \"{}\", which takes {list}",
-                    kind.name()
-                ),
-            );
-            false
-        };
+        }
+    }
+
+    /// `after = "FAULT"`: the index of another fault, by its stream name.
+    fn fault_after(&mut self, a: &Spanned<String>, names: &[String], index: usize) -> Option<usize> {
+        let position = names.iter().position(|n| n == a.get_ref());
+        match position {
+            Some(p) if p != index => Some(p),
+            Some(_) => {
+                self.error(a.span(), "a fault cannot wait for itself");
+                None
+            }
+            None => {
+                let hint = did_you_mean(a.get_ref(), names.iter().map(String::as_str))
+                    .map(|s| format!("did you mean \"{s}\"? "))
+                    .unwrap_or_default();
+                self.error(a.span(), format!("`after` names fault \"{}\", which does not exist; {hint}faults are named by `name`, or KIND@TARGET", a.get_ref()));
+                None
+            }
+        }
+    }
+
+    /// The kind's parameters; a parameter the kind does not take is an error.
+    fn fault_params(&mut self, raw: &RawFault, kind: FaultKind, logical_ids: &[String]) -> FaultParams {
+        let mut params = FaultParams::default();
         if let Some(d) = &raw.retry_after {
-            if check(self, "retry_after", d.span()) {
+            if self.param_applies(kind, "retry_after", d.span()) {
                 params.retry_after_us = Some(self.duration(d));
             }
         }
         if let Some(d) = &raw.latency {
-            if check(self, "latency", d.span()) {
+            if self.param_applies(kind, "latency", d.span()) {
                 params.latency_us = Some(self.duration(d));
             }
         }
         if let Some(t) = &raw.text {
-            if check(self, "text", t.span()) {
+            if self.param_applies(kind, "text", t.span()) {
                 params.text = Some(t.get_ref().clone());
             }
         }
         if let Some(t) = &raw.tool {
-            if check(self, "tool", t.span()) {
+            if self.param_applies(kind, "tool", t.span()) {
                 params.tool = Some(t.get_ref().clone());
             }
         }
         if let Some(m) = &raw.mode {
-            if check(self, "mode", m.span()) {
-                params.mode = match m.get_ref().as_str() {
-                    "truncated" => Some(MalformedMode::Truncated),
-                    "trailing_garbage" => Some(MalformedMode::TrailingGarbage),
-                    "wrong_type" => Some(MalformedMode::WrongType),
-                    "missing_field" => Some(MalformedMode::MissingField),
-                    other => {
-                        self.error(
-                            m.span(),
-                            format!("expected mode \"truncated\", \"trailing_garbage\", \"wrong_type\" or \"missing_field\", found \"{other}\""),
-                        );
-                        None
-                    }
-                };
+            if self.param_applies(kind, "mode", m.span()) {
+                params.mode = self.malformed_mode(m);
             }
         }
         if let Some(p) = &raw.peer {
-            if check(self, "peer", p.span()) {
+            if self.param_applies(kind, "peer", p.span()) {
                 if !logical_ids.iter().any(|id| glob_match(p.get_ref(), id)) {
                     self.error(p.span(), format!("partition peer \"{}\" matches no actor", p.get_ref()));
                 }
@@ -214,13 +224,44 @@ impl Validator<'_> {
                 "expected `peer = \"agent:NAME\"`: the other side of the partition",
             );
         }
-        Some(Fault {
-            name: names[index].clone(),
-            kind,
-            target: target.get_ref().clone(),
-            trigger,
-            params,
-        })
+        params
+    }
+
+    /// Whether fault `kind` takes parameter `name`; reports it if not.
+    fn param_applies(&mut self, kind: FaultKind, name: &str, span: Range<usize>) -> bool {
+        if kind.takes(name) {
+            return true;
+        }
+        let takes: Vec<&str> = kind.entry().params.iter().map(|p| p.name).collect();
+        let list = if takes.is_empty() {
+            "no parameters".to_owned()
+        } else {
+            takes.join(", ")
+        };
+        self.error(
+            span,
+            format!(
+                "`{name}` does not apply to fault kind \"{}\", which takes {list}",
+                kind.name()
+            ),
+        );
+        false
+    }
+
+    fn malformed_mode(&mut self, m: &Spanned<String>) -> Option<MalformedMode> {
+        match m.get_ref().as_str() {
+            "truncated" => Some(MalformedMode::Truncated),
+            "trailing_garbage" => Some(MalformedMode::TrailingGarbage),
+            "wrong_type" => Some(MalformedMode::WrongType),
+            "missing_field" => Some(MalformedMode::MissingField),
+            other => {
+                self.error(
+                    m.span(),
+                    format!("expected mode \"truncated\", \"trailing_garbage\", \"wrong_type\" or \"missing_field\", found \"{other}\""),
+                );
+                None
+            }
+        }
     }
 }
 

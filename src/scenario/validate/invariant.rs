@@ -62,44 +62,15 @@ impl Validator<'_> {
                     None => continue,
                 }
             } else if let Some(detect) = &inv.detect {
-                let name = detect.get_ref();
-                let Some(detector) = Detector::ALL.into_iter().find(|d| d.name() == name) else {
-                    let all: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
-                    let hint = did_you_mean(name, all.iter().copied())
-                        .map(|s| format!("; did you mean \"{s}\"?"))
-                        .unwrap_or_default();
-                    self.error(
-                        detect.span(),
-                        format!("expected a detector ({}), found \"{name}\"{hint}", all.join(", ")),
-                    );
-                    continue;
-                };
-                Check::Detect {
-                    detector,
-                    threshold: inv.threshold.as_ref().map_or(3, |t| (*t.get_ref()).max(2)),
+                match self.detect(detect, inv.threshold.as_ref()) {
+                    Some(check) => check,
+                    None => continue,
                 }
             } else {
                 let eventually = inv.eventually.as_ref().expect("one of five is set");
-                let e = eventually.get_ref();
-                let within_us = e.within.as_ref().map(|w| self.duration(w));
-                match (&e.answered, &e.effect) {
-                    (Some(answered), None) => {
-                        if !*answered.get_ref() {
-                            self.error(answered.span(), "expected `answered = true`");
-                        }
-                        Check::EventuallyAnswered { within_us }
-                    }
-                    (None, Some(effect)) => Check::EventuallyEffect {
-                        effect: effect.get_ref().clone(),
-                        within_us,
-                    },
-                    _ => {
-                        self.error(
-                            eventually.span(),
-                            "expected exactly one of `answered = true` or `effect = \"NAME\"`",
-                        );
-                        continue;
-                    }
+                match self.eventually(eventually) {
+                    Some(check) => check,
+                    None => continue,
                 }
             };
             out.push(Invariant {
@@ -108,6 +79,51 @@ impl Validator<'_> {
             });
         }
         out
+    }
+
+    /// A `detect` invariant: a failure-mode detector by name.
+    fn detect(&mut self, detect: &Spanned<String>, threshold: Option<&Spanned<u32>>) -> Option<Check> {
+        let name = detect.get_ref();
+        let Some(detector) = Detector::ALL.into_iter().find(|d| d.name() == name) else {
+            let all: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
+            let hint = did_you_mean(name, all.iter().copied())
+                .map(|s| format!("; did you mean \"{s}\"?"))
+                .unwrap_or_default();
+            self.error(
+                detect.span(),
+                format!("expected a detector ({}), found \"{name}\"{hint}", all.join(", ")),
+            );
+            return None;
+        };
+        Some(Check::Detect {
+            detector,
+            threshold: threshold.map_or(3, |t| (*t.get_ref()).max(2)),
+        })
+    }
+
+    /// An `eventually` invariant: every conversation is answered, or has a side effect.
+    fn eventually(&mut self, eventually: &Spanned<RawEventually>) -> Option<Check> {
+        let e = eventually.get_ref();
+        let within_us = e.within.as_ref().map(|w| self.duration(w));
+        match (&e.answered, &e.effect) {
+            (Some(answered), None) => {
+                if !*answered.get_ref() {
+                    self.error(answered.span(), "expected `answered = true`");
+                }
+                Some(Check::EventuallyAnswered { within_us })
+            }
+            (None, Some(effect)) => Some(Check::EventuallyEffect {
+                effect: effect.get_ref().clone(),
+                within_us,
+            }),
+            _ => {
+                self.error(
+                    eventually.span(),
+                    "expected exactly one of `answered = true` or `effect = \"NAME\"`",
+                );
+                None
+            }
+        }
     }
 
     /// A `never` invariant: over side effects, or over user-visible answers.

@@ -5,6 +5,7 @@ mod agent;
 mod fault;
 mod guardrail;
 mod invariant;
+mod limits;
 mod llm;
 mod profile;
 mod supervisor;
@@ -224,30 +225,7 @@ impl Validator<'_> {
     fn scenario(&mut self, raw: RawScenario, source_text: &str) -> Scenario {
         let (raw, pools) = self.expand_replicas(raw);
         let meta = raw.scenario.get_ref();
-        let mut limits = Limits::DEFAULT;
-        if let Some(t) = &meta.max_virtual_time {
-            limits.max_virtual_time_us = self.duration(t);
-        }
-        if let Some(t) = &meta.max_tool_wait {
-            limits.max_tool_wait_us = self.duration(t);
-        }
-        for (value, slot) in [
-            (&meta.max_events, &mut limits.max_events),
-            (&meta.max_queue_len, &mut limits.max_queue_len),
-            (&meta.max_message_bytes, &mut limits.max_message_bytes),
-        ] {
-            if let Some(value) = value {
-                if *value.get_ref() == 0 {
-                    self.diagnostics
-                        .push(Diagnostic::at(value.span(), "expected a limit of at least 1, found 0"));
-                }
-                *slot = *value.get_ref();
-            }
-        }
-        // Zero restarts is a real choice: any restart ends the run.
-        if let Some(value) = &meta.max_restarts_total {
-            limits.max_restarts_total = *value.get_ref();
-        }
+        let limits = self.limits(meta);
 
         let llm_names = self.names("llm", raw.llm.iter().map(|l| &l.get_ref().name));
         let agent_names = self.names("agent", raw.agent.iter().map(|a| &a.get_ref().name));

@@ -29,8 +29,6 @@ impl Validator<'_> {
                 .filter(|i| Some(*i) != declared_root)
                 .map(Some),
         );
-        let position_of = |raw_index: usize| order.iter().position(|o| *o == Some(raw_index)).unwrap_or(0);
-
         let mut supervisors: Vec<Supervisor> = order
             .iter()
             .map(|raw_index| match raw_index {
@@ -43,39 +41,63 @@ impl Validator<'_> {
                     children: Vec::new(),
                     parent: None,
                 },
-                Some(i) => {
-                    let s = raw.supervisor[*i].get_ref();
-                    let strategy = match s.strategy.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
-                        None | Some(("one_for_one", _)) => Strategy::OneForOne,
-                        Some(("one_for_all", _)) => Strategy::OneForAll,
-                        Some(("rest_for_one", _)) => Strategy::RestForOne,
-                        Some((other, span)) => {
-                            self.error(
-                                span,
-                                format!("expected strategy \"one_for_one\", \"one_for_all\" or \"rest_for_one\", found \"{other}\""),
-                            );
-                            Strategy::OneForOne
-                        }
-                    };
-                    Supervisor {
-                        name: s.name.get_ref().clone(),
-                        strategy,
-                        max_restarts: s.max_restarts.as_ref().map_or(DEFAULT_MAX_RESTARTS, |m| *m.get_ref()),
-                        within_us: s.within.as_ref().map_or(DEFAULT_WITHIN_US, |w| self.duration(w)),
-                        restart_backoff_us: s.restart_backoff.as_ref().map_or(0, |b| self.duration(b)),
-                        children: Vec::new(),
-                        parent: None,
-                    }
-                }
+                Some(i) => self.supervisor(raw.supervisor[*i].get_ref()),
             })
             .collect();
+        let lookups = ChildNames {
+            supervisors: names,
+            agents,
+            tools,
+            llms,
+        };
+        let supervised = self.attach_children(raw, &order, &mut supervisors, &lookups);
+        self.check_supervision_cycles(raw, &order, &supervisors);
+        adopt_orphans(raw, &supervised, &mut supervisors);
+        supervisors
+    }
 
+    /// One declared supervisor, without its children yet.
+    fn supervisor(&mut self, s: &RawSupervisor) -> Supervisor {
+        let strategy = match s.strategy.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+            None | Some(("one_for_one", _)) => Strategy::OneForOne,
+            Some(("one_for_all", _)) => Strategy::OneForAll,
+            Some(("rest_for_one", _)) => Strategy::RestForOne,
+            Some((other, span)) => {
+                self.error(
+                    span,
+                    format!(
+                        "expected strategy \"one_for_one\", \"one_for_all\" or \"rest_for_one\", found \"{other}\""
+                    ),
+                );
+                Strategy::OneForOne
+            }
+        };
+        Supervisor {
+            name: s.name.get_ref().clone(),
+            strategy,
+            max_restarts: s.max_restarts.as_ref().map_or(DEFAULT_MAX_RESTARTS, |m| *m.get_ref()),
+            within_us: s.within.as_ref().map_or(DEFAULT_WITHIN_US, |w| self.duration(w)),
+            restart_backoff_us: s.restart_backoff.as_ref().map_or(0, |b| self.duration(b)),
+            children: Vec::new(),
+            parent: None,
+        }
+    }
+
+    /// Resolves every declared supervisor's `children` and links them in; returns who
+    /// supervises each actor (an actor may have only one supervisor).
+    fn attach_children(
+        &mut self,
+        raw: &RawScenario,
+        order: &[Option<usize>],
+        supervisors: &mut [Supervisor],
+        lookups: &ChildNames,
+    ) -> BTreeMap<(ActorKind, usize), String> {
         let mut supervised: BTreeMap<(ActorKind, usize), String> = BTreeMap::new();
         for (raw_index, s) in raw.supervisor.iter().enumerate() {
             let s = s.get_ref();
-            let me = position_of(raw_index);
+            let me = position_of(order, raw_index);
             for child in &s.children {
-                let resolved = self.child(child, names, agents, tools, llms);
+                let resolved = self.child(child, lookups.supervisors, lookups.agents, lookups.tools, lookups.llms);
                 let Some(resolved) = resolved else { continue };
                 let key = match resolved {
                     Child::Actor { kind, index } => (kind, index),
@@ -93,7 +115,7 @@ impl Validator<'_> {
                 }
                 let resolved = match resolved {
                     Child::Supervisor(i) => {
-                        let position = position_of(i);
+                        let position = position_of(order, i);
                         if position == 0 {
                             self.error(
                                 child.span(),
@@ -109,7 +131,11 @@ impl Validator<'_> {
                 supervisors[me].children.push(resolved);
             }
         }
-        // Cycles: walking up from any supervisor must reach the root.
+        supervised
+    }
+
+    /// Cycles: walking up from any supervisor must reach the root.
+    fn check_supervision_cycles(&mut self, raw: &RawScenario, order: &[Option<usize>], supervisors: &[Supervisor]) {
         for start in 1..supervisors.len() {
             let mut at = start;
             let mut steps = 0;
@@ -129,28 +155,6 @@ impl Validator<'_> {
                 }
             }
         }
-        // Everything without a supervisor goes under the root, in declaration order.
-        let mut orphans = Vec::new();
-        for (index, supervisor) in supervisors.iter_mut().enumerate().skip(1) {
-            if supervisor.parent.is_none() {
-                supervisor.parent = Some(0);
-                orphans.push(Child::Supervisor(index));
-            }
-        }
-        for (kind, count) in [
-            (ActorKind::Llm, raw.llm.len()),
-            (ActorKind::Tool, raw.tool.len()),
-            (ActorKind::Agent, raw.agent.len()),
-            (ActorKind::Guardrail, raw.guardrail.len()),
-        ] {
-            for index in 0..count {
-                if !supervised.contains_key(&(kind, index)) {
-                    orphans.push(Child::Actor { kind, index });
-                }
-            }
-        }
-        supervisors[0].children.extend(orphans);
-        supervisors
     }
 
     fn child(
@@ -215,4 +219,41 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// The names a supervisor child may refer to.
+struct ChildNames<'a> {
+    supervisors: &'a Names,
+    agents: &'a Names,
+    tools: &'a Names,
+    llms: &'a Names,
+}
+
+/// Where the supervisor declared at `raw_index` sits in the tree's order (the root first).
+fn position_of(order: &[Option<usize>], raw_index: usize) -> usize {
+    order.iter().position(|o| *o == Some(raw_index)).unwrap_or(0)
+}
+
+/// Everything without a supervisor goes under the root, in declaration order.
+fn adopt_orphans(raw: &RawScenario, supervised: &BTreeMap<(ActorKind, usize), String>, supervisors: &mut [Supervisor]) {
+    let mut orphans = Vec::new();
+    for (index, supervisor) in supervisors.iter_mut().enumerate().skip(1) {
+        if supervisor.parent.is_none() {
+            supervisor.parent = Some(0);
+            orphans.push(Child::Supervisor(index));
+        }
+    }
+    for (kind, count) in [
+        (ActorKind::Llm, raw.llm.len()),
+        (ActorKind::Tool, raw.tool.len()),
+        (ActorKind::Agent, raw.agent.len()),
+        (ActorKind::Guardrail, raw.guardrail.len()),
+    ] {
+        for index in 0..count {
+            if !supervised.contains_key(&(kind, index)) {
+                orphans.push(Child::Actor { kind, index });
+            }
+        }
+    }
+    supervisors[0].children.extend(orphans);
 }

@@ -258,101 +258,100 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ExprError> {
     while i < bytes.len() {
         let c = bytes[i];
         let start = i;
-        let two = text.get(i..i + 2).unwrap_or("");
-        let kind = match c {
-            b' ' | b'\t' | b'\n' | b'\r' => {
-                i += 1;
-                continue;
-            }
-            b'(' => {
-                i += 1;
-                TokenKind::Open
-            }
-            b')' => {
-                i += 1;
-                TokenKind::Close
-            }
-            _ if two == "&&" => {
-                i += 2;
-                TokenKind::And
-            }
-            _ if two == "||" => {
-                i += 2;
-                TokenKind::Or
-            }
-            _ if two == "==" => {
-                i += 2;
-                TokenKind::Op(CmpOp::Eq)
-            }
-            _ if two == "!=" => {
-                i += 2;
-                TokenKind::Op(CmpOp::Ne)
-            }
-            _ if two == "<=" => {
-                i += 2;
-                TokenKind::Op(CmpOp::Le)
-            }
-            _ if two == ">=" => {
-                i += 2;
-                TokenKind::Op(CmpOp::Ge)
-            }
-            b'<' => {
-                i += 1;
-                TokenKind::Op(CmpOp::Lt)
-            }
-            b'>' => {
-                i += 1;
-                TokenKind::Op(CmpOp::Gt)
-            }
-            b'!' => {
-                i += 1;
-                TokenKind::Not
-            }
-            b'\'' | b'"' => {
-                let end = text[i + 1..].find(c as char).ok_or(ExprError {
-                    offset: start,
-                    message: "expected a closing quote for this string".to_owned(),
-                })?;
-                let value = text[i + 1..i + 1 + end].to_owned();
-                i += end + 2;
-                TokenKind::Str(value)
-            }
-            b'0'..=b'9' => {
-                while i < bytes.len() && bytes[i].is_ascii_digit() {
-                    i += 1;
+        if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+            continue;
+        }
+        let (kind, end) = match symbol(c, text.get(i..i + 2).unwrap_or("")) {
+            Some((kind, len)) => (kind, i + len),
+            None => match c {
+                b'\'' | b'"' => string_token(text, start)?,
+                b'0'..=b'9' => number_token(text, start)?,
+                _ if c.is_ascii_alphabetic() || c == b'_' => word_token(text, start),
+                _ => {
+                    let found = text[i..].chars().next().unwrap_or(' ');
+                    return Err(ExprError {
+                        offset: start,
+                        message: format!(
+                            "expected a variable, a number, a 'string', a comparison (== != < <= > >= contains), && or ||, found `{found}`"
+                        ),
+                    });
                 }
-                let value = text[start..i].parse().map_err(|_| ExprError {
-                    offset: start,
-                    message: "expected a number that fits in 64 bits".to_owned(),
-                })?;
-                TokenKind::Int(value)
-            }
-            _ if c.is_ascii_alphabetic() || c == b'_' => {
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                    i += 1;
-                }
-                let word = &text[start..i];
-                match word {
-                    "contains" => TokenKind::Op(CmpOp::Contains),
-                    "and" => TokenKind::And,
-                    "or" => TokenKind::Or,
-                    "not" => TokenKind::Not,
-                    _ => TokenKind::Ident(word.to_owned()),
-                }
-            }
-            _ => {
-                let found = text[i..].chars().next().unwrap_or(' ');
-                return Err(ExprError {
-                    offset: start,
-                    message: format!(
-                        "expected a variable, a number, a 'string', a comparison (== != < <= > >= contains), && or ||, found `{found}`"
-                    ),
-                });
-            }
+            },
         };
+        i = end;
         tokens.push(Token { kind, offset: start });
     }
     Ok(tokens)
+}
+
+/// A parenthesis or operator starting with byte `c` (`two`: the two bytes from there), and its
+/// length in bytes.
+fn symbol(c: u8, two: &str) -> Option<(TokenKind, usize)> {
+    let pair = match two {
+        "&&" => Some(TokenKind::And),
+        "||" => Some(TokenKind::Or),
+        "==" => Some(TokenKind::Op(CmpOp::Eq)),
+        "!=" => Some(TokenKind::Op(CmpOp::Ne)),
+        "<=" => Some(TokenKind::Op(CmpOp::Le)),
+        ">=" => Some(TokenKind::Op(CmpOp::Ge)),
+        _ => None,
+    };
+    if let Some(kind) = pair {
+        return Some((kind, 2));
+    }
+    let single = match c {
+        b'(' => TokenKind::Open,
+        b')' => TokenKind::Close,
+        b'<' => TokenKind::Op(CmpOp::Lt),
+        b'>' => TokenKind::Op(CmpOp::Gt),
+        b'!' => TokenKind::Not,
+        _ => return None,
+    };
+    Some((single, 1))
+}
+
+/// The quoted string starting at `start`, and the offset just past its closing quote.
+fn string_token(text: &str, start: usize) -> Result<(TokenKind, usize), ExprError> {
+    let quote = text.as_bytes()[start] as char;
+    let end = text[start + 1..].find(quote).ok_or(ExprError {
+        offset: start,
+        message: "expected a closing quote for this string".to_owned(),
+    })?;
+    let value = text[start + 1..start + 1 + end].to_owned();
+    Ok((TokenKind::Str(value), start + end + 2))
+}
+
+/// The integer starting at `start`, and the offset just past it.
+fn number_token(text: &str, start: usize) -> Result<(TokenKind, usize), ExprError> {
+    let bytes = text.as_bytes();
+    let mut i = start;
+    while i < bytes.len() && bytes[i].is_ascii_digit() {
+        i += 1;
+    }
+    let value = text[start..i].parse().map_err(|_| ExprError {
+        offset: start,
+        message: "expected a number that fits in 64 bits".to_owned(),
+    })?;
+    Ok((TokenKind::Int(value), i))
+}
+
+/// The keyword or identifier starting at `start`, and the offset just past it.
+fn word_token(text: &str, start: usize) -> (TokenKind, usize) {
+    let bytes = text.as_bytes();
+    let mut i = start;
+    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+        i += 1;
+    }
+    let word = &text[start..i];
+    let kind = match word {
+        "contains" => TokenKind::Op(CmpOp::Contains),
+        "and" => TokenKind::And,
+        "or" => TokenKind::Or,
+        "not" => TokenKind::Not,
+        _ => TokenKind::Ident(word.to_owned()),
+    };
+    (kind, i)
 }
 
 struct Parser {

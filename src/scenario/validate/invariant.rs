@@ -1,0 +1,267 @@
+//! Validates `[[invariant]]` tables: never, always, eventually, budget and detect checks.
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::Validator;
+use crate::scenario::error::did_you_mean;
+use crate::scenario::file::*;
+use crate::scenario::glob::glob_match;
+use crate::scenario::guardrail::PiiEntity;
+use crate::scenario::model::*;
+
+impl Validator<'_> {
+    pub(super) fn invariants(&mut self, raw: &[Spanned<RawInvariant>], label_names: &[String]) -> Vec<Invariant> {
+        let _ = self.names("invariant", raw.iter().map(|i| &i.get_ref().name));
+        let mut out = Vec::new();
+        for item in raw {
+            let inv = item.get_ref();
+            let chosen = [
+                inv.never.is_some(),
+                inv.always.is_some(),
+                inv.eventually.is_some(),
+                inv.budget.is_some(),
+                inv.detect.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
+            if chosen != 1 {
+                self.error(
+                    item.span(),
+                    format!(
+                        "expected exactly one of `never`, `always`, `eventually`, `budget` or `detect`, found {chosen}"
+                    ),
+                );
+                continue;
+            }
+            if let (Some(threshold), None) = (&inv.threshold, &inv.detect) {
+                self.error(threshold.span(), "`threshold` goes with `detect`");
+            }
+            let check = if let Some(never) = &inv.never {
+                match self.never(never, label_names) {
+                    Some(check) => check,
+                    None => continue,
+                }
+            } else if let Some(always) = &inv.always {
+                let a = always.get_ref();
+                match self.spend_limit(
+                    always.span(),
+                    a.cost_usd_max.as_ref(),
+                    a.tokens_max.as_ref(),
+                    a.per.as_ref(),
+                ) {
+                    Some(check) => check,
+                    None => continue,
+                }
+            } else if let Some(budget) = &inv.budget {
+                let b = budget.get_ref();
+                match self.spend_limit(budget.span(), b.cost_usd.as_ref(), b.tokens.as_ref(), b.per.as_ref()) {
+                    Some(check) => check,
+                    None => continue,
+                }
+            } else if let Some(detect) = &inv.detect {
+                match self.detect(detect, inv.threshold.as_ref()) {
+                    Some(check) => check,
+                    None => continue,
+                }
+            } else {
+                let eventually = inv.eventually.as_ref().expect("one of five is set");
+                match self.eventually(eventually) {
+                    Some(check) => check,
+                    None => continue,
+                }
+            };
+            out.push(Invariant {
+                name: inv.name.get_ref().clone(),
+                check,
+            });
+        }
+        out
+    }
+
+    /// A `detect` invariant: a failure-mode detector by name.
+    fn detect(&mut self, detect: &Spanned<String>, threshold: Option<&Spanned<u32>>) -> Option<Check> {
+        let name = detect.get_ref();
+        let Some(detector) = Detector::ALL.into_iter().find(|d| d.name() == name) else {
+            let all: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
+            let hint = did_you_mean(name, all.iter().copied())
+                .map(|s| format!("; did you mean \"{s}\"?"))
+                .unwrap_or_default();
+            self.error(
+                detect.span(),
+                format!("expected a detector ({}), found \"{name}\"{hint}", all.join(", ")),
+            );
+            return None;
+        };
+        Some(Check::Detect {
+            detector,
+            threshold: threshold.map_or(3, |t| (*t.get_ref()).max(2)),
+        })
+    }
+
+    /// An `eventually` invariant: every conversation is answered, or has a side effect.
+    fn eventually(&mut self, eventually: &Spanned<RawEventually>) -> Option<Check> {
+        let e = eventually.get_ref();
+        let within_us = e.within.as_ref().map(|w| self.duration(w));
+        match (&e.answered, &e.effect) {
+            (Some(answered), None) => {
+                if !*answered.get_ref() {
+                    self.error(answered.span(), "expected `answered = true`");
+                }
+                Some(Check::EventuallyAnswered { within_us })
+            }
+            (None, Some(effect)) => Some(Check::EventuallyEffect {
+                effect: effect.get_ref().clone(),
+                within_us,
+            }),
+            _ => {
+                self.error(
+                    eventually.span(),
+                    "expected exactly one of `answered = true` or `effect = \"NAME\"`",
+                );
+                None
+            }
+        }
+    }
+
+    /// A `never` invariant: over side effects, or over user-visible answers.
+    fn never(&mut self, never: &Spanned<RawNever>, label_names: &[String]) -> Option<Check> {
+        let n = never.get_ref();
+        let tainted_by = n.tainted_by.as_ref().map(|t| self.label_glob(t, label_names));
+        let outputs = [
+            n.output_pii.is_some(),
+            n.output_matches.is_some(),
+            n.output_tainted_by.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        match (&n.effect, outputs) {
+            (Some(effect), 0) => Some(Check::NeverEffect {
+                effect: effect.get_ref().clone(),
+                more_than: n.more_than.unwrap_or(0),
+                per: self.per(n.per.as_ref()),
+                tainted_by,
+            }),
+            (None, 1) => {
+                if let Some(per) = &n.per {
+                    self.error(
+                        per.span(),
+                        "`per` goes with `effect`; an answer check counts every answer",
+                    );
+                }
+                let (test, tainted_by) = if let Some(list) = &n.output_pii {
+                    let mut entities = Vec::new();
+                    for name in list.get_ref() {
+                        match PiiEntity::parse(name) {
+                            Some(e) => entities.push(e),
+                            None => {
+                                let all: Vec<&str> = PiiEntity::ALL.iter().map(|e| e.name()).collect();
+                                self.error(
+                                    list.span(),
+                                    format!("expected PII entities among {}, found \"{name}\"", all.join(", ")),
+                                );
+                            }
+                        }
+                    }
+                    (OutputTest::Pii(entities), tainted_by)
+                } else if let Some(pattern) = &n.output_matches {
+                    match regex::RegexBuilder::new(pattern.get_ref()).size_limit(1 << 20).build() {
+                        Ok(re) => (OutputTest::Matches(re), tainted_by),
+                        Err(e) => {
+                            let last = e.to_string().lines().last().unwrap_or("").trim().to_owned();
+                            self.error(pattern.span(), format!("expected a regular expression: {last}"));
+                            return None;
+                        }
+                    }
+                } else {
+                    let source = n.output_tainted_by.as_ref().expect("counted above");
+                    if let Some(t) = &n.tainted_by {
+                        self.error(t.span(), "`output_tainted_by` already names the source");
+                    }
+                    (OutputTest::Any, Some(self.label_glob(source, label_names)))
+                };
+                Some(Check::NeverOutput { test, tainted_by })
+            }
+            _ => {
+                self.error(
+                    never.span(),
+                    "expected exactly one of `effect`, `output_pii`, `output_matches` or `output_tainted_by`",
+                );
+                None
+            }
+        }
+    }
+
+    /// A taint source glob (`fault:*`, `tool:web_search`, `user`) that must match some source.
+    fn label_glob(&mut self, glob: &Spanned<String>, label_names: &[String]) -> String {
+        let text = glob.get_ref();
+        if !label_names.iter().any(|name| glob_match(text, name)) {
+            let hint = did_you_mean(text, label_names.iter().map(String::as_str))
+                .map(|s| format!("; did you mean \"{s}\"?"))
+                .unwrap_or_default();
+            self.error(
+                glob.span(),
+                format!(
+                    "expected a taint source (`user`, `tool:NAME` or `fault:NAME`, globs allowed) that the scenario has, found \"{text}\"{hint}"
+                ),
+            );
+        }
+        text.clone()
+    }
+
+    /// A cost or token limit per scope (`always` and `budget` invariants).
+    fn spend_limit(
+        &mut self,
+        span: Range<usize>,
+        cost_usd: Option<&Spanned<f64>>,
+        tokens: Option<&Spanned<u64>>,
+        per: Option<&Spanned<String>>,
+    ) -> Option<Check> {
+        let per = self.per(per);
+        match (cost_usd, tokens) {
+            (Some(cost), None) => {
+                let usd = *cost.get_ref();
+                if !usd.is_finite() || usd < 0.0 {
+                    self.error(cost.span(), format!("expected a non-negative cost in USD, found {usd}"));
+                }
+                Some(Check::CostMax {
+                    cost_pusd_max: (usd.max(0.0) * 1e12).round() as u64,
+                    per,
+                })
+            }
+            (None, Some(tokens)) => Some(Check::TokensMax {
+                tokens_max: *tokens.get_ref(),
+                per,
+            }),
+            _ => {
+                self.error(span, "expected exactly one cost limit or one token limit");
+                None
+            }
+        }
+    }
+
+    pub(super) fn per(&mut self, per: Option<&Spanned<String>>) -> Per {
+        match per.map(|p| (p.get_ref().as_str(), p.span())) {
+            None | Some(("run", _)) => Per::Run,
+            Some(("conversation", _)) => Per::Conversation,
+            Some((other, span)) => {
+                self.error(
+                    span,
+                    format!("expected per = \"conversation\" or \"run\", found \"{other}\""),
+                );
+                Per::Run
+            }
+        }
+    }
+}
+
+/// Names of the taint sources a scenario has: `user`, `tool:NAME`, `fault:NAME`.
+pub(super) fn label_names(raw: &RawScenario, faults: &[Fault]) -> Vec<String> {
+    let mut names = vec!["user".to_owned()];
+    names.extend(raw.tool.iter().map(|t| format!("tool:{}", t.get_ref().name.get_ref())));
+    names.extend(faults.iter().map(|f| format!("fault:{}", f.name)));
+    names
+}

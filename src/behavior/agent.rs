@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::bucket::TokenBucket;
-use super::guardrail::send_guarded;
+use super::route::GuardRoute;
 use crate::catalogue::faults::FaultKind;
 use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream};
 use crate::llm::mock;
@@ -210,14 +210,16 @@ impl AgentBehavior {
         };
         state.current_llm = Some(target);
         let request = self.request(conv, &state);
-        send_guarded(
+        GuardRoute {
+            stage: Stage::ModelCall,
+            conv,
+            agent: self.agent,
+            tool: None,
+            dest: self.directory.llm(target),
+        }
+        .send(
             &self.scenario,
             &self.directory,
-            Stage::ModelCall,
-            conv,
-            self.agent,
-            None,
-            self.directory.llm(target),
             Payload::Llm(LlmMsg::Complete(Box::new(request))),
             None,
             0,
@@ -398,36 +400,26 @@ impl AgentBehavior {
             turn: state.turn,
             tool_calls: state.tool_calls,
         };
-        send_guarded(
-            &self.scenario,
-            &self.directory,
-            Stage::Output,
+        GuardRoute {
+            stage: Stage::Output,
             conv,
-            self.agent,
-            None,
-            to,
-            payload,
-            Some(context),
-            0,
-            effects,
-        );
+            agent: self.agent,
+            tool: None,
+            dest: to,
+        }
+        .send(&self.scenario, &self.directory, payload, Some(context), 0, effects);
     }
 
     /// Hands the conversation (or a sub-task of it) to `to`, through the handoff guardrails.
     fn hand_over(&self, conv: ConvId, to: AgentIdx, start: AgentMsg, effects: &mut Vec<Effect>) {
-        send_guarded(
-            &self.scenario,
-            &self.directory,
-            Stage::Handoff,
+        GuardRoute {
+            stage: Stage::Handoff,
             conv,
-            self.agent,
-            None,
-            self.directory.agent(to),
-            Payload::Agent(start),
-            None,
-            0,
-            effects,
-        );
+            agent: self.agent,
+            tool: None,
+            dest: self.directory.agent(to),
+        }
+        .send(&self.scenario, &self.directory, Payload::Agent(start), None, 0, effects);
     }
 
     fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
@@ -476,14 +468,16 @@ impl AgentBehavior {
                             if let Some(timeout_us) = tool_timeout_us {
                                 effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
                             }
-                            send_guarded(
+                            GuardRoute {
+                                stage: Stage::ToolCall,
+                                conv,
+                                agent: self.agent,
+                                tool: Some(tool),
+                                dest: self.directory.tool(tool),
+                            }
+                            .send(
                                 &self.scenario,
                                 &self.directory,
-                                Stage::ToolCall,
-                                conv,
-                                self.agent,
-                                Some(tool),
-                                self.directory.tool(tool),
                                 Payload::Tool(ToolMsg::Invoke {
                                     conv,
                                     agent: self.agent,

@@ -3,94 +3,22 @@
 //! it; it takes its latency, makes its own mistakes (false positives and negatives drawn from its
 //! own stream, failures that it handles open or closed) and lets the message through, changes
 //! it, or stops it.
-//!
-//! [`send_guarded`] is how senders route a message through the guardrails of its stage.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::route::chain;
 use crate::catalogue::faults::FaultKind;
 use crate::guard;
-use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream};
+use crate::kernel::{Behavior, HandlerError, RngStream};
 use crate::protocol::{
-    AgentMsg, AnswerStatus, Checked, ConvId, Directory, Effect, GuardContext, GuardrailIdx, GuardrailMsg, Injection,
-    LlmMsg, Mistake, Origin, Payload, ReplyTo, RoutedReply, ToolArgs, ToolMsg, ToolRef, TurnContext, UserMsg, Verdict,
-    VerdictRecord,
+    AgentMsg, AnswerStatus, Checked, ConvId, Directory, Effect, GuardrailIdx, GuardrailMsg, Injection, LlmMsg, Mistake,
+    Origin, Payload, ReplyTo, RoutedReply, ToolArgs, ToolMsg, ToolRef, TurnContext, UserMsg, Verdict, VerdictRecord,
 };
 use crate::scenario::expr::{Context, Value, Var};
 use crate::scenario::guardrail::{BudgetScope, GuardAction, GuardCheck, Guardrail, Stage};
 use crate::scenario::units::format_usd;
-use crate::scenario::{AgentIdx, Scenario, ToolIdx};
-
-/// The guardrails that watch `agent` at `stage` (and `tool`), in scenario order, split into the
-/// blocking chain and the parallel ones.
-pub fn chain(scenario: &Scenario, stage: Stage, agent: AgentIdx, tool: Option<ToolIdx>) -> (Vec<usize>, Vec<usize>) {
-    let mut blocking = Vec::new();
-    let mut parallel = Vec::new();
-    for (i, g) in scenario.guardrails.iter().enumerate() {
-        if g.watches(stage, agent, tool) {
-            if g.parallel {
-                parallel.push(i);
-            } else {
-                blocking.push(i);
-            }
-        }
-    }
-    (blocking, parallel)
-}
-
-/// Sends `subject` to `dest` through the guardrails that watch `agent` at `stage`: straight to
-/// `dest` when none does, otherwise to the first of the chain (and a copy to each parallel one).
-#[allow(clippy::too_many_arguments)]
-pub fn send_guarded(
-    scenario: &Scenario,
-    directory: &Directory,
-    stage: Stage,
-    conv: ConvId,
-    agent: AgentIdx,
-    tool: Option<ToolIdx>,
-    dest: ActorIdx,
-    subject: Payload,
-    context: Option<GuardContext>,
-    delay_us: u64,
-    effects: &mut Vec<Effect>,
-) {
-    if scenario.guardrails.is_empty() {
-        effects.push(Effect::Send {
-            to: dest,
-            delay_us,
-            payload: subject,
-        });
-        return;
-    }
-    let (blocking, parallel) = chain(scenario, stage, agent, tool);
-    let context = context.map(Box::new);
-    let check = |subject: Payload, context: Option<Box<GuardContext>>, parallel: bool| {
-        Payload::Guardrail(GuardrailMsg::Check(Box::new(Checked {
-            stage,
-            conv,
-            agent,
-            tool,
-            position: 0,
-            dest,
-            subject,
-            context,
-            parallel,
-        })))
-    };
-    for g in parallel {
-        effects.push(Effect::Send {
-            to: directory.guardrail(g),
-            delay_us,
-            payload: check(subject.clone(), context.clone(), true),
-        });
-    }
-    let (to, payload) = match blocking.first() {
-        None => (dest, subject),
-        Some(first) => (directory.guardrail(*first), check(subject, context, false)),
-    };
-    effects.push(Effect::Send { to, delay_us, payload });
-}
+use crate::scenario::{AgentIdx, Scenario};
 
 /// Spend seen by a budget guardrail: pico-USD and tokens.
 #[derive(Debug, Clone, Copy, Default)]

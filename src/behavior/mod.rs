@@ -6,6 +6,7 @@ pub mod agent;
 pub mod bucket;
 pub mod guardrail;
 pub mod llm;
+pub mod route;
 pub mod supervisor;
 pub mod tool;
 pub mod user;

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::bucket::TokenBucket;
+use super::policy::{retry_delay_us, within_retry_budget, Breaker};
 use super::route::GuardRoute;
 use crate::catalogue::faults::FaultKind;
 use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream};
@@ -21,7 +22,7 @@ use crate::protocol::{
     UserMsg,
 };
 use crate::scenario::guardrail::Stage;
-use crate::scenario::{AgentIdx, Backoff, Jitter, LlmIdx, RetryPolicy, Scenario};
+use crate::scenario::{AgentIdx, LlmIdx, Scenario};
 
 /// One conversation as this agent sees it.
 #[derive(Debug, Clone)]
@@ -57,14 +58,6 @@ struct Conversation {
     started_us: u64,
     /// A guardrail's feedback when it asked for another answer.
     feedback: Arc<str>,
-}
-
-/// The state of an agent's circuit breaker on its primary model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Breaker {
-    Closed { failures: u32 },
-    Open { until_us: u64 },
-    HalfOpen,
 }
 
 /// The agent's state: its conversations in progress. Lost on restart.
@@ -318,34 +311,14 @@ impl AgentBehavior {
     /// Whether the breaker lets a call through to the primary model now (an expired open breaker
     /// half-opens and lets a probe through).
     fn breaker_allows(&mut self) -> bool {
-        if self.scenario.agents[self.agent].circuit_breaker.is_none() {
-            return true;
-        }
-        match self.breaker {
-            Breaker::Open { until_us } if self.now_us < until_us => false,
-            Breaker::Open { .. } => {
-                self.breaker = Breaker::HalfOpen;
-                true
-            }
-            _ => true,
-        }
+        self.scenario.agents[self.agent].circuit_breaker.is_none() || self.breaker.allows(self.now_us)
     }
 
     /// Records the outcome of a call to the primary model.
     fn breaker_record(&mut self, success: bool) {
-        let Some(policy) = self.scenario.agents[self.agent].circuit_breaker else {
-            return;
-        };
-        self.breaker = match (self.breaker, success) {
-            (_, true) => Breaker::Closed { failures: 0 },
-            (Breaker::Closed { failures }, false) if failures + 1 < policy.failures => {
-                Breaker::Closed { failures: failures + 1 }
-            }
-            (Breaker::Open { until_us }, false) => Breaker::Open { until_us },
-            (_, false) => Breaker::Open {
-                until_us: self.now_us + policy.cool_down_us,
-            },
-        };
+        if let Some(policy) = self.scenario.agents[self.agent].circuit_breaker {
+            self.breaker = self.breaker.record(&policy, success, self.now_us);
+        }
     }
 
     fn timer(&self, delay_us: u64, msg: AgentMsg) -> Effect {
@@ -542,7 +515,7 @@ impl AgentBehavior {
         // Retry budget: retries may add at most `budget` × first attempts, plus 3.
         let within_budget = policy
             .and_then(|p| p.budget)
-            .is_none_or(|budget| (self.retries as f64) < 3.0 + budget * self.first_attempts as f64);
+            .is_none_or(|budget| within_retry_budget(budget, self.retries, self.first_attempts));
         let delay_us = match policy {
             Some(policy) if error.retryable() && state.attempt < policy.attempts && within_budget => retry_delay_us(
                 &policy,
@@ -745,36 +718,6 @@ fn text_or_default(text: Option<String>) -> String {
     text.unwrap_or_else(|| "error: the tool call could not be run".to_owned())
 }
 
-/// The wait before attempt `attempt + 1`, or `None` to give up (a `retry-after` longer than the
-/// policy accepts). Jitter draws come from the agent's stream.
-pub fn retry_delay_us(
-    policy: &RetryPolicy,
-    error: &ProviderError,
-    attempt: u32,
-    previous_us: u64,
-    stream: &mut RngStream,
-) -> Option<u64> {
-    if policy.honor_retry_after {
-        if let Some(retry_after_us) = error.retry_after_us {
-            return (retry_after_us <= policy.max_retry_after_us).then_some(retry_after_us);
-        }
-    }
-    let exponent = attempt.saturating_sub(1).min(32);
-    let delay_us = match policy.backoff {
-        Backoff::Exponential => policy.base_us.saturating_mul(1u64 << exponent).min(policy.max_us),
-        Backoff::Constant => policy.base_us,
-    };
-    Some(match policy.jitter {
-        Jitter::None => delay_us,
-        Jitter::Full => stream.below(delay_us + 1),
-        Jitter::Equal => delay_us / 2 + stream.below(delay_us / 2 + 1),
-        Jitter::Decorrelated => {
-            let upper = previous_us.max(policy.base_us).saturating_mul(3);
-            (policy.base_us + stream.below(upper.saturating_sub(policy.base_us) + 1)).min(policy.max_us)
-        }
-    })
-}
-
 impl Behavior for AgentBehavior {
     type Msg = AgentMsg;
     type Effect = Effect;
@@ -905,119 +848,5 @@ impl Behavior for AgentBehavior {
             effects.push(Effect::Persist(checkpoint));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy(jitter: Jitter) -> RetryPolicy {
-        RetryPolicy {
-            attempts: 5,
-            backoff: Backoff::Exponential,
-            base_us: 500_000,
-            max_us: 8_000_000,
-            jitter,
-            honor_retry_after: true,
-            max_retry_after_us: 120_000_000,
-            budget: None,
-        }
-    }
-
-    fn server_error() -> ProviderError {
-        ProviderError {
-            status: 500,
-            error_type: "server_error",
-            code: "internal_error",
-            retry_after_us: None,
-        }
-    }
-
-    #[test]
-    fn exponential_backoff_doubles_up_to_the_cap() {
-        let mut stream = RngStream::new(1, "t");
-        let delays: Vec<u64> = (1..=6)
-            .map(|attempt| retry_delay_us(&policy(Jitter::None), &server_error(), attempt, 0, &mut stream).unwrap())
-            .collect();
-        assert_eq!(delays, [500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000, 8_000_000]);
-    }
-
-    #[test]
-    fn retry_after_is_honoured_exactly_and_too_long_a_one_gives_up() {
-        let mut stream = RngStream::new(1, "t");
-        let limited = ProviderError {
-            status: 429,
-            error_type: "requests",
-            code: "rate_limit_exceeded",
-            retry_after_us: Some(2_000_000),
-        };
-        assert_eq!(
-            retry_delay_us(&policy(Jitter::Full), &limited, 1, 0, &mut stream),
-            Some(2_000_000)
-        );
-        let too_long = ProviderError {
-            retry_after_us: Some(600_000_000),
-            ..limited
-        };
-        assert_eq!(
-            retry_delay_us(&policy(Jitter::Full), &too_long, 1, 0, &mut stream),
-            None
-        );
-    }
-
-    #[test]
-    fn jitter_stays_within_its_bounds_and_repeats_for_the_same_seed() {
-        for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
-            let draw = |seed| {
-                let mut stream = RngStream::new(seed, "agent:a#0");
-                (1..=200u32)
-                    .map(|n| {
-                        retry_delay_us(&policy(jitter), &server_error(), n % 6 + 1, 1_000_000, &mut stream).unwrap()
-                    })
-                    .collect::<Vec<_>>()
-            };
-            let (a, b) = (draw(7), draw(7));
-            assert_eq!(a, b, "{jitter:?}");
-            for (i, d) in a.iter().enumerate() {
-                let attempt = (i as u32 + 1) % 6 + 1;
-                let cap = (500_000u64 << (attempt - 1)).min(8_000_000);
-                let ok = match jitter {
-                    Jitter::Full => *d <= cap,
-                    Jitter::Equal => *d >= cap / 2 && *d <= cap,
-                    _ => *d >= 500_000 && *d <= 8_000_000,
-                };
-                assert!(ok, "{jitter:?}: {d} for attempt {attempt}");
-            }
-            assert!(
-                a.iter().collect::<std::collections::BTreeSet<_>>().len() > 10,
-                "{jitter:?} draws vary"
-            );
-        }
-    }
-
-    #[test]
-    fn quota_errors_are_not_retryable_and_overload_is() {
-        let quota = ProviderError {
-            status: 429,
-            error_type: "insufficient_quota",
-            code: "insufficient_quota",
-            retry_after_us: None,
-        };
-        assert!(!quota.retryable());
-        assert!(ProviderError {
-            status: 529,
-            error_type: "overloaded_error",
-            code: "overloaded_error",
-            retry_after_us: None
-        }
-        .retryable());
-        assert!(!ProviderError {
-            status: 401,
-            error_type: "invalid_request_error",
-            code: "invalid_api_key",
-            retry_after_us: None
-        }
-        .retryable());
     }
 }

@@ -6,6 +6,8 @@ pub mod agent;
 pub mod bucket;
 pub mod guardrail;
 pub mod llm;
+pub mod llm_faults;
+pub mod policy;
 pub mod route;
 pub mod supervisor;
 pub mod tool;

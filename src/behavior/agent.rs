@@ -12,17 +12,18 @@ use std::sync::Arc;
 use super::bucket::TokenBucket;
 use super::policy::{retry_delay_us, within_retry_budget, Breaker};
 use super::route::GuardRoute;
-use crate::catalogue::faults::FaultKind;
 use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream};
 use crate::llm::mock;
 use crate::llm::tokens::estimate_tokens;
 use crate::protocol::{
     AgentMsg, AnswerStatus, Checkpoint, ConvId, Directory, Effect, GuardContext, Injection, LlmMsg, LlmRequest,
-    ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo, ToolArgs, ToolMsg, ToolRef, TurnContext, Usage,
-    UserMsg,
+    ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo, ToolArgs, ToolCall, ToolMsg, ToolRef,
+    TurnContext, Usage, UserMsg,
 };
 use crate::scenario::guardrail::Stage;
 use crate::scenario::{AgentIdx, LlmIdx, Scenario};
+
+mod suffer;
 
 /// One conversation as this agent sees it.
 #[derive(Debug, Clone)]
@@ -416,68 +417,7 @@ impl AgentBehavior {
         state.previous_delay_us = 0;
         state.context_tokens = state.context_tokens.saturating_add(reply.usage.output_tokens);
         match reply.answer {
-            ModelAnswer::ToolCalls(calls) => {
-                state.tool_calls += calls.len() as u32;
-                let tool_timeout_us = self.scenario.agents[self.agent].tool_timeout_us;
-                let mut refused = Vec::new();
-                for call in calls {
-                    // What agent frameworks do with a call they cannot run: tell the model.
-                    let (tool, name) = match &call.tool {
-                        ToolRef::Known(t) => (Some(*t), Arc::from(self.scenario.tools[*t].name.as_str())),
-                        ToolRef::Unknown(name) => (None, name.clone()),
-                    };
-                    let problem = match (&call.tool, &call.args) {
-                        (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),
-                        (_, ToolArgs::Malformed(_)) => {
-                            Some(format!("error: the arguments for {name} are not valid JSON"))
-                        }
-                        _ => None,
-                    };
-                    match (problem, tool) {
-                        // A framework that keys calls by id runs one call per id; the rest vanish.
-                        (None, Some(_)) if state.pending_calls.iter().any(|(id, _)| *id == call.id) => {}
-                        (None, Some(tool)) => {
-                            state.pending_calls.push((call.id, name));
-                            if let Some(timeout_us) = tool_timeout_us {
-                                effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
-                            }
-                            GuardRoute {
-                                stage: Stage::ToolCall,
-                                conv,
-                                agent: self.agent,
-                                tool: Some(tool),
-                                dest: self.directory.tool(tool),
-                            }
-                            .send(
-                                &self.scenario,
-                                &self.directory,
-                                Payload::Tool(ToolMsg::Invoke {
-                                    conv,
-                                    agent: self.agent,
-                                    call,
-                                }),
-                                None,
-                                0,
-                                effects,
-                            );
-                        }
-                        (problem, _) => refused.push(StepResult::Tool {
-                            call_id: call.id,
-                            tool: name,
-                            output: Arc::from(text_or_default(problem)),
-                        }),
-                    }
-                }
-                for result in &refused {
-                    if let StepResult::Tool { call_id, tool, .. } = result {
-                        state.pending_calls.push((*call_id, tool.clone()));
-                    }
-                }
-                self.conversations.insert(conv, state);
-                for result in refused {
-                    self.on_result(conv, result, effects);
-                }
-            }
+            ModelAnswer::ToolCalls(calls) => self.call_tools(conv, state, calls, effects),
             ModelAnswer::Delegate { to, task } => {
                 state.pending_delegates = to.len() as u32;
                 state.results.clear();
@@ -505,6 +445,69 @@ impl AgentBehavior {
                 self.hand_over(conv, to, start, effects);
             }
             ModelAnswer::Error(_) => unreachable!("handled above"),
+        }
+    }
+
+    /// Runs the tool calls the model asked for through the tool actors; a call the framework
+    /// cannot run (unknown tool, arguments that do not parse) gets its error as the result.
+    fn call_tools(&mut self, conv: ConvId, mut state: Conversation, calls: Vec<ToolCall>, effects: &mut Vec<Effect>) {
+        state.tool_calls += calls.len() as u32;
+        let tool_timeout_us = self.scenario.agents[self.agent].tool_timeout_us;
+        let mut refused = Vec::new();
+        for call in calls {
+            // What agent frameworks do with a call they cannot run: tell the model.
+            let (tool, name) = match &call.tool {
+                ToolRef::Known(t) => (Some(*t), Arc::from(self.scenario.tools[*t].name.as_str())),
+                ToolRef::Unknown(name) => (None, name.clone()),
+            };
+            let problem = match (&call.tool, &call.args) {
+                (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),
+                (_, ToolArgs::Malformed(_)) => Some(format!("error: the arguments for {name} are not valid JSON")),
+                _ => None,
+            };
+            match (problem, tool) {
+                // A framework that keys calls by id runs one call per id; the rest vanish.
+                (None, Some(_)) if state.pending_calls.iter().any(|(id, _)| *id == call.id) => {}
+                (None, Some(tool)) => {
+                    state.pending_calls.push((call.id, name));
+                    if let Some(timeout_us) = tool_timeout_us {
+                        effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
+                    }
+                    GuardRoute {
+                        stage: Stage::ToolCall,
+                        conv,
+                        agent: self.agent,
+                        tool: Some(tool),
+                        dest: self.directory.tool(tool),
+                    }
+                    .send(
+                        &self.scenario,
+                        &self.directory,
+                        Payload::Tool(ToolMsg::Invoke {
+                            conv,
+                            agent: self.agent,
+                            call,
+                        }),
+                        None,
+                        0,
+                        effects,
+                    );
+                }
+                (problem, _) => refused.push(StepResult::Tool {
+                    call_id: call.id,
+                    tool: name,
+                    output: Arc::from(text_or_default(problem)),
+                }),
+            }
+        }
+        for result in &refused {
+            if let StepResult::Tool { call_id, tool, .. } = result {
+                state.pending_calls.push((*call_id, tool.clone()));
+            }
+        }
+        self.conversations.insert(conv, state);
+        for result in refused {
+            self.on_result(conv, result, effects);
         }
     }
 
@@ -551,84 +554,6 @@ impl AgentBehavior {
         }
     }
 
-    /// Acts out a memory or user fault that fired on this message: the message or the agent's
-    /// memory of the conversation changes before the agent handles it.
-    fn suffer(&mut self, injection: Injection, msg: AgentMsg) -> AgentMsg {
-        let text = injection
-            .kind
-            .text(self.scenario.faults[injection.fault].params.text.as_deref())
-            .to_owned();
-        match (injection.kind, msg) {
-            (
-                FaultKind::UserInjection | FaultKind::UserContradiction,
-                AgentMsg::Start {
-                    conv,
-                    text: said,
-                    origin,
-                    reply_to,
-                    context_tokens,
-                },
-            ) => {
-                let said = Arc::from(format!("{said} {text}"));
-                AgentMsg::Start {
-                    conv,
-                    text: said,
-                    origin,
-                    reply_to,
-                    context_tokens,
-                }
-            }
-            (
-                FaultKind::MemoryMutate,
-                AgentMsg::ToolResult {
-                    conv, call_id, tool, ..
-                },
-            ) => {
-                // The result is stored wrongly: what the agent remembers is not what came back.
-                AgentMsg::ToolResult {
-                    conv,
-                    call_id,
-                    tool,
-                    output: Arc::from(text),
-                }
-            }
-            (
-                FaultKind::HandoffDropContext,
-                AgentMsg::Start {
-                    conv, origin, reply_to, ..
-                },
-            ) => AgentMsg::Start {
-                conv,
-                text: Arc::from(""),
-                origin,
-                reply_to,
-                context_tokens: 0,
-            },
-            (kind, msg) => {
-                if let Some(state) = self.conversations.get_mut(&msg.conv()) {
-                    match kind {
-                        FaultKind::MemoryTruncate => {
-                            state.context_tokens /= 2;
-                            state.last_tool_output = Arc::from("");
-                        }
-                        FaultKind::MemoryMutate => state.last_tool_output = Arc::from(text),
-                        FaultKind::MemoryReset => {
-                            state.turn = 1;
-                            state.tool_calls = 0;
-                            state.delegations = 0;
-                            state.results.clear();
-                            state.last_tool = Arc::from("");
-                            state.last_tool_output = Arc::from("");
-                            state.context_tokens = estimate_tokens(&state.user_text);
-                        }
-                        _ => {}
-                    }
-                }
-                msg
-            }
-        }
-    }
-
     /// How long a model call must wait for the client-side limiters, if at all. The token
     /// bucket is asked first, so a call waiting for tokens does not use up a request slot.
     fn limiter_wait(&mut self, state: &Conversation) -> Option<u64> {
@@ -669,6 +594,137 @@ impl AgentBehavior {
         }
         state.awaiting = None;
         self.conversations.remove(&conv)
+    }
+
+    /// Handles one message; false when it ends the turn early (no bulkhead release, no
+    /// checkpoint).
+    fn dispatch(&mut self, msg: AgentMsg, effects: &mut Vec<Effect>) -> bool {
+        match msg {
+            AgentMsg::Start {
+                conv,
+                text,
+                origin,
+                reply_to,
+                context_tokens,
+            } => self.open(conv, text, origin, reply_to, context_tokens, Arc::from(""), effects),
+            AgentMsg::Revise {
+                conv,
+                text,
+                origin,
+                reply_to,
+                feedback,
+            } => {
+                let context_tokens = estimate_tokens(&feedback);
+                self.open(conv, text, origin, reply_to, context_tokens, feedback, effects)
+            }
+            AgentMsg::Halt { conv } => {
+                self.conversations.remove(&conv);
+                self.waiting.retain(|c| *c != conv);
+            }
+            AgentMsg::GuardStop {
+                conv,
+                text,
+                status,
+                escalate_to,
+            } => return self.on_guard_stop(conv, text, status, escalate_to, effects),
+            AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
+            AgentMsg::ToolResult {
+                conv,
+                call_id,
+                tool,
+                output,
+            } => {
+                let tool = Arc::from(self.scenario.tools[tool].name.as_str());
+                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects)
+            }
+            AgentMsg::DelegateResult { conv, text, .. } => self.on_result(conv, StepResult::Delegate { text }, effects),
+            AgentMsg::CallTimeout { conv, call_seq } => {
+                if let Some(state) = self.take_awaiting(conv, call_seq) {
+                    self.on_error(conv, state, ProviderError::client_timeout(), effects);
+                }
+            }
+            AgentMsg::CallRejected {
+                conv,
+                call_seq,
+                retry_after_us,
+            } => {
+                let Some(state) = self.take_awaiting(conv, call_seq) else {
+                    return false;
+                };
+                let error = ProviderError {
+                    status: 503,
+                    error_type: "circuit_open",
+                    code: "circuit_open",
+                    retry_after_us: Some(retry_after_us),
+                };
+                self.on_error(conv, state, error, effects);
+            }
+            AgentMsg::DeadlineDue { conv, started_us } => {
+                if self
+                    .conversations
+                    .get(&conv)
+                    .is_some_and(|s| s.started_us == started_us)
+                {
+                    let state = self.conversations.remove(&conv).expect("present above");
+                    self.waiting.retain(|c| *c != conv);
+                    let text = Arc::from("error: the conversation ran past the agent's deadline");
+                    self.answer(conv, &state, text, AnswerStatus::Failed, effects);
+                }
+            }
+            AgentMsg::RetryDue { conv } => {
+                let Some(state) = self.conversations.remove(&conv) else {
+                    return false;
+                };
+                self.step(conv, state, effects);
+            }
+            AgentMsg::ToolTimeout { conv, call_id } => {
+                let Some(state) = self.conversations.get(&conv) else {
+                    return false;
+                };
+                let Some((_, tool)) = state.pending_calls.iter().find(|(id, _)| *id == call_id) else {
+                    return false;
+                };
+                let output = Arc::from(format!("error: tool {tool} timed out"));
+                let tool = tool.clone();
+                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects);
+            }
+        }
+        true
+    }
+
+    /// A guardrail stopped the conversation: it goes to the agent it escalates to, or its answer
+    /// goes straight to whoever waits for it. False when the conversation is not here.
+    fn on_guard_stop(
+        &mut self,
+        conv: ConvId,
+        text: Arc<str>,
+        status: AnswerStatus,
+        escalate_to: Option<AgentIdx>,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(state) = self.conversations.remove(&conv) else {
+            return false;
+        };
+        self.waiting.retain(|c| *c != conv);
+        match escalate_to {
+            Some(to) => {
+                let start = AgentMsg::Start {
+                    conv,
+                    text: state.user_text.clone(),
+                    origin: Origin::Handoff(self.agent),
+                    reply_to: state.reply_to,
+                    context_tokens: state.context_tokens,
+                };
+                // The escalation is the guardrail's decision: it goes straight there.
+                effects.push(Effect::Send {
+                    to: self.directory.agent(to),
+                    delay_us: 0,
+                    payload: Payload::Agent(start),
+                });
+            }
+            None => self.answer_past_guardrails(conv, &state, text, status, effects),
+        }
+        true
     }
 
     /// A tool result or a delegate's answer came back; start the next turn once all are in.
@@ -729,118 +785,8 @@ impl Behavior for AgentBehavior {
             Some(injection) => self.suffer(injection, msg),
             None => msg,
         };
-        match msg {
-            AgentMsg::Start {
-                conv,
-                text,
-                origin,
-                reply_to,
-                context_tokens,
-            } => self.open(conv, text, origin, reply_to, context_tokens, Arc::from(""), effects),
-            AgentMsg::Revise {
-                conv,
-                text,
-                origin,
-                reply_to,
-                feedback,
-            } => {
-                let context_tokens = estimate_tokens(&feedback);
-                self.open(conv, text, origin, reply_to, context_tokens, feedback, effects)
-            }
-            AgentMsg::Halt { conv } => {
-                self.conversations.remove(&conv);
-                self.waiting.retain(|c| *c != conv);
-            }
-            AgentMsg::GuardStop {
-                conv,
-                text,
-                status,
-                escalate_to,
-            } => {
-                let Some(state) = self.conversations.remove(&conv) else {
-                    return Ok(());
-                };
-                self.waiting.retain(|c| *c != conv);
-                match escalate_to {
-                    Some(to) => {
-                        let start = AgentMsg::Start {
-                            conv,
-                            text: state.user_text.clone(),
-                            origin: Origin::Handoff(self.agent),
-                            reply_to: state.reply_to,
-                            context_tokens: state.context_tokens,
-                        };
-                        // The escalation is the guardrail's decision: it goes straight there.
-                        effects.push(Effect::Send {
-                            to: self.directory.agent(to),
-                            delay_us: 0,
-                            payload: Payload::Agent(start),
-                        });
-                    }
-                    None => self.answer_past_guardrails(conv, &state, text, status, effects),
-                }
-            }
-            AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
-            AgentMsg::ToolResult {
-                conv,
-                call_id,
-                tool,
-                output,
-            } => {
-                let tool = Arc::from(self.scenario.tools[tool].name.as_str());
-                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects)
-            }
-            AgentMsg::DelegateResult { conv, text, .. } => self.on_result(conv, StepResult::Delegate { text }, effects),
-            AgentMsg::CallTimeout { conv, call_seq } => {
-                if let Some(state) = self.take_awaiting(conv, call_seq) {
-                    self.on_error(conv, state, ProviderError::client_timeout(), effects);
-                }
-            }
-            AgentMsg::CallRejected {
-                conv,
-                call_seq,
-                retry_after_us,
-            } => {
-                let Some(state) = self.take_awaiting(conv, call_seq) else {
-                    return Ok(());
-                };
-                let error = ProviderError {
-                    status: 503,
-                    error_type: "circuit_open",
-                    code: "circuit_open",
-                    retry_after_us: Some(retry_after_us),
-                };
-                self.on_error(conv, state, error, effects);
-            }
-            AgentMsg::DeadlineDue { conv, started_us } => {
-                if self
-                    .conversations
-                    .get(&conv)
-                    .is_some_and(|s| s.started_us == started_us)
-                {
-                    let state = self.conversations.remove(&conv).expect("present above");
-                    self.waiting.retain(|c| *c != conv);
-                    let text = Arc::from("error: the conversation ran past the agent's deadline");
-                    self.answer(conv, &state, text, AnswerStatus::Failed, effects);
-                }
-            }
-            AgentMsg::RetryDue { conv } => {
-                let Some(state) = self.conversations.remove(&conv) else {
-                    return Ok(());
-                };
-                self.step(conv, state, effects);
-            }
-            AgentMsg::ToolTimeout { conv, call_id } => {
-                let Some(state) = self.conversations.get(&conv) else {
-                    return Ok(());
-                };
-                let Some((_, tool)) = state.pending_calls.iter().find(|(id, _)| *id == call_id) else {
-                    return Ok(());
-                };
-                let output = Arc::from(format!("error: tool {tool} timed out"));
-                let tool = tool.clone();
-                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects);
-            }
+        if !self.dispatch(msg, effects) {
+            return Ok(());
         }
         self.release_waiting(effects);
         if self.scenario.agents[self.agent].persist {

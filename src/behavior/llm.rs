@@ -14,10 +14,10 @@ use crate::llm::backend::Backends;
 use crate::llm::cassette::Position;
 use crate::llm::{live, mock};
 use crate::protocol::{
-    AgentMsg, ConvId, Directory, Effect, FinishReason, Injection, LlmMsg, ModelAnswer, ModelReply, Payload,
+    AgentMsg, ConvId, Directory, Effect, FinishReason, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Payload,
     ProviderError, TurnContext, Usage,
 };
-use crate::scenario::{AgentIdx, Llm, LlmIdx, LlmMode, Scenario};
+use crate::scenario::{AgentIdx, FaultParams, Llm, LlmIdx, LlmMode, Scenario};
 
 /// The LLM's state: per calling agent, a random stream and a tool-call counter, so agents never
 /// shift each other's draws or ids; and the provider's prompt cache.
@@ -121,59 +121,15 @@ impl Behavior for LlmBehavior {
                 let (error, latency_us) = provider_error(FaultKind::LlmContextLength, None);
                 error_reply(request.call_seq, error, latency_us)
             }
-            _ if external => {
-                let position = Position {
-                    llm: spec.name.clone(),
-                    actor: format!("agent:{}", scenario.agents[request.agent].name),
-                    incarnation: self.incarnation,
-                    call_index: caller.calls,
-                };
-                caller.calls += 1;
-                let body = live::build_request(scenario, self.llm, &request);
-                match self.backends.exchange(self.llm, position, body) {
-                    Ok(exchange) => {
-                        let done = live::interpret(scenario, &request, &exchange, &mut caller.next_call_id);
-                        let (answer, finish_reason, output_tokens) = match (&done.answer, injection) {
-                            (ModelAnswer::Error(_), _) => (done.answer, done.finish_reason, 0),
-                            (_, Some((kind, params))) if kind.layer() == Layer::Content => {
-                                let (answer, finish, tokens) =
-                                    break_answer(scenario, kind, done.answer, params, &mut caller.next_call_id);
-                                (answer, finish, tokens.unwrap_or(done.output_tokens))
-                            }
-                            _ => (done.answer, done.finish_reason, done.output_tokens),
-                        };
-                        let usage = if matches!(answer, ModelAnswer::Error(_)) {
-                            Usage::default()
-                        } else {
-                            // The provider's cached-token count is not read from live answers yet.
-                            Usage {
-                                input_tokens: done.input_tokens,
-                                cached_input_tokens: 0,
-                                output_tokens,
-                                cost_pusd: spec.price.cost_pusd(done.input_tokens, 0, output_tokens),
-                            }
-                        };
-                        ModelReply {
-                            call_seq: request.call_seq,
-                            answer,
-                            finish_reason,
-                            usage,
-                            latency_us: exchange.latency_us,
-                        }
-                    }
-                    // A request the cassette cannot answer: not retryable, and reported by the run.
-                    Err(_) => error_reply(
-                        request.call_seq,
-                        ProviderError {
-                            status: 400,
-                            error_type: "invalid_request_error",
-                            code: "cassette_mismatch",
-                            retry_after_us: None,
-                        },
-                        0,
-                    ),
-                }
-            }
+            _ if external => live_reply(
+                scenario,
+                self.llm,
+                self.incarnation,
+                &self.backends,
+                caller,
+                &request,
+                injection,
+            ),
             _ => {
                 let (answer, mut output_tokens) = mock::decide(scenario, &request, stream, next_call_id);
                 let (answer, finish_reason) = match injection {
@@ -209,6 +165,79 @@ impl Behavior for LlmBehavior {
                 }
             }
         };
+        self.send_reply(&request, reply, effects);
+        Ok(())
+    }
+}
+
+/// A call to a live model or a recorded cassette, with a content fault acted on its answer.
+fn live_reply(
+    scenario: &Scenario,
+    llm: LlmIdx,
+    incarnation: u32,
+    backends: &Backends,
+    caller: &mut Caller,
+    request: &LlmRequest,
+    injection: Option<(FaultKind, &FaultParams)>,
+) -> ModelReply {
+    let spec = &scenario.llms[llm];
+    let position = Position {
+        llm: spec.name.clone(),
+        actor: format!("agent:{}", scenario.agents[request.agent].name),
+        incarnation,
+        call_index: caller.calls,
+    };
+    caller.calls += 1;
+    let body = live::build_request(scenario, llm, request);
+    match backends.exchange(llm, position, body) {
+        Ok(exchange) => {
+            let done = live::interpret(scenario, request, &exchange, &mut caller.next_call_id);
+            let (answer, finish_reason, output_tokens) = match (&done.answer, injection) {
+                (ModelAnswer::Error(_), _) => (done.answer, done.finish_reason, 0),
+                (_, Some((kind, params))) if kind.layer() == Layer::Content => {
+                    let (answer, finish, tokens) =
+                        break_answer(scenario, kind, done.answer, params, &mut caller.next_call_id);
+                    (answer, finish, tokens.unwrap_or(done.output_tokens))
+                }
+                _ => (done.answer, done.finish_reason, done.output_tokens),
+            };
+            let usage = if matches!(answer, ModelAnswer::Error(_)) {
+                Usage::default()
+            } else {
+                // The provider's cached-token count is not read from live answers yet.
+                Usage {
+                    input_tokens: done.input_tokens,
+                    cached_input_tokens: 0,
+                    output_tokens,
+                    cost_pusd: spec.price.cost_pusd(done.input_tokens, 0, output_tokens),
+                }
+            };
+            ModelReply {
+                call_seq: request.call_seq,
+                answer,
+                finish_reason,
+                usage,
+                latency_us: exchange.latency_us,
+            }
+        }
+        // A request the cassette cannot answer: not retryable, and reported by the run.
+        Err(_) => error_reply(
+            request.call_seq,
+            ProviderError {
+                status: 400,
+                error_type: "invalid_request_error",
+                code: "cassette_mismatch",
+                retry_after_us: None,
+            },
+            0,
+        ),
+    }
+}
+
+impl LlmBehavior {
+    /// The reply goes back the way the request came: past the budget guardrails it went
+    /// through, or straight to the agent.
+    fn send_reply(&self, request: &LlmRequest, reply: ModelReply, effects: &mut Vec<Effect>) {
         let delay_us = reply.latency_us;
         let (to, payload) = match request.via.last() {
             Some(guardrail) => (
@@ -231,7 +260,6 @@ impl Behavior for LlmBehavior {
             ),
         };
         effects.push(Effect::Send { to, delay_us, payload });
-        Ok(())
     }
 }
 

@@ -10,18 +10,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::bucket::TokenBucket;
-use super::guardrail::send_guarded;
-use crate::catalogue::faults::FaultKind;
+use super::policy::{retry_delay_us, within_retry_budget, Breaker};
+use super::route::GuardRoute;
 use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream};
 use crate::llm::mock;
 use crate::llm::tokens::estimate_tokens;
 use crate::protocol::{
     AgentMsg, AnswerStatus, Checkpoint, ConvId, Directory, Effect, GuardContext, Injection, LlmMsg, LlmRequest,
-    ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo, ToolArgs, ToolMsg, ToolRef, TurnContext, Usage,
-    UserMsg,
+    ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo, ToolArgs, ToolCall, ToolMsg, ToolRef,
+    TurnContext, Usage, UserMsg,
 };
 use crate::scenario::guardrail::Stage;
-use crate::scenario::{AgentIdx, Backoff, Jitter, LlmIdx, RetryPolicy, Scenario};
+use crate::scenario::{AgentIdx, LlmIdx, Scenario};
+
+mod suffer;
 
 /// One conversation as this agent sees it.
 #[derive(Debug, Clone)]
@@ -57,14 +59,6 @@ struct Conversation {
     started_us: u64,
     /// A guardrail's feedback when it asked for another answer.
     feedback: Arc<str>,
-}
-
-/// The state of an agent's circuit breaker on its primary model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Breaker {
-    Closed { failures: u32 },
-    Open { until_us: u64 },
-    HalfOpen,
 }
 
 /// The agent's state: its conversations in progress. Lost on restart.
@@ -210,14 +204,16 @@ impl AgentBehavior {
         };
         state.current_llm = Some(target);
         let request = self.request(conv, &state);
-        send_guarded(
+        GuardRoute {
+            stage: Stage::ModelCall,
+            conv,
+            agent: self.agent,
+            tool: None,
+            dest: self.directory.llm(target),
+        }
+        .send(
             &self.scenario,
             &self.directory,
-            Stage::ModelCall,
-            conv,
-            self.agent,
-            None,
-            self.directory.llm(target),
             Payload::Llm(LlmMsg::Complete(Box::new(request))),
             None,
             0,
@@ -316,34 +312,14 @@ impl AgentBehavior {
     /// Whether the breaker lets a call through to the primary model now (an expired open breaker
     /// half-opens and lets a probe through).
     fn breaker_allows(&mut self) -> bool {
-        if self.scenario.agents[self.agent].circuit_breaker.is_none() {
-            return true;
-        }
-        match self.breaker {
-            Breaker::Open { until_us } if self.now_us < until_us => false,
-            Breaker::Open { .. } => {
-                self.breaker = Breaker::HalfOpen;
-                true
-            }
-            _ => true,
-        }
+        self.scenario.agents[self.agent].circuit_breaker.is_none() || self.breaker.allows(self.now_us)
     }
 
     /// Records the outcome of a call to the primary model.
     fn breaker_record(&mut self, success: bool) {
-        let Some(policy) = self.scenario.agents[self.agent].circuit_breaker else {
-            return;
-        };
-        self.breaker = match (self.breaker, success) {
-            (_, true) => Breaker::Closed { failures: 0 },
-            (Breaker::Closed { failures }, false) if failures + 1 < policy.failures => {
-                Breaker::Closed { failures: failures + 1 }
-            }
-            (Breaker::Open { until_us }, false) => Breaker::Open { until_us },
-            (_, false) => Breaker::Open {
-                until_us: self.now_us + policy.cool_down_us,
-            },
-        };
+        if let Some(policy) = self.scenario.agents[self.agent].circuit_breaker {
+            self.breaker = self.breaker.record(&policy, success, self.now_us);
+        }
     }
 
     fn timer(&self, delay_us: u64, msg: AgentMsg) -> Effect {
@@ -398,36 +374,26 @@ impl AgentBehavior {
             turn: state.turn,
             tool_calls: state.tool_calls,
         };
-        send_guarded(
-            &self.scenario,
-            &self.directory,
-            Stage::Output,
+        GuardRoute {
+            stage: Stage::Output,
             conv,
-            self.agent,
-            None,
-            to,
-            payload,
-            Some(context),
-            0,
-            effects,
-        );
+            agent: self.agent,
+            tool: None,
+            dest: to,
+        }
+        .send(&self.scenario, &self.directory, payload, Some(context), 0, effects);
     }
 
     /// Hands the conversation (or a sub-task of it) to `to`, through the handoff guardrails.
     fn hand_over(&self, conv: ConvId, to: AgentIdx, start: AgentMsg, effects: &mut Vec<Effect>) {
-        send_guarded(
-            &self.scenario,
-            &self.directory,
-            Stage::Handoff,
+        GuardRoute {
+            stage: Stage::Handoff,
             conv,
-            self.agent,
-            None,
-            self.directory.agent(to),
-            Payload::Agent(start),
-            None,
-            0,
-            effects,
-        );
+            agent: self.agent,
+            tool: None,
+            dest: self.directory.agent(to),
+        }
+        .send(&self.scenario, &self.directory, Payload::Agent(start), None, 0, effects);
     }
 
     fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
@@ -451,66 +417,7 @@ impl AgentBehavior {
         state.previous_delay_us = 0;
         state.context_tokens = state.context_tokens.saturating_add(reply.usage.output_tokens);
         match reply.answer {
-            ModelAnswer::ToolCalls(calls) => {
-                state.tool_calls += calls.len() as u32;
-                let tool_timeout_us = self.scenario.agents[self.agent].tool_timeout_us;
-                let mut refused = Vec::new();
-                for call in calls {
-                    // What agent frameworks do with a call they cannot run: tell the model.
-                    let (tool, name) = match &call.tool {
-                        ToolRef::Known(t) => (Some(*t), Arc::from(self.scenario.tools[*t].name.as_str())),
-                        ToolRef::Unknown(name) => (None, name.clone()),
-                    };
-                    let problem = match (&call.tool, &call.args) {
-                        (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),
-                        (_, ToolArgs::Malformed(_)) => {
-                            Some(format!("error: the arguments for {name} are not valid JSON"))
-                        }
-                        _ => None,
-                    };
-                    match (problem, tool) {
-                        // A framework that keys calls by id runs one call per id; the rest vanish.
-                        (None, Some(_)) if state.pending_calls.iter().any(|(id, _)| *id == call.id) => {}
-                        (None, Some(tool)) => {
-                            state.pending_calls.push((call.id, name));
-                            if let Some(timeout_us) = tool_timeout_us {
-                                effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
-                            }
-                            send_guarded(
-                                &self.scenario,
-                                &self.directory,
-                                Stage::ToolCall,
-                                conv,
-                                self.agent,
-                                Some(tool),
-                                self.directory.tool(tool),
-                                Payload::Tool(ToolMsg::Invoke {
-                                    conv,
-                                    agent: self.agent,
-                                    call,
-                                }),
-                                None,
-                                0,
-                                effects,
-                            );
-                        }
-                        (problem, _) => refused.push(StepResult::Tool {
-                            call_id: call.id,
-                            tool: name,
-                            output: Arc::from(text_or_default(problem)),
-                        }),
-                    }
-                }
-                for result in &refused {
-                    if let StepResult::Tool { call_id, tool, .. } = result {
-                        state.pending_calls.push((*call_id, tool.clone()));
-                    }
-                }
-                self.conversations.insert(conv, state);
-                for result in refused {
-                    self.on_result(conv, result, effects);
-                }
-            }
+            ModelAnswer::ToolCalls(calls) => self.call_tools(conv, state, calls, effects),
             ModelAnswer::Delegate { to, task } => {
                 state.pending_delegates = to.len() as u32;
                 state.results.clear();
@@ -541,6 +448,69 @@ impl AgentBehavior {
         }
     }
 
+    /// Runs the tool calls the model asked for through the tool actors; a call the framework
+    /// cannot run (unknown tool, arguments that do not parse) gets its error as the result.
+    fn call_tools(&mut self, conv: ConvId, mut state: Conversation, calls: Vec<ToolCall>, effects: &mut Vec<Effect>) {
+        state.tool_calls += calls.len() as u32;
+        let tool_timeout_us = self.scenario.agents[self.agent].tool_timeout_us;
+        let mut refused = Vec::new();
+        for call in calls {
+            // What agent frameworks do with a call they cannot run: tell the model.
+            let (tool, name) = match &call.tool {
+                ToolRef::Known(t) => (Some(*t), Arc::from(self.scenario.tools[*t].name.as_str())),
+                ToolRef::Unknown(name) => (None, name.clone()),
+            };
+            let problem = match (&call.tool, &call.args) {
+                (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),
+                (_, ToolArgs::Malformed(_)) => Some(format!("error: the arguments for {name} are not valid JSON")),
+                _ => None,
+            };
+            match (problem, tool) {
+                // A framework that keys calls by id runs one call per id; the rest vanish.
+                (None, Some(_)) if state.pending_calls.iter().any(|(id, _)| *id == call.id) => {}
+                (None, Some(tool)) => {
+                    state.pending_calls.push((call.id, name));
+                    if let Some(timeout_us) = tool_timeout_us {
+                        effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
+                    }
+                    GuardRoute {
+                        stage: Stage::ToolCall,
+                        conv,
+                        agent: self.agent,
+                        tool: Some(tool),
+                        dest: self.directory.tool(tool),
+                    }
+                    .send(
+                        &self.scenario,
+                        &self.directory,
+                        Payload::Tool(ToolMsg::Invoke {
+                            conv,
+                            agent: self.agent,
+                            call,
+                        }),
+                        None,
+                        0,
+                        effects,
+                    );
+                }
+                (problem, _) => refused.push(StepResult::Tool {
+                    call_id: call.id,
+                    tool: name,
+                    output: Arc::from(text_or_default(problem)),
+                }),
+            }
+        }
+        for result in &refused {
+            if let StepResult::Tool { call_id, tool, .. } = result {
+                state.pending_calls.push((*call_id, tool.clone()));
+            }
+        }
+        self.conversations.insert(conv, state);
+        for result in refused {
+            self.on_result(conv, result, effects);
+        }
+    }
+
     /// A model call failed: retry after a backoff if the policy allows, else fail the conversation.
     fn on_error(&mut self, conv: ConvId, mut state: Conversation, error: ProviderError, effects: &mut Vec<Effect>) {
         let spec = &self.scenario.agents[self.agent];
@@ -548,7 +518,7 @@ impl AgentBehavior {
         // Retry budget: retries may add at most `budget` × first attempts, plus 3.
         let within_budget = policy
             .and_then(|p| p.budget)
-            .is_none_or(|budget| (self.retries as f64) < 3.0 + budget * self.first_attempts as f64);
+            .is_none_or(|budget| within_retry_budget(budget, self.retries, self.first_attempts));
         let delay_us = match policy {
             Some(policy) if error.retryable() && state.attempt < policy.attempts && within_budget => retry_delay_us(
                 &policy,
@@ -580,84 +550,6 @@ impl AgentBehavior {
                     error.status, error.code, state.attempt
                 ));
                 self.answer(conv, &state, text, AnswerStatus::Failed, effects);
-            }
-        }
-    }
-
-    /// Acts out a memory or user fault that fired on this message: the message or the agent's
-    /// memory of the conversation changes before the agent handles it.
-    fn suffer(&mut self, injection: Injection, msg: AgentMsg) -> AgentMsg {
-        let text = injection
-            .kind
-            .text(self.scenario.faults[injection.fault].params.text.as_deref())
-            .to_owned();
-        match (injection.kind, msg) {
-            (
-                FaultKind::UserInjection | FaultKind::UserContradiction,
-                AgentMsg::Start {
-                    conv,
-                    text: said,
-                    origin,
-                    reply_to,
-                    context_tokens,
-                },
-            ) => {
-                let said = Arc::from(format!("{said} {text}"));
-                AgentMsg::Start {
-                    conv,
-                    text: said,
-                    origin,
-                    reply_to,
-                    context_tokens,
-                }
-            }
-            (
-                FaultKind::MemoryMutate,
-                AgentMsg::ToolResult {
-                    conv, call_id, tool, ..
-                },
-            ) => {
-                // The result is stored wrongly: what the agent remembers is not what came back.
-                AgentMsg::ToolResult {
-                    conv,
-                    call_id,
-                    tool,
-                    output: Arc::from(text),
-                }
-            }
-            (
-                FaultKind::HandoffDropContext,
-                AgentMsg::Start {
-                    conv, origin, reply_to, ..
-                },
-            ) => AgentMsg::Start {
-                conv,
-                text: Arc::from(""),
-                origin,
-                reply_to,
-                context_tokens: 0,
-            },
-            (kind, msg) => {
-                if let Some(state) = self.conversations.get_mut(&msg.conv()) {
-                    match kind {
-                        FaultKind::MemoryTruncate => {
-                            state.context_tokens /= 2;
-                            state.last_tool_output = Arc::from("");
-                        }
-                        FaultKind::MemoryMutate => state.last_tool_output = Arc::from(text),
-                        FaultKind::MemoryReset => {
-                            state.turn = 1;
-                            state.tool_calls = 0;
-                            state.delegations = 0;
-                            state.results.clear();
-                            state.last_tool = Arc::from("");
-                            state.last_tool_output = Arc::from("");
-                            state.context_tokens = estimate_tokens(&state.user_text);
-                        }
-                        _ => {}
-                    }
-                }
-                msg
             }
         }
     }
@@ -702,6 +594,137 @@ impl AgentBehavior {
         }
         state.awaiting = None;
         self.conversations.remove(&conv)
+    }
+
+    /// Handles one message; false when it ends the turn early (no bulkhead release, no
+    /// checkpoint).
+    fn dispatch(&mut self, msg: AgentMsg, effects: &mut Vec<Effect>) -> bool {
+        match msg {
+            AgentMsg::Start {
+                conv,
+                text,
+                origin,
+                reply_to,
+                context_tokens,
+            } => self.open(conv, text, origin, reply_to, context_tokens, Arc::from(""), effects),
+            AgentMsg::Revise {
+                conv,
+                text,
+                origin,
+                reply_to,
+                feedback,
+            } => {
+                let context_tokens = estimate_tokens(&feedback);
+                self.open(conv, text, origin, reply_to, context_tokens, feedback, effects)
+            }
+            AgentMsg::Halt { conv } => {
+                self.conversations.remove(&conv);
+                self.waiting.retain(|c| *c != conv);
+            }
+            AgentMsg::GuardStop {
+                conv,
+                text,
+                status,
+                escalate_to,
+            } => return self.on_guard_stop(conv, text, status, escalate_to, effects),
+            AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
+            AgentMsg::ToolResult {
+                conv,
+                call_id,
+                tool,
+                output,
+            } => {
+                let tool = Arc::from(self.scenario.tools[tool].name.as_str());
+                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects)
+            }
+            AgentMsg::DelegateResult { conv, text, .. } => self.on_result(conv, StepResult::Delegate { text }, effects),
+            AgentMsg::CallTimeout { conv, call_seq } => {
+                if let Some(state) = self.take_awaiting(conv, call_seq) {
+                    self.on_error(conv, state, ProviderError::client_timeout(), effects);
+                }
+            }
+            AgentMsg::CallRejected {
+                conv,
+                call_seq,
+                retry_after_us,
+            } => {
+                let Some(state) = self.take_awaiting(conv, call_seq) else {
+                    return false;
+                };
+                let error = ProviderError {
+                    status: 503,
+                    error_type: "circuit_open",
+                    code: "circuit_open",
+                    retry_after_us: Some(retry_after_us),
+                };
+                self.on_error(conv, state, error, effects);
+            }
+            AgentMsg::DeadlineDue { conv, started_us } => {
+                if self
+                    .conversations
+                    .get(&conv)
+                    .is_some_and(|s| s.started_us == started_us)
+                {
+                    let state = self.conversations.remove(&conv).expect("present above");
+                    self.waiting.retain(|c| *c != conv);
+                    let text = Arc::from("error: the conversation ran past the agent's deadline");
+                    self.answer(conv, &state, text, AnswerStatus::Failed, effects);
+                }
+            }
+            AgentMsg::RetryDue { conv } => {
+                let Some(state) = self.conversations.remove(&conv) else {
+                    return false;
+                };
+                self.step(conv, state, effects);
+            }
+            AgentMsg::ToolTimeout { conv, call_id } => {
+                let Some(state) = self.conversations.get(&conv) else {
+                    return false;
+                };
+                let Some((_, tool)) = state.pending_calls.iter().find(|(id, _)| *id == call_id) else {
+                    return false;
+                };
+                let output = Arc::from(format!("error: tool {tool} timed out"));
+                let tool = tool.clone();
+                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects);
+            }
+        }
+        true
+    }
+
+    /// A guardrail stopped the conversation: it goes to the agent it escalates to, or its answer
+    /// goes straight to whoever waits for it. False when the conversation is not here.
+    fn on_guard_stop(
+        &mut self,
+        conv: ConvId,
+        text: Arc<str>,
+        status: AnswerStatus,
+        escalate_to: Option<AgentIdx>,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(state) = self.conversations.remove(&conv) else {
+            return false;
+        };
+        self.waiting.retain(|c| *c != conv);
+        match escalate_to {
+            Some(to) => {
+                let start = AgentMsg::Start {
+                    conv,
+                    text: state.user_text.clone(),
+                    origin: Origin::Handoff(self.agent),
+                    reply_to: state.reply_to,
+                    context_tokens: state.context_tokens,
+                };
+                // The escalation is the guardrail's decision: it goes straight there.
+                effects.push(Effect::Send {
+                    to: self.directory.agent(to),
+                    delay_us: 0,
+                    payload: Payload::Agent(start),
+                });
+            }
+            None => self.answer_past_guardrails(conv, &state, text, status, effects),
+        }
+        true
     }
 
     /// A tool result or a delegate's answer came back; start the next turn once all are in.
@@ -751,36 +774,6 @@ fn text_or_default(text: Option<String>) -> String {
     text.unwrap_or_else(|| "error: the tool call could not be run".to_owned())
 }
 
-/// The wait before attempt `attempt + 1`, or `None` to give up (a `retry-after` longer than the
-/// policy accepts). Jitter draws come from the agent's stream.
-pub fn retry_delay_us(
-    policy: &RetryPolicy,
-    error: &ProviderError,
-    attempt: u32,
-    previous_us: u64,
-    stream: &mut RngStream,
-) -> Option<u64> {
-    if policy.honor_retry_after {
-        if let Some(retry_after_us) = error.retry_after_us {
-            return (retry_after_us <= policy.max_retry_after_us).then_some(retry_after_us);
-        }
-    }
-    let exponent = attempt.saturating_sub(1).min(32);
-    let delay_us = match policy.backoff {
-        Backoff::Exponential => policy.base_us.saturating_mul(1u64 << exponent).min(policy.max_us),
-        Backoff::Constant => policy.base_us,
-    };
-    Some(match policy.jitter {
-        Jitter::None => delay_us,
-        Jitter::Full => stream.below(delay_us + 1),
-        Jitter::Equal => delay_us / 2 + stream.below(delay_us / 2 + 1),
-        Jitter::Decorrelated => {
-            let upper = previous_us.max(policy.base_us).saturating_mul(3);
-            (policy.base_us + stream.below(upper.saturating_sub(policy.base_us) + 1)).min(policy.max_us)
-        }
-    })
-}
-
 impl Behavior for AgentBehavior {
     type Msg = AgentMsg;
     type Effect = Effect;
@@ -792,118 +785,8 @@ impl Behavior for AgentBehavior {
             Some(injection) => self.suffer(injection, msg),
             None => msg,
         };
-        match msg {
-            AgentMsg::Start {
-                conv,
-                text,
-                origin,
-                reply_to,
-                context_tokens,
-            } => self.open(conv, text, origin, reply_to, context_tokens, Arc::from(""), effects),
-            AgentMsg::Revise {
-                conv,
-                text,
-                origin,
-                reply_to,
-                feedback,
-            } => {
-                let context_tokens = estimate_tokens(&feedback);
-                self.open(conv, text, origin, reply_to, context_tokens, feedback, effects)
-            }
-            AgentMsg::Halt { conv } => {
-                self.conversations.remove(&conv);
-                self.waiting.retain(|c| *c != conv);
-            }
-            AgentMsg::GuardStop {
-                conv,
-                text,
-                status,
-                escalate_to,
-            } => {
-                let Some(state) = self.conversations.remove(&conv) else {
-                    return Ok(());
-                };
-                self.waiting.retain(|c| *c != conv);
-                match escalate_to {
-                    Some(to) => {
-                        let start = AgentMsg::Start {
-                            conv,
-                            text: state.user_text.clone(),
-                            origin: Origin::Handoff(self.agent),
-                            reply_to: state.reply_to,
-                            context_tokens: state.context_tokens,
-                        };
-                        // The escalation is the guardrail's decision: it goes straight there.
-                        effects.push(Effect::Send {
-                            to: self.directory.agent(to),
-                            delay_us: 0,
-                            payload: Payload::Agent(start),
-                        });
-                    }
-                    None => self.answer_past_guardrails(conv, &state, text, status, effects),
-                }
-            }
-            AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
-            AgentMsg::ToolResult {
-                conv,
-                call_id,
-                tool,
-                output,
-            } => {
-                let tool = Arc::from(self.scenario.tools[tool].name.as_str());
-                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects)
-            }
-            AgentMsg::DelegateResult { conv, text, .. } => self.on_result(conv, StepResult::Delegate { text }, effects),
-            AgentMsg::CallTimeout { conv, call_seq } => {
-                if let Some(state) = self.take_awaiting(conv, call_seq) {
-                    self.on_error(conv, state, ProviderError::client_timeout(), effects);
-                }
-            }
-            AgentMsg::CallRejected {
-                conv,
-                call_seq,
-                retry_after_us,
-            } => {
-                let Some(state) = self.take_awaiting(conv, call_seq) else {
-                    return Ok(());
-                };
-                let error = ProviderError {
-                    status: 503,
-                    error_type: "circuit_open",
-                    code: "circuit_open",
-                    retry_after_us: Some(retry_after_us),
-                };
-                self.on_error(conv, state, error, effects);
-            }
-            AgentMsg::DeadlineDue { conv, started_us } => {
-                if self
-                    .conversations
-                    .get(&conv)
-                    .is_some_and(|s| s.started_us == started_us)
-                {
-                    let state = self.conversations.remove(&conv).expect("present above");
-                    self.waiting.retain(|c| *c != conv);
-                    let text = Arc::from("error: the conversation ran past the agent's deadline");
-                    self.answer(conv, &state, text, AnswerStatus::Failed, effects);
-                }
-            }
-            AgentMsg::RetryDue { conv } => {
-                let Some(state) = self.conversations.remove(&conv) else {
-                    return Ok(());
-                };
-                self.step(conv, state, effects);
-            }
-            AgentMsg::ToolTimeout { conv, call_id } => {
-                let Some(state) = self.conversations.get(&conv) else {
-                    return Ok(());
-                };
-                let Some((_, tool)) = state.pending_calls.iter().find(|(id, _)| *id == call_id) else {
-                    return Ok(());
-                };
-                let output = Arc::from(format!("error: tool {tool} timed out"));
-                let tool = tool.clone();
-                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects);
-            }
+        if !self.dispatch(msg, effects) {
+            return Ok(());
         }
         self.release_waiting(effects);
         if self.scenario.agents[self.agent].persist {
@@ -911,119 +794,5 @@ impl Behavior for AgentBehavior {
             effects.push(Effect::Persist(checkpoint));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy(jitter: Jitter) -> RetryPolicy {
-        RetryPolicy {
-            attempts: 5,
-            backoff: Backoff::Exponential,
-            base_us: 500_000,
-            max_us: 8_000_000,
-            jitter,
-            honor_retry_after: true,
-            max_retry_after_us: 120_000_000,
-            budget: None,
-        }
-    }
-
-    fn server_error() -> ProviderError {
-        ProviderError {
-            status: 500,
-            error_type: "server_error",
-            code: "internal_error",
-            retry_after_us: None,
-        }
-    }
-
-    #[test]
-    fn exponential_backoff_doubles_up_to_the_cap() {
-        let mut stream = RngStream::new(1, "t");
-        let delays: Vec<u64> = (1..=6)
-            .map(|attempt| retry_delay_us(&policy(Jitter::None), &server_error(), attempt, 0, &mut stream).unwrap())
-            .collect();
-        assert_eq!(delays, [500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000, 8_000_000]);
-    }
-
-    #[test]
-    fn retry_after_is_honoured_exactly_and_too_long_a_one_gives_up() {
-        let mut stream = RngStream::new(1, "t");
-        let limited = ProviderError {
-            status: 429,
-            error_type: "requests",
-            code: "rate_limit_exceeded",
-            retry_after_us: Some(2_000_000),
-        };
-        assert_eq!(
-            retry_delay_us(&policy(Jitter::Full), &limited, 1, 0, &mut stream),
-            Some(2_000_000)
-        );
-        let too_long = ProviderError {
-            retry_after_us: Some(600_000_000),
-            ..limited
-        };
-        assert_eq!(
-            retry_delay_us(&policy(Jitter::Full), &too_long, 1, 0, &mut stream),
-            None
-        );
-    }
-
-    #[test]
-    fn jitter_stays_within_its_bounds_and_repeats_for_the_same_seed() {
-        for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
-            let draw = |seed| {
-                let mut stream = RngStream::new(seed, "agent:a#0");
-                (1..=200u32)
-                    .map(|n| {
-                        retry_delay_us(&policy(jitter), &server_error(), n % 6 + 1, 1_000_000, &mut stream).unwrap()
-                    })
-                    .collect::<Vec<_>>()
-            };
-            let (a, b) = (draw(7), draw(7));
-            assert_eq!(a, b, "{jitter:?}");
-            for (i, d) in a.iter().enumerate() {
-                let attempt = (i as u32 + 1) % 6 + 1;
-                let cap = (500_000u64 << (attempt - 1)).min(8_000_000);
-                let ok = match jitter {
-                    Jitter::Full => *d <= cap,
-                    Jitter::Equal => *d >= cap / 2 && *d <= cap,
-                    _ => *d >= 500_000 && *d <= 8_000_000,
-                };
-                assert!(ok, "{jitter:?}: {d} for attempt {attempt}");
-            }
-            assert!(
-                a.iter().collect::<std::collections::BTreeSet<_>>().len() > 10,
-                "{jitter:?} draws vary"
-            );
-        }
-    }
-
-    #[test]
-    fn quota_errors_are_not_retryable_and_overload_is() {
-        let quota = ProviderError {
-            status: 429,
-            error_type: "insufficient_quota",
-            code: "insufficient_quota",
-            retry_after_us: None,
-        };
-        assert!(!quota.retryable());
-        assert!(ProviderError {
-            status: 529,
-            error_type: "overloaded_error",
-            code: "overloaded_error",
-            retry_after_us: None
-        }
-        .retryable());
-        assert!(!ProviderError {
-            status: 401,
-            error_type: "invalid_request_error",
-            code: "invalid_api_key",
-            retry_after_us: None
-        }
-        .retryable());
     }
 }

@@ -3,94 +3,22 @@
 //! it; it takes its latency, makes its own mistakes (false positives and negatives drawn from its
 //! own stream, failures that it handles open or closed) and lets the message through, changes
 //! it, or stops it.
-//!
-//! [`send_guarded`] is how senders route a message through the guardrails of its stage.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::route::chain;
 use crate::catalogue::faults::FaultKind;
 use crate::guard;
-use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream};
+use crate::kernel::{Behavior, HandlerError, RngStream};
 use crate::protocol::{
-    AgentMsg, AnswerStatus, Checked, ConvId, Directory, Effect, GuardContext, GuardrailIdx, GuardrailMsg, Injection,
-    LlmMsg, Mistake, Origin, Payload, ReplyTo, RoutedReply, ToolArgs, ToolMsg, ToolRef, TurnContext, UserMsg, Verdict,
-    VerdictRecord,
+    AgentMsg, AnswerStatus, Checked, ConvId, Directory, Effect, GuardrailIdx, GuardrailMsg, Injection, LlmMsg, Mistake,
+    Origin, Payload, ReplyTo, RoutedReply, ToolArgs, ToolMsg, ToolRef, TurnContext, UserMsg, Verdict, VerdictRecord,
 };
 use crate::scenario::expr::{Context, Value, Var};
-use crate::scenario::guardrail::{BudgetScope, GuardAction, GuardCheck, Guardrail, Stage};
+use crate::scenario::guardrail::{ArgRule, BudgetScope, GuardAction, GuardCheck, Guardrail, Stage};
 use crate::scenario::units::format_usd;
 use crate::scenario::{AgentIdx, Scenario, ToolIdx};
-
-/// The guardrails that watch `agent` at `stage` (and `tool`), in scenario order, split into the
-/// blocking chain and the parallel ones.
-pub fn chain(scenario: &Scenario, stage: Stage, agent: AgentIdx, tool: Option<ToolIdx>) -> (Vec<usize>, Vec<usize>) {
-    let mut blocking = Vec::new();
-    let mut parallel = Vec::new();
-    for (i, g) in scenario.guardrails.iter().enumerate() {
-        if g.watches(stage, agent, tool) {
-            if g.parallel {
-                parallel.push(i);
-            } else {
-                blocking.push(i);
-            }
-        }
-    }
-    (blocking, parallel)
-}
-
-/// Sends `subject` to `dest` through the guardrails that watch `agent` at `stage`: straight to
-/// `dest` when none does, otherwise to the first of the chain (and a copy to each parallel one).
-#[allow(clippy::too_many_arguments)]
-pub fn send_guarded(
-    scenario: &Scenario,
-    directory: &Directory,
-    stage: Stage,
-    conv: ConvId,
-    agent: AgentIdx,
-    tool: Option<ToolIdx>,
-    dest: ActorIdx,
-    subject: Payload,
-    context: Option<GuardContext>,
-    delay_us: u64,
-    effects: &mut Vec<Effect>,
-) {
-    if scenario.guardrails.is_empty() {
-        effects.push(Effect::Send {
-            to: dest,
-            delay_us,
-            payload: subject,
-        });
-        return;
-    }
-    let (blocking, parallel) = chain(scenario, stage, agent, tool);
-    let context = context.map(Box::new);
-    let check = |subject: Payload, context: Option<Box<GuardContext>>, parallel: bool| {
-        Payload::Guardrail(GuardrailMsg::Check(Box::new(Checked {
-            stage,
-            conv,
-            agent,
-            tool,
-            position: 0,
-            dest,
-            subject,
-            context,
-            parallel,
-        })))
-    };
-    for g in parallel {
-        effects.push(Effect::Send {
-            to: directory.guardrail(g),
-            delay_us,
-            payload: check(subject.clone(), context.clone(), true),
-        });
-    }
-    let (to, payload) = match blocking.first() {
-        None => (dest, subject),
-        Some(first) => (directory.guardrail(*first), check(subject, context, false)),
-    };
-    effects.push(Effect::Send { to, delay_us, payload });
-}
 
 /// Spend seen by a budget guardrail: pico-USD and tokens.
 #[derive(Debug, Clone, Copy, Default)]
@@ -299,39 +227,10 @@ impl GuardrailBehavior {
                     Found::clean()
                 }
             }
-            GuardCheck::JsonSchema(schema) => match &checked.subject {
-                Payload::Tool(ToolMsg::Invoke { call, .. }) => match &call.args {
-                    ToolArgs::Json(args) => {
-                        let value = serde_json::Value::Object((**args).clone());
-                        match guard::schema::validate(schema, &value) {
-                            Ok(()) => Found::clean(),
-                            Err(problem) => Found::tripped(problem),
-                        }
-                    }
-                    ToolArgs::Malformed(_) => Found::tripped("the arguments are not JSON".to_owned()),
-                },
-                _ => Found::clean(),
-            },
-            GuardCheck::AllowList { tools, args } => match &checked.subject {
-                Payload::Tool(ToolMsg::Invoke { call, .. }) => {
-                    let tool = match &call.tool {
-                        ToolRef::Known(t) => Some(*t),
-                        ToolRef::Unknown(_) => None,
-                    };
-                    if let Some(allowed) = tools {
-                        if !tool.is_some_and(|t| allowed.contains(&t)) {
-                            return Found::tripped(format!("tool {} is not allowed", tool_name(&scenario, &call.tool)));
-                        }
-                    }
-                    match &call.args {
-                        ToolArgs::Json(values) => {
-                            guard::arg_violation(values, args).map_or_else(Found::clean, Found::tripped)
-                        }
-                        ToolArgs::Malformed(_) => Found::tripped("the arguments are not JSON".to_owned()),
-                    }
-                }
-                _ => Found::clean(),
-            },
+            GuardCheck::JsonSchema(schema) => check_schema(schema, &checked.subject),
+            GuardCheck::AllowList { tools, args } => {
+                check_allow_list(&scenario, tools.as_deref(), args, &checked.subject)
+            }
             GuardCheck::MaxToolCalls(max) => {
                 let count = self.tool_calls.entry(checked.conv).or_default();
                 *count += 1;
@@ -354,50 +253,57 @@ impl GuardrailBehavior {
                 }
                 _ => Found::clean(),
             },
-            GuardCheck::Budget {
-                max_cost_pusd,
-                max_tokens,
-                per,
-                reserve_output_tokens,
-            } => {
-                let Payload::Llm(LlmMsg::Complete(request)) = &checked.subject else {
-                    return Found::clean();
-                };
-                let llm = &scenario.llms[self.directory.locate(checked.dest).1];
-                let estimate = Spend {
-                    pusd: request.input_tokens as u64 * llm.price.input_pusd_per_token
-                        + *reserve_output_tokens as u64 * llm.price.output_pusd_per_token,
-                    tokens: request.input_tokens as u64 + *reserve_output_tokens as u64,
-                };
-                let spent = match per {
-                    BudgetScope::Conversation => self.spent_by_conv.get(&checked.conv).copied().unwrap_or_default(),
-                    BudgetScope::Agent => self.spent_by_agent.get(&checked.agent).copied().unwrap_or_default(),
-                    BudgetScope::Run => self.spent,
-                };
-                if let Some(max) = max_cost_pusd {
-                    if spent.pusd + estimate.pusd > *max {
-                        return Found::tripped(format!(
-                            "spent {} + this call ~{} would exceed {} per {}",
-                            format_usd(spent.pusd),
-                            format_usd(estimate.pusd),
-                            format_usd(*max),
-                            per.name()
-                        ));
-                    }
-                }
-                if let Some(max) = max_tokens {
-                    if spent.tokens + estimate.tokens > *max {
-                        return Found::tripped(format!(
-                            "{} tokens spent + ~{} for this call would exceed {max} per {}",
-                            spent.tokens,
-                            estimate.tokens,
-                            per.name()
-                        ));
-                    }
-                }
-                Found::clean()
+            GuardCheck::Budget { .. } => self.check_budget(checked),
+        }
+    }
+
+    /// A `budget` check: whether the spend so far plus this model call's estimate exceeds a limit.
+    fn check_budget(&self, checked: &Checked) -> Found {
+        let GuardCheck::Budget {
+            max_cost_pusd,
+            max_tokens,
+            per,
+            reserve_output_tokens,
+        } = &self.spec().check
+        else {
+            unreachable!("called for budget checks only")
+        };
+        let Payload::Llm(LlmMsg::Complete(request)) = &checked.subject else {
+            return Found::clean();
+        };
+        let llm = &self.scenario.llms[self.directory.locate(checked.dest).1];
+        let estimate = Spend {
+            pusd: request.input_tokens as u64 * llm.price.input_pusd_per_token
+                + *reserve_output_tokens as u64 * llm.price.output_pusd_per_token,
+            tokens: request.input_tokens as u64 + *reserve_output_tokens as u64,
+        };
+        let spent = match per {
+            BudgetScope::Conversation => self.spent_by_conv.get(&checked.conv).copied().unwrap_or_default(),
+            BudgetScope::Agent => self.spent_by_agent.get(&checked.agent).copied().unwrap_or_default(),
+            BudgetScope::Run => self.spent,
+        };
+        if let Some(max) = max_cost_pusd {
+            if spent.pusd + estimate.pusd > *max {
+                return Found::tripped(format!(
+                    "spent {} + this call ~{} would exceed {} per {}",
+                    format_usd(spent.pusd),
+                    format_usd(estimate.pusd),
+                    format_usd(*max),
+                    per.name()
+                ));
             }
         }
+        if let Some(max) = max_tokens {
+            if spent.tokens + estimate.tokens > *max {
+                return Found::tripped(format!(
+                    "{} tokens spent + ~{} for this call would exceed {max} per {}",
+                    spent.tokens,
+                    estimate.tokens,
+                    per.name()
+                ));
+            }
+        }
+        Found::clean()
     }
 
     /// The message goes on: to the next guardrail of the chain, or to its destination.
@@ -553,34 +459,7 @@ impl GuardrailBehavior {
     ) -> Verdict {
         let message: Arc<str> = Arc::from(self.spec().message.as_str());
         if checked.parallel {
-            // The model call is already under way: all a parallel guardrail can do is trip.
-            if action == GuardAction::Allow {
-                return Verdict::Allow;
-            }
-            effects.push(Effect::Send {
-                to: self.directory.agent(checked.agent),
-                delay_us,
-                payload: Payload::Agent(AgentMsg::Halt { conv: checked.conv }),
-            });
-            let status = if action == GuardAction::Halt {
-                AnswerStatus::Halted
-            } else {
-                AnswerStatus::Blocked
-            };
-            effects.push(Effect::Send {
-                to: Directory::USER,
-                delay_us,
-                payload: Payload::User(UserMsg::Answer {
-                    conv: checked.conv,
-                    text: message,
-                    status,
-                }),
-            });
-            return if action == GuardAction::Halt {
-                Verdict::Halt
-            } else {
-                Verdict::Block
-            };
+            return self.trip_parallel(&checked, action, message, delay_us, effects);
         }
         match action {
             GuardAction::Allow => {
@@ -649,6 +528,90 @@ impl GuardrailBehavior {
         }
     }
 
+    /// A parallel guardrail tripped: the model call is already under way, so all it can do is
+    /// halt the agent's conversation and answer the user in its place.
+    fn trip_parallel(
+        &self,
+        checked: &Checked,
+        action: GuardAction,
+        message: Arc<str>,
+        delay_us: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Verdict {
+        // The model call is already under way: all a parallel guardrail can do is trip.
+        if action == GuardAction::Allow {
+            return Verdict::Allow;
+        }
+        effects.push(Effect::Send {
+            to: self.directory.agent(checked.agent),
+            delay_us,
+            payload: Payload::Agent(AgentMsg::Halt { conv: checked.conv }),
+        });
+        let status = if action == GuardAction::Halt {
+            AnswerStatus::Halted
+        } else {
+            AnswerStatus::Blocked
+        };
+        effects.push(Effect::Send {
+            to: Directory::USER,
+            delay_us,
+            payload: Payload::User(UserMsg::Answer {
+                conv: checked.conv,
+                text: message,
+                status,
+            }),
+        });
+        if action == GuardAction::Halt {
+            Verdict::Halt
+        } else {
+            Verdict::Block
+        }
+    }
+
+    /// A model's reply on its way back past a budget guardrail: the spend is counted, and the
+    /// reply goes on to the previous budget guardrail, or to the agent.
+    fn pass_reply(&mut self, routed: RoutedReply, effects: &mut Vec<Effect>) {
+        let RoutedReply {
+            conv,
+            agent,
+            reply,
+            mut via,
+        } = routed;
+        let spend = Spend {
+            pusd: reply.usage.cost_pusd,
+            tokens: (reply.usage.input_tokens + reply.usage.output_tokens) as u64,
+        };
+        for total in [
+            self.spent_by_conv.entry(conv).or_default(),
+            self.spent_by_agent.entry(agent).or_default(),
+            &mut self.spent,
+        ] {
+            total.pusd += spend.pusd;
+            total.tokens += spend.tokens;
+        }
+        via.pop();
+        let payload = match via.last() {
+            Some(previous) => (
+                *previous,
+                Payload::Guardrail(GuardrailMsg::Reply(Box::new(RoutedReply {
+                    conv,
+                    agent,
+                    reply,
+                    via,
+                }))),
+            ),
+            None => (
+                self.directory.agent(agent),
+                Payload::Agent(AgentMsg::LlmReply { conv, reply }),
+            ),
+        };
+        effects.push(Effect::Send {
+            to: payload.0,
+            delay_us: 0,
+            payload: payload.1,
+        });
+    }
+
     /// The message does not go on; what stands in its place depends on the stage.
     fn block(&self, checked: Checked, message: Arc<str>, delay_us: u64, effects: &mut Vec<Effect>) {
         match (checked.stage, &checked.subject) {
@@ -687,6 +650,50 @@ impl GuardrailBehavior {
     }
 }
 
+/// A `json_schema` check of a tool call's arguments.
+fn check_schema(schema: &serde_json::Value, subject: &Payload) -> Found {
+    match subject {
+        Payload::Tool(ToolMsg::Invoke { call, .. }) => match &call.args {
+            ToolArgs::Json(args) => {
+                let value = serde_json::Value::Object((**args).clone());
+                match guard::schema::validate(schema, &value) {
+                    Ok(()) => Found::clean(),
+                    Err(problem) => Found::tripped(problem),
+                }
+            }
+            ToolArgs::Malformed(_) => Found::tripped("the arguments are not JSON".to_owned()),
+        },
+        _ => Found::clean(),
+    }
+}
+
+/// An `allow_list` check of a tool call: the tool, then its arguments.
+fn check_allow_list(
+    scenario: &Scenario,
+    tools: Option<&[ToolIdx]>,
+    args: &BTreeMap<String, ArgRule>,
+    subject: &Payload,
+) -> Found {
+    match subject {
+        Payload::Tool(ToolMsg::Invoke { call, .. }) => {
+            let tool = match &call.tool {
+                ToolRef::Known(t) => Some(*t),
+                ToolRef::Unknown(_) => None,
+            };
+            if let Some(allowed) = tools {
+                if !tool.is_some_and(|t| allowed.contains(&t)) {
+                    return Found::tripped(format!("tool {} is not allowed", tool_name(scenario, &call.tool)));
+                }
+            }
+            match &call.args {
+                ToolArgs::Json(values) => guard::arg_violation(values, args).map_or_else(Found::clean, Found::tripped),
+                ToolArgs::Malformed(_) => Found::tripped("the arguments are not JSON".to_owned()),
+            }
+        }
+        _ => Found::clean(),
+    }
+}
+
 fn tool_name<'a>(scenario: &'a Scenario, tool: &'a ToolRef) -> &'a str {
     match tool {
         ToolRef::Known(t) => &scenario.tools[*t].name,
@@ -707,45 +714,7 @@ impl Behavior for GuardrailBehavior {
     ) -> Result<(), HandlerError> {
         let checked = match msg {
             GuardrailMsg::Reply(routed) => {
-                let RoutedReply {
-                    conv,
-                    agent,
-                    reply,
-                    mut via,
-                } = *routed;
-                let spend = Spend {
-                    pusd: reply.usage.cost_pusd,
-                    tokens: (reply.usage.input_tokens + reply.usage.output_tokens) as u64,
-                };
-                for total in [
-                    self.spent_by_conv.entry(conv).or_default(),
-                    self.spent_by_agent.entry(agent).or_default(),
-                    &mut self.spent,
-                ] {
-                    total.pusd += spend.pusd;
-                    total.tokens += spend.tokens;
-                }
-                via.pop();
-                let payload = match via.last() {
-                    Some(previous) => (
-                        *previous,
-                        Payload::Guardrail(GuardrailMsg::Reply(Box::new(RoutedReply {
-                            conv,
-                            agent,
-                            reply,
-                            via,
-                        }))),
-                    ),
-                    None => (
-                        self.directory.agent(agent),
-                        Payload::Agent(AgentMsg::LlmReply { conv, reply }),
-                    ),
-                };
-                effects.push(Effect::Send {
-                    to: payload.0,
-                    delay_us: 0,
-                    payload: payload.1,
-                });
+                self.pass_reply(*routed, effects);
                 return Ok(());
             }
             GuardrailMsg::Check(checked) => *checked,

@@ -7,16 +7,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::bucket::TokenBucket;
+use super::llm_faults::{break_answer, finish_reason, provider_error};
 use crate::catalogue::faults::{FaultKind, Layer};
 use crate::kernel::{Behavior, HandlerError, RngStream};
 use crate::llm::backend::Backends;
 use crate::llm::cassette::Position;
 use crate::llm::{live, mock};
 use crate::protocol::{
-    AgentMsg, ConvId, Directory, Effect, FinishReason, Injection, LlmMsg, ModelAnswer, ModelReply, Payload,
-    ProviderError, ToolArgs, ToolCall, ToolRef, TurnContext, Usage,
+    AgentMsg, ConvId, Directory, Effect, FinishReason, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Payload,
+    ProviderError, TurnContext, Usage,
 };
-use crate::scenario::{AgentIdx, FaultParams, Llm, LlmIdx, LlmMode, MalformedMode, Scenario};
+use crate::scenario::{AgentIdx, FaultParams, Llm, LlmIdx, LlmMode, Scenario};
 
 /// The LLM's state: per calling agent, a random stream and a tool-call counter, so agents never
 /// shift each other's draws or ids; and the provider's prompt cache.
@@ -65,140 +66,6 @@ impl LlmBehavior {
             bucket,
             backends,
         }
-    }
-}
-
-/// The provider error a fault kind answers with, and how long it takes by default.
-fn provider_error(kind: FaultKind, retry_after_us: Option<u64>) -> (ProviderError, u64) {
-    let retry_after = Some(retry_after_us.unwrap_or(2_000_000));
-    let e = |status, error_type, code, retry_after_us| ProviderError {
-        status,
-        error_type,
-        code,
-        retry_after_us,
-    };
-    match kind {
-        FaultKind::LlmRateLimit => (e(429, "requests", "rate_limit_exceeded", retry_after), 30_000),
-        FaultKind::LlmTokenRateLimit => (e(429, "tokens", "rate_limit_exceeded", retry_after), 30_000),
-        FaultKind::LlmQuotaExhausted => (e(429, "insufficient_quota", "insufficient_quota", None), 30_000),
-        FaultKind::LlmOverloaded => (
-            e(503, "service_unavailable_error", "server_is_overloaded", None),
-            200_000,
-        ),
-        FaultKind::LlmOverloaded529 => (e(529, "overloaded_error", "overloaded_error", None), 200_000),
-        FaultKind::LlmServerError => (e(500, "server_error", "internal_error", None), 500_000),
-        FaultKind::LlmTimeout => (ProviderError::client_timeout(), 60_000_000),
-        FaultKind::LlmAuthError => (e(401, "invalid_request_error", "invalid_api_key", None), 50_000),
-        FaultKind::LlmContentFilter => (e(400, "invalid_request_error", "content_filter", None), 50_000),
-        _ => (e(400, "invalid_request_error", "context_length_exceeded", None), 50_000),
-    }
-}
-
-/// Applies a content fault to a good answer.
-fn break_answer(
-    scenario: &Scenario,
-    kind: FaultKind,
-    answer: ModelAnswer,
-    params: &FaultParams,
-    next_call_id: &mut u32,
-) -> (ModelAnswer, FinishReason, Option<u32>) {
-    let tool = params.tool.as_deref();
-    match (kind, answer) {
-        (FaultKind::LlmEmptyAnswer, _) => (ModelAnswer::Text(Arc::from("")), FinishReason::Stop, Some(2)),
-        (FaultKind::LlmRefusal, _) => (
-            ModelAnswer::Text(Arc::from("I'm sorry, but I can't help with that.")),
-            FinishReason::ContentFilter,
-            Some(10),
-        ),
-        (FaultKind::LlmHallucinatedTool, _) => {
-            let id = *next_call_id;
-            *next_call_id += 1;
-            let name: Arc<str> = Arc::from(tool.unwrap_or("lookup_everything"));
-            // A tool the scenario has (given to another agent) is real: frameworks with one
-            // shared tool registry run it, whoever asks.
-            let tool = match scenario.tools.iter().position(|t| *t.name == *name) {
-                Some(t) => ToolRef::Known(t),
-                None => ToolRef::Unknown(name),
-            };
-            let call = ToolCall {
-                id,
-                tool,
-                args: ToolArgs::Json(Arc::new(serde_json::Map::new())),
-            };
-            (ModelAnswer::ToolCalls(vec![call]), FinishReason::ToolCalls, None)
-        }
-        (FaultKind::LlmMalformedToolArgs | FaultKind::LlmTruncated, ModelAnswer::ToolCalls(mut calls)) => {
-            if let Some(first) = calls.first_mut() {
-                let mode = if kind == FaultKind::LlmTruncated {
-                    None
-                } else {
-                    params.mode
-                };
-                first.args = malformed(first, mode.unwrap_or(MalformedMode::Truncated));
-            }
-            let finish = if kind == FaultKind::LlmTruncated {
-                FinishReason::Length
-            } else {
-                FinishReason::ToolCalls
-            };
-            (ModelAnswer::ToolCalls(calls), finish, None)
-        }
-        (FaultKind::LlmDuplicateToolCallIds, ModelAnswer::ToolCalls(mut calls)) => {
-            let first = calls.first().map_or(0, |c| c.id);
-            for call in &mut calls {
-                call.id = first;
-            }
-            (ModelAnswer::ToolCalls(calls), FinishReason::ToolCalls, None)
-        }
-        (FaultKind::LlmTruncated, ModelAnswer::Text(text)) => {
-            let cut: String = text.chars().take(text.chars().count() / 2).collect();
-            (ModelAnswer::Text(Arc::from(cut)), FinishReason::Length, None)
-        }
-        (_, answer) => {
-            let finish = finish_reason(&answer);
-            (answer, finish, None)
-        }
-    }
-}
-
-/// A call's arguments, broken the given way.
-fn malformed(call: &ToolCall, mode: MalformedMode) -> ToolArgs {
-    let text = call.args_text();
-    let ToolArgs::Json(map) = &call.args else {
-        return call.args.clone();
-    };
-    match mode {
-        MalformedMode::Truncated => ToolArgs::Malformed(Arc::from(
-            text.chars().take(text.chars().count() / 2).collect::<String>(),
-        )),
-        MalformedMode::TrailingGarbage => ToolArgs::Malformed(Arc::from(format!("{text}}}\n```"))),
-        MalformedMode::WrongType => {
-            let wrong = map
-                .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        serde_json::Value::String(s) => serde_json::json!([s]),
-                        other => serde_json::Value::String(other.to_string()),
-                    };
-                    (k.clone(), v)
-                })
-                .collect();
-            ToolArgs::Json(Arc::new(wrong))
-        }
-        MalformedMode::MissingField => {
-            let mut fewer = (**map).clone();
-            if let Some(first) = fewer.keys().next().cloned() {
-                fewer.remove(&first);
-            }
-            ToolArgs::Json(Arc::new(fewer))
-        }
-    }
-}
-
-fn finish_reason(answer: &ModelAnswer) -> FinishReason {
-    match answer {
-        ModelAnswer::ToolCalls(_) => FinishReason::ToolCalls,
-        _ => FinishReason::Stop,
     }
 }
 
@@ -254,59 +121,15 @@ impl Behavior for LlmBehavior {
                 let (error, latency_us) = provider_error(FaultKind::LlmContextLength, None);
                 error_reply(request.call_seq, error, latency_us)
             }
-            _ if external => {
-                let position = Position {
-                    llm: spec.name.clone(),
-                    actor: format!("agent:{}", scenario.agents[request.agent].name),
-                    incarnation: self.incarnation,
-                    call_index: caller.calls,
-                };
-                caller.calls += 1;
-                let body = live::build_request(scenario, self.llm, &request);
-                match self.backends.exchange(self.llm, position, body) {
-                    Ok(exchange) => {
-                        let done = live::interpret(scenario, &request, &exchange, &mut caller.next_call_id);
-                        let (answer, finish_reason, output_tokens) = match (&done.answer, injection) {
-                            (ModelAnswer::Error(_), _) => (done.answer, done.finish_reason, 0),
-                            (_, Some((kind, params))) if kind.layer() == Layer::Content => {
-                                let (answer, finish, tokens) =
-                                    break_answer(scenario, kind, done.answer, params, &mut caller.next_call_id);
-                                (answer, finish, tokens.unwrap_or(done.output_tokens))
-                            }
-                            _ => (done.answer, done.finish_reason, done.output_tokens),
-                        };
-                        let usage = if matches!(answer, ModelAnswer::Error(_)) {
-                            Usage::default()
-                        } else {
-                            // The provider's cached-token count is not read from live answers yet.
-                            Usage {
-                                input_tokens: done.input_tokens,
-                                cached_input_tokens: 0,
-                                output_tokens,
-                                cost_pusd: spec.price.cost_pusd(done.input_tokens, 0, output_tokens),
-                            }
-                        };
-                        ModelReply {
-                            call_seq: request.call_seq,
-                            answer,
-                            finish_reason,
-                            usage,
-                            latency_us: exchange.latency_us,
-                        }
-                    }
-                    // A request the cassette cannot answer: not retryable, and reported by the run.
-                    Err(_) => error_reply(
-                        request.call_seq,
-                        ProviderError {
-                            status: 400,
-                            error_type: "invalid_request_error",
-                            code: "cassette_mismatch",
-                            retry_after_us: None,
-                        },
-                        0,
-                    ),
-                }
-            }
+            _ if external => live_reply(
+                scenario,
+                self.llm,
+                self.incarnation,
+                &self.backends,
+                caller,
+                &request,
+                injection,
+            ),
             _ => {
                 let (answer, mut output_tokens) = mock::decide(scenario, &request, stream, next_call_id);
                 let (answer, finish_reason) = match injection {
@@ -342,6 +165,79 @@ impl Behavior for LlmBehavior {
                 }
             }
         };
+        self.send_reply(&request, reply, effects);
+        Ok(())
+    }
+}
+
+/// A call to a live model or a recorded cassette, with a content fault acted on its answer.
+fn live_reply(
+    scenario: &Scenario,
+    llm: LlmIdx,
+    incarnation: u32,
+    backends: &Backends,
+    caller: &mut Caller,
+    request: &LlmRequest,
+    injection: Option<(FaultKind, &FaultParams)>,
+) -> ModelReply {
+    let spec = &scenario.llms[llm];
+    let position = Position {
+        llm: spec.name.clone(),
+        actor: format!("agent:{}", scenario.agents[request.agent].name),
+        incarnation,
+        call_index: caller.calls,
+    };
+    caller.calls += 1;
+    let body = live::build_request(scenario, llm, request);
+    match backends.exchange(llm, position, body) {
+        Ok(exchange) => {
+            let done = live::interpret(scenario, request, &exchange, &mut caller.next_call_id);
+            let (answer, finish_reason, output_tokens) = match (&done.answer, injection) {
+                (ModelAnswer::Error(_), _) => (done.answer, done.finish_reason, 0),
+                (_, Some((kind, params))) if kind.layer() == Layer::Content => {
+                    let (answer, finish, tokens) =
+                        break_answer(scenario, kind, done.answer, params, &mut caller.next_call_id);
+                    (answer, finish, tokens.unwrap_or(done.output_tokens))
+                }
+                _ => (done.answer, done.finish_reason, done.output_tokens),
+            };
+            let usage = if matches!(answer, ModelAnswer::Error(_)) {
+                Usage::default()
+            } else {
+                // The provider's cached-token count is not read from live answers yet.
+                Usage {
+                    input_tokens: done.input_tokens,
+                    cached_input_tokens: 0,
+                    output_tokens,
+                    cost_pusd: spec.price.cost_pusd(done.input_tokens, 0, output_tokens),
+                }
+            };
+            ModelReply {
+                call_seq: request.call_seq,
+                answer,
+                finish_reason,
+                usage,
+                latency_us: exchange.latency_us,
+            }
+        }
+        // A request the cassette cannot answer: not retryable, and reported by the run.
+        Err(_) => error_reply(
+            request.call_seq,
+            ProviderError {
+                status: 400,
+                error_type: "invalid_request_error",
+                code: "cassette_mismatch",
+                retry_after_us: None,
+            },
+            0,
+        ),
+    }
+}
+
+impl LlmBehavior {
+    /// The reply goes back the way the request came: past the budget guardrails it went
+    /// through, or straight to the agent.
+    fn send_reply(&self, request: &LlmRequest, reply: ModelReply, effects: &mut Vec<Effect>) {
         let delay_us = reply.latency_us;
         let (to, payload) = match request.via.last() {
             Some(guardrail) => (
@@ -364,7 +260,6 @@ impl Behavior for LlmBehavior {
             ),
         };
         effects.push(Effect::Send { to, delay_us, payload });
-        Ok(())
     }
 }
 

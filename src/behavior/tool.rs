@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::guardrail::send_guarded;
+use super::route::GuardRoute;
 use crate::catalogue::faults::FaultKind;
 use crate::kernel::{Behavior, HandlerError, RngStream};
 use crate::protocol::{AgentMsg, ConvId, Directory, Effect, Injection, Payload, ToolArgs, ToolMsg, TurnContext};
@@ -127,19 +127,14 @@ impl Behavior for ToolBehavior {
                 tool: self.tool,
                 output: Arc::from(output),
             });
-            send_guarded(
-                &self.scenario,
-                &self.directory,
-                Stage::ToolOutput,
+            GuardRoute {
+                stage: Stage::ToolOutput,
                 conv,
                 agent,
-                Some(self.tool),
-                self.directory.agent(agent),
-                result,
-                None,
-                delay_us,
-                effects,
-            );
+                tool: Some(self.tool),
+                dest: self.directory.agent(agent),
+            }
+            .send(&self.scenario, &self.directory, result, None, delay_us, effects);
         }
         Ok(())
     }

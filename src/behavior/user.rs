@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::guardrail::send_guarded;
+use super::route::GuardRoute;
 use crate::kernel::{number_duplicates, Behavior, HandlerError, RngStream};
 use crate::protocol::{AgentMsg, ConvId, Directory, Effect, Injection, Origin, Payload, ReplyTo, TurnContext, UserMsg};
 use crate::scenario::guardrail::Stage;
@@ -44,19 +44,14 @@ impl UserBehavior {
             context_tokens: 0,
         });
         let dest = self.directory.agent(agent);
-        send_guarded(
-            &self.scenario,
-            &self.directory,
-            Stage::Input,
+        GuardRoute {
+            stage: Stage::Input,
             conv,
             agent,
-            None,
+            tool: None,
             dest,
-            start,
-            None,
-            delay_us,
-            effects,
-        );
+        }
+        .send(&self.scenario, &self.directory, start, None, delay_us, effects);
     }
 
     fn next_arrival_us(&mut self, traffic: usize, rate_milli_per_hour: u64) -> u64 {

@@ -274,45 +274,7 @@ impl Observer {
                         account.cost_pusd += usage.cost_pusd;
                     }
                 }
-                let tokens = (usage.input_tokens + usage.output_tokens) as u64;
-                let account = self.conversation(*conv);
-                account.cost_pusd += usage.cost_pusd;
-                account.tokens += tokens;
-                let (conv_cost, conv_tokens) = (account.cost_pusd, account.tokens);
-                let (run_cost, run_tokens) = (self.cost_pusd, self.input_tokens + self.output_tokens);
-                for (index, invariant) in scenario.invariants.iter().enumerate() {
-                    let broken = match invariant.check {
-                        Check::CostMax { cost_pusd_max, per } => {
-                            let spent = if per == Per::Conversation { conv_cost } else { run_cost };
-                            (spent > cost_pusd_max).then(|| {
-                                format!(
-                                    "cost {} exceeds {} per {}",
-                                    format_usd(spent),
-                                    format_usd(cost_pusd_max),
-                                    per.name()
-                                )
-                            })
-                        }
-                        Check::TokensMax { tokens_max, per } => {
-                            let used = if per == Per::Conversation {
-                                conv_tokens
-                            } else {
-                                run_tokens
-                            };
-                            (used > tokens_max).then(|| format!("{used} tokens exceed {tokens_max} per {}", per.name()))
-                        }
-                        _ => None,
-                    };
-                    if let Some(message) = broken {
-                        self.violate(
-                            index,
-                            seq,
-                            now_us,
-                            actor_id(envelope.to),
-                            format!("conversation {conv}: {message}"),
-                        );
-                    }
-                }
+                self.check_spend(scenario, seq, now_us, *conv, usage, &|| actor_id(envelope.to));
             }
             Payload::Tool(ToolMsg::Invoke { .. }) => self.tool_calls += 1,
             Payload::User(UserMsg::Answer { conv, status, text }) => {
@@ -321,30 +283,80 @@ impl Observer {
                     account.answered_at_us = Some(now_us);
                     account.status = Some(*status);
                 }
-                for (index, invariant) in scenario.invariants.iter().enumerate() {
-                    let Check::NeverOutput { test, .. } = &invariant.check else {
-                        continue;
-                    };
-                    if self.taint_masks[index]
-                        .as_ref()
-                        .is_some_and(|mask| !mask.intersects(labels))
-                    {
-                        continue;
-                    }
-                    let found = match test {
-                        OutputTest::Pii(entities) => crate::guard::pii::find(text, entities)
-                            .first()
-                            .map(|(_, entity)| format!("contains personal data ({})", entity.name())),
-                        OutputTest::Matches(re) => re.find(text).map(|m| format!("matches \"{}\"", m.as_str())),
-                        OutputTest::Any => Some("descends from the source".to_owned()),
-                    };
-                    if let Some(found) = found {
-                        let message = format!("conversation {conv}: the answer {found}");
-                        self.violate(index, seq, now_us, "user".to_owned(), message);
-                    }
-                }
+                self.check_output(scenario, seq, now_us, *conv, text, labels);
             }
             _ => {}
+        }
+    }
+
+    /// The cost and token invariants, after a model call's spend is counted.
+    fn check_spend(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        conv: ConvId,
+        usage: crate::protocol::Usage,
+        actor: &dyn Fn() -> String,
+    ) {
+        let tokens = (usage.input_tokens + usage.output_tokens) as u64;
+        let account = self.conversation(conv);
+        account.cost_pusd += usage.cost_pusd;
+        account.tokens += tokens;
+        let (conv_cost, conv_tokens) = (account.cost_pusd, account.tokens);
+        let (run_cost, run_tokens) = (self.cost_pusd, self.input_tokens + self.output_tokens);
+        for (index, invariant) in scenario.invariants.iter().enumerate() {
+            let broken = match invariant.check {
+                Check::CostMax { cost_pusd_max, per } => {
+                    let spent = if per == Per::Conversation { conv_cost } else { run_cost };
+                    (spent > cost_pusd_max).then(|| {
+                        format!(
+                            "cost {} exceeds {} per {}",
+                            format_usd(spent),
+                            format_usd(cost_pusd_max),
+                            per.name()
+                        )
+                    })
+                }
+                Check::TokensMax { tokens_max, per } => {
+                    let used = if per == Per::Conversation {
+                        conv_tokens
+                    } else {
+                        run_tokens
+                    };
+                    (used > tokens_max).then(|| format!("{used} tokens exceed {tokens_max} per {}", per.name()))
+                }
+                _ => None,
+            };
+            if let Some(message) = broken {
+                self.violate(index, seq, now_us, actor(), format!("conversation {conv}: {message}"));
+            }
+        }
+    }
+
+    /// The `never_output` invariants, on an answer to the user.
+    fn check_output(&mut self, scenario: &Scenario, seq: u64, now_us: u64, conv: ConvId, text: &str, labels: &Labels) {
+        for (index, invariant) in scenario.invariants.iter().enumerate() {
+            let Check::NeverOutput { test, .. } = &invariant.check else {
+                continue;
+            };
+            if self.taint_masks[index]
+                .as_ref()
+                .is_some_and(|mask| !mask.intersects(labels))
+            {
+                continue;
+            }
+            let found = match test {
+                OutputTest::Pii(entities) => crate::guard::pii::find(text, entities)
+                    .first()
+                    .map(|(_, entity)| format!("contains personal data ({})", entity.name())),
+                OutputTest::Matches(re) => re.find(text).map(|m| format!("matches \"{}\"", m.as_str())),
+                OutputTest::Any => Some("descends from the source".to_owned()),
+            };
+            if let Some(found) = found {
+                let message = format!("conversation {conv}: the answer {found}");
+                self.violate(index, seq, now_us, "user".to_owned(), message);
+            }
         }
     }
 
@@ -382,30 +394,7 @@ impl Observer {
             Payload::Agent(AgentMsg::Revise { conv, .. }) => {
                 state.max_turn.remove(&(receiver, *conv));
             }
-            Payload::Llm(LlmMsg::Complete(request)) => {
-                // What the model sees after a handoff: nothing of the conversation.
-                if matches!(request.origin, Origin::Handoff(_)) && request.turn == 1 && request.user.is_empty() {
-                    fired.push((
-                        Detector::LostHandoffContext,
-                        format!(
-                            "conversation {}: agent {} took the handoff without the conversation",
-                            request.conv, scenario.agents[request.agent].name
-                        ),
-                    ));
-                }
-                let key = (request.agent, request.conv);
-                let max = state.max_turn.entry(key).or_insert(0);
-                if request.turn < *max && request.feedback.is_empty() {
-                    fired.push((
-                        Detector::ConversationReset,
-                        format!(
-                            "conversation {}: agent {} is at turn {} after turn {}",
-                            request.conv, scenario.agents[request.agent].name, request.turn, max
-                        ),
-                    ));
-                }
-                *max = (*max).max(request.turn);
-            }
+            Payload::Llm(LlmMsg::Complete(request)) => model_call_findings(state, scenario, request, &mut fired),
             Payload::Tool(ToolMsg::Invoke { conv, agent, call }) => {
                 state.tool_error_pending.remove(conv);
                 let tool = &scenario.tools[receiver].name;
@@ -447,31 +436,7 @@ impl Observer {
                 conv,
                 status: AnswerStatus::Answered,
                 ..
-            }) => {
-                if state.tool_error_pending.contains(conv) {
-                    fired.push((
-                        Detector::IgnoredToolError,
-                        format!("conversation {conv}: answered right after a tool error, without trying again"),
-                    ));
-                }
-                if let Some(agent) = state.conv_agent.get(conv) {
-                    if !scenario.agents[*agent].tools.is_empty() && !state.tool_results.contains(conv) {
-                        fired.push((
-                            Detector::PrematureTermination,
-                            format!(
-                                "conversation {conv}: agent {} answered without using any of its tools",
-                                scenario.agents[*agent].name
-                            ),
-                        ));
-                    }
-                }
-                if labels.intersects(&self.corrupting) {
-                    fired.push((
-                        Detector::UnverifiedAnswer,
-                        format!("conversation {conv}: the answer is built on data a fault corrupted"),
-                    ));
-                }
-            }
+            }) => answer_findings(state, &self.corrupting, scenario, *conv, labels, &mut fired),
             _ => {}
         }
         for (detector, message) in fired {
@@ -654,6 +619,73 @@ impl Observer {
                 first_violation: violation.clone(),
             })
             .collect()
+    }
+}
+
+/// What the detectors find in a model call: a handoff without the conversation, a conversation
+/// set back to an earlier turn.
+fn model_call_findings(
+    state: &mut DetectorState,
+    scenario: &Scenario,
+    request: &crate::protocol::LlmRequest,
+    fired: &mut Vec<(Detector, String)>,
+) {
+    // What the model sees after a handoff: nothing of the conversation.
+    if matches!(request.origin, Origin::Handoff(_)) && request.turn == 1 && request.user.is_empty() {
+        fired.push((
+            Detector::LostHandoffContext,
+            format!(
+                "conversation {}: agent {} took the handoff without the conversation",
+                request.conv, scenario.agents[request.agent].name
+            ),
+        ));
+    }
+    let key = (request.agent, request.conv);
+    let max = state.max_turn.entry(key).or_insert(0);
+    if request.turn < *max && request.feedback.is_empty() {
+        fired.push((
+            Detector::ConversationReset,
+            format!(
+                "conversation {}: agent {} is at turn {} after turn {}",
+                request.conv, scenario.agents[request.agent].name, request.turn, max
+            ),
+        ));
+    }
+    *max = (*max).max(request.turn);
+}
+
+/// What the detectors find in an answer: it ignored a tool error, used none of the agent's
+/// tools, or is built on data a fault corrupted.
+fn answer_findings(
+    state: &DetectorState,
+    corrupting: &Labels,
+    scenario: &Scenario,
+    conv: ConvId,
+    labels: &Labels,
+    fired: &mut Vec<(Detector, String)>,
+) {
+    if state.tool_error_pending.contains(&conv) {
+        fired.push((
+            Detector::IgnoredToolError,
+            format!("conversation {conv}: answered right after a tool error, without trying again"),
+        ));
+    }
+    if let Some(agent) = state.conv_agent.get(&conv) {
+        if !scenario.agents[*agent].tools.is_empty() && !state.tool_results.contains(&conv) {
+            fired.push((
+                Detector::PrematureTermination,
+                format!(
+                    "conversation {conv}: agent {} answered without using any of its tools",
+                    scenario.agents[*agent].name
+                ),
+            ));
+        }
+    }
+    if labels.intersects(corrupting) {
+        fired.push((
+            Detector::UnverifiedAnswer,
+            format!("conversation {conv}: the answer is built on data a fault corrupted"),
+        ));
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::*;
+use super::{exit, load, pretty_json, BenchArgs, Failure};
 use crate::scenario;
 
 pub(super) fn validate(files: &[PathBuf]) -> Result<u8, Failure> {

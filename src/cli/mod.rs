@@ -3,6 +3,7 @@
 
 mod info;
 mod run;
+mod shrink;
 mod sweep;
 
 pub use sweep::parse_seed_range;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::report::RunReport;
 use crate::run::{Flavor, RunError};
 use crate::scenario::{self, Scenario};
 
@@ -425,4 +427,20 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let fail = |e: std::io::Error| Failure::new(exit::INTERNAL, format!("cannot write {}: {e}", path.display()));
     std::fs::write(&partial, bytes).map_err(fail)?;
     std::fs::rename(&partial, path).map_err(fail)
+}
+
+/// Completes a run directory whose trace the kernel wrote to `.trace.jsonl.partial`: the trace,
+/// a copy of the scenario, report.json and report.html, each written atomically.
+fn finish_run_dir(dir: &Path, scenario: &Scenario, report: &RunReport) -> Result<(), Failure> {
+    std::fs::rename(dir.join(".trace.jsonl.partial"), dir.join("trace.jsonl")).map_err(|e| {
+        Failure::new(
+            exit::INTERNAL,
+            format!("cannot write {}: {e}", dir.join("trace.jsonl").display()),
+        )
+    })?;
+    write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
+    let json = pretty_json(report)?;
+    write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
+    let html = crate::render::html::render_run_dir(dir).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    write_atomic(&dir.join("report.html"), html.as_bytes())
 }

@@ -3,7 +3,11 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::*;
+use super::shrink::shrink_seed;
+use super::{
+    exit, finish_run_dir, interrupt_flag, load, pretty_json, shell_quote, write_atomic, CassetteMatchArg, Failure,
+    RunArgs, RuntimeFlavor,
+};
 use crate::llm::backend::{CassetteOptions, CassetteOutcome};
 use crate::llm::cassette::Cassette;
 use crate::report::RunReport;
@@ -14,7 +18,92 @@ use crate::trace::{reader, TraceMode};
 pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
     let scenario = load(&args.file)?;
     let seed = args.seed.unwrap_or(scenario.seed);
-    let mut limits = scenario.limits;
+    let limits = limits_with_flags(args, scenario.limits)?;
+    let out_dir = args
+        .out
+        .as_deref()
+        .map(|dir| prepare_out_dir(dir, args.force))
+        .transpose()?;
+    let trace_mode = match &out_dir {
+        Some(dir) => TraceMode::File(dir.join(".trace.jsonl.partial")),
+        None if args.check_determinism || args.mermaid.is_some() || args.otlp.is_some() => TraceMode::Memory,
+        None => TraceMode::Digest,
+    };
+    if args.replay_cassette.is_some() && scenario.llms.iter().all(|l| l.mode == scenario::LlmMode::Mock) {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "--replay-cassette: {} has no live or replay model to answer from a cassette",
+                args.file.display()
+            ),
+        ));
+    }
+    let cassette = CassetteOptions {
+        replay: args.replay_cassette.as_deref().map(load_cassette).transpose()?,
+        matching: args.cassette_match.map(|m| m.policy()),
+    };
+    let options = RunOptions {
+        seed,
+        flavor: args.runtime.flavor(),
+        trace: trace_mode,
+        limits: Some(limits),
+        replay_command: replay_command(args, seed, out_dir.as_deref()),
+        cassette,
+    };
+    let interrupt = run::Interrupt {
+        signal: Some(interrupt_flag()),
+        after_events: None,
+    };
+    let output = run::run_interruptible(scenario.clone(), &options, interrupt)?;
+    let report = output.report;
+    let cassette_status = cassette_outcome(&output.cassette, &scenario, out_dir.as_deref())?;
+
+    let mut trace_bytes = output.trace;
+    if let Some(dir) = &out_dir {
+        finish_run_dir(dir, &scenario, &report)?;
+        if args.check_determinism || args.mermaid.is_some() || args.otlp.is_some() {
+            trace_bytes =
+                std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        }
+    }
+    write_diagram_and_otlp(args, &trace_bytes, &report, &scenario)?;
+
+    print_report(&report, args.json)?;
+    if report.outcome == crate::report::Outcome::Interrupted {
+        if let Some(dir) = &out_dir {
+            eprintln!(
+                "interrupted: the trace up to this point is in {}; `agentsim replay {}` replays it",
+                dir.join("trace.jsonl").display(),
+                shell_quote(&dir.display().to_string())
+            );
+        }
+        return Ok(exit::INTERRUPTED);
+    }
+    if cassette_status != exit::OK {
+        return Ok(cassette_status);
+    }
+    if args.shrink && !report.passed() {
+        shrink_seed(&args.file, &scenario, seed, args.shrink_out.as_deref())?;
+    }
+    if args.check_determinism {
+        let status = rerun_for_determinism(
+            args,
+            seed,
+            &report,
+            &trace_bytes,
+            out_dir.as_deref(),
+            &output.cassette,
+            &scenario,
+        )?;
+        if status != exit::OK {
+            return Ok(status);
+        }
+    }
+    Ok(if report.passed() { exit::OK } else { exit::RUN_FAILED })
+}
+
+/// The scenario's limits with the limit flags given on the command line applied.
+fn limits_with_flags(args: &RunArgs, mut limits: scenario::Limits) -> Result<scenario::Limits, Failure> {
     if let Some(n) = args.max_events {
         limits.max_events = n;
     }
@@ -39,140 +128,78 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
             *slot = parse_duration_us(t).map_err(|e| Failure::new(exit::BAD_INPUT, format!("{flag}: {e}")))?;
         }
     }
-    let mut replay_command = format!(
+    Ok(limits)
+}
+
+/// The command that replays this run: `agentsim replay DIR` for a run directory, else the run
+/// itself with its seed, limit flags and cassette.
+fn replay_command(args: &RunArgs, seed: u64, out_dir: Option<&Path>) -> String {
+    if let Some(dir) = out_dir {
+        return format!("agentsim replay {}", shell_quote(&dir.display().to_string()));
+    }
+    let mut command = format!(
         "agentsim run {} --seed {seed}",
         shell_quote(&args.file.display().to_string())
     );
     for (flag, value) in limit_flags(args) {
-        replay_command.push_str(&format!(" {flag} {}", shell_quote(&value)));
+        command.push_str(&format!(" {flag} {}", shell_quote(&value)));
     }
-
-    let out_dir = args
-        .out
-        .as_deref()
-        .map(|dir| prepare_out_dir(dir, args.force))
-        .transpose()?;
-    let trace_mode = match &out_dir {
-        Some(dir) => TraceMode::File(dir.join(".trace.jsonl.partial")),
-        None if args.check_determinism || args.mermaid.is_some() || args.otlp.is_some() => TraceMode::Memory,
-        None => TraceMode::Digest,
-    };
-    if args.replay_cassette.is_some() && scenario.llms.iter().all(|l| l.mode == scenario::LlmMode::Mock) {
-        return Err(Failure::new(
-            exit::BAD_INPUT,
-            format!(
-                "--replay-cassette: {} has no live or replay model to answer from a cassette",
-                args.file.display()
-            ),
-        ));
-    }
-    let cassette = CassetteOptions {
-        replay: args.replay_cassette.as_deref().map(load_cassette).transpose()?,
-        matching: args.cassette_match.map(|m| m.policy()),
-    };
     if let Some(file) = &args.replay_cassette {
-        replay_command.push_str(&format!(
+        command.push_str(&format!(
             " --replay-cassette {}",
             shell_quote(&file.display().to_string())
         ));
     }
-    if let Some(dir) = &out_dir {
-        replay_command = format!("agentsim replay {}", shell_quote(&dir.display().to_string()));
-    }
-    let options = RunOptions {
-        seed,
-        flavor: args.runtime.flavor(),
-        trace: trace_mode,
-        limits: Some(limits),
-        replay_command,
-        cassette,
-    };
-    let interrupt = run::Interrupt {
-        signal: Some(super::interrupt_flag()),
-        after_events: None,
-    };
-    let output = run::run_interruptible(scenario.clone(), &options, interrupt)?;
-    let report = output.report;
-    let cassette_status = cassette_outcome(&output.cassette, &scenario, out_dir.as_deref())?;
+    command
+}
 
-    let mut trace_bytes = output.trace;
-    if let Some(dir) = &out_dir {
-        finish_run_dir(dir, &scenario, &report)?;
-        if args.check_determinism || args.mermaid.is_some() || args.otlp.is_some() {
-            trace_bytes =
-                std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
-        }
-    }
+/// Writes the Mermaid diagram (`--mermaid`) and the OTLP export (`--otlp`) of a run's trace.
+fn write_diagram_and_otlp(
+    args: &RunArgs,
+    trace_bytes: &[u8],
+    report: &RunReport,
+    scenario: &Scenario,
+) -> Result<(), Failure> {
     if let Some(path) = &args.mermaid {
         let records =
-            crate::trace::records::parse("the trace", &trace_bytes).map_err(|e| Failure::new(exit::INTERNAL, e))?;
-        let report_json = serde_json::to_value(&report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+            crate::trace::records::parse("the trace", trace_bytes).map_err(|e| Failure::new(exit::INTERNAL, e))?;
+        let report_json = serde_json::to_value(report).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         let diagram = crate::render::mermaid::sequence_diagram(&records, Some(&report_json));
         write_atomic(path, diagram.as_bytes())?;
     }
 
     if let Some(path) = &args.otlp {
-        let json = crate::otlp::export::export(&trace_bytes, &scenario)
+        let json = crate::otlp::export::export(trace_bytes, scenario)
             .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot export OTLP: {e}")))?;
         write_atomic(path, json.as_bytes())?;
     }
-
-    print_report(&report, args.json)?;
-    if report.outcome == crate::report::Outcome::Interrupted {
-        if let Some(dir) = &out_dir {
-            eprintln!(
-                "interrupted: the trace up to this point is in {}; `agentsim replay {}` replays it",
-                dir.join("trace.jsonl").display(),
-                shell_quote(&dir.display().to_string())
-            );
-        }
-        return Ok(exit::INTERRUPTED);
-    }
-    if cassette_status != exit::OK {
-        return Ok(cassette_status);
-    }
-    if args.shrink && !report.passed() {
-        super::sweep::shrink_seed(&args.file, &scenario, seed, args.shrink_out.as_deref())?;
-    }
-    if args.check_determinism {
-        // Live calls are not made twice: without --out, the rerun answers from a scratch copy
-        // of the cassette this run recorded.
-        let scratch = tempfile::tempdir()
-            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create a scratch directory: {e}")))?;
-        let recorded = match &out_dir {
-            Some(dir) => Some(dir.join("cassette.jsonl")).filter(|p| p.exists()),
-            None if !output.cassette.recorded.is_empty() => {
-                let path = scratch.path().join("cassette.jsonl");
-                write_atomic(
-                    &path,
-                    Cassette::to_jsonl(&scenario.name, &output.cassette.recorded).as_bytes(),
-                )?;
-                Some(path)
-            }
-            None => None,
-        };
-        let status = check_determinism(args, seed, &report, &trace_bytes, recorded.as_deref())?;
-        if status != exit::OK {
-            return Ok(status);
-        }
-    }
-    Ok(if report.passed() { exit::OK } else { exit::RUN_FAILED })
+    Ok(())
 }
 
-/// Completes a run directory whose trace the kernel wrote to `.trace.jsonl.partial`: the trace,
-/// a copy of the scenario, report.json and report.html, each written atomically.
-pub(super) fn finish_run_dir(dir: &Path, scenario: &Scenario, report: &RunReport) -> Result<(), Failure> {
-    std::fs::rename(dir.join(".trace.jsonl.partial"), dir.join("trace.jsonl")).map_err(|e| {
-        Failure::new(
-            exit::INTERNAL,
-            format!("cannot write {}: {e}", dir.join("trace.jsonl").display()),
-        )
-    })?;
-    write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
-    let json = pretty_json(report)?;
-    write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
-    let html = crate::render::html::render_run_dir(dir).map_err(|e| Failure::new(exit::INTERNAL, e))?;
-    write_atomic(&dir.join("report.html"), html.as_bytes())
+/// `--check-determinism`: reruns the seed in a fresh process and compares the traces. Live calls
+/// are not made twice: without --out, the rerun answers from a scratch copy of the cassette this
+/// run recorded.
+fn rerun_for_determinism(
+    args: &RunArgs,
+    seed: u64,
+    report: &RunReport,
+    trace_bytes: &[u8],
+    out_dir: Option<&Path>,
+    cassette: &CassetteOutcome,
+    scenario: &Scenario,
+) -> Result<u8, Failure> {
+    let scratch = tempfile::tempdir()
+        .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot create a scratch directory: {e}")))?;
+    let recorded = match out_dir {
+        Some(dir) => Some(dir.join("cassette.jsonl")).filter(|p| p.exists()),
+        None if !cassette.recorded.is_empty() => {
+            let path = scratch.path().join("cassette.jsonl");
+            write_atomic(&path, Cassette::to_jsonl(&scenario.name, &cassette.recorded).as_bytes())?;
+            Some(path)
+        }
+        None => None,
+    };
+    check_determinism(args, seed, report, trace_bytes, recorded.as_deref())
 }
 
 /// `agentsim report DIR`: writes DIR/report.html (and a Mermaid diagram) from a run directory.

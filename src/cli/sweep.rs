@@ -1,14 +1,16 @@
-//! `agentsim sweep`, `compare`, `merge` and shrinking: many seeds, summarised.
+//! `agentsim sweep`, `compare` and `merge`: many seeds, summarised.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::*;
+use super::shrink::shrink_seed;
+use super::{
+    exit, finish_run_dir, interrupt_flag, load, pretty_json, shell_quote, write_atomic, CompareArgs, Failure, SweepArgs,
+};
 use crate::scenario::{self, Scenario};
 
 pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
-    use std::io::IsTerminal;
     let scenario = load(&args.file)?;
     let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
     if !(0.0..=1.0).contains(&args.recheck) {
@@ -38,37 +40,7 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
         None => seeds.clone().collect(),
     };
     let total = seed_list.len() as u64;
-    let show_progress = std::io::stderr().is_terminal();
-    let started = std::time::Instant::now();
-    let progress = |done: u64, failed: u64| {
-        if show_progress && (done % 50 == 0 || done == total) {
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            eprint!("\r  {done}/{total} seeds · {rate:.0} seeds/s · {failed} failing   ");
-            if done == total {
-                eprintln!();
-            }
-        }
-    };
-    let (mut journal, done) = open_journal(args, &scenario, &seeds, shard)?;
-    let done_seeds: std::collections::BTreeSet<u64> = done.iter().map(|r| r.seed).collect();
-    let remaining: Vec<u64> = seed_list.into_iter().filter(|s| !done_seeds.contains(s)).collect();
-    let already = done.len() as u64;
-    let failed_before = done.iter().filter(|r| !r.passed).count() as u64;
-    let mut on_result = |result: &crate::sweep::SeedResult, finished: u64, failed: u64| {
-        progress(already + finished, failed_before + failed);
-        match &mut journal {
-            Some(journal) => journal.append(result).map_err(crate::run::RunError::Internal),
-            None => Ok(()),
-        }
-    };
-    let (new_results, stopped) =
-        crate::sweep::run_seeds_until(&scenario, remaining, jobs, Some(interrupt_flag()), &mut on_result)?;
-    if let Some(journal) = &mut journal {
-        journal.sync().map_err(|e| Failure::new(exit::INTERNAL, e))?;
-    }
-    let mut results = done;
-    results.extend(new_results);
-    results.sort_by_key(|r| r.seed);
+    let (results, stopped) = run_unfinished_seeds(args, &scenario, &seeds, shard, seed_list, jobs)?;
     if stopped {
         let kept = match &args.out {
             Some(dir) => format!(
@@ -80,71 +52,28 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
         eprintln!("\ninterrupted: {} of {total} seeds finished{kept}", results.len());
         return Ok(exit::INTERRUPTED);
     }
-    if let Some(dir) = &args.out {
-        if let Some((index, count)) = shard {
-            let partial = crate::sweep::Shard {
-                format: crate::sweep::SHARD_FORMAT.to_owned(),
-                agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
-                file: file.clone(),
-                scenario_hash: scenario.source_hash.clone(),
-                scenario_text: scenario.source_text.clone(),
-                seeds: format!("{}..{}", seeds.start, seeds.end),
-                index,
-                count,
-                results: results.clone(),
-            };
-            let json = serde_json::to_string(&partial).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
-            write_atomic(&dir.join(format!("shard-{index}-of-{count}.json")), json.as_bytes())?;
-        }
+    if let (Some(dir), Some((index, count))) = (&args.out, shard) {
+        let partial = crate::sweep::Shard {
+            format: crate::sweep::SHARD_FORMAT.to_owned(),
+            agentsim_version: env!("CARGO_PKG_VERSION").to_owned(),
+            file: file.clone(),
+            scenario_hash: scenario.source_hash.clone(),
+            scenario_text: scenario.source_text.clone(),
+            seeds: format!("{}..{}", seeds.start, seeds.end),
+            index,
+            count,
+            results: results.clone(),
+        };
+        let json = serde_json::to_string(&partial).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
+        write_atomic(&dir.join(format!("shard-{index}-of-{count}.json")), json.as_bytes())?;
     }
     let mut summary = crate::sweep::summarize(&scenario, &file, &results, &seeds);
     if args.recheck > 0.0 {
-        let step = (1.0 / args.recheck).round().max(1.0) as usize;
-        for result in results.iter().step_by(step) {
-            let output = std::process::Command::new(
-                std::env::current_exe().map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?,
-            )
-            .args([
-                "run",
-                &args.file.display().to_string(),
-                "--seed",
-                &result.seed.to_string(),
-                "--json",
-                "--runtime",
-                "multi",
-            ])
-            .output()
-            .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot start a recheck: {e}")))?;
-            let report: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|_| {
-                Failure::new(
-                    exit::INTERNAL,
-                    format!("the recheck of seed {} printed no report", result.seed),
-                )
-            })?;
-            if report["digest"].as_str() != Some(result.digest.as_str()) {
-                eprintln!(
-                    "determinism: MISMATCH — seed {} gave digest {} in the sweep and {} in a fresh process\n  replay: agentsim run {file} --seed {} --check-determinism",
-                    result.seed, result.digest, report["digest"], result.seed
-                );
-                return Ok(exit::NONDETERMINISM);
-            }
-            summary.digests_checked += 1;
+        if let Some(status) = recheck_digests(args, &file, &results, &mut summary)? {
+            return Ok(status);
         }
     }
-    if let Some(path) = &args.junit {
-        write_atomic(path, summary.junit().as_bytes())?;
-    }
-    if let (Some(dir), None) = (&args.out, shard) {
-        let json = pretty_json(&summary)?;
-        write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
-        let run_reports = write_failing_runs(dir, &scenario, &results)?;
-        let html = crate::render::html::render_sweep(&summary, &results, &run_reports);
-        write_atomic(&dir.join("report.html"), html.as_bytes())?;
-    }
-    if let Some(path) = &args.html {
-        let html = crate::render::html::render_sweep(&summary, &results, &BTreeMap::new());
-        write_atomic(path, html.as_bytes())?;
-    }
+    write_sweep_files(args, shard, &summary, &scenario, &results)?;
     let text = if args.json {
         let mut text = pretty_json(&summary)?;
         text.push('\n');
@@ -161,6 +90,121 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     let min_pass_rate = args.min_pass_rate.unwrap_or(1.0);
     let held = summary.invariants.iter().all(|i| i.pass_rate >= min_pass_rate);
     Ok(if held { exit::OK } else { exit::RUN_FAILED })
+}
+
+/// Runs the seeds of `seed_list` the journal does not already hold, showing progress on a
+/// terminal and journalling each result; returns all results in seed order, and whether a
+/// signal stopped the sweep.
+fn run_unfinished_seeds(
+    args: &SweepArgs,
+    scenario: &Arc<Scenario>,
+    seeds: &std::ops::Range<u64>,
+    shard: Option<(u64, u64)>,
+    seed_list: Vec<u64>,
+    jobs: usize,
+) -> Result<(Vec<crate::sweep::SeedResult>, bool), Failure> {
+    use std::io::IsTerminal;
+    let total = seed_list.len() as u64;
+    let show_progress = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let progress = |done: u64, failed: u64| {
+        if show_progress && (done % 50 == 0 || done == total) {
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprint!("\r  {done}/{total} seeds · {rate:.0} seeds/s · {failed} failing   ");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let (mut journal, done) = open_journal(args, scenario, seeds, shard)?;
+    let done_seeds: std::collections::BTreeSet<u64> = done.iter().map(|r| r.seed).collect();
+    let remaining: Vec<u64> = seed_list.into_iter().filter(|s| !done_seeds.contains(s)).collect();
+    let already = done.len() as u64;
+    let failed_before = done.iter().filter(|r| !r.passed).count() as u64;
+    let mut on_result = |result: &crate::sweep::SeedResult, finished: u64, failed: u64| {
+        progress(already + finished, failed_before + failed);
+        match &mut journal {
+            Some(journal) => journal.append(result).map_err(crate::run::RunError::Internal),
+            None => Ok(()),
+        }
+    };
+    let (new_results, stopped) =
+        crate::sweep::run_seeds_until(scenario, remaining, jobs, Some(interrupt_flag()), &mut on_result)?;
+    if let Some(journal) = &mut journal {
+        journal.sync().map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    }
+    let mut results = done;
+    results.extend(new_results);
+    results.sort_by_key(|r| r.seed);
+    Ok((results, stopped))
+}
+
+/// `--recheck`: reruns a fraction of the seeds in fresh processes on the other runtime and
+/// counts the digests that match; returns the exit status when one does not.
+fn recheck_digests(
+    args: &SweepArgs,
+    file: &str,
+    results: &[crate::sweep::SeedResult],
+    summary: &mut crate::sweep::SweepSummary,
+) -> Result<Option<u8>, Failure> {
+    let step = (1.0 / args.recheck).round().max(1.0) as usize;
+    for result in results.iter().step_by(step) {
+        let output = std::process::Command::new(
+            std::env::current_exe().map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?,
+        )
+        .args([
+            "run",
+            &args.file.display().to_string(),
+            "--seed",
+            &result.seed.to_string(),
+            "--json",
+            "--runtime",
+            "multi",
+        ])
+        .output()
+        .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot start a recheck: {e}")))?;
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|_| {
+            Failure::new(
+                exit::INTERNAL,
+                format!("the recheck of seed {} printed no report", result.seed),
+            )
+        })?;
+        if report["digest"].as_str() != Some(result.digest.as_str()) {
+            eprintln!(
+                "determinism: MISMATCH — seed {} gave digest {} in the sweep and {} in a fresh process\n  replay: agentsim run {file} --seed {} --check-determinism",
+                result.seed, result.digest, report["digest"], result.seed
+            );
+            return Ok(Some(exit::NONDETERMINISM));
+        }
+        summary.digests_checked += 1;
+    }
+    Ok(None)
+}
+
+/// The files a sweep writes: `--junit`, and with `--out` (not for a shard) the summary, the
+/// failing runs and the report; `--html`.
+fn write_sweep_files(
+    args: &SweepArgs,
+    shard: Option<(u64, u64)>,
+    summary: &crate::sweep::SweepSummary,
+    scenario: &Arc<Scenario>,
+    results: &[crate::sweep::SeedResult],
+) -> Result<(), Failure> {
+    if let Some(path) = &args.junit {
+        write_atomic(path, summary.junit().as_bytes())?;
+    }
+    if let (Some(dir), None) = (&args.out, shard) {
+        let json = pretty_json(summary)?;
+        write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
+        let run_reports = write_failing_runs(dir, scenario, results)?;
+        let html = crate::render::html::render_sweep(summary, results, &run_reports);
+        write_atomic(&dir.join("report.html"), html.as_bytes())?;
+    }
+    if let Some(path) = &args.html {
+        let html = crate::render::html::render_sweep(summary, results, &BTreeMap::new());
+        write_atomic(path, html.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// With `--out`, the sweep's journal: a fresh one, or with `--resume` the one already there and
@@ -377,48 +421,10 @@ fn write_failing_runs(
                 ),
             ));
         }
-        super::run::finish_run_dir(&run_dir, scenario, &output.report)?;
+        finish_run_dir(&run_dir, scenario, &output.report)?;
         links.insert(result.seed, format!("{relative}/report.html"));
     }
     Ok(links)
-}
-
-/// Shrinks a failing seed and writes the standalone scenario; prints what it found on stderr.
-pub(super) fn shrink_seed(file: &Path, scenario: &Arc<Scenario>, seed: u64, out: Option<&Path>) -> Result<(), Failure> {
-    let Some(shrunk) = crate::sweep::shrink::shrink(scenario, seed)? else {
-        return Ok(());
-    };
-    let stem = file
-        .file_stem()
-        .map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
-    let path = out.map_or_else(
-        || PathBuf::from(format!("{stem}.shrunk-seed{seed}.toml")),
-        Path::to_path_buf,
-    );
-    write_atomic(&path, shrunk.scenario_text.as_bytes())?;
-    let kinds: Vec<String> = shrunk
-        .faults
-        .iter()
-        .map(|f| {
-            format!(
-                "{} on {} (message {})",
-                f.kind.name(),
-                f.target,
-                f.trigger.on_message.unwrap_or(0)
-            )
-        })
-        .collect();
-    eprintln!(
-        "shrink: seed {seed} breaks \"{}\"; {} fault(s) fired, {} needed ({} runs): {}\n  wrote {}\n  replay: agentsim run {} --seed {seed}",
-        shrunk.breaks,
-        shrunk.before,
-        shrunk.faults.len(),
-        shrunk.runs,
-        if kinds.is_empty() { "none — it fails without any fault".to_owned() } else { kinds.join(", ") },
-        path.display(),
-        shell_quote(&path.display().to_string()),
-    );
-    Ok(())
 }
 
 /// Parses `I/N` (shard I of N, from 0).

@@ -1,0 +1,427 @@
+//! From spans to an import: the span tree, the agents and their work, and the pieces of the
+//! scenario and cassette they make.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::chat::{message_text, ChatCall};
+use super::scenario::{scenario_name, toml_string, ScenarioParts};
+use super::span::{identifier, Op, Span};
+use super::{Imported, NO_USER_TEXT};
+use crate::llm::cassette::Cassette;
+
+/// The agent that owns work outside any agent span.
+const DEFAULT_AGENT: &str = "assistant";
+
+pub(super) struct Builder {
+    pub(super) spans: Vec<Span>,
+    pub(super) children: BTreeMap<usize, Vec<usize>>,
+    /// Nearest agent-span ancestor of each span.
+    pub(super) owner: Vec<Option<usize>>,
+    pub(super) content_missing: bool,
+}
+
+/// The agents of a trace, in order of first appearance, and what each does.
+#[derive(Default)]
+struct Roster {
+    agents: Vec<String>,
+    agent_llm: BTreeMap<String, String>,
+    agent_tools: BTreeMap<String, BTreeSet<String>>,
+    handoffs: BTreeMap<String, BTreeSet<String>>,
+    chat_count: BTreeMap<Option<usize>, u32>,
+}
+
+/// What the agents' work recorded: model answers, tool outputs and latencies, tool errors as
+/// faults, agent timeouts and retry gaps.
+#[derive(Default)]
+struct Recorded {
+    calls: Vec<ChatCall>,
+    tool_latency: BTreeMap<String, Vec<u64>>,
+    tool_output: BTreeMap<String, String>,
+    tool_calls_total: usize,
+    tool_index: BTreeMap<String, u32>,
+    faults: String,
+    tool_timeout_us: BTreeMap<String, u64>,
+    retry_gap_us: BTreeMap<String, u64>,
+    errors: usize,
+}
+
+impl Builder {
+    pub(super) fn new(mut spans: Vec<Span>) -> Builder {
+        spans.sort_by(|a, b| (a.start_ns, &a.trace_id, &a.span_id).cmp(&(b.start_ns, &b.trace_id, &b.span_id)));
+        let index: BTreeMap<(String, String), usize> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i))
+            .collect();
+        let parent_of: Vec<Option<usize>> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let p = s
+                    .parent
+                    .as_ref()
+                    .and_then(|p| index.get(&(s.trace_id.clone(), p.clone())).copied());
+                p.filter(|&p| p != i)
+            })
+            .collect();
+        let mut children: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, p) in parent_of.iter().enumerate() {
+            if let Some(p) = p {
+                children.entry(*p).or_default().push(i);
+            }
+        }
+        let mut owner = vec![None; spans.len()];
+        for i in 0..spans.len() {
+            // Walk up at most as many steps as there are spans: a cycle cannot hang the import.
+            let mut at = parent_of[i];
+            let mut steps = 0;
+            while let Some(p) = at {
+                if spans[p].op() == Op::Agent {
+                    owner[i] = Some(p);
+                    break;
+                }
+                steps += 1;
+                if steps > spans.len() {
+                    break;
+                }
+                at = parent_of[p];
+            }
+        }
+        Builder {
+            spans,
+            children,
+            owner,
+            content_missing: false,
+        }
+    }
+
+    pub(super) fn build(mut self, file: &str) -> Result<Imported, String> {
+        let ops: Vec<Op> = self.spans.iter().map(Span::op).collect();
+        let chats: Vec<usize> = (0..ops.len()).filter(|&i| ops[i] == Op::Chat).collect();
+        if chats.is_empty() {
+            return Err(
+                "expected at least one model call (a `chat` span, or an OpenInference LLM span), found none".into(),
+            );
+        }
+        let work = self.work_items(&ops);
+        let llms = models(&self.spans, &chats);
+        let roster = self.roster(&ops, &llms);
+        let mut recorded = Recorded::default();
+        for (owner, items) in &work {
+            let agent = owner.map_or(DEFAULT_AGENT.to_owned(), |a| self.spans[a].agent_name());
+            for k in 0..items.len() {
+                match ops[items[k]] {
+                    Op::Chat => self.record_chat(&mut recorded, &agent, &llms, &ops, &items[k..]),
+                    Op::Tool => self.record_tool(&mut recorded, &agent, &ops, &items[k..]),
+                    _ => {}
+                }
+            }
+        }
+        let chat_calls = recorded.calls.len();
+
+        let origin_ns = self.spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
+        let end_ns = self.spans.iter().map(|s| s.end_ns).max().unwrap_or(origin_ns);
+        let traffic = self.traffic(&ops, &chats, origin_ns);
+        self.crashes_and_other_faults(origin_ns, &mut recorded.faults);
+        let entries = self.cassette_entries(&recorded.calls);
+
+        let scenario = self.scenario_text(
+            file,
+            &ScenarioParts {
+                agents: &roster.agents,
+                agent_llm: &roster.agent_llm,
+                agent_tools: &roster.agent_tools,
+                handoffs: &roster.handoffs,
+                llms: &llms,
+                tool_latency: &recorded.tool_latency,
+                tool_output: &recorded.tool_output,
+                traffic: &traffic,
+                faults: &recorded.faults,
+                tool_timeout_us: &recorded.tool_timeout_us,
+                retry_gap_us: &recorded.retry_gap_us,
+                chat_count: &roster.chat_count,
+                duration_us: (end_ns - origin_ns) / 1_000,
+                errors: recorded.errors,
+            },
+        );
+        let name = scenario_name(file);
+        Ok(Imported {
+            scenario,
+            cassette: Cassette::to_jsonl(&name, &entries),
+            agents: roster.agents.len(),
+            chat_calls,
+            tool_calls: recorded.tool_calls_total,
+            errors: recorded.errors,
+            content_missing: self.content_missing,
+        })
+    }
+
+    /// The agent a span works for: its nearest agent-span ancestor, or the implicit agent.
+    fn agent_of(&self, i: usize) -> String {
+        self.owner[i].map_or(DEFAULT_AGENT.to_owned(), |a| self.spans[a].agent_name())
+    }
+
+    /// The work items of each agent span (or of the implicit agent), in time order.
+    fn work_items(&self, ops: &[Op]) -> BTreeMap<Option<usize>, Vec<usize>> {
+        let mut work: BTreeMap<Option<usize>, Vec<usize>> = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            if matches!(op, Op::Chat | Op::Tool) || (*op == Op::Agent && self.owner[i].is_some()) {
+                work.entry(self.owner[i]).or_default().push(i);
+            }
+        }
+        work
+    }
+
+    /// Agents, in order of first appearance, with their models, tools, handoffs and calls.
+    fn roster(&self, ops: &[Op], llms: &BTreeMap<String, String>) -> Roster {
+        let mut roster = Roster::default();
+        for (i, &op) in ops.iter().enumerate() {
+            let name = match op {
+                Op::Agent => self.spans[i].agent_name(),
+                Op::Chat | Op::Tool => self.agent_of(i),
+                Op::Other => continue,
+            };
+            if !roster.agents.contains(&name) {
+                roster.agents.push(name.clone());
+            }
+            match op {
+                Op::Chat => {
+                    let model = self.spans[i].model();
+                    roster.agent_llm.entry(name).or_insert_with(|| llms[&model].clone());
+                    *roster.chat_count.entry(self.owner[i]).or_default() += 1;
+                }
+                Op::Tool => {
+                    roster
+                        .agent_tools
+                        .entry(name)
+                        .or_default()
+                        .insert(self.spans[i].tool_name());
+                }
+                Op::Agent => {
+                    if let Some(parent) = self.owner[i] {
+                        let from = self.spans[parent].agent_name();
+                        if from != name {
+                            roster.handoffs.entry(from).or_default().insert(name);
+                        }
+                    }
+                }
+                Op::Other => {}
+            }
+        }
+        roster
+    }
+
+    /// A model call, `items[0]`, of `agent`, whose later work is the rest of `items`: its answer,
+    /// and for an error the gap before the retry.
+    fn record_chat(
+        &mut self,
+        recorded: &mut Recorded,
+        agent: &str,
+        llms: &BTreeMap<String, String>,
+        ops: &[Op],
+        items: &[usize],
+    ) {
+        let (i, rest) = (items[0], &items[1..]);
+        let following: Vec<usize> = rest.iter().copied().take_while(|&j| ops[j] != Op::Chat).collect();
+        let call = self.chat_call(agent, llms, i, &following);
+        recorded.calls.push(call);
+        let span = &self.spans[i];
+        if span.error.is_some() {
+            recorded.errors += 1;
+            if let Some(&next) = rest.iter().find(|&&j| ops[j] == Op::Chat) {
+                let gap = self.spans[next].start_ns.saturating_sub(span.end_ns) / 1_000;
+                let slot = recorded.retry_gap_us.entry(agent.to_owned()).or_insert(gap);
+                *slot = (*slot).min(gap);
+            }
+        }
+    }
+
+    /// A tool call, `items[0]`, of `agent`, whose later work is the rest of `items`: its latency
+    /// and output, and for an error a fault and the agent's timeout.
+    fn record_tool(&mut self, recorded: &mut Recorded, agent: &str, ops: &[Op], items: &[usize]) {
+        let (i, rest) = (items[0], &items[1..]);
+        let span = &self.spans[i];
+        recorded.tool_calls_total += 1;
+        let tool = span.tool_name();
+        if span.error.is_none() {
+            recorded
+                .tool_latency
+                .entry(tool.clone())
+                .or_default()
+                .push(span.duration_us());
+        } else {
+            recorded.tool_latency.entry(tool.clone()).or_default();
+        }
+        let count = recorded.tool_index.entry(tool.clone()).or_insert(0);
+        *count += 1;
+        let count = *count;
+        let result = span
+            .str("gen_ai.tool.call.result")
+            .or_else(|| span.str("output.value"))
+            .map(str::to_owned);
+        match &result {
+            Some(text) if span.error.is_none() => {
+                recorded.tool_output.entry(tool.clone()).or_insert_with(|| text.clone());
+            }
+            None => self.content_missing = true,
+            _ => {}
+        }
+        let span = &self.spans[i];
+        let Some(message) = &span.error else {
+            return;
+        };
+        recorded.errors += 1;
+        let timeout = message.to_ascii_lowercase().contains("timeout")
+            || span
+                .str("error.type")
+                .is_some_and(|t| t.to_ascii_lowercase().contains("timeout"));
+        let next_chat = rest.iter().find(|&&j| ops[j] == Op::Chat);
+        if let Some(&next) = next_chat {
+            if self.spans[next].start_ns < span.end_ns {
+                // The agent stopped waiting before the tool answered.
+                let waited = self.spans[next].start_ns.saturating_sub(span.start_ns) / 1_000;
+                let slot = recorded.tool_timeout_us.entry(agent.to_owned()).or_insert(waited);
+                *slot = (*slot).min(waited).max(1_000);
+            }
+        }
+        let faults = &mut recorded.faults;
+        let _ = writeln!(faults, "\n# {tool} call {count} failed in the trace: {message}");
+        let _ = writeln!(faults, "[[fault]]");
+        if timeout {
+            let _ = writeln!(faults, "kind = \"tool.timeout\"");
+            let _ = writeln!(faults, "latency = \"{}us\"", span.duration_us().max(1));
+        } else {
+            let _ = writeln!(faults, "kind = \"tool.error\"");
+            let _ = writeln!(faults, "text = {}", toml_string(message));
+        }
+        let _ = writeln!(faults, "target = \"tool:{tool}\"");
+        let _ = writeln!(faults, "on_message = {count}");
+    }
+
+    /// Conversations: each top-level agent span (or top-level chat, without agents) starts one,
+    /// with the user's message at the time it began.
+    fn traffic(&mut self, ops: &[Op], chats: &[usize], origin_ns: u64) -> BTreeMap<String, Vec<(u64, String)>> {
+        let roots: Vec<usize> = if ops.contains(&Op::Agent) {
+            (0..ops.len())
+                .filter(|&i| ops[i] == Op::Agent && self.owner[i].is_none())
+                .collect()
+        } else {
+            chats.iter().copied().take(1).collect()
+        };
+        let mut traffic: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+        for &r in &roots {
+            let agent = if ops[r] == Op::Agent {
+                self.spans[r].agent_name()
+            } else {
+                DEFAULT_AGENT.to_owned()
+            };
+            let text = self.user_text(r);
+            let at_us = (self.spans[r].start_ns - origin_ns) / 1_000;
+            traffic.entry(agent).or_default().push((at_us, text));
+        }
+        traffic
+    }
+
+    /// Faults that are not model or tool errors (those come from chat and tool spans): the
+    /// `agentsim.fault` events of an agentsim export, else `exception` events on agent spans as
+    /// crashes of that agent, each at the time it happened.
+    fn crashes_and_other_faults(&self, origin_ns: u64, out: &mut String) {
+        let events = || self.spans.iter().flat_map(|s| s.events.iter().map(move |e| (s, e)));
+        let text = |attrs: &BTreeMap<String, Value>, key: &str| {
+            attrs.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
+        };
+        let mut found: Vec<(u64, String, String, String)> = Vec::new();
+        if events().any(|(_, (name, _, _))| name == "agentsim.fault") {
+            for (_, (name, time_ns, attrs)) in events() {
+                let kind = text(attrs, "agentsim.fault.kind");
+                if name != "agentsim.fault" || kind.starts_with("llm.") || kind.starts_with("tool.") {
+                    continue;
+                }
+                let why = format!("fault {} in the trace", text(attrs, "agentsim.fault.name"));
+                found.push((*time_ns, kind, text(attrs, "agentsim.fault.target"), why));
+            }
+        } else {
+            for (span, (name, time_ns, attrs)) in events() {
+                if name == "exception" && span.op() == Op::Agent {
+                    let why = format!("exception in the trace: {}", text(attrs, "exception.type"));
+                    found.push((
+                        *time_ns,
+                        "actor.crash".into(),
+                        format!("agent:{}", span.agent_name()),
+                        why,
+                    ));
+                }
+            }
+        }
+        found.sort();
+        for (time_ns, kind, target, why) in found {
+            if target.is_empty()
+                || !kind
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_' || c.is_ascii_digit())
+            {
+                continue;
+            }
+            let _ = writeln!(out, "\n# {}", why.replace('\n', " "));
+            let _ = writeln!(out, "[[fault]]");
+            let _ = writeln!(out, "kind = {}", toml_string(&kind));
+            let _ = writeln!(out, "target = {}", toml_string(&target));
+            let _ = writeln!(out, "at = \"{}us\"", time_ns.saturating_sub(origin_ns) / 1_000);
+            let _ = writeln!(out, "count = 1");
+        }
+    }
+
+    /// The user's message that opened a conversation, from the agent span or its first chat.
+    fn user_text(&mut self, root: usize) -> String {
+        // The agent span's own input, else the first model call's user message.
+        let mut candidates = vec![root];
+        candidates.extend(
+            self.children
+                .get(&root)
+                .map_or(&[][..], |c| c.as_slice())
+                .iter()
+                .copied()
+                .filter(|&c| self.spans[c].op() == Op::Chat)
+                .take(1),
+        );
+        for i in candidates {
+            let span = &self.spans[i];
+            if let Some(text) = span.str("gen_ai.input.messages").and_then(|m| message_text(m, "user")) {
+                return text;
+            }
+            for j in 0..64 {
+                let role = span.str(&format!("llm.input_messages.{j}.message.role"));
+                match role {
+                    Some("user") => {
+                        if let Some(text) = span.str(&format!("llm.input_messages.{j}.message.content")) {
+                            return text.to_owned();
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            if i == root {
+                if let Some(text) = span.str("input.value") {
+                    return text.to_owned();
+                }
+            }
+        }
+        self.content_missing = true;
+        NO_USER_TEXT.to_owned()
+    }
+}
+
+/// Models, named after themselves.
+fn models(spans: &[Span], chats: &[usize]) -> BTreeMap<String, String> {
+    let mut llms: BTreeMap<String, String> = BTreeMap::new();
+    for &c in chats {
+        let model = spans[c].model();
+        let name = identifier(&model);
+        llms.entry(model).or_insert(name);
+    }
+    llms
+}

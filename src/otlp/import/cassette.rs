@@ -1,0 +1,141 @@
+//! The cassette: each model call's recorded answer, or its error, as the exchange a replay serves.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::build::Builder;
+use super::chat::ChatCall;
+use super::span::Span;
+use crate::llm::cassette::{Entry, Position};
+use crate::llm::live::{Exchange, HANDOFF_TOOL_PREFIX};
+
+impl Builder {
+    /// One recorded answer per chat span, positions in call order per agent.
+    pub(super) fn cassette_entries(&self, calls: &[ChatCall]) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        let mut index: BTreeMap<(String, String), u32> = BTreeMap::new();
+        let mut ordered = calls.to_vec();
+        ordered.sort_by_key(|c| (self.spans[c.span].start_ns, c.span));
+        for call in &ordered {
+            let slot = index.entry((call.llm.clone(), call.agent.clone())).or_insert(0);
+            let position = Position {
+                llm: call.llm.clone(),
+                actor: format!("agent:{}", call.agent),
+                incarnation: 0,
+                call_index: *slot,
+            };
+            *slot += 1;
+            entries.push(Entry {
+                position,
+                request: Value::Null,
+                exchange: self.exchange(call),
+            });
+        }
+        entries
+    }
+
+    fn exchange(&self, call: &ChatCall) -> Exchange {
+        let span = &self.spans[call.span];
+        let latency_us = span.duration_us();
+        if let Some(message) = &span.error {
+            return error_exchange(span, message, latency_us);
+        }
+        let mut message = Map::new();
+        message.insert("role".into(), json!("assistant"));
+        message.insert("content".into(), call.text.as_ref().map_or(Value::Null, |t| json!(t)));
+        let mut tool_calls: Vec<Value> = call
+            .tool_calls
+            .iter()
+            .map(
+                |(name, id, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}),
+            )
+            .collect();
+        if let Some(to) = &call.handoff {
+            tool_calls.push(json!({"id": format!("call_handoff_{}", call.span), "type": "function",
+                "function": {"name": format!("{HANDOFF_TOOL_PREFIX}{to}"), "arguments": "{}"}}));
+        }
+        let finish = if tool_calls.is_empty() { "stop" } else { "tool_calls" };
+        if !tool_calls.is_empty() {
+            message.insert("tool_calls".into(), Value::Array(tool_calls));
+        }
+        let finish = match span.attrs.get("gen_ai.response.finish_reasons") {
+            Some(Value::Array(reasons)) if reasons.first().and_then(Value::as_str) == Some("length") => "length",
+            _ => finish,
+        };
+        let mut response = json!({
+            "object": "chat.completion",
+            "model": call.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        });
+        let input = span.u64(&[
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.prompt_tokens",
+            "llm.token_count.prompt",
+        ]);
+        let output = span.u64(&[
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.token_count.completion",
+        ]);
+        if input.is_some() || output.is_some() {
+            response["usage"] = json!({"prompt_tokens": input.unwrap_or(0), "completion_tokens": output.unwrap_or(0)});
+        }
+        Exchange {
+            status: 200,
+            headers: BTreeMap::new(),
+            response: Some(response),
+            body_text: None,
+            transport_error: None,
+            latency_us,
+        }
+    }
+}
+
+/// A failed chat span as the error a provider would have answered.
+fn error_exchange(span: &Span, message: &str, latency_us: u64) -> Exchange {
+    let error_type = span.str("error.type").unwrap_or("").to_owned();
+    let lower = format!("{} {}", error_type, message).to_ascii_lowercase();
+    let status = span
+        .u64(&["http.response.status_code", "http.status_code"])
+        .map(|s| s as u16);
+    let mut headers = BTreeMap::new();
+    if let Some(us) = span.u64(&["agentsim.retry_after_us"]) {
+        headers.insert("retry-after-ms".to_owned(), (us / 1_000).to_string());
+    }
+    let timeout = status.is_none() && lower.contains("timeout");
+    if timeout {
+        return Exchange {
+            status: 0,
+            headers,
+            response: None,
+            body_text: None,
+            transport_error: Some("timeout".into()),
+            latency_us,
+        };
+    }
+    let status = status.unwrap_or(if lower.contains("rate") || lower.contains("429") {
+        429
+    } else if lower.contains("context") {
+        400
+    } else {
+        500
+    });
+    let code = if lower.contains("context_length") || lower.contains("context length") {
+        "context_length_exceeded"
+    } else if lower.contains("insufficient_quota") {
+        "insufficient_quota"
+    } else if status == 429 {
+        "rate_limit_exceeded"
+    } else {
+        "server_error"
+    };
+    Exchange {
+        status,
+        headers,
+        response: Some(json!({"error": {"message": message, "type": error_type, "code": code}})),
+        body_text: None,
+        transport_error: None,
+        latency_us,
+    }
+}

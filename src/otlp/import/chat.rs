@@ -1,0 +1,217 @@
+//! A model call's answer: from its recorded output messages, else from the spans that followed it.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::build::Builder;
+use super::span::{identifier, Op, Span};
+use super::NO_ANSWER_TEXT;
+use crate::llm::live::HANDOFF_TOOL_PREFIX;
+
+/// What a model answered, as the importer reconstructs it.
+#[derive(Debug, Clone)]
+pub(super) struct ChatCall {
+    pub(super) agent: String,
+    pub(super) llm: String,
+    pub(super) model: String,
+    pub(super) span: usize,
+    pub(super) tool_calls: Vec<(String, String, String)>,
+    pub(super) handoff: Option<String>,
+    pub(super) text: Option<String>,
+}
+
+impl Builder {
+    pub(super) fn chat_call(
+        &mut self,
+        agent: &str,
+        llms: &BTreeMap<String, String>,
+        i: usize,
+        following: &[usize],
+    ) -> ChatCall {
+        let span = self.spans[i].clone();
+        let model = span.model();
+        let mut call = ChatCall {
+            agent: agent.to_owned(),
+            llm: llms[&model].clone(),
+            model,
+            span: i,
+            tool_calls: Vec::new(),
+            handoff: None,
+            text: None,
+        };
+        if span.error.is_some() {
+            return call;
+        }
+        // Output messages: GenAI (JSON, string or structured) or OpenInference (flattened).
+        let mut recorded = genai_output(&span, &mut call);
+        if openinference_tool_calls(&span, &mut call) {
+            recorded = true;
+        }
+        if !recorded {
+            if let Some(text) = span
+                .str("llm.output_messages.0.message.content")
+                .or_else(|| span.str("output.value"))
+            {
+                recorded = true;
+                call.text = Some(text.to_owned());
+            }
+        }
+        if recorded {
+            self.fill_missing_arguments(&mut call, following);
+            if call.tool_calls.is_empty() && call.handoff.is_none() && call.text.is_none() {
+                call.text = self.final_text(i, following);
+            }
+            return call;
+        }
+        // No content: the spans that followed say what the model must have asked for.
+        self.infer_from_following(&mut call, following);
+        if call.tool_calls.is_empty() && call.handoff.is_none() {
+            call.text = self.final_text(i, following);
+        } else {
+            self.content_missing = true;
+        }
+        call
+    }
+
+    /// Arguments the answer left out, from the tool span with the same call id.
+    fn fill_missing_arguments(&self, call: &mut ChatCall, following: &[usize]) {
+        for (name, id, args) in &mut call.tool_calls {
+            if args != "{}" {
+                continue;
+            }
+            let ran = following.iter().map(|&j| &self.spans[j]).find(|t| {
+                t.op() == Op::Tool && t.tool_name() == *name && t.str("gen_ai.tool.call.id") == Some(id.as_str())
+            });
+            if let Some(found) = ran.and_then(|t| t.str("gen_ai.tool.call.arguments")) {
+                *args = found.to_owned();
+            }
+        }
+    }
+
+    /// The tool calls and handoff of an answer without content, from the tool and agent spans
+    /// that followed it.
+    fn infer_from_following(&self, call: &mut ChatCall, following: &[usize]) {
+        for &j in following {
+            let next = &self.spans[j];
+            match next.op() {
+                Op::Tool => {
+                    let args = next
+                        .str("gen_ai.tool.call.arguments")
+                        .or_else(|| next.str("input.value"))
+                        .unwrap_or("{}")
+                        .to_owned();
+                    let id = next.str("gen_ai.tool.call.id").unwrap_or("").to_owned();
+                    push_call(call, &next.tool_name(), id, args);
+                }
+                Op::Agent => {
+                    call.handoff.get_or_insert_with(|| next.agent_name());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A text answer's words: the agent's recorded final answer when this is its last model
+    /// call, else a placeholder.
+    fn final_text(&mut self, chat: usize, following: &[usize]) -> Option<String> {
+        let last = following.is_empty();
+        let agent_output = self.owner[chat].filter(|_| last).and_then(|a| {
+            let span = &self.spans[a];
+            span.str("gen_ai.output.messages")
+                .and_then(|m| message_text(m, "assistant"))
+                .or_else(|| span.str("output.value").map(str::to_owned))
+        });
+        if agent_output.is_none() {
+            self.content_missing = true;
+        }
+        Some(agent_output.unwrap_or_else(|| NO_ANSWER_TEXT.to_owned()))
+    }
+}
+
+/// GenAI output messages (a JSON string, or structured): their tool calls and text. Returns
+/// whether the span recorded any.
+fn genai_output(span: &Span, call: &mut ChatCall) -> bool {
+    let output = span.attrs.get("gen_ai.output.messages").and_then(|v| match v {
+        Value::String(s) => serde_json::from_str::<Value>(s).ok(),
+        other => Some(other.clone()),
+    });
+    let mut recorded = false;
+    if let Some(Value::Array(messages)) = output {
+        for message in &messages {
+            for part in message
+                .get("parts")
+                .and_then(Value::as_array)
+                .map_or(&[][..], |p| p.as_slice())
+            {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("tool_call") => {
+                        recorded = true;
+                        let name = part.get("name").and_then(Value::as_str).unwrap_or("unknown_tool");
+                        let id = part.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+                        let args = match part.get("arguments") {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(v @ Value::Object(_)) => v.to_string(),
+                            _ => "{}".into(),
+                        };
+                        push_call(call, name, id, args);
+                    }
+                    Some("text") => {
+                        recorded = true;
+                        let text = part.get("content").and_then(Value::as_str).unwrap_or("");
+                        call.text.get_or_insert_with(String::new).push_str(text);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    recorded
+}
+
+/// OpenInference tool calls, flattened into `llm.output_messages.0.message.tool_calls.K.…`
+/// attributes. Returns whether the span recorded any.
+fn openinference_tool_calls(span: &Span, call: &mut ChatCall) -> bool {
+    let mut recorded = false;
+    for k in 0..64 {
+        let prefix = format!("llm.output_messages.0.message.tool_calls.{k}.tool_call");
+        let Some(name) = span.str(&format!("{prefix}.function.name")) else {
+            break;
+        };
+        recorded = true;
+        let args = span
+            .str(&format!("{prefix}.function.arguments"))
+            .unwrap_or("{}")
+            .to_owned();
+        let id = span.str(&format!("{prefix}.id")).unwrap_or("").to_owned();
+        push_call(call, name, id, args);
+    }
+    recorded
+}
+
+fn push_call(call: &mut ChatCall, name: &str, id: String, args: String) {
+    if let Some(to) = name.strip_prefix(HANDOFF_TOOL_PREFIX) {
+        call.handoff.get_or_insert_with(|| identifier(to));
+        return;
+    }
+    let id = if id.is_empty() {
+        format!("call_{}_{}", call.span, call.tool_calls.len())
+    } else {
+        id
+    };
+    call.tool_calls.push((identifier(name), id, args));
+}
+
+/// The first text of a message with `role` in a GenAI messages JSON string.
+pub(super) fn message_text(json: &str, role: &str) -> Option<String> {
+    let messages: Value = serde_json::from_str(json).ok()?;
+    messages.as_array()?.iter().find_map(|m| {
+        if m.get("role")?.as_str()? != role {
+            return None;
+        }
+        m.get("parts")?
+            .as_array()?
+            .iter()
+            .find_map(|p| p.get("content")?.as_str().map(str::to_owned))
+    })
+}

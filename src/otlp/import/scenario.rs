@@ -1,0 +1,186 @@
+//! The scenario text: models, agents, tools, traffic and faults as the trace showed them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::build::Builder;
+use super::span::identifier;
+use super::NO_TOOL_OUTPUT;
+
+/// What the scenario is written from.
+pub(super) struct ScenarioParts<'a> {
+    pub(super) agents: &'a [String],
+    pub(super) agent_llm: &'a BTreeMap<String, String>,
+    pub(super) agent_tools: &'a BTreeMap<String, BTreeSet<String>>,
+    pub(super) handoffs: &'a BTreeMap<String, BTreeSet<String>>,
+    pub(super) llms: &'a BTreeMap<String, String>,
+    pub(super) tool_latency: &'a BTreeMap<String, Vec<u64>>,
+    pub(super) tool_output: &'a BTreeMap<String, String>,
+    pub(super) traffic: &'a BTreeMap<String, Vec<(u64, String)>>,
+    pub(super) faults: &'a str,
+    pub(super) tool_timeout_us: &'a BTreeMap<String, u64>,
+    pub(super) retry_gap_us: &'a BTreeMap<String, u64>,
+    pub(super) chat_count: &'a BTreeMap<Option<usize>, u32>,
+    pub(super) duration_us: u64,
+    pub(super) errors: usize,
+}
+
+impl Builder {
+    pub(super) fn scenario_text(&self, file: &str, parts: &ScenarioParts) -> String {
+        let mut out = String::new();
+        self.write_header(&mut out, file, parts);
+        write_llms(&mut out, parts);
+        for agent in parts.agents {
+            self.write_agent(&mut out, agent, parts);
+        }
+        write_tools(&mut out, parts);
+        write_traffic(&mut out, parts);
+        out.push_str(parts.faults);
+        out
+    }
+
+    /// The comments that say where the scenario came from, and the `[scenario]` table.
+    fn write_header(&self, out: &mut String, file: &str, parts: &ScenarioParts) {
+        let source = Path::new(file)
+            .file_name()
+            .map_or(file.to_owned(), |n| n.to_string_lossy().into_owned());
+        let _ = writeln!(out, "# Imported by `agentsim import` from {source}.");
+        let _ = writeln!(
+            out,
+            "# Model answers come from cassette.jsonl (replayed in order per agent); tool latency is the"
+        );
+        let _ = writeln!(
+            out,
+            "# median of the recorded calls; failed tool calls are faults on the call where they failed."
+        );
+        if self.content_missing {
+            let _ = writeln!(
+                out,
+                "# The trace did not carry all message content: this scenario reproduces the structure"
+            );
+            let _ = writeln!(
+                out,
+                "# (call graph, timing, tokens, errors); texts in [brackets] are placeholders."
+            );
+        }
+        let _ = writeln!(out, "\n[scenario]");
+        let _ = writeln!(out, "name = {}", toml_string(&scenario_name(file)));
+        let description = if self.content_missing {
+            format!("Imported from {source}; message content was not in the trace, so the structure is reproduced, not the words.")
+        } else {
+            format!("Imported from {source}.")
+        };
+        let _ = writeln!(out, "description = {}", toml_string(&description));
+        let limit_us = (parts.duration_us.saturating_mul(4)).max(600_000_000);
+        let _ = writeln!(out, "max_virtual_time = \"{limit_us}us\"");
+    }
+
+    /// One `[[agent]]` table: its model, tools, handoffs, turns, tool timeout and retry policy.
+    fn write_agent(&self, out: &mut String, agent: &str, parts: &ScenarioParts) {
+        let _ = writeln!(out, "\n[[agent]]");
+        let _ = writeln!(out, "name = {}", toml_string(agent));
+        let llm = parts
+            .agent_llm
+            .get(agent)
+            .or_else(|| parts.llms.values().next())
+            .cloned()
+            .unwrap_or_default();
+        let _ = writeln!(out, "llm = {}", toml_string(&llm));
+        let list = |set: Option<&BTreeSet<String>>| {
+            set.map_or(String::new(), |s| {
+                s.iter().map(|t| toml_string(t)).collect::<Vec<_>>().join(", ")
+            })
+        };
+        if let Some(tools) = parts.agent_tools.get(agent) {
+            let _ = writeln!(out, "tools = [{}]", list(Some(tools)));
+        }
+        if let Some(to) = parts.handoffs.get(agent) {
+            let _ = writeln!(out, "handoffs = [{}]", list(Some(to)));
+        }
+        let turns = parts
+            .chat_count
+            .iter()
+            .filter(|(owner, _)| owner.map_or("assistant".to_owned(), |o| self.spans[o].agent_name()) == *agent)
+            .map(|(_, c)| *c)
+            .max()
+            .unwrap_or(1);
+        let _ = writeln!(out, "max_turns = {}", turns + 2);
+        if let Some(us) = parts.tool_timeout_us.get(agent) {
+            let _ = writeln!(out, "tool_timeout = \"{us}us\"");
+        }
+        if let Some(gap) = parts.retry_gap_us.get(agent) {
+            let _ = writeln!(
+                out,
+                "retry = {{ attempts = {}, backoff = \"constant\", base = \"{}us\", jitter = \"none\", honor_retry_after = false }}",
+                parts.errors + 1,
+                gap.max(&1)
+            );
+        }
+    }
+}
+
+/// One `[[llm]]` table per model, replaying from the cassette.
+fn write_llms(out: &mut String, parts: &ScenarioParts) {
+    for (model, name) in parts.llms {
+        let _ = writeln!(out, "\n[[llm]]");
+        let _ = writeln!(out, "name = {}", toml_string(name));
+        let _ = writeln!(out, "model = {}", toml_string(model));
+        if crate::catalogue::prices::lookup(model).is_none() {
+            // Without a price a model outside the price table does not validate.
+            let _ = writeln!(
+                out,
+                "# Not in agentsim's price table (`agentsim list prices`): set its price."
+            );
+            let _ = writeln!(out, "price = {{ input_per_mtok = 0.0, output_per_mtok = 0.0 }}");
+        }
+        let _ = writeln!(out, "mode = \"replay\"");
+        let _ = writeln!(out, "cassette = \"cassette.jsonl\"");
+    }
+}
+
+/// One `[[tool]]` table per tool: the median latency and a recorded output.
+fn write_tools(out: &mut String, parts: &ScenarioParts) {
+    for (tool, latencies) in parts.tool_latency {
+        let mut sorted = latencies.clone();
+        sorted.sort_unstable();
+        // The median of the calls that succeeded; failed ones are faults of their own.
+        let median = sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or(0);
+        let _ = writeln!(out, "\n[[tool]]");
+        let _ = writeln!(out, "name = {}", toml_string(tool));
+        let _ = writeln!(out, "latency = \"{median}us\"");
+        let output = parts.tool_output.get(tool).map_or(NO_TOOL_OUTPUT, String::as_str);
+        // Tool outputs are templates: recorded braces must not open one.
+        let _ = writeln!(
+            out,
+            "output = {}",
+            toml_string(&output.replace("{{", "{ {").replace("}}", "} }"))
+        );
+    }
+}
+
+/// One scripted `[[traffic]]` table per agent that opened a conversation.
+fn write_traffic(out: &mut String, parts: &ScenarioParts) {
+    for (agent, script) in parts.traffic {
+        let _ = writeln!(out, "\n[[traffic]]");
+        let _ = writeln!(out, "kind = \"script\"");
+        let _ = writeln!(out, "to = {}", toml_string(agent));
+        let _ = writeln!(out, "script = [");
+        for (at_us, message) in script {
+            let _ = writeln!(out, "  {{ at = \"{at_us}us\", message = {} }},", toml_string(message));
+        }
+        let _ = writeln!(out, "]");
+    }
+}
+
+pub(super) fn scenario_name(file: &str) -> String {
+    let stem = Path::new(file)
+        .file_stem()
+        .map_or("incident".into(), |s| s.to_string_lossy().into_owned());
+    format!("imported-{}", identifier(&stem))
+}
+
+/// A TOML basic string.
+pub(super) fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}

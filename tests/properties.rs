@@ -249,6 +249,7 @@ proptest! {
 #[test]
 fn the_real_trace_reads_whole() {
     let recorded = reader::read("trace.jsonl", real_trace()).expect("a trace agentsim wrote reads back");
-    assert_eq!(recorded.end["kind"], "end");
+    assert_eq!(recorded.end.kind(), "end");
+    assert_eq!(recorded.header.kind(), "header");
     assert_eq!(recorded.records, real_trace().iter().filter(|b| **b == b'\n').count());
 }

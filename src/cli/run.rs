@@ -13,7 +13,7 @@ use crate::llm::cassette::Cassette;
 use crate::report::RunReport;
 use crate::run::{self, RunOptions};
 use crate::scenario::{self, units::parse_duration_us, Scenario};
-use crate::trace::{reader, TraceMode};
+use crate::trace::{reader, HeaderLimits, Record, TraceMode};
 
 pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
     let scenario = load(&args.file)?;
@@ -327,25 +327,33 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
     })?;
     let checked = reader::read(&trace_path.display().to_string(), &recorded)
         .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?;
-    let header = checked.header;
-    let seed = header.get("seed").and_then(|s| s.as_u64()).unwrap_or_default();
+    let Record::Header {
+        seed,
+        scenario_hash: recorded_hash,
+        limits: recorded_limits,
+        ..
+    } = checked.header
+    else {
+        return Err(Failure::new(
+            exit::INTERNAL,
+            "a checked trace starts with its header".to_owned(),
+        ));
+    };
     // An interrupted run replays up to the event it stopped at, and ends the same way.
+    let after_events = match checked.end {
+        Record::End {
+            events,
+            outcome,
+            detail,
+            ..
+        } if outcome == "interrupted" => Some((events, detail.unwrap_or_else(|| "interrupted".to_owned()))),
+        _ => None,
+    };
     let interrupt = run::Interrupt {
         signal: None,
-        after_events: (checked.end.get("outcome").and_then(|o| o.as_str()) == Some("interrupted")).then(|| {
-            (
-                checked.end.get("events").and_then(|e| e.as_u64()).unwrap_or_default(),
-                checked
-                    .end
-                    .get("detail")
-                    .and_then(|d| d.as_str())
-                    .unwrap_or("interrupted")
-                    .to_owned(),
-            )
-        }),
+        after_events,
     };
     let scenario = load(&dir.join("scenario.toml"))?;
-    let recorded_hash = header.get("scenario_hash").and_then(|h| h.as_str()).unwrap_or("");
     if recorded_hash != scenario.source_hash {
         return Err(Failure::new(
             exit::BAD_INPUT,
@@ -357,7 +365,7 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
             ),
         ));
     }
-    let limits = read_limits(&header).unwrap_or(scenario.limits);
+    let limits = recorded_limits.map_or(scenario.limits, recorded_run_limits);
     let cassette_path = dir.join("cassette.jsonl");
     let options = RunOptions {
         seed,
@@ -398,17 +406,15 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
 }
 
 /// The limits a recorded run used, from its trace header (CLI overrides are not in the scenario).
-pub(super) fn read_limits(header: &serde_json::Value) -> Option<scenario::Limits> {
-    let field = |key: &str| header.get(key).and_then(|v| v.as_u64());
-    let defaults = scenario::Limits::DEFAULT;
-    Some(scenario::Limits {
-        max_events: field("max_events")?,
-        max_virtual_time_us: field("max_virtual_time_us")?,
-        max_queue_len: field("max_queue_len")?,
-        max_message_bytes: field("max_message_bytes").unwrap_or(defaults.max_message_bytes),
-        max_restarts_total: field("max_restarts_total").unwrap_or(defaults.max_restarts_total),
-        max_tool_wait_us: field("max_tool_wait_us").unwrap_or(defaults.max_tool_wait_us),
-    })
+fn recorded_run_limits(l: HeaderLimits) -> scenario::Limits {
+    scenario::Limits {
+        max_events: l.max_events,
+        max_virtual_time_us: l.max_virtual_time_us,
+        max_queue_len: l.max_queue_len,
+        max_message_bytes: l.max_message_bytes,
+        max_restarts_total: l.max_restarts_total,
+        max_tool_wait_us: l.max_tool_wait_us,
+    }
 }
 
 pub(super) fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf, Failure> {

@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use super::Record;
+
 /// The first record where two traces differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Divergence {
@@ -62,11 +64,11 @@ pub fn first_divergence(expected: &[u8], found: &[u8]) -> Option<Divergence> {
     }
 }
 
-/// A recorded trace, checked: every line a JSON object, a header first, an end record last.
+/// A recorded trace, checked: every line a typed record, a header first, an end record last.
 #[derive(Debug, Clone)]
 pub struct Recorded {
-    pub header: Value,
-    pub end: Value,
+    pub header: Record,
+    pub end: Record,
     /// Records, header and end included.
     pub records: usize,
 }
@@ -103,7 +105,7 @@ pub fn read(file: &str, bytes: &[u8]) -> Result<Recorded, ReadError> {
         return Err(error(1, 1, "expected a header record, found an empty file".to_owned()));
     }
     let mut header = None;
-    let mut end: Option<Value> = None;
+    let mut end: Option<Record> = None;
     let mut records = 0;
     let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     let last = lines.len() - 1;
@@ -131,12 +133,17 @@ pub fn read(file: &str, bytes: &[u8]) -> Result<Recorded, ReadError> {
                 "expected a JSON object with a string `kind`".to_owned(),
             ));
         };
+        let record = value
+            .as_object()
+            .map(Record::read)
+            .transpose()
+            .map_err(|expected| error(number, 1, expected))?;
         match (i, kind) {
             (0, "header") => {
                 if value.get("seed").and_then(Value::as_u64).is_none() {
                     return Err(error(number, 1, "expected a numeric `seed` in the header".to_owned()));
                 }
-                header = Some(value);
+                header = record;
             }
             (0, other) => {
                 return Err(error(
@@ -162,7 +169,7 @@ pub fn read(file: &str, bytes: &[u8]) -> Result<Recorded, ReadError> {
                         "expected numeric `events` and a string `outcome` in the end record".to_owned(),
                     ));
                 }
-                end = Some(value);
+                end = record;
             }
             _ => {}
         }
@@ -179,11 +186,12 @@ pub fn read(file: &str, bytes: &[u8]) -> Result<Recorded, ReadError> {
     Ok(Recorded { header, end, records })
 }
 
-/// The header of a trace: the first line, parsed.
-pub fn header(trace: &[u8]) -> Option<Value> {
+/// The header of a trace: the first line, read.
+pub fn header(trace: &[u8]) -> Option<Record> {
     let first = trace.split(|b| *b == b'\n').next()?;
     let value: Value = serde_json::from_slice(first).ok()?;
-    (value.get("kind")?.as_str()? == "header").then_some(value)
+    let record = Record::read(value.as_object()?).ok()?;
+    matches!(record, Record::Header { .. }).then_some(record)
 }
 
 #[cfg(test)]

@@ -82,6 +82,9 @@ pub struct ConversationAccount {
     pub effects_first_us: BTreeMap<String, u64>,
     /// The user left before the answer (`user.abandon`).
     pub abandoned: bool,
+    /// The agents holding the conversation (it was given to them and they have not handed it on
+    /// or answered their delegator), with the time each was given it.
+    pub holders: BTreeMap<ActorIdx, u64>,
 }
 
 /// What one agent's model calls used and cost.
@@ -235,6 +238,9 @@ impl Observer {
         if self.has_detectors {
             self.detect(scenario, seq, now_us, envelope, labels, actor_id);
         }
+        if let Some(conv) = envelope.payload.conv() {
+            self.track_holders(conv, envelope, now_us);
+        }
         match &envelope.payload {
             Payload::Agent(AgentMsg::Start {
                 conv,
@@ -286,6 +292,35 @@ impl Observer {
                 self.check_output(scenario, seq, now_us, *conv, text, labels);
             }
             _ => {}
+        }
+    }
+
+    /// Who holds `conv` after this delivery: an agent that receives it holds it; one that handed
+    /// it off, or answered the agent that delegated to it, no longer does.
+    fn track_holders(&mut self, conv: ConvId, envelope: &Envelope, now_us: u64) {
+        let Some(directory) = self.directory else {
+            return;
+        };
+        let released = match &envelope.payload {
+            Payload::Agent(AgentMsg::Start {
+                origin: Origin::Handoff(from),
+                ..
+            }) => Some(directory.agent(*from)),
+            Payload::Agent(AgentMsg::DelegateResult { from_agent, .. }) => Some(directory.agent(*from_agent)),
+            _ => None,
+        };
+        let to_agent = directory.locate(envelope.to).0 == ActorKind::Agent;
+        let taken = matches!(envelope.payload, Payload::Agent(AgentMsg::Start { .. }));
+        let account = self.conversation(conv);
+        if let Some(released) = released {
+            account.holders.remove(&released);
+        }
+        // An agent holds a conversation from when it was given it; later deliveries (a reply
+        // that a restarted incarnation ignores) do not renew the hold.
+        if to_agent && taken {
+            account.holders.insert(envelope.to, now_us);
+        } else if to_agent {
+            account.holders.entry(envelope.to).or_insert(now_us);
         }
     }
 

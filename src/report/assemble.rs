@@ -11,6 +11,7 @@ use crate::scenario::Scenario;
 /// The run's report: what the engine knows, the observer's accounts and its invariant verdicts.
 pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, replay_command: String) -> RunReport {
     let invariants = observer.finish(scenario);
+    let fates = super::fate::fates(&run, observer);
     let o = &*observer;
     let started: Vec<_> = o.conversations.iter().filter(|c| c.started_at_us.is_some()).collect();
     let answered = started
@@ -78,6 +79,9 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             halted,
             escalated,
         },
+        fates: fates.counts,
+        harmed: fates.harmed,
+        harmed_total: fates.harmed_total,
         effects: o.effects.clone(),
         faults: run.faults,
         failures: run.failures,

@@ -2,6 +2,7 @@
 //! `assemble` builds it, `stats` holds the statistics reports and sweeps share.
 
 pub mod assemble;
+pub mod fate;
 pub mod stats;
 mod summary;
 
@@ -143,6 +144,13 @@ pub struct RunReport {
     pub cost_by_agent: BTreeMap<String, AgentCost>,
     pub cost_per_conversation: ConversationCost,
     pub conversations: Conversations,
+    /// How every started conversation ended, by fate (`lost`, `orphaned`, …; every fate listed).
+    pub fates: BTreeMap<&'static str, u64>,
+    /// The conversations the design let down (failed, out of turns, lost, orphaned, cut), with
+    /// the side effects they caused: at most `fate::HARMED_LISTED_MAX`, in conversation order.
+    pub harmed: Vec<fate::HarmedConversation>,
+    /// All harmed conversations, listed or not.
+    pub harmed_total: u64,
     pub effects: std::collections::BTreeMap<String, u64>,
     pub faults: Vec<FaultRecord>,
     pub failures: Vec<FailureRecord>,

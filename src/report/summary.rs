@@ -1,5 +1,6 @@
 //! The terminal summary of one run: what `agentsim run` prints.
 
+use super::fate::Fate;
 use super::{AgentCost, Conversations, RunReport};
 use crate::observe::blast::BlastRadius;
 use crate::observe::GuardrailStats;
@@ -55,12 +56,39 @@ impl RunReport {
                 c.started, c.answered, c.max_turns, c.failed, c.unanswered
             ) + &guarded_endings(c),
         );
+        if self.harmed_total > 0 {
+            line(out, "harmed", self.harm_line());
+        }
         line(
             out,
             "llm calls",
             format!("{} ({} errors)", self.llm_calls, self.llm_errors),
         );
         line(out, "tool calls", self.tool_calls.to_string());
+    }
+
+    /// The conversations the design let down, by fate, and how many of them moved something
+    /// (a side effect) without an answer: `12 lost, 7 orphaned; 19 with side effects and no answer`.
+    fn harm_line(&self) -> String {
+        let fates: Vec<String> = [Fate::Lost, Fate::Orphaned, Fate::Cut, Fate::Failed, Fate::OutOfTurns]
+            .iter()
+            .filter_map(|f| {
+                let n = self.fates.get(f.name()).copied().unwrap_or(0);
+                (n > 0).then(|| format!("{n} {}", f.name().replace('_', " ")))
+            })
+            .collect();
+        let silent = self.harmed.iter().filter(|h| !h.effects.is_empty()).count();
+        let listed_note = if (self.harmed.len() as u64) < self.harmed_total {
+            format!(" (of the first {} listed)", self.harmed.len())
+        } else {
+            String::new()
+        };
+        format!(
+            "{} of {} conversations: {}; {silent} with side effects and no answer{listed_note}",
+            self.harmed_total,
+            self.conversations.started,
+            fates.join(", ")
+        )
     }
 
     /// Tokens, cost (total, by agent, per conversation) and side effects.

@@ -226,6 +226,7 @@ impl<'a> View<'a> {
             story,
             " {started} conversations started: {answered} answered, {failed} failed, {unanswered} unanswered."
         );
+        story.push_str(&self.harm_sentence());
         let faults = array(self.report, "faults");
         if faults.is_empty() {
             story.push_str(" No fault fired.");
@@ -325,11 +326,76 @@ impl<'a> View<'a> {
                 esc(&v)
             );
         }
+        out.push_str("</div>");
+        self.harmed_list(out);
         let _ = writeln!(
             out,
-            "</div><p>Replay this exact run:<br><span class=\"cmd\" id=\"replay\">{}</span></p></section>",
+            "<p>Replay this exact run:<br><span class=\"cmd\" id=\"replay\">{}</span></p></section>",
             esc(&self.text("replay"))
         );
+    }
+
+    /// " 19 conversations were harmed: 12 lost, 7 orphaned; 19 with side effects and no answer."
+    /// (empty when none was, or the report predates fates).
+    fn harm_sentence(&self) -> String {
+        let total = self.uint("harmed_total");
+        if total == 0 {
+            return String::new();
+        }
+        let fates: Vec<String> = ["lost", "orphaned", "cut", "failed", "out_of_turns"]
+            .iter()
+            .filter_map(|f| {
+                let n = self.sub_uint("fates", f);
+                (n > 0).then(|| format!("{n} {}", f.replace('_', " ")))
+            })
+            .collect();
+        let silent = array(self.report, "harmed")
+            .iter()
+            .filter(|h| field(h, "effects").as_object().is_some_and(|e| !e.is_empty()))
+            .count();
+        format!(
+            " <b class=\"bad\">{total} conversation(s) harmed</b>: {}; <b>{silent} with side effects and no answer</b>.",
+            esc(&fates.join(", "))
+        )
+    }
+
+    /// The harmed conversations: fate, side effects and what ended each.
+    fn harmed_list(&self, out: &mut String) {
+        let harmed = array(self.report, "harmed");
+        if harmed.is_empty() {
+            return;
+        }
+        out.push_str("<h3>Harmed conversations</h3><ul class=\"harmed\">");
+        for h in harmed.iter().take(LIST_ITEMS_MAX) {
+            let effects: Vec<String> = field(h, "effects")
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k} ×{v}")).collect())
+                .unwrap_or_default();
+            let cause = text_of(h, "cause");
+            let _ = write!(
+                out,
+                "<li>conversation {} <span class=\"chip bad\">{}</span> started at {}{}{}</li>",
+                field(h, "conversation").as_u64().unwrap_or(0),
+                esc(&text_of(h, "fate").replace('_', " ")),
+                esc(&dur(field(h, "started_at_us").as_u64().unwrap_or(0))),
+                if effects.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · <b>{}</b>", esc(&effects.join(", ")))
+                },
+                if cause.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · {}", esc(&clip(&cause, 200)))
+                }
+            );
+        }
+        let listed = harmed.len().min(LIST_ITEMS_MAX) as u64;
+        let total = self.uint("harmed_total").max(listed);
+        if total > listed {
+            let _ = write!(out, "<li class=\"muted\">and {} more</li>", total - listed);
+        }
+        out.push_str("</ul>");
     }
 
     fn invariants(&self, out: &mut String) {

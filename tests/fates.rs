@@ -1,0 +1,152 @@
+//! The fate of every conversation: answered, or — when no answer came — lost (the agent holding
+//! it crashed or was restarted), orphaned (waiting for ever), or cut (the run stopped first); and
+//! the harmed ones listed with the side effects they caused, in the report and the summary.
+
+mod common;
+
+use agentsim::run::Flavor;
+use common::*;
+
+/// One agent with a tool that moves money, then answers; conversations scripted at 0 s and 1 s.
+fn desk(extra: &str) -> String {
+    format!(
+        r#"
+[scenario]
+name = "fates"
+seed = 1
+
+[[llm]]
+name = "gpt"
+latency = "100ms"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+tools = ["pay"]
+behavior = [
+  {{ when = "turn == 1", then = {{ tool_call = "pay", args = {{ amount = 10 }} }} }},
+  {{ otherwise = {{ answer = "paid" }} }},
+]
+
+[[tool]]
+name = "pay"
+latency = "50ms"
+effect = "money_moved"
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{{ at = "0s", message = "pay" }}, {{ at = "1s", message = "pay" }}]
+{extra}
+"#
+    )
+}
+
+fn fates(report: &agentsim::report::RunReport) -> Vec<(u32, &'static str)> {
+    report.harmed.iter().map(|h| (h.conversation, h.fate.name())).collect()
+}
+
+#[test]
+fn a_crash_with_a_paid_conversation_in_hand_is_reported_as_lost_with_its_side_effect_and_the_crash() {
+    // The third delivery to `a` is the tool result of conversation 0: the agent crashes with the
+    // payment made and no answer given; conversation 1 comes later and is answered.
+    let scenario = parse(&desk(
+        r#"
+[[fault]]
+kind = "actor.crash"
+target = "agent:a"
+on_message = 3
+"#,
+    ));
+    let report = run_in_memory(&scenario, 1, Flavor::CurrentThread).report;
+    assert_eq!(fates(&report), [(0, "lost")]);
+    let lost = &report.harmed[0];
+    assert_eq!(lost.effects.get("money_moved"), Some(&1));
+    let cause = lost.cause.as_deref().unwrap_or("");
+    assert!(cause.starts_with("agent:a failed at seq"), "{cause}");
+    assert!(cause.contains("injected crash"), "{cause}");
+    assert_eq!(report.fates["lost"], 1);
+    assert_eq!(report.fates["answered"], 1);
+    assert_eq!(report.harmed_total, 1);
+    let summary = report.summary();
+    assert!(
+        summary.contains("harmed         1 of 2 conversations: 1 lost; 1 with side effects and no answer"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn an_opening_message_the_network_lost_leaves_its_conversation_orphaned() {
+    let scenario = parse(&desk(
+        r#"
+[[fault]]
+kind = "message.drop"
+target = "agent:a"
+on_message = 1
+"#,
+    ));
+    let report = run_in_memory(&scenario, 1, Flavor::CurrentThread).report;
+    assert_eq!(fates(&report), [(0, "orphaned")]);
+    assert!(report.harmed[0].effects.is_empty());
+    assert_eq!(report.harmed[0].cause, None);
+}
+
+#[test]
+fn a_limit_that_stops_the_run_cuts_the_open_conversations_and_names_the_limit() {
+    let text = desk("").replace("seed = 1\n", "seed = 1\nmax_events = 4\n");
+    let report = run_in_memory(&parse(&text), 1, Flavor::CurrentThread).report;
+    assert_eq!(fates(&report), [(0, "cut")]);
+    let cause = report.harmed[0].cause.as_deref().unwrap_or("");
+    assert!(cause.starts_with("limit_exceeded: max_events (4)"), "{cause}");
+}
+
+#[test]
+fn a_clean_run_harms_no_one_and_lists_every_fate_with_zero() {
+    let report = run_in_memory(&parse(&desk("")), 1, Flavor::CurrentThread).report;
+    assert!(report.harmed.is_empty());
+    assert_eq!(report.harmed_total, 0);
+    assert_eq!(report.fates["answered"], 2);
+    assert_eq!(report.fates.len(), 10, "{:?}", report.fates);
+    assert!(!report.summary().contains("harmed"));
+}
+
+#[test]
+fn support_desk_names_every_conversation_it_never_answered_as_harmed_and_why() {
+    let scenario = load(&repo_root().join("scenarios/support-desk.toml"));
+    let report = run_in_memory(&scenario, scenario.seed, Flavor::CurrentThread).report;
+    let unanswered: Vec<u32> = report
+        .answered
+        .iter()
+        .enumerate()
+        .filter(|(_, answered)| !**answered)
+        .map(|(conv, _)| conv as u32)
+        .collect();
+    let harmed: Vec<u32> = report.harmed.iter().map(|h| h.conversation).collect();
+    assert_eq!(harmed, unanswered);
+    assert_eq!(report.fates["lost"], report.conversations.unanswered);
+    for h in &report.harmed {
+        let cause = h.cause.as_deref().unwrap_or("");
+        assert!(
+            cause.starts_with("agent:billing failed") || cause.starts_with("agent:triage was restarted"),
+            "conversation {}: {cause}",
+            h.conversation
+        );
+    }
+}
+
+#[test]
+fn the_html_report_leads_with_the_harmed_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = agentsim_output(&["run", "scenarios/support-desk.toml", "--out", out.to_str().unwrap()]);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let summary = html.find("id=\"summary\"").unwrap();
+    let harmed = html.find("Harmed conversations").expect("a harmed list");
+    let timeline = html.find("id=\"timeline\"").unwrap_or(html.len());
+    assert!(summary < harmed && harmed < timeline);
+    assert!(
+        html.contains("12 conversation(s) harmed</b>: 12 lost"),
+        "the story names the harm"
+    );
+}

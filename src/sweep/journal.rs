@@ -140,6 +140,8 @@ mod tests {
             faults: vec![],
             digest: "d".to_owned(),
             answered: vec![true],
+            fates: [("answered".to_owned(), 1)].into_iter().collect(),
+            violations: vec![0],
         }
     }
 

@@ -34,6 +34,12 @@ pub struct SeedResult {
     pub digest: String,
     /// For each conversation, in order: answered? (the trials of pass^k)
     pub answered: Vec<bool>,
+    /// Conversations per fate (`answered`, `lost`, …); absent in journals of older versions.
+    #[serde(default)]
+    pub fates: BTreeMap<String, u64>,
+    /// Violations per invariant, in scenario order; absent in journals of older versions.
+    #[serde(default)]
+    pub violations: Vec<u64>,
 }
 
 impl SeedResult {
@@ -53,6 +59,8 @@ impl SeedResult {
             faults,
             digest: report.digest.clone(),
             answered: report.answered.clone(),
+            fates: report.fates.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            violations: report.invariants.iter().map(|i| i.violations).collect(),
         }
     }
 }
@@ -134,6 +142,21 @@ pub struct InvariantSummary {
     pub ci_high: f64,
     /// Up to 10 seeds that broke it.
     pub failing_seeds: Vec<u64>,
+    /// Violations in one run: mean and 95th percentile over the runs (a run that breaks an
+    /// invariant once and one that breaks it in every conversation are both "failed").
+    pub violations_mean: f64,
+    pub violations_p95: u64,
+}
+
+/// One fate over every conversation of the sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct FateSummary {
+    pub fate: String,
+    pub conversations: u64,
+    /// Its share of all conversations started in the sweep, with the 95 % Wilson interval.
+    pub share: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
 }
 
 /// p50 / p95 / p99 / max of one measure.
@@ -195,6 +218,10 @@ pub struct SweepSummary {
     pub faults_never_fired: Vec<String>,
     pub failing_seeds: Vec<FailingSeed>,
     pub digests_checked: u64,
+    /// Conversations started over all runs, and how they ended, per fate (fates with none left
+    /// out), with intervals.
+    pub conversations: u64,
+    pub fates: Vec<FateSummary>,
     /// pass^k (τ-bench): each conversation of the scenario is a task and each seed a trial;
     /// the share of tasks answered in all k of k trials drawn from the seeds, for k = 1, 2, 4, ….
     pub pass_hat_k: Vec<PassHatK>,
@@ -288,7 +315,19 @@ pub fn summarize(
                 .filter(|r| r.invariants.get(i).copied().unwrap_or(true))
                 .count() as u64;
             let (ci_low, ci_high) = wilson_95(passed, runs);
+            let mut violations: Vec<u64> = results
+                .iter()
+                .map(|r| r.violations.get(i).copied().unwrap_or(0))
+                .collect();
+            violations.sort_unstable();
+            let violations_mean = if runs == 0 {
+                0.0
+            } else {
+                violations.iter().sum::<u64>() as f64 / runs as f64
+            };
             InvariantSummary {
+                violations_mean,
+                violations_p95: percentile_u64(&violations, 0.95),
                 name: invariant.name.clone(),
                 passed,
                 runs,
@@ -352,8 +391,40 @@ pub fn summarize(
         faults_never_fired,
         failing_seeds,
         digests_checked: 0,
+        conversations: fate_totals(results).values().sum(),
+        fates: fate_summaries(results),
         pass_hat_k: pass_hat_k_curve(results),
     }
+}
+
+fn fate_totals(results: &[SeedResult]) -> BTreeMap<String, u64> {
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    for r in results {
+        for (fate, n) in &r.fates {
+            *totals.entry(fate.clone()).or_default() += n;
+        }
+    }
+    totals
+}
+
+/// Each fate's share of the sweep's conversations; fates that never happened are left out.
+fn fate_summaries(results: &[SeedResult]) -> Vec<FateSummary> {
+    let totals = fate_totals(results);
+    let conversations: u64 = totals.values().sum();
+    totals
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(fate, n)| {
+            let (ci_low, ci_high) = wilson_95(n, conversations);
+            FateSummary {
+                fate,
+                conversations: n,
+                share: n as f64 / conversations as f64,
+                ci_low,
+                ci_high,
+            }
+        })
+        .collect()
 }
 
 impl SweepSummary {
@@ -369,13 +440,37 @@ impl SweepSummary {
         out.push_str(&format!("  outcomes       {}\n", outcomes.join(", ")));
         out.push_str("  invariants     pass rate (95% Wilson interval)\n");
         for i in &self.invariants {
+            let violations = if i.violations_mean > 0.0 {
+                format!(
+                    "  (violations per run: mean {:.2}, p95 {})",
+                    i.violations_mean, i.violations_p95
+                )
+            } else {
+                String::new()
+            };
             out.push_str(&format!(
-                "    {:>6.2}%  [{:.2}%, {:.2}%]  {}\n",
+                "    {:>6.2}%  [{:.2}%, {:.2}%]  {}{violations}\n",
                 i.pass_rate * 100.0,
                 i.ci_low * 100.0,
                 i.ci_high * 100.0,
                 i.name
             ));
+        }
+        if !self.fates.is_empty() {
+            out.push_str(&format!(
+                "  fates          of {} conversations (95% Wilson interval)\n",
+                self.conversations
+            ));
+            for f in &self.fates {
+                out.push_str(&format!(
+                    "    {:>6.2}%  [{:.2}%, {:.2}%]  {} ({})\n",
+                    f.share * 100.0,
+                    f.ci_low * 100.0,
+                    f.ci_high * 100.0,
+                    f.fate,
+                    f.conversations
+                ));
+            }
         }
         let spread = |name: &str, s: &Spread, f: &dyn Fn(u64) -> String| {
             format!(

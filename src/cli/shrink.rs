@@ -12,9 +12,7 @@ impl From<ShrinkError> for Failure {
         match e {
             ShrinkError::Run(e) => e.into(),
             ShrinkError::NotBroken { .. } => Failure::new(exit::BAD_INPUT, e.to_string()),
-            ShrinkError::CannotReproduce { .. } => {
-                Failure::new(exit::INTERNAL, format!("{e}; nothing was written"))
-            }
+            ShrinkError::CannotReproduce { .. } => Failure::new(exit::INTERNAL, format!("{e}; nothing was written")),
         }
     }
 }
@@ -52,7 +50,10 @@ pub(super) fn shrink_seed(
             )
         })
         .collect();
-    let at = shrunk.conversation.map(|c| format!(" at conversation {c}")).unwrap_or_default();
+    let at = shrunk
+        .conversation
+        .map(|c| format!(" at conversation {c}"))
+        .unwrap_or_default();
     let needed = if !shrunk.pinned {
         "kept as they were".to_owned()
     } else if kinds.is_empty() {

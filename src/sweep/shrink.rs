@@ -51,7 +51,11 @@ pub enum ShrinkError {
     Run(#[from] RunError),
     /// `--shrink-for` named an invariant the seed did not break.
     #[error("--shrink-for \"{name}\": seed {seed} did not break an invariant of that name; {}", broken_list(.broken))]
-    NotBroken { name: String, seed: u64, broken: Vec<String> },
+    NotBroken {
+        name: String,
+        seed: u64,
+        broken: Vec<String>,
+    },
     /// The shrunk text did not validate or did not reproduce the failure.
     #[error("cannot write a shrunk scenario for seed {seed}: {reason}")]
     CannotReproduce { seed: u64, reason: String },
@@ -115,7 +119,8 @@ pub fn shrink_for(scenario: &Arc<Scenario>, seed: u64, invariant: Option<&str>) 
     let (scenario_text, notes) = if pinned {
         standalone(scenario, &raw, &faults, &target, seed)
     } else {
-        let note = format!("the pinned faults do not reproduce it ({last_reason}), so the faults are kept as they were");
+        let note =
+            format!("the pinned faults do not reproduce it ({last_reason}), so the faults are kept as they were");
         (as_it_was(scenario, &target, seed, &note), vec![note])
     };
     runs += 1;
@@ -154,7 +159,10 @@ fn what_breaks(report: &RunReport, seed: u64, wanted: Option<&str>) -> Result<Ta
     Ok(match invariant {
         Some(invariant) => Target {
             breaks: invariant.name.clone(),
-            conversation: invariant.first_violation.as_ref().and_then(|v| conversation_of(&v.message)),
+            conversation: invariant
+                .first_violation
+                .as_ref()
+                .and_then(|v| conversation_of(&v.message)),
         },
         None => Target {
             breaks: format!("outcome {}", report.outcome.name()),
@@ -185,7 +193,10 @@ fn observed(report: &RunReport, target: &Target) -> Result<(), String> {
     if invariant.passed {
         return Err(format!("invariant \"{}\" holds", target.breaks));
     }
-    let conversation = invariant.first_violation.as_ref().and_then(|v| conversation_of(&v.message));
+    let conversation = invariant
+        .first_violation
+        .as_ref()
+        .and_then(|v| conversation_of(&v.message));
     if conversation != target.conversation {
         let name = |c: Option<u32>| c.map_or("no conversation".to_owned(), |c| format!("conversation {c}"));
         return Err(format!(
@@ -230,7 +241,10 @@ fn pin(scenario: &Scenario, record: &FaultRecord) -> Fault {
 
 /// The original fault a pinned one came from (`NAME#MESSAGE` → `NAME`).
 fn origin(pinned: &Fault) -> &str {
-    pinned.name.rsplit_once('#').map_or(pinned.name.as_str(), |(name, _)| name)
+    pinned
+        .name
+        .rsplit_once('#')
+        .map_or(pinned.name.as_str(), |(name, _)| name)
 }
 
 /// Zeller's ddmin: a 1-minimal subset of `faults` for which `fails` still holds.
@@ -300,7 +314,10 @@ fn rewrite_references(scenario: &Scenario, raw: &RawScenario, faults: &[Fault]) 
         let Some(never) = &invariant.never else { continue };
         let never = never.get_ref();
         let name = invariant.name.get_ref();
-        for (key, glob) in [("tainted_by", &never.tainted_by), ("output_tainted_by", &never.output_tainted_by)] {
+        for (key, glob) in [
+            ("tainted_by", &never.tainted_by),
+            ("output_tainted_by", &never.output_tainted_by),
+        ] {
             let Some(glob) = glob else { continue };
             let pattern = glob.get_ref().as_str();
             let named: Vec<&str> = scenario
@@ -367,7 +384,10 @@ fn quote(s: &str) -> String {
 
 /// The header of a shrunk file: what it reproduces, and how that was checked.
 fn reproduction_comment(target: &Target, seed: u64) -> String {
-    let at = target.conversation.map(|c| format!(" first at conversation {c}")).unwrap_or_default();
+    let at = target
+        .conversation
+        .map(|c| format!(" first at conversation {c}"))
+        .unwrap_or_default();
     let what = match target.breaks.strip_prefix("outcome ") {
         Some(outcome) => format!("ends with outcome {outcome}"),
         None => format!("breaks invariant \"{}\"{at}", target.breaks),
@@ -415,7 +435,10 @@ fn standalone(
                 if rewrites.drop.contains(&invariant) {
                     skipping = true;
                     let name = raw.invariant[invariant].get_ref().name.get_ref();
-                    let _ = writeln!(out, "# [[invariant]] \"{name}\" dropped by --shrink: see the note at the end");
+                    let _ = writeln!(
+                        out,
+                        "# [[invariant]] \"{name}\" dropped by --shrink: see the note at the end"
+                    );
                 }
                 invariant += 1;
             }

@@ -181,6 +181,9 @@ pub struct RunArgs {
     /// Where `--shrink` writes the scenario (default: NAME.shrunk-seedN.toml here).
     #[arg(long)]
     pub shrink_out: Option<PathBuf>,
+    /// With `--shrink`: the broken invariant to shrink for (default: the first broken one).
+    #[arg(long, value_name = "INVARIANT", requires = "shrink")]
+    pub shrink_for: Option<String>,
     /// Answer live (and replay) models from this cassette instead of the network.
     #[arg(long, value_name = "FILE")]
     pub replay_cassette: Option<PathBuf>,
@@ -234,6 +237,9 @@ pub struct SweepArgs {
     /// Shrink the first failing seed to a minimal fault set (see `run --shrink`).
     #[arg(long)]
     pub shrink: bool,
+    /// With `--shrink`: shrink the first seed that broke this invariant, for this invariant.
+    #[arg(long, value_name = "INVARIANT", requires = "shrink")]
+    pub shrink_for: Option<String>,
     /// Run only shard I of N (every Nth seed from the I-th) and write a partial result to --out.
     #[arg(long)]
     pub shard: Option<String>,

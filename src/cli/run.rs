@@ -83,7 +83,13 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         return Ok(cassette_status);
     }
     if args.shrink && !report.passed() {
-        shrink_seed(&args.file, &scenario, seed, args.shrink_out.as_deref())?;
+        shrink_seed(
+            &args.file,
+            &scenario,
+            seed,
+            args.shrink_for.as_deref(),
+            args.shrink_out.as_deref(),
+        )?;
     }
     if args.check_determinism {
         let status = rerun_for_determinism(

@@ -3,12 +3,31 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{shell_quote, write_atomic, Failure};
+use super::{exit, shell_quote, write_atomic, Failure};
 use crate::scenario::Scenario;
+use crate::sweep::shrink::ShrinkError;
 
-/// Shrinks a failing seed and writes the standalone scenario; prints what it found on stderr.
-pub(super) fn shrink_seed(file: &Path, scenario: &Arc<Scenario>, seed: u64, out: Option<&Path>) -> Result<(), Failure> {
-    let Some(shrunk) = crate::sweep::shrink::shrink(scenario, seed)? else {
+impl From<ShrinkError> for Failure {
+    fn from(e: ShrinkError) -> Failure {
+        match e {
+            ShrinkError::Run(e) => e.into(),
+            ShrinkError::NotBroken { .. } => Failure::new(exit::BAD_INPUT, e.to_string()),
+            ShrinkError::CannotReproduce { .. } => Failure::new(exit::INTERNAL, format!("{e}; nothing was written")),
+        }
+    }
+}
+
+/// Shrinks a failing seed for `invariant` (the first broken one when `None`) and writes the
+/// standalone scenario, once parsing and running it has shown that it validates and breaks the
+/// same invariant at the same conversation; prints what it found on stderr.
+pub(super) fn shrink_seed(
+    file: &Path,
+    scenario: &Arc<Scenario>,
+    seed: u64,
+    invariant: Option<&str>,
+    out: Option<&Path>,
+) -> Result<(), Failure> {
+    let Some(shrunk) = crate::sweep::shrink::shrink_for(scenario, seed, invariant)? else {
         return Ok(());
     };
     let stem = file
@@ -31,13 +50,29 @@ pub(super) fn shrink_seed(file: &Path, scenario: &Arc<Scenario>, seed: u64, out:
             )
         })
         .collect();
+    let at = shrunk
+        .conversation
+        .map(|c| format!(" at conversation {c}"))
+        .unwrap_or_default();
+    let needed = if !shrunk.pinned {
+        "kept as they were".to_owned()
+    } else if kinds.is_empty() {
+        "none — it fails without any fault".to_owned()
+    } else {
+        kinds.join(", ")
+    };
     eprintln!(
-        "shrink: seed {seed} breaks \"{}\"; {} fault(s) fired, {} needed ({} runs): {}\n  wrote {}\n  replay: agentsim run {} --seed {seed}",
+        "shrink: seed {seed} breaks \"{}\"{at}; {} fault(s) fired, {} needed ({} runs): {needed}",
         shrunk.breaks,
         shrunk.before,
         shrunk.faults.len(),
         shrunk.runs,
-        if kinds.is_empty() { "none — it fails without any fault".to_owned() } else { kinds.join(", ") },
+    );
+    for note in &shrunk.notes {
+        eprintln!("  note: {note}");
+    }
+    eprintln!(
+        "  wrote {} (checked: it validates and breaks the same invariant at the same conversation)\n  replay: agentsim run {} --seed {seed}",
         path.display(),
         shell_quote(&path.display().to_string()),
     );

@@ -83,13 +83,41 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     };
     print!("{text}");
     if args.shrink {
-        if let Some(first) = results.iter().find(|r| !r.passed) {
-            shrink_seed(&args.file, &scenario, first.seed, None)?;
+        if let Some(seed) = seed_to_shrink(args.shrink_for.as_deref(), &scenario, &results)? {
+            shrink_seed(&args.file, &scenario, seed, args.shrink_for.as_deref(), None)?;
         }
     }
     let min_pass_rate = args.min_pass_rate.unwrap_or(1.0);
     let held = summary.invariants.iter().all(|i| i.pass_rate >= min_pass_rate);
     Ok(if held { exit::OK } else { exit::RUN_FAILED })
+}
+
+/// The first failing seed, or with `--shrink-for NAME` the first seed that broke NAME; an error
+/// listing the broken invariants when no seed broke NAME.
+fn seed_to_shrink(
+    invariant: Option<&str>,
+    scenario: &Scenario,
+    results: &[crate::sweep::SeedResult],
+) -> Result<Option<u64>, Failure> {
+    let Some(name) = invariant else {
+        return Ok(results.iter().find(|r| !r.passed).map(|r| r.seed));
+    };
+    let broke = |index: usize| results.iter().find(|r| r.invariants.get(index) == Some(&false));
+    let index = scenario.invariants.iter().position(|i| i.name == name);
+    if let Some(first) = index.and_then(broke) {
+        return Ok(Some(first.seed));
+    }
+    let broken: Vec<String> = (0..scenario.invariants.len())
+        .filter(|index| broke(*index).is_some())
+        .map(|index| scenario.invariants[index].name.clone())
+        .collect();
+    Err(Failure::new(
+        exit::BAD_INPUT,
+        format!(
+            "--shrink-for \"{name}\": no seed broke an invariant of that name; {}",
+            crate::sweep::shrink::broken_list(&broken)
+        ),
+    ))
 }
 
 /// Runs the seeds of `seed_list` the journal does not already hold, showing progress on a

@@ -150,3 +150,26 @@ fn the_html_report_leads_with_the_harmed_conversations() {
         "the story names the harm"
     );
 }
+
+#[test]
+fn a_sweep_reports_each_fate_as_a_share_of_all_conversations_with_an_interval() {
+    let output = agentsim_output(&["sweep", "scenarios/support-desk.toml", "--seeds", "0..10", "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("sweep --json");
+    let conversations = summary["conversations"].as_u64().unwrap();
+    let fates = summary["fates"].as_array().unwrap();
+    let total: u64 = fates.iter().map(|f| f["conversations"].as_u64().unwrap()).sum();
+    assert_eq!(total, conversations);
+    let lost = fates
+        .iter()
+        .find(|f| f["fate"] == "lost")
+        .expect("support-desk loses conversations");
+    let share = lost["share"].as_f64().unwrap();
+    assert!(lost["ci_low"].as_f64().unwrap() < share && share < lost["ci_high"].as_f64().unwrap());
+    let answer = summary["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "every customer gets an answer")
+        .unwrap();
+    assert!(answer["violations_mean"].as_f64().unwrap() > 1.0, "{answer}");
+}

@@ -188,4 +188,12 @@ mod tests {
             "{error}"
         );
     }
+
+    #[test]
+    fn a_result_line_from_before_fates_still_reads() {
+        let line = r#"{"seed":3,"outcome":"completed","passed":true,"invariants":[true],"virtual_time_us":5,"llm_calls":1,"tokens":2,"cost_pusd":3,"faults":[],"digest":"d","answered":[true]}"#;
+        let result: SeedResult = serde_json::from_str(line).unwrap();
+        assert_eq!(result.seed, 3);
+        assert!(result.fates.is_empty() && result.violations.is_empty());
+    }
 }

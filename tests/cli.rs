@@ -393,12 +393,13 @@ fn validate_prints_ok_for_support_desk_and_exits_0() {
 }
 
 #[test]
-fn validate_accepts_every_scenario_in_the_scenarios_folder() {
+fn validate_accepts_every_scenario_in_the_scenarios_folder_without_a_warning() {
     let files: Vec<String> = scenario_files().iter().map(|p| relative(p)).collect();
-    let mut args = vec!["validate"];
+    let mut args = vec!["validate", "--deny-warnings"];
     args.extend(files.iter().map(String::as_str));
     let output = agentsim_output(&args);
     assert_eq!(status(&output), 0, "stderr:\n{}", stderr(&output));
+    assert_eq!(stderr(&output), "", "no errors and no warnings");
     for file in &files {
         assert!(
             stdout(&output).contains(&format!("{file}: OK")),
@@ -416,6 +417,93 @@ fn validate_of_a_missing_file_exits_2_naming_the_file() {
     assert!(
         err.contains("scenarios/no-such-scenario.toml"),
         "stderr should name the file:\n{err}"
+    );
+}
+
+const WARNED: &str = "tests/warn-scenarios/handoff-cycle.toml";
+
+#[test]
+fn validate_prints_a_warning_to_stderr_and_still_exits_0() {
+    let output = agentsim_output(&["validate", WARNED]);
+    assert_eq!(status(&output), 0, "stderr:\n{}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{WARNED}: OK\n"));
+    assert!(
+        stderr(&output).starts_with(&format!("{WARNED}:11:13: warning: handoff cycle")),
+        "stderr:\n{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn validate_with_deny_warnings_exits_2_on_a_warning_and_0_without_one() {
+    let output = agentsim_output(&["validate", "--deny-warnings", SUPPORT_DESK, WARNED]);
+    assert_eq!(status(&output), 2, "stderr:\n{}", stderr(&output));
+    assert!(stderr(&output).contains(": warning: "), "stderr:\n{}", stderr(&output));
+    let output = agentsim_output(&["validate", "--deny-warnings", SUPPORT_DESK]);
+    assert_eq!(status(&output), 0, "stderr:\n{}", stderr(&output));
+}
+
+#[test]
+fn validate_json_prints_every_error_and_warning_of_every_file_as_one_array() {
+    let bad = "tests/bad-scenarios/dangling-llm.toml";
+    let output = agentsim_output(&["validate", "--json", WARNED, SUPPORT_DESK, bad]);
+    assert_eq!(
+        status(&output),
+        2,
+        "an error still exits 2; stderr:\n{}",
+        stderr(&output)
+    );
+    assert_eq!(stderr(&output), "", "with --json everything goes to stdout");
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("--json printed no JSON ({e}):\n{}", stdout(&output)));
+    let items = value.as_array().expect("a JSON array");
+    assert_eq!(items.len(), 2, "one warning and one error:\n{value:#}");
+    for item in items {
+        let keys: Vec<&str> = item
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["column", "file", "line", "message", "severity"], "{item}");
+    }
+    assert_eq!(items[0]["file"], WARNED);
+    assert_eq!(
+        (items[0]["line"].as_u64(), items[0]["column"].as_u64()),
+        (Some(11), Some(13))
+    );
+    assert_eq!(items[0]["severity"], "warning");
+    assert_eq!(items[1]["file"], bad);
+    assert_eq!(
+        (items[1]["line"].as_u64(), items[1]["column"].as_u64()),
+        (Some(10), Some(7))
+    );
+    assert_eq!(items[1]["severity"], "error");
+    assert!(
+        items[1]["message"].as_str().is_some_and(|m| m.contains("\"gtp\"")),
+        "{value:#}"
+    );
+}
+
+#[test]
+fn validate_json_of_clean_files_is_an_empty_array() {
+    let output = agentsim_output(&["validate", "--json", SUPPORT_DESK]);
+    assert_eq!(status(&output), 0, "stderr:\n{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "[]");
+}
+
+#[test]
+fn run_prints_warnings_to_stderr_and_runs_anyway() {
+    let output = agentsim_output(&["run", "tests/warn-scenarios/traffic-without-conversations.toml"]);
+    assert_run_finished(&output);
+    assert!(
+        stderr(&output).starts_with("tests/warn-scenarios/traffic-without-conversations.toml:16:17: warning: "),
+        "stderr:\n{}",
+        stderr(&output)
+    );
+    assert!(
+        summary_value(&stdout(&output), "digest").is_some_and(is_digest),
+        "a summary with a digest"
     );
 }
 

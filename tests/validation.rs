@@ -213,3 +213,154 @@ behavior = [
     let error = agentsim::scenario::parse("inline.toml", &text).expect_err("a malformed condition");
     assert_eq!(error.diagnostics.len(), 1, "expected one diagnostic, found:\n{error}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Warnings: settings that validate and then do nothing
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `agentsim validate tests/warn-scenarios/FILE`: the file is OK (status 0), and stderr
+/// holds one warning at `line_col` with `phrases`, kept as the snapshot `validation__warn-NAME`.
+fn check_warning(file: &str, line_col: &str, phrases: &[&str]) {
+    let path = format!("tests/warn-scenarios/{file}");
+    let output = agentsim_output(&["validate", &path]);
+    let err = stderr(&output);
+    assert_eq!(
+        status(&output),
+        0,
+        "a warning alone does not reject {path}; stderr:\n{err}"
+    );
+    assert_eq!(stdout(&output), format!("{path}: OK\n"));
+    let location = format!("{path}:{line_col}: warning: ");
+    assert!(
+        err.starts_with(&location),
+        "expected the warning to start with {location:?}, found:\n{err}"
+    );
+    assert_eq!(err.matches(": warning: ").count(), 1, "expected one warning in:\n{err}");
+    for phrase in phrases {
+        assert!(err.contains(phrase), "expected {phrase:?} in:\n{err}");
+    }
+    let name = format!("validation__warn-{}", file.trim_end_matches(".toml"));
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
+        prepend_module_to_snapshot => false,
+        description => format!("agentsim validate {path}"),
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(name, err);
+    });
+}
+
+/// One test per file of `tests/warn-scenarios/`: `test_name: "file.toml" at "LINE:COL" says [phrases];`.
+macro_rules! warn_scenarios {
+    ($($test:ident: $file:literal at $at:literal says [$($phrase:literal),* $(,)?];)*) => {
+        /// Every file the tests below cover.
+        const WARNED_FILES: &[&str] = &[$($file),*];
+        $(
+            #[test]
+            fn $test() {
+                check_warning($file, $at, &[$($phrase),*]);
+            }
+        )*
+    };
+}
+
+warn_scenarios! {
+    an_argument_rule_on_an_argument_no_watched_tool_takes_warns_with_the_arguments_they_take:
+        "arg-rule-on-untaken-argument.toml" at "25:41" says ["found `amont`", "\"refund\" takes `amount`, `currency`", "did you mean `amount`?", "does nothing"];
+    a_never_invariant_on_an_effect_no_tool_has_warns_with_a_did_you_mean:
+        "invariant-on-missing-effect.toml" at "20:20" says ["found \"hotel_bookd\"", "did you mean \"hotel_booked\"?", "can never break"];
+    traffic_of_zero_conversations_warns_that_it_starts_none:
+        "traffic-without-conversations.toml" at "16:17" says ["found 0", "starts no conversation"];
+    a_handoff_cycle_warns_naming_the_cycle:
+        "handoff-cycle.toml" at "11:13" says ["handoff cycle triage → billing → triage"];
+    a_timeout_on_a_model_that_answers_at_once_warns_that_it_cannot_fire:
+        "timeout-on-instant-model.toml" at "12:11" says ["`timeout`", "llm \"gpt\" answers in 0s", "can never fire"];
+}
+
+#[test]
+fn every_file_in_warn_scenarios_has_a_test() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(repo_root().join("tests/warn-scenarios"))
+        .expect("tests/warn-scenarios exists")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut tested: Vec<String> = WARNED_FILES.iter().map(|s| s.to_string()).collect();
+    tested.sort();
+    assert_eq!(
+        on_disk, tested,
+        "each file in tests/warn-scenarios needs a test above, and each test its file"
+    );
+}
+
+#[test]
+fn every_shipped_scenario_validates_without_warnings() {
+    for path in scenario_files() {
+        let (_, warnings) = agentsim::scenario::load_with_warnings(&path)
+            .unwrap_or_else(|e| panic!("{} does not validate:\n{e}", relative(&path)));
+        assert!(warnings.is_empty(), "{} has warnings:\n{warnings}", relative(&path));
+    }
+}
+
+#[test]
+fn a_handoff_to_itself_is_a_cycle_of_one_agent() {
+    let text = format!("{VALID_PREFIX}\n[[agent]]\nname = \"loop\"\nllm = \"gpt\"\nhandoffs = [\"loop\"]\n");
+    let (_, warnings) = agentsim::scenario::parse_with_warnings("inline.toml", &text).expect("valid");
+    assert_eq!(warnings.diagnostics.len(), 1, "{warnings}");
+    assert!(warnings.to_string().contains("handoff cycle loop → loop"), "{warnings}");
+}
+
+#[test]
+fn an_argument_rule_is_not_warned_about_when_a_watched_tool_declares_no_arguments() {
+    // "lookup" is never called with `args`, so what it takes is unknown: no warning.
+    let text = format!(
+        r#"{VALID_PREFIX}
+[[tool]]
+name = "refund"
+
+[[tool]]
+name = "lookup"
+
+[[agent]]
+name = "billing"
+llm = "gpt"
+tools = ["refund", "lookup"]
+behavior = [
+  {{ when = "turn == 1", then = {{ tool_call = "refund", args = {{ amount = 5 }} }} }},
+  {{ otherwise = {{ tool_call = "lookup" }} }},
+]
+
+[[guardrail]]
+name = "cap"
+stage = "tool_call"
+check = {{ kind = "allow_list", args = {{ account = {{ one_of = ["a"] }} }} }}
+"#
+    );
+    let (_, warnings) = agentsim::scenario::parse_with_warnings("inline.toml", &text).expect("valid");
+    assert!(warnings.is_empty(), "{warnings}");
+}
+
+#[test]
+fn a_timeout_is_not_warned_about_when_a_fault_can_delay_the_model() {
+    let text = format!(
+        r#"{VALID_PREFIX}
+[[agent]]
+name = "helper"
+llm = "gpt"
+timeout = "5s"
+
+[[fault]]
+kind = "llm.overloaded"
+target = "llm:gpt"
+probability = 0.1
+"#
+    );
+    let (_, warnings) = agentsim::scenario::parse_with_warnings("inline.toml", &text).expect("valid");
+    assert!(warnings.is_empty(), "{warnings}");
+}
+
+#[test]
+fn a_file_with_errors_reports_no_warnings() {
+    let text = format!("{VALID_PREFIX}\n[[agent]]\nname = \"loop\"\nllm = \"gtp\"\nhandoffs = [\"loop\"]\n");
+    let error = agentsim::scenario::parse_with_warnings("inline.toml", &text).expect_err("a dangling llm");
+    assert!(!error.to_string().contains("warning"), "{error}");
+}

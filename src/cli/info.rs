@@ -3,18 +3,45 @@
 use std::path::PathBuf;
 
 use super::{exit, load, pretty_json, BenchArgs, Failure};
-use crate::scenario;
+use crate::scenario::{self, error::locate, error::Located, error::Severity};
 
-pub(super) fn validate(files: &[PathBuf]) -> Result<u8, Failure> {
+/// `agentsim validate`: OK or errors per file, and warnings; status 2 on any error (or, with
+/// `deny_warnings`, any warning). With `json`, one array of every diagnostic on stdout.
+pub(super) fn validate(files: &[PathBuf], deny_warnings: bool, json: bool) -> Result<u8, Failure> {
     let mut status = exit::OK;
+    let mut all: Vec<Located> = Vec::new();
     for file in files {
-        match scenario::load(file) {
-            Ok(_) => println!("{}: OK", file.display()),
+        match scenario::load_with_warnings(file) {
+            Ok((_, warnings)) => {
+                if deny_warnings && !warnings.is_empty() {
+                    status = exit::BAD_INPUT;
+                }
+                if json {
+                    all.extend(locate(
+                        &warnings.file,
+                        &warnings.source_text,
+                        &warnings.diagnostics,
+                        Severity::Warning,
+                    ));
+                    continue;
+                }
+                if !warnings.is_empty() {
+                    eprintln!("{warnings}");
+                }
+                println!("{}: OK", file.display());
+            }
             Err(e) => {
-                eprintln!("{e}");
                 status = exit::BAD_INPUT;
+                if json {
+                    all.extend(locate(&e.file, &e.source_text, &e.diagnostics, Severity::Error));
+                } else {
+                    eprintln!("{e}");
+                }
             }
         }
+    }
+    if json {
+        println!("{}", pretty_json(&all)?);
     }
     Ok(status)
 }

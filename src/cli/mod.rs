@@ -24,7 +24,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// The run finished but failed: an invariant broke, or the outcome was not `completed`.
     pub const RUN_FAILED: u8 = 1;
-    /// Bad input: a scenario error, a bad flag, a missing file.
+    /// Bad input: a scenario error, a bad flag, a missing file (or, with `validate
+    /// --deny-warnings`, a warning).
     pub const BAD_INPUT: u8 = 2;
     /// Determinism error: a rerun or replay gave a different trace.
     pub const NONDETERMINISM: u8 = 3;
@@ -65,11 +66,19 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Check scenario files; prints OK or FILE:LINE:COL errors.
+    /// Check scenario files; prints OK or FILE:LINE:COL errors, and warnings about settings
+    /// that do nothing.
     Validate {
         /// Scenario files (TOML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Exit with status 2 when any file has a warning.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Print every error and warning as a JSON array of {file, line, column, severity,
+        /// message} on stdout, instead of OK lines and messages on stderr.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a scenario once and print its summary.
     Run(RunArgs),
@@ -378,7 +387,11 @@ impl From<RunError> for Failure {
 /// Runs the CLI; returns the process exit status.
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Validate { files } => info::validate(&files),
+        Command::Validate {
+            files,
+            deny_warnings,
+            json,
+        } => info::validate(&files, deny_warnings, json),
         Command::Run(args) => run::run(&args),
         Command::Replay { dir, runtime } => run::replay(&dir, runtime),
         Command::Report { dir, mermaid } => run::report(&dir, mermaid.as_deref()),
@@ -418,6 +431,16 @@ pub(crate) fn load(path: &Path) -> Result<Arc<Scenario>, Failure> {
     scenario::load(path)
         .map(Arc::new)
         .map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))
+}
+
+/// [`load`], printing the file's warnings to stderr (they do not stop anything).
+pub(crate) fn load_and_warn(path: &Path) -> Result<Arc<Scenario>, Failure> {
+    let (scenario, warnings) =
+        scenario::load_with_warnings(path).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?;
+    if !warnings.is_empty() {
+        eprintln!("{warnings}");
+    }
+    Ok(Arc::new(scenario))
 }
 
 pub(crate) fn shell_quote(text: &str) -> String {

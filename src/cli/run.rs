@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::shrink::shrink_seed;
 use super::{
-    exit, finish_run_dir, interrupt_flag, load, pretty_json, shell_quote, write_atomic, CassetteMatchArg, Failure,
-    RunArgs, RuntimeFlavor,
+    exit, finish_run_dir, interrupt_flag, load, load_and_warn, pretty_json, shell_quote, write_atomic,
+    CassetteMatchArg, Failure, RunArgs, RuntimeFlavor,
 };
 use crate::llm::backend::{CassetteOptions, CassetteOutcome};
 use crate::llm::cassette::Cassette;
@@ -16,7 +16,7 @@ use crate::scenario::{self, units::parse_duration_us, Scenario};
 use crate::trace::{reader, HeaderLimits, Record, TraceMode};
 
 pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
-    let scenario = load(&args.file)?;
+    let scenario = load_and_warn(&args.file)?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let limits = limits_with_flags(args, scenario.limits)?;
     let out_dir = args

@@ -54,21 +54,93 @@ impl ScenarioError {
 
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, diagnostic) in self.diagnostics.iter().enumerate() {
-            if index > 0 {
-                writeln!(f)?;
-            }
-            match &diagnostic.span {
-                Some(span) => {
-                    let (line, column) = line_column(&self.source_text, span.start);
-                    write!(f, "{}:{}:{}: {}", self.file, line, column, diagnostic.message)?;
-                    write_excerpt(f, &self.source_text, span, line, column)?;
-                }
-                None => write!(f, "{}: {}", self.file, diagnostic.message)?,
-            }
-        }
-        Ok(())
+        write_diagnostics(f, &self.file, &self.source_text, &self.diagnostics, "")
     }
+}
+
+/// Settings in a valid scenario file that do nothing, ready to print as
+/// `FILE:LINE:COL: warning: …`. They never make the file invalid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScenarioWarnings {
+    /// The file as the user named it.
+    pub file: String,
+    /// The warnings, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The source text, kept to render line and column.
+    pub source_text: String,
+}
+
+impl ScenarioWarnings {
+    /// Whether there is nothing to warn about.
+    pub fn is_empty(&self) -> bool {
+        self.diagnostics.is_empty()
+    }
+}
+
+impl fmt::Display for ScenarioWarnings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_diagnostics(f, &self.file, &self.source_text, &self.diagnostics, "warning: ")
+    }
+}
+
+/// How bad a diagnostic is: an error makes the file invalid, a warning does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One diagnostic with its place resolved, for machine-readable output.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Located {
+    pub file: String,
+    /// 1-based; `None` when the diagnostic is about the whole file.
+    pub line: Option<usize>,
+    /// 1-based, in characters; `None` when the diagnostic is about the whole file.
+    pub column: Option<usize>,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// `diagnostics` of `file` with line and column resolved against `source`.
+pub fn locate(file: &str, source: &str, diagnostics: &[Diagnostic], severity: Severity) -> Vec<Located> {
+    diagnostics
+        .iter()
+        .map(|d| {
+            let place = d.span.as_ref().map(|span| line_column(source, span.start));
+            Located {
+                file: file.to_owned(),
+                line: place.map(|(line, _)| line),
+                column: place.map(|(_, column)| column),
+                severity,
+                message: d.message.clone(),
+            }
+        })
+        .collect()
+}
+
+fn write_diagnostics(
+    f: &mut fmt::Formatter<'_>,
+    file: &str,
+    source: &str,
+    diagnostics: &[Diagnostic],
+    label: &str,
+) -> fmt::Result {
+    for (index, diagnostic) in diagnostics.iter().enumerate() {
+        if index > 0 {
+            writeln!(f)?;
+        }
+        match &diagnostic.span {
+            Some(span) => {
+                let (line, column) = line_column(source, span.start);
+                write!(f, "{file}:{line}:{column}: {label}{}", diagnostic.message)?;
+                write_excerpt(f, source, span, line, column)?;
+            }
+            None => write!(f, "{file}: {label}{}", diagnostic.message)?,
+        }
+    }
+    Ok(())
 }
 
 /// 1-based line and column (in characters) of a byte offset.

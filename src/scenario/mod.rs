@@ -11,7 +11,7 @@ pub mod schema;
 pub mod units;
 pub mod validate;
 
-pub use error::{Diagnostic, ScenarioError};
+pub use error::{Diagnostic, ScenarioError, ScenarioWarnings};
 pub use model::*;
 
 use std::path::Path;
@@ -21,6 +21,12 @@ pub const FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
 /// Reads and validates the scenario file at `path`.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    load_with_warnings(path).map(|(scenario, _)| scenario)
+}
+
+/// Reads and validates the scenario file at `path`, with the warnings about settings in it that
+/// do nothing.
+pub fn load_with_warnings(path: &Path) -> Result<(Scenario, ScenarioWarnings), ScenarioError> {
     let file = path.display().to_string();
     let whole = |message: String| ScenarioError::single(&file, "", Diagnostic::whole_file(message));
     let metadata = std::fs::metadata(path).map_err(|e| whole(format!("cannot read the scenario file: {e}")))?;
@@ -40,7 +46,7 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
             Diagnostic::at(offset..offset + 1, "expected UTF-8 text, found an invalid byte"),
         )
     })?;
-    let mut scenario = parse(&file, &text)?;
+    let (mut scenario, warnings) = parse_with_warnings(&file, &text)?;
     // A cassette path is relative to the scenario file's folder.
     let folder = path.parent().unwrap_or(Path::new(""));
     for llm in &mut scenario.llms {
@@ -50,11 +56,16 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
             }
         }
     }
-    Ok(scenario)
+    Ok((scenario, warnings))
 }
 
 /// Parses and validates scenario `text`; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    parse_with_warnings(file, text).map(|(scenario, _)| scenario)
+}
+
+/// Parses and validates scenario `text`, with its warnings; `file` names it in both.
+pub fn parse_with_warnings(file: &str, text: &str) -> Result<(Scenario, ScenarioWarnings), ScenarioError> {
     let raw: file::RawScenario = toml::from_str(text).map_err(|e| {
         let message = error::humanize_toml_message(e.message());
         let diagnostic = match e.span() {
@@ -63,9 +74,24 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         };
         ScenarioError::single(file, text, diagnostic)
     })?;
-    validate::validate(raw, text).map_err(|diagnostics| ScenarioError {
-        file: file.to_owned(),
-        diagnostics,
-        source_text: text.to_owned(),
-    })
+    match validate::validate(raw, text) {
+        Ok((scenario, diagnostics)) => Ok((
+            scenario,
+            ScenarioWarnings {
+                file: file.to_owned(),
+                // The text is only kept to render warnings; most files have none.
+                source_text: if diagnostics.is_empty() {
+                    String::new()
+                } else {
+                    text.to_owned()
+                },
+                diagnostics,
+            },
+        )),
+        Err(diagnostics) => Err(ScenarioError {
+            file: file.to_owned(),
+            diagnostics,
+            source_text: text.to_owned(),
+        }),
+    }
 }

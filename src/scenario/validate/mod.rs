@@ -7,6 +7,7 @@ mod guardrail;
 mod invariant;
 mod limits;
 mod llm;
+mod noop;
 mod profile;
 mod supervisor;
 mod tool;
@@ -24,14 +25,17 @@ use super::model::*;
 use super::units::parse_duration_us;
 
 /// Validates `raw`; `source_text` is the file's text (for hashing and for string offsets).
-pub fn validate(raw: RawScenario, source_text: &str) -> Result<Scenario, Vec<Diagnostic>> {
+/// A valid scenario comes with its warnings (settings that do nothing), in file order.
+pub fn validate(raw: RawScenario, source_text: &str) -> Result<(Scenario, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut v = Validator {
         diagnostics: Vec::new(),
+        warnings: Vec::new(),
         source: source_text,
     };
     let scenario = v.scenario(raw, source_text);
     if v.diagnostics.is_empty() {
-        Ok(scenario)
+        v.warnings.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+        Ok((scenario, v.warnings))
     } else {
         v.diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
         Err(v.diagnostics)
@@ -40,6 +44,8 @@ pub fn validate(raw: RawScenario, source_text: &str) -> Result<Scenario, Vec<Dia
 
 pub(super) struct Validator<'s> {
     pub(super) diagnostics: Vec<Diagnostic>,
+    /// Settings that validate but do nothing; only collected for a file without errors.
+    warnings: Vec<Diagnostic>,
     source: &'s str,
 }
 
@@ -262,7 +268,7 @@ impl Validator<'_> {
         let invariants = self.invariants(&raw.invariant, &label_names);
         let guardrails = self.guardrails(&raw.guardrail, &agent_names, &tool_names);
 
-        Scenario {
+        let scenario = Scenario {
             name: meta.name.get_ref().clone(),
             description: meta.description.clone().unwrap_or_default(),
             seed: meta.seed.unwrap_or(0),
@@ -278,6 +284,10 @@ impl Validator<'_> {
             guardrails,
             source_hash: blake3::hash(source_text.as_bytes()).to_hex().to_string(),
             source_text: source_text.to_owned(),
+        };
+        if self.diagnostics.is_empty() {
+            self.noops(&raw, &scenario);
         }
+        scenario
     }
 }

@@ -1,0 +1,335 @@
+//! Warnings for settings that validate and then do nothing: an argument rule on an argument no
+//! watched tool takes, a `never` invariant on an effect no tool has, traffic that starts no
+//! conversation, a handoff cycle, and a timeout on a model that answers at once.
+//!
+//! These run only on a scenario without errors, over the validated [`Scenario`] and the raw file
+//! (for the spans). They never fail validation; the CLI can (`--deny-warnings`).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Range;
+
+use super::Validator;
+use crate::scenario::error::{did_you_mean, Diagnostic};
+use crate::scenario::file::*;
+use crate::scenario::guardrail::GuardCheck;
+use crate::scenario::model::*;
+
+impl Validator<'_> {
+    pub(super) fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.warnings.push(Diagnostic::at(span, message));
+    }
+
+    /// Every warning about `scenario`, which validated without errors from `raw`.
+    pub(super) fn noops(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        self.unused_arg_rules(raw, scenario);
+        self.effects_no_tool_has(raw, scenario);
+        self.traffic_without_conversations(raw);
+        self.handoff_cycles(raw, scenario);
+        self.timeouts_that_cannot_fire(raw, scenario);
+    }
+
+    /// An `allow_list` argument rule on an argument that none of the tools it watches is called
+    /// with. Only where every watched tool's arguments are known from the mock models' rules.
+    fn unused_arg_rules(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        let known = known_tool_args(raw, scenario);
+        for (guardrail, raw_guardrail) in scenario.guardrails.iter().zip(&raw.guardrail) {
+            let GuardCheck::AllowList { tools: allowed, args } = &guardrail.check else {
+                continue;
+            };
+            let Some(args_table) = &raw_guardrail.get_ref().check.get_ref().args else {
+                continue;
+            };
+            let watched: BTreeSet<ToolIdx> = guardrail
+                .agents
+                .iter()
+                .flat_map(|&agent| scenario.agents[agent].tools.iter().copied())
+                .filter(|tool| guardrail.tools.as_ref().is_none_or(|tools| tools.contains(tool)))
+                .filter(|tool| allowed.as_ref().is_none_or(|tools| tools.contains(tool)))
+                .collect();
+            let Some(taken) = watched
+                .iter()
+                .map(|tool| known.get(tool).map(|args| (*tool, args)))
+                .collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            if taken.is_empty() {
+                continue;
+            }
+            let all_taken: BTreeSet<&str> = taken
+                .iter()
+                .flat_map(|(_, args)| args.iter().map(String::as_str))
+                .collect();
+            let described: Vec<String> = taken
+                .iter()
+                .map(|(tool, args)| {
+                    let list: Vec<String> = args.iter().map(|a| format!("`{a}`")).collect();
+                    format!("\"{}\" takes {}", scenario.tools[*tool].name, list.join(", "))
+                })
+                .collect();
+            for (name, rule) in args {
+                if rule.required || all_taken.contains(name.as_str()) {
+                    continue;
+                }
+                let hint = did_you_mean(name, all_taken.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                self.warn(
+                    key_span(self.source, &args_table.span(), name),
+                    format!(
+                        "guardrail \"{}\": expected a rule on an argument its tools take ({}), found `{name}`{hint}; this rule does nothing because no call it checks carries `{name}`",
+                        guardrail.name,
+                        described.join("; ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A `never = { effect = ... }` invariant on an effect that no `[[tool]]` has.
+    fn effects_no_tool_has(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        let effects: BTreeSet<&str> = scenario.tools.iter().filter_map(|t| t.effect.as_deref()).collect();
+        for invariant in &raw.invariant {
+            let invariant = invariant.get_ref();
+            let Some(effect) = invariant.never.as_ref().and_then(|n| n.get_ref().effect.as_ref()) else {
+                continue;
+            };
+            let name = effect.get_ref();
+            if effects.contains(name.as_str()) {
+                continue;
+            }
+            let hint = did_you_mean(name, effects.iter().copied())
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            let expected = if effects.is_empty() {
+                "expected an effect that a [[tool]] has, but no [[tool]] has an `effect`".to_owned()
+            } else {
+                let list: Vec<String> = effects.iter().map(|e| format!("\"{e}\"")).collect();
+                format!("expected an effect that a [[tool]] has ({})", list.join(", "))
+            };
+            self.warn(
+                effect.span(),
+                format!(
+                    "invariant \"{}\": {expected}, found \"{name}\"{hint}; this check does nothing because no tool has effect = \"{name}\", so it can never break",
+                    invariant.name.get_ref()
+                ),
+            );
+        }
+    }
+
+    /// Poisson traffic of `conversations = 0`. (An empty script is already an error.)
+    fn traffic_without_conversations(&mut self, raw: &RawScenario) {
+        for traffic in &raw.traffic {
+            let t = traffic.get_ref();
+            if let Some(conversations) = t.conversations.as_ref().filter(|c| *c.get_ref() == 0) {
+                self.warn(
+                    conversations.span(),
+                    "expected conversations of at least 1, found 0; this traffic does nothing because it starts no conversation",
+                );
+            }
+        }
+    }
+
+    /// Agents that can hand a conversation round in a circle. One warning per circle of agents,
+    /// at the first handoff on it, naming the shortest cycle through its first agent.
+    fn handoff_cycles(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        let mut reported: BTreeSet<AgentIdx> = BTreeSet::new();
+        for start in 0..scenario.agents.len() {
+            if reported.contains(&start) {
+                continue;
+            }
+            let Some(cycle) = shortest_cycle(scenario, start) else {
+                continue;
+            };
+            reported.extend(strongly_connected(scenario, start));
+            let next = cycle[1];
+            let Some(handoff) = raw.agent[start]
+                .get_ref()
+                .handoffs
+                .iter()
+                .find(|h| *h.get_ref() == scenario.agents[next].name)
+            else {
+                continue;
+            };
+            let names: Vec<&str> = cycle.iter().map(|&a| scenario.agents[a].name.as_str()).collect();
+            self.warn(
+                handoff.span(),
+                format!(
+                    "handoff cycle {}: expected handoffs that lead on to an agent that answers, found a way back to \"{}\"; a conversation can be handed round this cycle without ever being answered",
+                    names.join(" → "),
+                    names[0]
+                ),
+            );
+        }
+    }
+
+    /// An agent's `timeout` or `deadline` while its models answer in no time and nothing in the
+    /// scenario can make time pass: no fault, no provider or client rate limit, no slow guardrail
+    /// (and, for a deadline, no slow tool and no delegate to wait for).
+    fn timeouts_that_cannot_fire(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        if !scenario.faults.is_empty() || scenario.guardrails.iter().any(|g| latency_max_us(&g.latency) > 0) {
+            return;
+        }
+        let instant = |llm: LlmIdx| {
+            let llm = &scenario.llms[llm];
+            llm.mode == LlmMode::Mock && latency_max_us(&llm.latency) == 0 && llm.rpm.is_none()
+        };
+        for (agent, raw_agent) in scenario.agents.iter().zip(&raw.agent) {
+            let Some(llm) = agent.llm else { continue };
+            if !instant(llm) || agent.fallback.is_some_and(|f| !instant(f)) || agent.rate_limit.is_some() {
+                continue;
+            }
+            let llm_name = &scenario.llms[llm].name;
+            let why = if raw.llm[llm].get_ref().latency.is_none() {
+                "a mock model's latency when `latency` is absent"
+            } else {
+                "its `latency`"
+            };
+            let raw_agent = raw_agent.get_ref();
+            let waits = !agent.delegates.is_empty()
+                || agent
+                    .tools
+                    .iter()
+                    .any(|&t| latency_max_us(&scenario.tools[t].latency) > 0);
+            let settings = [
+                ("timeout", raw_agent.timeout.as_ref(), "gives up on a model call", true),
+                ("deadline", raw_agent.deadline.as_ref(), "ends the conversation", !waits),
+            ];
+            for (key, value, what, applies) in settings {
+                let Some(value) = value.filter(|_| applies) else {
+                    continue;
+                };
+                self.warn(
+                    value.span(),
+                    format!(
+                        "agent \"{}\": `{key}` {what} after {}, but llm \"{llm_name}\" answers in 0s ({why}) and nothing in the scenario delays it; expected a `latency` above 0 on llm \"{llm_name}\"; this {key} does nothing because it can never fire",
+                        agent.name,
+                        value.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The argument names each tool is called with by the mock models' rules; a tool is missing when
+/// its arguments are not all known (no rule passes it `args`, or a live or replayed model may call it).
+fn known_tool_args(raw: &RawScenario, scenario: &Scenario) -> BTreeMap<ToolIdx, BTreeSet<String>> {
+    let tool_index: BTreeMap<&str, ToolIdx> = scenario
+        .tools
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), i))
+        .collect();
+    let mut known: BTreeMap<ToolIdx, BTreeSet<String>> = BTreeMap::new();
+    let mut unknown: BTreeSet<ToolIdx> = BTreeSet::new();
+    for (agent, raw_agent) in scenario.agents.iter().zip(&raw.agent) {
+        let mocked = agent.llm.is_some_and(|l| scenario.llms[l].mode == LlmMode::Mock)
+            && agent.fallback.is_none_or(|l| scenario.llms[l].mode == LlmMode::Mock);
+        if !mocked {
+            unknown.extend(agent.tools.iter().copied());
+            continue;
+        }
+        let actions = raw_agent
+            .get_ref()
+            .behavior
+            .iter()
+            .filter_map(|rule| rule.get_ref().then.as_ref().or(rule.get_ref().otherwise.as_ref()));
+        for action in actions {
+            let action = action.get_ref();
+            let calls = action
+                .tool_call
+                .iter()
+                .map(|tool| (tool.get_ref(), action.args.as_ref()))
+                .chain(
+                    action
+                        .tool_calls
+                        .iter()
+                        .flatten()
+                        .map(|c| (c.get_ref().tool.get_ref(), c.get_ref().args.as_ref())),
+                );
+            for (tool, args) in calls {
+                let Some(&tool) = tool_index.get(tool.as_str()) else {
+                    continue;
+                };
+                if let Some(args) = args.filter(|a| !a.is_empty()) {
+                    known.entry(tool).or_default().extend(args.keys().cloned());
+                }
+            }
+        }
+    }
+    known.retain(|tool, _| !unknown.contains(tool));
+    known
+}
+
+/// The largest latency a distribution can give (log-normal: unbounded unless both are zero).
+fn latency_max_us(latency: &Latency) -> u64 {
+    match *latency {
+        Latency::Fixed { latency_us } => latency_us,
+        Latency::Uniform { max_us, .. } => max_us,
+        Latency::LogNormal { median_us, p99_us } => median_us.max(p99_us),
+    }
+}
+
+/// The shortest handoff path from `start` back to `start`, both ends included.
+fn shortest_cycle(scenario: &Scenario, start: AgentIdx) -> Option<Vec<AgentIdx>> {
+    let mut came_from: BTreeMap<AgentIdx, AgentIdx> = BTreeMap::new();
+    let mut queue = VecDeque::from([start]);
+    while let Some(agent) = queue.pop_front() {
+        for &next in &scenario.agents[agent].handoffs {
+            if next == start {
+                let mut path = vec![];
+                let mut at = agent;
+                while at != start {
+                    path.push(at);
+                    at = came_from[&at];
+                }
+                path.push(start);
+                path.reverse();
+                path.push(start);
+                return Some(path);
+            }
+            if let std::collections::btree_map::Entry::Vacant(e) = came_from.entry(next) {
+                e.insert(agent);
+                queue.push_back(next);
+            }
+        }
+    }
+    None
+}
+
+/// The agents on some handoff cycle through `start`.
+fn strongly_connected(scenario: &Scenario, start: AgentIdx) -> BTreeSet<AgentIdx> {
+    let reach = |from: AgentIdx| {
+        let mut seen = BTreeSet::from([from]);
+        let mut stack = vec![from];
+        while let Some(agent) = stack.pop() {
+            for &next in &scenario.agents[agent].handoffs {
+                if seen.insert(next) {
+                    stack.push(next);
+                }
+            }
+        }
+        seen
+    };
+    reach(start)
+        .into_iter()
+        .filter(|&a| reach(a).contains(&start))
+        .collect()
+}
+
+/// The span of key `name` inside the inline table at `table`, or the table when it is not found.
+fn key_span(source: &str, table: &Range<usize>, name: &str) -> Range<usize> {
+    let text = source.get(table.clone()).unwrap_or("");
+    let bytes = text.as_bytes();
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    let found = text.match_indices(name).map(|(at, _)| at).find(|&at| {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(at + name.len()).copied();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    });
+    match found {
+        Some(at) => table.start + at..table.start + at + name.len(),
+        None => table.clone(),
+    }
+}

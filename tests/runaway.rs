@@ -94,6 +94,24 @@ fn an_infinite_handoff_loop_ends_at_max_events() {
 }
 
 #[test]
+fn a_handoff_loop_ends_its_conversation_at_the_default_max_handoffs() {
+    let text = std::fs::read_to_string(repo_root().join("tests/runaway/handoff-loop.toml"))
+        .unwrap()
+        .replace("max_handoffs = 4_000_000_000\n", "");
+    let scenario = parse(&text);
+    assert_eq!(scenario.max_handoffs, agentsim::scenario::MAX_HANDOFFS_DEFAULT);
+    let report = run_in_memory(&scenario, 1, agentsim::run::Flavor::CurrentThread).report;
+    assert_eq!(report.outcome, agentsim::report::Outcome::Completed);
+    assert_eq!(report.conversations.max_turns, 1);
+    assert_eq!(report.fates["out_of_turns"], 1);
+    // The opening turn plus one model call per handoff, then the one that would hand off again.
+    assert_eq!(
+        report.llm_calls,
+        u64::from(agentsim::scenario::MAX_HANDOFFS_DEFAULT) + 1
+    );
+}
+
+#[test]
 fn a_message_explosion_ends_at_max_queue_len() {
     runs_into("message-explosion.toml", "max_queue_len (5000)", &[]);
 }

@@ -57,6 +57,8 @@ struct Conversation {
     on_fallback: bool,
     /// When this agent took the conversation (for its `deadline`).
     started_us: u64,
+    /// Handoffs the conversation had before it reached this agent.
+    handoffs: u32,
     /// A guardrail's feedback when it asked for another answer.
     feedback: Arc<str>,
 }
@@ -239,7 +241,7 @@ impl AgentBehavior {
         text: Arc<str>,
         origin: Origin,
         reply_to: ReplyTo,
-        context_tokens: u32,
+        (context_tokens, handoffs): (u32, u32),
         feedback: Arc<str>,
         effects: &mut Vec<Effect>,
     ) {
@@ -269,6 +271,7 @@ impl AgentBehavior {
             on_fallback: false,
             started_us: self.now_us,
             feedback,
+            handoffs,
         };
         if let Some(deadline_us) = self.scenario.agents[self.agent].deadline_us {
             let started_us = self.now_us;
@@ -428,6 +431,7 @@ impl AgentBehavior {
                         origin: Origin::Delegation(self.agent),
                         reply_to: ReplyTo::Agent(self.agent),
                         context_tokens: estimate_tokens(&task),
+                        handoffs: 0,
                     };
                     self.hand_over(conv, agent, start, effects);
                 }
@@ -435,12 +439,23 @@ impl AgentBehavior {
             }
             ModelAnswer::Text(text) => self.answer(conv, &state, text, AnswerStatus::Answered, effects),
             ModelAnswer::Handoff(to) => {
+                let max_handoffs = self.scenario.max_handoffs;
+                if state.handoffs >= max_handoffs {
+                    // Agents handing one conversation round without answering: the bound that
+                    // `max_turns`, counted per agent, cannot give.
+                    let text: Arc<str> = Arc::from(format!(
+                        "stopped after {max_handoffs} handoffs without an answer (max_handoffs)"
+                    ));
+                    self.answer(conv, &state, text, AnswerStatus::MaxHandoffs, effects);
+                    return;
+                }
                 let start = AgentMsg::Start {
                     conv,
                     text: state.user_text,
                     origin: Origin::Handoff(self.agent),
                     reply_to: state.reply_to,
                     context_tokens: state.context_tokens,
+                    handoffs: state.handoffs + 1,
                 };
                 self.hand_over(conv, to, start, effects);
             }
@@ -606,7 +621,16 @@ impl AgentBehavior {
                 origin,
                 reply_to,
                 context_tokens,
-            } => self.open(conv, text, origin, reply_to, context_tokens, Arc::from(""), effects),
+                handoffs,
+            } => self.open(
+                conv,
+                text,
+                origin,
+                reply_to,
+                (context_tokens, handoffs),
+                Arc::from(""),
+                effects,
+            ),
             AgentMsg::Revise {
                 conv,
                 text,
@@ -614,8 +638,9 @@ impl AgentBehavior {
                 reply_to,
                 feedback,
             } => {
+                // A re-asked answer stays with this agent: no handoff is counted.
                 let context_tokens = estimate_tokens(&feedback);
-                self.open(conv, text, origin, reply_to, context_tokens, feedback, effects)
+                self.open(conv, text, origin, reply_to, (context_tokens, 0), feedback, effects)
             }
             AgentMsg::Halt { conv } => {
                 self.conversations.remove(&conv);
@@ -714,6 +739,7 @@ impl AgentBehavior {
                     origin: Origin::Handoff(self.agent),
                     reply_to: state.reply_to,
                     context_tokens: state.context_tokens,
+                    handoffs: state.handoffs + 1,
                 };
                 // The escalation is the guardrail's decision: it goes straight there.
                 effects.push(Effect::Send {

@@ -132,6 +132,7 @@ fn with_text(subject: Payload, text: Arc<str>) -> Payload {
             origin,
             reply_to,
             context_tokens,
+            handoffs,
             ..
         }) => Payload::Agent(AgentMsg::Start {
             conv,
@@ -139,6 +140,7 @@ fn with_text(subject: Payload, text: Arc<str>) -> Payload {
             origin,
             reply_to,
             context_tokens,
+            handoffs,
         }),
         Payload::Agent(AgentMsg::ToolResult {
             conv, call_id, tool, ..
@@ -423,6 +425,8 @@ impl GuardrailBehavior {
                         text: user_text,
                         origin: Origin::Handoff(checked.agent),
                         reply_to,
+                        // A guardrail's escalation to a human agent is not one the agents chose.
+                        handoffs: 0,
                     }),
                 });
                 return;

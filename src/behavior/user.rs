@@ -42,6 +42,7 @@ impl UserBehavior {
             origin: Origin::User,
             reply_to: ReplyTo::User,
             context_tokens: 0,
+            handoffs: 0,
         });
         let dest = self.directory.agent(agent);
         GuardRoute {

@@ -36,6 +36,9 @@ pub enum AgentMsg {
         origin: Origin,
         reply_to: ReplyTo,
         context_tokens: u32,
+        /// Handoffs the conversation has had so far (0 for the user's opening message and for a
+        /// delegated task): `max_handoffs` bounds it.
+        handoffs: u32,
     },
     /// The model answered (or the provider failed the call).
     LlmReply { conv: ConvId, reply: ModelReply },

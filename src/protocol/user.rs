@@ -11,6 +11,8 @@ pub enum AnswerStatus {
     Answered,
     /// The agent ran out of turns.
     MaxTurns,
+    /// The conversation was handed off `max_handoffs` times without an answer.
+    MaxHandoffs,
     /// A model call failed for good (not retryable, or out of attempts).
     Failed,
     /// A guardrail blocked the conversation's input or answer.
@@ -26,6 +28,7 @@ impl AnswerStatus {
         match self {
             AnswerStatus::Answered => "answered",
             AnswerStatus::MaxTurns => "max_turns",
+            AnswerStatus::MaxHandoffs => "max_handoffs",
             AnswerStatus::Failed => "failed",
             AnswerStatus::Blocked => "blocked",
             AnswerStatus::Halted => "halted",

@@ -20,7 +20,7 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
         .count() as u64;
     let max_turns = started
         .iter()
-        .filter(|c| c.status == Some(AnswerStatus::MaxTurns))
+        .filter(|c| matches!(c.status, Some(AnswerStatus::MaxTurns | AnswerStatus::MaxHandoffs)))
         .count() as u64;
     let ended = |status: AnswerStatus| started.iter().filter(|c| c.status == Some(status)).count() as u64;
     let failed = ended(AnswerStatus::Failed);

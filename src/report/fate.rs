@@ -143,7 +143,7 @@ fn fate_of(account: &ConversationAccount, run: &EngineRun) -> (Fate, Option<Stri
     if let Some(status) = account.status {
         let fate = match status {
             AnswerStatus::Answered => Fate::Answered,
-            AnswerStatus::MaxTurns => Fate::OutOfTurns,
+            AnswerStatus::MaxTurns | AnswerStatus::MaxHandoffs => Fate::OutOfTurns,
             AnswerStatus::Failed => Fate::Failed,
             AnswerStatus::Blocked => Fate::Blocked,
             AnswerStatus::Halted => Fate::Halted,

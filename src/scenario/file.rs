@@ -120,6 +120,8 @@ pub struct RawMeta {
     pub max_message_bytes: Option<Spanned<u64>>,
     pub max_restarts_total: Option<Spanned<u64>>,
     pub max_tool_wait: Option<Spanned<String>>,
+    /// Handoffs one conversation may have before it ends unanswered (`max_handoffs`).
+    pub max_handoffs: Option<Spanned<u32>>,
 }
 
 /// `[[llm]]`: a model endpoint.

@@ -20,6 +20,9 @@ pub struct Scenario {
     /// The seed `run` uses when none is given.
     pub seed: u64,
     pub limits: Limits,
+    /// Handoffs one conversation may have; the next one ends it with status `max_handoffs`
+    /// (each agent's `max_turns` restarts on a handoff, so it alone cannot bound a loop).
+    pub max_handoffs: u32,
     pub llms: Vec<Llm>,
     pub agents: Vec<Agent>,
     pub tools: Vec<Tool>,
@@ -36,6 +39,9 @@ pub struct Scenario {
     /// The file's text, kept so a run directory can carry its own copy.
     pub source_text: String,
 }
+
+/// Handoffs one conversation may have when the scenario does not say (`max_handoffs`).
+pub const MAX_HANDOFFS_DEFAULT: u32 = 10;
 
 /// Bounds that end a run with outcome `limit_exceeded` instead of running forever or eating
 /// memory. Each one is a `[scenario]` key and a `run` flag; the README lists them.

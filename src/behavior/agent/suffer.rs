@@ -24,6 +24,7 @@ impl AgentBehavior {
                     origin,
                     reply_to,
                     context_tokens,
+                    handoffs,
                 },
             ) => {
                 let said = Arc::from(format!("{said} {text}"));
@@ -33,6 +34,7 @@ impl AgentBehavior {
                     origin,
                     reply_to,
                     context_tokens,
+                    handoffs,
                 }
             }
             (
@@ -52,7 +54,11 @@ impl AgentBehavior {
             (
                 FaultKind::HandoffDropContext,
                 AgentMsg::Start {
-                    conv, origin, reply_to, ..
+                    conv,
+                    origin,
+                    reply_to,
+                    handoffs,
+                    ..
                 },
             ) => AgentMsg::Start {
                 conv,
@@ -60,6 +66,7 @@ impl AgentBehavior {
                 origin,
                 reply_to,
                 context_tokens: 0,
+                handoffs,
             },
             (kind, msg) => {
                 if let Some(state) = self.conversations.get_mut(&msg.conv()) {

@@ -273,6 +273,10 @@ impl Validator<'_> {
             description: meta.description.clone().unwrap_or_default(),
             seed: meta.seed.unwrap_or(0),
             limits,
+            max_handoffs: meta
+                .max_handoffs
+                .as_ref()
+                .map_or(MAX_HANDOFFS_DEFAULT, |m| *m.get_ref()),
             llms,
             agents,
             tools,

@@ -155,9 +155,10 @@ impl Validator<'_> {
             self.warn(
                 handoff.span(),
                 format!(
-                    "handoff cycle {}: expected handoffs that lead on to an agent that answers, found a way back to \"{}\"; a conversation can be handed round this cycle without ever being answered",
+                    "handoff cycle {}: expected handoffs that lead on to an agent that answers, found a way back to \"{}\"; a conversation can be handed round this cycle without ever being answered, until `max_handoffs` ({}) ends it",
                     names.join(" → "),
-                    names[0]
+                    names[0],
+                    scenario.max_handoffs
                 ),
             );
         }

@@ -174,6 +174,32 @@ fn run_out_writes_a_self_contained_report_with_a_lane_per_actor_and_a_marker_per
 }
 
 #[test]
+fn a_guardrail_has_one_lane_and_one_participant() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let diagram_path = dir.path().join("run.mmd");
+    run_out(
+        "scenarios/prompt-injection-guarded.toml",
+        &out,
+        &["--mermaid", diagram_path.to_str().unwrap()],
+    );
+    assert!(read_text(&out.join("trace.jsonl")).contains("\"kind\":\"guard\""));
+    let html = read_text(&out.join("report.html"));
+    assert_eq!(
+        html.matches("class=\"lane\" data-actor=\"guardrail:injection-filter\"").count(),
+        1,
+        "one lane for the guardrail"
+    );
+    assert!(
+        !html.contains("data-actor=\"injection-filter\""),
+        "the guard records' bare name gets no lane of its own"
+    );
+    let diagram = read_text(&diagram_path);
+    assert!(diagram.contains(" as guardrail:injection-filter\n"), "{diagram}");
+    assert!(!diagram.contains(" as injection-filter\n"), "{diagram}");
+}
+
+#[test]
 fn agentsim_report_rewrites_the_same_bytes_from_the_run_directory() {
     let dir = tempfile::tempdir().unwrap();
     run_out("scenarios/retry-storm.toml", dir.path(), &[]);

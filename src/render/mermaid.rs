@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::actor_kind_rank;
+use super::{actor_kind_rank, guardrail_actor};
 use crate::trace::Record;
 
 /// Messages and notes in one diagram.
@@ -90,7 +90,7 @@ fn participants(shown: &[&Record], out: &mut String) -> BTreeMap<String, String>
                 add(from);
                 add(to);
             }
-            Record::Guard { guardrail, .. } => add(guardrail),
+            Record::Guard { guardrail, .. } => add(&guardrail_actor(guardrail)),
             other => add(other.actor()),
         }
     }
@@ -173,7 +173,7 @@ fn step(out: &mut String, r: &Record, p: &dyn Fn(&str) -> String) {
         } => writeln!(
             out,
             "    Note over {}: 🛡 {} on {}",
-            p(guardrail),
+            p(&guardrail_actor(guardrail)),
             label(verdict),
             label(actor)
         ),

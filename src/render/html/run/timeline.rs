@@ -10,7 +10,7 @@ use super::{
     array, clip, dur, esc, field, num, text_of, View, AXIS_HEIGHT, LABEL_WIDTH, LANES_MAX, LANE_HEIGHT,
     OVERVIEW_BUCKETS, PAGES_MAX, PAGE_RECORDS_MAX, PLOT_PAD, PLOT_WIDTH, TITLE_CHARS_MAX,
 };
-use crate::render::actor_kind_rank;
+use crate::render::{actor_kind_rank, guardrail_actor};
 use crate::trace::Record;
 
 impl<'a> View<'a> {
@@ -267,7 +267,7 @@ impl<'a> View<'a> {
                     &class,
                     &id_for(r.seq()),
                     x,
-                    plot.y(self.lanes.of(guardrail)),
+                    plot.y(self.lanes.of(&guardrail_actor(guardrail))),
                     "<rect x=\"-4.5\" y=\"-4.5\" width=\"9\" height=\"9\"/>",
                     &title,
                 )
@@ -582,7 +582,7 @@ impl Lanes {
                     touch(from, &mut owned);
                     touch(to, &mut owned);
                 }
-                Record::Guard { guardrail, .. } => touch(guardrail, &mut owned),
+                Record::Guard { guardrail, .. } => touch(&guardrail_actor(guardrail), &mut owned),
                 other => touch(other.actor(), &mut owned),
             }
         }

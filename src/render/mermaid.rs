@@ -35,9 +35,16 @@ pub fn sequence_diagram(records: &[Record], report: Option<&Value>) -> String {
         ..
     }) = records.first()
     {
+        // Steps are not events: a step is a message between two actors or a note (fault, crash,
+        // restart, guardrail check); report.json's `events` counts every delivery, timers included.
+        let events = report
+            .and_then(|r| r.get("events"))
+            .and_then(Value::as_u64)
+            .map_or(String::new(), |n| format!("; the run delivered {n} events"));
         let _ = writeln!(
             out,
-            "    %% agentsim {agentsim} · {} · seed {seed} · steps {start}..{end} of {}",
+            "    %% agentsim {agentsim} · {} · seed {seed} · steps {start}..{end} of {} \
+             (a step is a message between two actors or a note{events})",
             label(scenario),
             steps.len()
         );

@@ -731,6 +731,11 @@ fn an_abandoned_conversation_is_counted_and_nobody_waits_for_it() {
     let (output, _) = run("", faults);
     assert_eq!(output.report.conversations.abandoned, 1);
     assert_eq!(output.report.outcome, agentsim::report::Outcome::Completed);
+    let summary = output.report.summary();
+    assert!(
+        summary.contains(", 1 abandoned\n"),
+        "the summary shows it on its own:\n{summary}"
+    );
 }
 
 #[test]

@@ -173,6 +173,99 @@ fn run_out_writes_a_self_contained_report_with_a_lane_per_actor_and_a_marker_per
     );
 }
 
+/// The number after `prefix` in `text`.
+fn number_after(text: &str, prefix: &str) -> u64 {
+    let at = text.find(prefix).unwrap_or_else(|| panic!("no {prefix:?} in:\n{text}"));
+    text[at + prefix.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {prefix:?}"))
+}
+
+#[test]
+fn summary_html_replay_and_mermaid_agree_on_the_events_and_label_every_other_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let diagram_path = dir.path().join("run.mmd");
+    let output = run_out(
+        "scenarios/support-desk.toml",
+        &out,
+        &["--mermaid", diagram_path.to_str().unwrap()],
+    );
+    let report: serde_json::Value = serde_json::from_str(&read_text(&out.join("report.json"))).unwrap();
+    let events = report["events"].as_u64().unwrap();
+    let records = read_text(&out.join("trace.jsonl")).lines().count() as u64;
+    assert_ne!(events, records, "the scenario must tell the two counts apart");
+
+    assert_eq!(
+        number_after(&stdout(&output), "  events         "),
+        events,
+        "terminal summary"
+    );
+
+    let html = read_text(&out.join("report.html"));
+    assert_eq!(number_after(&html, "virtual · "), events, "HTML header");
+    assert!(html.contains(&format!("{events} events")));
+    for (at, _) in html.match_indices(" events") {
+        let before: String = html[..at].chars().rev().take_while(char::is_ascii_digit).collect();
+        if !before.is_empty() {
+            let n: u64 = before.chars().rev().collect::<String>().parse().unwrap();
+            assert_eq!(n, events, "every \"N events\" in the HTML is report.json's events");
+        }
+    }
+
+    let replay = agentsim_output(&["replay", out.to_str().unwrap()]);
+    assert_eq!(status(&replay), 0, "{}", stderr(&replay));
+    let replay = stdout(&replay);
+    assert_eq!(number_after(&replay, "replay: OK — "), events, "{replay}");
+    assert_eq!(
+        number_after(&replay, "events ("),
+        records,
+        "records are labelled records: {replay}"
+    );
+    assert!(replay.contains(&format!("{records} trace records")), "{replay}");
+
+    let diagram = read_text(&diagram_path);
+    let header = diagram.lines().nth(1).unwrap();
+    assert!(
+        header.contains(" · steps "),
+        "diagram steps are labelled steps: {header}"
+    );
+    assert!(
+        header.contains(&format!("the run delivered {events} events")),
+        "and the events are report.json's: {header}"
+    );
+}
+
+#[test]
+fn a_guardrail_has_one_lane_and_one_participant() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let diagram_path = dir.path().join("run.mmd");
+    run_out(
+        "scenarios/prompt-injection-guarded.toml",
+        &out,
+        &["--mermaid", diagram_path.to_str().unwrap()],
+    );
+    assert!(read_text(&out.join("trace.jsonl")).contains("\"kind\":\"guard\""));
+    let html = read_text(&out.join("report.html"));
+    assert_eq!(
+        html.matches("class=\"lane\" data-actor=\"guardrail:injection-filter\"")
+            .count(),
+        1,
+        "one lane for the guardrail"
+    );
+    assert!(
+        !html.contains("data-actor=\"injection-filter\""),
+        "the guard records' bare name gets no lane of its own"
+    );
+    let diagram = read_text(&diagram_path);
+    assert!(diagram.contains(" as guardrail:injection-filter\n"), "{diagram}");
+    assert!(!diagram.contains(" as injection-filter\n"), "{diagram}");
+}
+
 #[test]
 fn agentsim_report_rewrites_the_same_bytes_from_the_run_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,9 +17,9 @@ fn sweep_json(args: &[&str]) -> (i32, Value) {
 
 #[test]
 fn the_json_summary_has_pass_rates_with_intervals_and_the_failing_seeds() {
-    let (code, summary) = sweep_json(&["scenarios/support-desk.toml", "--seeds", "0..20"]);
+    let (code, summary) = sweep_json(&["scenarios/support-desk.toml", "--seeds", "0..30"]);
     assert_eq!(code, 1, "support-desk loses conversations on some seeds");
-    assert_eq!(summary["runs"], 20);
+    assert_eq!(summary["runs"], 30);
     for key in [
         "invariants",
         "failing_seeds",
@@ -40,6 +40,19 @@ fn the_json_summary_has_pass_rates_with_intervals_and_the_failing_seeds() {
     }
     let failing = summary["failing_seeds"].as_array().unwrap();
     assert!(!failing.is_empty());
+    // The list is capped; the total says how many it left out.
+    let total = summary["failing_seeds_total"].as_u64().unwrap();
+    assert_eq!(total, 30 - summary["passed_runs"].as_u64().unwrap());
+    assert!(total > 20, "enough failing seeds to hit the cap: {total}");
+    assert_eq!(failing.len(), 20);
+    for invariant in summary["invariants"].as_array().unwrap() {
+        let broke = invariant["runs"].as_u64().unwrap() - invariant["passed"].as_u64().unwrap();
+        assert_eq!(invariant["failing_seeds_total"], broke, "{invariant}");
+        assert_eq!(
+            invariant["failing_seeds"].as_array().unwrap().len() as u64,
+            broke.min(10)
+        );
+    }
     assert!(failing[0]["replay"]
         .as_str()
         .unwrap()
@@ -259,12 +272,19 @@ fn compare_shows_a_significant_cure_and_no_difference_between_a_design_and_itsel
         "10",
         "--json",
     ]);
-    assert_eq!(status(&output), 0);
+    assert_eq!(status(&output), 0, "B is better: the comparison passes");
     let comparison: Value = serde_json::from_slice(&output.stdout).unwrap();
     let cure = &comparison["invariants"][0];
     assert_eq!(cure["a_pass_rate"], 0.0);
     assert_eq!(cure["b_pass_rate"], 1.0);
     assert_eq!(cure["significant"], true);
+    assert_eq!(cure["b_significantly_worse"], false);
+    assert_eq!(cure["test"], "two-proportion z-test");
+    assert_eq!(
+        (cure["a_passed"].as_u64(), cure["b_passed"].as_u64()),
+        (Some(0), Some(10))
+    );
+    assert_eq!(comparison["b_significantly_worse"], false);
     assert!(comparison["a"]["llm_calls"]["p50"].as_u64() > comparison["b"]["llm_calls"]["p50"].as_u64());
 
     let same = agentsim_output(&[
@@ -275,11 +295,44 @@ fn compare_shows_a_significant_cure_and_no_difference_between_a_design_and_itsel
         "6",
         "--json",
     ]);
+    assert_eq!(status(&same), 0, "a design is not worse than itself");
     let same: Value = serde_json::from_slice(&same.stdout).unwrap();
     for difference in same["invariants"].as_array().unwrap() {
         assert_eq!(difference["difference_points"], 0.0);
         assert_eq!(difference["significant"], false);
     }
+}
+
+#[test]
+fn compare_exits_1_when_b_is_significantly_worse_on_an_invariant() {
+    let args = |json: bool| {
+        let mut args = vec![
+            "compare",
+            "scenarios/retry-storm-jitter.toml",
+            "scenarios/retry-storm.toml",
+            "--seeds",
+            "10",
+        ];
+        if json {
+            args.push("--json");
+        }
+        agentsim_output(&args)
+    };
+    let output = args(true);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    let comparison: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let worse = &comparison["invariants"][0];
+    assert_eq!(worse["significant"], true);
+    assert_eq!(worse["b_significantly_worse"], true);
+    assert!(worse["p_value"].as_f64().unwrap() < comparison["significance_level"].as_f64().unwrap());
+    assert_eq!(comparison["b_significantly_worse"], true);
+    let output = args(false);
+    assert_eq!(status(&output), 1);
+    assert!(
+        stdout(&output).contains("B is significantly worse than A (p < 0.05) on: "),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]

@@ -395,7 +395,8 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
     match reader::first_divergence(&recorded, &output.trace) {
         None => {
             println!(
-                "replay: OK — {} records, digest {} matches",
+                "replay: OK — {} events ({} trace records: deliveries, faults, failures, restarts, guardrail checks, header and end), digest {} matches",
+                output.report.events,
                 recorded.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(),
                 output.report.digest
             );

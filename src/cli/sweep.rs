@@ -311,7 +311,13 @@ pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     } else {
         print!("{}", comparison.text());
     }
-    Ok(exit::OK)
+    // B significantly worse than A on an invariant is a failed comparison, as a broken invariant
+    // is a failed run.
+    Ok(if comparison.b_significantly_worse {
+        exit::RUN_FAILED
+    } else {
+        exit::OK
+    })
 }
 
 pub(super) fn merge(paths: &[PathBuf], json: bool, html: Option<&Path>) -> Result<u8, Failure> {

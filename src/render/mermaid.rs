@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::actor_kind_rank;
+use super::{actor_kind_rank, guardrail_actor};
 use crate::trace::Record;
 
 /// Messages and notes in one diagram.
@@ -35,9 +35,16 @@ pub fn sequence_diagram(records: &[Record], report: Option<&Value>) -> String {
         ..
     }) = records.first()
     {
+        // Steps are not events: a step is a message between two actors or a note (fault, crash,
+        // restart, guardrail check); report.json's `events` counts every delivery, timers included.
+        let events = report
+            .and_then(|r| r.get("events"))
+            .and_then(Value::as_u64)
+            .map_or(String::new(), |n| format!("; the run delivered {n} events"));
         let _ = writeln!(
             out,
-            "    %% agentsim {agentsim} · {} · seed {seed} · steps {start}..{end} of {}",
+            "    %% agentsim {agentsim} · {} · seed {seed} · steps {start}..{end} of {} \
+             (a step is a message between two actors or a note{events})",
             label(scenario),
             steps.len()
         );
@@ -90,7 +97,7 @@ fn participants(shown: &[&Record], out: &mut String) -> BTreeMap<String, String>
                 add(from);
                 add(to);
             }
-            Record::Guard { guardrail, .. } => add(guardrail),
+            Record::Guard { guardrail, .. } => add(&guardrail_actor(guardrail)),
             other => add(other.actor()),
         }
     }
@@ -173,7 +180,7 @@ fn step(out: &mut String, r: &Record, p: &dyn Fn(&str) -> String) {
         } => writeln!(
             out,
             "    Note over {}: 🛡 {} on {}",
-            p(guardrail),
+            p(&guardrail_actor(guardrail)),
             label(verdict),
             label(actor)
         ),

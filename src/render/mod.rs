@@ -18,3 +18,14 @@ pub fn actor_kind_rank(logical_id: &str) -> u8 {
         _ => 6,
     }
 }
+
+/// The logical id of the guardrail a `guard` record names: the record carries the bare name
+/// (`pii-filter`) while deliveries to and from it use `guardrail:pii-filter`, so both map to
+/// one lane or participant.
+pub fn guardrail_actor(name: &str) -> String {
+    if name.starts_with("guardrail:") {
+        name.to_owned()
+    } else {
+        format!("guardrail:{name}")
+    }
+}

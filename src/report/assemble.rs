@@ -1,7 +1,7 @@
 //! Assembles `report.json` from what the engine knows at the end of a run and what the observer
 //! accounted along the way.
 
-use super::{AgentCost, ConversationCost, Conversations, RunReport, Tokens, REPORT_SCHEMA_VERSION};
+use super::{AgentCost, ConversationCost, Conversations, Endings, RunReport, Tokens, REPORT_SCHEMA_VERSION};
 use crate::engine::EngineRun;
 use crate::kernel::ActorIdx;
 use crate::observe::Observer;
@@ -78,6 +78,19 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             blocked,
             halted,
             escalated,
+            abandoned_in: {
+                let abandoned: Vec<_> = started.iter().filter(|c| c.abandoned).collect();
+                let ended = |status: AnswerStatus| abandoned.iter().filter(|c| c.status == Some(status)).count() as u64;
+                Endings {
+                    answered: ended(AnswerStatus::Answered),
+                    max_turns: ended(AnswerStatus::MaxTurns),
+                    failed: ended(AnswerStatus::Failed),
+                    unanswered: abandoned.iter().filter(|c| c.status.is_none()).count() as u64,
+                    blocked: ended(AnswerStatus::Blocked),
+                    halted: ended(AnswerStatus::Halted),
+                    escalated: ended(AnswerStatus::Escalated),
+                }
+            },
         },
         fates: fates.counts,
         harmed: fates.harmed,

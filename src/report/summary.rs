@@ -48,14 +48,7 @@ impl RunReport {
         );
         line(out, "events", self.events.to_string());
         let c = &self.conversations;
-        line(
-            out,
-            "conversations",
-            format!(
-                "{} started, {} answered, {} hit max_turns, {} failed, {} unanswered",
-                c.started, c.answered, c.max_turns, c.failed, c.unanswered
-            ) + &guarded_endings(c),
-        );
+        line(out, "conversations", conversations_line(c));
         if self.harmed_total > 0 {
             line(out, "harmed", self.harm_line());
         }
@@ -163,7 +156,7 @@ impl RunReport {
             })
             .collect();
         if agents.len() > AGENTS_SHOWN_MAX {
-            parts.push(format!("{} more", agents.len() - AGENTS_SHOWN_MAX));
+            parts.push(format!("… {} more", agents.len() - AGENTS_SHOWN_MAX));
         }
         parts.join(", ")
     }
@@ -174,13 +167,30 @@ fn usd_f64(dollars: f64) -> String {
     format!("${dollars:.6}")
 }
 
-/// The guardrail endings of conversations, when there are any (`, 2 blocked`).
-fn guarded_endings(c: &Conversations) -> String {
-    [("blocked", c.blocked), ("halted", c.halted), ("escalated", c.escalated)]
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(what, n)| format!(", {n} {what}"))
-        .collect()
+/// How the conversations ended, each counted once: a conversation whose user left is counted as
+/// abandoned, not also under the ending it reached (an answer nobody read is not "answered").
+fn conversations_line(c: &Conversations) -> String {
+    let a = &c.abandoned_in;
+    let mut line = format!(
+        "{} started, {} answered, {} hit max_turns, {} failed, {} unanswered",
+        c.started,
+        c.answered - a.answered,
+        c.max_turns - a.max_turns,
+        c.failed - a.failed,
+        c.unanswered - a.unanswered
+    );
+    // The guardrail endings and abandoned conversations, when there are any (`, 2 blocked`).
+    for (what, n) in [
+        ("blocked", c.blocked - a.blocked),
+        ("halted", c.halted - a.halted),
+        ("escalated", c.escalated - a.escalated),
+        ("abandoned", c.abandoned),
+    ] {
+        if n > 0 {
+            line.push_str(&format!(", {n} {what}"));
+        }
+    }
+    line
 }
 
 /// One labelled line of the summary.
@@ -228,4 +238,41 @@ fn blast_line(b: &BlastRadius) -> String {
             format!(", stopped by {}", stopped.join(", "))
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conversations_line;
+    use crate::report::{Conversations, Endings};
+
+    #[test]
+    fn abandoned_conversations_are_shown_on_their_own_and_counted_once() {
+        let c = Conversations {
+            started: 10,
+            answered: 7,
+            max_turns: 0,
+            failed: 1,
+            unanswered: 1,
+            abandoned: 3,
+            blocked: 1,
+            halted: 0,
+            escalated: 0,
+            abandoned_in: Endings {
+                answered: 2,
+                unanswered: 1,
+                ..Endings::default()
+            },
+        };
+        let line = conversations_line(&c);
+        assert_eq!(
+            line,
+            "10 started, 5 answered, 0 hit max_turns, 1 failed, 0 unanswered, 1 blocked, 3 abandoned"
+        );
+        let counted: u64 = line
+            .split(", ")
+            .skip(1)
+            .map(|part| part.split(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(counted, c.started, "every conversation counted once: {line}");
+    }
 }

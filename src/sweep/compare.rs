@@ -17,9 +17,19 @@ pub struct InvariantDifference {
     pub b_pass_rate: f64,
     /// `b - a`, in percentage points.
     pub difference_points: f64,
+    /// The test behind `p_value`: always `"two-proportion z-test"` (two-sided).
+    pub test: &'static str,
+    /// The counts the test compares: runs that kept the invariant, of runs, in each design.
+    pub a_passed: u64,
+    pub a_runs: u64,
+    pub b_passed: u64,
+    pub b_runs: u64,
     /// Two-proportion z-test.
     pub p_value: f64,
+    /// `p_value < SIGNIFICANCE_LEVEL`, in either direction.
     pub significant: bool,
+    /// B keeps the invariant in fewer runs than A, and the difference is significant.
+    pub b_significantly_worse: bool,
 }
 
 /// The comparison `agentsim compare --json` prints.
@@ -29,6 +39,10 @@ pub struct Comparison {
     pub b: SweepSummary,
     /// Invariants present in both designs, by name.
     pub invariants: Vec<InvariantDifference>,
+    /// The significance level the tests use (p below it is significant).
+    pub significance_level: f64,
+    /// B is significantly worse than A on at least one invariant: `compare` exits 1.
+    pub b_significantly_worse: bool,
 }
 
 impl Comparison {
@@ -39,17 +53,31 @@ impl Comparison {
             .filter_map(|ia| {
                 let ib = b.invariants.iter().find(|ib| ib.name == ia.name)?;
                 let p_value = two_proportion_p_value(ia.passed, ia.runs, ib.passed, ib.runs);
+                let significant = p_value < SIGNIFICANCE_LEVEL;
                 Some(InvariantDifference {
                     name: ia.name.clone(),
                     a_pass_rate: ia.pass_rate,
                     b_pass_rate: ib.pass_rate,
                     difference_points: (ib.pass_rate - ia.pass_rate) * 100.0,
+                    test: "two-proportion z-test",
+                    a_passed: ia.passed,
+                    a_runs: ia.runs,
+                    b_passed: ib.passed,
+                    b_runs: ib.runs,
                     p_value,
-                    significant: p_value < SIGNIFICANCE_LEVEL,
+                    significant,
+                    b_significantly_worse: significant && ib.pass_rate < ia.pass_rate,
                 })
             })
-            .collect();
-        Comparison { a, b, invariants }
+            .collect::<Vec<InvariantDifference>>();
+        let b_significantly_worse = invariants.iter().any(|d| d.b_significantly_worse);
+        Comparison {
+            a,
+            b,
+            invariants,
+            significance_level: SIGNIFICANCE_LEVEL,
+            b_significantly_worse,
+        }
     }
 
     /// The side-by-side table.
@@ -114,6 +142,18 @@ impl Comparison {
             format!("{} / {}", format_usd(a.cost_pusd.p50), format_usd(a.cost_pusd.p95)),
             format!("{} / {}", format_usd(b.cost_pusd.p50), format_usd(b.cost_pusd.p95)),
         ));
+        let worse: Vec<&str> = self
+            .invariants
+            .iter()
+            .filter(|d| d.b_significantly_worse)
+            .map(|d| d.name.as_str())
+            .collect();
+        if !worse.is_empty() {
+            out.push_str(&format!(
+                "  B is significantly worse than A (p < {SIGNIFICANCE_LEVEL}) on: {}\n",
+                worse.join(", ")
+            ));
+        }
         out
     }
 }

@@ -140,8 +140,10 @@ pub struct InvariantSummary {
     pub pass_rate: f64,
     pub ci_low: f64,
     pub ci_high: f64,
-    /// Up to 10 seeds that broke it.
+    /// Up to [`INVARIANT_FAILING_SEEDS_MAX`] seeds that broke it.
     pub failing_seeds: Vec<u64>,
+    /// How many seeds broke it (`failing_seeds` lists at most the first few).
+    pub failing_seeds_total: u64,
     /// Violations in one run: mean and 95th percentile over the runs (a run that breaks an
     /// invariant once and one that breaks it in every conversation are both "failed").
     pub violations_mean: f64,
@@ -216,7 +218,10 @@ pub struct SweepSummary {
     pub fault_coverage: Vec<Coverage>,
     /// Fault kinds the scenario enables that never fired in the sweep.
     pub faults_never_fired: Vec<String>,
+    /// The first [`FAILING_SEEDS_SHOWN_MAX`] failing seeds.
     pub failing_seeds: Vec<FailingSeed>,
+    /// How many seeds failed in all (`failing_seeds` stops at [`FAILING_SEEDS_SHOWN_MAX`]).
+    pub failing_seeds_total: u64,
     pub digests_checked: u64,
     /// Conversations started over all runs, and how they ended, per fate (fates with none left
     /// out), with intervals.
@@ -267,7 +272,9 @@ fn pass_hat_k_curve(results: &[SeedResult]) -> Vec<PassHatK> {
 }
 
 /// Failing seeds listed in the summary, at most.
-const FAILING_SEEDS_SHOWN_MAX: usize = 20;
+pub const FAILING_SEEDS_SHOWN_MAX: usize = 20;
+/// Seeds listed per invariant in the summary.
+pub const INVARIANT_FAILING_SEEDS_MAX: usize = 10;
 
 /// A shard's partial result: `agentsim merge` combines shards into the unsharded summary.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -338,8 +345,9 @@ pub fn summarize(
                     .iter()
                     .filter(|r| !r.invariants[i])
                     .map(|r| r.seed)
-                    .take(10)
+                    .take(INVARIANT_FAILING_SEEDS_MAX)
                     .collect(),
+                failing_seeds_total: runs - passed,
             }
         })
         .collect();
@@ -390,6 +398,7 @@ pub fn summarize(
         fault_coverage,
         faults_never_fired,
         failing_seeds,
+        failing_seeds_total: results.iter().filter(|r| !r.passed).count() as u64,
         digests_checked: 0,
         conversations: fate_totals(results).values().sum(),
         fates: fate_summaries(results),
@@ -528,8 +537,9 @@ impl SweepSummary {
         if !self.failing_seeds.is_empty() {
             let failing = self.runs - self.passed_runs;
             out.push_str(&format!(
-                "  failing seeds  {failing} (first {} below; `--json` lists them too)\n",
-                self.failing_seeds.len().min(10)
+                "  failing seeds  {failing} (first {} below; `--json` lists the first {})\n",
+                self.failing_seeds.len().min(10),
+                self.failing_seeds.len()
             ));
             for f in self.failing_seeds.iter().take(10) {
                 let why = if f.broken.is_empty() {
@@ -538,6 +548,10 @@ impl SweepSummary {
                     format!(": {}", f.broken.join(", "))
                 };
                 out.push_str(&format!("    {}   # {}{why}\n", f.replay, f.outcome.name()));
+            }
+            let shown = self.failing_seeds.len().min(10) as u64;
+            if failing > shown {
+                out.push_str(&format!("    … {} more\n", failing - shown));
             }
         }
         out

@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_whole_trace_reads_and_a_cut_one_names_the_place() {
-        let good = b"{\"kind\":\"header\",\"seed\":1}\n{\"seq\":0,\"t_us\":0,\"kind\":\"deliver\",\"from\":\"user\",\"to\":\"user\",\"msg\":\"begin\"}\n{\"kind\":\"end\",\"t_us\":0,\"events\":1,\"outcome\":\"completed\"}\n";
+        let good = b"{\"kind\":\"header\",\"seed\":1}\n{\"seq\":0,\"t_us\":0,\"kind\":\"deliver\",\"from\":\"user\",\"to\":\"agent:a\",\"msg\":\"start conv=0\"}\n{\"kind\":\"end\",\"t_us\":0,\"events\":1,\"outcome\":\"completed\"}\n";
         let recorded = read("t.jsonl", good).unwrap();
         assert_eq!(recorded.records, 3);
         let cut = &good[..good.len() - 10];

@@ -195,7 +195,11 @@ fn invariants_section(body: &mut String, summary: &SweepSummary) {
         "<table id=\"invariant-list\"><tr><th>invariant</th><th>pass rate (95% Wilson interval)</th><th class=\"n\">runs</th><th>seeds that broke it</th></tr>",
     );
     for i in &summary.invariants {
-        let seeds: Vec<String> = i.failing_seeds.iter().map(|s| format!("<code>{s}</code>")).collect();
+        let mut seeds: Vec<String> = i.failing_seeds.iter().map(|s| format!("<code>{s}</code>")).collect();
+        let left_out = i.failing_seeds_total.saturating_sub(i.failing_seeds.len() as u64);
+        if left_out > 0 {
+            seeds.push(format!("<span class=\"muted\">… {left_out} more</span>"));
+        }
         let _ = write!(
             body,
             "<tr class=\"invariant\"><td>{}</td><td>{}</td><td class=\"n\">{}/{}</td><td>{}</td></tr>",
@@ -344,5 +348,13 @@ fn failing_seeds(body: &mut String, summary: &SweepSummary, run_reports: &BTreeM
             esc(&f.replay)
         );
     }
-    body.push_str("</table></section>\n");
+    body.push_str("</table>");
+    let left_out = failing.saturating_sub(summary.failing_seeds.len() as u64);
+    if left_out > 0 {
+        let _ = write!(
+            body,
+            "<p class=\"note\">… {left_out} more failing seeds not listed (`failing_seeds_total` in summary.json counts them all).</p>"
+        );
+    }
+    body.push_str("</section>\n");
 }

@@ -24,13 +24,13 @@ impl<'a> View<'a> {
             if blast.len() > CASCADE_SOURCES_MAX {
                 let _ = write!(
                     out,
-                    "<p class=\"note\">{} more sources in report.json.</p>",
+                    "<p class=\"note more\">… {} more sources in report.json.</p>",
                     blast.len() - CASCADE_SOURCES_MAX
                 );
             }
         }
-        let faults: Vec<usize> = (0..self.events.len())
-            .filter(|i| self.events[*i].kind() == "fault")
+        let faults: Vec<usize> = (0..self.records.len())
+            .filter(|i| self.records[*i].kind() == "fault")
             .collect();
         if !blast.is_empty() {
             // Taint follows messages; crashes, restarts and escalations are read from the trace.
@@ -44,6 +44,7 @@ impl<'a> View<'a> {
                     self.fault_card(*index, out);
                 }
                 out.push_str("</div>");
+                more_faults(faults.len(), out);
             }
             out.push_str("</section>\n");
             return;
@@ -69,23 +70,17 @@ impl<'a> View<'a> {
             self.fault_card(*index, out);
         }
         out.push_str("</div>");
-        if faults.len() > CASCADE_SOURCES_MAX {
-            let _ = write!(
-                out,
-                "<p class=\"note\">{} more faults fired (see report.json and the timeline).</p>",
-                faults.len() - CASCADE_SOURCES_MAX
-            );
-        }
+        more_faults(faults.len(), out);
         out.push_str("</section>\n");
     }
 
     pub(super) fn fault_card(&self, index: usize, out: &mut String) {
-        let fault = self.events[index];
+        let fault = self.records[index];
         let seq = fault.seq().unwrap_or(0);
         let t = fault.t_us();
         let mut flow: Vec<String> = Vec::new();
         let mut lost = false;
-        for r in self.events.iter().skip(index + 1).take(16) {
+        for r in self.records.iter().skip(index + 1).take(16) {
             if r.t_us() != t {
                 break;
             }
@@ -258,10 +253,53 @@ fn blast_card(source: &Value, out: &mut String) {
     out.push_str("</ul></div>");
 }
 
+/// The note under a list of fault cards cut at [`CASCADE_SOURCES_MAX`]: how many were left out.
+fn more_faults(count: usize, out: &mut String) {
+    if count > CASCADE_SOURCES_MAX {
+        let _ = write!(
+            out,
+            "<p class=\"note more\">… {} more faults fired (see report.json and the timeline).</p>",
+            count - CASCADE_SOURCES_MAX
+        );
+    }
+}
+
 fn more(count: usize) -> String {
     if count > LIST_ITEMS_MAX {
-        format!(" <span class=\"muted\">and {} more</span>", count - LIST_ITEMS_MAX)
+        format!(" <span class=\"muted\">… {} more</span>", count - LIST_ITEMS_MAX)
     } else {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::render_run;
+    use super::CASCADE_SOURCES_MAX;
+    use crate::trace::records::parse;
+
+    /// A trace with `faults` faults, each on its own delivery.
+    fn trace_with_faults(faults: usize) -> Vec<crate::trace::Record> {
+        let mut text = String::from("{\"kind\":\"header\",\"scenario\":\"s\",\"seed\":1}\n");
+        for seq in 0..faults {
+            text.push_str(&format!(
+                "{{\"kind\":\"fault\",\"seq\":{seq},\"t_us\":{seq},\"fault\":\"tool.error\",\"name\":\"f{seq}\",\"actor\":\"tool:t\",\"params\":\"\"}}\n\
+                 {{\"seq\":{seq},\"t_us\":{seq},\"kind\":\"deliver\",\"from\":\"agent:a\",\"to\":\"tool:t\",\"msg\":\"invoke conv={seq}\"}}\n"
+            ));
+        }
+        parse("t", text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_fault_cards_say_how_many_were_left_out_with_and_without_taint_data() {
+        let faults = CASCADE_SOURCES_MAX + 7;
+        let records = trace_with_faults(faults);
+        let blast = serde_json::json!({"blast_radius": [{"source": "fault:f0", "kind": "fault"}]});
+        for report in [serde_json::json!({}), blast] {
+            let html = render_run(&records, &report);
+            assert!(html.contains("… 7 more faults fired"), "{report}");
+        }
+        let html = render_run(&trace_with_faults(CASCADE_SOURCES_MAX), &serde_json::json!({}));
+        assert!(!html.contains("more faults fired"));
     }
 }

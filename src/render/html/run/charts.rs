@@ -11,7 +11,7 @@ impl<'a> View<'a> {
     pub(super) fn charts(&self, out: &mut String) {
         // Per agent, from each model reply: (time, cost, tokens).
         let mut per_agent: BTreeMap<String, Vec<Spend>> = BTreeMap::new();
-        for r in &self.events {
+        for r in &self.records {
             let Record::Deliver { msg, to, .. } = r else {
                 continue;
             };

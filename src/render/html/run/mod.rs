@@ -102,8 +102,9 @@ pub fn render_run(records: &[Record], report: &Value) -> String {
 
 struct View<'a> {
     report: &'a Value,
-    /// Records on the timeline (all but the header and the end record).
-    events: Vec<&'a Record>,
+    /// Records on the timeline (all but the header and the end record): more than the run's
+    /// `events` (deliveries), since faults, failures, restarts and guardrail checks are records too.
+    records: Vec<&'a Record>,
     end_t_us: u64,
     lanes: Lanes,
 }
@@ -155,7 +156,7 @@ impl<'a> View<'a> {
         let lanes = Lanes::new(&events, &must);
         View {
             report,
-            events,
+            records: events,
             end_t_us,
             lanes,
         }

@@ -10,13 +10,13 @@ use super::{
     array, clip, dur, esc, field, num, text_of, View, AXIS_HEIGHT, LABEL_WIDTH, LANES_MAX, LANE_HEIGHT,
     OVERVIEW_BUCKETS, PAGES_MAX, PAGE_RECORDS_MAX, PLOT_PAD, PLOT_WIDTH, TITLE_CHARS_MAX,
 };
-use crate::render::actor_kind_rank;
+use crate::render::{actor_kind_rank, guardrail_actor};
 use crate::trace::Record;
 
 impl<'a> View<'a> {
     pub(super) fn timeline(&self, out: &mut String) {
         let pages = self.pages();
-        let total_pages = self.events.len().div_ceil(PAGE_RECORDS_MAX).max(1);
+        let total_pages = self.records.len().div_ceil(PAGE_RECORDS_MAX).max(1);
         let height = AXIS_HEIGHT + self.lanes.len() as f64 * LANE_HEIGHT + 6.0;
         out.push_str("<section id=\"timeline\"><h2>Timeline</h2>");
         let _ = write!(
@@ -26,9 +26,11 @@ impl<'a> View<'a> {
              calls. Hover anything for details. {}</p>",
             if pages.len() < total_pages {
                 format!(
-                    "This run has {} events: the overview shows all of them, the pages below keep {} of {} pages of \
-                     {PAGE_RECORDS_MAX} (the first, those with violations, faults and failures, then a sample spread over the run).",
-                    self.events.len(),
+                    "This run's trace has {} records (its {} events, the deliveries, and the faults, failures, restarts \
+                     and guardrail checks): the overview shows all of them, the pages below keep {} of {} pages of \
+                     {PAGE_RECORDS_MAX} records (the first, those with violations, faults and failures, then a sample spread over the run).",
+                    self.records.len(),
+                    self.uint("events"),
                     pages.len(),
                     total_pages
                 )
@@ -44,7 +46,7 @@ impl<'a> View<'a> {
             for &p in &pages {
                 let (t0, t1) = self.page_span(p);
                 let first = p * PAGE_RECORDS_MAX;
-                let last = ((p + 1) * PAGE_RECORDS_MAX).min(self.events.len());
+                let last = ((p + 1) * PAGE_RECORDS_MAX).min(self.records.len());
                 let _ = write!(
                     out,
                     "<button data-show-page=\"{p}\" title=\"records {}–{}\">{} – {}</button>",
@@ -93,7 +95,7 @@ impl<'a> View<'a> {
     /// The pages kept: the first, then those holding violations, faults, failures, in that order,
     /// then pages spread evenly over the run.
     pub(super) fn pages(&self) -> Vec<usize> {
-        let total = self.events.len().div_ceil(PAGE_RECORDS_MAX).max(1);
+        let total = self.records.len().div_ceil(PAGE_RECORDS_MAX).max(1);
         if total <= PAGES_MAX {
             return (0..total).collect();
         }
@@ -108,7 +110,7 @@ impl<'a> View<'a> {
             }
         }
         for kind in ["fault", "fail", "escalate", "guard"] {
-            for (i, r) in self.events.iter().enumerate() {
+            for (i, r) in self.records.iter().enumerate() {
                 let allowed = matches!(r, Record::Guard { verdict, .. } if verdict == "allow");
                 if r.kind() == kind && !allowed {
                     wanted.push(i / PAGE_RECORDS_MAX);
@@ -132,12 +134,12 @@ impl<'a> View<'a> {
 
     /// The timeline index of the event with `seq`, else the first at or after `t_us`.
     pub(super) fn position_of(&self, seq: u64, t_us: u64) -> usize {
-        self.events
+        self.records
             .iter()
             .position(|r| r.kind() == "deliver" && r.seq() == Some(seq))
-            .or_else(|| self.events.iter().position(|r| r.seq() == Some(seq)))
-            .or_else(|| self.events.iter().position(|r| r.t_us() >= t_us))
-            .unwrap_or(self.events.len().saturating_sub(1))
+            .or_else(|| self.records.iter().position(|r| r.seq() == Some(seq)))
+            .or_else(|| self.records.iter().position(|r| r.t_us() >= t_us))
+            .unwrap_or(self.records.len().saturating_sub(1))
     }
 
     pub(super) fn page_span(&self, p: usize) -> (u64, u64) {
@@ -148,9 +150,9 @@ impl<'a> View<'a> {
     }
 
     pub(super) fn page_records(&self, p: usize) -> &[&'a Record] {
-        let start = (p * PAGE_RECORDS_MAX).min(self.events.len());
-        let end = ((p + 1) * PAGE_RECORDS_MAX).min(self.events.len());
-        &self.events[start..end]
+        let start = (p * PAGE_RECORDS_MAX).min(self.records.len());
+        let end = ((p + 1) * PAGE_RECORDS_MAX).min(self.records.len());
+        &self.records[start..end]
     }
 
     pub(super) fn page_svg(&self, p: usize, height: f64, used_ids: &mut BTreeSet<u64>, out: &mut String) {
@@ -267,7 +269,7 @@ impl<'a> View<'a> {
                     &class,
                     &id_for(r.seq()),
                     x,
-                    plot.y(self.lanes.of(guardrail)),
+                    plot.y(self.lanes.of(&guardrail_actor(guardrail))),
                     "<rect x=\"-4.5\" y=\"-4.5\" width=\"9\" height=\"9\"/>",
                     &title,
                 )
@@ -371,7 +373,7 @@ impl<'a> View<'a> {
 
     /// Invariant violations, marked on the page that holds them.
     fn page_violations(&self, p: usize, plot: &Plot, marks: &mut String) {
-        let range = p * PAGE_RECORDS_MAX..((p + 1) * PAGE_RECORDS_MAX).min(self.events.len());
+        let range = p * PAGE_RECORDS_MAX..((p + 1) * PAGE_RECORDS_MAX).min(self.records.len());
         for (i, inv) in array(self.report, "invariants").iter().enumerate() {
             let v = field(inv, "first_violation");
             let (Some(seq), Some(t)) = (
@@ -413,7 +415,7 @@ impl<'a> View<'a> {
         let end = self.end_t_us.max(1);
         let bucket_of = |t: u64| ((t as u128 * OVERVIEW_BUCKETS as u128) / (end as u128 + 1)) as usize;
         let mut counts = vec![vec![0u32; OVERVIEW_BUCKETS]; self.lanes.len()];
-        for r in &self.events {
+        for r in &self.records {
             counts[self.lanes.of(r.actor())][bucket_of(r.t_us())] += 1;
         }
         let bucket_w = PLOT_WIDTH / OVERVIEW_BUCKETS as f64;
@@ -454,7 +456,13 @@ impl<'a> View<'a> {
             }
         }
         let xo = |t: u64| LABEL_WIDTH + t as f64 / end as f64 * PLOT_WIDTH;
-        for r in self.events.iter().filter(|r| r.kind() == "fault").take(2_000) {
+        let faults = self.records.iter().filter(|r| r.kind() == "fault").count();
+        for r in self
+            .records
+            .iter()
+            .filter(|r| r.kind() == "fault")
+            .take(OVERVIEW_FAULTS_MAX)
+        {
             let _ = write!(
                 out,
                 "<rect x=\"{}\" y=\"{}\" width=\"2\" height=\"{}\" fill=\"#dc2626\"/>",
@@ -478,9 +486,20 @@ impl<'a> View<'a> {
                 );
             }
         }
-        out.push_str("</svg></div>");
+        out.push_str("</svg>");
+        if faults > OVERVIEW_FAULTS_MAX {
+            let _ = write!(
+                out,
+                "<span class=\"note more\">… {} more faults not marked on the overview (the first {OVERVIEW_FAULTS_MAX} are).</span>",
+                faults - OVERVIEW_FAULTS_MAX
+            );
+        }
+        out.push_str("</div>");
     }
 }
+
+/// Fault marks drawn on the overview, at most.
+const OVERVIEW_FAULTS_MAX: usize = 2_000;
 
 fn marker(out: &mut String, class: &str, id: &str, x: f64, y: f64, shape: &str, title: &str) {
     let _ = write!(
@@ -582,7 +601,7 @@ impl Lanes {
                     touch(from, &mut owned);
                     touch(to, &mut owned);
                 }
-                Record::Guard { guardrail, .. } => touch(guardrail, &mut owned),
+                Record::Guard { guardrail, .. } => touch(&guardrail_actor(guardrail), &mut owned),
                 other => touch(other.actor(), &mut owned),
             }
         }

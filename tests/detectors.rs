@@ -192,3 +192,22 @@ fn eventually_an_effect_and_budgets() {
     let roomy = "[[invariant]]\nname = \"tokens\"\nbudget = { tokens = 100000, per = \"run\" }\n";
     assert_quiet(LOOKUP_THEN_ANSWER, "", roomy);
 }
+
+#[test]
+fn a_late_answer_breaks_its_deadline_when_the_deadline_passes_not_when_the_conversation_starts() {
+    // Start at 0, model 100 ms, tool 50 ms, model 100 ms: answered at 250 ms.
+    let late = "[[invariant]]\nname = \"fast\"\neventually = { answered = true, within = \"200ms\" }\n";
+    let result = invariant(&design(LOOKUP_THEN_ANSWER, late));
+    let violation = result.first_violation.expect("answered after the deadline");
+    assert_eq!(violation.t_us, 200_000, "{violation:?}");
+    assert!(violation.message.contains("later than 200000us"), "{violation:?}");
+    // Marked at the first event after the deadline: the second model reply, at 250 ms.
+    let trace = run_in_memory(&parse(&design(LOOKUP_THEN_ANSWER, late)), 1, Flavor::CurrentThread).trace;
+    let at = records(&trace)
+        .into_iter()
+        .find(|r| r["seq"].as_u64() == Some(violation.seq) && r["kind"] == "deliver")
+        .expect("the violation's seq is a delivery");
+    assert_eq!(at["t_us"].as_u64(), Some(250_000), "{at}");
+    let roomy = "[[invariant]]\nname = \"fast\"\neventually = { answered = true, within = \"300ms\" }\n";
+    assert_quiet(LOOKUP_THEN_ANSWER, "", roomy);
+}

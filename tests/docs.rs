@@ -27,5 +27,8 @@ fn the_readme_names_every_report_key() {
     .unwrap();
     let keys = schema["properties"].as_object().unwrap().keys();
     let missing: Vec<&String> = keys.filter(|k| !text.contains(&format!("`{k}`"))).collect();
-    assert!(missing.is_empty(), "report.json keys the README never names: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "report.json keys the README never names: {missing:?}"
+    );
 }

@@ -128,6 +128,14 @@ pub struct Observer {
     directory: Option<Directory>,
     pub guardrails: Vec<GuardrailStats>,
     pub taint: BlastTracker,
+    /// `eventually = { answered = true, within = … }` invariants: (index, within_us).
+    answer_deadlines: Vec<(usize, u64)>,
+    /// Deadlines still ahead: (deadline_us, invariant, conversation), earliest first, and each
+    /// one's deadline by (invariant, conversation).
+    deadlines_ahead: BTreeSet<(u64, usize, u32)>,
+    deadline_of: BTreeMap<(usize, u32), u64>,
+    /// Where a deadline passed with the conversation still unanswered: the first event after it.
+    deadline_passed: BTreeMap<(usize, u32), u64>,
 }
 
 impl Observer {
@@ -199,6 +207,15 @@ impl Observer {
             directory: Some(Directory::new(scenario)),
             guardrails,
             taint: BlastTracker::new(&space),
+            answer_deadlines: scenario
+                .invariants
+                .iter()
+                .enumerate()
+                .filter_map(|(i, inv)| match inv.check {
+                    Check::EventuallyAnswered { within_us: Some(w) } => Some((i, w)),
+                    _ => None,
+                })
+                .collect(),
             ..Observer::default()
         }
     }
@@ -238,6 +255,7 @@ impl Observer {
         if self.has_detectors {
             self.detect(scenario, seq, now_us, envelope, labels, actor_id);
         }
+        self.pass_deadlines(seq, now_us);
         if let Some(conv) = envelope.payload.conv() {
             self.track_holders(conv, envelope, now_us);
         }
@@ -250,6 +268,7 @@ impl Observer {
                 let account = self.conversation(*conv);
                 account.started_at_us = Some(now_us);
                 account.start_seq = seq;
+                self.watch_deadlines(*conv, now_us);
             }
             // Behind input guardrails, the conversation starts when the first of them gets it.
             Payload::Guardrail(crate::protocol::GuardrailMsg::Check(checked))
@@ -261,6 +280,7 @@ impl Observer {
                 if account.started_at_us.is_none() {
                     account.started_at_us = Some(now_us);
                     account.start_seq = seq;
+                    self.watch_deadlines(checked.conv, now_us);
                 }
             }
             Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
@@ -292,6 +312,36 @@ impl Observer {
                 self.check_output(scenario, seq, now_us, *conv, text, labels);
             }
             _ => {}
+        }
+    }
+
+    /// `conv` started at `now_us`: its answer deadlines count from now.
+    fn watch_deadlines(&mut self, conv: ConvId, now_us: u64) {
+        for &(invariant, within_us) in &self.answer_deadlines {
+            let deadline_us = now_us.saturating_add(within_us);
+            if let Some(old) = self.deadline_of.insert((invariant, conv), deadline_us) {
+                self.deadlines_ahead.remove(&(old, invariant, conv));
+            }
+            self.deadlines_ahead.insert((deadline_us, invariant, conv));
+        }
+    }
+
+    /// Deadlines before `now_us` have passed: note where, for conversations still unanswered,
+    /// so a violation is marked when the deadline passed, not when the conversation started.
+    fn pass_deadlines(&mut self, seq: u64, now_us: u64) {
+        while let Some(&(deadline_us, invariant, conv)) = self.deadlines_ahead.first() {
+            if deadline_us >= now_us {
+                break;
+            }
+            self.deadlines_ahead.pop_first();
+            self.deadline_of.remove(&(invariant, conv));
+            let unanswered = self
+                .conversations
+                .get(conv as usize)
+                .is_some_and(|c| c.answered_at_us.is_none());
+            if unanswered {
+                self.deadline_passed.insert((invariant, conv), seq);
+            }
         }
     }
 
@@ -547,6 +597,7 @@ impl Observer {
             let account = self.conversation(*conv);
             account.started_at_us = Some(now_us);
             account.start_seq = seq;
+            self.watch_deadlines(*conv, now_us);
         }
     }
 
@@ -611,8 +662,19 @@ impl Observer {
                         return None; // nobody is waiting for this answer
                     }
                     let deadline = within_us.map(|w| started.saturating_add(w));
+                    // A late or missing answer broke the invariant when the deadline passed.
+                    let (late_seq, late_us) = match deadline {
+                        Some(deadline) => (
+                            self.deadline_passed
+                                .get(&(index, conv as u32))
+                                .copied()
+                                .unwrap_or(account.start_seq),
+                            deadline,
+                        ),
+                        None => (account.start_seq, started),
+                    };
                     match (account.answered_at_us, deadline) {
-                        (None, _) => Some((conv, account.start_seq, started, "was never answered".to_owned())),
+                        (None, _) => Some((conv, late_seq, late_us, "was never answered".to_owned())),
                         (Some(_), _) if account.status != Some(AnswerStatus::Answered) => Some((
                             conv,
                             account.start_seq,
@@ -621,8 +683,8 @@ impl Observer {
                         )),
                         (Some(answered), Some(deadline)) if answered > deadline => Some((
                             conv,
-                            account.start_seq,
-                            started,
+                            late_seq,
+                            late_us,
                             format!(
                                 "was answered after {}us, later than {}us",
                                 answered - started,

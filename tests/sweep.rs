@@ -379,3 +379,15 @@ fn a_merge_with_a_missing_shard_is_refused() {
     assert_eq!(status(&no_out), 2);
     assert!(stderr(&no_out).contains("--out"));
 }
+
+#[test]
+fn pass_hat_k_is_given_only_where_each_conversation_is_the_same_task_in_every_seed() {
+    // Scripted traffic: conversation i is the same message at the same time in every seed.
+    let (_, scripted) = sweep_json(&["scenarios/crash-loop.toml", "--seeds", "0..8"]);
+    assert!(!scripted["pass_hat_k"].as_array().unwrap().is_empty(), "{scripted}");
+    assert!(scripted.get("pass_hat_k_note").is_none());
+    // Poisson arrivals drawing among two messages: conversation i differs from seed to seed.
+    let (_, poisson) = sweep_json(&["scenarios/support-desk.toml", "--seeds", "0..8"]);
+    assert!(poisson["pass_hat_k"].as_array().unwrap().is_empty(), "{poisson}");
+    assert!(poisson["pass_hat_k_note"].as_str().unwrap().starts_with("not computed"));
+}

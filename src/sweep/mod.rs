@@ -15,7 +15,7 @@ use crate::catalogue::faults::CATALOGUE;
 use crate::report::stats::{percentile_u64, wilson_95};
 use crate::report::{Outcome, RunReport};
 use crate::run::{self, RunError, RunOptions};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, Traffic};
 
 /// What one seed left behind: only what the summary needs, so memory stays small.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -230,6 +230,10 @@ pub struct SweepSummary {
     /// pass^k (τ-bench): each conversation of the scenario is a task and each seed a trial;
     /// the share of tasks answered in all k of k trials drawn from the seeds, for k = 1, 2, 4, ….
     pub pass_hat_k: Vec<PassHatK>,
+    /// Why `pass_hat_k` is empty when the sweep's conversations are not the same tasks in every
+    /// seed (Poisson traffic drawing among several messages, several traffic sources).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass_hat_k_note: Option<String>,
 }
 
 /// One point of the pass^k curve.
@@ -250,6 +254,23 @@ pub fn pass_hat_k(successes: &[u64], trials: u64, k: u64) -> f64 {
             .product::<f64>()
     };
     successes.iter().map(|s| per_task(*s)).sum::<f64>() / successes.len() as f64
+}
+
+/// Why conversation `i` is not the same task in every seed, if it is not: pass^k treats each
+/// conversation number as one task tried once per seed, which holds for scripted traffic and for
+/// one Poisson source with one message, not when each arrival draws its own message or several
+/// sources interleave by random arrival times.
+fn tasks_differ(scenario: &Scenario) -> Option<String> {
+    let all_scripted = scenario.traffic.iter().all(|t| matches!(t, Traffic::Script { .. }));
+    let one_message = matches!(scenario.traffic.as_slice(), [Traffic::Poisson { messages, .. }] if messages.len() <= 1);
+    if all_scripted || one_message {
+        return None;
+    }
+    Some(
+        "not computed: conversation i is a different task in each seed (arrivals draw their message, or several \
+         traffic sources interleave at random times); pass^k needs the same tasks in every trial"
+            .to_owned(),
+    )
 }
 
 fn pass_hat_k_curve(results: &[SeedResult]) -> Vec<PassHatK> {
@@ -402,7 +423,11 @@ pub fn summarize(
         digests_checked: 0,
         conversations: fate_totals(results).values().sum(),
         fates: fate_summaries(results),
-        pass_hat_k: pass_hat_k_curve(results),
+        pass_hat_k: match tasks_differ(scenario) {
+            None => pass_hat_k_curve(results),
+            Some(_) => Vec::new(),
+        },
+        pass_hat_k_note: tasks_differ(scenario),
     }
 }
 
@@ -494,6 +519,9 @@ impl SweepSummary {
         out.push_str(&spread("llm calls", &self.llm_calls, &|v| v.to_string()));
         out.push_str(&spread("tokens", &self.tokens, &|v| v.to_string()));
         out.push_str(&spread("cost", &self.cost_pusd, &format_usd));
+        if let Some(note) = &self.pass_hat_k_note {
+            out.push_str(&format!("  pass^k         {note}\n"));
+        }
         if !self.pass_hat_k.is_empty() {
             let points: Vec<String> = self
                 .pass_hat_k

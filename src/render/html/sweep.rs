@@ -271,6 +271,14 @@ fn distributions(
 }
 
 fn pass_hat_k(body: &mut String, summary: &SweepSummary) {
+    if let Some(note) = &summary.pass_hat_k_note {
+        let _ = write!(
+            body,
+            "<section id=\"pass-hat-k\"><h2>pass^k</h2><p class=\"note\">{}</p></section>\n",
+            esc(note)
+        );
+        return;
+    }
     if summary.pass_hat_k.is_empty() {
         return;
     }

@@ -211,3 +211,17 @@ fn a_late_answer_breaks_its_deadline_when_the_deadline_passes_not_when_the_conve
     let roomy = "[[invariant]]\nname = \"fast\"\neventually = { answered = true, within = \"300ms\" }\n";
     assert_quiet(LOOKUP_THEN_ANSWER, "", roomy);
 }
+
+#[test]
+fn an_answer_that_never_comes_before_the_run_ends_breaks_its_deadline_at_the_last_event() {
+    // The opening message is lost: nothing is left to happen long before the 1 h deadline.
+    let lost = "[[fault]]\nkind = \"message.drop\"\ntarget = \"agent:a\"\non_message = 1\n\n\
+                [[invariant]]\nname = \"answered in time\"\neventually = { answered = true, within = \"1h\" }\n";
+    let output = run_in_memory(&parse(&design(LOOKUP_THEN_ANSWER, lost)), 1, Flavor::CurrentThread);
+    let violation = output.report.invariants[0]
+        .first_violation
+        .clone()
+        .expect("never answered");
+    assert_eq!(violation.t_us, output.report.virtual_time_us, "{violation:?}");
+    assert!(violation.message.ends_with("was never answered"), "{violation:?}");
+}

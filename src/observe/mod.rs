@@ -136,6 +136,8 @@ pub struct Observer {
     deadline_of: BTreeMap<(usize, u32), u64>,
     /// Where a deadline passed with the conversation still unanswered: the first event after it.
     deadline_passed: BTreeMap<(usize, u32), u64>,
+    /// The last delivery seen: (seq, virtual time).
+    last_event: (u64, u64),
 }
 
 impl Observer {
@@ -256,6 +258,7 @@ impl Observer {
             self.detect(scenario, seq, now_us, envelope, labels, actor_id);
         }
         self.pass_deadlines(seq, now_us);
+        self.last_event = (seq, now_us);
         if let Some(conv) = envelope.payload.conv() {
             self.track_holders(conv, envelope, now_us);
         }
@@ -663,14 +666,13 @@ impl Observer {
                     }
                     let deadline = within_us.map(|w| started.saturating_add(w));
                     // A late or missing answer broke the invariant when the deadline passed.
+                    // A run that ends first ends the wait: then it broke at the last event.
                     let (late_seq, late_us) = match deadline {
-                        Some(deadline) => (
-                            self.deadline_passed
-                                .get(&(index, conv as u32))
-                                .copied()
-                                .unwrap_or(account.start_seq),
-                            deadline,
-                        ),
+                        Some(deadline) => match self.deadline_passed.get(&(index, conv as u32)) {
+                            Some(&seq) => (seq, deadline),
+                            None if account.answered_at_us.is_none() && self.last_event.1 < deadline => self.last_event,
+                            None => (account.start_seq, deadline),
+                        },
                         None => (account.start_seq, started),
                     };
                     match (account.answered_at_us, deadline) {

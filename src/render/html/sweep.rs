@@ -272,9 +272,9 @@ fn distributions(
 
 fn pass_hat_k(body: &mut String, summary: &SweepSummary) {
     if let Some(note) = &summary.pass_hat_k_note {
-        let _ = write!(
+        let _ = writeln!(
             body,
-            "<section id=\"pass-hat-k\"><h2>pass^k</h2><p class=\"note\">{}</p></section>\n",
+            "<section id=\"pass-hat-k\"><h2>pass^k</h2><p class=\"note\">{}</p></section>",
             esc(note)
         );
         return;

@@ -172,4 +172,24 @@ fn a_sweep_reports_each_fate_as_a_share_of_all_conversations_with_an_interval() 
         .find(|i| i["name"] == "every customer gets an answer")
         .unwrap();
     assert!(answer["violations_mean"].as_f64().unwrap() > 1.0, "{answer}");
+    // Every unanswered conversation was lost: the invariant's conversations are exactly those.
+    assert_eq!(answer["conversations_broken"], lost["conversations"], "{answer}");
+    assert_eq!(answer["conversation_share"], lost["share"]);
+}
+
+#[test]
+fn an_invariant_counts_the_distinct_conversations_that_broke_it() {
+    let scenario = load(&repo_root().join("scenarios/support-desk.toml"));
+    let report = run_in_memory(&scenario, scenario.seed, Flavor::CurrentThread).report;
+    let answer = report
+        .invariants
+        .iter()
+        .find(|i| i.name == "every customer gets an answer")
+        .unwrap();
+    assert_eq!(answer.conversations_broken, report.harmed_total);
+    assert!(report
+        .invariants
+        .iter()
+        .filter(|i| i.passed)
+        .all(|i| i.conversations_broken == 0));
 }

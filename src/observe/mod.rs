@@ -65,6 +65,8 @@ pub struct InvariantResult {
     pub passed: bool,
     /// How many times it was broken (each offending event once).
     pub violations: u64,
+    /// How many distinct conversations broke it.
+    pub conversations_broken: u64,
     pub first_violation: Option<Violation>,
 }
 
@@ -117,6 +119,8 @@ pub struct Observer {
     pub conversations: Vec<ConversationAccount>,
     violations: Vec<Option<Violation>>,
     violation_counts: Vec<u64>,
+    /// Per invariant, the conversations that broke it.
+    broken_conversations: Vec<BTreeSet<ConvId>>,
     /// Per invariant with `tainted_by`: the labels that count.
     taint_masks: Vec<Option<Labels>>,
     /// Counts of `never` effects per (invariant, conversation or `u32::MAX` for the run).
@@ -200,6 +204,7 @@ impl Observer {
             violations: vec![None; scenario.invariants.len()],
             agents: vec![AgentAccount::default(); scenario.agents.len()],
             violation_counts: vec![0; scenario.invariants.len()],
+            broken_conversations: vec![BTreeSet::new(); scenario.invariants.len()],
             taint_masks,
             corrupting,
             has_detectors: scenario
@@ -417,7 +422,14 @@ impl Observer {
                 _ => None,
             };
             if let Some(message) = broken {
-                self.violate(index, seq, now_us, actor(), format!("conversation {conv}: {message}"));
+                self.violate(
+                    index,
+                    Some(conv),
+                    seq,
+                    now_us,
+                    actor(),
+                    format!("conversation {conv}: {message}"),
+                );
             }
         }
     }
@@ -443,7 +455,7 @@ impl Observer {
             };
             if let Some(found) = found {
                 let message = format!("conversation {conv}: the answer {found}");
-                self.violate(index, seq, now_us, "user".to_owned(), message);
+                self.violate(index, Some(conv), seq, now_us, "user".to_owned(), message);
             }
         }
     }
@@ -507,7 +519,7 @@ impl Observer {
                     {
                         if count == threshold {
                             let message = format!("conversation {conv}: {key} called {count} times");
-                            self.violate(index, seq, now_us, actor_id(envelope.to), message);
+                            self.violate(index, Some(*conv), seq, now_us, actor_id(envelope.to), message);
                         }
                     }
                 }
@@ -530,7 +542,8 @@ impl Observer {
         for (detector, message) in fired {
             for (index, invariant) in scenario.invariants.iter().enumerate() {
                 if matches!(invariant.check, Check::Detect { detector: d, .. } if d == detector) {
-                    self.violate(index, seq, now_us, actor_id(envelope.to), message.clone());
+                    let conv = envelope.payload.conv();
+                    self.violate(index, conv, seq, now_us, actor_id(envelope.to), message.clone());
                 }
             }
         }
@@ -583,7 +596,7 @@ impl Observer {
                     "conversation {conv}: effect {effect}{from} happened {seen} times, more than {more_than} per {}",
                     per.name()
                 );
-                self.violate(index, seq, now_us, actor.to_owned(), message);
+                self.violate(index, Some(conv), seq, now_us, actor.to_owned(), message);
             }
         }
     }
@@ -609,8 +622,11 @@ impl Observer {
         self.conversation(conv).abandoned = true;
     }
 
-    fn violate(&mut self, index: usize, seq: u64, t_us: u64, actor: String, message: String) {
+    fn violate(&mut self, index: usize, conv: Option<ConvId>, seq: u64, t_us: u64, actor: String, message: String) {
         self.violation_counts[index] += 1;
+        if let Some(conv) = conv {
+            self.broken_conversations[index].insert(conv);
+        }
         if self.violations[index].is_none() {
             self.violations[index] = Some(Violation {
                 seq,
@@ -644,6 +660,7 @@ impl Observer {
                 for (conv, seq, started, what) in missing {
                     self.violate(
                         index,
+                        Some(conv as ConvId),
                         seq,
                         started,
                         "user".to_owned(),
@@ -700,6 +717,7 @@ impl Observer {
             for (conv, seq, started, what) in late {
                 self.violate(
                     index,
+                    Some(conv as ConvId),
                     seq,
                     started,
                     "user".to_owned(),
@@ -711,10 +729,12 @@ impl Observer {
             .invariants
             .iter()
             .zip(self.violations.iter().zip(&self.violation_counts))
-            .map(|(invariant, (violation, count))| InvariantResult {
+            .zip(&self.broken_conversations)
+            .map(|((invariant, (violation, count)), broken)| InvariantResult {
                 name: invariant.name.clone(),
                 passed: violation.is_none(),
                 violations: *count,
+                conversations_broken: broken.len() as u64,
                 first_violation: violation.clone(),
             })
             .collect()

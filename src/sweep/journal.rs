@@ -142,6 +142,7 @@ mod tests {
             answered: vec![true],
             fates: [("answered".to_owned(), 1)].into_iter().collect(),
             violations: vec![0],
+            conversations_broken: vec![0],
         }
     }
 

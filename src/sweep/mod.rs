@@ -40,6 +40,9 @@ pub struct SeedResult {
     /// Violations per invariant, in scenario order; absent in journals of older versions.
     #[serde(default)]
     pub violations: Vec<u64>,
+    /// Conversations that broke each invariant, in scenario order; absent in older journals.
+    #[serde(default)]
+    pub conversations_broken: Vec<u64>,
 }
 
 impl SeedResult {
@@ -61,6 +64,7 @@ impl SeedResult {
             answered: report.answered.clone(),
             fates: report.fates.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             violations: report.invariants.iter().map(|i| i.violations).collect(),
+            conversations_broken: report.invariants.iter().map(|i| i.conversations_broken).collect(),
         }
     }
 }
@@ -148,6 +152,12 @@ pub struct InvariantSummary {
     /// invariant once and one that breaks it in every conversation are both "failed").
     pub violations_mean: f64,
     pub violations_p95: u64,
+    /// Conversations that broke it over the sweep, and their share of all conversations
+    /// started, with the 95 % Wilson interval (next to the share of runs above).
+    pub conversations_broken: u64,
+    pub conversation_share: f64,
+    pub conversation_ci_low: f64,
+    pub conversation_ci_high: f64,
 }
 
 /// One fate over every conversation of the sweep.
@@ -353,7 +363,21 @@ pub fn summarize(
             } else {
                 violations.iter().sum::<u64>() as f64 / runs as f64
             };
+            let conversations_broken: u64 = results
+                .iter()
+                .map(|r| r.conversations_broken.get(i).copied().unwrap_or(0))
+                .sum();
+            let conversations: u64 = fate_totals(results).values().sum();
+            let (conversation_ci_low, conversation_ci_high) = wilson_95(conversations_broken, conversations);
             InvariantSummary {
+                conversations_broken,
+                conversation_share: if conversations == 0 {
+                    0.0
+                } else {
+                    conversations_broken as f64 / conversations as f64
+                },
+                conversation_ci_low,
+                conversation_ci_high,
                 violations_mean,
                 violations_p95: percentile_u64(&violations, 0.95),
                 name: invariant.name.clone(),
@@ -476,8 +500,12 @@ impl SweepSummary {
         for i in &self.invariants {
             let violations = if i.violations_mean > 0.0 {
                 format!(
-                    "  (violations per run: mean {:.2}, p95 {})",
-                    i.violations_mean, i.violations_p95
+                    "  (violations per run: mean {:.2}, p95 {}; {:.2}% [{:.2}%, {:.2}%] of conversations)",
+                    i.violations_mean,
+                    i.violations_p95,
+                    i.conversation_share * 100.0,
+                    i.conversation_ci_low * 100.0,
+                    i.conversation_ci_high * 100.0
                 )
             } else {
                 String::new()

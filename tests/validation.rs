@@ -275,6 +275,10 @@ warn_scenarios! {
         "handoff-cycle.toml" at "11:13" says ["handoff cycle triage → billing → triage"];
     a_timeout_on_a_model_that_answers_at_once_warns_that_it_cannot_fire:
         "timeout-on-instant-model.toml" at "12:11" says ["`timeout`", "llm \"gpt\" answers in 0s", "can never fire"];
+    a_fault_timed_after_the_run_ends_warns_that_it_cannot_fire:
+        "fault-after-the-run-ends.toml" at "21:6" says ["max_virtual_time (30m00s)", "found 2h00m00s", "can never fire"];
+    a_fault_on_a_tool_no_agent_uses_warns_that_it_cannot_fire:
+        "fault-on-an-unused-tool.toml" at "28:10" says ["tool:refund that no agent uses", "can never fire"];
 }
 
 #[test]

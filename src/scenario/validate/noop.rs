@@ -1,6 +1,7 @@
 //! Warnings for settings that validate and then do nothing: an argument rule on an argument no
 //! watched tool takes, a `never` invariant on an effect no tool has, traffic that starts no
-//! conversation, a handoff cycle, and a timeout on a model that answers at once.
+//! conversation, a handoff cycle, a timeout on a model that answers at once, and a fault that
+//! can never fire (its time is after the run's end, or no agent uses its target).
 //!
 //! These run only on a scenario without errors, over the validated [`Scenario`] and the raw file
 //! (for the spans). They never fail validation; the CLI can (`--deny-warnings`).
@@ -13,6 +14,7 @@ use crate::scenario::error::{did_you_mean, Diagnostic};
 use crate::scenario::file::*;
 use crate::scenario::guardrail::GuardCheck;
 use crate::scenario::model::*;
+use crate::scenario::{glob, units};
 
 impl Validator<'_> {
     pub(super) fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -26,6 +28,69 @@ impl Validator<'_> {
         self.traffic_without_conversations(raw);
         self.handoff_cycles(raw, scenario);
         self.timeouts_that_cannot_fire(raw, scenario);
+        self.faults_that_cannot_fire(raw, scenario);
+    }
+
+    /// A fault whose time trigger comes after the run's `max_virtual_time`, or whose targets
+    /// (tools, models) no agent uses, so nothing is ever delivered where it waits.
+    fn faults_that_cannot_fire(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        let end_us = scenario.limits.max_virtual_time_us;
+        let used_tools: BTreeSet<&str> = scenario
+            .agents
+            .iter()
+            .flat_map(|a| a.tools.iter().map(|t| scenario.tools[*t].name.as_str()))
+            .collect();
+        let used_llms: BTreeSet<&str> = scenario
+            .agents
+            .iter()
+            .flat_map(|a| a.llm.into_iter().chain(a.fallback))
+            .map(|l| scenario.llms[l].name.as_str())
+            .collect();
+        for (fault, raw_fault) in scenario.faults.iter().zip(&raw.fault) {
+            let raw_fault = raw_fault.get_ref();
+            let starts_us = fault
+                .trigger
+                .at_us
+                .into_iter()
+                .chain(fault.trigger.between_us.map(|(from, _)| from));
+            if let Some(late_us) = starts_us.max().filter(|at| *at > end_us) {
+                let span = raw_fault
+                    .at
+                    .as_ref()
+                    .map(|a| a.span())
+                    .or_else(|| raw_fault.between.as_ref().map(|b| b.span()))
+                    .unwrap_or_else(|| raw_fault.kind.span());
+                self.warn(
+                    span,
+                    format!(
+                        "expected a time within the run's max_virtual_time ({}), found {}; this fault can never fire because the run ends first",
+                        units::format_duration_us(end_us),
+                        units::format_duration_us(late_us)
+                    ),
+                );
+                continue;
+            }
+            let tools: Vec<&str> = scenario.tools.iter().map(|t| t.name.as_str()).collect();
+            let llms: Vec<&str> = scenario.llms.iter().map(|l| l.name.as_str()).collect();
+            let idle = idle_targets(&fault.target, "tool", &used_tools, &tools)
+                .map(|m| ("tool", m))
+                .or_else(|| idle_targets(&fault.target, "llm", &used_llms, &llms).map(|m| ("llm", m)));
+            if let Some((kind, matched)) = idle {
+                let span = raw_fault
+                    .target
+                    .as_ref()
+                    .map_or_else(|| raw_fault.kind.span(), |t| t.span());
+                let names: Vec<String> = matched.iter().map(|m| format!("{kind}:{m}")).collect();
+                self.warn(
+                    span,
+                    format!(
+                        "expected a target some agent calls, found {} that no agent uses (no agent lists it in `{}`); this fault can never fire",
+                        names.join(", "),
+                        if kind == "tool" { "tools" } else { "llm` or `fallback" }
+                    ),
+                );
+            }
+        }
     }
 
     /// An `allow_list` argument rule on an argument that none of the tools it watches is called
@@ -264,6 +329,17 @@ fn known_tool_args(raw: &RawScenario, scenario: &Scenario) -> BTreeMap<ToolIdx, 
 }
 
 /// The largest latency a distribution can give (log-normal: unbounded unless both are zero).
+/// The entities of one kind (`tool`, `llm`) that `target` matches, when it matches some and
+/// none of them is `used`.
+fn idle_targets<'a>(target: &str, prefix: &str, used: &BTreeSet<&str>, all: &[&'a str]) -> Option<Vec<&'a str>> {
+    let matched: Vec<&'a str> = all
+        .iter()
+        .copied()
+        .filter(|name| glob::glob_match(target, &format!("{prefix}:{name}")))
+        .collect();
+    (!matched.is_empty() && matched.iter().all(|m| !used.contains(m))).then_some(matched)
+}
+
 fn latency_max_us(latency: &Latency) -> u64 {
     match *latency {
         Latency::Fixed { latency_us } => latency_us,

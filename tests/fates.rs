@@ -193,3 +193,24 @@ fn an_invariant_counts_the_distinct_conversations_that_broke_it() {
         .filter(|i| i.passed)
         .all(|i| i.conversations_broken == 0));
 }
+
+#[test]
+fn the_sweep_page_shows_the_fates_of_all_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("sweep.html");
+    let output = agentsim_output(&[
+        "sweep",
+        "scenarios/support-desk.toml",
+        "--seeds",
+        "0..6",
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("<section id=\"fates\"><h2>Fates of the 300 conversations</h2>"),
+        "no fates section"
+    );
+    assert!(html.contains("<tr class=\"fate\"><td>lost</td>"));
+}

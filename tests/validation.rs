@@ -279,6 +279,8 @@ warn_scenarios! {
         "fault-after-the-run-ends.toml" at "21:6" says ["max_virtual_time (30m00s)", "found 2h00m00s", "can never fire"];
     a_fault_on_a_tool_no_agent_uses_warns_that_it_cannot_fire:
         "fault-on-an-unused-tool.toml" at "28:10" says ["tool:refund that no agent uses", "can never fire"];
+    a_conversation_scripted_after_the_run_ends_warns_that_it_never_starts:
+        "script-after-the-run-ends.toml" at "16:45" says ["max_virtual_time (1h00m00s)", "found 1 of 2 after it", "never start"];
 }
 
 #[test]

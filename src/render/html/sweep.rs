@@ -65,6 +65,7 @@ pub fn render_sweep(summary: &SweepSummary, results: &[SeedResult], run_reports:
     }
     body.push_str("</section>\n");
     invariants_section(&mut body, summary);
+    fates_section(&mut body, summary);
     body.push_str("<section id=\"distributions\"><h2>Distributions over the seeds</h2><div class=\"charts\">");
     distributions(&mut body, summary, results, None, PALETTE[0]);
     body.push_str("</div></section>\n");
@@ -212,6 +213,29 @@ fn invariants_section(body: &mut String, summary: &SweepSummary) {
             } else {
                 seeds.join(" ")
             }
+        );
+    }
+    body.push_str("</table></section>\n");
+}
+
+/// How the sweep's conversations ended: each fate's share of all of them, with its interval.
+fn fates_section(body: &mut String, summary: &SweepSummary) {
+    if summary.fates.is_empty() {
+        return;
+    }
+    let _ = write!(
+        body,
+        "<section id=\"fates\"><h2>Fates of the {} conversations</h2><table id=\"fate-list\">\
+         <tr><th>fate</th><th>share of conversations (95% Wilson interval)</th><th class=\"n\">conversations</th></tr>",
+        summary.conversations
+    );
+    for f in &summary.fates {
+        let _ = write!(
+            body,
+            "<tr class=\"fate\"><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            esc(&f.fate.replace('_', " ")),
+            rate_bar(f.share, f.ci_low, f.ci_high),
+            f.conversations
         );
     }
     body.push_str("</table></section>\n");

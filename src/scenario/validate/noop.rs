@@ -1,6 +1,6 @@
 //! Warnings for settings that validate and then do nothing: an argument rule on an argument no
 //! watched tool takes, a `never` invariant on an effect no tool has, traffic that starts no
-//! conversation, a handoff cycle, a timeout on a model that answers at once, and a fault that
+//! conversation (or scripts one after the run ends), a handoff cycle, a timeout on a model that answers at once, and a fault that
 //! can never fire (its time is after the run's end, or no agent uses its target).
 //!
 //! These run only on a scenario without errors, over the validated [`Scenario`] and the raw file
@@ -25,7 +25,7 @@ impl Validator<'_> {
     pub(super) fn noops(&mut self, raw: &RawScenario, scenario: &Scenario) {
         self.unused_arg_rules(raw, scenario);
         self.effects_no_tool_has(raw, scenario);
-        self.traffic_without_conversations(raw);
+        self.traffic_without_conversations(raw, scenario);
         self.handoff_cycles(raw, scenario);
         self.timeouts_that_cannot_fire(raw, scenario);
         self.faults_that_cannot_fire(raw, scenario);
@@ -182,8 +182,28 @@ impl Validator<'_> {
         }
     }
 
-    /// Poisson traffic of `conversations = 0`. (An empty script is already an error.)
-    fn traffic_without_conversations(&mut self, raw: &RawScenario) {
+    /// Poisson traffic of `conversations = 0`, and scripted conversations timed after the run's
+    /// `max_virtual_time`. (An empty script is already an error.)
+    fn traffic_without_conversations(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        let end_us = scenario.limits.max_virtual_time_us;
+        for (traffic, validated) in raw.traffic.iter().zip(&scenario.traffic) {
+            let raw_script = &traffic.get_ref().script;
+            if let Traffic::Script { items, .. } = validated {
+                let late = items.iter().filter(|(at_us, _)| *at_us > end_us).count();
+                let first_late = items.iter().position(|(at_us, _)| *at_us > end_us);
+                let item = first_late.and_then(|i| raw_script.get(i)).or(raw_script.first());
+                if let (true, Some(item)) = (late > 0, item) {
+                    self.warn(
+                        item.span(),
+                        format!(
+                            "expected scripted conversations within the run's max_virtual_time ({}), found {late} of {} after it; they never start because the run ends first",
+                            units::format_duration_us(end_us),
+                            items.len()
+                        ),
+                    );
+                }
+            }
+        }
         for traffic in &raw.traffic {
             let t = traffic.get_ref();
             if let Some(conversations) = t.conversations.as_ref().filter(|c| *c.get_ref() == 0) {

@@ -386,22 +386,7 @@ impl Validator<'_> {
     fn pii_check(&mut self, check: &RawGuardCheck) -> GuardCheck {
         match &check.entities {
             None => GuardCheck::Pii(PiiEntity::ALL.to_vec()),
-            Some(list) => {
-                let mut entities = Vec::new();
-                for name in list.get_ref() {
-                    match PiiEntity::parse(name) {
-                        Some(e) => entities.push(e),
-                        None => {
-                            let all: Vec<&str> = PiiEntity::ALL.iter().map(|e| e.name()).collect();
-                            self.error(
-                                list.span(),
-                                format!("expected PII entities among {}, found \"{name}\"", all.join(", ")),
-                            );
-                        }
-                    }
-                }
-                GuardCheck::Pii(entities)
-            }
+            Some(list) => GuardCheck::Pii(self.pii_entities(list)),
         }
     }
 

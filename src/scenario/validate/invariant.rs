@@ -8,7 +8,6 @@ use super::Validator;
 use crate::scenario::error::did_you_mean;
 use crate::scenario::file::*;
 use crate::scenario::glob::glob_match;
-use crate::scenario::guardrail::PiiEntity;
 use crate::scenario::model::*;
 
 impl Validator<'_> {
@@ -153,20 +152,7 @@ impl Validator<'_> {
                     );
                 }
                 let (test, tainted_by) = if let Some(list) = &n.output_pii {
-                    let mut entities = Vec::new();
-                    for name in list.get_ref() {
-                        match PiiEntity::parse(name) {
-                            Some(e) => entities.push(e),
-                            None => {
-                                let all: Vec<&str> = PiiEntity::ALL.iter().map(|e| e.name()).collect();
-                                self.error(
-                                    list.span(),
-                                    format!("expected PII entities among {}, found \"{name}\"", all.join(", ")),
-                                );
-                            }
-                        }
-                    }
-                    (OutputTest::Pii(entities), tainted_by)
+                    (OutputTest::Pii(self.pii_entities(list)), tainted_by)
                 } else if let Some(pattern) = &n.output_matches {
                     match regex::RegexBuilder::new(pattern.get_ref()).size_limit(1 << 20).build() {
                         Ok(re) => (OutputTest::Matches(re), tainted_by),

@@ -21,6 +21,7 @@ use toml::Spanned;
 use super::error::{did_you_mean, Diagnostic};
 use super::expr::{ExprError, Template};
 use super::file::*;
+use super::guardrail::PiiEntity;
 use super::model::*;
 use super::units::parse_duration_us;
 
@@ -62,6 +63,24 @@ impl Names {
 }
 
 impl Validator<'_> {
+    /// A list of PII entity names (`["email", "credit_card"]`), each unknown one an error.
+    pub(super) fn pii_entities(&mut self, list: &Spanned<Vec<String>>) -> Vec<PiiEntity> {
+        let mut entities = Vec::new();
+        for name in list.get_ref() {
+            match PiiEntity::parse(name) {
+                Some(e) => entities.push(e),
+                None => {
+                    let all: Vec<&str> = PiiEntity::ALL.iter().map(|e| e.name()).collect();
+                    self.error(
+                        list.span(),
+                        format!("expected PII entities among {}, found \"{name}\"", all.join(", ")),
+                    );
+                }
+            }
+        }
+        entities
+    }
+
     pub(super) fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::at(span, message));
     }

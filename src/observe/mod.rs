@@ -227,100 +227,12 @@ impl Observer {
         }
     }
 
-    /// Tallies a guardrail's verdict.
-    pub fn on_verdict(&mut self, record: &VerdictRecord) {
-        let Some(stats) = self.guardrails.get_mut(record.guardrail) else {
-            return;
-        };
-        stats.checks += 1;
-        stats.trips += u64::from(record.tripped);
-        stats.false_positives += u64::from(record.mistake == Some(Mistake::FalsePositive));
-        stats.false_negatives += u64::from(record.mistake == Some(Mistake::FalseNegative));
-        stats.failures += u64::from(record.verdict == Verdict::Error);
-        stats.latency_us_total += record.latency_us;
-        *stats.verdicts.entry(record.verdict.name()).or_default() += 1;
-    }
-
     fn conversation(&mut self, conv: u32) -> &mut ConversationAccount {
         let index = conv as usize;
         if self.conversations.len() <= index {
             self.conversations.resize_with(index + 1, ConversationAccount::default);
         }
         &mut self.conversations[index]
-    }
-
-    /// Accounts for one delivery; `actor_id` names the receiver for violations.
-    pub fn on_deliver(
-        &mut self,
-        scenario: &Scenario,
-        seq: u64,
-        now_us: u64,
-        envelope: &Envelope,
-        labels: &Labels,
-        actor_id: &dyn Fn(ActorIdx) -> String,
-    ) {
-        if self.has_detectors {
-            self.detect(scenario, seq, now_us, envelope, labels, actor_id);
-        }
-        self.pass_deadlines(seq, now_us);
-        self.last_event = (seq, now_us);
-        if let Some(conv) = envelope.payload.conv() {
-            self.track_holders(conv, envelope, now_us);
-        }
-        match &envelope.payload {
-            Payload::Agent(AgentMsg::Start {
-                conv,
-                origin: Origin::User,
-                ..
-            }) => {
-                let account = self.conversation(*conv);
-                account.started_at_us = Some(now_us);
-                account.start_seq = seq;
-                self.watch_deadlines(*conv, now_us);
-            }
-            // Behind input guardrails, the conversation starts when the first of them gets it.
-            Payload::Guardrail(crate::protocol::GuardrailMsg::Check(checked))
-                if checked.stage == crate::scenario::guardrail::Stage::Input
-                    && checked.position == 0
-                    && !checked.parallel =>
-            {
-                let account = self.conversation(checked.conv);
-                if account.started_at_us.is_none() {
-                    account.started_at_us = Some(now_us);
-                    account.start_seq = seq;
-                    self.watch_deadlines(checked.conv, now_us);
-                }
-            }
-            Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
-                let usage = reply.usage;
-                self.llm_calls += 1;
-                self.llm_errors += u64::from(matches!(reply.answer, crate::protocol::ModelAnswer::Error(_)));
-                self.input_tokens += usage.input_tokens as u64;
-                self.cached_input_tokens += usage.cached_input_tokens as u64;
-                self.output_tokens += usage.output_tokens as u64;
-                self.cost_pusd += usage.cost_pusd;
-                if let Some((ActorKind::Agent, agent)) = self.directory.map(|d| d.locate(envelope.to)) {
-                    if let Some(account) = self.agents.get_mut(agent) {
-                        account.llm_calls += 1;
-                        account.input_tokens += usage.input_tokens as u64;
-                        account.cached_input_tokens += usage.cached_input_tokens as u64;
-                        account.output_tokens += usage.output_tokens as u64;
-                        account.cost_pusd += usage.cost_pusd;
-                    }
-                }
-                self.check_spend(scenario, seq, now_us, *conv, usage, &|| actor_id(envelope.to));
-            }
-            Payload::Tool(ToolMsg::Invoke { .. }) => self.tool_calls += 1,
-            Payload::User(UserMsg::Answer { conv, status, text }) => {
-                let account = self.conversation(*conv);
-                if account.answered_at_us.is_none() {
-                    account.answered_at_us = Some(now_us);
-                    account.status = Some(*status);
-                }
-                self.check_output(scenario, seq, now_us, *conv, text, labels);
-            }
-            _ => {}
-        }
     }
 
     /// `conv` started at `now_us`: its answer deadlines count from now.
@@ -549,79 +461,6 @@ impl Observer {
         }
     }
 
-    /// Counts a side effect that a tool reports having executed.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_side_effect(
-        &mut self,
-        scenario: &Scenario,
-        seq: u64,
-        now_us: u64,
-        actor: &str,
-        conv: u32,
-        effect: &str,
-        times: u32,
-        labels: &Labels,
-    ) {
-        *self.effects.entry(effect.to_owned()).or_default() += times as u64;
-        let account = self.conversation(conv);
-        *account.effects.entry(effect.to_owned()).or_default() += times;
-        account.effects_first_us.entry(effect.to_owned()).or_insert(now_us);
-        for (index, invariant) in scenario.invariants.iter().enumerate() {
-            let Check::NeverEffect {
-                effect: watched,
-                more_than,
-                per,
-                tainted_by,
-            } = &invariant.check
-            else {
-                continue;
-            };
-            if watched != effect
-                || self.taint_masks[index]
-                    .as_ref()
-                    .is_some_and(|mask| !mask.intersects(labels))
-            {
-                continue;
-            }
-            let scope = if *per == Per::Conversation { conv } else { u32::MAX };
-            let seen = self.effect_counts.entry((index, scope)).or_default();
-            *seen += times as u64;
-            let seen = *seen;
-            if seen > *more_than as u64 {
-                let from = tainted_by
-                    .as_deref()
-                    .map(|t| format!(" descending from {t}"))
-                    .unwrap_or_default();
-                let message = format!(
-                    "conversation {conv}: effect {effect}{from} happened {seen} times, more than {more_than} per {}",
-                    per.name()
-                );
-                self.violate(index, Some(conv), seq, now_us, actor.to_owned(), message);
-            }
-        }
-    }
-
-    /// A message the network lost: a lost opening message still opened a conversation (the
-    /// user is waiting for an answer that will not come).
-    pub fn on_lost(&mut self, seq: u64, now_us: u64, envelope: &Envelope) {
-        if let Payload::Agent(AgentMsg::Start {
-            conv,
-            origin: Origin::User,
-            ..
-        }) = &envelope.payload
-        {
-            let account = self.conversation(*conv);
-            account.started_at_us = Some(now_us);
-            account.start_seq = seq;
-            self.watch_deadlines(*conv, now_us);
-        }
-    }
-
-    /// The user of `conv` left; whatever answer comes reaches nobody.
-    pub fn abandon(&mut self, conv: u32) {
-        self.conversation(conv).abandoned = true;
-    }
-
     fn violate(&mut self, index: usize, conv: Option<ConvId>, seq: u64, t_us: u64, actor: String, message: String) {
         self.violation_counts[index] += 1;
         if let Some(conv) = conv {
@@ -809,6 +648,7 @@ fn answer_findings(
 }
 
 impl Observe for Observer {
+    /// Accounts for one delivery; `actor_id` names the receiver for violations.
     fn on_deliver(
         &mut self,
         scenario: &Scenario,
@@ -816,36 +656,157 @@ impl Observe for Observer {
         now_us: u64,
         envelope: &Envelope,
         labels: &Labels,
-        logical_id: &dyn Fn(ActorIdx) -> String,
+        actor_id: &dyn Fn(ActorIdx) -> String,
     ) {
-        Observer::on_deliver(self, scenario, seq, now_us, envelope, labels, logical_id);
+        if self.has_detectors {
+            self.detect(scenario, seq, now_us, envelope, labels, actor_id);
+        }
+        self.pass_deadlines(seq, now_us);
+        self.last_event = (seq, now_us);
+        if let Some(conv) = envelope.payload.conv() {
+            self.track_holders(conv, envelope, now_us);
+        }
+        match &envelope.payload {
+            Payload::Agent(AgentMsg::Start {
+                conv,
+                origin: Origin::User,
+                ..
+            }) => {
+                let account = self.conversation(*conv);
+                account.started_at_us = Some(now_us);
+                account.start_seq = seq;
+                self.watch_deadlines(*conv, now_us);
+            }
+            // Behind input guardrails, the conversation starts when the first of them gets it.
+            Payload::Guardrail(crate::protocol::GuardrailMsg::Check(checked))
+                if checked.stage == crate::scenario::guardrail::Stage::Input
+                    && checked.position == 0
+                    && !checked.parallel =>
+            {
+                let account = self.conversation(checked.conv);
+                if account.started_at_us.is_none() {
+                    account.started_at_us = Some(now_us);
+                    account.start_seq = seq;
+                    self.watch_deadlines(checked.conv, now_us);
+                }
+            }
+            Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
+                let usage = reply.usage;
+                self.llm_calls += 1;
+                self.llm_errors += u64::from(matches!(reply.answer, crate::protocol::ModelAnswer::Error(_)));
+                self.input_tokens += usage.input_tokens as u64;
+                self.cached_input_tokens += usage.cached_input_tokens as u64;
+                self.output_tokens += usage.output_tokens as u64;
+                self.cost_pusd += usage.cost_pusd;
+                if let Some((ActorKind::Agent, agent)) = self.directory.map(|d| d.locate(envelope.to)) {
+                    if let Some(account) = self.agents.get_mut(agent) {
+                        account.llm_calls += 1;
+                        account.input_tokens += usage.input_tokens as u64;
+                        account.cached_input_tokens += usage.cached_input_tokens as u64;
+                        account.output_tokens += usage.output_tokens as u64;
+                        account.cost_pusd += usage.cost_pusd;
+                    }
+                }
+                self.check_spend(scenario, seq, now_us, *conv, usage, &|| actor_id(envelope.to));
+            }
+            Payload::Tool(ToolMsg::Invoke { .. }) => self.tool_calls += 1,
+            Payload::User(UserMsg::Answer { conv, status, text }) => {
+                let account = self.conversation(*conv);
+                if account.answered_at_us.is_none() {
+                    account.answered_at_us = Some(now_us);
+                    account.status = Some(*status);
+                }
+                self.check_output(scenario, seq, now_us, *conv, text, labels);
+            }
+            _ => {}
+        }
     }
 
+    /// A message the network lost: a lost opening message still opened a conversation (the
+    /// user is waiting for an answer that will not come).
     fn on_lost(&mut self, seq: u64, now_us: u64, envelope: &Envelope) {
-        Observer::on_lost(self, seq, now_us, envelope);
+        if let Payload::Agent(AgentMsg::Start {
+            conv,
+            origin: Origin::User,
+            ..
+        }) = &envelope.payload
+        {
+            let account = self.conversation(*conv);
+            account.started_at_us = Some(now_us);
+            account.start_seq = seq;
+            self.watch_deadlines(*conv, now_us);
+        }
     }
 
+    /// The user of `conv` left; whatever answer comes reaches nobody.
     fn on_abandon(&mut self, conv: ConvId) {
-        self.abandon(conv);
+        self.conversation(conv).abandoned = true;
     }
 
+    /// Tallies a guardrail's verdict.
     fn on_verdict(&mut self, record: &VerdictRecord) {
-        Observer::on_verdict(self, record);
+        let Some(stats) = self.guardrails.get_mut(record.guardrail) else {
+            return;
+        };
+        stats.checks += 1;
+        stats.trips += u64::from(record.tripped);
+        stats.false_positives += u64::from(record.mistake == Some(Mistake::FalsePositive));
+        stats.false_negatives += u64::from(record.mistake == Some(Mistake::FalseNegative));
+        stats.failures += u64::from(record.verdict == Verdict::Error);
+        stats.latency_us_total += record.latency_us;
+        *stats.verdicts.entry(record.verdict.name()).or_default() += 1;
     }
 
+    /// Counts a side effect that a tool reports having executed.
     fn on_side_effect(
         &mut self,
         scenario: &Scenario,
         seq: u64,
         now_us: u64,
         actor: &str,
-        conv: ConvId,
+        conv: u32,
         effect: &str,
         times: u32,
         labels: &Labels,
     ) {
         self.taint.on_side_effect(labels, seq, now_us, actor, effect);
-        Observer::on_side_effect(self, scenario, seq, now_us, actor, conv, effect, times, labels);
+        *self.effects.entry(effect.to_owned()).or_default() += times as u64;
+        let account = self.conversation(conv);
+        *account.effects.entry(effect.to_owned()).or_default() += times;
+        account.effects_first_us.entry(effect.to_owned()).or_insert(now_us);
+        for (index, invariant) in scenario.invariants.iter().enumerate() {
+            let Check::NeverEffect {
+                effect: watched,
+                more_than,
+                per,
+                tainted_by,
+            } = &invariant.check
+            else {
+                continue;
+            };
+            if watched != effect
+                || self.taint_masks[index]
+                    .as_ref()
+                    .is_some_and(|mask| !mask.intersects(labels))
+            {
+                continue;
+            }
+            let scope = if *per == Per::Conversation { conv } else { u32::MAX };
+            let seen = self.effect_counts.entry((index, scope)).or_default();
+            *seen += times as u64;
+            let seen = *seen;
+            if seen > *more_than as u64 {
+                let from = tainted_by
+                    .as_deref()
+                    .map(|t| format!(" descending from {t}"))
+                    .unwrap_or_default();
+                let message = format!(
+                    "conversation {conv}: effect {effect}{from} happened {seen} times, more than {more_than} per {}",
+                    per.name()
+                );
+                self.violate(index, Some(conv), seq, now_us, actor.to_owned(), message);
+            }
+        }
     }
 
     fn on_taint_source(&mut self, label: u32, seq: u64, now_us: u64, actor: ActorIdx) {

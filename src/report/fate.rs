@@ -88,13 +88,6 @@ pub struct Fates {
     pub harmed_total: u64,
 }
 
-impl Fates {
-    /// Harmed conversations with at least one side effect.
-    pub fn harmed_with_effects(&self) -> u64 {
-        self.harmed.iter().filter(|h| !h.effects.is_empty()).count() as u64
-    }
-}
-
 const ALL: [Fate; 10] = [
     Fate::Answered,
     Fate::Abandoned,

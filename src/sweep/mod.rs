@@ -339,6 +339,9 @@ pub fn summarize(
     seeds: &std::ops::Range<u64>,
 ) -> SweepSummary {
     let runs = results.len() as u64;
+    let fate_counts = fate_totals(results);
+    let conversations: u64 = fate_counts.values().sum();
+    let pass_hat_k_note = tasks_differ(scenario);
     let mut outcomes = BTreeMap::new();
     for r in results {
         *outcomes.entry(r.outcome.name().to_owned()).or_insert(0) += 1;
@@ -367,7 +370,6 @@ pub fn summarize(
                 .iter()
                 .map(|r| r.conversations_broken.get(i).copied().unwrap_or(0))
                 .sum();
-            let conversations: u64 = fate_totals(results).values().sum();
             let (conversation_ci_low, conversation_ci_high) = wilson_95(conversations_broken, conversations);
             InvariantSummary {
                 conversations_broken,
@@ -445,13 +447,13 @@ pub fn summarize(
         failing_seeds,
         failing_seeds_total: results.iter().filter(|r| !r.passed).count() as u64,
         digests_checked: 0,
-        conversations: fate_totals(results).values().sum(),
-        fates: fate_summaries(results),
-        pass_hat_k: match tasks_differ(scenario) {
+        conversations,
+        fates: fate_summaries(fate_counts),
+        pass_hat_k: match pass_hat_k_note {
             None => pass_hat_k_curve(results),
             Some(_) => Vec::new(),
         },
-        pass_hat_k_note: tasks_differ(scenario),
+        pass_hat_k_note,
     }
 }
 
@@ -466,8 +468,7 @@ fn fate_totals(results: &[SeedResult]) -> BTreeMap<String, u64> {
 }
 
 /// Each fate's share of the sweep's conversations; fates that never happened are left out.
-fn fate_summaries(results: &[SeedResult]) -> Vec<FateSummary> {
-    let totals = fate_totals(results);
+fn fate_summaries(totals: BTreeMap<String, u64>) -> Vec<FateSummary> {
     let conversations: u64 = totals.values().sum();
     totals
         .into_iter()

@@ -46,6 +46,8 @@ impl Validator<'_> {
             .flat_map(|a| a.llm.into_iter().chain(a.fallback))
             .map(|l| scenario.llms[l].name.as_str())
             .collect();
+        let tools: Vec<&str> = scenario.tools.iter().map(|t| t.name.as_str()).collect();
+        let llms: Vec<&str> = scenario.llms.iter().map(|l| l.name.as_str()).collect();
         for (fault, raw_fault) in scenario.faults.iter().zip(&raw.fault) {
             let raw_fault = raw_fault.get_ref();
             let starts_us = fault
@@ -70,8 +72,6 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let tools: Vec<&str> = scenario.tools.iter().map(|t| t.name.as_str()).collect();
-            let llms: Vec<&str> = scenario.llms.iter().map(|l| l.name.as_str()).collect();
             let idle = idle_targets(&fault.target, "tool", &used_tools, &tools)
                 .map(|m| ("tool", m))
                 .or_else(|| idle_targets(&fault.target, "llm", &used_llms, &llms).map(|m| ("llm", m)));

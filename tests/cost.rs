@@ -22,6 +22,16 @@ fn tokens_of(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 
+/// Tokens every message costs besides its text, and every request once for priming the reply
+/// (as the README counts them).
+const MESSAGE: u64 = 3;
+const PRIMING: u64 = 3;
+
+/// Tokens of a message with this text.
+fn message_of(text: &str) -> u64 {
+    MESSAGE + tokens_of(text)
+}
+
 fn write_scenario(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("scenario.toml");
     std::fs::write(&path, text).expect("the scenario file is written");
@@ -143,8 +153,8 @@ fn a_model_without_price_is_priced_from_the_table_even_by_its_dated_name() {
     let dir = tempfile::tempdir().unwrap();
     let text = one_call_design("model = \"claude-sonnet-4-5-20250929\"", "Be brief.", &["hello"], 7);
     let report = run_report(&write_scenario(dir.path(), &text));
-    // Sonnet 4.5: $3 in, $15 out per million tokens.
-    let input = tokens_of("Be brief.") + tokens_of("hello");
+    // Sonnet 4.5: $3 in, $15 out per million tokens. The request is a system and a user message.
+    let input = message_of("Be brief.") + message_of("hello") + PRIMING;
     let expected = input * pusd_per_token(3.0) + 7 * pusd_per_token(15.0);
     assert_eq!(pusd(&report["cost_pusd"]), expected, "{report:#}");
 }
@@ -155,7 +165,7 @@ fn a_price_in_the_scenario_overrides_the_table() {
     let llm = "model = \"gpt-4o\"\nprice = { input_per_mtok = 1.5, output_per_mtok = 4.25 }";
     let text = one_call_design(llm, "Be brief.", &["hello"], 9);
     let report = run_report(&write_scenario(dir.path(), &text));
-    let input = tokens_of("Be brief.") + tokens_of("hello");
+    let input = message_of("Be brief.") + message_of("hello") + PRIMING;
     let expected = input * pusd_per_token(1.5) + 9 * pusd_per_token(4.25);
     assert_eq!(pusd(&report["cost_pusd"]), expected, "{report:#}");
 }
@@ -187,6 +197,19 @@ fn an_unknown_model_without_price_is_an_error_that_names_the_place_and_suggests_
         "{text}"
     );
 }
+
+/// The tool definition `search` is offered as, which counts as its JSON text.
+const SEARCH_DEFINITION: &str = r#"{"function":{"description":"","name":"search","parameters":{"additionalProperties":true,"properties":{},"type":"object"}},"type":"function"}"#;
+
+/// What the tool loop's first request sends before the user's message: the system message of
+/// 1,100 tokens of instructions and the definition of `search`.
+fn tool_loop_instruction_tokens() -> u64 {
+    message_of(&"a".repeat(4400)) + tokens_of(SEARCH_DEFINITION)
+}
+
+/// Tokens one step of the tool loop adds to the transcript: the assistant's call of `search`
+/// with `{"q":"x"}`, and the tool's message of 10 tokens.
+const STEP_TOKENS: u64 = (MESSAGE + 2 + 3 + MESSAGE) + (MESSAGE + 10);
 
 /// An agent with 1,100 tokens of instructions that calls `search` twice and then answers, each
 /// step with 20 output tokens; `search` returns 10 tokens.
@@ -225,7 +248,12 @@ to = "a"
 script = [{{ at = "0s", message = "{user}" }}]
 "#
     );
-    (text, tokens_of(&instructions), tokens_of(user), tokens_of(&tool_output))
+    (
+        text,
+        tool_loop_instruction_tokens(),
+        message_of(user),
+        tokens_of(&tool_output),
+    )
 }
 
 #[test]
@@ -234,14 +262,17 @@ fn each_call_reads_the_previous_prompt_of_the_conversation_from_the_cache() {
     let (text, instruction_tokens, user_tokens, tool_tokens) = tool_loop_design("model = \"gpt-4o-mini\"");
     let report = run_report(&write_scenario(dir.path(), &text));
 
-    // The documented rule: a call's input is the instructions plus everything said so far; the
-    // previous call's whole input is a cached prefix once it reaches 1,024 tokens.
+    // The documented rule: a call's input is what it sends (the system message, the tool
+    // definitions and every message of the transcript); what it has in common with the previous
+    // call's, up to the first message that differs, is a cached prefix once it reaches 1,024
+    // tokens. The tokens that prime the reply come after the messages and are never cached.
+    assert_eq!(tool_tokens, 10);
     let output_tokens = 20;
-    let input_1 = instruction_tokens + user_tokens;
-    let input_2 = input_1 + output_tokens + tool_tokens;
-    let input_3 = input_2 + output_tokens + tool_tokens;
+    let input_1 = instruction_tokens + user_tokens + PRIMING;
+    let input_2 = input_1 + STEP_TOKENS;
+    let input_3 = input_2 + STEP_TOKENS;
     assert!(input_1 >= 1024, "the first prompt is long enough to be cached");
-    let cached = [0, input_1, input_2];
+    let cached = [0, input_1 - PRIMING, input_2 - PRIMING];
     let inputs = [input_1, input_2, input_3];
     let (input_price, cached_price, output_price) = (pusd_per_token(0.15), pusd_per_token(0.075), pusd_per_token(0.60));
     let expected: u64 = inputs
@@ -276,14 +307,14 @@ fn each_call_reads_the_previous_prompt_of_the_conversation_from_the_cache() {
 #[test]
 fn a_prefix_below_cache_min_tokens_is_billed_at_the_input_price() {
     let dir = tempfile::tempdir().unwrap();
-    let (text, instruction_tokens, user_tokens, _) =
-        tool_loop_design("model = \"gpt-4o-mini\"\ncache_min_tokens = 1120");
+    // The second call shares the first call's messages (1,144 tokens), the third the second's
+    // (1,168): a minimum between the two caches only the third.
+    let prefix_2 = tool_loop_instruction_tokens() + message_of("hello there!");
+    let prefix_3 = prefix_2 + STEP_TOKENS;
+    let minimum = prefix_2 + 1;
+    let (text, ..) = tool_loop_design(&format!("model = \"gpt-4o-mini\"\ncache_min_tokens = {minimum}"));
     let report = run_report(&write_scenario(dir.path(), &text));
-    // The first prompt (1,103 tokens) is under the minimum, the second one (1,133) is not.
-    let input_1 = instruction_tokens + user_tokens;
-    let input_2 = input_1 + 20 + 10;
-    assert!(input_1 < 1120 && input_2 >= 1120);
-    assert_eq!(report["tokens"]["cached_input"], input_2);
+    assert_eq!(report["tokens"]["cached_input"], prefix_3);
 }
 
 #[test]
@@ -304,13 +335,14 @@ fn a_scenario_price_without_a_cached_price_caches_nothing() {
 #[test]
 fn conversation_cost_statistics_are_computed_over_the_conversations() {
     let dir = tempfile::tempdir().unwrap();
-    // Three conversations, one call each: 1 + 1, 1 + 2 and 1 + 3 input tokens, 10 output tokens.
+    // Three conversations, one call each: a system message "x" and a user message of 1, 2 and 3
+    // tokens; 10 output tokens.
     let messages = ["abcd", "abcdefgh", "abcdefghijkl"];
     let text = one_call_design("model = \"gpt-4.1\"", "x", &messages, 10);
     let report = run_report(&write_scenario(dir.path(), &text));
     let costs: Vec<u64> = messages
         .iter()
-        .map(|m| (1 + tokens_of(m)) * pusd_per_token(2.0) + 10 * pusd_per_token(8.0))
+        .map(|m| (message_of("x") + message_of(m) + PRIMING) * pusd_per_token(2.0) + 10 * pusd_per_token(8.0))
         .collect();
     let usd = |pusd: u64| pusd as f64 / 1e12;
     let stats = &report["cost_per_conversation"];

@@ -155,14 +155,18 @@ fn a_retry_budget_caps_retries_across_the_whole_agent() {
 
 #[test]
 fn a_tokens_per_minute_limiter_holds_calls_until_their_tokens_refill() {
-    // "x" opens with 1 token; 60 tokens a minute refill one a second, and the bucket holds 10.
-    // Each call asks for its input tokens (1 here): three calls fit at once.
-    let (fits, records) = run(&design("100ms", "rate_limit = { tpm = 60 }", THREE_AT_ONCE, ""));
+    // "x" is one message: 3 tokens of framing and 1 of text, plus 3 to prime the reply, so each
+    // call asks for 7 input tokens. 180 tokens a minute refill three a second, and the bucket
+    // holds 30: three calls fit at once.
+    let (fits, records) = run(&design("100ms", "rate_limit = { tpm = 180 }", THREE_AT_ONCE, ""));
     assert_eq!(times(&records, "complete"), [0, 0, 0]);
     assert_eq!(fits.report.conversations.answered, 3);
-    // With long instructions each call asks for 11 tokens, more than the bucket holds: it takes
-    // a full bucket (10), so calls go one per ten seconds.
-    let long = format!("instructions = \"{}\"\nrate_limit = {{ tpm = 60 }}", "word ".repeat(8));
+    // With long instructions (a system message of 3 + 25 tokens) each call asks for 35 tokens,
+    // more than the bucket holds: it takes a full bucket (30), so calls go one per ten seconds.
+    let long = format!(
+        "instructions = \"{}\"\nrate_limit = {{ tpm = 180 }}",
+        "word ".repeat(20)
+    );
     let (_, records) = run(&design("100ms", &long, THREE_AT_ONCE, ""));
     assert_eq!(times(&records, "complete"), [0, 10_000_000, 20_000_000]);
 }

@@ -113,6 +113,14 @@ bad_scenarios! {
         "absurd-number.toml" at "4:14" says ["expected a whole number from 0 to 18446744073709551615", "found 18446744073709551616"];
     a_run_limit_of_zero_is_rejected:
         "zero-limit.toml" at "4:21" says ["expected a limit of at least 1, found 0"];
+    tool_parameters_that_are_not_an_object_schema_are_rejected:
+        "tool-parameters-not-object.toml" at "10:14" says ["expected `parameters` to be a schema with type = \"object\""];
+    a_rule_argument_the_tool_schema_lacks_is_rejected_naming_it:
+        "rule-arg-not-in-parameters.toml" at "17:31" says ["argument `oder` is not in the `parameters` of tool \"lookup_order\"", "it takes: order_id"];
+    a_rule_leaving_out_a_required_argument_is_rejected_naming_it:
+        "rule-misses-required-arg.toml" at "17:31" says ["requires the argument `amount_usd`"];
+    a_tool_choice_naming_a_tool_the_agent_lacks_is_rejected:
+        "unknown-tool-choice.toml" at "15:15" says ["expected tool_choice \"auto\", \"none\", \"required\" or one of the agent's tools (search)", "found \"serch\""];
 }
 
 #[test]

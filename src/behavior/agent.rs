@@ -1,6 +1,7 @@
-//! The agent: a tool loop over its model. It sends the conversation to its LLM, runs the tool
-//! calls the model returns through tool actors (or fans a task out to other agents and gathers
-//! their answers), feeds the results back, and then hands off, answers, or stops at `max_turns`.
+//! The agent: a tool loop over its model. It holds each conversation's transcript, sends it to its
+//! LLM, runs the tool calls the model returns through tool actors (or fans tasks out to other
+//! agents and gathers their answers), appends the results, and then hands the transcript off,
+//! answers, or stops at `max_turns`.
 //!
 //! Processing controls live here too: retries of failed model calls (backoff, jitter,
 //! `retry-after`), per-call timeouts for the model and for tools, and the framework's answer to a
@@ -12,37 +13,38 @@ use std::sync::Arc;
 use super::bucket::TokenBucket;
 use super::policy::{retry_delay_us, within_retry_budget, Breaker};
 use super::route::GuardRoute;
-use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream};
-use crate::llm::mock;
-use crate::llm::tokens::estimate_tokens;
+use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream, StreamFamily};
+use crate::llm::live::{DELEGATE_TOOL_PREFIX, HANDOFF_TOOL_PREFIX};
+use crate::llm::{mock, tokens};
+use crate::protocol::transcript::REPLY_PRIMING_TOKENS;
 use crate::protocol::{
-    AgentMsg, AnswerStatus, Checkpoint, ConvId, Directory, Effect, GuardContext, Injection, LlmMsg, LlmRequest,
-    ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo, ToolArgs, ToolCall, ToolMsg, ToolRef,
-    TurnContext, Usage, UserMsg,
+    AgentMsg, AnswerStatus, ChatCall, ChatMessage, Checkpoint, ConvId, Delegation, Directory, Effect, FinishReason,
+    GuardContext, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo,
+    ToolArgs, ToolCall, ToolMsg, ToolRef, Transcript, TurnContext, Usage, UserMsg,
 };
 use crate::scenario::guardrail::Stage;
-use crate::scenario::{AgentIdx, LlmIdx, Scenario};
+use crate::scenario::{AgentIdx, HandoffHistory, LlmIdx, Scenario};
 
 mod suffer;
 
 /// One conversation as this agent sees it.
 #[derive(Debug, Clone)]
 struct Conversation {
-    user_text: Arc<str>,
+    /// Every message so far, the model's input next turn.
+    transcript: Transcript,
     origin: Origin,
     reply_to: ReplyTo,
     turn: u32,
     tool_calls: u32,
-    /// Tool calls still out, by id.
-    pending_calls: Vec<(u32, Arc<str>)>,
-    /// Delegated agents still working.
-    pending_delegates: u32,
+    /// The number the next tool call gets (calls are numbered per conversation).
+    next_call_id: u32,
+    /// The calls of the last step (tool calls, or delegations) with their results as they come
+    /// in; the results join the transcript in call order once all are in.
+    pending: Vec<Pending>,
     last_tool: Arc<str>,
     last_tool_output: Arc<str>,
     delegations: u32,
     results: String,
-    /// Tokens of everything said so far (user, model, tools), the model's input next turn.
-    context_tokens: u32,
     /// Numbers this conversation's model calls; a reply with another number is stale.
     call_seq: u32,
     /// The model call being waited for.
@@ -63,16 +65,31 @@ struct Conversation {
     feedback: Arc<str>,
 }
 
+/// One call of a step still out, or back.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// The tool call's number, or `None` for a delegation.
+    call_id: Option<u32>,
+    /// The delegate, for a delegation.
+    delegate: Option<AgentIdx>,
+    /// The tool's name (or the delegate's), for messages.
+    name: Arc<str>,
+    wire_id: Arc<str>,
+    output: Option<Arc<str>>,
+}
+
 /// The agent's state: its conversations in progress. Lost on restart.
 pub struct AgentBehavior {
     scenario: Arc<Scenario>,
     directory: Directory,
     agent: AgentIdx,
+    /// Tokens of the system message and the tool definitions, sent with every call.
     instruction_tokens: u32,
     conversations: BTreeMap<ConvId, Conversation>,
-    /// The agent's own stream: scripted rules and retry jitter draw from it.
-    stream: RngStream,
-    next_call_id: u32,
+    /// The agent's own streams, one per conversation: scripted rules and retry jitter draw from
+    /// them.
+    family: StreamFamily,
+    streams: BTreeMap<ConvId, RngStream>,
     /// Virtual time of the turn being handled.
     now_us: u64,
     breaker: Breaker,
@@ -88,14 +105,8 @@ pub struct AgentBehavior {
 
 /// What came back from one outstanding step.
 enum StepResult {
-    Tool {
-        call_id: u32,
-        tool: Arc<str>,
-        output: Arc<str>,
-    },
-    Delegate {
-        text: Arc<str>,
-    },
+    Tool { call_id: u32, output: Arc<str> },
+    Delegate { from: AgentIdx, text: Arc<str> },
 }
 
 impl AgentBehavior {
@@ -107,7 +118,7 @@ impl AgentBehavior {
         incarnation: u32,
         restored: Option<Checkpoint>,
     ) -> AgentBehavior {
-        let instruction_tokens = estimate_tokens(&scenario.agents[agent].instructions);
+        let instruction_tokens = tokens::instruction_tokens(&scenario, agent);
         let limits = scenario.agents[agent].rate_limit;
         let limiter = limits
             .and_then(|l| l.rpm)
@@ -118,15 +129,15 @@ impl AgentBehavior {
         let conversations = restored
             .and_then(|c| c.downcast_ref::<BTreeMap<ConvId, Conversation>>().cloned())
             .unwrap_or_default();
-        let stream = RngStream::new(seed, &format!("agent:{}#{incarnation}", scenario.agents[agent].name));
+        let family = StreamFamily::new(seed, &format!("agent:{}#{incarnation}", scenario.agents[agent].name));
         AgentBehavior {
             scenario,
             directory,
             agent,
             instruction_tokens,
             conversations,
-            stream,
-            next_call_id: 0,
+            family,
+            streams: BTreeMap::new(),
             now_us: 0,
             breaker: Breaker::Closed { failures: 0 },
             waiting: Default::default(),
@@ -142,13 +153,25 @@ impl AgentBehavior {
     fn step(&mut self, conv: ConvId, mut state: Conversation, effects: &mut Vec<Effect>) {
         let scenario = self.scenario.clone();
         let spec = &scenario.agents[self.agent];
+        let limit = scenario.limits.max_transcript_bytes;
+        let bytes = state.transcript.bytes();
+        if bytes > limit {
+            let text = Arc::from(format!(
+                "error: the transcript holds {bytes} bytes, over max_transcript_bytes ({limit})"
+            ));
+            self.answer(conv, &mut state, text, AnswerStatus::Failed, effects);
+            return;
+        }
         let Some(llm) = spec.llm else {
             if spec.behavior.is_empty() {
-                self.answer(conv, &state, state.user_text.clone(), AnswerStatus::Answered, effects);
+                let text = Arc::from(state.transcript.last_user());
+                self.answer(conv, &mut state, text, AnswerStatus::Answered, effects);
                 return;
             }
             let request = self.request(conv, &state);
-            let (answer, _) = mock::decide(&self.scenario, &request, &mut self.stream, &mut self.next_call_id);
+            let mut next_call_id = state.next_call_id;
+            let scenario = self.scenario.clone();
+            let (answer, _) = mock::decide(&scenario, &request, self.stream(conv), &mut next_call_id);
             state.call_seq += 1;
             state.awaiting = Some(state.call_seq);
             let reply = ModelReply {
@@ -233,7 +256,30 @@ impl AgentBehavior {
         self.conversations.insert(conv, state);
     }
 
-    /// A conversation (or a sub-task, or a revision a guardrail asked for) starts here.
+    /// This conversation's random stream.
+    fn stream(&mut self, conv: ConvId) -> &mut RngStream {
+        let family = &self.family;
+        self.streams
+            .entry(conv)
+            .or_insert_with(|| family.member(self.scenario.conversation_key(conv)))
+    }
+
+    /// What this agent sees of a transcript handed to it (`handoff_history`).
+    fn received(&self, mut history: Transcript) -> Transcript {
+        match self.scenario.agents[self.agent].handoff_history {
+            HandoffHistory::All => {}
+            HandoffHistory::Last(n) => history.keep_last(n as usize),
+            HandoffHistory::None => {
+                let last_user = Arc::from(history.last_user());
+                history = Transcript::new();
+                history.push(ChatMessage::user(last_user));
+            }
+        }
+        history
+    }
+
+    /// A conversation (or a sub-task, or a revision a guardrail asked for) starts here: the user's
+    /// message or the task joins the transcript; a handoff brings the transcript with it.
     #[allow(clippy::too_many_arguments)]
     fn open(
         &mut self,
@@ -241,28 +287,32 @@ impl AgentBehavior {
         text: Arc<str>,
         origin: Origin,
         reply_to: ReplyTo,
-        (context_tokens, handoffs): (u32, u32),
+        (history, handoffs): (Transcript, u32),
         feedback: Arc<str>,
         effects: &mut Vec<Effect>,
     ) {
-        let opening_tokens = if origin == Origin::User {
-            estimate_tokens(&text)
-        } else {
-            0
+        let mut transcript = match origin {
+            Origin::Handoff(_) => self.received(history),
+            Origin::User | Origin::Delegation(_) => history,
         };
+        match (origin, feedback.is_empty()) {
+            (_, false) => transcript.push(ChatMessage::user(feedback.clone())),
+            (Origin::User | Origin::Delegation(_), true) => transcript.push(ChatMessage::user(text)),
+            (Origin::Handoff(_), true) => {}
+        }
+        let next_call_id = transcript.calls_made();
         let state = Conversation {
-            user_text: text,
+            transcript,
             origin,
             reply_to,
             turn: 1,
             tool_calls: 0,
-            pending_calls: Vec::new(),
-            pending_delegates: 0,
+            next_call_id,
+            pending: Vec::new(),
             last_tool: Arc::from(""),
             last_tool_output: Arc::from(""),
             delegations: 0,
             results: String::new(),
-            context_tokens: context_tokens.saturating_add(opening_tokens),
             call_seq: 0,
             awaiting: None,
             attempt: 1,
@@ -333,6 +383,13 @@ impl AgentBehavior {
         }
     }
 
+    /// Tokens of a call with this transcript: instructions, tool definitions, messages.
+    fn input_tokens(&self, transcript: &Transcript) -> u32 {
+        self.instruction_tokens
+            .saturating_add(transcript.tokens())
+            .saturating_add(REPLY_PRIMING_TOKENS)
+    }
+
     fn request(&self, conv: ConvId, state: &Conversation) -> LlmRequest {
         LlmRequest {
             conv,
@@ -340,8 +397,10 @@ impl AgentBehavior {
             call_seq: state.call_seq,
             turn: state.turn,
             tool_calls: state.tool_calls,
-            input_tokens: self.instruction_tokens.saturating_add(state.context_tokens),
-            user: state.user_text.clone(),
+            input_tokens: self.input_tokens(&state.transcript),
+            instruction_tokens: self.instruction_tokens,
+            transcript: state.transcript.clone(),
+            next_call_id: state.next_call_id,
             origin: state.origin,
             last_tool: state.last_tool.clone(),
             last_tool_output: state.last_tool_output.clone(),
@@ -353,15 +412,17 @@ impl AgentBehavior {
     }
 
     /// The final answer, to the user (through the output guardrails) or to the delegating agent.
+    /// An answer the model did not write (an error, a limit) joins the transcript too, so that the
+    /// output guardrails see what the user will.
     fn answer(
         &self,
         conv: ConvId,
-        state: &Conversation,
+        state: &mut Conversation,
         text: Arc<str>,
         status: AnswerStatus,
         effects: &mut Vec<Effect>,
     ) {
-        let (to, payload) = self.answer_for(conv, state.reply_to, text, status);
+        let (to, payload) = self.answer_for(conv, state.reply_to, text.clone(), status);
         if state.reply_to != ReplyTo::User {
             effects.push(Effect::Send {
                 to,
@@ -370,8 +431,11 @@ impl AgentBehavior {
             });
             return;
         }
+        if status != AnswerStatus::Answered && status != AnswerStatus::Truncated {
+            state.transcript.push(ChatMessage::assistant(text));
+        }
         let context = GuardContext {
-            user_text: state.user_text.clone(),
+            transcript: state.transcript.clone(),
             origin: state.origin,
             reply_to: state.reply_to,
             turn: state.turn,
@@ -418,48 +482,111 @@ impl AgentBehavior {
         state.on_fallback = false;
         state.attempt = 1;
         state.previous_delay_us = 0;
-        state.context_tokens = state.context_tokens.saturating_add(reply.usage.output_tokens);
         match reply.answer {
-            ModelAnswer::ToolCalls(calls) => self.call_tools(conv, state, calls, effects),
-            ModelAnswer::Delegate { to, task } => {
-                state.pending_delegates = to.len() as u32;
-                state.results.clear();
-                for agent in to {
-                    let start = AgentMsg::Start {
-                        conv,
-                        text: task.clone(),
-                        origin: Origin::Delegation(self.agent),
-                        reply_to: ReplyTo::Agent(self.agent),
-                        context_tokens: estimate_tokens(&task),
-                        handoffs: 0,
-                    };
-                    self.hand_over(conv, agent, start, effects);
-                }
-                self.conversations.insert(conv, state);
+            ModelAnswer::ToolCalls(calls) => {
+                let next = calls.iter().map(|c| c.id + 1).max().unwrap_or(0);
+                state.next_call_id = state.next_call_id.max(next);
+                let wire: Vec<ChatCall> = calls
+                    .iter()
+                    .map(|c| ChatCall {
+                        id: c.wire_id.clone(),
+                        name: Arc::from(c.name(&self.scenario)),
+                        arguments: c.arguments.clone(),
+                    })
+                    .collect();
+                state.transcript.push(ChatMessage::calls(wire));
+                self.call_tools(conv, state, calls, effects)
             }
-            ModelAnswer::Text(text) => self.answer(conv, &state, text, AnswerStatus::Answered, effects),
-            ModelAnswer::Handoff(to) => {
-                let max_handoffs = self.scenario.max_handoffs;
-                if state.handoffs >= max_handoffs {
-                    // Agents handing one conversation round without answering: the bound that
-                    // `max_turns`, counted per agent, cannot give.
-                    let text: Arc<str> = Arc::from(format!(
-                        "stopped after {max_handoffs} handoffs without an answer (max_handoffs)"
-                    ));
-                    self.answer(conv, &state, text, AnswerStatus::MaxHandoffs, effects);
-                    return;
-                }
-                let start = AgentMsg::Start {
-                    conv,
-                    text: state.user_text,
-                    origin: Origin::Handoff(self.agent),
-                    reply_to: state.reply_to,
-                    context_tokens: state.context_tokens,
-                    handoffs: state.handoffs + 1,
+            ModelAnswer::Delegate(tasks) => self.delegate(conv, state, tasks, effects),
+            ModelAnswer::Text(text) => {
+                state.transcript.push(ChatMessage::assistant(text.clone()));
+                let status = match reply.finish_reason {
+                    // Cut off at the token limit: not an answer the user can rely on.
+                    FinishReason::Length => AnswerStatus::Truncated,
+                    _ => AnswerStatus::Answered,
                 };
-                self.hand_over(conv, to, start, effects);
+                self.answer(conv, &mut state, text, status, effects)
             }
+            ModelAnswer::Handoff { to, call_id } => self.hand_off(conv, state, to, call_id, effects),
             ModelAnswer::Error(_) => unreachable!("handled above"),
+        }
+    }
+
+    /// The model handed the conversation on: the `transfer_to_<agent>` call and its result join
+    /// the transcript, which goes with the conversation, as the OpenAI Agents SDK does.
+    fn hand_off(
+        &mut self,
+        conv: ConvId,
+        mut state: Conversation,
+        to: AgentIdx,
+        call_id: Arc<str>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let max_handoffs = self.scenario.max_handoffs;
+        if state.handoffs >= max_handoffs {
+            // Agents handing one conversation round without answering: the bound that
+            // `max_turns`, counted per agent, cannot give.
+            let text: Arc<str> = Arc::from(format!(
+                "stopped after {max_handoffs} handoffs without an answer (max_handoffs)"
+            ));
+            self.answer(conv, &mut state, text, AnswerStatus::MaxHandoffs, effects);
+            return;
+        }
+        let name = &self.scenario.agents[to].name;
+        state.next_call_id += 1;
+        state.transcript.push(ChatMessage::calls(vec![ChatCall {
+            id: call_id.clone(),
+            name: Arc::from(format!("{HANDOFF_TOOL_PREFIX}{name}")),
+            arguments: Arc::from("{}"),
+        }]));
+        let result = serde_json::json!({ "assistant": name }).to_string();
+        state.transcript.push(ChatMessage::tool(call_id, Arc::from(result)));
+        let start = AgentMsg::Start {
+            conv,
+            text: Arc::from(""),
+            origin: Origin::Handoff(self.agent),
+            reply_to: state.reply_to,
+            history: state.transcript,
+            handoffs: state.handoffs + 1,
+        };
+        self.hand_over(conv, to, start, effects);
+    }
+
+    /// The model fanned tasks out: one `ask_<agent>` call per task joins the transcript, and each
+    /// delegate starts on its task with a transcript of its own.
+    fn delegate(&mut self, conv: ConvId, mut state: Conversation, tasks: Vec<Delegation>, effects: &mut Vec<Effect>) {
+        state.next_call_id += tasks.len() as u32;
+        state.results.clear();
+        let calls = tasks
+            .iter()
+            .map(|d| ChatCall {
+                id: d.call_id.clone(),
+                name: Arc::from(format!("{DELEGATE_TOOL_PREFIX}{}", self.scenario.agents[d.to].name)),
+                arguments: Arc::from(serde_json::json!({ "input": &*d.task }).to_string()),
+            })
+            .collect();
+        state.transcript.push(ChatMessage::calls(calls));
+        state.pending = tasks
+            .iter()
+            .map(|d| Pending {
+                call_id: None,
+                delegate: Some(d.to),
+                name: Arc::from(self.scenario.agents[d.to].name.as_str()),
+                wire_id: d.call_id.clone(),
+                output: None,
+            })
+            .collect();
+        self.conversations.insert(conv, state);
+        for d in tasks {
+            let start = AgentMsg::Start {
+                conv,
+                text: d.task,
+                origin: Origin::Delegation(self.agent),
+                reply_to: ReplyTo::Agent(self.agent),
+                history: Transcript::new(),
+                handoffs: 0,
+            };
+            self.hand_over(conv, d.to, start, effects);
         }
     }
 
@@ -467,13 +594,21 @@ impl AgentBehavior {
     /// cannot run (unknown tool, arguments that do not parse) gets its error as the result.
     fn call_tools(&mut self, conv: ConvId, mut state: Conversation, calls: Vec<ToolCall>, effects: &mut Vec<Effect>) {
         state.tool_calls += calls.len() as u32;
+        state.pending.clear();
         let tool_timeout_us = self.scenario.agents[self.agent].tool_timeout_us;
         let mut refused = Vec::new();
         for call in calls {
             // What agent frameworks do with a call they cannot run: tell the model.
-            let (tool, name) = match &call.tool {
+            let (tool, name): (_, Arc<str>) = match &call.tool {
                 ToolRef::Known(t) => (Some(*t), Arc::from(self.scenario.tools[*t].name.as_str())),
                 ToolRef::Unknown(name) => (None, name.clone()),
+            };
+            let pending = Pending {
+                call_id: Some(call.id),
+                delegate: None,
+                name: name.clone(),
+                wire_id: call.wire_id.clone(),
+                output: None,
             };
             let problem = match (&call.tool, &call.args) {
                 (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),
@@ -482,9 +617,9 @@ impl AgentBehavior {
             };
             match (problem, tool) {
                 // A framework that keys calls by id runs one call per id; the rest vanish.
-                (None, Some(_)) if state.pending_calls.iter().any(|(id, _)| *id == call.id) => {}
+                (None, Some(_)) if state.pending.iter().any(|p| p.call_id == Some(call.id)) => {}
                 (None, Some(tool)) => {
-                    state.pending_calls.push((call.id, name));
+                    state.pending.push(pending);
                     if let Some(timeout_us) = tool_timeout_us {
                         effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
                     }
@@ -508,16 +643,13 @@ impl AgentBehavior {
                         effects,
                     );
                 }
-                (problem, _) => refused.push(StepResult::Tool {
-                    call_id: call.id,
-                    tool: name,
-                    output: Arc::from(text_or_default(problem)),
-                }),
-            }
-        }
-        for result in &refused {
-            if let StepResult::Tool { call_id, tool, .. } = result {
-                state.pending_calls.push((*call_id, tool.clone()));
+                (problem, _) => {
+                    state.pending.push(pending);
+                    refused.push(StepResult::Tool {
+                        call_id: call.id,
+                        output: Arc::from(text_or_default(problem)),
+                    });
+                }
             }
         }
         self.conversations.insert(conv, state);
@@ -528,7 +660,8 @@ impl AgentBehavior {
 
     /// A model call failed: retry after a backoff if the policy allows, else fail the conversation.
     fn on_error(&mut self, conv: ConvId, mut state: Conversation, error: ProviderError, effects: &mut Vec<Effect>) {
-        let spec = &self.scenario.agents[self.agent];
+        let scenario = self.scenario.clone();
+        let spec = &scenario.agents[self.agent];
         let policy = spec.retry;
         // Retry budget: retries may add at most `budget` × first attempts, plus 3.
         let within_budget = policy
@@ -540,7 +673,7 @@ impl AgentBehavior {
                 &error,
                 state.attempt,
                 state.previous_delay_us,
-                &mut self.stream,
+                self.stream(conv),
             ),
             _ => None,
         };
@@ -564,7 +697,7 @@ impl AgentBehavior {
                     "error: the model call failed ({} {}) after {} attempt(s)",
                     error.status, error.code, state.attempt
                 ));
-                self.answer(conv, &state, text, AnswerStatus::Failed, effects);
+                self.answer(conv, &mut state, text, AnswerStatus::Failed, effects);
             }
         }
     }
@@ -572,7 +705,7 @@ impl AgentBehavior {
     /// How long a model call must wait for the client-side limiters, if at all. The token
     /// bucket is asked first, so a call waiting for tokens does not use up a request slot.
     fn limiter_wait(&mut self, state: &Conversation) -> Option<u64> {
-        let input_tokens = self.instruction_tokens.saturating_add(state.context_tokens) as u64;
+        let input_tokens = self.input_tokens(&state.transcript) as u64;
         if let Some(tokens) = &mut self.token_limiter {
             if let Err(wait_us) = tokens.take_n(self.now_us, input_tokens) {
                 return Some(wait_us);
@@ -620,27 +753,27 @@ impl AgentBehavior {
                 text,
                 origin,
                 reply_to,
-                context_tokens,
+                history,
                 handoffs,
             } => self.open(
                 conv,
                 text,
                 origin,
                 reply_to,
-                (context_tokens, handoffs),
+                (history, handoffs),
                 Arc::from(""),
                 effects,
             ),
             AgentMsg::Revise {
                 conv,
-                text,
                 origin,
                 reply_to,
+                history,
                 feedback,
             } => {
-                // A re-asked answer stays with this agent: no handoff is counted.
-                let context_tokens = estimate_tokens(&feedback);
-                self.open(conv, text, origin, reply_to, (context_tokens, 0), feedback, effects)
+                // A re-asked answer stays with this agent: no handoff is counted. The feedback
+                // joins the transcript as a user message after the refused answer.
+                self.open(conv, Arc::from(""), origin, reply_to, (history, 0), feedback, effects)
             }
             AgentMsg::Halt { conv } => {
                 self.conversations.remove(&conv);
@@ -654,15 +787,11 @@ impl AgentBehavior {
             } => return self.on_guard_stop(conv, text, status, escalate_to, effects),
             AgentMsg::LlmReply { conv, reply } => self.on_reply(conv, reply, effects),
             AgentMsg::ToolResult {
-                conv,
-                call_id,
-                tool,
-                output,
-            } => {
-                let tool = Arc::from(self.scenario.tools[tool].name.as_str());
-                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects)
+                conv, call_id, output, ..
+            } => self.on_result(conv, StepResult::Tool { call_id, output }, effects),
+            AgentMsg::DelegateResult { conv, from_agent, text } => {
+                self.on_result(conv, StepResult::Delegate { from: from_agent, text }, effects)
             }
-            AgentMsg::DelegateResult { conv, text, .. } => self.on_result(conv, StepResult::Delegate { text }, effects),
             AgentMsg::CallTimeout { conv, call_seq } => {
                 if let Some(state) = self.take_awaiting(conv, call_seq) {
                     self.on_error(conv, state, ProviderError::client_timeout(), effects);
@@ -690,10 +819,10 @@ impl AgentBehavior {
                     .get(&conv)
                     .is_some_and(|s| s.started_us == started_us)
                 {
-                    let state = self.conversations.remove(&conv).expect("present above");
+                    let mut state = self.conversations.remove(&conv).expect("present above");
                     self.waiting.retain(|c| *c != conv);
                     let text = Arc::from("error: the conversation ran past the agent's deadline");
-                    self.answer(conv, &state, text, AnswerStatus::Failed, effects);
+                    self.answer(conv, &mut state, text, AnswerStatus::Failed, effects);
                 }
             }
             AgentMsg::RetryDue { conv } => {
@@ -706,12 +835,15 @@ impl AgentBehavior {
                 let Some(state) = self.conversations.get(&conv) else {
                     return false;
                 };
-                let Some((_, tool)) = state.pending_calls.iter().find(|(id, _)| *id == call_id) else {
+                let waiting = state
+                    .pending
+                    .iter()
+                    .find(|p| p.call_id == Some(call_id) && p.output.is_none());
+                let Some(pending) = waiting else {
                     return false;
                 };
-                let output = Arc::from(format!("error: tool {tool} timed out"));
-                let tool = tool.clone();
-                self.on_result(conv, StepResult::Tool { call_id, tool, output }, effects);
+                let output = Arc::from(format!("error: tool {} timed out", pending.name));
+                self.on_result(conv, StepResult::Tool { call_id, output }, effects);
             }
         }
         true
@@ -735,10 +867,10 @@ impl AgentBehavior {
             Some(to) => {
                 let start = AgentMsg::Start {
                     conv,
-                    text: state.user_text.clone(),
+                    text: Arc::from(""),
                     origin: Origin::Handoff(self.agent),
                     reply_to: state.reply_to,
-                    context_tokens: state.context_tokens,
+                    history: state.transcript,
                     handoffs: state.handoffs + 1,
                 };
                 // The escalation is the guardrail's decision: it goes straight there.
@@ -753,27 +885,34 @@ impl AgentBehavior {
         true
     }
 
-    /// A tool result or a delegate's answer came back; start the next turn once all are in.
+    /// A tool result or a delegate's answer came back; once all of the step's are in, they join
+    /// the transcript in call order and the next turn starts.
     fn on_result(&mut self, conv: ConvId, result: StepResult, effects: &mut Vec<Effect>) {
         let Some(state) = self.conversations.get_mut(&conv) else {
             return;
         };
         match result {
-            StepResult::Tool { call_id, tool, output } => {
-                let Some(position) = state.pending_calls.iter().position(|(id, _)| *id == call_id) else {
+            StepResult::Tool { call_id, output } => {
+                let waiting = state
+                    .pending
+                    .iter_mut()
+                    .find(|p| p.call_id == Some(call_id) && p.output.is_none());
+                let Some(pending) = waiting else {
                     return; // late, after a timeout: the model has moved on
                 };
-                state.pending_calls.remove(position);
-                state.context_tokens = state.context_tokens.saturating_add(estimate_tokens(&output));
-                state.last_tool = tool;
+                pending.output = Some(output.clone());
+                state.last_tool = pending.name.clone();
                 state.last_tool_output = output;
             }
-            StepResult::Delegate { text } => {
-                if state.pending_delegates == 0 {
+            StepResult::Delegate { from, text } => {
+                let waiting = state
+                    .pending
+                    .iter_mut()
+                    .find(|p| p.delegate == Some(from) && p.output.is_none());
+                let Some(pending) = waiting else {
                     return;
-                }
-                state.pending_delegates -= 1;
-                state.context_tokens = state.context_tokens.saturating_add(estimate_tokens(&text));
+                };
+                pending.output = Some(text.clone());
                 state.delegations += 1;
                 if !state.results.is_empty() {
                     state.results.push('\n');
@@ -781,14 +920,18 @@ impl AgentBehavior {
                 state.results.push_str(&text);
             }
         }
-        if !state.pending_calls.is_empty() || state.pending_delegates > 0 {
+        if state.pending.iter().any(|p| p.output.is_none()) {
             return;
         }
         let mut state = self.conversations.remove(&conv).expect("present above");
+        for pending in std::mem::take(&mut state.pending) {
+            let output = pending.output.expect("all in");
+            state.transcript.push(ChatMessage::tool(pending.wire_id, output));
+        }
         let max_turns = self.scenario.agents[self.agent].max_turns;
         if state.turn >= max_turns {
             let text: Arc<str> = Arc::from(format!("stopped after {max_turns} turns without an answer"));
-            self.answer(conv, &state, text, AnswerStatus::MaxTurns, effects);
+            self.answer(conv, &mut state, text, AnswerStatus::MaxTurns, effects);
             return;
         }
         state.turn += 1;

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use super::route::chain;
 use crate::catalogue::faults::FaultKind;
 use crate::guard;
-use crate::kernel::{Behavior, HandlerError, RngStream};
+use crate::kernel::{Behavior, HandlerError, RngStream, StreamFamily};
 use crate::protocol::{
     AgentMsg, AnswerStatus, Checked, ConvId, Directory, Effect, GuardrailIdx, GuardrailMsg, Injection, LlmMsg, Mistake,
-    Origin, Payload, ReplyTo, RoutedReply, ToolArgs, ToolMsg, ToolRef, TurnContext, UserMsg, Verdict, VerdictRecord,
+    Origin, Payload, ReplyTo, RoutedReply, ToolArgs, ToolMsg, ToolRef, Transcript, TurnContext, UserMsg, Verdict,
+    VerdictRecord,
 };
 use crate::scenario::expr::{Context, Value, Var};
-use crate::scenario::guardrail::{ArgRule, BudgetScope, GuardAction, GuardCheck, Guardrail, Stage};
+use crate::scenario::guardrail::{ArgRule, BudgetScope, GuardAction, GuardCheck, GuardScope, Guardrail, Stage};
 use crate::scenario::units::format_usd;
 use crate::scenario::{AgentIdx, Scenario, ToolIdx};
 
@@ -32,7 +33,9 @@ pub struct GuardrailBehavior {
     scenario: Arc<Scenario>,
     directory: Directory,
     guardrail: GuardrailIdx,
-    stream: RngStream,
+    /// One random stream per conversation checked.
+    family: StreamFamily,
+    streams: BTreeMap<ConvId, RngStream>,
     tool_calls: BTreeMap<ConvId, u32>,
     repeats: BTreeMap<(ConvId, String), u32>,
     retries: BTreeMap<ConvId, u32>,
@@ -87,9 +90,10 @@ impl Context for ScriptContext<'_> {
                 _ => "",
             }),
             Var::User => Value::Str(match (&c.subject, context) {
+                (Payload::Agent(AgentMsg::Start { text, history, .. }), _) if text.is_empty() => history.first_user(),
                 (Payload::Agent(AgentMsg::Start { text, .. }), _) => text,
-                (Payload::Llm(LlmMsg::Complete(request)), _) => &request.user,
-                (_, Some(context)) => &context.user_text,
+                (Payload::Llm(LlmMsg::Complete(request)), _) => request.transcript.first_user(),
+                (_, Some(context)) => context.transcript.first_user(),
                 _ => "",
             }),
             Var::Turn => Value::Int(match (&c.subject, context) {
@@ -110,17 +114,39 @@ impl Context for ScriptContext<'_> {
                 _ => "user",
             }),
             Var::Delegations => Value::Int(0),
-            Var::Results | Var::Feedback => Value::Str(""),
+            Var::Results | Var::Feedback | Var::History | Var::ToolsCalled | Var::LastUser => Value::Str(""),
+            Var::UserTurn => Value::Int(0),
         }
     }
 }
 
-/// The text a guardrail checks in a message.
-fn subject_text(subject: &Payload) -> String {
-    match subject {
-        Payload::Tool(ToolMsg::Invoke { call, .. }) => call.args_text(),
-        Payload::Llm(LlmMsg::Complete(request)) => request.user.to_string(),
-        other => other.text().unwrap_or("").to_owned(),
+/// The text a guardrail checks: the message's own (a tool call's arguments, the newest message
+/// sent to the model, the transcript a handoff carries), or with `scope = "transcript"` the whole
+/// conversation so far.
+fn subject_text(checked: &Checked, scope: GuardScope) -> String {
+    let subject = &checked.subject;
+    match (subject, scope) {
+        (Payload::Tool(ToolMsg::Invoke { call, .. }), _) => call.args_text(),
+        (Payload::Agent(AgentMsg::Start { text, history, .. }), GuardScope::Message) if text.is_empty() => {
+            history.text()
+        }
+        (Payload::Llm(LlmMsg::Complete(request)), GuardScope::Transcript) => request.transcript.text(),
+        (Payload::Agent(AgentMsg::Start { text, history, .. }), GuardScope::Transcript) => {
+            let mut all = history.text();
+            if !text.is_empty() {
+                if !all.is_empty() {
+                    all.push('\n');
+                }
+                all.push_str(text);
+            }
+            all
+        }
+        (_, GuardScope::Transcript) if checked.context.is_some() => checked
+            .context
+            .as_deref()
+            .map(|c| c.transcript.text())
+            .unwrap_or_default(),
+        (other, _) => other.text().unwrap_or("").to_owned(),
     }
 }
 
@@ -131,7 +157,7 @@ fn with_text(subject: Payload, text: Arc<str>) -> Payload {
             conv,
             origin,
             reply_to,
-            context_tokens,
+            history,
             handoffs,
             ..
         }) => Payload::Agent(AgentMsg::Start {
@@ -139,9 +165,16 @@ fn with_text(subject: Payload, text: Arc<str>) -> Payload {
             text,
             origin,
             reply_to,
-            context_tokens,
+            history,
             handoffs,
         }),
+        Payload::Llm(LlmMsg::Complete(mut request)) => {
+            // The newest message is what the check read.
+            if let Some(last) = request.transcript.len().checked_sub(1) {
+                request.transcript.set_content(last, text);
+            }
+            Payload::Llm(LlmMsg::Complete(request))
+        }
         Payload::Agent(AgentMsg::ToolResult {
             conv, call_id, tool, ..
         }) => Payload::Agent(AgentMsg::ToolResult {
@@ -166,7 +199,7 @@ impl GuardrailBehavior {
         seed: u64,
         incarnation: u32,
     ) -> GuardrailBehavior {
-        let stream = RngStream::new(
+        let family = StreamFamily::new(
             seed,
             &format!("guardrail:{}#{incarnation}", scenario.guardrails[guardrail].name),
         );
@@ -174,7 +207,8 @@ impl GuardrailBehavior {
             scenario,
             directory,
             guardrail,
-            stream,
+            family,
+            streams: BTreeMap::new(),
             tool_calls: BTreeMap::new(),
             repeats: BTreeMap::new(),
             retries: BTreeMap::new(),
@@ -192,7 +226,7 @@ impl GuardrailBehavior {
     fn evaluate(&mut self, checked: &Checked) -> Found {
         let scenario = self.scenario.clone();
         let spec = &scenario.guardrails[self.guardrail];
-        let text = subject_text(&checked.subject);
+        let text = subject_text(checked, spec.scope);
         match &spec.check {
             GuardCheck::Regex(_) | GuardCheck::DenyList(_) | GuardCheck::Pii(_) => {
                 let findings = guard::find(&spec.check, &text);
@@ -229,7 +263,7 @@ impl GuardrailBehavior {
                     Found::clean()
                 }
             }
-            GuardCheck::JsonSchema(schema) => check_schema(schema, &checked.subject),
+            GuardCheck::JsonSchema(schema) => check_schema(&scenario, schema.as_ref(), &checked.subject),
             GuardCheck::AllowList { tools, args } => {
                 check_allow_list(&scenario, tools.as_deref(), args, &checked.subject)
             }
@@ -360,15 +394,21 @@ impl GuardrailBehavior {
                 Payload::Agent(AgentMsg::Start {
                     text: user_text,
                     reply_to,
+                    history,
                     ..
                 }),
                 _,
             ) => {
-                let (user_text, reply_to) = (user_text.clone(), *reply_to);
+                // Whoever takes an escalated conversation gets what was said, the refused
+                // message included.
+                let mut transcript = history.clone();
+                if !user_text.is_empty() {
+                    transcript.push(crate::protocol::ChatMessage::user(user_text.clone()));
+                }
                 self.end(
                     checked,
-                    user_text,
-                    reply_to,
+                    transcript,
+                    *reply_to,
                     text,
                     status,
                     escalate_to,
@@ -388,7 +428,7 @@ impl GuardrailBehavior {
                 };
                 self.end(
                     checked,
-                    context.user_text.clone(),
+                    context.transcript.clone(),
                     context.reply_to,
                     text,
                     status,
@@ -405,7 +445,7 @@ impl GuardrailBehavior {
     fn end(
         &self,
         checked: &Checked,
-        user_text: Arc<str>,
+        transcript: Transcript,
         reply_to: ReplyTo,
         text: Arc<str>,
         status: AnswerStatus,
@@ -421,8 +461,8 @@ impl GuardrailBehavior {
                     delay_us,
                     payload: Payload::Agent(AgentMsg::Start {
                         conv,
-                        context_tokens: crate::llm::tokens::estimate_tokens(&user_text),
-                        text: user_text,
+                        text: Arc::from(""),
+                        history: transcript,
                         origin: Origin::Handoff(checked.agent),
                         reply_to,
                         // A guardrail's escalation to a human agent is not one the agents chose.
@@ -450,6 +490,18 @@ impl GuardrailBehavior {
             delay_us,
             payload,
         });
+    }
+
+    /// Masks what the check finds in every message of `transcript`.
+    fn redact_transcript(&self, transcript: &mut Transcript) {
+        for index in 0..transcript.len() {
+            let content = transcript.get(index).map_or("", |m| &*m.content);
+            let findings = guard::find(&self.spec().check, content);
+            if !findings.is_empty() {
+                let redacted = Arc::from(guard::redact(content, &findings));
+                transcript.set_content(index, redacted);
+            }
+        }
     }
 
     /// Acts on a tripped check.
@@ -485,9 +537,41 @@ impl GuardrailBehavior {
                         }
                         Payload::Tool(ToolMsg::Invoke { conv, agent, call })
                     }
+                    Payload::Llm(LlmMsg::Complete(mut request)) if self.spec().scope == GuardScope::Transcript => {
+                        // Every message sent to the model is masked where the check finds something.
+                        self.redact_transcript(&mut request.transcript);
+                        Payload::Llm(LlmMsg::Complete(request))
+                    }
+                    Payload::Agent(AgentMsg::Start {
+                        conv,
+                        text,
+                        origin,
+                        reply_to,
+                        mut history,
+                        handoffs,
+                    }) if text.is_empty() || self.spec().scope == GuardScope::Transcript => {
+                        // A handed-over transcript is masked message by message.
+                        self.redact_transcript(&mut history);
+                        let findings = guard::find(&self.spec().check, &text);
+                        let text = Arc::from(guard::redact(&text, &findings));
+                        Payload::Agent(AgentMsg::Start {
+                            conv,
+                            text,
+                            origin,
+                            reply_to,
+                            history,
+                            handoffs,
+                        })
+                    }
                     subject => {
-                        let text = subject_text(&subject);
-                        with_text(subject, Arc::from(guard::redact(&text, &found.findings)))
+                        // With `scope = "transcript"` the findings are places in the whole text:
+                        // the message is searched again on its own.
+                        let text = subject.text().unwrap_or("").to_owned();
+                        let findings = match self.spec().scope {
+                            GuardScope::Message => found.findings.clone(),
+                            GuardScope::Transcript => guard::find(&self.spec().check, &text),
+                        };
+                        with_text(subject, Arc::from(guard::redact(&text, &findings)))
                     }
                 };
                 self.forward(Checked { subject, ..checked }, delay_us, effects);
@@ -507,9 +591,9 @@ impl GuardrailBehavior {
                         delay_us,
                         payload: Payload::Agent(AgentMsg::Revise {
                             conv: checked.conv,
-                            text: context.user_text.clone(),
                             origin: context.origin,
                             reply_to: context.reply_to,
+                            history: context.transcript.clone(),
                             feedback: message,
                         }),
                     }),
@@ -655,10 +739,18 @@ impl GuardrailBehavior {
 }
 
 /// A `json_schema` check of a tool call's arguments.
-fn check_schema(schema: &serde_json::Value, subject: &Payload) -> Found {
+/// A `json_schema` check of a tool call, against the check's schema or the tool's `parameters`.
+fn check_schema(scenario: &Scenario, schema: Option<&serde_json::Value>, subject: &Payload) -> Found {
     match subject {
         Payload::Tool(ToolMsg::Invoke { call, .. }) => match &call.args {
             ToolArgs::Json(args) => {
+                let own = match &call.tool {
+                    ToolRef::Known(t) => scenario.tools[*t].parameters.as_ref(),
+                    ToolRef::Unknown(_) => None,
+                };
+                let Some(schema) = schema.or(own) else {
+                    return Found::clean();
+                };
                 let value = serde_json::Value::Object((**args).clone());
                 match guard::schema::validate(schema, &value) {
                     Ok(()) => Found::clean(),
@@ -725,10 +817,15 @@ impl Behavior for GuardrailBehavior {
         };
         let spec = self.spec().clone();
         // Every check draws the same numbers in the same order, whatever it finds.
-        let mut latency_us = spec.latency.sample_us(&mut self.stream);
-        let failed_draw = spec.error_rate.draw(&mut self.stream);
-        let false_positive_draw = spec.false_positive.draw(&mut self.stream);
-        let false_negative_draw = spec.false_negative.draw(&mut self.stream);
+        let family = &self.family;
+        let stream = self
+            .streams
+            .entry(checked.conv)
+            .or_insert_with(|| family.member(self.scenario.conversation_key(checked.conv)));
+        let mut latency_us = spec.latency.sample_us(stream);
+        let failed_draw = spec.error_rate.draw(stream);
+        let false_positive_draw = spec.false_positive.draw(stream);
+        let false_negative_draw = spec.false_negative.draw(stream);
         let injected = context.injection.map(|i| i.kind);
         let timed_out = injected == Some(FaultKind::GuardrailTimeout)
             || spec.timeout_us.is_some_and(|timeout_us| latency_us > timeout_us);

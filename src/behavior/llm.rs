@@ -9,18 +9,19 @@ use std::sync::Arc;
 use super::bucket::TokenBucket;
 use super::llm_faults::{break_answer, finish_reason, provider_error};
 use crate::catalogue::faults::{FaultKind, Layer};
-use crate::kernel::{Behavior, HandlerError, RngStream};
+use crate::kernel::{Behavior, HandlerError, RngStream, StreamFamily};
 use crate::llm::backend::Backends;
 use crate::llm::cassette::Position;
 use crate::llm::{live, mock};
+use crate::protocol::transcript::PrefixMarks;
 use crate::protocol::{
     AgentMsg, ConvId, Directory, Effect, FinishReason, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Payload,
     ProviderError, TurnContext, Usage,
 };
 use crate::scenario::{AgentIdx, FaultParams, Llm, LlmIdx, LlmMode, Scenario};
 
-/// The LLM's state: per calling agent, a random stream and a tool-call counter, so agents never
-/// shift each other's draws or ids; and the provider's prompt cache.
+/// The LLM's state: per calling agent and conversation, a random stream, so neither agents nor
+/// conversations shift each other's draws; and the provider's prompt cache.
 pub struct LlmBehavior {
     scenario: Arc<Scenario>,
     directory: Directory,
@@ -28,9 +29,9 @@ pub struct LlmBehavior {
     seed: u64,
     incarnation: u32,
     callers: BTreeMap<AgentIdx, Caller>,
-    /// The prompt cache: per (agent, conversation), the input tokens of the agent's last answered
+    /// The prompt cache: per (agent, conversation), the transcript of the agent's last answered
     /// call in that conversation. Lost when the LLM actor restarts.
-    prompt_cache: BTreeMap<(AgentIdx, ConvId), u32>,
+    prompt_cache: BTreeMap<(AgentIdx, ConvId), PrefixMarks>,
     /// The provider's rate limit, when the model has one.
     bucket: Option<TokenBucket>,
     backends: Arc<Backends>,
@@ -38,8 +39,9 @@ pub struct LlmBehavior {
 
 /// What the model keeps per calling agent.
 struct Caller {
-    stream: RngStream,
-    next_call_id: u32,
+    /// One stream per conversation, from this family.
+    family: StreamFamily,
+    streams: BTreeMap<ConvId, RngStream>,
     /// Calls made so far: the call's index in its cassette position.
     calls: u32,
 }
@@ -84,12 +86,13 @@ impl Behavior for LlmBehavior {
                 spec.name, self.incarnation, scenario.agents[request.agent].name
             );
             Caller {
-                stream: RngStream::new(self.seed, &name),
-                next_call_id: 0,
+                family: StreamFamily::new(self.seed, &name),
+                streams: BTreeMap::new(),
                 calls: 0,
             }
         });
-        let (stream, next_call_id) = (&mut caller.stream, &mut caller.next_call_id);
+        let mut next_call_id = request.next_call_id;
+        let next_call_id = &mut next_call_id;
         let external = spec.mode != LlmMode::Mock;
         let injection = context.injection.map(|i| (i.kind, &scenario.faults[i.fault].params));
         let overflow = request.input_tokens as u64 > spec.context_window_tokens;
@@ -131,6 +134,11 @@ impl Behavior for LlmBehavior {
                 injection,
             ),
             _ => {
+                let family = &caller.family;
+                let stream = caller
+                    .streams
+                    .entry(request.conv)
+                    .or_insert_with(|| family.member(scenario.conversation_key(request.conv)));
                 let (answer, mut output_tokens) = mock::decide(scenario, &request, stream, next_call_id);
                 let (answer, finish_reason) = match injection {
                     Some((kind, params)) if kind.layer() == Layer::Content => {
@@ -144,10 +152,12 @@ impl Behavior for LlmBehavior {
                     }
                 };
                 let latency_us = spec.latency.sample_us(stream);
-                let previous_input_tokens = self
+                let previous = self
                     .prompt_cache
-                    .insert((request.agent, request.conv), request.input_tokens);
-                let cached_input_tokens = cached_prefix_tokens(spec, previous_input_tokens, request.input_tokens);
+                    .insert((request.agent, request.conv), request.transcript.marks());
+                let prefix_tokens =
+                    previous.map(|p| request.instruction_tokens + request.transcript.common_prefix_tokens(&p));
+                let cached_input_tokens = cached_prefix_tokens(spec, prefix_tokens);
                 let usage = Usage {
                     input_tokens: request.input_tokens,
                     cached_input_tokens,
@@ -189,14 +199,14 @@ fn live_reply(
     };
     caller.calls += 1;
     let body = live::build_request(scenario, llm, request);
+    let mut next_call_id = request.next_call_id;
     match backends.exchange(llm, position, body) {
         Ok(exchange) => {
-            let done = live::interpret(scenario, request, &exchange, &mut caller.next_call_id);
+            let done = live::interpret(scenario, request, &exchange, &mut next_call_id);
             let (answer, finish_reason, output_tokens) = match (&done.answer, injection) {
                 (ModelAnswer::Error(_), _) => (done.answer, done.finish_reason, 0),
                 (_, Some((kind, params))) if kind.layer() == Layer::Content => {
-                    let (answer, finish, tokens) =
-                        break_answer(scenario, kind, done.answer, params, &mut caller.next_call_id);
+                    let (answer, finish, tokens) = break_answer(scenario, kind, done.answer, params, &mut next_call_id);
                     (answer, finish, tokens.unwrap_or(done.output_tokens))
                 }
                 _ => (done.answer, done.finish_reason, done.output_tokens),
@@ -204,12 +214,12 @@ fn live_reply(
             let usage = if matches!(answer, ModelAnswer::Error(_)) {
                 Usage::default()
             } else {
-                // The provider's cached-token count is not read from live answers yet.
+                let cached = done.cached_input_tokens.min(done.input_tokens);
                 Usage {
                     input_tokens: done.input_tokens,
-                    cached_input_tokens: 0,
+                    cached_input_tokens: cached,
                     output_tokens,
-                    cost_pusd: spec.price.cost_pusd(done.input_tokens, 0, output_tokens),
+                    cost_pusd: spec.price.cost_pusd(done.input_tokens, cached, output_tokens),
                 }
             };
             ModelReply {
@@ -263,18 +273,14 @@ impl LlmBehavior {
     }
 }
 
-/// The input tokens of a call read from the prompt cache: the previous answered call of the same
-/// agent in the same conversation on this model sent `previous_input_tokens`; when this call's
-/// input is at least as long, that earlier prompt is its prefix and is billed as cached, if the
-/// model has a cached price and the prefix holds at least `cache_min_tokens`. A shorter input
-/// means the history was rewritten (truncated, reset): nothing is cached.
-pub fn cached_prefix_tokens(spec: &Llm, previous_input_tokens: Option<u32>, input_tokens: u32) -> u32 {
-    match previous_input_tokens {
-        Some(prefix)
-            if spec.price.cached_input_pusd_per_token.is_some()
-                && prefix <= input_tokens
-                && prefix >= spec.cache_min_tokens.max(1) =>
-        {
+/// The input tokens of a call read from the prompt cache: `prefix_tokens` is what this call has in
+/// common with the previous answered call of the same agent in the same conversation on this model
+/// (the instructions, the tool definitions and every message up to the first that differs). It is
+/// billed as cached if the model has a cached price and the prefix holds at least
+/// `cache_min_tokens`. A history rewritten at its start (truncated, reset) shares little or nothing.
+pub fn cached_prefix_tokens(spec: &Llm, prefix_tokens: Option<u32>) -> u32 {
+    match prefix_tokens {
+        Some(prefix) if spec.price.cached_input_pusd_per_token.is_some() && prefix >= spec.cache_min_tokens.max(1) => {
             prefix
         }
         _ => 0,

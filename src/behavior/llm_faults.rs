@@ -59,11 +59,7 @@ pub fn break_answer(
                 Some(t) => ToolRef::Known(t),
                 None => ToolRef::Unknown(name),
             };
-            let call = ToolCall {
-                id,
-                tool,
-                args: ToolArgs::Json(Arc::new(serde_json::Map::new())),
-            };
+            let call = ToolCall::with_json(id, tool, serde_json::Map::new());
             (ModelAnswer::ToolCalls(vec![call]), FinishReason::ToolCalls, None)
         }
         (FaultKind::LlmMalformedToolArgs | FaultKind::LlmTruncated, ModelAnswer::ToolCalls(mut calls)) => {
@@ -73,7 +69,8 @@ pub fn break_answer(
                 } else {
                     params.mode
                 };
-                first.args = malformed(first, mode.unwrap_or(MalformedMode::Truncated));
+                let broken = malformed(first, mode.unwrap_or(MalformedMode::Truncated));
+                first.set_args(broken);
             }
             let finish = if kind == FaultKind::LlmTruncated {
                 FinishReason::Length
@@ -83,9 +80,12 @@ pub fn break_answer(
             (ModelAnswer::ToolCalls(calls), finish, None)
         }
         (FaultKind::LlmDuplicateToolCallIds, ModelAnswer::ToolCalls(mut calls)) => {
-            let first = calls.first().map_or(0, |c| c.id);
-            for call in &mut calls {
-                call.id = first;
+            let first = calls.first().map(|c| (c.id, c.wire_id.clone()));
+            if let Some((id, wire_id)) = first {
+                for call in &mut calls {
+                    call.id = id;
+                    call.wire_id = wire_id.clone();
+                }
             }
             (ModelAnswer::ToolCalls(calls), FinishReason::ToolCalls, None)
         }
@@ -149,11 +149,7 @@ mod tests {
         let mut args = serde_json::Map::new();
         args.insert("city".to_owned(), serde_json::json!("Paris"));
         args.insert("days".to_owned(), serde_json::json!(3));
-        ToolCall {
-            id: 0,
-            tool: ToolRef::Unknown(Arc::from("weather")),
-            args: ToolArgs::Json(Arc::new(args)),
-        }
+        ToolCall::with_json(0, ToolRef::Unknown(Arc::from("weather")), args)
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::route::GuardRoute;
 use crate::catalogue::faults::FaultKind;
-use crate::kernel::{Behavior, HandlerError, RngStream};
+use crate::kernel::{Behavior, HandlerError, RngStream, StreamFamily};
 use crate::protocol::{AgentMsg, ConvId, Directory, Effect, Injection, Payload, ToolArgs, ToolMsg, TurnContext};
 use crate::scenario::expr::{Context, Value, Var};
 use crate::scenario::guardrail::Stage;
@@ -15,12 +15,14 @@ use crate::scenario::{Scenario, ToolIdx};
 /// Extra latency of `tool.slow` when the fault gives none.
 const SLOW_LATENCY_US: u64 = 10_000_000;
 
-/// The tool's state: its random stream.
+/// The tool's state: a random stream per conversation, so that what happens in one conversation
+/// shifts no draw of another.
 pub struct ToolBehavior {
     scenario: Arc<Scenario>,
     directory: Directory,
     tool: ToolIdx,
-    stream: RngStream,
+    family: StreamFamily,
+    streams: std::collections::BTreeMap<ConvId, RngStream>,
     /// Calls already executed (conversation, arguments), for idempotent tools.
     executed: std::collections::BTreeSet<(ConvId, String)>,
 }
@@ -33,12 +35,13 @@ impl ToolBehavior {
         seed: u64,
         incarnation: u32,
     ) -> ToolBehavior {
-        let stream = RngStream::new(seed, &format!("tool:{}#{incarnation}", scenario.tools[tool].name));
+        let family = StreamFamily::new(seed, &format!("tool:{}#{incarnation}", scenario.tools[tool].name));
         ToolBehavior {
             scenario,
             directory,
             tool,
-            stream,
+            family,
+            streams: Default::default(),
             executed: Default::default(),
         }
     }
@@ -53,7 +56,7 @@ impl Context for ToolContext {
     fn var(&self, var: Var) -> Value<'_> {
         match var {
             Var::Conversation => Value::Int(self.conv as i64),
-            Var::Turn | Var::ToolCalls | Var::Delegations => Value::Int(0),
+            Var::Turn | Var::ToolCalls | Var::Delegations | Var::UserTurn => Value::Int(0),
             _ => Value::Str(""),
         }
     }
@@ -77,7 +80,12 @@ impl Behavior for ToolBehavior {
             })
         };
         let mut output = spec.output.render(&ToolContext { conv }, &arg);
-        let mut latency_us = Some(spec.latency.sample_us(&mut self.stream));
+        let family = &self.family;
+        let stream = self
+            .streams
+            .entry(conv)
+            .or_insert_with(|| family.member(self.scenario.conversation_key(conv)));
+        let mut latency_us = Some(spec.latency.sample_us(stream));
         let mut effect_times = 1;
         if let Some(injection) = context.injection {
             let params = &self.scenario.faults[injection.fault].params;

@@ -4,44 +4,49 @@
 use std::sync::Arc;
 
 use super::route::GuardRoute;
-use crate::kernel::{number_duplicates, Behavior, HandlerError, RngStream};
+use crate::kernel::{Behavior, HandlerError, RngStream};
 use crate::protocol::{AgentMsg, ConvId, Directory, Effect, Injection, Origin, Payload, ReplyTo, TurnContext, UserMsg};
 use crate::scenario::guardrail::Stage;
 use crate::scenario::{Scenario, Traffic};
 
-/// The user's state: conversation numbering and one random stream per traffic source.
+/// The user's state: one random stream per traffic source.
 pub struct UserBehavior {
     scenario: Arc<Scenario>,
     directory: Directory,
-    next_conv: ConvId,
     streams: Vec<RngStream>,
 }
 
 impl UserBehavior {
     pub fn new(scenario: Arc<Scenario>, directory: Directory, seed: u64) -> UserBehavior {
-        let streams = stream_names(&scenario)
+        let streams = scenario
+            .traffic_names()
             .iter()
             .map(|name| RngStream::new(seed, name))
             .collect();
         UserBehavior {
             scenario,
             directory,
-            next_conv: 0,
             streams,
         }
     }
 
-    /// Opens the next conversation with one of `to`, taking turns by conversation number.
-    fn open(&mut self, to: &[usize], text: &str, delay_us: u64, effects: &mut Vec<Effect>) {
-        let conv = self.next_conv;
-        self.next_conv += 1;
-        let agent = to[conv as usize % to.len()];
+    /// Opens conversation `index` of traffic source `traffic` with one of `to`, taking turns.
+    fn open(
+        &mut self,
+        (traffic, index): (usize, u32),
+        to: &[usize],
+        text: &str,
+        delay_us: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let conv: ConvId = self.scenario.first_conversation(traffic) + index;
+        let agent = to[index as usize % to.len()];
         let start = Payload::Agent(AgentMsg::Start {
             conv,
             text: Arc::from(text),
             origin: Origin::User,
             reply_to: ReplyTo::User,
-            context_tokens: 0,
+            history: crate::protocol::Transcript::new(),
             handoffs: 0,
         });
         let dest = self.directory.agent(agent);
@@ -73,8 +78,8 @@ impl Behavior for UserBehavior {
                 for (i, traffic) in scenario.traffic.iter().enumerate() {
                     match traffic {
                         Traffic::Script { to, items } => {
-                            for (at_us, text) in items {
-                                self.open(to, text, *at_us, effects);
+                            for (index, (at_us, text)) in items.iter().enumerate() {
+                                self.open((i, index as u32), to, text, *at_us, effects);
                             }
                         }
                         Traffic::Poisson {
@@ -105,7 +110,7 @@ impl Behavior for UserBehavior {
                     )));
                 };
                 let pick = self.streams[traffic as usize].below(messages.len() as u64) as usize;
-                self.open(to, &messages[pick], 0, effects);
+                self.open((traffic as usize, index), to, &messages[pick], 0, effects);
                 if index + 1 < *conversations {
                     let delay_us = self.next_arrival_us(traffic as usize, *rate_milli_per_hour);
                     effects.push(arrive(context, traffic, index + 1, delay_us));
@@ -115,19 +120,6 @@ impl Behavior for UserBehavior {
         }
         Ok(())
     }
-}
-
-/// A stable stream name per traffic source: `traffic:KIND@AGENT`, with `#N` for the Nth source of
-/// the same kind and target, so adding a source does not shift another's arrivals.
-fn stream_names(scenario: &Scenario) -> Vec<String> {
-    number_duplicates(scenario.traffic.iter().map(|traffic| {
-        let (kind, to) = match traffic {
-            Traffic::Poisson { to, .. } => ("poisson", to),
-            Traffic::Script { to, .. } => ("script", to),
-        };
-        let first = to.first().map_or("?", |a| scenario.agents[*a].name.as_str());
-        format!("traffic:{kind}@{first}")
-    }))
 }
 
 fn arrive(context: &TurnContext, traffic: u32, index: u32, delay_us: u64) -> Effect {

@@ -103,14 +103,14 @@ impl Watchdog {
 pub fn message_bytes(payload: &Payload) -> u64 {
     let calls = |calls: &[ToolCall]| calls.iter().map(|c| args_bytes(&c.args)).sum::<u64>();
     match payload {
-        Payload::Llm(LlmMsg::Complete(request)) => {
-            (request.user.len() + request.last_tool_output.len() + request.results.len()) as u64
-        }
+        // A request's newest message: the transcript as a whole has its own limit, which the
+        // agent holding it enforces (`max_transcript_bytes`).
+        Payload::Llm(LlmMsg::Complete(request)) => request.transcript.last().map_or(0, |m| m.bytes()),
         Payload::Agent(AgentMsg::LlmReply { reply, .. }) => match &reply.answer {
             ModelAnswer::Text(text) => text.len() as u64,
-            ModelAnswer::Delegate { task, .. } => task.len() as u64,
+            ModelAnswer::Delegate(tasks) => tasks.iter().map(|d| d.task.len() as u64).sum(),
             ModelAnswer::ToolCalls(list) => calls(list),
-            ModelAnswer::Handoff(_) | ModelAnswer::Error(_) => 0,
+            ModelAnswer::Handoff { .. } | ModelAnswer::Error(_) => 0,
         },
         Payload::Tool(ToolMsg::Invoke { call, .. }) => args_bytes(&call.args),
         other => other.text().map_or(0, |t| t.len() as u64),

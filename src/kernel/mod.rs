@@ -18,4 +18,4 @@ pub use actor::{Behavior, Completion, HandlerError, Identity, SimActor, Turn, Tu
 pub use envelope::{ActorIdx, Envelope, Event};
 pub use labels::Labels;
 pub use queue::EventQueue;
-pub use rng::{number_duplicates, RngStream};
+pub use rng::{number_duplicates, RngStream, StreamFamily};

@@ -27,6 +27,12 @@ impl RngStream {
         }
     }
 
+    /// The stream of one member of the family `name`: member `key` (a conversation's number) of
+    /// the stream called `name`. Members never shift each other's draws.
+    pub fn member(seed: u64, name: &str, key: u64) -> RngStream {
+        StreamFamily::new(seed, name).member(key)
+    }
+
     /// 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.rng.next_u64()
@@ -78,6 +84,32 @@ impl RngStream {
     }
 }
 
+/// Streams keyed by a number under one name (`llm:gpt#0/agent:triage` per conversation), derived
+/// without formatting a name for each member.
+#[derive(Debug, Clone)]
+pub struct StreamFamily {
+    hasher: blake3::Hasher,
+}
+
+impl StreamFamily {
+    pub fn new(seed: u64, name: &str) -> StreamFamily {
+        let mut hasher = blake3::Hasher::new_derive_key("agentsim 2026 rng stream v1");
+        hasher.update(&seed.to_le_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update(b"/member:");
+        StreamFamily { hasher }
+    }
+
+    /// Member `key`'s stream.
+    pub fn member(&self, key: u64) -> RngStream {
+        let mut hasher = self.hasher.clone();
+        hasher.update(&key.to_le_bytes());
+        RngStream {
+            rng: ChaCha8Rng::from_seed(*hasher.finalize().as_bytes()),
+        }
+    }
+}
+
 /// Makes stream names unique without using positions: the second `x` becomes `x#2`, the third
 /// `x#3`. Only sources with the same base name shift each other.
 pub fn number_duplicates(bases: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -99,6 +131,16 @@ pub fn number_duplicates(bases: impl IntoIterator<Item = String>) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_of_a_family_are_independent_and_repeatable() {
+        let family = StreamFamily::new(7, "llm:gpt#0/agent:a");
+        let first = family.member(0).next_u64();
+        assert_eq!(first, family.member(0).next_u64());
+        assert_ne!(first, family.member(1).next_u64());
+        assert_ne!(first, RngStream::new(7, "llm:gpt#0/agent:a").next_u64());
+        assert_ne!(first, StreamFamily::new(8, "llm:gpt#0/agent:a").member(0).next_u64());
+    }
 
     #[test]
     fn duplicate_names_are_numbered_by_name_not_position() {

@@ -229,6 +229,18 @@ pub fn first_difference(recorded: &Value, now: &Value) -> Option<String> {
                 None
             }
             (a, b) if a == b => None,
+            (Value::String(a), Value::String(b)) => {
+                // Long texts that share a start: both are shown from a little before the first
+                // character that differs, so the difference is on screen.
+                let same = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+                let from = same.saturating_sub(CONTEXT_CHARS);
+                Some(format!(
+                    "`{}`: recorded {}, now {}",
+                    if path.is_empty() { "(root)" } else { path },
+                    clip_text(a, from),
+                    clip_text(b, from)
+                ))
+            }
             (a, b) => Some(format!(
                 "`{}`: recorded {}, now {}",
                 if path.is_empty() { "(root)" } else { path },
@@ -246,6 +258,20 @@ fn difference(recorded: &Value, now: &Value) -> Option<String> {
     } else {
         first_difference(recorded, now)
     }
+}
+
+/// Characters shown before the first difference of two texts.
+const CONTEXT_CHARS: usize = 20;
+
+/// A text as JSON, from character `from` on (with `…` for what is left out), at most 80 characters.
+fn clip_text(text: &str, from: usize) -> String {
+    const CHARS_MAX: usize = 80;
+    let rest: String = text.chars().skip(from).collect();
+    let shown = serde_json::Value::String(rest).to_string();
+    let body: String = shown.chars().take(CHARS_MAX).collect();
+    let more = if shown.chars().count() > CHARS_MAX { "…" } else { "" };
+    let less = if from > 0 { "…" } else { "" };
+    format!("{less}{body}{more}")
 }
 
 fn clip(value: &Value) -> String {
@@ -391,6 +417,15 @@ impl Replayer {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_difference_deep_in_a_long_text_is_shown() {
+        let start = "x".repeat(200);
+        let a = serde_json::json!({ "content": format!("{start} shipped") });
+        let b = serde_json::json!({ "content": format!("{start} delayed") });
+        let found = first_difference(&a, &b).unwrap();
+        assert!(found.contains("shipped") && found.contains("delayed"), "{found}");
+    }
 
     #[test]
     fn first_difference_names_the_path_of_the_first_differing_field() {

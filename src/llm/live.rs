@@ -14,9 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::tokens::estimate_tokens;
-use crate::protocol::{FinishReason, LlmRequest, ModelAnswer, Origin, ProviderError, ToolArgs, ToolCall, ToolRef};
+use crate::protocol::llm::wire_id;
+use crate::protocol::{
+    ChatMessage, Delegation, FinishReason, LlmRequest, ModelAnswer, ProviderError, Role, ToolArgs, ToolCall, ToolRef,
+};
 use crate::scenario::endpoint::check_base_url;
-use crate::scenario::{AgentIdx, Endpoint, LlmIdx, Scenario};
+use crate::scenario::{AgentIdx, Endpoint, LlmIdx, Scenario, ToolChoice};
 
 /// Prefix of the tool a live model calls to hand the conversation to another agent.
 pub const HANDOFF_TOOL_PREFIX: &str = "transfer_to_";
@@ -34,57 +37,37 @@ const KEPT_HEADERS: [&str; 6] = [
 /// Replaces a secret wherever it appears in recorded text.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// The chat-completions request for one model call: canonical JSON (keys sorted, nothing
-/// volatile), the same on every run for the same request.
+/// Prefix of the tool a live model calls to delegate a task to another agent (agents as tools).
+pub const DELEGATE_TOOL_PREFIX: &str = "ask_";
+
+/// The chat-completions request for one model call, as the OpenAI Agents SDK would send it: the
+/// agent's instructions as the system message, the whole transcript with the real call ids and
+/// arguments, the tools with their descriptions and parameter schemas (and a `transfer_to_<agent>`
+/// tool per handoff, an `ask_<agent>` tool per delegate), and `tool_choice`. Canonical JSON (keys
+/// sorted, nothing volatile): the same on every run for the same request.
 pub fn build_request(scenario: &Scenario, llm: LlmIdx, request: &LlmRequest) -> Value {
     let spec = &scenario.llms[llm];
     let agent = &scenario.agents[request.agent];
-    let mut messages = Vec::new();
+    let mut messages = Vec::with_capacity(request.transcript.len() + 1);
     if !agent.instructions.is_empty() {
         messages.push(json!({"role": "system", "content": agent.instructions}));
     }
-    let user = match request.origin {
-        Origin::User | Origin::Handoff(_) => request.user.to_string(),
-        Origin::Delegation(from) => format!("Task from agent {}: {}", scenario.agents[from].name, request.user),
-    };
-    messages.push(json!({"role": "user", "content": user}));
-    if !request.results.is_empty() {
-        messages.push(
-            json!({"role": "user", "content": format!("Results from the agents you asked:\n{}", request.results)}),
-        );
+    for message in request.transcript.messages() {
+        messages.push(chat_message(message, spec.endpoint.assistant_content_empty));
     }
-    if !request.last_tool.is_empty() {
-        // agentsim keeps no transcript: the model sees the last tool call and its result.
-        let id = format!("call_{}", request.tool_calls);
-        messages.push(json!({
-            "role": "assistant",
-            "content": null,
-            "tool_calls": [{"id": id, "type": "function", "function": {"name": &*request.last_tool, "arguments": "{}"}}],
-        }));
-        messages.push(json!({"role": "tool", "tool_call_id": id, "content": &*request.last_tool_output}));
-    }
-    let mut tools = Vec::new();
-    for &tool in &agent.tools {
-        let tool = &scenario.tools[tool];
-        tools.push(json!({"type": "function", "function": {
-            "name": tool.name,
-            "description": tool.description,
-            "parameters": {"type": "object", "properties": {}, "additionalProperties": true},
-        }}));
-    }
-    for &to in &agent.handoffs {
-        let name = &scenario.agents[to].name;
-        tools.push(json!({"type": "function", "function": {
-            "name": format!("{HANDOFF_TOOL_PREFIX}{name}"),
-            "description": format!("Hand the conversation over to the agent \"{name}\"."),
-            "parameters": {"type": "object", "properties": {}},
-        }}));
-    }
+    let tools = tool_definitions(scenario, request.agent);
     let mut body = Map::new();
     body.insert("model".into(), json!(spec.model));
     body.insert("messages".into(), Value::Array(messages));
     if !tools.is_empty() {
         body.insert("tools".into(), Value::Array(tools));
+        let choice = match &agent.tool_choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
+        };
+        body.insert("tool_choice".into(), choice);
     }
     if let Some(t) = spec.endpoint.temperature {
         body.insert("temperature".into(), json!(t));
@@ -92,8 +75,78 @@ pub fn build_request(scenario: &Scenario, llm: LlmIdx, request: &LlmRequest) -> 
     if let Some(n) = spec.endpoint.max_tokens {
         body.insert("max_tokens".into(), json!(n));
     }
+    if let Some(n) = spec.endpoint.max_completion_tokens {
+        body.insert("max_completion_tokens".into(), json!(n));
+    }
     body.insert("stream".into(), json!(false));
     Value::Object(body)
+}
+
+/// One transcript message in the chat-completions shape. An assistant message with only tool
+/// calls has `content: null`, or `""` for servers that reject null.
+fn chat_message(message: &ChatMessage, empty_content: bool) -> Value {
+    match message.role {
+        Role::User => json!({"role": "user", "content": &*message.content}),
+        Role::Tool => json!({
+            "role": "tool",
+            "tool_call_id": message.tool_call_id.as_deref().unwrap_or(""),
+            "content": &*message.content,
+        }),
+        Role::Assistant if message.tool_calls.is_empty() => json!({"role": "assistant", "content": &*message.content}),
+        Role::Assistant => {
+            let calls: Vec<Value> = message
+                .tool_calls
+                .iter()
+                .map(|c| json!({"id": &*c.id, "type": "function", "function": {"name": &*c.name, "arguments": &*c.arguments}}))
+                .collect();
+            let content = match (message.content.is_empty(), empty_content) {
+                (false, _) => json!(&*message.content),
+                (true, true) => json!(""),
+                (true, false) => Value::Null,
+            };
+            json!({"role": "assistant", "content": content, "tool_calls": calls})
+        }
+    }
+}
+
+/// The tools an agent offers its model: its own, one per handoff, one per delegate.
+pub fn tool_definitions(scenario: &Scenario, agent: AgentIdx) -> Vec<Value> {
+    let agent = &scenario.agents[agent];
+    let mut tools = Vec::new();
+    for &tool in &agent.tools {
+        let tool = &scenario.tools[tool];
+        let parameters = tool
+            .parameters
+            .clone()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}, "additionalProperties": true}));
+        tools.push(json!({"type": "function", "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": parameters,
+        }}));
+    }
+    for &to in &agent.handoffs {
+        let name = &scenario.agents[to].name;
+        tools.push(json!({"type": "function", "function": {
+            "name": format!("{HANDOFF_TOOL_PREFIX}{name}"),
+            "description": format!("Handoff to the {name} agent to handle the request."),
+            "parameters": {"type": "object", "properties": {}, "additionalProperties": false},
+        }}));
+    }
+    for &to in &agent.delegates {
+        let name = &scenario.agents[to].name;
+        tools.push(json!({"type": "function", "function": {
+            "name": format!("{DELEGATE_TOOL_PREFIX}{name}"),
+            "description": format!("Ask the {name} agent to do a task and wait for its answer."),
+            "parameters": {
+                "type": "object",
+                "properties": {"input": {"type": "string", "description": "The task, in full."}},
+                "required": ["input"],
+                "additionalProperties": false,
+            },
+        }}));
+    }
+    tools
 }
 
 /// What happened on the wire for one call: exactly what a cassette stores and replays.
@@ -269,7 +322,11 @@ pub struct Interpreted {
     pub answer: ModelAnswer,
     pub finish_reason: FinishReason,
     pub input_tokens: u32,
+    /// The part of `input_tokens` the server says it read from its prompt cache.
+    pub cached_input_tokens: u32,
     pub output_tokens: u32,
+    /// The server reported `usage`; otherwise the tokens are agentsim's estimate.
+    pub usage_reported: bool,
 }
 
 /// Maps a server's answer onto agentsim's answers and provider errors. A pure function of the
@@ -284,7 +341,9 @@ pub fn interpret(
         answer: ModelAnswer::Error(e),
         finish_reason: FinishReason::Stop,
         input_tokens: 0,
+        cached_input_tokens: 0,
         output_tokens: 0,
+        usage_reported: false,
     };
     if let Some(kind) = &exchange.transport_error {
         return error(match kind.as_str() {
@@ -369,21 +428,24 @@ fn retry_after_us(headers: &BTreeMap<String, String>) -> Option<u64> {
     parse("retry-after-ms", 1e3).or_else(|| parse("retry-after", 1e6))
 }
 
-/// A `200` body: the first choice's tool calls or text, its finish reason and usage. `None`
-/// when the body is not a chat completion.
+/// A `200` body: the first choice's tool calls (a `transfer_to_<agent>` call is a handoff, an
+/// `ask_<agent>` call a delegation), or its text; its finish reason and usage. `None` when the body
+/// is not a chat completion.
 fn parse_completion(scenario: &Scenario, agent: AgentIdx, body: &Value, next_call_id: &mut u32) -> Option<Interpreted> {
     let choice = body.get("choices")?.as_array()?.first()?;
     let message = choice.get("message")?.as_object()?;
     let content = message.get("content").and_then(|c| c.as_str()).unwrap_or("");
-    let usage = body.get("usage");
-    let tokens = |name: &str| {
-        usage
-            .and_then(|u| u.get(name))
-            .and_then(|v| v.as_u64())
-            .map(|v| v.min(u32::MAX as u64) as u32)
+    let usage = body.get("usage").filter(|u| u.is_object());
+    let tokens = |path: &[&str]| {
+        let mut value = usage?;
+        for name in path {
+            value = value.get(name)?;
+        }
+        value.as_u64().map(|v| v.min(u32::MAX as u64) as u32)
     };
     let spec = &scenario.agents[agent];
     let mut calls = Vec::new();
+    let mut delegations = Vec::new();
     let mut handoff = None;
     let raw_calls = message
         .get("tool_calls")
@@ -392,18 +454,39 @@ fn parse_completion(scenario: &Scenario, agent: AgentIdx, body: &Value, next_cal
     for raw in raw_calls {
         let function = raw.get("function")?;
         let name = function.get("name")?.as_str()?;
-        if let Some(target) = name.strip_prefix(HANDOFF_TOOL_PREFIX) {
-            if let Some(&to) = spec.handoffs.iter().find(|&&a| scenario.agents[a].name == target) {
-                handoff.get_or_insert(to);
-                continue;
-            }
-        }
         let arguments = match function.get("arguments") {
             Some(Value::String(text)) => text.clone(),
             Some(Value::Object(map)) => Value::Object(map.clone()).to_string(),
             _ => String::new(),
         };
-        let args = match serde_json::from_str::<Value>(&arguments) {
+        let id = *next_call_id;
+        *next_call_id += 1;
+        let call_id: Arc<str> = match raw.get("id").and_then(|i| i.as_str()) {
+            Some(given) if !given.is_empty() => Arc::from(given),
+            _ => wire_id(id),
+        };
+        let agent_named = |prefix: &str, among: &[AgentIdx]| {
+            let target = name.strip_prefix(prefix)?;
+            among.iter().copied().find(|&a| scenario.agents[a].name == target)
+        };
+        if let Some(to) = agent_named(HANDOFF_TOOL_PREFIX, &spec.handoffs) {
+            handoff.get_or_insert((to, call_id));
+            continue;
+        }
+        let parsed = serde_json::from_str::<Value>(&arguments);
+        if let Some(to) = agent_named(DELEGATE_TOOL_PREFIX, &spec.delegates) {
+            let task = match &parsed {
+                Ok(Value::Object(map)) => map.get("input").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+                _ => arguments.clone(),
+            };
+            delegations.push(Delegation {
+                to,
+                task: Arc::from(task),
+                call_id,
+            });
+            continue;
+        }
+        let args = match parsed {
             Ok(Value::Object(map)) => ToolArgs::Json(Arc::new(map)),
             _ if arguments.trim().is_empty() => ToolArgs::Json(Arc::new(Map::new())),
             _ => ToolArgs::Malformed(Arc::from(arguments.as_str())),
@@ -412,15 +495,23 @@ fn parse_completion(scenario: &Scenario, agent: AgentIdx, body: &Value, next_cal
             Some(&t) => ToolRef::Known(t),
             None => ToolRef::Unknown(Arc::from(name)),
         };
-        let id = *next_call_id;
-        *next_call_id += 1;
-        calls.push(ToolCall { id, tool, args });
+        calls.push(ToolCall {
+            id,
+            wire_id: call_id,
+            tool,
+            args,
+            arguments: Arc::from(arguments),
+        });
     }
     let finish = choice.get("finish_reason").and_then(|f| f.as_str()).unwrap_or("");
+    // One kind of step at a time, as agent loops take them: tools first, then delegation, then
+    // a handoff; calls of another kind in the same message are not run.
     let answer = if !calls.is_empty() {
         ModelAnswer::ToolCalls(calls)
-    } else if let Some(to) = handoff {
-        ModelAnswer::Handoff(to)
+    } else if !delegations.is_empty() {
+        ModelAnswer::Delegate(delegations)
+    } else if let Some((to, call_id)) = handoff {
+        ModelAnswer::Handoff { to, call_id }
     } else {
         ModelAnswer::Text(Arc::from(content))
     };
@@ -430,12 +521,14 @@ fn parse_completion(scenario: &Scenario, agent: AgentIdx, body: &Value, next_cal
         _ if matches!(answer, ModelAnswer::ToolCalls(_)) => FinishReason::ToolCalls,
         _ => FinishReason::Stop,
     };
-    let output_tokens = tokens("completion_tokens").unwrap_or_else(|| estimate_tokens(content).max(1));
+    let output_tokens = tokens(&["completion_tokens"]).unwrap_or_else(|| estimate_tokens(content).max(1));
     Some(Interpreted {
         answer,
         finish_reason,
-        input_tokens: tokens("prompt_tokens").unwrap_or(0),
+        input_tokens: tokens(&["prompt_tokens"]).unwrap_or(0),
+        cached_input_tokens: tokens(&["prompt_tokens_details", "cached_tokens"]).unwrap_or(0),
         output_tokens,
+        usage_reported: tokens(&["prompt_tokens"]).is_some(),
     })
 }
 

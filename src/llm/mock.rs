@@ -1,10 +1,12 @@
 //! The mock model: picks an answer by the agent's behaviour rules, first match wins, drawing any
 //! probabilities from the model's own random stream.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use crate::kernel::RngStream;
-use crate::protocol::{LlmRequest, ModelAnswer, Origin, ToolArgs, ToolCall, ToolRef};
+use crate::protocol::llm::wire_id;
+use crate::protocol::{Delegation, LlmRequest, ModelAnswer, Origin, Role, ToolCall, ToolRef};
 use crate::scenario::expr::{Context, Value, Var};
 use crate::scenario::{Action, ArgValue, Scenario};
 
@@ -17,6 +19,20 @@ pub const DEFAULT_ANSWER: &str = "I have handled your request.";
 pub struct RequestContext<'a> {
     pub scenario: &'a Scenario,
     pub request: &'a LlmRequest,
+    /// `history` and `tools_called`, built the first time a rule reads them.
+    history: OnceCell<String>,
+    tools_called: OnceCell<String>,
+}
+
+impl<'a> RequestContext<'a> {
+    pub fn new(scenario: &'a Scenario, request: &'a LlmRequest) -> RequestContext<'a> {
+        RequestContext {
+            scenario,
+            request,
+            history: OnceCell::new(),
+            tools_called: OnceCell::new(),
+        }
+    }
 }
 
 impl Context for RequestContext<'_> {
@@ -27,7 +43,19 @@ impl Context for RequestContext<'_> {
             Var::ToolCalls => Value::Int(request.tool_calls as i64),
             Var::LastTool => Value::Str(&request.last_tool),
             Var::LastToolOutput => Value::Str(&request.last_tool_output),
-            Var::User => Value::Str(&request.user),
+            Var::User => Value::Str(request.transcript.first_user()),
+            Var::UserTurn => Value::Int(request.transcript.user_turns() as i64),
+            Var::LastUser => Value::Str(request.transcript.last_user()),
+            Var::History => Value::Str(self.history.get_or_init(|| request.transcript.text())),
+            Var::ToolsCalled => Value::Str(self.tools_called.get_or_init(|| {
+                let names: Vec<&str> = request
+                    .transcript
+                    .messages()
+                    .filter(|m| m.role == Role::Assistant)
+                    .flat_map(|m| m.tool_calls.iter().map(|c| &*c.name))
+                    .collect();
+                names.join("\n")
+            })),
             Var::From => Value::Str(match request.origin {
                 Origin::User => "user",
                 Origin::Handoff(a) | Origin::Delegation(a) => self.scenario.agents[a].name.as_str(),
@@ -49,7 +77,7 @@ pub fn decide(
     stream: &mut RngStream,
     next_call_id: &mut u32,
 ) -> (ModelAnswer, u32) {
-    let context = RequestContext { scenario, request };
+    let context = RequestContext::new(scenario, request);
     let rules = &scenario.agents[request.agent].behavior;
     for rule in rules {
         if let Some(when) = &rule.when {
@@ -95,19 +123,31 @@ fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (Mo
             (ModelAnswer::Text(Arc::from(text)), output_tokens)
         }
         Action::Delegate { to, task } => {
-            let task = task.render(context, &no_args);
+            let task: Arc<str> = Arc::from(task.render(context, &no_args));
             let tokens = estimate_tokens(&task) * to.len() as u32 + 8;
-            (
-                ModelAnswer::Delegate {
-                    to: to.clone(),
-                    task: Arc::from(task),
-                },
-                tokens,
-            )
+            let tasks = to
+                .iter()
+                .map(|&to| {
+                    let id = *next_call_id;
+                    *next_call_id += 1;
+                    Delegation {
+                        to,
+                        task: task.clone(),
+                        call_id: wire_id(id),
+                    }
+                })
+                .collect();
+            (ModelAnswer::Delegate(tasks), tokens)
         }
         Action::Handoff { to } => {
             let name = &context.scenario.agents[*to].name;
-            (ModelAnswer::Handoff(*to), estimate_tokens(name) + 8)
+            let id = *next_call_id;
+            *next_call_id += 1;
+            let answer = ModelAnswer::Handoff {
+                to: *to,
+                call_id: wire_id(id),
+            };
+            (answer, estimate_tokens(name) + 8)
         }
         Action::ToolCalls(specs) => {
             let mut output_tokens = 0;
@@ -126,11 +166,7 @@ fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (Mo
                     *next_call_id += 1;
                     let tool_name = &context.scenario.tools[spec.tool].name;
                     output_tokens += estimate_tokens(tool_name) + args_tokens(&args) + 8;
-                    ToolCall {
-                        id,
-                        tool: ToolRef::Known(spec.tool),
-                        args: ToolArgs::Json(Arc::new(args)),
-                    }
+                    ToolCall::with_json(id, ToolRef::Known(spec.tool), args)
                 })
                 .collect();
             (ModelAnswer::ToolCalls(calls), output_tokens)

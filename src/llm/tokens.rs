@@ -1,9 +1,31 @@
 //! Token estimates: about four characters a token, the same on every run and machine.
+//!
+//! A request's input tokens are counted from what it sends: the system message (the agent's
+//! instructions), the tool definitions as JSON, and every message of the transcript, each message
+//! with [`MESSAGE_OVERHEAD_TOKENS`] for its role and framing, plus [`REPLY_PRIMING_TOKENS`] once.
+
+pub use crate::protocol::transcript::{text_tokens, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS};
+use crate::scenario::{AgentIdx, Scenario};
 
 /// Estimated tokens of `text`: ⌈chars / 4⌉, and at least 1 for non-empty text.
 pub fn estimate_tokens(text: &str) -> u32 {
-    let chars = text.chars().count() as u32;
-    chars.div_ceil(4)
+    text_tokens(text)
+}
+
+/// Tokens of what every call of this agent sends besides the transcript: the system message and
+/// the tool definitions (its tools, one per handoff and delegate) as the request carries them.
+pub fn instruction_tokens(scenario: &Scenario, agent: AgentIdx) -> u32 {
+    let instructions = &scenario.agents[agent].instructions;
+    let system = if instructions.is_empty() {
+        0
+    } else {
+        MESSAGE_OVERHEAD_TOKENS + text_tokens(instructions)
+    };
+    let tools: u32 = super::live::tool_definitions(scenario, agent)
+        .iter()
+        .map(|tool| text_tokens(&tool.to_string()))
+        .sum();
+    system + tools
 }
 
 #[cfg(test)]

@@ -388,15 +388,11 @@ impl Observer {
         let state = &mut self.detectors;
         match &envelope.payload {
             Payload::Agent(AgentMsg::Start {
-                conv,
-                origin,
-                text,
-                context_tokens,
-                ..
+                conv, origin, history, ..
             }) => {
                 state.conv_agent.insert(*conv, receiver);
                 state.max_turn.remove(&(receiver, *conv));
-                if matches!(origin, Origin::Handoff(_)) && (text.is_empty() || *context_tokens == 0) {
+                if matches!(origin, Origin::Handoff(_)) && history.is_empty() {
                     fired.push((
                         Detector::LostHandoffContext,
                         format!("conversation {conv}: the handoff arrived without the conversation"),
@@ -589,7 +585,7 @@ fn model_call_findings(
     fired: &mut Vec<(Detector, String)>,
 ) {
     // What the model sees after a handoff: nothing of the conversation.
-    if matches!(request.origin, Origin::Handoff(_)) && request.turn == 1 && request.user.is_empty() {
+    if matches!(request.origin, Origin::Handoff(_)) && request.turn == 1 && request.transcript.is_empty() {
         fired.push((
             Detector::LostHandoffContext,
             format!(

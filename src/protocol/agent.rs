@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::llm::ModelReply;
+use super::transcript::Transcript;
 use super::user::AnswerStatus;
 use super::ConvId;
 use crate::scenario::{AgentIdx, ToolIdx};
@@ -32,10 +33,12 @@ pub enum AgentMsg {
     /// A conversation (or a delegated sub-task of one) starts here.
     Start {
         conv: ConvId,
+        /// The user's message, or the delegated task (`""` for a handoff: it is in `history`).
         text: Arc<str>,
         origin: Origin,
         reply_to: ReplyTo,
-        context_tokens: u32,
+        /// What came before: the handed-over transcript (empty for a new conversation or task).
+        history: Transcript,
         /// Handoffs the conversation has had so far (0 for the user's opening message and for a
         /// delegated task): `max_handoffs` bounds it.
         handoffs: u32,
@@ -79,12 +82,13 @@ pub enum AgentMsg {
     },
     /// A parallel guardrail tripped: the agent drops the conversation (the guardrail answered).
     Halt { conv: ConvId },
-    /// An output guardrail asks for another answer, with `feedback` for the model.
+    /// An output guardrail asks for another answer, with `feedback` for the model. `history` is
+    /// the transcript with the refused answer last.
     Revise {
         conv: ConvId,
-        text: Arc<str>,
         origin: Origin,
         reply_to: ReplyTo,
+        history: Transcript,
         feedback: Arc<str>,
     },
 }

@@ -1,9 +1,8 @@
 //! Messages on their way through guardrails, and the verdict records checks produce.
 
-use std::sync::Arc;
-
 use super::agent::{Origin, ReplyTo};
 use super::llm::ModelReply;
+use super::transcript::Transcript;
 use super::{ConvId, Payload};
 use crate::kernel::ActorIdx;
 use crate::scenario::guardrail::Stage;
@@ -16,7 +15,8 @@ pub type GuardrailIdx = usize;
 /// model, hand the conversation on).
 #[derive(Debug, Clone)]
 pub struct GuardContext {
-    pub user_text: Arc<str>,
+    /// The conversation's transcript before the answer being checked.
+    pub transcript: Transcript,
     pub origin: Origin,
     pub reply_to: ReplyTo,
     pub turn: u32,

@@ -5,10 +5,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::agent::Origin;
+use super::transcript::Transcript;
 use super::ConvId;
 use crate::scenario::{AgentIdx, Scenario, ToolIdx};
 
-/// A chat-completion request, as the mock needs it.
+/// A chat-completion request: the conversation's transcript as the agent sends it, and what the
+/// mock's rules read about it.
 #[derive(Debug, Clone)]
 pub struct LlmRequest {
     pub conv: ConvId,
@@ -17,8 +19,14 @@ pub struct LlmRequest {
     pub call_seq: u32,
     pub turn: u32,
     pub tool_calls: u32,
+    /// Tokens of what is sent: the instructions, the tool definitions and every message.
     pub input_tokens: u32,
-    pub user: Arc<str>,
+    /// The part of `input_tokens` that is the instructions and the tool definitions.
+    pub instruction_tokens: u32,
+    /// The messages sent after the system message.
+    pub transcript: Transcript,
+    /// The number the first tool call of the answer gets (calls are numbered per conversation).
+    pub next_call_id: u32,
     pub origin: Origin,
     /// Name of the tool whose result came back last (`""` if none).
     pub last_tool: Arc<str>,
@@ -54,19 +62,64 @@ pub enum ToolArgs {
 /// One tool call in a model answer.
 #[derive(Debug, Clone)]
 pub struct ToolCall {
+    /// The call's number in its conversation, for matching its result.
     pub id: u32,
+    /// The id on the wire (`call_…`), the model's own for a live model.
+    pub wire_id: Arc<str>,
     pub tool: ToolRef,
     pub args: ToolArgs,
+    /// The arguments exactly as the model wrote them.
+    pub arguments: Arc<str>,
 }
 
 impl ToolCall {
-    /// The arguments as the model wrote them.
+    /// A call whose arguments are this JSON object, written the way the mock writes them.
+    pub fn with_json(id: u32, tool: ToolRef, args: serde_json::Map<String, serde_json::Value>) -> ToolCall {
+        let arguments = Arc::from(serde_json::to_string(&args).unwrap_or_default());
+        ToolCall {
+            id,
+            wire_id: wire_id(id),
+            tool,
+            args: ToolArgs::Json(Arc::new(args)),
+            arguments,
+        }
+    }
+
+    /// Replaces the arguments, as the model now wrote them.
+    pub fn set_args(&mut self, args: ToolArgs) {
+        self.args = args;
+        self.arguments = Arc::from(self.args_text());
+    }
+
+    /// The arguments as the tool gets them (a guardrail may have redacted them since).
     pub fn args_text(&self) -> String {
         match &self.args {
             ToolArgs::Json(map) => serde_json::to_string(&**map).unwrap_or_default(),
             ToolArgs::Malformed(text) => text.to_string(),
         }
     }
+
+    /// The tool's name as the model called it.
+    pub fn name<'a>(&'a self, scenario: &'a Scenario) -> &'a str {
+        match &self.tool {
+            ToolRef::Known(t) => &scenario.tools[*t].name,
+            ToolRef::Unknown(name) => name,
+        }
+    }
+}
+
+/// The wire id agentsim gives call number `id` of a conversation when the model gives none.
+pub fn wire_id(id: u32) -> Arc<str> {
+    Arc::from(format!("call_{id}"))
+}
+
+/// One sub-task of a delegation: who gets it, the task, and the call that asked for it.
+#[derive(Debug, Clone)]
+pub struct Delegation {
+    pub to: AgentIdx,
+    pub task: Arc<str>,
+    /// The wire id of the `ask_<agent>` call.
+    pub call_id: Arc<str>,
 }
 
 /// An error answer from the provider, shaped like the real one.
@@ -118,12 +171,13 @@ impl ProviderError {
 pub enum ModelAnswer {
     ToolCalls(Vec<ToolCall>),
     Text(Arc<str>),
-    Handoff(AgentIdx),
-    /// Fan a task out to these agents and wait for all their answers.
-    Delegate {
-        to: Vec<AgentIdx>,
-        task: Arc<str>,
+    /// Hand the conversation to `to`; `call_id` is the wire id of the `transfer_to_<agent>` call.
+    Handoff {
+        to: AgentIdx,
+        call_id: Arc<str>,
     },
+    /// Fan tasks out to agents and wait for all their answers.
+    Delegate(Vec<Delegation>),
     /// The provider failed the call.
     Error(ProviderError),
 }
@@ -202,9 +256,9 @@ impl ModelReply {
                 write!(out, "]")
             }
             ModelAnswer::Text(text) => write!(out, "text_chars={}", text.chars().count()),
-            ModelAnswer::Handoff(to) => write!(out, "handoff={}", scenario.agents[*to].name),
-            ModelAnswer::Delegate { to, .. } => {
-                let names: Vec<&str> = to.iter().map(|a| scenario.agents[*a].name.as_str()).collect();
+            ModelAnswer::Handoff { to, .. } => write!(out, "handoff={}", scenario.agents[*to].name),
+            ModelAnswer::Delegate(tasks) => {
+                let names: Vec<&str> = tasks.iter().map(|d| scenario.agents[d.to].name.as_str()).collect();
                 write!(out, "delegate=[{}]", names.join(","))
             }
             ModelAnswer::Error(e) => {

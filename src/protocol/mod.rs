@@ -13,6 +13,7 @@ pub mod labels;
 pub mod llm;
 pub mod supervisor;
 pub mod tool;
+pub mod transcript;
 pub mod user;
 
 pub use agent::{AgentMsg, Checkpoint, Origin, ReplyTo};
@@ -21,10 +22,12 @@ pub use effect::{Effect, Injection};
 pub use guardrail::{Checked, GuardContext, GuardrailIdx, GuardrailMsg, Mistake, RoutedReply, Verdict, VerdictRecord};
 pub use labels::{LabelSource, LabelSpace};
 pub use llm::{
-    FinishReason, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolArgs, ToolCall, ToolRef, Usage,
+    Delegation, FinishReason, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolArgs, ToolCall, ToolRef,
+    Usage,
 };
 pub use supervisor::SupervisorMsg;
 pub use tool::ToolMsg;
+pub use transcript::{ChatCall, ChatMessage, Role, Transcript};
 pub use user::{AnswerStatus, UserMsg};
 
 use std::fmt::Write as _;
@@ -42,7 +45,8 @@ pub type Completion = crate::kernel::Completion<Effect>;
 /// Fixed facts about an actor incarnation.
 pub type Identity = crate::kernel::Identity<Effect>;
 
-/// A conversation's number, from 0, in order of arrival.
+/// A conversation's number, from 0: each traffic source has a block of numbers, in the order the
+/// sources are listed, and numbers its conversations in the order it opens them.
 pub type ConvId = u32;
 
 /// Any message, tagged with the kind of actor it is for.
@@ -64,7 +68,7 @@ impl Payload {
             | Payload::Agent(AgentMsg::DelegateResult { text, .. })
             | Payload::User(UserMsg::Answer { text, .. }) => Some(text),
             Payload::Agent(AgentMsg::ToolResult { output, .. }) => Some(output),
-            Payload::Llm(LlmMsg::Complete(request)) => Some(&request.user),
+            Payload::Llm(LlmMsg::Complete(request)) => request.transcript.last().map(|m| &*m.content),
             Payload::Guardrail(GuardrailMsg::Check(checked)) => checked.subject.text(),
             _ => None,
         }
@@ -97,9 +101,20 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
     let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
     let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
     let _ = match msg {
-        AgentMsg::Start { conv, text, origin, .. } => match origin {
+        AgentMsg::Start {
+            conv,
+            text,
+            origin,
+            history,
+            ..
+        } => match origin {
             Origin::User => write!(out, "start conv={conv} user={}", Quoted(clip(text))),
-            Origin::Handoff(a) => write!(out, "handoff conv={conv} from={}", agent_name(*a)),
+            Origin::Handoff(a) => write!(
+                out,
+                "handoff conv={conv} from={} messages={}",
+                agent_name(*a),
+                history.len()
+            ),
             Origin::Delegation(a) => write!(
                 out,
                 "delegate conv={conv} from={} task={}",
@@ -171,11 +186,13 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
     let _ = match payload {
         Payload::Llm(LlmMsg::Complete(request)) => write!(
             out,
-            "complete conv={} agent={} turn={} tokens_in={}",
+            "complete conv={} agent={} turn={} tokens_in={} messages={} transcript={}",
             request.conv,
             agent_name(request.agent),
             request.turn,
-            request.input_tokens
+            request.input_tokens,
+            request.transcript.len(),
+            request.transcript.digest()
         ),
         Payload::Tool(ToolMsg::Invoke { conv, call, .. }) => {
             let tool = match &call.tool {

@@ -15,6 +15,8 @@ pub enum AnswerStatus {
     MaxHandoffs,
     /// A model call failed for good (not retryable, or out of attempts).
     Failed,
+    /// The model's answer was cut off at its token limit (`finish_reason = length`).
+    Truncated,
     /// A guardrail blocked the conversation's input or answer.
     Blocked,
     /// A guardrail's trip-wire stopped the conversation.
@@ -30,6 +32,7 @@ impl AnswerStatus {
             AnswerStatus::MaxTurns => "max_turns",
             AnswerStatus::MaxHandoffs => "max_handoffs",
             AnswerStatus::Failed => "failed",
+            AnswerStatus::Truncated => "truncated",
             AnswerStatus::Blocked => "blocked",
             AnswerStatus::Halted => "halted",
             AnswerStatus::Escalated => "escalated",

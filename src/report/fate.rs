@@ -137,7 +137,7 @@ fn fate_of(account: &ConversationAccount, run: &EngineRun) -> (Fate, Option<Stri
         let fate = match status {
             AnswerStatus::Answered => Fate::Answered,
             AnswerStatus::MaxTurns | AnswerStatus::MaxHandoffs => Fate::OutOfTurns,
-            AnswerStatus::Failed => Fate::Failed,
+            AnswerStatus::Failed | AnswerStatus::Truncated => Fate::Failed,
             AnswerStatus::Blocked => Fate::Blocked,
             AnswerStatus::Halted => Fate::Halted,
             AnswerStatus::Escalated => Fate::Escalated,

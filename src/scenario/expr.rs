@@ -33,10 +33,18 @@ pub enum Var {
     Text,
     /// A guardrail's feedback when it asked the model to try again (`retry`), or `''`.
     Feedback,
+    /// User messages in the transcript so far (1 for a conversation's opening message).
+    UserTurn,
+    /// The latest user message in the transcript, or `''`.
+    LastUser,
+    /// The text of every message in the transcript (user, model, tool results), one per line.
+    History,
+    /// The names of the tools called in the transcript, one per line, in order.
+    ToolsCalled,
 }
 
 /// Every variable, with its name and type, for parsing and for error messages.
-pub const VARIABLES: [(&str, Var, Type); 12] = [
+pub const VARIABLES: [(&str, Var, Type); 16] = [
     ("turn", Var::Turn, Type::Int),
     ("tool_calls", Var::ToolCalls, Type::Int),
     ("last_tool", Var::LastTool, Type::Str),
@@ -49,6 +57,10 @@ pub const VARIABLES: [(&str, Var, Type); 12] = [
     ("results", Var::Results, Type::Str),
     ("text", Var::Text, Type::Str),
     ("feedback", Var::Feedback, Type::Str),
+    ("user_turn", Var::UserTurn, Type::Int),
+    ("last_user", Var::LastUser, Type::Str),
+    ("history", Var::History, Type::Str),
+    ("tools_called", Var::ToolsCalled, Type::Str),
 ];
 
 /// The type of a value in an expression.

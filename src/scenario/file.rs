@@ -58,6 +58,9 @@ pub struct RawGuardrail {
     pub false_negative: Option<Spanned<f64>>,
     pub max_retries: Option<Spanned<u32>>,
     pub escalate_to: Option<Spanned<String>>,
+    /// What a text check reads: `message` (default: the message itself) or `transcript` (the
+    /// whole conversation so far; input, model_call and output stages).
+    pub scope: Option<Spanned<String>>,
 }
 
 /// `check = { kind = "pii", entities = ["email"] }`: what the guardrail looks for.
@@ -118,6 +121,8 @@ pub struct RawMeta {
     pub max_events: Option<Spanned<u64>>,
     pub max_queue_len: Option<Spanned<u64>>,
     pub max_message_bytes: Option<Spanned<u64>>,
+    /// Bytes of text in one conversation's transcript (`max_transcript_bytes`).
+    pub max_transcript_bytes: Option<Spanned<u64>>,
     pub max_restarts_total: Option<Spanned<u64>>,
     pub max_tool_wait: Option<Spanned<String>>,
     /// Handoffs one conversation may have before it ends unanswered (`max_handoffs`).
@@ -149,6 +154,11 @@ pub struct RawLlm {
     pub api_key_env: Option<Spanned<String>>,
     pub temperature: Option<Spanned<f64>>,
     pub max_tokens: Option<Spanned<u32>>,
+    /// Sent as `max_completion_tokens`, which newer reasoning models take instead of `max_tokens`.
+    pub max_completion_tokens: Option<Spanned<u32>>,
+    /// Live mode: the `content` of an assistant message that has only tool calls: `"null"` (as
+    /// the API documents; default) or `"empty"` (`""`, for servers that reject null).
+    pub assistant_content: Option<Spanned<String>>,
     /// Live mode: client timeout of one call (default 60s).
     pub timeout: Option<Spanned<String>>,
     /// Live mode: allow plain http to a host that is not loopback.
@@ -242,6 +252,11 @@ pub struct RawAgent {
     pub rate_limit: Option<Spanned<RawRateLimit>>,
     /// Conversations survive a restart (the agent checkpoints them every turn).
     pub persist: Option<bool>,
+    /// `tool_choice` sent to a live model: `auto` (default), `none`, `required` or a tool's name.
+    pub tool_choice: Option<Spanned<String>>,
+    /// What this agent sees of a conversation handed to it: `"all"` (default), `"none"` (only
+    /// the latest user message) or a number N (the last N messages).
+    pub handoff_history: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub behavior: Vec<Spanned<RawRule>>,
 }
@@ -319,6 +334,8 @@ pub struct RawToolCall {
 pub struct RawTool {
     pub name: Spanned<String>,
     pub description: Option<String>,
+    /// The arguments the tool takes, as a JSON Schema object (offered to live models).
+    pub parameters: Option<Spanned<toml::Value>>,
     pub latency: Option<Spanned<RawLatency>>,
     pub output: Option<Spanned<String>>,
     pub effect: Option<Spanned<String>>,

@@ -164,8 +164,8 @@ pub enum GuardCheck {
     Pii(Vec<PiiEntity>),
     /// The tool call's arguments do not validate against this JSON Schema (a subset: `type`,
     /// `properties`, `required`, `additionalProperties`, `enum`, `minimum`, `maximum`,
-    /// `minLength`, `maxLength`, `items`).
-    JsonSchema(serde_json::Value),
+    /// `minLength`, `maxLength`, `items`); `None`: the called tool's own `parameters`.
+    JsonSchema(Option<serde_json::Value>),
     /// The tool is not one of `tools` (when given), or an argument breaks its rule.
     AllowList {
         tools: Option<Vec<ToolIdx>>,
@@ -296,6 +296,17 @@ pub struct Guardrail {
     pub false_negative: Probability,
     pub max_retries: u32,
     pub escalate_to: Option<AgentIdx>,
+    /// What a text check reads.
+    pub scope: GuardScope,
+}
+
+/// What a guardrail's text check reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardScope {
+    /// The message: the user's message, the newest message sent to the model, the answer.
+    Message,
+    /// The whole transcript so far, the message included.
+    Transcript,
 }
 
 impl Guardrail {

@@ -40,6 +40,57 @@ pub struct Scenario {
     pub source_text: String,
 }
 
+impl Scenario {
+    /// A stable name per traffic source: `traffic:KIND@AGENT`, with `#N` for the Nth source of the
+    /// same kind and target, so adding a source renames no other.
+    pub fn traffic_names(&self) -> Vec<String> {
+        crate::kernel::number_duplicates(self.traffic.iter().map(|traffic| {
+            let (kind, to) = match traffic {
+                Traffic::Poisson { to, .. } => ("poisson", to),
+                Traffic::Script { to, .. } => ("script", to),
+            };
+            let first = to.first().map_or("?", |a| self.agents[*a].name.as_str());
+            format!("traffic:{kind}@{first}")
+        }))
+    }
+
+    /// The number of the first conversation traffic source `traffic` opens: each source has its
+    /// own block of numbers, in the order the sources are listed, so that a source added at the
+    /// end renumbers no conversation of the others.
+    pub fn first_conversation(&self, traffic: usize) -> u32 {
+        self.traffic.iter().take(traffic).map(Traffic::conversations).sum()
+    }
+
+    /// What a conversation's random streams are keyed by: its traffic source's name and its
+    /// index there, so that neither a new source nor what happens in another conversation shifts
+    /// its draws.
+    pub fn conversation_key(&self, conv: u32) -> u64 {
+        let mut first = 0;
+        for (traffic, name) in self.traffic.iter().zip(self.traffic_names()) {
+            let count = traffic.conversations();
+            if conv < first + count {
+                let mut hasher = blake3::Hasher::new_derive_key("agentsim 2026 conversation key v1");
+                hasher.update(name.as_bytes());
+                hasher.update(&(conv - first).to_le_bytes());
+                let bytes = hasher.finalize();
+                return u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"));
+            }
+            first += count;
+        }
+        conv as u64
+    }
+}
+
+impl Traffic {
+    /// How many conversations the source opens.
+    pub fn conversations(&self) -> u32 {
+        match self {
+            Traffic::Poisson { conversations, .. } => *conversations,
+            Traffic::Script { items, .. } => items.len() as u32,
+        }
+    }
+}
+
 /// Handoffs one conversation may have when the scenario does not say (`max_handoffs`).
 pub const MAX_HANDOFFS_DEFAULT: u32 = 10;
 
@@ -55,6 +106,9 @@ pub struct Limits {
     pub max_queue_len: u64,
     /// Bytes of free text in one message: a model answer, a tool output, a task (`max_message_bytes`).
     pub max_message_bytes: u64,
+    /// Bytes of text in one conversation's transcript; past it the conversation fails
+    /// (`max_transcript_bytes`).
+    pub max_transcript_bytes: u64,
     /// Restarts in the whole run, over every supervisor (`max_restarts_total`).
     pub max_restarts_total: u64,
     /// Virtual time a tool call may go unanswered when the agent set no `tool_timeout` (`max_tool_wait`).
@@ -67,6 +121,7 @@ impl Limits {
         max_virtual_time_us: 24 * 3_600 * 1_000_000,
         max_queue_len: 1_000_000,
         max_message_bytes: 1 << 20,
+        max_transcript_bytes: 8 << 20,
         max_restarts_total: 1_000,
         max_tool_wait_us: 3_600 * 1_000_000,
     };
@@ -216,12 +271,37 @@ pub struct Endpoint {
     pub api_key_env: Option<String>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+    /// Sent as `max_completion_tokens` instead of `max_tokens`.
+    pub max_completion_tokens: Option<u32>,
+    /// `content` of an assistant message with only tool calls: null, or `""`.
+    pub assistant_content_empty: bool,
     /// Client-side timeout of one HTTP call (wall clock).
     pub timeout_us: u64,
     /// Allow plain `http://` to a host that is not loopback.
     pub allow_insecure_http: bool,
     /// Larger response bodies are cut off and treated as malformed.
     pub response_bytes_max: u64,
+}
+
+/// `tool_choice`: whether and which tool a live model must call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    Required,
+    /// This tool, by name.
+    Tool(String),
+}
+
+/// What an agent sees of a conversation handed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffHistory {
+    /// The whole transcript.
+    All,
+    /// Only the latest user message.
+    None,
+    /// The last N messages.
+    Last(u32),
 }
 
 /// An agent: a model, instructions, tools it may call and agents it may hand off to.
@@ -253,6 +333,10 @@ pub struct Agent {
     /// Conversations survive a restart.
     pub persist: bool,
     /// Rules the mock model follows for this agent, first match wins.
+    /// `tool_choice` for a live model.
+    pub tool_choice: ToolChoice,
+    /// What the agent sees of a conversation handed to it.
+    pub handoff_history: HandoffHistory,
     pub behavior: Vec<Rule>,
 }
 
@@ -361,6 +445,8 @@ pub struct Tool {
     pub name: String,
     /// What the tool does, as a live model is told.
     pub description: String,
+    /// The arguments it takes, a JSON Schema object; `None`: any object.
+    pub parameters: Option<serde_json::Value>,
     pub latency: Latency,
     pub output: Template,
     /// Name of the side effect one call has (`money_moved`), counted by invariants.

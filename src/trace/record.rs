@@ -21,6 +21,7 @@ pub struct HeaderLimits {
     pub max_virtual_time_us: u64,
     pub max_queue_len: u64,
     pub max_message_bytes: u64,
+    pub max_transcript_bytes: u64,
     pub max_restarts_total: u64,
     pub max_tool_wait_us: u64,
 }
@@ -183,6 +184,7 @@ impl<S: AsRef<str>> Record<S> {
                         .u64("max_virtual_time_us", l.max_virtual_time_us)
                         .u64("max_queue_len", l.max_queue_len)
                         .u64("max_message_bytes", l.max_message_bytes)
+                        .u64("max_transcript_bytes", l.max_transcript_bytes)
                         .u64("max_restarts_total", l.max_restarts_total)
                         .u64("max_tool_wait_us", l.max_tool_wait_us);
                 }
@@ -402,6 +404,7 @@ fn header_limits(fields: &Map<String, Value>) -> Option<HeaderLimits> {
         max_virtual_time_us: n("max_virtual_time_us")?,
         max_queue_len: n("max_queue_len")?,
         max_message_bytes: n("max_message_bytes").unwrap_or(defaults.max_message_bytes),
+        max_transcript_bytes: n("max_transcript_bytes").unwrap_or(defaults.max_transcript_bytes),
         max_restarts_total: n("max_restarts_total").unwrap_or(defaults.max_restarts_total),
         max_tool_wait_us: n("max_tool_wait_us").unwrap_or(defaults.max_tool_wait_us),
     })
@@ -455,6 +458,7 @@ mod tests {
                     max_virtual_time_us: 2,
                     max_queue_len: 3,
                     max_message_bytes: 4,
+                    max_transcript_bytes: 44,
                     max_restarts_total: 5,
                     max_tool_wait_us: 6,
                 }),

@@ -23,6 +23,7 @@ impl<O: Observe> Scheduler<O> {
                 max_virtual_time_us: l.max_virtual_time_us,
                 max_queue_len: l.max_queue_len,
                 max_message_bytes: l.max_message_bytes,
+                max_transcript_bytes: l.max_transcript_bytes,
                 max_restarts_total: l.max_restarts_total,
                 max_tool_wait_us: l.max_tool_wait_us,
             }),

@@ -101,7 +101,52 @@ impl Validator<'_> {
             }),
             rate_limit: raw.rate_limit.as_ref().map(|r| self.rate_limit(r)),
             persist: raw.persist.unwrap_or(false),
+            tool_choice: self.tool_choice(raw),
+            handoff_history: self.handoff_history(raw),
             behavior,
+        }
+    }
+
+    /// `tool_choice`: `auto`, `none`, `required`, or one of the agent's tools.
+    fn tool_choice(&mut self, raw: &RawAgent) -> ToolChoice {
+        let Some(choice) = &raw.tool_choice else {
+            return ToolChoice::Auto;
+        };
+        match choice.get_ref().as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            tool if raw.tools.iter().any(|t| t.get_ref() == tool) => ToolChoice::Tool(tool.to_owned()),
+            other => {
+                let tools: Vec<&str> = raw.tools.iter().map(|t| t.get_ref().as_str()).collect();
+                self.error(
+                    choice.span(),
+                    format!(
+                        "expected tool_choice \"auto\", \"none\", \"required\" or one of the agent's tools ({}), found \"{other}\"",
+                        if tools.is_empty() { "it has none".to_owned() } else { tools.join(", ") }
+                    ),
+                );
+                ToolChoice::Auto
+            }
+        }
+    }
+
+    /// `handoff_history`: `"all"`, `"none"` or a number of messages.
+    fn handoff_history(&mut self, raw: &RawAgent) -> HandoffHistory {
+        let Some(value) = &raw.handoff_history else {
+            return HandoffHistory::All;
+        };
+        match value.get_ref() {
+            toml::Value::String(s) if s == "all" => HandoffHistory::All,
+            toml::Value::String(s) if s == "none" => HandoffHistory::None,
+            toml::Value::Integer(n) if *n >= 1 && *n <= u32::MAX as i64 => HandoffHistory::Last(*n as u32),
+            other => {
+                self.error(
+                    value.span(),
+                    format!("expected handoff_history \"all\", \"none\" or a number of messages (at least 1), found {other}"),
+                );
+                HandoffHistory::All
+            }
         }
     }
 
@@ -391,10 +436,62 @@ impl Validator<'_> {
             parsed.push((key.clone(), arg));
         }
         parsed.sort_by(|a, b| a.0.cmp(&b.0));
+        self.args_fit_parameters(tool, index, &parsed);
         Some(ToolCallSpec {
             tool: index,
             args: parsed,
         })
+    }
+
+    /// A rule's arguments against the tool's `parameters`: every argument is a property the
+    /// schema names (unless it allows others), every required one is given, and a fixed value
+    /// fits its property's schema.
+    fn args_fit_parameters(&mut self, tool: &Spanned<String>, index: ToolIdx, args: &[(String, ArgValue)]) {
+        let Some(Some(schema)) = self.tool_parameters.get(index).cloned() else {
+            return;
+        };
+        let name = tool.get_ref();
+        let properties = schema.get("properties").and_then(|p| p.as_object());
+        let open = schema.get("additionalProperties").and_then(|a| a.as_bool()) == Some(true);
+        for (key, value) in args {
+            let property = properties.and_then(|p| p.get(key));
+            match (property, value) {
+                (None, _) if !open => {
+                    let known: Vec<&str> = properties
+                        .map(|p| p.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    self.error(
+                        tool.span(),
+                        format!(
+                            "argument `{key}` is not in the `parameters` of tool \"{name}\" (it takes: {})",
+                            if known.is_empty() {
+                                "no arguments".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+                (Some(property), ArgValue::Json(json)) => {
+                    if let Err(problem) = crate::scenario::schema::validate(property, json) {
+                        self.error(
+                            tool.span(),
+                            format!("argument `{key}` of tool \"{name}\" does not fit its `parameters`: {problem}"),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        for required in schema.get("required").and_then(|r| r.as_array()).into_iter().flatten() {
+            let Some(required) = required.as_str() else { continue };
+            if !args.iter().any(|(key, _)| key == required) {
+                self.error(
+                    tool.span(),
+                    format!("tool \"{name}\" requires the argument `{required}` (its `parameters` say so), which this call does not give"),
+                );
+            }
+        }
     }
 
     /// A `delegate = [...]` action: each target listed in the agent's `delegates`, once.

@@ -10,7 +10,9 @@ use crate::scenario::error::did_you_mean;
 use crate::scenario::expr::{Expr, Var};
 use crate::scenario::file::{RawArgRule, RawGuardCheck, RawGuardrail};
 use crate::scenario::glob::glob_match;
-use crate::scenario::guardrail::{ArgRule, BudgetScope, GuardAction, GuardCheck, Guardrail, PiiEntity, Stage};
+use crate::scenario::guardrail::{
+    ArgRule, BudgetScope, GuardAction, GuardCheck, GuardScope, Guardrail, PiiEntity, Stage,
+};
 use crate::scenario::model::{AgentIdx, Latency, Probability, ToolIdx};
 
 const DEFAULT_MAX_RETRIES: u32 = 2;
@@ -45,6 +47,7 @@ impl Validator<'_> {
         let agent_list = self.globs(&raw.agents, agents, "agent");
         let tool_list = self.guard_tools(raw, stage, tools);
         let escalate_to = self.escalate_to(raw, action, agents);
+        let scope = self.guard_scope(raw, stage);
         let rate = |v: &mut Self, value: &Option<Spanned<f64>>| {
             value.as_ref().map_or(Probability::from_f64(0.0), |p| v.probability(p))
         };
@@ -77,6 +80,7 @@ impl Validator<'_> {
             false_negative,
             max_retries: raw.max_retries.as_ref().map_or(DEFAULT_MAX_RETRIES, |m| *m.get_ref()),
             escalate_to,
+            scope,
         })
     }
 
@@ -390,16 +394,52 @@ impl Validator<'_> {
         }
     }
 
+    /// A `json_schema` check: its own `schema`, or, without one, each called tool's `parameters`.
     fn json_schema_check(&mut self, check: &RawGuardCheck, span: &Range<usize>) -> Option<GuardCheck> {
         let Some(schema) = &check.schema else {
-            self.missing(span, "json_schema", "schema");
-            return None;
+            if self.tool_parameters.iter().all(Option::is_none) {
+                self.error(
+                    span.clone(),
+                    "a `json_schema` check without `schema` checks each tool's `parameters`, but no [[tool]] has `parameters`",
+                );
+                return None;
+            }
+            return Some(GuardCheck::JsonSchema(None));
         };
         let json = serde_json::to_value(schema.get_ref()).unwrap_or(serde_json::Value::Null);
         if let Err(problem) = crate::scenario::schema::check_schema(&json) {
             self.error(schema.span(), format!("expected a JSON Schema: {problem}"));
         }
-        Some(GuardCheck::JsonSchema(json))
+        Some(GuardCheck::JsonSchema(Some(json)))
+    }
+
+    /// `scope`: `message` (default) or `transcript`, which only the stages that see a whole
+    /// conversation have.
+    fn guard_scope(&mut self, raw: &RawGuardrail, stage: Stage) -> GuardScope {
+        let Some(scope) = &raw.scope else {
+            return GuardScope::Message;
+        };
+        match scope.get_ref().as_str() {
+            "message" => GuardScope::Message,
+            "transcript" if matches!(stage, Stage::Input | Stage::ModelCall | Stage::Output) => GuardScope::Transcript,
+            "transcript" => {
+                self.error(
+                    scope.span(),
+                    format!(
+                        "scope = \"transcript\" is for the input, model_call and output stages, not {}",
+                        stage.name()
+                    ),
+                );
+                GuardScope::Message
+            }
+            other => {
+                self.error(
+                    scope.span(),
+                    format!("expected scope \"message\" or \"transcript\", found \"{other}\""),
+                );
+                GuardScope::Message
+            }
+        }
     }
 
     fn allow_list_check(&mut self, check: &RawGuardCheck, tools: &Names, span: &Range<usize>) -> GuardCheck {

@@ -19,6 +19,7 @@ impl Validator<'_> {
             (&meta.max_events, &mut limits.max_events),
             (&meta.max_queue_len, &mut limits.max_queue_len),
             (&meta.max_message_bytes, &mut limits.max_message_bytes),
+            (&meta.max_transcript_bytes, &mut limits.max_transcript_bytes),
         ] {
             if let Some(value) = value {
                 if *value.get_ref() == 0 {

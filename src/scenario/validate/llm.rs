@@ -163,9 +163,37 @@ impl Validator<'_> {
             api_key_env: raw.api_key_env.as_ref().map(|e| e.get_ref().clone()),
             temperature,
             max_tokens: raw.max_tokens.as_ref().map(|m| *m.get_ref()),
+            max_completion_tokens: self.max_completion_tokens(raw),
+            assistant_content_empty: self.assistant_content(raw),
             timeout_us,
             allow_insecure_http,
             response_bytes_max,
+        }
+    }
+
+    fn max_completion_tokens(&mut self, raw: &RawLlm) -> Option<u32> {
+        let value = raw.max_completion_tokens.as_ref()?;
+        if raw.max_tokens.is_some() {
+            self.error(
+                value.span(),
+                "expected one of `max_tokens` and `max_completion_tokens`, found both",
+            );
+        }
+        Some(*value.get_ref())
+    }
+
+    /// `assistant_content`: true for `"empty"`.
+    fn assistant_content(&mut self, raw: &RawLlm) -> bool {
+        match raw.assistant_content.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+            None | Some(("null", _)) => false,
+            Some(("empty", _)) => true,
+            Some((other, span)) => {
+                self.error(
+                    span,
+                    format!("expected assistant_content \"null\" or \"empty\", found \"{other}\""),
+                );
+                false
+            }
         }
     }
 

@@ -32,6 +32,7 @@ pub fn validate(raw: RawScenario, source_text: &str) -> Result<(Scenario, Vec<Di
         diagnostics: Vec::new(),
         warnings: Vec::new(),
         source: source_text,
+        tool_parameters: Vec::new(),
     };
     let scenario = v.scenario(raw, source_text);
     if v.diagnostics.is_empty() {
@@ -48,6 +49,8 @@ pub(super) struct Validator<'s> {
     /// Settings that validate but do nothing; only collected for a file without errors.
     warnings: Vec<Diagnostic>,
     source: &'s str,
+    /// Each tool's `parameters`, once the tools are read: rules' arguments are checked against them.
+    tool_parameters: Vec<Option<serde_json::Value>>,
 }
 
 /// Names of one kind of actor, for resolving references.
@@ -265,7 +268,8 @@ impl Validator<'_> {
         }
 
         let llms = raw.llm.iter().map(|l| self.llm(l.get_ref())).collect();
-        let tools = raw.tool.iter().map(|t| self.tool(t.get_ref())).collect();
+        let tools: Vec<Tool> = raw.tool.iter().map(|t| self.tool(t.get_ref())).collect();
+        self.tool_parameters = tools.iter().map(|t| t.parameters.clone()).collect();
         let agents = raw
             .agent
             .iter()

@@ -1,5 +1,7 @@
 //! Validates `[[tool]]` tables.
 
+use toml::Spanned;
+
 use super::Validator;
 use crate::scenario::expr::Template;
 use crate::scenario::file::*;
@@ -19,13 +21,35 @@ impl Validator<'_> {
                 );
             }
         }
+        let parameters = raw.parameters.as_ref().and_then(|p| self.parameters(p));
         Tool {
             name: raw.name.get_ref().clone(),
             description: raw.description.clone().unwrap_or_default(),
+            parameters,
             latency: self.latency(raw.latency.as_ref(), Latency::Fixed { latency_us: 0 }),
             output,
             effect: raw.effect.as_ref().map(|e| e.get_ref().clone()),
             idempotent: raw.idempotent.unwrap_or(false),
         }
+    }
+
+    /// A tool's `parameters`: a JSON Schema object of the subset agentsim checks.
+    fn parameters(&mut self, raw: &Spanned<toml::Value>) -> Option<serde_json::Value> {
+        let json = serde_json::to_value(raw.get_ref()).unwrap_or(serde_json::Value::Null);
+        if let Err(problem) = crate::scenario::schema::check_schema(&json) {
+            self.error(
+                raw.span(),
+                format!("expected `parameters` to be a JSON Schema: {problem}"),
+            );
+            return None;
+        }
+        if json.get("type").and_then(|t| t.as_str()) != Some("object") {
+            self.error(
+                raw.span(),
+                "expected `parameters` to be a schema with type = \"object\" (tool arguments are an object)",
+            );
+            return None;
+        }
+        Some(json)
     }
 }

@@ -229,3 +229,59 @@ fn resume_with_nothing_to_resume_runs_the_whole_sweep() {
     assert_eq!(stdout(&resumed), stdout(&whole));
     assert_eq!(result_lines(&fresh.join("results.jsonl")), 4);
 }
+
+#[test]
+fn ctrl_c_during_a_hanging_live_call_stops_the_run_at_once() {
+    use common::server::{completion, Canned, FakeOpenAi, Received};
+    // The server takes 10 s to answer; the client would wait a minute.
+    let server = FakeOpenAi::start(|_, _: &Received| {
+        Canned::json(
+            200,
+            completion(serde_json::json!({"role": "assistant", "content": "late"}), "stop"),
+        )
+        .slow(Duration::from_secs(10))
+    });
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let file = dir.path().join("hanging.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[scenario]
+name = "hanging"
+
+[[llm]]
+name = "gpt"
+mode = "live"
+base_url = "{}"
+timeout = "60s"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{{ at = "0s", message = "hello" }}]
+"#,
+            server.base_url()
+        ),
+    )
+    .expect("write the scenario");
+    let out = dir.path().join("run");
+    let mut child = agentsim()
+        .args(["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agentsim starts");
+    wait_for("the model call", &mut child, || !server.received().is_empty());
+    let signalled = Instant::now();
+    send(&child, libc::SIGINT);
+    let code = exit_code_after_signal(&mut child);
+    let waited = signalled.elapsed();
+    let output = child.wait_with_output().expect("the output");
+    assert_eq!(code, EXIT_INTERRUPTED, "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(waited < Duration::from_secs(5), "stopped {waited:?} after the signal");
+    assert!(out.join("trace.jsonl").exists(), "the partial trace is kept");
+}

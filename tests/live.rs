@@ -284,7 +284,7 @@ fn a_changed_prompt_fails_strict_replay_naming_the_field_and_drifts_under_fifo()
     let message = stderr(&output);
     assert!(
         message.contains(
-            "call #0 of agent:support to llm:gpt (incarnation 0) differs from the recording at `messages[0].content`"
+            "call #0 of agent:support in conversation 0 to llm:gpt (incarnation 0) differs from the recording at `messages[0].content`"
         ),
         "{message}"
     );
@@ -435,8 +435,20 @@ fn a_refused_connection_is_a_retryable_503() {
         "live.toml",
         &scenario(&format!("http://127.0.0.1:{port}/v1"), "x", "", 2),
     );
+    // Before the run, the endpoint check says the server is not there, and nothing is written.
     let out = dir.path().join("run");
     let output = run(&["run", p(&file), "--out", p(&out)], true);
+    assert_eq!(status(&output), 2, "{}\n{}", stdout(&output), stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("llm \"gpt\": cannot connect to http://127.0.0.1:{port}/v1")),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.join("trace.jsonl").exists());
+
+    // Without the check, the run goes ahead and each call fails as a retryable 503, whose text
+    // the trace and the summary carry.
+    let output = run(&["run", p(&file), "--out", p(&out), "--no-endpoint-check"], true);
     assert_eq!(status(&output), 0, "{}\n{}", stdout(&output), stderr(&output));
     let trace = std::fs::read(out.join("trace.jsonl")).unwrap();
     let replies = replies(&trace);
@@ -444,7 +456,101 @@ fn a_refused_connection_is_a_retryable_503() {
     assert!(
         replies
             .iter()
-            .all(|r| r.contains("error=503 connection_error connection_error")),
+            .all(|r| r
+                .contains("error=503 connection_error connection_error server=\"could not connect to the server\"")),
         "{replies:?}"
     );
+    assert!(
+        stdout(&output)
+            .contains("first error    503 connection_error to agent:support in conversation 0: could not connect"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn a_base_url_without_v1_is_caught_before_the_run_and_a_servers_error_text_reaches_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeOpenAi::start(|_, _: &Received| {
+        Canned::json(
+            500,
+            json!({"error": {"message": "model 'test-model' is not loaded", "type": "server_error"}}),
+        )
+    });
+    let without_v1 = server.base_url().trim_end_matches("/v1").to_owned();
+    let file = write(dir.path(), "no-v1.toml", &scenario(&without_v1, "x", "", 1));
+    let output = run(&["run", p(&file)], true);
+    assert_eq!(status(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("answered 404 Not Found: base_url must end with the API version"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(server.received().is_empty(), "no model call was made");
+
+    let file = write(dir.path(), "v1.toml", &scenario(&server.base_url(), "x", "", 1));
+    let out = dir.path().join("run");
+    let output = run(&["run", p(&file), "--out", p(&out)], true);
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "first error    500 internal_error to agent:support in conversation 0: model 'test-model' is not loaded"
+        ),
+        "{text}"
+    );
+    let trace = std::fs::read(out.join("trace.jsonl")).unwrap();
+    assert!(replies(&trace)[0].contains("server=\"model 'test-model' is not loaded\""));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["first_server_error"].as_str().unwrap().contains("is not loaded"));
+}
+
+#[test]
+fn a_live_run_without_a_directory_does_not_offer_a_replay_that_would_call_the_server_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeOpenAi::start(|_, _: &Received| {
+        Canned::json(
+            200,
+            completion(json!({"role": "assistant", "content": "Shipped."}), "stop"),
+        )
+    });
+    let file = write(dir.path(), "live.toml", &scenario(&server.base_url(), "x", "", 1));
+    let output = run(&["run", p(&file)], true);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("replay         none: the live calls were not recorded; run again with --out DIR"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_run_replayed_under_fifo_replays_from_its_directory_with_the_same_matching() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cassette) = record_simple_run(dir.path());
+    let changed = write(
+        dir.path(),
+        "changed.toml",
+        &scenario("http://127.0.0.1:9/v1", "Answer order questions politely.", "", 2),
+    );
+    let out = dir.path().join("fifo-run");
+    let output = run(
+        &[
+            "run",
+            p(&changed),
+            "--replay-cassette",
+            p(&cassette),
+            "--cassette-match",
+            "fifo",
+            "--out",
+            p(&out),
+        ],
+        false,
+    );
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let replay_line = format!("agentsim replay {} --cassette-match fifo", out.display());
+    assert!(stdout(&output).contains(&replay_line), "{}", stdout(&output));
+    let replayed = run(&["replay", p(&out), "--cassette-match", "fifo"], false);
+    assert_eq!(status(&replayed), 0, "{}", stderr(&replayed));
+    assert!(stdout(&replayed).contains("replay: OK"), "{}", stdout(&replayed));
 }

@@ -186,7 +186,7 @@ fn a_strict_replay_of_a_changed_history_names_the_message_that_changed_and_shows
     let message = stderr(&output);
     assert!(
         message.contains(
-            "call #1 of agent:support to llm:gpt (incarnation 0) differs from the recording at `messages[3].content`"
+            "call #1 of agent:support in conversation 0 to llm:gpt (incarnation 0) differs from the recording at `messages[3].content`"
         ),
         "{message}"
     );

@@ -810,6 +810,7 @@ impl AgentBehavior {
                     error_type: "circuit_open",
                     code: "circuit_open",
                     retry_after_us: Some(retry_after_us),
+                    message: None,
                 };
                 self.on_error(conv, state, error, effects);
             }

@@ -42,8 +42,9 @@ struct Caller {
     /// One stream per conversation, from this family.
     family: StreamFamily,
     streams: BTreeMap<ConvId, RngStream>,
-    /// Calls made so far: the call's index in its cassette position.
+    /// Calls made so far, in all and per conversation: the call's index in its cassette position.
     calls: u32,
+    conv_calls: BTreeMap<ConvId, u32>,
 }
 
 impl LlmBehavior {
@@ -89,6 +90,7 @@ impl Behavior for LlmBehavior {
                 family: StreamFamily::new(self.seed, &name),
                 streams: BTreeMap::new(),
                 calls: 0,
+                conv_calls: BTreeMap::new(),
             }
         });
         let mut next_call_id = request.next_call_id;
@@ -117,6 +119,7 @@ impl Behavior for LlmBehavior {
                     error_type: "requests",
                     code: "rate_limit_exceeded",
                     retry_after_us,
+                    message: None,
                 };
                 error_reply(request.call_seq, error, 30_000)
             }
@@ -191,16 +194,20 @@ fn live_reply(
     injection: Option<(FaultKind, &FaultParams)>,
 ) -> ModelReply {
     let spec = &scenario.llms[llm];
+    let in_conv = caller.conv_calls.entry(request.conv).or_default();
     let position = Position {
         llm: spec.name.clone(),
         actor: format!("agent:{}", scenario.agents[request.agent].name),
+        conv: Some(request.conv),
         incarnation,
-        call_index: caller.calls,
+        call_index: *in_conv,
     };
+    *in_conv += 1;
+    let agent_call_index = caller.calls;
     caller.calls += 1;
     let body = live::build_request(scenario, llm, request);
     let mut next_call_id = request.next_call_id;
-    match backends.exchange(llm, position, body) {
+    match backends.exchange(llm, position, agent_call_index, body) {
         Ok(exchange) => {
             let done = live::interpret(scenario, request, &exchange, &mut next_call_id);
             let (answer, finish_reason, output_tokens) = match (&done.answer, injection) {
@@ -238,6 +245,7 @@ fn live_reply(
                 error_type: "invalid_request_error",
                 code: "cassette_mismatch",
                 retry_after_us: None,
+                message: None,
             },
             0,
         ),

@@ -15,6 +15,7 @@ pub fn provider_error(kind: FaultKind, retry_after_us: Option<u64>) -> (Provider
         error_type,
         code,
         retry_after_us,
+        message: None,
     };
     match kind {
         FaultKind::LlmRateLimit => (e(429, "requests", "rate_limit_exceeded", retry_after), 30_000),

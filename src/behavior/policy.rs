@@ -100,6 +100,7 @@ mod tests {
             error_type: "server_error",
             code: "internal_error",
             retry_after_us: None,
+            message: None,
         }
     }
 
@@ -148,6 +149,7 @@ mod tests {
             error_type: "requests",
             code: "rate_limit_exceeded",
             retry_after_us: Some(2_000_000),
+            message: None,
         };
         assert_eq!(
             retry_delay_us(&policy(Jitter::Full), &limited, 1, 0, &mut stream),
@@ -200,20 +202,23 @@ mod tests {
             error_type: "insufficient_quota",
             code: "insufficient_quota",
             retry_after_us: None,
+            message: None,
         };
         assert!(!quota.retryable());
         assert!(ProviderError {
             status: 529,
             error_type: "overloaded_error",
             code: "overloaded_error",
-            retry_after_us: None
+            retry_after_us: None,
+            message: None,
         }
         .retryable());
         assert!(!ProviderError {
             status: 401,
             error_type: "invalid_request_error",
             code: "invalid_api_key",
-            retry_after_us: None
+            retry_after_us: None,
+            message: None,
         }
         .retryable());
     }

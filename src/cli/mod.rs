@@ -136,6 +136,10 @@ pub enum Command {
         /// Tokio runtime to replay on.
         #[arg(long, value_enum, default_value_t = RuntimeFlavor::Current)]
         runtime: RuntimeFlavor,
+        /// How the run's cassette answers: strict (default) or fifo, as the run was made with
+        /// `run --cassette-match fifo`.
+        #[arg(long, value_enum)]
+        cassette_match: Option<CassetteMatchArg>,
     },
 }
 
@@ -202,6 +206,9 @@ pub struct RunArgs {
     /// Also write the run as OTLP/JSON spans (OpenTelemetry GenAI conventions) to this file.
     #[arg(long, value_name = "FILE")]
     pub otlp: Option<PathBuf>,
+    /// Do not ask live servers for `GET /models` before the run.
+    #[arg(long)]
+    pub no_endpoint_check: bool,
 }
 
 /// `--cassette-match`.
@@ -393,7 +400,11 @@ pub fn main(cli: Cli) -> ExitCode {
             json,
         } => info::validate(&files, deny_warnings, json),
         Command::Run(args) => run::run(&args),
-        Command::Replay { dir, runtime } => run::replay(&dir, runtime),
+        Command::Replay {
+            dir,
+            runtime,
+            cassette_match,
+        } => run::replay(&dir, runtime, cassette_match),
         Command::Report { dir, mermaid } => run::report(&dir, mermaid.as_deref()),
         Command::Import { trace, out, force } => run::import(&trace, &out, force),
         Command::Bench(args) => info::bench(&args),

@@ -38,6 +38,9 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
             ),
         ));
     }
+    if args.replay_cassette.is_none() && !args.no_endpoint_check {
+        check_endpoints(&scenario)?;
+    }
     let cassette = CassetteOptions {
         replay: args.replay_cassette.as_deref().map(load_cassette).transpose()?,
         matching: args.cassette_match.map(|m| m.policy()),
@@ -47,7 +50,7 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         flavor: args.runtime.flavor(),
         trace: trace_mode,
         limits: Some(limits),
-        replay_command: replay_command(args, seed, out_dir.as_deref()),
+        replay_command: replay_command(args, seed, out_dir.as_deref(), &scenario),
         cassette,
     };
     let interrupt = run::Interrupt {
@@ -137,11 +140,35 @@ fn limits_with_flags(args: &RunArgs, mut limits: scenario::Limits) -> Result<sce
     Ok(limits)
 }
 
-/// The command that replays this run: `agentsim replay DIR` for a run directory, else the run
-/// itself with its seed, limit flags and cassette.
-fn replay_command(args: &RunArgs, seed: u64, out_dir: Option<&Path>) -> String {
+/// Asks every live model's server whether it is there before the run starts.
+fn check_endpoints(scenario: &Scenario) -> Result<(), Failure> {
+    for llm in scenario.llms.iter().filter(|l| l.mode == scenario::LlmMode::Live) {
+        let client = crate::llm::live::LiveClient::new(&llm.name, &llm.endpoint)
+            .map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+        client.check().map_err(|e| {
+            Failure::new(
+                exit::BAD_INPUT,
+                format!("llm \"{}\": {e} (--no-endpoint-check skips this check)", llm.name),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The command that replays this run: `agentsim replay DIR` for a run directory (with the
+/// cassette matching it ran under), else the run itself with its seed, limit flags and cassette.
+/// A live run without a directory kept no recording: rerunning it would call the server again.
+fn replay_command(args: &RunArgs, seed: u64, out_dir: Option<&Path>, scenario: &Scenario) -> String {
+    let matching = match args.cassette_match {
+        Some(CassetteMatchArg::Fifo) => " --cassette-match fifo",
+        Some(CassetteMatchArg::Strict) | None => "",
+    };
     if let Some(dir) = out_dir {
-        return format!("agentsim replay {}", shell_quote(&dir.display().to_string()));
+        return format!("agentsim replay {}{matching}", shell_quote(&dir.display().to_string()));
+    }
+    let live = scenario.llms.iter().any(|l| l.mode == scenario::LlmMode::Live);
+    if live && args.replay_cassette.is_none() {
+        return "none: the live calls were not recorded; run again with --out DIR to keep them".to_owned();
     }
     let mut command = format!(
         "agentsim run {} --seed {seed}",
@@ -156,6 +183,7 @@ fn replay_command(args: &RunArgs, seed: u64, out_dir: Option<&Path>) -> String {
             shell_quote(&file.display().to_string())
         ));
     }
+    command.push_str(matching);
     command
 }
 
@@ -323,7 +351,7 @@ fn limit_flags(args: &RunArgs) -> Vec<(&'static str, String)> {
     .collect()
 }
 
-pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> {
+pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor, matching: Option<CassetteMatchArg>) -> Result<u8, Failure> {
     let trace_path = dir.join("trace.jsonl");
     let recorded = std::fs::read(&trace_path).map_err(|e| {
         Failure::new(
@@ -384,7 +412,7 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor) -> Result<u8, Failure> 
                 .exists()
                 .then(|| load_cassette(&cassette_path))
                 .transpose()?,
-            matching: None,
+            matching: matching.map(|m| m.policy()),
         },
     };
     let output = run::run_interruptible(scenario.clone(), &options, interrupt)?;

@@ -128,7 +128,9 @@ pub fn execute<O: Observe + Send + 'static>(
     let backends = if scenario.llms.iter().all(|l| l.mode == LlmMode::Mock) {
         Backends::mock_only()
     } else {
-        Backends::new(&scenario, &options.cassette).map_err(RunError::Setup)?
+        Backends::new(&scenario, &options.cassette)
+            .map_err(RunError::Setup)?
+            .interrupted_by(interrupt.signal.clone())
     };
     let backends = Arc::new(backends);
     let mut scheduler = Scheduler::new(scenario, options.seed, limits, trace, observer, backends.clone());

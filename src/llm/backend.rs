@@ -3,6 +3,7 @@
 //! incarnation of every model actor.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -26,6 +27,8 @@ pub struct Backends {
     live: BTreeMap<LlmIdx, LiveClient>,
     replayer: Option<Replayer>,
     recorded: Mutex<Vec<Entry>>,
+    /// Set (to the signal's number) when the run is interrupted: live calls stop waiting.
+    interrupt: Option<Arc<AtomicUsize>>,
 }
 
 /// What the model I/O of a run left behind.
@@ -78,7 +81,14 @@ impl Backends {
             live,
             replayer,
             recorded: Mutex::new(Vec::new()),
+            interrupt: None,
         })
+    }
+
+    /// Live calls stop waiting once `signal` is set.
+    pub fn interrupted_by(mut self, signal: Option<Arc<AtomicUsize>>) -> Backends {
+        self.interrupt = signal;
+        self
     }
 
     /// Backends of a scenario whose models are all mocks.
@@ -87,13 +97,21 @@ impl Backends {
             live: BTreeMap::new(),
             replayer: None,
             recorded: Mutex::new(Vec::new()),
+            interrupt: None,
         }
     }
 
     /// The exchange for one call: over the network (and recorded) or from the cassette.
-    pub fn exchange(&self, llm: LlmIdx, position: Position, request: Value) -> Result<Exchange, String> {
+    /// One call at `position` (`agent_call_index`: its index among all of the agent's calls).
+    pub fn exchange(
+        &self,
+        llm: LlmIdx,
+        position: Position,
+        agent_call_index: u32,
+        request: Value,
+    ) -> Result<Exchange, String> {
         if let Some(client) = self.live.get(&llm) {
-            let exchange = client.call(&request);
+            let exchange = client.call(&request, self.interrupt.as_deref());
             self.recorded.lock().unwrap_or_else(|e| e.into_inner()).push(Entry {
                 position,
                 request,
@@ -102,7 +120,7 @@ impl Backends {
             return Ok(exchange);
         }
         match &self.replayer {
-            Some(replayer) => replayer.answer(&position, &request),
+            Some(replayer) => replayer.answer(&position, agent_call_index, &request),
             None => Err(format!("no live client and no cassette for {position}")),
         }
     }

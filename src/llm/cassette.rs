@@ -1,10 +1,11 @@
 //! Cassettes: every live model call recorded as one JSON line (the canonical request, its
 //! logical position, and what came back), and the replayer that answers from them.
 //!
-//! The key of a call is its logical position — model, calling agent, the model actor's
-//! incarnation and the call's index among that agent's calls — plus its canonical request.
-//! `strict` replay demands both; `fifo` serves each agent's recordings in order and reports the
-//! requests that drifted.
+//! The key of a call is its logical position — model, calling agent, conversation, the model
+//! actor's incarnation and the call's index among that agent's calls in that conversation — plus
+//! its canonical request. `strict` replay demands both; `fifo` serves each agent's recordings of a
+//! conversation in order and reports the requests that drifted. Recordings without a
+//! conversation (older cassettes) are keyed by the call's index among all the agent's calls.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,19 +29,30 @@ pub struct Position {
     pub llm: String,
     /// The calling agent, `agent:NAME`.
     pub actor: String,
+    /// The conversation the call belongs to (absent in cassettes that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv: Option<u32>,
     /// The model actor's incarnation (0 until it is restarted).
     pub incarnation: u32,
-    /// Index of the call among this agent's calls to this model incarnation, from 0.
+    /// Index of the call among this agent's calls to this model incarnation in the conversation
+    /// (among all its calls, without `conv`), from 0.
     pub call_index: u32,
 }
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "call #{} of {} to llm:{} (incarnation {})",
-            self.call_index, self.actor, self.llm, self.incarnation
-        )
+        match self.conv {
+            Some(conv) => write!(
+                f,
+                "call #{} of {} in conversation {conv} to llm:{} (incarnation {})",
+                self.call_index, self.actor, self.llm, self.incarnation
+            ),
+            None => write!(
+                f,
+                "call #{} of {} to llm:{} (incarnation {})",
+                self.call_index, self.actor, self.llm, self.incarnation
+            ),
+        }
     }
 }
 
@@ -233,7 +245,8 @@ pub fn first_difference(recorded: &Value, now: &Value) -> Option<String> {
                 // Long texts that share a start: both are shown from a little before the first
                 // character that differs, so the difference is on screen.
                 let same = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
-                let from = same.saturating_sub(CONTEXT_CHARS);
+                let short = a.chars().count().max(b.chars().count()) <= 2 * CONTEXT_CHARS;
+                let from = if short { 0 } else { same.saturating_sub(CONTEXT_CHARS) };
                 Some(format!(
                     "`{}`: recorded {}, now {}",
                     if path.is_empty() { "(root)" } else { path },
@@ -348,10 +361,26 @@ impl Replayer {
         }
     }
 
-    /// The recorded exchange for this call, or why there is none.
-    pub fn answer(&self, position: &Position, request: &Value) -> Result<Exchange, String> {
+    /// The recorded exchange for this call, or why there is none. `agent_call_index` is the call's
+    /// index among all of the agent's calls, for recordings without a conversation.
+    pub fn answer(&self, position: &Position, agent_call_index: u32, request: &Value) -> Result<Exchange, String> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let state = &mut *guard;
+        let legacy = state
+            .queues
+            .get(&(position.llm.clone(), position.actor.clone()))
+            .is_some_and(|q| q.iter().any(|(e, _)| e.position.conv.is_none()));
+        let legacy_position;
+        let position = if legacy {
+            legacy_position = Position {
+                conv: None,
+                call_index: agent_call_index,
+                ..position.clone()
+            };
+            &legacy_position
+        } else {
+            position
+        };
         let policy = state
             .policies
             .get(&position.llm)
@@ -375,7 +404,10 @@ impl Replayer {
                     )),
                 },
             },
-            CassetteMatch::Fifo => match queue.iter_mut().find(|(_, used)| !*used) {
+            CassetteMatch::Fifo => match queue
+                .iter_mut()
+                .find(|(e, used)| !*used && e.position.conv == position.conv)
+            {
                 None => Err(format!("no recording left for {position}: the cassette is exhausted")),
                 Some((entry, used)) => {
                     *used = true;

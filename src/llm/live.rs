@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -171,6 +172,7 @@ pub struct Exchange {
 }
 
 /// A client for one live model. Holds the API key, which it never prints, traces or records.
+#[derive(Clone)]
 pub struct LiveClient {
     url: String,
     endpoint: Endpoint,
@@ -210,14 +212,63 @@ impl LiveClient {
     }
 
     /// Sends one request and waits for the whole answer. Runs on a thread of its own, outside
-    /// the async runtime that carries the actors; the scheduler waits for this turn anyway.
-    pub fn call(&self, body: &Value) -> Exchange {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| self.call_blocking(body))
-                .join()
-                .unwrap_or_else(|_| failed_exchange("io", 0))
-        })
+    /// the async runtime that carries the actors; the scheduler waits for this turn anyway. Once
+    /// `interrupt` is set (Ctrl-C) it stops waiting: the call ends as `interrupted`, and the thread
+    /// is left to finish on its own.
+    pub fn call(&self, body: &Value, interrupt: Option<&AtomicUsize>) -> Exchange {
+        const POLL: Duration = Duration::from_millis(20);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let (client, body) = (self.clone(), body.clone());
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            let _ = sender.send(client.call_blocking(&body));
+        });
+        loop {
+            match receiver.recv_timeout(POLL) {
+                Ok(exchange) => return exchange,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return failed_exchange("io", 0),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if interrupt.is_some_and(|flag| flag.load(Ordering::SeqCst) != 0) {
+                        let elapsed_us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+                        return failed_exchange("interrupted", elapsed_us);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks the endpoint before a run: `GET {base_url}/models`, which OpenAI-compatible servers
+    /// answer. A refused connection, a rejected key or a 404 (a base URL without `/v1`, usually)
+    /// is an error that says so; any other answer lets the run go ahead.
+    pub fn check(&self) -> Result<(), String> {
+        let base = &self.endpoint.base_url;
+        let url = format!("{base}/models");
+        let timeout = Duration::from_micros(self.endpoint.timeout_us).min(Duration::from_secs(10));
+        let client = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("agentsim/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot set up an HTTP client: {e}"))?;
+        let mut request = client.get(&url);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        match request.send() {
+            Err(e) if e.is_connect() => Err(format!("cannot connect to {base} (is the server running?)")),
+            Err(e) if e.is_timeout() => Err(format!("{url} did not answer within {} ms", timeout.as_millis())),
+            Err(_) => Err(format!("GET {url} failed before an answer came")),
+            Ok(response) => match response.status().as_u16() {
+                401 | 403 => Err(format!(
+                    "GET {url} answered {}: the server refused the API key",
+                    response.status()
+                )),
+                404 => Err(format!(
+                    "GET {url} answered 404 Not Found: base_url must end with the API version, such as {base}/v1"
+                )),
+                _ => Ok(()),
+            },
+        }
     }
 
     fn call_blocking(&self, body: &Value) -> Exchange {
@@ -346,15 +397,31 @@ pub fn interpret(
         usage_reported: false,
     };
     if let Some(kind) = &exchange.transport_error {
-        return error(match kind.as_str() {
-            "timeout" => ProviderError::client_timeout(),
-            "connect" => provider(503, "connection_error", "connection_error", None),
-            "too_large" => provider(502, "server_error", "response_too_large", None),
-            _ => provider(502, "server_error", "transport_error", None),
-        });
+        let (e, said) = match kind.as_str() {
+            "timeout" => (ProviderError::client_timeout(), "no answer within the timeout"),
+            "connect" => (
+                provider(503, "connection_error", "connection_error", None),
+                "could not connect to the server",
+            ),
+            "too_large" => (
+                provider(502, "server_error", "response_too_large", None),
+                "the response was larger than max_response_bytes",
+            ),
+            "interrupted" => (
+                provider(499, "interrupted", "interrupted", None),
+                "the run was interrupted during the call",
+            ),
+            _ => (
+                provider(502, "server_error", "transport_error", None),
+                "the connection failed mid-answer",
+            ),
+        };
+        return error(with_message(e, said.to_owned()));
     }
     if exchange.status != 200 {
-        return error(map_http_error(exchange));
+        let e = map_http_error(exchange);
+        let said = server_message(exchange);
+        return error(with_message(e, said));
     }
     match exchange
         .response
@@ -367,7 +434,54 @@ pub fn interpret(
             }
             done
         }
-        None => error(provider(502, "server_error", "malformed_response", None)),
+        None => {
+            let e = provider(502, "server_error", "malformed_response", None);
+            error(with_message(
+                e,
+                format!("not a chat completion: {}", body_start(exchange)),
+            ))
+        }
+    }
+}
+
+fn with_message(mut error: ProviderError, message: String) -> ProviderError {
+    error.message = Some(Arc::new(message));
+    error
+}
+
+/// What a server said about an error: `error.message` (or `error` as text, or `detail`), else the
+/// start of its body; with a hint for a 404, the usual sign of a base URL without `/v1`.
+fn server_message(exchange: &Exchange) -> String {
+    let body = exchange.response.as_ref();
+    let said = body
+        .and_then(|b| b.get("error"))
+        .and_then(|e| e.get("message").and_then(Value::as_str).or(e.as_str()))
+        .or_else(|| body.and_then(|b| b.get("detail")).and_then(Value::as_str))
+        .map(str::to_owned)
+        .unwrap_or_else(|| body_start(exchange));
+    if exchange.status == 404 {
+        format!("{said} (HTTP 404: check that base_url ends with the API version, such as /v1)")
+    } else {
+        said
+    }
+}
+
+/// The first 200 characters of a body, as text.
+fn body_start(exchange: &Exchange) -> String {
+    const CHARS_MAX: usize = 200;
+    let text = match (&exchange.response, &exchange.body_text) {
+        (Some(value), _) => value.to_string(),
+        (None, Some(text)) => text.clone(),
+        (None, None) => String::new(),
+    };
+    let mut start: String = text.chars().take(CHARS_MAX).collect();
+    if text.chars().count() > CHARS_MAX {
+        start.push('…');
+    }
+    if start.is_empty() {
+        format!("an empty body (HTTP {})", exchange.status)
+    } else {
+        start
     }
 }
 
@@ -377,6 +491,7 @@ fn provider(status: u16, error_type: &'static str, code: &'static str, retry_aft
         error_type,
         code,
         retry_after_us,
+        message: None,
     }
 }
 

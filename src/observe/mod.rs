@@ -101,12 +101,25 @@ pub struct AgentAccount {
     pub cost_pusd: u64,
 }
 
+/// A live server's error, as it answered one call.
+#[derive(Debug, Clone)]
+pub struct ServerError {
+    /// The agent that made the call.
+    pub agent: Option<usize>,
+    pub conv: u32,
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
 /// Running totals of one run.
 #[derive(Debug, Default)]
 pub struct Observer {
     pub llm_calls: u64,
     /// Model calls that came back as provider errors (429, 5xx, timeouts, …).
     pub llm_errors: u64,
+    /// What a live server said about the first error it answered.
+    pub first_server_error: Option<ServerError>,
     pub input_tokens: u64,
     /// The part of `input_tokens` billed at the cached price.
     pub cached_input_tokens: u64,
@@ -689,7 +702,22 @@ impl Observe for Observer {
             Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
                 let usage = reply.usage;
                 self.llm_calls += 1;
-                self.llm_errors += u64::from(matches!(reply.answer, crate::protocol::ModelAnswer::Error(_)));
+                if let crate::protocol::ModelAnswer::Error(error) = &reply.answer {
+                    self.llm_errors += 1;
+                    if let (None, Some(message)) = (&self.first_server_error, &error.message) {
+                        let agent = match self.directory.map(|d| d.locate(envelope.to)) {
+                            Some((ActorKind::Agent, agent)) => Some(agent),
+                            _ => None,
+                        };
+                        self.first_server_error = Some(ServerError {
+                            agent,
+                            conv: *conv,
+                            status: error.status,
+                            code: error.code,
+                            message: message.to_string(),
+                        });
+                    }
+                }
                 self.input_tokens += usage.input_tokens as u64;
                 self.cached_input_tokens += usage.cached_input_tokens as u64;
                 self.output_tokens += usage.output_tokens as u64;

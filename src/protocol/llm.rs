@@ -132,6 +132,8 @@ pub struct ProviderError {
     pub code: &'static str,
     /// The `retry-after` header, if the provider sent one.
     pub retry_after_us: Option<u64>,
+    /// What a live server said about the error (its `error.message`, or the start of its body).
+    pub message: Option<Arc<String>>,
 }
 
 impl ProviderError {
@@ -162,6 +164,7 @@ impl ProviderError {
             error_type: "timeout",
             code: "timeout",
             retry_after_us: None,
+            message: None,
         }
     }
 }
@@ -266,8 +269,11 @@ impl ModelReply {
                 if let Some(us) = e.retry_after_us {
                     let _ = write!(out, " retry_after_us={us}");
                 }
-                match e.exhausted_header() {
-                    Some(header) => write!(out, " {header}=0"),
+                if let Some(header) = e.exhausted_header() {
+                    let _ = write!(out, " {header}=0");
+                }
+                match &e.message {
+                    Some(message) => write!(out, " server={}", super::quoted_clip(message)),
                     None => Ok(()),
                 }
             }

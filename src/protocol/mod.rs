@@ -246,6 +246,11 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
     };
 }
 
+/// Free text for a summary: clipped and quoted.
+pub(crate) fn quoted_clip(text: &str) -> String {
+    Quoted(clip(text)).to_string()
+}
+
 /// Free text in a summary: in double quotes, with `"` and `\` escaped. Our own rule rather than
 /// `{:?}`, whose escaping of unusual characters can change between Rust versions.
 struct Quoted<'a>(&'a str);

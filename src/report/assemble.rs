@@ -44,6 +44,13 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
         messages: run.messages,
         llm_calls: o.llm_calls,
         llm_errors: o.llm_errors,
+        first_server_error: o.first_server_error.as_ref().map(|e| {
+            let agent = e.agent.map_or("?", |a| scenario.agents[a].name.as_str());
+            format!(
+                "{} {} to agent:{agent} in conversation {}: {}",
+                e.status, e.code, e.conv, e.message
+            )
+        }),
         tool_calls: o.tool_calls,
         tokens: Tokens {
             input: o.input_tokens,

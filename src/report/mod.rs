@@ -152,6 +152,10 @@ pub struct RunReport {
     pub llm_calls: u64,
     /// Model calls answered with a provider error.
     pub llm_errors: u64,
+    /// What a live server said about the first error it answered (`500 internal_error from
+    /// llm:gpt: …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_server_error: Option<String>,
     pub tool_calls: u64,
     pub tokens: Tokens,
     pub cost_usd: f64,

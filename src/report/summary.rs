@@ -57,6 +57,9 @@ impl RunReport {
             "llm calls",
             format!("{} ({} errors)", self.llm_calls, self.llm_errors),
         );
+        if let Some(said) = &self.first_server_error {
+            line(out, "first error", said.clone());
+        }
         line(out, "tool calls", self.tool_calls.to_string());
     }
 

@@ -173,6 +173,26 @@ fn serve(
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     };
+    // The endpoint check before a run: a model list under /v1, nothing elsewhere. It does not
+    // count as a scripted request.
+    if request_line.starts_with("GET ") {
+        let (status, body) = if request.path.starts_with("/v1/") {
+            (
+                200,
+                r#"{"object":"list","data":[{"id":"test-model","object":"model"}]}"#,
+            )
+        } else {
+            (404, r#"{"error":"not found"}"#)
+        };
+        let mut out = stream;
+        let head = format!(
+            "HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        out.write_all(head.as_bytes())?;
+        out.write_all(body.as_bytes())?;
+        return out.flush();
+    }
     let index = {
         let mut all = received.lock().unwrap();
         all.push(request.clone());

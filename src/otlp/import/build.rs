@@ -124,9 +124,10 @@ impl Builder {
 
         let origin_ns = self.spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
         let end_ns = self.spans.iter().map(|s| s.end_ns).max().unwrap_or(origin_ns);
-        let traffic = self.traffic(&ops, &chats, origin_ns);
+        let (traffic, roots) = self.traffic(&ops, &chats, origin_ns);
         self.crashes_and_other_faults(origin_ns, &mut recorded.faults);
-        let entries = self.cassette_entries(&recorded.calls);
+        let conversations = conversation_numbers(&traffic, &roots);
+        let entries = self.cassette_entries(&recorded.calls, &conversations);
 
         let scenario = self.scenario_text(
             file,
@@ -302,8 +303,15 @@ impl Builder {
     }
 
     /// Conversations: each top-level agent span (or top-level chat, without agents) starts one,
-    /// with the user's message at the time it began.
-    fn traffic(&mut self, ops: &[Op], chats: &[usize], origin_ns: u64) -> BTreeMap<String, Vec<(u64, String)>> {
+    /// with the user's message at the time it began. Also returns each root span with its agent
+    /// and its index in that agent's script.
+    #[allow(clippy::type_complexity)]
+    fn traffic(
+        &mut self,
+        ops: &[Op],
+        chats: &[usize],
+        origin_ns: u64,
+    ) -> (BTreeMap<String, Vec<(u64, String)>>, Vec<(usize, String, usize)>) {
         let roots: Vec<usize> = if ops.contains(&Op::Agent) {
             (0..ops.len())
                 .filter(|&i| ops[i] == Op::Agent && self.owner[i].is_none())
@@ -312,6 +320,7 @@ impl Builder {
             chats.iter().copied().take(1).collect()
         };
         let mut traffic: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+        let mut placed = Vec::new();
         for &r in &roots {
             let agent = if ops[r] == Op::Agent {
                 self.spans[r].agent_name()
@@ -320,9 +329,23 @@ impl Builder {
             };
             let text = self.user_text(r);
             let at_us = (self.spans[r].start_ns - origin_ns) / 1_000;
-            traffic.entry(agent).or_default().push((at_us, text));
+            let script = traffic.entry(agent.clone()).or_default();
+            placed.push((r, agent, script.len()));
+            script.push((at_us, text));
         }
-        traffic
+        (traffic, placed)
+    }
+
+    /// The conversation a span belongs to: that of the top-level agent span above it.
+    pub(super) fn conversation_of(&self, span: usize, conversations: &BTreeMap<usize, u32>) -> Option<u32> {
+        let mut at = Some(span);
+        while let Some(i) = at {
+            if let Some(&conv) = conversations.get(&i) {
+                return Some(conv);
+            }
+            at = self.owner[i];
+        }
+        None
     }
 
     /// Faults that are not model or tool errors (those come from chat and tool spans): the
@@ -413,6 +436,24 @@ impl Builder {
         self.content_missing = true;
         NO_USER_TEXT.to_owned()
     }
+}
+
+/// The number each conversation gets in the imported run: traffic sources are written in agent
+/// order, and each numbers its conversations in a block of its own, in script order.
+fn conversation_numbers(
+    traffic: &BTreeMap<String, Vec<(u64, String)>>,
+    roots: &[(usize, String, usize)],
+) -> BTreeMap<usize, u32> {
+    let mut first = BTreeMap::new();
+    let mut next = 0u32;
+    for (agent, script) in traffic {
+        first.insert(agent.as_str(), next);
+        next += script.len() as u32;
+    }
+    roots
+        .iter()
+        .map(|(span, agent, index)| (*span, first[agent.as_str()] + *index as u32))
+        .collect()
 }
 
 /// Models, named after themselves.

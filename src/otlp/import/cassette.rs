@@ -11,17 +11,20 @@ use crate::llm::cassette::{Entry, Position};
 use crate::llm::live::{Exchange, HANDOFF_TOOL_PREFIX};
 
 impl Builder {
-    /// One recorded answer per chat span, positions in call order per agent.
-    pub(super) fn cassette_entries(&self, calls: &[ChatCall]) -> Vec<Entry> {
+    /// One recorded answer per chat span, positions in call order per agent and conversation,
+    /// so that each conversation of the replay gets its own answers.
+    pub(super) fn cassette_entries(&self, calls: &[ChatCall], conversations: &BTreeMap<usize, u32>) -> Vec<Entry> {
         let mut entries = Vec::new();
-        let mut index: BTreeMap<(String, String), u32> = BTreeMap::new();
+        let mut index: BTreeMap<(String, String, u32), u32> = BTreeMap::new();
         let mut ordered = calls.to_vec();
         ordered.sort_by_key(|c| (self.spans[c.span].start_ns, c.span));
         for call in &ordered {
-            let slot = index.entry((call.llm.clone(), call.agent.clone())).or_insert(0);
+            let conv = self.conversation_of(call.span, conversations).unwrap_or(0);
+            let slot = index.entry((call.llm.clone(), call.agent.clone(), conv)).or_insert(0);
             let position = Position {
                 llm: call.llm.clone(),
                 actor: format!("agent:{}", call.agent),
+                conv: Some(conv),
                 incarnation: 0,
                 call_index: *slot,
             };

@@ -309,3 +309,73 @@ fn a_malformed_trace_is_an_error_naming_the_file_and_the_field() {
         "{message}"
     );
 }
+
+/// The tool calls of a trace: conversation and arguments, in order.
+fn invocations(trace: &[u8]) -> Vec<(String, String)> {
+    records(trace)
+        .iter()
+        .filter(|r| r["kind"] == "deliver" && field(r, "msg").starts_with("invoke "))
+        .map(|r| {
+            let msg = field(r, "msg");
+            let conv = msg
+                .split(' ')
+                .find(|kv| kv.starts_with("conv="))
+                .unwrap_or("")
+                .to_owned();
+            let args = msg.split_once(" args=").map_or("", |(_, a)| a).to_owned();
+            (conv, args)
+        })
+        .collect()
+}
+
+#[test]
+fn an_agentsim_export_imported_back_replays_to_the_same_calls_tool_calls_and_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (otlp_path, original) = (dir.path().join("run.otlp.json"), dir.path().join("original"));
+    let output = agentsim_output(&[
+        "run",
+        "tests/fixtures/round-trip.toml",
+        "--otlp",
+        otlp_path.to_str().unwrap(),
+        "--out",
+        original.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let before: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(
+        before["llm_errors"].as_u64().unwrap() > 0,
+        "the fixture retries server errors"
+    );
+
+    let imported = dir.path().join("imported");
+    let output = agentsim_output(&[
+        "import",
+        otlp_path.to_str().unwrap(),
+        "--out",
+        imported.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let replayed = dir.path().join("replayed");
+    let output = agentsim_output(&[
+        "run",
+        imported.join("scenario.toml").to_str().unwrap(),
+        "--out",
+        replayed.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let after: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    for key in ["llm_calls", "llm_errors", "tool_calls", "cost_pusd"] {
+        assert_eq!(before[key], after[key], "{key}");
+    }
+    assert_eq!(before["tokens"]["input"], after["tokens"]["input"]);
+    assert_eq!(before["conversations"], after["conversations"]);
+    let read = |dir: &Path| std::fs::read(dir.join("trace.jsonl")).unwrap();
+    let (mut a, mut b) = (invocations(&read(&original)), invocations(&read(&replayed)));
+    // Each conversation makes the same calls with the same arguments (the replay's timing is the
+    // recorded medians, so calls of different conversations may interleave otherwise).
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+}

@@ -358,6 +358,10 @@ fn a_cut_off_answer_is_not_counted_as_answered_and_cached_tokens_come_from_the_s
     assert_eq!(report["conversations"]["answered"], 0, "{report:#}");
     assert_eq!(report["tokens"]["input"], 2000);
     assert_eq!(report["tokens"]["cached_input"], 1536);
+    assert_eq!(
+        report["tokens"]["counted_by_server_calls"], 1,
+        "the tokens are the server's"
+    );
     // 464 input tokens at $1, 1536 cached at $0.50 and 256 output at $2 per million.
     assert_eq!(report["cost_pusd"], 464 * 1_000_000 + 1536 * 500_000 + 256 * 2_000_000);
     let trace = std::fs::read(out.join("trace.jsonl")).unwrap();
@@ -651,4 +655,72 @@ script = [{{ at = "0s", message = "{first}" }}, {{ at = "0s", message = "second"
     let (a, b) = (of_conversation_1(&short.trace), of_conversation_1(&long.trace));
     assert!(!a.is_empty());
     assert_eq!(a, b);
+}
+
+/// An agent that looks an order up twice (the second time with a bad id) and then answers;
+/// `guardrail` watches it.
+fn guarded_design(guardrail: &str) -> String {
+    format!(
+        r#"[scenario]
+name = "guarded"
+
+[[llm]]
+name = "gpt"
+latency = "100ms"
+
+[[tool]]
+name = "lookup"
+parameters = {{ type = "object", properties = {{ id = {{ type = "string", maxLength = 4 }} }}, required = ["id"] }}
+output = "found"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+tools = ["lookup"]
+behavior = [
+  {{ when = "tool_calls == 0", then = {{ tool_call = "lookup", args = {{ id = "A1" }} }} }},
+  {{ when = "tool_calls == 1", then = {{ tool_call = "lookup", args = {{ id = "A1-and-more" }} }} }},
+  {{ otherwise = {{ answer = "done" }} }},
+]
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{{ at = "0s", message = "my card is 4111 1111 1111 1111, where is A1?" }}]
+
+{guardrail}
+"#
+    )
+}
+
+fn verdicts(trace: &[u8]) -> Vec<String> {
+    records(trace)
+        .iter()
+        .filter(|r| r["kind"] == "guard")
+        .map(|r| field(r, "verdict").to_owned())
+        .collect()
+}
+
+#[test]
+fn a_guardrail_with_transcript_scope_reads_the_whole_conversation() {
+    let guardrail = |scope: &str| {
+        format!(
+            "[[guardrail]]\nname = \"no-cards\"\nstage = \"output\"\ncheck = {{ kind = \"pii\", entities = [\"credit_card\"] }}\naction = \"block\"\n{scope}"
+        )
+    };
+    // The answer ("done") carries no card: the message scope lets it through.
+    let message = run_in_memory(&parse(&guarded_design(&guardrail(""))), 1, Flavor::CurrentThread);
+    assert_eq!(verdicts(&message.trace), ["allow"]);
+    // The transcript scope reads the conversation the answer ends, the user's card included.
+    let whole = guarded_design(&guardrail("scope = \"transcript\""));
+    let transcript = run_in_memory(&parse(&whole), 1, Flavor::CurrentThread);
+    assert_eq!(verdicts(&transcript.trace), ["block"]);
+}
+
+#[test]
+fn a_json_schema_check_without_a_schema_checks_each_tool_against_its_parameters() {
+    let guardrail = "[[guardrail]]\nname = \"args\"\nstage = \"tool_call\"\ncheck = { kind = \"json_schema\" }\naction = \"block\"\n";
+    let run = run_in_memory(&parse(&guarded_design(guardrail)), 1, Flavor::CurrentThread);
+    // The first lookup fits the tool's parameters; the second breaks maxLength.
+    assert_eq!(verdicts(&run.trace), ["allow", "block"]);
 }

@@ -168,6 +168,7 @@ impl Behavior for LlmBehavior {
                     cost_pusd: spec
                         .price
                         .cost_pusd(request.input_tokens, cached_input_tokens, output_tokens),
+                    counted_by_server: false,
                 };
                 ModelReply {
                     call_seq: request.call_seq,
@@ -227,6 +228,7 @@ fn live_reply(
                     cached_input_tokens: cached,
                     output_tokens,
                     cost_pusd: spec.price.cost_pusd(done.input_tokens, cached, output_tokens),
+                    counted_by_server: done.usage_reported,
                 }
             };
             ModelReply {

@@ -118,6 +118,8 @@ pub struct Observer {
     pub llm_calls: u64,
     /// Model calls that came back as provider errors (429, 5xx, timeouts, …).
     pub llm_errors: u64,
+    /// Model calls whose tokens a live server counted.
+    pub server_counted_calls: u64,
     /// What a live server said about the first error it answered.
     pub first_server_error: Option<ServerError>,
     pub input_tokens: u64,
@@ -720,6 +722,7 @@ impl Observe for Observer {
                 }
                 self.input_tokens += usage.input_tokens as u64;
                 self.cached_input_tokens += usage.cached_input_tokens as u64;
+                self.server_counted_calls += u64::from(usage.counted_by_server);
                 self.output_tokens += usage.output_tokens as u64;
                 self.cost_pusd += usage.cost_pusd;
                 if let Some((ActorKind::Agent, agent)) = self.directory.map(|d| d.locate(envelope.to)) {

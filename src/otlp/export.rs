@@ -170,6 +170,14 @@ impl Exporter<'_> {
         span.attr("gen_ai.operation.name", json!("invoke_agent"));
         span.attr("gen_ai.agent.name", json!(name));
         span.attr("gen_ai.conversation.id", json!(conv.to_string()));
+        // What an import cannot see in the calls: the agent's bounds and its retry policy.
+        if let Some(spec) = self.scenario.agents.iter().find(|a| a.name == name) {
+            span.attr("agentsim.agent.max_turns", json!(spec.max_turns));
+            if let Some(retry) = spec.retry {
+                span.attr("agentsim.agent.retry.attempts", json!(retry.attempts));
+                span.attr("agentsim.agent.retry.base_us", json!(retry.base_us));
+            }
+        }
         span.agent = Some(agent.to_owned());
         let index = self.open(span);
         self.agents.insert((conv, agent.to_owned()), index);

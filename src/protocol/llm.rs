@@ -216,6 +216,8 @@ pub struct Usage {
     pub cached_input_tokens: u32,
     pub output_tokens: u32,
     pub cost_pusd: u64,
+    /// A live server counted the tokens (its `usage`); otherwise they are agentsim's estimate.
+    pub counted_by_server: bool,
 }
 
 /// A model answer with its usage.
@@ -289,5 +291,8 @@ impl ModelReply {
             self.usage.cost_pusd,
             self.latency_us
         );
+        if self.usage.counted_by_server {
+            out.push_str(" usage=server");
+        }
     }
 }

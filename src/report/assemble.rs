@@ -57,6 +57,7 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             cached_input: o.cached_input_tokens,
             output: o.output_tokens,
             total: o.input_tokens + o.output_tokens,
+            counted_by_server_calls: o.server_counted_calls,
         },
         cost_usd: o.cost_pusd as f64 / 1e12,
         cost_pusd: o.cost_pusd,

@@ -26,6 +26,9 @@ pub struct Tokens {
     pub cached_input: u64,
     pub output: u64,
     pub total: u64,
+    /// Model calls whose tokens a live server counted (its `usage`); the others' are agentsim's
+    /// estimate from the messages sent.
+    pub counted_by_server_calls: u64,
 }
 
 /// What one agent's model calls used and cost.

@@ -93,8 +93,18 @@ impl RunReport {
             out,
             "tokens",
             format!(
-                "{} ({} in, of which {} cached; {} out)",
-                self.tokens.total, self.tokens.input, self.tokens.cached_input, self.tokens.output
+                "{} ({} in, of which {} cached; {} out){}",
+                self.tokens.total,
+                self.tokens.input,
+                self.tokens.cached_input,
+                self.tokens.output,
+                match self.tokens.counted_by_server_calls {
+                    0 => String::new(),
+                    n => format!(
+                        "; counted by the server in {n} of {} calls, estimated in the rest",
+                        self.llm_calls
+                    ),
+                }
             ),
         );
         line(out, "cost", format_usd(self.cost_pusd));

@@ -98,6 +98,13 @@ impl Builder {
         if let Some(to) = parts.handoffs.get(agent) {
             let _ = writeln!(out, "handoffs = [{}]", list(Some(to)));
         }
+        // What the trace says of the agent (an agentsim export does), else a guess from the calls.
+        let said = |key: &str| {
+            self.spans
+                .iter()
+                .filter(|s| s.op() == super::span::Op::Agent && s.agent_name() == *agent)
+                .find_map(|s| s.u64(&[key]))
+        };
         let turns = parts
             .chat_count
             .iter()
@@ -105,16 +112,25 @@ impl Builder {
             .map(|(_, c)| *c)
             .max()
             .unwrap_or(1);
-        let _ = writeln!(out, "max_turns = {}", turns + 2);
+        let max_turns = said("agentsim.agent.max_turns").unwrap_or(turns as u64 + 2);
+        let _ = writeln!(out, "max_turns = {max_turns}");
         if let Some(us) = parts.tool_timeout_us.get(agent) {
             let _ = writeln!(out, "tool_timeout = \"{us}us\"");
         }
-        if let Some(gap) = parts.retry_gap_us.get(agent) {
+        // The attempts the trace names (an agentsim export does), else enough for every error
+        // recorded; the gap between attempts as the trace shows it.
+        let attempts = said("agentsim.agent.retry.attempts");
+        let gap_us = parts
+            .retry_gap_us
+            .get(agent)
+            .copied()
+            .or_else(|| attempts.and(said("agentsim.agent.retry.base_us")));
+        if let Some(gap_us) = gap_us {
             let _ = writeln!(
                 out,
                 "retry = {{ attempts = {}, backoff = \"constant\", base = \"{}us\", jitter = \"none\", honor_retry_after = false }}",
-                parts.errors + 1,
-                gap.max(&1)
+                attempts.unwrap_or(parts.errors as u64 + 1),
+                gap_us.max(1)
             );
         }
     }

@@ -301,7 +301,7 @@ pub fn cached_prefix_tokens(spec: &Llm, prefix_tokens: Option<u32>) -> u32 {
 fn error_reply(call_seq: u32, error: ProviderError, latency_us: u64) -> ModelReply {
     ModelReply {
         call_seq,
-        answer: ModelAnswer::Error(error),
+        answer: ModelAnswer::Error(Box::new(error)),
         finish_reason: FinishReason::Stop,
         usage: Usage::default(),
         latency_us,

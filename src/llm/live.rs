@@ -389,7 +389,7 @@ pub fn interpret(
     next_call_id: &mut u32,
 ) -> Interpreted {
     let error = |e: ProviderError| Interpreted {
-        answer: ModelAnswer::Error(e),
+        answer: ModelAnswer::Error(Box::new(e)),
         finish_reason: FinishReason::Stop,
         input_tokens: 0,
         cached_input_tokens: 0,

@@ -181,8 +181,9 @@ pub enum ModelAnswer {
     },
     /// Fan tasks out to agents and wait for all their answers.
     Delegate(Vec<Delegation>),
-    /// The provider failed the call.
-    Error(ProviderError),
+    /// The provider failed the call (boxed: errors are rare, and every answer moves through the
+    /// queue at the size of its largest kind).
+    Error(Box<ProviderError>),
 }
 
 /// Why the model stopped.

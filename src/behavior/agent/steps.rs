@@ -1,0 +1,231 @@
+//! The steps a model's answer asks for: tool calls through the tool actors, a handoff with the
+//! transcript, a delegation to other agents; and their results joining the transcript.
+
+use std::sync::Arc;
+
+use super::{AgentBehavior, Conversation, Pending, StepResult};
+use crate::behavior::route::GuardRoute;
+use crate::llm::live::{DELEGATE_TOOL_PREFIX, HANDOFF_TOOL_PREFIX};
+use crate::protocol::{
+    AgentMsg, AnswerStatus, ChatCall, ChatMessage, ConvId, Delegation, Effect, Origin, Payload, ReplyTo, ToolArgs,
+    ToolCall, ToolMsg, ToolRef, Transcript,
+};
+use crate::scenario::guardrail::Stage;
+use crate::scenario::AgentIdx;
+
+impl AgentBehavior {
+    /// The model handed the conversation on: the `transfer_to_<agent>` call and its result join
+    /// the transcript, which goes with the conversation, as the OpenAI Agents SDK does.
+    pub(super) fn hand_off(
+        &mut self,
+        conv: ConvId,
+        mut state: Conversation,
+        to: AgentIdx,
+        call_id: Arc<str>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let max_handoffs = self.scenario.max_handoffs;
+        if state.handoffs >= max_handoffs {
+            // Agents handing one conversation round without answering: the bound that
+            // `max_turns`, counted per agent, cannot give.
+            let text: Arc<str> = Arc::from(format!(
+                "stopped after {max_handoffs} handoffs without an answer (max_handoffs)"
+            ));
+            self.answer(conv, &mut state, text, AnswerStatus::MaxHandoffs, effects);
+            return;
+        }
+        let name = &self.scenario.agents[to].name;
+        state.next_call_id += 1;
+        state.transcript.push(ChatMessage::calls(vec![ChatCall {
+            id: call_id.clone(),
+            name: Arc::from(format!("{HANDOFF_TOOL_PREFIX}{name}")),
+            arguments: Arc::from("{}"),
+        }]));
+        let result = serde_json::json!({ "assistant": name }).to_string();
+        state.transcript.push(ChatMessage::tool(call_id, Arc::from(result)));
+        let start = AgentMsg::Start {
+            conv,
+            text: Arc::from(""),
+            origin: Origin::Handoff(self.agent),
+            reply_to: state.reply_to,
+            history: state.transcript,
+            handoffs: state.handoffs + 1,
+        };
+        self.hand_over(conv, to, start, effects);
+    }
+
+    /// The model fanned tasks out: one `ask_<agent>` call per task joins the transcript, and each
+    /// delegate starts on its task with a transcript of its own.
+    pub(super) fn delegate(
+        &mut self,
+        conv: ConvId,
+        mut state: Conversation,
+        tasks: Vec<Delegation>,
+        effects: &mut Vec<Effect>,
+    ) {
+        state.next_call_id += tasks.len() as u32;
+        state.results.clear();
+        let calls = tasks
+            .iter()
+            .map(|d| ChatCall {
+                id: d.call_id.clone(),
+                name: Arc::from(format!("{DELEGATE_TOOL_PREFIX}{}", self.scenario.agents[d.to].name)),
+                arguments: Arc::from(serde_json::json!({ "input": &*d.task }).to_string()),
+            })
+            .collect();
+        state.transcript.push(ChatMessage::calls(calls));
+        state.pending = tasks
+            .iter()
+            .map(|d| Pending {
+                call_id: None,
+                delegate: Some(d.to),
+                name: Arc::from(self.scenario.agents[d.to].name.as_str()),
+                wire_id: d.call_id.clone(),
+                output: None,
+            })
+            .collect();
+        self.conversations.insert(conv, state);
+        for d in tasks {
+            let start = AgentMsg::Start {
+                conv,
+                text: d.task,
+                origin: Origin::Delegation(self.agent),
+                reply_to: ReplyTo::Agent(self.agent),
+                history: Transcript::new(),
+                handoffs: 0,
+            };
+            self.hand_over(conv, d.to, start, effects);
+        }
+    }
+
+    /// Runs the tool calls the model asked for through the tool actors; a call the framework
+    /// cannot run (unknown tool, arguments that do not parse) gets its error as the result.
+    pub(super) fn call_tools(
+        &mut self,
+        conv: ConvId,
+        mut state: Conversation,
+        calls: Vec<ToolCall>,
+        effects: &mut Vec<Effect>,
+    ) {
+        state.tool_calls += calls.len() as u32;
+        state.pending.clear();
+        let tool_timeout_us = self.scenario.agents[self.agent].tool_timeout_us;
+        let mut refused = Vec::new();
+        for call in calls {
+            // What agent frameworks do with a call they cannot run: tell the model.
+            let (tool, name): (_, Arc<str>) = match &call.tool {
+                ToolRef::Known(t) => (Some(*t), Arc::from(self.scenario.tools[*t].name.as_str())),
+                ToolRef::Unknown(name) => (None, name.clone()),
+            };
+            let pending = Pending {
+                call_id: Some(call.id),
+                delegate: None,
+                name: name.clone(),
+                wire_id: call.wire_id.clone(),
+                output: None,
+            };
+            let problem = match (&call.tool, &call.args) {
+                (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),
+                (_, ToolArgs::Malformed(_)) => Some(format!("error: the arguments for {name} are not valid JSON")),
+                _ => None,
+            };
+            match (problem, tool) {
+                // A framework that keys calls by id runs one call per id; the rest vanish.
+                (None, Some(_)) if state.pending.iter().any(|p| p.call_id == Some(call.id)) => {}
+                (None, Some(tool)) => {
+                    state.pending.push(pending);
+                    if let Some(timeout_us) = tool_timeout_us {
+                        effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
+                    }
+                    GuardRoute {
+                        stage: Stage::ToolCall,
+                        conv,
+                        agent: self.agent,
+                        tool: Some(tool),
+                        dest: self.directory.tool(tool),
+                    }
+                    .send(
+                        &self.scenario,
+                        &self.directory,
+                        Payload::Tool(ToolMsg::Invoke {
+                            conv,
+                            agent: self.agent,
+                            call,
+                        }),
+                        None,
+                        0,
+                        effects,
+                    );
+                }
+                (problem, _) => {
+                    state.pending.push(pending);
+                    refused.push(StepResult::Tool {
+                        call_id: call.id,
+                        output: Arc::from(text_or_default(problem)),
+                    });
+                }
+            }
+        }
+        self.conversations.insert(conv, state);
+        for result in refused {
+            self.on_result(conv, result, effects);
+        }
+    }
+
+    /// A tool result or a delegate's answer came back; once all of the step's are in, they join
+    /// the transcript in call order and the next turn starts.
+    pub(super) fn on_result(&mut self, conv: ConvId, result: StepResult, effects: &mut Vec<Effect>) {
+        let Some(state) = self.conversations.get_mut(&conv) else {
+            return;
+        };
+        match result {
+            StepResult::Tool { call_id, output } => {
+                let waiting = state
+                    .pending
+                    .iter_mut()
+                    .find(|p| p.call_id == Some(call_id) && p.output.is_none());
+                let Some(pending) = waiting else {
+                    return; // late, after a timeout: the model has moved on
+                };
+                pending.output = Some(output.clone());
+                state.last_tool = pending.name.clone();
+                state.last_tool_output = output;
+            }
+            StepResult::Delegate { from, text } => {
+                let waiting = state
+                    .pending
+                    .iter_mut()
+                    .find(|p| p.delegate == Some(from) && p.output.is_none());
+                let Some(pending) = waiting else {
+                    return;
+                };
+                pending.output = Some(text.clone());
+                state.delegations += 1;
+                if !state.results.is_empty() {
+                    state.results.push('\n');
+                }
+                state.results.push_str(&text);
+            }
+        }
+        if state.pending.iter().any(|p| p.output.is_none()) {
+            return;
+        }
+        let mut state = self.conversations.remove(&conv).expect("present above");
+        for pending in std::mem::take(&mut state.pending) {
+            let output = pending.output.expect("all in");
+            state.transcript.push(ChatMessage::tool(pending.wire_id, output));
+        }
+        let max_turns = self.scenario.agents[self.agent].max_turns;
+        if state.turn >= max_turns {
+            let text: Arc<str> = Arc::from(format!("stopped after {max_turns} turns without an answer"));
+            self.answer(conv, &mut state, text, AnswerStatus::MaxTurns, effects);
+            return;
+        }
+        state.turn += 1;
+        self.step(conv, state, effects);
+    }
+}
+
+fn text_or_default(text: Option<String>) -> String {
+    text.unwrap_or_else(|| "error: the tool call could not be run".to_owned())
+}

@@ -65,6 +65,24 @@ struct Conversation {
     feedback: Arc<str>,
 }
 
+/// Texts shared by every conversation of an agent.
+struct SharedTexts {
+    empty: Arc<str>,
+    no_arguments: Arc<str>,
+    /// Per handoff target: the transfer call's name and its result.
+    handoffs: BTreeMap<AgentIdx, (Arc<str>, Arc<str>)>,
+}
+
+impl Default for SharedTexts {
+    fn default() -> SharedTexts {
+        SharedTexts {
+            empty: Arc::from(""),
+            no_arguments: Arc::from("{}"),
+            handoffs: BTreeMap::new(),
+        }
+    }
+}
+
 /// One call of a step still out, or back.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -98,6 +116,8 @@ pub struct AgentBehavior {
     /// The client-side rate limiters on model calls: requests, and tokens.
     limiter: Option<TokenBucket>,
     token_limiter: Option<TokenBucket>,
+    /// Texts every conversation uses, allocated once.
+    texts: SharedTexts,
     /// First attempts and retries of model calls, for the retry budget.
     first_attempts: u64,
     retries: u64,
@@ -145,6 +165,7 @@ impl AgentBehavior {
             token_limiter,
             first_attempts: 0,
             retries: 0,
+            texts: SharedTexts::default(),
         }
     }
 

@@ -48,7 +48,7 @@ pub struct ChatMessage {
     /// Text; `""` for an assistant message with only tool calls.
     pub content: Arc<str>,
     /// An assistant message's tool calls.
-    pub tool_calls: Arc<[ChatCall]>,
+    pub tool_calls: Vec<ChatCall>,
     /// A tool message's call id.
     pub tool_call_id: Option<Arc<str>>,
 }
@@ -58,7 +58,7 @@ impl ChatMessage {
         ChatMessage {
             role: Role::User,
             content: text,
-            tool_calls: Arc::from([]),
+            tool_calls: Vec::new(),
             tool_call_id: None,
         }
     }
@@ -67,7 +67,7 @@ impl ChatMessage {
         ChatMessage {
             role: Role::Assistant,
             content: text,
-            tool_calls: Arc::from([]),
+            tool_calls: Vec::new(),
             tool_call_id: None,
         }
     }
@@ -76,7 +76,7 @@ impl ChatMessage {
         ChatMessage {
             role: Role::Assistant,
             content: Arc::from(""),
-            tool_calls: Arc::from(calls),
+            tool_calls: calls,
             tool_call_id: None,
         }
     }
@@ -85,7 +85,7 @@ impl ChatMessage {
         ChatMessage {
             role: Role::Tool,
             content: output,
-            tool_calls: Arc::from([]),
+            tool_calls: Vec::new(),
             tool_call_id: Some(call_id),
         }
     }
@@ -125,9 +125,19 @@ struct Entry {
 /// The ordered messages of one conversation, as one agent holds them. Keeps running hashes,
 /// tokens and bytes, so that a request's size, its digest and the prefix it shares with the
 /// previous request cost nothing per call, however long the conversation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transcript {
     entries: Arc<Vec<Entry>>,
+}
+
+impl Default for Transcript {
+    /// An empty transcript, sharing one allocation with every other empty one.
+    fn default() -> Transcript {
+        static EMPTY: std::sync::OnceLock<Arc<Vec<Entry>>> = std::sync::OnceLock::new();
+        Transcript {
+            entries: EMPTY.get_or_init(|| Arc::new(Vec::new())).clone(),
+        }
+    }
 }
 
 /// What the prompt cache keeps of a request: the prefix hashes and tokens of its messages.
@@ -297,30 +307,47 @@ impl Transcript {
     }
 }
 
-/// The entry for `message` after `previous`.
+/// The entry for `message` after `previous`: its prefix hash is FNV-1a (64 bits) over the previous
+/// one and the message's fields, each with its length — a fingerprint that is the same on every
+/// machine and cheap enough to take for every message; it tells histories apart, it is not a
+/// cryptographic digest.
 fn entry_after(previous: Option<&Entry>, message: ChatMessage) -> Entry {
-    let (hash, tokens, bytes) = previous.map_or((0, 0, 0), |e| (e.prefix_hash, e.prefix_tokens, e.prefix_bytes));
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&hash.to_le_bytes());
-    let field = |hasher: &mut blake3::Hasher, text: &str| {
-        hasher.update(&(text.len() as u64).to_le_bytes());
-        hasher.update(text.as_bytes());
-    };
-    field(&mut hasher, message.role.name());
-    field(&mut hasher, &message.content);
-    field(&mut hasher, message.tool_call_id.as_deref().unwrap_or(""));
-    hasher.update(&(message.tool_calls.len() as u64).to_le_bytes());
-    for call in message.tool_calls.iter() {
-        field(&mut hasher, &call.id);
-        field(&mut hasher, &call.name);
-        field(&mut hasher, &call.arguments);
+    let (hash, tokens, bytes) =
+        previous.map_or((FNV_OFFSET, 0, 0), |e| (e.prefix_hash, e.prefix_tokens, e.prefix_bytes));
+    let mut h = Fnv(hash);
+    h.field(message.role.name());
+    h.field(&message.content);
+    h.field(message.tool_call_id.as_deref().unwrap_or(""));
+    h.bytes(&(message.tool_calls.len() as u64).to_le_bytes());
+    for call in &message.tool_calls {
+        h.field(&call.id);
+        h.field(&call.name);
+        h.field(&call.arguments);
     }
-    let digest = hasher.finalize();
     Entry {
-        prefix_hash: u64::from_le_bytes(digest.as_bytes()[..8].try_into().expect("8 bytes")),
+        prefix_hash: h.0,
         prefix_tokens: tokens.saturating_add(message_tokens(&message)),
         prefix_bytes: bytes + message.bytes(),
         message,
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a, 64 bits.
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    fn field(&mut self, text: &str) {
+        self.bytes(&(text.len() as u64).to_le_bytes());
+        self.bytes(text.as_bytes());
     }
 }
 

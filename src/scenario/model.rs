@@ -38,6 +38,9 @@ pub struct Scenario {
     pub source_hash: String,
     /// The file's text, kept so a run directory can carry its own copy.
     pub source_text: String,
+    /// Per traffic source: the number of its first conversation, and the key its conversations'
+    /// random streams derive from (see [`Scenario::conversation_key`]).
+    pub conversation_blocks: Vec<(u32, u64)>,
 }
 
 impl Scenario {
@@ -58,26 +61,43 @@ impl Scenario {
     /// own block of numbers, in the order the sources are listed, so that a source added at the
     /// end renumbers no conversation of the others.
     pub fn first_conversation(&self, traffic: usize) -> u32 {
-        self.traffic.iter().take(traffic).map(Traffic::conversations).sum()
+        self.conversation_blocks.get(traffic).map_or(0, |b| b.0)
+    }
+
+    /// Each traffic source's block: its first conversation's number and the BLAKE3 key of its
+    /// name, which [`Scenario::conversation_key`] mixes with the index.
+    pub fn blocks(traffic: &[Traffic], names: &[String]) -> Vec<(u32, u64)> {
+        let mut first = 0;
+        traffic
+            .iter()
+            .zip(names)
+            .map(|(source, name)| {
+                let hash = blake3::Hasher::new_derive_key("agentsim 2026 conversation key v1")
+                    .update(name.as_bytes())
+                    .finalize();
+                let key = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+                let block = (first, key);
+                first += source.conversations();
+                block
+            })
+            .collect()
     }
 
     /// What a conversation's random streams are keyed by: its traffic source's name and its
     /// index there, so that neither a new source nor what happens in another conversation shifts
     /// its draws.
     pub fn conversation_key(&self, conv: u32) -> u64 {
-        let mut first = 0;
-        for (traffic, name) in self.traffic.iter().zip(self.traffic_names()) {
-            let count = traffic.conversations();
-            if conv < first + count {
-                let mut hasher = blake3::Hasher::new_derive_key("agentsim 2026 conversation key v1");
-                hasher.update(name.as_bytes());
-                hasher.update(&(conv - first).to_le_bytes());
-                let bytes = hasher.finalize();
-                return u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"));
+        let at = self.conversation_blocks.partition_point(|b| b.0 <= conv);
+        match at.checked_sub(1).map(|i| self.conversation_blocks[i]) {
+            // splitmix64's finaliser over the source's key and the index.
+            Some((first, key)) => {
+                let mut z = key ^ ((conv - first) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^ (z >> 31)
             }
-            first += count;
+            None => conv as u64,
         }
-        conv as u64
     }
 }
 

@@ -14,6 +14,21 @@ use crate::scenario::guardrail::Stage;
 use crate::scenario::AgentIdx;
 
 impl AgentBehavior {
+    /// The `transfer_to_<agent>` call's name and its result (`{"assistant":"<agent>"}`), made once
+    /// per target and shared.
+    fn handoff_texts(&mut self, to: AgentIdx) -> (Arc<str>, Arc<str>) {
+        let scenario = &self.scenario;
+        self.texts
+            .handoffs
+            .entry(to)
+            .or_insert_with(|| {
+                let name = &scenario.agents[to].name;
+                let result = serde_json::json!({ "assistant": name }).to_string();
+                (Arc::from(format!("{HANDOFF_TOOL_PREFIX}{name}")), Arc::from(result))
+            })
+            .clone()
+    }
+
     /// The model handed the conversation on: the `transfer_to_<agent>` call and its result join
     /// the transcript, which goes with the conversation, as the OpenAI Agents SDK does.
     pub(super) fn hand_off(
@@ -34,18 +49,17 @@ impl AgentBehavior {
             self.answer(conv, &mut state, text, AnswerStatus::MaxHandoffs, effects);
             return;
         }
-        let name = &self.scenario.agents[to].name;
+        let (name, result) = self.handoff_texts(to);
         state.next_call_id += 1;
         state.transcript.push(ChatMessage::calls(vec![ChatCall {
             id: call_id.clone(),
-            name: Arc::from(format!("{HANDOFF_TOOL_PREFIX}{name}")),
-            arguments: Arc::from("{}"),
+            name,
+            arguments: self.texts.no_arguments.clone(),
         }]));
-        let result = serde_json::json!({ "assistant": name }).to_string();
-        state.transcript.push(ChatMessage::tool(call_id, Arc::from(result)));
+        state.transcript.push(ChatMessage::tool(call_id, result));
         let start = AgentMsg::Start {
             conv,
-            text: Arc::from(""),
+            text: self.texts.empty.clone(),
             origin: Origin::Handoff(self.agent),
             reply_to: state.reply_to,
             history: state.transcript,

@@ -48,7 +48,7 @@ impl Builder {
         let _ = writeln!(out, "# Imported by `agentsim import` from {source}.");
         let _ = writeln!(
             out,
-            "# Model answers come from cassette.jsonl (replayed in order per agent); tool latency is the"
+            "# Model answers come from cassette.jsonl (in order per agent and conversation); tool latency is the"
         );
         let _ = writeln!(
             out,

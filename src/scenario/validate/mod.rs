@@ -311,7 +311,10 @@ impl Validator<'_> {
             guardrails,
             source_hash: blake3::hash(source_text.as_bytes()).to_hex().to_string(),
             source_text: source_text.to_owned(),
+            conversation_blocks: Vec::new(),
         };
+        let mut scenario = scenario;
+        scenario.conversation_blocks = Scenario::blocks(&scenario.traffic, &scenario.traffic_names());
         if self.diagnostics.is_empty() {
             self.noops(&raw, &scenario);
         }

@@ -42,3 +42,54 @@ pub fn run_interruptible(
         cassette,
     })
 }
+
+/// What each fault firing of a run changed: for each of its first
+/// [`FIRINGS_MAX`](crate::report::impact::FIRINGS_MAX) firings, the run again with only that
+/// firing left out, and the conversations whose fate or side effects differ. `report` is the
+/// run's own report, made with `options`. Mock models only: a live or replayed model would be
+/// asked what it was not asked before.
+pub fn impact(
+    scenario: Arc<Scenario>,
+    options: &RunOptions,
+    report: &RunReport,
+) -> Result<crate::report::impact::Impact, RunError> {
+    use crate::report::impact::{changes, FiringImpact, Impact, CHANGES_LISTED_MAX, FIRINGS_MAX};
+    let counterfactual = RunOptions {
+        trace: crate::trace::TraceMode::Digest,
+        replay_command: String::new(),
+        ..options.clone()
+    };
+    let mut firings_so_far: std::collections::BTreeMap<usize, u32> = std::collections::BTreeMap::new();
+    let mut firings = Vec::new();
+    for record in report.faults.iter().take(FIRINGS_MAX) {
+        let count = firings_so_far.entry(record.fault).or_default();
+        let firing = *count;
+        *count += 1;
+        let observer = Observer::new(&scenario);
+        let (engine, mut observer) = crate::engine::execute_without(
+            scenario.clone(),
+            &counterfactual,
+            observer,
+            Interrupt::default(),
+            Some((record.fault, firing)),
+        )?;
+        let without = crate::report::assemble::assemble(&scenario, engine, &mut observer, String::new());
+        let mut changed = changes(&report.outcomes, &without.outcomes);
+        let changed_total = changed.len() as u64;
+        changed.truncate(CHANGES_LISTED_MAX);
+        firings.push(FiringImpact {
+            fault: record.name.clone(),
+            kind: record.kind.clone(),
+            firing: firing + 1,
+            seq: record.seq,
+            t_us: record.t_us,
+            changed_total,
+            changed,
+            outcome_without: without.outcome.name().to_owned(),
+        });
+    }
+    Ok(Impact {
+        firings,
+        firings_total: report.faults.len() as u64,
+    })
+}

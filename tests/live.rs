@@ -554,3 +554,13 @@ fn a_run_replayed_under_fifo_replays_from_its_directory_with_the_same_matching()
     assert_eq!(status(&replayed), 0, "{}", stderr(&replayed));
     assert!(stdout(&replayed).contains("replay: OK"), "{}", stdout(&replayed));
 }
+
+#[test]
+fn impact_is_refused_for_a_live_model_before_anything_is_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "live.toml", &scenario("http://127.0.0.1:9/v1", "x", "", 1));
+    let output = run(&["run", p(&file), "--impact"], true);
+    assert_eq!(status(&output), 2, "{}", stderr(&output));
+    assert!(stderr(&output).contains("--impact"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("only mock models"), "{}", stderr(&output));
+}

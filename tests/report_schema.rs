@@ -174,3 +174,20 @@ fn schema_outline() {
         insta::assert_snapshot!("report_schema__outline", text);
     });
 }
+
+#[test]
+fn an_impact_report_follows_the_schema_and_names_what_the_fault_changed() {
+    let output = agentsim_output(&["run", "scenarios/double-refund.toml", "--impact", "--json"]);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("--json prints the report");
+    let errors = violations(&report);
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    // The refund's timeout is what made the model refund twice: without it, one refund.
+    let firing = &report["impact"]["firings"][0];
+    assert_eq!(firing["fault"], "tool.timeout@tool:refund");
+    assert_eq!(firing["changed_total"], 1);
+    let change = &firing["changed"][0];
+    assert_eq!(change["conversation"], 0);
+    assert_eq!(change["with"]["effects"]["money_moved"], 2);
+    assert_eq!(change["without"]["effects"]["money_moved"], 1);
+    assert_eq!(change["with"]["fate"], change["without"]["fate"]);
+}

@@ -209,6 +209,10 @@ pub struct RunArgs {
     /// Do not ask live servers for `GET /models` before the run.
     #[arg(long)]
     pub no_endpoint_check: bool,
+    /// After the run, rerun it once per fault firing with only that firing left out, and report
+    /// what each one changed (mock models only).
+    #[arg(long)]
+    pub impact: bool,
 }
 
 /// `--cassette-match`.

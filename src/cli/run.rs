@@ -38,6 +38,15 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
             ),
         ));
     }
+    if args.impact && scenario.llms.iter().any(|l| l.mode != scenario::LlmMode::Mock) {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "--impact: {} has a live or replayed model; impact reruns the scenario once per fault firing, which only mock models can answer",
+                args.file.display()
+            ),
+        ));
+    }
     if args.replay_cassette.is_none() && !args.no_endpoint_check {
         check_endpoints(&scenario)?;
     }
@@ -58,7 +67,10 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         after_events: None,
     };
     let output = run::run_interruptible(scenario.clone(), &options, interrupt)?;
-    let report = output.report;
+    let mut report = output.report;
+    if args.impact && report.outcome != crate::engine::Outcome::Interrupted {
+        report.impact = Some(run::impact(scenario.clone(), &options, &report)?);
+    }
     let cassette_status = cassette_outcome(&output.cassette, &scenario, out_dir.as_deref())?;
 
     let mut trace_bytes = output.trace;

@@ -2,11 +2,12 @@
 //! then takes effect where it happens in reality: the scheduler crashes the actor, the LLM actor
 //! answers with a provider-shaped error or a broken answer, the tool actor fails the call.
 //!
-//! Each fault draws from its own stream (`fault:NAME`), and only when its other conditions hold,
-//! so adding a fault never changes when another one fires.
+//! Each fault draws from its own streams (`fault:NAME`, one per conversation for a delivery that
+//! belongs to one), and only when its other conditions hold, so adding a fault never changes when
+//! another one fires, and what happens in one conversation never moves a draw in another.
 
 use crate::catalogue::faults::Layer;
-use crate::kernel::{ActorIdx, RngStream};
+use crate::kernel::{ActorIdx, RngStream, StreamFamily};
 use crate::protocol::{AgentMsg, Envelope, GuardrailMsg, Injection, Origin, Payload};
 use crate::scenario::glob::glob_match;
 use crate::scenario::{Fault, FaultKind, Probability, Profile, Scenario};
@@ -69,10 +70,16 @@ impl MessageClass {
 /// Per-run fault state.
 pub struct FaultPlan {
     faults: Vec<Fault>,
+    /// Per fault: the stream of deliveries that belong to no conversation, and one per
+    /// conversation (by its key) from the fault's family.
     streams: Vec<RngStream>,
+    families: Vec<StreamFamily>,
+    conversation_streams: Vec<std::collections::BTreeMap<u64, RngStream>>,
     fired_counts: Vec<u32>,
     /// For each actor, the faults whose target matches it, in scenario order.
     by_actor: Vec<Vec<usize>>,
+    /// A counterfactual: this firing (fault index, firing number from 0) does not happen.
+    suppressed: Option<(usize, u32)>,
 }
 
 impl FaultPlan {
@@ -108,9 +115,22 @@ impl FaultPlan {
                 .iter()
                 .map(|f| RngStream::new(seed, &format!("fault:{}", f.name)))
                 .collect(),
+            families: faults
+                .iter()
+                .map(|f| StreamFamily::new(seed, &format!("fault:{}", f.name)))
+                .collect(),
+            conversation_streams: vec![Default::default(); faults.len()],
             fired_counts: vec![0; faults.len()],
             by_actor,
+            suppressed: None,
         }
+    }
+
+    /// Makes firing `firing` (from 0) of fault `fault` not happen. Every draw is still made and
+    /// the firing still counts, so no other firing moves: the run differs only by what that one
+    /// fault would have done there.
+    pub fn suppress(&mut self, fault: usize, firing: u32) {
+        self.suppressed = Some((fault, firing));
     }
 
     /// Decides for one delivery of a `class` message to `actor` at `now_us`; `received` counts
@@ -125,6 +145,7 @@ impl FaultPlan {
         class: MessageClass,
         text: Option<&str>,
         (from_id, to_id): (&str, &str),
+        conversation_key: Option<u64>,
     ) -> Option<Injection> {
         let candidates = self.by_actor.get(actor.index())?;
         for &index in candidates {
@@ -166,11 +187,24 @@ impl FaultPlan {
                 continue;
             }
             if let Some(p) = trigger.probability {
-                if !p.draw(&mut self.streams[index]) {
+                let stream = match conversation_key {
+                    None => &mut self.streams[index],
+                    Some(key) => {
+                        let family = &self.families[index];
+                        self.conversation_streams[index]
+                            .entry(key)
+                            .or_insert_with(|| family.member(key))
+                    }
+                };
+                if !p.draw(stream) {
                     continue;
                 }
             }
+            let firing = self.fired_counts[index];
             self.fired_counts[index] += 1;
+            if self.suppressed == Some((index, firing)) {
+                return None;
+            }
             return Some(Injection {
                 fault: index,
                 kind: fault.kind,

@@ -118,6 +118,18 @@ pub fn execute<O: Observe + Send + 'static>(
     observer: O,
     interrupt: Interrupt,
 ) -> Result<(EngineRun, O), RunError> {
+    execute_without(scenario, options, observer, interrupt, None)
+}
+
+/// [`execute`], with one fault firing (fault index, firing number from 0) left out: the
+/// counterfactual run that shows what that firing changed.
+pub fn execute_without<O: Observe + Send + 'static>(
+    scenario: Arc<Scenario>,
+    options: &RunOptions,
+    observer: O,
+    interrupt: Interrupt,
+    suppressed: Option<(usize, u32)>,
+) -> Result<(EngineRun, O), RunError> {
     quiet_injected_panics();
     let runtime = match options.flavor {
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().build()?,
@@ -135,6 +147,9 @@ pub fn execute<O: Observe + Send + 'static>(
     let backends = Arc::new(backends);
     let mut scheduler = Scheduler::new(scenario, options.seed, limits, trace, observer, backends.clone());
     scheduler.interrupt_on(interrupt);
+    if let Some(firing) = suppressed {
+        scheduler.suppress_firing(firing);
+    }
     // The scheduler runs as a task on the runtime, next to the actors, so that on the
     // multi-thread flavour a turn does not cross from the calling thread to a worker and back.
     let (mut run, observer) = runtime

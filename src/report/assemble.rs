@@ -101,6 +101,8 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             },
         },
         fates: fates.counts,
+        outcomes: fates.outcomes,
+        impact: None,
         harmed: fates.harmed,
         harmed_total: fates.harmed_total,
         effects: o.effects.clone(),

@@ -79,9 +79,19 @@ pub struct HarmedConversation {
     pub cause: Option<String>,
 }
 
+/// How one started conversation ended: what a counterfactual run is compared on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConversationOutcome {
+    pub fate: Fate,
+    /// Side effects it caused.
+    pub effects: BTreeMap<String, u32>,
+}
+
 /// Every started conversation's fate, and the harmed ones (in conversation order).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fates {
+    /// Every started conversation's outcome, by conversation.
+    pub outcomes: BTreeMap<u32, ConversationOutcome>,
     /// Count per fate; every fate is listed, zeros included, so the keys are stable.
     pub counts: BTreeMap<&'static str, u64>,
     pub harmed: Vec<HarmedConversation>,
@@ -113,6 +123,13 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
         };
         let (fate, cause) = fate_of(account, run);
         *out.counts.entry(fate.name()).or_default() += 1;
+        out.outcomes.insert(
+            conv as u32,
+            ConversationOutcome {
+                fate,
+                effects: account.effects.clone(),
+            },
+        );
         if fate.is_harm() {
             out.harmed_total += 1;
             if out.harmed.len() < HARMED_LISTED_MAX {

@@ -3,6 +3,7 @@
 
 pub mod assemble;
 pub mod fate;
+pub mod impact;
 pub mod stats;
 mod summary;
 
@@ -185,6 +186,12 @@ pub struct RunReport {
     pub blast_radius: Vec<crate::observe::blast::BlastRadius>,
     /// For each conversation, in order: did it end answered?
     pub answered: Vec<bool>,
+    /// What each fault firing changed, with `run --impact`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impact: Option<crate::report::impact::Impact>,
+    /// Every started conversation's outcome (not in report.json: `fates` and `harmed` say it).
+    #[serde(skip)]
+    pub outcomes: BTreeMap<u32, fate::ConversationOutcome>,
     /// A command that reruns exactly this run.
     pub replay: String,
 }

@@ -23,12 +23,43 @@ impl RunReport {
         for b in self.blast_radius.iter().filter(|b| b.kind == "fault") {
             line(&mut out, "blast radius", blast_line(b));
         }
+        if let Some(impact) = &self.impact {
+            self.impact_lines(impact, &mut out);
+        }
         line(&mut out, "failures", self.failures.len().to_string());
         line(&mut out, "restarts", self.restarts.len().to_string());
         self.invariant_lines(&mut out);
         line(&mut out, "digest", self.digest.clone());
         line(&mut out, "replay", self.replay.clone());
         out
+    }
+
+    /// What each fault firing changed (`run --impact`): one line per firing.
+    fn impact_lines(&self, impact: &crate::report::impact::Impact, out: &mut String) {
+        for f in &impact.firings {
+            let what = match f.changed_total {
+                0 => "changed nothing".to_owned(),
+                n => {
+                    let listed: Vec<String> = f.changed.iter().map(|c| c.describe()).collect();
+                    let more = n.saturating_sub(f.changed.len() as u64);
+                    let more = if more > 0 {
+                        format!("; {more} more")
+                    } else {
+                        String::new()
+                    };
+                    format!("changed {n} conversation(s): {}{more}", listed.join("; "))
+                }
+            };
+            line(
+                out,
+                "impact",
+                format!("{} #{} at seq {}: {what}", f.fault, f.firing, f.seq),
+            );
+        }
+        let skipped = impact.firings_total.saturating_sub(impact.firings.len() as u64);
+        if skipped > 0 {
+            line(out, "impact", format!("{skipped} later firing(s) not analysed"));
+        }
     }
 
     /// Profile, outcome, makespan, events, conversations, calls.

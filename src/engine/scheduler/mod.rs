@@ -128,6 +128,11 @@ impl<O: Observe> Scheduler<O> {
         self.interrupt = interrupt;
     }
 
+    /// A counterfactual run: firing `firing` (from 0) of fault `fault` does not happen.
+    pub fn suppress_firing(&mut self, (fault, firing): (usize, u32)) {
+        self.faults.suppress(fault, firing);
+    }
+
     /// Runs to the end; returns what the engine knows and the observer.
     pub async fn run(mut self) -> Result<(EngineRun, O), RunError> {
         self.write_header()?;
@@ -241,8 +246,16 @@ impl<O: Observe> Scheduler<O> {
         );
         let received = self.slots[to.index()].received;
         let class = MessageClass::of(envelope);
-        self.faults
-            .on_deliver(self.now_us, to, received, class, envelope.payload.text(), ids)
+        let conversation_key = envelope.payload.conv().map(|c| self.scenario.conversation_key(c));
+        self.faults.on_deliver(
+            self.now_us,
+            to,
+            received,
+            class,
+            envelope.payload.text(),
+            ids,
+            conversation_key,
+        )
     }
 
     /// Traces, taints and accounts one delivery, runs its turn and applies what came of it.

@@ -403,6 +403,8 @@ impl GuardrailBehavior {
                 Verdict::Allow
             }
             GuardAction::Redact => {
+                let whole_start = matches!(&checked.subject, Payload::Agent(AgentMsg::Start { text, .. })
+                    if text.is_empty() || self.spec().scope == GuardScope::Transcript);
                 let subject = match checked.subject {
                     Payload::Tool(ToolMsg::Invoke { conv, agent, mut call }) => {
                         if let ToolArgs::Json(args) = &call.args {
@@ -422,26 +424,14 @@ impl GuardrailBehavior {
                         self.redact_transcript(&mut request.transcript);
                         Payload::Llm(LlmMsg::Complete(request))
                     }
-                    Payload::Agent(AgentMsg::Start {
-                        conv,
-                        text,
-                        origin,
-                        reply_to,
-                        mut history,
-                        handoffs,
-                    }) if text.is_empty() || self.spec().scope == GuardScope::Transcript => {
-                        // A handed-over transcript is masked message by message.
-                        self.redact_transcript(&mut history);
-                        let findings = guard::find(&self.spec().check, &text);
-                        let text = Arc::from(guard::redact(&text, &findings));
-                        Payload::Agent(AgentMsg::Start {
-                            conv,
-                            text,
-                            origin,
-                            reply_to,
-                            history,
-                            handoffs,
-                        })
+                    mut subject @ Payload::Agent(AgentMsg::Start { .. }) if whole_start => {
+                        // A handed-over transcript is masked message by message, the text too.
+                        if let Payload::Agent(AgentMsg::Start { text, history, .. }) = &mut subject {
+                            self.redact_transcript(history);
+                            let findings = guard::find(&self.spec().check, text);
+                            *text = Arc::from(guard::redact(text, &findings));
+                        }
+                        subject
                     }
                     subject => {
                         // With `scope = "transcript"` the findings are places in the whole text:

@@ -155,11 +155,14 @@ impl Behavior for LlmBehavior {
                     }
                 };
                 let latency_us = spec.latency.sample_us(stream);
-                let previous = self
-                    .prompt_cache
-                    .insert((request.agent, request.conv), request.transcript.marks());
-                let prefix_tokens =
-                    previous.map(|p| request.instruction_tokens + request.transcript.common_prefix_tokens(&p));
+                // A model without a cached price caches nothing: no bookkeeping for it.
+                let prefix_tokens = match spec.price.cached_input_pusd_per_token {
+                    Some(_) => self
+                        .prompt_cache
+                        .insert((request.agent, request.conv), request.transcript.marks())
+                        .map(|p| request.instruction_tokens + request.transcript.common_prefix_tokens(&p)),
+                    None => None,
+                };
                 let cached_input_tokens = cached_prefix_tokens(spec, prefix_tokens);
                 let usage = Usage {
                     input_tokens: request.input_tokens,

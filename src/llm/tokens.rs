@@ -4,13 +4,10 @@
 //! instructions), the tool definitions as JSON, and every message of the transcript, each message
 //! with [`MESSAGE_OVERHEAD_TOKENS`] for its role and framing, plus [`REPLY_PRIMING_TOKENS`] once.
 
+/// Estimated tokens of `text`: ⌈chars / 4⌉, and at least 1 for non-empty text.
+pub use crate::protocol::transcript::text_tokens as estimate_tokens;
 pub use crate::protocol::transcript::{text_tokens, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS};
 use crate::scenario::{AgentIdx, Scenario};
-
-/// Estimated tokens of `text`: ⌈chars / 4⌉, and at least 1 for non-empty text.
-pub fn estimate_tokens(text: &str) -> u32 {
-    text_tokens(text)
-}
 
 /// Tokens of what every call of this agent sends besides the transcript: the system message and
 /// the tool definitions (its tools, one per handoff and delegate) as the request carries them.

@@ -182,8 +182,9 @@ impl Transcript {
     fn restamp(entries: &mut [Entry], from: usize) {
         for i in from..entries.len() {
             let (before, rest) = entries.split_at_mut(i);
-            let message = std::mem::replace(&mut rest[0].message, ChatMessage::user(Arc::from("")));
-            rest[0] = entry_after(before.last(), message);
+            let (prefix_hash, prefix_tokens, prefix_bytes) = stamp(before.last(), &rest[0].message);
+            let entry = &mut rest[0];
+            (entry.prefix_hash, entry.prefix_tokens, entry.prefix_bytes) = (prefix_hash, prefix_tokens, prefix_bytes);
         }
     }
 
@@ -312,6 +313,17 @@ impl Transcript {
 /// machine and cheap enough to take for every message; it tells histories apart, it is not a
 /// cryptographic digest.
 fn entry_after(previous: Option<&Entry>, message: ChatMessage) -> Entry {
+    let (prefix_hash, prefix_tokens, prefix_bytes) = stamp(previous, &message);
+    Entry {
+        prefix_hash,
+        prefix_tokens,
+        prefix_bytes,
+        message,
+    }
+}
+
+/// The running hash, tokens and bytes of a transcript up to and including `message`.
+fn stamp(previous: Option<&Entry>, message: &ChatMessage) -> (u64, u32, u64) {
     let (hash, tokens, bytes) =
         previous.map_or((FNV_OFFSET, 0, 0), |e| (e.prefix_hash, e.prefix_tokens, e.prefix_bytes));
     let mut h = Fnv(hash);
@@ -324,12 +336,11 @@ fn entry_after(previous: Option<&Entry>, message: ChatMessage) -> Entry {
         h.field(&call.name);
         h.field(&call.arguments);
     }
-    Entry {
-        prefix_hash: h.0,
-        prefix_tokens: tokens.saturating_add(message_tokens(&message)),
-        prefix_bytes: bytes + message.bytes(),
-        message,
-    }
+    (
+        h.0,
+        tokens.saturating_add(message_tokens(message)),
+        bytes + message.bytes(),
+    )
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

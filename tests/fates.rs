@@ -106,7 +106,7 @@ fn a_clean_run_harms_no_one_and_lists_every_fate_with_zero() {
     assert!(report.harmed.is_empty());
     assert_eq!(report.harmed_total, 0);
     assert_eq!(report.fates["answered"], 2);
-    assert_eq!(report.fates.len(), 10, "{:?}", report.fates);
+    assert_eq!(report.fates.len(), 11, "{:?}", report.fates);
     assert!(!report.summary().contains("harmed"));
 }
 

@@ -119,6 +119,10 @@ bad_scenarios! {
         "rule-arg-not-in-parameters.toml" at "17:31" says ["argument `oder` is not in the `parameters` of tool \"lookup_order\"", "it takes: order_id"];
     a_rule_leaving_out_a_required_argument_is_rejected_naming_it:
         "rule-misses-required-arg.toml" at "17:31" says ["requires the argument `amount_usd`"];
+    a_user_step_with_two_actions_is_rejected_naming_the_choices:
+        "user-step-two-actions.toml" at "11:3" says ["expected exactly one of `say`, `insist`, `contradict`, `give_up` or `done`", "found 2"];
+    traffic_naming_an_undeclared_user_is_rejected_with_a_did_you_mean:
+        "traffic-unknown-user.toml" at "15:8" says ["user \"costumer\", which does not exist", "did you mean \"customer\"?"];
     a_tool_choice_naming_a_tool_the_agent_lacks_is_rejected:
         "unknown-tool-choice.toml" at "15:15" says ["expected tool_choice \"auto\", \"none\", \"required\" or one of the agent's tools (search)", "found \"serch\""];
 }

@@ -17,7 +17,7 @@ use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream, StreamFamily};
 use crate::llm::{mock, tokens};
 use crate::protocol::transcript::REPLY_PRIMING_TOKENS;
 use crate::protocol::{
-    AgentMsg, AnswerStatus, ChatCall, ChatMessage, Checkpoint, ConvId, Directory, Effect, FinishReason, GuardContext,
+    AgentMsg, AnswerStatus, Caller, ChatCall, ChatMessage, Checkpoint, ConvId, Directory, Effect, FinishReason, GuardContext,
     Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo, Transcript,
     TurnContext, Usage, UserMsg,
 };
@@ -138,7 +138,7 @@ impl AgentBehavior {
         incarnation: u32,
         restored: Option<Checkpoint>,
     ) -> AgentBehavior {
-        let instruction_tokens = tokens::instruction_tokens(&scenario, agent);
+        let instruction_tokens = tokens::instruction_tokens(&scenario, Caller::Agent(agent));
         let limits = scenario.agents[agent].rate_limit;
         let limiter = limits
             .and_then(|l| l.rpm)
@@ -360,7 +360,7 @@ impl AgentBehavior {
         status: AnswerStatus,
         effects: &mut Vec<Effect>,
     ) {
-        let (to, payload) = self.answer_for(conv, state.reply_to, text, status);
+        let (to, payload) = self.answer_for(conv, state, text, status);
         effects.push(Effect::Send {
             to,
             delay_us: 0,
@@ -368,10 +368,20 @@ impl AgentBehavior {
         });
     }
 
-    /// Where a final answer goes, and as what: to the user, or to the delegating agent.
-    fn answer_for(&self, conv: ConvId, reply_to: ReplyTo, text: Arc<str>, status: AnswerStatus) -> (ActorIdx, Payload) {
-        match reply_to {
-            ReplyTo::User => (Directory::USER, Payload::User(UserMsg::Answer { conv, text, status })),
+    /// Where a final answer goes, and as what: to the user (with the conversation so far, for
+    /// the user's next turn), or to the delegating agent.
+    fn answer_for(&self, conv: ConvId, state: &Conversation, text: Arc<str>, status: AnswerStatus) -> (ActorIdx, Payload) {
+        match state.reply_to {
+            ReplyTo::User => (
+                Directory::USER,
+                Payload::User(UserMsg::Answer {
+                    conv,
+                    text,
+                    status,
+                    from: self.agent,
+                    history: state.transcript.clone(),
+                }),
+            ),
             ReplyTo::Agent(agent) => (
                 self.directory.agent(agent),
                 Payload::Agent(AgentMsg::DelegateResult {
@@ -414,7 +424,7 @@ impl AgentBehavior {
     fn request(&self, conv: ConvId, state: &Conversation) -> LlmRequest {
         LlmRequest {
             conv,
-            agent: self.agent,
+            caller: Caller::Agent(self.agent),
             call_seq: state.call_seq,
             turn: state.turn,
             tool_calls: state.tool_calls,
@@ -443,8 +453,8 @@ impl AgentBehavior {
         status: AnswerStatus,
         effects: &mut Vec<Effect>,
     ) {
-        let (to, payload) = self.answer_for(conv, state.reply_to, text.clone(), status);
         if state.reply_to != ReplyTo::User {
+            let (to, payload) = self.answer_for(conv, state, text, status);
             effects.push(Effect::Send {
                 to,
                 delay_us: 0,
@@ -453,8 +463,9 @@ impl AgentBehavior {
             return;
         }
         if status != AnswerStatus::Answered && status != AnswerStatus::Truncated {
-            state.transcript.push(ChatMessage::assistant(text));
+            state.transcript.push(ChatMessage::assistant(text.clone()));
         }
+        let (to, payload) = self.answer_for(conv, state, text, status);
         let context = GuardContext {
             transcript: state.transcript.clone(),
             origin: state.origin,

@@ -351,7 +351,13 @@ impl GuardrailBehavior {
                 });
                 return;
             }
-            (None, ReplyTo::User) => Payload::User(UserMsg::Answer { conv, text, status }),
+            (None, ReplyTo::User) => Payload::User(UserMsg::Answer {
+                conv,
+                text,
+                status,
+                from: checked.agent,
+                history: transcript,
+            }),
             (None, ReplyTo::Agent(agent)) => {
                 effects.push(Effect::Send {
                     to: self.directory.agent(agent),
@@ -517,6 +523,8 @@ impl GuardrailBehavior {
                 conv: checked.conv,
                 text: message,
                 status,
+                from: checked.agent,
+                history: checked.context.as_ref().map(|c| c.transcript.clone()).unwrap_or_default(),
             }),
         });
         if action == GuardAction::Halt {
@@ -594,15 +602,19 @@ impl GuardrailBehavior {
                 delay_us,
                 payload: with_text(checked.subject, message),
             }),
-            (Stage::Output, Payload::User(UserMsg::Answer { conv, .. })) => effects.push(Effect::Send {
-                to: checked.dest,
-                delay_us,
-                payload: Payload::User(UserMsg::Answer {
-                    conv: *conv,
-                    text: message,
-                    status: AnswerStatus::Blocked,
-                }),
-            }),
+            (Stage::Output, Payload::User(UserMsg::Answer { conv, from, history, .. })) => {
+                effects.push(Effect::Send {
+                    to: checked.dest,
+                    delay_us,
+                    payload: Payload::User(UserMsg::Answer {
+                        conv: *conv,
+                        text: message,
+                        status: AnswerStatus::Blocked,
+                        from: *from,
+                        history: history.clone(),
+                    }),
+                })
+            }
             _ => self.stop(&checked, message, AnswerStatus::Blocked, delay_us, effects),
         }
     }

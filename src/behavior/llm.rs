@@ -15,10 +15,10 @@ use crate::llm::cassette::Position;
 use crate::llm::{live, mock};
 use crate::protocol::transcript::PrefixMarks;
 use crate::protocol::{
-    AgentMsg, ConvId, Directory, Effect, FinishReason, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Payload,
-    ProviderError, TurnContext, Usage,
+    AgentMsg, Caller, ConvId, Directory, Effect, FinishReason, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply,
+    Payload, ProviderError, TurnContext, Usage, UserMsg,
 };
-use crate::scenario::{AgentIdx, FaultParams, Llm, LlmIdx, LlmMode, Scenario};
+use crate::scenario::{FaultParams, Llm, LlmIdx, LlmMode, Scenario};
 
 /// The LLM's state: per calling agent and conversation, a random stream, so neither agents nor
 /// conversations shift each other's draws; and the provider's prompt cache.
@@ -28,17 +28,17 @@ pub struct LlmBehavior {
     llm: LlmIdx,
     seed: u64,
     incarnation: u32,
-    callers: BTreeMap<AgentIdx, Caller>,
-    /// The prompt cache: per (agent, conversation), the transcript of the agent's last answered
+    callers: BTreeMap<Caller, CallerState>,
+    /// The prompt cache: per (caller, conversation), the transcript of the caller's last answered
     /// call in that conversation. Lost when the LLM actor restarts.
-    prompt_cache: BTreeMap<(AgentIdx, ConvId), PrefixMarks>,
+    prompt_cache: BTreeMap<(Caller, ConvId), PrefixMarks>,
     /// The provider's rate limit, when the model has one.
     bucket: Option<TokenBucket>,
     backends: Arc<Backends>,
 }
 
-/// What the model keeps per calling agent.
-struct Caller {
+/// What the model keeps per caller (an agent, or a user simulator).
+struct CallerState {
     /// One stream per conversation, from this family.
     family: StreamFamily,
     streams: BTreeMap<ConvId, RngStream>,
@@ -81,12 +81,14 @@ impl Behavior for LlmBehavior {
         let LlmMsg::Complete(request) = msg;
         let scenario = &*self.scenario;
         let spec = &scenario.llms[self.llm];
-        let caller = self.callers.entry(request.agent).or_insert_with(|| {
+        let caller = self.callers.entry(request.caller).or_insert_with(|| {
             let name = format!(
-                "llm:{}#{}/agent:{}",
-                spec.name, self.incarnation, scenario.agents[request.agent].name
+                "llm:{}#{}/{}",
+                spec.name,
+                self.incarnation,
+                request.caller.logical_id(scenario)
             );
-            Caller {
+            CallerState {
                 family: StreamFamily::new(self.seed, &name),
                 streams: BTreeMap::new(),
                 calls: 0,
@@ -159,7 +161,7 @@ impl Behavior for LlmBehavior {
                 let prefix_tokens = match spec.price.cached_input_pusd_per_token {
                     Some(_) => self
                         .prompt_cache
-                        .insert((request.agent, request.conv), request.transcript.marks())
+                        .insert((request.caller, request.conv), request.transcript.marks())
                         .map(|p| request.instruction_tokens + request.transcript.common_prefix_tokens(&p)),
                     None => None,
                 };
@@ -193,7 +195,7 @@ fn live_reply(
     llm: LlmIdx,
     incarnation: u32,
     backends: &Backends,
-    caller: &mut Caller,
+    caller: &mut CallerState,
     request: &LlmRequest,
     injection: Option<(FaultKind, &FaultParams)>,
 ) -> ModelReply {
@@ -201,7 +203,7 @@ fn live_reply(
     let in_conv = caller.conv_calls.entry(request.conv).or_default();
     let position = Position {
         llm: spec.name.clone(),
-        actor: format!("agent:{}", scenario.agents[request.agent].name),
+        actor: request.caller.logical_id(scenario),
         conv: Some(request.conv),
         incarnation,
         call_index: *in_conv,
@@ -259,23 +261,38 @@ fn live_reply(
 
 impl LlmBehavior {
     /// The reply goes back the way the request came: past the budget guardrails it went
-    /// through, or straight to the agent.
+    /// through, or straight to the agent or the user simulator.
     fn send_reply(&self, request: &LlmRequest, reply: ModelReply, effects: &mut Vec<Effect>) {
         let delay_us = reply.latency_us;
+        let agent = match request.caller {
+            Caller::Agent(agent) => agent,
+            Caller::User(_) => {
+                let payload = Payload::User(UserMsg::LlmReply {
+                    conv: request.conv,
+                    reply,
+                });
+                effects.push(Effect::Send {
+                    to: Directory::USER,
+                    delay_us,
+                    payload,
+                });
+                return;
+            }
+        };
         let (to, payload) = match request.via.last() {
             Some(guardrail) => (
                 *guardrail,
                 Payload::Guardrail(crate::protocol::GuardrailMsg::Reply(Box::new(
                     crate::protocol::RoutedReply {
                         conv: request.conv,
-                        agent: request.agent,
+                        agent,
                         reply,
                         via: request.via.clone(),
                     },
                 ))),
             ),
             None => (
-                self.directory.agent(request.agent),
+                self.directory.agent(agent),
                 Payload::Agent(AgentMsg::LlmReply {
                     conv: request.conv,
                     reply,

@@ -21,6 +21,7 @@ use crate::protocol::{
 };
 use crate::scenario::endpoint::check_base_url;
 use crate::scenario::{AgentIdx, Endpoint, LlmIdx, Scenario, ToolChoice};
+use crate::protocol::Caller;
 
 /// Prefix of the tool a live model calls to hand the conversation to another agent.
 pub const HANDOFF_TOOL_PREFIX: &str = "transfer_to_";
@@ -48,21 +49,21 @@ pub const DELEGATE_TOOL_PREFIX: &str = "ask_";
 /// sorted, nothing volatile): the same on every run for the same request.
 pub fn build_request(scenario: &Scenario, llm: LlmIdx, request: &LlmRequest) -> Value {
     let spec = &scenario.llms[llm];
-    let agent = &scenario.agents[request.agent];
+    let instructions = request.caller.instructions(scenario);
     let mut messages = Vec::with_capacity(request.transcript.len() + 1);
-    if !agent.instructions.is_empty() {
-        messages.push(json!({"role": "system", "content": agent.instructions}));
+    if !instructions.is_empty() {
+        messages.push(json!({"role": "system", "content": instructions}));
     }
     for message in request.transcript.messages() {
         messages.push(chat_message(message, spec.endpoint.assistant_content_empty));
     }
-    let tools = tool_definitions(scenario, request.agent);
+    let tools = tool_definitions(scenario, request.caller);
     let mut body = Map::new();
     body.insert("model".into(), json!(spec.model));
     body.insert("messages".into(), Value::Array(messages));
-    if !tools.is_empty() {
+    if let (false, Some(agent)) = (tools.is_empty(), request.caller.agent()) {
         body.insert("tools".into(), Value::Array(tools));
-        let choice = match &agent.tool_choice {
+        let choice = match &scenario.agents[agent].tool_choice {
             ToolChoice::Auto => json!("auto"),
             ToolChoice::None => json!("none"),
             ToolChoice::Required => json!("required"),
@@ -110,8 +111,12 @@ fn chat_message(message: &ChatMessage, empty_content: bool) -> Value {
     }
 }
 
-/// The tools an agent offers its model: its own, one per handoff, one per delegate.
-pub fn tool_definitions(scenario: &Scenario, agent: AgentIdx) -> Vec<Value> {
+/// The tools an agent offers its model: its own, one per handoff, one per delegate. A user
+/// simulator has none.
+pub fn tool_definitions(scenario: &Scenario, caller: Caller) -> Vec<Value> {
+    let Some(agent) = caller.agent() else {
+        return Vec::new();
+    };
     let agent = &scenario.agents[agent];
     let mut tools = Vec::new();
     for &tool in &agent.tools {
@@ -426,7 +431,7 @@ pub fn interpret(
     match exchange
         .response
         .as_ref()
-        .and_then(|r| parse_completion(scenario, request.agent, r, next_call_id))
+        .and_then(|r| parse_completion(scenario, request.caller, r, next_call_id))
     {
         Some(mut done) => {
             if done.input_tokens == 0 {
@@ -546,7 +551,7 @@ fn retry_after_us(headers: &BTreeMap<String, String>) -> Option<u64> {
 /// A `200` body: the first choice's tool calls (a `transfer_to_<agent>` call is a handoff, an
 /// `ask_<agent>` call a delegation), or its text; its finish reason and usage. `None` when the body
 /// is not a chat completion.
-fn parse_completion(scenario: &Scenario, agent: AgentIdx, body: &Value, next_call_id: &mut u32) -> Option<Interpreted> {
+fn parse_completion(scenario: &Scenario, caller: Caller, body: &Value, next_call_id: &mut u32) -> Option<Interpreted> {
     let choice = body.get("choices")?.as_array()?.first()?;
     let message = choice.get("message")?.as_object()?;
     let content = message.get("content").and_then(|c| c.as_str()).unwrap_or("");
@@ -558,7 +563,14 @@ fn parse_completion(scenario: &Scenario, agent: AgentIdx, body: &Value, next_cal
         }
         value.as_u64().map(|v| v.min(u32::MAX as u64) as u32)
     };
-    let spec = &scenario.agents[agent];
+    let none: &[usize] = &[];
+    let (tools, handoffs, delegates) = match caller.agent() {
+        Some(agent) => {
+            let spec = &scenario.agents[agent];
+            (&spec.tools[..], &spec.handoffs[..], &spec.delegates[..])
+        }
+        None => (none, none, none),
+    };
     let mut calls = Vec::new();
     let mut delegations = Vec::new();
     let mut handoff = None;
@@ -584,12 +596,12 @@ fn parse_completion(scenario: &Scenario, agent: AgentIdx, body: &Value, next_cal
             let target = name.strip_prefix(prefix)?;
             among.iter().copied().find(|&a| scenario.agents[a].name == target)
         };
-        if let Some(to) = agent_named(HANDOFF_TOOL_PREFIX, &spec.handoffs) {
+        if let Some(to) = agent_named(HANDOFF_TOOL_PREFIX, handoffs) {
             handoff.get_or_insert((to, call_id));
             continue;
         }
         let parsed = serde_json::from_str::<Value>(&arguments);
-        if let Some(to) = agent_named(DELEGATE_TOOL_PREFIX, &spec.delegates) {
+        if let Some(to) = agent_named(DELEGATE_TOOL_PREFIX, delegates) {
             let task = match &parsed {
                 Ok(Value::Object(map)) => map.get("input").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
                 _ => arguments.clone(),
@@ -606,7 +618,7 @@ fn parse_completion(scenario: &Scenario, agent: AgentIdx, body: &Value, next_cal
             _ if arguments.trim().is_empty() => ToolArgs::Json(Arc::new(Map::new())),
             _ => ToolArgs::Malformed(Arc::from(arguments.as_str())),
         };
-        let tool = match spec.tools.iter().find(|&&t| scenario.tools[t].name == name) {
+        let tool = match tools.iter().find(|&&t| scenario.tools[t].name == name) {
             Some(&t) => ToolRef::Known(t),
             None => ToolRef::Unknown(Arc::from(name)),
         };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::kernel::RngStream;
 use crate::protocol::llm::wire_id;
-use crate::protocol::{Delegation, LlmRequest, ModelAnswer, Origin, Role, ToolCall, ToolRef};
+use crate::protocol::{Caller, Delegation, LlmRequest, ModelAnswer, Origin, ToolCall, ToolRef, Transcript};
 use crate::scenario::expr::{Context, Value, Var};
 use crate::scenario::{Action, ArgValue, Scenario};
 
@@ -15,10 +15,13 @@ use super::tokens::estimate_tokens;
 /// The answer when no rule matches.
 pub const DEFAULT_ANSWER: &str = "I have handled your request.";
 
-/// What the rules can read about a request.
+/// What the rules can read about a request. A user simulator's rules read the dialogue the
+/// right way round (its request carries it flipped): `last_user` is the user's own last message,
+/// `answer` the agent's.
 pub struct RequestContext<'a> {
     pub scenario: &'a Scenario,
     pub request: &'a LlmRequest,
+    transcript: std::borrow::Cow<'a, Transcript>,
     /// `history` and `tools_called`, built the first time a rule reads them.
     history: OnceCell<String>,
     tools_called: OnceCell<String>,
@@ -26,9 +29,14 @@ pub struct RequestContext<'a> {
 
 impl<'a> RequestContext<'a> {
     pub fn new(scenario: &'a Scenario, request: &'a LlmRequest) -> RequestContext<'a> {
+        let transcript = match request.caller {
+            Caller::Agent(_) => std::borrow::Cow::Borrowed(&request.transcript),
+            Caller::User(_) => std::borrow::Cow::Owned(request.transcript.flipped()),
+        };
         RequestContext {
             scenario,
             request,
+            transcript,
             history: OnceCell::new(),
             tools_called: OnceCell::new(),
         }
@@ -38,29 +46,23 @@ impl<'a> RequestContext<'a> {
 impl Context for RequestContext<'_> {
     fn var(&self, var: Var) -> Value<'_> {
         let request = self.request;
+        let transcript = &*self.transcript;
         match var {
             Var::Turn => Value::Int(request.turn as i64),
             Var::ToolCalls => Value::Int(request.tool_calls as i64),
             Var::LastTool => Value::Str(&request.last_tool),
             Var::LastToolOutput => Value::Str(&request.last_tool_output),
-            Var::User => Value::Str(request.transcript.first_user()),
-            Var::UserTurn => Value::Int(request.transcript.user_turns() as i64),
-            Var::LastUser => Value::Str(request.transcript.last_user()),
-            Var::History => Value::Str(self.history.get_or_init(|| request.transcript.text())),
-            Var::ToolsCalled => Value::Str(self.tools_called.get_or_init(|| {
-                let names: Vec<&str> = request
-                    .transcript
-                    .messages()
-                    .filter(|m| m.role == Role::Assistant)
-                    .flat_map(|m| m.tool_calls.iter().map(|c| &*c.name))
-                    .collect();
-                names.join("\n")
-            })),
+            Var::User => Value::Str(transcript.first_user()),
+            Var::UserTurn => Value::Int(transcript.user_turns() as i64),
+            Var::LastUser => Value::Str(transcript.last_user()),
+            Var::History => Value::Str(self.history.get_or_init(|| transcript.text())),
+            Var::ToolsCalled => Value::Str(self.tools_called.get_or_init(|| transcript.tools_called())),
             Var::From => Value::Str(match request.origin {
                 Origin::User => "user",
                 Origin::Handoff(a) | Origin::Delegation(a) => self.scenario.agents[a].name.as_str(),
             }),
-            Var::Agent => Value::Str(&self.scenario.agents[request.agent].name),
+            Var::Agent => Value::Str(request.caller.name(self.scenario)),
+            Var::Answer => Value::Str(transcript.last_answer()),
             Var::Conversation => Value::Int(request.conv as i64),
             Var::Delegations => Value::Int(request.delegations as i64),
             Var::Results => Value::Str(&request.results),
@@ -78,7 +80,7 @@ pub fn decide(
     next_call_id: &mut u32,
 ) -> (ModelAnswer, u32) {
     let context = RequestContext::new(scenario, request);
-    let rules = &scenario.agents[request.agent].behavior;
+    let rules = request.caller.rules(scenario);
     for rule in rules {
         if let Some(when) = &rule.when {
             if !when.eval(&context) {

@@ -7,18 +7,19 @@
 /// Estimated tokens of `text`: ⌈chars / 4⌉, and at least 1 for non-empty text.
 pub use crate::protocol::transcript::text_tokens as estimate_tokens;
 pub use crate::protocol::transcript::{text_tokens, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS};
-use crate::scenario::{AgentIdx, Scenario};
+use crate::protocol::Caller;
+use crate::scenario::Scenario;
 
 /// Tokens of what every call of this agent sends besides the transcript: the system message and
 /// the tool definitions (its tools, one per handoff and delegate) as the request carries them.
-pub fn instruction_tokens(scenario: &Scenario, agent: AgentIdx) -> u32 {
-    let instructions = &scenario.agents[agent].instructions;
+pub fn instruction_tokens(scenario: &Scenario, caller: Caller) -> u32 {
+    let instructions = caller.instructions(scenario);
     let system = if instructions.is_empty() {
         0
     } else {
         MESSAGE_OVERHEAD_TOKENS + text_tokens(instructions)
     };
-    let tools: u32 = super::live::tool_definitions(scenario, agent)
+    let tools: u32 = super::live::tool_definitions(scenario, caller)
         .iter()
         .map(|tool| text_tokens(&tool.to_string()))
         .sum();

@@ -12,8 +12,8 @@ use crate::catalogue::faults::FaultKind;
 use crate::engine::Observe;
 use crate::kernel::{ActorIdx, Labels};
 use crate::protocol::{
-    AgentMsg, AnswerStatus, ConvId, Directory, Envelope, LabelSpace, LlmMsg, Mistake, Origin, Payload, ToolMsg,
-    UserMsg, Verdict, VerdictRecord,
+    AgentMsg, AnswerStatus, Caller, ConvId, Directory, Envelope, LabelSpace, LlmMsg, Mistake, Origin, Payload,
+    ToolMsg, UserEnding, UserMsg, Verdict, VerdictRecord,
 };
 use crate::scenario::glob::glob_match;
 use crate::scenario::units::format_usd;
@@ -87,6 +87,14 @@ pub struct ConversationAccount {
     /// The agents holding the conversation (it was given to them and they have not handed it on
     /// or answered their delegator), with the time each was given it.
     pub holders: BTreeMap<ActorIdx, u64>,
+    /// User messages so far, the opening one included.
+    pub user_turns: u32,
+    /// The length of the history the latest counted user message came with: a copy of the same
+    /// message (a duplicate, the agent's delivery after an input check) is not a new turn.
+    turn_history_len: Option<usize>,
+    /// How the user ended it, when a user who talks back did, and where: (seq, virtual time).
+    pub ending: Option<UserEnding>,
+    pub ended_at: Option<(u64, u64)>,
 }
 
 /// What one agent's model calls used and cost.
@@ -129,6 +137,9 @@ pub struct Observer {
     pub cost_pusd: u64,
     /// Per agent, in scenario order.
     pub agents: Vec<AgentAccount>,
+    /// The user simulators' model calls, counted apart from the agents' (and not in the totals
+    /// above): they are the test harness, not the design under test.
+    pub user_simulator: AgentAccount,
     pub tool_calls: u64,
     pub effects: BTreeMap<String, u64>,
     pub conversations: Vec<ConversationAccount>,
@@ -147,7 +158,7 @@ pub struct Observer {
     directory: Option<Directory>,
     pub guardrails: Vec<GuardrailStats>,
     pub taint: BlastTracker,
-    /// `eventually = { answered = true, within = … }` invariants: (index, within_us).
+    /// `eventually = { answered | resolved = true, within = … }` invariants: (index, within_us).
     answer_deadlines: Vec<(usize, u64)>,
     /// Deadlines still ahead: (deadline_us, invariant, conversation), earliest first, and each
     /// one's deadline by (invariant, conversation).
@@ -157,6 +168,8 @@ pub struct Observer {
     deadline_passed: BTreeMap<(usize, u32), u64>,
     /// The last delivery seen: (seq, virtual time).
     last_event: (u64, u64),
+    /// The `eventually = { resolved = true }` invariants, by index.
+    resolved_invariants: BTreeSet<usize>,
 }
 
 impl Observer {
@@ -235,10 +248,36 @@ impl Observer {
                 .enumerate()
                 .filter_map(|(i, inv)| match inv.check {
                     Check::EventuallyAnswered { within_us: Some(w) } => Some((i, w)),
+                    Check::EventuallyResolved { within_us: Some(w) } => Some((i, w)),
                     _ => None,
                 })
                 .collect(),
+            resolved_invariants: scenario
+                .invariants
+                .iter()
+                .enumerate()
+                .filter(|(_, inv)| matches!(inv.check, Check::EventuallyResolved { .. }))
+                .map(|(i, _)| i)
+                .collect(),
             ..Observer::default()
+        }
+    }
+
+    /// A user message reached the design: the opening one starts the conversation; a follow-up
+    /// opens a new turn, whose ending is not known yet.
+    fn on_user_turn(&mut self, conv: ConvId, history_len: usize, seq: u64, now_us: u64) {
+        let account = self.conversation(conv);
+        if account.turn_history_len == Some(history_len) {
+            return;
+        }
+        account.turn_history_len = Some(history_len);
+        account.user_turns += 1;
+        if account.started_at_us.is_none() {
+            account.started_at_us = Some(now_us);
+            account.start_seq = seq;
+            self.watch_deadlines(conv, now_us);
+        } else {
+            account.status = None;
         }
     }
 
@@ -270,14 +309,21 @@ impl Observer {
             }
             self.deadlines_ahead.pop_first();
             self.deadline_of.remove(&(invariant, conv));
-            let unanswered = self
-                .conversations
-                .get(conv as usize)
-                .is_some_and(|c| c.answered_at_us.is_none());
-            if unanswered {
+            let waiting_for_resolution = self.resolution_deadline(invariant);
+            let still_waiting = self.conversations.get(conv as usize).is_some_and(|c| match waiting_for_resolution {
+                true => c.ended_at.is_none(),
+                false => c.answered_at_us.is_none(),
+            });
+            if still_waiting {
                 self.deadline_passed.insert((invariant, conv), seq);
             }
         }
+    }
+
+    /// Whether invariant `index`'s deadline waits for the user to end the conversation (rather
+    /// than for an answer).
+    fn resolution_deadline(&self, index: usize) -> bool {
+        self.resolved_invariants.contains(&index)
     }
 
     /// Who holds `conv` after this delivery: an agent that receives it holds it; one that handed
@@ -487,6 +533,51 @@ impl Observer {
         }
     }
 
+    /// `eventually = { resolved = true }`: every conversation ends with its user saying the
+    /// matter is settled, by the deadline if there is one. A violation is marked where it became
+    /// certain: when the deadline passed, or when the conversation ended otherwise.
+    fn check_resolved(&mut self, index: usize, within_us: Option<u64>) {
+        let broken: Vec<(usize, u64, u64, String)> = self
+            .conversations
+            .iter()
+            .enumerate()
+            .filter_map(|(conv, account)| {
+                let started = account.started_at_us?;
+                let deadline = within_us.map(|w| started.saturating_add(w));
+                let passed = deadline.and_then(|d| self.deadline_passed.get(&(index, conv as u32)).map(|&seq| (seq, d)));
+                let (seq, at_us) = match (passed, account.ended_at) {
+                    (Some(at), _) => at,
+                    (None, Some(at)) => at,
+                    (None, None) => self.last_event,
+                };
+                let what = match (account.ending, account.ended_at, deadline) {
+                    (Some(UserEnding::Resolved), Some((_, ended)), Some(d)) if ended > d => format!(
+                        "was resolved after {}us, later than {}us",
+                        ended - started,
+                        within_us.unwrap_or(0)
+                    ),
+                    (Some(UserEnding::Resolved), _, _) => return None,
+                    (Some(other), _, _) => format!("ended {} instead of resolved", other.name()),
+                    (None, _, _) => format!(
+                        "ended {} instead of resolved by its user",
+                        account.status.map_or("unanswered", |s| s.name())
+                    ),
+                };
+                Some((conv, seq, at_us, what))
+            })
+            .collect();
+        for (conv, seq, at_us, what) in broken {
+            self.violate(
+                index,
+                Some(conv as ConvId),
+                seq,
+                at_us,
+                "user".to_owned(),
+                format!("conversation {conv} {what}"),
+            );
+        }
+    }
+
     /// Final verdicts, after the last event.
     pub fn finish(&mut self, scenario: &Scenario) -> Vec<InvariantResult> {
         for (index, invariant) in scenario.invariants.iter().enumerate() {
@@ -517,6 +608,10 @@ impl Observer {
                         format!("conversation {conv} {what}"),
                     );
                 }
+                continue;
+            }
+            if let Check::EventuallyResolved { within_us } = invariant.check {
+                self.check_resolved(index, within_us);
                 continue;
             }
             let Check::EventuallyAnswered { within_us } = invariant.check else {
@@ -599,24 +694,28 @@ fn model_call_findings(
     request: &crate::protocol::LlmRequest,
     fired: &mut Vec<(Detector, String)>,
 ) {
+    // The detectors watch agents; a user simulator's calls are the user's business.
+    let Caller::Agent(agent) = request.caller else {
+        return;
+    };
     // What the model sees after a handoff: nothing of the conversation.
     if matches!(request.origin, Origin::Handoff(_)) && request.turn == 1 && request.transcript.is_empty() {
         fired.push((
             Detector::LostHandoffContext,
             format!(
                 "conversation {}: agent {} took the handoff without the conversation",
-                request.conv, scenario.agents[request.agent].name
+                request.conv, scenario.agents[agent].name
             ),
         ));
     }
-    let key = (request.agent, request.conv);
+    let key = (agent, request.conv);
     let max = state.max_turn.entry(key).or_insert(0);
     if request.turn < *max && request.feedback.is_empty() {
         fired.push((
             Detector::ConversationReset,
             format!(
                 "conversation {}: agent {} is at turn {} after turn {}",
-                request.conv, scenario.agents[request.agent].name, request.turn, max
+                request.conv, scenario.agents[agent].name, request.turn, max
             ),
         ));
     }
@@ -681,24 +780,41 @@ impl Observe for Observer {
             Payload::Agent(AgentMsg::Start {
                 conv,
                 origin: Origin::User,
+                history,
                 ..
-            }) => {
-                let account = self.conversation(*conv);
-                account.started_at_us = Some(now_us);
-                account.start_seq = seq;
-                self.watch_deadlines(*conv, now_us);
-            }
-            // Behind input guardrails, the conversation starts when the first of them gets it.
+            }) => self.on_user_turn(*conv, history.len(), seq, now_us),
+            // Behind input guardrails, a user turn starts when the first of them gets it.
             Payload::Guardrail(crate::protocol::GuardrailMsg::Check(checked))
                 if checked.stage == crate::scenario::guardrail::Stage::Input
                     && checked.position == 0
                     && !checked.parallel =>
             {
-                let account = self.conversation(checked.conv);
-                if account.started_at_us.is_none() {
-                    account.started_at_us = Some(now_us);
-                    account.start_seq = seq;
-                    self.watch_deadlines(checked.conv, now_us);
+                if let Payload::Agent(AgentMsg::Start {
+                    origin: Origin::User,
+                    history,
+                    ..
+                }) = &checked.subject
+                {
+                    self.on_user_turn(checked.conv, history.len(), seq, now_us);
+                }
+            }
+            Payload::User(UserMsg::LlmReply { reply, .. }) => {
+                let usage = reply.usage;
+                let account = &mut self.user_simulator;
+                account.llm_calls += 1;
+                account.input_tokens += usage.input_tokens as u64;
+                account.cached_input_tokens += usage.cached_input_tokens as u64;
+                account.output_tokens += usage.output_tokens as u64;
+                account.cost_pusd += usage.cost_pusd;
+            }
+            Payload::User(UserMsg::End { conv, ending, .. }) => {
+                let account = self.conversation(*conv);
+                if account.ending.is_none() {
+                    account.ending = Some(*ending);
+                    account.ended_at = Some((seq, now_us));
+                }
+                if *ending == UserEnding::Abandoned {
+                    account.abandoned = true;
                 }
             }
             Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
@@ -737,12 +853,12 @@ impl Observe for Observer {
                 self.check_spend(scenario, seq, now_us, *conv, usage, &|| actor_id(envelope.to));
             }
             Payload::Tool(ToolMsg::Invoke { .. }) => self.tool_calls += 1,
-            Payload::User(UserMsg::Answer { conv, status, text }) => {
+            Payload::User(UserMsg::Answer { conv, status, text, .. }) => {
                 let account = self.conversation(*conv);
-                if account.answered_at_us.is_none() {
-                    account.answered_at_us = Some(now_us);
-                    account.status = Some(*status);
-                }
+                // The first answer of a turn is how the turn ended; `answered_at_us` is the
+                // conversation's first answer.
+                account.answered_at_us.get_or_insert(now_us);
+                account.status.get_or_insert(*status);
                 self.check_output(scenario, seq, now_us, *conv, text, labels);
             }
             _ => {}
@@ -755,13 +871,11 @@ impl Observe for Observer {
         if let Payload::Agent(AgentMsg::Start {
             conv,
             origin: Origin::User,
+            history,
             ..
         }) = &envelope.payload
         {
-            let account = self.conversation(*conv);
-            account.started_at_us = Some(now_us);
-            account.start_seq = seq;
-            self.watch_deadlines(*conv, now_us);
+            self.on_user_turn(*conv, history.len(), seq, now_us);
         }
     }
 

@@ -7,14 +7,72 @@ use std::sync::Arc;
 use super::agent::Origin;
 use super::transcript::Transcript;
 use super::ConvId;
-use crate::scenario::{AgentIdx, Scenario, ToolIdx};
+use crate::scenario::{AgentIdx, Scenario, ToolIdx, UserIdx};
+
+/// Who makes a model call: an agent, or a model-driven user (a user simulator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Caller {
+    Agent(AgentIdx),
+    User(UserIdx),
+}
+
+impl Caller {
+    /// The agent, when an agent calls.
+    pub fn agent(self) -> Option<AgentIdx> {
+        match self {
+            Caller::Agent(agent) => Some(agent),
+            Caller::User(_) => None,
+        }
+    }
+
+    /// The caller's logical id: `agent:NAME` or `user:NAME`.
+    pub fn logical_id(self, scenario: &Scenario) -> String {
+        format!("{}:{}", self.kind(), self.name(scenario))
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Caller::Agent(_) => "agent",
+            Caller::User(_) => "user",
+        }
+    }
+
+    pub fn name(self, scenario: &Scenario) -> &str {
+        match self {
+            Caller::Agent(agent) => scenario.agents.get(agent).map_or("?", |a| a.name.as_str()),
+            Caller::User(user) => scenario.users.get(user).map_or("?", |u| u.name.as_str()),
+        }
+    }
+
+    /// The system message the caller sends: the agent's instructions, or the user's persona.
+    pub fn instructions(self, scenario: &Scenario) -> &str {
+        match self {
+            Caller::Agent(agent) => &scenario.agents[agent].instructions,
+            Caller::User(user) => match &scenario.users[user].kind {
+                crate::scenario::UserKind::Model { instructions, .. } => instructions,
+                _ => "",
+            },
+        }
+    }
+
+    /// The mock model's rules for this caller.
+    pub fn rules(self, scenario: &Scenario) -> &[crate::scenario::Rule] {
+        match self {
+            Caller::Agent(agent) => &scenario.agents[agent].behavior,
+            Caller::User(user) => match &scenario.users[user].kind {
+                crate::scenario::UserKind::Model { behavior, .. } => behavior,
+                _ => &[],
+            },
+        }
+    }
+}
 
 /// A chat-completion request: the conversation's transcript as the agent sends it, and what the
 /// mock's rules read about it.
 #[derive(Debug, Clone)]
 pub struct LlmRequest {
     pub conv: ConvId,
-    pub agent: AgentIdx,
+    pub caller: Caller,
     /// Numbers the agent's calls in this conversation; echoed in the reply to spot stale ones.
     pub call_seq: u32,
     pub turn: u32,

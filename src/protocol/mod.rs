@@ -22,13 +22,14 @@ pub use effect::{Effect, Injection};
 pub use guardrail::{Checked, GuardContext, GuardrailIdx, GuardrailMsg, Mistake, RoutedReply, Verdict, VerdictRecord};
 pub use labels::{LabelSource, LabelSpace};
 pub use llm::{
+    Caller,
     Delegation, FinishReason, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolArgs, ToolCall, ToolRef,
     Usage,
 };
 pub use supervisor::SupervisorMsg;
 pub use tool::ToolMsg;
 pub use transcript::{ChatCall, ChatMessage, Role, Transcript};
-pub use user::{AnswerStatus, UserMsg};
+pub use user::{AnswerStatus, UserEnding, UserMsg};
 
 use std::fmt::Write as _;
 
@@ -80,7 +81,9 @@ impl Payload {
             Payload::Agent(m) => Some(m.conv()),
             Payload::Llm(LlmMsg::Complete(request)) => Some(request.conv),
             Payload::Tool(ToolMsg::Invoke { conv, .. }) => Some(*conv),
-            Payload::User(UserMsg::Answer { conv, .. }) => Some(*conv),
+            Payload::User(UserMsg::Answer { conv, .. })
+            | Payload::User(UserMsg::LlmReply { conv, .. })
+            | Payload::User(UserMsg::End { conv, .. }) => Some(*conv),
             Payload::Guardrail(GuardrailMsg::Check(checked)) => Some(checked.conv),
             Payload::Guardrail(GuardrailMsg::Reply(routed)) => Some(routed.conv),
             _ => None,
@@ -108,7 +111,14 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
             history,
             ..
         } => match origin {
-            Origin::User => write!(out, "start conv={conv} user={}", Quoted(clip(text))),
+            Origin::User if history.is_empty() => write!(out, "start conv={conv} user={}", Quoted(clip(text))),
+            // A follow-up: the user's next turn, with the conversation so far.
+            Origin::User => write!(
+                out,
+                "start conv={conv} user={} messages={}",
+                Quoted(clip(text)),
+                history.len()
+            ),
             Origin::Handoff(a) => write!(
                 out,
                 "handoff conv={conv} from={} messages={}",
@@ -186,9 +196,10 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
     let _ = match payload {
         Payload::Llm(LlmMsg::Complete(request)) => write!(
             out,
-            "complete conv={} agent={} turn={} tokens_in={} messages={} transcript={}",
+            "complete conv={} {}={} turn={} tokens_in={} messages={} transcript={}",
             request.conv,
-            agent_name(request.agent),
+            request.caller.kind(),
+            request.caller.name(scenario),
             request.turn,
             request.input_tokens,
             request.transcript.len(),
@@ -208,13 +219,21 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
         }
         Payload::User(UserMsg::Begin) => write!(out, "begin"),
         Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),
-        Payload::User(UserMsg::Answer { conv, text, status }) => {
+        Payload::User(UserMsg::Answer { conv, text, status, .. }) => {
             write!(
                 out,
                 "answer conv={conv} status={} text={}",
                 status.name(),
                 Quoted(clip(text))
             )
+        }
+        Payload::User(UserMsg::LlmReply { conv, reply }) => {
+            let _ = write!(out, "llm_reply conv={conv} ");
+            reply.summarize(scenario, out);
+            Ok(())
+        }
+        Payload::User(UserMsg::End { conv, ending, turns }) => {
+            write!(out, "end conv={conv} ending={} user_turns={turns}", ending.name())
         }
         Payload::Supervisor(SupervisorMsg::ChildFailed { child_id, error, .. }) => {
             write!(out, "child_failed child={child_id} error={}", Quoted(clip(error)))

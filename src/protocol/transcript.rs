@@ -276,6 +276,45 @@ impl Transcript {
             .map_or("", |m| &m.content)
     }
 
+    /// The names of the tools called so far, one per line, in order.
+    pub fn tools_called(&self) -> String {
+        let names: Vec<&str> = self
+            .messages()
+            .filter(|m| m.role == Role::Assistant)
+            .flat_map(|m| m.tool_calls.iter().map(|c| &*c.name))
+            .collect();
+        names.join("\n")
+    }
+
+    /// The agent's latest answer: the last assistant message with text, or `""`.
+    pub fn last_answer(&self) -> &str {
+        self.messages()
+            .rev()
+            .find(|m| m.role == Role::Assistant && !m.content.is_empty())
+            .map_or("", |m| &m.content)
+    }
+
+    /// The conversation as the other side sees it: user and assistant swap roles, and what only
+    /// the agent saw (tool calls, tool results) is left out. A user simulator is sent this: to
+    /// it, the agent's answers are the input. Flipping twice gives the dialogue back.
+    pub fn flipped(&self) -> Transcript {
+        let mut out = Transcript::new();
+        for message in self.messages() {
+            let role = match message.role {
+                Role::User => Role::Assistant,
+                Role::Assistant if !message.content.is_empty() => Role::User,
+                _ => continue,
+            };
+            out.push(ChatMessage {
+                role,
+                content: message.content.clone(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+            });
+        }
+        out
+    }
+
     /// The index of the latest message with this role.
     pub fn last_index_of(&self, role: Role) -> Option<usize> {
         self.entries.iter().rposition(|e| e.message.role == role)

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
+use super::llm::ModelReply;
+use super::transcript::Transcript;
 use super::ConvId;
+use crate::scenario::AgentIdx;
 
 /// How a conversation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +43,27 @@ impl AnswerStatus {
     }
 }
 
+/// How a user ended a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserEnding {
+    /// The user said the matter is settled.
+    Resolved,
+    /// The user gave up and left (a rule, the simulator's marker, or `user.abandon`).
+    Abandoned,
+    /// The user wanted to say more than `max_user_turns` allows.
+    MaxUserTurns,
+}
+
+impl UserEnding {
+    pub fn name(self) -> &'static str {
+        match self {
+            UserEnding::Resolved => "resolved",
+            UserEnding::Abandoned => "abandoned",
+            UserEnding::MaxUserTurns => "max_user_turns",
+        }
+    }
+}
+
 /// Messages the user handles.
 #[derive(Debug, Clone)]
 pub enum UserMsg {
@@ -47,10 +71,21 @@ pub enum UserMsg {
     Begin,
     /// The next Poisson arrival of traffic source `traffic`.
     Arrive { traffic: u32, index: u32 },
-    /// An agent answered a conversation.
+    /// An agent answered a conversation: the text, how the turn ended, and (for the user's next
+    /// turn) who answered and the conversation so far.
     Answer {
         conv: ConvId,
         text: Arc<str>,
         status: AnswerStatus,
+        from: AgentIdx,
+        history: Transcript,
+    },
+    /// The user simulator's model answered.
+    LlmReply { conv: ConvId, reply: ModelReply },
+    /// The user ended the conversation; `turns` user messages were said.
+    End {
+        conv: ConvId,
+        ending: UserEnding,
+        turns: u32,
     },
 }

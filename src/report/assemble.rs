@@ -1,7 +1,9 @@
 //! Assembles `report.json` from what the engine knows at the end of a run and what the observer
 //! accounted along the way.
 
-use super::{AgentCost, ConversationCost, Conversations, Endings, RunReport, Tokens, REPORT_SCHEMA_VERSION};
+use super::{
+    AgentCost, ConversationCost, Conversations, Endings, RunReport, Tokens, UserTurns, REPORT_SCHEMA_VERSION,
+};
 use crate::engine::EngineRun;
 use crate::kernel::ActorIdx;
 use crate::observe::Observer;
@@ -100,6 +102,21 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
                 }
             },
         },
+        user_turns: {
+            let total: u64 = started.iter().map(|c| c.user_turns as u64).sum();
+            UserTurns {
+                total,
+                mean: if started.is_empty() { 0.0 } else { total as f64 / started.len() as f64 },
+                max: started.iter().map(|c| c.user_turns).max().unwrap_or(0),
+                dialogues: o
+                    .conversations
+                    .iter()
+                    .enumerate()
+                    .filter(|(conv, c)| c.started_at_us.is_some() && scenario.user_of(*conv as u32).is_some())
+                    .count() as u64,
+            }
+        },
+        user_simulator: (o.user_simulator.llm_calls > 0).then(|| AgentCost::from_account(&o.user_simulator)),
         fates: fates.counts,
         outcomes: fates.outcomes,
         impact: None,

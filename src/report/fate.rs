@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::engine::{EngineRun, FailureRecord, Outcome, RestartRecord};
 use crate::observe::{ConversationAccount, Observer};
-use crate::protocol::AnswerStatus;
+use crate::protocol::{AnswerStatus, UserEnding};
 
 /// Harmed conversations listed in `report.json` at most; `harmed_total` counts them all.
 pub const HARMED_LISTED_MAX: usize = 100;
@@ -19,13 +19,15 @@ pub const HARMED_LISTED_MAX: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fate {
-    /// The agent answered.
+    /// The agent answered (and the user, if one talks back, had nothing more to say).
     Answered,
-    /// The user left before the answer (`user.abandon`).
+    /// The user said the matter is settled.
+    Resolved,
+    /// The user left: before the answer (`user.abandon`), or gave up on the dialogue.
     Abandoned,
     /// A model call failed for good.
     Failed,
-    /// The agent ran out of turns.
+    /// The agent ran out of turns, or the user of `max_user_turns`.
     OutOfTurns,
     /// A guardrail blocked its input or answer.
     Blocked,
@@ -45,6 +47,7 @@ impl Fate {
     pub fn name(self) -> &'static str {
         match self {
             Fate::Answered => "answered",
+            Fate::Resolved => "resolved",
             Fate::Abandoned => "abandoned",
             Fate::Failed => "failed",
             Fate::OutOfTurns => "out_of_turns",
@@ -75,6 +78,8 @@ pub struct HarmedConversation {
     pub started_at_us: u64,
     /// Side effects the conversation caused (`money_moved` → 1).
     pub effects: BTreeMap<String, u32>,
+    /// User messages it had, the opening one included.
+    pub user_turns: u32,
     /// What ended it, when the trace says: the crash that lost it, the limit that cut it.
     pub cause: Option<String>,
 }
@@ -98,8 +103,9 @@ pub struct Fates {
     pub harmed_total: u64,
 }
 
-const ALL: [Fate; 10] = [
+const ALL: [Fate; 11] = [
     Fate::Answered,
+    Fate::Resolved,
     Fate::Abandoned,
     Fate::Failed,
     Fate::OutOfTurns,
@@ -138,6 +144,7 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
                     fate,
                     started_at_us,
                     effects: account.effects.clone(),
+                    user_turns: account.user_turns,
                     cause,
                 });
             }
@@ -149,6 +156,17 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
 fn fate_of(account: &ConversationAccount, run: &EngineRun) -> (Fate, Option<String>) {
     if account.abandoned {
         return (Fate::Abandoned, None);
+    }
+    match account.ending {
+        Some(UserEnding::Resolved) => return (Fate::Resolved, None),
+        Some(UserEnding::MaxUserTurns) => {
+            let cause = format!(
+                "max_user_turns: the user wanted to say more after {} messages",
+                account.user_turns
+            );
+            return (Fate::OutOfTurns, Some(cause));
+        }
+        Some(UserEnding::Abandoned) | None => {}
     }
     if let Some(status) = account.status {
         let fate = match status {

@@ -99,6 +99,17 @@ impl ConversationCost {
     }
 }
 
+/// User messages per started conversation, the opening one included: 1 each unless a user
+/// talks back.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct UserTurns {
+    pub total: u64,
+    pub mean: f64,
+    pub max: u32,
+    /// Conversations whose user talks back (a `[[user]]` on their traffic).
+    pub dialogues: u64,
+}
+
 /// Conversation totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Conversations {
@@ -168,6 +179,11 @@ pub struct RunReport {
     pub cost_by_agent: BTreeMap<String, AgentCost>,
     pub cost_per_conversation: ConversationCost,
     pub conversations: Conversations,
+    pub user_turns: UserTurns,
+    /// The user simulators' model calls (model-driven users), counted apart: they are not in
+    /// `llm_calls`, `tokens` or `cost_usd`, which are the design's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_simulator: Option<AgentCost>,
     /// How every started conversation ended, by fate (`lost`, `orphaned`, …; every fate listed).
     pub fates: BTreeMap<&'static str, u64>,
     /// The conversations the design let down (failed, out of turns, lost, orphaned, cut), with

@@ -80,6 +80,9 @@ impl RunReport {
         line(out, "events", self.events.to_string());
         let c = &self.conversations;
         line(out, "conversations", conversations_line(c));
+        if self.user_turns.dialogues > 0 {
+            line(out, "dialogues", self.dialogue_line());
+        }
         if self.harmed_total > 0 {
             line(out, "harmed", self.harm_line());
         }
@@ -91,7 +94,41 @@ impl RunReport {
         if let Some(said) = &self.first_server_error {
             line(out, "first error", said.clone());
         }
+        if let Some(sim) = &self.user_simulator {
+            line(
+                out,
+                "user simulator",
+                format!(
+                    "{} model calls, {} tokens, {} (not in the design's calls or cost)",
+                    sim.llm_calls,
+                    sim.input_tokens + sim.output_tokens,
+                    format_usd(sim.cost_pusd)
+                ),
+            );
+        }
         line(out, "tool calls", self.tool_calls.to_string());
+    }
+
+    /// How the conversations whose user talks back ended, and how long they went on:
+    /// `12 with a user who talks back: 5 resolved, 3 abandoned; 3.4 user turns on average (max 6)`.
+    fn dialogue_line(&self) -> String {
+        let t = &self.user_turns;
+        let endings: Vec<String> = [Fate::Resolved, Fate::Abandoned, Fate::OutOfTurns]
+            .iter()
+            .filter_map(|f| {
+                let n = self.fates.get(f.name()).copied().unwrap_or(0);
+                (n > 0).then(|| format!("{n} {}", f.name().replace('_', " ")))
+            })
+            .collect();
+        let endings = if endings.is_empty() {
+            "none resolved".to_owned()
+        } else {
+            endings.join(", ")
+        };
+        format!(
+            "{} with a user who talks back: {endings}; {:.1} user turns on average (max {})",
+            t.dialogues, t.mean, t.max
+        )
     }
 
     /// The conversations the design let down, by fate, and how many of them moved something

@@ -41,10 +41,12 @@ pub enum Var {
     History,
     /// The names of the tools called in the transcript, one per line, in order.
     ToolsCalled,
+    /// The agent's latest answer in the transcript (its last assistant text), or `''`.
+    Answer,
 }
 
 /// Every variable, with its name and type, for parsing and for error messages.
-pub const VARIABLES: [(&str, Var, Type); 16] = [
+pub const VARIABLES: [(&str, Var, Type); 17] = [
     ("turn", Var::Turn, Type::Int),
     ("tool_calls", Var::ToolCalls, Type::Int),
     ("last_tool", Var::LastTool, Type::Str),
@@ -61,6 +63,7 @@ pub const VARIABLES: [(&str, Var, Type); 16] = [
     ("last_user", Var::LastUser, Type::Str),
     ("history", Var::History, Type::Str),
     ("tools_called", Var::ToolsCalled, Type::Str),
+    ("answer", Var::Answer, Type::Str),
 ];
 
 /// The type of a value in an expression.

@@ -22,6 +22,8 @@ pub struct RawScenario {
     #[serde(default)]
     pub traffic: Vec<Spanned<RawTraffic>>,
     #[serde(default)]
+    pub user: Vec<Spanned<RawUser>>,
+    #[serde(default)]
     pub fault: Vec<Spanned<RawFault>>,
     #[serde(default)]
     pub profile: Vec<Spanned<RawProfile>>,
@@ -127,6 +129,8 @@ pub struct RawMeta {
     pub max_tool_wait: Option<Spanned<String>>,
     /// Handoffs one conversation may have before it ends unanswered (`max_handoffs`).
     pub max_handoffs: Option<Spanned<u32>>,
+    /// User messages one conversation may have, the opening one included (`max_user_turns`).
+    pub max_user_turns: Option<Spanned<u32>>,
 }
 
 /// `[[llm]]`: a model endpoint.
@@ -369,6 +373,78 @@ pub struct RawTraffic {
     pub start: Option<Spanned<String>>,
     #[serde(default)]
     pub script: Vec<Spanned<RawScripted>>,
+    /// The `[[user]]` who goes on talking after each answer; without one, a conversation is its
+    /// opening message and the answer.
+    pub user: Option<Spanned<String>>,
+}
+
+/// `[[user]]`: a simulated customer who talks back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: Spanned<String>,
+    /// `scripted`, `rules` or `model`.
+    pub kind: Spanned<String>,
+    /// Scripted: the follow-ups in order.
+    #[serde(default)]
+    pub script: Vec<Spanned<RawUserStep>>,
+    /// Rules: first match wins, every turn.
+    #[serde(default)]
+    pub rules: Vec<Spanned<RawUserStep>>,
+    /// Model: the `[[llm]]` the user simulator runs on.
+    pub llm: Option<Spanned<String>>,
+    /// Model: the persona and the goal.
+    pub instructions: Option<String>,
+    /// Model: the mock model's rules, answers only.
+    #[serde(default)]
+    pub behavior: Vec<Spanned<RawRule>>,
+    /// Model: the marker that ends the dialogue resolved (default `###STOP###`).
+    pub stop: Option<Spanned<String>>,
+    /// Model: the marker that ends the dialogue abandoned.
+    pub give_up: Option<Spanned<String>>,
+    pub max_turns: Option<Spanned<u32>>,
+    pub think: Option<Spanned<RawLatency>>,
+}
+
+/// A user's step: a plain string says it; a table has an optional `when` and `p`, and exactly one
+/// of `say`, `insist`, `contradict`, `give_up`, `done`.
+#[derive(Debug, Clone)]
+pub enum RawUserStep {
+    Say(String),
+    Table(RawUserStepTable),
+}
+
+/// The table form of [`RawUserStep`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUserStepTable {
+    pub when: Option<Spanned<String>>,
+    pub p: Option<Spanned<f64>>,
+    pub say: Option<Spanned<String>>,
+    pub insist: Option<Spanned<bool>>,
+    /// `true` for the default contradiction, or the text.
+    pub contradict: Option<Spanned<toml::Value>>,
+    pub give_up: Option<Spanned<bool>>,
+    pub done: Option<Spanned<bool>>,
+}
+
+impl<'de> Deserialize<'de> for RawUserStep {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StepVisitor;
+        impl<'de> Visitor<'de> for StepVisitor {
+            type Value = RawUserStep;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a user step: a message, or a table such as { when = \"...\", say = \"...\" }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawUserStep, E> {
+                Ok(RawUserStep::Say(v.to_owned()))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RawUserStep, M::Error> {
+                RawUserStepTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawUserStep::Table)
+            }
+        }
+        deserializer.deserialize_any(StepVisitor)
+    }
 }
 
 /// One scripted conversation: `{ at = "2s", message = "cancel my plan" }`.
@@ -456,6 +532,8 @@ pub struct RawAlways {
 #[serde(deny_unknown_fields)]
 pub struct RawEventually {
     pub answered: Option<Spanned<bool>>,
+    /// Every conversation ends resolved by its user.
+    pub resolved: Option<Spanned<bool>>,
     /// Every conversation has this side effect.
     pub effect: Option<Spanned<String>>,
     pub within: Option<Spanned<String>>,

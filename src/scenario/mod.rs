@@ -9,10 +9,12 @@ pub mod guardrail;
 pub mod model;
 pub mod schema;
 pub mod units;
+pub mod user;
 pub mod validate;
 
 pub use error::{Diagnostic, ScenarioError, ScenarioWarnings};
 pub use model::*;
+pub use user::{User, UserIdx, UserKind};
 
 use std::path::Path;
 

@@ -29,6 +29,8 @@ pub struct Scenario {
     /// Supervisors; index 0 is always the root.
     pub supervisors: Vec<Supervisor>,
     pub traffic: Vec<Traffic>,
+    /// Users who talk back, named by traffic.
+    pub users: Vec<super::user::User>,
     pub faults: Vec<Fault>,
     /// Fault profiles (swarm testing); empty: every fault is on.
     pub profiles: Vec<Profile>,
@@ -83,6 +85,19 @@ impl Scenario {
             .collect()
     }
 
+    /// The traffic source that opened conversation `conv`.
+    pub fn traffic_of(&self, conv: u32) -> Option<usize> {
+        let at = self.conversation_blocks.partition_point(|b| b.0 <= conv);
+        let source = at.checked_sub(1)?;
+        let (first, _) = self.conversation_blocks[source];
+        (conv - first < self.traffic[source].conversations()).then_some(source)
+    }
+
+    /// The user who talks in conversation `conv`, if its traffic names one.
+    pub fn user_of(&self, conv: u32) -> Option<super::user::UserIdx> {
+        self.traffic_of(conv).and_then(|t| self.traffic[t].user())
+    }
+
     /// What a conversation's random streams are keyed by: its traffic source's name and its
     /// index there, so that neither a new source nor what happens in another conversation shifts
     /// its draws.
@@ -102,6 +117,13 @@ impl Scenario {
 }
 
 impl Traffic {
+    /// The user who goes on talking after each answer, if any.
+    pub fn user(&self) -> Option<super::user::UserIdx> {
+        match self {
+            Traffic::Poisson { user, .. } | Traffic::Script { user, .. } => *user,
+        }
+    }
+
     /// How many conversations the source opens.
     pub fn conversations(&self) -> u32 {
         match self {
@@ -551,11 +573,14 @@ pub enum Traffic {
         /// Opening messages, drawn uniformly.
         messages: Vec<String>,
         start_us: u64,
+        /// The user who goes on after each answer.
+        user: Option<super::user::UserIdx>,
     },
     /// Conversations at fixed times.
     Script {
         to: Vec<AgentIdx>,
         items: Vec<(u64, String)>,
+        user: Option<super::user::UserIdx>,
     },
 }
 
@@ -725,6 +750,8 @@ pub enum Check {
     TokensMax { tokens_max: u64, per: Per },
     /// Every conversation is answered, within a virtual time if given.
     EventuallyAnswered { within_us: Option<u64> },
+    /// Every conversation ends resolved by its user (who said so), within a virtual time if given.
+    EventuallyResolved { within_us: Option<u64> },
 }
 
 /// A named property.

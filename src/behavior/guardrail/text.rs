@@ -53,7 +53,9 @@ impl Context for ScriptContext<'_> {
                 _ => "user",
             }),
             Var::Delegations => Value::Int(0),
-            Var::Results | Var::Feedback | Var::History | Var::ToolsCalled | Var::LastUser => Value::Str(""),
+            Var::Results | Var::Feedback | Var::History | Var::ToolsCalled | Var::LastUser | Var::Answer => {
+                Value::Str("")
+            }
             Var::UserTurn => Value::Int(0),
         }
     }
@@ -125,7 +127,19 @@ pub(super) fn with_text(subject: Payload, text: Arc<str>) -> Payload {
         Payload::Agent(AgentMsg::DelegateResult { conv, from_agent, .. }) => {
             Payload::Agent(AgentMsg::DelegateResult { conv, from_agent, text })
         }
-        Payload::User(UserMsg::Answer { conv, status, .. }) => Payload::User(UserMsg::Answer { conv, text, status }),
+        Payload::User(UserMsg::Answer {
+            conv,
+            status,
+            from,
+            history,
+            ..
+        }) => Payload::User(UserMsg::Answer {
+            conv,
+            text,
+            status,
+            from,
+            history,
+        }),
         other => other,
     }
 }

@@ -3,7 +3,7 @@
 
 use super::Scheduler;
 use crate::engine::observe::Observe;
-use crate::protocol::{AgentMsg, Envelope, Injection, Payload};
+use crate::protocol::{AgentMsg, Directory, Envelope, Injection, Payload, UserEnding, UserMsg};
 use crate::scenario::FaultKind;
 
 /// Default hold-back of `network.delay` when the fault gives no latency.
@@ -56,8 +56,25 @@ impl<O: Observe> Scheduler<O> {
             }
             FaultKind::ClockSkew => skew_us = params.latency_us.unwrap_or(SKEW_US_DEFAULT),
             FaultKind::UserAbandon => {
-                if let Payload::Agent(AgentMsg::Start { conv, .. }) = &envelope.payload {
+                if let Payload::Agent(AgentMsg::Start { conv, history, .. }) = &envelope.payload {
                     self.observer.on_abandon(*conv);
+                    // A user who talks back leaves too: it says nothing more.
+                    if self.scenario.user_of(*conv).is_some() {
+                        let mut labels = envelope.labels.clone();
+                        labels.insert(self.labels.fault(fired.fault));
+                        let leave = Envelope {
+                            from: Directory::USER,
+                            to: Directory::USER,
+                            sent_at_us: self.now_us,
+                            payload: Payload::User(UserMsg::End {
+                                conv: *conv,
+                                ending: UserEnding::Abandoned,
+                                turns: history.user_turns() + 1,
+                            }),
+                            labels,
+                        };
+                        self.queue.push(self.now_us, leave);
+                    }
                 }
             }
             _ => {}

@@ -281,7 +281,7 @@ impl Validator<'_> {
         }
     }
 
-    fn rule(
+    pub(super) fn rule(
         &mut self,
         rule: &Spanned<RawRule>,
         agent_tools: &[Spanned<String>],

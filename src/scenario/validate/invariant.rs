@@ -104,21 +104,27 @@ impl Validator<'_> {
     fn eventually(&mut self, eventually: &Spanned<RawEventually>) -> Option<Check> {
         let e = eventually.get_ref();
         let within_us = e.within.as_ref().map(|w| self.duration(w));
-        match (&e.answered, &e.effect) {
-            (Some(answered), None) => {
+        match (&e.answered, &e.resolved, &e.effect) {
+            (Some(answered), None, None) => {
                 if !*answered.get_ref() {
                     self.error(answered.span(), "expected `answered = true`");
                 }
                 Some(Check::EventuallyAnswered { within_us })
             }
-            (None, Some(effect)) => Some(Check::EventuallyEffect {
+            (None, Some(resolved), None) => {
+                if !*resolved.get_ref() {
+                    self.error(resolved.span(), "expected `resolved = true`");
+                }
+                Some(Check::EventuallyResolved { within_us })
+            }
+            (None, None, Some(effect)) => Some(Check::EventuallyEffect {
                 effect: effect.get_ref().clone(),
                 within_us,
             }),
             _ => {
                 self.error(
                     eventually.span(),
-                    "expected exactly one of `answered = true` or `effect = \"NAME\"`",
+                    "expected exactly one of `answered = true`, `resolved = true` or `effect = \"NAME\"`",
                 );
                 None
             }

@@ -12,6 +12,7 @@ mod profile;
 mod supervisor;
 mod tool;
 mod traffic;
+mod user;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -60,6 +61,14 @@ pub(super) struct Names {
 }
 
 impl Names {
+    /// No names of this kind.
+    pub(super) fn empty(kind: &'static str) -> Names {
+        Names {
+            kind,
+            by_name: BTreeMap::new(),
+        }
+    }
+
     pub(super) fn get(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
     }
@@ -185,7 +194,7 @@ impl Validator<'_> {
         self.error(at, error.message);
     }
 
-    fn template(&mut self, value: &Spanned<String>, allow_args: bool) -> Template {
+    pub(super) fn template(&mut self, value: &Spanned<String>, allow_args: bool) -> Template {
         match Template::parse(value.get_ref(), allow_args) {
             Ok(t) => t,
             Err(e) => {
@@ -276,10 +285,24 @@ impl Validator<'_> {
             .map(|a| self.agent(a.get_ref(), &llm_names, &tool_names, &agent_names))
             .collect();
         let supervisors = self.supervisors(&raw, &supervisor_names, &agent_names, &tool_names, &llm_names);
+        let max_user_turns = match &meta.max_user_turns {
+            Some(t) if *t.get_ref() == 0 => {
+                self.error(t.span(), "expected max_user_turns of at least 1 (the opening message), found 0");
+                crate::scenario::user::MAX_USER_TURNS_DEFAULT
+            }
+            Some(t) => *t.get_ref(),
+            None => crate::scenario::user::MAX_USER_TURNS_DEFAULT,
+        };
+        let user_names = self.names("user", raw.user.iter().map(|u| &u.get_ref().name));
+        let users = raw
+            .user
+            .iter()
+            .filter_map(|u| self.user(u, &llm_names, max_user_turns))
+            .collect();
         let traffic = raw
             .traffic
             .iter()
-            .map(|t| self.traffic(t, &agent_names, &pools))
+            .map(|t| self.traffic(t, &agent_names, &user_names, &pools))
             .collect::<Vec<_>>()
             .into_iter()
             .flatten()
@@ -305,6 +328,7 @@ impl Validator<'_> {
             tools,
             supervisors,
             traffic,
+            users,
             faults,
             profiles,
             invariants,

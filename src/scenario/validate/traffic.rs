@@ -14,6 +14,7 @@ impl Validator<'_> {
         &mut self,
         raw: &Spanned<RawTraffic>,
         agents: &Names,
+        users: &Names,
         pools: &BTreeMap<String, Vec<String>>,
     ) -> Option<Traffic> {
         let t = raw.get_ref();
@@ -28,9 +29,13 @@ impl Validator<'_> {
             Some(replicas) => replicas.iter().filter_map(|name| agents.get(name)).collect(),
             None => vec![self.resolve(agents, to_name, "traffic")?],
         };
+        let user = match &t.user {
+            Some(name) => Some(self.resolve(users, name, "traffic")?),
+            None => None,
+        };
         match t.kind.get_ref().as_str() {
-            "poisson" => self.poisson(raw, to),
-            "script" => self.script(raw, to),
+            "poisson" => self.poisson(raw, to, user),
+            "script" => self.script(raw, to, user),
             other => {
                 self.error(
                     t.kind.span(),
@@ -41,7 +46,7 @@ impl Validator<'_> {
         }
     }
 
-    fn poisson(&mut self, raw: &Spanned<RawTraffic>, to: Vec<AgentIdx>) -> Option<Traffic> {
+    fn poisson(&mut self, raw: &Spanned<RawTraffic>, to: Vec<AgentIdx>, user: Option<usize>) -> Option<Traffic> {
         let t = raw.get_ref();
         let rate = match &t.rate {
             Some(rate) => match parse_rate_milli_per_hour(rate.get_ref()) {
@@ -79,10 +84,11 @@ impl Validator<'_> {
             conversations,
             messages: t.messages.iter().map(|m| m.get_ref().clone()).collect(),
             start_us: t.start.as_ref().map_or(0, |s| self.duration(s)),
+            user,
         })
     }
 
-    fn script(&mut self, raw: &Spanned<RawTraffic>, to: Vec<AgentIdx>) -> Option<Traffic> {
+    fn script(&mut self, raw: &Spanned<RawTraffic>, to: Vec<AgentIdx>, user: Option<usize>) -> Option<Traffic> {
         let t = raw.get_ref();
         if t.script.is_empty() {
             self.error(
@@ -114,6 +120,6 @@ impl Validator<'_> {
                 )
             })
             .collect();
-        Some(Traffic::Script { to, items })
+        Some(Traffic::Script { to, items, user })
     }
 }

@@ -281,6 +281,8 @@ warn_scenarios! {
         "arg-rule-on-untaken-argument.toml" at "25:41" says ["found `amont`", "\"refund\" takes `amount`, `currency`", "did you mean `amount`?", "does nothing"];
     a_never_invariant_on_an_effect_no_tool_has_warns_with_a_did_you_mean:
         "invariant-on-missing-effect.toml" at "20:20" says ["found \"hotel_bookd\"", "did you mean \"hotel_booked\"?", "can never break"];
+    a_resolution_invariant_without_a_user_who_talks_back_warns_that_every_conversation_breaks_it:
+        "resolved-without-users.toml" at "19:27" says ["expected a [[traffic]] with `user = \"NAME\"`", "every conversation breaks this check"];
     traffic_of_zero_conversations_warns_that_it_starts_none:
         "traffic-without-conversations.toml" at "16:17" says ["found 0", "starts no conversation"];
     a_handoff_cycle_warns_naming_the_cycle:

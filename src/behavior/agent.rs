@@ -17,9 +17,9 @@ use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream, StreamFamily};
 use crate::llm::{mock, tokens};
 use crate::protocol::transcript::REPLY_PRIMING_TOKENS;
 use crate::protocol::{
-    AgentMsg, AnswerStatus, Caller, ChatCall, ChatMessage, Checkpoint, ConvId, Directory, Effect, FinishReason, GuardContext,
-    Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo, Transcript,
-    TurnContext, Usage, UserMsg,
+    AgentMsg, AnswerStatus, Caller, ChatCall, ChatMessage, Checkpoint, ConvId, Directory, Effect, FinishReason,
+    GuardContext, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo,
+    Transcript, TurnContext, Usage, UserMsg,
 };
 use crate::scenario::guardrail::Stage;
 use crate::scenario::{AgentIdx, HandoffHistory, LlmIdx, Scenario};
@@ -370,7 +370,13 @@ impl AgentBehavior {
 
     /// Where a final answer goes, and as what: to the user (with the conversation so far, for
     /// the user's next turn), or to the delegating agent.
-    fn answer_for(&self, conv: ConvId, state: &Conversation, text: Arc<str>, status: AnswerStatus) -> (ActorIdx, Payload) {
+    fn answer_for(
+        &self,
+        conv: ConvId,
+        state: &Conversation,
+        text: Arc<str>,
+        status: AnswerStatus,
+    ) -> (ActorIdx, Payload) {
         match state.reply_to {
             ReplyTo::User => (
                 Directory::USER,

@@ -524,7 +524,11 @@ impl GuardrailBehavior {
                 text: message,
                 status,
                 from: checked.agent,
-                history: checked.context.as_ref().map(|c| c.transcript.clone()).unwrap_or_default(),
+                history: checked
+                    .context
+                    .as_ref()
+                    .map(|c| c.transcript.clone())
+                    .unwrap_or_default(),
             }),
         });
         if action == GuardAction::Halt {
@@ -602,19 +606,22 @@ impl GuardrailBehavior {
                 delay_us,
                 payload: with_text(checked.subject, message),
             }),
-            (Stage::Output, Payload::User(UserMsg::Answer { conv, from, history, .. })) => {
-                effects.push(Effect::Send {
-                    to: checked.dest,
-                    delay_us,
-                    payload: Payload::User(UserMsg::Answer {
-                        conv: *conv,
-                        text: message,
-                        status: AnswerStatus::Blocked,
-                        from: *from,
-                        history: history.clone(),
-                    }),
-                })
-            }
+            (
+                Stage::Output,
+                Payload::User(UserMsg::Answer {
+                    conv, from, history, ..
+                }),
+            ) => effects.push(Effect::Send {
+                to: checked.dest,
+                delay_us,
+                payload: Payload::User(UserMsg::Answer {
+                    conv: *conv,
+                    text: message,
+                    status: AnswerStatus::Blocked,
+                    from: *from,
+                    history: history.clone(),
+                }),
+            }),
             _ => self.stop(&checked, message, AnswerStatus::Blocked, delay_us, effects),
         }
     }

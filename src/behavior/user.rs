@@ -132,7 +132,14 @@ impl UserBehavior {
     }
 
     /// The agent answered a turn: the user decides what comes next.
-    fn on_answer(&mut self, conv: ConvId, status: AnswerStatus, from: AgentIdx, history: Transcript, effects: &mut Vec<Effect>) {
+    fn on_answer(
+        &mut self,
+        conv: ConvId,
+        status: AnswerStatus,
+        from: AgentIdx,
+        history: Transcript,
+        effects: &mut Vec<Effect>,
+    ) {
         let Some(mut dialogue) = self.dialogues.remove(&conv) else {
             return;
         };

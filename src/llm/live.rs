@@ -16,12 +16,12 @@ use serde_json::{json, Map, Value};
 
 use super::tokens::estimate_tokens;
 use crate::protocol::llm::wire_id;
+use crate::protocol::Caller;
 use crate::protocol::{
     ChatMessage, Delegation, FinishReason, LlmRequest, ModelAnswer, ProviderError, Role, ToolArgs, ToolCall, ToolRef,
 };
 use crate::scenario::endpoint::check_base_url;
 use crate::scenario::{AgentIdx, Endpoint, LlmIdx, Scenario, ToolChoice};
-use crate::protocol::Caller;
 
 /// Prefix of the tool a live model calls to hand the conversation to another agent.
 pub const HANDOFF_TOOL_PREFIX: &str = "transfer_to_";

@@ -12,8 +12,8 @@ use crate::catalogue::faults::FaultKind;
 use crate::engine::Observe;
 use crate::kernel::{ActorIdx, Labels};
 use crate::protocol::{
-    AgentMsg, AnswerStatus, Caller, ConvId, Directory, Envelope, LabelSpace, LlmMsg, Mistake, Origin, Payload,
-    ToolMsg, UserEnding, UserMsg, Verdict, VerdictRecord,
+    AgentMsg, AnswerStatus, Caller, ConvId, Directory, Envelope, LabelSpace, LlmMsg, Mistake, Origin, Payload, ToolMsg,
+    UserEnding, UserMsg, Verdict, VerdictRecord,
 };
 use crate::scenario::glob::glob_match;
 use crate::scenario::units::format_usd;
@@ -310,10 +310,13 @@ impl Observer {
             self.deadlines_ahead.pop_first();
             self.deadline_of.remove(&(invariant, conv));
             let waiting_for_resolution = self.resolution_deadline(invariant);
-            let still_waiting = self.conversations.get(conv as usize).is_some_and(|c| match waiting_for_resolution {
-                true => c.ended_at.is_none(),
-                false => c.answered_at_us.is_none(),
-            });
+            let still_waiting = self
+                .conversations
+                .get(conv as usize)
+                .is_some_and(|c| match waiting_for_resolution {
+                    true => c.ended_at.is_none(),
+                    false => c.answered_at_us.is_none(),
+                });
             if still_waiting {
                 self.deadline_passed.insert((invariant, conv), seq);
             }
@@ -544,7 +547,8 @@ impl Observer {
             .filter_map(|(conv, account)| {
                 let started = account.started_at_us?;
                 let deadline = within_us.map(|w| started.saturating_add(w));
-                let passed = deadline.and_then(|d| self.deadline_passed.get(&(index, conv as u32)).map(|&seq| (seq, d)));
+                let passed =
+                    deadline.and_then(|d| self.deadline_passed.get(&(index, conv as u32)).map(|&seq| (seq, d)));
                 let (seq, at_us) = match (passed, account.ended_at) {
                     (Some(at), _) => at,
                     (None, Some(at)) => at,

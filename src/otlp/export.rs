@@ -164,6 +164,16 @@ impl Exporter<'_> {
             .unwrap_or(0)
     }
 
+    /// The latest agent span open for `conv` (the workflow span if none is).
+    fn holder_span(&self, conv: u64) -> usize {
+        self.agents
+            .iter()
+            .filter(|((c, _), _)| *c == conv)
+            .map(|(_, &i)| i)
+            .max()
+            .unwrap_or(0)
+    }
+
     fn open_agent(&mut self, conv: u64, agent: &str, parent: Option<usize>, t_us: u64) -> usize {
         let name = agent.strip_prefix("agent:").unwrap_or(agent);
         let mut span = self.span(parent, format!("invoke_agent {name}"), 1, t_us);
@@ -310,10 +320,18 @@ impl Exporter<'_> {
                     }
                 }
             }
+            // A user simulator's calls are the test's, not the design's: its messages appear as
+            // the user input of the agent spans.
+            ("llm_reply", Some(_)) if to == "user" => {}
             ("llm_reply", Some(conv)) => self.chat(conv, from, to, msg, t_us),
             ("invoke", Some(conv)) => {
                 let call = number(msg, "call").unwrap_or(0);
-                let parent = self.agent_span(Some(conv), from);
+                // A call a tool-call guardrail let through arrives from the guardrail: it is
+                // the work of the agent holding the conversation.
+                let parent = match from.starts_with("guardrail:") {
+                    true => self.holder_span(conv),
+                    false => self.agent_span(Some(conv), from),
+                };
                 let tool = to.strip_prefix("tool:").unwrap_or(to);
                 let mut span = self.span(Some(parent), format!("execute_tool {tool}"), 1, t_us);
                 span.attr("gen_ai.operation.name", json!("execute_tool"));

@@ -22,9 +22,8 @@ pub use effect::{Effect, Injection};
 pub use guardrail::{Checked, GuardContext, GuardrailIdx, GuardrailMsg, Mistake, RoutedReply, Verdict, VerdictRecord};
 pub use labels::{LabelSource, LabelSpace};
 pub use llm::{
-    Caller,
-    Delegation, FinishReason, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolArgs, ToolCall, ToolRef,
-    Usage,
+    Caller, Delegation, FinishReason, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolArgs, ToolCall,
+    ToolRef, Usage,
 };
 pub use supervisor::SupervisorMsg;
 pub use tool::ToolMsg;

@@ -1,9 +1,7 @@
 //! Assembles `report.json` from what the engine knows at the end of a run and what the observer
 //! accounted along the way.
 
-use super::{
-    AgentCost, ConversationCost, Conversations, Endings, RunReport, Tokens, UserTurns, REPORT_SCHEMA_VERSION,
-};
+use super::{AgentCost, ConversationCost, Conversations, Endings, RunReport, Tokens, UserTurns, REPORT_SCHEMA_VERSION};
 use crate::engine::EngineRun;
 use crate::kernel::ActorIdx;
 use crate::observe::Observer;
@@ -106,7 +104,11 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             let total: u64 = started.iter().map(|c| c.user_turns as u64).sum();
             UserTurns {
                 total,
-                mean: if started.is_empty() { 0.0 } else { total as f64 / started.len() as f64 },
+                mean: if started.is_empty() {
+                    0.0
+                } else {
+                    total as f64 / started.len() as f64
+                },
                 max: started.iter().map(|c| c.user_turns).max().unwrap_or(0),
                 dialogues: o
                     .conversations

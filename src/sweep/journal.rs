@@ -143,6 +143,8 @@ mod tests {
             fates: [("answered".to_owned(), 1)].into_iter().collect(),
             violations: vec![0],
             conversations_broken: vec![0],
+            user_turns_total: 1,
+            user_turns_max: 1,
         }
     }
 

@@ -43,6 +43,11 @@ pub struct SeedResult {
     /// Conversations that broke each invariant, in scenario order; absent in older journals.
     #[serde(default)]
     pub conversations_broken: Vec<u64>,
+    /// User messages in all, and in the longest conversation; absent in older journals.
+    #[serde(default)]
+    pub user_turns_total: u64,
+    #[serde(default)]
+    pub user_turns_max: u64,
 }
 
 impl SeedResult {
@@ -65,6 +70,8 @@ impl SeedResult {
             fates: report.fates.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             violations: report.invariants.iter().map(|i| i.violations).collect(),
             conversations_broken: report.invariants.iter().map(|i| i.conversations_broken).collect(),
+            user_turns_total: report.user_turns.total,
+            user_turns_max: report.user_turns.max as u64,
         }
     }
 }
@@ -171,6 +178,13 @@ pub struct FateSummary {
     pub ci_high: f64,
 }
 
+/// User messages per conversation over a sweep: the mean, and the longest dialogue of each run.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserTurnsSummary {
+    pub mean_per_conversation: f64,
+    pub max_per_run: Spread,
+}
+
 /// p50 / p95 / p99 / max of one measure.
 #[derive(Debug, Clone, Serialize)]
 pub struct Spread {
@@ -225,6 +239,9 @@ pub struct SweepSummary {
     pub llm_calls: Spread,
     pub tokens: Spread,
     pub cost_pusd: Spread,
+    /// How long the dialogues went on, when the scenario has users who talk back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_turns: Option<UserTurnsSummary>,
     pub fault_coverage: Vec<Coverage>,
     /// Fault kinds the scenario enables that never fired in the sweep.
     pub faults_never_fired: Vec<String>,
@@ -442,6 +459,13 @@ pub fn summarize(
         llm_calls: Spread::of(results.iter().map(|r| r.llm_calls).collect()),
         tokens: Spread::of(results.iter().map(|r| r.tokens).collect()),
         cost_pusd: Spread::of(results.iter().map(|r| r.cost_pusd).collect()),
+        user_turns: (!scenario.users.is_empty()).then(|| UserTurnsSummary {
+            mean_per_conversation: match conversations {
+                0 => 0.0,
+                n => results.iter().map(|r| r.user_turns_total).sum::<u64>() as f64 / n as f64,
+            },
+            max_per_run: Spread::of(results.iter().map(|r| r.user_turns_max).collect()),
+        }),
         fault_coverage,
         faults_never_fired,
         failing_seeds,
@@ -548,6 +572,13 @@ impl SweepSummary {
         out.push_str(&spread("llm calls", &self.llm_calls, &|v| v.to_string()));
         out.push_str(&spread("tokens", &self.tokens, &|v| v.to_string()));
         out.push_str(&spread("cost", &self.cost_pusd, &format_usd));
+        if let Some(turns) = &self.user_turns {
+            out.push_str(&format!(
+                "  user turns     mean {:.1} per conversation; longest per run: {}",
+                turns.mean_per_conversation,
+                spread("", &turns.max_per_run, &|v| v.to_string()).trim_start()
+            ));
+        }
         if let Some(note) = &self.pass_hat_k_note {
             out.push_str(&format!("  pass^k         {note}\n"));
         }

@@ -7,13 +7,14 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::chat::{message_text, ChatCall};
+use super::dialogue::{Dialogue, Ending};
 use super::scenario::{scenario_name, toml_string, ScenarioParts};
 use super::span::{identifier, Op, Span};
 use super::{Imported, NO_USER_TEXT};
 use crate::llm::cassette::Cassette;
 
 /// The agent that owns work outside any agent span.
-const DEFAULT_AGENT: &str = "assistant";
+pub(super) const DEFAULT_AGENT: &str = "assistant";
 
 pub(super) struct Builder {
     pub(super) spans: Vec<Span>,
@@ -124,10 +125,26 @@ impl Builder {
 
         let origin_ns = self.spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
         let end_ns = self.spans.iter().map(|s| s.end_ns).max().unwrap_or(origin_ns);
-        let (traffic, roots) = self.traffic(&ops, &chats, origin_ns);
-        self.crashes_and_other_faults(origin_ns, &mut recorded.faults);
+        let (dialogues, explained) = self.dialogues(&ops, &chats, &recorded.calls, origin_ns);
+        let (traffic, roots) = by_agent(dialogues);
+        self.crashes_and_other_faults(origin_ns, &explained, &mut recorded.faults);
         let conversations = conversation_numbers(&traffic, &roots);
-        let entries = self.cassette_entries(&recorded.calls, &conversations);
+        let mut entries = self.cassette_entries(&recorded.calls, &conversations);
+        let mut out_of_turns: BTreeMap<String, u32> = BTreeMap::new();
+        for dialogue in traffic.values().flatten() {
+            match &dialogue.ending {
+                Ending::OutOfTurns { agent, calls } => {
+                    let slot = out_of_turns.entry(agent.clone()).or_insert(*calls);
+                    *slot = (*slot).min(*calls).max(1);
+                }
+                Ending::Failed { agent, error } => {
+                    let conv = conversations[&dialogue.roots[0]];
+                    let llm = roster.agent_llm.get(agent).cloned().unwrap_or_default();
+                    entries.push(super::cassette::failure_entry(&entries, &llm, agent, conv, error));
+                }
+                Ending::Normal => {}
+            }
+        }
 
         let scenario = self.scenario_text(
             file,
@@ -144,6 +161,7 @@ impl Builder {
                 tool_timeout_us: &recorded.tool_timeout_us,
                 retry_gap_us: &recorded.retry_gap_us,
                 chat_count: &roster.chat_count,
+                out_of_turns: &out_of_turns,
                 duration_us: (end_ns - origin_ns) / 1_000,
                 errors: recorded.errors,
             },
@@ -259,9 +277,10 @@ impl Builder {
         let count = recorded.tool_index.entry(tool.clone()).or_insert(0);
         *count += 1;
         let count = *count;
-        let result = span
-            .str("gen_ai.tool.call.result")
-            .or_else(|| span.str("output.value"))
+        // An empty result is a result (a `think` tool returns nothing), not missing content.
+        let recorded_text = |key: &str| span.attrs.get(key).and_then(Value::as_str);
+        let result = recorded_text("gen_ai.tool.call.result")
+            .or_else(|| recorded_text("output.value"))
             .map(str::to_owned);
         match &result {
             Some(text) if span.error.is_none() => {
@@ -302,40 +321,6 @@ impl Builder {
         let _ = writeln!(faults, "on_message = {count}");
     }
 
-    /// Conversations: each top-level agent span (or top-level chat, without agents) starts one,
-    /// with the user's message at the time it began. Also returns each root span with its agent
-    /// and its index in that agent's script.
-    #[allow(clippy::type_complexity)]
-    fn traffic(
-        &mut self,
-        ops: &[Op],
-        chats: &[usize],
-        origin_ns: u64,
-    ) -> (BTreeMap<String, Vec<(u64, String)>>, Vec<(usize, String, usize)>) {
-        let roots: Vec<usize> = if ops.contains(&Op::Agent) {
-            (0..ops.len())
-                .filter(|&i| ops[i] == Op::Agent && self.owner[i].is_none())
-                .collect()
-        } else {
-            chats.iter().copied().take(1).collect()
-        };
-        let mut traffic: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
-        let mut placed = Vec::new();
-        for &r in &roots {
-            let agent = if ops[r] == Op::Agent {
-                self.spans[r].agent_name()
-            } else {
-                DEFAULT_AGENT.to_owned()
-            };
-            let text = self.user_text(r);
-            let at_us = (self.spans[r].start_ns - origin_ns) / 1_000;
-            let script = traffic.entry(agent.clone()).or_default();
-            placed.push((r, agent, script.len()));
-            script.push((at_us, text));
-        }
-        (traffic, placed)
-    }
-
     /// The conversation a span belongs to: that of the top-level agent span above it.
     pub(super) fn conversation_of(&self, span: usize, conversations: &BTreeMap<usize, u32>) -> Option<u32> {
         let mut at = Some(span);
@@ -351,8 +336,15 @@ impl Builder {
     /// Faults that are not model or tool errors (those come from chat and tool spans): the
     /// `agentsim.fault` events of an agentsim export, else `exception` events on agent spans as
     /// crashes of that agent, each at the time it happened.
-    fn crashes_and_other_faults(&self, origin_ns: u64, out: &mut String) {
-        let events = || self.spans.iter().flat_map(|s| s.events.iter().map(move |e| (s, e)));
+    fn crashes_and_other_faults(&self, origin_ns: u64, explained: &BTreeSet<usize>, out: &mut String) {
+        // Exceptions that ended a conversation's run are its ending, not a crash to replay.
+        let events = || {
+            self.spans
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !explained.contains(i))
+                .flat_map(|(_, s)| s.events.iter().map(move |e| (s, e)))
+        };
         let text = |attrs: &BTreeMap<String, Value>, key: &str| {
             attrs.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
         };
@@ -398,7 +390,7 @@ impl Builder {
     }
 
     /// The user's message that opened a conversation, from the agent span or its first chat.
-    fn user_text(&mut self, root: usize) -> String {
+    pub(super) fn user_text(&mut self, root: usize) -> String {
         // The agent span's own input, else the first model call's user message.
         let mut candidates = vec![root];
         candidates.extend(
@@ -438,10 +430,27 @@ impl Builder {
     }
 }
 
+/// The conversations by the agent they opened with (in time order for each), and each root span
+/// with its agent and its conversation's index there.
+#[allow(clippy::type_complexity)]
+fn by_agent(dialogues: Vec<Dialogue>) -> (BTreeMap<String, Vec<Dialogue>>, Vec<(usize, String, usize)>) {
+    let mut traffic: BTreeMap<String, Vec<Dialogue>> = BTreeMap::new();
+    let mut placed = Vec::new();
+    for dialogue in dialogues {
+        let script = traffic.entry(dialogue.agent.clone()).or_default();
+        for &root in &dialogue.roots {
+            placed.push((root, dialogue.agent.clone(), script.len()));
+        }
+        script.push(dialogue);
+    }
+    (traffic, placed)
+}
+
 /// The number each conversation gets in the imported run: traffic sources are written in agent
-/// order, and each numbers its conversations in a block of its own, in script order.
+/// order (an agent's conversations split over several sources only where a user talks back),
+/// and each numbers its conversations in a block of its own, in script order.
 fn conversation_numbers(
-    traffic: &BTreeMap<String, Vec<(u64, String)>>,
+    traffic: &BTreeMap<String, Vec<Dialogue>>,
     roots: &[(usize, String, usize)],
 ) -> BTreeMap<usize, u32> {
     let mut first = BTreeMap::new();

@@ -95,6 +95,35 @@ impl Builder {
     }
 }
 
+/// The model call a run that ended in a framework error (`ModelBehaviorError`, …) did not get to
+/// make: it fails for good (400, not retried), so the replay's conversation ends failed with the
+/// error's type and message in its trace.
+pub(super) fn failure_entry(entries: &[Entry], llm: &str, agent: &str, conv: u32, error: &str) -> Entry {
+    let actor = format!("agent:{agent}");
+    let call_index = entries
+        .iter()
+        .filter(|e| e.position.llm == llm && e.position.actor == actor && e.position.conv == Some(conv))
+        .count() as u32;
+    Entry {
+        position: Position {
+            llm: llm.to_owned(),
+            actor,
+            conv: Some(conv),
+            incarnation: 0,
+            call_index,
+        },
+        request: Value::Null,
+        exchange: Exchange {
+            status: 400,
+            headers: BTreeMap::new(),
+            response: Some(json!({"error": {"message": error, "type": "invalid_request_error", "code": null}})),
+            body_text: None,
+            transport_error: None,
+            latency_us: 0,
+        },
+    }
+}
+
 /// A failed chat span as the error a provider would have answered.
 fn error_exchange(span: &Span, message: &str, latency_us: u64) -> Exchange {
     let error_type = span.str("error.type").unwrap_or("").to_owned();

@@ -202,6 +202,48 @@ fn push_call(call: &mut ChatCall, name: &str, id: String, args: String) {
     call.tool_calls.push((identifier(name), id, args));
 }
 
+/// The texts of every message with `role` in a GenAI messages JSON string, in order: its text
+/// parts joined (or a plain `content` string).
+pub(super) fn message_texts(json: &str, role: &str) -> Option<Vec<String>> {
+    let messages: Value = serde_json::from_str(json).ok()?;
+    let texts = messages
+        .as_array()?
+        .iter()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some(role))
+        .map(|m| match (m.get("parts").and_then(Value::as_array), m.get("content")) {
+            (Some(parts), _) => {
+                let texts: Vec<&str> = parts.iter().filter_map(|p| p.get("content")?.as_str()).collect();
+                texts.join("\n")
+            }
+            (None, Some(Value::String(content))) => content.clone(),
+            _ => String::new(),
+        })
+        .collect();
+    Some(texts)
+}
+
+/// The user messages a model call was sent, in order: GenAI `gen_ai.input.messages`, or
+/// OpenInference's flattened `llm.input_messages.N`. `None` when the span does not record them.
+pub(super) fn user_messages(span: &Span) -> Option<Vec<String>> {
+    if let Some(texts) = span.str("gen_ai.input.messages").and_then(|m| message_texts(m, "user")) {
+        return Some(texts);
+    }
+    let mut texts = Vec::new();
+    for j in 0..4096 {
+        match span.str(&format!("llm.input_messages.{j}.message.role")) {
+            Some("user") => texts.push(
+                span.str(&format!("llm.input_messages.{j}.message.content"))
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+            Some(_) => {}
+            None if j == 0 => return None,
+            None => break,
+        }
+    }
+    Some(texts)
+}
+
 /// The first text of a message with `role` in a GenAI messages JSON string.
 pub(super) fn message_text(json: &str, role: &str) -> Option<String> {
     let messages: Value = serde_json::from_str(json).ok()?;

@@ -10,6 +10,7 @@
 mod build;
 mod cassette;
 mod chat;
+mod dialogue;
 mod read;
 mod scenario;
 mod span;

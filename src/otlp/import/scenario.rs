@@ -17,11 +17,13 @@ pub(super) struct ScenarioParts<'a> {
     pub(super) llms: &'a BTreeMap<String, String>,
     pub(super) tool_latency: &'a BTreeMap<String, Vec<u64>>,
     pub(super) tool_output: &'a BTreeMap<String, String>,
-    pub(super) traffic: &'a BTreeMap<String, Vec<(u64, String)>>,
+    pub(super) traffic: &'a BTreeMap<String, Vec<super::dialogue::Dialogue>>,
     pub(super) faults: &'a str,
     pub(super) tool_timeout_us: &'a BTreeMap<String, u64>,
     pub(super) retry_gap_us: &'a BTreeMap<String, u64>,
     pub(super) chat_count: &'a BTreeMap<Option<usize>, u32>,
+    /// Agents that ran out of turns in a conversation, with the model calls of that turn.
+    pub(super) out_of_turns: &'a BTreeMap<String, u32>,
     pub(super) duration_us: u64,
     pub(super) errors: usize,
 }
@@ -112,7 +114,10 @@ impl Builder {
             .map(|(_, c)| *c)
             .max()
             .unwrap_or(1);
-        let max_turns = said("agentsim.agent.max_turns").unwrap_or(turns as u64 + 2);
+        // An agent that ran out of turns had exactly as many as it used then.
+        let max_turns = said("agentsim.agent.max_turns")
+            .or_else(|| parts.out_of_turns.get(agent).map(|&n| n as u64))
+            .unwrap_or(turns as u64 + 2);
         let _ = writeln!(out, "max_turns = {max_turns}");
         if let Some(us) = parts.tool_timeout_us.get(agent) {
             let _ = writeln!(out, "tool_timeout = \"{us}us\"");
@@ -167,26 +172,65 @@ fn write_tools(out: &mut String, parts: &ScenarioParts) {
         let _ = writeln!(out, "latency = \"{median}us\"");
         let output = parts.tool_output.get(tool).map_or(NO_TOOL_OUTPUT, String::as_str);
         // Tool outputs are templates: recorded braces must not open one.
-        let _ = writeln!(
-            out,
-            "output = {}",
-            toml_string(&output.replace("{{", "{ {").replace("}}", "} }"))
-        );
+        let _ = writeln!(out, "output = {}", toml_string(&escape_template(output)));
     }
 }
 
-/// One scripted `[[traffic]]` table per agent that opened a conversation.
+/// Scripted `[[traffic]]` per agent that opened a conversation: its single-message
+/// conversations together, and each conversation where the user talked back as a source of its
+/// own with a scripted `[[user]]` who says the rest of the user's messages in order.
 fn write_traffic(out: &mut String, parts: &ScenarioParts) {
-    for (agent, script) in parts.traffic {
-        let _ = writeln!(out, "\n[[traffic]]");
-        let _ = writeln!(out, "kind = \"script\"");
-        let _ = writeln!(out, "to = {}", toml_string(agent));
-        let _ = writeln!(out, "script = [");
-        for (at_us, message) in script {
-            let _ = writeln!(out, "  {{ at = \"{at_us}us\", message = {} }},", toml_string(message));
+    let mut conv = 0u32;
+    for (agent, dialogues) in parts.traffic {
+        let mut rest = &dialogues[..];
+        while !rest.is_empty() {
+            let single = rest.iter().take_while(|d| d.messages.len() == 1).count();
+            let (these, user) = match single {
+                0 => (&rest[..1], Some(&rest[0])),
+                n => (&rest[..n], None),
+            };
+            if let Some(dialogue) = user {
+                let _ = writeln!(
+                    out,
+                    "\n# Conversation {conv}: the user said {} messages.",
+                    dialogue.messages.len()
+                );
+                let _ = writeln!(out, "[[user]]");
+                let _ = writeln!(out, "name = \"recorded-{conv}\"");
+                let _ = writeln!(out, "kind = \"scripted\"");
+                let _ = writeln!(out, "max_turns = {}", dialogue.messages.len());
+                let _ = writeln!(out, "think = \"{}us\"", dialogue.think_us);
+                let _ = writeln!(out, "script = [");
+                for message in &dialogue.messages[1..] {
+                    let _ = writeln!(out, "  {},", toml_string(&escape_template(message)));
+                }
+                let _ = writeln!(out, "]");
+            }
+            let _ = writeln!(out, "\n[[traffic]]");
+            let _ = writeln!(out, "kind = \"script\"");
+            let _ = writeln!(out, "to = {}", toml_string(agent));
+            if user.is_some() {
+                let _ = writeln!(out, "user = \"recorded-{conv}\"");
+            }
+            let _ = writeln!(out, "script = [");
+            for dialogue in these {
+                let _ = writeln!(
+                    out,
+                    "  {{ at = \"{}us\", message = {} }},",
+                    dialogue.at_us,
+                    toml_string(&dialogue.messages[0])
+                );
+            }
+            let _ = writeln!(out, "]");
+            conv += these.len() as u32;
+            rest = &rest[these.len()..];
         }
-        let _ = writeln!(out, "]");
     }
+}
+
+/// Recorded text in a place that reads `{{templates}}`: braces must not open one.
+fn escape_template(text: &str) -> String {
+    text.replace("{{", "{ {").replace("}}", "} }")
 }
 
 pub(super) fn scenario_name(file: &str) -> String {

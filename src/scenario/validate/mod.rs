@@ -287,7 +287,10 @@ impl Validator<'_> {
         let supervisors = self.supervisors(&raw, &supervisor_names, &agent_names, &tool_names, &llm_names);
         let max_user_turns = match &meta.max_user_turns {
             Some(t) if *t.get_ref() == 0 => {
-                self.error(t.span(), "expected max_user_turns of at least 1 (the opening message), found 0");
+                self.error(
+                    t.span(),
+                    "expected max_user_turns of at least 1 (the opening message), found 0",
+                );
                 crate::scenario::user::MAX_USER_TURNS_DEFAULT
             }
             Some(t) => *t.get_ref(),

@@ -29,6 +29,32 @@ impl Validator<'_> {
         self.handoff_cycles(raw, scenario);
         self.timeouts_that_cannot_fire(raw, scenario);
         self.faults_that_cannot_fire(raw, scenario);
+        self.resolution_nobody_can_give(raw, scenario);
+    }
+
+    /// `eventually = { resolved = true }` where no traffic names a `[[user]]`: only a user who
+    /// talks back can say the matter is settled, so every conversation breaks it.
+    fn resolution_nobody_can_give(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        if scenario.traffic.iter().any(|t| t.user().is_some()) {
+            return;
+        }
+        for invariant in &raw.invariant {
+            let invariant = invariant.get_ref();
+            let Some(resolved) = invariant
+                .eventually
+                .as_ref()
+                .and_then(|e| e.get_ref().resolved.as_ref())
+            else {
+                continue;
+            };
+            self.warn(
+                resolved.span(),
+                format!(
+                    "invariant \"{}\": expected a [[traffic]] with `user = \"NAME\"`, found none; only a user who talks back can resolve a conversation, so every conversation breaks this check",
+                    invariant.name.get_ref()
+                ),
+            );
+        }
     }
 
     /// A fault whose time trigger comes after the run's `max_virtual_time`, or whose targets

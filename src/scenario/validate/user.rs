@@ -15,7 +15,10 @@ impl Validator<'_> {
         let name = u.name.get_ref().clone();
         let max_turns = match &u.max_turns {
             Some(t) if *t.get_ref() == 0 => {
-                self.error(t.span(), "expected max_turns of at least 1 (the opening message), found 0");
+                self.error(
+                    t.span(),
+                    "expected max_turns of at least 1 (the opening message), found 0",
+                );
                 max_user_turns
             }
             Some(t) => *t.get_ref(),
@@ -30,11 +33,15 @@ impl Validator<'_> {
         let misplaced = |present: bool, key: &str| present.then(|| key.to_owned());
         let kind = match u.kind.get_ref().as_str() {
             "scripted" => {
-                self.only_keys(raw, "scripted", [
-                    misplaced(!u.rules.is_empty(), "rules"),
-                    misplaced(u.llm.is_some(), "llm"),
-                    misplaced(!u.behavior.is_empty(), "behavior"),
-                ]);
+                self.only_keys(
+                    raw,
+                    "scripted",
+                    [
+                        misplaced(!u.rules.is_empty(), "rules"),
+                        misplaced(u.llm.is_some(), "llm"),
+                        misplaced(!u.behavior.is_empty(), "behavior"),
+                    ],
+                );
                 if u.script.is_empty() {
                     self.error(
                         raw.span(),
@@ -44,11 +51,15 @@ impl Validator<'_> {
                 UserKind::Scripted(u.script.iter().filter_map(|s| self.user_step(s)).collect())
             }
             "rules" => {
-                self.only_keys(raw, "rules", [
-                    misplaced(!u.script.is_empty(), "script"),
-                    misplaced(u.llm.is_some(), "llm"),
-                    misplaced(!u.behavior.is_empty(), "behavior"),
-                ]);
+                self.only_keys(
+                    raw,
+                    "rules",
+                    [
+                        misplaced(!u.script.is_empty(), "script"),
+                        misplaced(u.llm.is_some(), "llm"),
+                        misplaced(!u.behavior.is_empty(), "behavior"),
+                    ],
+                );
                 if u.rules.is_empty() {
                     self.error(
                         raw.span(),
@@ -116,8 +127,14 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            if let Some(parsed) = self.rule(rule, &[], &Names::empty("tool"), (&[], &[]), &Names::empty("agent"), name)
-            {
+            if let Some(parsed) = self.rule(
+                rule,
+                &[],
+                &Names::empty("tool"),
+                (&[], &[]),
+                &Names::empty("agent"),
+                name,
+            ) {
                 behavior.push(parsed);
             }
         }
@@ -181,7 +198,10 @@ impl Validator<'_> {
         let flag = |value: &Option<Spanned<bool>>, key: &str, v: &mut Self| -> bool {
             match value {
                 Some(b) if !*b.get_ref() => {
-                    v.error(b.span(), format!("expected `{key} = true` (leave the step out otherwise)"));
+                    v.error(
+                        b.span(),
+                        format!("expected `{key} = true` (leave the step out otherwise)"),
+                    );
                     false
                 }
                 Some(_) => true,

@@ -564,3 +564,83 @@ fn impact_is_refused_for_a_live_model_before_anything_is_called() {
     assert!(stderr(&output).contains("--impact"), "{}", stderr(&output));
     assert!(stderr(&output).contains("only mock models"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_live_user_simulator_gets_its_persona_and_the_dialogue_role_swapped_and_replays_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeOpenAi::start(|index, _: &Received| {
+        let said = match index {
+            0 => "It is order A1.",
+            _ => "Thank you! ###STOP###",
+        };
+        Canned::json(200, completion(json!({"role": "assistant", "content": said}), "stop"))
+    });
+    let text = format!(
+        r#"[scenario]
+name = "live-user"
+seed = 3
+
+[[llm]]
+name = "desk-model"
+latency = "500ms"
+
+[[llm]]
+name = "customer"
+model = "test-model"
+mode = "live"
+base_url = "{}"
+api_key_env = "{KEY_VAR}"
+timeout = "1s"
+price = {{ input_per_mtok = 0.15, output_per_mtok = 0.60 }}
+
+[[agent]]
+name = "support"
+llm = "desk-model"
+behavior = [
+  {{ when = "user_turn == 1", then = {{ answer = "Which order?" }} }},
+  {{ otherwise = {{ answer = "Order {{{{last_user}}}} has shipped." }} }},
+]
+
+[[user]]
+name = "mia"
+kind = "model"
+llm = "customer"
+instructions = "You are Mia. Your order A1 is late. Say ###STOP### when you have an answer."
+
+[[traffic]]
+kind = "script"
+to = "support"
+user = "mia"
+script = [{{ at = "0s", message = "Where is my order?" }}]
+"#,
+        server.base_url()
+    );
+    let file = write(dir.path(), "live-user.toml", &text);
+    let out = dir.path().join("run");
+    let output = run(&["run", p(&file), "--out", p(&out), "--no-endpoint-check"], true);
+    assert!(status(&output) <= 1, "{}\n{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("1 resolved"), "{}", stdout(&output));
+
+    let received = server.received();
+    assert_eq!(received.len(), 2, "the simulator asked twice: after each answer");
+    let first: serde_json::Value = serde_json::from_str(&received[0].body).unwrap();
+    assert!(first.get("tools").is_none(), "a user simulator has no tools: {first}");
+    let messages = first["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    assert!(messages[0]["content"].as_str().unwrap().starts_with("You are Mia"));
+    // To the simulator, its own messages are the assistant's and the agent's are the user's.
+    assert_eq!(messages[1], json!({"role": "assistant", "content": "Where is my order?"}));
+    assert_eq!(messages[2], json!({"role": "user", "content": "Which order?"}));
+    let second: serde_json::Value = serde_json::from_str(&received[1].body).unwrap();
+    assert_eq!(second["messages"].as_array().unwrap().len(), 5);
+
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["user_simulator"]["llm_calls"], 2);
+    assert_eq!(report["llm_calls"], 2, "the agent's two mock calls, not the simulator's");
+    let cassette = std::fs::read_to_string(out.join("cassette.jsonl")).unwrap();
+    assert!(cassette.contains("\"actor\":\"user:mia\""), "{cassette}");
+
+    let output = run(&["replay", p(&out)], false);
+    assert_eq!(status(&output), 0, "{}\n{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("replay: OK"));
+}

@@ -629,14 +629,20 @@ script = [{{ at = "0s", message = "Where is my order?" }}]
     assert_eq!(messages[0]["role"], "system");
     assert!(messages[0]["content"].as_str().unwrap().starts_with("You are Mia"));
     // To the simulator, its own messages are the assistant's and the agent's are the user's.
-    assert_eq!(messages[1], json!({"role": "assistant", "content": "Where is my order?"}));
+    assert_eq!(
+        messages[1],
+        json!({"role": "assistant", "content": "Where is my order?"})
+    );
     assert_eq!(messages[2], json!({"role": "user", "content": "Which order?"}));
     let second: serde_json::Value = serde_json::from_str(&received[1].body).unwrap();
     assert_eq!(second["messages"].as_array().unwrap().len(), 5);
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["user_simulator"]["llm_calls"], 2);
-    assert_eq!(report["llm_calls"], 2, "the agent's two mock calls, not the simulator's");
+    assert_eq!(
+        report["llm_calls"], 2,
+        "the agent's two mock calls, not the simulator's"
+    );
     let cassette = std::fs::read_to_string(out.join("cassette.jsonl")).unwrap();
     assert!(cassette.contains("\"actor\":\"user:mia\""), "{cassette}");
 

@@ -411,7 +411,7 @@ pub struct RawUser {
 #[derive(Debug, Clone)]
 pub enum RawUserStep {
     Say(String),
-    Table(RawUserStepTable),
+    Table(Box<RawUserStepTable>),
 }
 
 /// The table form of [`RawUserStep`].
@@ -440,7 +440,8 @@ impl<'de> Deserialize<'de> for RawUserStep {
                 Ok(RawUserStep::Say(v.to_owned()))
             }
             fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RawUserStep, M::Error> {
-                RawUserStepTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawUserStep::Table)
+                RawUserStepTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|table| RawUserStep::Table(Box::new(table)))
             }
         }
         deserializer.deserialize_any(StepVisitor)

@@ -123,6 +123,16 @@ fn every_dialogue_ends_resolved_fails_exactly_for_the_customers_who_gave_up() {
     assert!(abandoned >= 2, "both stubborn customers give up");
     assert_eq!(invariant.conversations_broken, abandoned);
     assert_eq!(report.fates["resolved"] + abandoned, report.conversations.started);
+    let listed = |name: &str| {
+        report
+            .fate_by_conversation
+            .iter()
+            .filter(|f| f.map(|f| f.name()) == Some(name))
+            .count() as u64
+    };
+    assert_eq!(report.fate_by_conversation.len(), 24);
+    assert_eq!(listed("abandoned"), abandoned);
+    assert_eq!(listed("resolved"), report.fates["resolved"]);
 }
 
 /// One agent that answers "sorry" unless it is told `yes`; one traffic source with a user.

@@ -13,6 +13,9 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
     let invariants = observer.finish(scenario);
     let fates = super::fate::fates(&run, observer);
     let o = &*observer;
+    let fate_by_conversation = (0..o.conversations.len() as u32)
+        .map(|conv| fates.outcomes.get(&conv).map(|o| o.fate))
+        .collect();
     let started: Vec<_> = o.conversations.iter().filter(|c| c.started_at_us.is_some()).collect();
     let answered = started
         .iter()
@@ -138,6 +141,7 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             .iter()
             .map(|c| c.status == Some(AnswerStatus::Answered))
             .collect(),
+        fate_by_conversation,
         replay: replay_command,
     }
 }

@@ -202,6 +202,9 @@ pub struct RunReport {
     pub blast_radius: Vec<crate::observe::blast::BlastRadius>,
     /// For each conversation, in order: did it end answered?
     pub answered: Vec<bool>,
+    /// For each conversation, in order: its fate (`resolved`, `abandoned`, `lost`, …), or null
+    /// for one that never started.
+    pub fate_by_conversation: Vec<Option<fate::Fate>>,
     /// What each fault firing changed, with `run --impact`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impact: Option<crate::report::impact::Impact>,

@@ -282,7 +282,7 @@ impl<'a> View<'a> {
             .get("cost_pusd")
             .and_then(Value::as_u64)
             .map_or_else(|| self.text("cost_usd"), format_usd);
-        let cards = [
+        let mut cards = vec![
             ("outcome", self.text("outcome")),
             ("makespan (virtual)", dur(self.uint("virtual_time_us"))),
             ("events", self.uint("events").to_string()),
@@ -319,6 +319,25 @@ impl<'a> View<'a> {
                 },
             ),
         ];
+        if self.sub_uint("user_turns", "dialogues") > 0 {
+            let mean = field(self.report, "user_turns")
+                .get("mean")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            let value = format!(
+                "{} resolved, {} abandoned · {mean:.1} user turns on average (max {})",
+                self.sub_uint("fates", "resolved"),
+                self.sub_uint("fates", "abandoned"),
+                self.sub_uint("user_turns", "max")
+            );
+            cards.insert(1, ("dialogues", value));
+        }
+        if let Some(sim) = self.report.get("user_simulator").filter(|s| s.is_object()) {
+            let calls = sim.get("llm_calls").and_then(Value::as_u64).unwrap_or(0);
+            let cost = sim.get("cost_pusd").and_then(Value::as_u64).unwrap_or(0);
+            let value = format!("{calls} calls, {} (not in the design's cost)", format_usd(cost));
+            cards.insert(3, ("user simulator", value));
+        }
         for (k, v) in cards {
             let _ = write!(
                 out,

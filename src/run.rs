@@ -71,9 +71,10 @@ pub fn impact(
             &counterfactual,
             observer,
             Interrupt::default(),
-            Some((record.fault, firing)),
+            Some((record.fault, Some(firing))),
         )?;
         let without = crate::report::assemble::assemble(&scenario, engine, &mut observer, String::new());
+        let deltas = crate::report::impact::Deltas::between(&report.outcomes, &without.outcomes);
         let mut changed = changes(&report.outcomes, &without.outcomes);
         let changed_total = changed.len() as u64;
         changed.truncate(CHANGES_LISTED_MAX);
@@ -85,6 +86,7 @@ pub fn impact(
             t_us: record.t_us,
             changed_total,
             changed,
+            deltas,
             outcome_without: without.outcome.name().to_owned(),
         });
     }
@@ -92,4 +94,45 @@ pub fn impact(
         firings,
         firings_total: report.faults.len() as u64,
     })
+}
+
+/// What each fault that fired changed, with every firing of it left out at once: one rerun per
+/// fault (at most [`FAULTS_PER_SEED_MAX`](crate::report::impact::FAULTS_PER_SEED_MAX)), what a
+/// sweep's `--impact` aggregates over its seeds.
+pub fn impact_by_fault(
+    scenario: Arc<Scenario>,
+    options: &RunOptions,
+    report: &RunReport,
+) -> Result<Vec<crate::report::impact::FaultImpact>, RunError> {
+    use crate::report::impact::{Deltas, FaultImpact, FAULTS_PER_SEED_MAX};
+    let counterfactual = RunOptions {
+        trace: crate::trace::TraceMode::Digest,
+        replay_command: String::new(),
+        ..options.clone()
+    };
+    let mut fired: std::collections::BTreeMap<usize, (String, String, u64)> = Default::default();
+    for record in &report.faults {
+        let entry = fired
+            .entry(record.fault)
+            .or_insert_with(|| (record.name.clone(), record.kind.clone(), 0));
+        entry.2 += 1;
+    }
+    let mut out = Vec::new();
+    for (fault, (name, kind, firings)) in fired.into_iter().take(FAULTS_PER_SEED_MAX) {
+        let (engine, mut observer) = crate::engine::execute_without(
+            scenario.clone(),
+            &counterfactual,
+            Observer::new(&scenario),
+            Interrupt::default(),
+            Some((fault, None)),
+        )?;
+        let without = crate::report::assemble::assemble(&scenario, engine, &mut observer, String::new());
+        out.push(FaultImpact {
+            fault: name,
+            kind,
+            firings,
+            deltas: Deltas::between(&report.outcomes, &without.outcomes),
+        });
+    }
+    Ok(out)
 }

@@ -50,6 +50,7 @@ probability = 0.3
 "#;
 
 fn trace(seed: u64, suppressed: Option<(usize, u32)>) -> Vec<u8> {
+    let suppressed = suppressed.map(|(fault, firing)| (fault, Some(firing)));
     let scenario = parse(DESIGN);
     let options = RunOptions {
         trace: TraceMode::Memory,
@@ -109,4 +110,83 @@ fn leaving_out_one_firing_changes_its_conversation_and_no_other() {
         }
     }
     assert_eq!(before.len(), after.len());
+}
+
+/// Three conversations; a 429 that the agent retries, and a crash that loses what it hits.
+const RETRIED_AND_CRASHED: &str = r#"[scenario]
+name = "retried-and-crashed"
+
+[[llm]]
+name = "gpt"
+latency = "200ms"
+
+[[tool]]
+name = "pay"
+latency = "50ms"
+effect = "money_moved"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+tools = ["pay"]
+retry = { attempts = 3, backoff = "constant", base = "1s", jitter = "none" }
+behavior = [
+  { when = "tool_calls == 0", then = { tool_call = "pay", args = { amount = 5 } } },
+  { otherwise = { answer = "paid" } },
+]
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{ at = "0s", message = "one" }, { at = "10s", message = "two" }, { at = "20s", message = "three" }]
+
+[[fault]]
+name = "retried-429"
+kind = "llm.rate_limit"
+target = "llm:gpt"
+on_message = 1
+
+[[fault]]
+name = "crash"
+kind = "actor.crash"
+target = "agent:a"
+between = ["10s", "11s"]
+count = 1
+"#;
+
+#[test]
+fn a_sweep_with_impact_says_per_fault_what_it_changed_and_a_retried_429_changed_no_ending() {
+    let dir = tempfile::tempdir().expect("scratch");
+    let file = dir.path().join("design.toml");
+    std::fs::write(&file, RETRIED_AND_CRASHED).expect("write");
+    let output = common::agentsim_output(&["sweep", file.to_str().unwrap(), "--seeds", "0..4", "--impact", "--json"]);
+    assert!(common::status(&output) <= 1, "{}", common::stderr(&output));
+    let summary: serde_json::Value = serde_json::from_str(&common::stdout(&output)).expect("JSON");
+    let impact = summary["impact"].as_array().expect("impact per fault");
+    let of = |name: &str| {
+        impact
+            .iter()
+            .find(|i| i["fault"] == name)
+            .unwrap_or_else(|| panic!("{impact:?}"))
+    };
+    let retried = of("retried-429");
+    assert_eq!(retried["runs_fired"], 4);
+    assert_eq!(retried["runs_changed"], 0, "reached, but changed nothing: {retried}");
+    assert_eq!(retried["deltas"]["conversations_changed"], 0);
+    assert!(
+        retried["deltas"]["latency_us"].as_i64().unwrap() > 0,
+        "the retry waited: {retried}"
+    );
+    let crash = of("crash");
+    assert_eq!(crash["runs_fired"], 4);
+    assert_eq!(crash["runs_changed"], 4);
+    assert_eq!(crash["deltas"]["transitions"]["answered → lost"], 4, "{crash}");
+    let text = common::stdout(&common::agentsim_output(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--seeds",
+        "0..4",
+        "--impact",
+    ]));
+    assert!(text.contains("impact         retried-429 (llm.rate_limit): fired in 4 runs, changed an ending in 0; changed no conversation's ending"), "{text}");
 }

@@ -278,6 +278,10 @@ pub struct SweepArgs {
     /// Also write the sweep's HTML report to this file.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Per fault that fired in a seed, rerun the seed without it and report, over the sweep,
+    /// what each fault changed (one extra run per fault per seed, at most 20).
+    #[arg(long)]
+    pub impact: bool,
 }
 
 /// Arguments of `agentsim compare`.

@@ -12,6 +12,15 @@ use crate::scenario::{self, Scenario};
 
 pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     let scenario = load(&args.file)?;
+    if args.impact && scenario.llms.iter().any(|l| l.mode != scenario::LlmMode::Mock) {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "--impact: {} has a live or replayed model; impact reruns each seed once per fault that fired, which only mock models can answer",
+                args.file.display()
+            ),
+        ));
+    }
     let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
     if !(0.0..=1.0).contains(&args.recheck) {
         return Err(Failure::new(
@@ -135,10 +144,17 @@ fn run_unfinished_seeds(
     let total = seed_list.len() as u64;
     let show_progress = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
-    let progress = |done: u64, failed: u64| {
-        if show_progress && (done % 50 == 0 || done == total) {
+    let mut reruns = 0u64;
+    let mut progress = |done: u64, failed: u64, impact_reruns: u64| {
+        reruns += impact_reruns;
+        if show_progress && (done % 50 == 0 || done == total || args.impact) {
             let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            eprint!("\r  {done}/{total} seeds · {rate:.0} seeds/s · {failed} failing   ");
+            let impact = if args.impact {
+                format!(" · {reruns} impact reruns")
+            } else {
+                String::new()
+            };
+            eprint!("\r  {done}/{total} seeds · {rate:.0} seeds/s · {failed} failing{impact}   ");
             if done == total {
                 eprintln!();
             }
@@ -150,14 +166,20 @@ fn run_unfinished_seeds(
     let already = done.len() as u64;
     let failed_before = done.iter().filter(|r| !r.passed).count() as u64;
     let mut on_result = |result: &crate::sweep::SeedResult, finished: u64, failed: u64| {
-        progress(already + finished, failed_before + failed);
+        progress(already + finished, failed_before + failed, result.impact.len() as u64);
         match &mut journal {
             Some(journal) => journal.append(result).map_err(crate::run::RunError::Internal),
             None => Ok(()),
         }
     };
-    let (new_results, stopped) =
-        crate::sweep::run_seeds_until(scenario, remaining, jobs, Some(interrupt_flag()), &mut on_result)?;
+    let (new_results, stopped) = crate::sweep::run_seeds_until(
+        scenario,
+        remaining,
+        jobs,
+        args.impact,
+        Some(interrupt_flag()),
+        &mut on_result,
+    )?;
     if let Some(journal) = &mut journal {
         journal.sync().map_err(|e| Failure::new(exit::INTERNAL, e))?;
     }

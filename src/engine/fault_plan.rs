@@ -78,8 +78,9 @@ pub struct FaultPlan {
     fired_counts: Vec<u32>,
     /// For each actor, the faults whose target matches it, in scenario order.
     by_actor: Vec<Vec<usize>>,
-    /// A counterfactual: this firing (fault index, firing number from 0) does not happen.
-    suppressed: Option<(usize, u32)>,
+    /// A counterfactual: this firing (fault index, firing number from 0) does not happen; with
+    /// no firing number, no firing of that fault does.
+    suppressed: Option<(usize, Option<u32>)>,
 }
 
 impl FaultPlan {
@@ -126,10 +127,10 @@ impl FaultPlan {
         }
     }
 
-    /// Makes firing `firing` (from 0) of fault `fault` not happen. Every draw is still made and
-    /// the firing still counts, so no other firing moves: the run differs only by what that one
-    /// fault would have done there.
-    pub fn suppress(&mut self, fault: usize, firing: u32) {
+    /// Makes firing `firing` (from 0) of fault `fault` not happen — every firing of it, for
+    /// `None`. Every draw is still made and the firing still counts, so no other firing moves:
+    /// the run differs only by what that fault would have done there.
+    pub fn suppress(&mut self, fault: usize, firing: Option<u32>) {
         self.suppressed = Some((fault, firing));
     }
 
@@ -202,8 +203,10 @@ impl FaultPlan {
             }
             let firing = self.fired_counts[index];
             self.fired_counts[index] += 1;
-            if self.suppressed == Some((index, firing)) {
-                return None;
+            if let Some((suppressed, which)) = self.suppressed {
+                if suppressed == index && which.is_none_or(|w| w == firing) {
+                    return None;
+                }
             }
             return Some(Injection {
                 fault: index,

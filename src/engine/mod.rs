@@ -121,14 +121,14 @@ pub fn execute<O: Observe + Send + 'static>(
     execute_without(scenario, options, observer, interrupt, None)
 }
 
-/// [`execute`], with one fault firing (fault index, firing number from 0) left out: the
-/// counterfactual run that shows what that firing changed.
+/// [`execute`], with one fault firing (fault index, firing number from 0) left out — or every
+/// firing of that fault, for no firing number: the counterfactual run that shows what it changed.
 pub fn execute_without<O: Observe + Send + 'static>(
     scenario: Arc<Scenario>,
     options: &RunOptions,
     observer: O,
     interrupt: Interrupt,
-    suppressed: Option<(usize, u32)>,
+    suppressed: Option<(usize, Option<u32>)>,
 ) -> Result<(EngineRun, O), RunError> {
     quiet_injected_panics();
     let runtime = match options.flavor {

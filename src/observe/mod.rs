@@ -76,6 +76,8 @@ pub struct ConversationAccount {
     pub started_at_us: Option<u64>,
     pub start_seq: u64,
     pub answered_at_us: Option<u64>,
+    /// The latest answer (of the last turn, when a user talks back).
+    pub last_answered_at_us: Option<u64>,
     pub status: Option<AnswerStatus>,
     pub cost_pusd: u64,
     pub tokens: u64,
@@ -862,7 +864,10 @@ impl Observe for Observer {
                 // The first answer of a turn is how the turn ended; `answered_at_us` is the
                 // conversation's first answer.
                 account.answered_at_us.get_or_insert(now_us);
-                account.status.get_or_insert(*status);
+                if account.status.is_none() {
+                    account.status = Some(*status);
+                    account.last_answered_at_us = Some(now_us);
+                }
                 self.check_output(scenario, seq, now_us, *conv, text, labels);
             }
             _ => {}

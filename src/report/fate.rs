@@ -84,12 +84,24 @@ pub struct HarmedConversation {
     pub cause: Option<String>,
 }
 
-/// How one started conversation ended: what a counterfactual run is compared on.
+/// How one started conversation ended: what a counterfactual run is compared on (its fate and
+/// side effects; cost and latency are reported as deltas, not as changes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConversationOutcome {
     pub fate: Fate,
     /// Side effects it caused.
     pub effects: BTreeMap<String, u32>,
+    /// What its model calls cost.
+    pub cost_pusd: u64,
+    /// From its start to its last answer, if one came.
+    pub latency_us: Option<u64>,
+}
+
+impl ConversationOutcome {
+    /// The same ending: fate and side effects.
+    pub fn same_ending(&self, other: &ConversationOutcome) -> bool {
+        self.fate == other.fate && self.effects == other.effects
+    }
 }
 
 /// Every started conversation's fate, and the harmed ones (in conversation order).
@@ -134,6 +146,8 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
             ConversationOutcome {
                 fate,
                 effects: account.effects.clone(),
+                cost_pusd: account.cost_pusd,
+                latency_us: account.last_answered_at_us.map(|at| at.saturating_sub(started_at_us)),
             },
         );
         if fate.is_harm() {

@@ -14,6 +14,8 @@ use super::fate::ConversationOutcome;
 pub const CHANGES_LISTED_MAX: usize = 20;
 /// Firings analysed per run, at most (each costs a run).
 pub const FIRINGS_MAX: usize = 50;
+/// Faults analysed per seed of a sweep, at most (each costs a run without that fault).
+pub const FAULTS_PER_SEED_MAX: usize = 20;
 
 /// The impact of every analysed firing of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,8 +40,124 @@ pub struct FiringImpact {
     pub changed_total: u64,
     /// The first `CHANGES_LISTED_MAX` of them.
     pub changed: Vec<Change>,
+    /// What the firing did to cost and latency, over every conversation (changed or not).
+    pub deltas: Deltas,
     /// The run's outcome without this firing.
     pub outcome_without: String,
+}
+
+/// What a fault did to a run, summed over its conversations: with the fault minus without it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Deltas {
+    /// Conversations whose fate or side effects differ.
+    pub conversations_changed: u64,
+    /// How their fates moved, `"answered → lost"` → count (fates that stayed are not listed).
+    pub transitions: BTreeMap<String, u64>,
+    /// Side effects with minus without, per effect (`money_moved` → +3); zeros left out.
+    pub effects: BTreeMap<String, i64>,
+    /// Cost of the conversations with minus without, in pico-USD.
+    pub cost_pusd: i64,
+    /// Over the conversations answered in both runs: their latency with minus without, summed,
+    /// and how many there were.
+    pub latency_us: i64,
+    pub latency_conversations: u64,
+}
+
+impl Deltas {
+    /// The deltas between a run and its counterfactual.
+    pub fn between(with: &BTreeMap<u32, ConversationOutcome>, without: &BTreeMap<u32, ConversationOutcome>) -> Deltas {
+        let mut deltas = Deltas::default();
+        let convs: std::collections::BTreeSet<u32> = with.keys().chain(without.keys()).copied().collect();
+        for conv in convs {
+            let (a, b) = (with.get(&conv), without.get(&conv));
+            deltas.cost_pusd += a.map_or(0, |o| o.cost_pusd as i64) - b.map_or(0, |o| o.cost_pusd as i64);
+            if let (Some(la), Some(lb)) = (a.and_then(|o| o.latency_us), b.and_then(|o| o.latency_us)) {
+                deltas.latency_us += la as i64 - lb as i64;
+                deltas.latency_conversations += 1;
+            }
+            if a.zip(b).is_some_and(|(a, b)| a.same_ending(b)) {
+                continue;
+            }
+            deltas.conversations_changed += 1;
+            let fate = |o: Option<&ConversationOutcome>| o.map_or("not started", |o| o.fate.name());
+            if fate(a) != fate(b) {
+                *deltas
+                    .transitions
+                    .entry(format!("{} → {}", fate(b), fate(a)))
+                    .or_default() += 1;
+            }
+            let empty = BTreeMap::new();
+            let (ea, eb) = (a.map_or(&empty, |o| &o.effects), b.map_or(&empty, |o| &o.effects));
+            let names: std::collections::BTreeSet<&String> = ea.keys().chain(eb.keys()).collect();
+            for name in names {
+                let d = ea.get(name).copied().unwrap_or(0) as i64 - eb.get(name).copied().unwrap_or(0) as i64;
+                *deltas.effects.entry(name.clone()).or_default() += d;
+            }
+        }
+        deltas.effects.retain(|_, d| *d != 0);
+        deltas
+    }
+
+    /// Adds another run's deltas (a sweep's total).
+    pub fn add(&mut self, other: &Deltas) {
+        self.conversations_changed += other.conversations_changed;
+        for (k, v) in &other.transitions {
+            *self.transitions.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.effects {
+            *self.effects.entry(k.clone()).or_default() += v;
+        }
+        self.effects.retain(|_, d| *d != 0);
+        self.cost_pusd += other.cost_pusd;
+        self.latency_us += other.latency_us;
+        self.latency_conversations += other.latency_conversations;
+    }
+
+    /// `3 conversations changed (2 answered → lost, 1 answered → failed); money_moved +2;
+    /// cost +$0.000120; latency +1.2s per answered conversation` — or `changed nothing`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.conversations_changed == 0 {
+            parts.push("changed no conversation's ending".to_owned());
+        } else {
+            let moves: Vec<String> = self.transitions.iter().map(|(t, n)| format!("{n} {t}")).collect();
+            let moves = if moves.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", moves.join(", "))
+            };
+            parts.push(format!("changed {} conversation(s){moves}", self.conversations_changed));
+        }
+        for (name, d) in &self.effects {
+            parts.push(format!("{name} {d:+}"));
+        }
+        if self.cost_pusd != 0 {
+            let sign = if self.cost_pusd > 0 { "+" } else { "-" };
+            parts.push(format!(
+                "cost {sign}{}",
+                crate::scenario::units::format_usd(self.cost_pusd.unsigned_abs())
+            ));
+        }
+        if self.latency_conversations > 0 && self.latency_us != 0 {
+            let mean = self.latency_us / self.latency_conversations as i64;
+            let sign = if mean > 0 { "+" } else { "-" };
+            parts.push(format!(
+                "latency {sign}{} per answered conversation",
+                crate::scenario::units::format_duration_us(mean.unsigned_abs())
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// What leaving out every firing of one fault changed in one run.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct FaultImpact {
+    pub fault: String,
+    pub kind: String,
+    /// Its firings in the run.
+    pub firings: u64,
+    pub deltas: Deltas,
 }
 
 /// One conversation's outcome with and without the firing (`None`: not started in that run).
@@ -50,12 +168,13 @@ pub struct Change {
     pub without: Option<ConversationOutcome>,
 }
 
-/// The conversations whose outcome differs between the two runs, in conversation order.
+/// The conversations whose ending (fate or side effects) differs between the two runs, in
+/// conversation order.
 pub fn changes(with: &BTreeMap<u32, ConversationOutcome>, without: &BTreeMap<u32, ConversationOutcome>) -> Vec<Change> {
     let convs: std::collections::BTreeSet<u32> = with.keys().chain(without.keys()).copied().collect();
     convs
         .into_iter()
-        .filter(|c| with.get(c) != without.get(c))
+        .filter(|c| !with.get(c).zip(without.get(c)).is_some_and(|(a, b)| a.same_ending(b)))
         .map(|conversation| Change {
             conversation,
             with: with.get(&conversation).cloned(),
@@ -65,7 +184,8 @@ pub fn changes(with: &BTreeMap<u32, ConversationOutcome>, without: &BTreeMap<u32
 }
 
 impl Change {
-    /// `7: lost → answered, money_moved 2 → 1`.
+    /// What the firing did to one conversation, without it → with it: `7: answered → lost,
+    /// money_moved 1 → 2`.
     pub fn describe(&self) -> String {
         let fate = |o: &Option<ConversationOutcome>| o.as_ref().map_or("not started", |o| o.fate.name());
         let mut text = format!("{}: ", self.conversation);
@@ -73,7 +193,7 @@ impl Change {
         if a == b {
             text.push_str(a);
         } else {
-            text.push_str(&format!("{a} → {b}"));
+            text.push_str(&format!("{b} → {a}"));
         }
         let effects = |o: &Option<ConversationOutcome>| o.as_ref().map(|o| o.effects.clone()).unwrap_or_default();
         let (ea, eb) = (effects(&self.with), effects(&self.without));
@@ -81,7 +201,7 @@ impl Change {
         for name in names {
             let (x, y) = (ea.get(name).copied().unwrap_or(0), eb.get(name).copied().unwrap_or(0));
             if x != y {
-                text.push_str(&format!(", {name} {x} → {y}"));
+                text.push_str(&format!(", {name} {y} → {x}"));
             }
         }
         text
@@ -98,7 +218,12 @@ mod tests {
         if moved > 0 {
             effects.insert("money_moved".to_owned(), moved);
         }
-        ConversationOutcome { fate, effects }
+        ConversationOutcome {
+            fate,
+            effects,
+            cost_pusd: 0,
+            latency_us: None,
+        }
     }
 
     #[test]
@@ -117,6 +242,42 @@ mod tests {
         .into();
         let found = changes(&with, &without);
         let described: Vec<String> = found.iter().map(Change::describe).collect();
-        assert_eq!(described, ["0: answered, money_moved 2 → 1", "1: lost → answered"]);
+        assert_eq!(described, ["0: answered, money_moved 1 → 2", "1: answered → lost"]);
+        let deltas = Deltas::between(&with, &without);
+        assert_eq!(deltas.conversations_changed, 2);
+        assert_eq!(deltas.transitions, [("answered → lost".to_owned(), 1)].into());
+        assert_eq!(deltas.effects, [("money_moved".to_owned(), 1)].into());
+    }
+
+    #[test]
+    fn effects_deltas_add_up_over_conversations() {
+        let with: BTreeMap<u32, ConversationOutcome> =
+            [(0, outcome(Fate::Answered, 2)), (1, outcome(Fate::Answered, 3))].into();
+        let without: BTreeMap<u32, ConversationOutcome> =
+            [(0, outcome(Fate::Answered, 1)), (1, outcome(Fate::Lost, 0))].into();
+        let deltas = Deltas::between(&with, &without);
+        assert_eq!(deltas.effects, [("money_moved".to_owned(), 4)].into());
+        assert_eq!(deltas.transitions, [("lost → answered".to_owned(), 1)].into());
+    }
+
+    #[test]
+    fn cost_and_latency_are_deltas_not_changes() {
+        let mut slow = outcome(Fate::Answered, 0);
+        slow.cost_pusd = 30_000_000;
+        slow.latency_us = Some(5_000_000);
+        let mut fast = outcome(Fate::Answered, 0);
+        fast.cost_pusd = 10_000_000;
+        fast.latency_us = Some(1_000_000);
+        let (with, without) = ([(0, slow)].into(), [(0, fast)].into());
+        assert!(changes(&with, &without).is_empty());
+        let deltas = Deltas::between(&with, &without);
+        assert_eq!(
+            (deltas.cost_pusd, deltas.latency_us, deltas.conversations_changed),
+            (20_000_000, 4_000_000, 0)
+        );
+        assert_eq!(
+            deltas.describe(),
+            "changed no conversation's ending; cost +$0.000020; latency +4s per answered conversation"
+        );
     }
 }

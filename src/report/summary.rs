@@ -21,7 +21,7 @@ impl RunReport {
             line(&mut out, "guardrail", guardrail_line(g));
         }
         for b in self.blast_radius.iter().filter(|b| b.kind == "fault") {
-            line(&mut out, "blast radius", blast_line(b));
+            line(&mut out, "reached", blast_line(b));
         }
         if let Some(impact) = &self.impact {
             self.impact_lines(impact, &mut out);
@@ -308,7 +308,7 @@ fn guardrail_line(g: &GuardrailStats) -> String {
 fn blast_line(b: &BlastRadius) -> String {
     let stopped: Vec<&str> = b.stopped_by.iter().map(|s| s.guardrail.as_str()).collect();
     format!(
-        "{}: {} actors, {} side effects, {} answers{}",
+        "{} reached {} actors, {} side effects, {} answers{} (where its data flowed; --impact says what it changed)",
         b.source,
         b.actors.len(),
         b.side_effects_total,

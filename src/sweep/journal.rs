@@ -145,6 +145,7 @@ mod tests {
             conversations_broken: vec![0],
             user_turns_total: 1,
             user_turns_max: 1,
+            impact: vec![],
         }
     }
 

@@ -48,6 +48,9 @@ pub struct SeedResult {
     pub user_turns_total: u64,
     #[serde(default)]
     pub user_turns_max: u64,
+    /// With `--impact`: what each fault that fired changed, from a rerun without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub impact: Vec<crate::report::impact::FaultImpact>,
 }
 
 impl SeedResult {
@@ -72,6 +75,7 @@ impl SeedResult {
             conversations_broken: report.invariants.iter().map(|i| i.conversations_broken).collect(),
             user_turns_total: report.user_turns.total,
             user_turns_max: report.user_turns.max as u64,
+            impact: Vec::new(),
         }
     }
 }
@@ -87,7 +91,7 @@ pub fn run_seeds(
         progress(done, failed);
         Ok(())
     };
-    Ok(run_seeds_until(scenario, seeds, jobs, None, &mut on_result)?.0)
+    Ok(run_seeds_until(scenario, seeds, jobs, false, None, &mut on_result)?.0)
 }
 
 /// [`run_seeds`] that stops taking new seeds once `stop` is non-zero (a signal arrived); seeds
@@ -98,6 +102,7 @@ pub fn run_seeds_until(
     scenario: &Arc<Scenario>,
     seeds: Vec<u64>,
     jobs: usize,
+    impact: bool,
     stop: Option<Arc<AtomicUsize>>,
     on_result: &mut dyn FnMut(&SeedResult, u64, u64) -> Result<(), RunError>,
 ) -> Result<(Vec<SeedResult>, bool), RunError> {
@@ -119,7 +124,14 @@ pub fn run_seeds_until(
             let Some(&seed) = seeds.get(index) else {
                 return;
             };
-            let result = run::run(scenario.clone(), &RunOptions::new(seed)).map(|o| SeedResult::from_report(&o.report));
+            let options = RunOptions::new(seed);
+            let result = run::run(scenario.clone(), &options).and_then(|o| {
+                let mut result = SeedResult::from_report(&o.report);
+                if impact {
+                    result.impact = run::impact_by_fault(scenario.clone(), &options, &o.report)?;
+                }
+                Ok(result)
+            });
             if tx.send(result).is_err() {
                 return;
             }
@@ -176,6 +188,49 @@ pub struct FateSummary {
     pub share: f64,
     pub ci_low: f64,
     pub ci_high: f64,
+}
+
+/// One fault over a sweep with `--impact`: in how many runs it fired and changed something, and
+/// the sum of what it changed there.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepFaultImpact {
+    pub fault: String,
+    pub kind: String,
+    pub runs_fired: u64,
+    /// Runs where leaving it out changed at least one conversation's ending.
+    pub runs_changed: u64,
+    pub firings: u64,
+    pub deltas: crate::report::impact::Deltas,
+}
+
+/// Per fault name, the impact of the seeds where it fired, in scenario order of the names.
+fn impact_summary(results: &[SeedResult]) -> Vec<SweepFaultImpact> {
+    let mut by_fault: BTreeMap<String, SweepFaultImpact> = BTreeMap::new();
+    for impact in results.iter().flat_map(|r| &r.impact) {
+        let entry = by_fault
+            .entry(impact.fault.clone())
+            .or_insert_with(|| SweepFaultImpact {
+                fault: impact.fault.clone(),
+                kind: impact.kind.clone(),
+                runs_fired: 0,
+                runs_changed: 0,
+                firings: 0,
+                deltas: Default::default(),
+            });
+        entry.runs_fired += 1;
+        entry.runs_changed += u64::from(impact.deltas.conversations_changed > 0);
+        entry.firings += impact.firings;
+        entry.deltas.add(&impact.deltas);
+    }
+    let mut out: Vec<SweepFaultImpact> = by_fault.into_values().collect();
+    // Most conversations changed first.
+    out.sort_by(|a, b| {
+        b.deltas
+            .conversations_changed
+            .cmp(&a.deltas.conversations_changed)
+            .then_with(|| a.fault.cmp(&b.fault))
+    });
+    out
 }
 
 /// User messages per conversation over a sweep: the mean, and the longest dialogue of each run.
@@ -239,6 +294,9 @@ pub struct SweepSummary {
     pub llm_calls: Spread,
     pub tokens: Spread,
     pub cost_pusd: Spread,
+    /// With `--impact`: per fault, what leaving it out changed, over the seeds where it fired.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub impact: Vec<SweepFaultImpact>,
     /// How long the dialogues went on, when the scenario has users who talk back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_turns: Option<UserTurnsSummary>,
@@ -459,6 +517,7 @@ pub fn summarize(
         llm_calls: Spread::of(results.iter().map(|r| r.llm_calls).collect()),
         tokens: Spread::of(results.iter().map(|r| r.tokens).collect()),
         cost_pusd: Spread::of(results.iter().map(|r| r.cost_pusd).collect()),
+        impact: impact_summary(results),
         user_turns: (!scenario.users.is_empty()).then(|| UserTurnsSummary {
             mean_per_conversation: match conversations {
                 0 => 0.0,
@@ -577,6 +636,16 @@ impl SweepSummary {
                 "  user turns     mean {:.1} per conversation; longest per run: {}",
                 turns.mean_per_conversation,
                 spread("", &turns.max_per_run, &|v| v.to_string()).trim_start()
+            ));
+        }
+        for impact in &self.impact {
+            out.push_str(&format!(
+                "  impact         {} ({}): fired in {} runs, changed an ending in {}; {}\n",
+                impact.fault,
+                impact.kind,
+                impact.runs_fired,
+                impact.runs_changed,
+                impact.deltas.describe()
             ));
         }
         if let Some(note) = &self.pass_hat_k_note {

@@ -128,8 +128,9 @@ impl<O: Observe> Scheduler<O> {
         self.interrupt = interrupt;
     }
 
-    /// A counterfactual run: firing `firing` (from 0) of fault `fault` does not happen.
-    pub fn suppress_firing(&mut self, (fault, firing): (usize, u32)) {
+    /// A counterfactual run: firing `firing` (from 0) of fault `fault` does not happen (no firing
+    /// of it, for `None`).
+    pub fn suppress_firing(&mut self, (fault, firing): (usize, Option<u32>)) {
         self.faults.suppress(fault, firing);
     }
 

@@ -70,6 +70,13 @@ fn interrupted_run_stops_cleanly_and_replays(signal: i32, name: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("agentsim starts");
+    // The report printed at the end can outgrow a pipe's buffer: read it as it comes, as a
+    // terminal or a shell pipeline would.
+    let mut stdout_pipe = child.stdout.take().expect("stdout is piped");
+    let stdout_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut stdout_pipe, &mut bytes).map(|_| bytes)
+    });
     // Some records reached the file: the run is well under way.
     let partial = out.join(".trace.jsonl.partial");
     wait_for("the trace to grow", &mut child, || size(&partial) > 256 * 1024);
@@ -77,8 +84,9 @@ fn interrupted_run_stops_cleanly_and_replays(signal: i32, name: &str) {
     let code = exit_code_after_signal(&mut child);
     let output = child.wait_with_output().expect("the output");
     assert_eq!(code, EXIT_INTERRUPTED, "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = stdout_reader.join().expect("the reader").expect("stdout is read");
 
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the report is printed");
+    let report: serde_json::Value = serde_json::from_slice(&printed).expect("the report is printed");
     assert_eq!(report["outcome"], "interrupted");
     assert_eq!(report["outcome_detail"], format!("interrupted by {name}"));
     let written: serde_json::Value =

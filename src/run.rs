@@ -43,9 +43,11 @@ pub fn run_interruptible(
     })
 }
 
-/// What each fault firing of a run changed: for each of its first
-/// [`FIRINGS_MAX`](crate::report::impact::FIRINGS_MAX) firings, the run again with only that
-/// firing left out, and the conversations whose fate or side effects differ. `report` is the
+/// What each fault of a run changed, and each of its firings: per fault that fired (at most
+/// [`FAULTS_PER_SEED_MAX`](crate::report::impact::FAULTS_PER_SEED_MAX)) the run again with all
+/// its firings left out, and for each of the run's first
+/// [`FIRINGS_MAX`](crate::report::impact::FIRINGS_MAX) firings the run again with only that
+/// firing left out; then the conversations whose fate or side effects differ. `report` is the
 /// run's own report, made with `options`. Mock models only: a live or replayed model would be
 /// asked what it was not asked before.
 pub fn impact(
@@ -53,28 +55,31 @@ pub fn impact(
     options: &RunOptions,
     report: &RunReport,
 ) -> Result<crate::report::impact::Impact, RunError> {
-    use crate::report::impact::{changes, FiringImpact, Impact, CHANGES_LISTED_MAX, FIRINGS_MAX};
-    let counterfactual = RunOptions {
-        trace: crate::trace::TraceMode::Digest,
-        replay_command: String::new(),
-        ..options.clone()
-    };
+    use crate::report::impact::{changes, FaultChanges, FiringImpact, Impact, CHANGES_LISTED_MAX, FIRINGS_MAX};
+    let mut faults = Vec::new();
+    for (impact, without) in by_fault(&scenario, options, report)? {
+        let mut changed = changes(&report.outcomes, &without.outcomes);
+        let changed_conversations = changed.iter().map(|c| c.conversation).collect();
+        let changed_total = changed.len() as u64;
+        changed.truncate(CHANGES_LISTED_MAX);
+        faults.push(FaultChanges {
+            impact,
+            changed_total,
+            changed,
+            outcome_without: without.outcome.name().to_owned(),
+            changed_conversations,
+        });
+    }
+    faults.sort_by(|a, b| b.changed_total.cmp(&a.changed_total));
     let mut firings_so_far: std::collections::BTreeMap<usize, u32> = std::collections::BTreeMap::new();
     let mut firings = Vec::new();
     for record in report.faults.iter().take(FIRINGS_MAX) {
         let count = firings_so_far.entry(record.fault).or_default();
         let firing = *count;
         *count += 1;
-        let observer = Observer::new(&scenario);
-        let (engine, mut observer) = crate::engine::execute_without(
-            scenario.clone(),
-            &counterfactual,
-            observer,
-            Interrupt::default(),
-            Some((record.fault, Some(firing))),
-        )?;
-        let without = crate::report::assemble::assemble(&scenario, engine, &mut observer, String::new());
-        let deltas = crate::report::impact::Deltas::between(&report.outcomes, &without.outcomes);
+        let without = rerun_without(&scenario, options, (record.fault, Some(firing)))?;
+        let hit = record.conversation.into_iter().collect();
+        let deltas = crate::report::impact::Deltas::between(&report.outcomes, &without.outcomes, &hit);
         let mut changed = changes(&report.outcomes, &without.outcomes);
         let changed_total = changed.len() as u64;
         changed.truncate(CHANGES_LISTED_MAX);
@@ -84,6 +89,7 @@ pub fn impact(
             firing: firing + 1,
             seq: record.seq,
             t_us: record.t_us,
+            conversation: record.conversation,
             changed_total,
             changed,
             deltas,
@@ -91,6 +97,7 @@ pub fn impact(
         });
     }
     Ok(Impact {
+        faults,
         firings,
         firings_total: report.faults.len() as u64,
     })
@@ -104,35 +111,65 @@ pub fn impact_by_fault(
     options: &RunOptions,
     report: &RunReport,
 ) -> Result<Vec<crate::report::impact::FaultImpact>, RunError> {
+    Ok(by_fault(&scenario, options, report)?.into_iter().map(|(impact, _)| impact).collect())
+}
+
+/// Per fault that fired, in scenario order: its impact, and the report of the run without it.
+fn by_fault(
+    scenario: &Arc<Scenario>,
+    options: &RunOptions,
+    report: &RunReport,
+) -> Result<Vec<(crate::report::impact::FaultImpact, RunReport)>, RunError> {
     use crate::report::impact::{Deltas, FaultImpact, FAULTS_PER_SEED_MAX};
+    struct Fired {
+        name: String,
+        kind: String,
+        firings: u64,
+        hit: std::collections::BTreeSet<u32>,
+    }
+    let mut fired: std::collections::BTreeMap<usize, Fired> = Default::default();
+    for record in &report.faults {
+        let entry = fired.entry(record.fault).or_insert_with(|| Fired {
+            name: record.name.clone(),
+            kind: record.kind.clone(),
+            firings: 0,
+            hit: Default::default(),
+        });
+        entry.firings += 1;
+        entry.hit.extend(record.conversation);
+    }
+    let mut out = Vec::new();
+    for (fault, fired) in fired.into_iter().take(FAULTS_PER_SEED_MAX) {
+        let without = rerun_without(scenario, options, (fault, None))?;
+        let impact = FaultImpact {
+            fault: fired.name,
+            kind: fired.kind,
+            firings: fired.firings,
+            deltas: Deltas::between(&report.outcomes, &without.outcomes, &fired.hit),
+        };
+        out.push((impact, without));
+    }
+    Ok(out)
+}
+
+/// The report of the run made with `options` but with `left_out` (a fault, and one of its
+/// firings or all of them) not firing; every draw is still made.
+fn rerun_without(
+    scenario: &Arc<Scenario>,
+    options: &RunOptions,
+    left_out: (usize, Option<u32>),
+) -> Result<RunReport, RunError> {
     let counterfactual = RunOptions {
         trace: crate::trace::TraceMode::Digest,
         replay_command: String::new(),
         ..options.clone()
     };
-    let mut fired: std::collections::BTreeMap<usize, (String, String, u64)> = Default::default();
-    for record in &report.faults {
-        let entry = fired
-            .entry(record.fault)
-            .or_insert_with(|| (record.name.clone(), record.kind.clone(), 0));
-        entry.2 += 1;
-    }
-    let mut out = Vec::new();
-    for (fault, (name, kind, firings)) in fired.into_iter().take(FAULTS_PER_SEED_MAX) {
-        let (engine, mut observer) = crate::engine::execute_without(
-            scenario.clone(),
-            &counterfactual,
-            Observer::new(&scenario),
-            Interrupt::default(),
-            Some((fault, None)),
-        )?;
-        let without = crate::report::assemble::assemble(&scenario, engine, &mut observer, String::new());
-        out.push(FaultImpact {
-            fault: name,
-            kind,
-            firings,
-            deltas: Deltas::between(&report.outcomes, &without.outcomes),
-        });
-    }
-    Ok(out)
+    let (engine, mut observer) = crate::engine::execute_without(
+        scenario.clone(),
+        &counterfactual,
+        Observer::new(scenario),
+        Interrupt::default(),
+        Some(left_out),
+    )?;
+    Ok(crate::report::assemble::assemble(scenario, engine, &mut observer, String::new()))
 }

@@ -190,3 +190,99 @@ fn a_sweep_with_impact_says_per_fault_what_it_changed_and_a_retried_429_changed_
     ]));
     assert!(text.contains("impact         retried-429 (llm.rate_limit): fired in 4 runs, changed an ending in 0; changed no conversation's ending"), "{text}");
 }
+
+/// Two conversations share one model slot (a bulkhead of one): a call that hangs in the first
+/// makes the second wait past its deadline.
+const COUPLED: &str = r#"[scenario]
+name = "coupled"
+
+[[llm]]
+name = "gpt"
+latency = "200ms"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+max_concurrent_calls = 1
+deadline = "1s"
+behavior = [{ otherwise = { answer = "done" } }]
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{ at = "0s", message = "one" }, { at = "100ms", message = "two" }, { at = "5s", message = "three" }]
+
+[[fault]]
+name = "hang"
+kind = "llm.timeout"
+target = "llm:gpt"
+on_message = 1
+"#;
+
+fn run_impact_json(design: &str) -> (serde_json::Value, String) {
+    let dir = tempfile::tempdir().expect("scratch");
+    let file = dir.path().join("design.toml");
+    std::fs::write(&file, design).expect("write");
+    let file = file.to_str().expect("UTF-8");
+    let json = common::agentsim_output(&["run", file, "--impact", "--json"]);
+    assert!(common::status(&json) <= 1, "{}", common::stderr(&json));
+    let text = common::stdout(&common::agentsim_output(&["run", file, "--impact"]));
+    (serde_json::from_str(&common::stdout(&json)).expect("JSON"), text)
+}
+
+#[test]
+fn a_fault_that_couples_conversations_through_a_shared_bulkhead_is_reported_as_a_knock_on() {
+    let (report, text) = run_impact_json(COUPLED);
+    let firing = &report["impact"]["firings"][0];
+    assert_eq!(firing["conversation"], 0, "the hang hit conversation 0: {firing}");
+    let fault = &report["impact"]["faults"][0];
+    assert_eq!(fault["fault"], "hang");
+    assert_eq!(fault["changed_total"], 2, "{fault}");
+    assert_eq!(fault["deltas"]["transitions"]["answered → failed"], 2, "{fault}");
+    assert_eq!(fault["deltas"]["knock_on"], 1, "conversation 1 failed only through the bulkhead: {fault}");
+    let changed: Vec<u64> = fault["changed"].as_array().unwrap().iter().map(|c| c["conversation"].as_u64().unwrap()).collect();
+    assert_eq!(changed, [0, 1]);
+    for harmed in report["harmed"].as_array().unwrap() {
+        assert_eq!(harmed["changed_by"], serde_json::json!(["hang"]), "{harmed}");
+    }
+    assert!(
+        text.contains("impact         hang (llm.timeout, 1 firing): changed 2 conversation(s) (2 answered → failed); 1 of them beyond the conversations it hit"),
+        "{text}"
+    );
+    assert!(text.contains("accounts for 2 of the 2 harmed"), "{text}");
+}
+
+#[test]
+fn a_crash_with_conversations_in_hand_names_each_lost_one_and_without_it_they_are_answered() {
+    let output = common::agentsim_output(&["run", "scenarios/support-desk.toml", "--impact", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&common::stdout(&output)).expect("JSON");
+    let crash = report["impact"]["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "actor.crash")
+        .expect("the crash is analysed");
+    let lost: Vec<&serde_json::Value> = report["harmed"].as_array().unwrap().iter().filter(|h| h["fate"] == "lost").collect();
+    assert!(!lost.is_empty());
+    for harmed in &lost {
+        let conv = &harmed["conversation"];
+        assert_eq!(harmed["changed_by"], serde_json::json!([crash["fault"]]), "{harmed}");
+        assert!(harmed["cause"].as_str().unwrap().contains("injected crash"), "{harmed}");
+        let change = crash["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| &c["conversation"] == conv)
+            .unwrap_or_else(|| panic!("conversation {conv} is among those the crash changed: {crash}"));
+        assert_eq!(change["with"]["fate"], "lost");
+        assert_eq!(change["without"]["fate"], "answered", "{change}");
+        assert_eq!(change["with"]["effects"], harmed["effects"], "the side effects it left behind");
+    }
+    let with_effects = lost.iter().filter(|h| h["effects"].as_object().is_some_and(|e| !e.is_empty())).count();
+    let text = common::stdout(&common::agentsim_output(&["run", "scenarios/support-desk.toml", "--impact"]));
+    assert!(
+        text.contains(&format!("{} lost; {with_effects} with side effects and no answer", lost.len())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("accounts for {} of the {} harmed", lost.len(), lost.len())), "{text}");
+}

@@ -69,7 +69,8 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
     let output = run::run_interruptible(scenario.clone(), &options, interrupt)?;
     let mut report = output.report;
     if args.impact && report.outcome != crate::engine::Outcome::Interrupted {
-        report.impact = Some(run::impact(scenario.clone(), &options, &report)?);
+        let impact = run::impact(scenario.clone(), &options, &report)?;
+        report.attach_impact(impact);
     }
     let cassette_status = cassette_outcome(&output.cassette, &scenario, out_dir.as_deref())?;
 

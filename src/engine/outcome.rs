@@ -44,6 +44,8 @@ pub struct FaultRecord {
     pub fault: usize,
     /// The target's message count at this delivery (what `on_message` pins).
     pub message: u64,
+    /// The conversation of the message it hit, if that message belongs to one.
+    pub conversation: Option<u32>,
 }
 
 /// An actor restarted by its supervisor.

@@ -82,6 +82,9 @@ pub struct HarmedConversation {
     pub user_turns: u32,
     /// What ended it, when the trace says: the crash that lost it, the limit that cut it.
     pub cause: Option<String>,
+    /// With `run --impact`: the faults without which it would have ended otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<Vec<String>>,
 }
 
 /// How one started conversation ended: what a counterfactual run is compared on (its fate and
@@ -160,6 +163,7 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
                     effects: account.effects.clone(),
                     user_turns: account.user_turns,
                     cause,
+                    changed_by: None,
                 });
             }
         }

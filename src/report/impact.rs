@@ -2,7 +2,9 @@
 //! made again with only that firing left out (every draw the same: conversation-keyed streams
 //! keep the other conversations' draws where they were), and each conversation's outcome — its
 //! fate and its side effects — is compared. A firing that reached a conversation but changed
-//! nothing in it is told apart from one that changed its fate or its effects.
+//! nothing in it is told apart from one that changed its fate or its effects. A change in a
+//! conversation the fault never hit is a knock-on: it went through something the conversations
+//! share (a rate limit, a bulkhead, a breaker, a queue, a replica's turn), a real cascade.
 
 use std::collections::BTreeMap;
 
@@ -17,12 +19,43 @@ pub const FIRINGS_MAX: usize = 50;
 /// Faults analysed per seed of a sweep, at most (each costs a run without that fault).
 pub const FAULTS_PER_SEED_MAX: usize = 20;
 
-/// The impact of every analysed firing of a run.
+/// The impact of each fault of a run (all its firings left out at once) and of every analysed
+/// firing (that one left out).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Impact {
+    /// Per fault that fired, most conversations changed first.
+    pub faults: Vec<FaultChanges>,
     pub firings: Vec<FiringImpact>,
     /// Firings in the run; those past `FIRINGS_MAX` are not analysed.
     pub firings_total: u64,
+}
+
+impl Impact {
+    /// The faults without which `conversation` would have ended otherwise, in the order of
+    /// [`Impact::faults`].
+    pub fn changed_by(&self, conversation: u32) -> Vec<String> {
+        self.faults
+            .iter()
+            .filter(|f| f.changed_conversations.binary_search(&conversation).is_ok())
+            .map(|f| f.impact.fault.clone())
+            .collect()
+    }
+}
+
+/// What leaving out every firing of one fault changed in a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultChanges {
+    #[serde(flatten)]
+    pub impact: FaultImpact,
+    /// Conversations whose fate or side effects differ without the fault.
+    pub changed_total: u64,
+    /// The first `CHANGES_LISTED_MAX` of them.
+    pub changed: Vec<Change>,
+    /// The run's outcome without the fault.
+    pub outcome_without: String,
+    /// Every changed conversation, in order (the list above is cut).
+    #[serde(skip)]
+    pub changed_conversations: Vec<u32>,
 }
 
 /// What one firing changed.
@@ -36,6 +69,8 @@ pub struct FiringImpact {
     /// Where it fired in the run.
     pub seq: u64,
     pub t_us: u64,
+    /// The conversation of the message it hit, if that message belongs to one.
+    pub conversation: Option<u32>,
     /// Conversations whose fate or side effects differ without this firing.
     pub changed_total: u64,
     /// The first `CHANGES_LISTED_MAX` of them.
@@ -61,11 +96,21 @@ pub struct Deltas {
     /// and how many there were.
     pub latency_us: i64,
     pub latency_conversations: u64,
+    /// Of the conversations changed, those the fault never hit: changed through what they
+    /// share (an actor holding several, rate limits, bulkheads, breakers, queues) or through
+    /// timing — knock-on effects, real cascades.
+    #[serde(default)]
+    pub knock_on: u64,
 }
 
 impl Deltas {
-    /// The deltas between a run and its counterfactual.
-    pub fn between(with: &BTreeMap<u32, ConversationOutcome>, without: &BTreeMap<u32, ConversationOutcome>) -> Deltas {
+    /// The deltas between a run and its counterfactual; `hit` are the conversations the left-out
+    /// firings hit (a change elsewhere is a knock-on).
+    pub fn between(
+        with: &BTreeMap<u32, ConversationOutcome>,
+        without: &BTreeMap<u32, ConversationOutcome>,
+        hit: &std::collections::BTreeSet<u32>,
+    ) -> Deltas {
         let mut deltas = Deltas::default();
         let convs: std::collections::BTreeSet<u32> = with.keys().chain(without.keys()).copied().collect();
         for conv in convs {
@@ -79,6 +124,7 @@ impl Deltas {
                 continue;
             }
             deltas.conversations_changed += 1;
+            deltas.knock_on += u64::from(!hit.contains(&conv));
             let fate = |o: Option<&ConversationOutcome>| o.map_or("not started", |o| o.fate.name());
             if fate(a) != fate(b) {
                 *deltas
@@ -111,6 +157,7 @@ impl Deltas {
         self.cost_pusd += other.cost_pusd;
         self.latency_us += other.latency_us;
         self.latency_conversations += other.latency_conversations;
+        self.knock_on += other.knock_on;
     }
 
     /// `3 conversations changed (2 answered → lost, 1 answered → failed); money_moved +2;
@@ -127,6 +174,12 @@ impl Deltas {
                 format!(" ({})", moves.join(", "))
             };
             parts.push(format!("changed {} conversation(s){moves}", self.conversations_changed));
+            if self.knock_on > 0 {
+                parts.push(format!(
+                    "{} of them beyond the conversations it hit (through an actor, limit or queue they share)",
+                    self.knock_on
+                ));
+            }
         }
         for (name, d) in &self.effects {
             parts.push(format!("{name} {d:+}"));
@@ -243,8 +296,9 @@ mod tests {
         let found = changes(&with, &without);
         let described: Vec<String> = found.iter().map(Change::describe).collect();
         assert_eq!(described, ["0: answered, money_moved 1 → 2", "1: answered → lost"]);
-        let deltas = Deltas::between(&with, &without);
+        let deltas = Deltas::between(&with, &without, &[0].into());
         assert_eq!(deltas.conversations_changed, 2);
+        assert_eq!(deltas.knock_on, 1, "conversation 1 changed without being hit");
         assert_eq!(deltas.transitions, [("answered → lost".to_owned(), 1)].into());
         assert_eq!(deltas.effects, [("money_moved".to_owned(), 1)].into());
     }
@@ -255,7 +309,7 @@ mod tests {
             [(0, outcome(Fate::Answered, 2)), (1, outcome(Fate::Answered, 3))].into();
         let without: BTreeMap<u32, ConversationOutcome> =
             [(0, outcome(Fate::Answered, 1)), (1, outcome(Fate::Lost, 0))].into();
-        let deltas = Deltas::between(&with, &without);
+        let deltas = Deltas::between(&with, &without, &[0].into());
         assert_eq!(deltas.effects, [("money_moved".to_owned(), 4)].into());
         assert_eq!(deltas.transitions, [("lost → answered".to_owned(), 1)].into());
     }
@@ -270,7 +324,7 @@ mod tests {
         fast.latency_us = Some(1_000_000);
         let (with, without) = ([(0, slow)].into(), [(0, fast)].into());
         assert!(changes(&with, &without).is_empty());
-        let deltas = Deltas::between(&with, &without);
+        let deltas = Deltas::between(&with, &without, &[0].into());
         assert_eq!(
             (deltas.cost_pusd, deltas.latency_us, deltas.conversations_changed),
             (20_000_000, 4_000_000, 0)

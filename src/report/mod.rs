@@ -205,7 +205,8 @@ pub struct RunReport {
     /// For each conversation, in order: its fate (`resolved`, `abandoned`, `lost`, …), or null
     /// for one that never started.
     pub fate_by_conversation: Vec<Option<fate::Fate>>,
-    /// What each fault firing changed, with `run --impact`.
+    /// What each fault and each firing changed, with `run --impact` (see
+    /// [`RunReport::attach_impact`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impact: Option<crate::report::impact::Impact>,
     /// Every started conversation's outcome (not in report.json: `fates` and `harmed` say it).
@@ -219,6 +220,15 @@ impl RunReport {
     /// True when the run completed and every invariant held.
     pub fn passed(&self) -> bool {
         self.outcome == Outcome::Completed && self.invariants.iter().all(|i| i.passed)
+    }
+
+    /// Adds what `run --impact` found, and names on each harmed conversation the faults without
+    /// which it would have ended otherwise.
+    pub fn attach_impact(&mut self, impact: crate::report::impact::Impact) {
+        for harmed in &mut self.harmed {
+            harmed.changed_by = Some(impact.changed_by(harmed.conversation));
+        }
+        self.impact = Some(impact);
     }
 }
 

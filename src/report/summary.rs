@@ -6,6 +6,9 @@ use crate::observe::blast::BlastRadius;
 use crate::observe::GuardrailStats;
 use crate::scenario::units::{format_duration_us, format_usd};
 
+/// Changed conversations shown under each fault's `impact` line.
+const IMPACT_CHANGES_SHOWN: usize = 5;
+
 impl RunReport {
     /// The human summary `run` prints.
     pub fn summary(&self) -> String {
@@ -24,7 +27,7 @@ impl RunReport {
             line(&mut out, "reached", blast_line(b));
         }
         if let Some(impact) = &self.impact {
-            self.impact_lines(impact, &mut out);
+            self.firing_lines(impact, &mut out);
         }
         line(&mut out, "failures", self.failures.len().to_string());
         line(&mut out, "restarts", self.restarts.len().to_string());
@@ -34,9 +37,47 @@ impl RunReport {
         out
     }
 
-    /// What each fault firing changed (`run --impact`): one line per firing.
+    /// What each fault changed (`run --impact`), in the first screen: one line per fault, most
+    /// conversations changed first, with how many of the harmed conversations it accounts for.
     fn impact_lines(&self, impact: &crate::report::impact::Impact, out: &mut String) {
-        for f in &impact.firings {
+        for f in &impact.faults {
+            let harmed = f
+                .changed_conversations
+                .iter()
+                .filter(|c| self.outcomes.get(c).is_some_and(|o| o.fate.is_harm()))
+                .count();
+            let firings = match f.impact.firings {
+                1 => "1 firing".to_owned(),
+                n => format!("{n} firings"),
+            };
+            let accounts = if harmed > 0 {
+                format!("; accounts for {harmed} of the {} harmed", self.harmed_total)
+            } else {
+                String::new()
+            };
+            line(
+                out,
+                "impact",
+                format!(
+                    "{} ({}, {firings}): {}{accounts}",
+                    f.impact.fault,
+                    f.impact.kind,
+                    f.impact.deltas.describe()
+                ),
+            );
+            if f.changed_total > 0 {
+                let listed: Vec<String> = f.changed.iter().take(IMPACT_CHANGES_SHOWN).map(|c| c.describe()).collect();
+                let more = f.changed_total.saturating_sub(listed.len() as u64);
+                let more = if more > 0 { format!("; {more} more") } else { String::new() };
+                line(out, "", format!("  {}{more}", listed.join("; ")));
+            }
+        }
+    }
+
+    /// What each firing of a fault that fired more than once changed (`run --impact`).
+    fn firing_lines(&self, impact: &crate::report::impact::Impact, out: &mut String) {
+        let repeated = |name: &str| impact.faults.iter().any(|f| f.impact.fault == name && f.impact.firings > 1);
+        for f in impact.firings.iter().filter(|f| repeated(&f.fault)) {
             let what = match f.changed_total {
                 0 => "changed nothing".to_owned(),
                 n => {
@@ -50,15 +91,16 @@ impl RunReport {
                     format!("changed {n} conversation(s): {}{more}", listed.join("; "))
                 }
             };
+            let hit = f.conversation.map_or(String::new(), |c| format!(" (conversation {c})"));
             line(
                 out,
-                "impact",
-                format!("{} #{} at seq {}: {what}", f.fault, f.firing, f.seq),
+                "firing",
+                format!("{} #{} at seq {}{hit}: {what}", f.fault, f.firing, f.seq),
             );
         }
         let skipped = impact.firings_total.saturating_sub(impact.firings.len() as u64);
         if skipped > 0 {
-            line(out, "impact", format!("{skipped} later firing(s) not analysed"));
+            line(out, "firing", format!("{skipped} later firing(s) not analysed one by one"));
         }
     }
 
@@ -85,6 +127,9 @@ impl RunReport {
         }
         if self.harmed_total > 0 {
             line(out, "harmed", self.harm_line());
+        }
+        if let Some(impact) = &self.impact {
+            self.impact_lines(impact, out);
         }
         line(
             out,

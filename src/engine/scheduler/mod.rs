@@ -216,7 +216,7 @@ impl<O: Observe> Scheduler<O> {
             let mut envelope = envelope;
             let mut turn_now_us = self.now_us;
             if let Some(fired) = injection {
-                self.trace_fault(seq, to, fired)?;
+                self.trace_fault(seq, to, fired, envelope.payload.conv())?;
                 match self.act_on_network(seq, envelope, fired) {
                     network::Delivery::Gone => continue,
                     network::Delivery::Deliver {

@@ -42,7 +42,13 @@ impl<O: Observe> Scheduler<O> {
         Ok(())
     }
 
-    pub(super) fn trace_fault(&mut self, seq: u64, to: ActorIdx, fired: Injection) -> Result<(), RunError> {
+    pub(super) fn trace_fault(
+        &mut self,
+        seq: u64,
+        to: ActorIdx,
+        fired: Injection,
+        conversation: Option<crate::protocol::ConvId>,
+    ) -> Result<(), RunError> {
         let target = self.slots[to.index()].logical_id.clone();
         let fault = &self.scenario.faults[fired.fault];
         let mut params = String::new();
@@ -74,6 +80,7 @@ impl<O: Observe> Scheduler<O> {
             target: target.to_string(),
             fault: fired.fault,
             message: self.slots[to.index()].received,
+            conversation,
         });
         Ok(())
     }

@@ -176,7 +176,7 @@ th{font-weight:600;color:#374151;background:#f9fafb}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .cascade{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:10px}
 .source{border:1px solid var(--line);border-left:4px solid var(--bad);border-radius:6px;padding:8px 10px}
-.source.contained{border-left-color:var(--good)}
+.source.contained{border-left-color:var(--good)}.source.unknown{border-left-color:#94a3b8}
 .source h3{font-size:14px;margin:0 0 4px}
 .source .flow{margin:2px 0 0 0;padding-left:18px}
 .chip{display:inline-block;background:#eef2ff;border-radius:4px;padding:0 6px;margin:1px 2px;font-size:12px}
@@ -226,6 +226,11 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .rate .fill{position:absolute;left:0;top:0;bottom:0;border-radius:3px}
 .rate .ci{position:absolute;top:-3px;bottom:-3px;border-left:2px solid #111827;border-right:2px solid #111827;border-top:1px solid #111827}
 .side{display:grid;grid-template-columns:1fr 1fr;gap:14px}
+table.impact,table.harmed{margin:6px 0 10px}
+table.impact .rate{width:180px}
+table.harmed .chip{white-space:nowrap}
+details.reach{margin-top:10px;border:1px solid var(--line);border-radius:6px;padding:6px 10px}
+details.reach>summary{cursor:pointer;font-weight:600;color:#374151}
 .note{font-size:12px;color:var(--muted)}
 .script-errors{display:none;color:var(--bad)}
 .script-errors:not(:empty){display:block;margin:0;padding:8px 24px;background:#fee2e2}

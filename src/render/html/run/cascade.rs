@@ -1,21 +1,52 @@
-//! The cascade section: a blast-radius card per fault or untrusted source, and each fault's
-//! immediate consequences as the trace shows them.
+//! The cascade section: what each fault changed (from `--impact`), the harmed conversations,
+//! and folded behind them the reach — a blast-radius card per fault or untrusted source, and each
+//! firing's immediate consequences as the trace shows them.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{array, clip, dur, esc, text_of, View, CASCADE_SOURCES_MAX, LIST_ITEMS_MAX};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{array, clip, dur, esc, field, num, text_of, View, CASCADE_SOURCES_MAX, LIST_ITEMS_MAX};
+use crate::scenario::units::format_usd;
 use crate::trace::Record;
 
 impl<'a> View<'a> {
+    /// What each fault changed (with `--impact`), the harmed conversations, then — folded —
+    /// where each fault's data flowed and what each firing did at once.
     pub(super) fn cascade(&self, out: &mut String) {
-        out.push_str("<section id=\"cascade\"><h2>Cascade: where each fault went</h2>");
+        out.push_str("<section id=\"cascade\"><h2>Cascade: what each fault changed</h2>");
+        self.impact_bars(out);
+        self.harmed_table(out);
         let blast = array(self.report, "blast_radius");
+        let faults: Vec<usize> = (0..self.records.len())
+            .filter(|i| self.records[*i].kind() == "fault")
+            .collect();
+        if faults.is_empty() && blast.is_empty() {
+            let errors = if self.uint("llm_errors") > 0 {
+                " The model errors in this run come from the provider's own limits, not from an injected fault."
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "<p class=\"muted\">No fault fired in this run.{errors}</p></section>"
+            );
+            return;
+        }
+        let _ = write!(
+            out,
+            "<details class=\"reach\"><summary>Reach: where each fault's data flowed ({} source(s)) and what each of \
+             the {} firing(s) did at once</summary>",
+            blast.len(),
+            faults.len()
+        );
         if !blast.is_empty() {
             out.push_str(
-                "<p class=\"note\">From each fault or untrusted source: the actors its taint reached, the side effects \
-                 and user-visible outputs it touched, and the guardrail that stopped it.</p><div class=\"cascade\">",
+                "<p class=\"note\">Taint, not harm: from each fault or untrusted source, the actors its data reached, \
+                 the side effects and user-visible outputs it touched, and the guardrail that stopped it. Reaching a \
+                 conversation is not changing it.</p><div class=\"cascade\">",
             );
             for source in blast.iter().take(CASCADE_SOURCES_MAX) {
                 blast_card(source, out);
@@ -29,49 +60,176 @@ impl<'a> View<'a> {
                 );
             }
         }
-        let faults: Vec<usize> = (0..self.records.len())
-            .filter(|i| self.records[*i].kind() == "fault")
-            .collect();
-        if !blast.is_empty() {
-            // Taint follows messages; crashes, restarts and escalations are read from the trace.
-            if !faults.is_empty() {
-                out.push_str(
-                    "<h3>What each fault did at once</h3><p class=\"note\">The message each fault hit, and what \
-                     followed at once (crashes, restarts, escalations) and in the end (did that conversation get an \
-                     answer).</p><div class=\"cascade\">",
-                );
-                for index in faults.iter().take(CASCADE_SOURCES_MAX) {
-                    self.fault_card(*index, out);
-                }
-                out.push_str("</div>");
-                more_faults(faults.len(), out);
-            }
-            out.push_str("</section>\n");
-            return;
-        }
-        if faults.is_empty() {
-            let errors = if self.uint("llm_errors") > 0 {
-                " The model errors in this run come from the provider's own limits, not from an injected fault."
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                out,
-                "<p class=\"muted\">No fault fired in this run.{errors}</p></section>"
+        if !faults.is_empty() {
+            out.push_str(
+                "<h3>What each firing did at once</h3><p class=\"note\">The message each firing hit, and what \
+                 followed at once in the trace (crashes, restarts, escalations).</p><div class=\"cascade\">",
             );
+            for index in faults.iter().take(CASCADE_SOURCES_MAX) {
+                self.fault_card(*index, out);
+            }
+            out.push_str("</div>");
+            more_faults(faults.len(), out);
+        }
+        out.push_str("</details></section>\n");
+    }
+
+    /// Per fault, from the reruns without it: a bar of the conversations it changed (the
+    /// knock-on part lighter), how their fates moved, the side effects and money at stake.
+    fn impact_bars(&self, out: &mut String) {
+        let Some(impact) = self.report.get("impact").filter(|i| i.is_object()) else {
+            if !array(self.report, "faults").is_empty() {
+                let _ = write!(
+                    out,
+                    "<p class=\"note\">What each fault <i>changed</i> is a counterfactual: rerun with \
+                     <code>--impact</code> (<span class=\"cmd\">{} --impact</span>) to see, per fault, the \
+                     conversations whose ending it changed.</p>",
+                    esc(&self.text("replay"))
+                );
+            }
+            return;
+        };
+        let faults = array(impact, "faults");
+        if faults.is_empty() {
             return;
         }
+        let widest = faults
+            .iter()
+            .filter_map(|f| f.get("changed_total").and_then(Value::as_u64))
+            .max()
+            .unwrap_or(0)
+            .max(1);
         out.push_str(
-            "<p class=\"note\">Each fault, the message it hit, and what followed at once (crashes, restarts, \
-             escalations) and in the end (did that conversation get an answer). This run's report has no \
-             taint data (blast radius), so the chain is read from the trace.</p><div class=\"cascade\">",
+            "<p class=\"note\">From a rerun of this seed without each fault (every other draw the same): the \
+             conversations whose ending — fate or side effects — it changed; the lighter part of a bar changed \
+             without being hit, through an agent, limit or queue they share.</p><table class=\"impact\">\
+             <tr><th>fault</th><th>conversations changed</th><th>how</th><th>side effects</th><th class=\"n\">cost</th></tr>",
         );
-        for index in faults.iter().take(CASCADE_SOURCES_MAX) {
-            self.fault_card(*index, out);
+        for f in faults {
+            let deltas = field(f, "deltas");
+            let changed = f.get("changed_total").and_then(Value::as_u64).unwrap_or(0);
+            let knock_on = deltas.get("knock_on").and_then(Value::as_u64).unwrap_or(0).min(changed);
+            let width = |n: u64| n as f64 / widest as f64 * 100.0;
+            let transitions: Vec<String> = field(deltas, "transitions")
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect())
+                .unwrap_or_default();
+            let how = if changed == 0 {
+                "<span class=\"chip good\">changed nothing</span>".to_owned()
+            } else if transitions.is_empty() {
+                "same fates, other side effects".to_owned()
+            } else {
+                esc(&transitions.join(", "))
+            };
+            let effects: Vec<String> = field(deltas, "effects")
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k} {:+}", v.as_i64().unwrap_or(0))).collect())
+                .unwrap_or_default();
+            let cost = deltas.get("cost_pusd").and_then(Value::as_i64).unwrap_or(0);
+            let _ = write!(
+                out,
+                "<tr><td>⚡ <b>{}</b> <span class=\"muted\">({}, {} firing(s))</span></td>\
+                 <td><span class=\"rate\" title=\"{changed} changed, {knock_on} of them knock-on\">\
+                 <span class=\"fill\" style=\"width:{}%;background:var(--bad)\"></span>\
+                 <span class=\"fill\" style=\"left:{}%;width:{}%;background:#fca5a5\"></span></span> {changed}{}</td>\
+                 <td>{how}</td><td>{}</td><td class=\"n\">{}{}</td></tr>",
+                esc(&text_of(f, "fault")),
+                esc(&text_of(f, "kind")),
+                f.get("firings").and_then(Value::as_u64).unwrap_or(0),
+                num(width(changed - knock_on)),
+                num(width(changed - knock_on)),
+                num(width(knock_on)),
+                if knock_on > 0 {
+                    format!(" <span class=\"muted\">({knock_on} knock-on)</span>")
+                } else {
+                    String::new()
+                },
+                if effects.is_empty() {
+                    "—".to_owned()
+                } else {
+                    format!("<b>{}</b>", esc(&effects.join(", ")))
+                },
+                if cost < 0 { "−" } else { "+" },
+                esc(&format_usd(cost.unsigned_abs())),
+            );
         }
-        out.push_str("</div>");
-        more_faults(faults.len(), out);
-        out.push_str("</section>\n");
+        out.push_str("</table>");
+    }
+
+    /// The harmed conversations as a table: fate, the faults that changed each (with
+    /// `--impact`), side effects, what ended it, and a link to that moment on the timeline.
+    fn harmed_table(&self, out: &mut String) {
+        let harmed = array(self.report, "harmed");
+        if harmed.is_empty() {
+            return;
+        }
+        let impact = self.report.get("impact").is_some_and(Value::is_object);
+        // The last delivery of each harmed conversation: where it went quiet.
+        let wanted: BTreeSet<u64> = harmed.iter().filter_map(|h| field(h, "conversation").as_u64()).collect();
+        let mut last_seq: BTreeMap<u64, u64> = BTreeMap::new();
+        for r in &self.records {
+            if let (Some(seq), Some(conv)) = (r.seq(), r.msg_field("conv").and_then(|c| c.parse::<u64>().ok())) {
+                if wanted.contains(&conv) {
+                    last_seq.insert(conv, seq);
+                }
+            }
+        }
+        let _ = write!(
+            out,
+            "<h3 id=\"harmed\">Harmed conversations</h3><table class=\"harmed\"><tr><th class=\"n\">conversation</th>\
+             <th>fate</th>{}<th>side effects</th><th>what ended it</th><th>moment</th></tr>",
+            if impact { "<th>changed by</th>" } else { "" }
+        );
+        for h in harmed.iter().take(LIST_ITEMS_MAX) {
+            let conv = field(h, "conversation").as_u64().unwrap_or(0);
+            let effects: Vec<String> = field(h, "effects")
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k} ×{v}")).collect())
+                .unwrap_or_default();
+            let cause = text_of(h, "cause");
+            let moment = cause_seq(&cause).or_else(|| last_seq.get(&conv).copied());
+            let changed_by = if impact {
+                let names: Vec<String> = array(h, "changed_by")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|n| format!("<span class=\"chip bad\">⚡ {}</span>", esc(n)))
+                    .collect();
+                let cell = if names.is_empty() {
+                    "<span class=\"muted\">no fault alone: the design</span>".to_owned()
+                } else {
+                    names.join(" ")
+                };
+                format!("<td>{cell}</td>")
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                out,
+                "<tr><td class=\"n\">{conv}</td><td><span class=\"chip bad\">{}</span></td>{changed_by}<td>{}</td>\
+                 <td>{}</td><td>{}</td></tr>",
+                esc(&text_of(h, "fate").replace('_', " ")),
+                if effects.is_empty() {
+                    "—".to_owned()
+                } else {
+                    format!("<b>{}</b>", esc(&effects.join(", ")))
+                },
+                if cause.is_empty() {
+                    "<span class=\"muted\">—</span>".to_owned()
+                } else {
+                    esc(&clip(&cause, 200))
+                },
+                match moment {
+                    Some(seq) => format!("<a href=\"#ev-{seq}\">seq {seq}</a>"),
+                    None => format!("started at {}", esc(&dur(field(h, "started_at_us").as_u64().unwrap_or(0)))),
+                },
+            );
+        }
+        out.push_str("</table>");
+        let listed = harmed.len().min(LIST_ITEMS_MAX) as u64;
+        let total = self.uint("harmed_total").max(listed);
+        if total > listed {
+            let _ = write!(out, "<p class=\"note more\">… {} more in report.json.</p>", total - listed);
+        }
     }
 
     pub(super) fn fault_card(&self, index: usize, out: &mut String) {
@@ -79,7 +237,9 @@ impl<'a> View<'a> {
         let seq = fault.seq().unwrap_or(0);
         let t = fault.t_us();
         let mut flow: Vec<String> = Vec::new();
-        let mut lost = false;
+        // Red when it did harm (a crash, an escalation, or --impact says it changed an ending),
+        // green when --impact says it changed nothing, grey when nothing says.
+        let mut harm: Option<bool> = None;
         for r in self.records.iter().skip(index + 1).take(16) {
             if r.t_us() != t {
                 break;
@@ -93,22 +253,27 @@ impl<'a> View<'a> {
                         esc(&clip(msg, 120))
                     ));
                     if let Some(conv) = r.msg_field("conv").and_then(|c| c.parse::<usize>().ok()) {
-                        let answered = array(self.report, "answered").get(conv).and_then(Value::as_bool);
-                        let (class, text) = match answered {
-                            Some(true) => ("good", "was answered in the end"),
-                            Some(false) => ("bad", "never got an answer"),
-                            None => ("", "outcome unknown"),
-                        };
-                        lost |= answered == Some(false);
-                        flow.push(format!(
-                            "conversation {conv} <span class=\"chip {class}\">{text}</span>"
-                        ));
+                        // Its fate says where it ended, not what this firing did to it: only
+                        // the counterfactual (`--impact`) says that.
+                        let fate = array(self.report, "fate_by_conversation")
+                            .get(conv)
+                            .and_then(Value::as_str)
+                            .map(|f| f.replace('_', " "));
+                        if let Some(fate) = fate {
+                            flow.push(format!(
+                                "its conversation {conv} ended <span class=\"chip\">{}</span>",
+                                esc(&fate)
+                            ));
+                        }
                     }
                 }
-                Record::Fail { actor, incarnation, .. } => flow.push(format!(
-                    "<span class=\"chip bad\">{} crashed</span> (incarnation {incarnation})",
-                    esc(actor)
-                )),
+                Record::Fail { actor, incarnation, .. } => {
+                    harm.get_or_insert(true);
+                    flow.push(format!(
+                        "<span class=\"chip bad\">{} crashed</span> (incarnation {incarnation})",
+                        esc(actor)
+                    ))
+                }
                 Record::Restart {
                     actor,
                     incarnation,
@@ -120,7 +285,7 @@ impl<'a> View<'a> {
                     esc(actor)
                 )),
                 Record::Escalate { actor, reason, .. } => {
-                    lost = true;
+                    harm = Some(true);
                     flow.push(format!(
                         "<span class=\"chip bad\">{} gave up</span>: {}",
                         esc(actor),
@@ -132,6 +297,30 @@ impl<'a> View<'a> {
         }
         if flow.is_empty() {
             flow.push("no immediate consequence in the trace".to_owned());
+        }
+        let firing = self
+            .report
+            .get("impact")
+            .map(|i| array(i, "firings"))
+            .unwrap_or_default()
+            .iter()
+            .find(|f| f.get("seq").and_then(Value::as_u64) == Some(seq));
+        if let Some(firing) = firing {
+            let changed = firing.get("changed_total").and_then(Value::as_u64).unwrap_or(0);
+            harm = Some(changed > 0);
+            flow.push(if changed == 0 {
+                "<span class=\"chip good\">this firing alone changed nothing</span>".to_owned()
+            } else {
+                let convs: Vec<String> = array(firing, "changed")
+                    .iter()
+                    .filter_map(|c| c.get("conversation").and_then(Value::as_u64))
+                    .map(|c| c.to_string())
+                    .collect();
+                format!(
+                    "<span class=\"chip bad\">this firing alone changed {changed} conversation(s)</span>: {}",
+                    esc(&convs.join(", "))
+                )
+            });
         }
         let Record::Fault {
             params,
@@ -146,7 +335,11 @@ impl<'a> View<'a> {
             out,
             "<div class=\"source{}\"><h3>⚡ {} <span class=\"muted\">({})</span></h3>\
              <div>on <b>{}</b> at t = {} · <a href=\"#ev-{seq}\">seq {seq}</a>{}</div><ul class=\"flow\">",
-            if lost { "" } else { " contained" },
+            match harm {
+                Some(true) => "",
+                Some(false) => " contained",
+                None => " unknown",
+            },
             esc(name),
             esc(kind),
             esc(fault.actor()),
@@ -262,6 +455,12 @@ fn more_faults(count: usize, out: &mut String) {
             count - CASCADE_SOURCES_MAX
         );
     }
+}
+
+/// The `seq` a cause names (`agent:billing failed at seq 245 …`), the moment it ended.
+fn cause_seq(cause: &str) -> Option<u64> {
+    let rest = &cause[cause.find("at seq ")? + "at seq ".len()..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 fn more(count: usize) -> String {

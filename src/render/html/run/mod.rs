@@ -347,7 +347,6 @@ impl<'a> View<'a> {
             );
         }
         out.push_str("</div>");
-        self.harmed_list(out);
         let _ = writeln!(
             out,
             "<p>Replay this exact run:<br><span class=\"cmd\" id=\"replay\">{}</span></p></section>",
@@ -373,49 +372,31 @@ impl<'a> View<'a> {
             .iter()
             .filter(|h| field(h, "effects").as_object().is_some_and(|e| !e.is_empty()))
             .count();
-        format!(
+        let mut sentence = format!(
             " <b class=\"bad\">{total} conversation(s) harmed</b>: {}; <b>{silent} with side effects and no answer</b>.",
             esc(&fates.join(", "))
-        )
-    }
-
-    /// The harmed conversations: fate, side effects and what ended each.
-    fn harmed_list(&self, out: &mut String) {
-        let harmed = array(self.report, "harmed");
-        if harmed.is_empty() {
-            return;
+        );
+        // With --impact: which faults changed them (counted over the listed ones).
+        let mut by_fault: BTreeMap<&str, u64> = BTreeMap::new();
+        for h in array(self.report, "harmed") {
+            for name in array(h, "changed_by").iter().filter_map(Value::as_str) {
+                *by_fault.entry(name).or_default() += 1;
+            }
         }
-        out.push_str("<h3>Harmed conversations</h3><ul class=\"harmed\">");
-        for h in harmed.iter().take(LIST_ITEMS_MAX) {
-            let effects: Vec<String> = field(h, "effects")
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k} ×{v}")).collect())
-                .unwrap_or_default();
-            let cause = text_of(h, "cause");
+        if !by_fault.is_empty() {
+            let mut ranked: Vec<(&str, u64)> = by_fault.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let named: Vec<String> = ranked
+                .iter()
+                .map(|(name, n)| format!("<b>{}</b> ({n})", esc(name)))
+                .collect();
             let _ = write!(
-                out,
-                "<li>conversation {} <span class=\"chip bad\">{}</span> started at {}{}{}</li>",
-                field(h, "conversation").as_u64().unwrap_or(0),
-                esc(&text_of(h, "fate").replace('_', " ")),
-                esc(&dur(field(h, "started_at_us").as_u64().unwrap_or(0))),
-                if effects.is_empty() {
-                    String::new()
-                } else {
-                    format!(" · <b>{}</b>", esc(&effects.join(", ")))
-                },
-                if cause.is_empty() {
-                    String::new()
-                } else {
-                    format!(" · {}", esc(&clip(&cause, 200)))
-                }
+                sentence,
+                " Without each fault they would have ended otherwise: {}.",
+                named.join(", ")
             );
         }
-        let listed = harmed.len().min(LIST_ITEMS_MAX) as u64;
-        let total = self.uint("harmed_total").max(listed);
-        if total > listed {
-            let _ = write!(out, "<li class=\"muted\">and {} more</li>", total - listed);
-        }
-        out.push_str("</ul>");
+        sentence
     }
 
     fn invariants(&self, out: &mut String) {

@@ -909,3 +909,36 @@ fn guardrail_timeout_fails_open_after_the_timeout() {
         guard["t_us"].as_u64().unwrap() + 500_000
     );
 }
+
+/// A run names each fault that never fired and why: a message that never came, a target that
+/// got nothing it acts on, a message an earlier fault took, an `after` that never came true.
+#[test]
+fn a_run_says_which_faults_never_fired_and_why() {
+    let output = agentsim_output(&["run", "tests/fixtures/never-fired/scenario.toml", "--json"]);
+    let report: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    let never: Vec<(String, String)> = report["faults_never_fired"]
+        .as_array()
+        .expect("faults_never_fired")
+        .iter()
+        .map(|n| (n["fault"].as_str().unwrap().to_owned(), n["reason"].as_str().unwrap().to_owned()))
+        .collect();
+    let calls = report["llm_calls"].as_u64().unwrap();
+    assert_eq!(
+        never,
+        [
+            ("late-429".to_owned(), format!("on_message = 40, but llm:gpt got only {calls} message(s)")),
+            ("lookup-error".to_owned(), "its target tool:lookup got none of the tool calls it acts on".to_owned()),
+            (
+                "same-call".to_owned(),
+                "on_message = 1: an earlier fault fired on that message (one fault per delivery)".to_owned()
+            ),
+            ("after-late".to_owned(), "after = \"late-429\", which never fired".to_owned()),
+        ]
+    );
+    assert_eq!(report["faults"][0]["name"], "first-call");
+    let text = stdout(&agentsim_output(&["run", "tests/fixtures/never-fired/scenario.toml"]));
+    assert!(
+        text.contains("  never fired    late-429 (llm.rate_limit): on_message = 40, but llm:gpt got only"),
+        "{text}"
+    );
+}

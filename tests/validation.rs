@@ -293,6 +293,12 @@ warn_scenarios! {
         "fault-after-the-run-ends.toml" at "21:6" says ["max_virtual_time (30m00s)", "found 2h00m00s", "can never fire"];
     a_fault_on_a_tool_no_agent_uses_warns_that_it_cannot_fire:
         "fault-on-an-unused-tool.toml" at "28:10" says ["tool:refund that no agent uses", "can never fire"];
+    a_tool_fault_on_a_tool_no_mock_rule_calls_warns_that_it_cannot_fire:
+        "fault-on-a-tool-no-rule-calls.toml" at "33:10" says ["found tool:refund", "no `tool_call` of their mock models' rules calls", "can never fire"];
+    a_fault_pinned_to_a_message_an_earlier_fault_always_takes_warns_naming_it:
+        "fault-on-a-message-an-earlier-fault-takes.toml" at "30:14" says ["on_message = 1 on llm:gpt", "\"first-call-fails\" above", "can never fire"];
+    a_fault_pinned_past_max_events_warns_that_the_run_ends_first:
+        "fault-on-a-message-past-max-events.toml" at "23:14" says ["max_events (500)", "found 2000", "can never fire"];
     a_conversation_scripted_after_the_run_ends_warns_that_it_never_starts:
         "script-after-the-run-ends.toml" at "16:45" says ["max_virtual_time (1h00m00s)", "found 1 of 2 after it", "never start"];
 }

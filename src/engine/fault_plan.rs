@@ -81,6 +81,30 @@ pub struct FaultPlan {
     /// A counterfactual: this firing (fault index, firing number from 0) does not happen; with
     /// no firing number, no firing of that fault does.
     suppressed: Option<(usize, Option<u32>)>,
+    /// Per fault: what its deliveries looked like, to say why one never fired.
+    watch: Vec<Watch>,
+    /// Per fault: off under the seed's profile.
+    off_by_profile: Vec<bool>,
+}
+
+/// What a fault saw of its deliveries: enough to say why it never fired.
+#[derive(Debug, Clone, Copy, Default)]
+struct Watch {
+    /// Deliveries to its targets of a message it acts on.
+    eligible: u64,
+    /// For `on_message = N`: whether the N-th message to a target was one it acts on, when one
+    /// came.
+    nth_eligible: Option<bool>,
+    /// For `on_message = N`: the N-th message went to an earlier fault that fired on it.
+    nth_taken: bool,
+}
+
+/// Why a fault of the scenario never fired in a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NeverFired {
+    pub fault: String,
+    pub kind: String,
+    pub reason: String,
 }
 
 impl FaultPlan {
@@ -105,6 +129,10 @@ impl FaultPlan {
                 })
                 .collect(),
         };
+        let off_by_profile = faults
+            .iter()
+            .map(|fault| profile.is_some_and(|p| !p.faults.iter().any(|pattern| glob_match(pattern, &fault.name))))
+            .collect();
         let faults = &faults[..];
         let by_actor = logical_ids
             .iter()
@@ -124,6 +152,8 @@ impl FaultPlan {
             fired_counts: vec![0; faults.len()],
             by_actor,
             suppressed: None,
+            watch: vec![Watch::default(); faults.len()],
+            off_by_profile,
         }
     }
 
@@ -172,6 +202,10 @@ impl FaultPlan {
                 },
             };
             let trigger = &fault.trigger;
+            if trigger.on_message == Some(received) {
+                self.watch[index].nth_eligible.get_or_insert(eligible);
+            }
+            self.watch[index].eligible += u64::from(eligible);
             if !eligible
                 || trigger.count.is_some_and(|max| self.fired_counts[index] >= max)
                 || trigger.at_us.is_some_and(|at| now_us < at)
@@ -203,6 +237,13 @@ impl FaultPlan {
             }
             let firing = self.fired_counts[index];
             self.fired_counts[index] += 1;
+            // At most one fault fires per delivery: a later fault pinned to this very message
+            // loses it.
+            for &later in candidates.iter().skip_while(|c| **c != index).skip(1) {
+                if self.faults[later].trigger.on_message == Some(received) {
+                    self.watch[later].nth_taken = true;
+                }
+            }
             if let Some((suppressed, which)) = self.suppressed {
                 if suppressed == index && which.is_none_or(|w| w == firing) {
                     return None;
@@ -215,6 +256,83 @@ impl FaultPlan {
         }
         None
     }
+}
+
+impl FaultPlan {
+    /// Each fault that never fired in the run, and why, as far as the run shows:
+    /// `received[i]` is how many messages actor `i` (of `logical_ids`) got.
+    pub fn never_fired(&self, received: &[u64], logical_ids: &[std::sync::Arc<str>]) -> Vec<NeverFired> {
+        let mut out = Vec::new();
+        for (index, fault) in self.faults.iter().enumerate() {
+            if self.fired_counts[index] > 0 {
+                continue;
+            }
+            let watch = self.watch[index];
+            let trigger = &fault.trigger;
+            let targets: Vec<usize> = (0..self.by_actor.len()).filter(|a| self.by_actor[*a].contains(&index)).collect();
+            let acts_on = match fault.kind.layer() {
+                Layer::Actor => "messages",
+                Layer::Provider | Layer::Content => "model calls",
+                Layer::Tool => "tool calls",
+                Layer::Network => "messages between actors",
+                Layer::User => "conversation openings",
+                Layer::Guardrail => "guardrail checks",
+                Layer::Memory => match fault.kind {
+                    FaultKind::HandoffDropContext => "handoffs",
+                    _ => "messages to agents",
+                },
+            };
+            let most = targets
+                .iter()
+                .max_by_key(|a| received.get(**a).copied().unwrap_or(0))
+                .map(|a| (logical_ids.get(*a).map_or("?", |id| id), received.get(*a).copied().unwrap_or(0)));
+            let reason = if self.off_by_profile[index] {
+                "it is off under this seed's profile".to_owned()
+            } else if trigger.count == Some(0) {
+                "count = 0".to_owned()
+            } else if targets.is_empty() {
+                format!("its target {} matches no actor it can act on", fault.target)
+            } else if watch.eligible == 0 {
+                format!("its target {} got none of the {acts_on} it acts on", fault.target)
+            } else if let Some(n) = trigger.on_message {
+                match (most, watch.nth_eligible) {
+                    (Some((id, got)), None) if got < n => {
+                        format!("on_message = {n}, but {id} got only {got} message(s)")
+                    }
+                    (_, Some(false)) => format!("on_message = {n}: that message was not one of the {acts_on} it acts on"),
+                    _ if watch.nth_taken => {
+                        format!("on_message = {n}: an earlier fault fired on that message (one fault per delivery)")
+                    }
+                    _ => format!("on_message = {n}: its other conditions did not hold on that message"),
+                }
+            } else if let Some(other) = trigger.after.filter(|o| self.fired_counts[*o] == 0) {
+                format!("after = \"{}\", which never fired", self.faults[other].name)
+            } else if let Some(p) = trigger.probability.filter(|_| trigger.at_us.is_none() && trigger.between_us.is_none()) {
+                format!(
+                    "probability {} drew no hit over the {} {acts_on} it could act on",
+                    short_number(p.as_f64()),
+                    watch.eligible
+                )
+            } else {
+                format!(
+                    "its conditions (time, message_contains, probability) never held on the {} {acts_on} it could act on",
+                    watch.eligible
+                )
+            };
+            out.push(NeverFired {
+                fault: fault.name.clone(),
+                kind: fault.kind.name().to_owned(),
+                reason,
+            });
+        }
+        out
+    }
+}
+
+/// `0.004` for 0.0039999999999998925: a probability as a person wrote it.
+fn short_number(value: f64) -> String {
+    let text = format!("{value:.6}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// Whether `fault` can ever fire on the actor with this logical id.

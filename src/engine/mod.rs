@@ -99,6 +99,8 @@ pub struct EngineRun {
     /// Deliveries from one actor to another (timers not counted).
     pub messages: u64,
     pub faults: Vec<FaultRecord>,
+    /// The scenario's faults that never fired, and why.
+    pub never_fired: Vec<fault_plan::NeverFired>,
     pub failures: Vec<FailureRecord>,
     pub restarts: Vec<RestartRecord>,
     /// Logical ids of the actor table, by `ActorIdx`.

@@ -129,6 +129,7 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
         harmed_total: fates.harmed_total,
         effects: o.effects.clone(),
         faults: run.faults,
+        faults_never_fired: run.never_fired,
         failures: run.failures,
         restarts: run.restarts,
         invariants,

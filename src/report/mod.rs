@@ -193,6 +193,9 @@ pub struct RunReport {
     pub harmed_total: u64,
     pub effects: std::collections::BTreeMap<String, u64>,
     pub faults: Vec<FaultRecord>,
+    /// The scenario's faults that never fired in this run, and why (a fault pinned to a message
+    /// that never comes, a target that got none of what it acts on, …).
+    pub faults_never_fired: Vec<crate::engine::fault_plan::NeverFired>,
     pub failures: Vec<FailureRecord>,
     pub restarts: Vec<RestartRecord>,
     pub invariants: Vec<InvariantResult>,

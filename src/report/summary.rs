@@ -20,6 +20,13 @@ impl RunReport {
         self.run_lines(&mut out);
         self.spend_lines(&mut out);
         line(&mut out, "faults", format!("{} fired", self.faults.len()));
+        for never in &self.faults_never_fired {
+            line(
+                &mut out,
+                "never fired",
+                format!("{} ({}): {}", never.fault, never.kind, never.reason),
+            );
+        }
         for g in &self.guardrails {
             line(&mut out, "guardrail", guardrail_line(g));
         }

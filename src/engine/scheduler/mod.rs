@@ -152,6 +152,9 @@ impl<O: Observe> Scheduler<O> {
         self.stop_all();
         self.write_end(outcome, outcome_detail.as_deref())?;
         let (digest, trace) = self.trace.finish()?;
+        let logical_ids: Vec<_> = self.slots.iter().map(|s| s.logical_id.clone()).collect();
+        let received: Vec<u64> = self.slots.iter().map(|s| s.received).collect();
+        let never_fired = self.faults.never_fired(&received, &logical_ids);
         let run = EngineRun {
             seed: self.seed,
             profile: self.profile_name,
@@ -162,9 +165,10 @@ impl<O: Observe> Scheduler<O> {
             events: self.events,
             messages: self.messages,
             faults: self.fault_log,
+            never_fired,
             failures: self.failure_log,
             restarts: self.restart_log,
-            logical_ids: self.slots.iter().map(|s| s.logical_id.clone()).collect(),
+            logical_ids,
             labels: self.labels,
             trace,
             cassette: Default::default(),

@@ -29,6 +29,7 @@ impl Validator<'_> {
         self.handoff_cycles(raw, scenario);
         self.timeouts_that_cannot_fire(raw, scenario);
         self.faults_that_cannot_fire(raw, scenario);
+        self.pinned_faults_that_cannot_fire(raw, scenario);
         self.resolution_nobody_can_give(raw, scenario);
     }
 
@@ -113,6 +114,76 @@ impl Validator<'_> {
                         "expected a target some agent calls, found {} that no agent uses (no agent lists it in `{}`); this fault can never fire",
                         names.join(", "),
                         if kind == "tool" { "tools" } else { "llm` or `fallback" }
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Faults pinned to a message that never comes, or that an earlier fault always takes: an
+    /// `on_message` beyond `max_events`, a tool fault on tools that no rule of the (all mock)
+    /// agents using them ever calls, and a fault pinned to the same message of the same target
+    /// as an earlier unconditional one (one fault fires per delivery, the first in file order).
+    fn pinned_faults_that_cannot_fire(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        let max_events = scenario.limits.max_events;
+        let called = tools_rules_call(raw, scenario);
+        for (index, (fault, raw_fault)) in scenario.faults.iter().zip(&raw.fault).enumerate() {
+            let raw_fault = raw_fault.get_ref();
+            let span = raw_fault.on_message.as_ref().map_or_else(|| raw_fault.kind.span(), |m| m.span());
+            if let Some(n) = fault.trigger.on_message.filter(|n| *n > max_events) {
+                self.warn(
+                    span,
+                    format!(
+                        "expected an on_message within the run's max_events ({max_events}), found {n}; this fault can never fire because the run ends first"
+                    ),
+                );
+                continue;
+            }
+            if fault.kind.layer() == crate::catalogue::faults::Layer::Tool {
+                if let Some(called) = &called {
+                    // Tools no agent lists are warned about above.
+                    let listed: BTreeSet<usize> = scenario.agents.iter().flat_map(|a| a.tools.iter().copied()).collect();
+                    let targets: Vec<&str> = scenario
+                        .tools
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, t)| listed.contains(i) && glob::glob_match(&fault.target, &format!("tool:{}", t.name)))
+                        .map(|(_, t)| t.name.as_str())
+                        .collect();
+                    if !targets.is_empty() && targets.iter().all(|t| !called.contains(t)) {
+                        let span = raw_fault.target.as_ref().map_or_else(|| raw_fault.kind.span(), |t| t.span());
+                        self.warn(
+                            span,
+                            format!(
+                                "expected a tool some rule calls, found {} that the agents list but no `tool_call` of their mock models' rules calls; this fault can never fire",
+                                targets.iter().map(|t| format!("tool:{t}")).collect::<Vec<_>>().join(", ")
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            }
+            let Some(n) = fault.trigger.on_message else {
+                continue;
+            };
+            let taken_by = scenario.faults[..index].iter().find(|earlier| {
+                let t = &earlier.trigger;
+                earlier.target == fault.target
+                    && t.on_message == Some(n)
+                    && t.probability.is_none()
+                    && t.at_us.is_none()
+                    && t.between_us.is_none()
+                    && t.after.is_none()
+                    && t.message_contains.is_none()
+                    && t.count != Some(0)
+                    && acts_on_all_of(earlier.kind.layer(), fault.kind.layer())
+            });
+            if let Some(earlier) = taken_by {
+                self.warn(
+                    span,
+                    format!(
+                        "expected a message no earlier fault takes, found on_message = {n} on {}, which fault \"{}\" above always fires on (one fault fires per delivery, the first in file order); this fault can never fire",
+                        fault.target, earlier.name
                     ),
                 );
             }
@@ -326,6 +397,41 @@ impl Validator<'_> {
 
 /// The argument names each tool is called with by the mock models' rules; a tool is missing when
 /// its arguments are not all known (no rule passes it `args`, or a live or replayed model may call it).
+/// Whether an unconditional fault of layer `earlier` fires on every message a fault of layer
+/// `later` could fire on.
+fn acts_on_all_of(earlier: crate::catalogue::faults::Layer, later: crate::catalogue::faults::Layer) -> bool {
+    use crate::catalogue::faults::Layer;
+    let class = |layer: Layer| match layer {
+        Layer::Provider | Layer::Content => Some("llm"),
+        Layer::Tool => Some("tool"),
+        Layer::Guardrail => Some("guardrail"),
+        _ => None,
+    };
+    earlier == Layer::Actor || (class(earlier).is_some() && class(earlier) == class(later))
+}
+
+/// The tools some rule of a mock model calls, when every agent that lists a tool has a mock
+/// model (else `None`: a live model may call any tool it is offered).
+fn tools_rules_call<'s>(raw: &'s RawScenario, scenario: &Scenario) -> Option<BTreeSet<&'s str>> {
+    let mut called = BTreeSet::new();
+    for (agent, raw_agent) in scenario.agents.iter().zip(&raw.agent) {
+        let mocked = agent.llm.is_some_and(|l| scenario.llms[l].mode == LlmMode::Mock)
+            && agent.fallback.is_none_or(|l| scenario.llms[l].mode == LlmMode::Mock);
+        if !mocked && !agent.tools.is_empty() {
+            return None;
+        }
+        for rule in &raw_agent.get_ref().behavior {
+            let rule = rule.get_ref();
+            for action in rule.then.iter().chain(&rule.otherwise) {
+                let action = action.get_ref();
+                called.extend(action.tool_call.iter().map(|t| t.get_ref().as_str()));
+                called.extend(action.tool_calls.iter().flatten().map(|c| c.get_ref().tool.get_ref().as_str()));
+            }
+        }
+    }
+    Some(called)
+}
+
 fn known_tool_args(raw: &RawScenario, scenario: &Scenario) -> BTreeMap<ToolIdx, BTreeSet<String>> {
     let tool_index: BTreeMap<&str, ToolIdx> = scenario
         .tools

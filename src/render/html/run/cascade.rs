@@ -126,13 +126,32 @@ impl<'a> View<'a> {
                 .map(|m| m.iter().map(|(k, v)| format!("{k} {:+}", v.as_i64().unwrap_or(0))).collect())
                 .unwrap_or_default();
             let cost = deltas.get("cost_pusd").and_then(Value::as_i64).unwrap_or(0);
+            // The actors on its path: where its data flowed (the reach, from the taint).
+            let source = format!("fault:{}", text_of(f, "fault"));
+            let path: Vec<String> = array(self.report, "blast_radius")
+                .iter()
+                .find(|b| text_of(b, "source") == source)
+                .map(|b| {
+                    array(b, "actors")
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .take(PATH_ACTORS_SHOWN)
+                        .map(esc)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let path = if path.is_empty() {
+                String::new()
+            } else {
+                format!("<br><span class=\"muted\">path: {}</span>", path.join(" → "))
+            };
             let _ = write!(
                 out,
                 "<tr><td>⚡ <b>{}</b> <span class=\"muted\">({}, {} firing(s))</span></td>\
                  <td><span class=\"rate\" title=\"{changed} changed, {knock_on} of them knock-on\">\
                  <span class=\"fill\" style=\"width:{}%;background:var(--bad)\"></span>\
                  <span class=\"fill\" style=\"left:{}%;width:{}%;background:#fca5a5\"></span></span> {changed}{}</td>\
-                 <td>{how}</td><td>{}</td><td class=\"n\">{}{}</td></tr>",
+                 <td>{how}{path}</td><td>{}</td><td class=\"n\">{}{}</td></tr>",
                 esc(&text_of(f, "fault")),
                 esc(&text_of(f, "kind")),
                 f.get("firings").and_then(Value::as_u64).unwrap_or(0),
@@ -456,6 +475,9 @@ fn more_faults(count: usize, out: &mut String) {
         );
     }
 }
+
+/// Actors of a fault's path shown in its impact row.
+const PATH_ACTORS_SHOWN: usize = 6;
 
 /// The `seq` a cause names (`agent:billing failed at seq 245 …`), the moment it ended.
 fn cause_seq(cause: &str) -> Option<u64> {

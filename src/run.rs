@@ -70,7 +70,7 @@ pub fn impact(
             changed_conversations,
         });
     }
-    faults.sort_by(|a, b| b.changed_total.cmp(&a.changed_total));
+    faults.sort_by_key(|f| std::cmp::Reverse(f.changed_total));
     let mut firings_so_far: std::collections::BTreeMap<usize, u32> = std::collections::BTreeMap::new();
     let mut firings = Vec::new();
     for record in report.faults.iter().take(FIRINGS_MAX) {
@@ -111,7 +111,10 @@ pub fn impact_by_fault(
     options: &RunOptions,
     report: &RunReport,
 ) -> Result<Vec<crate::report::impact::FaultImpact>, RunError> {
-    Ok(by_fault(&scenario, options, report)?.into_iter().map(|(impact, _)| impact).collect())
+    Ok(by_fault(&scenario, options, report)?
+        .into_iter()
+        .map(|(impact, _)| impact)
+        .collect())
 }
 
 /// Per fault that fired, in scenario order: its impact, and the report of the run without it.
@@ -171,5 +174,10 @@ fn rerun_without(
         Interrupt::default(),
         Some(left_out),
     )?;
-    Ok(crate::report::assemble::assemble(scenario, engine, &mut observer, String::new()))
+    Ok(crate::report::assemble::assemble(
+        scenario,
+        engine,
+        &mut observer,
+        String::new(),
+    ))
 }

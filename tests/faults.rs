@@ -920,19 +920,33 @@ fn a_run_says_which_faults_never_fired_and_why() {
         .as_array()
         .expect("faults_never_fired")
         .iter()
-        .map(|n| (n["fault"].as_str().unwrap().to_owned(), n["reason"].as_str().unwrap().to_owned()))
+        .map(|n| {
+            (
+                n["fault"].as_str().unwrap().to_owned(),
+                n["reason"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let calls = report["llm_calls"].as_u64().unwrap();
     assert_eq!(
         never,
         [
-            ("late-429".to_owned(), format!("on_message = 40, but llm:gpt got only {calls} message(s)")),
-            ("lookup-error".to_owned(), "its target tool:lookup got none of the tool calls it acts on".to_owned()),
+            (
+                "late-429".to_owned(),
+                format!("on_message = 40, but llm:gpt got only {calls} message(s)")
+            ),
+            (
+                "lookup-error".to_owned(),
+                "its target tool:lookup got none of the tool calls it acts on".to_owned()
+            ),
             (
                 "same-call".to_owned(),
                 "on_message = 1: an earlier fault fired on that message (one fault per delivery)".to_owned()
             ),
-            ("after-late".to_owned(), "after = \"late-429\", which never fired".to_owned()),
+            (
+                "after-late".to_owned(),
+                "after = \"late-429\", which never fired".to_owned()
+            ),
         ]
     );
     assert_eq!(report["faults"][0]["name"], "first-call");

@@ -239,8 +239,16 @@ fn a_fault_that_couples_conversations_through_a_shared_bulkhead_is_reported_as_a
     assert_eq!(fault["fault"], "hang");
     assert_eq!(fault["changed_total"], 2, "{fault}");
     assert_eq!(fault["deltas"]["transitions"]["answered → failed"], 2, "{fault}");
-    assert_eq!(fault["deltas"]["knock_on"], 1, "conversation 1 failed only through the bulkhead: {fault}");
-    let changed: Vec<u64> = fault["changed"].as_array().unwrap().iter().map(|c| c["conversation"].as_u64().unwrap()).collect();
+    assert_eq!(
+        fault["deltas"]["knock_on"], 1,
+        "conversation 1 failed only through the bulkhead: {fault}"
+    );
+    let changed: Vec<u64> = fault["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation"].as_u64().unwrap())
+        .collect();
     assert_eq!(changed, [0, 1]);
     for harmed in report["harmed"].as_array().unwrap() {
         assert_eq!(harmed["changed_by"], serde_json::json!(["hang"]), "{harmed}");
@@ -262,7 +270,12 @@ fn a_crash_with_conversations_in_hand_names_each_lost_one_and_without_it_they_ar
         .iter()
         .find(|f| f["kind"] == "actor.crash")
         .expect("the crash is analysed");
-    let lost: Vec<&serde_json::Value> = report["harmed"].as_array().unwrap().iter().filter(|h| h["fate"] == "lost").collect();
+    let lost: Vec<&serde_json::Value> = report["harmed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["fate"] == "lost")
+        .collect();
     assert!(!lost.is_empty());
     for harmed in &lost {
         let conv = &harmed["conversation"];
@@ -276,13 +289,29 @@ fn a_crash_with_conversations_in_hand_names_each_lost_one_and_without_it_they_ar
             .unwrap_or_else(|| panic!("conversation {conv} is among those the crash changed: {crash}"));
         assert_eq!(change["with"]["fate"], "lost");
         assert_eq!(change["without"]["fate"], "answered", "{change}");
-        assert_eq!(change["with"]["effects"], harmed["effects"], "the side effects it left behind");
+        assert_eq!(
+            change["with"]["effects"], harmed["effects"],
+            "the side effects it left behind"
+        );
     }
-    let with_effects = lost.iter().filter(|h| h["effects"].as_object().is_some_and(|e| !e.is_empty())).count();
-    let text = common::stdout(&common::agentsim_output(&["run", "scenarios/support-desk.toml", "--impact"]));
+    let with_effects = lost
+        .iter()
+        .filter(|h| h["effects"].as_object().is_some_and(|e| !e.is_empty()))
+        .count();
+    let text = common::stdout(&common::agentsim_output(&[
+        "run",
+        "scenarios/support-desk.toml",
+        "--impact",
+    ]));
     assert!(
-        text.contains(&format!("{} lost; {with_effects} with side effects and no answer", lost.len())),
+        text.contains(&format!(
+            "{} lost; {with_effects} with side effects and no answer",
+            lost.len()
+        )),
         "{text}"
     );
-    assert!(text.contains(&format!("accounts for {} of the {} harmed", lost.len(), lost.len())), "{text}");
+    assert!(
+        text.contains(&format!("accounts for {} of the {} harmed", lost.len(), lost.len())),
+        "{text}"
+    );
 }

@@ -487,23 +487,35 @@ fn with_impact_the_cascade_leads_with_what_each_fault_changed_and_the_harmed_tab
     // The first screen says how many were harmed and by which fault.
     let summary = &html[html.find("id=\"summary\"").unwrap()..html.find("id=\"invariants\"").unwrap_or(html.len())];
     assert!(
-        summary.contains(&format!("Without each fault they would have ended otherwise: <b>actor.crash@agent:billing</b> ({lost})")),
+        summary.contains(&format!(
+            "Without each fault they would have ended otherwise: <b>actor.crash@agent:billing</b> ({lost})"
+        )),
         "{summary}"
     );
     let row = impact_row(&html, "actor.crash@agent:billing");
     assert!(row.contains(&format!("{lost} answered → lost")), "{row}");
-    assert!(row.contains("knock-on"), "the crash lost conversations it never hit: {row}");
+    assert!(
+        row.contains("knock-on"),
+        "the crash lost conversations it never hit: {row}"
+    );
     // The harmed table names the fault on each lost conversation and links to its moment.
     let cascade = &html[html.find("id=\"cascade\"").unwrap()..];
     let harmed = &cascade[cascade.find("<table class=\"harmed\">").expect("a harmed table")..];
     let harmed = &harmed[..harmed.find("</table>").unwrap()];
-    assert_eq!(harmed.matches("⚡ actor.crash@agent:billing").count() as u64, lost, "{harmed}");
+    assert_eq!(
+        harmed.matches("⚡ actor.crash@agent:billing").count() as u64,
+        lost,
+        "{harmed}"
+    );
     assert!(harmed.contains("href=\"#ev-"), "{harmed}");
     // The reach lists come after, folded.
     let impact_at = cascade.find("<table class=\"impact\">").unwrap();
     let reach_at = cascade.find("<details class=\"reach\">").expect("the reach is folded");
     assert!(impact_at < reach_at);
-    assert!(cascade[reach_at..].contains("class=\"source"), "the blast-radius cards are inside the fold");
+    assert!(
+        cascade[reach_at..].contains("class=\"source"),
+        "the blast-radius cards are inside the fold"
+    );
     assert!(!cascade[..reach_at].contains("class=\"source"));
 }
 
@@ -521,6 +533,9 @@ fn a_fault_a_guardrail_stopped_reached_actors_but_changed_nothing() {
         .iter()
         .find(|b| b["source"] == "fault:poisoned-email")
         .expect("its reach");
-    assert!(reached["actors"].as_array().unwrap().len() > 1, "it reached actors: {reached}");
+    assert!(
+        reached["actors"].as_array().unwrap().len() > 1,
+        "it reached actors: {reached}"
+    );
     assert_eq!(report["impact"]["faults"][0]["changed_total"], 0);
 }

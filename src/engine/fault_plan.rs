@@ -269,7 +269,9 @@ impl FaultPlan {
             }
             let watch = self.watch[index];
             let trigger = &fault.trigger;
-            let targets: Vec<usize> = (0..self.by_actor.len()).filter(|a| self.by_actor[*a].contains(&index)).collect();
+            let targets: Vec<usize> = (0..self.by_actor.len())
+                .filter(|a| self.by_actor[*a].contains(&index))
+                .collect();
             let acts_on = match fault.kind.layer() {
                 Layer::Actor => "messages",
                 Layer::Provider | Layer::Content => "model calls",
@@ -285,7 +287,12 @@ impl FaultPlan {
             let most = targets
                 .iter()
                 .max_by_key(|a| received.get(**a).copied().unwrap_or(0))
-                .map(|a| (logical_ids.get(*a).map_or("?", |id| id), received.get(*a).copied().unwrap_or(0)));
+                .map(|a| {
+                    (
+                        logical_ids.get(*a).map_or("?", |id| id),
+                        received.get(*a).copied().unwrap_or(0),
+                    )
+                });
             let reason = if self.off_by_profile[index] {
                 "it is off under this seed's profile".to_owned()
             } else if trigger.count == Some(0) {
@@ -299,7 +306,9 @@ impl FaultPlan {
                     (Some((id, got)), None) if got < n => {
                         format!("on_message = {n}, but {id} got only {got} message(s)")
                     }
-                    (_, Some(false)) => format!("on_message = {n}: that message was not one of the {acts_on} it acts on"),
+                    (_, Some(false)) => {
+                        format!("on_message = {n}: that message was not one of the {acts_on} it acts on")
+                    }
                     _ if watch.nth_taken => {
                         format!("on_message = {n}: an earlier fault fired on that message (one fault per delivery)")
                     }
@@ -307,7 +316,10 @@ impl FaultPlan {
                 }
             } else if let Some(other) = trigger.after.filter(|o| self.fired_counts[*o] == 0) {
                 format!("after = \"{}\", which never fired", self.faults[other].name)
-            } else if let Some(p) = trigger.probability.filter(|_| trigger.at_us.is_none() && trigger.between_us.is_none()) {
+            } else if let Some(p) = trigger
+                .probability
+                .filter(|_| trigger.at_us.is_none() && trigger.between_us.is_none())
+            {
                 format!(
                     "probability {} drew no hit over the {} {acts_on} it could act on",
                     short_number(p.as_f64()),

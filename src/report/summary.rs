@@ -73,9 +73,18 @@ impl RunReport {
                 ),
             );
             if f.changed_total > 0 {
-                let listed: Vec<String> = f.changed.iter().take(IMPACT_CHANGES_SHOWN).map(|c| c.describe()).collect();
+                let listed: Vec<String> = f
+                    .changed
+                    .iter()
+                    .take(IMPACT_CHANGES_SHOWN)
+                    .map(|c| c.describe())
+                    .collect();
                 let more = f.changed_total.saturating_sub(listed.len() as u64);
-                let more = if more > 0 { format!("; {more} more") } else { String::new() };
+                let more = if more > 0 {
+                    format!("; {more} more")
+                } else {
+                    String::new()
+                };
                 line(out, "", format!("  {}{more}", listed.join("; ")));
             }
         }
@@ -83,7 +92,12 @@ impl RunReport {
 
     /// What each firing of a fault that fired more than once changed (`run --impact`).
     fn firing_lines(&self, impact: &crate::report::impact::Impact, out: &mut String) {
-        let repeated = |name: &str| impact.faults.iter().any(|f| f.impact.fault == name && f.impact.firings > 1);
+        let repeated = |name: &str| {
+            impact
+                .faults
+                .iter()
+                .any(|f| f.impact.fault == name && f.impact.firings > 1)
+        };
         for f in impact.firings.iter().filter(|f| repeated(&f.fault)) {
             let what = match f.changed_total {
                 0 => "changed nothing".to_owned(),
@@ -107,7 +121,11 @@ impl RunReport {
         }
         let skipped = impact.firings_total.saturating_sub(impact.firings.len() as u64);
         if skipped > 0 {
-            line(out, "firing", format!("{skipped} later firing(s) not analysed one by one"));
+            line(
+                out,
+                "firing",
+                format!("{skipped} later firing(s) not analysed one by one"),
+            );
         }
     }
 

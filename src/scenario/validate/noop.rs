@@ -129,7 +129,10 @@ impl Validator<'_> {
         let called = tools_rules_call(raw, scenario);
         for (index, (fault, raw_fault)) in scenario.faults.iter().zip(&raw.fault).enumerate() {
             let raw_fault = raw_fault.get_ref();
-            let span = raw_fault.on_message.as_ref().map_or_else(|| raw_fault.kind.span(), |m| m.span());
+            let span = raw_fault
+                .on_message
+                .as_ref()
+                .map_or_else(|| raw_fault.kind.span(), |m| m.span());
             if let Some(n) = fault.trigger.on_message.filter(|n| *n > max_events) {
                 self.warn(
                     span,
@@ -142,16 +145,22 @@ impl Validator<'_> {
             if fault.kind.layer() == crate::catalogue::faults::Layer::Tool {
                 if let Some(called) = &called {
                     // Tools no agent lists are warned about above.
-                    let listed: BTreeSet<usize> = scenario.agents.iter().flat_map(|a| a.tools.iter().copied()).collect();
+                    let listed: BTreeSet<usize> =
+                        scenario.agents.iter().flat_map(|a| a.tools.iter().copied()).collect();
                     let targets: Vec<&str> = scenario
                         .tools
                         .iter()
                         .enumerate()
-                        .filter(|(i, t)| listed.contains(i) && glob::glob_match(&fault.target, &format!("tool:{}", t.name)))
+                        .filter(|(i, t)| {
+                            listed.contains(i) && glob::glob_match(&fault.target, &format!("tool:{}", t.name))
+                        })
                         .map(|(_, t)| t.name.as_str())
                         .collect();
                     if !targets.is_empty() && targets.iter().all(|t| !called.contains(t)) {
-                        let span = raw_fault.target.as_ref().map_or_else(|| raw_fault.kind.span(), |t| t.span());
+                        let span = raw_fault
+                            .target
+                            .as_ref()
+                            .map_or_else(|| raw_fault.kind.span(), |t| t.span());
                         self.warn(
                             span,
                             format!(
@@ -425,7 +434,13 @@ fn tools_rules_call<'s>(raw: &'s RawScenario, scenario: &Scenario) -> Option<BTr
             for action in rule.then.iter().chain(&rule.otherwise) {
                 let action = action.get_ref();
                 called.extend(action.tool_call.iter().map(|t| t.get_ref().as_str()));
-                called.extend(action.tool_calls.iter().flatten().map(|c| c.get_ref().tool.get_ref().as_str()));
+                called.extend(
+                    action
+                        .tool_calls
+                        .iter()
+                        .flatten()
+                        .map(|c| c.get_ref().tool.get_ref().as_str()),
+                );
             }
         }
     }

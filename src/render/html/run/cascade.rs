@@ -123,7 +123,11 @@ impl<'a> View<'a> {
             };
             let effects: Vec<String> = field(deltas, "effects")
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k} {:+}", v.as_i64().unwrap_or(0))).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k} {:+}", v.as_i64().unwrap_or(0)))
+                        .collect()
+                })
                 .unwrap_or_default();
             let cost = deltas.get("cost_pusd").and_then(Value::as_i64).unwrap_or(0);
             // The actors on its path: where its data flowed (the reach, from the taint).
@@ -184,7 +188,10 @@ impl<'a> View<'a> {
         }
         let impact = self.report.get("impact").is_some_and(Value::is_object);
         // The last delivery of each harmed conversation: where it went quiet.
-        let wanted: BTreeSet<u64> = harmed.iter().filter_map(|h| field(h, "conversation").as_u64()).collect();
+        let wanted: BTreeSet<u64> = harmed
+            .iter()
+            .filter_map(|h| field(h, "conversation").as_u64())
+            .collect();
         let mut last_seq: BTreeMap<u64, u64> = BTreeMap::new();
         for r in &self.records {
             if let (Some(seq), Some(conv)) = (r.seq(), r.msg_field("conv").and_then(|c| c.parse::<u64>().ok())) {
@@ -239,7 +246,10 @@ impl<'a> View<'a> {
                 },
                 match moment {
                     Some(seq) => format!("<a href=\"#ev-{seq}\">seq {seq}</a>"),
-                    None => format!("started at {}", esc(&dur(field(h, "started_at_us").as_u64().unwrap_or(0)))),
+                    None => format!(
+                        "started at {}",
+                        esc(&dur(field(h, "started_at_us").as_u64().unwrap_or(0)))
+                    ),
                 },
             );
         }
@@ -247,7 +257,11 @@ impl<'a> View<'a> {
         let listed = harmed.len().min(LIST_ITEMS_MAX) as u64;
         let total = self.uint("harmed_total").max(listed);
         if total > listed {
-            let _ = write!(out, "<p class=\"note more\">… {} more in report.json.</p>", total - listed);
+            let _ = write!(
+                out,
+                "<p class=\"note more\">… {} more in report.json.</p>",
+                total - listed
+            );
         }
     }
 

@@ -219,6 +219,52 @@ target = "llm:gpt"
 on_message = 1
 "#;
 
+/// Two conversations share a client-side rate limit of one call a second: a 429 retried in the
+/// first takes the token the second was waiting for, and the second runs past its deadline.
+const COUPLED_BY_A_RATE_LIMIT: &str = r#"[scenario]
+name = "coupled-by-a-rate-limit"
+
+[[llm]]
+name = "gpt"
+latency = "200ms"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+rate_limit = { rpm = 60, burst = 1 }
+retry = { attempts = 3, backoff = "constant", base = "100ms", jitter = "none" }
+deadline = "1500ms"
+behavior = [{ otherwise = { answer = "done" } }]
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{ at = "0s", message = "one" }, { at = "200ms", message = "two" }]
+
+[[fault]]
+name = "throttled"
+kind = "llm.rate_limit"
+target = "llm:gpt"
+on_message = 1
+retry_after = "100ms"
+"#;
+
+#[test]
+fn a_retried_429_that_takes_another_conversations_rate_limit_token_is_a_knock_on() {
+    let (report, text) = run_impact_json(COUPLED_BY_A_RATE_LIMIT);
+    assert_eq!(report["impact"]["firings"][0]["conversation"], 0);
+    let fault = &report["impact"]["faults"][0];
+    assert_eq!(fault["changed_total"], 1, "{fault}");
+    assert_eq!(
+        fault["changed"][0]["conversation"], 1,
+        "the conversation it never hit: {fault}"
+    );
+    assert_eq!(fault["changed"][0]["without"]["fate"], "answered");
+    assert_eq!(fault["changed"][0]["with"]["fate"], "failed");
+    assert_eq!(fault["deltas"]["knock_on"], 1);
+    assert!(text.contains("1 of them beyond the conversations it hit"), "{text}");
+}
+
 fn run_impact_json(design: &str) -> (serde_json::Value, String) {
     let dir = tempfile::tempdir().expect("scratch");
     let file = dir.path().join("design.toml");

@@ -361,3 +361,46 @@ fn a_crash_with_conversations_in_hand_names_each_lost_one_and_without_it_they_ar
         "{text}"
     );
 }
+
+#[test]
+fn impact_with_a_live_model_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("scratch");
+    let file = dir.path().join("live.toml");
+    std::fs::write(
+        &file,
+        r#"[scenario]
+name = "live"
+
+[[llm]]
+name = "gpt"
+mode = "live"
+model = "gpt-4o-mini"
+base_url = "http://127.0.0.1:9/v1"
+allow_insecure_http = true
+
+[[agent]]
+name = "a"
+llm = "gpt"
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{ at = "0s", message = "one" }]
+"#,
+    )
+    .expect("write");
+    let file = file.to_str().expect("UTF-8");
+    for args in [
+        vec!["run", file, "--impact"],
+        vec!["sweep", file, "--seeds", "0..2", "--impact"],
+    ] {
+        let output = common::agentsim_output(&args);
+        assert_eq!(common::status(&output), 2, "{args:?}");
+        assert!(
+            common::stderr(&output).contains("has a live or replayed model")
+                && common::stderr(&output).contains("only mock models can answer"),
+            "{}",
+            common::stderr(&output)
+        );
+    }
+}

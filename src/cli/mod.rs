@@ -446,6 +446,20 @@ pub(crate) fn pretty_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Str
     serde_json::to_string_pretty(value).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))
 }
 
+/// `--impact` asks the models again what they were asked before: only mock models can answer.
+pub(crate) fn impact_needs_mock_models(scenario: &Scenario, file: &Path, reruns: &str) -> Result<(), Failure> {
+    if scenario.llms.iter().all(|l| l.mode == scenario::LlmMode::Mock) {
+        return Ok(());
+    }
+    Err(Failure::new(
+        exit::BAD_INPUT,
+        format!(
+            "--impact: {} has a live or replayed model; impact reruns {reruns}, which only mock models can answer",
+            file.display()
+        ),
+    ))
+}
+
 pub(crate) fn load(path: &Path) -> Result<Arc<Scenario>, Failure> {
     scenario::load(path)
         .map(Arc::new)

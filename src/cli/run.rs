@@ -38,14 +38,8 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
             ),
         ));
     }
-    if args.impact && scenario.llms.iter().any(|l| l.mode != scenario::LlmMode::Mock) {
-        return Err(Failure::new(
-            exit::BAD_INPUT,
-            format!(
-                "--impact: {} has a live or replayed model; impact reruns the scenario once per fault firing, which only mock models can answer",
-                args.file.display()
-            ),
-        ));
+    if args.impact {
+        super::impact_needs_mock_models(&scenario, &args.file, "the seed once per fault and per firing")?;
     }
     if args.replay_cassette.is_none() && !args.no_endpoint_check {
         check_endpoints(&scenario)?;

@@ -12,14 +12,8 @@ use crate::scenario::{self, Scenario};
 
 pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     let scenario = load(&args.file)?;
-    if args.impact && scenario.llms.iter().any(|l| l.mode != scenario::LlmMode::Mock) {
-        return Err(Failure::new(
-            exit::BAD_INPUT,
-            format!(
-                "--impact: {} has a live or replayed model; impact reruns each seed once per fault that fired, which only mock models can answer",
-                args.file.display()
-            ),
-        ));
+    if args.impact {
+        super::impact_needs_mock_models(&scenario, &args.file, "each seed once per fault that fired")?;
     }
     let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
     if !(0.0..=1.0).contains(&args.recheck) {

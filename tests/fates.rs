@@ -65,12 +65,17 @@ on_message = 3
     let cause = lost.cause.as_deref().unwrap_or("");
     assert!(cause.starts_with("agent:a failed at seq"), "{cause}");
     assert!(cause.contains("injected crash"), "{cause}");
+    assert_eq!(
+        lost.fault.as_deref(),
+        Some("actor.crash@agent:a"),
+        "the fault that lost it"
+    );
     assert_eq!(report.fates["lost"], 1);
     assert_eq!(report.fates["answered"], 1);
     assert_eq!(report.harmed_total, 1);
     let summary = report.summary();
     assert!(
-        summary.contains("harmed         1 of 2 conversations: 1 lost; 1 with side effects and no answer"),
+        summary.contains("harmed         1 of 2 conversations: 1 lost; 1 with side effects and no answer; lost to actor.crash@agent:a (1)"),
         "{summary}"
     );
 }

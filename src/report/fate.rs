@@ -82,6 +82,10 @@ pub struct HarmedConversation {
     pub user_turns: u32,
     /// What ended it, when the trace says: the crash that lost it, the limit that cut it.
     pub cause: Option<String>,
+    /// The injected fault that ended it directly, when one did (the crash that lost it). What
+    /// changed its ending, by counterfactual, is `changed_by`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
     /// With `run --impact`: the faults without which it would have ended otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changed_by: Option<Vec<String>>,
@@ -162,6 +166,7 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
                     started_at_us,
                     effects: account.effects.clone(),
                     user_turns: account.user_turns,
+                    fault: (fate == Fate::Lost).then(|| injected_crash(account, run)).flatten(),
                     cause,
                     changed_by: None,
                 });
@@ -239,6 +244,15 @@ fn restart_of_a_holder<'r>(account: &ConversationAccount, run: &'r EngineRun) ->
 }
 
 /// The first failure of an agent holding the conversation, at or after its last delivery of it.
+/// The name of the injected fault behind the crash that lost this conversation, if any.
+fn injected_crash(account: &ConversationAccount, run: &EngineRun) -> Option<String> {
+    let crash = crash_of_a_holder(account, run)?;
+    run.faults
+        .iter()
+        .find(|f| f.seq == crash.seq && f.target == crash.actor)
+        .map(|f| f.name.clone())
+}
+
 fn crash_of_a_holder<'r>(account: &ConversationAccount, run: &'r EngineRun) -> Option<&'r FailureRecord> {
     run.failures
         .iter()

@@ -217,8 +217,21 @@ impl RunReport {
         } else {
             String::new()
         };
+        // Without --impact, the faults that ended them directly (the crash that lost them).
+        let mut direct: std::collections::BTreeMap<&str, u64> = Default::default();
+        if self.impact.is_none() {
+            for name in self.harmed.iter().filter_map(|h| h.fault.as_deref()) {
+                *direct.entry(name).or_default() += 1;
+            }
+        }
+        let direct = if direct.is_empty() {
+            String::new()
+        } else {
+            let named: Vec<String> = direct.iter().map(|(name, n)| format!("{name} ({n})")).collect();
+            format!("; lost to {} (--impact says what each fault changed)", named.join(", "))
+        };
         format!(
-            "{} of {} conversations: {}; {silent} with side effects and no answer{listed_note}",
+            "{} of {} conversations: {}; {silent} with side effects and no answer{listed_note}{direct}",
             self.harmed_total,
             self.conversations.started,
             fates.join(", ")

@@ -383,6 +383,22 @@ impl<'a> View<'a> {
                 *by_fault.entry(name).or_default() += 1;
             }
         }
+        if by_fault.is_empty() {
+            // Without --impact: the faults that ended them directly.
+            let mut direct: BTreeMap<&str, u64> = BTreeMap::new();
+            for h in array(self.report, "harmed") {
+                if let Some(name) = h.get("fault").and_then(Value::as_str) {
+                    *direct.entry(name).or_default() += 1;
+                }
+            }
+            if !direct.is_empty() {
+                let named: Vec<String> = direct
+                    .iter()
+                    .map(|(name, n)| format!("<b>{}</b> ({n})", esc(name)))
+                    .collect();
+                let _ = write!(sentence, " Lost to {}.", named.join(", "));
+            }
+        }
         if !by_fault.is_empty() {
             let mut ranked: Vec<(&str, u64)> = by_fault.into_iter().collect();
             ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));

@@ -60,6 +60,8 @@ pub fn impact(
     for (impact, without) in by_fault(&scenario, options, report)? {
         let mut changed = changes(&report.outcomes, &without.outcomes);
         let changed_conversations = changed.iter().map(|c| c.conversation).collect();
+        let harm = |o: &Option<crate::report::fate::ConversationOutcome>| o.as_ref().is_some_and(|o| o.fate.is_harm());
+        let harm_caused = changed.iter().filter(|c| harm(&c.with) && !harm(&c.without)).count() as u64;
         let changed_total = changed.len() as u64;
         changed.truncate(CHANGES_LISTED_MAX);
         faults.push(FaultChanges {
@@ -68,6 +70,7 @@ pub fn impact(
             changed,
             outcome_without: without.outcome.name().to_owned(),
             changed_conversations,
+            harm_caused,
         });
     }
     faults.sort_by_key(|f| std::cmp::Reverse(f.changed_total));

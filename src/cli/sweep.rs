@@ -277,6 +277,7 @@ fn open_journal(
         scenario_hash: scenario.source_hash.clone(),
         seeds: format!("{}..{}", seeds.start, seeds.end),
         shard: shard.map(|(index, count)| format!("{index}/{count}")),
+        impact: args.impact,
     };
     // With nothing to resume, --resume starts the sweep: a retried batch job can always pass it.
     if args.resume && path.exists() {

@@ -92,6 +92,8 @@ pub struct FaultPlan {
 struct Watch {
     /// Deliveries to its targets of a message it acts on.
     eligible: u64,
+    /// Of those, the ones its probability was drawn on (every other condition held).
+    drawn: u64,
     /// For `on_message = N`: whether the N-th message to a target was one it acts on, when one
     /// came.
     nth_eligible: Option<bool>,
@@ -222,6 +224,7 @@ impl FaultPlan {
                 continue;
             }
             if let Some(p) = trigger.probability {
+                self.watch[index].drawn += 1;
                 let stream = match conversation_key {
                     None => &mut self.streams[index],
                     Some(key) => {
@@ -321,9 +324,9 @@ impl FaultPlan {
                 .filter(|_| trigger.at_us.is_none() && trigger.between_us.is_none())
             {
                 format!(
-                    "probability {} drew no hit over the {} {acts_on} it could act on",
+                    "probability {} drew no hit over the {} {acts_on} it was drawn on",
                     short_number(p.as_f64()),
-                    watch.eligible
+                    watch.drawn
                 )
             } else {
                 format!(

@@ -243,7 +243,6 @@ fn restart_of_a_holder<'r>(account: &ConversationAccount, run: &'r EngineRun) ->
         .find(|restart| held_by(run, account, &restart.actor, restart.t_us))
 }
 
-/// The first failure of an agent holding the conversation, at or after its last delivery of it.
 /// The name of the injected fault behind the crash that lost this conversation, if any.
 fn injected_crash(account: &ConversationAccount, run: &EngineRun) -> Option<String> {
     let crash = crash_of_a_holder(account, run)?;
@@ -253,6 +252,7 @@ fn injected_crash(account: &ConversationAccount, run: &EngineRun) -> Option<Stri
         .map(|f| f.name.clone())
 }
 
+/// The first failure of an agent holding the conversation, at or after its last delivery of it.
 fn crash_of_a_holder<'r>(account: &ConversationAccount, run: &'r EngineRun) -> Option<&'r FailureRecord> {
     run.failures
         .iter()

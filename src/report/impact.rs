@@ -56,6 +56,9 @@ pub struct FaultChanges {
     /// Every changed conversation, in order (the list above is cut).
     #[serde(skip)]
     pub changed_conversations: Vec<u32>,
+    /// Harmed conversations that would not have been harmed without the fault.
+    #[serde(skip)]
+    pub harm_caused: u64,
 }
 
 /// What one firing changed.

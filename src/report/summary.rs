@@ -48,11 +48,7 @@ impl RunReport {
     /// conversations changed first, with how many of the harmed conversations it accounts for.
     fn impact_lines(&self, impact: &crate::report::impact::Impact, out: &mut String) {
         for f in &impact.faults {
-            let harmed = f
-                .changed_conversations
-                .iter()
-                .filter(|c| self.outcomes.get(c).is_some_and(|o| o.fate.is_harm()))
-                .count();
+            let harmed = f.harm_caused;
             let firings = match f.impact.firings {
                 1 => "1 firing".to_owned(),
                 n => format!("{n} firings"),

@@ -21,6 +21,9 @@ pub struct JournalHeader {
     pub scenario_hash: String,
     pub seeds: String,
     pub shard: Option<String>,
+    /// Whether each seed's result carries its `--impact` reruns (absent in older journals).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub impact: bool,
 }
 
 /// An open journal, appended to as seeds finish.
@@ -67,12 +70,13 @@ impl Journal {
                     .map_err(|e| format!("{place}: expected a sweep journal header: {e}"))?;
                 if found != *header {
                     return Err(format!(
-                        "{place}: this journal belongs to another sweep (scenario hash {}, seeds {}, shard {}, agentsim {}); \
-                         run with the same scenario, --seeds and --shard, or start over with --force",
+                        "{place}: this journal belongs to another sweep (scenario hash {}, seeds {}, shard {}, agentsim {}, {}); \
+                         run with the same scenario, --seeds, --shard and --impact, or start over with --force",
                         found.scenario_hash,
                         found.seeds,
                         found.shard.as_deref().unwrap_or("none"),
-                        found.agentsim_version
+                        found.agentsim_version,
+                        if found.impact { "with --impact" } else { "without --impact" }
                     ));
                 }
             } else {
@@ -156,6 +160,7 @@ mod tests {
             scenario_hash: "h".to_owned(),
             seeds: "0..3".to_owned(),
             shard: None,
+            impact: false,
         }
     }
 
@@ -190,6 +195,15 @@ mod tests {
         assert!(
             error.contains("results.jsonl:1:1") && error.contains("another sweep"),
             "{error}"
+        );
+        let with_impact = JournalHeader {
+            impact: true,
+            ..header()
+        };
+        let error = Journal::resume(&path, &with_impact).err().unwrap();
+        assert!(
+            error.contains("without --impact"),
+            "a sweep without --impact is not finished with it: {error}"
         );
     }
 

@@ -203,7 +203,8 @@ pub struct SweepFaultImpact {
     pub deltas: crate::report::impact::Deltas,
 }
 
-/// Per fault name, the impact of the seeds where it fired, in scenario order of the names.
+/// Per fault name, the impact of the seeds where it fired: most conversations changed first,
+/// then by name.
 fn impact_summary(results: &[SeedResult]) -> Vec<SweepFaultImpact> {
     let mut by_fault: BTreeMap<String, SweepFaultImpact> = BTreeMap::new();
     for impact in results.iter().flat_map(|r| &r.impact) {

@@ -184,7 +184,8 @@ impl Validator<'_> {
                     && t.between_us.is_none()
                     && t.after.is_none()
                     && t.message_contains.is_none()
-                    && t.count != Some(0)
+                    && t.count.is_none()
+                    && scenario.profiles.is_empty()
                     && acts_on_all_of(earlier.kind.layer(), fault.kind.layer())
             });
             if let Some(earlier) = taken_by {
@@ -404,8 +405,6 @@ impl Validator<'_> {
     }
 }
 
-/// The argument names each tool is called with by the mock models' rules; a tool is missing when
-/// its arguments are not all known (no rule passes it `args`, or a live or replayed model may call it).
 /// Whether an unconditional fault of layer `earlier` fires on every message a fault of layer
 /// `later` could fire on.
 fn acts_on_all_of(earlier: crate::catalogue::faults::Layer, later: crate::catalogue::faults::Layer) -> bool {
@@ -444,9 +443,18 @@ fn tools_rules_call<'s>(raw: &'s RawScenario, scenario: &Scenario) -> Option<BTr
             }
         }
     }
+    // A model that invents a call to a tool (`llm.hallucinated_tool`) calls it too.
+    called.extend(
+        raw.fault
+            .iter()
+            .filter(|f| f.get_ref().kind.get_ref() == "llm.hallucinated_tool")
+            .filter_map(|f| f.get_ref().tool.as_ref().map(|t| t.get_ref().as_str())),
+    );
     Some(called)
 }
 
+/// The argument names each tool is called with by the mock models' rules; a tool is missing when
+/// its arguments are not all known (no rule passes it `args`, or a live or replayed model may call it).
 fn known_tool_args(raw: &RawScenario, scenario: &Scenario) -> BTreeMap<ToolIdx, BTreeSet<String>> {
     let tool_index: BTreeMap<&str, ToolIdx> = scenario
         .tools

@@ -221,7 +221,7 @@ impl<'a> View<'a> {
                     .map(|n| format!("<span class=\"chip bad\">⚡ {}</span>", esc(n)))
                     .collect();
                 let cell = if names.is_empty() {
-                    "<span class=\"muted\">no fault alone: the design</span>".to_owned()
+                    "<span class=\"muted\">no single fault changed it</span>".to_owned()
                 } else {
                     names.join(" ")
                 };

@@ -539,3 +539,37 @@ fn a_fault_a_guardrail_stopped_reached_actors_but_changed_nothing() {
     );
     assert_eq!(report["impact"]["faults"][0]["changed_total"], 0);
 }
+
+#[test]
+fn without_impact_the_cascade_gives_a_command_that_runs_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    run_out("scenarios/support-desk.toml", dir.path(), &[]);
+    let html = read_text(&dir.path().join("report.html"));
+    let report: serde_json::Value = serde_json::from_str(&read_text(&dir.path().join("report.json"))).unwrap();
+    let run_dir = report["replay"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("agentsim replay ")
+        .expect("a run directory")
+        .to_owned();
+    let command = format!(
+        "agentsim run {run_dir}/scenario.toml --seed {} --impact",
+        report["seed"]
+    );
+    assert!(
+        html.contains(&format!("<span class=\"cmd\">{command}</span>")),
+        "{command}"
+    );
+    let parts: Vec<&str> = command.split(' ').skip(1).collect();
+    let output = agentsim_output(&parts);
+    assert!(status(&output) <= 1, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("  impact         actor.crash@agent:billing"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        html.contains("Lost to <b>actor.crash@agent:billing</b>"),
+        "the first screen names the fault"
+    );
+}

@@ -82,9 +82,9 @@ impl<'a> View<'a> {
                 let _ = write!(
                     out,
                     "<p class=\"note\">What each fault <i>changed</i> is a counterfactual: rerun with \
-                     <code>--impact</code> (<span class=\"cmd\">{} --impact</span>) to see, per fault, the \
+                     <code>--impact</code> (<span class=\"cmd\">{}</span>) to see, per fault, the \
                      conversations whose ending it changed.</p>",
-                    esc(&self.text("replay"))
+                    esc(&self.impact_command())
                 );
             }
             return;
@@ -177,6 +177,20 @@ impl<'a> View<'a> {
             );
         }
         out.push_str("</table>");
+    }
+
+    /// The command that reruns this run with `--impact`: the report's own `agentsim run …`, or,
+    /// for a run directory (replayed with `agentsim replay DIR`), a run of the scenario it keeps.
+    fn impact_command(&self) -> String {
+        let replay = self.text("replay");
+        match replay.strip_prefix("agentsim replay ") {
+            Some(dir) => format!(
+                "agentsim run {}/scenario.toml --seed {} --impact",
+                dir.trim_end_matches('/'),
+                self.uint("seed")
+            ),
+            None => format!("{replay} --impact"),
+        }
     }
 
     /// The harmed conversations as a table: fate, the faults that changed each (with

@@ -113,27 +113,25 @@ impl FaultPlan {
     /// Builds the plan; `logical_ids[i]` is the id of actor `i`.
     pub fn new(faults: &[Fault], profile: Option<&Profile>, seed: u64, logical_ids: &[String]) -> FaultPlan {
         // Swarm testing: under a profile, only its faults are on, with scaled probabilities.
-        let faults: Vec<Fault> = match profile {
-            None => faults.to_vec(),
-            Some(profile) => faults
-                .iter()
-                .map(|fault| {
-                    let mut fault = fault.clone();
-                    if profile.faults.iter().any(|pattern| glob_match(pattern, &fault.name)) {
-                        fault.trigger.probability = fault
-                            .trigger
-                            .probability
-                            .map(|p| Probability::from_f64((p.as_f64() * profile.scale).min(1.0)));
-                    } else {
-                        fault.trigger.count = Some(0);
-                    }
-                    fault
-                })
-                .collect(),
-        };
-        let off_by_profile = faults
+        let off_by_profile: Vec<bool> = faults
             .iter()
             .map(|fault| profile.is_some_and(|p| !p.faults.iter().any(|pattern| glob_match(pattern, &fault.name))))
+            .collect();
+        let faults: Vec<Fault> = faults
+            .iter()
+            .zip(&off_by_profile)
+            .map(|(fault, off)| {
+                let mut fault = fault.clone();
+                if *off {
+                    fault.trigger.count = Some(0);
+                } else if let Some(profile) = profile {
+                    fault.trigger.probability = fault
+                        .trigger
+                        .probability
+                        .map(|p| Probability::from_f64((p.as_f64() * profile.scale).min(1.0)));
+                }
+                fault
+            })
             .collect();
         let faults = &faults[..];
         let by_actor = logical_ids

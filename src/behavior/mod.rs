@@ -11,6 +11,7 @@ pub mod policy;
 pub mod route;
 pub mod supervisor;
 pub mod tool;
+pub mod tool_world;
 pub mod user;
 
 pub use agent::AgentBehavior;

@@ -1,22 +1,31 @@
-//! The tool actor: runs a call after a latency drawn from its distribution, performs its side
-//! effect (reported to the scheduler as an effect), and returns its output. Tool faults fail,
-//! slow, empty, poison or double the call here, where they happen in reality.
+//! The tool actor: admits a call under the limits of the API behind it, runs it after a latency
+//! drawn from its distribution (reading and changing the world by its rules), performs its side
+//! effect (reported to the scheduler as an effect, with its amount), and returns its output.
+//! Tool and world faults fail, slow, empty, poison, double or half-apply the call here, where
+//! they happen in reality.
 
 use std::sync::Arc;
 
+use super::bucket::TokenBucket;
 use super::route::GuardRoute;
+use super::tool_world::{self, CallView, Decision};
 use crate::catalogue::faults::FaultKind;
 use crate::kernel::{Behavior, HandlerError, RngStream, StreamFamily};
-use crate::protocol::{AgentMsg, ConvId, Directory, Effect, Injection, Payload, ToolArgs, ToolMsg, TurnContext};
-use crate::scenario::expr::{Context, Value, Var};
+use crate::protocol::{
+    AgentMsg, ConvId, Directory, Effect, Injection, Payload, Queued, SharedWorld, ToolArgs, ToolCall, ToolMsg,
+    TurnContext,
+};
+use crate::scenario::expr::operand_value;
 use crate::scenario::guardrail::Stage;
-use crate::scenario::{Scenario, ToolIdx};
+use crate::scenario::{AgentIdx, Scenario, ToolIdx};
 
 /// Extra latency of `tool.slow` when the fault gives none.
 const SLOW_LATENCY_US: u64 = 10_000_000;
+/// How long an API takes to refuse a call it has no room for (a 429).
+const REJECT_LATENCY_US: u64 = 5_000;
 
 /// The tool's state: a random stream per conversation, so that what happens in one conversation
-/// shifts no draw of another.
+/// shifts no draw of another; and the load on the API behind it.
 pub struct ToolBehavior {
     scenario: Arc<Scenario>,
     directory: Directory,
@@ -25,6 +34,11 @@ pub struct ToolBehavior {
     streams: std::collections::BTreeMap<ConvId, RngStream>,
     /// Calls already executed (conversation, arguments), for idempotent tools.
     executed: std::collections::BTreeSet<(ConvId, String)>,
+    world: SharedWorld,
+    /// `max_concurrent`: when each of the API's slots is free again (virtual time).
+    slots_free_at_us: Vec<u64>,
+    /// `rate_limit`: the API's token bucket.
+    bucket: Option<TokenBucket>,
 }
 
 impl ToolBehavior {
@@ -34,42 +48,82 @@ impl ToolBehavior {
         tool: ToolIdx,
         seed: u64,
         incarnation: u32,
+        world: SharedWorld,
     ) -> ToolBehavior {
-        let family = StreamFamily::new(seed, &format!("tool:{}#{incarnation}", scenario.tools[tool].name));
+        let spec = &scenario.tools[tool];
+        let family = StreamFamily::new(seed, &format!("tool:{}#{incarnation}", spec.name));
+        let load = spec.load;
         ToolBehavior {
+            slots_free_at_us: vec![0; load.max_concurrent.unwrap_or(0) as usize],
+            // A second's worth of calls may come at once.
+            bucket: load
+                .per_minute
+                .map(|per_minute| TokenBucket::new(per_minute, (per_minute / 60).max(1))),
             scenario,
             directory,
             tool,
             family,
             streams: Default::default(),
             executed: Default::default(),
+            world,
         }
     }
-}
 
-/// Tool outputs see the conversation number; everything else about the conversation is the model's.
-struct ToolContext {
-    conv: ConvId,
-}
-
-impl Context for ToolContext {
-    fn var(&self, var: Var) -> Value<'_> {
-        match var {
-            Var::Conversation => Value::Int(self.conv as i64),
-            Var::Turn | Var::ToolCalls | Var::Delegations | Var::UserTurn => Value::Int(0),
-            _ => Value::Str(""),
-        }
-    }
-}
-
-impl Behavior for ToolBehavior {
-    type Msg = ToolMsg;
-    type Effect = Effect;
-    type Injection = Injection;
-
-    fn handle(&mut self, context: &TurnContext, msg: ToolMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
-        let ToolMsg::Invoke { conv, agent, call } = msg;
+    /// When the call may start: now, later (it waits its turn), or never (the API answers 429).
+    fn admit(&mut self, now_us: u64, latency_us: Option<u64>) -> Result<u64, String> {
         let spec = &self.scenario.tools[self.tool];
+        let load = spec.load;
+        let mut start_us = now_us;
+        if let Some(bucket) = &mut self.bucket {
+            if let Err(wait_us) = bucket.take(now_us) {
+                if !load.queue {
+                    return Err(format!(
+                        "429 Too Many Requests: {} allows {} calls a minute (retry after {}ms)",
+                        spec.name,
+                        load.per_minute.unwrap_or(0),
+                        wait_us.div_ceil(1000)
+                    ));
+                }
+                // Wait for a token; queued calls before this one have taken theirs.
+                start_us = now_us.saturating_add(wait_us);
+                for _ in 0..64 {
+                    match bucket.take(start_us) {
+                        Ok(()) => break,
+                        Err(more_us) => start_us = start_us.saturating_add(more_us),
+                    }
+                }
+            }
+        }
+        if let Some((slot, &free_us)) = self.slots_free_at_us.iter().enumerate().min_by_key(|(_, free)| **free) {
+            if free_us > start_us {
+                if !load.queue {
+                    return Err(format!(
+                        "429 Too Many Requests: {} is handling {} calls at once",
+                        spec.name,
+                        self.slots_free_at_us.len()
+                    ));
+                }
+                start_us = free_us;
+            }
+            // A call that never answers holds its slot for good (a hung connection).
+            self.slots_free_at_us[slot] = latency_us.map_or(u64::MAX, |l| start_us.saturating_add(l));
+        }
+        Ok(start_us)
+    }
+
+    /// Runs a call now: the world by the tool's rules, the faults, the effect and the answer.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        conv: ConvId,
+        agent: AgentIdx,
+        call: ToolCall,
+        injection: Option<Injection>,
+        latency_us: Option<u64>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), HandlerError> {
+        let scenario = self.scenario.clone();
+        let spec = &scenario.tools[self.tool];
         let ToolArgs::Json(args) = &call.args else {
             return Err(HandlerError(format!("tool {} got unparsed arguments", spec.name)));
         };
@@ -79,20 +133,82 @@ impl Behavior for ToolBehavior {
                 other => other.to_string(),
             })
         };
-        let mut output = spec.output.render(&ToolContext { conv }, &arg);
+        // A call whose arguments break the tool's schema gets the error a real API returns.
+        if let Some(schema) = &spec.parameters {
+            if let Err(problem) =
+                crate::scenario::schema::validate(schema, &serde_json::Value::Object((**args).clone()))
+            {
+                let output = format!("error: 400 invalid arguments: {problem}");
+                self.answer(conv, agent, call.id, output, latency_us, effects);
+                return Ok(());
+            }
+        }
+        let kind = injection.map(|i| i.kind);
+        let mut view = CallView {
+            conv,
+            args: tool_world::call_args(spec, args),
+            records: Vec::new(),
+            tool: spec,
+            scenario: &scenario,
+        };
+        if !spec.lookups.is_empty() {
+            let world = self
+                .world
+                .read()
+                .map_err(|_| HandlerError("the world's lock is poisoned".to_owned()))?;
+            tool_world::look_up(&mut view, &world, kind == Some(FaultKind::WorldStaleRead));
+        }
+        // The amount and subject see the records as read, before the call's own changes.
+        let amount = spec.amount.as_ref().map(|a| match operand_value(a, &view) {
+            crate::scenario::expr::Value::Int(i) => i.saturating_mul(crate::scenario::expr::DEC_ONE),
+            crate::scenario::expr::Value::Dec(d) => d,
+            _ => 0,
+        });
+        let subject = spec.subject.as_ref().map(|s| Arc::<str>::from(s.render(&view, &arg)));
         let family = &self.family;
         let stream = self
             .streams
             .entry(conv)
-            .or_insert_with(|| family.member(self.scenario.conversation_key(conv)));
-        let mut latency_us = Some(spec.latency.sample_us(stream));
-        let mut effect_times = 1;
-        if let Some(injection) = context.injection {
-            let params = &self.scenario.faults[injection.fault].params;
+            .or_insert_with(|| family.member(scenario.conversation_key(conv)));
+        let decision = match spec.rules.is_empty() {
+            true => Decision::Plain,
+            false => tool_world::decide(&view, stream),
+        };
+        let (mut output, mut changes, mut effect_times) = match decision {
+            Decision::Plain => (spec.output.render(&view, &arg), Vec::new(), 1),
+            Decision::Fail(text) => (format!("error: {text}"), Vec::new(), 0),
+            Decision::Change { rule, changes } => {
+                let world = self
+                    .world
+                    .read()
+                    .map_err(|_| HandlerError("the world's lock is poisoned".to_owned()))?;
+                let refused = tool_world::duplicate_insert(&changes, &world, &scenario).or_else(|| {
+                    let first = changes.first().filter(|_| kind == Some(FaultKind::WorldConflict))?;
+                    Some(format!(
+                        "409 conflict: {} {} was changed by another request; read it again and retry",
+                        scenario.tables[first.table].name,
+                        first.key.text()
+                    ))
+                });
+                drop(world);
+                match refused {
+                    Some(error) => (format!("error: {error}"), Vec::new(), 0),
+                    None => {
+                        tool_world::after_changes(&mut view, &changes);
+                        let template = spec.rules[rule].output.as_ref().unwrap_or(&spec.output);
+                        (template.render(&view, &arg), changes, 1)
+                    }
+                }
+            }
+        };
+        let mut latency_us = latency_us;
+        if let Some(injection) = injection {
+            let params = &scenario.faults[injection.fault].params;
             match injection.kind {
                 FaultKind::ToolError => {
                     output = format!("error: {}", injection.kind.text(params.text.as_deref()));
                     effect_times = 0;
+                    changes.clear();
                 }
                 FaultKind::ToolTimeout => latency_us = params.latency_us,
                 FaultKind::ToolSlow => {
@@ -105,6 +221,8 @@ impl Behavior for ToolBehavior {
                 FaultKind::ToolPartial => {
                     let half = output.chars().count() / 2;
                     output = format!("{}…", output.chars().take(half).collect::<String>());
+                    // A half-done change: the first half of the writes happened, the rest did not.
+                    changes.truncate(changes.len() / 2);
                 }
                 FaultKind::ToolStale => {
                     output = format!("{} {output}", injection.kind.text(params.text.as_deref()));
@@ -112,38 +230,117 @@ impl Behavior for ToolBehavior {
                 FaultKind::ToolSchemaDrift => {
                     output = format!("{{\"data\":{{\"result_v2\":{}}}}}", serde_json::Value::String(output));
                 }
-                FaultKind::ToolDuplicateEffect => effect_times = 2,
+                FaultKind::ToolDuplicateEffect => effect_times *= 2,
                 _ => {}
             }
         }
         if spec.idempotent && effect_times > 0 && !self.executed.insert((conv, call.args_text())) {
             // The same call again: an idempotent operation (or idempotency key) does nothing new.
             effect_times = 0;
+            changes.clear();
+        }
+        if !changes.is_empty() {
+            effects.push(Effect::World {
+                conv,
+                changes,
+                lost: kind == Some(FaultKind::WorldLostWrite),
+            });
         }
         if let (Some(effect), true) = (&spec.effect, effect_times > 0) {
             effects.push(Effect::SideEffect {
                 conv,
                 name: Arc::from(effect.as_str()),
                 times: effect_times,
+                amount,
+                subject,
             });
         }
-        // A timed-out tool ran (its effect happened) but never answers, or answers late.
-        if let Some(delay_us) = latency_us {
-            let result = Payload::Agent(AgentMsg::ToolResult {
-                conv,
-                call_id: call.id,
-                tool: self.tool,
-                output: Arc::from(output),
-            });
-            GuardRoute {
-                stage: Stage::ToolOutput,
-                conv,
-                agent,
-                tool: Some(self.tool),
-                dest: self.directory.agent(agent),
-            }
-            .send(&self.scenario, &self.directory, result, None, delay_us, effects);
-        }
+        self.answer(conv, agent, call.id, output, latency_us, effects);
         Ok(())
+    }
+
+    /// Sends the call's result to its agent after `delay_us` (through the tool-output
+    /// guardrails); a timed-out call (`None`) never answers.
+    fn answer(
+        &self,
+        conv: ConvId,
+        agent: AgentIdx,
+        call_id: u32,
+        output: String,
+        delay_us: Option<u64>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(delay_us) = delay_us else { return };
+        let result = Payload::Agent(AgentMsg::ToolResult {
+            conv,
+            call_id,
+            tool: self.tool,
+            output: Arc::from(output),
+        });
+        GuardRoute {
+            stage: Stage::ToolOutput,
+            conv,
+            agent,
+            tool: Some(self.tool),
+            dest: self.directory.agent(agent),
+        }
+        .send(&self.scenario, &self.directory, result, None, delay_us, effects);
+    }
+}
+
+impl Behavior for ToolBehavior {
+    type Msg = ToolMsg;
+    type Effect = Effect;
+    type Injection = Injection;
+
+    fn handle(&mut self, context: &TurnContext, msg: ToolMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
+        match msg {
+            ToolMsg::Invoke { conv, agent, call } => {
+                let spec = &self.scenario.tools[self.tool];
+                let family = &self.family;
+                let stream = self
+                    .streams
+                    .entry(conv)
+                    .or_insert_with(|| family.member(self.scenario.conversation_key(conv)));
+                let latency_us = Some(spec.latency.sample_us(stream));
+                let limited = spec.load.max_concurrent.is_some() || spec.load.per_minute.is_some();
+                let start_us = match limited {
+                    false => context.now_us,
+                    true => match self.admit(context.now_us, latency_us) {
+                        Ok(start_us) => start_us,
+                        Err(error) => {
+                            let output = format!("error: {error}");
+                            self.answer(conv, agent, call.id, output, Some(REJECT_LATENCY_US), effects);
+                            return Ok(());
+                        }
+                    },
+                };
+                if start_us > context.now_us {
+                    effects.push(Effect::Send {
+                        to: context.me,
+                        delay_us: start_us - context.now_us,
+                        payload: Payload::Tool(ToolMsg::Run(Box::new(Queued {
+                            conv,
+                            agent,
+                            call,
+                            injection: context.injection,
+                            latency_us,
+                        }))),
+                    });
+                    return Ok(());
+                }
+                self.run(conv, agent, call, context.injection, latency_us, effects)
+            }
+            ToolMsg::Run(queued) => {
+                let Queued {
+                    conv,
+                    agent,
+                    call,
+                    injection,
+                    latency_us,
+                } = *queued;
+                self.run(conv, agent, call, injection, latency_us, effects)
+            }
+        }
     }
 }

@@ -501,6 +501,15 @@ fn finish_run_dir(dir: &Path, scenario: &Scenario, report: &RunReport) -> Result
         )
     })?;
     write_atomic(&dir.join("scenario.toml"), scenario.source_text.as_bytes())?;
+    // The tables' data files, so that the copy loads as the original did.
+    for (relative, text) in &scenario.data_files {
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Failure::new(exit::INTERNAL, format!("cannot write {}: {e}", path.display())))?;
+        }
+        write_atomic(&path, text.as_bytes())?;
+    }
     let json = pretty_json(report)?;
     write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
     let html = crate::render::html::render_run_dir(dir).map_err(|e| Failure::new(exit::INTERNAL, e))?;

@@ -4,8 +4,20 @@
 //! Accounting, invariants and the blast radius live above the engine (`observe`).
 
 use crate::kernel::{ActorIdx, Labels};
-use crate::protocol::{ConvId, Envelope, Payload, VerdictRecord};
+use crate::protocol::{ConvId, Envelope, Payload, VerdictRecord, WorldChange};
 use crate::scenario::Scenario;
+
+/// A side effect as a tool reported it.
+#[derive(Debug, Clone, Copy)]
+pub struct SideEffect<'a> {
+    pub conv: ConvId,
+    pub effect: &'a str,
+    pub times: u32,
+    /// Each time's amount, a decimal in millionths.
+    pub amount: Option<i64>,
+    /// Whose money, which booking.
+    pub subject: Option<&'a str>,
+}
 
 /// Hooks the scheduler calls, in event order.
 pub trait Observe {
@@ -29,17 +41,28 @@ pub trait Observe {
     /// A guardrail's verdict.
     fn on_verdict(&mut self, record: &VerdictRecord);
 
-    /// A tool executed a counted side effect `times` times; `labels` is the turn's taint.
-    #[allow(clippy::too_many_arguments)]
+    /// A tool executed a counted side effect; `labels` is the turn's taint.
     fn on_side_effect(
         &mut self,
         scenario: &Scenario,
         seq: u64,
         now_us: u64,
         actor: &str,
+        effect: SideEffect,
+        labels: &Labels,
+    );
+
+    /// A tool changed a record of the world (`lost`: the write was acknowledged, not kept).
+    #[allow(clippy::too_many_arguments)]
+    fn on_world(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        actor: &str,
         conv: ConvId,
-        effect: &str,
-        times: u32,
+        change: &WorldChange,
+        lost: bool,
         labels: &Labels,
     );
 

@@ -102,6 +102,7 @@ pub(super) struct SpawnContext<'a> {
     pub directory: Directory,
     pub seed: u64,
     pub backends: &'a Arc<Backends>,
+    pub world: &'a crate::protocol::SharedWorld,
 }
 
 /// Spawns the actor of `slot` (its current incarnation) under `parent`.
@@ -125,7 +126,8 @@ pub(super) async fn spawn(
             Handle::Llm(start_behavior(behavior, identity, parent).await?)
         }
         ActorKind::Tool => {
-            let behavior = ToolBehavior::new(scenario, directory, index, seed, incarnation);
+            let world = context.world.clone();
+            let behavior = ToolBehavior::new(scenario, directory, index, seed, incarnation, world);
             Handle::Tool(start_behavior(behavior, identity, parent).await?)
         }
         ActorKind::Guardrail => {

@@ -157,9 +157,10 @@ fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (Mo
                 .iter()
                 .map(|spec| {
                     let mut args = serde_json::Map::new();
+                    let schema = context.scenario.tools[spec.tool].parameters.as_ref();
                     for (name, value) in &spec.args {
                         let value = match value {
-                            ArgValue::Text(template) => serde_json::Value::String(template.render(context, &no_args)),
+                            ArgValue::Text(template) => typed_arg(schema, name, template.render(context, &no_args)),
                             ArgValue::Json(json) => json.clone(),
                         };
                         args.insert(name.clone(), value);
@@ -174,4 +175,27 @@ fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (Mo
             (ModelAnswer::ToolCalls(calls), output_tokens)
         }
     }
+}
+
+/// A templated argument as a model writes it: a number or true/false where the tool's
+/// `parameters` declare one and the text reads as one, a string otherwise.
+fn typed_arg(schema: Option<&serde_json::Value>, name: &str, text: String) -> serde_json::Value {
+    let declared = schema
+        .and_then(|s| s.get("properties"))
+        .and_then(|p| p.get(name))
+        .and_then(|p| p.get("type"))
+        .and_then(|t| t.as_str());
+    let typed = match declared {
+        Some("integer") => text.trim().parse::<i64>().ok().map(serde_json::Value::from),
+        Some("number") => serde_json::from_str::<serde_json::Value>(text.trim())
+            .ok()
+            .filter(|v| v.is_number()),
+        Some("boolean") => match text.trim() {
+            "true" => Some(serde_json::Value::Bool(true)),
+            "false" => Some(serde_json::Value::Bool(false)),
+            _ => None,
+        },
+        _ => None,
+    };
+    typed.unwrap_or(serde_json::Value::String(text))
 }

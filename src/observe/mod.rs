@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 pub mod blast;
+pub mod world;
 
 use crate::catalogue::faults::FaultKind;
 use crate::engine::Observe;
@@ -67,6 +68,9 @@ pub struct InvariantResult {
     pub violations: u64,
     /// How many distinct conversations broke it.
     pub conversations_broken: u64,
+    /// Goals: how many conversations were checked (the trials of the task).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked: Option<u64>,
     pub first_violation: Option<Violation>,
 }
 
@@ -82,6 +86,8 @@ pub struct ConversationAccount {
     pub cost_pusd: u64,
     pub tokens: u64,
     pub effects: BTreeMap<String, u32>,
+    /// The amounts each effect carried in the conversation (decimal, millionths).
+    pub amounts: BTreeMap<String, i64>,
     /// When each side effect first happened in the conversation.
     pub effects_first_us: BTreeMap<String, u64>,
     /// The user left before the answer (`user.abandon`).
@@ -172,6 +178,9 @@ pub struct Observer {
     last_event: (u64, u64),
     /// The `eventually = { resolved = true }` invariants, by index.
     resolved_invariants: BTreeSet<usize>,
+    /// The world's state and history, the effects' amounts, and the goals checked.
+    pub world: world::WorldWatch,
+    has_goals: bool,
 }
 
 impl Observer {
@@ -261,7 +270,44 @@ impl Observer {
                 .filter(|(_, inv)| matches!(inv.check, Check::EventuallyResolved { .. }))
                 .map(|(i, _)| i)
                 .collect(),
+            world: world::WorldWatch::new(scenario),
+            has_goals: scenario
+                .invariants
+                .iter()
+                .any(|i| matches!(i.check, Check::Goal { .. })),
             ..Observer::default()
+        }
+        .with_initial_world_checked(scenario)
+    }
+
+    /// The world invariants over the records the run starts with.
+    fn with_initial_world_checked(mut self, scenario: &Scenario) -> Observer {
+        let mut broken = Vec::new();
+        for (table, rows) in self.world.initial.tables.iter().enumerate() {
+            for row in rows.values() {
+                broken.extend(world::WorldWatch::check_record(scenario, table, &row.values));
+            }
+        }
+        for (index, message) in broken {
+            self.violate(
+                index,
+                None,
+                0,
+                0,
+                "world".to_owned(),
+                format!("at the start: {message}"),
+            );
+        }
+        self
+    }
+
+    /// The goals of `conv`, when it ends.
+    fn check_goals(&mut self, scenario: &Scenario, conv: ConvId, seq: u64, now_us: u64) {
+        if !self.has_goals {
+            return;
+        }
+        for (index, message) in self.world.check_goals(scenario, conv) {
+            self.violate(index, Some(conv), seq, now_us, "world".to_owned(), message);
         }
     }
 
@@ -586,6 +632,14 @@ impl Observer {
 
     /// Final verdicts, after the last event.
     pub fn finish(&mut self, scenario: &Scenario) -> Vec<InvariantResult> {
+        // A conversation that never ended is judged by the world the run left.
+        let (seq, at_us) = self.last_event;
+        let started: Vec<ConvId> = (0..self.conversations.len() as u32)
+            .filter(|&c| self.conversations[c as usize].started_at_us.is_some())
+            .collect();
+        for conv in started {
+            self.check_goals(scenario, conv, seq, at_us);
+        }
         for (index, invariant) in scenario.invariants.iter().enumerate() {
             if let Check::EventuallyEffect { effect, within_us } = &invariant.check {
                 let missing: Vec<(usize, u64, u64, String)> = self
@@ -681,11 +735,14 @@ impl Observer {
             .iter()
             .zip(self.violations.iter().zip(&self.violation_counts))
             .zip(&self.broken_conversations)
-            .map(|((invariant, (violation, count)), broken)| InvariantResult {
+            .enumerate()
+            .map(|(index, ((invariant, (violation, count)), broken))| InvariantResult {
                 name: invariant.name.clone(),
                 passed: violation.is_none(),
                 violations: *count,
                 conversations_broken: broken.len() as u64,
+                checked: matches!(invariant.check, Check::Goal { .. })
+                    .then(|| self.world.goal_checked.get(&index).copied().unwrap_or(0)),
                 first_violation: violation.clone(),
             })
             .collect()
@@ -822,6 +879,7 @@ impl Observe for Observer {
                 if *ending == UserEnding::Abandoned {
                     account.abandoned = true;
                 }
+                self.check_goals(scenario, *conv, seq, now_us);
             }
             Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
                 let usage = reply.usage;
@@ -869,6 +927,10 @@ impl Observe for Observer {
                     account.last_answered_at_us = Some(now_us);
                 }
                 self.check_output(scenario, seq, now_us, *conv, text, labels);
+                // Without a user who talks back, the answer ends the conversation.
+                if scenario.user_of(*conv).is_none() {
+                    self.check_goals(scenario, *conv, seq, now_us);
+                }
             }
             _ => {}
         }
@@ -907,19 +969,32 @@ impl Observe for Observer {
         *stats.verdicts.entry(record.verdict.name()).or_default() += 1;
     }
 
-    /// Counts a side effect that a tool reports having executed.
+    /// Counts a side effect that a tool reports having executed, and its amount.
     fn on_side_effect(
         &mut self,
         scenario: &Scenario,
         seq: u64,
         now_us: u64,
         actor: &str,
-        conv: u32,
-        effect: &str,
-        times: u32,
+        side_effect: crate::engine::SideEffect,
         labels: &Labels,
     ) {
+        let crate::engine::SideEffect {
+            conv,
+            effect,
+            times,
+            amount,
+            subject,
+        } = side_effect;
         self.taint.on_side_effect(labels, seq, now_us, actor, effect);
+        if let Some(amount) = amount {
+            let account = self.conversation(conv);
+            let total = account.amounts.entry(effect.to_owned()).or_default();
+            *total = total.saturating_add(amount.saturating_mul(times as i64));
+            for (index, message) in self.world.on_amount(scenario, conv, effect, times, amount, subject) {
+                self.violate(index, Some(conv), seq, now_us, actor.to_owned(), message);
+            }
+        }
         *self.effects.entry(effect.to_owned()).or_default() += times as u64;
         let account = self.conversation(conv);
         *account.effects.entry(effect.to_owned()).or_default() += times;
@@ -956,6 +1031,24 @@ impl Observe for Observer {
                 );
                 self.violate(index, Some(conv), seq, now_us, actor.to_owned(), message);
             }
+        }
+    }
+
+    /// Mirrors a change of the world and checks the world invariants on the changed record.
+    fn on_world(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        actor: &str,
+        conv: ConvId,
+        change: &crate::protocol::WorldChange,
+        lost: bool,
+        labels: &Labels,
+    ) {
+        for (index, message) in self.world.on_change(scenario, conv, change, lost, labels) {
+            let message = format!("conversation {conv}: {message}");
+            self.violate(index, Some(conv), seq, now_us, actor.to_owned(), message);
         }
     }
 

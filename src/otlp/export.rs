@@ -219,6 +219,34 @@ impl Exporter<'_> {
                 ];
                 self.faults.entry(*seq).or_default().push((t_us, attributes));
             }
+            Record::World {
+                actor,
+                conv,
+                op,
+                table,
+                key,
+                row,
+                lost,
+                ..
+            } => {
+                // World changes: an event on the run's span, with the record afterwards.
+                let mut attributes = vec![
+                    ("agentsim.world.actor".to_owned(), json!(actor)),
+                    ("agentsim.world.conversation".to_owned(), json!(conv.to_string())),
+                    ("agentsim.world.key".to_owned(), json!(key)),
+                    ("agentsim.world.op".to_owned(), json!(op)),
+                    ("agentsim.world.table".to_owned(), json!(table)),
+                ];
+                if let Some(row) = row {
+                    attributes.push(("agentsim.world.row".to_owned(), json!(row)));
+                }
+                if *lost {
+                    attributes.push(("agentsim.world.lost".to_owned(), json!("true")));
+                }
+                self.spans[0]
+                    .events
+                    .push((t_us, "agentsim.world.change".to_owned(), attributes));
+            }
             Record::Guard {
                 guardrail,
                 stage,

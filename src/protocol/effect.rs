@@ -15,11 +15,20 @@ pub enum Effect {
         delay_us: u64,
         payload: Payload,
     },
-    /// A counted side effect happened now (a tool moved money), `times` times.
+    /// A counted side effect happened now (a tool moved money), `times` times, each of
+    /// `amount` (a decimal in millionths) for `subject` when the tool says.
     SideEffect {
         conv: u32,
         name: std::sync::Arc<str>,
         times: u32,
+        amount: Option<i64>,
+        subject: Option<std::sync::Arc<str>>,
+    },
+    /// A tool changed the world (`lost`: it says it did, but the write was lost).
+    World {
+        conv: u32,
+        changes: Vec<super::WorldChange>,
+        lost: bool,
     },
     /// A checkpoint of the actor's state, handed to its next incarnation (`persist = true`).
     Persist(Checkpoint),

@@ -15,6 +15,7 @@ pub mod supervisor;
 pub mod tool;
 pub mod transcript;
 pub mod user;
+pub mod world;
 
 pub use agent::{AgentMsg, Checkpoint, Origin, ReplyTo};
 pub use directory::Directory;
@@ -26,9 +27,10 @@ pub use llm::{
     ToolRef, Usage,
 };
 pub use supervisor::SupervisorMsg;
-pub use tool::ToolMsg;
+pub use tool::{Queued, ToolMsg};
 pub use transcript::{ChatCall, ChatMessage, Role, Transcript};
 pub use user::{AnswerStatus, UserEnding, UserMsg};
+pub use world::{ChangeOp, SharedWorld, WorldChange, WorldState};
 
 use std::fmt::Write as _;
 
@@ -80,6 +82,7 @@ impl Payload {
             Payload::Agent(m) => Some(m.conv()),
             Payload::Llm(LlmMsg::Complete(request)) => Some(request.conv),
             Payload::Tool(ToolMsg::Invoke { conv, .. }) => Some(*conv),
+            Payload::Tool(ToolMsg::Run(queued)) => Some(queued.conv),
             Payload::User(UserMsg::Answer { conv, .. })
             | Payload::User(UserMsg::LlmReply { conv, .. })
             | Payload::User(UserMsg::End { conv, .. }) => Some(*conv),
@@ -204,6 +207,13 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
             request.transcript.len(),
             request.transcript.digest()
         ),
+        Payload::Tool(ToolMsg::Run(queued)) => {
+            write!(
+                out,
+                "run conv={} call={} (its turn after waiting)",
+                queued.conv, queued.call.id
+            )
+        }
         Payload::Tool(ToolMsg::Invoke { conv, call, .. }) => {
             let tool = match &call.tool {
                 ToolRef::Known(t) => tool_name(*t),

@@ -12,4 +12,16 @@ pub enum ToolMsg {
         agent: crate::scenario::AgentIdx,
         call: ToolCall,
     },
+    /// A call that waited for the API behind the tool (`when_busy = "queue"`): it runs now.
+    Run(Box<Queued>),
+}
+
+/// A queued call, with the fault its original delivery carried and the latency drawn then.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub conv: ConvId,
+    pub agent: crate::scenario::AgentIdx,
+    pub call: ToolCall,
+    pub injection: Option<super::Injection>,
+    pub latency_us: Option<u64>,
 }

@@ -172,6 +172,23 @@ fn step(out: &mut String, r: &Record, p: &dyn Fn(&str) -> String) {
         Record::Escalate { actor, reason, .. } => {
             writeln!(out, "    Note over {}: ▲ gave up: {}", p(actor), label(reason))
         }
+        Record::World {
+            actor,
+            op,
+            table,
+            key,
+            lost,
+            ..
+        } => {
+            let lost = if *lost { " (lost)" } else { "" };
+            writeln!(
+                out,
+                "    Note over {}: ✎ {op} {} {}{lost}",
+                p(actor),
+                label(table),
+                label(key)
+            )
+        }
         Record::Guard {
             guardrail,
             verdict,

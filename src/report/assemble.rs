@@ -128,6 +128,8 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
         harmed: fates.harmed,
         harmed_total: fates.harmed_total,
         effects: o.effects.clone(),
+        amounts: super::world::amounts(&o.world),
+        world: super::world::world_report(scenario, &o.world, &run.labels),
         faults: run.faults,
         faults_never_fired: run.never_fired,
         failures: run.failures,

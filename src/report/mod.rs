@@ -6,6 +6,7 @@ pub mod fate;
 pub mod impact;
 pub mod stats;
 mod summary;
+pub mod world;
 
 use serde::Serialize;
 
@@ -192,6 +193,12 @@ pub struct RunReport {
     /// All harmed conversations, listed or not.
     pub harmed_total: u64,
     pub effects: std::collections::BTreeMap<String, u64>,
+    /// The amounts effects carried (tools with `amount`), in total and per subject.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub amounts: BTreeMap<String, world::AmountReport>,
+    /// The world's tables: their records at the start and the end, and what changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub world: Option<world::WorldReport>,
     pub faults: Vec<FaultRecord>,
     /// The scenario's faults that never fired in this run, and why (a fault pinned to a message
     /// that never comes, a target that got none of what it acts on, …).

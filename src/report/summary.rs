@@ -8,6 +8,8 @@ use crate::scenario::units::{format_duration_us, format_usd};
 
 /// Changed conversations shown under each fault's `impact` line.
 const IMPACT_CHANGES_SHOWN: usize = 5;
+/// Subjects an amounts line names before it says "N more".
+const SUBJECTS_LISTED: usize = 4;
 
 impl RunReport {
     /// The human summary `run` prints.
@@ -276,9 +278,33 @@ impl RunReport {
             let effects: Vec<String> = self.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
             line(out, "effects", effects.join(", "));
         }
+        for (effect, amount) in &self.amounts {
+            let mut subjects: Vec<String> = amount
+                .by_subject
+                .iter()
+                .take(SUBJECTS_LISTED)
+                .map(|(subject, s)| format!("{subject} {}", s.total))
+                .collect();
+            if amount.by_subject.len() > SUBJECTS_LISTED {
+                subjects.push(format!("{} more", amount.by_subject.len() - SUBJECTS_LISTED));
+            }
+            let by = if subjects.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", subjects.join(", "))
+            };
+            line(
+                out,
+                "amounts",
+                format!("{effect} {} over {} effects{by}", amount.total, amount.count),
+            );
+        }
+        if let Some(world) = &self.world {
+            line(out, "world", world.summary());
+        }
     }
 
-    /// The invariants: how many passed, then one line each.
+    /// The invariants: how many passed, then one line each (goals with their trials).
     fn invariant_lines(&self, out: &mut String) {
         if self.invariants.is_empty() {
             line(out, "invariants", "none declared".to_owned());
@@ -287,8 +313,12 @@ impl RunReport {
         let passed = self.invariants.iter().filter(|i| i.passed).count();
         line(out, "invariants", format!("{passed}/{} passed", self.invariants.len()));
         for invariant in &self.invariants {
+            let trials = invariant.checked.map(|checked| {
+                let ok = checked.saturating_sub(invariant.conversations_broken);
+                format!(" (goal: {ok} of {checked} conversation(s) ended in the expected state)")
+            });
             match &invariant.first_violation {
-                None => out.push_str(&format!("    pass  {}\n", invariant.name)),
+                None => out.push_str(&format!("    pass  {}{}\n", invariant.name, trials.unwrap_or_default())),
                 Some(v) => out.push_str(&format!(
                     "    FAIL  {} — {}×, first at seq {}, t={}, {}: {}\n",
                     invariant.name,

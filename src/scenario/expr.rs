@@ -70,32 +70,121 @@ pub const VARIABLES: [(&str, Var, Type); 17] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {
     Int,
+    /// A decimal number (amounts, prices), exact to a millionth.
+    Dec,
     Str,
     Bool,
 }
 
 impl Type {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Type::Int => "a number",
+            Type::Dec => "a decimal number",
             Type::Str => "a string",
             Type::Bool => "true/false",
         }
     }
+
+    /// Whole and decimal numbers compare and add with each other.
+    pub fn is_number(self) -> bool {
+        matches!(self, Type::Int | Type::Dec)
+    }
+
+    /// Whether a value of type `other` can stand where this type is expected.
+    pub fn accepts(self, other: Type) -> bool {
+        self == other || (self == Type::Dec && other == Type::Int)
+    }
 }
+
+/// Millionths in one: decimal numbers are fixed-point, so that sums of amounts are exact
+/// (0.1 + 0.2 == 0.3) and the same on every machine.
+pub const DEC_ONE: i64 = 1_000_000;
 
 /// A value an expression evaluates to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value<'a> {
     Int(i64),
+    /// A decimal number in millionths ([`DEC_ONE`]).
+    Dec(i64),
     Str(&'a str),
     Bool(bool),
+}
+
+/// A decimal number in millionths, written the shortest exact way (`2600`, `12.5`, `-0.25`).
+pub fn format_dec(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    let (whole, frac) = (abs / DEC_ONE as u64, abs % DEC_ONE as u64);
+    if frac == 0 {
+        return format!("{sign}{whole}");
+    }
+    let digits = format!("{frac:06}");
+    format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
+}
+
+/// Parses a decimal number (`12`, `-3.75`) into millionths; `None` when it is not one or has
+/// more than six decimals.
+pub fn parse_dec(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 6 {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let frac: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}").parse().ok()?
+    };
+    let value = whole.checked_mul(DEC_ONE)?.checked_add(frac)?;
+    Some(if negative { -value } else { value })
+}
+
+/// A dotted name a scope resolved (`args.room`, `room.free`): which group of values it reads
+/// (`slot`) and which one (`field`). What slots mean is the scope's and its context's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Path {
+    pub slot: u32,
+    pub field: u32,
 }
 
 /// What an expression or template can read.
 pub trait Context {
     /// The value of `var` now.
     fn var(&self, var: Var) -> Value<'_>;
+    /// The value of a resolved path; only contexts whose scope resolves paths are asked.
+    fn path(&self, _path: Path) -> Value<'_> {
+        Value::Str("")
+    }
+}
+
+/// The names an expression may use besides the conversation's variables: the arguments of a
+/// tool call, the records it looked up, the fields of a record.
+pub trait Scope {
+    /// A dotted name (`args.room`, `room.free`), or a bare one the scope claims (a record's field
+    /// in a world check): its path and type; `Ok(None)` when the scope does not know the name.
+    fn resolve(&self, name: &str) -> Result<Option<(Path, Type)>, String>;
+    /// Whether the conversation's variables (`turn`, `user`, …) can be read.
+    fn variables(&self) -> bool {
+        true
+    }
+}
+
+/// The scope of agent and user rules: the conversation's variables, no paths.
+pub struct Conversation;
+
+impl Scope for Conversation {
+    fn resolve(&self, _name: &str) -> Result<Option<(Path, Type)>, String> {
+        Ok(None)
+    }
 }
 
 /// A comparison operator.
@@ -110,13 +199,25 @@ pub enum CmpOp {
     Contains,
 }
 
-/// A leaf of an expression.
+/// An arithmetic operator on numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// A value in an expression: a leaf, or arithmetic over two of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operand {
     Var(Var),
+    Path(Path, Type),
     Int(i64),
+    /// A decimal literal, in millionths.
+    Dec(i64),
     Str(String),
     Bool(bool),
+    Arith(ArithOp, Box<Operand>, Box<Operand>),
 }
 
 /// A parsed, type-checked boolean expression.
@@ -137,13 +238,19 @@ pub struct ExprError {
 }
 
 impl Expr {
-    /// Parses and type-checks `text`.
+    /// Parses and type-checks `text` over the conversation's variables.
     pub fn parse(text: &str) -> Result<Expr, ExprError> {
+        Expr::parse_in(text, &Conversation)
+    }
+
+    /// Parses and type-checks `text` with the names of `scope`.
+    pub fn parse_in(text: &str, scope: &dyn Scope) -> Result<Expr, ExprError> {
         let tokens = tokenize(text)?;
         let mut parser = Parser {
             tokens,
             position: 0,
             text_len: text.len(),
+            scope,
         };
         let expr = parser.or()?;
         if let Some(token) = parser.tokens.get(parser.position) {
@@ -166,13 +273,16 @@ impl Expr {
             Expr::Not(a) => !a.eval(context),
             Expr::Truth(operand) => match operand_value(operand, context) {
                 Value::Bool(b) => b,
-                Value::Int(i) => i != 0,
+                Value::Int(i) | Value::Dec(i) => i != 0,
                 Value::Str(s) => !s.is_empty(),
             },
             Expr::Cmp(op, left, right) => {
                 let (l, r) = (operand_value(left, context), operand_value(right, context));
                 match (l, r) {
                     (Value::Int(a), Value::Int(b)) => compare(*op, a.cmp(&b)),
+                    (a @ (Value::Int(_) | Value::Dec(_)), b @ (Value::Int(_) | Value::Dec(_))) => {
+                        compare(*op, as_micros(&a).cmp(&as_micros(&b)))
+                    }
                     (Value::Str(a), Value::Str(b)) if *op == CmpOp::Contains => a.contains(b),
                     (Value::Str(a), Value::Str(b)) => compare(*op, a.cmp(b)),
                     (Value::Bool(a), Value::Bool(b)) => compare(*op, a.cmp(&b)),
@@ -197,24 +307,96 @@ fn compare(op: CmpOp, ordering: std::cmp::Ordering) -> bool {
     }
 }
 
-fn operand_value<'a>(operand: &'a Operand, context: &'a dyn Context) -> Value<'a> {
-    match operand {
-        Operand::Var(var) => context.var(*var),
-        Operand::Int(i) => Value::Int(*i),
-        Operand::Str(s) => Value::Str(s),
-        Operand::Bool(b) => Value::Bool(*b),
+/// A number as millionths (a whole number is scaled; saturating, never panicking).
+fn as_micros(value: &Value) -> i128 {
+    match value {
+        Value::Int(i) => *i as i128 * DEC_ONE as i128,
+        Value::Dec(d) => *d as i128,
+        _ => 0,
     }
 }
 
-fn operand_type(operand: &Operand) -> Type {
+fn saturate(value: i128) -> i64 {
+    value.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// Evaluates an operand against `context`.
+pub fn operand_value<'a>(operand: &'a Operand, context: &'a dyn Context) -> Value<'a> {
+    match operand {
+        Operand::Var(var) => context.var(*var),
+        Operand::Path(path, _) => context.path(*path),
+        Operand::Int(i) => Value::Int(*i),
+        Operand::Dec(d) => Value::Dec(*d),
+        Operand::Str(s) => Value::Str(s),
+        Operand::Bool(b) => Value::Bool(*b),
+        Operand::Arith(op, left, right) => {
+            let (l, r) = (operand_value(left, context), operand_value(right, context));
+            if let (Value::Int(a), Value::Int(b)) = (&l, &r) {
+                return Value::Int(match op {
+                    ArithOp::Add => a.saturating_add(*b),
+                    ArithOp::Sub => a.saturating_sub(*b),
+                    ArithOp::Mul => a.saturating_mul(*b),
+                });
+            }
+            let (a, b) = (as_micros(&l), as_micros(&r));
+            Value::Dec(saturate(match op {
+                ArithOp::Add => a + b,
+                ArithOp::Sub => a - b,
+                ArithOp::Mul => a * b / DEC_ONE as i128,
+            }))
+        }
+    }
+}
+
+/// The type of an operand (type-checked when parsed).
+pub fn operand_type(operand: &Operand) -> Type {
     match operand {
         Operand::Var(var) => VARIABLES
             .iter()
             .find(|(_, v, _)| v == var)
             .map_or(Type::Str, |(_, _, t)| *t),
+        Operand::Path(_, t) => *t,
         Operand::Int(_) => Type::Int,
+        Operand::Dec(_) => Type::Dec,
         Operand::Str(_) => Type::Str,
         Operand::Bool(_) => Type::Bool,
+        Operand::Arith(_, a, b) => match (operand_type(a), operand_type(b)) {
+            (Type::Int, Type::Int) => Type::Int,
+            _ => Type::Dec,
+        },
+    }
+}
+
+impl Operand {
+    /// Parses and type-checks a value expression (`room.free - 1`, `args.amount * 1.2`).
+    pub fn parse_in(text: &str, scope: &dyn Scope) -> Result<Operand, ExprError> {
+        let tokens = tokenize(text)?;
+        let mut parser = Parser {
+            tokens,
+            position: 0,
+            text_len: text.len(),
+            scope,
+        };
+        let operand = parser.sum()?;
+        if let Some(token) = parser.tokens.get(parser.position) {
+            return Err(ExprError {
+                offset: token.offset,
+                message: format!(
+                    "expected `+`, `-`, `*` or the end of the value, found {}",
+                    token.kind.describe()
+                ),
+            });
+        }
+        Ok(operand)
+    }
+
+    /// Whether the operand reads `var` anywhere.
+    pub fn reads(&self, var: Var) -> bool {
+        match self {
+            Operand::Var(v) => *v == var,
+            Operand::Arith(_, a, b) => a.reads(var) || b.reads(var),
+            _ => false,
+        }
     }
 }
 
@@ -235,8 +417,10 @@ pub fn lookup_var(name: &str) -> Result<Var, String> {
 enum TokenKind {
     Ident(String),
     Int(i64),
+    Dec(i64),
     Str(String),
     Op(CmpOp),
+    Arith(ArithOp),
     And,
     Or,
     Not,
@@ -249,8 +433,10 @@ impl TokenKind {
         match self {
             TokenKind::Ident(name) => format!("`{name}`"),
             TokenKind::Int(i) => format!("the number {i}"),
+            TokenKind::Dec(d) => format!("the number {}", format_dec(*d)),
             TokenKind::Str(s) => format!("the string '{s}'"),
             TokenKind::Op(_) => "a comparison".to_owned(),
+            TokenKind::Arith(_) => "an arithmetic operator".to_owned(),
             TokenKind::And => "`&&`".to_owned(),
             TokenKind::Or => "`||`".to_owned(),
             TokenKind::Not => "`!`".to_owned(),
@@ -288,7 +474,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ExprError> {
                     return Err(ExprError {
                         offset: start,
                         message: format!(
-                            "expected a variable, a number, a 'string', a comparison (== != < <= > >= contains), && or ||, found `{found}`"
+                            "expected a variable, a number, a 'string', a comparison (== != < <= > >= contains), + - *, && or ||, found `{found}`"
                         ),
                     });
                 }
@@ -321,6 +507,9 @@ fn symbol(c: u8, two: &str) -> Option<(TokenKind, usize)> {
         b'<' => TokenKind::Op(CmpOp::Lt),
         b'>' => TokenKind::Op(CmpOp::Gt),
         b'!' => TokenKind::Not,
+        b'+' => TokenKind::Arith(ArithOp::Add),
+        b'-' => TokenKind::Arith(ArithOp::Sub),
+        b'*' => TokenKind::Arith(ArithOp::Mul),
         _ => return None,
     };
     Some((single, 1))
@@ -337,12 +526,24 @@ fn string_token(text: &str, start: usize) -> Result<(TokenKind, usize), ExprErro
     Ok((TokenKind::Str(value), start + end + 2))
 }
 
-/// The integer starting at `start`, and the offset just past it.
+/// The number starting at `start` (whole, or with up to six decimals), and the offset just
+/// past it.
 fn number_token(text: &str, start: usize) -> Result<(TokenKind, usize), ExprError> {
     let bytes = text.as_bytes();
     let mut i = start;
     while i < bytes.len() && bytes[i].is_ascii_digit() {
         i += 1;
+    }
+    if i + 1 < bytes.len() && bytes[i] == b'.' && bytes[i + 1].is_ascii_digit() {
+        i += 1;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let value = parse_dec(&text[start..i]).ok_or(ExprError {
+            offset: start,
+            message: "expected a number with at most six decimals that fits in 64 bits".to_owned(),
+        })?;
+        return Ok((TokenKind::Dec(value), i));
     }
     let value = text[start..i].parse().map_err(|_| ExprError {
         offset: start,
@@ -351,11 +552,15 @@ fn number_token(text: &str, start: usize) -> Result<(TokenKind, usize), ExprErro
     Ok((TokenKind::Int(value), i))
 }
 
-/// The keyword or identifier starting at `start`, and the offset just past it.
+/// The keyword or identifier (dotted: `room.free`) starting at `start`, and the offset just
+/// past it.
 fn word_token(text: &str, start: usize) -> (TokenKind, usize) {
     let bytes = text.as_bytes();
     let mut i = start;
-    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    while i < bytes.len()
+        && (name_byte(bytes[i]) || (bytes[i] == b'.' && bytes.get(i + 1).is_some_and(|&b| name_byte(b))))
+    {
         i += 1;
     }
     let word = &text[start..i];
@@ -369,13 +574,14 @@ fn word_token(text: &str, start: usize) -> (TokenKind, usize) {
     (kind, i)
 }
 
-struct Parser {
+struct Parser<'s> {
     tokens: Vec<Token>,
     position: usize,
     text_len: usize,
+    scope: &'s dyn Scope,
 }
 
-impl Parser {
+impl Parser<'_> {
     fn peek(&self) -> Option<&TokenKind> {
         self.tokens.get(self.position).map(|t| &t.kind)
     }
@@ -408,31 +614,50 @@ impl Parser {
             return Ok(Expr::Not(Box::new(self.not()?)));
         }
         if self.peek() == Some(&TokenKind::Open) {
+            let start = self.position;
             self.position += 1;
-            let inner = self.or()?;
-            if self.peek() != Some(&TokenKind::Close) {
-                return Err(ExprError {
+            let inner = self.or();
+            let closed = self.peek() == Some(&TokenKind::Close);
+            let then_value = matches!(
+                self.tokens.get(self.position + 1).map(|t| &t.kind),
+                Some(TokenKind::Op(_) | TokenKind::Arith(_))
+            );
+            if closed && !then_value {
+                self.position += 1;
+                return inner;
+            }
+            // `(a + b) > c`: the parenthesis groups a value, not a condition.
+            let first_error = match inner {
+                Err(e) => e,
+                Ok(_) if closed => ExprError {
+                    offset: 0,
+                    message: String::new(),
+                },
+                Ok(_) => ExprError {
                     offset: self.offset(),
                     message: "expected `)`".to_owned(),
-                });
-            }
-            self.position += 1;
-            return Ok(inner);
+                },
+            };
+            self.position = start;
+            return self
+                .comparison()
+                .map_err(|e| if first_error.message.is_empty() { e } else { first_error });
         }
         self.comparison()
     }
 
     fn comparison(&mut self) -> Result<Expr, ExprError> {
         let left_offset = self.offset();
-        let left = self.operand()?;
+        let left = self.sum()?;
         let Some(TokenKind::Op(op)) = self.peek().cloned() else {
             return Ok(Expr::Truth(left));
         };
         self.position += 1;
         let right_offset = self.offset();
-        let right = self.operand()?;
+        let right = self.sum()?;
         let (left_type, right_type) = (operand_type(&left), operand_type(&right));
-        if left_type != right_type {
+        let numbers = left_type.is_number() && right_type.is_number();
+        if left_type != right_type && !numbers {
             return Err(ExprError {
                 offset: right_offset,
                 message: format!(
@@ -451,18 +676,84 @@ impl Parser {
         Ok(Expr::Cmp(op, left, right))
     }
 
+    /// Additions and subtractions of products, left to right.
+    fn sum(&mut self) -> Result<Operand, ExprError> {
+        let mut left = self.product()?;
+        while let Some(TokenKind::Arith(op @ (ArithOp::Add | ArithOp::Sub))) = self.peek().cloned() {
+            self.position += 1;
+            let right = self.product()?;
+            left = self.arith(op, left, right)?;
+        }
+        Ok(left)
+    }
+
+    fn product(&mut self) -> Result<Operand, ExprError> {
+        let mut left = self.operand()?;
+        while let Some(TokenKind::Arith(ArithOp::Mul)) = self.peek() {
+            self.position += 1;
+            let right = self.operand()?;
+            left = self.arith(ArithOp::Mul, left, right)?;
+        }
+        Ok(left)
+    }
+
+    /// Arithmetic is on numbers only.
+    fn arith(&self, op: ArithOp, left: Operand, right: Operand) -> Result<Operand, ExprError> {
+        for side in [&left, &right] {
+            let t = operand_type(side);
+            if !t.is_number() {
+                return Err(ExprError {
+                    offset: self.tokens.get(self.position.saturating_sub(1)).map_or(0, |t| t.offset),
+                    message: format!("expected numbers on both sides of + - *, found {}", t.name()),
+                });
+            }
+        }
+        Ok(Operand::Arith(op, Box::new(left), Box::new(right)))
+    }
+
     fn operand(&mut self) -> Result<Operand, ExprError> {
         let offset = self.offset();
         let token = self.tokens.get(self.position).cloned();
         self.position += 1;
         match token.map(|t| t.kind) {
             Some(TokenKind::Int(i)) => Ok(Operand::Int(i)),
+            Some(TokenKind::Dec(d)) => Ok(Operand::Dec(d)),
             Some(TokenKind::Str(s)) => Ok(Operand::Str(s)),
+            Some(TokenKind::Arith(ArithOp::Sub)) => match self.operand()? {
+                Operand::Int(i) => Ok(Operand::Int(-i)),
+                Operand::Dec(d) => Ok(Operand::Dec(-d)),
+                other if operand_type(&other).is_number() => {
+                    Ok(Operand::Arith(ArithOp::Sub, Box::new(Operand::Int(0)), Box::new(other)))
+                }
+                _ => Err(ExprError {
+                    offset,
+                    message: "expected a number after `-`".to_owned(),
+                }),
+            },
+            Some(TokenKind::Open) => {
+                let inner = self.sum()?;
+                if self.peek() != Some(&TokenKind::Close) {
+                    return Err(ExprError {
+                        offset: self.offset(),
+                        message: "expected `)`".to_owned(),
+                    });
+                }
+                self.position += 1;
+                Ok(inner)
+            }
             Some(TokenKind::Ident(name)) if name == "true" => Ok(Operand::Bool(true)),
             Some(TokenKind::Ident(name)) if name == "false" => Ok(Operand::Bool(false)),
-            Some(TokenKind::Ident(name)) => lookup_var(&name)
-                .map(Operand::Var)
-                .map_err(|message| ExprError { offset, message }),
+            Some(TokenKind::Ident(name)) => match self.scope.resolve(&name) {
+                Ok(Some((path, t))) => Ok(Operand::Path(path, t)),
+                Err(message) => Err(ExprError { offset, message }),
+                Ok(None) if !self.scope.variables() || name.contains('.') => Err(ExprError {
+                    offset,
+                    message: format!("unknown name `{name}` here"),
+                }),
+                Ok(None) => lookup_var(&name)
+                    .map(Operand::Var)
+                    .map_err(|message| ExprError { offset, message }),
+            },
             Some(other) => Err(ExprError {
                 offset,
                 message: format!(
@@ -485,6 +776,8 @@ pub enum Segment {
     Var(Var),
     /// `{{args.NAME}}`: an argument of the tool call (tool outputs only).
     Arg(String),
+    /// A name the template's scope resolved (`{{room.hotel}}`).
+    Path(Path),
 }
 
 /// A string with `{{variable}}` holes, parsed once.
@@ -496,6 +789,11 @@ pub struct Template {
 impl Template {
     /// Parses `text`; `allow_args` permits `{{args.NAME}}` (in tool outputs).
     pub fn parse(text: &str, allow_args: bool) -> Result<Template, ExprError> {
+        Template::parse_in(text, allow_args, &Conversation)
+    }
+
+    /// Parses `text` with the names of `scope` (tried before the conversation's variables).
+    pub fn parse_in(text: &str, allow_args: bool, scope: &dyn Scope) -> Result<Template, ExprError> {
         let mut segments = Vec::new();
         let mut rest = text;
         let mut consumed = 0;
@@ -510,7 +808,9 @@ impl Template {
             })?;
             let name = after_open[..close].trim();
             let offset = consumed + open + 2;
-            if let Some(arg) = name.strip_prefix("args.") {
+            if let Some((path, _)) = scope.resolve(name).map_err(|message| ExprError { offset, message })? {
+                segments.push(Segment::Path(path));
+            } else if let Some(arg) = name.strip_prefix("args.") {
                 if !allow_args {
                     return Err(ExprError {
                         offset,
@@ -545,19 +845,26 @@ impl Template {
         for segment in &self.segments {
             match segment {
                 Segment::Text(text) => out.push_str(text),
-                Segment::Var(var) => match context.var(*var) {
-                    Value::Int(i) => {
-                        let _ = write!(out, "{i}");
-                    }
-                    Value::Str(s) => out.push_str(s),
-                    Value::Bool(b) => {
-                        let _ = write!(out, "{b}");
-                    }
-                },
+                Segment::Var(var) => write_value(&mut out, &context.var(*var)),
+                Segment::Path(path) => write_value(&mut out, &context.path(*path)),
                 Segment::Arg(name) => out.push_str(&args(name).unwrap_or_default()),
             }
         }
         out
+    }
+}
+
+/// Appends a value as a template shows it.
+pub fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Dec(d) => out.push_str(&format_dec(*d)),
+        Value::Str(s) => out.push_str(s),
+        Value::Bool(b) => {
+            let _ = write!(out, "{b}");
+        }
     }
 }
 

@@ -31,7 +31,55 @@ pub struct RawScenario {
     pub invariant: Vec<Spanned<RawInvariant>>,
     #[serde(default)]
     pub guardrail: Vec<Spanned<RawGuardrail>>,
+    /// The world's tables, which tools read and write.
+    #[serde(default)]
+    pub table: Vec<Spanned<RawTable>>,
 }
+
+/// `[[table]]`: a table of the world, with typed fields and its initial records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTable {
+    pub name: Spanned<String>,
+    /// The field that identifies a record.
+    pub key: Spanned<String>,
+    /// Field name → type: `string`, `int`, `number` or `bool`.
+    pub fields: Spanned<std::collections::BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// Initial records, inline.
+    pub rows: Option<Spanned<Vec<Spanned<toml::Table>>>>,
+    /// Initial records from a file beside the scenario: `.json` (an array of objects) or `.csv`.
+    pub data: Option<Spanned<String>>,
+}
+
+/// A tool's lookup: `read = { room = { table = "rooms", key = "{{args.room}}" } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLookup {
+    pub table: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+/// One of a tool's `rules`: the first whose `when` holds (and whose `p` is drawn) decides what
+/// the call does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToolRule {
+    pub when: Option<Spanned<String>>,
+    pub p: Option<Spanned<f64>>,
+    /// The call fails with this error; nothing changes.
+    pub fail: Option<Spanned<String>>,
+    /// Looked-up record → field → new value.
+    pub update: Option<std::collections::BTreeMap<Spanned<String>, RawValues>>,
+    /// Table → the new record's fields.
+    pub insert: Option<std::collections::BTreeMap<Spanned<String>, RawValues>>,
+    /// Looked-up records to delete.
+    #[serde(default)]
+    pub delete: Vec<Spanned<String>>,
+    pub output: Option<Spanned<String>>,
+}
+
+/// Field → value (a template for a string field, an expression or a constant otherwise).
+pub type RawValues = std::collections::BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
 /// `[[guardrail]]`: a check at a stage, with an action.
 #[derive(Debug, Clone, Deserialize)]
@@ -344,6 +392,20 @@ pub struct RawTool {
     pub output: Option<Spanned<String>>,
     pub effect: Option<Spanned<String>>,
     pub idempotent: Option<bool>,
+    /// The effect's amount, an expression (`args.amount_usd`, `room.price_usd * args.nights`).
+    pub amount: Option<Spanned<String>>,
+    /// Whose money, which booking: a template (`{{args.account}}`).
+    pub subject: Option<Spanned<String>>,
+    /// Records the rules read, by name.
+    pub read: Option<std::collections::BTreeMap<Spanned<String>, Spanned<RawLookup>>>,
+    #[serde(default)]
+    pub rules: Vec<Spanned<RawToolRule>>,
+    /// Calls in progress at once; more are refused or queued (`when_busy`).
+    pub max_concurrent: Option<Spanned<u32>>,
+    /// Calls per unit of time (`"10/s"`), as a token bucket holding one second of calls.
+    pub rate_limit: Option<Spanned<String>>,
+    /// `reject` (default: the call fails with a 429) or `queue` (it waits its turn).
+    pub when_busy: Option<Spanned<String>>,
 }
 
 /// `[[supervisor]]`.
@@ -376,6 +438,8 @@ pub struct RawTraffic {
     /// The `[[user]]` who goes on talking after each answer; without one, a conversation is its
     /// opening message and the answer.
     pub user: Option<Spanned<String>>,
+    /// The task its conversations perform, which goal invariants name.
+    pub task: Option<Spanned<String>>,
 }
 
 /// `[[user]]`: a simulated customer who talks back.
@@ -454,6 +518,8 @@ impl<'de> Deserialize<'de> for RawUserStep {
 pub struct RawScripted {
     pub at: Option<Spanned<String>>,
     pub message: Spanned<String>,
+    /// The task this conversation performs, which goal invariants name.
+    pub task: Option<Spanned<String>>,
 }
 
 /// `[[fault]]`.
@@ -488,6 +554,8 @@ pub struct RawInvariant {
     pub always: Option<Spanned<RawAlways>>,
     pub eventually: Option<Spanned<RawEventually>>,
     pub budget: Option<Spanned<RawBudget>>,
+    /// The end state a task must leave the world in, checked when each of its conversations ends.
+    pub goal: Option<Spanned<RawGoal>>,
     /// A failure-mode detector: `detect = "step_repetition"`.
     pub detect: Option<Spanned<String>>,
     /// The detector's threshold, where it has one.
@@ -508,6 +576,36 @@ pub struct RawNever {
     pub output_pii: Option<Spanned<Vec<String>>>,
     pub output_matches: Option<Spanned<String>>,
     pub output_tainted_by: Option<Spanned<String>>,
+    /// With `effect`: no single effect's amount above this.
+    pub amount_more_than: Option<Spanned<toml::Value>>,
+    /// With `effect`: the amounts per scope (`per`, which may be `subject`) never sum above this.
+    pub total_more_than: Option<Spanned<toml::Value>>,
+    /// No record of this table ever satisfies `when`.
+    pub table: Option<Spanned<String>>,
+    pub when: Option<Spanned<String>>,
+}
+
+/// `goal = { task = "change-R1", expect = [{ table = "reservations", key = "R1", fields = { flight = "UA200" } }] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGoal {
+    /// The task whose conversations it checks; every conversation when absent.
+    pub task: Option<Spanned<String>>,
+    pub expect: Vec<Spanned<RawExpect>>,
+}
+
+/// One expectation of a goal: the record `key` of `table` (or some record matching `where`)
+/// exists with these `fields`, is `unchanged` since the run began, or is `absent`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    pub table: Spanned<String>,
+    pub key: Option<Spanned<toml::Value>>,
+    #[serde(rename = "where")]
+    pub matching: Option<Spanned<String>>,
+    pub fields: Option<RawValues>,
+    pub unchanged: Option<Spanned<bool>>,
+    pub absent: Option<Spanned<bool>>,
 }
 
 /// `budget = { cost_usd = 0.50, per = "conversation" }` (or `tokens`).
@@ -526,6 +624,9 @@ pub struct RawAlways {
     pub cost_usd_max: Option<Spanned<f64>>,
     pub tokens_max: Option<Spanned<u64>>,
     pub per: Option<Spanned<String>>,
+    /// Every record of this table satisfies `check`, after every change.
+    pub table: Option<Spanned<String>>,
+    pub check: Option<Spanned<String>>,
 }
 
 /// `eventually = { answered = true, within = "5m" }`: every conversation gets an answer in time.

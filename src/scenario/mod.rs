@@ -11,6 +11,7 @@ pub mod schema;
 pub mod units;
 pub mod user;
 pub mod validate;
+pub mod world;
 
 pub use error::{Diagnostic, ScenarioError, ScenarioWarnings};
 pub use model::*;
@@ -51,6 +52,7 @@ pub fn load_with_warnings(path: &Path) -> Result<(Scenario, ScenarioWarnings), S
     let (mut scenario, warnings) = parse_with_warnings(&file, &text)?;
     // A cassette path is relative to the scenario file's folder.
     let folder = path.parent().unwrap_or(Path::new(""));
+    load_data_files(&mut scenario, folder, &file, &text)?;
     for llm in &mut scenario.llms {
         if let Some(cassette) = &mut llm.cassette {
             if cassette.is_relative() {
@@ -59,6 +61,67 @@ pub fn load_with_warnings(path: &Path) -> Result<(Scenario, ScenarioWarnings), S
         }
     }
     Ok((scenario, warnings))
+}
+
+/// Loads the records of tables that name a data file (relative to `folder`), and mixes the files'
+/// bytes into the scenario's hash. An error names the data file, the place in it and what was
+/// expected (or, for a file that cannot be read, the setting in the scenario).
+pub fn load_data_files(scenario: &mut Scenario, folder: &Path, file: &str, text: &str) -> Result<(), ScenarioError> {
+    let mut hasher: Option<blake3::Hasher> = None;
+    let mut files = Vec::new();
+    for table in &mut scenario.tables {
+        let Some((data, span)) = table.data.clone() else {
+            continue;
+        };
+        let at_setting = |message: String| ScenarioError::single(file, text, Diagnostic::at(span.clone(), message));
+        let data_path = folder.join(&data);
+        let shown = data_path.display().to_string();
+        let metadata =
+            std::fs::metadata(&data_path).map_err(|e| at_setting(format!("cannot read data file {shown}: {e}")))?;
+        if metadata.len() > world::DATA_FILE_BYTES_MAX {
+            return Err(at_setting(format!(
+                "expected a data file of at most {} bytes, found {} bytes in {shown}",
+                world::DATA_FILE_BYTES_MAX,
+                metadata.len()
+            )));
+        }
+        let bytes = std::fs::read(&data_path).map_err(|e| at_setting(format!("cannot read data file {shown}: {e}")))?;
+        let data_text = String::from_utf8(bytes).map_err(|e| {
+            let offset = e.utf8_error().valid_up_to();
+            let valid = String::from_utf8_lossy(&e.as_bytes()[..offset]).into_owned();
+            ScenarioError::single(
+                &shown,
+                &valid,
+                Diagnostic::at(offset..offset + 1, "expected UTF-8 text, found an invalid byte"),
+            )
+        })?;
+        let mut rows = world::read_rows(table, &data, &data_text)
+            .map_err(|e| ScenarioError::single(&shown, &data_text, Diagnostic::at(e.at, e.message)))?;
+        let key = table.key;
+        rows.sort_by(|a, b| a[key].cmp(&b[key]));
+        if let Some(pair) = rows.windows(2).find(|w| w[0][key] == w[1][key]) {
+            return Err(ScenarioError::single(
+                &shown,
+                &data_text,
+                Diagnostic::whole_file(format!(
+                    "expected each record's key to be unique, found \"{}\" twice",
+                    pair[0][key].text()
+                )),
+            ));
+        }
+        table.rows = rows;
+        files.push((data.clone(), data_text.clone()));
+        hasher
+            .get_or_insert_with(|| blake3::Hasher::new_derive_key("agentsim 2026 scenario data files v1"))
+            .update(data.as_bytes())
+            .update(data_text.as_bytes());
+    }
+    scenario.data_files = files;
+    if let Some(mut hasher) = hasher {
+        hasher.update(scenario.source_hash.as_bytes());
+        scenario.source_hash = hasher.finalize().to_hex().to_string();
+    }
+    Ok(())
 }
 
 /// Parses and validates scenario `text`; `file` names it in errors.

@@ -1,6 +1,7 @@
 //! The validated scenario: plain data with indices instead of names and integers instead of units.
 
-use super::expr::{Expr, Template};
+use super::expr::{Expr, Operand, Template, Type};
+pub use super::world::{Datum, Field, Table, TableIdx};
 use crate::kernel::RngStream;
 
 /// Index of an LLM in [`Scenario::llms`].
@@ -36,10 +37,14 @@ pub struct Scenario {
     pub profiles: Vec<Profile>,
     pub invariants: Vec<Invariant>,
     pub guardrails: Vec<super::guardrail::Guardrail>,
-    /// BLAKE3 of the file's bytes, hex.
+    /// The world's tables, which tools read and write.
+    pub tables: Vec<Table>,
+    /// BLAKE3 of the file's bytes (and its data files'), hex.
     pub source_hash: String,
     /// The file's text, kept so a run directory can carry its own copy.
     pub source_text: String,
+    /// The tables' data files as loaded: (path relative to the scenario, text), for the same.
+    pub data_files: Vec<(String, String)>,
     /// Per traffic source: the number of its first conversation, and the key its conversations'
     /// random streams derive from (see [`Scenario::conversation_key`]).
     pub conversation_blocks: Vec<(u32, u64)>,
@@ -91,6 +96,18 @@ impl Scenario {
         let source = at.checked_sub(1)?;
         let (first, _) = self.conversation_blocks[source];
         (conv - first < self.traffic[source].conversations()).then_some(source)
+    }
+
+    /// The task conversation `conv` performs, if its traffic names one.
+    pub fn task_of(&self, conv: u32) -> Option<&str> {
+        let source = self.traffic_of(conv)?;
+        match &self.traffic[source] {
+            Traffic::Poisson { task, .. } => task.as_deref(),
+            Traffic::Script { tasks, .. } => {
+                let index = (conv - self.first_conversation(source)) as usize;
+                tasks.get(index).and_then(|t| t.as_deref())
+            }
+        }
     }
 
     /// The user who talks in conversation `conv`, if its traffic names one.
@@ -496,6 +513,82 @@ pub struct Tool {
     /// A repeat of the same call (same conversation, same arguments) has no further effect: the
     /// operation is idempotent, or protected by an idempotency key.
     pub idempotent: bool,
+    /// The effect's amount (`args.amount_usd`), read before the call's writes.
+    pub amount: Option<Operand>,
+    /// Whose money, which booking: the effect's subject.
+    pub subject: Option<Template>,
+    /// The records the rules read, looked up before they run.
+    pub lookups: Vec<Lookup>,
+    /// The order to look them up in: a key that reads another record's field comes after it.
+    pub lookup_order: Vec<usize>,
+    /// First match wins; no match: the tool's plain output and effect.
+    pub rules: Vec<ToolRule>,
+    /// The arguments the rules and templates read through paths (slot [`ARGS_SLOT`]), by field.
+    pub args: Vec<(String, Type)>,
+    /// Concurrency and rate limits of the API behind the tool.
+    pub load: ToolLoad,
+}
+
+/// Path slot of a tool call's arguments; lookup `i` is slot `i + 1`.
+pub const ARGS_SLOT: u32 = 0;
+/// Path field of a lookup's `exists`.
+pub const EXISTS_FIELD: u32 = u32::MAX;
+
+/// A record a tool reads: `room = { table = "rooms", key = "{{args.room}}" }`.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub name: String,
+    pub table: TableIdx,
+    pub key: Template,
+}
+
+/// One of a tool's rules over its arguments and the world.
+#[derive(Debug, Clone)]
+pub struct ToolRule {
+    pub when: Option<Expr>,
+    pub p: Option<Probability>,
+    /// The call fails with this error, changing nothing.
+    pub fail: Option<Template>,
+    pub updates: Vec<FieldWrite>,
+    pub inserts: Vec<Insert>,
+    /// Lookups whose records are deleted.
+    pub deletes: Vec<usize>,
+    pub output: Option<Template>,
+}
+
+/// A new value for a field of a looked-up record.
+#[derive(Debug, Clone)]
+pub struct FieldWrite {
+    pub lookup: usize,
+    pub field: usize,
+    pub value: WorldValue,
+}
+
+/// A record a rule inserts: a value per field it names (the others start at zero).
+#[derive(Debug, Clone)]
+pub struct Insert {
+    pub table: TableIdx,
+    pub values: Vec<(usize, WorldValue)>,
+}
+
+/// How a rule computes a field's new value.
+#[derive(Debug, Clone)]
+pub enum WorldValue {
+    Const(Datum),
+    /// A string field's template.
+    Text(Template),
+    /// A number or true/false field's expression.
+    Expr(Operand),
+}
+
+/// Limits of the API behind a tool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ToolLoad {
+    pub max_concurrent: Option<u32>,
+    /// Calls a minute, from `rate_limit`.
+    pub per_minute: Option<u32>,
+    /// Busy calls wait their turn instead of failing with a 429.
+    pub queue: bool,
 }
 
 /// The kind of a simulated actor.
@@ -575,12 +668,16 @@ pub enum Traffic {
         start_us: u64,
         /// The user who goes on after each answer.
         user: Option<super::user::UserIdx>,
+        /// The task its conversations perform.
+        task: Option<String>,
     },
     /// Conversations at fixed times.
     Script {
         to: Vec<AgentIdx>,
         items: Vec<(u64, String)>,
         user: Option<super::user::UserIdx>,
+        /// Per item, the task it performs.
+        tasks: Vec<Option<String>>,
     },
 }
 
@@ -657,6 +754,8 @@ pub struct Profile {
 pub enum Per {
     Conversation,
     Run,
+    /// Per effect subject (whose money, which booking): amount totals only.
+    Subject,
 }
 
 impl Per {
@@ -664,6 +763,7 @@ impl Per {
         match self {
             Per::Conversation => "conversation",
             Per::Run => "run",
+            Per::Subject => "subject",
         }
     }
 }
@@ -752,6 +852,46 @@ pub enum Check {
     EventuallyAnswered { within_us: Option<u64> },
     /// Every conversation ends resolved by its user (who said so), within a virtual time if given.
     EventuallyResolved { within_us: Option<u64> },
+    /// No single effect's amount is above the bound (decimal, in millionths).
+    NeverAmount { effect: String, more_than: i64 },
+    /// The effect's amounts per scope never sum above the bound (decimal, in millionths).
+    TotalMax { effect: String, more_than: i64, per: Per },
+    /// Every record of the table satisfies the check (`text`), after every change.
+    WorldAlways { table: TableIdx, check: Expr, text: String },
+    /// No record of the table ever satisfies the condition (`text`).
+    WorldNever { table: TableIdx, when: Expr, text: String },
+    /// When a conversation of the task (every conversation, without one) ends, the world is in
+    /// the expected state.
+    Goal { task: Option<String>, expect: Vec<Expect> },
+}
+
+/// One expectation of a goal.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub table: TableIdx,
+    pub target: ExpectTarget,
+    pub what: ExpectWhat,
+}
+
+/// Which record an expectation is about.
+#[derive(Debug, Clone)]
+pub enum ExpectTarget {
+    Key(Datum),
+    /// A key that names the conversation: `"B-{{conversation}}"`.
+    KeyTemplate(Template),
+    /// Some record satisfying the condition (`text`).
+    Matching(Expr, String),
+}
+
+/// What an expectation expects of its record.
+#[derive(Debug, Clone)]
+pub enum ExpectWhat {
+    /// It exists, with these values (the fields not named may be anything).
+    Fields(Vec<(usize, Datum)>),
+    /// It is as it was when the run began (or still does not exist).
+    Unchanged,
+    /// It does not exist.
+    Absent,
 }
 
 /// A named property.

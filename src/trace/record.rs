@@ -89,6 +89,19 @@ pub enum Record<S = String> {
     },
     /// A supervisor gave up and passed a failure up.
     Escalate { t_us: u64, actor: S, reason: S },
+    /// A tool changed a record of the world during the delivery `seq`: `row` is the record
+    /// afterwards (a JSON object; `None` when deleted); `lost` when the store did not keep it.
+    World {
+        seq: u64,
+        t_us: u64,
+        actor: S,
+        conv: u64,
+        op: S,
+        table: S,
+        key: S,
+        row: Option<S>,
+        lost: bool,
+    },
     /// The last line: how the run ended.
     End {
         t_us: u64,
@@ -109,6 +122,7 @@ impl<S: AsRef<str>> Record<S> {
             Record::Fail { .. } => "fail",
             Record::Restart { .. } => "restart",
             Record::Escalate { .. } => "escalate",
+            Record::World { .. } => "world",
             Record::End { .. } => "end",
         }
     }
@@ -119,6 +133,7 @@ impl<S: AsRef<str>> Record<S> {
             Record::Deliver { seq, .. }
             | Record::Fault { seq, .. }
             | Record::Guard { seq, .. }
+            | Record::World { seq, .. }
             | Record::Fail { seq, .. } => Some(*seq),
             _ => None,
         }
@@ -134,6 +149,7 @@ impl<S: AsRef<str>> Record<S> {
             | Record::Fail { t_us, .. }
             | Record::Restart { t_us, .. }
             | Record::Escalate { t_us, .. }
+            | Record::World { t_us, .. }
             | Record::End { t_us, .. } => *t_us,
         }
     }
@@ -147,6 +163,7 @@ impl<S: AsRef<str>> Record<S> {
             | Record::Guard { actor, .. }
             | Record::Fail { actor, .. }
             | Record::Restart { actor, .. }
+            | Record::World { actor, .. }
             | Record::Escalate { actor, .. } => actor.as_ref(),
             Record::Header { .. } | Record::End { .. } => "",
         }
@@ -284,6 +301,33 @@ impl<S: AsRef<str>> Record<S> {
                     .str("actor", actor.as_ref())
                     .str("reason", reason.as_ref());
             }
+            Record::World {
+                seq,
+                t_us,
+                actor,
+                conv,
+                op,
+                table,
+                key,
+                row,
+                lost,
+            } => {
+                r.str("kind", "world")
+                    .u64("seq", *seq)
+                    .u64("t_us", *t_us)
+                    .str("actor", actor.as_ref())
+                    .u64("conv", *conv)
+                    .str("op", op.as_ref())
+                    .str("table", table.as_ref())
+                    .str("key", key.as_ref());
+                match row {
+                    Some(row) => r.raw("row", row.as_ref()),
+                    None => r.raw("row", "null"),
+                };
+                if *lost {
+                    r.raw("lost", "true");
+                }
+            }
             Record::End {
                 t_us,
                 events,
@@ -379,6 +423,17 @@ impl Record<String> {
                 actor: text("actor")?,
                 reason: text("reason")?,
             },
+            "world" => Record::World {
+                seq: number("seq")?,
+                t_us: number("t_us")?,
+                actor: text("actor")?,
+                conv: number("conv")?,
+                op: text("op")?,
+                table: text("table")?,
+                key: text("key")?,
+                row: fields.get("row").filter(|v| !v.is_null()).map(Value::to_string),
+                lost: fields.get("lost").and_then(Value::as_bool).unwrap_or(false),
+            },
             "end" => Record::End {
                 t_us: number("t_us")?,
                 events: number("events")?,
@@ -387,7 +442,7 @@ impl Record<String> {
             },
             other => {
                 return Err(format!(
-                    "expected a record kind (header, deliver, fault, guard, fail, restart, escalate, end), found \"{other}\""
+                    "expected a record kind (header, deliver, fault, guard, fail, restart, escalate, world, end), found \"{other}\""
                 ))
             }
         })

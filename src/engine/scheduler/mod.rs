@@ -24,10 +24,11 @@ use super::{EngineRun, FailureRecord, FaultRecord, Outcome, RestartRecord, RunEr
 use crate::kernel::{ActorIdx, EventQueue, Labels};
 use crate::llm::backend::Backends;
 use crate::protocol::{
-    Completion, Directory, Effect, Envelope, Injection, LabelSpace, Payload, ToolMsg, Turn, UserMsg,
+    Completion, Directory, Effect, Envelope, Injection, LabelSpace, Payload, SharedWorld, ToolMsg, Turn, UserMsg,
+    WorldChange, WorldState,
 };
 use crate::scenario::{ActorKind, Limits, Scenario};
-use crate::trace::Trace;
+use crate::trace::{Record, Trace};
 
 /// How a turn ended, from the scheduler's side.
 pub(super) enum TurnEnd {
@@ -72,6 +73,8 @@ pub struct Scheduler<O> {
     interrupt: Interrupt,
     /// Where live and replayed models get their answers.
     backends: Arc<Backends>,
+    /// The world the tools act on: read by tools in their turn, written here between turns.
+    world: SharedWorld,
 }
 
 impl<O: Observe> Scheduler<O> {
@@ -92,6 +95,7 @@ impl<O: Observe> Scheduler<O> {
         let faults = FaultPlan::new(&scenario.faults, profile, seed, &logical_ids);
         let (completions_tx, completions_rx) = unbounded_channel();
         let labels = LabelSpace::new(&scenario);
+        let scenario_for_world = scenario.clone();
         Scheduler {
             scenario,
             directory,
@@ -119,6 +123,7 @@ impl<O: Observe> Scheduler<O> {
             turn_labels: Labels::EMPTY,
             watchdog: Watchdog::new(limits),
             interrupt: Interrupt::default(),
+            world: Arc::new(std::sync::RwLock::new(WorldState::new(&scenario_for_world))),
             backends,
         }
     }
@@ -386,19 +391,30 @@ impl<O: Observe> Scheduler<O> {
                         self.contain(record.guardrail);
                     }
                 }
-                Effect::SideEffect { conv, name, times } => {
+                Effect::SideEffect {
+                    conv,
+                    name,
+                    times,
+                    amount,
+                    subject,
+                } => {
                     let actor = self.slots[from.index()].logical_id.clone();
                     self.observer.on_side_effect(
                         &self.scenario,
                         self.current_seq,
                         self.now_us,
                         &actor,
-                        conv,
-                        &name,
-                        times,
+                        crate::engine::observe::SideEffect {
+                            conv,
+                            effect: &name,
+                            times,
+                            amount,
+                            subject: subject.as_deref(),
+                        },
                         &self.turn_labels,
                     );
                 }
+                Effect::World { conv, changes, lost } => self.change_world(from, conv, &changes, lost)?,
                 Effect::Restart { .. } | Effect::Escalate { .. } => {
                     return Err(RunError::Internal(format!(
                         "{} asked for a supervision effect outside a supervision turn",
@@ -408,6 +424,44 @@ impl<O: Observe> Scheduler<O> {
             }
         }
         Ok(None)
+    }
+
+    /// Applies a tool's changes to the world (unless the write was lost), traces each one and
+    /// tells the observer.
+    fn change_world(&mut self, from: ActorIdx, conv: u32, changes: &[WorldChange], lost: bool) -> Result<(), RunError> {
+        let actor = self.slots[from.index()].logical_id.clone();
+        for change in changes {
+            if !lost {
+                self.world
+                    .write()
+                    .map_err(|_| RunError::Internal("the world's lock is poisoned".to_owned()))?
+                    .apply(change);
+            }
+            let key = change.key.text();
+            let row = change.row_json(&self.scenario);
+            self.trace.write(&Record::World {
+                seq: self.current_seq,
+                t_us: self.now_us,
+                actor: &*actor,
+                conv: conv as u64,
+                op: change.op.name(),
+                table: self.scenario.tables[change.table].name.as_str(),
+                key: key.as_str(),
+                row: row.as_deref(),
+                lost,
+            })?;
+            self.observer.on_world(
+                &self.scenario,
+                self.current_seq,
+                self.now_us,
+                &actor,
+                conv,
+                change,
+                lost,
+                &self.turn_labels,
+            );
+        }
+        Ok(())
     }
 
     /// Queues one message, unless a limit forbids it (then returns the limit's detail).

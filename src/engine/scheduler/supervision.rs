@@ -98,7 +98,7 @@ impl<O: Observe> Scheduler<O> {
                         child = supervisor;
                     }
                     Effect::Persist(_) => {}
-                    Effect::Send { .. } | Effect::SideEffect { .. } | Effect::Verdict(_) => {
+                    Effect::Send { .. } | Effect::SideEffect { .. } | Effect::World { .. } | Effect::Verdict(_) => {
                         return Err(RunError::Internal("a supervisor sent a message".to_owned()))
                     }
                 }
@@ -193,6 +193,7 @@ impl<O: Observe> Scheduler<O> {
             directory: self.directory,
             seed: self.seed,
             backends: &self.backends,
+            world: &self.world,
         };
         let handle = slots::spawn(&context, slot, identity, parent).await?;
         let slot = &mut self.slots[idx.index()];

@@ -205,6 +205,8 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .call.tool{fill:#fbbf24;fill-opacity:.5;stroke:#b45309}
 .call.open{fill:none;stroke:#b45309;stroke-dasharray:3 2}
 .fault-marker path{fill:var(--bad);stroke:#7f1d1d;stroke-width:.8}
+.world-marker path{fill:#0e7490;stroke:#164e63;stroke-width:.8}
+.world-marker.lost path{fill:none;stroke:#0e7490;stroke-width:1.6}
 .crash-marker path{stroke:#7f1d1d;stroke-width:2.2;fill:none}
 .restart-marker circle{fill:#fff;stroke:var(--good);stroke-width:2}
 .escalate-marker path{fill:var(--warn);stroke:#78350f;stroke-width:.8}

@@ -561,8 +561,7 @@ impl Validator<'_> {
 
 /// Whether an expression reads `var`.
 fn expr_reads(expr: &Expr, var: Var) -> bool {
-    use crate::scenario::expr::Operand;
-    let reads = |o: &Operand| matches!(o, Operand::Var(v) if *v == var);
+    let reads = |o: &crate::scenario::expr::Operand| o.reads(var);
     match expr {
         Expr::Or(a, b) | Expr::And(a, b) => expr_reads(a, var) || expr_reads(b, var),
         Expr::Not(e) => expr_reads(e, var),

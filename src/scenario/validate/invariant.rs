@@ -11,7 +11,13 @@ use crate::scenario::glob::glob_match;
 use crate::scenario::model::*;
 
 impl Validator<'_> {
-    pub(super) fn invariants(&mut self, raw: &[Spanned<RawInvariant>], label_names: &[String]) -> Vec<Invariant> {
+    pub(super) fn invariants(
+        &mut self,
+        raw: &[Spanned<RawInvariant>],
+        label_names: &[String],
+        tables: &[Table],
+        tasks: &[String],
+    ) -> Vec<Invariant> {
         let _ = self.names("invariant", raw.iter().map(|i| &i.get_ref().name));
         let mut out = Vec::new();
         for item in raw {
@@ -22,6 +28,7 @@ impl Validator<'_> {
                 inv.eventually.is_some(),
                 inv.budget.is_some(),
                 inv.detect.is_some(),
+                inv.goal.is_some(),
             ]
             .iter()
             .filter(|x| **x)
@@ -30,7 +37,7 @@ impl Validator<'_> {
                 self.error(
                     item.span(),
                     format!(
-                        "expected exactly one of `never`, `always`, `eventually`, `budget` or `detect`, found {chosen}"
+                        "expected exactly one of `never`, `always`, `eventually`, `budget`, `goal` or `detect`, found {chosen}"
                     ),
                 );
                 continue;
@@ -39,7 +46,28 @@ impl Validator<'_> {
                 self.error(threshold.span(), "`threshold` goes with `detect`");
             }
             let check = if let Some(never) = &inv.never {
-                match self.never(never, label_names) {
+                match self.never(never, label_names, tables) {
+                    Some(check) => check,
+                    None => continue,
+                }
+            } else if let Some(goal) = &inv.goal {
+                match self.goal(goal, tables, tasks) {
+                    Some(check) => check,
+                    None => continue,
+                }
+            } else if let Some(always) = inv
+                .always
+                .as_ref()
+                .filter(|a| a.get_ref().table.is_some() || a.get_ref().check.is_some())
+            {
+                let a = always.get_ref();
+                if a.cost_usd_max.is_some() || a.tokens_max.is_some() || a.per.is_some() {
+                    self.error(
+                        always.span(),
+                        "expected either a world check (`table`, `check`) or a spend limit, found both",
+                    );
+                }
+                match self.world_always(a, always.span(), tables) {
                     Some(check) => check,
                     None => continue,
                 }
@@ -132,8 +160,34 @@ impl Validator<'_> {
     }
 
     /// A `never` invariant: over side effects, or over user-visible answers.
-    fn never(&mut self, never: &Spanned<RawNever>, label_names: &[String]) -> Option<Check> {
+    fn never(&mut self, never: &Spanned<RawNever>, label_names: &[String], tables: &[Table]) -> Option<Check> {
         let n = never.get_ref();
+        if n.table.is_some() || n.when.is_some() {
+            if n.effect.is_some()
+                || n.output_pii.is_some()
+                || n.output_matches.is_some()
+                || n.output_tainted_by.is_some()
+            {
+                self.error(
+                    never.span(),
+                    "expected either a world check (`table`, `when`) or an effect or answer check, found both",
+                );
+            }
+            return self.world_never(n, never.span(), tables);
+        }
+        if let (Some(effect), true) = (&n.effect, n.amount_more_than.is_some() || n.total_more_than.is_some()) {
+            if n.more_than.is_some() || (n.amount_more_than.is_some() && n.total_more_than.is_some()) {
+                self.error(
+                    never.span(),
+                    "expected one bound: `more_than` (a count), `amount_more_than` (each amount) or `total_more_than` (a sum)",
+                );
+                return None;
+            }
+            if let Some(t) = &n.tainted_by {
+                self.error(t.span(), "`tainted_by` goes with counts (`more_than`), not amounts");
+            }
+            return self.amount_bound(n, effect);
+        }
         let tainted_by = n.tainted_by.as_ref().map(|t| self.label_glob(t, label_names));
         let outputs = [
             n.output_pii.is_some(),

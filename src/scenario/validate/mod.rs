@@ -13,6 +13,7 @@ mod supervisor;
 mod tool;
 mod traffic;
 mod user;
+mod world;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -277,7 +278,12 @@ impl Validator<'_> {
         }
 
         let llms = raw.llm.iter().map(|l| self.llm(l.get_ref())).collect();
-        let tools: Vec<Tool> = raw.tool.iter().map(|t| self.tool(t.get_ref())).collect();
+        let (tables, table_names) = self.tables(&raw.table);
+        let tools: Vec<Tool> = raw
+            .tool
+            .iter()
+            .map(|t| self.tool(t.get_ref(), &tables, &table_names))
+            .collect();
         self.tool_parameters = tools.iter().map(|t| t.parameters.clone()).collect();
         let agents = raw
             .agent
@@ -314,7 +320,8 @@ impl Validator<'_> {
         let faults = self.faults(&raw.fault, &logical_ids);
         let profiles = self.profiles(&raw.profile, &faults);
         let label_names = invariant::label_names(&raw, &faults);
-        let invariants = self.invariants(&raw.invariant, &label_names);
+        let tasks = world::task_names(&raw);
+        let invariants = self.invariants(&raw.invariant, &label_names, &tables, &tasks);
         let guardrails = self.guardrails(&raw.guardrail, &agent_names, &tool_names);
 
         let scenario = Scenario {
@@ -336,8 +343,10 @@ impl Validator<'_> {
             profiles,
             invariants,
             guardrails,
+            tables,
             source_hash: blake3::hash(source_text.as_bytes()).to_hex().to_string(),
             source_text: source_text.to_owned(),
+            data_files: Vec::new(),
             conversation_blocks: Vec::new(),
         };
         let mut scenario = scenario;

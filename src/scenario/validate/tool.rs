@@ -8,11 +8,9 @@ use crate::scenario::file::*;
 use crate::scenario::model::*;
 
 impl Validator<'_> {
-    pub(super) fn tool(&mut self, raw: &RawTool) -> Tool {
-        let output = match &raw.output {
-            Some(text) => self.template(text, true),
-            None => Template::literal("ok"),
-        };
+    pub(super) fn tool(&mut self, raw: &RawTool, tables: &[Table], table_names: &super::Names) -> Tool {
+        let world = self.tool_world(raw, tables, table_names);
+        let output = world.output.clone().unwrap_or_else(|| Template::literal("ok"));
         if let Some(effect) = &raw.effect {
             if effect.get_ref().is_empty() {
                 self.error(
@@ -30,6 +28,13 @@ impl Validator<'_> {
             output,
             effect: raw.effect.as_ref().map(|e| e.get_ref().clone()),
             idempotent: raw.idempotent.unwrap_or(false),
+            amount: world.amount,
+            subject: world.subject,
+            lookups: world.lookups,
+            lookup_order: world.lookup_order,
+            rules: world.rules,
+            args: world.args,
+            load: world.load,
         }
     }
 

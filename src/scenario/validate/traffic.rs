@@ -85,6 +85,7 @@ impl Validator<'_> {
             messages: t.messages.iter().map(|m| m.get_ref().clone()).collect(),
             start_us: t.start.as_ref().map_or(0, |s| self.duration(s)),
             user,
+            task: t.task.as_ref().map(|t| t.get_ref().clone()),
         })
     }
 
@@ -120,6 +121,14 @@ impl Validator<'_> {
                 )
             })
             .collect();
-        Some(Traffic::Script { to, items, user })
+        let tasks = t
+            .script
+            .iter()
+            .map(|item| {
+                let own = item.get_ref().task.as_ref().map(|t| t.get_ref().clone());
+                own.or_else(|| t.task.as_ref().map(|t| t.get_ref().clone()))
+            })
+            .collect();
+        Some(Traffic::Script { to, items, user, tasks })
     }
 }

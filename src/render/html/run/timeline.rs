@@ -253,6 +253,15 @@ impl<'a> View<'a> {
                 &title,
             ),
             Record::Restart { .. } => marker(marks, "restart-marker", "", x, y, "<circle r=\"5\"/>", &title),
+            Record::World { lost, .. } => marker(
+                marks,
+                if *lost { "world-marker lost" } else { "world-marker" },
+                "",
+                x,
+                y,
+                "<path d=\"M-5,-5H5V5H-5Z\"/>",
+                &title,
+            ),
             Record::Escalate { .. } => marker(
                 marks,
                 "escalate-marker",
@@ -546,6 +555,24 @@ pub(super) fn describe(r: &Record) -> String {
             ..
         } => format!("{at} · {supervisor} restarted {actor} as incarnation {incarnation}"),
         Record::Escalate { actor, reason, .. } => format!("{at} · {actor} gave up: {reason}"),
+        Record::World {
+            actor,
+            conv,
+            op,
+            table,
+            key,
+            row,
+            lost,
+            ..
+        } => format!(
+            "{at} · {actor} {op} {table} {key} (conversation {conv}){}{}",
+            row.as_ref().map(|r| format!(": {r}")).unwrap_or_default(),
+            if *lost {
+                " — LOST: the store did not keep it"
+            } else {
+                ""
+            }
+        ),
         Record::Guard {
             guardrail,
             stage,

@@ -956,3 +956,144 @@ fn a_run_says_which_faults_never_fired_and_why() {
         "{text}"
     );
 }
+
+/// The world faults' design: a `stock` table with one widget; the tool `take` reads it, refuses
+/// when none is left, and otherwise takes one and writes an order. The agent takes twice.
+fn world_design(faults: &str) -> String {
+    format!(
+        r#"
+[scenario]
+name = "world-faults"
+seed = 3
+
+[[llm]]
+name = "gpt"
+latency = "100ms"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+tools = ["take"]
+max_turns = 6
+behavior = [
+  {{ when = "tool_calls < 2", then = {{ tool_call = "take", args = {{ item = "widget", order = "o{{{{tool_calls}}}}" }} }} }},
+  {{ otherwise = {{ answer = "done: {{{{last_tool_output}}}}" }} }},
+]
+
+[[table]]
+name = "stock"
+key = "item"
+fields = {{ item = "string", left = "int" }}
+rows = [{{ item = "widget", left = 1 }}]
+
+[[table]]
+name = "orders"
+key = "id"
+fields = {{ id = "string", item = "string" }}
+rows = []
+
+[[tool]]
+name = "take"
+latency = "10ms"
+read = {{ stock = {{ table = "stock", key = "{{{{args.item}}}}" }} }}
+output = "took one, {{{{stock.left}}}} left"
+rules = [
+  {{ when = "stock.left <= 0", fail = "sold out" }},
+  {{ update = {{ stock = {{ left = "stock.left - 1" }} }}, insert = {{ orders = {{ id = "{{{{args.order}}}}", item = "{{{{args.item}}}}" }} }} }},
+]
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{{ at = "0s", message = "two widgets, please" }}]
+
+[[invariant]]
+name = "an order per widget taken"
+always = {{ table = "stock", check = "left >= 0" }}
+
+{faults}
+"#
+    )
+}
+
+fn run_world(faults: &str) -> (RunOutput, Vec<Value>) {
+    let scenario = parse(&world_design(faults));
+    let output = run_in_memory(&scenario, 3, Flavor::CurrentThread);
+    let records = records(&output.trace);
+    (output, records)
+}
+
+fn world_records(records: &[Value]) -> Vec<&Value> {
+    records.iter().filter(|r| r["kind"] == "world").collect()
+}
+
+#[test]
+fn without_world_faults_the_second_take_is_refused() {
+    let (_, records) = run_world("");
+    let results = deliveries(&records, "tool_result");
+    assert!(results[0].1.ends_with("output=\"took one, 0 left\""), "{results:?}");
+    assert!(results[1].1.ends_with("output=\"error: sold out\""), "{results:?}");
+    assert_eq!(world_records(&records).len(), 2, "one update and one insert");
+}
+
+#[test]
+fn a_stale_read_serves_the_version_before_the_last_write_and_the_write_on_top_is_a_lost_update() {
+    let faults = "[[fault]]\nkind = \"world.stale_read\"\ntarget = \"tool:take\"\non_message = 2";
+    let (output, records) = run_world(faults);
+    let results = deliveries(&records, "tool_result");
+    // The second call reads `left = 1` from before the first take, so it is not refused.
+    assert!(results[1].1.ends_with("output=\"took one, 0 left\""), "{results:?}");
+    let writes = world_records(&records);
+    assert_eq!(writes.len(), 4, "two updates, two orders: {writes:?}");
+    assert_eq!(writes[2]["row"]["left"], 0, "written on top of the stale value");
+    let world = output.report.world.as_ref().unwrap();
+    let orders = world.tables.iter().find(|t| t.name == "orders").unwrap();
+    assert_eq!(orders.records_final, 2, "two orders for one widget");
+}
+
+#[test]
+fn a_lost_write_is_acknowledged_traced_as_lost_and_not_kept() {
+    let faults = "[[fault]]\nkind = \"world.lost_write\"\ntarget = \"tool:take\"\non_message = 1";
+    let (output, records) = run_world(faults);
+    let results = deliveries(&records, "tool_result");
+    assert!(
+        results[0].1.ends_with("output=\"took one, 0 left\""),
+        "the tool says it worked: {results:?}"
+    );
+    // The store kept nothing, so the second take finds the widget still there.
+    assert!(results[1].1.ends_with("output=\"took one, 0 left\""), "{results:?}");
+    let writes = world_records(&records);
+    assert_eq!(writes[0]["lost"], true);
+    assert_eq!(writes[2].get("lost"), None);
+    let world = output.report.world.as_ref().unwrap();
+    assert_eq!(world.lost_writes, 2);
+}
+
+#[test]
+fn a_conflict_refuses_the_write_with_a_409_and_changes_nothing() {
+    let faults = "[[fault]]\nkind = \"world.conflict\"\ntarget = \"tool:take\"\non_message = 1";
+    let (_, records) = run_world(faults);
+    let results = deliveries(&records, "tool_result");
+    assert!(
+        results[0]
+            .1
+            .contains("error: 409 conflict: stock widget was changed by another request"),
+        "{results:?}"
+    );
+    // Nothing changed, so the retry (the agent's second take) gets the widget.
+    assert!(results[1].1.ends_with("output=\"took one, 0 left\""), "{results:?}");
+    assert_eq!(world_records(&records).len(), 2);
+}
+
+#[test]
+fn a_partial_call_leaves_a_half_done_change() {
+    let faults = "[[fault]]\nkind = \"tool.partial\"\ntarget = \"tool:take\"\non_message = 1";
+    let (output, records) = run_world(faults);
+    let writes = world_records(&records);
+    // The stock was taken, the order never written.
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0]["table"], "stock");
+    let world = output.report.world.as_ref().unwrap();
+    let orders = world.tables.iter().find(|t| t.name == "orders").unwrap();
+    assert_eq!(orders.records_final, 0);
+}

@@ -98,7 +98,17 @@ bad_scenarios! {
     an_actor_under_two_supervisors_is_rejected_at_the_second:
         "actor-supervised-twice.toml" at "14:13" says ["\"helper\" is already supervised by \"front\""];
     an_invariant_with_two_kinds_is_rejected:
-        "invariant-with-two-kinds.toml" at "8:1" says ["expected exactly one of `never`, `always`, `eventually`, `budget` or `detect`, found 2"];
+        "invariant-with-two-kinds.toml" at "8:1" says ["expected exactly one of `never`, `always`, `eventually`, `budget`, `goal` or `detect`, found 2"];
+    a_tool_rule_reading_a_field_the_table_lacks_is_rejected_with_a_did_you_mean:
+        "world-rule-unknown-field.toml" at "18:20" says ["table rooms has no field `fre`", "did you mean `free`?"];
+    a_tool_rule_writing_a_string_into_a_number_field_is_rejected:
+        "world-update-type-mismatch.toml" at "18:39" says ["expected a number, found a string"];
+    an_initial_record_of_the_wrong_type_is_rejected_naming_the_field:
+        "world-row-wrong-type.toml" at "13:3" says ["field `free`: expected a number, found the string \"one\""];
+    a_tool_rule_reading_an_undeclared_argument_is_rejected_with_a_did_you_mean:
+        "world-rule-unknown-argument.toml" at "18:42" says ["unknown argument `amout_usd`", "did you mean `args.amount_usd`?"];
+    a_goal_naming_a_task_no_traffic_performs_is_rejected_with_a_did_you_mean:
+        "world-goal-unknown-task.toml" at "26:17" says ["names task \"change-r1\", which no traffic performs", "did you mean \"change-R1\"?"];
     a_file_that_is_not_utf8_is_rejected_at_the_first_bad_byte:
         "invalid-utf8.toml" at "3:12" says ["expected UTF-8 text, found an invalid byte"];
     an_empty_file_is_rejected_for_lacking_the_scenario_table:

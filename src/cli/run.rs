@@ -430,7 +430,7 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor, matching: Option<Casset
     match reader::first_divergence(&recorded, &output.trace) {
         None => {
             println!(
-                "replay: OK — {} events ({} trace records: deliveries, faults, failures, restarts, guardrail checks, header and end), digest {} matches",
+                "replay: OK — {} events ({} trace records: deliveries, faults, failures, restarts, guardrail checks, world changes, header and end), digest {} matches",
                 output.report.events,
                 recorded.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(),
                 output.report.digest

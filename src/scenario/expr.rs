@@ -919,4 +919,79 @@ mod tests {
         assert!(Template::parse("{{usr}}", false).is_err());
         assert!(Template::parse("{{user", false).is_err());
     }
+
+    /// A scope with one record `room` (free: whole, price: decimal, hotel: string).
+    struct Room;
+    impl Scope for Room {
+        fn resolve(&self, name: &str) -> Result<Option<(Path, Type)>, String> {
+            let field = |field, t| Ok(Some((Path { slot: 1, field }, t)));
+            match name {
+                "room.free" => field(0, Type::Int),
+                "room.price" => field(1, Type::Dec),
+                "room.hotel" => field(2, Type::Str),
+                _ if name.contains('.') => Err(format!("no {name}")),
+                _ => Ok(None),
+            }
+        }
+    }
+    struct RoomValues;
+    impl Context for RoomValues {
+        fn var(&self, var: Var) -> Value<'_> {
+            Fixed.var(var)
+        }
+        fn path(&self, path: Path) -> Value<'_> {
+            match path.field {
+                0 => Value::Int(1),
+                1 => Value::Dec(240_500_000),
+                _ => Value::Str("Grand"),
+            }
+        }
+    }
+
+    #[test]
+    fn decimals_are_exact_and_mix_with_whole_numbers() {
+        assert_eq!(parse_dec("0.1"), Some(100_000));
+        assert_eq!(parse_dec("-3.75"), Some(-3_750_000));
+        assert_eq!(parse_dec("1.0000001"), None, "more than six decimals");
+        assert_eq!(parse_dec("1e3"), None);
+        assert_eq!(format_dec(240_500_000), "240.5");
+        assert_eq!(format_dec(-2_200_000_000), "-2200");
+        let sum = Operand::parse_in("0.1 + 0.2", &Conversation).unwrap();
+        assert_eq!(
+            operand_value(&sum, &Fixed),
+            Value::Dec(300_000),
+            "exact, unlike floating point"
+        );
+        assert!(Expr::parse_in("0.1 + 0.2 == 0.3", &Conversation).unwrap().eval(&Fixed));
+    }
+
+    #[test]
+    fn paths_and_arithmetic_read_records_with_their_types() {
+        let cases = [
+            ("room.free - 1 >= 0", true),
+            ("room.free * 2 == 2", true),
+            ("room.price > 240", true),
+            ("room.price * 2 == 481", true),
+            ("(room.free + 1) * 2 == 4", true),
+            ("room.hotel == 'Grand' && !(room.free <= 0)", true),
+            ("turn == 2 && room.price < 100", false),
+        ];
+        for (text, expected) in cases {
+            let expr = Expr::parse_in(text, &Room).unwrap_or_else(|e| panic!("{text}: {}", e.message));
+            assert_eq!(expr.eval(&RoomValues), expected, "{text}");
+        }
+        let value = Operand::parse_in("room.price - room.free", &Room).unwrap();
+        assert_eq!(operand_type(&value), Type::Dec);
+        assert_eq!(operand_value(&value, &RoomValues), Value::Dec(239_500_000));
+        let err = Expr::parse_in("room.hotel + 1 > 2", &Room).unwrap_err();
+        assert!(
+            err.message.contains("expected numbers on both sides"),
+            "{}",
+            err.message
+        );
+        let err = Expr::parse_in("room.fee > 1", &Room).unwrap_err();
+        assert_eq!((err.offset, err.message.as_str()), (0, "no room.fee"));
+        let template = Template::parse_in("{{room.hotel}}: {{room.price}} USD", true, &Room).unwrap();
+        assert_eq!(template.render(&RoomValues, &|_| None), "Grand: 240.5 USD");
+    }
 }

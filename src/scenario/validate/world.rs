@@ -141,12 +141,20 @@ impl Scope for ToolScope<'_> {
         match table.field(field) {
             Some(f) => Ok(Some((Path { slot, field: f as u32 }, table.fields[f].ty))),
             None => Err(format!(
-                "table {} has no field `{field}` (it has {}, and `{head}.exists`)",
+                "table {} has no field `{field}`{} (it has {}, and `{head}.exists`)",
                 table.name,
+                field_hint(table, field),
                 table.field_list()
             )),
         }
     }
+}
+
+/// `; did you mean `free`?` when a field name is a typo of one the table has.
+fn field_hint(table: &Table, name: &str) -> String {
+    crate::scenario::error::did_you_mean(name, table.fields.iter().map(|f| f.name.as_str()))
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
 }
 
 /// Names in a world check: the fields of one record, by their bare names.
@@ -163,8 +171,9 @@ impl Scope for RecordScope<'_> {
                 self.0.fields[f].ty,
             ))),
             None => Err(format!(
-                "table {} has no field `{name}` (it has {})",
+                "table {} has no field `{name}`{} (it has {})",
                 self.0.name,
+                field_hint(self.0, name),
                 self.0.field_list()
             )),
         }
@@ -780,10 +789,13 @@ impl Validator<'_> {
         let g = raw.get_ref();
         if let Some(task) = &g.task {
             if !tasks.contains(task.get_ref()) {
+                let hint = crate::scenario::error::did_you_mean(task.get_ref(), tasks.iter().map(String::as_str))
+                    .map(|s| format!("; did you mean \"{s}\"?"))
+                    .unwrap_or_default();
                 self.error(
                     task.span(),
                     format!(
-                        "names task \"{}\", which no traffic performs ({})",
+                        "names task \"{}\", which no traffic performs{hint} ({})",
                         task.get_ref(),
                         if tasks.is_empty() {
                             "add `task = \"...\"` to a [[traffic]] or a script item".to_owned()

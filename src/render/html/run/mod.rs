@@ -12,6 +12,7 @@
 mod cascade;
 mod charts;
 mod timeline;
+mod world;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -90,6 +91,7 @@ pub fn render_run(records: &[Record], report: &Value) -> String {
     body.push_str("<main>\n");
     view.summary(&mut body);
     view.invariants(&mut body);
+    view.world(&mut body);
     view.cascade(&mut body);
     view.timeline(&mut body);
     view.charts(&mut body);

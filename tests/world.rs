@@ -1,0 +1,462 @@
+//! The world tools act on, through the real binary: records that decide a call's outcome (the
+//! last room), amounts that break a quote, goals over the end state, the world in report.json,
+//! the HTML and the trace, data files, and the limits of the API behind a tool.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs `agentsim run SCENARIO --out DIR` (plus `extra`), and reads the run directory back.
+struct Run {
+    _dir: tempfile::TempDir,
+    out: std::path::PathBuf,
+    report: Value,
+    trace: Vec<Value>,
+    stdout: String,
+}
+
+fn run(scenario: &Path, extra: &[&str]) -> Run {
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let out = dir.path().join("run");
+    let mut args = vec![
+        "run",
+        scenario.to_str().expect("UTF-8"),
+        "--out",
+        out.to_str().expect("UTF-8"),
+    ];
+    args.extend_from_slice(extra);
+    let output = agentsim_output(&args);
+    assert!(
+        matches!(status(&output), 0 | 1),
+        "agentsim {args:?} failed:\n{}",
+        stderr(&output)
+    );
+    let report = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
+        .expect("report.json is JSON");
+    let trace = records(&std::fs::read(out.join("trace.jsonl")).expect("trace.jsonl"));
+    Run {
+        _dir: dir,
+        out,
+        report,
+        trace,
+        stdout: stdout(&output),
+    }
+}
+
+fn scenario(name: &str) -> std::path::PathBuf {
+    repo_root().join("scenarios").join(name)
+}
+
+/// The report's table `name`.
+fn table<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["world"]["tables"]
+        .as_array()
+        .expect("world.tables")
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no table {name} in {}", report["world"]))
+}
+
+/// The record with `key` in a list of records.
+fn record<'a>(records: &'a Value, key_field: &str, key: &str) -> &'a Value {
+    records
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r[key_field] == key)
+        .unwrap_or_else(|| panic!("no record {key} in {records}"))
+}
+
+fn invariant<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["invariants"]
+        .as_array()
+        .expect("invariants")
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no invariant {name}"))
+}
+
+fn tool_results(trace: &[Value], conv: u64) -> Vec<String> {
+    trace
+        .iter()
+        .filter(|r| r["kind"] == "deliver")
+        .map(|r| field(r, "msg").to_owned())
+        .filter(|m| m.starts_with(&format!("tool_result conv={conv} ")))
+        .collect()
+}
+
+#[test]
+fn two_conversations_race_for_the_last_room_and_exactly_one_books_it() {
+    let run = run(&scenario("hotel-last-room.toml"), &[]);
+    let rooms = table(&run.report, "rooms");
+    assert_eq!(record(&rooms["final"], "id", "deluxe")["free"], 0);
+    let bookings = table(&run.report, "bookings");
+    let deluxe: Vec<&Value> = bookings["final"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["room"] == "deluxe")
+        .collect();
+    assert_eq!(
+        deluxe.len(),
+        1,
+        "exactly one guest books the last deluxe room: {bookings}"
+    );
+    let winner = if deluxe[0]["guest"] == "guest-0" { 0 } else { 1 };
+    let loser = 1 - winner;
+    let lost = tool_results(&run.trace, loser);
+    assert!(
+        lost[0].contains("error: sold_out: Grand Hotel has no deluxe room left"),
+        "{lost:?}"
+    );
+    assert!(
+        lost[1].contains("standard at Grand Hotel"),
+        "the agent's rules book a standard room: {lost:?}"
+    );
+    assert_eq!(record(&rooms["final"], "id", "standard")["free"], 4);
+    // The trace holds exactly the changes the report shows: one per room type, one per booking.
+    let world: Vec<&Value> = run.trace.iter().filter(|r| r["kind"] == "world").collect();
+    assert_eq!(world.len(), 4, "{world:?}");
+    assert_eq!(
+        world
+            .iter()
+            .filter(|r| r["table"] == "rooms" && r["key"] == "deluxe")
+            .count(),
+        1
+    );
+    for invariant in run.report["invariants"].as_array().unwrap() {
+        assert_eq!(invariant["passed"], true, "{invariant}");
+    }
+    assert_eq!(run.report["amounts"]["charged"]["total"], 379.5);
+}
+
+#[test]
+fn an_overcharge_breaks_the_quote_invariant_and_the_hardened_desk_holds_it() {
+    let broken = run(&scenario("travel-desk-double-charge.toml"), &[]);
+    let quote = invariant(&broken.report, "never charge more than the quote");
+    assert_eq!(quote["passed"], false);
+    let message = field(&quote["first_violation"], "message");
+    assert!(
+        message.contains("bookings B-0 breaks `paid_usd <= quote_usd` (paid_usd = 5200, quote_usd = 2600)"),
+        "{message}"
+    );
+    let negative = invariant(&broken.report, "no account goes negative");
+    assert!(field(&negative["first_violation"], "message").contains("accounts acct-ana breaks `balance_usd >= 0`"));
+    // The amounts in the report are the ones the trace's world records add up to.
+    let paid: f64 = broken
+        .trace
+        .iter()
+        .filter(|r| r["kind"] == "world" && r["table"] == "bookings" && r["key"] == "B-0")
+        .last()
+        .map(|r| r["row"]["paid_usd"].as_f64().unwrap())
+        .unwrap();
+    let ana = &broken.report["amounts"]["charged"]["by_subject"]["acct-ana"];
+    assert_eq!(ana["total"].as_f64(), Some(paid));
+    assert!(paid > 2600.0, "{paid}");
+    assert!(broken.stdout.contains("amounts        charged"), "{}", broken.stdout);
+    assert!(
+        broken.stdout.contains("(paid_usd = 5200, quote_usd = 2600)"),
+        "{}",
+        broken.stdout
+    );
+
+    let fixed = run(&scenario("travel-desk.toml"), &[]);
+    for invariant in fixed.report["invariants"].as_array().unwrap() {
+        assert_eq!(invariant["passed"], true, "{invariant}");
+    }
+    // Each customer paid exactly the quote.
+    assert_eq!(fixed.report["amounts"]["charged"]["total"], 4870.5);
+    assert_eq!(
+        fixed.report["amounts"]["charged"]["by_subject"]["acct-ana"]["total"],
+        2600
+    );
+}
+
+/// The τ-bench-like task, with the agent booking `flight`.
+fn change_reservation(flight: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/world/change-reservation.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("change-reservation.toml");
+    std::fs::write(
+        &path,
+        text.replace("flight = \"FLIGHT\"", &format!("flight = \"{flight}\"")),
+    )
+    .unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_goal_passes_when_the_end_state_matches_and_names_the_field_when_the_wrong_flight_is_booked() {
+    let (_dir, right) = change_reservation("UA200");
+    let run_right = run(&right, &[]);
+    let goal = invariant(&run_right.report, "R1 moved to UA200, nothing else touched");
+    assert_eq!(goal["passed"], true, "{goal}");
+    assert_eq!(goal["checked"], 1);
+
+    let (_dir, wrong) = change_reservation("UA210");
+    let run_wrong = run(&wrong, &[]);
+    let goal = invariant(&run_wrong.report, "R1 moved to UA200, nothing else touched");
+    assert_eq!(goal["passed"], false);
+    assert_eq!(goal["checked"], 1);
+    let message = field(&goal["first_violation"], "message");
+    assert_eq!(
+        message,
+        "conversation 0 (task change-R1): reservations R1 flight is \"UA210\", expected \"UA200\""
+    );
+    // Checked when the conversation ended: at the answer.
+    let answer = run_wrong
+        .trace
+        .iter()
+        .find(|r| field(r, "msg").starts_with("answer conv=0"))
+        .unwrap();
+    assert_eq!(goal["first_violation"]["seq"], answer["seq"]);
+    assert!(
+        run_wrong.stdout.contains("FAIL  R1 moved to UA200"),
+        "{}",
+        run_wrong.stdout
+    );
+}
+
+#[test]
+fn the_world_diff_is_in_report_json_the_html_and_the_trace_and_replays_byte_for_byte() {
+    let run = run(&scenario("travel-desk-double-charge.toml"), &[]);
+    let bookings = table(&run.report, "bookings");
+    let b0 = bookings["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "B-0")
+        .unwrap();
+    assert_eq!(b0["change"], "updated");
+    assert_eq!(b0["conversations"], serde_json::json!([0]));
+    assert_eq!(b0["faults"], serde_json::json!(["tool.timeout@tool:pay_booking"]));
+    let paid = b0["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "paid_usd")
+        .unwrap();
+    assert_eq!(paid["before"], 0);
+    assert_eq!(record(&bookings["initial"], "id", "B-0")["paid_usd"], 0);
+    assert_eq!(record(&bookings["final"], "id", "B-0")["paid_usd"], paid["after"]);
+    // The trace's last write of B-0 is the report's end state.
+    let last = run
+        .trace
+        .iter()
+        .filter(|r| r["kind"] == "world" && r["key"] == "B-0")
+        .last()
+        .unwrap();
+    assert_eq!(last["row"]["paid_usd"], paid["after"]);
+    assert_eq!(last["actor"], "tool:pay_booking");
+    // The HTML shows the changed records.
+    let html = std::fs::read_to_string(run.out.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"world\">"), "no world section");
+    assert!(
+        html.contains("<td>B-0</td><td class=\"change-updated\">updated</td>"),
+        "no row for B-0"
+    );
+    assert!(html.contains("<b>paid_usd</b> 0 →"), "no field change");
+    // The run replays exactly, from its own copy of the scenario.
+    let output = agentsim_output(&["replay", run.out.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains("matches"), "{}", stdout(&output));
+}
+
+#[test]
+fn a_table_loads_its_records_from_a_csv_or_a_json_file_beside_the_scenario() {
+    let inline = std::fs::read_to_string(scenario("hotel-last-room.toml")).unwrap();
+    let rows = "rows = [\n  { id = \"deluxe\", hotel = \"Grand Hotel\", free = 1, price_usd = 240 },\n  { id = \"standard\", hotel = \"Grand Hotel\", free = 5, price_usd = 139.5 },\n]";
+    assert!(inline.contains(rows));
+    let inline_run = run(&scenario("hotel-last-room.toml"), &[]);
+    for (file, data) in [
+        (
+            "rooms.csv",
+            "id,hotel,free,price_usd\ndeluxe,Grand Hotel,1,240\nstandard,\"Grand Hotel\",5,139.5\n",
+        ),
+        (
+            "rooms.json",
+            r#"[{"id":"standard","hotel":"Grand Hotel","free":5,"price_usd":139.5},{"id":"deluxe","hotel":"Grand Hotel","free":1,"price_usd":240}]"#,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data").join(file), data).unwrap();
+        let path = dir.path().join("hotel.toml");
+        std::fs::write(&path, inline.replace(rows, &format!("data = \"data/{file}\""))).unwrap();
+        let from_file = run(&path, &[]);
+        assert_eq!(from_file.report["world"], inline_run.report["world"], "{file}");
+        assert_eq!(
+            from_file.report["invariants"], inline_run.report["invariants"],
+            "{file}"
+        );
+        // The run directory carries the data file, so it replays on its own.
+        assert_eq!(
+            std::fs::read_to_string(from_file.out.join("data").join(file)).unwrap(),
+            data
+        );
+        let output = agentsim_output(&["replay", from_file.out.to_str().unwrap()]);
+        assert_eq!(status(&output), 0, "{}", stderr(&output));
+        // A changed data file is a changed scenario.
+        assert_ne!(from_file.report["scenario_hash"], inline_run.report["scenario_hash"]);
+    }
+}
+
+#[test]
+fn a_malformed_or_oversized_data_file_is_rejected_naming_the_place_in_it() {
+    let output = agentsim_output(&["validate", "tests/fixtures/world/bad-data/scenario.toml"]);
+    assert_eq!(status(&output), 2);
+    let err = stderr(&output);
+    assert!(
+        err.starts_with(
+            "tests/fixtures/world/bad-data/rooms.csv:3:16: field `free`: expected a whole number, found \"many\""
+        ),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string("tests/fixtures/world/bad-data/scenario.toml").unwrap();
+    std::fs::write(dir.path().join("scenario.toml"), &text).unwrap();
+    let row = "standard,Grand,5\n";
+    let big = format!(
+        "id,hotel,free\n{}",
+        row.repeat((agentsim::scenario::world::DATA_FILE_BYTES_MAX as usize / row.len()) + 2)
+    );
+    std::fs::write(dir.path().join("rooms.csv"), big).unwrap();
+    let path = dir.path().join("scenario.toml");
+    let output = agentsim_output(&["validate", path.to_str().unwrap()]);
+    assert_eq!(status(&output), 2);
+    let err = stderr(&output).replace(&dir.path().display().to_string(), "DIR");
+    assert!(
+        err.starts_with("DIR/scenario.toml:12:8: expected a data file of at most 4194304 bytes"),
+        "{err}"
+    );
+
+    std::fs::remove_file(dir.path().join("rooms.csv")).unwrap();
+    let output = agentsim_output(&["validate", path.to_str().unwrap()]);
+    let err = stderr(&output).replace(&dir.path().display().to_string(), "DIR");
+    assert!(
+        err.starts_with("DIR/scenario.toml:12:8: cannot read data file DIR/rooms.csv"),
+        "{err}"
+    );
+}
+
+/// One agent calling `api` once per conversation, two conversations at t = 0, a model that
+/// takes exactly 100 ms and an API that takes exactly 1 s and handles one call at a time.
+fn busy_api(when_busy: &str) -> String {
+    format!(
+        r#"
+[scenario]
+name = "busy-api"
+seed = 1
+
+[[llm]]
+name = "gpt"
+latency = "100ms"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+tools = ["api"]
+behavior = [
+  {{ when = "turn == 1", then = {{ tool_call = "api", args = {{ q = "x" }} }} }},
+  {{ otherwise = {{ answer = "{{{{last_tool_output}}}}" }} }},
+]
+
+[[tool]]
+name = "api"
+latency = "1s"
+output = "ok"
+max_concurrent = 1
+when_busy = "{when_busy}"
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{{ at = "0s", message = "one" }}, {{ at = "0s", message = "two" }}]
+"#
+    )
+}
+
+/// (virtual time, message) of every tool result.
+fn results_at(trace: &[Value]) -> Vec<(u64, String)> {
+    trace
+        .iter()
+        .filter(|r| field(r, "msg").starts_with("tool_result"))
+        .map(|r| (r["t_us"].as_u64().unwrap(), field(r, "msg").to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_busy_api_answers_429_or_queues_the_call_with_exact_virtual_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let reject = dir.path().join("reject.toml");
+    std::fs::write(&reject, busy_api("reject")).unwrap();
+    let results = results_at(&run(&reject, &[]).trace);
+    // The second call arrives while the first holds the only slot: refused 5 ms later.
+    assert_eq!(results[0].0, 105_000, "{results:?}");
+    assert!(
+        results[0]
+            .1
+            .contains("error: 429 Too Many Requests: api is handling 1 calls at once"),
+        "{results:?}"
+    );
+    assert_eq!(results[1].0, 1_100_000, "{results:?}");
+    assert!(results[1].1.ends_with("output=\"ok\""), "{results:?}");
+
+    let queue = dir.path().join("queue.toml");
+    std::fs::write(&queue, busy_api("queue")).unwrap();
+    let run_queue = run(&queue, &[]);
+    let results = results_at(&run_queue.trace);
+    // Queued: it starts when the slot frees (1.1 s) and answers 1 s later.
+    assert_eq!(
+        results.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![1_100_000, 2_100_000],
+        "{results:?}"
+    );
+    assert!(results.iter().all(|r| r.1.ends_with("output=\"ok\"")), "{results:?}");
+    let waited = run_queue
+        .trace
+        .iter()
+        .find(|r| field(r, "msg").starts_with("run conv="))
+        .expect("the queued call's turn");
+    assert_eq!(waited["t_us"], 1_100_000);
+}
+
+#[test]
+fn a_retry_storm_exhausts_the_downstream_api() {
+    let run = run(&scenario("downstream-retry-storm.toml"), &[]);
+    let refused = run
+        .trace
+        .iter()
+        .filter(|r| field(r, "msg").starts_with("tool_result") && field(r, "msg").contains("429 Too Many Requests"))
+        .count() as u64;
+    let calls = run.report["tool_calls"].as_u64().unwrap();
+    assert!(refused * 2 > calls, "most calls are refused: {refused} of {calls}");
+    assert!(calls > 3 * 30, "the retries multiply the calls: {calls}");
+    assert_eq!(
+        invariant(&run.report, "every customer answered within a minute")["passed"],
+        false
+    );
+    assert!(run.report["conversations"]["max_turns"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_call_whose_arguments_break_the_tools_schema_gets_the_error_a_real_api_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.toml");
+    let text = busy_api("reject")
+        .replace("max_concurrent = 1\nwhen_busy = \"reject\"\n", "")
+        .replace(
+            "output = \"ok\"",
+            "output = \"ok\"\nparameters = { type = \"object\", properties = { q = { type = \"integer\" } }, required = [\"q\"] }",
+        );
+    std::fs::write(&path, text).unwrap();
+    let results = results_at(&run(&path, &[]).trace);
+    assert!(
+        results[0].1.contains("error: 400 invalid arguments"),
+        "a string where the schema wants an integer: {results:?}"
+    );
+}

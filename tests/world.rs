@@ -460,3 +460,50 @@ fn a_call_whose_arguments_break_the_tools_schema_gets_the_error_a_real_api_retur
         "a string where the schema wants an integer: {results:?}"
     );
 }
+
+#[test]
+fn a_sweep_reports_pass_hat_k_per_goal_over_its_tasks_trials() {
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/world/change-reservation.toml")).unwrap();
+    // One time in four the model books the later flight.
+    let flaky = text.replace(
+        "  { when = \"last_tool == 'get_reservation'\", then = { tool_call = \"update_reservation_flights\", args = { reservation_id = \"R1\", flight = \"FLIGHT\" } } },",
+        "  { when = \"last_tool == 'get_reservation'\", p = 0.25, then = { tool_call = \"update_reservation_flights\", args = { reservation_id = \"R1\", flight = \"UA210\" } } },\n  { when = \"last_tool == 'get_reservation'\", then = { tool_call = \"update_reservation_flights\", args = { reservation_id = \"R1\", flight = \"UA200\" } } },",
+    );
+    assert_ne!(flaky, text);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flaky.toml");
+    std::fs::write(&path, flaky).unwrap();
+    let output = agentsim_output(&["sweep", path.to_str().unwrap(), "--seeds", "0..40", "--json"]);
+    assert!(matches!(status(&output), 0 | 1), "{}", stderr(&output));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let goal = &summary["goals"][0];
+    assert_eq!(goal["task"], "change-R1");
+    assert_eq!(goal["trials"], 40);
+    let successes = goal["successes"].as_u64().unwrap();
+    assert!((20..40).contains(&successes), "about three in four: {successes}");
+    // pass^k = C(s, k) / C(n, k), from the seeds that ran.
+    let expected = |k: u64| {
+        (0..k)
+            .map(|i| (successes - i) as f64 / (40 - i) as f64)
+            .product::<f64>()
+    };
+    for point in goal["pass_hat_k"].as_array().unwrap() {
+        let k = point["k"].as_u64().unwrap();
+        assert!((point["value"].as_f64().unwrap() - expected(k)).abs() < 1e-9, "{point}");
+    }
+    let failed_seeds: u64 =
+        summary["invariants"][0]["runs"].as_u64().unwrap() - summary["invariants"][0]["passed"].as_u64().unwrap();
+    assert_eq!(
+        failed_seeds,
+        40 - successes,
+        "one conversation per seed: a failed trial is a failed seed"
+    );
+    let text = agentsim_output(&["sweep", path.to_str().unwrap(), "--seeds", "0..40"]);
+    assert!(
+        stdout(&text).contains(&format!(
+            "goal           R1 moved to UA200, nothing else touched (task change-R1): {successes} of 40 trials ended in the expected state; pass^k k=1"
+        )),
+        "{}",
+        stdout(&text)
+    );
+}

@@ -150,6 +150,7 @@ mod tests {
             user_turns_total: 1,
             user_turns_max: 1,
             impact: vec![],
+            goal_checked: vec![],
         }
     }
 

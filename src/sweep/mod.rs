@@ -51,6 +51,10 @@ pub struct SeedResult {
     /// With `--impact`: what each fault that fired changed, from a rerun without it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub impact: Vec<crate::report::impact::FaultImpact>,
+    /// Per invariant, in scenario order: the conversations a goal checked (0 for other
+    /// invariants); absent in older journals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub goal_checked: Vec<u64>,
 }
 
 impl SeedResult {
@@ -76,6 +80,10 @@ impl SeedResult {
             user_turns_total: report.user_turns.total,
             user_turns_max: report.user_turns.max as u64,
             impact: Vec::new(),
+            goal_checked: match report.invariants.iter().any(|i| i.checked.is_some()) {
+                true => report.invariants.iter().map(|i| i.checked.unwrap_or(0)).collect(),
+                false => Vec::new(),
+            },
         }
     }
 }
@@ -316,10 +324,62 @@ pub struct SweepSummary {
     /// pass^k (τ-bench): each conversation of the scenario is a task and each seed a trial;
     /// the share of tasks answered in all k of k trials drawn from the seeds, for k = 1, 2, 4, ….
     pub pass_hat_k: Vec<PassHatK>,
+    /// Per goal invariant: its task's trials and pass^k.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub goals: Vec<GoalSummary>,
     /// Why `pass_hat_k` is empty when the sweep's conversations are not the same tasks in every
     /// seed (Poisson traffic drawing among several messages, several traffic sources).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pass_hat_k_note: Option<String>,
+}
+
+/// A goal over the sweep: its task's trials (every conversation it checked, in every seed), how
+/// many ended in the expected state, and pass^k over them — keyed by the task, not the seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoalSummary {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    pub trials: u64,
+    pub successes: u64,
+    pub pass_hat_k: Vec<PassHatK>,
+}
+
+/// Each goal's trials and pass^k: k = 1, 2, 4, … up to the trials (at most 64).
+fn goal_summaries(scenario: &Scenario, results: &[SeedResult]) -> Vec<GoalSummary> {
+    scenario
+        .invariants
+        .iter()
+        .enumerate()
+        .filter_map(|(i, invariant)| {
+            let crate::scenario::Check::Goal { task, .. } = &invariant.check else {
+                return None;
+            };
+            let trials: u64 = results
+                .iter()
+                .map(|r| r.goal_checked.get(i).copied().unwrap_or(0))
+                .sum();
+            let broken: u64 = results
+                .iter()
+                .map(|r| r.conversations_broken.get(i).copied().unwrap_or(0))
+                .sum();
+            let successes = trials.saturating_sub(broken);
+            let pass_hat_k = std::iter::successors(Some(1u64), |k| Some(k * 2))
+                .take_while(|k| *k <= trials.min(64))
+                .map(|k| PassHatK {
+                    k,
+                    value: pass_hat_k(&[successes], trials, k),
+                })
+                .collect();
+            Some(GoalSummary {
+                name: invariant.name.clone(),
+                task: task.clone(),
+                trials,
+                successes,
+                pass_hat_k,
+            })
+        })
+        .collect()
 }
 
 /// One point of the pass^k curve.
@@ -537,6 +597,7 @@ pub fn summarize(
             None => pass_hat_k_curve(results),
             Some(_) => Vec::new(),
         },
+        goals: goal_summaries(scenario, results),
         pass_hat_k_note,
     }
 }
@@ -661,6 +722,25 @@ impl SweepSummary {
             out.push_str(&format!(
                 "  pass^k         {} (conversations as tasks, seeds as trials)\n",
                 points.join(" · ")
+            ));
+        }
+        for goal in &self.goals {
+            let points: Vec<String> = goal
+                .pass_hat_k
+                .iter()
+                .map(|p| format!("k={} {:.3}", p.k, p.value))
+                .collect();
+            let task = goal.task.as_ref().map(|t| format!(" (task {t})")).unwrap_or_default();
+            out.push_str(&format!(
+                "  goal           {}{task}: {} of {} trials ended in the expected state; pass^k {}\n",
+                goal.name,
+                goal.successes,
+                goal.trials,
+                if points.is_empty() {
+                    "—".to_owned()
+                } else {
+                    points.join(" · ")
+                }
             ));
         }
         if self.fault_coverage.is_empty() && self.faults_never_fired.is_empty() {

@@ -70,6 +70,7 @@ pub fn render_sweep(summary: &SweepSummary, results: &[SeedResult], run_reports:
     distributions(&mut body, summary, results, None, PALETTE[0]);
     body.push_str("</div></section>\n");
     pass_hat_k(&mut body, summary);
+    goals(&mut body, summary);
     coverage(&mut body, summary);
     failing_seeds(&mut body, summary, run_reports);
     let title = format!("agentsim sweep · {} · seeds {}", summary.scenario, summary.seeds);
@@ -319,6 +320,36 @@ fn pass_hat_k(body: &mut String, summary: &SweepSummary) {
         let _ = write!(body, "<td class=\"n\">{:.3}</td>", p.value);
     }
     body.push_str("</tr></table></section>\n");
+}
+
+/// Each goal's task: its trials over the sweep, how many ended in the expected state, pass^k.
+fn goals(body: &mut String, summary: &SweepSummary) {
+    if summary.goals.is_empty() {
+        return;
+    }
+    body.push_str(
+        "<section id=\"goals\"><h2>Goals: did each task end in the state the customer wanted?</h2>\
+         <p class=\"note\">Every conversation a goal checked is a trial of its task, in every seed; pass^k is the chance that \
+         k trials drawn from them all ended in the expected state.</p>\
+         <table><tr><th>goal</th><th>task</th><th class=\"n\">trials</th><th class=\"n\">expected end state</th><th>pass^k</th></tr>",
+    );
+    for goal in &summary.goals {
+        let points: Vec<String> = goal
+            .pass_hat_k
+            .iter()
+            .map(|p| format!("k={} {:.3}", p.k, p.value))
+            .collect();
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            esc(&goal.name),
+            esc(goal.task.as_deref().unwrap_or("every conversation")),
+            goal.trials,
+            goal.successes,
+            esc(&points.join(" · "))
+        );
+    }
+    body.push_str("</table></section>\n");
 }
 
 fn coverage(body: &mut String, summary: &SweepSummary) {

@@ -53,6 +53,9 @@ pub struct BlastRadius {
     pub actors: Vec<String>,
     pub side_effects: Vec<SideEffectHit>,
     pub side_effects_total: u64,
+    /// The amounts of the side effects it reached, per effect (tools with `amount`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", with = "crate::report::world::dec_map")]
+    pub amounts: BTreeMap<String, i64>,
     pub outputs: Vec<OutputHit>,
     pub outputs_total: u64,
     pub stopped_by: Vec<StopHit>,
@@ -70,6 +73,7 @@ struct Spread {
     reached: Vec<(u64, u64, ActorIdx)>,
     side_effects: Vec<SideEffectHit>,
     side_effects_total: u64,
+    amounts: BTreeMap<String, i64>,
     outputs: Vec<OutputHit>,
     outputs_total: u64,
     stopped: BTreeMap<String, StopHit>,
@@ -143,10 +147,23 @@ impl BlastTracker {
     }
 
     /// A side effect happened in a turn carrying `labels`.
-    pub fn on_side_effect(&mut self, labels: &Labels, seq: u64, t_us: u64, actor: &str, effect: &str) {
+    /// A side effect (with its amount, all times counted) happened in a turn carrying `labels`.
+    pub fn on_side_effect(
+        &mut self,
+        labels: &Labels,
+        seq: u64,
+        t_us: u64,
+        actor: &str,
+        effect: &str,
+        amount: Option<i64>,
+    ) {
         for id in labels.iter() {
             let spread = self.spread(id);
             spread.side_effects_total += 1;
+            if let Some(amount) = amount {
+                let total = spread.amounts.entry(effect.to_owned()).or_default();
+                *total = total.saturating_add(amount);
+            }
             if spread.side_effects.len() < HITS_KEPT {
                 spread.side_effects.push(SideEffectHit {
                     seq,
@@ -204,6 +221,7 @@ impl BlastTracker {
                     actors: reached.into_iter().map(|(_, _, a)| name_of(a)).collect(),
                     side_effects: spread.side_effects.clone(),
                     side_effects_total: spread.side_effects_total,
+                    amounts: spread.amounts.clone(),
                     outputs: spread.outputs.clone(),
                     outputs_total: spread.outputs_total,
                     stopped_by,

@@ -986,7 +986,8 @@ impl Observe for Observer {
             amount,
             subject,
         } = side_effect;
-        self.taint.on_side_effect(labels, seq, now_us, actor, effect);
+        let total = amount.map(|a| a.saturating_mul(times as i64));
+        self.taint.on_side_effect(labels, seq, now_us, actor, effect, total);
         if let Some(amount) = amount {
             let account = self.conversation(conv);
             let total = account.amounts.entry(effect.to_owned()).or_default();

@@ -98,6 +98,9 @@ pub struct ConversationOutcome {
     pub fate: Fate,
     /// Side effects it caused.
     pub effects: BTreeMap<String, u32>,
+    /// The amounts those effects carried, per effect (tools with `amount`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", with = "super::world::dec_map")]
+    pub amounts: BTreeMap<String, i64>,
     /// What its model calls cost.
     pub cost_pusd: u64,
     /// From its start to its last answer, if one came.
@@ -105,9 +108,9 @@ pub struct ConversationOutcome {
 }
 
 impl ConversationOutcome {
-    /// The same ending: fate and side effects.
+    /// The same ending: fate and side effects (with their amounts).
     pub fn same_ending(&self, other: &ConversationOutcome) -> bool {
-        self.fate == other.fate && self.effects == other.effects
+        self.fate == other.fate && self.effects == other.effects && self.amounts == other.amounts
     }
 }
 
@@ -153,6 +156,7 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
             ConversationOutcome {
                 fate,
                 effects: account.effects.clone(),
+                amounts: account.amounts.clone(),
                 cost_pusd: account.cost_pusd,
                 latency_us: account.last_answered_at_us.map(|at| at.saturating_sub(started_at_us)),
             },

@@ -93,6 +93,9 @@ pub struct Deltas {
     pub transitions: BTreeMap<String, u64>,
     /// Side effects with minus without, per effect (`money_moved` → +3); zeros left out.
     pub effects: BTreeMap<String, i64>,
+    /// The effects' amounts with minus without, per effect (`charged` → +2600); zeros left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "super::world::dec_map")]
+    pub amounts: BTreeMap<String, i64>,
     /// Cost of the conversations with minus without, in pico-USD.
     pub cost_pusd: i64,
     /// Over the conversations answered in both runs: their latency with minus without, summed,
@@ -115,6 +118,7 @@ impl Deltas {
         hit: &std::collections::BTreeSet<u32>,
     ) -> Deltas {
         let mut deltas = Deltas::default();
+        let empty_amounts = BTreeMap::new();
         let convs: std::collections::BTreeSet<u32> = with.keys().chain(without.keys()).copied().collect();
         for conv in convs {
             let (a, b) = (with.get(&conv), without.get(&conv));
@@ -142,8 +146,18 @@ impl Deltas {
                 let d = ea.get(name).copied().unwrap_or(0) as i64 - eb.get(name).copied().unwrap_or(0) as i64;
                 *deltas.effects.entry(name.clone()).or_default() += d;
             }
+            let (aa, ab) = (
+                a.map_or(&empty_amounts, |o| &o.amounts),
+                b.map_or(&empty_amounts, |o| &o.amounts),
+            );
+            let names: std::collections::BTreeSet<&String> = aa.keys().chain(ab.keys()).collect();
+            for name in names {
+                let d = aa.get(name).copied().unwrap_or(0) - ab.get(name).copied().unwrap_or(0);
+                *deltas.amounts.entry(name.clone()).or_default() += d;
+            }
         }
         deltas.effects.retain(|_, d| *d != 0);
+        deltas.amounts.retain(|_, d| *d != 0);
         deltas
     }
 
@@ -157,6 +171,10 @@ impl Deltas {
             *self.effects.entry(k.clone()).or_default() += v;
         }
         self.effects.retain(|_, d| *d != 0);
+        for (k, v) in &other.amounts {
+            *self.amounts.entry(k.clone()).or_default() += v;
+        }
+        self.amounts.retain(|_, d| *d != 0);
         self.cost_pusd += other.cost_pusd;
         self.latency_us += other.latency_us;
         self.latency_conversations += other.latency_conversations;
@@ -185,7 +203,21 @@ impl Deltas {
             }
         }
         for (name, d) in &self.effects {
-            parts.push(format!("{name} {d:+}"));
+            match self.amounts.get(name) {
+                Some(amount) => parts.push(format!(
+                    "{name} {d:+} ({}{})",
+                    if *amount > 0 { "+" } else { "" },
+                    crate::scenario::expr::format_dec(*amount)
+                )),
+                None => parts.push(format!("{name} {d:+}")),
+            }
+        }
+        for (name, amount) in self.amounts.iter().filter(|(n, _)| !self.effects.contains_key(*n)) {
+            parts.push(format!(
+                "{name} amounts {}{}",
+                if *amount > 0 { "+" } else { "" },
+                crate::scenario::expr::format_dec(*amount)
+            ));
         }
         if self.cost_pusd != 0 {
             let sign = if self.cost_pusd > 0 { "+" } else { "-" };
@@ -260,6 +292,16 @@ impl Change {
                 text.push_str(&format!(", {name} {y} → {x}"));
             }
         }
+        let amounts = |o: &Option<ConversationOutcome>| o.as_ref().map(|o| o.amounts.clone()).unwrap_or_default();
+        let (aa, ab) = (amounts(&self.with), amounts(&self.without));
+        let names: std::collections::BTreeSet<&String> = aa.keys().chain(ab.keys()).collect();
+        for name in names {
+            let (x, y) = (aa.get(name).copied().unwrap_or(0), ab.get(name).copied().unwrap_or(0));
+            if x != y {
+                let dec = crate::scenario::expr::format_dec;
+                text.push_str(&format!(", {name} amount {} → {}", dec(y), dec(x)));
+            }
+        }
         text
     }
 }
@@ -276,10 +318,38 @@ mod tests {
         }
         ConversationOutcome {
             fate,
+            amounts: BTreeMap::new(),
             effects,
             cost_pusd: 0,
             latency_us: None,
         }
+    }
+
+    #[test]
+    fn amounts_deltas_say_how_much_money_a_fault_moved() {
+        let paid = |times: u32| {
+            let mut o = outcome(Fate::Answered, times);
+            o.amounts.insert("money_moved".to_owned(), times as i64 * 2_600_000_000);
+            o
+        };
+        let with: BTreeMap<u32, ConversationOutcome> = [(0, paid(2))].into();
+        let without: BTreeMap<u32, ConversationOutcome> = [(0, paid(1))].into();
+        let deltas = Deltas::between(&with, &without, &[0].into());
+        assert_eq!(deltas.amounts, [("money_moved".to_owned(), 2_600_000_000)].into());
+        assert!(
+            deltas.describe().contains("money_moved +1 (+2600)"),
+            "{}",
+            deltas.describe()
+        );
+        let change = &changes(&with, &without)[0];
+        assert_eq!(
+            change.describe(),
+            "0: answered, money_moved 1 → 2, money_moved amount 2600 → 5200"
+        );
+        let json = serde_json::to_value(&deltas).unwrap();
+        assert_eq!(json["amounts"]["money_moved"], 2600);
+        let back: Deltas = serde_json::from_value(json).unwrap();
+        assert_eq!(back, deltas);
     }
 
     #[test]

@@ -416,8 +416,17 @@ fn guardrail_line(g: &GuardrailStats) -> String {
 /// How far a fault spread, and what stopped it.
 fn blast_line(b: &BlastRadius) -> String {
     let stopped: Vec<&str> = b.stopped_by.iter().map(|s| s.guardrail.as_str()).collect();
+    let amounts: Vec<String> = b
+        .amounts
+        .iter()
+        .map(|(effect, total)| format!("{effect} {}", crate::scenario::expr::format_dec(*total)))
+        .collect();
+    let amounts = match amounts.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", amounts.join(", ")),
+    };
     format!(
-        "{} reached {} actors, {} side effects, {} answers{} (where its data flowed; --impact says what it changed)",
+        "{} reached {} actors, {} side effects{amounts}, {} answers{} (where its data flowed; --impact says what it changed)",
         b.source,
         b.actors.len(),
         b.side_effects_total,

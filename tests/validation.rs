@@ -309,6 +309,10 @@ warn_scenarios! {
         "fault-on-a-message-an-earlier-fault-takes.toml" at "30:14" says ["on_message = 1 on llm:gpt", "\"first-call-fails\" above", "can never fire"];
     a_fault_pinned_past_max_events_warns_that_the_run_ends_first:
         "fault-on-a-message-past-max-events.toml" at "23:14" says ["max_events (500)", "found 2000", "can never fire"];
+    a_world_fault_on_a_tool_that_changes_no_record_warns_that_it_does_nothing:
+        "world-fault-on-a-tool-that-writes-nothing.toml" at "34:8" says ["fault world.lost_write@tool:availability does nothing", "changes no record"];
+    an_amount_bound_on_an_effect_without_amounts_warns_that_it_cannot_break:
+        "amount-bound-on-an-effect-without-amounts.toml" at "28:20" says ["no tool with that effect has an `amount`", "can never break"];
     a_conversation_scripted_after_the_run_ends_warns_that_it_never_starts:
         "script-after-the-run-ends.toml" at "16:45" says ["max_virtual_time (1h00m00s)", "found 1 of 2 after it", "never start"];
 }

@@ -149,8 +149,7 @@ fn an_overcharge_breaks_the_quote_invariant_and_the_hardened_desk_holds_it() {
     let paid: f64 = broken
         .trace
         .iter()
-        .filter(|r| r["kind"] == "world" && r["table"] == "bookings" && r["key"] == "B-0")
-        .last()
+        .rfind(|r| r["kind"] == "world" && r["table"] == "bookings" && r["key"] == "B-0")
         .map(|r| r["row"]["paid_usd"].as_f64().unwrap())
         .unwrap();
     let ana = &broken.report["amounts"]["charged"]["by_subject"]["acct-ana"];
@@ -246,8 +245,7 @@ fn the_world_diff_is_in_report_json_the_html_and_the_trace_and_replays_byte_for_
     let last = run
         .trace
         .iter()
-        .filter(|r| r["kind"] == "world" && r["key"] == "B-0")
-        .last()
+        .rfind(|r| r["kind"] == "world" && r["key"] == "B-0")
         .unwrap();
     assert_eq!(last["row"]["paid_usd"], paid["after"]);
     assert_eq!(last["actor"], "tool:pay_booking");

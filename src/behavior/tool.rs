@@ -135,9 +135,7 @@ impl ToolBehavior {
         };
         // A call whose arguments break the tool's schema gets the error a real API returns.
         if let Some(schema) = &spec.parameters {
-            if let Err(problem) =
-                crate::scenario::schema::validate(schema, &serde_json::Value::Object((**args).clone()))
-            {
+            if let Err(problem) = crate::scenario::schema::validate_object(schema, args) {
                 let output = format!("error: 400 invalid arguments: {problem}");
                 self.answer(conv, agent, call.id, output, latency_us, effects);
                 return Ok(());

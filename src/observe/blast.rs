@@ -54,7 +54,7 @@ pub struct BlastRadius {
     pub side_effects: Vec<SideEffectHit>,
     pub side_effects_total: u64,
     /// The amounts of the side effects it reached, per effect (tools with `amount`).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", with = "crate::report::world::dec_map")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", with = "crate::scenario::world::dec_map")]
     pub amounts: BTreeMap<String, i64>,
     pub outputs: Vec<OutputHit>,
     pub outputs_total: u64,

@@ -99,7 +99,7 @@ pub struct ConversationOutcome {
     /// Side effects it caused.
     pub effects: BTreeMap<String, u32>,
     /// The amounts those effects carried, per effect (tools with `amount`).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", with = "super::world::dec_map")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", with = "crate::scenario::world::dec_map")]
     pub amounts: BTreeMap<String, i64>,
     /// What its model calls cost.
     pub cost_pusd: u64,

@@ -94,7 +94,11 @@ pub struct Deltas {
     /// Side effects with minus without, per effect (`money_moved` → +3); zeros left out.
     pub effects: BTreeMap<String, i64>,
     /// The effects' amounts with minus without, per effect (`charged` → +2600); zeros left out.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "super::world::dec_map")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "crate::scenario::world::dec_map"
+    )]
     pub amounts: BTreeMap<String, i64>,
     /// Cost of the conversations with minus without, in pico-USD.
     pub cost_pusd: i64,

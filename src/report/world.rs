@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::observe::world::WorldWatch;
 use crate::protocol::LabelSpace;
-use crate::scenario::expr::format_dec;
 use crate::scenario::{Datum, Scenario};
 
 /// Tables with at most this many records list them in full (at the start and at the end).
@@ -134,33 +133,7 @@ impl WorldReport {
     }
 }
 
-/// Maps of amounts (decimals in millionths) as JSON numbers with their exact digits, both ways.
-pub mod dec_map {
-    use std::collections::BTreeMap;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(map: &BTreeMap<String, i64>, serializer: S) -> Result<S::Ok, S::Error> {
-        let json: BTreeMap<&String, serde_json::Value> = map.iter().map(|(k, v)| (k, super::dec_json(*v))).collect();
-        json.serialize(serializer)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, i64>, D::Error> {
-        let json = BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?;
-        json.into_iter()
-            .map(|(k, v)| {
-                crate::scenario::expr::parse_dec(&v.to_string())
-                    .map(|d| (k, d))
-                    .ok_or_else(|| serde::de::Error::custom(format!("expected a decimal amount, found {v}")))
-            })
-            .collect()
-    }
-}
-
-/// An exact decimal as a JSON number.
-pub fn dec_json(micros: i64) -> Value {
-    serde_json::from_str(&format_dec(micros)).unwrap_or(Value::Null)
-}
+pub use crate::scenario::world::{dec_json, dec_map};
 
 fn record_json(scenario: &Scenario, table: usize, values: &[Datum]) -> Value {
     let fields = &scenario.tables[table].fields;

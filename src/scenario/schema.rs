@@ -72,6 +72,48 @@ pub fn validate(schema: &Value, value: &Value) -> Result<(), String> {
     validate_at(schema, value, "")
 }
 
+/// Checks a call's arguments (an object) against an object schema, without building a value.
+pub fn validate_object(schema: &Value, fields: &serde_json::Map<String, Value>) -> Result<(), String> {
+    match schema {
+        Value::Object(map) if map.get("type").and_then(Value::as_str).is_none_or(|t| t == "object") => {
+            validate_fields(map, fields, "", "arguments")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An object's `required`, `properties` and `additionalProperties`.
+fn validate_fields(
+    schema: &serde_json::Map<String, Value>,
+    fields: &serde_json::Map<String, Value>,
+    path: &str,
+    here: &str,
+) -> Result<(), String> {
+    if let Some(Value::Array(required)) = schema.get("required") {
+        for name in required.iter().filter_map(Value::as_str) {
+            if !fields.contains_key(name) {
+                return Err(format!("{here}: missing required `{name}`"));
+            }
+        }
+    }
+    let props = schema.get("properties").and_then(Value::as_object);
+    for (name, field) in fields {
+        let path = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        match props.and_then(|p| p.get(name)) {
+            Some(sub) => validate_at(sub, field, &path)?,
+            None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                return Err(format!("{here}: unexpected `{name}`"));
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 fn validate_at(schema: &Value, value: &Value, path: &str) -> Result<(), String> {
     let here = if path.is_empty() {
         "arguments".to_owned()
@@ -129,28 +171,7 @@ fn validate_at(schema: &Value, value: &Value, path: &str) -> Result<(), String> 
         }
     }
     if let Value::Object(fields) = value {
-        if let Some(Value::Array(required)) = schema.get("required") {
-            for name in required.iter().filter_map(Value::as_str) {
-                if !fields.contains_key(name) {
-                    return Err(format!("{here}: missing required `{name}`"));
-                }
-            }
-        }
-        let props = schema.get("properties").and_then(Value::as_object);
-        for (name, field) in fields {
-            let path = if path.is_empty() {
-                name.clone()
-            } else {
-                format!("{path}.{name}")
-            };
-            match props.and_then(|p| p.get(name)) {
-                Some(sub) => validate_at(sub, field, &path)?,
-                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
-                    return Err(format!("{here}: unexpected `{name}`"));
-                }
-                None => {}
-            }
-        }
+        validate_fields(schema, fields, path, &here)?;
     }
     if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
         for (i, item) in items.iter().enumerate() {

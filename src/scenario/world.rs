@@ -114,6 +114,34 @@ impl Datum {
     }
 }
 
+/// Maps of amounts (decimals in millionths) as JSON numbers with their exact digits, both ways.
+pub mod dec_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<String, i64>, serializer: S) -> Result<S::Ok, S::Error> {
+        let json: BTreeMap<&String, serde_json::Value> = map.iter().map(|(k, v)| (k, super::dec_json(*v))).collect();
+        json.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, i64>, D::Error> {
+        let json = BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?;
+        json.into_iter()
+            .map(|(k, v)| {
+                crate::scenario::expr::parse_dec(&v.to_string())
+                    .map(|d| (k, d))
+                    .ok_or_else(|| serde::de::Error::custom(format!("expected a decimal amount, found {v}")))
+            })
+            .collect()
+    }
+}
+
+/// An exact decimal as a JSON number.
+pub fn dec_json(micros: i64) -> serde_json::Value {
+    serde_json::from_str(&format_dec(micros)).unwrap_or(serde_json::Value::Null)
+}
+
 /// A typed field of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {

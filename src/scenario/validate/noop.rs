@@ -31,6 +31,7 @@ impl Validator<'_> {
         self.faults_that_cannot_fire(raw, scenario);
         self.pinned_faults_that_cannot_fire(raw, scenario);
         self.resolution_nobody_can_give(raw, scenario);
+        self.world_noops(raw, scenario);
     }
 
     /// `eventually = { resolved = true }` where no traffic names a `[[user]]`: only a user who

@@ -890,6 +890,69 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    /// World settings that do nothing: a world fault on tools that change no record, an amount
+    /// bound on an effect no tool gives an amount.
+    pub(super) fn world_noops(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        use crate::catalogue::faults::FaultKind;
+        for (fault, raw_fault) in scenario.faults.iter().zip(&raw.fault) {
+            let needs = match fault.kind {
+                FaultKind::WorldStaleRead => "reads no record (no `read`)",
+                FaultKind::WorldLostWrite | FaultKind::WorldConflict => {
+                    "changes no record (no rule with `update`, `insert` or `delete`)"
+                }
+                _ => continue,
+            };
+            let acts = scenario
+                .tools
+                .iter()
+                .filter(|t| crate::scenario::glob::glob_match(&fault.target, &format!("tool:{}", t.name)))
+                .any(|t| match fault.kind {
+                    FaultKind::WorldStaleRead => !t.lookups.is_empty(),
+                    _ => t
+                        .rules
+                        .iter()
+                        .any(|r| !r.updates.is_empty() || !r.inserts.is_empty() || !r.deletes.is_empty()),
+                });
+            if !acts {
+                let span = raw_fault.get_ref().kind.span();
+                self.warn(
+                    span,
+                    format!(
+                        "fault {} does nothing: every tool it targets ({}) {needs}",
+                        fault.name, fault.target
+                    ),
+                );
+            }
+        }
+        let with_amounts: Vec<&str> = scenario
+            .tools
+            .iter()
+            .filter(|t| t.amount.is_some())
+            .filter_map(|t| t.effect.as_deref())
+            .collect();
+        for item in &raw.invariant {
+            let Some(never) = &item.get_ref().never else {
+                continue;
+            };
+            let n = never.get_ref();
+            let (Some(effect), true) = (&n.effect, n.amount_more_than.is_some() || n.total_more_than.is_some()) else {
+                continue;
+            };
+            if !with_amounts.contains(&effect.get_ref().as_str()) {
+                self.warn(
+                    effect.span(),
+                    format!(
+                        "invariant \"{}\" bounds the amounts of effect \"{}\", but no tool with that effect has an `amount`, so it can never break",
+                        item.get_ref().name.get_ref(),
+                        effect.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// The tasks the scenario's traffic performs, in first-seen order.
 pub(super) fn task_names(raw: &RawScenario) -> Vec<String> {
     let mut seen = BTreeMap::new();

@@ -323,6 +323,7 @@ impl Behavior for ToolBehavior {
                             call,
                             injection: context.injection,
                             latency_us,
+                            queued_at_us: context.now_us,
                         }))),
                     });
                     return Ok(());
@@ -336,6 +337,7 @@ impl Behavior for ToolBehavior {
                     call,
                     injection,
                     latency_us,
+                    ..
                 } = *queued;
                 self.run(conv, agent, call, injection, latency_us, effects)
             }

@@ -105,6 +105,20 @@ pub struct ConversationAccount {
     pub ended_at: Option<(u64, u64)>,
 }
 
+/// How one tool's calls went: the API behind it, as its dashboard would show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ToolStats {
+    pub name: String,
+    pub calls: u64,
+    /// Results that were errors (`error: …`), and those by the HTTP status they name (`429`,
+    /// `400`, …; `other` when none).
+    pub errors: u64,
+    pub errors_by_status: BTreeMap<String, u64>,
+    /// Calls that waited for the API's limits (`when_busy = "queue"`), and their waits in all.
+    pub queued: u64,
+    pub queue_wait_us_total: u64,
+}
+
 /// What one agent's model calls used and cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AgentAccount {
@@ -149,6 +163,8 @@ pub struct Observer {
     /// above): they are the test harness, not the design under test.
     pub user_simulator: AgentAccount,
     pub tool_calls: u64,
+    /// Per tool, in scenario order.
+    pub tools: Vec<ToolStats>,
     pub effects: BTreeMap<String, u64>,
     pub conversations: Vec<ConversationAccount>,
     violations: Vec<Option<Violation>>,
@@ -242,6 +258,14 @@ impl Observer {
         Observer {
             violations: vec![None; scenario.invariants.len()],
             agents: vec![AgentAccount::default(); scenario.agents.len()],
+            tools: scenario
+                .tools
+                .iter()
+                .map(|t| ToolStats {
+                    name: t.name.clone(),
+                    ..ToolStats::default()
+                })
+                .collect(),
             violation_counts: vec![0; scenario.invariants.len()],
             broken_conversations: vec![BTreeSet::new(); scenario.invariants.len()],
             taint_masks,
@@ -749,6 +773,16 @@ impl Observer {
     }
 }
 
+/// The HTTP status an error result names (`error: 429 Too Many Requests` → `429`), or `other`.
+fn error_status(output: &str) -> String {
+    let code = output.trim_start_matches("error:").trim_start();
+    let digits: String = code.chars().take_while(char::is_ascii_digit).collect();
+    match digits.len() == 3 && code[3..].starts_with([' ', ':']) {
+        true => digits,
+        false => "other".to_owned(),
+    }
+}
+
 /// What the detectors find in a model call: a handoff without the conversation, a conversation
 /// set back to an earlier turn.
 fn model_call_findings(
@@ -916,7 +950,28 @@ impl Observe for Observer {
                 }
                 self.check_spend(scenario, seq, now_us, *conv, usage, &|| actor_id(envelope.to));
             }
-            Payload::Tool(ToolMsg::Invoke { .. }) => self.tool_calls += 1,
+            Payload::Tool(ToolMsg::Invoke { .. }) => {
+                self.tool_calls += 1;
+                if let Some((ActorKind::Tool, tool)) = self.directory.map(|d| d.locate(envelope.to)) {
+                    if let Some(stats) = self.tools.get_mut(tool) {
+                        stats.calls += 1;
+                    }
+                }
+            }
+            Payload::Tool(ToolMsg::Run(queued)) => {
+                if let Some((ActorKind::Tool, tool)) = self.directory.map(|d| d.locate(envelope.to)) {
+                    if let Some(stats) = self.tools.get_mut(tool) {
+                        stats.queued += 1;
+                        stats.queue_wait_us_total += now_us.saturating_sub(queued.queued_at_us);
+                    }
+                }
+            }
+            Payload::Agent(AgentMsg::ToolResult { tool, output, .. }) if output.starts_with("error") => {
+                if let Some(stats) = self.tools.get_mut(*tool) {
+                    stats.errors += 1;
+                    *stats.errors_by_status.entry(error_status(output)).or_default() += 1;
+                }
+            }
             Payload::User(UserMsg::Answer { conv, status, text, .. }) => {
                 let account = self.conversation(*conv);
                 // The first answer of a turn is how the turn ended; `answered_at_us` is the

@@ -24,4 +24,6 @@ pub struct Queued {
     pub call: ToolCall,
     pub injection: Option<super::Injection>,
     pub latency_us: Option<u64>,
+    /// When the call reached the tool (it has waited since).
+    pub queued_at_us: u64,
 }

@@ -55,6 +55,7 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             )
         }),
         tool_calls: o.tool_calls,
+        tools: o.tools.clone(),
         tokens: Tokens {
             input: o.input_tokens,
             cached_input: o.cached_input_tokens,

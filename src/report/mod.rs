@@ -173,6 +173,8 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_server_error: Option<String>,
     pub tool_calls: u64,
+    /// Per tool: calls, errors by status, calls that waited for the API's limits.
+    pub tools: Vec<crate::observe::ToolStats>,
     pub tokens: Tokens,
     pub cost_usd: f64,
     pub cost_pusd: u64,

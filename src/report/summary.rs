@@ -175,6 +175,21 @@ impl RunReport {
             );
         }
         line(out, "tool calls", self.tool_calls.to_string());
+        for tool in self.tools.iter().filter(|t| t.errors > 0 || t.queued > 0) {
+            let mut parts = vec![format!("{} calls", tool.calls)];
+            if tool.errors > 0 {
+                let by: Vec<String> = tool.errors_by_status.iter().map(|(s, n)| format!("{n}× {s}")).collect();
+                parts.push(format!("{} errors ({})", tool.errors, by.join(", ")));
+            }
+            if tool.queued > 0 {
+                parts.push(format!(
+                    "{} waited for the API, {} in all",
+                    tool.queued,
+                    format_duration_us(tool.queue_wait_us_total)
+                ));
+            }
+            line(out, "  tool", format!("{}: {}", tool.name, parts.join("; ")));
+        }
     }
 
     /// How the conversations whose user talks back ended, and how long they went on:

@@ -215,9 +215,15 @@ fn reproduces(scenario: &Scenario, text: &str, seed: u64, target: &Target) -> Re
         Ok(parsed) => parsed,
         Err(e) => return Ok(Err(format!("the shrunk scenario does not validate: {e}"))),
     };
-    // Cassettes stay where the original scenario found them.
+    // Cassettes stay where the original scenario found them, and tables keep the records
+    // their data files gave them.
     for (llm, original) in parsed.llms.iter_mut().zip(&scenario.llms) {
         llm.cassette.clone_from(&original.cassette);
+    }
+    for (table, original) in parsed.tables.iter_mut().zip(&scenario.tables) {
+        if original.data.is_some() {
+            table.rows.clone_from(&original.rows);
+        }
     }
     let report = run::run(Arc::new(parsed), &RunOptions::new(seed))?.report;
     Ok(observed(&report, target))

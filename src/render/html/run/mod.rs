@@ -96,6 +96,7 @@ pub fn render_run(records: &[Record], report: &Value) -> String {
     view.timeline(&mut body);
     view.charts(&mut body);
     view.guardrails(&mut body);
+    view.tools(&mut body);
     view.footer(&mut body);
     body.push_str("</main>\n");
     let title = format!("agentsim · {} · seed {}", view.text("scenario"), view.uint("seed"));
@@ -476,6 +477,39 @@ impl<'a> View<'a> {
                 n("false_negatives"),
                 n("failures"),
                 esc(&dur(n("latency_us_total"))),
+            );
+        }
+        out.push_str("</table></section>\n");
+    }
+
+    /// The APIs behind the tools, where some call failed or waited.
+    fn tools(&self, out: &mut String) {
+        let busy: Vec<&Value> = array(self.report, "tools")
+            .iter()
+            .filter(|t| field(t, "errors").as_u64().unwrap_or(0) > 0 || field(t, "queued").as_u64().unwrap_or(0) > 0)
+            .collect();
+        if busy.is_empty() {
+            return;
+        }
+        out.push_str(
+            "<section id=\"tools\"><h2>Tools: the APIs behind them</h2><table><tr><th>tool</th><th class=\"n\">calls</th>\
+             <th class=\"n\">errors</th><th>by status</th><th class=\"n\">waited</th><th class=\"n\">waits in all</th></tr>",
+        );
+        for t in busy {
+            let n = |k: &str| t.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let by: Vec<String> = field(t, "errors_by_status")
+                .as_object()
+                .map(|m| m.iter().map(|(s, c)| format!("{c}× {}", esc(s))).collect())
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&text_of(t, "name")),
+                n("calls"),
+                n("errors"),
+                by.join(", "),
+                n("queued"),
+                esc(&dur(n("queue_wait_us_total"))),
             );
         }
         out.push_str("</table></section>\n");

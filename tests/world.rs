@@ -162,6 +162,24 @@ fn an_overcharge_breaks_the_quote_invariant_and_the_hardened_desk_holds_it() {
         broken.stdout
     );
 
+    // --impact says how much money the hanging payment API moved, in the report and the HTML.
+    let impact = run(&scenario("travel-desk-double-charge.toml"), &["--impact"]);
+    let fault = &impact.report["impact"]["faults"][0];
+    assert_eq!(fault["fault"], "tool.timeout@tool:pay_booking");
+    let extra = fault["deltas"]["amounts"]["charged"].as_f64().unwrap();
+    let charged = impact.report["amounts"]["charged"]["total"].as_f64().unwrap();
+    assert_eq!(
+        charged - extra,
+        4870.5,
+        "without the fault, each customer pays the quote once"
+    );
+    let html = std::fs::read_to_string(impact.out.join("report.html")).unwrap();
+    assert!(
+        html.contains(&format!("(+{extra})")),
+        "the impact table shows the money"
+    );
+    assert!(impact.stdout.contains(&format!("(+{extra})")), "{}", impact.stdout);
+
     let fixed = run(&scenario("travel-desk.toml"), &[]);
     for invariant in fixed.report["invariants"].as_array().unwrap() {
         assert_eq!(invariant["passed"], true, "{invariant}");
@@ -496,7 +514,21 @@ fn a_sweep_reports_pass_hat_k_per_goal_over_its_tasks_trials() {
         40 - successes,
         "one conversation per seed: a failed trial is a failed seed"
     );
-    let text = agentsim_output(&["sweep", path.to_str().unwrap(), "--seeds", "0..40"]);
+    let html = dir.path().join("sweep.html");
+    let text = agentsim_output(&[
+        "sweep",
+        path.to_str().unwrap(),
+        "--seeds",
+        "0..40",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<section id=\"goals\">"), "the sweep page has the goals");
+    assert!(
+        page.contains(&format!("<td class=\"n\">40</td><td class=\"n\">{successes}</td>")),
+        "trials and successes"
+    );
     assert!(
         stdout(&text).contains(&format!(
             "goal           R1 moved to UA200, nothing else touched (task change-R1): {successes} of 40 trials ended in the expected state; pass^k k=1"

@@ -121,11 +121,19 @@ impl<'a> View<'a> {
             } else {
                 esc(&transitions.join(", "))
             };
+            let amounts = field(deltas, "amounts");
             let effects: Vec<String> = field(deltas, "effects")
                 .as_object()
                 .map(|m| {
                     m.iter()
-                        .map(|(k, v)| format!("{k} {:+}", v.as_i64().unwrap_or(0)))
+                        .map(|(k, v)| {
+                            let count = format!("{k} {:+}", v.as_i64().unwrap_or(0));
+                            match amounts.get(k).and_then(Value::as_f64) {
+                                Some(a) if a > 0.0 => format!("{count} (+{})", amounts[k]),
+                                Some(_) => format!("{count} ({})", amounts[k]),
+                                None => count,
+                            }
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -451,9 +459,17 @@ fn blast_card(source: &Value, out: &mut String) {
                 )
             })
             .collect();
+        let amounts: Vec<String> = field(source, "amounts")
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{} {v}", esc(k))).collect())
+            .unwrap_or_default();
+        let money = match amounts.is_empty() {
+            true => String::new(),
+            false => format!(" — amounts: <b>{}</b>", amounts.join(", ")),
+        };
         let _ = write!(
             out,
-            "<li>side effects: {}{}</li>",
+            "<li>side effects: {}{}{money}</li>",
             items.join("; "),
             more(effects.len())
         );

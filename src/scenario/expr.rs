@@ -245,24 +245,7 @@ impl Expr {
 
     /// Parses and type-checks `text` with the names of `scope`.
     pub fn parse_in(text: &str, scope: &dyn Scope) -> Result<Expr, ExprError> {
-        let tokens = tokenize(text)?;
-        let mut parser = Parser {
-            tokens,
-            position: 0,
-            text_len: text.len(),
-            scope,
-        };
-        let expr = parser.or()?;
-        if let Some(token) = parser.tokens.get(parser.position) {
-            return Err(ExprError {
-                offset: token.offset,
-                message: format!(
-                    "expected `&&`, `||` or the end of the condition, found {}",
-                    token.kind.describe()
-                ),
-            });
-        }
-        Ok(expr)
+        parse_whole(text, scope, Parser::or, "`&&`, `||` or the end of the condition")
     }
 
     /// Evaluates the expression against `context`.
@@ -305,6 +288,30 @@ fn compare(op: CmpOp, ordering: std::cmp::Ordering) -> bool {
         CmpOp::Ge => ordering != Less,
         CmpOp::Contains => false,
     }
+}
+
+/// Parses all of `text` with `rule`; what is left over is an error that says what could follow.
+fn parse_whole<'s, T>(
+    text: &str,
+    scope: &'s dyn Scope,
+    rule: fn(&mut Parser<'s>) -> Result<T, ExprError>,
+    expected: &str,
+) -> Result<T, ExprError> {
+    let tokens = tokenize(text)?;
+    let mut parser = Parser {
+        tokens,
+        position: 0,
+        text_len: text.len(),
+        scope,
+    };
+    let parsed = rule(&mut parser)?;
+    if let Some(token) = parser.tokens.get(parser.position) {
+        return Err(ExprError {
+            offset: token.offset,
+            message: format!("expected {expected}, found {}", token.kind.describe()),
+        });
+    }
+    Ok(parsed)
 }
 
 /// A number as millionths (a whole number is scaled; saturating, never panicking).
@@ -370,24 +377,7 @@ pub fn operand_type(operand: &Operand) -> Type {
 impl Operand {
     /// Parses and type-checks a value expression (`room.free - 1`, `args.amount * 1.2`).
     pub fn parse_in(text: &str, scope: &dyn Scope) -> Result<Operand, ExprError> {
-        let tokens = tokenize(text)?;
-        let mut parser = Parser {
-            tokens,
-            position: 0,
-            text_len: text.len(),
-            scope,
-        };
-        let operand = parser.sum()?;
-        if let Some(token) = parser.tokens.get(parser.position) {
-            return Err(ExprError {
-                offset: token.offset,
-                message: format!(
-                    "expected `+`, `-`, `*` or the end of the value, found {}",
-                    token.kind.describe()
-                ),
-            });
-        }
-        Ok(operand)
+        parse_whole(text, scope, Parser::sum, "`+`, `-`, `*` or the end of the value")
     }
 
     /// Whether the operand reads `var` anywhere.

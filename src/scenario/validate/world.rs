@@ -504,16 +504,7 @@ impl Validator<'_> {
             };
             let table = &tables[scope.lookups[lookup].1];
             for (field, value) in values {
-                let Some(f) = table.field(field.get_ref()) else {
-                    self.error(
-                        field.span(),
-                        format!(
-                            "table {} has no field `{}` (it has {})",
-                            table.name,
-                            field.get_ref(),
-                            table.field_list()
-                        ),
-                    );
+                let Some(f) = self.field_of(table, field) else {
                     continue;
                 };
                 if f == table.key {
@@ -549,16 +540,7 @@ impl Validator<'_> {
             let table = &tables[t];
             let mut fields = Vec::new();
             for (field, value) in values {
-                let Some(f) = table.field(field.get_ref()) else {
-                    self.error(
-                        field.span(),
-                        format!(
-                            "table {} has no field `{}` (it has {})",
-                            table.name,
-                            field.get_ref(),
-                            table.field_list()
-                        ),
-                    );
+                let Some(f) = self.field_of(table, field) else {
                     continue;
                 };
                 if let Some(value) = self.world_value(value, table.fields[f].ty, scope) {
@@ -595,6 +577,24 @@ impl Validator<'_> {
             deletes,
             output: r.output.as_ref().map(|o| self.template_in(o, scope)),
         }
+    }
+
+    /// The index of `field` in `table`, or an error at it (with a did-you-mean).
+    fn field_of(&mut self, table: &Table, field: &Spanned<String>) -> Option<usize> {
+        let found = table.field(field.get_ref());
+        if found.is_none() {
+            self.error(
+                field.span(),
+                format!(
+                    "table {} has no field `{}`{} (it has {})",
+                    table.name,
+                    field.get_ref(),
+                    field_hint(table, field.get_ref()),
+                    table.field_list()
+                ),
+            );
+        }
+        found
     }
 
     fn unknown_record(&mut self, record: &Spanned<String>, scope: &ToolScope) {
@@ -699,38 +699,36 @@ impl Validator<'_> {
 
     /// `always = { table, check }`.
     pub(super) fn world_always(&mut self, a: &RawAlways, span: Range<usize>, tables: &[Table]) -> Option<Check> {
-        let (Some(table), Some(check)) = (&a.table, &a.check) else {
-            self.error(
-                span,
-                "expected `table` and `check` together: `always = { table = \"accounts\", check = \"balance >= 0\" }`",
-            );
-            return None;
-        };
-        let t = self.invariant_table(table, tables)?;
-        let expr = self.record_condition(check, &tables[t])?;
-        Some(Check::WorldAlways {
-            table: t,
-            check: expr,
-            text: check.get_ref().clone(),
-        })
+        let example = "`always = { table = \"accounts\", check = \"balance >= 0\" }`";
+        let (table, check, text) =
+            self.world_check(a.table.as_ref(), a.check.as_ref(), span, "check", example, tables)?;
+        Some(Check::WorldAlways { table, check, text })
     }
 
     /// `never = { table, when }`.
     pub(super) fn world_never(&mut self, n: &RawNever, span: Range<usize>, tables: &[Table]) -> Option<Check> {
-        let (Some(table), Some(when)) = (&n.table, &n.when) else {
-            self.error(
-                span,
-                "expected `table` and `when` together: `never = { table = \"rooms\", when = \"free < 0\" }`",
-            );
+        let example = "`never = { table = \"rooms\", when = \"free < 0\" }`";
+        let (table, when, text) = self.world_check(n.table.as_ref(), n.when.as_ref(), span, "when", example, tables)?;
+        Some(Check::WorldNever { table, when, text })
+    }
+
+    /// A table and a condition over its records, both required.
+    fn world_check(
+        &mut self,
+        table: Option<&Spanned<String>>,
+        condition: Option<&Spanned<String>>,
+        span: Range<usize>,
+        key: &str,
+        example: &str,
+        tables: &[Table],
+    ) -> Option<(TableIdx, Expr, String)> {
+        let (Some(table), Some(condition)) = (table, condition) else {
+            self.error(span, format!("expected `table` and `{key}` together: {example}"));
             return None;
         };
         let t = self.invariant_table(table, tables)?;
-        let expr = self.record_condition(when, &tables[t])?;
-        Some(Check::WorldNever {
-            table: t,
-            when: expr,
-            text: when.get_ref().clone(),
-        })
+        let expr = self.record_condition(condition, &tables[t])?;
+        Some((t, expr, condition.get_ref().clone()))
     }
 
     /// `never = { effect, amount_more_than }` or `never = { effect, total_more_than, per }`.
@@ -845,16 +843,7 @@ impl Validator<'_> {
                 (Some(fields), 1) => {
                     let mut values = Vec::new();
                     for (field, value) in fields {
-                        let Some(f) = table.field(field.get_ref()) else {
-                            self.error(
-                                field.span(),
-                                format!(
-                                    "table {} has no field `{}` (it has {})",
-                                    table.name,
-                                    field.get_ref(),
-                                    table.field_list()
-                                ),
-                            );
+                        let Some(f) = self.field_of(table, field) else {
                             continue;
                         };
                         match datum_from_toml(value.get_ref(), table.fields[f].ty) {

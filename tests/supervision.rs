@@ -314,3 +314,128 @@ fn supervision_gives_the_same_trace_on_both_runtime_flavours() {
         }
     }
 }
+
+/// A planner that delegates to one worker, which crashes on the task; `extra` goes into the
+/// planner's table (a delegation timeout).
+fn delegating_planner(extra: &str) -> String {
+    format!(
+        r#"
+[scenario]
+name = "delegation-timeout"
+seed = 1
+
+[[llm]]
+name = "gpt"
+latency = "100ms"
+
+[[agent]]
+name = "planner"
+llm = "gpt"
+delegates = ["worker"]
+{extra}
+behavior = [
+  {{ when = "delegations == 0", then = {{ delegate = ["worker"], task = "look it up" }} }},
+  {{ otherwise = {{ answer = "{{{{results}}}}" }} }},
+]
+
+[[agent]]
+name = "worker"
+llm = "gpt"
+behavior = [{{ otherwise = {{ answer = "found it" }} }}]
+
+[[supervisor]]
+name = "root"
+children = ["planner", "worker"]
+
+[[traffic]]
+kind = "script"
+to = "planner"
+script = [{{ at = "0s", message = "find it" }}]
+
+[[fault]]
+kind = "actor.crash"
+target = "agent:worker"
+on_message = 1
+"#
+    )
+}
+
+#[test]
+fn a_delegation_timeout_sends_the_task_again_at_exactly_its_limit_and_the_restarted_delegate_answers() {
+    // Without a timeout, the planner waits for ever for the crashed worker's answer.
+    let stalled = run_in_memory(&parse(&delegating_planner("")), 1, Flavor::CurrentThread);
+    assert_eq!(stalled.report.outcome, Outcome::Stalled);
+
+    let output = run_in_memory(
+        &parse(&delegating_planner(
+            "delegation_timeout = \"10s\"\ndelegation_retries = 1",
+        )),
+        1,
+        Flavor::CurrentThread,
+    );
+    assert_eq!(output.report.outcome, Outcome::Completed);
+    let records = records(&output.trace);
+    let at = |prefix: &str| -> Vec<u64> {
+        records
+            .iter()
+            .filter(|r| field(r, "msg").starts_with(prefix))
+            .map(|r| r["t_us"].as_u64().unwrap())
+            .collect()
+    };
+    // The planner delegates after its 100 ms model call; the worker crashes on the task.
+    assert_eq!(
+        at("delegate conv=0"),
+        vec![100_000, 10_100_000],
+        "sent at 100 ms and again at the timeout"
+    );
+    assert_eq!(
+        at("delegation_timeout conv=0 delegate=worker attempt=1"),
+        vec![10_100_000]
+    );
+    // The restarted worker answers after its own 100 ms call; the planner answers 100 ms later.
+    assert_eq!(at("delegate_result conv=0"), vec![10_200_000]);
+    assert_eq!(at("answer conv=0"), vec![10_300_000]);
+    assert_eq!(output.report.conversations.answered, 1);
+}
+
+#[test]
+fn a_delegation_that_times_out_for_good_gives_the_model_an_error_and_a_late_answer_is_dropped() {
+    let output = run_in_memory(
+        &parse(
+            &delegating_planner("delegation_timeout = \"10s\"")
+                .replace(
+                    "[[fault]]\nkind = \"actor.crash\"\ntarget = \"agent:worker\"\non_message = 1\n",
+                    "",
+                )
+                .replace("name = \"worker\"\nllm = \"gpt\"", "name = \"worker\"\nllm = \"slow\"")
+                .replace(
+                    "[[agent]]\nname = \"planner\"",
+                    "[[llm]]\nname = \"slow\"\nlatency = \"30s\"\n\n[[agent]]\nname = \"planner\"",
+                ),
+        ),
+        1,
+        Flavor::CurrentThread,
+    );
+    let records = records(&output.trace);
+    let answer = records
+        .iter()
+        .find(|r| field(r, "msg").starts_with("answer conv=0"))
+        .expect("the planner answers");
+    assert_eq!(answer["t_us"], 10_200_000, "the timeout at 10.1 s, then one model call");
+    assert!(
+        field(answer, "msg").contains("error: agent worker did not answer within 10s (1 attempt(s))"),
+        "{}",
+        field(answer, "msg")
+    );
+    // The worker's answer comes at 30.1 s, to a step that has moved on: dropped.
+    let late = records
+        .iter()
+        .find(|r| field(r, "msg").starts_with("delegate_result conv=0"))
+        .expect("the late answer is delivered");
+    assert_eq!(late["t_us"], 30_100_000);
+    let answers = records
+        .iter()
+        .filter(|r| field(r, "msg").starts_with("answer conv=0"))
+        .count();
+    assert_eq!(answers, 1, "the planner does not answer twice");
+}

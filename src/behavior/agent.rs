@@ -94,6 +94,9 @@ struct Pending {
     name: Arc<str>,
     wire_id: Arc<str>,
     output: Option<Arc<str>>,
+    /// A delegation's task (sent again after a timeout) and its attempt, from 1.
+    task: Option<Arc<str>>,
+    attempt: u32,
 }
 
 /// The agent's state: its conversations in progress. Lost on restart.
@@ -724,6 +727,11 @@ impl AgentBehavior {
                 };
                 self.step(conv, state, effects);
             }
+            AgentMsg::DelegationTimeout {
+                conv,
+                delegate,
+                attempt,
+            } => return self.on_delegation_timeout(conv, delegate, attempt, effects),
             AgentMsg::ToolTimeout { conv, call_id } => {
                 let Some(state) = self.conversations.get(&conv) else {
                     return false;

@@ -64,6 +64,13 @@ pub enum AgentMsg {
     RetryDue { conv: ConvId },
     /// Timer: tool call `call_id` has not answered within the agent's `tool_timeout`.
     ToolTimeout { conv: ConvId, call_id: u32 },
+    /// Timer: the delegate has not answered attempt `attempt` (from 1) within the agent's
+    /// `delegation_timeout`.
+    DelegationTimeout {
+        conv: ConvId,
+        delegate: crate::scenario::AgentIdx,
+        attempt: u32,
+    },
     /// Timer: the agent's `deadline` for a conversation it took at `started_us` is over.
     DeadlineDue { conv: ConvId, started_us: u64 },
     /// The agent's circuit breaker refused a model call (open, no fallback).
@@ -107,6 +114,7 @@ impl AgentMsg {
             | AgentMsg::CallTimeout { conv, .. }
             | AgentMsg::RetryDue { conv }
             | AgentMsg::ToolTimeout { conv, .. }
+            | AgentMsg::DelegationTimeout { conv, .. }
             | AgentMsg::CallRejected { conv, .. }
             | AgentMsg::GuardStop { conv, .. }
             | AgentMsg::Halt { conv }

@@ -178,6 +178,15 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
         AgentMsg::ToolTimeout { conv, call_id } => {
             write!(out, "tool_timeout conv={conv} call={call_id}")
         }
+        AgentMsg::DelegationTimeout {
+            conv,
+            delegate,
+            attempt,
+        } => write!(
+            out,
+            "delegation_timeout conv={conv} delegate={} attempt={attempt}",
+            scenario.agents[*delegate].name
+        ),
         AgentMsg::GuardStop { conv, status, text, .. } => write!(
             out,
             "guard_stop conv={conv} status={} text={}",

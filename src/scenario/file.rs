@@ -292,6 +292,10 @@ pub struct RawAgent {
     pub timeout: Option<Spanned<String>>,
     /// Per tool call: give up waiting after this long.
     pub tool_timeout: Option<Spanned<String>>,
+    /// Per delegation: give up waiting for the delegate's answer after this long.
+    pub delegation_timeout: Option<Spanned<String>>,
+    /// Per delegation: after a timeout, send the task again this many times before giving up.
+    pub delegation_retries: Option<Spanned<u32>>,
     /// Circuit breaker on the agent's model calls.
     pub circuit_breaker: Option<Spanned<RawBreaker>>,
     /// Model to use when the primary fails for good or its breaker is open.

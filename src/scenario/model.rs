@@ -380,6 +380,10 @@ pub struct Agent {
     pub timeout_us: Option<u64>,
     /// Per tool call timeout.
     pub tool_timeout_us: Option<u64>,
+    /// Per delegation: how long to wait for a delegate's answer.
+    pub delegation_timeout_us: Option<u64>,
+    /// Per delegation: how many times the task is sent again after a timeout.
+    pub delegation_retries: u32,
     pub circuit_breaker: Option<BreakerPolicy>,
     /// Used when the primary model fails for good or its breaker is open.
     pub fallback: Option<LlmIdx>,

@@ -96,10 +96,21 @@ impl AgentBehavior {
                 name: Arc::from(self.scenario.agents[d.to].name.as_str()),
                 wire_id: d.call_id.clone(),
                 output: None,
+                task: Some(d.task.clone()),
+                attempt: 1,
             })
             .collect();
         self.conversations.insert(conv, state);
+        let timeout_us = self.scenario.agents[self.agent].delegation_timeout_us;
         for d in tasks {
+            if let Some(timeout_us) = timeout_us {
+                let due = AgentMsg::DelegationTimeout {
+                    conv,
+                    delegate: d.to,
+                    attempt: 1,
+                };
+                effects.push(self.timer(timeout_us, due));
+            }
             let start = AgentMsg::Start {
                 conv,
                 text: d.task,
@@ -110,6 +121,56 @@ impl AgentBehavior {
             };
             self.hand_over(conv, d.to, start, effects);
         }
+    }
+
+    /// A delegate has not answered attempt `attempt` in time: send the task again while
+    /// `delegation_retries` allow, else its answer is an error and the step goes on without it.
+    /// An answer that comes later is dropped (the trace still shows its delivery).
+    pub(super) fn on_delegation_timeout(
+        &mut self,
+        conv: ConvId,
+        delegate: AgentIdx,
+        attempt: u32,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        let spec = &self.scenario.agents[self.agent];
+        let (timeout_us, retries) = (spec.delegation_timeout_us.unwrap_or(0), spec.delegation_retries);
+        let Some(state) = self.conversations.get_mut(&conv) else {
+            return false;
+        };
+        let waiting = state
+            .pending
+            .iter_mut()
+            .find(|p| p.delegate == Some(delegate) && p.output.is_none() && p.attempt == attempt);
+        let Some(pending) = waiting else {
+            return false;
+        };
+        if attempt <= retries {
+            pending.attempt += 1;
+            let start = AgentMsg::Start {
+                conv,
+                text: pending.task.clone().unwrap_or_else(|| self.texts.empty.clone()),
+                origin: Origin::Delegation(self.agent),
+                reply_to: ReplyTo::Agent(self.agent),
+                history: Transcript::new(),
+                handoffs: 0,
+            };
+            let due = AgentMsg::DelegationTimeout {
+                conv,
+                delegate,
+                attempt: attempt + 1,
+            };
+            effects.push(self.timer(timeout_us, due));
+            self.hand_over(conv, delegate, start, effects);
+            return true;
+        }
+        let text = Arc::from(format!(
+            "error: agent {} did not answer within {} ({attempt} attempt(s))",
+            pending.name,
+            crate::scenario::units::format_duration_us(timeout_us)
+        ));
+        self.on_result(conv, StepResult::Delegate { from: delegate, text }, effects);
+        true
     }
 
     /// Runs the tool calls the model asked for through the tool actors; a call the framework
@@ -137,6 +198,8 @@ impl AgentBehavior {
                 name: name.clone(),
                 wire_id: call.wire_id.clone(),
                 output: None,
+                task: None,
+                attempt: 1,
             };
             let problem = match (&call.tool, &call.args) {
                 (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),

@@ -87,6 +87,17 @@ impl Validator<'_> {
             retry: raw.retry.as_ref().map(|r| self.retry(r)),
             timeout_us: raw.timeout.as_ref().map(|t| self.duration(t)),
             tool_timeout_us: raw.tool_timeout.as_ref().map(|t| self.duration(t)),
+            delegation_timeout_us: raw.delegation_timeout.as_ref().map(|t| self.duration(t)),
+            delegation_retries: match (&raw.delegation_retries, &raw.delegation_timeout) {
+                (Some(retries), None) => {
+                    self.error(
+                        retries.span(),
+                        "`delegation_retries` goes with `delegation_timeout`: a task is sent again when its answer is late",
+                    );
+                    0
+                }
+                (retries, _) => retries.as_ref().map_or(0, |r| *r.get_ref()),
+            },
             circuit_breaker: raw.circuit_breaker.as_ref().map(|b| self.circuit_breaker(b.get_ref())),
             fallback: raw
                 .fallback

@@ -1097,3 +1097,17 @@ fn a_partial_call_leaves_a_half_done_change() {
     let orders = world.tables.iter().find(|t| t.name == "orders").unwrap();
     assert_eq!(orders.records_final, 0);
 }
+
+#[test]
+fn a_duplicated_effect_on_a_tool_with_rules_applies_its_updates_twice() {
+    let faults = "[[fault]]\nkind = \"tool.duplicate_effect\"\ntarget = \"tool:take\"\non_message = 1";
+    let (output, records) = run_world(faults);
+    let stock: Vec<&Value> = world_records(&records)
+        .into_iter()
+        .filter(|r| r["table"] == "stock")
+        .collect();
+    // The one widget taken twice: 1 → 0 → -1, and the stock check breaks.
+    assert_eq!(stock[0]["row"]["left"], 0);
+    assert_eq!(stock[1]["row"]["left"], -1);
+    assert!(!output.report.invariants[0].passed);
+}

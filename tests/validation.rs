@@ -107,6 +107,12 @@ bad_scenarios! {
         "world-row-wrong-type.toml" at "13:3" says ["field `free`: expected a number, found the string \"one\""];
     a_tool_rule_reading_an_undeclared_argument_is_rejected_with_a_did_you_mean:
         "world-rule-unknown-argument.toml" at "18:42" says ["unknown argument `amout_usd`", "did you mean `args.amount_usd`?"];
+    a_table_whose_field_types_are_unknown_is_rejected_without_a_crash:
+        "world-field-type-unknown.toml" at "11:17" says ["expected a field type", "did you mean \"int\"?"];
+    a_tool_rule_reading_the_models_variables_is_rejected:
+        "world-tool-reads-the-models-variable.toml" at "10:20" says ["`user` is the model's view of the conversation"];
+    a_tool_rate_limit_that_is_not_whole_calls_a_minute_is_rejected:
+        "world-tool-rate-not-per-minute.toml" at "10:14" says ["expected a whole number of calls a minute", "found \"90/h\""];
     a_goal_naming_a_task_no_traffic_performs_is_rejected_with_a_did_you_mean:
         "world-goal-unknown-task.toml" at "26:17" says ["names task \"change-r1\", which no traffic performs", "did you mean \"change-R1\"?"];
     a_file_that_is_not_utf8_is_rejected_at_the_first_bad_byte:

@@ -537,3 +537,33 @@ fn a_sweep_reports_pass_hat_k_per_goal_over_its_tasks_trials() {
         stdout(&text)
     );
 }
+
+#[test]
+fn a_queue_at_a_rate_limited_api_spaces_every_call_however_many_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.toml");
+    let text = busy_api("queue")
+        .replace("max_concurrent = 1\n", "rate_limit = \"5/s\"\n")
+        .replace(
+            "kind = \"script\"\nto = \"a\"\nscript = [{ at = \"0s\", message = \"one\" }, { at = \"0s\", message = \"two\" }]",
+            "kind = \"poisson\"\nto = \"a\"\nrate = \"1000/s\"\nconversations = 100\nmessages = [\"one\"]",
+        )
+        .replace("latency = \"1s\"", "latency = \"10ms\"");
+    std::fs::write(&path, text).unwrap();
+    let run = run(&path, &[]);
+    let mut starts: Vec<u64> = run
+        .trace
+        .iter()
+        .filter(|r| field(r, "msg").starts_with("run conv="))
+        .map(|r| r["t_us"].as_u64().unwrap())
+        .collect();
+    starts.sort_unstable();
+    let queued = starts.len();
+    assert!(queued >= 90, "nearly every call waits: {queued}");
+    // 5 a second, 5 at once: the calls that waited start 200 ms apart, the last after ~19 s.
+    for pair in starts.windows(2) {
+        assert!(pair[1] - pair[0] >= 199_999, "{pair:?}");
+    }
+    assert!(*starts.last().unwrap() >= 18_000_000, "{starts:?}");
+    assert_eq!(run.report["tools"][0]["errors"], 0);
+}

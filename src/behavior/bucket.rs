@@ -30,11 +30,29 @@ impl TokenBucket {
         self.take_n(now_us, 1)
     }
 
+    /// Takes one request's token at the earliest time from `now_us` that the bucket has one
+    /// (after the requests already queued before it), and returns that time.
+    pub fn reserve(&mut self, now_us: u64) -> u64 {
+        let at_us = now_us.max(self.last_us);
+        match self.take(at_us) {
+            Ok(()) => at_us,
+            Err(wait_us) => {
+                let at_us = at_us.saturating_add(wait_us);
+                // Exactly enough has refilled by then.
+                let _ = self.take(at_us);
+                at_us
+            }
+        }
+    }
+
     /// Takes `n` tokens at once (a request of `n` model tokens), or says how long until they are
     /// there. More than the bucket holds is capped at a full bucket, so it passes eventually.
     pub fn take_n(&mut self, now_us: u64, n: u64) -> Result<(), u64> {
         let elapsed_us = now_us.saturating_sub(self.last_us);
-        self.tokens = (self.tokens + elapsed_us.saturating_mul(self.per_minute)).min(self.capacity);
+        self.tokens = self
+            .tokens
+            .saturating_add(elapsed_us.saturating_mul(self.per_minute))
+            .min(self.capacity);
         self.last_us = self.last_us.max(now_us);
         let cost = n.max(1).saturating_mul(REQUEST).min(self.capacity);
         if self.tokens < cost {

@@ -84,14 +84,8 @@ impl ToolBehavior {
                         wait_us.div_ceil(1000)
                     ));
                 }
-                // Wait for a token; queued calls before this one have taken theirs.
-                start_us = now_us.saturating_add(wait_us);
-                for _ in 0..64 {
-                    match bucket.take(start_us) {
-                        Ok(()) => break,
-                        Err(more_us) => start_us = start_us.saturating_add(more_us),
-                    }
-                }
+                // Wait for a token, after the calls queued before this one.
+                start_us = bucket.reserve(now_us);
             }
         }
         if let Some((slot, &free_us)) = self.slots_free_at_us.iter().enumerate().min_by_key(|(_, free)| **free) {
@@ -192,9 +186,18 @@ impl ToolBehavior {
                 match refused {
                     Some(error) => (format!("error: {error}"), Vec::new(), 0),
                     None => {
+                        let mut changes = changes;
                         tool_world::after_changes(&mut view, &changes);
                         let template = spec.rules[rule].output.as_ref().unwrap_or(&spec.output);
-                        (template.render(&view, &arg), changes, 1)
+                        let output = template.render(&view, &arg);
+                        if kind == Some(FaultKind::ToolDuplicateEffect) {
+                            // Executed twice: the rule's updates again, on top of the first
+                            // (a second insert of the same key or delete of a gone record is
+                            // refused by the store, so only updates repeat).
+                            let again = tool_world::changes(&view, rule).unwrap_or_default();
+                            changes.extend(again.into_iter().filter(|c| c.op == crate::protocol::ChangeOp::Update));
+                        }
+                        (output, changes, 1)
                     }
                 }
             }
@@ -208,9 +211,8 @@ impl ToolBehavior {
                     effect_times = 0;
                     changes.clear();
                 }
-                FaultKind::ToolTimeout => latency_us = params.latency_us,
-                FaultKind::ToolSlow => {
-                    latency_us = latency_us.map(|l| l + params.latency_us.unwrap_or(SLOW_LATENCY_US))
+                FaultKind::ToolTimeout | FaultKind::ToolSlow => {
+                    latency_us = injected_latency(&scenario, latency_us, Some(injection));
                 }
                 FaultKind::ToolEmpty => output.clear(),
                 FaultKind::ToolInjection => {
@@ -286,6 +288,20 @@ impl ToolBehavior {
     }
 }
 
+/// A call's latency under the fault it suffers: `tool.timeout` answers late or never (`None`),
+/// `tool.slow` adds its latency.
+fn injected_latency(scenario: &Scenario, latency_us: Option<u64>, injection: Option<Injection>) -> Option<u64> {
+    let Some(injection) = injection else {
+        return latency_us;
+    };
+    let params = &scenario.faults[injection.fault].params;
+    match injection.kind {
+        FaultKind::ToolTimeout => params.latency_us,
+        FaultKind::ToolSlow => latency_us.map(|l| l.saturating_add(params.latency_us.unwrap_or(SLOW_LATENCY_US))),
+        _ => latency_us,
+    }
+}
+
 impl Behavior for ToolBehavior {
     type Msg = ToolMsg;
     type Effect = Effect;
@@ -304,7 +320,11 @@ impl Behavior for ToolBehavior {
                 let limited = spec.load.max_concurrent.is_some() || spec.load.per_minute.is_some();
                 let start_us = match limited {
                     false => context.now_us,
-                    true => match self.admit(context.now_us, latency_us) {
+                    // The API is busy for as long as the call really takes (a hung one, for good).
+                    true => match self.admit(
+                        context.now_us,
+                        injected_latency(&self.scenario, latency_us, context.injection),
+                    ) {
                         Ok(start_us) => start_us,
                         Err(error) => {
                             let output = format!("error: {error}");

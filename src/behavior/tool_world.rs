@@ -70,10 +70,25 @@ pub fn call_args(tool: &Tool, args: &serde_json::Map<String, serde_json::Value>)
                 Datum::Str(Arc::from(s.as_str()))
             }
             Some(value) if *ty == crate::scenario::expr::Type::Str => Datum::Str(Arc::from(value.to_string())),
-            Some(value) => Datum::from_json(value, *ty).unwrap_or_else(|_| Datum::zero(*ty)),
+            Some(value) => arg_datum(value, *ty),
             None => Datum::zero(*ty),
         })
         .collect()
+}
+
+/// A number argument as a field of type `ty`: a whole number from an integral float, a decimal
+/// rounded to the nearest millionth (saturating); anything else the schema let through reads as
+/// zero.
+fn arg_datum(value: &serde_json::Value, ty: crate::scenario::expr::Type) -> Datum {
+    use crate::scenario::expr::{Type, DEC_ONE};
+    if let Ok(datum) = Datum::from_json(value, ty) {
+        return datum;
+    }
+    match (ty, value.as_f64()) {
+        (Type::Int, Some(f)) if f.fract() == 0.0 => Datum::Int(f as i64),
+        (Type::Dec, Some(f)) => Datum::Dec((f * DEC_ONE as f64).round() as i64),
+        _ => Datum::zero(ty),
+    }
 }
 
 /// Looks the tool's records up (`stale`: as they were before their last write).
@@ -137,7 +152,7 @@ fn compute(value: &WorldValue, ty: crate::scenario::expr::Type, view: &CallView)
 
 /// The changes rule `index` makes, or the error a real store answers (a missing record, a
 /// duplicate key).
-fn changes(view: &CallView, index: usize) -> Result<Vec<WorldChange>, String> {
+pub fn changes(view: &CallView, index: usize) -> Result<Vec<WorldChange>, String> {
     let rule = &view.tool.rules[index];
     let scenario = view.scenario;
     let mut out: Vec<WorldChange> = Vec::new();

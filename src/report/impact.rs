@@ -156,8 +156,13 @@ impl Deltas {
             );
             let names: std::collections::BTreeSet<&String> = aa.keys().chain(ab.keys()).collect();
             for name in names {
-                let d = aa.get(name).copied().unwrap_or(0) - ab.get(name).copied().unwrap_or(0);
-                *deltas.amounts.entry(name.clone()).or_default() += d;
+                let d = aa
+                    .get(name)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(ab.get(name).copied().unwrap_or(0));
+                let total = deltas.amounts.entry(name.clone()).or_default();
+                *total = total.saturating_add(d);
             }
         }
         deltas.effects.retain(|_, d| *d != 0);
@@ -176,7 +181,8 @@ impl Deltas {
         }
         self.effects.retain(|_, d| *d != 0);
         for (k, v) in &other.amounts {
-            *self.amounts.entry(k.clone()).or_default() += v;
+            let total = self.amounts.entry(k.clone()).or_default();
+            *total = total.saturating_add(*v);
         }
         self.amounts.retain(|_, d| *d != 0);
         self.cost_pusd += other.cost_pusd;

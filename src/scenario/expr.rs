@@ -346,10 +346,11 @@ pub fn operand_value<'a>(operand: &'a Operand, context: &'a dyn Context) -> Valu
                 });
             }
             let (a, b) = (as_micros(&l), as_micros(&r));
+            let overflow = if (a < 0) == (b < 0) { i128::MAX } else { i128::MIN };
             Value::Dec(saturate(match op {
-                ArithOp::Add => a + b,
-                ArithOp::Sub => a - b,
-                ArithOp::Mul => a * b / DEC_ONE as i128,
+                ArithOp::Add => a.saturating_add(b),
+                ArithOp::Sub => a.saturating_sub(b),
+                ArithOp::Mul => a.checked_mul(b).map_or(overflow, |p| p / DEC_ONE as i128),
             }))
         }
     }

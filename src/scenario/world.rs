@@ -204,10 +204,21 @@ impl DataError {
 /// Reads a table's records from a data file's text: a JSON array of objects (`.json`), or CSV
 /// with a header row of field names (`.csv`).
 pub fn read_rows(table: &Table, path: &str, text: &str) -> Result<Vec<Vec<Datum>>, DataError> {
-    let rows = if path.ends_with(".json") {
-        json_rows(table, text)?
+    // A byte-order mark is not part of the first field's name (offsets stay in the file's bytes).
+    let bom = if text.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
     } else {
-        csv_rows(table, text)?
+        0
+    };
+    let shift = |mut e: DataError| {
+        e.at = e.at.start + bom..e.at.end + bom;
+        e
+    };
+    let text = &text[bom..];
+    let rows = if path.ends_with(".json") {
+        json_rows(table, text).map_err(shift)?
+    } else {
+        csv_rows(table, text).map_err(shift)?
     };
     if rows.len() > TABLE_ROWS_MAX {
         return Err(DataError::at(

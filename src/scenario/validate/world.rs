@@ -15,6 +15,11 @@ use crate::scenario::file::*;
 use crate::scenario::model::*;
 use crate::scenario::world::TABLE_ROWS_MAX;
 
+/// Most calls a tool's API may have in progress at once.
+const MAX_CONCURRENT_MAX: u32 = 10_000;
+/// Fastest rate limit a tool's API may have, in calls a minute (a thousand a second).
+const RATE_PER_MINUTE_MAX: u64 = 60_000;
+
 /// The type a field declaration names.
 fn field_type(name: &str) -> Option<Type> {
     match name {
@@ -98,7 +103,7 @@ impl ToolScope<'_> {
 impl Scope for ToolScope<'_> {
     fn resolve(&self, name: &str) -> Result<Option<(Path, Type)>, String> {
         let Some((head, field)) = name.split_once('.') else {
-            return Ok(None);
+            return conversation_only(name);
         };
         if head == "args" {
             let ty = self.arg_type(field)?;
@@ -155,6 +160,26 @@ fn field_hint(table: &Table, name: &str) -> String {
     crate::scenario::error::did_you_mean(name, table.fields.iter().map(|f| f.name.as_str()))
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_default()
+}
+
+/// Of the conversation's variables, a tool sees only `conversation`: the rest are the model's.
+fn conversation_only(name: &str) -> Result<Option<(Path, Type)>, String> {
+    match name {
+        "conversation" | "true" | "false" => Ok(None),
+        _ if crate::scenario::expr::lookup_var(name).is_ok() => Err(format!(
+            "`{name}` is the model's view of the conversation; a tool's rules and templates see `args.NAME`, the records it reads and `conversation`"
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// The scope of a goal's key template: the conversation's number only.
+pub(super) struct ConversationNumber;
+
+impl Scope for ConversationNumber {
+    fn resolve(&self, name: &str) -> Result<Option<(Path, Type)>, String> {
+        conversation_only(name)
+    }
 }
 
 /// Names in a world check: the fields of one record, by their bare names.
@@ -224,10 +249,17 @@ impl Validator<'_> {
                 );
             }
             let Some(ty) = field_type(ty.get_ref()) else {
+                let hint = match ty.get_ref().as_str() {
+                    "integer" | "i64" => "; did you mean \"int\"?",
+                    "float" | "decimal" | "f64" => "; did you mean \"number\"?",
+                    "boolean" => "; did you mean \"bool\"?",
+                    "str" | "text" => "; did you mean \"string\"?",
+                    _ => "",
+                };
                 self.error(
                     ty.span(),
                     format!(
-                        "expected a field type: \"string\", \"int\", \"number\" or \"bool\", found \"{}\"",
+                        "expected a field type: \"string\", \"int\", \"number\" or \"bool\", found \"{}\"{hint}",
                         ty.get_ref()
                     ),
                 );
@@ -248,18 +280,29 @@ impl Validator<'_> {
         match table.field(t.key.get_ref()) {
             Some(key) if matches!(table.fields[key].ty, Type::Str | Type::Int) => table.key = key,
             Some(_) => self.error(t.key.span(), "expected a key field of type \"string\" or \"int\""),
-            None => self.error(
-                t.key.span(),
-                format!(
-                    "expected `key` to name a field of the table ({}), found \"{}\"",
-                    table.field_list(),
-                    t.key.get_ref()
-                ),
-            ),
+            None => {
+                // A key naming a field whose type was already reported needs no second error.
+                let declared = t.fields.get_ref().keys().any(|n| n.get_ref() == t.key.get_ref());
+                if !declared {
+                    self.error(
+                        t.key.span(),
+                        format!(
+                            "expected `key` to name a field of the table ({}), found \"{}\"",
+                            table.field_list(),
+                            t.key.get_ref()
+                        ),
+                    );
+                }
+                // The scenario will not run; a stand-in key keeps the checks below in bounds.
+                table.fields.push(Field {
+                    name: t.key.get_ref().clone(),
+                    ty: Type::Str,
+                });
+                table.key = table.fields.len() - 1;
+            }
         }
-        if let (Some(rows), Some(data)) = (&t.rows, &t.data) {
+        if let (Some(_), Some(data)) = (&t.rows, &t.data) {
             self.error(data.span(), "expected either `rows` or `data`, found both");
-            let _ = rows;
         }
         if let Some(rows) = &t.rows {
             if rows.get_ref().len() > TABLE_ROWS_MAX {
@@ -282,7 +325,18 @@ impl Validator<'_> {
             let path = data.get_ref();
             let plain = !path.is_empty()
                 && !std::path::Path::new(path).is_absolute()
-                && !path.split(['/', '\\']).any(|part| part == "..");
+                && !path
+                    .split(['/', '\\'])
+                    .any(|part| part == ".." || part.starts_with('.'));
+            // A run directory holds a copy of the data file beside its own files.
+            let reserved = [
+                "report.json",
+                "scenario.toml",
+                "trace.jsonl",
+                "report.html",
+                "cassette.jsonl",
+            ];
+            let plain = plain && !reserved.contains(&path.as_str());
             if !plain || !(path.ends_with(".json") || path.ends_with(".csv")) {
                 self.error(
                     data.span(),
@@ -438,21 +492,35 @@ impl Validator<'_> {
 
     fn tool_load(&mut self, raw: &RawTool) -> ToolLoad {
         let max_concurrent = raw.max_concurrent.as_ref().map(|m| {
-            if *m.get_ref() == 0 {
-                self.error(m.span(), "expected max_concurrent of at least 1");
+            let n = *m.get_ref();
+            if !(1..=MAX_CONCURRENT_MAX).contains(&n) {
+                self.error(
+                    m.span(),
+                    format!("expected max_concurrent from 1 to {MAX_CONCURRENT_MAX}, found {n}"),
+                );
             }
-            (*m.get_ref()).max(1)
+            n.clamp(1, MAX_CONCURRENT_MAX)
         });
-        let per_minute =
-            raw.rate_limit.as_ref().and_then(|r| {
-                match crate::scenario::units::parse_rate_milli_per_hour(r.get_ref()) {
-                    Ok(milli_per_hour) => Some(((milli_per_hour / 60_000).max(1)).min(u32::MAX as u64) as u32),
-                    Err(message) => {
-                        self.error(r.span(), message);
-                        None
-                    }
+        let per_minute = raw.rate_limit.as_ref().and_then(|r| {
+            let whole = |m: u64| m % 60_000 == 0 && m / 60_000 <= RATE_PER_MINUTE_MAX;
+            match crate::scenario::units::parse_rate_milli_per_hour(r.get_ref()) {
+                Ok(milli_per_hour) if whole(milli_per_hour) => Some((milli_per_hour / 60_000).max(1) as u32),
+                Ok(_) => {
+                    self.error(
+                        r.span(),
+                        format!(
+                            "expected a whole number of calls a minute, at most {RATE_PER_MINUTE_MAX} (like \"5/s\", \"30/m\", \"120/h\"), found \"{}\"",
+                            r.get_ref()
+                        ),
+                    );
+                    None
                 }
-            });
+                Err(message) => {
+                    self.error(r.span(), message);
+                    None
+                }
+            }
+        });
         let queue = match raw.when_busy.as_ref().map(|w| (w.get_ref().as_str(), w.span())) {
             None | Some(("reject", _)) => false,
             Some(("queue", _)) => true,
@@ -817,7 +885,7 @@ impl Validator<'_> {
             let target = match (&e.key, &e.matching) {
                 (Some(key), None) if key.get_ref().as_str().is_some_and(|k| k.contains("{{")) => {
                     let text = Spanned::new(key.span(), key.get_ref().as_str().unwrap_or("").to_owned());
-                    ExpectTarget::KeyTemplate(self.template(&text, false))
+                    ExpectTarget::KeyTemplate(self.template_in(&text, &ConversationNumber))
                 }
                 (Some(key), None) => match datum_from_toml(key.get_ref(), table.fields[table.key].ty) {
                     Ok(d) => ExpectTarget::Key(d),

@@ -19,11 +19,12 @@ use crate::protocol::transcript::REPLY_PRIMING_TOKENS;
 use crate::protocol::{
     AgentMsg, AnswerStatus, Caller, ChatCall, ChatMessage, Checkpoint, ConvId, Directory, Effect, FinishReason,
     GuardContext, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo,
-    Transcript, TurnContext, Usage, UserMsg,
+    ToolCall, Transcript, TurnContext, Usage, UserMsg,
 };
 use crate::scenario::guardrail::Stage;
-use crate::scenario::{AgentIdx, HandoffHistory, LlmIdx, Scenario};
+use crate::scenario::{AgentIdx, Durability, HandoffHistory, LlmIdx, Scenario};
 
+mod recovery;
 mod steps;
 mod suffer;
 
@@ -49,6 +50,8 @@ struct Conversation {
     call_seq: u32,
     /// The model call being waited for.
     awaiting: Option<u32>,
+    /// A model call made again after a restart: the earlier call's answer is still welcome.
+    superseded: Option<u32>,
     /// Attempt number of the current model call, from 1.
     attempt: u32,
     /// The last backoff delay (for decorrelated jitter).
@@ -97,6 +100,18 @@ struct Pending {
     /// A delegation's task (sent again after a timeout) and its attempt, from 1.
     task: Option<Arc<str>>,
     attempt: u32,
+    /// The tool call, kept to issue it again after a restart (`durability = "at-least-once"`).
+    call: Option<ToolCall>,
+}
+
+/// What a conversation restored from a checkpoint still had outstanding when the agent failed
+/// (`durability = "at-least-once"`): issued again on `Resume`, unless its answer came first.
+#[derive(Debug, Default)]
+struct Outstanding {
+    /// The model call being waited for.
+    model_call: Option<u32>,
+    /// The tool calls with no result yet.
+    tool_calls: Vec<u32>,
 }
 
 /// The agent's state: its conversations in progress. Lost on restart.
@@ -124,6 +139,8 @@ pub struct AgentBehavior {
     /// First attempts and retries of model calls, for the retry budget.
     first_attempts: u64,
     retries: u64,
+    /// Restored conversations' calls to issue again (`durability = "at-least-once"`).
+    outstanding: BTreeMap<ConvId, Outstanding>,
 }
 
 /// What came back from one outstanding step.
@@ -150,8 +167,16 @@ impl AgentBehavior {
             .and_then(|l| l.tpm)
             .map(|tpm| TokenBucket::new(tpm, (tpm / 6).max(1)));
         let conversations = restored
-            .and_then(|c| c.downcast_ref::<BTreeMap<ConvId, Conversation>>().cloned())
+            .and_then(|c| c.state.downcast_ref::<BTreeMap<ConvId, Conversation>>().cloned())
             .unwrap_or_default();
+        let outstanding = match scenario.agents[agent].durability {
+            Durability::AtLeastOnce => conversations
+                .iter()
+                .map(|(conv, state)| (*conv, Outstanding::of(state)))
+                .filter(|(_, o)| o.model_call.is_some() || !o.tool_calls.is_empty())
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         let family = StreamFamily::new(seed, &format!("agent:{}#{incarnation}", scenario.agents[agent].name));
         AgentBehavior {
             scenario,
@@ -169,6 +194,7 @@ impl AgentBehavior {
             first_attempts: 0,
             retries: 0,
             texts: SharedTexts::default(),
+            outstanding,
         }
     }
 
@@ -339,6 +365,7 @@ impl AgentBehavior {
             results: String::new(),
             call_seq: 0,
             awaiting: None,
+            superseded: None,
             attempt: 1,
             previous_delay_us: 0,
             current_llm: None,
@@ -435,6 +462,7 @@ impl AgentBehavior {
             conv,
             caller: Caller::Agent(self.agent),
             call_seq: state.call_seq,
+            attempt: state.attempt,
             turn: state.turn,
             tool_calls: state.tool_calls,
             input_tokens: self.input_tokens(&state.transcript),
@@ -505,10 +533,20 @@ impl AgentBehavior {
     }
 
     fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
-        // An answer to a call the agent already gave up on (timed out) is dropped, though billed.
-        let Some(mut state) = self.take_awaiting(conv, reply.call_seq) else {
+        // An answer to a call the agent already gave up on (timed out) is dropped, though billed;
+        // after a restart, the answer to the call made before it is as good as the new call's.
+        let superseded = self
+            .conversations
+            .get(&conv)
+            .is_some_and(|s| s.awaiting.is_some() && s.superseded == Some(reply.call_seq));
+        let call_seq = match superseded {
+            true => self.conversations[&conv].awaiting.unwrap_or(reply.call_seq),
+            false => reply.call_seq,
+        };
+        let Some(mut state) = self.take_awaiting(conv, call_seq) else {
             return;
         };
+        state.superseded = None;
         let primary = state.current_llm == self.scenario.agents[self.agent].llm && !state.on_fallback;
         if let ModelAnswer::Error(error) = reply.answer {
             if primary {
@@ -674,6 +712,7 @@ impl AgentBehavior {
                 self.conversations.remove(&conv);
                 self.waiting.retain(|c| *c != conv);
             }
+            AgentMsg::Resume { conv } => return self.resume(conv, effects),
             AgentMsg::GuardStop {
                 conv,
                 text,
@@ -802,8 +841,24 @@ impl Behavior for AgentBehavior {
             return Ok(());
         }
         self.release_waiting(effects);
-        if self.scenario.agents[self.agent].persist {
-            let checkpoint: Checkpoint = Arc::new(self.conversations.clone());
+        let durability = self.scenario.agents[self.agent].durability;
+        if durability.checkpoints() {
+            let resume = match durability {
+                Durability::AtLeastOnce => self
+                    .conversations
+                    .iter()
+                    .filter(|(_, state)| {
+                        let o = Outstanding::of(state);
+                        o.model_call.is_some() || !o.tool_calls.is_empty()
+                    })
+                    .map(|(conv, _)| *conv)
+                    .collect(),
+                _ => Arc::from([]),
+            };
+            let checkpoint = Checkpoint {
+                state: Arc::new(self.conversations.clone()),
+                resume,
+            };
             effects.push(Effect::Persist(checkpoint));
         }
         Ok(())

@@ -219,6 +219,7 @@ impl UserBehavior {
             conv,
             caller,
             call_seq: dialogue.call_seq,
+            attempt: 1,
             turn: dialogue.turns,
             tool_calls: 0,
             input_tokens: instruction_tokens

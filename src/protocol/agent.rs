@@ -89,6 +89,9 @@ pub enum AgentMsg {
     },
     /// A parallel guardrail tripped: the agent drops the conversation (the guardrail answered).
     Halt { conv: ConvId },
+    /// The agent is back from a restart (`durability = "at-least-once"`): the model and tool
+    /// calls of this conversation outstanding in its checkpoint are issued again.
+    Resume { conv: ConvId },
     /// An output guardrail asks for another answer, with `feedback` for the model. `history` is
     /// the transcript with the refused answer last.
     Revise {
@@ -100,8 +103,24 @@ pub enum AgentMsg {
     },
 }
 
-/// A checkpoint of an agent's conversations (`persist = true`), handed to its next incarnation.
-pub type Checkpoint = Arc<dyn std::any::Any + Send + Sync>;
+/// A checkpoint of an agent's conversations (`durability` other than `"none"`), handed to its
+/// next incarnation.
+#[derive(Clone)]
+pub struct Checkpoint {
+    /// The agent's own state; only the agent reads it.
+    pub state: Arc<dyn std::any::Any + Send + Sync>,
+    /// Conversations with a model or tool call outstanding, to resume after a restart
+    /// (`durability = "at-least-once"`; empty otherwise).
+    pub resume: Arc<[ConvId]>,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("resume", &self.resume)
+            .finish_non_exhaustive()
+    }
+}
 
 impl AgentMsg {
     /// The conversation the message belongs to.
@@ -118,6 +137,7 @@ impl AgentMsg {
             | AgentMsg::CallRejected { conv, .. }
             | AgentMsg::GuardStop { conv, .. }
             | AgentMsg::Halt { conv }
+            | AgentMsg::Resume { conv }
             | AgentMsg::Revise { conv, .. }
             | AgentMsg::DeadlineDue { conv, .. } => *conv,
         }

@@ -75,6 +75,8 @@ pub struct LlmRequest {
     pub caller: Caller,
     /// Numbers the agent's calls in this conversation; echoed in the reply to spot stale ones.
     pub call_seq: u32,
+    /// The attempt of this step's call, from 1 (retries and calls made again after a restart).
+    pub attempt: u32,
     pub turn: u32,
     pub tool_calls: u32,
     /// Tokens of what is sent: the instructions, the tool definitions and every message.

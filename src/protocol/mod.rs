@@ -194,6 +194,7 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
             Quoted(clip(text))
         ),
         AgentMsg::Halt { conv } => write!(out, "halt conv={conv}"),
+        AgentMsg::Resume { conv } => write!(out, "resume conv={conv}"),
         AgentMsg::Revise { conv, feedback, .. } => {
             write!(out, "revise conv={conv} feedback={}", Quoted(clip(feedback)))
         }
@@ -215,7 +216,11 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
             request.input_tokens,
             request.transcript.len(),
             request.transcript.digest()
-        ),
+        )
+        .and_then(|()| match request.attempt {
+            0 | 1 => Ok(()),
+            attempt => write!(out, " attempt={attempt}"),
+        }),
         Payload::Tool(ToolMsg::Run(queued)) => {
             write!(
                 out,

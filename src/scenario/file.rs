@@ -306,8 +306,11 @@ pub struct RawAgent {
     pub max_concurrent_calls: Option<Spanned<u32>>,
     /// Client-side rate limiter on model calls: `{ rpm = 60, burst = 10 }`.
     pub rate_limit: Option<Spanned<RawRateLimit>>,
-    /// Conversations survive a restart (the agent checkpoints them every turn).
-    pub persist: Option<bool>,
+    /// Conversations survive a restart (the agent checkpoints them every turn); the same as
+    /// `durability = "checkpoint"`.
+    pub persist: Option<Spanned<bool>>,
+    /// What survives a restart: `"none"` (default), `"checkpoint"` or `"at-least-once"`.
+    pub durability: Option<Spanned<String>>,
     /// `tool_choice` sent to a live model: `auto` (default), `none`, `required` or a tool's name.
     pub tool_choice: Option<Spanned<String>>,
     /// What this agent sees of a conversation handed to it: `"all"` (default), `"none"` (only

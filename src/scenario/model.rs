@@ -363,6 +363,27 @@ pub enum HandoffHistory {
     Last(u32),
 }
 
+/// What an agent keeps across a restart (`durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing: the new incarnation starts empty; its conversations are lost.
+    None,
+    /// Its conversations, as of the last turn it finished (`persist = true`); the message it
+    /// was handling when it failed is gone, and so is the step that message carried.
+    Checkpoint,
+    /// The checkpoint, plus: the message in hand when it failed is delivered again, and every
+    /// model and tool call outstanding in the checkpoint is issued again (the next attempt), so
+    /// a tool without an idempotency key can act twice.
+    AtLeastOnce,
+}
+
+impl Durability {
+    /// Whether the agent checkpoints its conversations every turn.
+    pub fn checkpoints(self) -> bool {
+        self != Durability::None
+    }
+}
+
 /// An agent: a model, instructions, tools it may call and agents it may hand off to.
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -393,8 +414,8 @@ pub struct Agent {
     pub max_concurrent_calls: Option<u32>,
     /// Client-side limiter on model calls.
     pub rate_limit: Option<RateLimit>,
-    /// Conversations survive a restart.
-    pub persist: bool,
+    /// What survives a restart, and what is done again.
+    pub durability: Durability,
     /// Rules the mock model follows for this agent, first match wins.
     /// `tool_choice` for a live model.
     pub tool_choice: ToolChoice,

@@ -11,7 +11,7 @@ use crate::protocol::{
     ToolCall, ToolMsg, ToolRef, Transcript,
 };
 use crate::scenario::guardrail::Stage;
-use crate::scenario::AgentIdx;
+use crate::scenario::{AgentIdx, Durability, ToolIdx};
 
 impl AgentBehavior {
     /// The `transfer_to_<agent>` call's name and its result (`{"assistant":"<agent>"}`), made once
@@ -98,6 +98,7 @@ impl AgentBehavior {
                 output: None,
                 task: Some(d.task.clone()),
                 attempt: 1,
+                call: None,
             })
             .collect();
         self.conversations.insert(conv, state);
@@ -185,6 +186,7 @@ impl AgentBehavior {
         state.tool_calls += calls.len() as u32;
         state.pending.clear();
         let tool_timeout_us = self.scenario.agents[self.agent].tool_timeout_us;
+        let keep_calls = self.scenario.agents[self.agent].durability == Durability::AtLeastOnce;
         let mut refused = Vec::new();
         for call in calls {
             // What agent frameworks do with a call they cannot run: tell the model.
@@ -200,6 +202,7 @@ impl AgentBehavior {
                 output: None,
                 task: None,
                 attempt: 1,
+                call: keep_calls.then(|| call.clone()),
             };
             let problem = match (&call.tool, &call.args) {
                 (ToolRef::Unknown(name), _) => Some(format!("error: tool {name} does not exist")),
@@ -214,25 +217,7 @@ impl AgentBehavior {
                     if let Some(timeout_us) = tool_timeout_us {
                         effects.push(self.timer(timeout_us, AgentMsg::ToolTimeout { conv, call_id: call.id }));
                     }
-                    GuardRoute {
-                        stage: Stage::ToolCall,
-                        conv,
-                        agent: self.agent,
-                        tool: Some(tool),
-                        dest: self.directory.tool(tool),
-                    }
-                    .send(
-                        &self.scenario,
-                        &self.directory,
-                        Payload::Tool(ToolMsg::Invoke {
-                            conv,
-                            agent: self.agent,
-                            call,
-                        }),
-                        None,
-                        0,
-                        effects,
-                    );
+                    self.invoke(conv, tool, call, effects);
                 }
                 (problem, _) => {
                     state.pending.push(pending);
@@ -247,6 +232,29 @@ impl AgentBehavior {
         for result in refused {
             self.on_result(conv, result, effects);
         }
+    }
+
+    /// Sends one tool call to its tool, through the tool-call guardrails.
+    pub(super) fn invoke(&self, conv: ConvId, tool: ToolIdx, call: ToolCall, effects: &mut Vec<Effect>) {
+        GuardRoute {
+            stage: Stage::ToolCall,
+            conv,
+            agent: self.agent,
+            tool: Some(tool),
+            dest: self.directory.tool(tool),
+        }
+        .send(
+            &self.scenario,
+            &self.directory,
+            Payload::Tool(ToolMsg::Invoke {
+                conv,
+                agent: self.agent,
+                call,
+            }),
+            None,
+            0,
+            effects,
+        );
     }
 
     /// A tool result or a delegate's answer came back; once all of the step's are in, they join

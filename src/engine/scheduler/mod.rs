@@ -69,6 +69,9 @@ pub struct Scheduler<O> {
     absorbed: HashMap<(ActorIdx, u32), Labels>,
     /// The taint of the turn being handled, inherited by its sends and side effects.
     turn_labels: Labels,
+    /// While a failure is being handled: the message the failed actor had in hand, when its
+    /// `durability` is `"at-least-once"` (its restart delivers it again).
+    redeliver: Option<Envelope>,
     watchdog: Watchdog,
     interrupt: Interrupt,
     /// Where live and replayed models get their answers.
@@ -121,6 +124,7 @@ impl<O: Observe> Scheduler<O> {
             labels,
             absorbed: HashMap::new(),
             turn_labels: Labels::EMPTY,
+            redeliver: None,
             watchdog: Watchdog::new(limits),
             interrupt: Interrupt::default(),
             world: Arc::new(std::sync::RwLock::new(WorldState::new(&scenario_for_world))),
@@ -289,15 +293,33 @@ impl<O: Observe> Scheduler<O> {
             &self.turn_labels,
             &|a: ActorIdx| slots[a.index()].logical_id.to_string(),
         );
+        let copy = self.redelivery_copy(&envelope);
         match self.deliver(seq, turn_now_us, envelope, injection).await? {
             TurnEnd::Acked(effects) => Ok(self
                 .apply(to, effects)?
                 .map(|limit| (Outcome::LimitExceeded, Some(limit)))),
-            TurnEnd::Failed(error) => Ok(self
-                .on_failure(seq, to, error)
-                .await?
-                .map(|(outcome, detail)| (outcome, Some(detail)))),
+            TurnEnd::Failed(error) => {
+                self.redeliver = copy;
+                let end = self.on_failure(seq, to, error).await?;
+                self.redeliver = None;
+                Ok(end.map(|(outcome, detail)| (outcome, Some(detail))))
+            }
         }
+    }
+
+    /// A copy of a message to an agent that must not lose it to a crash (`durability =
+    /// "at-least-once"`): the message is acknowledged only when the turn completes.
+    fn redelivery_copy(&self, envelope: &Envelope) -> Option<Envelope> {
+        let slot = &self.slots[envelope.to.index()];
+        let durable = slot.kind == ActorKind::Agent
+            && self.scenario.agents[slot.index].durability == crate::scenario::Durability::AtLeastOnce;
+        durable.then(|| Envelope {
+            from: envelope.from,
+            to: envelope.to,
+            sent_at_us: envelope.sent_at_us,
+            labels: envelope.labels.clone(),
+            payload: envelope.payload.clone(),
+        })
     }
 
     /// Delivers one turn and waits for its completion. `now_us` is the time the actor sees

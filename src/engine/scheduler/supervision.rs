@@ -131,6 +131,7 @@ impl<O: Observe> Scheduler<O> {
             slot.handle = None;
             let (logical_id, incarnation) = (slot.logical_id.clone(), slot.incarnation);
             self.spawn(idx).await?;
+            self.queue_resumption(idx);
             let supervisor_id = self.slots[self.slots[idx.index()].supervisor.unwrap_or(supervisor).index()]
                 .logical_id
                 .clone();
@@ -149,6 +150,30 @@ impl<O: Observe> Scheduler<O> {
             });
         }
         Ok(())
+    }
+
+    /// For an agent back from a restart with `durability = "at-least-once"`: the message it had
+    /// in hand is delivered again, then each conversation with calls outstanding in its
+    /// checkpoint resumes, all when the agent is up again.
+    fn queue_resumption(&mut self, idx: ActorIdx) {
+        let up_us = self.slots[idx.index()].down_until_us;
+        if let Some(envelope) = self.redeliver.take_if(|e| e.to == idx) {
+            self.queue.push(up_us, envelope);
+        }
+        let resume = match &self.slots[idx.index()].checkpoint {
+            Some(checkpoint) => checkpoint.resume.clone(),
+            None => return,
+        };
+        for &conv in resume.iter() {
+            let envelope = Envelope {
+                from: idx,
+                to: idx,
+                sent_at_us: self.now_us,
+                labels: Labels::EMPTY,
+                payload: Payload::Agent(crate::protocol::AgentMsg::Resume { conv }),
+            };
+            self.queue.push(up_us, envelope);
+        }
     }
 
     /// Spawns every actor: supervisors top-down, then the user, LLMs, tools and agents.

@@ -111,11 +111,49 @@ impl Validator<'_> {
                 (*m.get_ref()).max(1)
             }),
             rate_limit: raw.rate_limit.as_ref().map(|r| self.rate_limit(r)),
-            persist: raw.persist.unwrap_or(false),
+            durability: self.durability(raw),
             tool_choice: self.tool_choice(raw),
             handoff_history: self.handoff_history(raw),
             behavior,
         }
+    }
+
+    /// `durability`, or its older spelling `persist = true`.
+    fn durability(&mut self, raw: &RawAgent) -> Durability {
+        let persist = raw.persist.as_ref().map(|p| *p.get_ref());
+        let Some(durability) = &raw.durability else {
+            return if persist == Some(true) {
+                Durability::Checkpoint
+            } else {
+                Durability::None
+            };
+        };
+        let chosen = match durability.get_ref().as_str() {
+            "none" => Durability::None,
+            "checkpoint" => Durability::Checkpoint,
+            "at-least-once" => Durability::AtLeastOnce,
+            other => {
+                let hint = match other {
+                    "at_least_once" | "atleastonce" | "redeliver" => "; did you mean \"at-least-once\"?",
+                    "checkpointed" | "persist" => "; did you mean \"checkpoint\"?",
+                    _ => "",
+                };
+                self.error(
+                    durability.span(),
+                    format!(
+                        "expected durability \"none\", \"checkpoint\" or \"at-least-once\", found \"{other}\"{hint}"
+                    ),
+                );
+                return Durability::None;
+            }
+        };
+        if let Some(p) = &raw.persist {
+            self.error(
+                p.span(),
+                "expected `durability` or `persist`, found both (`persist = true` is `durability = \"checkpoint\"`)",
+            );
+        }
+        chosen
     }
 
     /// `tool_choice`: `auto`, `none`, `required`, or one of the agent's tools.

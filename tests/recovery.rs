@@ -1,0 +1,209 @@
+//! Recovery and people in the loop, through the real binary at exact virtual times: redelivery
+//! after a restart (`durability`), and what it does to tools without idempotency keys.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs `text` with `agentsim run --out` and returns report.json and the trace's records.
+fn run_binary(text: &str) -> (Value, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scenario.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("run");
+    let output = agentsim_output(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(
+        status(&output) <= 1,
+        "agentsim run failed:\n{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    read_run(&out)
+}
+
+fn read_run(out: &Path) -> (Value, Vec<Value>) {
+    let report = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    (report, records(&std::fs::read(out.join("trace.jsonl")).unwrap()))
+}
+
+/// Virtual times of the deliveries whose message starts with `prefix`, to `to`.
+fn deliveries(records: &[Value], to: &str, prefix: &str) -> Vec<u64> {
+    records
+        .iter()
+        .filter(|r| r["kind"] == "deliver" && r["to"] == to && r["msg"].as_str().is_some_and(|m| m.starts_with(prefix)))
+        .map(|r| r["t_us"].as_u64().unwrap())
+        .collect()
+}
+
+/// Agent `a` under a supervisor with a 2 s restart backoff, a model answering in 1 s;
+/// conversation 0 opens at 0 s, conversation 1 at 500 ms, and its opening crashes the agent.
+fn crash_while_a_model_call_is_out(durability: &str) -> String {
+    format!(
+        r#"
+[scenario]
+name = "redelivery"
+
+[[llm]]
+name = "gpt"
+latency = "1s"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+durability = "{durability}"
+behavior = [{{ otherwise = {{ answer = "done" }} }}]
+
+[[supervisor]]
+name = "sup"
+restart_backoff = "2s"
+children = ["a"]
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{{ at = "0s", message = "x" }}, {{ at = "500ms", message = "y" }}]
+
+[[fault]]
+kind = "actor.crash"
+target = "agent:a"
+on_message = 2
+"#
+    )
+}
+
+#[test]
+fn at_least_once_delivers_the_crashing_message_again_and_reissues_the_model_call_at_the_restart_time_plus_backoff() {
+    // none: both conversations are lost with the agent's state.
+    let (report, _) = run_binary(&crash_while_a_model_call_is_out("none"));
+    assert_eq!(report["conversations"]["answered"], 0);
+
+    // checkpoint: conversation 0 survives (its answer waited in the mailbox); conversation 1's
+    // opening was the message in hand, and it is gone.
+    let (report, records) = run_binary(&crash_while_a_model_call_is_out("checkpoint"));
+    assert_eq!(report["conversations"]["answered"], 1);
+    assert_eq!(deliveries(&records, "llm:gpt", "complete"), [0]);
+
+    // at-least-once: at 2.5 s (the crash at 500 ms plus the 2 s backoff) the opening is
+    // delivered again, then conversation 0's model call is made again as attempt 2. The answer
+    // to the first call (back at 1 s, waiting in the mailbox) comes first and is used.
+    let (report, records) = run_binary(&crash_while_a_model_call_is_out("at-least-once"));
+    assert_eq!(report["conversations"]["answered"], 2, "{:#}", report["conversations"]);
+    assert_eq!(report["outcome"], "completed");
+    assert_eq!(deliveries(&records, "agent:a", "start"), [0, 500_000, 2_500_000]);
+    assert_eq!(deliveries(&records, "agent:a", "resume conv=0"), [2_500_000]);
+    assert_eq!(deliveries(&records, "llm:gpt", "complete"), [0, 2_500_000, 2_500_000]);
+    assert_eq!(deliveries(&records, "llm:gpt", "complete conv=1"), [2_500_000]);
+    let again: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["msg"].as_str().is_some_and(|m| m.starts_with("complete conv=0")))
+        .collect();
+    assert!(!again[0]["msg"].as_str().unwrap().contains("attempt="));
+    assert!(
+        again[1]["msg"].as_str().unwrap().ends_with(" attempt=2"),
+        "{}",
+        again[1]["msg"]
+    );
+    assert_eq!(deliveries(&records, "user", "answer conv=0"), [2_500_000]);
+    assert_eq!(deliveries(&records, "user", "answer conv=1"), [3_500_000]);
+}
+
+/// Agent `a` pays (a tool taking 1 s that charges 40) and answers; conversation 1's opening at
+/// 500 ms crashes the agent while conversation 0's payment is out.
+fn crash_while_a_payment_is_out(durability: &str, idempotent: bool) -> String {
+    format!(
+        r#"
+[scenario]
+name = "redelivery-pay"
+
+[[llm]]
+name = "gpt"
+latency = "100ms"
+
+[[agent]]
+name = "a"
+llm = "gpt"
+durability = "{durability}"
+tools = ["pay"]
+behavior = [
+  {{ when = "turn == 1 && user contains 'pay'", then = {{ tool_call = "pay", args = {{ booking = "B-{{{{conversation}}}}" }} }} }},
+  {{ otherwise = {{ answer = "done" }} }},
+]
+
+[[tool]]
+name = "pay"
+latency = "1s"
+effect = "charged"
+amount = "40"
+idempotent = {idempotent}
+
+[[supervisor]]
+name = "sup"
+restart_backoff = "1s"
+children = ["a"]
+
+[[traffic]]
+kind = "script"
+to = "a"
+script = [{{ at = "0s", message = "pay please" }}, {{ at = "500ms", message = "hello" }}]
+
+[[fault]]
+kind = "actor.crash"
+target = "agent:a"
+on_message = 3
+
+[[invariant]]
+name = "charged once"
+never = {{ effect = "charged", more_than = 1, per = "conversation" }}
+"#
+    )
+}
+
+#[test]
+fn a_tool_call_reissued_after_a_restart_charges_twice_unless_the_tool_is_idempotent() {
+    // Messages to `a`: conversation 0's opening (1), its model answer at 100 ms (2, the
+    // payment goes out), conversation 1's opening at 500 ms (3, the crash).
+    let (report, records) = run_binary(&crash_while_a_payment_is_out("checkpoint", false));
+    assert_eq!(deliveries(&records, "tool:pay", "invoke"), [100_000]);
+    assert_eq!(report["effects"]["charged"], 1);
+
+    let (report, records) = run_binary(&crash_while_a_payment_is_out("at-least-once", false));
+    // Back at 1.5 s: the payment is made again (the agent cannot know the first one went
+    // through), and the tool, which keeps no idempotency key, charges again.
+    assert_eq!(deliveries(&records, "tool:pay", "invoke"), [100_000, 1_500_000]);
+    assert_eq!(report["effects"]["charged"], 2, "{:#}", report["effects"]);
+    assert_eq!(report["amounts"]["charged"]["total"], 80);
+    let broken: Vec<&Value> = report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["name"] == "charged once")
+        .collect();
+    assert_eq!(broken[0]["passed"], false);
+    assert_eq!(report["conversations"]["answered"], 2);
+
+    let (report, records) = run_binary(&crash_while_a_payment_is_out("at-least-once", true));
+    assert_eq!(deliveries(&records, "tool:pay", "invoke"), [100_000, 1_500_000]);
+    assert_eq!(
+        report["effects"]["charged"], 1,
+        "an idempotency key makes the second call harmless"
+    );
+    assert_eq!(report["conversations"]["answered"], 2);
+}
+
+#[test]
+fn durability_and_persist_together_are_rejected_naming_the_place() {
+    let text = crash_while_a_model_call_is_out("checkpoint").replace("durability =", "persist = true\ndurability =");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("both.toml");
+    std::fs::write(&file, text).unwrap();
+    let output = agentsim_output(&["validate", file.to_str().unwrap()]);
+    assert_eq!(status(&output), 2);
+    let err = stderr(&output);
+    assert!(
+        err.contains("both.toml:12:11: expected `durability` or `persist`, found both"),
+        "{err}"
+    );
+}

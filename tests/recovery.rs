@@ -207,3 +207,31 @@ fn durability_and_persist_together_are_rejected_naming_the_place() {
         "{err}"
     );
 }
+
+#[test]
+fn the_hardened_travel_desk_answers_every_customer_and_pays_every_booking_where_the_crashing_one_does_not() {
+    let output = agentsim_output(&[
+        "compare",
+        "scenarios/travel-desk-crashes.toml",
+        "scenarios/travel-desk-crashes-hardened.toml",
+        "--seeds",
+        "0..20",
+        "--json",
+    ]);
+    let compare: Value = serde_json::from_str(&stdout(&output)).expect("compare --json");
+    let rate = |name: &str, side: &str| {
+        compare["invariants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("no invariant {name}"))[format!("{side}_pass_rate")]
+        .as_f64()
+        .unwrap()
+    };
+    for name in ["every customer is answered", "each booking ends paid"] {
+        assert!(rate(name, "a") < 0.5, "{name}: the crashing desk loses customers");
+        assert_eq!(rate(name, "b"), 1.0, "{name}: the hardened desk keeps every one");
+    }
+    assert_eq!(rate("never charge more than the quote", "b"), 1.0);
+}

@@ -172,8 +172,8 @@ impl AgentBehavior {
         let outstanding = match scenario.agents[agent].durability {
             Durability::AtLeastOnce => conversations
                 .iter()
+                .filter(|(_, state)| Outstanding::any(state))
                 .map(|(conv, state)| (*conv, Outstanding::of(state)))
-                .filter(|(_, o)| o.model_call.is_some() || !o.tool_calls.is_empty())
                 .collect(),
             _ => BTreeMap::new(),
         };
@@ -847,10 +847,7 @@ impl Behavior for AgentBehavior {
                 Durability::AtLeastOnce => self
                     .conversations
                     .iter()
-                    .filter(|(_, state)| {
-                        let o = Outstanding::of(state);
-                        o.model_call.is_some() || !o.tool_calls.is_empty()
-                    })
+                    .filter(|(_, state)| Outstanding::any(state))
                     .map(|(conv, _)| *conv)
                     .collect(),
                 _ => Arc::from([]),

@@ -11,6 +11,12 @@ use super::{AgentBehavior, Conversation, Outstanding};
 use crate::protocol::{ConvId, Effect, ToolRef};
 
 impl Outstanding {
+    /// Whether a conversation waits for a model call or a tool call it could make again
+    /// (checked every turn, so it allocates nothing).
+    pub(super) fn any(state: &Conversation) -> bool {
+        state.awaiting.is_some() || state.pending.iter().any(|p| p.output.is_none() && p.call.is_some())
+    }
+
     /// What a conversation is waiting for: a model call, tool calls.
     pub(super) fn of(state: &Conversation) -> Outstanding {
         Outstanding {

@@ -535,13 +535,9 @@ impl AgentBehavior {
     fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
         // An answer to a call the agent already gave up on (timed out) is dropped, though billed;
         // after a restart, the answer to the call made before it is as good as the new call's.
-        let superseded = self
-            .conversations
-            .get(&conv)
-            .is_some_and(|s| s.awaiting.is_some() && s.superseded == Some(reply.call_seq));
-        let call_seq = match superseded {
-            true => self.conversations[&conv].awaiting.unwrap_or(reply.call_seq),
-            false => reply.call_seq,
+        let call_seq = match self.conversations.get(&conv) {
+            Some(s) if s.superseded == Some(reply.call_seq) => s.awaiting.unwrap_or(reply.call_seq),
+            _ => reply.call_seq,
         };
         let Some(mut state) = self.take_awaiting(conv, call_seq) else {
             return;

@@ -7,14 +7,14 @@
 //! mailbox survives a restart — so whichever answer comes first is used and the other is
 //! dropped as late; a tool without an idempotency key acts twice.
 
-use super::{AgentBehavior, Conversation, Outstanding};
-use crate::protocol::{ConvId, Effect, ToolRef};
+use super::{AgentBehavior, Conversation, Outstanding, Pending};
+use crate::protocol::{ConvId, Effect, ToolCall, ToolRef};
 
 impl Outstanding {
     /// Whether a conversation waits for a model call or a tool call it could make again
     /// (checked every turn, so it allocates nothing).
     pub(super) fn any(state: &Conversation) -> bool {
-        state.awaiting.is_some() || state.pending.iter().any(|p| p.output.is_none() && p.call.is_some())
+        state.awaiting.is_some() || state.pending.iter().any(remakeable)
     }
 
     /// What a conversation is waiting for: a model call, tool calls.
@@ -24,11 +24,16 @@ impl Outstanding {
             tool_calls: state
                 .pending
                 .iter()
-                .filter(|p| p.output.is_none() && p.call.is_some())
+                .filter(|p| remakeable(p))
                 .filter_map(|p| p.call_id)
                 .collect(),
         }
     }
+}
+
+/// A tool call with no result yet, kept so that it can be made again.
+fn remakeable(pending: &Pending) -> bool {
+    pending.output.is_none() && pending.call.is_some()
 }
 
 impl AgentBehavior {
@@ -38,10 +43,9 @@ impl AgentBehavior {
         let Some(outstanding) = self.outstanding.remove(&conv) else {
             return false;
         };
-        let Some(state) = self.conversations.get_mut(&conv) else {
+        let Some(state) = self.conversations.get(&conv) else {
             return false;
         };
-        let mut resumed = false;
         if outstanding.model_call.is_some() && state.awaiting == outstanding.model_call {
             // The call again, as the next attempt; the answer to the earlier one is now stale.
             let mut state = self.conversations.remove(&conv).expect("present above");
@@ -51,19 +55,20 @@ impl AgentBehavior {
             self.step(conv, state, effects);
             return true;
         }
-        let mut calls = Vec::new();
-        for pending in &mut state.pending {
-            let waiting =
-                pending.output.is_none() && pending.call_id.is_some_and(|id| outstanding.tool_calls.contains(&id));
-            if let (true, Some(call)) = (waiting, &pending.call) {
-                pending.attempt += 1;
-                if let ToolRef::Known(tool) = call.tool {
-                    calls.push((tool, call.clone()));
-                }
-            }
-        }
+        let calls: Vec<_> = state
+            .pending
+            .iter()
+            .filter(|p| remakeable(p) && p.call_id.is_some_and(|id| outstanding.tool_calls.contains(&id)))
+            .filter_map(|p| match p.call.as_ref()? {
+                call @ ToolCall {
+                    tool: ToolRef::Known(tool),
+                    ..
+                } => Some((*tool, call.clone())),
+                _ => None,
+            })
+            .collect();
+        let resumed = !calls.is_empty();
         for (tool, call) in calls {
-            resumed = true;
             self.invoke(conv, tool, call, effects);
         }
         resumed

@@ -233,5 +233,180 @@ fn the_hardened_travel_desk_answers_every_customer_and_pays_every_booking_where_
         assert!(rate(name, "a") < 0.5, "{name}: the crashing desk loses customers");
         assert_eq!(rate(name, "b"), 1.0, "{name}: the hardened desk keeps every one");
     }
+    let charged = "no charge left unanswered";
+    assert!(
+        rate(charged, "a") < 1.0,
+        "the crashing desk charges customers it then forgets"
+    );
+    assert_eq!(rate(charged, "b"), 1.0);
     assert_eq!(rate("never charge more than the quote", "b"), 1.0);
+}
+
+/// A desk that pays 40 from acct-1 (model 1 s, payment 500 ms) and then runs out of turns, with
+/// a refund (300 ms) that undoes the payment; `extra` is appended (settings, faults).
+fn pay_then_fail(pay_settings: &str, extra: &str) -> String {
+    let params = r#"parameters = { type = "object", properties = { account = { type = "string" }, amount_usd = { type = "number" } }, required = ["account", "amount_usd"] }
+read = { account = { table = "accounts", key = "{{args.account}}" } }
+amount = "args.amount_usd""#;
+    format!(
+        r#"
+[scenario]
+name = "saga"
+
+[[llm]]
+name = "gpt"
+latency = "1s"
+
+[[agent]]
+name = "desk"
+llm = "gpt"
+tools = ["pay"]
+max_turns = 1
+behavior = [{{ otherwise = {{ tool_call = "pay", args = {{ account = "acct-1", amount_usd = 40 }} }} }}]
+
+[[table]]
+name = "accounts"
+key = "id"
+fields = {{ id = "string", balance_usd = "number" }}
+rows = [{{ id = "acct-1", balance_usd = 100 }}]
+
+[[tool]]
+name = "pay"
+latency = "500ms"
+effect = "charged"
+{params}
+{pay_settings}
+
+[[tool.rules]]
+update = {{ account = {{ balance_usd = "account.balance_usd - args.amount_usd" }} }}
+
+[[tool]]
+name = "refund"
+latency = "300ms"
+effect = "refunded"
+{params}
+
+[[tool.rules]]
+update = {{ account = {{ balance_usd = "account.balance_usd + args.amount_usd" }} }}
+
+[[traffic]]
+kind = "script"
+to = "desk"
+script = [{{ at = "0s", message = "pay please" }}]
+
+[[invariant]]
+name = "no charge left without an answer"
+never = {{ effect = "charged", unanswered = true }}
+{extra}
+"#
+    )
+}
+
+fn passed(report: &Value, name: &str) -> bool {
+    report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no invariant {name}"))["passed"]
+        .as_bool()
+        .unwrap()
+}
+
+fn final_balance(report: &Value) -> f64 {
+    report["world"]["tables"][0]["final"][0]["balance_usd"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn a_payment_in_a_conversation_that_fails_is_refunded_when_it_ends() {
+    // Without a compensation, the money stays taken and the invariant says so.
+    let (report, _) = run_binary(&pay_then_fail("", ""));
+    assert!(!passed(&report, "no charge left without an answer"));
+    assert_eq!(final_balance(&report), 60.0);
+    assert!(report.get("compensations").is_none());
+
+    let (report, records) = run_binary(&pay_then_fail(r#"compensate = "refund""#, ""));
+    // Paid at 1 s (logged with the front door then), out of turns at 1.5 s; the refund is asked
+    // for at once and answers 300 ms later.
+    assert_eq!(
+        deliveries(&records, "user", "compensable conv=0 call=0 tool=pay"),
+        [1_000_000]
+    );
+    assert_eq!(
+        deliveries(&records, "user", "answer conv=0 status=max_turns"),
+        [1_500_000]
+    );
+    assert_eq!(
+        deliveries(
+            &records,
+            "tool:refund",
+            "compensate conv=0 call=0 of=pay args={\"account\":\"acct-1\",\"amount_usd\":40}"
+        ),
+        [1_500_000]
+    );
+    assert_eq!(
+        deliveries(
+            &records,
+            "user",
+            "compensated conv=0 call=0 tool=refund of=pay output=\"ok\""
+        ),
+        [1_800_000]
+    );
+    assert!(passed(&report, "no charge left without an answer"));
+    assert_eq!(final_balance(&report), 100.0);
+    assert_eq!(report["compensations"]["run"], 1);
+    assert_eq!(report["compensations"]["succeeded"], 1);
+    assert_eq!(report["compensations"]["undone"]["charged"], 1);
+    assert_eq!(report["harmed"][0]["fate"], "out_of_turns");
+    assert_eq!(report["harmed"][0]["compensated"]["charged"], 1);
+}
+
+#[test]
+fn a_compensation_can_fail_too_and_the_charge_then_stands() {
+    let fault = r#"
+[[fault]]
+kind = "tool.error"
+target = "tool:refund"
+probability = 1.0
+"#;
+    let (report, records) = run_binary(&pay_then_fail(r#"compensate = "refund""#, fault));
+    assert_eq!(deliveries(&records, "tool:refund", "compensate conv=0"), [1_500_000]);
+    assert_eq!(report["compensations"]["failed"], 1);
+    assert_eq!(report["compensations"]["succeeded"], 0);
+    assert_eq!(report["harmed"][0]["compensations_failed"], 1);
+    assert_eq!(final_balance(&report), 60.0);
+    assert!(!passed(&report, "no charge left without an answer"));
+    let tools = report["tools"].as_array().unwrap();
+    let refund = tools.iter().find(|t| t["name"] == "refund").unwrap();
+    assert_eq!(
+        (refund["calls"].as_u64(), refund["errors"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[test]
+fn a_conversation_lost_to_a_crash_is_refunded_when_its_compensate_after_is_over() {
+    // The agent crashes on the payment's result (its 3rd message) and nothing resumes it; the
+    // front door hears nothing, so the payment is undone 1 min after it was made.
+    let crash = r#"
+[[supervisor]]
+name = "sup"
+children = ["desk"]
+
+[[fault]]
+kind = "actor.crash"
+target = "agent:desk"
+on_message = 3
+"#;
+    let (report, records) = run_binary(&pay_then_fail(
+        "compensate = \"refund\"\ncompensate_after = \"1m\"",
+        crash,
+    ));
+    assert_eq!(report["fates"]["lost"], 1);
+    assert_eq!(deliveries(&records, "user", "compensation_due conv=0"), [61_000_000]);
+    assert_eq!(deliveries(&records, "tool:refund", "compensate conv=0"), [61_000_000]);
+    assert_eq!(final_balance(&report), 100.0);
+    assert!(passed(&report, "no charge left without an answer"));
 }

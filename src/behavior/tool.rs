@@ -12,12 +12,12 @@ use super::tool_world::{self, CallView, Decision};
 use crate::catalogue::faults::FaultKind;
 use crate::kernel::{Behavior, HandlerError, RngStream, StreamFamily};
 use crate::protocol::{
-    AgentMsg, ConvId, Directory, Effect, Injection, Payload, Queued, SharedWorld, ToolArgs, ToolCall, ToolMsg,
-    TurnContext,
+    AgentMsg, ConvId, Directory, Effect, Injection, Payload, Queued, SharedWorld, ToolArgs, ToolCall, ToolCaller,
+    ToolMsg, TurnContext, UserMsg,
 };
 use crate::scenario::expr::operand_value;
 use crate::scenario::guardrail::Stage;
-use crate::scenario::{AgentIdx, Scenario, ToolIdx};
+use crate::scenario::{Scenario, ToolIdx};
 
 /// Extra latency of `tool.slow` when the fault gives none.
 const SLOW_LATENCY_US: u64 = 10_000_000;
@@ -110,7 +110,7 @@ impl ToolBehavior {
     fn run(
         &mut self,
         conv: ConvId,
-        agent: AgentIdx,
+        caller: ToolCaller,
         call: ToolCall,
         injection: Option<Injection>,
         latency_us: Option<u64>,
@@ -131,7 +131,7 @@ impl ToolBehavior {
         if let Some(schema) = &spec.parameters {
             if let Err(problem) = crate::scenario::schema::validate_object(schema, args) {
                 let output = format!("error: 400 invalid arguments: {problem}");
-                self.answer(conv, agent, call.id, output, latency_us, effects);
+                self.answer(conv, caller, call.id, output, latency_us, effects);
                 return Ok(());
             }
         }
@@ -255,22 +255,54 @@ impl ToolBehavior {
                 subject,
             });
         }
-        self.answer(conv, agent, call.id, output, latency_us, effects);
+        let call_id = call.id;
+        if let (Some(_), true, ToolCaller::Agent(_)) = (spec.compensation, effect_times > 0, caller) {
+            // A step of the conversation's saga: the front door logs it, to undo it if need be.
+            effects.push(Effect::Send {
+                to: Directory::USER,
+                delay_us: 0,
+                payload: Payload::User(UserMsg::Compensable {
+                    conv,
+                    tool: self.tool,
+                    call,
+                }),
+            });
+        }
+        self.answer(conv, caller, call_id, output, latency_us, effects);
         Ok(())
     }
 
     /// Sends the call's result to its agent after `delay_us` (through the tool-output
-    /// guardrails); a timed-out call (`None`) never answers.
+    /// guardrails), or a compensation's to the front door; a timed-out call (`None`) never
+    /// answers.
     fn answer(
         &self,
         conv: ConvId,
-        agent: AgentIdx,
+        caller: ToolCaller,
         call_id: u32,
         output: String,
         delay_us: Option<u64>,
         effects: &mut Vec<Effect>,
     ) {
         let Some(delay_us) = delay_us else { return };
+        let agent = match caller {
+            ToolCaller::Agent(agent) => agent,
+            ToolCaller::Compensation { of } => {
+                let payload = Payload::User(UserMsg::Compensated {
+                    conv,
+                    tool: self.tool,
+                    of,
+                    call_id,
+                    output: Arc::from(output),
+                });
+                effects.push(Effect::Send {
+                    to: Directory::USER,
+                    delay_us,
+                    payload,
+                });
+                return;
+            }
+        };
         let result = Payload::Agent(AgentMsg::ToolResult {
             conv,
             call_id,
@@ -285,6 +317,56 @@ impl ToolBehavior {
             dest: self.directory.agent(agent),
         }
         .send(&self.scenario, &self.directory, result, None, delay_us, effects);
+    }
+
+    /// A call arrives: its latency is drawn, and it runs now, waits for the API, or is refused.
+    fn start(
+        &mut self,
+        context: &TurnContext,
+        conv: ConvId,
+        caller: ToolCaller,
+        call: ToolCall,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), HandlerError> {
+        let spec = &self.scenario.tools[self.tool];
+        let family = &self.family;
+        let stream = self
+            .streams
+            .entry(conv)
+            .or_insert_with(|| family.member(self.scenario.conversation_key(conv)));
+        let latency_us = Some(spec.latency.sample_us(stream));
+        let limited = spec.load.max_concurrent.is_some() || spec.load.per_minute.is_some();
+        let start_us = match limited {
+            false => context.now_us,
+            // The API is busy for as long as the call really takes (a hung one, for good).
+            true => match self.admit(
+                context.now_us,
+                injected_latency(&self.scenario, latency_us, context.injection),
+            ) {
+                Ok(start_us) => start_us,
+                Err(error) => {
+                    let output = format!("error: {error}");
+                    self.answer(conv, caller, call.id, output, Some(REJECT_LATENCY_US), effects);
+                    return Ok(());
+                }
+            },
+        };
+        if start_us > context.now_us {
+            effects.push(Effect::Send {
+                to: context.me,
+                delay_us: start_us - context.now_us,
+                payload: Payload::Tool(ToolMsg::Run(Box::new(Queued {
+                    conv,
+                    caller,
+                    call,
+                    injection: context.injection,
+                    latency_us,
+                    queued_at_us: context.now_us,
+                }))),
+            });
+            return Ok(());
+        }
+        self.run(conv, caller, call, context.injection, latency_us, effects)
     }
 }
 
@@ -309,57 +391,20 @@ impl Behavior for ToolBehavior {
 
     fn handle(&mut self, context: &TurnContext, msg: ToolMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
         match msg {
-            ToolMsg::Invoke { conv, agent, call } => {
-                let spec = &self.scenario.tools[self.tool];
-                let family = &self.family;
-                let stream = self
-                    .streams
-                    .entry(conv)
-                    .or_insert_with(|| family.member(self.scenario.conversation_key(conv)));
-                let latency_us = Some(spec.latency.sample_us(stream));
-                let limited = spec.load.max_concurrent.is_some() || spec.load.per_minute.is_some();
-                let start_us = match limited {
-                    false => context.now_us,
-                    // The API is busy for as long as the call really takes (a hung one, for good).
-                    true => match self.admit(
-                        context.now_us,
-                        injected_latency(&self.scenario, latency_us, context.injection),
-                    ) {
-                        Ok(start_us) => start_us,
-                        Err(error) => {
-                            let output = format!("error: {error}");
-                            self.answer(conv, agent, call.id, output, Some(REJECT_LATENCY_US), effects);
-                            return Ok(());
-                        }
-                    },
-                };
-                if start_us > context.now_us {
-                    effects.push(Effect::Send {
-                        to: context.me,
-                        delay_us: start_us - context.now_us,
-                        payload: Payload::Tool(ToolMsg::Run(Box::new(Queued {
-                            conv,
-                            agent,
-                            call,
-                            injection: context.injection,
-                            latency_us,
-                            queued_at_us: context.now_us,
-                        }))),
-                    });
-                    return Ok(());
-                }
-                self.run(conv, agent, call, context.injection, latency_us, effects)
+            ToolMsg::Invoke { conv, agent, call } => self.start(context, conv, ToolCaller::Agent(agent), call, effects),
+            ToolMsg::Compensate { conv, of, call } => {
+                self.start(context, conv, ToolCaller::Compensation { of }, call, effects)
             }
             ToolMsg::Run(queued) => {
                 let Queued {
                     conv,
-                    agent,
+                    caller,
                     call,
                     injection,
                     latency_us,
                     ..
                 } = *queued;
-                self.run(conv, agent, call, injection, latency_us, effects)
+                self.run(conv, caller, call, injection, latency_us, effects)
             }
         }
     }

@@ -14,12 +14,12 @@ use crate::llm::tokens;
 use crate::protocol::transcript::REPLY_PRIMING_TOKENS;
 use crate::protocol::{
     AgentMsg, AnswerStatus, Caller, ConvId, Directory, Effect, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply,
-    Origin, Payload, ReplyTo, Transcript, TurnContext, UserEnding, UserMsg,
+    Origin, Payload, ReplyTo, ToolCall, ToolMsg, Transcript, TurnContext, UserEnding, UserMsg,
 };
 use crate::scenario::expr::{Context, Value, Var};
 use crate::scenario::guardrail::Stage;
 use crate::scenario::user::{UserAct, UserStep};
-use crate::scenario::{AgentIdx, Scenario, Traffic, UserIdx, UserKind};
+use crate::scenario::{AgentIdx, Scenario, ToolIdx, Traffic, UserIdx, UserKind};
 
 /// One conversation whose user talks back, between the user's turns.
 struct Dialogue {
@@ -39,13 +39,15 @@ struct Dialogue {
 }
 
 /// The user's state: one random stream per traffic source (arrivals and opening messages), one
-/// family per `[[user]]`, and the dialogues going on.
+/// family per `[[user]]`, the dialogues going on, and each open conversation's saga log: the
+/// successful calls to tools that name a compensation, in the order they were made.
 pub struct UserBehavior {
     scenario: Arc<Scenario>,
     directory: Directory,
     streams: Vec<RngStream>,
     families: Vec<StreamFamily>,
     dialogues: BTreeMap<ConvId, Dialogue>,
+    sagas: BTreeMap<ConvId, Vec<(ToolIdx, ToolCall)>>,
 }
 
 impl UserBehavior {
@@ -66,6 +68,45 @@ impl UserBehavior {
             streams,
             families,
             dialogues: BTreeMap::new(),
+            sagas: BTreeMap::new(),
+        }
+    }
+
+    /// A successful call to a tool with a compensation: logged, with a timer if the tool gives
+    /// an unfinished conversation a time limit.
+    fn log_step(
+        &mut self,
+        context: &TurnContext,
+        conv: ConvId,
+        tool: ToolIdx,
+        call: ToolCall,
+        effects: &mut Vec<Effect>,
+    ) {
+        if let Some(after_us) = self.scenario.tools[tool].compensation.and_then(|c| c.after_us) {
+            effects.push(Effect::Send {
+                to: context.me,
+                delay_us: after_us,
+                payload: Payload::User(UserMsg::CompensationDue { conv }),
+            });
+        }
+        self.sagas.entry(conv).or_default().push((tool, call));
+    }
+
+    /// The conversation ended badly: every logged step is undone, the latest first, each by its
+    /// tool's compensating tool with the step's arguments.
+    fn compensate(&mut self, conv: ConvId, effects: &mut Vec<Effect>) {
+        let Some(steps) = self.sagas.remove(&conv) else {
+            return;
+        };
+        for (of, call) in steps.into_iter().rev() {
+            let Some(compensation) = self.scenario.tools[of].compensation else {
+                continue;
+            };
+            effects.push(Effect::Send {
+                to: self.directory.tool(compensation.tool),
+                delay_us: 0,
+                payload: Payload::Tool(ToolMsg::Compensate { conv, of, call }),
+            });
         }
     }
 
@@ -140,12 +181,19 @@ impl UserBehavior {
         history: Transcript,
         effects: &mut Vec<Effect>,
     ) {
+        // A turn that did not end in an answer (failed, blocked, out of turns …) ends the
+        // conversation the way the turn ended; a human who took it over decides what to undo.
+        if !matches!(status, AnswerStatus::Answered | AnswerStatus::Escalated) {
+            self.dialogues.remove(&conv);
+            return self.compensate(conv, effects);
+        }
         let Some(mut dialogue) = self.dialogues.remove(&conv) else {
+            // Without a user who talks back, the answer ends the conversation: its saga is done.
+            self.sagas.remove(&conv);
             return;
         };
-        // A turn that did not end in an answer (failed, blocked, out of turns …) ends the
-        // conversation the way the turn ended.
         if status != AnswerStatus::Answered {
+            self.sagas.remove(&conv);
             return;
         }
         dialogue.agent = from;
@@ -179,6 +227,7 @@ impl UserBehavior {
         };
         // Nothing more to say: the conversation ends with this answer.
         let Some(act) = act else {
+            self.sagas.remove(&conv);
             return;
         };
         let text: Arc<str> = match act {
@@ -398,9 +447,18 @@ impl Behavior for UserBehavior {
             } => self.on_answer(conv, status, from, history, effects),
             UserMsg::LlmReply { conv, reply } => self.on_model_reply(conv, reply, effects),
             // The user left (its own decision, or `user.abandon`): nothing more is said.
-            UserMsg::End { conv, .. } => {
+            UserMsg::End { conv, ending, .. } => {
                 self.dialogues.remove(&conv);
+                match ending {
+                    UserEnding::Resolved => drop(self.sagas.remove(&conv)),
+                    UserEnding::Abandoned | UserEnding::MaxUserTurns => self.compensate(conv, effects),
+                }
             }
+            UserMsg::Compensable { conv, tool, call } => self.log_step(context, conv, tool, call, effects),
+            // Still open when its time is up: taken as lost (a crash, a hang), and undone.
+            UserMsg::CompensationDue { conv } => self.compensate(conv, effects),
+            // The compensation's outcome is the observer's to count; nothing more to do here.
+            UserMsg::Compensated { .. } => {}
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 pub mod blast;
+pub mod recovery;
 pub mod world;
 
 use crate::catalogue::faults::FaultKind;
@@ -103,6 +104,11 @@ pub struct ConversationAccount {
     /// How the user ended it, when a user who talks back did, and where: (seq, virtual time).
     pub ending: Option<UserEnding>,
     pub ended_at: Option<(u64, u64)>,
+    /// Compensating calls run for it, and those that failed.
+    pub compensations: u32,
+    pub compensations_failed: u32,
+    /// Succeeded compensations, by what they undid (an effect, or a tool's name).
+    pub compensated: BTreeMap<String, u32>,
 }
 
 /// How one tool's calls went: the API behind it, as its dashboard would show it.
@@ -197,6 +203,8 @@ pub struct Observer {
     /// The world's state and history, the effects' amounts, and the goals checked.
     pub world: world::WorldWatch,
     has_goals: bool,
+    /// The sagas' compensating calls.
+    pub compensations: recovery::Compensations,
 }
 
 impl Observer {
@@ -593,6 +601,17 @@ impl Observer {
         }
     }
 
+    /// A tool's result that is an error counts against the tool, by the status it names.
+    fn count_tool_error(&mut self, tool: usize, output: &str) {
+        if !output.starts_with("error") {
+            return;
+        }
+        if let Some(stats) = self.tools.get_mut(tool) {
+            stats.errors += 1;
+            *stats.errors_by_status.entry(error_status(output)).or_default() += 1;
+        }
+    }
+
     fn violate(&mut self, index: usize, conv: Option<ConvId>, seq: u64, t_us: u64, actor: String, message: String) {
         self.violation_counts[index] += 1;
         if let Some(conv) = conv {
@@ -664,6 +683,7 @@ impl Observer {
         for conv in started {
             self.check_goals(scenario, conv, seq, at_us);
         }
+        self.check_stranded(scenario);
         for (index, invariant) in scenario.invariants.iter().enumerate() {
             if let Check::EventuallyEffect { effect, within_us } = &invariant.check {
                 let missing: Vec<(usize, u64, u64, String)> = self
@@ -950,7 +970,10 @@ impl Observe for Observer {
                 }
                 self.check_spend(scenario, seq, now_us, *conv, usage, &|| actor_id(envelope.to));
             }
-            Payload::Tool(ToolMsg::Invoke { .. }) => {
+            Payload::Tool(ToolMsg::Invoke { .. }) | Payload::Tool(ToolMsg::Compensate { .. }) => {
+                if let Payload::Tool(ToolMsg::Compensate { conv, .. }) = &envelope.payload {
+                    self.on_compensate(*conv);
+                }
                 self.tool_calls += 1;
                 if let Some((ActorKind::Tool, tool)) = self.directory.map(|d| d.locate(envelope.to)) {
                     if let Some(stats) = self.tools.get_mut(tool) {
@@ -966,12 +989,13 @@ impl Observe for Observer {
                     }
                 }
             }
-            Payload::Agent(AgentMsg::ToolResult { tool, output, .. }) if output.starts_with("error") => {
-                if let Some(stats) = self.tools.get_mut(*tool) {
-                    stats.errors += 1;
-                    *stats.errors_by_status.entry(error_status(output)).or_default() += 1;
-                }
+            Payload::User(UserMsg::Compensated {
+                conv, tool, of, output, ..
+            }) => {
+                self.on_compensated(scenario, *conv, *of, output);
+                self.count_tool_error(*tool, output);
             }
+            Payload::Agent(AgentMsg::ToolResult { tool, output, .. }) => self.count_tool_error(*tool, output),
             Payload::User(UserMsg::Answer { conv, status, text, .. }) => {
                 let account = self.conversation(*conv);
                 // The first answer of a turn is how the turn ended; `answered_at_us` is the

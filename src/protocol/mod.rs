@@ -27,7 +27,7 @@ pub use llm::{
     ToolRef, Usage,
 };
 pub use supervisor::SupervisorMsg;
-pub use tool::{Queued, ToolMsg};
+pub use tool::{Queued, ToolCaller, ToolMsg};
 pub use transcript::{ChatCall, ChatMessage, Role, Transcript};
 pub use user::{AnswerStatus, UserEnding, UserMsg};
 pub use world::{ChangeOp, SharedWorld, WorldChange, WorldState};
@@ -81,11 +81,16 @@ impl Payload {
         match self {
             Payload::Agent(m) => Some(m.conv()),
             Payload::Llm(LlmMsg::Complete(request)) => Some(request.conv),
-            Payload::Tool(ToolMsg::Invoke { conv, .. }) => Some(*conv),
+            Payload::Tool(ToolMsg::Invoke { conv, .. }) | Payload::Tool(ToolMsg::Compensate { conv, .. }) => {
+                Some(*conv)
+            }
             Payload::Tool(ToolMsg::Run(queued)) => Some(queued.conv),
             Payload::User(UserMsg::Answer { conv, .. })
             | Payload::User(UserMsg::LlmReply { conv, .. })
-            | Payload::User(UserMsg::End { conv, .. }) => Some(*conv),
+            | Payload::User(UserMsg::End { conv, .. })
+            | Payload::User(UserMsg::Compensable { conv, .. })
+            | Payload::User(UserMsg::CompensationDue { conv })
+            | Payload::User(UserMsg::Compensated { conv, .. }) => Some(*conv),
             Payload::Guardrail(GuardrailMsg::Check(checked)) => Some(checked.conv),
             Payload::Guardrail(GuardrailMsg::Reply(routed)) => Some(routed.conv),
             _ => None,
@@ -240,6 +245,35 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
                 call.args_text()
             )
         }
+        Payload::Tool(ToolMsg::Compensate { conv, of, call }) => write!(
+            out,
+            "compensate conv={conv} call={} of={} args={}",
+            call.id,
+            tool_name(*of),
+            call.args_text()
+        ),
+        Payload::User(UserMsg::Compensable { conv, tool, call }) => {
+            write!(
+                out,
+                "compensable conv={conv} call={} tool={}",
+                call.id,
+                tool_name(*tool)
+            )
+        }
+        Payload::User(UserMsg::CompensationDue { conv }) => write!(out, "compensation_due conv={conv}"),
+        Payload::User(UserMsg::Compensated {
+            conv,
+            tool,
+            of,
+            call_id,
+            output,
+        }) => write!(
+            out,
+            "compensated conv={conv} call={call_id} tool={} of={} output={}",
+            tool_name(*tool),
+            tool_name(*of),
+            Quoted(clip(output))
+        ),
         Payload::User(UserMsg::Begin) => write!(out, "begin"),
         Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),
         Payload::User(UserMsg::Answer { conv, text, status, .. }) => {

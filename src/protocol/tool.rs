@@ -2,6 +2,7 @@
 
 use super::llm::ToolCall;
 use super::ConvId;
+use crate::scenario::{AgentIdx, ToolIdx};
 
 /// Messages a tool handles.
 #[derive(Debug, Clone)]
@@ -9,18 +10,30 @@ pub enum ToolMsg {
     /// Run a call for `agent`. Only well-formed calls to known tools reach a tool.
     Invoke {
         conv: ConvId,
-        agent: crate::scenario::AgentIdx,
+        agent: AgentIdx,
         call: ToolCall,
     },
+    /// Undo what a call to tool `of` did, with that call's arguments: the saga's compensating
+    /// step, asked for by the conversation's front door when the conversation ended badly.
+    Compensate { conv: ConvId, of: ToolIdx, call: ToolCall },
     /// A call that waited for the API behind the tool (`when_busy = "queue"`): it runs now.
     Run(Box<Queued>),
+}
+
+/// Who a tool call answers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolCaller {
+    /// The agent that made the call: the result joins its transcript.
+    Agent(AgentIdx),
+    /// The front door, undoing a call to tool `of` (a compensation).
+    Compensation { of: ToolIdx },
 }
 
 /// A queued call, with the fault its original delivery carried and the latency drawn then.
 #[derive(Debug, Clone)]
 pub struct Queued {
     pub conv: ConvId,
-    pub agent: crate::scenario::AgentIdx,
+    pub caller: ToolCaller,
     pub call: ToolCall,
     pub injection: Option<super::Injection>,
     pub latency_us: Option<u64>,

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use super::llm::ModelReply;
+use super::llm::{ModelReply, ToolCall};
 use super::transcript::Transcript;
 use super::ConvId;
-use crate::scenario::AgentIdx;
+use crate::scenario::{AgentIdx, ToolIdx};
 
 /// How a conversation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,5 +87,23 @@ pub enum UserMsg {
         conv: ConvId,
         ending: UserEnding,
         turns: u32,
+    },
+    /// A call to a tool that names a compensation succeeded: the saga's log gets the step, to be
+    /// undone if the conversation ends badly.
+    Compensable {
+        conv: ConvId,
+        tool: ToolIdx,
+        call: ToolCall,
+    },
+    /// Timer: the `compensate_after` of a step logged for `conv` is over; a conversation that
+    /// has not ended well by now is taken as lost, and its steps are undone.
+    CompensationDue { conv: ConvId },
+    /// A compensating call (to `tool`, undoing a call to `of`) answered.
+    Compensated {
+        conv: ConvId,
+        tool: ToolIdx,
+        of: ToolIdx,
+        call_id: u32,
+        output: Arc<str>,
     },
 }

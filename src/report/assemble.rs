@@ -129,6 +129,11 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
         harmed: fates.harmed,
         harmed_total: fates.harmed_total,
         effects: o.effects.clone(),
+        compensations: scenario
+            .tools
+            .iter()
+            .any(|t| t.compensation.is_some())
+            .then(|| o.compensations.clone()),
         amounts: super::world::amounts(&o.world),
         world: super::world::world_report(scenario, &o.world, &run.labels),
         faults: run.faults,

@@ -78,6 +78,12 @@ pub struct HarmedConversation {
     pub started_at_us: u64,
     /// Side effects the conversation caused (`money_moved` → 1).
     pub effects: BTreeMap<String, u32>,
+    /// Of those, the ones a compensation undid (`charged` → 1: refunded), by effect.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub compensated: BTreeMap<String, u32>,
+    /// Compensating calls that failed (the refund failed too).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub compensations_failed: u32,
     /// User messages it had, the opening one included.
     pub user_turns: u32,
     /// What ended it, when the trace says: the crash that lost it, the limit that cut it.
@@ -98,6 +104,9 @@ pub struct ConversationOutcome {
     pub fate: Fate,
     /// Side effects it caused.
     pub effects: BTreeMap<String, u32>,
+    /// Those a compensation undid, by effect.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub compensated: BTreeMap<String, u32>,
     /// The amounts those effects carried, per effect (tools with `amount`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty", with = "crate::scenario::world::dec_map")]
     pub amounts: BTreeMap<String, i64>,
@@ -110,7 +119,10 @@ pub struct ConversationOutcome {
 impl ConversationOutcome {
     /// The same ending: fate and side effects (with their amounts).
     pub fn same_ending(&self, other: &ConversationOutcome) -> bool {
-        self.fate == other.fate && self.effects == other.effects && self.amounts == other.amounts
+        self.fate == other.fate
+            && self.effects == other.effects
+            && self.amounts == other.amounts
+            && self.compensated == other.compensated
     }
 }
 
@@ -139,6 +151,10 @@ const ALL: [Fate; 11] = [
     Fate::Cut,
 ];
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// The fate of each started conversation of a run.
 pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
     let mut out = Fates {
@@ -156,6 +172,7 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
             ConversationOutcome {
                 fate,
                 effects: account.effects.clone(),
+                compensated: account.compensated.clone(),
                 amounts: account.amounts.clone(),
                 cost_pusd: account.cost_pusd,
                 latency_us: account.last_answered_at_us.map(|at| at.saturating_sub(started_at_us)),
@@ -169,6 +186,8 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
                     fate,
                     started_at_us,
                     effects: account.effects.clone(),
+                    compensated: account.compensated.clone(),
+                    compensations_failed: account.compensations_failed,
                     user_turns: account.user_turns,
                     fault: (fate == Fate::Lost).then(|| injected_crash(account, run)).flatten(),
                     cause,

@@ -195,6 +195,10 @@ pub struct RunReport {
     /// All harmed conversations, listed or not.
     pub harmed_total: u64,
     pub effects: std::collections::BTreeMap<String, u64>,
+    /// The sagas' compensating calls (tools with `compensate`): run, succeeded, failed, and
+    /// what they undid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compensations: Option<crate::observe::recovery::Compensations>,
     /// The amounts effects carried (tools with `amount`), in total and per subject.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub amounts: BTreeMap<String, world::AmountReport>,

@@ -225,6 +225,11 @@ impl RunReport {
             })
             .collect();
         let silent = self.harmed.iter().filter(|h| !h.effects.is_empty()).count();
+        // Those a compensation undid something for (a refund).
+        let undone = match self.harmed.iter().filter(|h| !h.compensated.is_empty()).count() {
+            0 => String::new(),
+            n => format!(" ({n} of them compensated)"),
+        };
         let listed_note = if (self.harmed.len() as u64) < self.harmed_total {
             format!(" (of the first {} listed)", self.harmed.len())
         } else {
@@ -244,7 +249,7 @@ impl RunReport {
             format!("; lost to {} (--impact says what each fault changed)", named.join(", "))
         };
         format!(
-            "{} of {} conversations: {}; {silent} with side effects and no answer{listed_note}{direct}",
+            "{} of {} conversations: {}; {silent} with side effects and no answer{undone}{listed_note}{direct}",
             self.harmed_total,
             self.conversations.started,
             fates.join(", ")
@@ -292,6 +297,21 @@ impl RunReport {
         if !self.effects.is_empty() {
             let effects: Vec<String> = self.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
             line(out, "effects", effects.join(", "));
+        }
+        if let Some(c) = &self.compensations {
+            let undone: Vec<String> = c.undone.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            let undone = match undone.is_empty() {
+                true => String::new(),
+                false => format!(" (undid {})", undone.join(", ")),
+            };
+            line(
+                out,
+                "compensated",
+                format!(
+                    "{} call(s) in {} conversation(s): {} succeeded{undone}, {} failed",
+                    c.run, c.conversations, c.succeeded, c.failed
+                ),
+            );
         }
         for (effect, amount) in &self.amounts {
             let mut subjects: Vec<String> = amount

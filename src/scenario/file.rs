@@ -413,6 +413,11 @@ pub struct RawTool {
     pub rate_limit: Option<Spanned<String>>,
     /// `reject` (default: the call fails with a 429) or `queue` (it waits its turn).
     pub when_busy: Option<Spanned<String>>,
+    /// The tool that undoes a successful call (`refund` for `pay`), run with the same arguments
+    /// when the conversation ends badly.
+    pub compensate: Option<Spanned<String>>,
+    /// A conversation not ended well this long after the call is taken as lost and compensated.
+    pub compensate_after: Option<Spanned<String>>,
 }
 
 /// `[[supervisor]]`.
@@ -587,6 +592,9 @@ pub struct RawNever {
     pub amount_more_than: Option<Spanned<toml::Value>>,
     /// With `effect`: the amounts per scope (`per`, which may be `subject`) never sum above this.
     pub total_more_than: Option<Spanned<toml::Value>>,
+    /// With `effect`: no conversation ends unanswered with the effect standing (not undone by
+    /// a compensation).
+    pub unanswered: Option<Spanned<bool>>,
     /// No record of this table ever satisfies `when`.
     pub table: Option<Spanned<String>>,
     pub when: Option<Spanned<String>>,

@@ -115,6 +115,12 @@ impl Scenario {
         self.traffic_of(conv).and_then(|t| self.traffic[t].user())
     }
 
+    /// Whether the front door must hear that the user of a conversation left: it talks back, or
+    /// a tool's calls are undone when their conversation is abandoned.
+    pub fn hears_abandon(&self, conv: u32) -> bool {
+        self.user_of(conv).is_some() || self.tools.iter().any(|t| t.compensation.is_some())
+    }
+
     /// What a conversation's random streams are keyed by: its traffic source's name and its
     /// index there, so that neither a new source nor what happens in another conversation shifts
     /// its draws.
@@ -552,6 +558,18 @@ pub struct Tool {
     pub args: Vec<(String, Type)>,
     /// Concurrency and rate limits of the API behind the tool.
     pub load: ToolLoad,
+    /// What undoes a successful call when its conversation ends badly (a saga's step).
+    pub compensation: Option<Compensation>,
+}
+
+/// A tool's compensating action: `compensate = "refund"`, `compensate_after = "10m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compensation {
+    /// The tool called, with the original call's arguments.
+    pub tool: ToolIdx,
+    /// A conversation not ended this long after the call is taken as lost and compensated;
+    /// `None`: only endings the front door sees (failed, abandoned …) compensate.
+    pub after_us: Option<u64>,
 }
 
 /// Path slot of a tool call's arguments; lookup `i` is slot `i + 1`.
@@ -865,6 +883,9 @@ pub enum Check {
         test: OutputTest,
         tainted_by: Option<String>,
     },
+    /// No conversation ends without an answer (failed, lost, abandoned …) while the side effect
+    /// stands in it: it happened more often than compensations undid it.
+    NeverStranded { effect: String },
     /// Every conversation has the side effect, within a virtual time if given.
     EventuallyEffect { effect: String, within_us: Option<u64> },
     /// A failure-mode detector must never fire.

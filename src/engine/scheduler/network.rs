@@ -58,8 +58,9 @@ impl<O: Observe> Scheduler<O> {
             FaultKind::UserAbandon => {
                 if let Payload::Agent(AgentMsg::Start { conv, history, .. }) = &envelope.payload {
                     self.observer.on_abandon(*conv);
-                    // A user who talks back leaves too: it says nothing more.
-                    if self.scenario.user_of(*conv).is_some() {
+                    // A user who talks back leaves too: it says nothing more; and what the
+                    // conversation did is undone when its tools say how.
+                    if self.scenario.hears_abandon(*conv) {
                         let mut labels = envelope.labels.clone();
                         labels.insert(self.labels.fault(fired.fault));
                         let leave = Envelope {

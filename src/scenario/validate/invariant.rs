@@ -175,6 +175,20 @@ impl Validator<'_> {
             }
             return self.world_never(n, never.span(), tables);
         }
+        if let (Some(effect), Some(unanswered)) = (&n.effect, &n.unanswered) {
+            if !*unanswered.get_ref() {
+                self.error(unanswered.span(), "expected `unanswered = true`");
+            }
+            if n.more_than.is_some() || n.per.is_some() || n.tainted_by.is_some() {
+                self.error(
+                    never.span(),
+                    "`unanswered = true` goes alone with `effect`: any standing effect in a conversation left without an answer breaks it",
+                );
+            }
+            return Some(Check::NeverStranded {
+                effect: effect.get_ref().clone(),
+            });
+        }
         if let (Some(effect), true) = (&n.effect, n.amount_more_than.is_some() || n.total_more_than.is_some()) {
             if n.more_than.is_some() || (n.amount_more_than.is_some() && n.total_more_than.is_some()) {
                 self.error(

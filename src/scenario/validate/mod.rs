@@ -282,7 +282,7 @@ impl Validator<'_> {
         let tools: Vec<Tool> = raw
             .tool
             .iter()
-            .map(|t| self.tool(t.get_ref(), &tables, &table_names))
+            .map(|t| self.tool(t.get_ref(), &tables, (&table_names, &tool_names)))
             .collect();
         self.tool_parameters = tools.iter().map(|t| t.parameters.clone()).collect();
         let agents = raw

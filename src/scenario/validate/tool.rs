@@ -8,7 +8,12 @@ use crate::scenario::file::*;
 use crate::scenario::model::*;
 
 impl Validator<'_> {
-    pub(super) fn tool(&mut self, raw: &RawTool, tables: &[Table], table_names: &super::Names) -> Tool {
+    pub(super) fn tool(
+        &mut self,
+        raw: &RawTool,
+        tables: &[Table],
+        (table_names, tool_names): (&super::Names, &super::Names),
+    ) -> Tool {
         let world = self.tool_world(raw, tables, table_names);
         let output = world.output.clone().unwrap_or_else(|| Template::literal("ok"));
         if let Some(effect) = &raw.effect {
@@ -20,6 +25,7 @@ impl Validator<'_> {
             }
         }
         let parameters = raw.parameters.as_ref().and_then(|p| self.parameters(p));
+        let compensation = self.compensation(raw, tool_names);
         Tool {
             name: raw.name.get_ref().clone(),
             description: raw.description.clone().unwrap_or_default(),
@@ -35,7 +41,37 @@ impl Validator<'_> {
             rules: world.rules,
             args: world.args,
             load: world.load,
+            compensation,
         }
+    }
+
+    /// `compensate = "refund"` (and `compensate_after`): the tool that undoes this one's calls.
+    fn compensation(&mut self, raw: &RawTool, tool_names: &super::Names) -> Option<Compensation> {
+        let Some(name) = &raw.compensate else {
+            if let Some(after) = &raw.compensate_after {
+                self.error(
+                    after.span(),
+                    "`compensate_after` goes with `compensate`: it says when an unfinished conversation's call is undone",
+                );
+            }
+            return None;
+        };
+        let tool = self.resolve(
+            tool_names,
+            name,
+            &format!("tool \"{}\"'s compensate", raw.name.get_ref()),
+        )?;
+        if name.get_ref() == raw.name.get_ref() {
+            self.error(
+                name.span(),
+                "expected another tool to undo this one's calls (a refund for a payment), found the tool itself",
+            );
+            return None;
+        }
+        Some(Compensation {
+            tool,
+            after_us: raw.compensate_after.as_ref().map(|after| self.duration(after)),
+        })
     }
 
     /// A tool's `parameters`: a JSON Schema object of the subset agentsim checks.

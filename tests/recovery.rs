@@ -410,3 +410,58 @@ on_message = 3
     assert_eq!(final_balance(&report), 100.0);
     assert!(passed(&report, "no charge left without an answer"));
 }
+
+/// A desk with a 2 s `deadline` whose payment (3 s) is still out when the deadline passes.
+fn deadline_during_a_payment(cancellation: &str) -> String {
+    pay_then_fail("", "")
+        .replace(
+            "max_turns = 1\n",
+            &format!("deadline = \"2s\"\ncancellation = \"{cancellation}\"\n"),
+        )
+        .replace("latency = \"500ms\"", "latency = \"3s\"")
+}
+
+#[test]
+fn a_tool_call_cancelled_at_the_deadline_moves_no_money() {
+    // let-finish: the payment takes effect when it is made, at 1 s, and stays.
+    let (report, records) = run_binary(&deadline_during_a_payment("let-finish"));
+    assert_eq!(deliveries(&records, "user", "answer conv=0 status=failed"), [2_000_000]);
+    assert_eq!(report["effects"]["charged"], 1);
+    assert_eq!(final_balance(&report), 60.0);
+    assert!(report.get("cancellations").is_none());
+
+    // cancel: at the deadline (2 s) the call is cancelled; at the end of its latency (4 s) it
+    // would have taken effect, and does not: no money moves, and the effect is counted apart.
+    let (report, records) = run_binary(&deadline_during_a_payment("cancel"));
+    assert_eq!(deliveries(&records, "tool:pay", "invoke conv=0 call=0"), [1_000_000]);
+    assert_eq!(deliveries(&records, "user", "answer conv=0 status=failed"), [2_000_000]);
+    assert_eq!(deliveries(&records, "tool:pay", "cancel conv=0 call=0"), [2_000_000]);
+    assert_eq!(deliveries(&records, "tool:pay", "commit conv=0 call=0"), [4_000_000]);
+    assert!(deliveries(&records, "agent:desk", "tool_result").is_empty());
+    assert!(report["effects"].get("charged").is_none(), "{}", report["effects"]);
+    assert_eq!(final_balance(&report), 100.0);
+    assert_eq!(report["cancellations"]["calls"], 1);
+    assert_eq!(report["cancellations"]["effects"]["charged"], 1);
+    assert_eq!(report["outcome"], "completed");
+    assert!(passed(&report, "no charge left without an answer"));
+}
+
+#[test]
+fn an_agent_that_cancels_drops_an_abandoned_conversation_before_it_calls_a_tool() {
+    let abandon = r#"
+[[fault]]
+kind = "user.abandon"
+target = "agent:desk"
+on_message = 1
+"#;
+    let text = pay_then_fail("", abandon).replace("max_turns = 1\n", "max_turns = 1\ncancellation = \"cancel\"\n");
+    let (report, records) = run_binary(&text);
+    assert_eq!(deliveries(&records, "agent:desk", "cancel conv=0"), [0]);
+    assert!(deliveries(&records, "tool:pay", "invoke").is_empty());
+    assert_eq!(report["fates"]["abandoned"], 1);
+    assert_eq!(report["cancellations"]["conversations"], 1);
+    assert_eq!(final_balance(&report), 100.0);
+    // Letting it finish, the abandoned conversation still pays.
+    let (report, _) = run_binary(&text.replace("cancellation = \"cancel\"\n", ""));
+    assert_eq!(report["effects"]["charged"], 1);
+}

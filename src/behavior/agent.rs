@@ -24,6 +24,7 @@ use crate::protocol::{
 use crate::scenario::guardrail::Stage;
 use crate::scenario::{AgentIdx, Durability, HandoffHistory, LlmIdx, Scenario};
 
+mod cancel;
 mod recovery;
 mod steps;
 mod suffer;
@@ -709,6 +710,7 @@ impl AgentBehavior {
                 self.waiting.retain(|c| *c != conv);
             }
             AgentMsg::Resume { conv } => return self.resume(conv, effects),
+            AgentMsg::Cancel { conv } => return self.on_cancel(conv, effects),
             AgentMsg::GuardStop {
                 conv,
                 text,
@@ -752,6 +754,9 @@ impl AgentBehavior {
                 {
                     let mut state = self.conversations.remove(&conv).expect("present above");
                     self.waiting.retain(|c| *c != conv);
+                    if self.cancels() {
+                        self.cancel_in_flight(conv, &state, effects);
+                    }
                     let text = Arc::from("error: the conversation ran past the agent's deadline");
                     self.answer(conv, &mut state, text, AnswerStatus::Failed, effects);
                 }

@@ -17,7 +17,7 @@ use crate::protocol::{
 };
 use crate::scenario::expr::operand_value;
 use crate::scenario::guardrail::Stage;
-use crate::scenario::{Scenario, ToolIdx};
+use crate::scenario::{Cancellation, Scenario, ToolIdx};
 
 /// Extra latency of `tool.slow` when the fault gives none.
 const SLOW_LATENCY_US: u64 = 10_000_000;
@@ -39,6 +39,8 @@ pub struct ToolBehavior {
     slots_free_at_us: Vec<u64>,
     /// `rate_limit`: the API's token bucket.
     bucket: Option<TokenBucket>,
+    /// Calls waiting to take effect that their agent cancelled (`cancellation = "cancel"`).
+    cancelled: std::collections::BTreeSet<(ConvId, u32)>,
 }
 
 impl ToolBehavior {
@@ -66,6 +68,7 @@ impl ToolBehavior {
             streams: Default::default(),
             executed: Default::default(),
             world,
+            cancelled: Default::default(),
         }
     }
 
@@ -105,15 +108,45 @@ impl ToolBehavior {
         Ok(start_us)
     }
 
-    /// Runs a call now: the world by the tool's rules, the faults, the effect and the answer.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs a call now, or — for an agent that cancels calls — has it take effect at the end of
+    /// its latency (a hung call, which never answers, takes effect now).
+    fn run_or_defer(&mut self, queued: Queued, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
+        let scenario = self.scenario.clone();
+        let cancels =
+            matches!(queued.caller, ToolCaller::Agent(a) if scenario.agents[a].cancellation == Cancellation::Cancel);
+        match injected_latency(&scenario, queued.latency_us, queued.injection) {
+            Some(delay_us) if cancels && delay_us > 0 => {
+                effects.push(Effect::Send {
+                    to: self.directory.tool(self.tool),
+                    delay_us,
+                    payload: Payload::Tool(ToolMsg::Commit(Box::new(queued))),
+                });
+                Ok(())
+            }
+            _ => {
+                let Queued {
+                    conv,
+                    caller,
+                    call,
+                    injection,
+                    latency_us,
+                    ..
+                } = queued;
+                self.run(conv, caller, call, (injection, latency_us), None, effects)
+            }
+        }
+    }
+
+    /// Runs a call: the world by the tool's rules, the faults, the effect and the answer.
+    /// `committed`: the call's latency is already over (`Some`), and it was cancelled meanwhile
+    /// (`Some(true)`): then nothing changes, its effect is counted as cancelled, and nobody hears.
     fn run(
         &mut self,
         conv: ConvId,
         caller: ToolCaller,
         call: ToolCall,
-        injection: Option<Injection>,
-        latency_us: Option<u64>,
+        (injection, latency_us): (Option<Injection>, Option<u64>),
+        committed: Option<bool>,
         effects: &mut Vec<Effect>,
     ) -> Result<(), HandlerError> {
         let scenario = self.scenario.clone();
@@ -131,6 +164,10 @@ impl ToolBehavior {
         if let Some(schema) = &spec.parameters {
             if let Err(problem) = crate::scenario::schema::validate_object(schema, args) {
                 let output = format!("error: 400 invalid arguments: {problem}");
+                if committed == Some(true) {
+                    return Ok(());
+                }
+                let latency_us = if committed.is_some() { Some(0) } else { latency_us };
                 self.answer(conv, caller, call.id, output, latency_us, effects);
                 return Ok(());
             }
@@ -211,7 +248,7 @@ impl ToolBehavior {
                     effect_times = 0;
                     changes.clear();
                 }
-                FaultKind::ToolTimeout | FaultKind::ToolSlow => {
+                FaultKind::ToolTimeout | FaultKind::ToolSlow if committed.is_none() => {
                     latency_us = injected_latency(&scenario, latency_us, Some(injection));
                 }
                 FaultKind::ToolEmpty => output.clear(),
@@ -234,10 +271,29 @@ impl ToolBehavior {
                 _ => {}
             }
         }
-        if spec.idempotent && effect_times > 0 && !self.executed.insert((conv, call.args_text())) {
+        let cancelled = committed == Some(true);
+        if spec.idempotent && effect_times > 0 && !cancelled && !self.executed.insert((conv, call.args_text())) {
             // The same call again: an idempotent operation (or idempotency key) does nothing new.
             effect_times = 0;
             changes.clear();
+        }
+        if committed.is_some() {
+            // The latency was waited for before the call took effect: the answer is immediate.
+            latency_us = Some(0);
+        }
+        if cancelled {
+            // What the call would have done, counted apart; the world is left as it was.
+            if let (Some(effect), true) = (&spec.effect, effect_times > 0) {
+                effects.push(Effect::SideEffect {
+                    conv,
+                    name: Arc::from(effect.as_str()),
+                    times: effect_times,
+                    amount,
+                    subject,
+                    cancelled: true,
+                });
+            }
+            return Ok(());
         }
         if !changes.is_empty() {
             effects.push(Effect::World {
@@ -253,6 +309,7 @@ impl ToolBehavior {
                 times: effect_times,
                 amount,
                 subject,
+                cancelled: false,
             });
         }
         let call_id = call.id;
@@ -366,7 +423,15 @@ impl ToolBehavior {
             });
             return Ok(());
         }
-        self.run(conv, caller, call, context.injection, latency_us, effects)
+        let queued = Queued {
+            conv,
+            caller,
+            call,
+            injection: context.injection,
+            latency_us,
+            queued_at_us: context.now_us,
+        };
+        self.run_or_defer(queued, effects)
     }
 }
 
@@ -395,7 +460,8 @@ impl Behavior for ToolBehavior {
             ToolMsg::Compensate { conv, of, call } => {
                 self.start(context, conv, ToolCaller::Compensation { of }, call, effects)
             }
-            ToolMsg::Run(queued) => {
+            ToolMsg::Run(queued) => self.run_or_defer(*queued, effects),
+            ToolMsg::Commit(queued) => {
                 let Queued {
                     conv,
                     caller,
@@ -404,7 +470,12 @@ impl Behavior for ToolBehavior {
                     latency_us,
                     ..
                 } = *queued;
-                self.run(conv, caller, call, injection, latency_us, effects)
+                let cancelled = self.cancelled.remove(&(conv, call.id));
+                self.run(conv, caller, call, (injection, latency_us), Some(cancelled), effects)
+            }
+            ToolMsg::Cancel { conv, call_id } => {
+                self.cancelled.insert((conv, call_id));
+                Ok(())
             }
         }
     }

@@ -17,6 +17,8 @@ pub struct SideEffect<'a> {
     pub amount: Option<i64>,
     /// Whose money, which booking.
     pub subject: Option<&'a str>,
+    /// It would have happened, had its call not been cancelled first.
+    pub cancelled: bool,
 }
 
 /// Hooks the scheduler calls, in event order.

@@ -57,11 +57,24 @@ impl Watchdog {
         self.deadlines.insert((deadline_us, key));
     }
 
-    /// A delivery to `to`: a tool result, or the agent's own tool timeout, ends that call's wait.
+    /// A delivery to `to`: a tool result, or the agent's own tool timeout, ends that call's wait;
+    /// so does its cancellation reaching the tool (nobody waits for a cancelled call).
     pub fn on_deliver(&mut self, to: ActorIdx, payload: &Payload) {
         let (conv, call_id) = match payload {
             Payload::Agent(AgentMsg::ToolResult { conv, call_id, .. })
             | Payload::Agent(AgentMsg::ToolTimeout { conv, call_id }) => (*conv, *call_id),
+            Payload::Tool(crate::protocol::ToolMsg::Cancel { conv, call_id }) => {
+                let waiting = self
+                    .pending
+                    .iter()
+                    .find(|((_, c, id), (_, tool))| (*c, *id, *tool) == (*conv, *call_id, to))
+                    .map(|(key, (deadline_us, _))| (*key, *deadline_us));
+                if let Some((key, deadline_us)) = waiting {
+                    self.pending.remove(&key);
+                    self.deadlines.remove(&(deadline_us, key));
+                }
+                return;
+            }
             _ => return,
         };
         if let Some((deadline_us, _)) = self.pending.remove(&(to, conv, call_id)) {

@@ -109,6 +109,8 @@ pub struct ConversationAccount {
     pub compensations_failed: u32,
     /// Succeeded compensations, by what they undid (an effect, or a tool's name).
     pub compensated: BTreeMap<String, u32>,
+    /// Effects its cancelled calls would have had, by effect.
+    pub cancelled_effects: BTreeMap<String, u32>,
 }
 
 /// How one tool's calls went: the API behind it, as its dashboard would show it.
@@ -205,6 +207,8 @@ pub struct Observer {
     has_goals: bool,
     /// The sagas' compensating calls.
     pub compensations: recovery::Compensations,
+    /// Conversations and calls cancelled, and the effects cancelled calls would have had.
+    pub cancellations: recovery::Cancellations,
 }
 
 impl Observer {
@@ -970,6 +974,8 @@ impl Observe for Observer {
                 }
                 self.check_spend(scenario, seq, now_us, *conv, usage, &|| actor_id(envelope.to));
             }
+            Payload::Tool(ToolMsg::Cancel { .. }) => self.cancellations.calls += 1,
+            Payload::Agent(AgentMsg::Cancel { .. }) => self.cancellations.conversations += 1,
             Payload::Tool(ToolMsg::Invoke { .. }) | Payload::Tool(ToolMsg::Compensate { .. }) => {
                 if let Payload::Tool(ToolMsg::Compensate { conv, .. }) = &envelope.payload {
                     self.on_compensate(*conv);
@@ -1064,7 +1070,11 @@ impl Observe for Observer {
             times,
             amount,
             subject,
+            cancelled,
         } = side_effect;
+        if cancelled {
+            return self.on_cancelled_effect(conv, effect, times);
+        }
         let total = amount.map(|a| a.saturating_mul(times as i64));
         self.taint.on_side_effect(labels, seq, now_us, actor, effect, total);
         if let Some(amount) = amount {

@@ -1,5 +1,5 @@
 //! What recovery did: the compensating calls of sagas (run, succeeded, failed, and what they
-//! undid), and the check that no conversation is left with an effect standing and no answer.
+//! undid), what cancellation stopped, and the check that no conversation is left with an effect standing and no answer.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +22,18 @@ pub struct Compensations {
     pub conversations: u64,
     /// Succeeded compensations by what they undid: the original tool's effect, or its name.
     pub undone: BTreeMap<String, u64>,
+}
+
+/// What cancellation stopped (agents with `cancellation = "cancel"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Cancellations {
+    /// Cancellations delivered to agents (a user left, a delegator gave up).
+    pub conversations: u64,
+    /// Tool calls cancelled in flight (delivered to their tool).
+    pub calls: u64,
+    /// The effects cancelled calls would have had, had they not been cancelled before taking
+    /// effect, by effect (not in `effects`).
+    pub effects: BTreeMap<String, u64>,
 }
 
 /// What a compensation of a call to `of` undoes: the tool's effect, or the tool by name.
@@ -73,6 +85,16 @@ impl Observer {
         self.compensations.succeeded += 1;
         *self.compensations.undone.entry(name.to_owned()).or_default() += 1;
         *self.conversation(conv).compensated.entry(name.to_owned()).or_default() += 1;
+    }
+
+    /// A call cancelled before it took effect would have had `effect`, `times` times.
+    pub(super) fn on_cancelled_effect(&mut self, conv: ConvId, effect: &str, times: u32) {
+        *self.cancellations.effects.entry(effect.to_owned()).or_default() += times as u64;
+        *self
+            .conversation(conv)
+            .cancelled_effects
+            .entry(effect.to_owned())
+            .or_default() += times;
     }
 
     /// `never = { effect = "charged", unanswered = true }`: no conversation ends without an

@@ -89,6 +89,9 @@ pub enum AgentMsg {
     },
     /// A parallel guardrail tripped: the agent drops the conversation (the guardrail answered).
     Halt { conv: ConvId },
+    /// The conversation is cancelled (its user left, or the delegator gave up on it): with
+    /// `cancellation = "cancel"`, the agent drops it and cancels its calls in flight.
+    Cancel { conv: ConvId },
     /// The agent is back from a restart (`durability = "at-least-once"`): the model and tool
     /// calls of this conversation outstanding in its checkpoint are issued again.
     Resume { conv: ConvId },
@@ -138,6 +141,7 @@ impl AgentMsg {
             | AgentMsg::GuardStop { conv, .. }
             | AgentMsg::Halt { conv }
             | AgentMsg::Resume { conv }
+            | AgentMsg::Cancel { conv }
             | AgentMsg::Revise { conv, .. }
             | AgentMsg::DeadlineDue { conv, .. } => *conv,
         }

@@ -16,13 +16,15 @@ pub enum Effect {
         payload: Payload,
     },
     /// A counted side effect happened now (a tool moved money), `times` times, each of
-    /// `amount` (a decimal in millionths) for `subject` when the tool says.
+    /// `amount` (a decimal in millionths) for `subject` when the tool says; or, `cancelled`, it
+    /// would have, had its call not been cancelled first (counted apart).
     SideEffect {
         conv: u32,
         name: std::sync::Arc<str>,
         times: u32,
         amount: Option<i64>,
         subject: Option<std::sync::Arc<str>>,
+        cancelled: bool,
     },
     /// A tool changed the world (`lost`: it says it did, but the write was lost).
     World {

@@ -84,7 +84,8 @@ impl Payload {
             Payload::Tool(ToolMsg::Invoke { conv, .. }) | Payload::Tool(ToolMsg::Compensate { conv, .. }) => {
                 Some(*conv)
             }
-            Payload::Tool(ToolMsg::Run(queued)) => Some(queued.conv),
+            Payload::Tool(ToolMsg::Run(queued)) | Payload::Tool(ToolMsg::Commit(queued)) => Some(queued.conv),
+            Payload::Tool(ToolMsg::Cancel { conv, .. }) => Some(*conv),
             Payload::User(UserMsg::Answer { conv, .. })
             | Payload::User(UserMsg::LlmReply { conv, .. })
             | Payload::User(UserMsg::End { conv, .. })
@@ -200,6 +201,7 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
         ),
         AgentMsg::Halt { conv } => write!(out, "halt conv={conv}"),
         AgentMsg::Resume { conv } => write!(out, "resume conv={conv}"),
+        AgentMsg::Cancel { conv } => write!(out, "cancel conv={conv}"),
         AgentMsg::Revise { conv, feedback, .. } => {
             write!(out, "revise conv={conv} feedback={}", Quoted(clip(feedback)))
         }
@@ -245,6 +247,10 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
                 call.args_text()
             )
         }
+        Payload::Tool(ToolMsg::Commit(queued)) => {
+            write!(out, "commit conv={} call={}", queued.conv, queued.call.id)
+        }
+        Payload::Tool(ToolMsg::Cancel { conv, call_id }) => write!(out, "cancel conv={conv} call={call_id}"),
         Payload::Tool(ToolMsg::Compensate { conv, of, call }) => write!(
             out,
             "compensate conv={conv} call={} of={} args={}",

@@ -18,6 +18,11 @@ pub enum ToolMsg {
     Compensate { conv: ConvId, of: ToolIdx, call: ToolCall },
     /// A call that waited for the API behind the tool (`when_busy = "queue"`): it runs now.
     Run(Box<Queued>),
+    /// The latency of a call from an agent with `cancellation = "cancel"` is over: the call takes
+    /// effect now, unless it was cancelled meanwhile, and answers at once.
+    Commit(Box<Queued>),
+    /// The agent gave up on call `call_id` of `conv`: it must not take effect.
+    Cancel { conv: ConvId, call_id: u32 },
 }
 
 /// Who a tool call answers to.

@@ -134,6 +134,11 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             .iter()
             .any(|t| t.compensation.is_some())
             .then(|| o.compensations.clone()),
+        cancellations: scenario
+            .agents
+            .iter()
+            .any(|a| a.cancellation == crate::scenario::Cancellation::Cancel)
+            .then(|| o.cancellations.clone()),
         amounts: super::world::amounts(&o.world),
         world: super::world::world_report(scenario, &o.world, &run.labels),
         faults: run.faults,

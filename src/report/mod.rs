@@ -199,6 +199,10 @@ pub struct RunReport {
     /// what they undid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compensations: Option<crate::observe::recovery::Compensations>,
+    /// What cancellation stopped (agents with `cancellation = "cancel"`): conversations and
+    /// calls cancelled, and the effects the cancelled calls would have had (not in `effects`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancellations: Option<crate::observe::recovery::Cancellations>,
     /// The amounts effects carried (tools with `amount`), in total and per subject.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub amounts: BTreeMap<String, world::AmountReport>,

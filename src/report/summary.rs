@@ -313,6 +313,18 @@ impl RunReport {
                 ),
             );
         }
+        if let Some(c) = &self.cancellations {
+            let stopped: Vec<String> = c.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            let stopped = match stopped.is_empty() {
+                true => String::new(),
+                false => format!("; they would have had {}", stopped.join(", ")),
+            };
+            line(
+                out,
+                "cancelled",
+                format!("{} conversation(s), {} tool call(s){stopped}", c.conversations, c.calls),
+            );
+        }
         for (effect, amount) in &self.amounts {
             let mut subjects: Vec<String> = amount
                 .by_subject

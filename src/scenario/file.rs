@@ -311,6 +311,9 @@ pub struct RawAgent {
     pub persist: Option<Spanned<bool>>,
     /// What survives a restart: `"none"` (default), `"checkpoint"` or `"at-least-once"`.
     pub durability: Option<Spanned<String>>,
+    /// What happens to a conversation's calls in flight when its user leaves or its deadline
+    /// passes: `"let-finish"` (default) or `"cancel"`.
+    pub cancellation: Option<Spanned<String>>,
     /// `tool_choice` sent to a live model: `auto` (default), `none`, `required` or a tool's name.
     pub tool_choice: Option<Spanned<String>>,
     /// What this agent sees of a conversation handed to it: `"all"` (default), `"none"` (only

@@ -390,6 +390,17 @@ impl Durability {
     }
 }
 
+/// What happens to a conversation's calls in flight when its user leaves or its agent's
+/// `deadline` passes (`cancellation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancellation {
+    /// Nothing is told: the calls run to the end and their effects happen.
+    LetFinish,
+    /// The agent drops the conversation and cancels its tool calls and delegations in flight; a
+    /// tool call takes effect at the end of its latency, so a cancelled one moves nothing.
+    Cancel,
+}
+
 /// An agent: a model, instructions, tools it may call and agents it may hand off to.
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -422,6 +433,7 @@ pub struct Agent {
     pub rate_limit: Option<RateLimit>,
     /// What survives a restart, and what is done again.
     pub durability: Durability,
+    pub cancellation: Cancellation,
     /// Rules the mock model follows for this agent, first match wins.
     /// `tool_choice` for a live model.
     pub tool_choice: ToolChoice,

@@ -419,6 +419,7 @@ impl<O: Observe> Scheduler<O> {
                     times,
                     amount,
                     subject,
+                    cancelled,
                 } => {
                     let actor = self.slots[from.index()].logical_id.clone();
                     self.observer.on_side_effect(
@@ -432,6 +433,7 @@ impl<O: Observe> Scheduler<O> {
                             times,
                             amount,
                             subject: subject.as_deref(),
+                            cancelled,
                         },
                         &self.turn_labels,
                     );

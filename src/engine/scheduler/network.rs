@@ -4,7 +4,7 @@
 use super::Scheduler;
 use crate::engine::observe::Observe;
 use crate::protocol::{AgentMsg, Directory, Envelope, Injection, Payload, UserEnding, UserMsg};
-use crate::scenario::FaultKind;
+use crate::scenario::{ActorKind, Cancellation, FaultKind};
 
 /// Default hold-back of `network.delay` when the fault gives no latency.
 const DELAY_US_DEFAULT: u64 = 5_000_000;
@@ -58,6 +58,22 @@ impl<O: Observe> Scheduler<O> {
             FaultKind::UserAbandon => {
                 if let Payload::Agent(AgentMsg::Start { conv, history, .. }) = &envelope.payload {
                     self.observer.on_abandon(*conv);
+                    // An agent that cancels hears that nobody waits any more, right after the
+                    // message it is given.
+                    if let (ActorKind::Agent, agent) = self.directory.locate(envelope.to) {
+                        if self.scenario.agents[agent].cancellation == Cancellation::Cancel {
+                            let mut labels = envelope.labels.clone();
+                            labels.insert(self.labels.fault(fired.fault));
+                            let cancel = Envelope {
+                                from: Directory::USER,
+                                to: envelope.to,
+                                sent_at_us: self.now_us,
+                                payload: Payload::Agent(AgentMsg::Cancel { conv: *conv }),
+                                labels,
+                            };
+                            self.queue.push(self.now_us, cancel);
+                        }
+                    }
                     // A user who talks back leaves too: it says nothing more; and what the
                     // conversation did is undone when its tools say how.
                     if self.scenario.hears_abandon(*conv) {

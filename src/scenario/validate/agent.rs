@@ -112,6 +112,25 @@ impl Validator<'_> {
             }),
             rate_limit: raw.rate_limit.as_ref().map(|r| self.rate_limit(r)),
             durability: self.durability(raw),
+            cancellation: match &raw.cancellation {
+                None => Cancellation::LetFinish,
+                Some(c) => match c.get_ref().as_str() {
+                    "let-finish" => Cancellation::LetFinish,
+                    "cancel" => Cancellation::Cancel,
+                    other => {
+                        let hint = match other {
+                            "let_finish" | "finish" | "none" => "; did you mean \"let-finish\"?",
+                            "cancelled" | "abort" => "; did you mean \"cancel\"?",
+                            _ => "",
+                        };
+                        self.error(
+                            c.span(),
+                            format!("expected cancellation \"let-finish\" or \"cancel\", found \"{other}\"{hint}"),
+                        );
+                        Cancellation::LetFinish
+                    }
+                },
+            },
             tool_choice: self.tool_choice(raw),
             handoff_history: self.handoff_history(raw),
             behavior,

@@ -3,40 +3,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use serde_json::Value;
-
-/// Runs `text` with `agentsim run --out` and returns report.json and the trace's records.
-fn run_binary(text: &str) -> (Value, Vec<Value>) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("scenario.toml");
-    std::fs::write(&file, text).unwrap();
-    let out = dir.path().join("run");
-    let output = agentsim_output(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert!(
-        status(&output) <= 1,
-        "agentsim run failed:\n{}\n{}",
-        stdout(&output),
-        stderr(&output)
-    );
-    read_run(&out)
-}
-
-fn read_run(out: &Path) -> (Value, Vec<Value>) {
-    let report = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
-    (report, records(&std::fs::read(out.join("trace.jsonl")).unwrap()))
-}
-
-/// Virtual times of the deliveries whose message starts with `prefix`, to `to`.
-fn deliveries(records: &[Value], to: &str, prefix: &str) -> Vec<u64> {
-    records
-        .iter()
-        .filter(|r| r["kind"] == "deliver" && r["to"] == to && r["msg"].as_str().is_some_and(|m| m.starts_with(prefix)))
-        .map(|r| r["t_us"].as_u64().unwrap())
-        .collect()
-}
 
 /// Agent `a` under a supervisor with a 2 s restart backoff, a model answering in 1 s;
 /// conversation 0 opens at 0 s, conversation 1 at 500 ms, and its opening crashes the agent.

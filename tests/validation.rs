@@ -73,6 +73,8 @@ bad_scenarios! {
         "unknown-model.toml" at "7:9" says ["expected a model in the price table", "did you mean \"gpt-4o-mini\"?", "price = {"];
     an_agent_listing_an_undeclared_tool_is_rejected:
         "dangling-tool.toml" at "10:23" says ["tool \"refund\", which does not exist", "\"search_kb\""];
+    approval_names_an_unknown_reviewer:
+        "approval-unknown-human.toml" at "10:19" says ["approval names human \"reviwer\", which does not exist", "did you mean \"reviewer\""];
     compensate_names_an_unknown_tool:
         "compensate-unknown-tool.toml" at "8:14" says ["compensate names tool \"refnd\", which does not exist", "did you mean \"refund\""];
     an_agent_handing_off_to_an_undeclared_agent_is_rejected_with_a_did_you_mean:

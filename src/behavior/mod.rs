@@ -1,10 +1,11 @@
 //! The behaviours of the simulated actors: agents, models, tools, the user (traffic),
-//! supervisors and guardrails. Each is a state machine over its messages (`protocol`) that
+//! supervisors, guardrails and humans in the loop. Each is a state machine over its messages (`protocol`) that
 //! returns effects; none knows the scheduler's loop, reports or the CLI.
 
 pub mod agent;
 pub mod bucket;
 pub mod guardrail;
+pub mod human;
 pub mod llm;
 pub mod llm_faults;
 pub mod policy;
@@ -16,6 +17,7 @@ pub mod user;
 
 pub use agent::AgentBehavior;
 pub use guardrail::GuardrailBehavior;
+pub use human::HumanBehavior;
 pub use llm::LlmBehavior;
 pub use supervisor::{SupervisorActor, SupervisorState};
 pub use tool::ToolBehavior;

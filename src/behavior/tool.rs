@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+mod approval;
+
 use super::bucket::TokenBucket;
 use super::route::GuardRoute;
 use super::tool_world::{self, CallView, Decision};
@@ -41,6 +43,27 @@ pub struct ToolBehavior {
     bucket: Option<TokenBucket>,
     /// Calls waiting to take effect that their agent cancelled (`cancellation = "cancel"`).
     cancelled: std::collections::BTreeSet<(ConvId, u32)>,
+    /// Calls waiting for a reviewer's decision (`approval`), with the fault their delivery
+    /// carried.
+    awaiting_approval: std::collections::BTreeMap<(ConvId, u32), (ToolCaller, ToolCall, Option<Injection>)>,
+}
+
+/// When and where a call arrived, and the fault its delivery carried.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Arrival {
+    pub now_us: u64,
+    pub me: crate::kernel::ActorIdx,
+    pub injection: Option<Injection>,
+}
+
+impl Arrival {
+    fn of(context: &TurnContext) -> Arrival {
+        Arrival {
+            now_us: context.now_us,
+            me: context.me,
+            injection: context.injection,
+        }
+    }
 }
 
 impl ToolBehavior {
@@ -69,6 +92,7 @@ impl ToolBehavior {
             executed: Default::default(),
             world,
             cancelled: Default::default(),
+            awaiting_approval: Default::default(),
         }
     }
 
@@ -377,9 +401,9 @@ impl ToolBehavior {
     }
 
     /// A call arrives: its latency is drawn, and it runs now, waits for the API, or is refused.
-    fn start(
+    pub(super) fn start(
         &mut self,
-        context: &TurnContext,
+        at: Arrival,
         conv: ConvId,
         caller: ToolCaller,
         call: ToolCall,
@@ -394,12 +418,9 @@ impl ToolBehavior {
         let latency_us = Some(spec.latency.sample_us(stream));
         let limited = spec.load.max_concurrent.is_some() || spec.load.per_minute.is_some();
         let start_us = match limited {
-            false => context.now_us,
+            false => at.now_us,
             // The API is busy for as long as the call really takes (a hung one, for good).
-            true => match self.admit(
-                context.now_us,
-                injected_latency(&self.scenario, latency_us, context.injection),
-            ) {
+            true => match self.admit(at.now_us, injected_latency(&self.scenario, latency_us, at.injection)) {
                 Ok(start_us) => start_us,
                 Err(error) => {
                     let output = format!("error: {error}");
@@ -408,17 +429,17 @@ impl ToolBehavior {
                 }
             },
         };
-        if start_us > context.now_us {
+        if start_us > at.now_us {
             effects.push(Effect::Send {
-                to: context.me,
-                delay_us: start_us - context.now_us,
+                to: at.me,
+                delay_us: start_us - at.now_us,
                 payload: Payload::Tool(ToolMsg::Run(Box::new(Queued {
                     conv,
                     caller,
                     call,
-                    injection: context.injection,
+                    injection: at.injection,
                     latency_us,
-                    queued_at_us: context.now_us,
+                    queued_at_us: at.now_us,
                 }))),
             });
             return Ok(());
@@ -427,9 +448,9 @@ impl ToolBehavior {
             conv,
             caller,
             call,
-            injection: context.injection,
+            injection: at.injection,
             latency_us,
-            queued_at_us: context.now_us,
+            queued_at_us: at.now_us,
         };
         self.run_or_defer(queued, effects)
     }
@@ -456,10 +477,27 @@ impl Behavior for ToolBehavior {
 
     fn handle(&mut self, context: &TurnContext, msg: ToolMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
         match msg {
-            ToolMsg::Invoke { conv, agent, call } => self.start(context, conv, ToolCaller::Agent(agent), call, effects),
-            ToolMsg::Compensate { conv, of, call } => {
-                self.start(context, conv, ToolCaller::Compensation { of }, call, effects)
+            ToolMsg::Invoke { conv, agent, call } => {
+                let caller = ToolCaller::Agent(agent);
+                if self.needs_approval(conv, &call)? {
+                    self.ask_approval(context, conv, caller, call, effects);
+                    return Ok(());
+                }
+                self.start(Arrival::of(context), conv, caller, call, effects)
             }
+            ToolMsg::Compensate { conv, of, call } => self.start(
+                Arrival::of(context),
+                conv,
+                ToolCaller::Compensation { of },
+                call,
+                effects,
+            ),
+            ToolMsg::Reviewed {
+                conv,
+                call_id,
+                approved,
+            } => self.on_reviewed(context, conv, call_id, approved, effects),
+            ToolMsg::ApprovalTimeout { conv, call_id } => self.on_approval_timeout(context, conv, call_id, effects),
             ToolMsg::Run(queued) => self.run_or_defer(*queued, effects),
             ToolMsg::Commit(queued) => {
                 let Queued {
@@ -474,7 +512,11 @@ impl Behavior for ToolBehavior {
                 self.run(conv, caller, call, (injection, latency_us), Some(cancelled), effects)
             }
             ToolMsg::Cancel { conv, call_id } => {
-                self.cancelled.insert((conv, call_id));
+                // A call still waiting for its approval is withdrawn; one under way is stopped
+                // before it takes effect.
+                if !self.withdraw(conv, call_id, effects) {
+                    self.cancelled.insert((conv, call_id));
+                }
                 Ok(())
             }
         }

@@ -7,13 +7,14 @@ use ractor::{Actor, ActorCell, ActorId, ActorRef};
 
 use super::RunError;
 use crate::behavior::{
-    AgentBehavior, GuardrailBehavior, LlmBehavior, SupervisorActor, SupervisorState, ToolBehavior, UserBehavior,
+    AgentBehavior, GuardrailBehavior, HumanBehavior, LlmBehavior, SupervisorActor, SupervisorState, ToolBehavior,
+    UserBehavior,
 };
 use crate::kernel::{ActorIdx, Behavior, SimActor};
 use crate::llm::backend::Backends;
 use crate::protocol::{
-    AgentMsg, Checkpoint, Directory, Effect, GuardrailMsg, Identity, Injection, LlmMsg, SupervisorMsg, ToolMsg, Turn,
-    UserMsg,
+    AgentMsg, Checkpoint, Directory, Effect, GuardrailMsg, HumanMsg, Identity, Injection, LlmMsg, SupervisorMsg,
+    ToolMsg, Turn, UserMsg,
 };
 use crate::scenario::{ActorKind, Child, Scenario};
 
@@ -25,6 +26,7 @@ pub(super) enum Handle {
     User(ActorRef<Turn<UserMsg>>),
     Supervisor(ActorRef<Turn<SupervisorMsg>>),
     Guardrail(ActorRef<Turn<GuardrailMsg>>),
+    Human(ActorRef<Turn<HumanMsg>>),
 }
 
 impl Handle {
@@ -36,6 +38,7 @@ impl Handle {
             Handle::User(r) => r.get_cell(),
             Handle::Supervisor(r) => r.get_cell(),
             Handle::Guardrail(r) => r.get_cell(),
+            Handle::Human(r) => r.get_cell(),
         }
     }
 }
@@ -133,6 +136,10 @@ pub(super) async fn spawn(
         ActorKind::Guardrail => {
             let behavior = GuardrailBehavior::new(scenario, directory, index, seed, incarnation);
             Handle::Guardrail(start_behavior(behavior, identity, parent).await?)
+        }
+        ActorKind::Human => {
+            let behavior = HumanBehavior::new(scenario, directory, index, seed, incarnation);
+            Handle::Human(start_behavior(behavior, identity, parent).await?)
         }
         ActorKind::User => {
             Handle::User(start_behavior(UserBehavior::new(scenario, directory, seed), identity, parent).await?)

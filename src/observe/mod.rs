@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+pub mod approval;
 pub mod blast;
 pub mod recovery;
 pub mod world;
@@ -209,6 +210,11 @@ pub struct Observer {
     pub compensations: recovery::Compensations,
     /// Conversations and calls cancelled, and the effects cancelled calls would have had.
     pub cancellations: recovery::Cancellations,
+    /// Per `[[human]]`: approval requests, decisions, timeouts and the queue.
+    pub approvals: Vec<approval::ApprovalAccount>,
+    approval_open: approval::OpenRequests,
+    /// Per tool: the reviewer its approvals go to.
+    tool_reviewers: Vec<Option<crate::scenario::HumanIdx>>,
 }
 
 impl Observer {
@@ -307,6 +313,19 @@ impl Observer {
                 .map(|(i, _)| i)
                 .collect(),
             world: world::WorldWatch::new(scenario),
+            approvals: scenario
+                .humans
+                .iter()
+                .map(|h| approval::ApprovalAccount {
+                    name: h.name.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            tool_reviewers: scenario
+                .tools
+                .iter()
+                .map(|t| t.approval.as_ref().map(|a| a.human))
+                .collect(),
             has_goals: scenario
                 .invariants
                 .iter()
@@ -904,6 +923,11 @@ impl Observe for Observer {
                 history,
                 ..
             }) => self.on_user_turn(*conv, history.len(), seq, now_us),
+            Payload::Human(_)
+            | Payload::Tool(ToolMsg::Reviewed { .. })
+            | Payload::Tool(ToolMsg::ApprovalTimeout { .. }) => {
+                self.on_approval(envelope.to, &envelope.payload, now_us)
+            }
             // Behind input guardrails, a user turn starts when the first of them gets it.
             Payload::Guardrail(crate::protocol::GuardrailMsg::Check(checked))
                 if checked.stage == crate::scenario::guardrail::Stage::Input

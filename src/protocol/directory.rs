@@ -5,7 +5,7 @@ use crate::scenario::{ActorKind, Scenario};
 
 /// Maps scenario indices (agent 3, tool 1) to logical actor addresses, and back.
 ///
-/// Layout: the user first, then supervisors, LLMs, tools, agents and guardrails.
+/// Layout: the user first, then supervisors, LLMs, tools, agents, guardrails and humans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Directory {
     pub supervisors: u32,
@@ -13,6 +13,7 @@ pub struct Directory {
     pub tools: u32,
     pub agents: u32,
     pub guardrails: u32,
+    pub humans: u32,
     pub total: u32,
 }
 
@@ -26,13 +27,15 @@ impl Directory {
         let tools = llms + scenario.llms.len() as u32;
         let agents = tools + scenario.tools.len() as u32;
         let guardrails = agents + scenario.agents.len() as u32;
-        let total = guardrails + scenario.guardrails.len() as u32;
+        let humans = guardrails + scenario.guardrails.len() as u32;
+        let total = humans + scenario.humans.len() as u32;
         Directory {
             supervisors,
             llms,
             tools,
             agents,
             guardrails,
+            humans,
             total,
         }
     }
@@ -57,6 +60,10 @@ impl Directory {
         ActorIdx(self.guardrails + index as u32)
     }
 
+    pub fn human(&self, index: usize) -> ActorIdx {
+        ActorIdx(self.humans + index as u32)
+    }
+
     /// The address of a scenario entity.
     pub fn actor(&self, kind: ActorKind, index: usize) -> ActorIdx {
         match kind {
@@ -66,13 +73,16 @@ impl Directory {
             ActorKind::Llm => self.llm(index),
             ActorKind::Supervisor => self.supervisor(index),
             ActorKind::User => Self::USER,
+            ActorKind::Human => self.human(index),
         }
     }
 
     /// The kind and scenario index of an address.
     pub fn locate(&self, actor: ActorIdx) -> (ActorKind, usize) {
         let i = actor.0;
-        if i >= self.guardrails {
+        if i >= self.humans {
+            (ActorKind::Human, (i - self.humans) as usize)
+        } else if i >= self.guardrails {
             (ActorKind::Guardrail, (i - self.guardrails) as usize)
         } else if i >= self.agents {
             (ActorKind::Agent, (i - self.agents) as usize)
@@ -96,6 +106,7 @@ impl Directory {
             ActorKind::Tool => &scenario.tools[index].name,
             ActorKind::Llm => &scenario.llms[index].name,
             ActorKind::Supervisor => &scenario.supervisors[index].name,
+            ActorKind::Human => &scenario.humans[index].name,
             ActorKind::User => return "user".to_owned(),
         };
         format!("{}:{name}", kind.prefix())

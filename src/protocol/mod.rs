@@ -9,6 +9,7 @@ pub mod agent;
 pub mod directory;
 pub mod effect;
 pub mod guardrail;
+pub mod human;
 pub mod labels;
 pub mod llm;
 pub mod supervisor;
@@ -21,6 +22,7 @@ pub use agent::{AgentMsg, Checkpoint, Origin, ReplyTo};
 pub use directory::Directory;
 pub use effect::{Effect, Injection};
 pub use guardrail::{Checked, GuardContext, GuardrailIdx, GuardrailMsg, Mistake, RoutedReply, Verdict, VerdictRecord};
+pub use human::HumanMsg;
 pub use labels::{LabelSource, LabelSpace};
 pub use llm::{
     Caller, Delegation, FinishReason, LlmMsg, LlmRequest, ModelAnswer, ModelReply, ProviderError, ToolArgs, ToolCall,
@@ -60,6 +62,7 @@ pub enum Payload {
     User(UserMsg),
     Supervisor(SupervisorMsg),
     Guardrail(GuardrailMsg),
+    Human(HumanMsg),
 }
 
 impl Payload {
@@ -85,7 +88,13 @@ impl Payload {
                 Some(*conv)
             }
             Payload::Tool(ToolMsg::Run(queued)) | Payload::Tool(ToolMsg::Commit(queued)) => Some(queued.conv),
-            Payload::Tool(ToolMsg::Cancel { conv, .. }) => Some(*conv),
+            Payload::Tool(ToolMsg::Cancel { conv, .. })
+            | Payload::Tool(ToolMsg::Reviewed { conv, .. })
+            | Payload::Tool(ToolMsg::ApprovalTimeout { conv, .. })
+            | Payload::Human(HumanMsg::Review { conv, .. })
+            | Payload::Human(HumanMsg::Take { conv, .. })
+            | Payload::Human(HumanMsg::Decided { conv, .. })
+            | Payload::Human(HumanMsg::Withdraw { conv, .. }) => Some(*conv),
             Payload::User(UserMsg::Answer { conv, .. })
             | Payload::User(UserMsg::LlmReply { conv, .. })
             | Payload::User(UserMsg::End { conv, .. })
@@ -251,6 +260,46 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
             write!(out, "commit conv={} call={}", queued.conv, queued.call.id)
         }
         Payload::Tool(ToolMsg::Cancel { conv, call_id }) => write!(out, "cancel conv={conv} call={call_id}"),
+        Payload::Tool(ToolMsg::Reviewed {
+            conv,
+            call_id,
+            approved,
+        }) => write!(
+            out,
+            "reviewed conv={conv} call={call_id} decision={}",
+            if *approved { "approved" } else { "rejected" }
+        ),
+        Payload::Tool(ToolMsg::ApprovalTimeout { conv, call_id }) => {
+            write!(out, "approval_timeout conv={conv} call={call_id}")
+        }
+        Payload::Human(HumanMsg::Review {
+            conv,
+            tool,
+            call_id,
+            args,
+        }) => write!(
+            out,
+            "review conv={conv} call={call_id} tool={} args={}",
+            tool_name(*tool),
+            Quoted(clip(args))
+        ),
+        Payload::Human(HumanMsg::Take {
+            conv,
+            call_id,
+            waited_us,
+            ..
+        }) => write!(out, "take conv={conv} call={call_id} waited_us={waited_us}"),
+        Payload::Human(HumanMsg::Decided {
+            conv,
+            call_id,
+            approved,
+            ..
+        }) => write!(
+            out,
+            "decided conv={conv} call={call_id} decision={}",
+            if *approved { "approved" } else { "rejected" }
+        ),
+        Payload::Human(HumanMsg::Withdraw { conv, call_id, .. }) => write!(out, "withdraw conv={conv} call={call_id}"),
         Payload::Tool(ToolMsg::Compensate { conv, of, call }) => write!(
             out,
             "compensate conv={conv} call={} of={} args={}",

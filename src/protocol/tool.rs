@@ -23,6 +23,10 @@ pub enum ToolMsg {
     Commit(Box<Queued>),
     /// The agent gave up on call `call_id` of `conv`: it must not take effect.
     Cancel { conv: ConvId, call_id: u32 },
+    /// The reviewer decided on call `call_id` of `conv` (tools with `approval`).
+    Reviewed { conv: ConvId, call_id: u32, approved: bool },
+    /// Timer: the reviewer's `timeout` for call `call_id` of `conv` is over.
+    ApprovalTimeout { conv: ConvId, call_id: u32 },
 }
 
 /// Who a tool call answers to.

@@ -13,9 +13,10 @@ pub fn actor_kind_rank(logical_id: &str) -> u8 {
         "agent" => 1,
         "guardrail" => 2,
         "tool" => 3,
-        "llm" => 4,
-        "supervisor" => 5,
-        _ => 6,
+        "human" => 4,
+        "llm" => 5,
+        "supervisor" => 6,
+        _ => 7,
     }
 }
 

@@ -329,6 +329,7 @@ mod tests {
         ConversationOutcome {
             fate,
             amounts: BTreeMap::new(),
+            compensated: BTreeMap::new(),
             effects,
             cost_pusd: 0,
             latency_us: None,

@@ -111,6 +111,64 @@ pub struct UserTurns {
     pub dialogues: u64,
 }
 
+/// The spread of some waits: nearest-rank percentiles and the longest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WaitSpread {
+    pub p50: u64,
+    pub p95: u64,
+    pub max: u64,
+}
+
+impl WaitSpread {
+    pub fn of(waits_us: &[u64]) -> WaitSpread {
+        let mut sorted = waits_us.to_vec();
+        sorted.sort_unstable();
+        WaitSpread {
+            p50: percentile_u64(&sorted, 0.5),
+            p95: percentile_u64(&sorted, 0.95),
+            max: sorted.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// One reviewer's approvals (`[[human]]`), as `report.json` has them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalReport {
+    pub human: String,
+    pub requests: u64,
+    pub approved: u64,
+    pub rejected: u64,
+    /// No decision within the reviewer's `timeout`.
+    pub timed_out: u64,
+    /// Withdrawn before a decision (the call was cancelled).
+    pub withdrawn: u64,
+    /// Decisions that came after their request had timed out.
+    pub late_decisions: u64,
+    /// Requests waiting to be taken up, at most at once.
+    pub queue_max: u64,
+    /// How long conversations waited for a decision (or the timeout), in µs.
+    pub wait_us: WaitSpread,
+    /// How long requests waited in the queue before the reviewer took them up, in µs.
+    pub queue_wait_us: WaitSpread,
+}
+
+impl ApprovalReport {
+    pub fn from_account(account: &crate::observe::approval::ApprovalAccount) -> ApprovalReport {
+        ApprovalReport {
+            human: account.name.clone(),
+            requests: account.requests,
+            approved: account.approved,
+            rejected: account.rejected,
+            timed_out: account.timed_out,
+            withdrawn: account.withdrawn,
+            late_decisions: account.late_decisions,
+            queue_max: account.queue_max,
+            wait_us: WaitSpread::of(&account.waits_us),
+            queue_wait_us: WaitSpread::of(&account.queue_waits_us),
+        }
+    }
+}
+
 /// Conversation totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Conversations {
@@ -203,6 +261,10 @@ pub struct RunReport {
     /// calls cancelled, and the effects the cancelled calls would have had (not in `effects`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancellations: Option<crate::observe::recovery::Cancellations>,
+    /// Per reviewer (`[[human]]`): approval requests, decisions, timeouts, the queue's length
+    /// and the waits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalReport>,
     /// The amounts effects carried (tools with `amount`), in total and per subject.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub amounts: BTreeMap<String, world::AmountReport>,

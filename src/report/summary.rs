@@ -313,6 +313,23 @@ impl RunReport {
                 ),
             );
         }
+        for a in &self.approvals {
+            line(
+                out,
+                "approvals",
+                format!(
+                    "{}: {} requested, {} approved, {} rejected, {} timed out; queue at most {}, waits p50 {} / max {}",
+                    a.human,
+                    a.requests,
+                    a.approved,
+                    a.rejected,
+                    a.timed_out,
+                    a.queue_max,
+                    crate::scenario::units::format_duration_us(a.wait_us.p50),
+                    crate::scenario::units::format_duration_us(a.wait_us.max)
+                ),
+            );
+        }
         if let Some(c) = &self.cancellations {
             let stopped: Vec<String> = c.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
             let stopped = match stopped.is_empty() {

@@ -34,6 +34,38 @@ pub struct RawScenario {
     /// The world's tables, which tools read and write.
     #[serde(default)]
     pub table: Vec<Spanned<RawTable>>,
+    /// People in the loop: reviewers who approve tool calls.
+    #[serde(default)]
+    pub human: Vec<Spanned<RawHuman>>,
+}
+
+/// `[[human]]`: a reviewer who approves or rejects the tool calls that need approval.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHuman {
+    pub name: Spanned<String>,
+    /// How long one review takes, once the reviewer takes it up.
+    pub latency: Option<Spanned<RawLatency>>,
+    /// The chance a review approves the call (default 1).
+    pub approve: Option<Spanned<f64>>,
+    /// The chance a request is never taken up: it sits in the inbox until it times out.
+    pub miss: Option<Spanned<f64>>,
+    /// A request not decided this long after it was made times out.
+    pub timeout: Option<Spanned<String>>,
+    /// What a timed-out request does: `"reject"` (default) or `"approve"`.
+    pub on_timeout: Option<Spanned<String>>,
+    /// Reviews at once; more wait in the queue, first come first served (default 1).
+    pub capacity: Option<Spanned<u32>>,
+}
+
+/// `approval = { by = "reviewer", when = "args.amount_usd > 2000" }` on a tool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApproval {
+    pub by: Spanned<String>,
+    /// Which calls need approval (over the call's arguments and the records it reads); all,
+    /// without it.
+    pub when: Option<Spanned<String>>,
 }
 
 /// `[[table]]`: a table of the world, with typed fields and its initial records.
@@ -421,6 +453,8 @@ pub struct RawTool {
     pub compensate: Option<Spanned<String>>,
     /// A conversation not ended well this long after the call is taken as lost and compensated.
     pub compensate_after: Option<Spanned<String>>,
+    /// A person must approve the call first (all calls, or those matching `when`).
+    pub approval: Option<Spanned<RawApproval>>,
 }
 
 /// `[[supervisor]]`.

@@ -39,6 +39,8 @@ pub struct Scenario {
     pub guardrails: Vec<super::guardrail::Guardrail>,
     /// The world's tables, which tools read and write.
     pub tables: Vec<Table>,
+    /// People in the loop: reviewers who approve tool calls.
+    pub humans: Vec<Human>,
     /// BLAKE3 of the file's bytes (and its data files'), hex.
     pub source_hash: String,
     /// The file's text, kept so a run directory can carry its own copy.
@@ -572,6 +574,44 @@ pub struct Tool {
     pub load: ToolLoad,
     /// What undoes a successful call when its conversation ends badly (a saga's step).
     pub compensation: Option<Compensation>,
+    /// Who must approve a call first, and which calls.
+    pub approval: Option<Approval>,
+}
+
+/// A tool's approval: `approval = { by = "reviewer", when = "args.amount_usd > 2000" }`.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub human: HumanIdx,
+    /// Which calls need it (over the arguments and the records read); `None`: every call.
+    pub when: Option<Expr>,
+    /// The condition as written, for messages.
+    pub when_text: Option<String>,
+}
+
+/// Index of a `[[human]]`.
+pub type HumanIdx = usize;
+
+/// A reviewer (`[[human]]`): takes up approval requests first come first served, `capacity` at
+/// a time; each review takes a latency and approves with a chance; a request may be missed.
+#[derive(Debug, Clone)]
+pub struct Human {
+    pub name: String,
+    pub latency: Latency,
+    pub approve: Probability,
+    /// The chance a request is never taken up (it times out).
+    pub miss: Probability,
+    pub timeout_us: u64,
+    pub on_timeout: OnTimeout,
+    pub capacity: u32,
+}
+
+/// What an approval request that times out does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTimeout {
+    /// The call fails with `error: 408 approval timed out`.
+    Reject,
+    /// The call goes ahead as if approved.
+    Approve,
 }
 
 /// A tool's compensating action: `compensate = "refund"`, `compensate_after = "10m"`.
@@ -655,6 +695,7 @@ pub enum ActorKind {
     Llm,
     User,
     Supervisor,
+    Human,
 }
 
 impl ActorKind {
@@ -667,6 +708,7 @@ impl ActorKind {
             ActorKind::Llm => "llm",
             ActorKind::User => "user",
             ActorKind::Supervisor => "supervisor",
+            ActorKind::Human => "human",
         }
     }
 }

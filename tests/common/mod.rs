@@ -119,3 +119,33 @@ pub fn records(trace: &[u8]) -> Vec<serde_json::Value> {
 pub fn field<'a>(record: &'a serde_json::Value, key: &str) -> &'a str {
     record.get(key).and_then(|v| v.as_str()).unwrap_or("")
 }
+
+/// Runs `text` with `agentsim run --out` and returns report.json and the trace's records.
+pub fn run_binary(text: &str) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scenario.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("run");
+    let output = agentsim_output(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(
+        status(&output) <= 1,
+        "agentsim run failed:\n{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    read_run(&out)
+}
+
+pub fn read_run(out: &Path) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let report = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    (report, records(&std::fs::read(out.join("trace.jsonl")).unwrap()))
+}
+
+/// Virtual times of the deliveries whose message starts with `prefix`, to `to`.
+pub fn deliveries(records: &[serde_json::Value], to: &str, prefix: &str) -> Vec<u64> {
+    records
+        .iter()
+        .filter(|r| r["kind"] == "deliver" && r["to"] == to && r["msg"].as_str().is_some_and(|m| m.starts_with(prefix)))
+        .map(|r| r["t_us"].as_u64().unwrap())
+        .collect()
+}

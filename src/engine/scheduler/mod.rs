@@ -362,6 +362,7 @@ impl<O: Observe> Scheduler<O> {
             (Some(Handle::User(r)), Payload::User(m)) => r.cast(turn!(m)).is_ok(),
             (Some(Handle::Supervisor(r)), Payload::Supervisor(m)) => r.cast(turn!(m)).is_ok(),
             (Some(Handle::Guardrail(r)), Payload::Guardrail(m)) => r.cast(turn!(m)).is_ok(),
+            (Some(Handle::Human(r)), Payload::Human(m)) => r.cast(turn!(m)).is_ok(),
             (_, payload) => {
                 return Err(RunError::Internal(format!(
                     "a {payload:?} message was addressed to {}",

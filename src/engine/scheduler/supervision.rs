@@ -190,7 +190,13 @@ impl<O: Observe> Scheduler<O> {
             at += 1;
         }
         order.push(Directory::USER);
-        for kind in [ActorKind::Llm, ActorKind::Tool, ActorKind::Agent, ActorKind::Guardrail] {
+        for kind in [
+            ActorKind::Llm,
+            ActorKind::Tool,
+            ActorKind::Agent,
+            ActorKind::Guardrail,
+            ActorKind::Human,
+        ] {
             order.extend(
                 (0..self.slots.len())
                     .filter(|i| self.slots[*i].kind == kind)

@@ -4,6 +4,7 @@
 mod agent;
 mod fault;
 mod guardrail;
+mod human;
 mod invariant;
 mod limits;
 mod llm;
@@ -268,6 +269,8 @@ impl Validator<'_> {
         let llm_names = self.names("llm", raw.llm.iter().map(|l| &l.get_ref().name));
         let agent_names = self.names("agent", raw.agent.iter().map(|a| &a.get_ref().name));
         let tool_names = self.names("tool", raw.tool.iter().map(|t| &t.get_ref().name));
+        let human_names = self.names("human", raw.human.iter().map(|h| &h.get_ref().name));
+        let humans = raw.human.iter().map(|h| self.human(h)).collect();
         let supervisor_names = self.names("supervisor", raw.supervisor.iter().map(|s| &s.get_ref().name));
 
         if raw.agent.is_empty() {
@@ -282,7 +285,7 @@ impl Validator<'_> {
         let tools: Vec<Tool> = raw
             .tool
             .iter()
-            .map(|t| self.tool(t.get_ref(), &tables, (&table_names, &tool_names)))
+            .map(|t| self.tool(t.get_ref(), &tables, (&table_names, &tool_names, &human_names)))
             .collect();
         self.tool_parameters = tools.iter().map(|t| t.parameters.clone()).collect();
         let agents = raw
@@ -344,6 +347,7 @@ impl Validator<'_> {
             invariants,
             guardrails,
             tables,
+            humans,
             source_hash: blake3::hash(source_text.as_bytes()).to_hex().to_string(),
             source_text: source_text.to_owned(),
             data_files: Vec::new(),

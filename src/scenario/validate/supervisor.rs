@@ -248,6 +248,7 @@ fn adopt_orphans(raw: &RawScenario, supervised: &BTreeMap<(ActorKind, usize), St
         (ActorKind::Tool, raw.tool.len()),
         (ActorKind::Agent, raw.agent.len()),
         (ActorKind::Guardrail, raw.guardrail.len()),
+        (ActorKind::Human, raw.human.len()),
     ] {
         for index in 0..count {
             if !supervised.contains_key(&(kind, index)) {

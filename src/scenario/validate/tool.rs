@@ -12,7 +12,7 @@ impl Validator<'_> {
         &mut self,
         raw: &RawTool,
         tables: &[Table],
-        (table_names, tool_names): (&super::Names, &super::Names),
+        (table_names, tool_names, human_names): (&super::Names, &super::Names, &super::Names),
     ) -> Tool {
         let world = self.tool_world(raw, tables, table_names);
         let output = world.output.clone().unwrap_or_else(|| Template::literal("ok"));
@@ -26,6 +26,15 @@ impl Validator<'_> {
         }
         let parameters = raw.parameters.as_ref().and_then(|p| self.parameters(p));
         let compensation = self.compensation(raw, tool_names);
+        let approval = self.approval_by(raw, human_names).map(|human| Approval {
+            human,
+            when: world.approval_when.clone(),
+            when_text: raw
+                .approval
+                .as_ref()
+                .and_then(|a| a.get_ref().when.as_ref())
+                .map(|w| w.get_ref().clone()),
+        });
         Tool {
             name: raw.name.get_ref().clone(),
             description: raw.description.clone().unwrap_or_default(),
@@ -42,6 +51,7 @@ impl Validator<'_> {
             args: world.args,
             load: world.load,
             compensation,
+            approval,
         }
     }
 

@@ -219,6 +219,8 @@ pub(super) struct ToolWorld {
     pub args: Vec<(String, Type)>,
     pub load: ToolLoad,
     pub output: Option<Template>,
+    /// `approval`'s `when`, over the call's arguments and records.
+    pub approval_when: Option<crate::scenario::expr::Expr>,
 }
 
 impl Validator<'_> {
@@ -441,7 +443,19 @@ impl Validator<'_> {
         let subject = raw.subject.as_ref().map(|s| self.template_in(s, &scope));
         let output = raw.output.as_ref().map(|o| self.template_in(o, &scope));
         let load = self.tool_load(raw);
+        let approval_when = raw
+            .approval
+            .as_ref()
+            .and_then(|a| a.get_ref().when.as_ref())
+            .and_then(|w| match Expr::parse_in(w.get_ref(), &scope) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    self.expr_error(&w.span(), e);
+                    None
+                }
+            });
         ToolWorld {
+            approval_when,
             lookups: lookups_out,
             lookup_order,
             rules,

@@ -438,4 +438,96 @@ fn a_delegation_that_times_out_for_good_gives_the_model_an_error_and_a_late_answ
         .filter(|r| field(r, "msg").starts_with("answer conv=0"))
         .count();
     assert_eq!(answers, 1, "the planner does not answer twice");
+    assert_eq!(
+        output.report.stale_answers.get("delegate_result"),
+        Some(&1),
+        "the report counts the late answer as stale"
+    );
+}
+
+/// Triage hands every conversation to billing (after its 100 ms model call); billing crashes on
+/// the first handoff it gets and is restarted at once, with nothing.
+fn handing_off_triage(extra: &str) -> String {
+    format!(
+        r#"
+[scenario]
+name = "handoff-timeout"
+seed = 1
+
+[[llm]]
+name = "gpt"
+latency = "100ms"
+
+[[agent]]
+name = "triage"
+llm = "gpt"
+handoffs = ["billing"]
+{extra}
+behavior = [{{ otherwise = {{ handoff = "billing" }} }}]
+
+[[agent]]
+name = "billing"
+llm = "gpt"
+behavior = [{{ otherwise = {{ answer = "refund sent" }} }}]
+
+[[supervisor]]
+name = "root"
+children = ["triage", "billing"]
+
+[[traffic]]
+kind = "script"
+to = "triage"
+script = [{{ at = "0s", message = "refund me" }}]
+
+[[fault]]
+kind = "actor.crash"
+target = "agent:billing"
+on_message = 1
+"#
+    )
+}
+
+#[test]
+fn a_handoff_timeout_hands_the_conversation_off_again_at_exactly_its_limit() {
+    // Without a timeout the handed-off conversation is lost with billing's state.
+    let lost = run_in_memory(&parse(&handing_off_triage("")), 1, Flavor::CurrentThread);
+    assert_eq!(lost.report.conversations.answered, 0);
+
+    let output = run_in_memory(
+        &parse(&handing_off_triage("handoff_timeout = \"10s\"\nhandoff_retries = 1")),
+        1,
+        Flavor::CurrentThread,
+    );
+    let records = records(&output.trace);
+    let at = |prefix: &str| -> Vec<u64> {
+        records
+            .iter()
+            .filter(|r| field(r, "msg").starts_with(prefix))
+            .map(|r| r["t_us"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(at("handoff conv=0 from=triage"), vec![100_000, 10_100_000]);
+    assert_eq!(at("handoff_timeout conv=0 to=billing attempt=1"), vec![10_100_000]);
+    // The restarted billing answers after its 100 ms call and tells triage it is done.
+    assert_eq!(at("answer conv=0 status=answered"), vec![10_200_000]);
+    assert_eq!(at("handoff_done conv=0 from=billing"), vec![10_200_000]);
+    assert_eq!(output.report.conversations.answered, 1);
+
+    // Without retries, triage fails the conversation at the timeout.
+    let output = run_in_memory(
+        &parse(&handing_off_triage("handoff_timeout = \"10s\"")),
+        1,
+        Flavor::CurrentThread,
+    );
+    let failed = common::records(&output.trace);
+    let failed = failed
+        .iter()
+        .find(|r| field(r, "msg").starts_with("answer conv=0"))
+        .expect("triage answers");
+    assert_eq!(failed["t_us"], 10_100_000);
+    assert!(
+        field(failed, "msg").contains("error: agent billing did not finish the conversation within 10s"),
+        "{}",
+        field(failed, "msg")
+    );
 }

@@ -323,6 +323,12 @@ warn_scenarios! {
         "world-fault-on-a-tool-that-writes-nothing.toml" at "34:8" says ["fault world.lost_write@tool:availability does nothing", "changes no record"];
     an_amount_bound_on_an_effect_without_amounts_warns_that_it_cannot_break:
         "amount-bound-on-an-effect-without-amounts.toml" at "28:20" says ["no tool with that effect has an `amount`", "can never break"];
+    a_reviewer_no_tool_asks_warns_that_it_is_never_asked:
+        "reviewer-no-tool-asks.toml" at "18:8" says ["human \"reviewer\"", "approval = { by = \"reviewer\" }", "never asked"];
+    a_handoff_timeout_on_an_agent_without_handoffs_warns_that_it_never_fires:
+        "handoff-timeout-without-handoffs.toml" at "11:19" says ["expected `handoffs` with `handoff_timeout`", "never fires"];
+    cancellation_on_an_agent_nothing_cancels_warns:
+        "cancellation-nothing-cancels.toml" at "11:16" says ["`deadline` or a `user.abandon` fault", "nothing cancels"];
     a_conversation_scripted_after_the_run_ends_warns_that_it_never_starts:
         "script-after-the-run-ends.toml" at "16:45" says ["max_virtual_time (1h00m00s)", "found 1 of 2 after it", "never start"];
 }

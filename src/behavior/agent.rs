@@ -25,6 +25,7 @@ use crate::scenario::guardrail::Stage;
 use crate::scenario::{AgentIdx, Durability, HandoffHistory, LlmIdx, Scenario};
 
 mod cancel;
+mod handoff;
 mod recovery;
 mod steps;
 mod suffer;
@@ -123,6 +124,9 @@ pub struct AgentBehavior {
     /// Tokens of the system message and the tool definitions, sent with every call.
     instruction_tokens: u32,
     conversations: BTreeMap<ConvId, Conversation>,
+    /// Conversations this agent handed off and watches until the receiver finishes them
+    /// (`handoff_timeout`).
+    handed: BTreeMap<ConvId, handoff::Handed>,
     /// The agent's own streams, one per conversation: scripted rules and retry jitter draw from
     /// them.
     family: StreamFamily,
@@ -196,6 +200,7 @@ impl AgentBehavior {
             retries: 0,
             texts: SharedTexts::default(),
             outstanding,
+            handed: BTreeMap::new(),
         }
     }
 
@@ -391,6 +396,7 @@ impl AgentBehavior {
         status: AnswerStatus,
         effects: &mut Vec<Effect>,
     ) {
+        self.finished(conv, state.origin, effects);
         let (to, payload) = self.answer_for(conv, state, text, status);
         effects.push(Effect::Send {
             to,
@@ -491,6 +497,7 @@ impl AgentBehavior {
         status: AnswerStatus,
         effects: &mut Vec<Effect>,
     ) {
+        self.finished(conv, state.origin, effects);
         if state.reply_to != ReplyTo::User {
             let (to, payload) = self.answer_for(conv, state, text, status);
             effects.push(Effect::Send {
@@ -541,7 +548,10 @@ impl AgentBehavior {
             _ => reply.call_seq,
         };
         let Some(mut state) = self.take_awaiting(conv, call_seq) else {
-            return;
+            return effects.push(Effect::Stale {
+                conv,
+                kind: "model_reply",
+            });
         };
         state.superseded = None;
         let primary = state.current_llm == self.scenario.agents[self.agent].llm && !state.on_fallback;
@@ -706,11 +716,22 @@ impl AgentBehavior {
                 self.open(conv, Arc::from(""), origin, reply_to, (history, 0), feedback, effects)
             }
             AgentMsg::Halt { conv } => {
-                self.conversations.remove(&conv);
+                if let Some(state) = self.conversations.remove(&conv) {
+                    self.finished(conv, state.origin, effects);
+                }
                 self.waiting.retain(|c| *c != conv);
             }
             AgentMsg::Resume { conv } => return self.resume(conv, effects),
             AgentMsg::Cancel { conv } => return self.on_cancel(conv, effects),
+            AgentMsg::HandoffTimeout { conv, to, attempt } => {
+                return self.on_handoff_timeout(conv, to, attempt, effects)
+            }
+            AgentMsg::HandoffDone { conv, from_agent } => {
+                if self.handed.get(&conv).is_none_or(|h| h.to != from_agent) {
+                    return false;
+                }
+                self.handed.remove(&conv);
+            }
             AgentMsg::GuardStop {
                 conv,
                 text,
@@ -803,6 +824,7 @@ impl AgentBehavior {
         let Some(state) = self.conversations.remove(&conv) else {
             return false;
         };
+        self.finished(conv, state.origin, effects);
         self.waiting.retain(|c| *c != conv);
         match escalate_to {
             Some(to) => {

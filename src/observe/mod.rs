@@ -210,6 +210,8 @@ pub struct Observer {
     pub compensations: recovery::Compensations,
     /// Conversations and calls cancelled, and the effects cancelled calls would have had.
     pub cancellations: recovery::Cancellations,
+    /// Answers agents dropped because nobody waited for them any more, by kind.
+    pub stale_answers: BTreeMap<&'static str, u64>,
     /// Per `[[human]]`: approval requests, decisions, timeouts and the queue.
     pub approvals: Vec<approval::ApprovalAccount>,
     approval_open: approval::OpenRequests,
@@ -1057,6 +1059,10 @@ impl Observe for Observer {
         {
             self.on_user_turn(*conv, history.len(), seq, now_us);
         }
+    }
+
+    fn on_stale(&mut self, _conv: ConvId, kind: &'static str) {
+        *self.stale_answers.entry(kind).or_default() += 1;
     }
 
     /// The user of `conv` left; whatever answer comes reaches nobody.

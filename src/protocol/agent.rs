@@ -71,6 +71,15 @@ pub enum AgentMsg {
         delegate: crate::scenario::AgentIdx,
         attempt: u32,
     },
+    /// Timer: the agent this one handed the conversation to has not finished it (attempt
+    /// `attempt`, from 1) within `handoff_timeout`.
+    HandoffTimeout {
+        conv: ConvId,
+        to: crate::scenario::AgentIdx,
+        attempt: u32,
+    },
+    /// The agent a conversation was handed to finished it (answered it, or handed it on).
+    HandoffDone { conv: ConvId, from_agent: AgentIdx },
     /// Timer: the agent's `deadline` for a conversation it took at `started_us` is over.
     DeadlineDue { conv: ConvId, started_us: u64 },
     /// The agent's circuit breaker refused a model call (open, no fallback).
@@ -142,6 +151,8 @@ impl AgentMsg {
             | AgentMsg::Halt { conv }
             | AgentMsg::Resume { conv }
             | AgentMsg::Cancel { conv }
+            | AgentMsg::HandoffTimeout { conv, .. }
+            | AgentMsg::HandoffDone { conv, .. }
             | AgentMsg::Revise { conv, .. }
             | AgentMsg::DeadlineDue { conv, .. } => *conv,
         }

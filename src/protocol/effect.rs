@@ -32,6 +32,10 @@ pub enum Effect {
         changes: Vec<super::WorldChange>,
         lost: bool,
     },
+    /// An answer came that nobody waits for any more — a model reply, tool result or
+    /// delegate's answer (`kind`) after a timeout, a retry, another attempt's answer, or the end
+    /// of the conversation here — and was dropped.
+    Stale { conv: u32, kind: &'static str },
     /// A checkpoint of the actor's state, handed to its next incarnation (`persist = true`).
     Persist(Checkpoint),
     /// Supervisors only: restart these children (actors or whole supervisor subtrees), in order.

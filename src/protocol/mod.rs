@@ -211,6 +211,14 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
         AgentMsg::Halt { conv } => write!(out, "halt conv={conv}"),
         AgentMsg::Resume { conv } => write!(out, "resume conv={conv}"),
         AgentMsg::Cancel { conv } => write!(out, "cancel conv={conv}"),
+        AgentMsg::HandoffTimeout { conv, to, attempt } => write!(
+            out,
+            "handoff_timeout conv={conv} to={} attempt={attempt}",
+            agent_name(*to)
+        ),
+        AgentMsg::HandoffDone { conv, from_agent } => {
+            write!(out, "handoff_done conv={conv} from={}", agent_name(*from_agent))
+        }
         AgentMsg::Revise { conv, feedback, .. } => {
             write!(out, "revise conv={conv} feedback={}", Quoted(clip(feedback)))
         }

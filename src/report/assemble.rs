@@ -139,6 +139,7 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             .iter()
             .any(|a| a.cancellation == crate::scenario::Cancellation::Cancel)
             .then(|| o.cancellations.clone()),
+        stale_answers: o.stale_answers.clone(),
         approvals: o.approvals.iter().map(super::ApprovalReport::from_account).collect(),
         amounts: super::world::amounts(&o.world),
         world: super::world::world_report(scenario, &o.world, &run.labels),

@@ -261,6 +261,10 @@ pub struct RunReport {
     /// calls cancelled, and the effects the cancelled calls would have had (not in `effects`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancellations: Option<crate::observe::recovery::Cancellations>,
+    /// Answers agents dropped because nobody waited for them any more (after a timeout, a
+    /// retry, another attempt's answer, or the end of the conversation at that agent), by kind:
+    /// `model_reply`, `tool_result`, `delegate_result`.
+    pub stale_answers: BTreeMap<&'static str, u64>,
     /// Per reviewer (`[[human]]`): approval requests, decisions, timeouts, the queue's length
     /// and the waits.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -328,6 +328,10 @@ pub struct RawAgent {
     pub delegation_timeout: Option<Spanned<String>>,
     /// Per delegation: after a timeout, send the task again this many times before giving up.
     pub delegation_retries: Option<Spanned<u32>>,
+    /// How long a conversation this agent hands off may go unfinished at the receiver before it
+    /// is handed off again (`handoff_retries` times) or fails.
+    pub handoff_timeout: Option<Spanned<String>>,
+    pub handoff_retries: Option<Spanned<u32>>,
     /// Circuit breaker on the agent's model calls.
     pub circuit_breaker: Option<Spanned<RawBreaker>>,
     /// Model to use when the primary fails for good or its breaker is open.

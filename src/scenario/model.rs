@@ -424,6 +424,10 @@ pub struct Agent {
     pub delegation_timeout_us: Option<u64>,
     /// Per delegation: how many times the task is sent again after a timeout.
     pub delegation_retries: u32,
+    /// A conversation handed off must be finished (answered, or handed on) by the receiver
+    /// within this; then it is handed off again, `handoff_retries` times, then it fails.
+    pub handoff_timeout_us: Option<u64>,
+    pub handoff_retries: u32,
     pub circuit_breaker: Option<BreakerPolicy>,
     /// Used when the primary model fails for good or its breaker is open.
     pub fallback: Option<LlmIdx>,

@@ -27,6 +27,7 @@ impl AgentBehavior {
         self.waiting.retain(|c| *c != conv);
         self.outstanding.remove(&conv);
         self.cancel_in_flight(conv, &state, effects);
+        self.finished(conv, state.origin, effects);
         true
     }
 

@@ -57,14 +57,15 @@ impl AgentBehavior {
             arguments: self.texts.no_arguments.clone(),
         }]));
         state.transcript.push(ChatMessage::tool(call_id, result));
-        let start = AgentMsg::Start {
-            conv,
-            text: self.texts.empty.clone(),
-            origin: Origin::Handoff(self.agent),
-            reply_to: state.reply_to,
-            history: state.transcript,
-            handoffs: state.handoffs + 1,
-        };
+        self.finished(conv, state.origin, effects);
+        if self.scenario.agents[self.agent].handoff_timeout_us.is_some() {
+            let start = self.handoff_start(conv, &state, state.transcript.clone());
+            self.watch_handoff(conv, to, state, effects);
+            self.hand_over(conv, to, start, effects);
+            return;
+        }
+        let history = std::mem::take(&mut state.transcript);
+        let start = self.handoff_start(conv, &state, history);
         self.hand_over(conv, to, start, effects);
     }
 
@@ -260,8 +261,12 @@ impl AgentBehavior {
     /// A tool result or a delegate's answer came back; once all of the step's are in, they join
     /// the transcript in call order and the next turn starts.
     pub(super) fn on_result(&mut self, conv: ConvId, result: StepResult, effects: &mut Vec<Effect>) {
+        let kind = match result {
+            StepResult::Tool { .. } => "tool_result",
+            StepResult::Delegate { .. } => "delegate_result",
+        };
         let Some(state) = self.conversations.get_mut(&conv) else {
-            return;
+            return effects.push(Effect::Stale { conv, kind });
         };
         match result {
             StepResult::Tool { call_id, output } => {
@@ -270,7 +275,8 @@ impl AgentBehavior {
                     .iter_mut()
                     .find(|p| p.call_id == Some(call_id) && p.output.is_none());
                 let Some(pending) = waiting else {
-                    return; // late, after a timeout: the model has moved on
+                    // Late, after a timeout (the model has moved on), or a second answer.
+                    return effects.push(Effect::Stale { conv, kind });
                 };
                 pending.output = Some(output.clone());
                 state.last_tool = pending.name.clone();
@@ -282,7 +288,7 @@ impl AgentBehavior {
                     .iter_mut()
                     .find(|p| p.delegate == Some(from) && p.output.is_none());
                 let Some(pending) = waiting else {
-                    return;
+                    return effects.push(Effect::Stale { conv, kind });
                 };
                 pending.output = Some(text.clone());
                 state.delegations += 1;

@@ -440,6 +440,7 @@ impl<O: Observe> Scheduler<O> {
                     );
                 }
                 Effect::World { conv, changes, lost } => self.change_world(from, conv, &changes, lost)?,
+                Effect::Stale { conv, kind } => self.observer.on_stale(conv, kind),
                 Effect::Restart { .. } | Effect::Escalate { .. } => {
                     return Err(RunError::Internal(format!(
                         "{} asked for a supervision effect outside a supervision turn",

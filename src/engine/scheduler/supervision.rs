@@ -98,9 +98,11 @@ impl<O: Observe> Scheduler<O> {
                         child = supervisor;
                     }
                     Effect::Persist(_) => {}
-                    Effect::Send { .. } | Effect::SideEffect { .. } | Effect::World { .. } | Effect::Verdict(_) => {
-                        return Err(RunError::Internal("a supervisor sent a message".to_owned()))
-                    }
+                    Effect::Send { .. }
+                    | Effect::SideEffect { .. }
+                    | Effect::World { .. }
+                    | Effect::Verdict(_)
+                    | Effect::Stale { .. } => return Err(RunError::Internal("a supervisor sent a message".to_owned())),
                 }
             }
         }

@@ -98,6 +98,17 @@ impl Validator<'_> {
                 }
                 (retries, _) => retries.as_ref().map_or(0, |r| *r.get_ref()),
             },
+            handoff_timeout_us: raw.handoff_timeout.as_ref().map(|t| self.duration(t)),
+            handoff_retries: match (&raw.handoff_retries, &raw.handoff_timeout) {
+                (Some(retries), None) => {
+                    self.error(
+                        retries.span(),
+                        "`handoff_retries` goes with `handoff_timeout`: a conversation is handed off again when it is not finished in time",
+                    );
+                    0
+                }
+                (retries, _) => retries.as_ref().map_or(0, |r| *r.get_ref()),
+            },
             circuit_breaker: raw.circuit_breaker.as_ref().map(|b| self.circuit_breaker(b.get_ref())),
             fallback: raw
                 .fallback

@@ -32,6 +32,55 @@ impl Validator<'_> {
         self.pinned_faults_that_cannot_fire(raw, scenario);
         self.resolution_nobody_can_give(raw, scenario);
         self.world_noops(raw, scenario);
+        self.recovery_noops(raw, scenario);
+    }
+
+    /// Recovery settings nothing sets off: a reviewer no tool asks, a handoff timeout on an
+    /// agent that hands nothing off, cancellation on an agent nothing cancels.
+    fn recovery_noops(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        for (index, human) in raw.human.iter().enumerate() {
+            if !scenario
+                .tools
+                .iter()
+                .any(|t| t.approval.as_ref().is_some_and(|a| a.human == index))
+            {
+                let name = &human.get_ref().name;
+                self.warn(
+                    name.span(),
+                    format!(
+                        "human \"{}\": expected a tool with `approval = {{ by = \"{}\" }}`, found none; this reviewer is never asked",
+                        name.get_ref(),
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
+        let abandons = scenario.faults.iter().any(|f| f.kind == FaultKind::UserAbandon);
+        for (agent, raw_agent) in scenario.agents.iter().zip(&raw.agent) {
+            let raw_agent = raw_agent.get_ref();
+            if let (Some(timeout), true) = (&raw_agent.handoff_timeout, agent.handoffs.is_empty()) {
+                self.warn(
+                    timeout.span(),
+                    format!(
+                        "agent \"{}\": expected `handoffs` with `handoff_timeout`, found none; it hands nothing off, so the timeout never fires",
+                        agent.name
+                    ),
+                );
+            }
+            let cancels = agent.cancellation == Cancellation::Cancel;
+            if let (Some(cancellation), true) = (
+                &raw_agent.cancellation,
+                cancels && agent.deadline_us.is_none() && !abandons,
+            ) {
+                self.warn(
+                    cancellation.span(),
+                    format!(
+                        "agent \"{}\": expected a `deadline` or a `user.abandon` fault with `cancellation = \"cancel\"`, found neither; nothing cancels its conversations",
+                        agent.name
+                    ),
+                );
+            }
+        }
     }
 
     /// `eventually = { resolved = true }` where no traffic names a `[[user]]`: only a user who

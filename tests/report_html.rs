@@ -573,3 +573,29 @@ fn without_impact_the_cascade_gives_a_command_that_runs_with_it() {
         "the first screen names the fault"
     );
 }
+
+#[test]
+fn the_recovery_section_shows_each_reviewers_requests_as_report_json_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    run_out("scenarios/travel-desk-approvals.toml", &out, &["--seed", "3"]);
+    let html = read_text(&out.join("report.html"));
+    let report: serde_json::Value = serde_json::from_str(&read_text(&out.join("report.json"))).unwrap();
+    let reviewer = &report["approvals"][0];
+    let section = &html[html.find("<section id=\"recovery\">").expect("a recovery section")..];
+    let row = format!(
+        "<tr><td>payments-reviewer</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+        reviewer["requests"], reviewer["approved"], reviewer["rejected"], reviewer["timed_out"]
+    );
+    assert!(section.contains(&row), "expected {row} in the recovery section");
+    // The trace agrees: one review request per request counted.
+    let reviews = records(&std::fs::read(out.join("trace.jsonl")).unwrap())
+        .iter()
+        .filter(|r| r["to"] == "human:payments-reviewer" && field(r, "msg").starts_with("review "))
+        .count() as u64;
+    assert_eq!(Some(reviews), reviewer["requests"].as_u64());
+    assert!(
+        html.contains(">payments-reviewer<"),
+        "the reviewer has a lane on the timeline"
+    );
+}

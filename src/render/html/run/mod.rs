@@ -11,6 +11,7 @@
 
 mod cascade;
 mod charts;
+mod recovery;
 mod timeline;
 mod world;
 
@@ -92,6 +93,7 @@ pub fn render_run(records: &[Record], report: &Value) -> String {
     view.summary(&mut body);
     view.invariants(&mut body);
     view.world(&mut body);
+    view.recovery(&mut body);
     view.cascade(&mut body);
     view.timeline(&mut body);
     view.charts(&mut body);

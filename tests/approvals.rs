@@ -87,22 +87,26 @@ fn an_approval_that_times_out_fails_the_call_at_exactly_the_timeout_and_moves_no
     // The review takes 2 min; the request times out after 1 min.
     let (report, records) = run_binary(&approval_scenario(40, "latency = \"2m\"\ntimeout = \"1m\"", &["0s"]));
     assert_eq!(
-        deliveries(&records, "human:reviewer", "review conv=0 call=0 tool=pay"),
+        deliveries(&records, "human:reviewer", "review conv=0 call=0 agent=desk tool=pay"),
         [1_000_000]
     );
     assert_eq!(
-        deliveries(&records, "tool:pay", "approval_timeout conv=0 call=0"),
+        deliveries(&records, "tool:pay", "approval_timeout conv=0 call=0 agent=desk"),
         [61_000_000]
     );
     assert_eq!(
-        deliveries(&records, "human:reviewer", "withdraw conv=0 call=0"),
+        deliveries(&records, "human:reviewer", "withdraw conv=0 call=0 agent=desk"),
         [61_000_000]
     );
     let timed_out = "tool_result conv=0 call=0 tool=pay output=\"error: 408 approval timed out: reviewer did not decide within 1m00s\"";
     assert_eq!(deliveries(&records, "agent:desk", timed_out), [61_000_000]);
     // The decision still comes, when the review is done, and changes nothing.
     assert_eq!(
-        deliveries(&records, "tool:pay", "reviewed conv=0 call=0 decision=approved"),
+        deliveries(
+            &records,
+            "tool:pay",
+            "reviewed conv=0 call=0 agent=desk decision=approved"
+        ),
         [121_000_000]
     );
     assert!(report["effects"].get("charged").is_none());
@@ -143,7 +147,11 @@ fn a_reviewer_takes_requests_in_turn_and_the_second_waits_in_the_queue() {
         .collect();
     assert_eq!(taken, [1_000_000, 121_000_000, 241_000_000]);
     assert_eq!(
-        deliveries(&records, "human:reviewer", "take conv=1 call=0 waited_us=110000000"),
+        deliveries(
+            &records,
+            "human:reviewer",
+            "take conv=1 call=0 agent=desk waited_us=110000000"
+        ),
         [121_000_000]
     );
     // An approved call runs then: the payment answers 500 ms after the approval.

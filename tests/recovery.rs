@@ -433,3 +433,45 @@ on_message = 1
     let (report, _) = run_binary(&text.replace("cancellation = \"cancel\"\n", ""));
     assert_eq!(report["effects"]["charged"], 1);
 }
+
+#[test]
+fn a_payment_made_after_its_user_left_is_refunded_as_soon_as_it_is_made() {
+    // The user leaves with the opening message; the agent (letting calls finish) still pays at
+    // 1 s and answers. The saga has already ended badly, so the step is undone at once.
+    let abandon = r#"
+[[fault]]
+kind = "user.abandon"
+target = "agent:desk"
+on_message = 1
+"#;
+    let text = pay_then_fail(r#"compensate = "refund""#, abandon).replace(
+        "max_turns = 1\nbehavior = [{ otherwise = { tool_call = \"pay\", args = { account = \"acct-1\", amount_usd = 40 } } }]",
+        "max_turns = 2\nbehavior = [{ when = \"turn == 1\", then = { tool_call = \"pay\", args = { account = \"acct-1\", amount_usd = 40 } } }, { otherwise = { answer = \"paid\" } }]",
+    );
+    let (report, records) = run_binary(&text);
+    assert_eq!(deliveries(&records, "user", "end conv=0 ending=abandoned"), [0]);
+    assert_eq!(
+        deliveries(&records, "tool:refund", "compensate conv=0 call=0 of=pay"),
+        [1_000_000]
+    );
+    assert_eq!(report["fates"]["abandoned"], 1);
+    assert_eq!(final_balance(&report), 100.0);
+    assert!(passed(&report, "no charge left without an answer"));
+}
+
+#[test]
+fn a_call_given_up_at_its_tool_timeout_is_cancelled_then_and_never_takes_effect() {
+    // tool_timeout 500 ms: the agent gives up on the 3 s payment at 1.5 s and cancels it; at
+    // 4 s, when it would have taken effect, it does not.
+    let text = deadline_during_a_payment("cancel")
+        .replace("deadline = \"2s\"\n", "deadline = \"2s\"\ntool_timeout = \"500ms\"\n");
+    let (report, records) = run_binary(&text);
+    assert_eq!(
+        deliveries(&records, "tool:pay", "cancel conv=0 call=0 agent=desk"),
+        [1_500_000]
+    );
+    assert_eq!(deliveries(&records, "tool:pay", "commit conv=0 call=0"), [4_000_000]);
+    assert_eq!(final_balance(&report), 100.0);
+    assert_eq!(report["cancellations"]["calls"], 1);
+    assert_eq!(report["cancellations"]["conversations"], 1);
+}

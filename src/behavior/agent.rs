@@ -124,6 +124,9 @@ pub struct AgentBehavior {
     /// Tokens of the system message and the tool definitions, sent with every call.
     instruction_tokens: u32,
     conversations: BTreeMap<ConvId, Conversation>,
+    /// Conversations handed to this agent by one that watches its handoffs, which it finished:
+    /// the handoff count they came with, so a handoff made again is recognised.
+    finished_handoffs: BTreeMap<ConvId, u32>,
     /// Conversations this agent handed off and watches until the receiver finishes them
     /// (`handoff_timeout`).
     handed: BTreeMap<ConvId, handoff::Handed>,
@@ -201,6 +204,7 @@ impl AgentBehavior {
             texts: SharedTexts::default(),
             outstanding,
             handed: BTreeMap::new(),
+            finished_handoffs: BTreeMap::new(),
         }
     }
 
@@ -389,14 +393,14 @@ impl AgentBehavior {
 
     /// An answer a guardrail decided on: it goes straight to whoever waits for it.
     fn answer_past_guardrails(
-        &self,
+        &mut self,
         conv: ConvId,
         state: &Conversation,
         text: Arc<str>,
         status: AnswerStatus,
         effects: &mut Vec<Effect>,
     ) {
-        self.finished(conv, state.origin, effects);
+        self.finished(conv, (state.origin, state.handoffs), effects);
         let (to, payload) = self.answer_for(conv, state, text, status);
         effects.push(Effect::Send {
             to,
@@ -490,14 +494,14 @@ impl AgentBehavior {
     /// An answer the model did not write (an error, a limit) joins the transcript too, so that the
     /// output guardrails see what the user will.
     fn answer(
-        &self,
+        &mut self,
         conv: ConvId,
         state: &mut Conversation,
         text: Arc<str>,
         status: AnswerStatus,
         effects: &mut Vec<Effect>,
     ) {
-        self.finished(conv, state.origin, effects);
+        self.finished(conv, (state.origin, state.handoffs), effects);
         if state.reply_to != ReplyTo::User {
             let (to, payload) = self.answer_for(conv, state, text, status);
             effects.push(Effect::Send {
@@ -695,15 +699,22 @@ impl AgentBehavior {
                 reply_to,
                 history,
                 handoffs,
-            } => self.open(
-                conv,
-                text,
-                origin,
-                reply_to,
-                (history, handoffs),
-                Arc::from(""),
-                effects,
-            ),
+            } => {
+                if let Origin::Handoff(from) = origin {
+                    if self.handoff_again(conv, from, handoffs, effects) {
+                        return false;
+                    }
+                }
+                self.open(
+                    conv,
+                    text,
+                    origin,
+                    reply_to,
+                    (history, handoffs),
+                    Arc::from(""),
+                    effects,
+                )
+            }
             AgentMsg::Revise {
                 conv,
                 origin,
@@ -717,7 +728,7 @@ impl AgentBehavior {
             }
             AgentMsg::Halt { conv } => {
                 if let Some(state) = self.conversations.remove(&conv) {
-                    self.finished(conv, state.origin, effects);
+                    self.finished(conv, (state.origin, state.handoffs), effects);
                 }
                 self.waiting.retain(|c| *c != conv);
             }
@@ -805,6 +816,10 @@ impl AgentBehavior {
                     return false;
                 };
                 let output = Arc::from(format!("error: tool {} timed out", pending.name));
+                if self.cancels() {
+                    // Given up on: it must not take effect later either.
+                    self.cancel_call(conv, &pending.name.clone(), call_id, effects);
+                }
                 self.on_result(conv, StepResult::Tool { call_id, output }, effects);
             }
         }
@@ -824,7 +839,7 @@ impl AgentBehavior {
         let Some(state) = self.conversations.remove(&conv) else {
             return false;
         };
-        self.finished(conv, state.origin, effects);
+        self.finished(conv, (state.origin, state.handoffs), effects);
         self.waiting.retain(|c| *c != conv);
         match escalate_to {
             Some(to) => {

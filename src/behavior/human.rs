@@ -8,14 +8,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::kernel::{Behavior, HandlerError, RngStream, StreamFamily};
-use crate::protocol::{ConvId, Directory, Effect, HumanMsg, Injection, Payload, ToolMsg, TurnContext};
+use crate::protocol::{CallKey, ConvId, Directory, Effect, HumanMsg, Injection, Payload, ToolMsg, TurnContext};
 use crate::scenario::{HumanIdx, Scenario, ToolIdx};
 
 /// A request in the queue, with what its review will be.
 struct Request {
-    conv: ConvId,
+    key: CallKey,
     tool: ToolIdx,
-    call_id: u32,
     arrived_us: u64,
     review_us: u64,
     approved: bool,
@@ -60,14 +59,13 @@ impl HumanBehavior {
                 return;
             };
             self.reviewing += 1;
-            let (conv, tool, call_id) = (request.conv, request.tool, request.call_id);
+            let (key, tool) = (request.key, request.tool);
             effects.push(Effect::Send {
                 to: me,
                 delay_us: 0,
                 payload: Payload::Human(HumanMsg::Take {
-                    conv,
+                    key,
                     tool,
-                    call_id,
                     waited_us: now_us.saturating_sub(request.arrived_us),
                 }),
             });
@@ -75,9 +73,8 @@ impl HumanBehavior {
                 to: me,
                 delay_us: request.review_us,
                 payload: Payload::Human(HumanMsg::Decided {
-                    conv,
+                    key,
                     tool,
-                    call_id,
                     approved: request.approved,
                 }),
             });
@@ -92,23 +89,20 @@ impl Behavior for HumanBehavior {
 
     fn handle(&mut self, context: &TurnContext, msg: HumanMsg, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
         match msg {
-            HumanMsg::Review {
-                conv, tool, call_id, ..
-            } => {
+            HumanMsg::Review { key, tool, .. } => {
                 let spec = &self.scenario.humans[self.human];
                 let family = &self.family;
                 let stream = self
                     .streams
-                    .entry(conv)
-                    .or_insert_with(|| family.member(self.scenario.conversation_key(conv)));
+                    .entry(key.conv)
+                    .or_insert_with(|| family.member(self.scenario.conversation_key(key.conv)));
                 let missed = spec.miss.draw(stream);
                 let review_us = spec.latency.sample_us(stream);
                 let approved = spec.approve.draw(stream);
                 if !missed {
                     self.queue.push_back(Request {
-                        conv,
+                        key,
                         tool,
-                        call_id,
                         arrived_us: context.now_us,
                         review_us,
                         approved,
@@ -116,27 +110,17 @@ impl Behavior for HumanBehavior {
                 }
             }
             HumanMsg::Take { .. } => {}
-            HumanMsg::Decided {
-                conv,
-                tool,
-                call_id,
-                approved,
-            } => {
+            HumanMsg::Decided { key, tool, approved } => {
                 self.reviewing = self.reviewing.saturating_sub(1);
                 effects.push(Effect::Send {
                     to: self.directory.tool(tool),
                     delay_us: 0,
-                    payload: Payload::Tool(ToolMsg::Reviewed {
-                        conv,
-                        call_id,
-                        approved,
-                    }),
+                    payload: Payload::Tool(ToolMsg::Reviewed { key, approved }),
                 });
             }
             // A request under review is finished anyway; its decision comes too late.
-            HumanMsg::Withdraw { conv, tool, call_id } => {
-                self.queue
-                    .retain(|r| (r.conv, r.tool, r.call_id) != (conv, tool, call_id));
+            HumanMsg::Withdraw { key, tool } => {
+                self.queue.retain(|r| (r.key, r.tool) != (key, tool));
             }
         }
         self.take_up(context.now_us, context.me, effects);

@@ -14,8 +14,8 @@ use super::tool_world::{self, CallView, Decision};
 use crate::catalogue::faults::FaultKind;
 use crate::kernel::{Behavior, HandlerError, RngStream, StreamFamily};
 use crate::protocol::{
-    AgentMsg, ConvId, Directory, Effect, Injection, Payload, Queued, SharedWorld, ToolArgs, ToolCall, ToolCaller,
-    ToolMsg, TurnContext, UserMsg,
+    AgentMsg, CallKey, ConvId, Directory, Effect, Injection, Payload, Queued, SharedWorld, ToolArgs, ToolCall,
+    ToolCaller, ToolMsg, TurnContext, UserMsg,
 };
 use crate::scenario::expr::operand_value;
 use crate::scenario::guardrail::Stage;
@@ -41,11 +41,22 @@ pub struct ToolBehavior {
     slots_free_at_us: Vec<u64>,
     /// `rate_limit`: the API's token bucket.
     bucket: Option<TokenBucket>,
-    /// Calls waiting to take effect that their agent cancelled (`cancellation = "cancel"`).
-    cancelled: std::collections::BTreeSet<(ConvId, u32)>,
+    /// Runs of an agent's call still to come (`Run` after a wait, `Commit` after the latency),
+    /// and how many of them its agent cancelled (`cancellation = "cancel"`): those take no
+    /// effect.
+    in_flight: std::collections::BTreeMap<CallKey, u32>,
+    cancelled: std::collections::BTreeMap<CallKey, u32>,
     /// Calls waiting for a reviewer's decision (`approval`), with the fault their delivery
     /// carried.
-    awaiting_approval: std::collections::BTreeMap<(ConvId, u32), (ToolCaller, ToolCall, Option<Injection>)>,
+    awaiting_approval: std::collections::BTreeMap<CallKey, (ToolCaller, ToolCall, Option<Injection>)>,
+}
+
+/// The key of an agent's call (compensations are neither cancelled nor approved).
+fn key_of(conv: ConvId, caller: ToolCaller, call_id: u32) -> Option<CallKey> {
+    match caller {
+        ToolCaller::Agent(agent) => Some(CallKey { conv, agent, call_id }),
+        ToolCaller::Compensation { .. } => None,
+    }
 }
 
 /// When and where a call arrived, and the fault its delivery carried.
@@ -91,6 +102,7 @@ impl ToolBehavior {
             streams: Default::default(),
             executed: Default::default(),
             world,
+            in_flight: Default::default(),
             cancelled: Default::default(),
             awaiting_approval: Default::default(),
         }
@@ -140,6 +152,7 @@ impl ToolBehavior {
             matches!(queued.caller, ToolCaller::Agent(a) if scenario.agents[a].cancellation == Cancellation::Cancel);
         match injected_latency(&scenario, queued.latency_us, queued.injection) {
             Some(delay_us) if cancels && delay_us > 0 => {
+                self.expect_run(&queued);
                 effects.push(Effect::Send {
                     to: self.directory.tool(self.tool),
                     delay_us,
@@ -159,6 +172,49 @@ impl ToolBehavior {
                 self.run(conv, caller, call, (injection, latency_us), None, effects)
             }
         }
+    }
+
+    /// A run of this call is scheduled (after a wait, or at the end of its latency).
+    fn expect_run(&mut self, queued: &Queued) {
+        if let Some(key) = key_of(queued.conv, queued.caller, queued.call.id) {
+            *self.in_flight.entry(key).or_default() += 1;
+        }
+    }
+
+    /// A scheduled run of this call is here: whether it was cancelled (then it counts as one
+    /// cancelled call).
+    fn arrived(&mut self, queued: &Queued, effects: &mut Vec<Effect>) -> bool {
+        let Some(key) = key_of(queued.conv, queued.caller, queued.call.id) else {
+            return false;
+        };
+        if let Some(runs) = self.in_flight.get_mut(&key) {
+            *runs -= 1;
+            if *runs == 0 {
+                self.in_flight.remove(&key);
+            }
+        }
+        let Some(cancelled) = self.cancelled.get_mut(&key) else {
+            return false;
+        };
+        *cancelled -= 1;
+        if *cancelled == 0 {
+            self.cancelled.remove(&key);
+        }
+        effects.push(Effect::CallCancelled { conv: key.conv });
+        true
+    }
+
+    /// A queued call cancelled before its turn: it takes no effect, and nobody hears.
+    fn run_cancelled(&mut self, queued: Queued, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
+        let Queued {
+            conv,
+            caller,
+            call,
+            injection,
+            latency_us,
+            ..
+        } = queued;
+        self.run(conv, caller, call, (injection, latency_us), Some(true), effects)
     }
 
     /// Runs a call: the world by the tool's rules, the faults, the effect and the answer.
@@ -296,7 +352,12 @@ impl ToolBehavior {
             }
         }
         let cancelled = committed == Some(true);
-        if spec.idempotent && effect_times > 0 && !cancelled && !self.executed.insert((conv, call.args_text())) {
+        // A compensation undoes one step: its own key, so undoing two equal steps refunds twice.
+        let idempotency_key = match caller {
+            ToolCaller::Agent(_) => call.args_text(),
+            ToolCaller::Compensation { of, step } => format!("undo {of}#{step}: {}", call.args_text()),
+        };
+        if spec.idempotent && effect_times > 0 && !cancelled && !self.executed.insert((conv, idempotency_key)) {
             // The same call again: an idempotent operation (or idempotency key) does nothing new.
             effect_times = 0;
             changes.clear();
@@ -368,7 +429,7 @@ impl ToolBehavior {
         let Some(delay_us) = delay_us else { return };
         let agent = match caller {
             ToolCaller::Agent(agent) => agent,
-            ToolCaller::Compensation { of } => {
+            ToolCaller::Compensation { of, .. } => {
                 let payload = Payload::User(UserMsg::Compensated {
                     conv,
                     tool: self.tool,
@@ -430,17 +491,19 @@ impl ToolBehavior {
             },
         };
         if start_us > at.now_us {
+            let queued = Queued {
+                conv,
+                caller,
+                call,
+                injection: at.injection,
+                latency_us,
+                queued_at_us: at.now_us,
+            };
+            self.expect_run(&queued);
             effects.push(Effect::Send {
                 to: at.me,
                 delay_us: start_us - at.now_us,
-                payload: Payload::Tool(ToolMsg::Run(Box::new(Queued {
-                    conv,
-                    caller,
-                    call,
-                    injection: at.injection,
-                    latency_us,
-                    queued_at_us: at.now_us,
-                }))),
+                payload: Payload::Tool(ToolMsg::Run(Box::new(queued))),
             });
             return Ok(());
         }
@@ -480,26 +543,37 @@ impl Behavior for ToolBehavior {
             ToolMsg::Invoke { conv, agent, call } => {
                 let caller = ToolCaller::Agent(agent);
                 if self.needs_approval(conv, &call)? {
-                    self.ask_approval(context, conv, caller, call, effects);
+                    self.ask_approval(
+                        context,
+                        CallKey {
+                            conv,
+                            agent,
+                            call_id: call.id,
+                        },
+                        call,
+                        effects,
+                    );
                     return Ok(());
                 }
                 self.start(Arrival::of(context), conv, caller, call, effects)
             }
-            ToolMsg::Compensate { conv, of, call } => self.start(
+            ToolMsg::Compensate { conv, of, call, step } => self.start(
                 Arrival::of(context),
                 conv,
-                ToolCaller::Compensation { of },
+                ToolCaller::Compensation { of, step },
                 call,
                 effects,
             ),
-            ToolMsg::Reviewed {
-                conv,
-                call_id,
-                approved,
-            } => self.on_reviewed(context, conv, call_id, approved, effects),
-            ToolMsg::ApprovalTimeout { conv, call_id } => self.on_approval_timeout(context, conv, call_id, effects),
-            ToolMsg::Run(queued) => self.run_or_defer(*queued, effects),
+            ToolMsg::Reviewed { key, approved } => self.on_reviewed(context, key, approved, effects),
+            ToolMsg::ApprovalTimeout(key) => self.on_approval_timeout(context, key, effects),
+            ToolMsg::Run(queued) => {
+                if self.arrived(&queued, effects) {
+                    return self.run_cancelled(*queued, effects);
+                }
+                self.run_or_defer(*queued, effects)
+            }
             ToolMsg::Commit(queued) => {
+                let cancelled = self.arrived(&queued, effects);
                 let Queued {
                     conv,
                     caller,
@@ -508,14 +582,15 @@ impl Behavior for ToolBehavior {
                     latency_us,
                     ..
                 } = *queued;
-                let cancelled = self.cancelled.remove(&(conv, call.id));
                 self.run(conv, caller, call, (injection, latency_us), Some(cancelled), effects)
             }
-            ToolMsg::Cancel { conv, call_id } => {
+            ToolMsg::Cancel(key) => {
                 // A call still waiting for its approval is withdrawn; one under way is stopped
-                // before it takes effect.
-                if !self.withdraw(conv, call_id, effects) {
-                    self.cancelled.insert((conv, call_id));
+                // before it takes effect; one already done stays done.
+                if !self.withdraw(key, effects) {
+                    if let Some(&runs) = self.in_flight.get(&key) {
+                        self.cancelled.insert(key, runs);
+                    }
                 }
                 Ok(())
             }

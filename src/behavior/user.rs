@@ -47,11 +47,26 @@ pub struct UserBehavior {
     streams: Vec<RngStream>,
     families: Vec<StreamFamily>,
     dialogues: BTreeMap<ConvId, Dialogue>,
-    sagas: BTreeMap<ConvId, Vec<(ToolIdx, ToolCall)>>,
+    sagas: BTreeMap<ConvId, Saga>,
+    /// Whether any tool names a compensation (else no saga is kept).
+    has_sagas: bool,
+}
+
+/// One conversation's saga: the steps to undo should it end badly, and how it ended.
+#[derive(Default)]
+struct Saga {
+    /// Logged steps not undone or settled: (step number, tool, call), in order.
+    steps: Vec<(u32, ToolIdx, ToolCall)>,
+    /// Steps logged so far: the next one's number.
+    logged: u32,
+    /// `Some(true)`: it ended well, so later steps stand; `Some(false)`: badly, so later steps
+    /// are undone at once.
+    ended_well: Option<bool>,
 }
 
 impl UserBehavior {
     pub fn new(scenario: Arc<Scenario>, directory: Directory, seed: u64) -> UserBehavior {
+        let scenario_has_sagas = scenario.tools.iter().any(|t| t.compensation.is_some());
         let streams = scenario
             .traffic_names()
             .iter()
@@ -69,11 +84,13 @@ impl UserBehavior {
             families,
             dialogues: BTreeMap::new(),
             sagas: BTreeMap::new(),
+            has_sagas: scenario_has_sagas,
         }
     }
 
     /// A successful call to a tool with a compensation: logged, with a timer if the tool gives
-    /// an unfinished conversation a time limit.
+    /// an unfinished conversation a time limit. A step that comes after the conversation ended
+    /// badly is undone at once; after it ended well, it stands.
     fn log_step(
         &mut self,
         context: &TurnContext,
@@ -82,6 +99,14 @@ impl UserBehavior {
         call: ToolCall,
         effects: &mut Vec<Effect>,
     ) {
+        let saga = self.sagas.entry(conv).or_default();
+        let step = saga.logged;
+        saga.logged += 1;
+        match saga.ended_well {
+            Some(false) => return self.undo(conv, (tool, call), step, effects),
+            Some(true) => return,
+            None => saga.steps.push((step, tool, call)),
+        }
         if let Some(after_us) = self.scenario.tools[tool].compensation.and_then(|c| c.after_us) {
             effects.push(Effect::Send {
                 to: context.me,
@@ -89,25 +114,44 @@ impl UserBehavior {
                 payload: Payload::User(UserMsg::CompensationDue { conv }),
             });
         }
-        self.sagas.entry(conv).or_default().push((tool, call));
     }
 
     /// The conversation ended badly: every logged step is undone, the latest first, each by its
     /// tool's compensating tool with the step's arguments.
     fn compensate(&mut self, conv: ConvId, effects: &mut Vec<Effect>) {
-        let Some(steps) = self.sagas.remove(&conv) else {
+        if !self.has_sagas {
+            return;
+        }
+        let saga = self.sagas.entry(conv).or_default();
+        if saga.ended_well.is_none() {
+            saga.ended_well = Some(false);
+        }
+        let steps = std::mem::take(&mut saga.steps);
+        for (step, tool, call) in steps.into_iter().rev() {
+            self.undo(conv, (tool, call), step, effects);
+        }
+    }
+
+    /// The conversation ended well (unless it had already ended badly): its saga is done.
+    fn settle(&mut self, conv: ConvId) {
+        if !self.has_sagas {
+            return;
+        }
+        let saga = self.sagas.entry(conv).or_default();
+        saga.ended_well.get_or_insert(true);
+        saga.steps.clear();
+    }
+
+    /// Asks the compensating tool to undo step number `step` of `conv`'s saga.
+    fn undo(&self, conv: ConvId, (of, call): (ToolIdx, ToolCall), step: u32, effects: &mut Vec<Effect>) {
+        let Some(compensation) = self.scenario.tools[of].compensation else {
             return;
         };
-        for (of, call) in steps.into_iter().rev() {
-            let Some(compensation) = self.scenario.tools[of].compensation else {
-                continue;
-            };
-            effects.push(Effect::Send {
-                to: self.directory.tool(compensation.tool),
-                delay_us: 0,
-                payload: Payload::Tool(ToolMsg::Compensate { conv, of, call }),
-            });
-        }
+        effects.push(Effect::Send {
+            to: self.directory.tool(compensation.tool),
+            delay_us: 0,
+            payload: Payload::Tool(ToolMsg::Compensate { conv, of, call, step }),
+        });
     }
 
     /// Opens conversation `index` of traffic source `traffic` with one of `to`, taking turns.
@@ -189,12 +233,10 @@ impl UserBehavior {
         }
         let Some(mut dialogue) = self.dialogues.remove(&conv) else {
             // Without a user who talks back, the answer ends the conversation: its saga is done.
-            self.sagas.remove(&conv);
-            return;
+            return self.settle(conv);
         };
         if status != AnswerStatus::Answered {
-            self.sagas.remove(&conv);
-            return;
+            return self.settle(conv);
         }
         dialogue.agent = from;
         dialogue.transcript = history;
@@ -227,8 +269,7 @@ impl UserBehavior {
         };
         // Nothing more to say: the conversation ends with this answer.
         let Some(act) = act else {
-            self.sagas.remove(&conv);
-            return;
+            return self.settle(conv);
         };
         let text: Arc<str> = match act {
             UserAct::GiveUp => return end(conv, &dialogue, UserEnding::Abandoned, effects),
@@ -450,7 +491,7 @@ impl Behavior for UserBehavior {
             UserMsg::End { conv, ending, .. } => {
                 self.dialogues.remove(&conv);
                 match ending {
-                    UserEnding::Resolved => drop(self.sagas.remove(&conv)),
+                    UserEnding::Resolved => self.settle(conv),
                     UserEnding::Abandoned | UserEnding::MaxUserTurns => self.compensate(conv, effects),
                 }
             }

@@ -37,6 +37,8 @@ pub trait Observe {
     /// The network lost this message (a drop or a partition).
     fn on_lost(&mut self, seq: u64, now_us: u64, envelope: &Envelope);
 
+    /// A tool stopped a cancelled call of `conv` before it took effect.
+    fn on_call_cancelled(&mut self, conv: ConvId);
     /// An agent dropped an answer nobody waits for any more (a `kind` of answer).
     fn on_stale(&mut self, conv: ConvId, kind: &'static str);
     /// The user of `conv` left (`user.abandon`).

@@ -59,26 +59,15 @@ impl Watchdog {
 
     /// A delivery to `to`: a tool result, or the agent's own tool timeout, ends that call's wait;
     /// so does its cancellation reaching the tool (nobody waits for a cancelled call).
-    pub fn on_deliver(&mut self, to: ActorIdx, payload: &Payload) {
-        let (conv, call_id) = match payload {
+    pub fn on_deliver(&mut self, from: ActorIdx, to: ActorIdx, payload: &Payload) {
+        let (agent, conv, call_id) = match payload {
             Payload::Agent(AgentMsg::ToolResult { conv, call_id, .. })
-            | Payload::Agent(AgentMsg::ToolTimeout { conv, call_id }) => (*conv, *call_id),
-            Payload::Tool(crate::protocol::ToolMsg::Cancel { conv, call_id }) => {
-                let waiting = self
-                    .pending
-                    .iter()
-                    .find(|((_, c, id), (_, tool))| (*c, *id, *tool) == (*conv, *call_id, to))
-                    .map(|(key, (deadline_us, _))| (*key, *deadline_us));
-                if let Some((key, deadline_us)) = waiting {
-                    self.pending.remove(&key);
-                    self.deadlines.remove(&(deadline_us, key));
-                }
-                return;
-            }
+            | Payload::Agent(AgentMsg::ToolTimeout { conv, call_id }) => (to, *conv, *call_id),
+            Payload::Tool(crate::protocol::ToolMsg::Cancel(key)) => (from, key.conv, key.call_id),
             _ => return,
         };
-        if let Some((deadline_us, _)) = self.pending.remove(&(to, conv, call_id)) {
-            self.deadlines.remove(&(deadline_us, (to, conv, call_id)));
+        if let Some((deadline_us, _)) = self.pending.remove(&(agent, conv, call_id)) {
+            self.deadlines.remove(&(deadline_us, (agent, conv, call_id)));
         }
     }
 
@@ -204,10 +193,12 @@ mod tests {
         dog.on_tool_call(0, ActorIdx(3), ActorIdx(5), 0, 2);
         dog.on_deliver(
             ActorIdx(3),
+            ActorIdx(3),
             &Payload::Agent(AgentMsg::ToolTimeout { conv: 0, call_id: 1 }),
         );
         assert_eq!(dog.overdue(None).map(|o| o.call_id), Some(2));
         dog.on_deliver(
+            ActorIdx(5),
             ActorIdx(3),
             &Payload::Agent(AgentMsg::ToolResult {
                 conv: 0,
@@ -217,6 +208,25 @@ mod tests {
             }),
         );
         assert_eq!(dog.overdue(None), None);
+    }
+
+    #[test]
+    fn a_cancelled_call_is_waited_for_no_more() {
+        let mut dog = Watchdog::new(limits());
+        dog.on_tool_call(0, ActorIdx(3), ActorIdx(5), 0, 1);
+        dog.on_tool_call(0, ActorIdx(4), ActorIdx(5), 0, 1);
+        let key = crate::protocol::CallKey {
+            conv: 0,
+            agent: 0,
+            call_id: 1,
+        };
+        dog.on_deliver(
+            ActorIdx(3),
+            ActorIdx(5),
+            &Payload::Tool(crate::protocol::ToolMsg::Cancel(key)),
+        );
+        // Only the cancelling agent's call: the other agent's call of the same number still waits.
+        assert_eq!(dog.overdue(None).map(|o| o.agent), Some(ActorIdx(4)));
     }
 
     #[test]

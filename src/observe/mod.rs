@@ -210,6 +210,8 @@ pub struct Observer {
     pub compensations: recovery::Compensations,
     /// Conversations and calls cancelled, and the effects cancelled calls would have had.
     pub cancellations: recovery::Cancellations,
+    /// Conversations an agent that cancels was told to cancel, or had a call stopped.
+    pub cancelled_conversations: BTreeSet<ConvId>,
     /// Answers agents dropped because nobody waited for them any more, by kind.
     pub stale_answers: BTreeMap<&'static str, u64>,
     /// Per `[[human]]`: approval requests, decisions, timeouts and the queue.
@@ -318,10 +320,7 @@ impl Observer {
             approvals: scenario
                 .humans
                 .iter()
-                .map(|h| approval::ApprovalAccount {
-                    name: h.name.clone(),
-                    ..Default::default()
-                })
+                .map(|h| approval::ApprovalAccount::named(&h.name))
                 .collect(),
             tool_reviewers: scenario
                 .tools
@@ -709,6 +708,7 @@ impl Observer {
             self.check_goals(scenario, conv, seq, at_us);
         }
         self.check_stranded(scenario);
+        self.close_queues(at_us);
         for (index, invariant) in scenario.invariants.iter().enumerate() {
             if let Check::EventuallyEffect { effect, within_us } = &invariant.check {
                 let missing: Vec<(usize, u64, u64, String)> = self
@@ -963,7 +963,10 @@ impl Observe for Observer {
                 if *ending == UserEnding::Abandoned {
                     account.abandoned = true;
                 }
-                self.check_goals(scenario, *conv, seq, now_us);
+                // Without a user who talks back, the answer ends the conversation, not this.
+                if scenario.user_of(*conv).is_some() {
+                    self.check_goals(scenario, *conv, seq, now_us);
+                }
             }
             Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
                 let usage = reply.usage;
@@ -1000,8 +1003,13 @@ impl Observe for Observer {
                 }
                 self.check_spend(scenario, seq, now_us, *conv, usage, &|| actor_id(envelope.to));
             }
-            Payload::Tool(ToolMsg::Cancel { .. }) => self.cancellations.calls += 1,
-            Payload::Agent(AgentMsg::Cancel { .. }) => self.cancellations.conversations += 1,
+            Payload::Agent(AgentMsg::Cancel { conv }) => {
+                if let Some((ActorKind::Agent, agent)) = self.directory.map(|d| d.locate(envelope.to)) {
+                    if scenario.agents[agent].cancellation == crate::scenario::Cancellation::Cancel {
+                        self.cancelled_conversations.insert(*conv);
+                    }
+                }
+            }
             Payload::Tool(ToolMsg::Invoke { .. }) | Payload::Tool(ToolMsg::Compensate { .. }) => {
                 if let Payload::Tool(ToolMsg::Compensate { conv, .. }) = &envelope.payload {
                     self.on_compensate(*conv);
@@ -1059,6 +1067,11 @@ impl Observe for Observer {
         {
             self.on_user_turn(*conv, history.len(), seq, now_us);
         }
+    }
+
+    fn on_call_cancelled(&mut self, conv: ConvId) {
+        self.cancellations.calls += 1;
+        self.cancelled_conversations.insert(conv);
     }
 
     fn on_stale(&mut self, _conv: ConvId, kind: &'static str) {

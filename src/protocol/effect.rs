@@ -36,6 +36,8 @@ pub enum Effect {
     /// delegate's answer (`kind`) after a timeout, a retry, another attempt's answer, or the end
     /// of the conversation here — and was dropped.
     Stale { conv: u32, kind: &'static str },
+    /// A tool stopped a call its agent had cancelled before the call took effect.
+    CallCancelled { conv: u32 },
     /// A checkpoint of the actor's state, handed to its next incarnation (`persist = true`).
     Persist(Checkpoint),
     /// Supervisors only: restart these children (actors or whole supervisor subtrees), in order.

@@ -29,7 +29,7 @@ pub use llm::{
     ToolRef, Usage,
 };
 pub use supervisor::SupervisorMsg;
-pub use tool::{Queued, ToolCaller, ToolMsg};
+pub use tool::{CallKey, Queued, ToolCaller, ToolMsg};
 pub use transcript::{ChatCall, ChatMessage, Role, Transcript};
 pub use user::{AnswerStatus, UserEnding, UserMsg};
 pub use world::{ChangeOp, SharedWorld, WorldChange, WorldState};
@@ -88,13 +88,13 @@ impl Payload {
                 Some(*conv)
             }
             Payload::Tool(ToolMsg::Run(queued)) | Payload::Tool(ToolMsg::Commit(queued)) => Some(queued.conv),
-            Payload::Tool(ToolMsg::Cancel { conv, .. })
-            | Payload::Tool(ToolMsg::Reviewed { conv, .. })
-            | Payload::Tool(ToolMsg::ApprovalTimeout { conv, .. })
-            | Payload::Human(HumanMsg::Review { conv, .. })
-            | Payload::Human(HumanMsg::Take { conv, .. })
-            | Payload::Human(HumanMsg::Decided { conv, .. })
-            | Payload::Human(HumanMsg::Withdraw { conv, .. }) => Some(*conv),
+            Payload::Tool(ToolMsg::Cancel(key))
+            | Payload::Tool(ToolMsg::Reviewed { key, .. })
+            | Payload::Tool(ToolMsg::ApprovalTimeout(key))
+            | Payload::Human(HumanMsg::Review { key, .. })
+            | Payload::Human(HumanMsg::Take { key, .. })
+            | Payload::Human(HumanMsg::Decided { key, .. })
+            | Payload::Human(HumanMsg::Withdraw { key, .. }) => Some(key.conv),
             Payload::User(UserMsg::Answer { conv, .. })
             | Payload::User(UserMsg::LlmReply { conv, .. })
             | Payload::User(UserMsg::End { conv, .. })
@@ -225,6 +225,17 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
     };
 }
 
+/// A call as the trace names it: `conv=0 call=1 agent=desk`.
+struct CallShown<'a>(&'a CallKey, &'a Scenario);
+
+impl std::fmt::Display for CallShown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let CallShown(key, scenario) = self;
+        let agent = scenario.agents.get(key.agent).map_or("?", |a| a.name.as_str());
+        write!(f, "conv={} call={} agent={agent}", key.conv, key.call_id)
+    }
+}
+
 /// The summary of a message to a model, tool, user, supervisor or guardrail.
 fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
     let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
@@ -267,50 +278,34 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
         Payload::Tool(ToolMsg::Commit(queued)) => {
             write!(out, "commit conv={} call={}", queued.conv, queued.call.id)
         }
-        Payload::Tool(ToolMsg::Cancel { conv, call_id }) => write!(out, "cancel conv={conv} call={call_id}"),
-        Payload::Tool(ToolMsg::Reviewed {
-            conv,
-            call_id,
-            approved,
-        }) => write!(
+        Payload::Tool(ToolMsg::Cancel(key)) => write!(out, "cancel {}", CallShown(key, scenario)),
+        Payload::Tool(ToolMsg::Reviewed { key, approved }) => write!(
             out,
-            "reviewed conv={conv} call={call_id} decision={}",
+            "reviewed {} decision={}",
+            CallShown(key, scenario),
             if *approved { "approved" } else { "rejected" }
         ),
-        Payload::Tool(ToolMsg::ApprovalTimeout { conv, call_id }) => {
-            write!(out, "approval_timeout conv={conv} call={call_id}")
-        }
-        Payload::Human(HumanMsg::Review {
-            conv,
-            tool,
-            call_id,
-            args,
-        }) => write!(
+        Payload::Tool(ToolMsg::ApprovalTimeout(key)) => write!(out, "approval_timeout {}", CallShown(key, scenario)),
+        Payload::Human(HumanMsg::Review { key, tool, args }) => write!(
             out,
-            "review conv={conv} call={call_id} tool={} args={}",
+            "review {} tool={} args={}",
+            CallShown(key, scenario),
             tool_name(*tool),
             Quoted(clip(args))
         ),
-        Payload::Human(HumanMsg::Take {
-            conv,
-            call_id,
-            waited_us,
-            ..
-        }) => write!(out, "take conv={conv} call={call_id} waited_us={waited_us}"),
-        Payload::Human(HumanMsg::Decided {
-            conv,
-            call_id,
-            approved,
-            ..
-        }) => write!(
+        Payload::Human(HumanMsg::Take { key, waited_us, .. }) => {
+            write!(out, "take {} waited_us={waited_us}", CallShown(key, scenario))
+        }
+        Payload::Human(HumanMsg::Decided { key, approved, .. }) => write!(
             out,
-            "decided conv={conv} call={call_id} decision={}",
+            "decided {} decision={}",
+            CallShown(key, scenario),
             if *approved { "approved" } else { "rejected" }
         ),
-        Payload::Human(HumanMsg::Withdraw { conv, call_id, .. }) => write!(out, "withdraw conv={conv} call={call_id}"),
-        Payload::Tool(ToolMsg::Compensate { conv, of, call }) => write!(
+        Payload::Human(HumanMsg::Withdraw { key, .. }) => write!(out, "withdraw {}", CallShown(key, scenario)),
+        Payload::Tool(ToolMsg::Compensate { conv, of, call, step }) => write!(
             out,
-            "compensate conv={conv} call={} of={} args={}",
+            "compensate conv={conv} call={} of={} args={} step={step}",
             call.id,
             tool_name(*of),
             call.args_text()

@@ -15,18 +15,33 @@ pub enum ToolMsg {
     },
     /// Undo what a call to tool `of` did, with that call's arguments: the saga's compensating
     /// step, asked for by the conversation's front door when the conversation ended badly.
-    Compensate { conv: ConvId, of: ToolIdx, call: ToolCall },
+    /// `step` numbers the steps of the conversation's saga.
+    Compensate {
+        conv: ConvId,
+        of: ToolIdx,
+        call: ToolCall,
+        step: u32,
+    },
     /// A call that waited for the API behind the tool (`when_busy = "queue"`): it runs now.
     Run(Box<Queued>),
     /// The latency of a call from an agent with `cancellation = "cancel"` is over: the call takes
     /// effect now, unless it was cancelled meanwhile, and answers at once.
     Commit(Box<Queued>),
-    /// The agent gave up on call `call_id` of `conv`: it must not take effect.
-    Cancel { conv: ConvId, call_id: u32 },
-    /// The reviewer decided on call `call_id` of `conv` (tools with `approval`).
-    Reviewed { conv: ConvId, call_id: u32, approved: bool },
-    /// Timer: the reviewer's `timeout` for call `call_id` of `conv` is over.
-    ApprovalTimeout { conv: ConvId, call_id: u32 },
+    /// The agent gave up on the call: it must not take effect.
+    Cancel(CallKey),
+    /// The reviewer decided on the call (tools with `approval`).
+    Reviewed { key: CallKey, approved: bool },
+    /// Timer: the reviewer's `timeout` for the call is over.
+    ApprovalTimeout(CallKey),
+}
+
+/// Which call: its conversation, the agent that made it, and its number there. Agents number
+/// their calls per conversation, and a delegate numbers its own from 0, so all three are needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CallKey {
+    pub conv: ConvId,
+    pub agent: AgentIdx,
+    pub call_id: u32,
 }
 
 /// Who a tool call answers to.
@@ -34,8 +49,8 @@ pub enum ToolMsg {
 pub enum ToolCaller {
     /// The agent that made the call: the result joins its transcript.
     Agent(AgentIdx),
-    /// The front door, undoing a call to tool `of` (a compensation).
-    Compensation { of: ToolIdx },
+    /// The front door, undoing step `step` of the saga, a call to tool `of` (a compensation).
+    Compensation { of: ToolIdx, step: u32 },
 }
 
 /// A queued call, with the fault its original delivery carried and the latency drawn then.

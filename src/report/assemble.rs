@@ -138,7 +138,10 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             .agents
             .iter()
             .any(|a| a.cancellation == crate::scenario::Cancellation::Cancel)
-            .then(|| o.cancellations.clone()),
+            .then(|| crate::observe::recovery::Cancellations {
+                conversations: o.cancelled_conversations.len() as u64,
+                ..o.cancellations.clone()
+            }),
         stale_answers: o.stale_answers.clone(),
         approvals: o.approvals.iter().map(super::ApprovalReport::from_account).collect(),
         amounts: super::world::amounts(&o.world),

@@ -6,7 +6,7 @@
 //! finds no conversation and is dropped. Like AutoGen's cancellation token passed down a call.
 
 use super::{AgentBehavior, Conversation};
-use crate::protocol::{AgentMsg, ConvId, Effect, Payload, ToolMsg};
+use crate::protocol::{AgentMsg, CallKey, ConvId, Effect, Payload, ToolMsg};
 use crate::scenario::Cancellation;
 
 impl AgentBehavior {
@@ -27,34 +27,40 @@ impl AgentBehavior {
         self.waiting.retain(|c| *c != conv);
         self.outstanding.remove(&conv);
         self.cancel_in_flight(conv, &state, effects);
-        self.finished(conv, state.origin, effects);
+        self.finished(conv, (state.origin, state.handoffs), effects);
         true
     }
 
-    /// Cancels the tool calls and delegations of the conversation's step still out.
+    /// Cancels the tool calls and delegations of the conversation's step still out. (A call an
+    /// earlier step gave up on, at its `tool_timeout`, was cancelled then.)
     pub(super) fn cancel_in_flight(&self, conv: ConvId, state: &Conversation, effects: &mut Vec<Effect>) {
         for pending in state.pending.iter().filter(|p| p.output.is_none()) {
-            let (to, payload) = match (pending.call_id, pending.delegate) {
-                (Some(call_id), _) => {
-                    let Some(tool) = self.scenario.tools.iter().position(|t| *t.name == *pending.name) else {
-                        continue;
-                    };
-                    (
-                        self.directory.tool(tool),
-                        Payload::Tool(ToolMsg::Cancel { conv, call_id }),
-                    )
-                }
-                (None, Some(delegate)) => (
-                    self.directory.agent(delegate),
-                    Payload::Agent(AgentMsg::Cancel { conv }),
-                ),
-                (None, None) => continue,
-            };
-            effects.push(Effect::Send {
-                to,
-                delay_us: 0,
-                payload,
-            });
+            match (pending.call_id, pending.delegate) {
+                (Some(call_id), _) => self.cancel_call(conv, &pending.name, call_id, effects),
+                (None, Some(delegate)) => effects.push(Effect::Send {
+                    to: self.directory.agent(delegate),
+                    delay_us: 0,
+                    payload: Payload::Agent(AgentMsg::Cancel { conv }),
+                }),
+                (None, None) => {}
+            }
         }
+    }
+
+    /// Tells the tool named `tool` that call `call_id` of `conv` must not take effect.
+    pub(super) fn cancel_call(&self, conv: ConvId, tool: &str, call_id: u32, effects: &mut Vec<Effect>) {
+        let Some(tool) = self.scenario.tools.iter().position(|t| t.name == tool) else {
+            return;
+        };
+        let key = CallKey {
+            conv,
+            agent: self.agent,
+            call_id,
+        };
+        effects.push(Effect::Send {
+            to: self.directory.tool(tool),
+            delay_us: 0,
+            payload: Payload::Tool(ToolMsg::Cancel(key)),
+        });
     }
 }

@@ -81,19 +81,58 @@ impl AgentBehavior {
             self.scenario.agents[to].name,
             crate::scenario::units::format_duration_us(timeout_us)
         ));
+        // The receiver may still hold it: it is told to stop (if it cancels), and the
+        // conversation fails here.
+        effects.push(Effect::Send {
+            to: self.directory.agent(to),
+            delay_us: 0,
+            payload: Payload::Agent(AgentMsg::Cancel { conv }),
+        });
         self.answer(conv, &mut handed.state, text, AnswerStatus::Failed, effects);
         true
     }
 
-    /// This agent is done with a conversation handed to it: the agent that handed it off, if
-    /// it watches its handoffs, stops watching.
-    pub(super) fn finished(&self, conv: ConvId, origin: Origin, effects: &mut Vec<Effect>) {
+    /// This agent is done with a conversation handed to it (`handoffs` handoffs in): the agent
+    /// that handed it off, if it watches its handoffs, stops watching.
+    pub(super) fn finished(&mut self, conv: ConvId, (origin, handoffs): (Origin, u32), effects: &mut Vec<Effect>) {
         let Origin::Handoff(from) = origin else {
             return;
         };
         if self.scenario.agents[from].handoff_timeout_us.is_none() {
             return;
         }
+        self.finished_handoffs.insert(conv, handoffs);
+        self.say_done(conv, from, effects);
+    }
+
+    /// A handoff from an agent that watches its handoffs that is the same as one this agent
+    /// holds or has finished (same sender and `handoffs` count), made again because the
+    /// watcher's timeout passed first: not taken up twice. A finished one is confirmed again.
+    pub(super) fn handoff_again(
+        &mut self,
+        conv: ConvId,
+        from: AgentIdx,
+        handoffs: u32,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        if self.scenario.agents[from].handoff_timeout_us.is_none() {
+            return false;
+        }
+        if self
+            .conversations
+            .get(&conv)
+            .is_some_and(|s| s.origin == Origin::Handoff(from) && s.handoffs == handoffs)
+        {
+            return true;
+        }
+        if self.finished_handoffs.get(&conv) == Some(&handoffs) {
+            self.say_done(conv, from, effects);
+            return true;
+        }
+        false
+    }
+
+    fn say_done(&self, conv: ConvId, from: AgentIdx, effects: &mut Vec<Effect>) {
         effects.push(Effect::Send {
             to: self.directory.agent(from),
             delay_us: 0,

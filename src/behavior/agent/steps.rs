@@ -57,7 +57,7 @@ impl AgentBehavior {
             arguments: self.texts.no_arguments.clone(),
         }]));
         state.transcript.push(ChatMessage::tool(call_id, result));
-        self.finished(conv, state.origin, effects);
+        self.finished(conv, (state.origin, state.handoffs), effects);
         if self.scenario.agents[self.agent].handoff_timeout_us.is_some() {
             let start = self.handoff_start(conv, &state, state.transcript.clone());
             self.watch_handoff(conv, to, state, effects);

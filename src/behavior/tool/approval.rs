@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use super::{Arrival, ToolBehavior};
 use crate::kernel::HandlerError;
-use crate::protocol::{ConvId, Effect, HumanMsg, Payload, ToolArgs, ToolCall, ToolCaller, ToolMsg, TurnContext};
+use crate::protocol::{
+    CallKey, ConvId, Effect, HumanMsg, Payload, ToolArgs, ToolCall, ToolCaller, ToolMsg, TurnContext,
+};
 use crate::scenario::units::format_duration_us;
 use crate::scenario::OnTimeout;
 
@@ -43,12 +45,12 @@ impl ToolBehavior {
         Ok(when.eval(&view))
     }
 
-    /// Sends the call to the reviewer, and starts its timeout.
+    /// Sends the call to the reviewer, and starts its timeout. The same call again while its
+    /// request is open (made again after a restart) waits on that request.
     pub(super) fn ask_approval(
         &mut self,
         context: &TurnContext,
-        conv: ConvId,
-        caller: ToolCaller,
+        key: CallKey,
         call: ToolCall,
         effects: &mut Vec<Effect>,
     ) {
@@ -56,24 +58,26 @@ impl ToolBehavior {
             return;
         };
         let human = approval.human;
-        let call_id = call.id;
+        let caller = ToolCaller::Agent(key.agent);
+        if let Some(open) = self.awaiting_approval.get_mut(&key) {
+            *open = (caller, call, context.injection);
+            return;
+        }
         effects.push(Effect::Send {
             to: self.directory.human(human),
             delay_us: 0,
             payload: Payload::Human(HumanMsg::Review {
-                conv,
+                key,
                 tool: self.tool,
-                call_id,
                 args: Arc::from(call.args_text()),
             }),
         });
         effects.push(Effect::Send {
             to: context.me,
             delay_us: self.scenario.humans[human].timeout_us,
-            payload: Payload::Tool(ToolMsg::ApprovalTimeout { conv, call_id }),
+            payload: Payload::Tool(ToolMsg::ApprovalTimeout(key)),
         });
-        self.awaiting_approval
-            .insert((conv, call_id), (caller, call, context.injection));
+        self.awaiting_approval.insert(key, (caller, call, context.injection));
     }
 
     /// The reviewer decided: an approved call runs now, a rejected one fails; a decision after
@@ -81,12 +85,11 @@ impl ToolBehavior {
     pub(super) fn on_reviewed(
         &mut self,
         context: &TurnContext,
-        conv: ConvId,
-        call_id: u32,
+        key: CallKey,
         approved: bool,
         effects: &mut Vec<Effect>,
     ) -> Result<(), HandlerError> {
-        let Some((caller, call, injection)) = self.awaiting_approval.remove(&(conv, call_id)) else {
+        let Some((caller, call, injection)) = self.awaiting_approval.remove(&key) else {
             return Ok(());
         };
         if approved {
@@ -94,11 +97,11 @@ impl ToolBehavior {
                 injection,
                 ..Arrival::of(context)
             };
-            return self.start(at, conv, caller, call, effects);
+            return self.start(at, key.conv, caller, call, effects);
         }
         let human = self.reviewer_name();
         let output = format!("error: 403 rejected: {human} did not approve this call");
-        self.answer(conv, caller, call_id, output, Some(0), effects);
+        self.answer(key.conv, caller, key.call_id, output, Some(0), effects);
         Ok(())
     }
 
@@ -106,11 +109,10 @@ impl ToolBehavior {
     pub(super) fn on_approval_timeout(
         &mut self,
         context: &TurnContext,
-        conv: ConvId,
-        call_id: u32,
+        key: CallKey,
         effects: &mut Vec<Effect>,
     ) -> Result<(), HandlerError> {
-        let Some((caller, call, injection)) = self.awaiting_approval.remove(&(conv, call_id)) else {
+        let Some((caller, call, injection)) = self.awaiting_approval.remove(&key) else {
             return Ok(());
         };
         let Some(approval) = &self.scenario.tools[self.tool].approval else {
@@ -120,11 +122,7 @@ impl ToolBehavior {
         effects.push(Effect::Send {
             to: self.directory.human(approval.human),
             delay_us: 0,
-            payload: Payload::Human(HumanMsg::Withdraw {
-                conv,
-                tool: self.tool,
-                call_id,
-            }),
+            payload: Payload::Human(HumanMsg::Withdraw { key, tool: self.tool }),
         });
         match reviewer.on_timeout {
             OnTimeout::Approve => {
@@ -132,7 +130,7 @@ impl ToolBehavior {
                     injection,
                     ..Arrival::of(context)
                 };
-                self.start(at, conv, caller, call, effects)
+                self.start(at, key.conv, caller, call, effects)
             }
             OnTimeout::Reject => {
                 let output = format!(
@@ -140,7 +138,7 @@ impl ToolBehavior {
                     reviewer.name,
                     format_duration_us(reviewer.timeout_us)
                 );
-                self.answer(conv, caller, call_id, output, Some(0), effects);
+                self.answer(key.conv, caller, key.call_id, output, Some(0), effects);
                 Ok(())
             }
         }
@@ -148,19 +146,15 @@ impl ToolBehavior {
 
     /// A cancelled call that was still waiting for approval: withdrawn from the reviewer.
     /// False when the call was not waiting.
-    pub(super) fn withdraw(&mut self, conv: ConvId, call_id: u32, effects: &mut Vec<Effect>) -> bool {
-        if self.awaiting_approval.remove(&(conv, call_id)).is_none() {
+    pub(super) fn withdraw(&mut self, key: CallKey, effects: &mut Vec<Effect>) -> bool {
+        if self.awaiting_approval.remove(&key).is_none() {
             return false;
         }
         if let Some(approval) = &self.scenario.tools[self.tool].approval {
             effects.push(Effect::Send {
                 to: self.directory.human(approval.human),
                 delay_us: 0,
-                payload: Payload::Human(HumanMsg::Withdraw {
-                    conv,
-                    tool: self.tool,
-                    call_id,
-                }),
+                payload: Payload::Human(HumanMsg::Withdraw { key, tool: self.tool }),
             });
         }
         true

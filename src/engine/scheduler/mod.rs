@@ -221,7 +221,7 @@ impl<O: Observe> Scheduler<O> {
             self.current_seq = seq;
             let envelope = event.envelope;
             let to = envelope.to;
-            self.watchdog.on_deliver(to, &envelope.payload);
+            self.watchdog.on_deliver(envelope.from, to, &envelope.payload);
             self.messages += u64::from(envelope.from != to);
             self.slots[to.index()].received += 1;
 
@@ -441,6 +441,7 @@ impl<O: Observe> Scheduler<O> {
                 }
                 Effect::World { conv, changes, lost } => self.change_world(from, conv, &changes, lost)?,
                 Effect::Stale { conv, kind } => self.observer.on_stale(conv, kind),
+                Effect::CallCancelled { conv } => self.observer.on_call_cancelled(conv),
                 Effect::Restart { .. } | Effect::Escalate { .. } => {
                     return Err(RunError::Internal(format!(
                         "{} asked for a supervision effect outside a supervision turn",

@@ -102,7 +102,10 @@ impl<O: Observe> Scheduler<O> {
                     | Effect::SideEffect { .. }
                     | Effect::World { .. }
                     | Effect::Verdict(_)
-                    | Effect::Stale { .. } => return Err(RunError::Internal("a supervisor sent a message".to_owned())),
+                    | Effect::Stale { .. }
+                    | Effect::CallCancelled { .. } => {
+                        return Err(RunError::Internal("a supervisor sent a message".to_owned()))
+                    }
                 }
             }
         }

@@ -6,8 +6,9 @@ use super::{Names, Validator};
 use crate::scenario::file::*;
 use crate::scenario::model::*;
 
-/// How long a request waits for a decision when the reviewer gives no `timeout`.
-const TIMEOUT_DEFAULT_US: u64 = 3_600_000_000;
+/// How long a request waits for a decision when the reviewer gives no `timeout` (under the
+/// default `max_tool_wait`, so an agent without `tool_timeout` hears the timeout first).
+const TIMEOUT_DEFAULT_US: u64 = 1_800_000_000;
 
 impl Validator<'_> {
     pub(super) fn human(&mut self, raw: &Spanned<RawHuman>) -> Human {

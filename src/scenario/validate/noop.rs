@@ -67,6 +67,29 @@ impl Validator<'_> {
                     ),
                 );
             }
+            for &tool in &agent.tools {
+                let (Some(approval), Some(timeout_us), Some(span)) = (
+                    scenario.tools[tool].approval.as_ref(),
+                    agent.tool_timeout_us,
+                    raw_agent.tool_timeout.as_ref().map(|t| t.span()),
+                ) else {
+                    continue;
+                };
+                let reviewer = &scenario.humans[approval.human];
+                if timeout_us < reviewer.timeout_us {
+                    self.warn(
+                        span,
+                        format!(
+                            "agent \"{}\": expected a tool_timeout of at least {} (reviewer \"{}\"'s timeout for tool \"{}\"), found {}; the agent gives up on a call its reviewer may still approve, and the approved call then runs anyway",
+                            agent.name,
+                            units::format_duration_us(reviewer.timeout_us),
+                            reviewer.name,
+                            scenario.tools[tool].name,
+                            units::format_duration_us(timeout_us)
+                        ),
+                    );
+                }
+            }
             let cancels = agent.cancellation == Cancellation::Cancel;
             if let (Some(cancellation), true) = (
                 &raw_agent.cancellation,

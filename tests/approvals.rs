@@ -76,12 +76,6 @@ fn answers(records: &[Value]) -> Vec<(u64, String)> {
         .collect()
 }
 
-fn balance(report: &Value) -> f64 {
-    report["world"]["tables"][0]["final"][0]["balance_usd"]
-        .as_f64()
-        .unwrap()
-}
-
 #[test]
 fn an_approval_that_times_out_fails_the_call_at_exactly_the_timeout_and_moves_no_money() {
     // The review takes 2 min; the request times out after 1 min.
@@ -110,7 +104,7 @@ fn an_approval_that_times_out_fails_the_call_at_exactly_the_timeout_and_moves_no
         [121_000_000]
     );
     assert!(report["effects"].get("charged").is_none());
-    assert_eq!(balance(&report), 1000.0);
+    assert_eq!(final_balance(&report), 1000.0);
     let reviewer = &report["approvals"][0];
     assert_eq!(reviewer["human"], "reviewer");
     assert_eq!(
@@ -129,7 +123,7 @@ fn an_approval_that_times_out_fails_the_call_at_exactly_the_timeout_and_moves_no
     ));
     let paid = "tool_result conv=0 call=0 tool=pay output=\"paid\"";
     assert_eq!(deliveries(&records, "agent:desk", paid), [61_500_000]);
-    assert_eq!(balance(&report), 960.0);
+    assert_eq!(final_balance(&report), 960.0);
 }
 
 #[test]
@@ -165,7 +159,7 @@ fn a_reviewer_takes_requests_in_turn_and_the_second_waits_in_the_queue() {
     assert_eq!(reviewer["approved"], 3);
     assert_eq!(reviewer["queue_max"], 2);
     assert_eq!(reviewer["queue_wait_us"]["max"], 220_000_000);
-    assert_eq!(balance(&report), 880.0);
+    assert_eq!(final_balance(&report), 880.0);
     assert_eq!(answers(&records).len(), 3);
 
     // Two reviewers at once: the third request waits for the first to finish.
@@ -185,12 +179,12 @@ fn a_rejected_call_fails_with_a_403_and_small_calls_need_no_approval() {
         "tool_result conv=0 call=0 tool=pay output=\"error: 403 rejected: reviewer did not approve this call\"";
     assert_eq!(deliveries(&records, "agent:desk", rejected), [31_000_000]);
     assert_eq!(report["approvals"][0]["rejected"], 1);
-    assert_eq!(balance(&report), 1000.0);
+    assert_eq!(final_balance(&report), 1000.0);
 
     // 10 is under the threshold: no review, the payment goes through at once.
     let (report, records) = run_binary(&approval_scenario(10, "latency = \"30s\"\napprove = 0.0", &["0s"]));
     assert!(deliveries(&records, "human:reviewer", "review").is_empty());
-    assert_eq!(balance(&report), 990.0);
+    assert_eq!(final_balance(&report), 990.0);
     assert_eq!(report["approvals"][0]["requests"], 0);
 }
 

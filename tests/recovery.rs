@@ -281,12 +281,6 @@ fn passed(report: &Value, name: &str) -> bool {
         .unwrap()
 }
 
-fn final_balance(report: &Value) -> f64 {
-    report["world"]["tables"][0]["final"][0]["balance_usd"]
-        .as_f64()
-        .unwrap()
-}
-
 #[test]
 fn a_payment_in_a_conversation_that_fails_is_refunded_when_it_ends() {
     // Without a compensation, the money stays taken and the invariant says so.

@@ -160,17 +160,7 @@ impl ToolBehavior {
                 });
                 Ok(())
             }
-            _ => {
-                let Queued {
-                    conv,
-                    caller,
-                    call,
-                    injection,
-                    latency_us,
-                    ..
-                } = queued;
-                self.run(conv, caller, call, (injection, latency_us), None, effects)
-            }
+            _ => self.run_queued(queued, None, effects),
         }
     }
 
@@ -204,8 +194,13 @@ impl ToolBehavior {
         true
     }
 
-    /// A queued call cancelled before its turn: it takes no effect, and nobody hears.
-    fn run_cancelled(&mut self, queued: Queued, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
+    /// Runs a call that waited (see [`ToolBehavior::run`] for `committed`).
+    fn run_queued(
+        &mut self,
+        queued: Queued,
+        committed: Option<bool>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), HandlerError> {
         let Queued {
             conv,
             caller,
@@ -214,7 +209,7 @@ impl ToolBehavior {
             latency_us,
             ..
         } = queued;
-        self.run(conv, caller, call, (injection, latency_us), Some(true), effects)
+        self.run(conv, caller, call, (injection, latency_us), committed, effects)
     }
 
     /// Runs a call: the world by the tool's rules, the faults, the effect and the answer.
@@ -567,22 +562,15 @@ impl Behavior for ToolBehavior {
             ToolMsg::Reviewed { key, approved } => self.on_reviewed(context, key, approved, effects),
             ToolMsg::ApprovalTimeout(key) => self.on_approval_timeout(context, key, effects),
             ToolMsg::Run(queued) => {
+                // A queued call cancelled before its turn takes no effect, and nobody hears.
                 if self.arrived(&queued, effects) {
-                    return self.run_cancelled(*queued, effects);
+                    return self.run_queued(*queued, Some(true), effects);
                 }
                 self.run_or_defer(*queued, effects)
             }
             ToolMsg::Commit(queued) => {
                 let cancelled = self.arrived(&queued, effects);
-                let Queued {
-                    conv,
-                    caller,
-                    call,
-                    injection,
-                    latency_us,
-                    ..
-                } = *queued;
-                self.run(conv, caller, call, (injection, latency_us), Some(cancelled), effects)
+                self.run_queued(*queued, Some(cancelled), effects)
             }
             ToolMsg::Cancel(key) => {
                 // A call still waiting for its approval is withdrawn; one under way is stopped

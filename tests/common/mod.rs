@@ -149,3 +149,10 @@ pub fn deliveries(records: &[serde_json::Value], to: &str, prefix: &str) -> Vec<
         .map(|r| r["t_us"].as_u64().unwrap())
         .collect()
 }
+
+/// `balance_usd` of the first record of the first table at the end of the run.
+pub fn final_balance(report: &serde_json::Value) -> f64 {
+    report["world"]["tables"][0]["final"][0]["balance_usd"]
+        .as_f64()
+        .unwrap()
+}

@@ -205,3 +205,99 @@ fn a_missed_request_sits_in_the_queue_until_it_times_out() {
     assert_eq!(reviewer["queue_max"], 1);
     assert_eq!(reviewer["late_decisions"], 0);
 }
+
+#[test]
+fn two_delegates_calls_of_the_same_number_get_their_own_approvals() {
+    // A planner fans out to two workers; each pays its own amount as its call 0 (a delegate
+    // numbers its calls from 0), and both payments need approval.
+    let text = r#"
+[scenario]
+name = "two-delegates"
+
+[[llm]]
+name = "gpt"
+latency = "1s"
+
+[[agent]]
+name = "planner"
+llm = "gpt"
+delegates = ["small", "large"]
+behavior = [
+  { when = "delegations == 0", then = { delegate = ["small", "large"], task = "pay" } },
+  { otherwise = { answer = "{{results}}" } },
+]
+
+[[agent]]
+name = "small"
+llm = "gpt"
+tools = ["pay"]
+behavior = [
+  { when = "turn == 1", then = { tool_call = "pay", args = { account = "acct-1", amount_usd = 30 } } },
+  { otherwise = { answer = "small: {{last_tool_output}}" } },
+]
+
+[[agent]]
+name = "large"
+llm = "gpt"
+tools = ["pay"]
+behavior = [
+  { when = "turn == 1", then = { tool_call = "pay", args = { account = "acct-1", amount_usd = 500 } } },
+  { otherwise = { answer = "large: {{last_tool_output}}" } },
+]
+
+[[table]]
+name = "accounts"
+key = "id"
+fields = { id = "string", balance_usd = "number" }
+rows = [{ id = "acct-1", balance_usd = 1000 }]
+
+[[tool]]
+name = "pay"
+parameters = { type = "object", properties = { account = { type = "string" }, amount_usd = { type = "number" } }, required = ["account", "amount_usd"] }
+read = { account = { table = "accounts", key = "{{args.account}}" } }
+effect = "charged"
+amount = "args.amount_usd"
+output = "paid {{args.amount_usd}}"
+approval = { by = "reviewer" }
+
+[[tool.rules]]
+update = { account = { balance_usd = "account.balance_usd - args.amount_usd" } }
+
+[[human]]
+name = "reviewer"
+latency = "1m"
+capacity = 2
+
+[[traffic]]
+kind = "script"
+to = "planner"
+script = [{ at = "0s", message = "pay both" }]
+"#;
+    let (report, records) = run_binary(text);
+    assert_eq!(
+        deliveries(&records, "human:reviewer", "review conv=0 call=0 agent=small"),
+        [2_000_000]
+    );
+    assert_eq!(
+        deliveries(&records, "human:reviewer", "review conv=0 call=0 agent=large"),
+        [2_000_000]
+    );
+    assert_eq!(report["approvals"][0]["requests"], 2);
+    assert_eq!(report["approvals"][0]["approved"], 2);
+    // Each worker's own payment ran after its own approval: 30 + 500.
+    assert_eq!(final_balance(&report), 470.0);
+    let answer = records
+        .iter()
+        .find(|r| r["to"] == "user" && field(r, "msg").starts_with("answer conv=0"))
+        .expect("the planner answers");
+    assert!(
+        field(answer, "msg").contains("small: paid 30"),
+        "{}",
+        field(answer, "msg")
+    );
+    assert!(
+        field(answer, "msg").contains("large: paid 500"),
+        "{}",
+        field(answer, "msg")
+    );
+}

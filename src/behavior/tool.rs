@@ -401,7 +401,7 @@ impl ToolBehavior {
                 payload: Payload::User(UserMsg::Compensable {
                     conv,
                     tool: self.tool,
-                    call,
+                    call: Box::new(call),
                 }),
             });
         }
@@ -556,7 +556,7 @@ impl Behavior for ToolBehavior {
                 Arrival::of(context),
                 conv,
                 ToolCaller::Compensation { of, step },
-                call,
+                *call,
                 effects,
             ),
             ToolMsg::Reviewed { key, approved } => self.on_reviewed(context, key, approved, effects),

@@ -150,7 +150,12 @@ impl UserBehavior {
         effects.push(Effect::Send {
             to: self.directory.tool(compensation.tool),
             delay_us: 0,
-            payload: Payload::Tool(ToolMsg::Compensate { conv, of, call, step }),
+            payload: Payload::Tool(ToolMsg::Compensate {
+                conv,
+                of,
+                call: Box::new(call),
+                step,
+            }),
         });
     }
 
@@ -495,7 +500,7 @@ impl Behavior for UserBehavior {
                     UserEnding::Abandoned | UserEnding::MaxUserTurns => self.compensate(conv, effects),
                 }
             }
-            UserMsg::Compensable { conv, tool, call } => self.log_step(context, conv, tool, call, effects),
+            UserMsg::Compensable { conv, tool, call } => self.log_step(context, conv, tool, *call, effects),
             // Still open when its time is up: taken as lost (a crash, a hang), and undone.
             UserMsg::CompensationDue { conv } => self.compensate(conv, effects),
             // The compensation's outcome is the observer's to count; nothing more to do here.

@@ -420,10 +420,10 @@ mod tests {
     #[test]
     fn messages_stay_small_enough_to_move_cheaply() {
         assert!(
-            std::mem::size_of::<super::Payload>() <= 112,
+            std::mem::size_of::<super::Payload>() <= 88,
             "{}",
             std::mem::size_of::<super::Payload>()
         );
-        assert!(std::mem::size_of::<super::Envelope>() <= 144);
+        assert!(std::mem::size_of::<super::Envelope>() <= 128);
     }
 }

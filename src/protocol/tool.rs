@@ -16,10 +16,11 @@ pub enum ToolMsg {
     /// Undo what a call to tool `of` did, with that call's arguments: the saga's compensating
     /// step, asked for by the conversation's front door when the conversation ended badly.
     /// `step` numbers the steps of the conversation's saga.
+    /// The call is boxed: compensations are rare, and every message is as large as the largest.
     Compensate {
         conv: ConvId,
         of: ToolIdx,
-        call: ToolCall,
+        call: Box<ToolCall>,
         step: u32,
     },
     /// A call that waited for the API behind the tool (`when_busy = "queue"`): it runs now.

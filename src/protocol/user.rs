@@ -90,10 +90,11 @@ pub enum UserMsg {
     },
     /// A call to a tool that names a compensation succeeded: the saga's log gets the step, to be
     /// undone if the conversation ends badly.
+    /// (The call is boxed: every message is as large as the largest.)
     Compensable {
         conv: ConvId,
         tool: ToolIdx,
-        call: ToolCall,
+        call: Box<ToolCall>,
     },
     /// Timer: the `compensate_after` of a step logged for `conv` is over; a conversation that
     /// has not ended well by now is taken as lost, and its steps are undone.

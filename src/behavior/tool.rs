@@ -361,18 +361,20 @@ impl ToolBehavior {
             // The latency was waited for before the call took effect: the answer is immediate.
             latency_us = Some(0);
         }
+        let side_effect = match (&spec.effect, effect_times > 0) {
+            (Some(effect), true) => Some(Effect::SideEffect {
+                conv,
+                name: Arc::from(effect.as_str()),
+                times: effect_times,
+                amount,
+                subject,
+                cancelled,
+            }),
+            _ => None,
+        };
         if cancelled {
             // What the call would have done, counted apart; the world is left as it was.
-            if let (Some(effect), true) = (&spec.effect, effect_times > 0) {
-                effects.push(Effect::SideEffect {
-                    conv,
-                    name: Arc::from(effect.as_str()),
-                    times: effect_times,
-                    amount,
-                    subject,
-                    cancelled: true,
-                });
-            }
+            effects.extend(side_effect);
             return Ok(());
         }
         if !changes.is_empty() {
@@ -382,16 +384,7 @@ impl ToolBehavior {
                 lost: kind == Some(FaultKind::WorldLostWrite),
             });
         }
-        if let (Some(effect), true) = (&spec.effect, effect_times > 0) {
-            effects.push(Effect::SideEffect {
-                conv,
-                name: Arc::from(effect.as_str()),
-                times: effect_times,
-                amount,
-                subject,
-                cancelled: false,
-            });
-        }
+        effects.extend(side_effect);
         let call_id = call.id;
         if let (Some(_), true, ToolCaller::Agent(_)) = (spec.compensation, effect_times > 0, caller) {
             // A step of the conversation's saga: the front door logs it, to undo it if need be.

@@ -818,7 +818,7 @@ impl AgentBehavior {
                 let output = Arc::from(format!("error: tool {} timed out", pending.name));
                 if self.cancels() {
                     // Given up on: it must not take effect later either.
-                    self.cancel_call(conv, &pending.name.clone(), call_id, effects);
+                    self.cancel_call(conv, &pending.name, call_id, effects);
                 }
                 self.on_result(conv, StepResult::Tool { call_id, output }, effects);
             }

@@ -147,10 +147,9 @@ impl ToolBehavior {
     /// Runs a call now, or — for an agent that cancels calls — has it take effect at the end of
     /// its latency (a hung call, which never answers, takes effect now).
     fn run_or_defer(&mut self, queued: Queued, effects: &mut Vec<Effect>) -> Result<(), HandlerError> {
-        let scenario = self.scenario.clone();
-        let cancels =
-            matches!(queued.caller, ToolCaller::Agent(a) if scenario.agents[a].cancellation == Cancellation::Cancel);
-        match injected_latency(&scenario, queued.latency_us, queued.injection) {
+        let cancels = matches!(queued.caller,
+            ToolCaller::Agent(a) if self.scenario.agents[a].cancellation == Cancellation::Cancel);
+        match injected_latency(&self.scenario, queued.latency_us, queued.injection) {
             Some(delay_us) if cancels && delay_us > 0 => {
                 self.expect_run(&queued);
                 effects.push(Effect::Send {
@@ -478,23 +477,6 @@ impl ToolBehavior {
                 }
             },
         };
-        if start_us > at.now_us {
-            let queued = Queued {
-                conv,
-                caller,
-                call,
-                injection: at.injection,
-                latency_us,
-                queued_at_us: at.now_us,
-            };
-            self.expect_run(&queued);
-            effects.push(Effect::Send {
-                to: at.me,
-                delay_us: start_us - at.now_us,
-                payload: Payload::Tool(ToolMsg::Run(Box::new(queued))),
-            });
-            return Ok(());
-        }
         let queued = Queued {
             conv,
             caller,
@@ -503,6 +485,15 @@ impl ToolBehavior {
             latency_us,
             queued_at_us: at.now_us,
         };
+        if start_us > at.now_us {
+            self.expect_run(&queued);
+            effects.push(Effect::Send {
+                to: at.me,
+                delay_us: start_us - at.now_us,
+                payload: Payload::Tool(ToolMsg::Run(Box::new(queued))),
+            });
+            return Ok(());
+        }
         self.run_or_defer(queued, effects)
     }
 }

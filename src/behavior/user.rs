@@ -66,7 +66,6 @@ struct Saga {
 
 impl UserBehavior {
     pub fn new(scenario: Arc<Scenario>, directory: Directory, seed: u64) -> UserBehavior {
-        let scenario_has_sagas = scenario.tools.iter().any(|t| t.compensation.is_some());
         let streams = scenario
             .traffic_names()
             .iter()
@@ -78,13 +77,13 @@ impl UserBehavior {
             .map(|user| StreamFamily::new(seed, &format!("user:{}", user.name)))
             .collect();
         UserBehavior {
+            has_sagas: scenario.has_compensations(),
             scenario,
             directory,
             streams,
             families,
             dialogues: BTreeMap::new(),
             sagas: BTreeMap::new(),
-            has_sagas: scenario_has_sagas,
         }
     }
 

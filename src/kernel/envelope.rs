@@ -14,7 +14,7 @@ impl ActorIdx {
 }
 
 /// A message on its way from one actor to another.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Envelope<P> {
     pub from: ActorIdx,
     pub to: ActorIdx,

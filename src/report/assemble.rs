@@ -129,15 +129,9 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
         harmed: fates.harmed,
         harmed_total: fates.harmed_total,
         effects: o.effects.clone(),
-        compensations: scenario
-            .tools
-            .iter()
-            .any(|t| t.compensation.is_some())
-            .then(|| o.compensations.clone()),
+        compensations: scenario.has_compensations().then(|| o.compensations.clone()),
         cancellations: scenario
-            .agents
-            .iter()
-            .any(|a| a.cancellation == crate::scenario::Cancellation::Cancel)
+            .has_cancellation()
             .then(|| crate::observe::recovery::Cancellations {
                 conversations: o.cancelled_conversations.len() as u64,
                 ..o.cancellations.clone()

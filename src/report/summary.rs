@@ -295,14 +295,12 @@ impl RunReport {
             );
         }
         if !self.effects.is_empty() {
-            let effects: Vec<String> = self.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
-            line(out, "effects", effects.join(", "));
+            line(out, "effects", tally(&self.effects));
         }
         if let Some(c) = &self.compensations {
-            let undone: Vec<String> = c.undone.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
-            let undone = match undone.is_empty() {
+            let undone = match c.undone.is_empty() {
                 true => String::new(),
-                false => format!(" (undid {})", undone.join(", ")),
+                false => format!(" (undid {})", tally(&c.undone)),
             };
             line(
                 out,
@@ -331,10 +329,9 @@ impl RunReport {
             );
         }
         if let Some(c) = &self.cancellations {
-            let stopped: Vec<String> = c.effects.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
-            let stopped = match stopped.is_empty() {
+            let stopped = match c.effects.is_empty() {
                 true => String::new(),
-                false => format!("; they would have had {}", stopped.join(", ")),
+                false => format!("; they would have had {}", tally(&c.effects)),
             };
             line(
                 out,
@@ -448,6 +445,12 @@ fn conversations_line(c: &Conversations) -> String {
 }
 
 /// One labelled line of the summary.
+/// Counts by name, as the summary shows them: `charged ×2, refunded ×1`.
+fn tally<V: std::fmt::Display>(counts: &std::collections::BTreeMap<String, V>) -> String {
+    let items: Vec<String> = counts.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+    items.join(", ")
+}
+
 fn line(out: &mut String, label: &str, value: String) {
     out.push_str(&format!("  {label:<15}{value}\n"));
 }

@@ -120,7 +120,17 @@ impl Scenario {
     /// Whether the front door must hear that the user of a conversation left: it talks back, or
     /// a tool's calls are undone when their conversation is abandoned.
     pub fn hears_abandon(&self, conv: u32) -> bool {
-        self.user_of(conv).is_some() || self.tools.iter().any(|t| t.compensation.is_some())
+        self.user_of(conv).is_some() || self.has_compensations()
+    }
+
+    /// Whether a tool names a compensation (then conversations keep saga logs).
+    pub fn has_compensations(&self) -> bool {
+        self.tools.iter().any(|t| t.compensation.is_some())
+    }
+
+    /// Whether an agent cancels calls in flight (`cancellation = "cancel"`).
+    pub fn has_cancellation(&self) -> bool {
+        self.agents.iter().any(|a| a.cancellation == Cancellation::Cancel)
     }
 
     /// What a conversation's random streams are keyed by: its traffic source's name and its

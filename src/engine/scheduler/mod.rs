@@ -313,13 +313,7 @@ impl<O: Observe> Scheduler<O> {
         let slot = &self.slots[envelope.to.index()];
         let durable = slot.kind == ActorKind::Agent
             && self.scenario.agents[slot.index].durability == crate::scenario::Durability::AtLeastOnce;
-        durable.then(|| Envelope {
-            from: envelope.from,
-            to: envelope.to,
-            sent_at_us: envelope.sent_at_us,
-            labels: envelope.labels.clone(),
-            payload: envelope.payload.clone(),
-        })
+        durable.then(|| envelope.clone())
     }
 
     /// Delivers one turn and waits for its completion. `now_us` is the time the actor sees

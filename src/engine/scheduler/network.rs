@@ -42,15 +42,8 @@ impl<O: Observe> Scheduler<O> {
                 return Delivery::Gone;
             }
             FaultKind::MessageDuplicate => {
-                let mut labels = envelope.labels.clone();
-                labels.insert(self.labels.fault(fired.fault));
-                let copy = Envelope {
-                    from: envelope.from,
-                    to: envelope.to,
-                    sent_at_us: envelope.sent_at_us,
-                    payload: envelope.payload.clone(),
-                    labels,
-                };
+                let mut copy = envelope.clone();
+                copy.labels.insert(self.labels.fault(fired.fault));
                 let requeued = self.queue.push(self.now_us, copy);
                 self.network_touched.insert(requeued);
             }
@@ -62,40 +55,39 @@ impl<O: Observe> Scheduler<O> {
                     // message it is given.
                     if let (ActorKind::Agent, agent) = self.directory.locate(envelope.to) {
                         if self.scenario.agents[agent].cancellation == Cancellation::Cancel {
-                            let mut labels = envelope.labels.clone();
-                            labels.insert(self.labels.fault(fired.fault));
-                            let cancel = Envelope {
-                                from: Directory::USER,
-                                to: envelope.to,
-                                sent_at_us: self.now_us,
-                                payload: Payload::Agent(AgentMsg::Cancel { conv: *conv }),
-                                labels,
-                            };
-                            self.queue.push(self.now_us, cancel);
+                            let cancel = Payload::Agent(AgentMsg::Cancel { conv: *conv });
+                            self.user_leaves(&envelope, fired.fault, envelope.to, cancel);
                         }
                     }
                     // A user who talks back leaves too: it says nothing more; and what the
                     // conversation did is undone when its tools say how.
                     if self.scenario.hears_abandon(*conv) {
-                        let mut labels = envelope.labels.clone();
-                        labels.insert(self.labels.fault(fired.fault));
-                        let leave = Envelope {
-                            from: Directory::USER,
-                            to: Directory::USER,
-                            sent_at_us: self.now_us,
-                            payload: Payload::User(UserMsg::End {
-                                conv: *conv,
-                                ending: UserEnding::Abandoned,
-                                turns: history.user_turns() + 1,
-                            }),
-                            labels,
-                        };
-                        self.queue.push(self.now_us, leave);
+                        let leave = Payload::User(UserMsg::End {
+                            conv: *conv,
+                            ending: UserEnding::Abandoned,
+                            turns: history.user_turns() + 1,
+                        });
+                        self.user_leaves(&envelope, fired.fault, Directory::USER, leave);
                     }
                 }
             }
             _ => {}
         }
         Delivery::Deliver { envelope, skew_us }
+    }
+
+    /// What the user's leaving (fault `fault`, on `left`) sends now, from the user to `to`,
+    /// descending from what it left and from the fault.
+    fn user_leaves(&mut self, left: &Envelope, fault: usize, to: crate::kernel::ActorIdx, payload: Payload) {
+        let mut labels = left.labels.clone();
+        labels.insert(self.labels.fault(fault));
+        let notice = Envelope {
+            from: Directory::USER,
+            to,
+            sent_at_us: self.now_us,
+            payload,
+            labels,
+        };
+        self.queue.push(self.now_us, notice);
     }
 }

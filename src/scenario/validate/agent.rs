@@ -88,27 +88,15 @@ impl Validator<'_> {
             timeout_us: raw.timeout.as_ref().map(|t| self.duration(t)),
             tool_timeout_us: raw.tool_timeout.as_ref().map(|t| self.duration(t)),
             delegation_timeout_us: raw.delegation_timeout.as_ref().map(|t| self.duration(t)),
-            delegation_retries: match (&raw.delegation_retries, &raw.delegation_timeout) {
-                (Some(retries), None) => {
-                    self.error(
-                        retries.span(),
-                        "`delegation_retries` goes with `delegation_timeout`: a task is sent again when its answer is late",
-                    );
-                    0
-                }
-                (retries, _) => retries.as_ref().map_or(0, |r| *r.get_ref()),
-            },
+            delegation_retries: self.retries(
+                (&raw.delegation_retries, &raw.delegation_timeout),
+                "`delegation_retries` goes with `delegation_timeout`: a task is sent again when its answer is late",
+            ),
             handoff_timeout_us: raw.handoff_timeout.as_ref().map(|t| self.duration(t)),
-            handoff_retries: match (&raw.handoff_retries, &raw.handoff_timeout) {
-                (Some(retries), None) => {
-                    self.error(
-                        retries.span(),
-                        "`handoff_retries` goes with `handoff_timeout`: a conversation is handed off again when it is not finished in time",
-                    );
-                    0
-                }
-                (retries, _) => retries.as_ref().map_or(0, |r| *r.get_ref()),
-            },
+            handoff_retries: self.retries(
+                (&raw.handoff_retries, &raw.handoff_timeout),
+                "`handoff_retries` goes with `handoff_timeout`: a conversation is handed off again when it is not finished in time",
+            ),
             circuit_breaker: raw.circuit_breaker.as_ref().map(|b| self.circuit_breaker(b.get_ref())),
             fallback: raw
                 .fallback
@@ -123,28 +111,45 @@ impl Validator<'_> {
             }),
             rate_limit: raw.rate_limit.as_ref().map(|r| self.rate_limit(r)),
             durability: self.durability(raw),
-            cancellation: match &raw.cancellation {
-                None => Cancellation::LetFinish,
-                Some(c) => match c.get_ref().as_str() {
-                    "let-finish" => Cancellation::LetFinish,
-                    "cancel" => Cancellation::Cancel,
-                    other => {
-                        let hint = match other {
-                            "let_finish" | "finish" | "none" => "; did you mean \"let-finish\"?",
-                            "cancelled" | "abort" => "; did you mean \"cancel\"?",
-                            _ => "",
-                        };
-                        self.error(
-                            c.span(),
-                            format!("expected cancellation \"let-finish\" or \"cancel\", found \"{other}\"{hint}"),
-                        );
-                        Cancellation::LetFinish
-                    }
-                },
-            },
+            cancellation: self.cancellation(raw),
             tool_choice: self.tool_choice(raw),
             handoff_history: self.handoff_history(raw),
             behavior,
+        }
+    }
+
+    /// A retry count that needs its timeout (`delegation_retries` with `delegation_timeout`);
+    /// without the timeout it is an error, with `message` saying why.
+    fn retries(&mut self, (retries, timeout): (&Option<Spanned<u32>>, &Option<Spanned<String>>), message: &str) -> u32 {
+        match (retries, timeout) {
+            (Some(retries), None) => {
+                self.error(retries.span(), message);
+                0
+            }
+            (retries, _) => retries.as_ref().map_or(0, |r| *r.get_ref()),
+        }
+    }
+
+    /// `cancellation`: `"let-finish"` (default) or `"cancel"`.
+    fn cancellation(&mut self, raw: &RawAgent) -> Cancellation {
+        let Some(c) = &raw.cancellation else {
+            return Cancellation::LetFinish;
+        };
+        match c.get_ref().as_str() {
+            "let-finish" => Cancellation::LetFinish,
+            "cancel" => Cancellation::Cancel,
+            other => {
+                let hint = match other {
+                    "let_finish" | "finish" | "none" => "; did you mean \"let-finish\"?",
+                    "cancelled" | "abort" => "; did you mean \"cancel\"?",
+                    _ => "",
+                };
+                self.error(
+                    c.span(),
+                    format!("expected cancellation \"let-finish\" or \"cancel\", found \"{other}\"{hint}"),
+                );
+                Cancellation::LetFinish
+            }
         }
     }
 

@@ -447,13 +447,7 @@ impl Validator<'_> {
             .approval
             .as_ref()
             .and_then(|a| a.get_ref().when.as_ref())
-            .and_then(|w| match Expr::parse_in(w.get_ref(), &scope) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    self.expr_error(&w.span(), e);
-                    None
-                }
-            });
+            .and_then(|w| self.condition_in(w, &scope));
         ToolWorld {
             approval_when,
             lookups: lookups_out,
@@ -561,13 +555,7 @@ impl Validator<'_> {
 
     fn tool_rule(&mut self, raw: &Spanned<RawToolRule>, scope: &ToolScope, tables: &[Table]) -> ToolRule {
         let r = raw.get_ref();
-        let when = r.when.as_ref().and_then(|w| match Expr::parse_in(w.get_ref(), scope) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                self.expr_error(&w.span(), e);
-                None
-            }
-        });
+        let when = r.when.as_ref().and_then(|w| self.condition_in(w, scope));
         let p = r.p.as_ref().map(|p| self.probability(p));
         let fail = r.fail.as_ref().map(|f| self.template_in(f, scope));
         let writes = r.update.is_some() || r.insert.is_some() || !r.delete.is_empty();
@@ -743,6 +731,17 @@ impl Validator<'_> {
             Err(e) => {
                 self.expr_error(&value.span(), e);
                 Template::default()
+            }
+        }
+    }
+
+    /// A condition over a tool call (`when`), or `None` after reporting why it does not parse.
+    fn condition_in(&mut self, value: &Spanned<String>, scope: &dyn Scope) -> Option<Expr> {
+        match Expr::parse_in(value.get_ref(), scope) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                self.expr_error(&value.span(), e);
+                None
             }
         }
     }

@@ -230,10 +230,7 @@ impl<'a> View<'a> {
         );
         for h in harmed.iter().take(LIST_ITEMS_MAX) {
             let conv = field(h, "conversation").as_u64().unwrap_or(0);
-            let effects: Vec<String> = field(h, "effects")
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k} ×{v}")).collect())
-                .unwrap_or_default();
+            let effects = super::tally(field(h, "effects"));
             let cause = text_of(h, "cause");
             let moment = cause_seq(&cause).or_else(|| last_seq.get(&conv).copied());
             let changed_by = if impact {

@@ -114,6 +114,14 @@ struct View<'a> {
     lanes: Lanes,
 }
 
+/// A JSON object of counts as `name ×N` items: `{"charged": 2}` → `["charged ×2"]`.
+fn tally(counts: &Value) -> Vec<String> {
+    counts
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k} ×{v}")).collect())
+        .unwrap_or_default()
+}
+
 fn field<'v>(value: &'v Value, key: &str) -> &'v Value {
     value.get(key).unwrap_or(&Value::Null)
 }
@@ -278,10 +286,7 @@ impl<'a> View<'a> {
             "<section id=\"summary\"><h2>What happened</h2><p class=\"story\">{}</p><div class=\"cards\">",
             self.story()
         );
-        let effects: Vec<String> = field(self.report, "effects")
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| format!("{k} ×{v}")).collect())
-            .unwrap_or_default();
+        let effects = tally(field(self.report, "effects"));
         let cost = self
             .report
             .get("cost_pusd")

@@ -6,17 +6,14 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{array, dur, esc, field, text_of, View};
+use super::{array, dur, esc, field, tally, text_of, View};
 
-/// `{"charged": 2}` as `2× charged`.
+/// `{"charged": 2}` as `charged ×2`, or a dash for none.
 fn counts(value: &Value) -> String {
-    let items: Vec<String> = value
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{}× {}", v, esc(k))).collect())
-        .unwrap_or_default();
+    let items = tally(value);
     match items.is_empty() {
         true => "—".to_owned(),
-        false => items.join(", "),
+        false => esc(&items.join(", ")),
     }
 }
 

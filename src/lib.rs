@@ -4,7 +4,7 @@
 //! [`kernel`] at the bottom, then the [`catalogue`]s, the [`scenario`] model, the [`protocol`]
 //! (every message), the models and checks ([`llm`], [`guard`]), the actors' [`behavior`]s, the
 //! [`trace`] and the [`engine`] (the event loop), and on top accounting ([`observe`]), reports
-//! ([`report`], [`run`], [`render`], [`otlp`]), [`sweep`]s, [`bench`] and the [`cli`].
+//! ([`report`], [`run`], [`render`], [`otlp`]), [`sweep`]s, [`bench`], the [`proxy`] and the [`cli`].
 
 pub mod kernel;
 
@@ -33,3 +33,4 @@ pub mod sweep;
 
 pub mod bench;
 pub mod cli;
+pub mod proxy;

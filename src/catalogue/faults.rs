@@ -23,6 +23,9 @@ pub enum Layer {
     User,
     /// A guardrail's own failures, on a check (`guardrail:` targets).
     Guardrail,
+    /// A streamed (server-sent events) model answer, frame by frame. Only `agentsim proxy` acts
+    /// these: a simulated run has no HTTP streams.
+    Stream,
 }
 
 /// Every fault kind. The catalogue below lists each with its parameters.
@@ -73,6 +76,11 @@ pub enum FaultKind {
     GuardrailFalsePositive,
     GuardrailFalseNegative,
     GuardrailTimeout,
+    StreamCut,
+    StreamStall,
+    StreamSlowFirstToken,
+    StreamDuplicateFrames,
+    StreamErrorEvent,
 }
 
 /// One parameter of a fault kind.
@@ -101,6 +109,11 @@ const fn latency(default: &'static str) -> Param {
         meaning: "how long the failing call takes (virtual time)",
     }
 }
+const AFTER_FRAMES: Param = Param {
+    name: "after_frames",
+    default: "2",
+    meaning: "how many frames pass before the fault acts",
+};
 const RETRY_AFTER: Param = Param {
     name: "retry_after",
     default: "2s",
@@ -238,6 +251,16 @@ pub const CATALOGUE: &[Entry] = &[
         models: "a guardrail that misses what it exists to catch" },
     Entry { kind: "guardrail.timeout", layer: Layer::Guardrail, params: &[], fault: FaultKind::GuardrailTimeout,
         models: "a guardrail service that does not answer in time: the guardrail fails open or closed as configured" },
+    Entry { kind: "stream.cut", layer: Layer::Stream, params: &[AFTER_FRAMES], fault: FaultKind::StreamCut,
+        models: "a stream reset mid-way (a dropped connection, a proxy timeout): no [DONE], no usage chunk; the SDK raises a connection error" },
+    Entry { kind: "stream.stall", layer: Layer::Stream, params: &[AFTER_FRAMES, Param { name: "latency", default: "30s", meaning: "how long the stream stalls before it goes on" }], fault: FaultKind::StreamStall,
+        models: "a stream that stops sending without closing (a hung upstream worker), then resumes" },
+    Entry { kind: "stream.slow_first_token", layer: Layer::Stream, params: &[Param { name: "latency", default: "5s", meaning: "extra wait before the first frame" }], fault: FaultKind::StreamSlowFirstToken,
+        models: "a long time to first token (a queued request, a cold model)" },
+    Entry { kind: "stream.duplicate_frames", layer: Layer::Stream, params: &[AFTER_FRAMES], fault: FaultKind::StreamDuplicateFrames,
+        models: "a frame delivered twice (a retrying relay): text or tool-call arguments doubled in the client's reassembly" },
+    Entry { kind: "stream.error_event", layer: Layer::Stream, params: &[AFTER_FRAMES], fault: FaultKind::StreamErrorEvent,
+        models: "an error after HTTP 200: a mid-stream error frame in the provider's shape (`data: {\"error\": …}`, Anthropic `event: error`), then the stream ends" },
 ];
 
 impl FaultKind {

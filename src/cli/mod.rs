@@ -2,6 +2,7 @@
 //! the commands share. Each family of commands lives in its own module.
 
 mod info;
+mod proxy;
 mod run;
 mod shrink;
 mod sweep;
@@ -129,6 +130,12 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Put a real agent app under seeded chaos: an OpenAI-compatible HTTP proxy that injects the
+    /// faults file's faults, records, replays and forks, and writes a trace and a report.
+    Proxy(proxy::ProxyArgs),
+    /// A stand-in OpenAI-compatible upstream (deterministic answers, tool calls, streams), for
+    /// trying the proxy offline.
+    StubUpstream(proxy::StubArgs),
     /// Rerun the run recorded in a directory written by `run --out` and compare traces.
     Replay {
         /// A directory written by `agentsim run --out DIR`.
@@ -416,6 +423,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Report { dir, mermaid } => run::report(&dir, mermaid.as_deref()),
         Command::Import { trace, out, force } => run::import(&trace, &out, force),
         Command::Bench(args) => info::bench(&args),
+        Command::Proxy(args) => proxy::proxy(&args),
+        Command::StubUpstream(args) => proxy::stub(&args),
         Command::Sweep(args) => sweep::sweep(&args),
         Command::Compare(args) => sweep::compare(&args),
         Command::Merge { paths, json, html } => sweep::merge(&paths, json, html.as_deref()),

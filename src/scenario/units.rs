@@ -114,6 +114,17 @@ fn trim_decimal(value: f64, unit: &str) -> String {
     format!("{text}{unit}")
 }
 
+/// `between = [FROM, TO]`: two durations, FROM before TO.
+pub fn parse_between_us(pair: &[String]) -> Result<(u64, u64), String> {
+    match pair {
+        [from, to] => match (parse_duration_us(from)?, parse_duration_us(to)?) {
+            (from, to) if from < to => Ok((from, to)),
+            _ => Err("expected `between = [FROM, TO]` with FROM before TO".to_owned()),
+        },
+        _ => Err("expected `between = [\"10s\", \"20s\"]`: two durations".to_owned()),
+    }
+}
+
 /// Formats pico-USD as dollars with six decimals.
 pub fn format_usd(pusd: u64) -> String {
     format!(

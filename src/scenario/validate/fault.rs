@@ -8,7 +8,6 @@ use crate::scenario::error::did_you_mean;
 use crate::scenario::file::*;
 use crate::scenario::glob::glob_match;
 use crate::scenario::model::*;
-use crate::scenario::units::parse_duration_us;
 use toml::Spanned;
 
 impl Validator<'_> {
@@ -83,6 +82,17 @@ impl Validator<'_> {
             Layer::Tool => (&["tool:"], "tool:NAME"),
             Layer::Memory | Layer::User => (&["agent:"], "agent:NAME"),
             Layer::Guardrail => (&["guardrail:"], "guardrail:NAME"),
+            Layer::Stream => {
+                self.error(
+                    target.span(),
+                    format!(
+                        "fault kind \"{}\" acts on streamed HTTP answers, which a simulated run does not have; \
+                         expected it in a faults file for `agentsim proxy --faults FILE`",
+                        kind.name()
+                    ),
+                );
+                return;
+            }
         };
         let eligible: Vec<&String> = logical_ids
             .iter()
@@ -145,23 +155,9 @@ impl Validator<'_> {
 
     /// `between = [FROM, TO]`: two durations, FROM before TO.
     fn fault_between(&mut self, b: &Spanned<Vec<String>>) -> Option<(u64, u64)> {
-        match b.get_ref().as_slice() {
-            [from, to] => match (parse_duration_us(from), parse_duration_us(to)) {
-                (Ok(from), Ok(to)) if from < to => Some((from, to)),
-                (Ok(_), Ok(_)) => {
-                    self.error(b.span(), "expected `between = [FROM, TO]` with FROM before TO");
-                    None
-                }
-                (Err(message), _) | (_, Err(message)) => {
-                    self.error(b.span(), message);
-                    None
-                }
-            },
-            _ => {
-                self.error(b.span(), "expected `between = [\"10s\", \"20s\"]`: two durations");
-                None
-            }
-        }
+        crate::scenario::units::parse_between_us(b.get_ref())
+            .map_err(|message| self.error(b.span(), message))
+            .ok()
     }
 
     /// `after = "FAULT"`: the index of another fault, by its stream name.

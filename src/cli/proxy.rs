@@ -1,0 +1,189 @@
+//! `agentsim proxy` and `agentsim stub-upstream`: real agent apps under seeded chaos.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::{exit, interrupt_flag, Failure};
+use crate::proxy::{self, Config, FaultsFile, Matching};
+
+/// Arguments of `agentsim proxy`.
+#[derive(clap::Args, Debug)]
+pub struct ProxyArgs {
+    /// Address to listen on; loopback unless --allow-remote. Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: SocketAddr,
+    /// Accept connections from other machines (binding a non-loopback address).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Where requests go: the provider (`https://api.openai.com/v1`), a local llama.cpp, vLLM or
+    /// Ollama server, or another proxy. Required, except for a replay without --fork-at.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// A faults file: [[fault]] and [[invariant]] tables (see the README).
+    #[arg(long)]
+    pub faults: Option<PathBuf>,
+    /// Seed of every fault decision (a replay's recorded seed when omitted, else 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Record every exchange into DIR/cassette.jsonl (no request headers, so no API key).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Serve the app from the cassette in DIR, offline.
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<PathBuf>,
+    /// How a replay matches requests: strict (same request at the same session and call) or
+    /// in-order (each session's recordings in turn).
+    #[arg(long, value_enum, default_value_t = MatchArg::Strict)]
+    pub replay_match: MatchArg,
+    /// With --replay: serve each session's first N calls from the cassette, then go to the
+    /// upstream.
+    #[arg(long, value_name = "N", requires = "replay")]
+    pub fork_at: Option<u32>,
+    /// With --replay: replay streams at this multiple of their recorded timing (0: at once).
+    #[arg(long, default_value_t = 1.0)]
+    pub replay_speed: f64,
+    /// Write trace.jsonl as calls happen, and report.json and report.html at the end.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Write the calls as OTLP/JSON GenAI spans to this file at the end.
+    #[arg(long, value_name = "FILE")]
+    pub otlp: Option<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Largest answer passed on, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_response_bytes: usize,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchArg {
+    Strict,
+    InOrder,
+}
+
+/// Arguments of `agentsim stub-upstream`.
+#[derive(clap::Args, Debug)]
+pub struct StubArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// Time between two frames of a streamed answer, e.g. "5ms".
+    #[arg(long, default_value = "5ms")]
+    pub frame_gap: String,
+    /// Time before every answer, e.g. "0ms".
+    #[arg(long, default_value = "0ms")]
+    pub latency: String,
+}
+
+pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
+    let bad = |message: String| Failure::new(exit::BAD_INPUT, message);
+    if !args.listen.ip().is_loopback() && !args.allow_remote {
+        return Err(bad(format!(
+            "--listen {}: expected a loopback address (127.0.0.1, ::1); the proxy forwards API keys, so \
+             listening beyond this machine needs --allow-remote",
+            args.listen
+        )));
+    }
+    if !(0.0..=1000.0).contains(&args.replay_speed) {
+        return Err(bad(format!(
+            "--replay-speed: expected 0 to 1000, found {}",
+            args.replay_speed
+        )));
+    }
+    let faults = match &args.faults {
+        Some(path) => FaultsFile::load(path).map_err(bad)?,
+        None => FaultsFile::default(),
+    };
+    let mut config = Config::new(args.listen, args.upstream.clone());
+    config.faults = faults;
+    config.seed = args.seed;
+    config.record = args.record.clone();
+    config.replay = args.replay.clone();
+    config.matching = match args.replay_match {
+        MatchArg::Strict => Matching::Strict,
+        MatchArg::InOrder => Matching::InOrder,
+    };
+    config.fork_at = args.fork_at;
+    config.replay_speed = args.replay_speed;
+    config.out = args.out.clone();
+    config.otlp = args.otlp.clone();
+    config.request_bytes_max = args.max_request_bytes;
+    config.response_bytes_max = args.max_response_bytes;
+    let mode = config.mode();
+    let upstream = args.upstream.clone();
+    let interrupt = interrupt_flag();
+    let summary = proxy::run(config, interrupt, |p| {
+        let target = match (&upstream, mode) {
+            (Some(u), "live") => format!("forwarding to {u}"),
+            (Some(u), _) => format!("{mode} from the cassette, then forwarding to {u}"),
+            (None, _) => "replaying from the cassette".to_owned(),
+        };
+        eprintln!(
+            "agentsim proxy listening on http://{} ({target}; seed {}); Ctrl-C ends it and writes the report",
+            p.local_addr(),
+            p.seed()
+        );
+    })
+    .map_err(bad)?;
+    let r = &summary.report;
+    eprintln!(
+        "agentsim proxy: {} calls, {} answered, {} faults, {} retries ({} early), cost {}{}",
+        r["calls"],
+        r["answered"],
+        r["faults"]
+            .as_object()
+            .map_or(0, |f| f.values().filter_map(|v| v.as_u64()).sum::<u64>()),
+        r["retries"]["count"],
+        r["retries"]["early"],
+        r["cost_usd"].as_str().unwrap_or("$0"),
+        args.out
+            .as_ref()
+            .map(|d| format!("; report in {}", d.join("report.html").display()))
+            .unwrap_or_default()
+    );
+    for invariant in r["invariants"].as_array().into_iter().flatten() {
+        let mark = if invariant["holds"] == serde_json::Value::Bool(true) {
+            "✓"
+        } else {
+            "✗"
+        };
+        eprintln!(
+            "  {mark} {}: {}",
+            invariant["name"].as_str().unwrap_or(""),
+            invariant["detail"].as_str().unwrap_or("")
+        );
+    }
+    Ok(if summary.held { exit::OK } else { exit::RUN_FAILED })
+}
+
+pub(super) fn stub(args: &StubArgs) -> Result<u8, Failure> {
+    let bad = |message: String| Failure::new(exit::BAD_INPUT, message);
+    let duration = |flag: &str, text: &str| {
+        crate::scenario::units::parse_duration_us(text)
+            .map(std::time::Duration::from_micros)
+            .map_err(|e| bad(format!("--{flag}: {e}")))
+    };
+    let config = proxy::stub::StubConfig {
+        frame_gap: duration("frame-gap", &args.frame_gap)?,
+        latency: duration("latency", &args.latency)?,
+    };
+    let runtime = proxy::runtime().map_err(|e| Failure::new(exit::INTERNAL, e))?;
+    let interrupt = interrupt_flag();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| bad(format!("--listen {}: cannot bind: {e}", args.listen)))?;
+        let address = listener.local_addr().unwrap_or(args.listen);
+        eprintln!("agentsim stub-upstream listening on http://{address}/v1 (OpenAI chat completions); Ctrl-C ends it");
+        tokio::select! {
+            _ = proxy::stub::serve(listener, config) => {}
+            _ = async {
+                while interrupt.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            } => {}
+        }
+        Ok(exit::OK)
+    })
+}

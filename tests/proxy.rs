@@ -1,0 +1,587 @@
+//! `agentsim proxy` driven as users drive it: the real binary between a real client (the official
+//! `openai` Python package, and plain HTTP) and a stand-in upstream started by the test.
+//!
+//! The Python tests need a Python with `openai` installed: `AGENTSIM_TEST_PYTHON`, else
+//! `.venv/bin/python` in the repository (`.ci/run` makes it). Without one they say so and pass,
+//! unless `AGENTSIM_REQUIRE_PYTHON` is set (as CI sets it).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use common::{agentsim, repo_root};
+
+/// The stand-in upstream, on a runtime of its own; dropping it takes the upstream down.
+struct Upstream {
+    address: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let address = listener.local_addr().unwrap();
+        let config = agentsim::proxy::stub::StubConfig {
+            frame_gap: Duration::from_millis(2),
+            latency: Duration::ZERO,
+        };
+        runtime.spawn(agentsim::proxy::stub::serve(listener, config));
+        Upstream {
+            address,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/v1", self.address)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The proxy binary, running.
+struct ProxyProcess {
+    child: Child,
+    address: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ProxyProcess {
+    fn start(args: &[&str]) -> ProxyProcess {
+        let mut child = agentsim()
+            .arg("proxy")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        lines.read_line(&mut first).unwrap();
+        let address = first
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("expected the proxy to say where it listens, got {first:?}"));
+        let stderr = Arc::new(Mutex::new(first));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = lines.read_to_string(&mut rest);
+            sink.lock().unwrap().push_str(&rest);
+        });
+        ProxyProcess { child, address, stderr }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}/v1", self.address)
+    }
+
+    /// Ctrl-C: the proxy writes its report and ends. Its exit status and everything it said.
+    fn stop(mut self) -> (i32, String) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let said = self.stderr.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), said)
+    }
+}
+
+fn python() -> Option<PathBuf> {
+    let candidates = std::env::var_os("AGENTSIM_TEST_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([repo_root().join(".venv/bin/python")]);
+    for candidate in candidates {
+        let works = Command::new(&candidate)
+            .args(["-c", "import openai"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if works {
+            return Some(candidate);
+        }
+    }
+    assert!(
+        std::env::var_os("AGENTSIM_REQUIRE_PYTHON").is_none(),
+        "AGENTSIM_REQUIRE_PYTHON is set but no Python with the openai package was found"
+    );
+    eprintln!("skipped: no Python with the `openai` package (set AGENTSIM_TEST_PYTHON, or make .venv as .ci/run does)");
+    None
+}
+
+/// Runs tests/proxy/app.py in `mode` against `base_url`; what it printed.
+fn app(python: &Path, base_url: &str, mode: &str, env: &[(&str, &str)]) -> Value {
+    let output = Command::new(python)
+        .arg(repo_root().join("tests/proxy/app.py"))
+        .arg(mode)
+        .env("OPENAI_BASE_URL", base_url)
+        .env("OPENAI_API_KEY", "sk-test-SECRET-KEY-123")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "app.py {mode} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn faults_file(dir: &Path, text: &str) -> String {
+    let path = dir.join("faults.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn report(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn the_openai_client_runs_its_tool_loop_and_streams_through_the_proxy() {
+    let Some(python) = python() else { return };
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (rec, out) = (dir.path().join("rec"), dir.path().join("out"));
+    let proxy = ProxyProcess::start(&[
+        "--upstream",
+        &upstream.url(),
+        "--record",
+        path(&rec),
+        "--out",
+        path(&out),
+    ]);
+    let agent = app(&python, &proxy.base_url(), "agent", &[]);
+    let streamed = app(&python, &proxy.base_url(), "stream", &[]);
+    let (status, said) = proxy.stop();
+    assert_eq!(status, 0, "{said}");
+
+    // The tool loop: a call to lookup_order with the question, then an answer.
+    let first = &agent["answers"][0];
+    assert_eq!(first["steps"][0]["tool"], "lookup_order");
+    assert_eq!(first["steps"][0]["arguments"]["order_id"], "Where is order 17?");
+    assert!(first["answer"].as_str().unwrap().starts_with("Answer 4 to:"), "{agent}");
+    // Streams reassembled by the SDK: tool-call arguments from fragments, text from deltas.
+    assert_eq!(
+        streamed["with_tools"]["steps"][0]["arguments"]["order_id"],
+        "Where is order 9?"
+    );
+    assert_eq!(streamed["plain"]["answer"], "Answer 2 to: Tell me a story.");
+
+    let report = report(&out);
+    // Two questions of two calls each, then a streamed tool loop (two) and a streamed answer.
+    assert_eq!(report["calls"], 7, "{report:#}");
+    assert_eq!(report["answered"], 7);
+    assert_eq!(report["streams"]["count"], 3);
+    assert_eq!(report["streams"]["broken"], 0);
+    assert!(report["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    assert_ne!(report["cost_usd"], "$0.000000", "gpt-4o-mini is priced");
+    // One record per request and per response in the trace, as the report counts them.
+    let trace = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
+    let events: Vec<Value> = trace.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.iter().filter(|e| e["event"] == "request").count(), 7);
+    assert_eq!(events.iter().filter(|e| e["event"] == "response").count(), 7);
+    // The cassette holds every exchange, the frames of the streams, and never the API key.
+    let cassette = std::fs::read_to_string(rec.join("cassette.jsonl")).unwrap();
+    assert_eq!(cassette.lines().count(), 1 + 7);
+    assert!(cassette.contains("\"frames\""));
+    for file in [
+        cassette.as_str(),
+        trace.as_str(),
+        &std::fs::read_to_string(out.join("report.json")).unwrap(),
+    ] {
+        assert!(!file.contains("SECRET"), "the API key leaked");
+    }
+    assert!(std::fs::read_to_string(out.join("report.html"))
+        .unwrap()
+        .contains("What the app did"));
+}
+
+#[test]
+fn a_429_with_retry_after_2s_is_retried_by_the_openai_client_after_about_2s() {
+    let Some(python) = python() else { return };
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let faults = faults_file(
+        dir.path(),
+        "[[fault]]\nkind = \"llm.rate_limit\"\non_message = 1\nretry_after = \"2s\"\n\n\
+         [[invariant]]\nname = \"retries honour retry-after\"\ndetect = \"early_retry\"\n",
+    );
+    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    let result = app(&python, &proxy.base_url(), "retry", &[]);
+    let (status, said) = proxy.stop();
+    assert_eq!(status, 0, "{said}");
+    let elapsed = result["elapsed_s"].as_f64().unwrap();
+    assert!((2.0..4.0).contains(&elapsed), "the client waited {elapsed} s");
+    assert_eq!(result["answer"]["answer"], "Answer 2 to: Hello there.");
+    let report = report(&out);
+    assert_eq!(report["faults"]["llm.rate_limit"], 1);
+    assert_eq!(report["errors"]["429"], 1);
+    assert_eq!(report["retries"]["count"], 1);
+    let retry = &report["retries"]["list"][0];
+    assert_eq!(
+        (retry["call"].as_u64(), retry["after_status"].as_u64()),
+        (Some(2), Some(429))
+    );
+    assert_eq!(retry["retry_after_us"], 2_000_000);
+    assert!(retry["waited_us"].as_u64().unwrap() >= 2_000_000, "{retry}");
+    assert_eq!(report["invariants"][0]["holds"], true);
+}
+
+#[test]
+fn a_stream_cut_mid_way_breaks_the_apps_call_and_the_report_says_after_which_frame() {
+    let Some(python) = python() else { return };
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let faults = faults_file(
+        dir.path(),
+        "[[fault]]\nkind = \"stream.cut\"\non_message = 1\nafter_frames = 2\n",
+    );
+    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    let result = app(&python, &proxy.base_url(), "cut", &[]);
+    let (status, said) = proxy.stop();
+    assert_eq!(status, 0, "{said}");
+    assert!(result["error"].is_string(), "the SDK raised: {result}");
+    let report = report(&out);
+    assert_eq!(report["streams"]["broken"], 1, "{report:#}");
+    let exchange = &report["exchanges"][0];
+    assert_eq!(
+        (exchange["frames"].as_u64(), exchange["stream_broken"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert_eq!(exchange["faults"], json!(["stream.cut"]));
+}
+
+#[test]
+fn strict_replay_serves_identical_answers_with_the_upstream_gone_and_names_a_miss() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let faults = faults_file(
+        dir.path(),
+        "[[fault]]\nkind = \"llm.server_error\"\nprobability = 0.3\n",
+    );
+    let recorded = {
+        let upstream = Upstream::start();
+        let proxy = ProxyProcess::start(&[
+            "--upstream",
+            &upstream.url(),
+            "--faults",
+            &faults,
+            "--seed",
+            "4",
+            "--record",
+            path(&rec),
+        ]);
+        let agent = app(&python, &proxy.base_url(), "agent", &[]);
+        let streamed = app(&python, &proxy.base_url(), "stream", &[]);
+        assert_eq!(proxy.stop().0, 0);
+        (agent, streamed)
+    };
+    // No upstream now: the cassette (and the recorded seed, for the same faults) serve it all.
+    let out = dir.path().join("out");
+    let proxy = ProxyProcess::start(&["--replay", path(&rec), "--faults", &faults, "--out", path(&out)]);
+    let replayed = (
+        app(&python, &proxy.base_url(), "agent", &[]),
+        app(&python, &proxy.base_url(), "stream", &[]),
+    );
+    assert_eq!(replayed, recorded);
+    // A request the recording does not have gets an error, and the log names the nearest one.
+    let output = Command::new(&python)
+        .arg(repo_root().join("tests/proxy/app.py"))
+        .arg("agent")
+        .env("OPENAI_BASE_URL", proxy.base_url())
+        .env("APP_QUESTIONS", "Where is order 18?")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "a replay miss is an error for the app");
+    let (status, said) = proxy.stop();
+    assert_eq!(status, 0, "{said}");
+    assert!(said.contains("nearest recorded request"), "{said}");
+    assert!(
+        said.contains("`messages[1].content`: recorded \"Where is order 17?\", now \"Where is order 18?\""),
+        "{said}"
+    );
+    let report = report(&out);
+    assert_eq!(report["mode"], "replay");
+    assert_eq!(report["seed"], 4);
+}
+
+#[test]
+fn fork_at_3_serves_a_sessions_first_three_calls_from_the_cassette_then_goes_live() {
+    let Some(python) = python() else { return };
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let session = [
+        ("APP_SESSION", "support-1"),
+        ("APP_QUESTIONS", "Order 1?|Order 2?|Order 3?"),
+    ];
+    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--record", path(&rec)]);
+    let recorded = app(&python, &proxy.base_url(), "agent", &session);
+    assert_eq!(proxy.stop().0, 0);
+
+    let out = dir.path().join("out");
+    let proxy = ProxyProcess::start(&[
+        "--replay",
+        path(&rec),
+        "--fork-at",
+        "3",
+        "--upstream",
+        &upstream.url(),
+        "--out",
+        path(&out),
+    ]);
+    let forked = app(&python, &proxy.base_url(), "agent", &session);
+    assert_eq!(proxy.stop().0, 0);
+    assert_eq!(forked, recorded);
+    let report = report(&out);
+    let sources: Vec<&str> = report["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        ["replay", "replay", "replay", "upstream", "upstream", "upstream"]
+    );
+    assert_eq!(report["mode"], "fork");
+}
+
+/// Sends one chat request in its own session; the status.
+fn call(client: &reqwest::blocking::Client, base: &str, session: &str) -> u16 {
+    client
+        .post(format!("{base}/chat/completions"))
+        .header("x-agentsim-session", session)
+        .header("content-type", "application/json")
+        .body(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).to_string())
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The faults each (session, call) got, from report.json.
+fn faults_by_call(out: &Path) -> Vec<(String, u64, Value)> {
+    let mut all: Vec<(String, u64, Value)> = report(out)["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["session"].as_str().unwrap().to_owned(),
+                x["call"].as_u64().unwrap(),
+                x["faults"].clone(),
+            )
+        })
+        .collect();
+    all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    all
+}
+
+#[test]
+fn the_same_seed_gives_the_same_faults_at_the_same_calls_whatever_the_arrival_order() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let faults = faults_file(
+        dir.path(),
+        "[[fault]]\nkind = \"llm.overloaded\"\nprobability = 0.5\nlatency = \"0ms\"\n",
+    );
+    let client = reqwest::blocking::Client::new();
+    let sessions: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
+    let run = |seed: &str, out: &str, reverse: bool| {
+        let out = dir.path().join(out);
+        let proxy = ProxyProcess::start(&[
+            "--upstream",
+            &upstream.url(),
+            "--faults",
+            &faults,
+            "--seed",
+            seed,
+            "--out",
+            path(&out),
+        ]);
+        let mut order: Vec<&String> = sessions.iter().collect();
+        if reverse {
+            order.reverse();
+        }
+        for _round in 0..3 {
+            for s in &order {
+                let status = call(&client, &proxy.base_url(), s);
+                assert!(status == 200 || status == 503, "status {status}");
+            }
+        }
+        assert_eq!(proxy.stop().0, 0);
+        faults_by_call(&out)
+    };
+    let first = run("1", "a", false);
+    let again = run("1", "b", true);
+    let other = run("2", "c", false);
+    assert_eq!(first.len(), 36);
+    assert_eq!(first, again, "the same seed, requests in the opposite order");
+    assert_ne!(first, other, "another seed");
+    let fired = first
+        .iter()
+        .filter(|(_, _, f)| f.as_array().is_some_and(|a| !a.is_empty()))
+        .count();
+    assert!((6..30).contains(&fired), "about half of 36 calls: {fired}");
+}
+
+#[test]
+fn bad_flags_and_faults_files_are_refused_with_the_place_and_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = faults_file(dir.path(), "[[fault]]\nkind = \"llm.rate_limt\"\non_message = 1\n");
+    let output = agentsim()
+        .args(["proxy", "--upstream", "http://127.0.0.1:9/v1", "--faults", &faults])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("faults.toml:2:8") && said.contains("did you mean \"llm.rate_limit\""),
+        "{said}"
+    );
+
+    let output = agentsim()
+        .args(["proxy", "--listen", "0.0.0.0:0", "--upstream", "http://127.0.0.1:9/v1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--allow-remote"));
+
+    let output = agentsim().args(["proxy", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expected --upstream URL"));
+
+    let scenario = dir.path().join("s.toml");
+    let text = std::fs::read_to_string(repo_root().join("scenarios/support-desk.toml")).unwrap()
+        + "\n[[fault]]\nkind = \"stream.cut\"\ntarget = \"llm:*\"\nprobability = 0.5\n";
+    std::fs::write(&scenario, text).unwrap();
+    let output = agentsim().args(["validate", path(&scenario)]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("agentsim proxy --faults"));
+}
+
+/// Streams one chat request in `session` with `text` as the question: the time to the first
+/// byte, the time to the end, the body, and whether it ended cleanly.
+fn stream(base: &str, text: &str) -> (Duration, Duration, String, bool) {
+    use std::io::Read as _;
+    let started = std::time::Instant::now();
+    let mut response = reqwest::blocking::Client::new()
+        .post(format!("{base}/chat/completions"))
+        .header("content-type", "application/json")
+        .body(
+            json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": text}]})
+                .to_string(),
+        )
+        .send()
+        .unwrap();
+    let mut first = [0u8; 1];
+    response.read_exact(&mut first).unwrap();
+    let to_first = started.elapsed();
+    let mut rest = Vec::new();
+    let clean = response.read_to_end(&mut rest).is_ok();
+    let body = String::from_utf8_lossy(&[first.to_vec(), rest].concat()).into_owned();
+    (to_first, started.elapsed(), body, clean)
+}
+
+#[test]
+fn each_stream_fault_acts_on_the_frames_as_the_catalogue_says() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let faults = faults_file(
+        dir.path(),
+        "[[fault]]\nkind = \"stream.slow_first_token\"\nmessage_contains = \"slow\"\nlatency = \"400ms\"\n\
+         [[fault]]\nkind = \"stream.stall\"\nmessage_contains = \"stall\"\nafter_frames = 2\nlatency = \"400ms\"\n\
+         [[fault]]\nkind = \"stream.duplicate_frames\"\nmessage_contains = \"twice\"\nafter_frames = 2\n\
+         [[fault]]\nkind = \"stream.error_event\"\nmessage_contains = \"error\"\nafter_frames = 2\n\
+         [[fault]]\nkind = \"stream.cut\"\nmessage_contains = \"cut\"\nafter_frames = 2\n",
+    );
+    let out = dir.path().join("out");
+    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    let base = proxy.base_url();
+    let data_lines = |body: &str| body.lines().filter(|l| l.starts_with("data: ")).count();
+    let (_, _, normal, clean) = stream(&base, "plain one two three");
+    assert!(clean && normal.ends_with("data: [DONE]\n\n"), "{normal}");
+
+    let (to_first, _, body, clean) = stream(&base, "slow one two three");
+    assert!(
+        to_first >= Duration::from_millis(400) && clean,
+        "first byte after {to_first:?}"
+    );
+    assert!(body.ends_with("data: [DONE]\n\n"));
+
+    let (to_first, to_end, body, clean) = stream(&base, "stall one two");
+    assert!(
+        to_first < Duration::from_millis(300),
+        "the first frames are not held: {to_first:?}"
+    );
+    assert!(
+        to_end >= Duration::from_millis(400) && clean && body.ends_with("data: [DONE]\n\n"),
+        "{to_end:?}"
+    );
+
+    let (_, _, body, clean) = stream(&base, "twice one two three");
+    let frames: Vec<&str> = body.split("\n\n").filter(|f| !f.is_empty()).collect();
+    assert!(clean && frames[1] == frames[2], "frame 2 twice: {body}");
+    assert_eq!(data_lines(&body), data_lines(&normal) + 1);
+
+    let (_, _, body, clean) = stream(&base, "error one two three");
+    let frames: Vec<&str> = body.split("\n\n").filter(|f| !f.is_empty()).collect();
+    assert!(clean && frames.len() == 3 && frames[2].contains("\"error\""), "{body}");
+    assert!(!body.contains("[DONE]"));
+
+    let (_, _, body, clean) = stream(&base, "cut one two three");
+    assert!(!clean, "a cut stream does not end cleanly: {body}");
+    assert_eq!(data_lines(&body), 2);
+    assert!(!body.contains("[DONE]"));
+
+    let (status, said) = proxy.stop();
+    assert_eq!(status, 0, "{said}");
+    let faults: Vec<Value> = report(&out)["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["faults"].clone())
+        .collect();
+    assert_eq!(
+        faults,
+        [
+            json!([]),
+            json!(["stream.slow_first_token"]),
+            json!(["stream.stall"]),
+            json!(["stream.duplicate_frames"]),
+            json!(["stream.error_event"]),
+            json!(["stream.cut"])
+        ]
+    );
+}

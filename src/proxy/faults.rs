@@ -11,10 +11,11 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::catalogue::faults::{FaultKind, Layer, CATALOGUE};
+use crate::catalogue::faults::{FaultKind, Layer};
 use crate::scenario::error::{did_you_mean, humanize_toml_message, Diagnostic, ScenarioError};
 use crate::scenario::glob::glob_match;
 use crate::scenario::units::{parse_between_us, parse_duration_us};
+use crate::scenario::validate::unknown_fault_kind;
 use crate::scenario::MalformedMode;
 
 /// Largest faults file read, in bytes.
@@ -301,16 +302,7 @@ impl Checker {
     fn fault(&mut self, spanned: &Spanned<RawFault>, names: &[String], index: usize) -> Option<ProxyFault> {
         let raw = spanned.get_ref();
         let Some(kind) = FaultKind::from_name(raw.kind.get_ref()) else {
-            let hint = did_you_mean(raw.kind.get_ref(), CATALOGUE.iter().map(|e| e.kind))
-                .map(|s| format!("did you mean \"{s}\"? "))
-                .unwrap_or_default();
-            self.error(
-                raw.kind.span(),
-                format!(
-                    "unknown fault kind \"{}\"; {hint}`agentsim list faults` shows the catalogue",
-                    raw.kind.get_ref()
-                ),
-            );
+            self.error(raw.kind.span(), unknown_fault_kind(raw.kind.get_ref()));
             return None;
         };
         if !proxy_acts(kind) {

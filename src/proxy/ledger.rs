@@ -331,18 +331,10 @@ impl Ledger {
         let mut by_model: BTreeMap<&str, (u64, Tokens, u64)> = BTreeMap::new();
         for c in calls {
             let t = c.ended.as_ref().and_then(|e| e.tokens).unwrap_or_default();
-            tokens = Tokens {
-                input: tokens.input + t.input,
-                cached: tokens.cached + t.cached,
-                output: tokens.output + t.output,
-            };
+            tokens = tokens + t;
             let entry = by_model.entry(&c.model).or_default();
             entry.0 += 1;
-            entry.1 = Tokens {
-                input: entry.1.input + t.input,
-                cached: entry.1.cached + t.cached,
-                output: entry.1.output + t.output,
-            };
+            entry.1 = entry.1 + t;
             entry.2 += c.cost_pusd;
         }
         let cost_pusd: u64 = calls.iter().map(|c| c.cost_pusd).sum();

@@ -236,16 +236,22 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
-fn respond(answer: &Answer, extra: &[(&str, String)]) -> Response<Body> {
+fn respond(answer: &Answer, tags: &[(&str, String)]) -> Response<Body> {
     let body = serde_json::to_vec(&answer.body).expect("JSON");
-    let mut builder = Response::builder().status(answer.status);
-    for (k, v) in &answer.headers {
+    response(answer.status, &answer.headers, tags, full(body))
+}
+
+/// A response with `headers` (but their content-length: the body may have changed) and the
+/// proxy's own `tags`.
+fn response(status: u16, headers: &[(String, String)], tags: &[(&str, String)], body: Body) -> Response<Body> {
+    let mut builder = Response::builder().status(status);
+    for (k, v) in headers.iter().filter(|(k, _)| k != "content-length") {
         builder = builder.header(k, v);
     }
-    for (k, v) in extra {
+    for (k, v) in tags {
         builder = builder.header(*k, v);
     }
-    builder.body(full(body)).expect("a valid response")
+    builder.body(body).expect("a valid response")
 }
 
 /// Counts a call in flight until dropped.
@@ -599,14 +605,7 @@ fn plain_response(
         Value::String(text) => text.clone().into_bytes(),
         other => serde_json::to_vec(other).expect("JSON"),
     };
-    let mut builder = Response::builder().status(status);
-    for (k, v) in headers.iter().filter(|(k, _)| k != "content-length") {
-        builder = builder.header(k, v);
-    }
-    for (k, v) in tags {
-        builder = builder.header(*k, v);
-    }
-    builder.body(full(bytes)).expect("a valid response")
+    response(status, &headers, tags, full(bytes))
 }
 
 /// Where a stream's frames come from.
@@ -694,14 +693,7 @@ fn stream_response(
     tags: &[(&str, String)],
 ) -> Response<Body> {
     let (sender, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(16);
-    let mut builder = Response::builder().status(status);
-    for (k, v) in &headers {
-        builder = builder.header(k, v);
-    }
-    for (k, v) in tags {
-        builder = builder.header(*k, v);
-    }
-    let response = builder.body(body.boxed()).expect("a valid response");
+    let answer = response(status, &headers, tags, body.boxed());
     tokio::spawn(async move {
         let _guard = guard;
         let mut sender = Some(sender);
@@ -784,7 +776,7 @@ fn stream_response(
             },
         );
     });
-    response
+    answer
 }
 
 /// Headers that belong to one connection, or that the proxy must not pass on.

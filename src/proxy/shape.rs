@@ -235,6 +235,18 @@ pub struct Tokens {
     pub output: u64,
 }
 
+impl std::ops::Add for Tokens {
+    type Output = Tokens;
+
+    fn add(self, other: Tokens) -> Tokens {
+        Tokens {
+            input: self.input + other.input,
+            cached: self.cached + other.cached,
+            output: self.output + other.output,
+        }
+    }
+}
+
 impl Tokens {
     /// The usage in one JSON answer or stream frame, where it has one: OpenAI's `usage`
     /// (`prompt_tokens`, `completion_tokens`), the Responses API's and Anthropic's

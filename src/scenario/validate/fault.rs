@@ -52,19 +52,8 @@ impl Validator<'_> {
 
     /// The fault's kind, from the catalogue.
     fn fault_kind(&mut self, raw: &RawFault) -> Option<FaultKind> {
-        use crate::catalogue::faults::CATALOGUE;
         let Some(kind) = FaultKind::from_name(raw.kind.get_ref()) else {
-            let kinds = CATALOGUE.iter().map(|e| e.kind);
-            let hint = did_you_mean(raw.kind.get_ref(), kinds)
-                .map(|s| format!("did you mean \"{s}\"? "))
-                .unwrap_or_default();
-            self.error(
-                raw.kind.span(),
-                format!(
-                    "unknown fault kind \"{}\"; {hint}`agentsim list faults` shows the catalogue",
-                    raw.kind.get_ref()
-                ),
-            );
+            self.error(raw.kind.span(), unknown_fault_kind(raw.kind.get_ref()));
             return None;
         };
         Some(kind)
@@ -284,4 +273,13 @@ pub(super) fn logical_ids(raw: &RawScenario) -> Vec<String> {
 /// rename a fault.
 fn fault_stream_names(faults: impl Iterator<Item = (Option<String>, String, String)>) -> Vec<String> {
     number_duplicates(faults.map(|(name, kind, target)| name.unwrap_or_else(|| format!("{kind}@{target}"))))
+}
+
+/// What is said of a fault kind the catalogue does not have, with the nearest name.
+pub fn unknown_fault_kind(name: &str) -> String {
+    use crate::catalogue::faults::CATALOGUE;
+    let hint = did_you_mean(name, CATALOGUE.iter().map(|e| e.kind))
+        .map(|s| format!("did you mean \"{s}\"? "))
+        .unwrap_or_default();
+    format!("unknown fault kind \"{name}\"; {hint}`agentsim list faults` shows the catalogue")
 }

@@ -3,6 +3,7 @@
 
 mod agent;
 mod fault;
+pub use fault::unknown_fault_kind;
 mod guardrail;
 mod human;
 mod invariant;

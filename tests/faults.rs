@@ -460,16 +460,20 @@ fn list_faults_json_names_every_kind_with_layer_and_params() {
     }
     let kinds: Vec<&str> = catalogue.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     let source = std::fs::read_to_string(repo_root().join("tests/faults.rs")).unwrap();
-    // Stream faults act on HTTP streams, which only the proxy has: they are tested there.
+    // Stream faults act on HTTP streams, which only the proxy has, and MCP faults on MCP
+    // exchanges, which only `proxy --mcp` has: they are tested there.
     let proxy = std::fs::read_to_string(repo_root().join("tests/proxy.rs")).unwrap();
+    let mcp = std::fs::read_to_string(repo_root().join("tests/mcp.rs")).unwrap();
     for kind in kinds {
         let (file, text) = if kind.starts_with("stream.") {
             ("tests/proxy.rs", &proxy)
+        } else if kind.starts_with("mcp.") {
+            ("tests/mcp.rs", &mcp)
         } else {
             ("tests/faults.rs", &source)
         };
         assert!(
-            text.contains(&format!("kind = \\\"{kind}\\\"")),
+            text.contains(&format!("kind = \\\"{kind}\\\"")) || text.contains(&format!("kind = \"{kind}\"\n")),
             "fault kind {kind} has no test in {file}"
         );
     }

@@ -7,16 +7,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use common::{agentsim, repo_root};
+use common::{agentsim, python_with, repo_root, ProxyProcess};
+
+fn python() -> Option<PathBuf> {
+    python_with("openai")
+}
 
 /// The stand-in upstream, on a runtime of its own; dropping it takes the upstream down.
 struct Upstream {
@@ -55,80 +57,6 @@ impl Drop for Upstream {
             runtime.shutdown_background();
         }
     }
-}
-
-/// The proxy binary, running.
-struct ProxyProcess {
-    child: Child,
-    address: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl ProxyProcess {
-    fn start(args: &[&str]) -> ProxyProcess {
-        let mut child = agentsim()
-            .arg("proxy")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        lines.read_line(&mut first).unwrap();
-        let address = first
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("expected the proxy to say where it listens, got {first:?}"));
-        let stderr = Arc::new(Mutex::new(first));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = lines.read_to_string(&mut rest);
-            sink.lock().unwrap().push_str(&rest);
-        });
-        ProxyProcess { child, address, stderr }
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://{}/v1", self.address)
-    }
-
-    /// Ctrl-C: the proxy writes its report and ends. Its exit status and everything it said.
-    fn stop(mut self) -> (i32, String) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        let said = self.stderr.lock().unwrap().clone();
-        (status.code().unwrap_or(-1), said)
-    }
-}
-
-fn python() -> Option<PathBuf> {
-    let candidates = std::env::var_os("AGENTSIM_TEST_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([repo_root().join(".venv/bin/python")]);
-    for candidate in candidates {
-        let works = Command::new(&candidate)
-            .args(["-c", "import openai"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if works {
-            return Some(candidate);
-        }
-    }
-    assert!(
-        std::env::var_os("AGENTSIM_REQUIRE_PYTHON").is_none(),
-        "AGENTSIM_REQUIRE_PYTHON is set but no Python with the openai package was found"
-    );
-    eprintln!("skipped: no Python with the `openai` package (set AGENTSIM_TEST_PYTHON, or make .venv as .ci/run does)");
-    None
 }
 
 /// Runs tests/proxy/app.py in `mode` against `base_url`; what it printed.

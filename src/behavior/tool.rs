@@ -49,6 +49,8 @@ pub struct ToolBehavior {
     /// Calls waiting for a reviewer's decision (`approval`), with the fault their delivery
     /// carried.
     awaiting_approval: std::collections::BTreeMap<CallKey, (ToolCaller, ToolCall, Option<Injection>)>,
+    /// An MCP tool: the recorded answer its next call without a recorded twin gets.
+    recorded_next: usize,
 }
 
 /// The key of an agent's call (compensations are neither cancelled nor approved).
@@ -105,6 +107,7 @@ impl ToolBehavior {
             in_flight: Default::default(),
             cancelled: Default::default(),
             awaiting_approval: Default::default(),
+            recorded_next: 0,
         }
     }
 
@@ -277,10 +280,20 @@ impl ToolBehavior {
             true => Decision::Plain,
             false => tool_world::decide(&view, stream),
         };
-        let (mut output, mut changes, mut effect_times) = match decision {
-            Decision::Plain => (spec.output.render(&view, &arg), Vec::new(), 1),
-            Decision::Fail(text) => (format!("error: {text}"), Vec::new(), 0),
-            Decision::Change { rule, changes } => {
+        let recorded = spec.mcp.as_ref().and_then(|mcp| {
+            let same = mcp.recorded.iter().find(|r| r.arguments.as_object() == Some(&**args));
+            same.or_else(|| {
+                let next = mcp.recorded.get(self.recorded_next % mcp.recorded.len().max(1));
+                self.recorded_next += 1;
+                next
+            })
+        });
+        let (mut output, mut changes, mut effect_times) = match (decision, recorded) {
+            (Decision::Plain, Some(call)) if call.is_error => (format!("error: {}", call.text), Vec::new(), 0),
+            (Decision::Plain, Some(call)) => (call.text.clone(), Vec::new(), 1),
+            (Decision::Plain, None) => (spec.output.render(&view, &arg), Vec::new(), 1),
+            (Decision::Fail(text), _) => (format!("error: {text}"), Vec::new(), 0),
+            (Decision::Change { rule, changes }, _) => {
                 let world = self
                     .world
                     .read()

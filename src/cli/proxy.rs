@@ -9,9 +9,10 @@ use crate::proxy::{self, Config, FaultsFile, Matching};
 /// Arguments of `agentsim proxy`.
 #[derive(clap::Args, Debug)]
 pub struct ProxyArgs {
-    /// Address to listen on; loopback unless --allow-remote. Port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:8089")]
-    pub listen: SocketAddr,
+    /// Address to listen on (default 127.0.0.1:8089); loopback unless --allow-remote. Port 0
+    /// picks a free port. With --mcp: serve streamable HTTP here (without it, stdio).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// Accept connections from other machines (binding a non-loopback address).
     #[arg(long)]
     pub allow_remote: bool,
@@ -54,6 +55,13 @@ pub struct ProxyArgs {
     /// Largest answer passed on, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub max_response_bytes: usize,
+    /// Proxy the Model Context Protocol instead of a model API: over stdio, start the server
+    /// command given after `--`; over streamable HTTP, --listen and --upstream (its endpoint).
+    #[arg(long)]
+    pub mcp: bool,
+    /// With --mcp over stdio: the MCP server's command and arguments, after `--`.
+    #[arg(last = true, value_name = "SERVER COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +86,22 @@ pub struct StubArgs {
 
 pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
     let bad = |message: String| Failure::new(exit::BAD_INPUT, message);
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
+    if let Some(listen) = args.listen.filter(|l| !l.ip().is_loopback() && !args.allow_remote) {
         return Err(bad(format!(
-            "--listen {}: expected a loopback address (127.0.0.1, ::1); the proxy forwards API keys, so \
-             listening beyond this machine needs --allow-remote",
-            args.listen
+            "--listen {listen}: expected a loopback address (127.0.0.1, ::1); the proxy forwards API keys, so \
+             listening beyond this machine needs --allow-remote"
         )));
     }
+    if args.mcp {
+        return mcp(args);
+    }
+    if !args.command.is_empty() {
+        return Err(bad(format!(
+            "unexpected server command `{}`: a command after `--` is the MCP server of `agentsim proxy --mcp`",
+            args.command.join(" ")
+        )));
+    }
+    let listen = args.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8089)));
     if !(0.0..=1000.0).contains(&args.replay_speed) {
         return Err(bad(format!(
             "--replay-speed: expected 0 to 1000, found {}",
@@ -95,7 +112,7 @@ pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
         Some(path) => FaultsFile::load(path).map_err(bad)?,
         None => FaultsFile::default(),
     };
-    let mut config = Config::new(args.listen, args.upstream.clone());
+    let mut config = Config::new(listen, args.upstream.clone());
     config.faults = faults;
     config.seed = args.seed;
     config.record = args.record.clone();
@@ -155,6 +172,78 @@ pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
         );
     }
     Ok(if summary.held { exit::OK } else { exit::RUN_FAILED })
+}
+
+/// `agentsim proxy --mcp`.
+fn mcp(args: &ProxyArgs) -> Result<u8, Failure> {
+    let bad = |message: String| Failure::new(exit::BAD_INPUT, message);
+    if args.fork_at.is_some() {
+        return Err(bad(
+            "--fork-at: not available with --mcp yet; replay the whole recording".to_owned(),
+        ));
+    }
+    if args.listen.is_none() && args.upstream.is_some() {
+        return Err(bad(
+            "--upstream with --mcp is a streamable HTTP server: expected --listen ADDRESS for the client to reach the proxy".to_owned(),
+        ));
+    }
+    if args.listen.is_some() && !args.command.is_empty() {
+        return Err(bad(
+            "with --listen the MCP proxy serves streamable HTTP and forwards to --upstream: expected no server command after `--`".to_owned(),
+        ));
+    }
+    let faults = match &args.faults {
+        Some(path) => FaultsFile::load(path).map_err(bad)?,
+        None => FaultsFile::default(),
+    };
+    let config = proxy::mcp::McpConfig {
+        listen: args.listen,
+        upstream: args.upstream.clone(),
+        command: args.command.clone(),
+        faults,
+        seed: args.seed,
+        record: args.record.clone(),
+        replay: args.replay.clone(),
+        matching: match args.replay_match {
+            MatchArg::Strict => Matching::Strict,
+            MatchArg::InOrder => Matching::InOrder,
+        },
+        out: args.out.clone(),
+        otlp: args.otlp.clone(),
+        request_bytes_max: args.max_request_bytes,
+    };
+    let interrupt = interrupt_flag();
+    let stop = async move {
+        while interrupt.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let upstream = args.upstream.clone();
+    let report = proxy::mcp::run(&config, stop, |address| {
+        let target = match &upstream {
+            Some(u) => format!("forwarding to {u}"),
+            None => "replaying from the cassette".to_owned(),
+        };
+        eprintln!(
+            "agentsim proxy --mcp listening on http://{address}/mcp ({target}); Ctrl-C ends it and writes the report"
+        );
+    })
+    .map_err(bad)?;
+    // Stdout is the MCP channel over stdio: the summary goes to stderr.
+    eprintln!(
+        "agentsim proxy --mcp: {} requests, {} tool calls ({} results, {} tool errors, {} protocol errors, {} unanswered){}",
+        report["requests"],
+        report["tool_calls"],
+        report["results"],
+        report["tool_errors"],
+        report["protocol_errors"],
+        report["unanswered"],
+        args.out
+            .as_ref()
+            .map(|d| format!("; report in {}", d.join("report.json").display()))
+            .unwrap_or_default()
+    );
+    Ok(exit::OK)
 }
 
 pub(super) fn stub(args: &StubArgs) -> Result<u8, Failure> {

@@ -196,7 +196,7 @@ impl FaultPlan {
                 },
                 Layer::User => class == MessageClass::UserOpening,
                 Layer::Guardrail => class == MessageClass::GuardCheck,
-                Layer::Stream => false,
+                Layer::Stream | Layer::Mcp => false,
                 Layer::Memory => match fault.kind {
                     FaultKind::HandoffDropContext => class == MessageClass::Handoff,
                     _ => class != MessageClass::Other && class != MessageClass::UserOpening,
@@ -282,6 +282,7 @@ impl FaultPlan {
                 Layer::User => "conversation openings",
                 Layer::Guardrail => "guardrail checks",
                 Layer::Stream => "streamed answers",
+                Layer::Mcp => "MCP tool calls",
                 Layer::Memory => match fault.kind {
                     FaultKind::HandoffDropContext => "handoffs",
                     _ => "messages to agents",
@@ -358,7 +359,7 @@ fn applies_to(fault: &Fault, id: &str) -> bool {
         Layer::Tool => &["tool:"],
         Layer::Memory | Layer::User => &["agent:"],
         Layer::Guardrail => &["guardrail:"],
-        Layer::Stream => &[],
+        Layer::Stream | Layer::Mcp => &[],
     };
     let target_side = prefixes.iter().any(|p| id.starts_with(p)) && glob_match(&fault.target, id);
     // A partition cuts both ways: the peer's side receives nothing from the target either.

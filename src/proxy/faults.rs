@@ -1,6 +1,8 @@
 //! The proxy's faults file: `[[fault]]` tables in the scenario's fault syntax (kinds from the
 //! catalogue, `target = "llm:MODEL-GLOB"`, `probability`, `on_message`, `count`, `between`,
 //! `after`, `message_contains`) plus `route`, and `[[invariant]]` tables over what the app did.
+//! `mcp.*` faults (`target = "mcp:TOOL-GLOB"`) are for `agentsim proxy --mcp`, and count an
+//! MCP session's `tools/call` requests.
 //!
 //! Every decision is a pure function of the seed, the fault's name, the session and the call's
 //! number in that session: the same app run gets the same faults whatever order its requests
@@ -90,7 +92,7 @@ pub struct Trigger {
 pub struct ProxyFault {
     pub name: String,
     pub kind: FaultKind,
-    /// Glob over the request's `model`.
+    /// Glob over the request's `model` (`llm:` targets), or the called tool's name (`mcp:`).
     pub model: String,
     /// Glob over the request path (`/v1/chat/completions`).
     pub route: String,
@@ -224,6 +226,9 @@ impl FaultsFile {
         fired.resize(self.faults.len(), 0);
         let mut decision = Decision::default();
         for (index, fault) in self.faults.iter().enumerate() {
+            if fault.kind.layer() == Layer::Mcp {
+                continue;
+            }
             let stream = fault.kind.layer() == Layer::Stream;
             let slot = if stream { decision.stream } else { decision.answer };
             if slot.is_some() || (stream && !facts.streamed) || !self.eligible(seed, index, facts, fired) {
@@ -246,6 +251,25 @@ impl FaultsFile {
             }
         }
         decision
+    }
+
+    /// The fault for one MCP `tools/call`, if any: the first eligible `mcp.*` fault, whose glob
+    /// is over the tool's name (`facts.model`) and whose `message_contains` over the arguments.
+    /// `eligible` says whether a kind can act on this transport (session expiry needs HTTP).
+    pub fn decide_mcp(
+        &self,
+        seed: u64,
+        facts: CallFacts<'_>,
+        fired: &mut Vec<u32>,
+        eligible: impl Fn(FaultKind) -> bool,
+    ) -> Option<usize> {
+        fired.resize(self.faults.len(), 0);
+        let index = (0..self.faults.len()).find(|&index| {
+            let kind = self.faults[index].kind;
+            kind.layer() == Layer::Mcp && eligible(kind) && self.eligible(seed, index, facts, fired)
+        })?;
+        fired[index] += 1;
+        Some(index)
     }
 
     fn eligible(&self, seed: u64, index: usize, facts: CallFacts<'_>, fired: &[u32]) -> bool {
@@ -309,8 +333,8 @@ impl Checker {
             self.error(
                 raw.kind.span(),
                 format!(
-                    "expected a fault the proxy can act on an HTTP exchange (llm.* provider and content faults, \
-                     stream.*), found \"{}\" ({} layer: it needs a simulated run)",
+                    "expected a fault the proxy can act on (llm.* provider and content faults, stream.*, mcp.*), \
+                     found \"{}\" ({} layer: it needs a simulated run)",
                     kind.name(),
                     serde_json::to_value(kind.layer())
                         .ok()
@@ -320,15 +344,20 @@ impl Checker {
             );
             return None;
         }
+        let (prefix, example) = match kind.layer() {
+            Layer::Mcp => ("mcp:", "a glob over the called tool's name, such as \"mcp:search*\""),
+            _ => ("llm:", "a glob over the request's model, such as \"llm:gpt-4o*\""),
+        };
         let model = match &raw.target {
             None => "*".to_owned(),
-            Some(target) => match target.get_ref().strip_prefix("llm:") {
+            Some(target) => match target.get_ref().strip_prefix(prefix) {
                 Some(model) => model.to_owned(),
                 None => {
                     self.error(
                         target.span(),
                         format!(
-                            "expected `target = \"llm:MODEL\"` (a glob over the request's model, such as \"llm:gpt-4o*\"), found \"{}\"",
+                            "expected `target = \"{prefix}…\"` for a {} fault ({example}), found \"{}\"",
+                            kind.name(),
                             target.get_ref()
                         ),
                     );
@@ -522,7 +551,7 @@ impl Checker {
 
 /// Whether the proxy can act a fault of this kind on an HTTP exchange.
 pub fn proxy_acts(kind: FaultKind) -> bool {
-    matches!(kind.layer(), Layer::Provider | Layer::Stream)
+    matches!(kind.layer(), Layer::Provider | Layer::Stream | Layer::Mcp)
         || matches!(
             kind,
             FaultKind::LlmEmptyAnswer

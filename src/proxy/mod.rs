@@ -5,10 +5,12 @@
 //!
 //! `faults.rs` the faults file and the decisions; `shape.rs` the providers' wire formats;
 //! `sse.rs` event-stream frames; `tape.rs` the cassette; `ledger.rs` the trace, sessions and
-//! report.json; `page.rs` report.html; `server.rs` the server; `stub.rs` a stand-in upstream.
+//! report.json; `page.rs` report.html; `server.rs` the server; `stub.rs` a stand-in upstream;
+//! `mcp/` the Model Context Protocol proxy (`--mcp`).
 
 pub mod faults;
 pub mod ledger;
+pub mod mcp;
 pub mod page;
 pub mod server;
 pub mod shape;

@@ -459,6 +459,18 @@ pub struct RawTool {
     pub compensate_after: Option<Spanned<String>>,
     /// A person must approve the call first (all calls, or those matching `when`).
     pub approval: Option<Spanned<RawApproval>>,
+    /// The tool is an MCP server's tool, as recorded by `agentsim proxy --mcp --record`.
+    pub mcp: Option<Spanned<RawMcpTool>>,
+}
+
+/// `mcp = { cassette = "DIR", tool = "lookup_order" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcpTool {
+    /// A recording directory (or its `cassette.jsonl`), relative to the scenario file.
+    pub cassette: Spanned<String>,
+    /// The server's name for the tool; the `[[tool]]`'s name when absent.
+    pub tool: Option<Spanned<String>>,
 }
 
 /// `[[supervisor]]`.

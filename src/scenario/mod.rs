@@ -6,6 +6,7 @@ pub mod expr;
 pub mod file;
 pub mod glob;
 pub mod guardrail;
+pub mod mcp;
 pub mod model;
 pub mod schema;
 pub mod units;
@@ -53,6 +54,7 @@ pub fn load_with_warnings(path: &Path) -> Result<(Scenario, ScenarioWarnings), S
     // A cassette path is relative to the scenario file's folder.
     let folder = path.parent().unwrap_or(Path::new(""));
     load_data_files(&mut scenario, folder, &file, &text)?;
+    load_mcp_tools(&mut scenario, folder, &file, &text)?;
     for llm in &mut scenario.llms {
         if let Some(cassette) = &mut llm.cassette {
             if cassette.is_relative() {
@@ -117,6 +119,88 @@ pub fn load_data_files(scenario: &mut Scenario, folder: &Path, file: &str, text:
             .update(data_text.as_bytes());
     }
     scenario.data_files = files;
+    if let Some(mut hasher) = hasher {
+        hasher.update(scenario.source_hash.as_bytes());
+        scenario.source_hash = hasher.finalize().to_hex().to_string();
+    }
+    Ok(())
+}
+
+/// Reads the MCP cassettes of the tools that name one (relative to `folder`): each such tool takes
+/// the server's description and input schema (where the file gives none) and its recorded
+/// answers. The cassettes' bytes are mixed into the scenario's hash and kept with the data files,
+/// so a run directory's copy of the scenario loads as the original did.
+pub fn load_mcp_tools(scenario: &mut Scenario, folder: &Path, file: &str, text: &str) -> Result<(), ScenarioError> {
+    let mut hasher: Option<blake3::Hasher> = None;
+    for tool in &mut scenario.tools {
+        let Some(source) = tool.mcp.as_mut() else {
+            continue;
+        };
+        let at_setting =
+            |message: String| ScenarioError::single(file, text, Diagnostic::at(source.span.clone(), message));
+        let given = folder.join(&source.cassette);
+        let (relative, path) = if given.is_dir() {
+            (
+                Path::new(&source.cassette).join(mcp::FILE_NAME),
+                given.join(mcp::FILE_NAME),
+            )
+        } else {
+            (Path::new(&source.cassette).to_path_buf(), given)
+        };
+        let shown = path.display().to_string();
+        let metadata =
+            std::fs::metadata(&path).map_err(|e| at_setting(format!("cannot read MCP cassette {shown}: {e}")))?;
+        if metadata.len() > world::DATA_FILE_BYTES_MAX {
+            return Err(at_setting(format!(
+                "expected an MCP cassette of at most {} bytes, found {} bytes in {shown}",
+                world::DATA_FILE_BYTES_MAX,
+                metadata.len()
+            )));
+        }
+        let cassette_text =
+            std::fs::read_to_string(&path).map_err(|e| at_setting(format!("cannot read MCP cassette {shown}: {e}")))?;
+        let (_, takes) = mcp::parse(&shown, &cassette_text).map_err(at_setting)?;
+        let listed = mcp::tools(&takes);
+        let Some(entry) = listed
+            .iter()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(&source.tool))
+        else {
+            let names: Vec<&str> = listed.iter().filter_map(|t| t.get("name")?.as_str()).collect();
+            return Err(at_setting(format!(
+                "expected the server's tools/list in {shown} to have a tool \"{}\", found {}",
+                source.tool,
+                if names.is_empty() {
+                    "no tools/list".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        };
+        source.recorded = mcp::calls(&takes, &source.tool);
+        if tool.description.is_empty() {
+            tool.description = entry
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if tool.parameters.is_none() {
+            tool.parameters = entry.get("inputSchema").map(schema::supported_subset).filter(|s| {
+                schema::check_schema(s).is_ok() && s.get("type").and_then(|t| t.as_str()) == Some("object")
+            });
+        }
+        let relative = relative.display().to_string();
+        let inside = Path::new(&relative)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        if inside && !scenario.data_files.iter().any(|(name, _)| *name == relative) {
+            scenario.data_files.push((relative.clone(), cassette_text.clone()));
+        }
+        hasher
+            .get_or_insert_with(|| blake3::Hasher::new_derive_key("agentsim 2026 scenario MCP cassettes v1"))
+            .update(relative.as_bytes())
+            .update(cassette_text.as_bytes());
+    }
     if let Some(mut hasher) = hasher {
         hasher.update(scenario.source_hash.as_bytes());
         scenario.source_hash = hasher.finalize().to_hex().to_string();

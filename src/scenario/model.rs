@@ -590,6 +590,22 @@ pub struct Tool {
     pub compensation: Option<Compensation>,
     /// Who must approve a call first, and which calls.
     pub approval: Option<Approval>,
+    /// An MCP server's tool, answering as recorded.
+    pub mcp: Option<McpTool>,
+}
+
+/// A tool whose behaviour comes from an MCP cassette: the server's `tools/list` gives its
+/// description and schema, its recorded `tools/call` answers its results — the answer recorded
+/// with the same arguments, else the recorded answers in turn.
+#[derive(Debug, Clone)]
+pub struct McpTool {
+    /// The cassette as the scenario names it, and where.
+    pub cassette: String,
+    pub span: std::ops::Range<usize>,
+    /// The server's name for the tool.
+    pub tool: String,
+    /// Filled when the scenario file is loaded (the cassette is read relative to it).
+    pub recorded: Vec<crate::scenario::mcp::RecordedCall>,
 }
 
 /// A tool's approval: `approval = { by = "reviewer", when = "args.amount_usd > 2000" }`.

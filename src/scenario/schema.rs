@@ -19,6 +19,41 @@ const KEYWORDS: [&str; 11] = [
     "description",
 ];
 
+/// A schema cut down to the keywords agentsim checks (an MCP server's schema carries `title`,
+/// `$defs`, `anyOf` …): what is left is what a simulated call is validated against.
+pub fn supported_subset(schema: &Value) -> Value {
+    let Value::Object(map) = schema else {
+        return Value::Object(Default::default());
+    };
+    let kept = map
+        .iter()
+        .filter(|(key, _)| KEYWORDS.contains(&key.as_str()))
+        .filter_map(|(key, value)| {
+            let value = match key.as_str() {
+                "properties" => Value::Object(
+                    value
+                        .as_object()?
+                        .iter()
+                        .map(|(name, sub)| (name.clone(), supported_subset(sub)))
+                        .collect(),
+                ),
+                "items" => supported_subset(value),
+                "type"
+                    if !matches!(
+                        value.as_str(),
+                        Some("object" | "string" | "number" | "integer" | "boolean" | "array")
+                    ) =>
+                {
+                    return None
+                }
+                _ => value.clone(),
+            };
+            Some((key.clone(), value))
+        })
+        .collect();
+    Value::Object(kept)
+}
+
 /// Checks that `schema` only uses the supported keywords, with values of the right shape.
 pub fn check_schema(schema: &Value) -> Result<(), String> {
     let Value::Object(map) = schema else {

@@ -5,9 +5,12 @@
 
 pub mod server;
 
+use std::io::{BufRead, BufReader, Read as _};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Arc;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use agentsim::run::{self, Flavor, RunOptions, RunOutput};
 use agentsim::scenario::Scenario;
@@ -155,4 +158,82 @@ pub fn final_balance(report: &serde_json::Value) -> f64 {
     report["world"]["tables"][0]["final"][0]["balance_usd"]
         .as_f64()
         .unwrap()
+}
+
+/// The proxy binary, running.
+pub struct ProxyProcess {
+    pub child: Child,
+    pub address: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ProxyProcess {
+    pub fn start(args: &[&str]) -> ProxyProcess {
+        let mut child = agentsim()
+            .arg("proxy")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        lines.read_line(&mut first).unwrap();
+        let address = first
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("expected the proxy to say where it listens, got {first:?}"));
+        let stderr = Arc::new(Mutex::new(first));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = lines.read_to_string(&mut rest);
+            sink.lock().unwrap().push_str(&rest);
+        });
+        ProxyProcess { child, address, stderr }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.address)
+    }
+
+    /// Ctrl-C: the proxy writes its report and ends. Its exit status and everything it said.
+    pub fn stop(mut self) -> (i32, String) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let said = self.stderr.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), said)
+    }
+}
+
+/// A Python with `module` importable: `AGENTSIM_TEST_PYTHON`, or the checkout's `.venv` (which
+/// `.ci/run` makes). `None` (the test skips) unless `AGENTSIM_REQUIRE_PYTHON` is set.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let candidates = std::env::var_os("AGENTSIM_TEST_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([repo_root().join(".venv/bin/python")]);
+    for candidate in candidates {
+        let works = Command::new(&candidate)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if works {
+            return Some(candidate);
+        }
+    }
+    assert!(
+        std::env::var_os("AGENTSIM_REQUIRE_PYTHON").is_none(),
+        "AGENTSIM_REQUIRE_PYTHON is set but no Python with the {module} package was found"
+    );
+    eprintln!(
+        "skipped: no Python with the `{module}` package (set AGENTSIM_TEST_PYTHON, or make .venv as .ci/run does)"
+    );
+    None
 }

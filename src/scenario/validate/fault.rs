@@ -82,6 +82,17 @@ impl Validator<'_> {
                 );
                 return;
             }
+            Layer::Mcp => {
+                self.error(
+                    target.span(),
+                    format!(
+                        "fault kind \"{}\" acts on Model Context Protocol exchanges, which only `agentsim proxy --mcp` \
+                         sees; expected it in a faults file for the proxy (a scenario's tools take the tool.* kinds)",
+                        kind.name()
+                    ),
+                );
+                return;
+            }
         };
         let eligible: Vec<&String> = logical_ids
             .iter()

@@ -52,6 +52,39 @@ impl Validator<'_> {
             load: world.load,
             compensation,
             approval,
+            mcp: raw.mcp.as_ref().map(|m| self.mcp_tool(raw, m)),
+        }
+    }
+
+    /// `mcp = { cassette, tool }`: its results come from the cassette, so no `output` or `rules`.
+    fn mcp_tool(&mut self, raw: &RawTool, mcp: &Spanned<RawMcpTool>) -> McpTool {
+        let given = mcp.get_ref();
+        if let Some(output) = &raw.output {
+            self.error(
+                output.span(),
+                "an MCP tool answers as its cassette recorded: expected no `output` beside `mcp`",
+            );
+        }
+        if let Some(rule) = raw.rules.first() {
+            self.error(
+                rule.span(),
+                "an MCP tool answers as its cassette recorded: expected no `[[tool.rules]]` beside `mcp`",
+            );
+        }
+        if given.cassette.get_ref().trim().is_empty() {
+            self.error(
+                given.cassette.span(),
+                "expected the directory `agentsim proxy --mcp --record DIR` wrote, found an empty string",
+            );
+        }
+        McpTool {
+            cassette: given.cassette.get_ref().clone(),
+            span: given.cassette.span(),
+            tool: given
+                .tool
+                .as_ref()
+                .map_or_else(|| raw.name.get_ref().clone(), |t| t.get_ref().clone()),
+            recorded: Vec::new(),
         }
     }
 

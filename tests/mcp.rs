@@ -130,6 +130,12 @@ impl Drop for HttpServer {
     }
 }
 
+/// The MCP proxy over streamable HTTP in front of `server`, with a faults file and `--out`.
+fn http_proxy(server: &HttpServer, faults: &str, out: &Path) -> ProxyProcess {
+    let out = out.display().to_string();
+    ProxyProcess::start(&["--mcp", "--upstream", &server.url, "--faults", faults, "--out", &out])
+}
+
 fn mcp_url(proxy: &ProxyProcess) -> String {
     format!("http://{}/mcp", proxy.address)
 }
@@ -392,16 +398,7 @@ fn schema_drift_reaches_the_client_as_list_changed_over_stdio_and_http() {
 
     let server = HttpServer::start(&python);
     let out = dir.path().join("out");
-    let out_arg = out.display().to_string();
-    let proxy = ProxyProcess::start(&[
-        "--mcp",
-        "--upstream",
-        &server.url,
-        "--faults",
-        &faults,
-        "--out",
-        &out_arg,
-    ]);
+    let proxy = http_proxy(&server, &faults, &out);
     let over_http = client(&python, &["http", &mcp_url(&proxy)], DRIFT_CALLS, &adapt);
     let (status, said) = proxy.stop();
     assert_eq!(status, 0, "{said}");
@@ -461,16 +458,7 @@ fn an_expired_http_session_gets_a_404_and_the_client_reconnects_into_a_new_sessi
     );
     let server = HttpServer::start(&python);
     let out = dir.path().join("out");
-    let out_arg = out.display().to_string();
-    let proxy = ProxyProcess::start(&[
-        "--mcp",
-        "--upstream",
-        &server.url,
-        "--faults",
-        &faults,
-        "--out",
-        &out_arg,
-    ]);
+    let proxy = http_proxy(&server, &faults, &out);
     let three = r#"[["lookup_order",{"order_id":"A1"}],["lookup_order",{"order_id":"B7"}],["search_docs",{"query":"returns"}]]"#;
     let seen = client(
         &python,
@@ -495,6 +483,37 @@ fn an_expired_http_session_gets_a_404_and_the_client_reconnects_into_a_new_sessi
         .collect();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0]["session"], "1");
+}
+
+#[test]
+fn a_server_dying_over_http_drops_the_connection_and_the_session() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let faults = write(
+        dir.path(),
+        "faults.toml",
+        "[[fault]]\nkind = \"mcp.server_crash\"\ntarget = \"mcp:refund\"\non_message = 2\n",
+    );
+    let server = HttpServer::start(&python);
+    let out = dir.path().join("out");
+    let proxy = http_proxy(&server, &faults, &out);
+    let three = r#"[["lookup_order",{"order_id":"A1"}],["refund",{"order_id":"A1","amount_usd":5}],["lookup_order",{"order_id":"B7"}]]"#;
+    let seen = client(&python, &["http", &mcp_url(&proxy)], three, &[("CLIENT_TIMEOUT", "5")]);
+    let (status, said) = proxy.stop();
+    assert_eq!(status, 0, "{said}");
+    // The SDK's HTTP transport does not survive a connection dropped mid-call: the client dies
+    // with it, after the one call that worked.
+    assert_eq!(calls(&seen).len(), 1, "{seen}");
+    assert_eq!(calls(&seen)[0]["is_error"], false);
+    assert_eq!(seen["client_died"]["exception"], "RemoteProtocolError", "{seen}");
+    let report = read_json(&out.join("report.json"));
+    let gone: Vec<&str> = report["requests_made"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["unanswered"].as_str())
+        .collect();
+    assert_eq!(gone, ["server_crash"]);
 }
 
 #[test]

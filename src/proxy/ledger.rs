@@ -6,7 +6,6 @@
 //! with the same seed is each call's (session, call) position and the faults chosen for it.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -15,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::catalogue::prices;
 use crate::proxy::faults::{Check, FaultsFile};
+use crate::proxy::journal::{otlp_attribute, otlp_document, Journal};
 use crate::proxy::shape::Tokens;
 use crate::scenario::units::format_usd;
 
@@ -114,33 +114,15 @@ struct Books {
 
 /// The proxy's books and trace.
 pub struct Ledger {
-    started: Instant,
-    /// The wall clock when the proxy started, for OTLP span times.
-    started_unix_ns: u128,
-    trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    journal: Journal,
     pub out: Option<PathBuf>,
     books: Mutex<Books>,
 }
 
 impl Ledger {
     pub fn new(out: Option<&Path>) -> Result<Ledger, String> {
-        let trace = match out {
-            None => None,
-            Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
-                let path = dir.join("trace.jsonl");
-                let file =
-                    std::fs::File::create(&path).map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
-                Some(Mutex::new(std::io::BufWriter::new(file)))
-            }
-        };
         Ok(Ledger {
-            started: Instant::now(),
-            started_unix_ns: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-            trace,
+            journal: Journal::create(out)?,
             out: out.map(Path::to_path_buf),
             books: Mutex::new(Books::default()),
         })
@@ -150,21 +132,10 @@ impl Ledger {
         self.books.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn now_us(&self) -> u64 {
-        self.started.elapsed().as_micros().min(u64::MAX as u128) as u64
-    }
-
     /// Writes one trace record; `books` is held so records keep their `seq` order.
-    fn record(&self, books: &mut Books, event: &str, mut fields: Value) {
+    fn record(&self, books: &mut Books, event: &str, fields: Value) {
         books.seq += 1;
-        let Some(trace) = &self.trace else { return };
-        if let Value::Object(map) = &mut fields {
-            map.insert("seq".into(), json!(books.seq));
-            map.insert("t_us".into(), json!(self.now_us()));
-            map.insert("event".into(), json!(event));
-        }
-        let mut file = trace.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(file, "{fields}").and_then(|_| file.flush());
+        self.journal.write(books.seq, event, fields);
     }
 
     /// A request arrives: its number in the session, and whether it retries the one before.
@@ -211,7 +182,7 @@ impl Ledger {
             retry,
             ended: None,
             cost_pusd: 0,
-            started_us: now.saturating_duration_since(self.started).as_micros() as u64,
+            started_us: now.saturating_duration_since(self.journal.started()).as_micros() as u64,
         });
         let mut fields = json!({"session": session, "call": call, "method": method, "path": path, "model": model, "stream": streamed});
         if let Some(r) = retry {
@@ -417,20 +388,13 @@ impl Ledger {
     pub fn otlp(&self) -> Value {
         let books = self.books();
         let hex = |text: &str, chars: usize| blake3::hash(text.as_bytes()).to_hex()[..chars].to_owned();
-        let attribute = |key: &str, value: Value| {
-            let value = match value {
-                Value::Number(n) => json!({"intValue": n.to_string()}),
-                Value::Bool(b) => json!({"boolValue": b}),
-                other => json!({"stringValue": other.as_str().map_or_else(|| other.to_string(), str::to_owned)}),
-            };
-            json!({"key": key, "value": value})
-        };
+        let attribute = otlp_attribute;
         let spans: Vec<Value> = books
             .calls
             .iter()
             .map(|c| {
                 let ended = c.ended.clone().unwrap_or_default();
-                let start_ns = self.started_unix_ns + u128::from(c.started_us) * 1000;
+                let start_ns = self.journal.unix_ns(c.started_us);
                 let end_ns = start_ns + u128::from(ended.latency_us) * 1000;
                 let operation = if c.path.ends_with("/chat/completions") {
                     "chat"
@@ -477,10 +441,7 @@ impl Ledger {
                 })
             })
             .collect();
-        json!({"resourceSpans": [{
-            "resource": {"attributes": [attribute("service.name", json!("agentsim-proxy"))]},
-            "scopeSpans": [{"scope": {"name": "agentsim", "version": env!("CARGO_PKG_VERSION")}, "spans": spans}],
-        }]})
+        otlp_document("agentsim-proxy", spans)
     }
 
     fn check(&self, check: &Check, books: &Books, early: usize) -> (bool, String) {

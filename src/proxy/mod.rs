@@ -4,11 +4,12 @@
 //! kind of trace, report and OTLP spans a simulated run writes.
 //!
 //! `faults.rs` the faults file and the decisions; `shape.rs` the providers' wire formats;
-//! `sse.rs` event-stream frames; `tape.rs` the cassette; `ledger.rs` the trace, sessions and
-//! report.json; `page.rs` report.html; `server.rs` the server; `stub.rs` a stand-in upstream;
+//! `sse.rs` event-stream frames; `tape.rs` the cassette; `ledger.rs` the sessions and
+//! report.json; `journal.rs` the trace file and its clocks; `page.rs` report.html; `server.rs` the server; `stub.rs` a stand-in upstream;
 //! `mcp/` the Model Context Protocol proxy (`--mcp`).
 
 pub mod faults;
+pub mod journal;
 pub mod ledger;
 pub mod mcp;
 pub mod page;
@@ -33,6 +34,39 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Accepts connections on `listener` until `stop` resolves, serving each over HTTP/1.1 with
+/// keep-alive: every request goes to `handle` with `shared`.
+pub async fn accept_until<S, F, E>(
+    listener: &tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+    shared: Arc<S>,
+    handle: fn(Arc<S>, hyper::Request<hyper::body::Incoming>) -> F,
+) where
+    S: Send + Sync + 'static,
+    F: std::future::Future<Output = Result<hyper::Response<server::Body>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| handle(shared.clone(), request));
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        }
+    }
 }
 
 /// Binds, says where it listens (to `ready`), and serves until `interrupt` is set (Ctrl-C).

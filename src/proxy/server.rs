@@ -27,7 +27,8 @@ use crate::proxy::tape::{self, Frame, Matching, Recorder, Take, Tape};
 /// messages.
 pub const SESSION_HEADER: &str = "x-agentsim-session";
 
-type Body = BoxBody<Bytes, std::io::Error>;
+/// A response body: whole, or streamed as it arrives.
+pub type Body = BoxBody<Bytes, std::io::Error>;
 
 /// How the proxy is set up.
 #[derive(Debug, Clone)]
@@ -180,25 +181,7 @@ impl Proxy {
     /// Serves until `stop` resolves, lets calls in flight finish (up to 5 s), then writes the
     /// report into `--out`.
     pub async fn serve(self, stop: impl std::future::Future<Output = ()>) -> Result<Summary, String> {
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                accepted = self.listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let shared = self.shared.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |request| handle(shared.clone(), request));
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(io, service)
-                            .await;
-                    });
-                }
-            }
-        }
+        crate::proxy::accept_until(&self.listener, stop, self.shared.clone(), handle).await;
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

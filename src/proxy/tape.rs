@@ -77,7 +77,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A proxy cassette in `DIR/cassette.jsonl`, its header line written.
     pub fn create(dir: &Path, seed: u64) -> Result<Recorder, String> {
+        let header = Header {
+            proxy_cassette_format: FORMAT,
+            agentsim: env!("CARGO_PKG_VERSION").to_owned(),
+            seed,
+        };
+        Recorder::with_header(dir, &header)
+    }
+
+    /// A cassette in `DIR/cassette.jsonl` that starts with `header` (the MCP proxy's has its own).
+    pub fn with_header(dir: &Path, header: &impl Serialize) -> Result<Recorder, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
         let path = dir.join(FILE_NAME);
         let file = std::fs::File::create(&path).map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
@@ -85,25 +96,39 @@ impl Recorder {
             file: Mutex::new(std::io::BufWriter::new(file)),
             path,
         };
-        let header = Header {
-            proxy_cassette_format: FORMAT,
-            agentsim: env!("CARGO_PKG_VERSION").to_owned(),
-            seed,
-        };
-        recorder.line(&serde_json::to_value(header).expect("a header is JSON"))?;
+        recorder.record(header)?;
         Ok(recorder)
     }
 
-    pub fn record(&self, take: &Take) -> Result<(), String> {
-        self.line(&serde_json::to_value(take).expect("a take is JSON"))
-    }
-
-    fn line(&self, value: &Value) -> Result<(), String> {
+    /// Writes one line and flushes it.
+    pub fn record(&self, line: &impl Serialize) -> Result<(), String> {
+        let value = serde_json::to_value(line).expect("a cassette line is JSON");
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         writeln!(file, "{value}")
             .and_then(|_| file.flush())
             .map_err(|e| format!("{}: cannot write: {e}", self.path.display()))
     }
+}
+
+/// Reads `DIR/cassette.jsonl` (or the file itself when `path` is one), up to 1 GiB: its name
+/// for errors, and its text. `what` names the kind of cassette in errors.
+pub fn read_cassette(path: &Path, what: &str) -> Result<(String, String), String> {
+    let path = if path.is_dir() {
+        path.join(FILE_NAME)
+    } else {
+        path.to_path_buf()
+    };
+    let file = path.display().to_string();
+    let size = std::fs::metadata(&path)
+        .map_err(|e| format!("{file}: cannot read the {what}: {e}"))?
+        .len();
+    if size > FILE_BYTES_MAX {
+        return Err(format!(
+            "{file}: expected a {what} of at most {FILE_BYTES_MAX} bytes, found {size}"
+        ));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{file}: cannot read the {what}: {e}"))?;
+    Ok((file, text))
 }
 
 /// How a replay matches requests to takes.
@@ -132,21 +157,7 @@ pub struct Miss {
 
 impl Tape {
     pub fn load(dir: &Path) -> Result<Tape, String> {
-        let path = if dir.is_dir() {
-            dir.join(FILE_NAME)
-        } else {
-            dir.to_path_buf()
-        };
-        let file = path.display().to_string();
-        let size = std::fs::metadata(&path)
-            .map_err(|e| format!("{file}: cannot read the cassette: {e}"))?
-            .len();
-        if size > FILE_BYTES_MAX {
-            return Err(format!(
-                "{file}: expected a cassette of at most {FILE_BYTES_MAX} bytes, found {size}"
-            ));
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{file}: cannot read the cassette: {e}"))?;
+        let (file, text) = read_cassette(dir, "cassette")?;
         Tape::parse(&file, &text)
     }
 

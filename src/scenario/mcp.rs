@@ -126,46 +126,53 @@ pub fn calls(takes: &[Take], name: &str) -> Vec<RecordedCall> {
         .collect()
 }
 
+/// A small cassette for tests: a tools/list, a call of `lookup` with `{"q": "a"}` that found
+/// something, and one with `{"q": "b"}` answered with a JSON-RPC error. Recorded with seed 4.
+#[cfg(test)]
+pub(crate) fn fixture() -> String {
+    use serde_json::json;
+    let take = |seq: u32, method: &str, params: Value, answer: Value| {
+        serde_json::to_string(&Take {
+            session: "1".into(),
+            seq,
+            method: method.into(),
+            params,
+            answer,
+            latency_us: 10,
+        })
+        .expect("a take is JSON")
+    };
+    [
+        r#"{"mcp_cassette_format":1,"agentsim":"0","seed":4,"transport":"stdio"}"#.to_owned(),
+        take(
+            1,
+            "tools/list",
+            json!({}),
+            json!({"result": {"tools": [{"name": "lookup"}]}}),
+        ),
+        take(
+            2,
+            "tools/call",
+            json!({"name": "lookup", "arguments": {"q": "a"}}),
+            json!({"result": {"content": [{"type": "text", "text": "found"}]}}),
+        ),
+        take(
+            3,
+            "tools/call",
+            json!({"name": "lookup", "arguments": {"q": "b"}}),
+            json!({"error": {"code": -32603, "message": "down"}}),
+        ),
+    ]
+    .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn a_cassette_gives_the_tools_and_each_calls_answer() {
-        let take = |seq: u32, method: &str, params: Value, answer: Value| {
-            serde_json::to_string(&Take {
-                session: "1".into(),
-                seq,
-                method: method.into(),
-                params,
-                answer,
-                latency_us: 10,
-            })
-            .unwrap()
-        };
-        let text = [
-            r#"{"mcp_cassette_format":1,"agentsim":"0","seed":4,"transport":"stdio"}"#.to_owned(),
-            take(
-                1,
-                "tools/list",
-                json!({}),
-                json!({"result": {"tools": [{"name": "lookup"}]}}),
-            ),
-            take(
-                2,
-                "tools/call",
-                json!({"name": "lookup", "arguments": {"q": "a"}}),
-                json!({"result": {"content": [{"type": "text", "text": "found"}]}}),
-            ),
-            take(
-                3,
-                "tools/call",
-                json!({"name": "lookup", "arguments": {"q": "b"}}),
-                json!({"error": {"code": -32603, "message": "down"}}),
-            ),
-        ]
-        .join("\n");
+        let text = fixture();
         let (header, takes) = parse("c.jsonl", &text).unwrap();
         assert_eq!(header.seed, 4);
         assert_eq!(tools(&takes)[0]["name"], "lookup");

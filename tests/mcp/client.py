@@ -75,8 +75,17 @@ async def call(session, tool, arguments):
 
 
 async def main():
-    mode = sys.argv[1]
     seen = {"notifications": [], "calls": []}
+    try:
+        await connect(sys.argv[1], seen)
+    except BaseException as e:  # noqa: BLE001 - a transport that dies takes the client with it
+        while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+            e = e.exceptions[0]
+        seen["client_died"] = {"exception": type(e).__name__, "message": str(e)[:200]}
+    print(json.dumps(seen, sort_keys=True))
+
+
+async def connect(mode, seen):
     if mode == "stdio":
         params = StdioServerParameters(command=sys.argv[2], args=sys.argv[3:], env=dict(os.environ))
         async with stdio_client(params) as (read, write):
@@ -88,7 +97,6 @@ async def main():
                 left = await drive(read, write, seen, left)
             if not left:
                 break
-    print(json.dumps(seen, sort_keys=True))
 
 
 asyncio.run(main())

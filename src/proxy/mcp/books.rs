@@ -3,15 +3,14 @@
 //! (`tools/call {tool}`, `execute_tool`, with the MCP attributes of the GenAI conventions).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use serde_json::{json, Value};
 
 use super::wire::Outcome;
 use crate::proxy::faults::FaultsFile;
+use crate::proxy::journal::{otlp_attribute, otlp_document, Journal};
 
 /// Who answered a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,33 +63,14 @@ struct Inner {
 }
 
 pub struct Books {
-    started: Instant,
-    started_unix_ns: u128,
-    trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
-    pub out: Option<PathBuf>,
+    journal: Journal,
     inner: Mutex<Inner>,
 }
 
 impl Books {
     pub fn new(out: Option<&Path>) -> Result<Books, String> {
-        let trace = match out {
-            None => None,
-            Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
-                let path = dir.join("trace.jsonl");
-                let file =
-                    std::fs::File::create(&path).map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
-                Some(Mutex::new(std::io::BufWriter::new(file)))
-            }
-        };
         Ok(Books {
-            started: Instant::now(),
-            started_unix_ns: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-            trace,
-            out: out.map(Path::to_path_buf),
+            journal: Journal::create(out)?,
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -99,21 +79,14 @@ impl Books {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn now_us(&self) -> u64 {
-        self.started.elapsed().as_micros().min(u64::MAX as u128) as u64
+    fn now_us(&self) -> u64 {
+        self.journal.now_us()
     }
 
     /// Writes one trace record; `inner` is held so records keep their `seq` order.
-    fn record(&self, inner: &mut Inner, event: &str, mut fields: Value) {
+    fn record(&self, inner: &mut Inner, event: &str, fields: Value) {
         inner.seq += 1;
-        let Some(trace) = &self.trace else { return };
-        if let Value::Object(map) = &mut fields {
-            map.insert("seq".into(), json!(inner.seq));
-            map.insert("t_us".into(), json!(self.now_us()));
-            map.insert("event".into(), json!(event));
-        }
-        let mut file = trace.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(file, "{fields}").and_then(|_| file.flush());
+        self.journal.write(inner.seq, event, fields);
     }
 
     /// A request arrives, with the fault chosen for it.
@@ -288,21 +261,14 @@ impl Books {
     pub fn otlp(&self, transport: &str) -> Value {
         let inner = self.inner();
         let hex = |text: &str, chars: usize| blake3::hash(text.as_bytes()).to_hex()[..chars].to_owned();
-        let attribute = |key: &str, value: Value| {
-            let value = match value {
-                Value::Number(n) => json!({"intValue": n.to_string()}),
-                Value::Bool(b) => json!({"boolValue": b}),
-                other => json!({"stringValue": other.as_str().map_or_else(|| other.to_string(), str::to_owned)}),
-            };
-            json!({"key": key, "value": value})
-        };
+        let attribute = otlp_attribute;
         let network = if transport == "stdio" { "pipe" } else { "tcp" };
         let spans: Vec<Value> = inner
             .rows
             .iter()
             .map(|r| {
                 let latency_us = r.answer.map_or(0, |(_, _, l)| l);
-                let start_ns = self.started_unix_ns + u128::from(r.started_us) * 1000;
+                let start_ns = self.journal.unix_ns(r.started_us);
                 let end_ns = start_ns + u128::from(latency_us) * 1000;
                 let id = r.id.as_str().map_or_else(|| r.id.to_string(), str::to_owned);
                 let mut attributes = vec![
@@ -355,9 +321,6 @@ impl Books {
                 })
             })
             .collect();
-        json!({"resourceSpans": [{
-            "resource": {"attributes": [attribute("service.name", json!("agentsim-mcp-proxy"))]},
-            "scopeSpans": [{"scope": {"name": "agentsim", "version": env!("CARGO_PKG_VERSION")}, "spans": spans}],
-        }]})
+        otlp_document("agentsim-mcp-proxy", spans)
     }
 }

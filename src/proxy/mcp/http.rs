@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::Value;
@@ -18,10 +18,8 @@ use serde_json::Value;
 use super::books::Source;
 use super::relay::{Pending, Plan, Relay, Reply};
 use super::wire;
-use crate::proxy::server::SESSION_HEADER;
+use crate::proxy::server::{Body, SESSION_HEADER};
 use crate::proxy::sse::{frame_json, Framer};
-
-type Body = BoxBody<Bytes, std::io::Error>;
 
 /// The streamable HTTP session header.
 const SESSION_ID: &str = "mcp-session-id";
@@ -84,25 +82,7 @@ impl HttpProxy {
 
     /// Serves until `stop` resolves.
     pub async fn serve(self, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                accepted = self.listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let shared = self.shared.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |request| handle(shared.clone(), request));
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(io, service)
-                            .await;
-                    });
-                }
-            }
-        }
+        crate::proxy::accept_until(&self.listener, stop, self.shared.clone(), handle).await;
     }
 }
 

@@ -30,7 +30,7 @@ use crate::proxy::faults::FaultsFile;
 use crate::proxy::tape::Matching;
 use books::Books;
 use relay::{Relay, Transport};
-use tape::{Cassette, Recorder};
+use tape::Cassette;
 
 /// How the MCP proxy is set up.
 #[derive(Debug, Clone)]
@@ -109,7 +109,7 @@ impl McpConfig {
         }
         let seed = self.seed.or(cassette.as_ref().map(|c| c.seed)).unwrap_or(0);
         let recorder = match &self.record {
-            Some(dir) => Some(Recorder::create(dir, seed, transport.name())?),
+            Some(dir) => Some(tape::recorder(dir, seed, transport.name())?),
             None => None,
         };
         let books = Books::new(self.out.as_deref())?;

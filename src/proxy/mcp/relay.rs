@@ -13,11 +13,11 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::books::{Books, Source};
-use super::tape::{Cassette, Recorder, Take};
+use super::tape::{Cassette, Take};
 use super::wire;
 use crate::catalogue::faults::FaultKind;
 use crate::proxy::faults::{CallFacts, FaultsFile};
-use crate::proxy::tape::Matching;
+use crate::proxy::tape::{Matching, Recorder};
 
 /// How the client reaches the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

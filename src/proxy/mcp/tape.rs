@@ -6,55 +6,25 @@
 //! The format itself (`Take`, the header) is `scenario::mcp`'s, which a scenario's MCP tool reads.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use serde_json::Value;
 
 use crate::llm::cassette::first_difference;
-use crate::proxy::tape::Matching;
+use crate::proxy::tape::{read_cassette, Matching, Recorder};
 pub use crate::scenario::mcp::Take;
-use crate::scenario::mcp::{self, Header, FILE_NAME, FORMAT};
+use crate::scenario::mcp::{self, Header, FORMAT};
 
-/// Largest cassette read, in bytes.
-const FILE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
-
-/// Writes takes as they happen, one flushed line each.
-pub struct Recorder {
-    file: Mutex<std::io::BufWriter<std::fs::File>>,
-    pub path: PathBuf,
-}
-
-impl Recorder {
-    pub fn create(dir: &Path, seed: u64, transport: &str) -> Result<Recorder, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
-        let path = dir.join(FILE_NAME);
-        let file = std::fs::File::create(&path).map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
-        let recorder = Recorder {
-            file: Mutex::new(std::io::BufWriter::new(file)),
-            path,
-        };
-        let header = Header {
-            mcp_cassette_format: FORMAT,
-            agentsim: env!("CARGO_PKG_VERSION").to_owned(),
-            seed,
-            transport: transport.to_owned(),
-        };
-        recorder.line(&serde_json::to_value(header).expect("a header is JSON"))?;
-        Ok(recorder)
-    }
-
-    pub fn record(&self, take: &Take) -> Result<(), String> {
-        self.line(&serde_json::to_value(take).expect("a take is JSON"))
-    }
-
-    fn line(&self, value: &Value) -> Result<(), String> {
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        writeln!(file, "{value}")
-            .and_then(|_| file.flush())
-            .map_err(|e| format!("{}: cannot write: {e}", self.path.display()))
-    }
+/// A recorder of MCP takes in `DIR/cassette.jsonl`, its header line written.
+pub fn recorder(dir: &Path, seed: u64, transport: &str) -> Result<Recorder, String> {
+    let header = Header {
+        mcp_cassette_format: FORMAT,
+        agentsim: env!("CARGO_PKG_VERSION").to_owned(),
+        seed,
+        transport: transport.to_owned(),
+    };
+    Recorder::with_header(dir, &header)
 }
 
 /// A loaded MCP cassette.
@@ -69,21 +39,7 @@ pub struct Cassette {
 impl Cassette {
     /// Reads `DIR/cassette.jsonl`, or the file itself when `path` is one.
     pub fn load(path: &Path) -> Result<Cassette, String> {
-        let path = if path.is_dir() {
-            path.join(FILE_NAME)
-        } else {
-            path.to_path_buf()
-        };
-        let file = path.display().to_string();
-        let size = std::fs::metadata(&path)
-            .map_err(|e| format!("{file}: cannot read the MCP cassette: {e}"))?
-            .len();
-        if size > FILE_BYTES_MAX {
-            return Err(format!(
-                "{file}: expected an MCP cassette of at most {FILE_BYTES_MAX} bytes, found {size}"
-            ));
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{file}: cannot read the MCP cassette: {e}"))?;
+        let (file, text) = read_cassette(path, "MCP cassette")?;
         Cassette::parse(&file, &text)
     }
 
@@ -156,34 +112,7 @@ mod tests {
     use serde_json::json;
 
     fn cassette() -> Cassette {
-        let take = |seq: u32, method: &str, params: Value, answer: Value| {
-            serde_json::to_string(&Take {
-                session: "1".into(),
-                seq,
-                method: method.into(),
-                params,
-                answer,
-                latency_us: 10,
-            })
-            .unwrap()
-        };
-        let text = [
-            r#"{"mcp_cassette_format":1,"agentsim":"0","seed":4,"transport":"stdio"}"#.to_owned(),
-            take(
-                1,
-                "tools/list",
-                json!({}),
-                json!({"id": 1, "result": {"tools": [{"name": "lookup"}]}}),
-            ),
-            take(
-                2,
-                "tools/call",
-                json!({"name": "lookup", "arguments": {"q": "a"}}),
-                json!({"id": 2, "result": {"content": []}}),
-            ),
-        ]
-        .join("\n");
-        Cassette::parse("c.jsonl", &text).unwrap()
+        Cassette::parse("c.jsonl", &mcp::fixture()).unwrap()
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::agent::Origin;
 use super::transcript::Transcript;
-use super::ConvId;
+use super::{ConvId, Summary as _};
 use crate::scenario::{AgentIdx, Scenario, ToolIdx, UserIdx};
 
 /// Who makes a model call: an agent, or a model-driven user (a user simulator).
@@ -312,16 +312,15 @@ impl ModelReply {
                     } else {
                         ""
                     };
-                    let _ = write!(
-                        out,
-                        "{}{unknown}{name}#{}{malformed}",
-                        if i > 0 { "," } else { "" },
-                        call.id
-                    );
+                    out.put(if i > 0 { "," } else { "" }).put(unknown).put(name);
+                    out.put("#").num(call.id).put(malformed);
                 }
                 write!(out, "]")
             }
-            ModelAnswer::Text(text) => write!(out, "text_chars={}", text.chars().count()),
+            ModelAnswer::Text(text) => {
+                out.put("text_chars=").num(text.chars().count());
+                Ok(())
+            }
             ModelAnswer::Handoff { to, .. } => write!(out, "handoff={}", scenario.agents[*to].name),
             ModelAnswer::Delegate(tasks) => {
                 let names: Vec<&str> = tasks.iter().map(|d| scenario.agents[d.to].name.as_str()).collect();
@@ -341,17 +340,17 @@ impl ModelReply {
                 }
             }
         };
-        let _ = write!(
-            out,
-            " call={} finish={} tokens_in={} tokens_out={} tokens_cached={} cost_pusd={} latency_us={}",
-            self.call_seq,
-            self.finish_reason.name(),
-            self.usage.input_tokens,
-            self.usage.output_tokens,
-            self.usage.cached_input_tokens,
-            self.usage.cost_pusd,
-            self.latency_us
-        );
+        out.put(" call=")
+            .num(self.call_seq)
+            .put(" finish=")
+            .put(self.finish_reason.name());
+        out.put(" tokens_in=").num(self.usage.input_tokens);
+        out.put(" tokens_out=").num(self.usage.output_tokens);
+        out.put(" tokens_cached=").num(self.usage.cached_input_tokens);
+        out.put(" cost_pusd=")
+            .num(self.usage.cost_pusd)
+            .put(" latency_us=")
+            .num(self.latency_us);
         if self.usage.counted_by_server {
             out.push_str(" usage=server");
         }

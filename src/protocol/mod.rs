@@ -128,7 +128,10 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
             history,
             ..
         } => match origin {
-            Origin::User if history.is_empty() => write!(out, "start conv={conv} user={}", Quoted(clip(text))),
+            Origin::User if history.is_empty() => {
+                out.put("start conv=").num(*conv).put(" user=").quoted(text);
+                Ok(())
+            }
             // A follow-up: the user's next turn, with the conversation so far.
             Origin::User => write!(
                 out,
@@ -136,12 +139,11 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
                 Quoted(clip(text)),
                 history.len()
             ),
-            Origin::Handoff(a) => write!(
-                out,
-                "handoff conv={conv} from={} messages={}",
-                agent_name(*a),
-                history.len()
-            ),
+            Origin::Handoff(a) => {
+                out.put("handoff conv=").num(*conv).put(" from=").put(agent_name(*a));
+                out.put(" messages=").num(history.len());
+                Ok(())
+            }
             Origin::Delegation(a) => write!(
                 out,
                 "delegate conv={conv} from={} task={}",
@@ -158,7 +160,7 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
             )
         }
         AgentMsg::LlmReply { conv, reply } => {
-            let _ = write!(out, "llm_reply conv={conv} ");
+            out.put("llm_reply conv=").num(*conv).put(" ");
             reply.summarize(scenario, out);
             Ok(())
         }
@@ -168,12 +170,9 @@ fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
             tool,
             output,
         } => {
-            write!(
-                out,
-                "tool_result conv={conv} call={call_id} tool={} output={}",
-                tool_name(*tool),
-                Quoted(clip(output))
-            )
+            out.put("tool_result conv=").num(*conv).put(" call=").num(*call_id);
+            out.put(" tool=").put(tool_name(*tool)).put(" output=").quoted(output);
+            Ok(())
         }
         AgentMsg::CallTimeout { conv, call_seq } => {
             write!(out, "call_timeout conv={conv} call={call_seq}")
@@ -241,21 +240,23 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
     let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
     let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
     let _ = match payload {
-        Payload::Llm(LlmMsg::Complete(request)) => write!(
-            out,
-            "complete conv={} {}={} turn={} tokens_in={} messages={} transcript={}",
-            request.conv,
-            request.caller.kind(),
-            request.caller.name(scenario),
-            request.turn,
-            request.input_tokens,
-            request.transcript.len(),
-            request.transcript.digest()
-        )
-        .and_then(|()| match request.attempt {
-            0 | 1 => Ok(()),
-            attempt => write!(out, " attempt={attempt}"),
-        }),
+        Payload::Llm(LlmMsg::Complete(request)) => {
+            out.put("complete conv=")
+                .num(request.conv)
+                .put(" ")
+                .put(request.caller.kind());
+            out.put("=")
+                .put(request.caller.name(scenario))
+                .put(" turn=")
+                .num(request.turn);
+            out.put(" tokens_in=").num(request.input_tokens);
+            out.put(" messages=").num(request.transcript.len());
+            out.put(" transcript=").hex16(request.transcript.digest_u64());
+            if request.attempt > 1 {
+                out.put(" attempt=").num(request.attempt);
+            }
+            Ok(())
+        }
         Payload::Tool(ToolMsg::Run(queued)) => {
             write!(
                 out,
@@ -268,12 +269,14 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
                 ToolRef::Known(t) => tool_name(*t),
                 ToolRef::Unknown(name) => name,
             };
-            write!(
-                out,
-                "invoke conv={conv} call={} tool={tool} args={}",
-                call.id,
-                call.args_text()
-            )
+            out.put("invoke conv=")
+                .num(*conv)
+                .put(" call=")
+                .num(call.id)
+                .put(" tool=")
+                .put(tool);
+            out.put(" args=").put(&call.args_text());
+            Ok(())
         }
         Payload::Tool(ToolMsg::Commit(queued)) => {
             write!(out, "commit conv={} call={}", queued.conv, queued.call.id)
@@ -333,14 +336,14 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
             Quoted(clip(output))
         ),
         Payload::User(UserMsg::Begin) => write!(out, "begin"),
-        Payload::User(UserMsg::Arrive { traffic, index }) => write!(out, "arrive traffic={traffic} index={index}"),
+        Payload::User(UserMsg::Arrive { traffic, index }) => {
+            out.put("arrive traffic=").num(*traffic).put(" index=").num(*index);
+            Ok(())
+        }
         Payload::User(UserMsg::Answer { conv, text, status, .. }) => {
-            write!(
-                out,
-                "answer conv={conv} status={} text={}",
-                status.name(),
-                Quoted(clip(text))
-            )
+            out.put("answer conv=").num(*conv).put(" status=").put(status.name());
+            out.put(" text=").quoted(text);
+            Ok(())
         }
         Payload::User(UserMsg::LlmReply { conv, reply }) => {
             let _ = write!(out, "llm_reply conv={conv} ");
@@ -391,15 +394,60 @@ struct Quoted<'a>(&'a str);
 
 impl std::fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write as _;
-        f.write_char('"')?;
-        for c in self.0.chars() {
-            if c == '"' || c == '\\' {
-                f.write_char('\\')?;
-            }
-            f.write_char(c)?;
+        quote_into(f, self.0)
+    }
+}
+
+/// Writes `text` in double quotes with `"` and `\` escaped. Runs without either are written
+/// whole: most text has none.
+fn quote_into(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
+    out.write_str("\"")?;
+    let mut rest = text;
+    while let Some(at) = rest.find(['"', '\\']) {
+        out.write_str(&rest[..at])?;
+        out.write_str("\\")?;
+        // The quote or backslash itself, one byte.
+        out.write_str(&rest[at..at + 1])?;
+        rest = &rest[at + 1..];
+    }
+    out.write_str(rest)?;
+    out.write_str("\"")
+}
+
+/// Appends to a trace summary without the formatting machinery: every delivery writes one, so
+/// the most frequent messages are summarized with these. The bytes are those `write!` gives.
+pub(crate) trait Summary {
+    fn put(&mut self, text: &str) -> &mut Self;
+    /// A decimal integer.
+    fn num<I: itoa::Integer>(&mut self, n: I) -> &mut Self;
+    /// Free text, clipped and quoted as [`Quoted`] does.
+    fn quoted(&mut self, text: &str) -> &mut Self;
+    /// Sixteen lowercase hex digits (`{:016x}`).
+    fn hex16(&mut self, n: u64) -> &mut Self;
+}
+
+impl Summary for String {
+    fn put(&mut self, text: &str) -> &mut Self {
+        self.push_str(text);
+        self
+    }
+
+    fn num<I: itoa::Integer>(&mut self, n: I) -> &mut Self {
+        self.push_str(itoa::Buffer::new().format(n));
+        self
+    }
+
+    fn quoted(&mut self, text: &str) -> &mut Self {
+        let _ = quote_into(self, clip(text));
+        self
+    }
+
+    fn hex16(&mut self, n: u64) -> &mut Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for shift in (0..16).rev() {
+            self.push(char::from(DIGITS[((n >> (shift * 4)) & 0xf) as usize]));
         }
-        f.write_char('"')
+        self
     }
 }
 

@@ -343,7 +343,12 @@ impl Transcript {
     /// A digest of the messages (16 hex digits): two runs that sent different histories show
     /// different digests in the trace.
     pub fn digest(&self) -> String {
-        format!("{:016x}", self.entries.last().map_or(0, |e| e.prefix_hash))
+        format!("{:016x}", self.digest_u64())
+    }
+
+    /// The fingerprint [`Transcript::digest`] shows.
+    pub fn digest_u64(&self) -> u64 {
+        self.entries.last().map_or(0, |e| e.prefix_hash)
     }
 }
 

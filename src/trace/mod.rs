@@ -99,13 +99,38 @@ const NEEDS_ESCAPE: [bool; 256] = {
     table
 };
 
+/// The index of the first byte that needs escaping. Eight bytes are checked at a time (a word
+/// with no control byte, quote or backslash is skipped whole); the word that has one is
+/// searched byte by byte.
+fn first_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    /// Whether some byte of `word` is zero.
+    const fn has_zero(word: u64) -> bool {
+        word.wrapping_sub(ONES) & !word & HIGHS != 0
+    }
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+        if control || has_zero(word ^ (ONES * u64::from(b'"'))) || has_zero(word ^ (ONES * u64::from(b'\\'))) {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|b| NEEDS_ESCAPE[*b as usize])
+        .map(|offset| at + offset)
+}
+
 /// Appends `value` as a JSON string literal. Runs of bytes that need no escaping are copied
 /// whole (the common case), so encoding costs little more than a copy.
 pub fn escape_json_into(value: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = value.as_bytes();
     let mut start = 0;
-    while let Some(offset) = bytes[start..].iter().position(|b| NEEDS_ESCAPE[*b as usize]) {
+    while let Some(offset) = first_escape(&bytes[start..]) {
         let i = start + offset;
         out.extend_from_slice(&bytes[start..i]);
         match bytes[i] {
@@ -209,6 +234,31 @@ impl Trace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_escape_finds_the_first_byte_a_json_string_escapes() {
+        for text in [
+            "",
+            "plain words only here",
+            "a\"b",
+            "0123456789abcdef\\",
+            "tab\there",
+            "\u{1}",
+            "long run of text without any escape, then \n",
+        ] {
+            let bytes = text.as_bytes();
+            let slow = bytes.iter().position(|b| NEEDS_ESCAPE[*b as usize]);
+            assert_eq!(first_escape(bytes), slow, "{text:?}");
+        }
+        for byte in 0..=255u8 {
+            for place in 0..20 {
+                let mut bytes = vec![b'x'; 20];
+                bytes[place] = byte;
+                let slow = bytes.iter().position(|b| NEEDS_ESCAPE[*b as usize]);
+                assert_eq!(first_escape(&bytes), slow, "byte {byte} at {place}");
+            }
+        }
+    }
 
     #[test]
     fn records_are_canonical_json_lines_and_the_digest_covers_them() {

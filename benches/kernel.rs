@@ -39,21 +39,13 @@ use agentsim::run::{run, Flavor, RunOptions};
 use agentsim::scenario::{parse, Scenario};
 use agentsim::trace::TraceMode;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::runtime::Runtime;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::unbounded_channel;
+
+mod baseline;
+use baseline::{ractor_round_trips, runtime};
 
 /// Conversations in the main kernel measurement.
 const CONVERSATIONS: usize = 5_000;
-
-fn runtime(flavor: Flavor) -> Runtime {
-    // Same builders as `agentsim::run::run`: no I/O or time driver.
-    match flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().build(),
-        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread().worker_threads(2).build(),
-    }
-    .expect("a tokio runtime")
-}
 
 /// Raw tokio: ping and pong, both spawned tasks; returns the time of `iters` round trips.
 fn tokio_two_tasks(iters: u64) -> Duration {
@@ -110,60 +102,6 @@ fn tokio_main_future(iters: u64) -> Duration {
         pong.await.expect("pong task");
         elapsed
     })
-}
-
-/// A ractor actor that answers each message on the tokio sender it holds.
-struct Echo;
-
-impl Actor for Echo {
-    type Msg = u64;
-    type State = UnboundedSender<u64>;
-    type Arguments = UnboundedSender<u64>;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<u64>,
-        reply: UnboundedSender<u64>,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(reply)
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<u64>,
-        msg: u64,
-        reply: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let _ = reply.send(msg + 1);
-        Ok(())
-    }
-}
-
-/// Raw ractor: a driver casts one `u64` to the actor, awaits the reply, repeats. The driver is
-/// `block_on`'s future (as in `agentsim::run::run`) or, with `driver_on_worker`, a task spawned
-/// onto the runtime; on multi_thread that keeps it off the caller thread.
-fn ractor_round_trips(flavor: Flavor, driver_on_worker: bool, iters: u64) -> Duration {
-    let rt = runtime(flavor);
-    let driver = async move {
-        let (reply_tx, mut reply_rx) = unbounded_channel::<u64>();
-        let (echo, join) = Actor::spawn(None, Echo, reply_tx).await.expect("echo starts");
-        let start = Instant::now();
-        let mut v = 0u64;
-        for _ in 0..iters {
-            echo.cast(v).expect("echo is alive");
-            v = reply_rx.recv().await.expect("echo answers");
-        }
-        let elapsed = start.elapsed();
-        assert_eq!(v, iters);
-        echo.stop(None);
-        join.await.expect("echo stops");
-        elapsed
-    };
-    if driver_on_worker {
-        rt.block_on(rt.spawn(driver)).expect("driver task")
-    } else {
-        rt.block_on(driver)
-    }
 }
 
 /// One agent without `llm`, `n` scripted conversations at `0s`.

@@ -232,6 +232,9 @@ impl AgentBehavior {
             let mut next_call_id = state.next_call_id;
             let scenario = self.scenario.clone();
             let (answer, _) = mock::decide(&scenario, &request, self.stream(conv), &mut next_call_id);
+            // The request shares the transcript: dropped before the reply joins it, so that the
+            // push appends in place instead of copying the whole conversation.
+            drop(request);
             state.call_seq += 1;
             state.awaiting = Some(state.call_seq);
             let reply = ModelReply {

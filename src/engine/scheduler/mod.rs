@@ -241,8 +241,20 @@ impl<O: Observe> Scheduler<O> {
                     }
                 }
             }
-            if let Some(end) = self.run_turn(seq, turn_now_us, envelope, injection).await? {
-                return Ok(end);
+            // Only the small completion future is awaited on every event; a failure's handling
+            // (a bigger future) is built only when a turn fails.
+            let (to, copy) = self.start_turn(seq, turn_now_us, envelope, injection)?;
+            match self.await_completion(to).await? {
+                TurnEnd::Acked(effects) => {
+                    if let Some(limit) = self.apply(to, effects)? {
+                        return Ok((Outcome::LimitExceeded, Some(limit)));
+                    }
+                }
+                TurnEnd::Failed(error) => {
+                    if let Some(end) = self.turn_failed(seq, to, error, copy).await? {
+                        return Ok(end);
+                    }
+                }
             }
         }
     }
@@ -272,15 +284,16 @@ impl<O: Observe> Scheduler<O> {
         )
     }
 
-    /// Traces, taints and accounts one delivery, runs its turn and applies what came of it.
-    /// Returns how the run ends, when this turn ends it.
-    async fn run_turn(
+    /// Traces, taints and accounts one delivery and casts its turn to the receiver. Returns the
+    /// receiver, and the copy of the message a crash must not lose (`durability =
+    /// "at-least-once"`).
+    fn start_turn(
         &mut self,
         seq: u64,
         turn_now_us: u64,
         envelope: Envelope,
         injection: Option<Injection>,
-    ) -> Result<Option<(Outcome, Option<String>)>, RunError> {
+    ) -> Result<(ActorIdx, Option<Box<Envelope>>), RunError> {
         let to = envelope.to;
         self.trace_delivery(seq, &envelope)?;
         self.taint_turn(seq, &envelope, injection);
@@ -294,26 +307,32 @@ impl<O: Observe> Scheduler<O> {
             &|a: ActorIdx| slots[a.index()].logical_id.to_string(),
         );
         let copy = self.redelivery_copy(&envelope);
-        match self.deliver(seq, turn_now_us, envelope, injection).await? {
-            TurnEnd::Acked(effects) => Ok(self
-                .apply(to, effects)?
-                .map(|limit| (Outcome::LimitExceeded, Some(limit)))),
-            TurnEnd::Failed(error) => {
-                self.redeliver = copy;
-                let end = self.on_failure(seq, to, error).await?;
-                self.redeliver = None;
-                Ok(end.map(|(outcome, detail)| (outcome, Some(detail))))
-            }
-        }
+        self.cast_turn(seq, turn_now_us, envelope, injection)?;
+        Ok((to, copy))
+    }
+
+    /// A turn failed: its supervisor decides, and a message that must not be lost waits for the
+    /// restarted actor. Returns how the run ends, when this ends it.
+    async fn turn_failed(
+        &mut self,
+        seq: u64,
+        to: ActorIdx,
+        error: String,
+        copy: Option<Box<Envelope>>,
+    ) -> Result<Option<(Outcome, Option<String>)>, RunError> {
+        self.redeliver = copy.map(|c| *c);
+        let end = self.on_failure(seq, to, error).await?;
+        self.redeliver = None;
+        Ok(end.map(|(outcome, detail)| (outcome, Some(detail))))
     }
 
     /// A copy of a message to an agent that must not lose it to a crash (`durability =
     /// "at-least-once"`): the message is acknowledged only when the turn completes.
-    fn redelivery_copy(&self, envelope: &Envelope) -> Option<Envelope> {
+    fn redelivery_copy(&self, envelope: &Envelope) -> Option<Box<Envelope>> {
         let slot = &self.slots[envelope.to.index()];
         let durable = slot.kind == ActorKind::Agent
             && self.scenario.agents[slot.index].durability == crate::scenario::Durability::AtLeastOnce;
-        durable.then(|| envelope.clone())
+        durable.then(|| Box::new(envelope.clone()))
     }
 
     /// Delivers one turn and waits for its completion. `now_us` is the time the actor sees
@@ -325,6 +344,19 @@ impl<O: Observe> Scheduler<O> {
         envelope: Envelope,
         injection: Option<Injection>,
     ) -> Result<TurnEnd, RunError> {
+        let to = envelope.to;
+        self.cast_turn(seq, now_us, envelope, injection)?;
+        self.await_completion(to).await
+    }
+
+    /// Casts one turn to its receiver, without waiting.
+    fn cast_turn(
+        &mut self,
+        seq: u64,
+        now_us: u64,
+        envelope: Envelope,
+        injection: Option<Injection>,
+    ) -> Result<(), RunError> {
         let to = envelope.to;
         let slot = &self.slots[to.index()];
         let from = envelope.from;
@@ -367,7 +399,7 @@ impl<O: Observe> Scheduler<O> {
         if !sent {
             return Err(RunError::Internal(format!("{} is not running", slot.logical_id)));
         }
-        self.await_completion(to).await
+        Ok(())
     }
 
     async fn await_completion(&mut self, actor: ActorIdx) -> Result<TurnEnd, RunError> {

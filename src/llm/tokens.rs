@@ -10,9 +10,22 @@ pub use crate::protocol::transcript::{text_tokens, MESSAGE_OVERHEAD_TOKENS, REPL
 use crate::protocol::Caller;
 use crate::scenario::Scenario;
 
-/// Tokens of what every call of this agent sends besides the transcript: the system message and
+/// Tokens of what every call of this caller sends besides the transcript: the system message and
 /// the tool definitions (its tools, one per handoff and delegate) as the request carries them.
+/// Counted once per scenario, for all callers, and kept in it.
 pub fn instruction_tokens(scenario: &Scenario, caller: Caller) -> u32 {
+    let (agents, users) = scenario.derived.instruction_tokens.get_or_init(|| {
+        let agents = (0..scenario.agents.len()).map(|a| count_instruction_tokens(scenario, Caller::Agent(a)));
+        let users = (0..scenario.users.len()).map(|u| count_instruction_tokens(scenario, Caller::User(u)));
+        (agents.collect(), users.collect())
+    });
+    match caller {
+        Caller::Agent(a) => agents[a],
+        Caller::User(u) => users[u],
+    }
+}
+
+fn count_instruction_tokens(scenario: &Scenario, caller: Caller) -> u32 {
     let instructions = caller.instructions(scenario);
     let system = if instructions.is_empty() {
         0

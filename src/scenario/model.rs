@@ -13,9 +13,27 @@ pub type ToolIdx = usize;
 /// Index of a supervisor in [`Scenario::supervisors`].
 pub type SupervisorIdx = usize;
 
+/// Values computed from a scenario by the layers that know how, at most once per scenario. A
+/// clone starts empty: whoever edits a copy of a scenario never sees values of the original.
+#[derive(Debug, Default)]
+pub struct Derived {
+    /// Per agent, then per user: the tokens every model call sends besides the transcript (the
+    /// system message and the tool definitions), as `llm::tokens` counts them.
+    pub instruction_tokens: std::sync::OnceLock<(Vec<u32>, Vec<u32>)>,
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Derived {
+        Derived::default()
+    }
+}
+
 /// A parsed, validated scenario. Building one never fails at run time.
 #[derive(Debug, Clone)]
 pub struct Scenario {
+    /// Values the layers above compute from the scenario once, for every run of it to share (a
+    /// sweep runs one scenario thousands of times).
+    pub derived: Derived,
     pub name: String,
     pub description: String,
     /// The seed `run` uses when none is given.

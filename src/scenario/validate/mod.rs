@@ -329,6 +329,7 @@ impl Validator<'_> {
         let guardrails = self.guardrails(&raw.guardrail, &agent_names, &tool_names);
 
         let scenario = Scenario {
+            derived: Default::default(),
             name: meta.name.get_ref().clone(),
             description: meta.description.clone().unwrap_or_default(),
             seed: meta.seed.unwrap_or(0),

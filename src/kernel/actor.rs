@@ -13,7 +13,7 @@ use super::envelope::ActorIdx;
 
 /// One delivery: the message and the virtual time it arrives at.
 #[derive(Debug)]
-pub struct Turn<M, J> {
+pub struct Turn<M, J, E> {
     pub now_us: u64,
     pub seq: u64,
     pub from: ActorIdx,
@@ -23,6 +23,9 @@ pub struct Turn<M, J> {
     /// panics with this message (a supervised failure, like any other).
     pub crash: Option<String>,
     pub msg: M,
+    /// An empty vector for the turn's effects, handed back full in the [`Completion::Ack`]: the
+    /// scheduler passes the same few buffers round, so a turn does not allocate one.
+    pub effects: Vec<E>,
 }
 
 /// What a handler may read besides its message.
@@ -92,7 +95,7 @@ impl<B> Default for SimActor<B> {
 }
 
 impl<B: Behavior> Actor for SimActor<B> {
-    type Msg = Turn<B::Msg, B::Injection>;
+    type Msg = Turn<B::Msg, B::Injection, B::Effect>;
     type State = (B, Identity<B::Effect>);
     type Arguments = (B, Identity<B::Effect>);
 
@@ -123,7 +126,7 @@ impl<B: Behavior> Actor for SimActor<B> {
             incarnation: identity.incarnation,
             injection: turn.injection,
         };
-        let mut effects = Vec::new();
+        let mut effects = turn.effects;
         behavior.handle(&context, turn.msg, &mut effects)?;
         // A closed channel means the run is over; nothing is waiting for this ack.
         let _ = identity.completions.send(Completion::Ack {

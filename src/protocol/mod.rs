@@ -41,7 +41,7 @@ use crate::scenario::Scenario;
 /// An envelope carrying any of agentsim's messages.
 pub type Envelope = crate::kernel::Envelope<Payload>;
 /// A delivery to an actor whose messages are `M`.
-pub type Turn<M> = crate::kernel::Turn<M, Injection>;
+pub type Turn<M> = crate::kernel::Turn<M, Injection, Effect>;
 /// What a handler may read besides its message.
 pub type TurnContext = crate::kernel::TurnContext<Injection>;
 /// How a turn ended: its effects, or a failure.

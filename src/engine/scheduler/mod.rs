@@ -78,7 +78,13 @@ pub struct Scheduler<O> {
     backends: Arc<Backends>,
     /// The world the tools act on: read by tools in their turn, written here between turns.
     world: SharedWorld,
+    /// Emptied effect vectors, handed to the next turns to fill (see [`Turn::effects`]).
+    spare_effects: Vec<Vec<Effect>>,
 }
+
+/// How many emptied effect vectors are kept for reuse: one turn is in flight at a time, so a
+/// few cover every turn.
+const SPARE_EFFECTS: usize = 4;
 
 impl<O: Observe> Scheduler<O> {
     /// Prepares a run; nothing is spawned until [`Scheduler::run`].
@@ -129,6 +135,7 @@ impl<O: Observe> Scheduler<O> {
             interrupt: Interrupt::default(),
             world: Arc::new(std::sync::RwLock::new(WorldState::new(&scenario_for_world))),
             backends,
+            spare_effects: Vec::new(),
         }
     }
 
@@ -358,6 +365,7 @@ impl<O: Observe> Scheduler<O> {
         injection: Option<Injection>,
     ) -> Result<(), RunError> {
         let to = envelope.to;
+        let effects = self.spare_effects.pop().unwrap_or_default();
         let slot = &self.slots[to.index()];
         let from = envelope.from;
         let crash = injection
@@ -378,6 +386,7 @@ impl<O: Observe> Scheduler<O> {
                     injection,
                     crash,
                     msg: $msg,
+                    effects,
                 }
             };
         }
@@ -423,9 +432,19 @@ impl<O: Observe> Scheduler<O> {
         }
     }
 
-    /// Queues the effects of a turn. Returns the limit that was hit, if one was.
-    fn apply(&mut self, from: ActorIdx, effects: Vec<Effect>) -> Result<Option<String>, RunError> {
-        for effect in effects {
+    /// Queues the effects of a turn. Returns the limit that was hit, if one was. The emptied
+    /// vector is kept for a later turn.
+    fn apply(&mut self, from: ActorIdx, mut effects: Vec<Effect>) -> Result<Option<String>, RunError> {
+        let limit = self.apply_each(from, &mut effects);
+        if effects.capacity() > 0 && self.spare_effects.len() < SPARE_EFFECTS {
+            effects.clear();
+            self.spare_effects.push(effects);
+        }
+        limit
+    }
+
+    fn apply_each(&mut self, from: ActorIdx, effects: &mut Vec<Effect>) -> Result<Option<String>, RunError> {
+        for effect in effects.drain(..) {
             match effect {
                 Effect::Persist(checkpoint) => self.slots[from.index()].checkpoint = Some(checkpoint),
                 Effect::Send { to, delay_us, payload } => {

@@ -30,9 +30,13 @@ mod recovery;
 mod steps;
 mod suffer;
 
-/// One conversation as this agent sees it.
+/// One conversation as this agent sees it, boxed: it is taken out of the agent's map and put
+/// back on every step, and a map of a few hundred bytes per entry would make even a one-entry
+/// map (each of a 10,000-agent swarm's agents) allocate a node of eleven.
+type Conversation = Box<ConversationState>;
+
 #[derive(Debug, Clone)]
-struct Conversation {
+struct ConversationState {
     /// Every message so far, the model's input next turn.
     transcript: Transcript,
     origin: Origin,
@@ -364,7 +368,7 @@ impl AgentBehavior {
             (Origin::Handoff(_), true) => {}
         }
         let next_call_id = transcript.calls_made();
-        let state = Conversation {
+        let state = Box::new(ConversationState {
             transcript,
             origin,
             reply_to,
@@ -386,7 +390,7 @@ impl AgentBehavior {
             started_us: self.now_us,
             feedback,
             handoffs,
-        };
+        });
         if let Some(deadline_us) = self.scenario.agents[self.agent].deadline_us {
             let started_us = self.now_us;
             effects.push(self.timer(deadline_us, AgentMsg::DeadlineDue { conv, started_us }));

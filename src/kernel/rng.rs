@@ -7,10 +7,15 @@
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// One named, seeded random stream.
+/// The key derivation context of every stream.
+const CONTEXT: &str = "agentsim 2026 rng stream v1";
+
+/// One named, seeded random stream. The generator (with its 256-byte block buffer) is boxed,
+/// so that maps of streams per conversation keep small nodes: a 10,000-agent run holds tens of
+/// thousands of streams.
 #[derive(Debug, Clone)]
 pub struct RngStream {
-    rng: ChaCha8Rng,
+    rng: Box<ChaCha8Rng>,
 }
 
 /// z-score of the 99th percentile of a standard normal distribution.
@@ -19,18 +24,22 @@ const Z_P99: f64 = 2.326_347_874_040_840_8;
 impl RngStream {
     /// The stream called `name` in the run with `seed`.
     pub fn new(seed: u64, name: &str) -> RngStream {
-        let mut hasher = blake3::Hasher::new_derive_key("agentsim 2026 rng stream v1");
+        let mut hasher = blake3::Hasher::new_derive_key(CONTEXT);
         hasher.update(&seed.to_le_bytes());
         hasher.update(name.as_bytes());
-        RngStream {
-            rng: ChaCha8Rng::from_seed(*hasher.finalize().as_bytes()),
-        }
+        RngStream::from_key(hasher.finalize())
     }
 
     /// The stream of one member of the family `name`: member `key` (a conversation's number) of
     /// the stream called `name`. Members never shift each other's draws.
     pub fn member(seed: u64, name: &str, key: u64) -> RngStream {
         StreamFamily::new(seed, name).member(key)
+    }
+
+    fn from_key(key: blake3::Hash) -> RngStream {
+        RngStream {
+            rng: Box::new(ChaCha8Rng::from_seed(*key.as_bytes())),
+        }
     }
 
     /// 64 random bits.
@@ -85,30 +94,38 @@ impl RngStream {
 }
 
 /// Streams keyed by a number under one name (`llm:gpt#0/agent:triage` per conversation), derived
-/// without formatting a name for each member.
+/// without formatting a name for each member: member `key`'s stream is keyed by BLAKE3(seed,
+/// name, `/member:`, key).
+///
+/// The family keeps those leading bytes, not a hasher that has read them: a BLAKE3 hasher is
+/// about 1.9 KB, and every actor incarnation holds a family or more.
 #[derive(Debug, Clone)]
 pub struct StreamFamily {
-    hasher: blake3::Hasher,
+    prefix: Box<[u8]>,
 }
 
 impl StreamFamily {
     pub fn new(seed: u64, name: &str) -> StreamFamily {
-        let mut hasher = blake3::Hasher::new_derive_key("agentsim 2026 rng stream v1");
-        hasher.update(&seed.to_le_bytes());
-        hasher.update(name.as_bytes());
-        hasher.update(b"/member:");
-        StreamFamily { hasher }
+        let mut prefix = Vec::with_capacity(8 + name.len() + MEMBER.len());
+        prefix.extend_from_slice(&seed.to_le_bytes());
+        prefix.extend_from_slice(name.as_bytes());
+        prefix.extend_from_slice(MEMBER);
+        StreamFamily {
+            prefix: prefix.into_boxed_slice(),
+        }
     }
 
     /// Member `key`'s stream.
     pub fn member(&self, key: u64) -> RngStream {
-        let mut hasher = self.hasher.clone();
+        let mut hasher = blake3::Hasher::new_derive_key(CONTEXT);
+        hasher.update(&self.prefix);
         hasher.update(&key.to_le_bytes());
-        RngStream {
-            rng: ChaCha8Rng::from_seed(*hasher.finalize().as_bytes()),
-        }
+        RngStream::from_key(hasher.finalize())
     }
 }
+
+/// What separates a family's name from its member's key.
+const MEMBER: &[u8] = b"/member:";
 
 /// Makes stream names unique without using positions: the second `x` becomes `x#2`, the third
 /// `x#3`. Only sources with the same base name shift each other.
@@ -131,6 +148,21 @@ pub fn number_duplicates(bases: impl IntoIterator<Item = String>) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_is_keyed_by_the_hash_of_seed_name_and_key() {
+        // The derivation every recorded digest depends on, written out in full.
+        let mut hasher = blake3::Hasher::new_derive_key("agentsim 2026 rng stream v1");
+        hasher.update(&7u64.to_le_bytes());
+        hasher.update(b"agent:triage#0");
+        hasher.update(b"/member:");
+        hasher.update(&42u64.to_le_bytes());
+        let mut expected = ChaCha8Rng::from_seed(*hasher.finalize().as_bytes());
+        let mut member = StreamFamily::new(7, "agent:triage#0").member(42);
+        for _ in 0..3 {
+            assert_eq!(member.next_u64(), expected.next_u64());
+        }
+    }
 
     #[test]
     fn members_of_a_family_are_independent_and_repeatable() {

@@ -4,6 +4,8 @@
 //! stream's draws. Samples are derived from raw `u64`s here, not from `rand`'s distributions,
 //! and transcendental functions come from `libm`, so the numbers are the same on every machine.
 
+use std::sync::OnceLock;
+
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -117,7 +119,12 @@ impl StreamFamily {
 
     /// Member `key`'s stream.
     pub fn member(&self, key: u64) -> RngStream {
-        let mut hasher = blake3::Hasher::new_derive_key(CONTEXT);
+        // A hasher that has read only the context, cloned: cheaper than deriving the context's
+        // key again for every member.
+        static CONTEXT_HASHER: OnceLock<blake3::Hasher> = OnceLock::new();
+        let mut hasher = CONTEXT_HASHER
+            .get_or_init(|| blake3::Hasher::new_derive_key(CONTEXT))
+            .clone();
         hasher.update(&self.prefix);
         hasher.update(&key.to_le_bytes());
         RngStream::from_key(hasher.finalize())

@@ -93,14 +93,24 @@ script = [{{ at = "0s", message = "look this up" }}]
     )
 }
 
-/// Bytes allocated per event, for a short and a long version of one conversation.
+/// Bytes allocated per event, for a short and a long version of one conversation. The number of
+/// allocations per event must stay flat too.
 fn per_event_bytes(make: fn(u32) -> String, short: u32, long: u32) -> (f64, f64) {
-    let (short_events, short_bytes) = allocated(&make(short));
-    let (long_events, long_bytes) = allocated(&make(long));
+    let (short_events, short_run) = allocated(&make(short));
+    let (long_events, long_run) = allocated(&make(long));
     assert!(long_events > 4 * short_events, "{long_events} vs {short_events} events");
+    let per_event = |count: u64, events: u64| count as f64 / events as f64;
+    let (short_count, long_count) = (
+        per_event(short_run.allocations, short_events),
+        per_event(long_run.allocations, long_events),
+    );
+    assert!(
+        long_count < 1.5 * short_count,
+        "allocations per event grow with the conversation: {short_count:.1} vs {long_count:.1}"
+    );
     (
-        short_bytes.bytes as f64 / short_events as f64,
-        long_bytes.bytes as f64 / long_events as f64,
+        per_event(short_run.bytes, short_events),
+        per_event(long_run.bytes, long_events),
     )
 }
 

@@ -165,8 +165,9 @@ fn rerun_without(
     options: &RunOptions,
     left_out: (usize, Option<u32>),
 ) -> Result<RunReport, RunError> {
+    // Impact compares reports, never traces: the rerun does not encode one.
     let counterfactual = RunOptions {
-        trace: crate::trace::TraceMode::Digest,
+        trace: crate::trace::TraceMode::Off,
         replay_command: String::new(),
         ..options.clone()
     };

@@ -117,6 +117,34 @@ fn describe_divergence(expected: &[u8], found: &[u8]) -> String {
     }
 }
 
+/// Every scenario's digest at its seed — the one `agentsim run FILE` prints: whole runs, not the
+/// capped ones above — pinned in `snapshots/determinism__digests.snap`. The same on every machine
+/// the tests run on, and unchanged by work that must not change what a run does or writes
+/// (speed work, refactoring). A change that means to change runs shows up here, scenario by
+/// scenario, and is reviewed like any snapshot.
+#[test]
+fn every_scenario_gives_its_pinned_digest() {
+    let lines: Vec<String> = scenario_files()
+        .iter()
+        .map(|path| {
+            let digest = agentsim::scenario::load(path)
+                .map_err(|e| e.to_string())
+                .and_then(|scenario| {
+                    let options = RunOptions::new(scenario.seed);
+                    run::run(Arc::new(scenario), &options).map_err(|e| e.to_string())
+                })
+                .map_or_else(|e| format!("failed: {e}"), |output| output.report.digest);
+            format!("{} {digest}", relative(path))
+        })
+        .collect();
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!("digests", lines.join("\n"));
+    });
+}
+
 #[test]
 fn every_scenario_gives_the_same_digest_and_trace_bytes_when_run_twice_with_the_same_seed() {
     for_every_scenario(|_, scenario, first| {

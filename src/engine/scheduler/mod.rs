@@ -11,7 +11,7 @@ mod records;
 mod supervision;
 mod taint;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -65,8 +65,8 @@ pub struct Scheduler<O> {
     profile_name: Option<String>,
     labels: LabelSpace,
     /// What each agent has absorbed of each conversation it holds: its answers descend from it.
-    /// (Looked up and cleared only, never iterated into anything observable.)
-    absorbed: HashMap<(ActorIdx, u32), Labels>,
+    /// (Ordered by key and never hashed: no per-process hash seed, and no rehashing as it grows.)
+    absorbed: BTreeMap<(ActorIdx, u32), Labels>,
     /// The taint of the turn being handled, inherited by its sends and side effects.
     turn_labels: Labels,
     /// While a failure is being handled: the message the failed actor had in hand, when its
@@ -128,7 +128,7 @@ impl<O: Observe> Scheduler<O> {
             restart_log: Vec::new(),
             profile_name,
             labels,
-            absorbed: HashMap::new(),
+            absorbed: BTreeMap::new(),
             turn_labels: Labels::EMPTY,
             redeliver: None,
             watchdog: Watchdog::new(limits),

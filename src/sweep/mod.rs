@@ -34,9 +34,11 @@ pub struct SeedResult {
     pub digest: String,
     /// For each conversation, in order: answered? (the trials of pass^k)
     pub answered: Vec<bool>,
-    /// Conversations per fate (`answered`, `lost`, …); absent in journals of older versions.
-    #[serde(default)]
-    pub fates: BTreeMap<String, u64>,
+    /// Conversations per fate (`answered`, `lost`, …) in name order, fates with none left out;
+    /// a JSON object in journals, absent in those of older versions. A vector, not a map: a
+    /// sweep keeps one result per seed, and a map node has room for eleven.
+    #[serde(default, with = "fate_counts")]
+    pub fates: Vec<(String, u64)>,
     /// Violations per invariant, in scenario order; absent in journals of older versions.
     #[serde(default)]
     pub violations: Vec<u64>,
@@ -57,6 +59,20 @@ pub struct SeedResult {
     pub goal_checked: Vec<u64>,
 }
 
+/// A seed's fate counts, written as a JSON object as the map they once were.
+mod fate_counts {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(counts: &[(String, u64)], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(counts.iter().map(|(fate, n)| (fate, n)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(String, u64)>, D::Error> {
+        let counts = std::collections::BTreeMap::<String, u64>::deserialize(deserializer)?;
+        Ok(counts.into_iter().collect())
+    }
+}
+
 impl SeedResult {
     fn from_report(report: &RunReport) -> SeedResult {
         let mut faults: Vec<String> = report.faults.iter().map(|f| f.kind.clone()).collect();
@@ -74,7 +90,14 @@ impl SeedResult {
             faults,
             digest: report.digest.clone(),
             answered: report.answered.clone(),
-            fates: report.fates.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            // Only the fates that happened: a sweep keeps one result per seed, and the summary
+            // leaves out fates that never happened anyway.
+            fates: report
+                .fates
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             violations: report.invariants.iter().map(|i| i.violations).collect(),
             conversations_broken: report.invariants.iter().map(|i| i.conversations_broken).collect(),
             user_turns_total: report.user_turns.total,
@@ -149,7 +172,9 @@ pub fn run_seeds_until(
     let mut results = Vec::with_capacity(total);
     let mut failed = 0;
     for result in rx {
-        let result = result?;
+        // Copied on this thread, so that what the sweep keeps lies packed in this thread's
+        // heap instead of pinning pages amid the workers' freed runs.
+        let result = result?.clone();
         failed += u64::from(!result.passed);
         results.push(result);
         on_result(results.last().expect("just pushed"), results.len() as u64, failed)?;

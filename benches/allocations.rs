@@ -11,18 +11,14 @@
 //!   patterns); everything the run allocates, spawning its actors and building its runtime
 //!   included, over its events. `peak live` is how far the heap grew during the run.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use agentsim::run::{run, Flavor, RunOptions};
-use agentsim::trace::TraceMode;
+use agentsim::run::{run, Flavor};
 
 #[path = "counting/mod.rs"]
 mod counting;
 use counting::{counting, Counting};
 
 mod baseline;
-use baseline::ractor_round_trips;
+use baseline::{design, ractor_round_trips};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -60,13 +56,7 @@ fn main() {
         if filter.as_deref().is_some_and(|f| !path.contains(f)) {
             continue;
         }
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-        let scenario = Arc::new(agentsim::scenario::load(&file).unwrap_or_else(|e| panic!("{e}")));
-        let options = RunOptions {
-            trace: TraceMode::Digest,
-            flavor: Flavor::CurrentThread,
-            ..RunOptions::new(scenario.seed)
-        };
+        let (scenario, options) = design(path);
         let warm = run(scenario.clone(), &options).expect("the design runs").report;
         let (output, allocated) = counting(|| run(scenario.clone(), &options).expect("the design runs"));
         let events = output.report.events;

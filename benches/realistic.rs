@@ -18,16 +18,13 @@
 //!   each run's report before measuring.
 
 use std::hint::black_box;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use agentsim::run::{run, Flavor, RunOptions};
-use agentsim::trace::TraceMode;
+use agentsim::run::{run, Flavor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod baseline;
-use baseline::ractor_round_trips;
+use baseline::{design, ractor_round_trips};
 
 /// The designs measured: a name and a path from the crate's root.
 const DESIGNS: [(&str, &str); 3] = [
@@ -49,13 +46,7 @@ fn bench_realistic(c: &mut Criterion) {
 
     group.sample_size(20).measurement_time(Duration::from_secs(4));
     for (name, path) in DESIGNS {
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-        let scenario = Arc::new(agentsim::scenario::load(&file).unwrap_or_else(|e| panic!("{e}")));
-        let options = RunOptions {
-            trace: TraceMode::Digest,
-            flavor: Flavor::CurrentThread,
-            ..RunOptions::new(scenario.seed)
-        };
+        let (scenario, options) = design(path);
         let report = run(scenario.clone(), &options).expect("the design runs").report;
         assert!(
             report.events > 500,

@@ -1,9 +1,17 @@
 //! The raw baselines the benches measure agentsim against in the same run: a tokio runtime built
-//! as `agentsim::run::run` builds it, and a bare ractor cast + reply.
+//! as `agentsim::run::run` builds it, and a bare ractor cast + reply; and the designs they run.
+//! Each bench uses part of it.
+
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
-use agentsim::run::Flavor;
+use std::path::Path;
+use std::sync::Arc;
+
+use agentsim::run::{Flavor, RunOptions};
+use agentsim::scenario::Scenario;
+use agentsim::trace::TraceMode;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -69,4 +77,17 @@ pub fn ractor_round_trips(flavor: Flavor, driver_on_worker: bool, iters: u64) ->
     } else {
         rt.block_on(driver)
     }
+}
+
+/// A design from the crate's root, and the options `run` and `sweep` use for it: its seed,
+/// current_thread, the trace encoded and its BLAKE3 digest taken.
+pub fn design(path: &str) -> (Arc<Scenario>, RunOptions) {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let scenario = Arc::new(agentsim::scenario::load(&file).unwrap_or_else(|e| panic!("{e}")));
+    let options = RunOptions {
+        trace: TraceMode::Digest,
+        flavor: Flavor::CurrentThread,
+        ..RunOptions::new(scenario.seed)
+    };
+    (scenario, options)
 }

@@ -466,6 +466,11 @@ fn an_expired_http_session_gets_a_404_and_the_client_reconnects_into_a_new_sessi
         three,
         &[("CLIENT_RECONNECT", "1")],
     );
+    // A call still made on the ended session is refused as the server would, and booked under
+    // its tool.
+    let late = r#"{"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":"lookup_order","arguments":{"order_id":"Z9"}}}"#;
+    let answer = raw_post(proxy.address, "/mcp", &[("x-agentsim-session", "1")], late);
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     let (status, said) = proxy.stop();
     assert_eq!(status, 0, "{said}");
     let calls = calls(&seen);
@@ -483,6 +488,37 @@ fn an_expired_http_session_gets_a_404_and_the_client_reconnects_into_a_new_sessi
         .collect();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0]["session"], "1");
+    let refused: Vec<&Value> = report["requests_made"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["unanswered"] == "session_gone")
+        .collect();
+    assert_eq!(refused.len(), 1, "{}", report["requests_made"]);
+    assert_eq!(refused[0]["tool"], "lookup_order");
+    assert_eq!(refused[0]["session"], "1");
+}
+
+/// One HTTP/1.1 POST of a JSON body, read to the end: the status line, headers and body.
+fn raw_post(address: std::net::SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 #[test]

@@ -186,7 +186,7 @@ async fn post(
     let label = match label {
         Some(label) if shared.relay.ended(&label) => {
             // The session is over for the client as for a server that ended it.
-            shared.relay.refused(&label, &id, &method, "session_gone");
+            shared.relay.refused(&label, &id, &method, &message, "session_gone");
             return Ok(session_gone(&id));
         }
         Some(label) => label,

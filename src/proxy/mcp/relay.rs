@@ -148,15 +148,17 @@ impl Relay {
         self.sessions().get(session).is_some_and(|s| s.ended)
     }
 
-    /// A request refused before it reaches the relay's decisions (a session already ended).
-    pub fn refused(&self, session: &str, id: &Value, method: &str, why: &str) {
+    /// A request refused before it reaches the relay's decisions (a session already ended);
+    /// a refused `tools/call` is booked under its tool, like any other.
+    pub fn refused(&self, session: &str, id: &Value, method: &str, message: &Value, why: &str) {
         let seq = {
             let mut sessions = self.sessions();
             let state = sessions.entry(session.to_owned()).or_default();
             state.requests += 1;
             state.requests
         };
-        self.books.request(session, seq, 0, method, None, id, None);
+        let tool = (method == "tools/call").then(|| wire::call_of(message).0);
+        self.books.request(session, seq, 0, method, tool.as_deref(), id, None);
         self.books.unanswered(session, seq, why);
     }
 

@@ -162,24 +162,18 @@ impl Tape {
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Tape, String> {
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-        let Some((_, first)) = lines.next() else {
-            return Err(format!("{file}: expected a proxy cassette, found an empty file"));
-        };
-        let header: Header = serde_json::from_str(first).map_err(|_| {
-            format!("{file}:1: expected the header line of a proxy cassette ({{\"proxy_cassette_format\": {FORMAT}, …}}), found something else")
-        })?;
+        let (header, takes): (Header, Vec<Take>) = crate::scenario::jsonl::header_and_records(
+            file,
+            text,
+            "a proxy cassette",
+            &format!("{{\"proxy_cassette_format\": {FORMAT}, …}}"),
+            "a recorded exchange",
+        )?;
         if header.proxy_cassette_format != FORMAT {
             return Err(format!(
                 "{file}:1: expected proxy cassette format {FORMAT}, found {}",
                 header.proxy_cassette_format
             ));
-        }
-        let mut takes = Vec::new();
-        for (index, line) in lines {
-            let take: Take = serde_json::from_str(line)
-                .map_err(|e| format!("{file}:{}: expected a recorded exchange: {e}", index + 1))?;
-            takes.push(take);
         }
         Ok(Tape {
             file: file.to_owned(),

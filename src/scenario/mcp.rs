@@ -48,27 +48,18 @@ pub struct RecordedCall {
 
 /// Reads a cassette's text: its header and takes. Errors name the line.
 pub fn parse(file: &str, text: &str) -> Result<(Header, Vec<Take>), String> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, first)) = lines.next() else {
-        return Err(format!("{file}: expected an MCP cassette, found an empty file"));
-    };
-    let header: Header = serde_json::from_str(first).map_err(|_| {
-        format!(
-            "{file}:1: expected the header line of an MCP cassette ({{\"mcp_cassette_format\": {FORMAT}, …}}, \
-             written by `agentsim proxy --mcp --record DIR`), found something else"
-        )
-    })?;
+    let (header, takes): (Header, Vec<Take>) = super::jsonl::header_and_records(
+        file,
+        text,
+        "an MCP cassette",
+        &format!("{{\"mcp_cassette_format\": {FORMAT}, …}}, written by `agentsim proxy --mcp --record DIR`"),
+        "a recorded MCP exchange",
+    )?;
     if header.mcp_cassette_format != FORMAT {
         return Err(format!(
             "{file}:1: expected MCP cassette format {FORMAT}, found {}",
             header.mcp_cassette_format
         ));
-    }
-    let mut takes = Vec::new();
-    for (index, line) in lines {
-        let take: Take = serde_json::from_str(line)
-            .map_err(|e| format!("{file}:{}: expected a recorded MCP exchange: {e}", index + 1))?;
-        takes.push(take);
     }
     Ok((header, takes))
 }

@@ -6,6 +6,7 @@ pub mod expr;
 pub mod file;
 pub mod glob;
 pub mod guardrail;
+pub mod jsonl;
 pub mod mcp;
 pub mod model;
 pub mod schema;

@@ -37,8 +37,8 @@ const DESIGNS: [&str; 8] = [
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument, if any, picks designs by substring.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let (_, short) = counting(|| ractor_round_trips(Flavor::CurrentThread, false, 1_000));
-    let (_, long) = counting(|| ractor_round_trips(Flavor::CurrentThread, false, 10_000));
+    let (_, short) = counting(|| ractor_round_trips(Flavor::CurrentThread, true, 1_000));
+    let (_, long) = counting(|| ractor_round_trips(Flavor::CurrentThread, true, 10_000));
     let per_trip = |a: u64, b: u64| (b - a) as f64 / 9_000.0;
     println!(
         "{:<34} {:>10} {:>14} {:>12} {:>14}",

@@ -5,9 +5,10 @@
 //!
 //! Measurements, all in the criterion group `realistic`:
 //!
-//! - `baseline/ractor_round_trip/current`: a ractor actor that answers each `u64` on a tokio
-//!   unbounded sender; the driver (`block_on`'s future, current_thread) casts and awaits the reply.
-//!   One iteration is one round trip: the transport of one kernel turn, without its bookkeeping.
+//! - `baseline/ractor_round_trip/current_driver_on_worker`: a ractor actor that answers each
+//!   `u64` on a tokio unbounded sender; the driver, a task on a current_thread runtime as the
+//!   scheduler is, casts and awaits the reply. One iteration is one round trip: the transport of
+//!   one kernel turn, without its bookkeeping.
 //! - `design/{support-desk,retry-storm,desk-200}`: `agentsim::run::run` of a whole design at its
 //!   seed, current_thread, with the trace encoded and its BLAKE3 digest taken (as `run` and
 //!   `sweep` do). One iteration is one run; its throughput is `Elements(events)`, so criterion's
@@ -40,8 +41,8 @@ fn bench_realistic(c: &mut Criterion) {
         .sample_size(30)
         .measurement_time(Duration::from_secs(2))
         .throughput(Throughput::Elements(1));
-    group.bench_function("baseline/ractor_round_trip/current", |b| {
-        b.iter_custom(|iters| ractor_round_trips(Flavor::CurrentThread, false, iters))
+    group.bench_function("baseline/ractor_round_trip/current_driver_on_worker", |b| {
+        b.iter_custom(|iters| ractor_round_trips(Flavor::CurrentThread, true, iters))
     });
 
     group.sample_size(20).measurement_time(Duration::from_secs(4));

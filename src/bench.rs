@@ -1,13 +1,16 @@
-//! `agentsim bench`: the orchestration overhead of a scenario, in wall-clock time.
+//! `agentsim bench`: the orchestration overhead of a scenario, in wall-clock time, next to a
+//! bare ractor cast + reply timed in the same process between the iterations.
 //!
 //! The mock model answers in zero wall-clock time (its latency is virtual), so everything the
 //! wall clock sees is orchestration: scheduling, actor messaging, the mock's rule evaluation,
 //! tracing. The wall clock is read here, around whole runs, never inside one.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::run::{self, Flavor, RunError, RunOptions};
 use crate::scenario::Scenario;
@@ -47,6 +50,13 @@ pub struct BenchReport {
     pub p99_us: f64,
     pub rss_mb: f64,
     pub digest: String,
+    /// A bare ractor cast + reply on the same runtime, timed after each iteration for as many
+    /// round trips as the run has events (the median): one event's transport, without its
+    /// bookkeeping.
+    pub ractor_round_trip_us: f64,
+    /// `us_per_event` over `ractor_round_trip_us`: the cost of an event in round trips, the
+    /// figure that holds from one machine (or one load) to another.
+    pub ractor_ratio: f64,
 }
 
 /// Runs `scenario` `warmup + iters` times and measures the last `iters`.
@@ -65,14 +75,21 @@ pub fn bench(scenario: Arc<Scenario>, options: &BenchOptions) -> Result<BenchRep
     }
     let iters = options.iters.max(1);
     let mut wall_us = Vec::with_capacity(iters as usize);
+    let mut round_trip_us = Vec::with_capacity(iters as usize);
     let mut last = None;
     for _ in 0..iters {
         let started = Instant::now();
         let output = run::run(scenario.clone(), &run_options)?;
         wall_us.push(started.elapsed().as_secs_f64() * 1e6);
+        let trips = output.report.events.max(1);
+        round_trip_us.push(ractor_round_trips(options.flavor, true, trips)?.as_secs_f64() * 1e6 / trips as f64);
         last = Some(output.report);
     }
-    let report = last.expect("at least one iteration");
+    let Some(report) = last else {
+        return Err(RunError::Internal("no iteration ran".to_owned()));
+    };
+    round_trip_us.sort_by(f64::total_cmp);
+    let ractor_round_trip_us = percentile(&round_trip_us, 0.50);
     let mean_us = wall_us.iter().sum::<f64>() / wall_us.len() as f64;
     let mut sorted = wall_us.clone();
     sorted.sort_by(f64::total_cmp);
@@ -101,7 +118,83 @@ pub fn bench(scenario: Arc<Scenario>, options: &BenchOptions) -> Result<BenchRep
         p99_us: percentile(&sorted, 0.99),
         rss_mb: peak_rss_mb(),
         digest: report.digest,
+        ractor_round_trip_us,
+        ractor_ratio: 0.0,
     })
+    .map(|mut bench| {
+        if ractor_round_trip_us > 0.0 {
+            bench.ractor_ratio = bench.us_per_event / ractor_round_trip_us;
+        }
+        bench
+    })
+}
+
+/// A ractor actor that answers each number on the sender it holds.
+struct Echo;
+
+impl Actor for Echo {
+    type Msg = u64;
+    type State = UnboundedSender<u64>;
+    type Arguments = UnboundedSender<u64>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<u64>,
+        reply: UnboundedSender<u64>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(reply)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<u64>,
+        msg: u64,
+        reply: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = reply.send(msg + 1);
+        Ok(())
+    }
+}
+
+/// `trips` bare ractor round trips: a driver casts a number to an actor and awaits its reply on a
+/// tokio channel, as the scheduler casts a turn and awaits its completion, on a runtime built as
+/// a run builds its own. With `driver_on_worker` the driver is a task on the runtime, as the
+/// scheduler is (`engine::execute`); without, it is `block_on`'s own future. Returns the time
+/// the round trips took (spawning the actor not included).
+pub fn ractor_round_trips(flavor: Flavor, driver_on_worker: bool, trips: u64) -> Result<Duration, RunError> {
+    let runtime = match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().build()?,
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?,
+    };
+    let internal = |what: String| RunError::Internal(format!("the ractor baseline: {what}"));
+    let driver = async move {
+        let (reply_tx, mut reply_rx) = unbounded_channel::<u64>();
+        let (echo, join) = Actor::spawn(None, Echo, reply_tx)
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        let started = Instant::now();
+        let mut value = 0u64;
+        for _ in 0..trips {
+            echo.cast(value).map_err(|e| internal(e.to_string()))?;
+            value = reply_rx
+                .recv()
+                .await
+                .ok_or_else(|| internal("the echo stopped".to_owned()))?;
+        }
+        let elapsed = started.elapsed();
+        echo.stop(None);
+        let _ = join.await;
+        Ok::<Duration, RunError>(elapsed)
+    };
+    let elapsed = if driver_on_worker {
+        runtime
+            .block_on(runtime.spawn(driver))
+            .map_err(|e| internal(e.to_string()))??
+    } else {
+        runtime.block_on(driver)?
+    };
+    runtime.shutdown_background();
+    Ok(elapsed)
 }
 
 /// The nearest-rank percentile of sorted values.
@@ -133,7 +226,7 @@ impl BenchReport {
             "agentsim bench · {} · {} iterations ({} warm-up) · trace {} · {} runtime\n\
              \x20 per iteration  {} events · {} messages · {} steps (model calls) · {} tool calls\n\
              \x20 wall           mean {:.0} µs · p50 {:.0} µs · p99 {:.0} µs\n\
-             \x20 per event      {:.3} µs\n\
+             \x20 per event      {:.3} µs · {:.1}× a bare ractor cast + reply ({:.3} µs, same run)\n\
              \x20 per message    {:.3} µs\n\
              \x20 per step       {}\n\
              \x20 per tool call  {}\n\
@@ -152,6 +245,8 @@ impl BenchReport {
             self.p50_us,
             self.p99_us,
             self.us_per_event,
+            self.ractor_ratio,
+            self.ractor_round_trip_us,
             self.us_per_message,
             optional(self.us_per_step),
             optional(self.us_per_tool_call),

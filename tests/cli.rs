@@ -521,3 +521,46 @@ fn validate_checks_every_file_given_and_fails_if_one_is_bad() {
         stderr(&output)
     );
 }
+
+#[test]
+fn bench_reports_the_cost_per_event_next_to_a_ractor_round_trip_timed_in_the_same_run() {
+    let w1 = "scenarios/bench/w1-pipeline.toml";
+    let bench = run_json(&["bench", w1, "--iters", "3", "--warmup", "1", "--trace", "--json"]);
+    let run = run_json(&["run", w1, "--json"]);
+    // The runs measured are the scenario's own run at its seed.
+    assert_eq!(bench["events_per_iter"], run["events"]);
+    assert_eq!(bench["digest"], run["digest"]);
+    let number = |key: &str| {
+        bench[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("`{key}` is not a number: {bench}"))
+    };
+    let (per_event, round_trip, ratio) = (
+        number("us_per_event"),
+        number("ractor_round_trip_us"),
+        number("ractor_ratio"),
+    );
+    assert!(per_event > 0.0 && round_trip > 0.0, "{bench}");
+    assert!(
+        (ratio - per_event / round_trip).abs() < 1e-9 * ratio.max(1.0),
+        "{ratio} is not {per_event} / {round_trip}"
+    );
+    // The summary says the same.
+    let output = agentsim_output(&["bench", w1, "--iters", "2", "--warmup", "0"]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let line = summary_value(&stdout(&output), "per event")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        line.contains("× a bare ractor cast + reply (") && line.ends_with("µs, same run)"),
+        "{line}"
+    );
+    // A file that is not there is bad input, named.
+    let missing = agentsim_output(&["bench", "scenarios/bench/none.toml"]);
+    assert_eq!(status(&missing), 2);
+    assert!(
+        stderr(&missing).contains("scenarios/bench/none.toml"),
+        "{}",
+        stderr(&missing)
+    );
+}

@@ -94,6 +94,7 @@ pub fn bench(scenario: Arc<Scenario>, options: &BenchOptions) -> Result<BenchRep
     let mut sorted = wall_us.clone();
     sorted.sort_by(f64::total_cmp);
     let per = |count: u64| (count > 0).then(|| mean_us / count as f64);
+    let us_per_event = per(report.events).unwrap_or(0.0);
     Ok(BenchReport {
         scenario: scenario.name.clone(),
         iters,
@@ -104,7 +105,7 @@ pub fn bench(scenario: Arc<Scenario>, options: &BenchOptions) -> Result<BenchRep
         messages_per_iter: report.messages,
         steps_per_iter: report.llm_calls,
         tool_calls_per_iter: report.tool_calls,
-        us_per_event: per(report.events).unwrap_or(0.0),
+        us_per_event,
         us_per_message: per(report.messages).unwrap_or(0.0),
         us_per_step: per(report.llm_calls),
         us_per_tool_call: per(report.tool_calls),
@@ -119,13 +120,11 @@ pub fn bench(scenario: Arc<Scenario>, options: &BenchOptions) -> Result<BenchRep
         rss_mb: peak_rss_mb(),
         digest: report.digest,
         ractor_round_trip_us,
-        ractor_ratio: 0.0,
-    })
-    .map(|mut bench| {
-        if ractor_round_trip_us > 0.0 {
-            bench.ractor_ratio = bench.us_per_event / ractor_round_trip_us;
-        }
-        bench
+        ractor_ratio: if ractor_round_trip_us > 0.0 {
+            us_per_event / ractor_round_trip_us
+        } else {
+            0.0
+        },
     })
 }
 

@@ -168,9 +168,16 @@ impl ToolCall {
     }
 }
 
-/// The wire id agentsim gives call number `id` of a conversation when the model gives none.
+/// The wire id agentsim gives call number `id` of a conversation when the model gives none. The
+/// first few hundred are made once and shared: every mock tool call and delegation takes one.
 pub fn wire_id(id: u32) -> Arc<str> {
-    Arc::from(format!("call_{id}"))
+    const SHARED: u32 = 256;
+    static IDS: std::sync::OnceLock<Vec<Arc<str>>> = std::sync::OnceLock::new();
+    let make = |id: u32| Arc::from(format!("call_{id}"));
+    match IDS.get_or_init(|| (0..SHARED).map(make).collect()).get(id as usize) {
+        Some(shared) => shared.clone(),
+        None => make(id),
+    }
 }
 
 /// One sub-task of a delegation: who gets it, the task, and the call that asked for it.
@@ -354,5 +361,18 @@ impl ModelReply {
         if self.usage.counted_by_server {
             out.push_str(" usage=server");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wire_id;
+
+    #[test]
+    fn a_wire_id_is_the_same_text_shared_or_made() {
+        assert_eq!(&*wire_id(0), "call_0");
+        assert_eq!(&*wire_id(255), "call_255");
+        assert_eq!(&*wire_id(256), "call_256");
+        assert_eq!(&*wire_id(u32::MAX), format!("call_{}", u32::MAX));
     }
 }

@@ -414,14 +414,14 @@ impl GuardrailBehavior {
                 let subject = match checked.subject {
                     Payload::Tool(ToolMsg::Invoke { conv, agent, mut call }) => {
                         if let ToolArgs::Json(args) = &call.args {
-                            let mut args = (**args).clone();
+                            let mut args = args.map().clone();
                             for value in args.values_mut() {
                                 if let serde_json::Value::String(s) = value {
                                     let findings = guard::find(&self.spec().check, s);
                                     *s = guard::redact(s, &findings);
                                 }
                             }
-                            call.args = ToolArgs::Json(Arc::new(args));
+                            call.args = ToolArgs::json(args);
                         }
                         Payload::Tool(ToolMsg::Invoke { conv, agent, call })
                     }
@@ -640,7 +640,7 @@ fn check_schema(scenario: &Scenario, schema: Option<&serde_json::Value>, subject
                 let Some(schema) = schema.or(own) else {
                     return Found::clean();
                 };
-                let value = serde_json::Value::Object((**args).clone());
+                let value = serde_json::Value::Object(args.map().clone());
                 match guard::schema::validate(schema, &value) {
                     Ok(()) => Found::clean(),
                     Err(problem) => Found::tripped(problem),

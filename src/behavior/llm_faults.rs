@@ -123,14 +123,14 @@ pub fn malformed(call: &ToolCall, mode: MalformedMode) -> ToolArgs {
                     (k.clone(), v)
                 })
                 .collect();
-            ToolArgs::Json(Arc::new(wrong))
+            ToolArgs::json(wrong)
         }
         MalformedMode::MissingField => {
-            let mut fewer = (**map).clone();
+            let mut fewer = map.map().clone();
             if let Some(first) = fewer.keys().next().cloned() {
                 fewer.remove(&first);
             }
-            ToolArgs::Json(Arc::new(fewer))
+            ToolArgs::json(fewer)
         }
     }
 }

@@ -361,7 +361,7 @@ impl ToolBehavior {
         let cancelled = committed == Some(true);
         // A compensation undoes one step: its own key, so undoing two equal steps refunds twice.
         let idempotency_key = match caller {
-            ToolCaller::Agent(_) => call.args_text(),
+            ToolCaller::Agent(_) => call.args_text().to_string(),
             ToolCaller::Compensation { of, step } => format!("undo {of}#{step}: {}", call.args_text()),
         };
         if spec.idempotent && effect_times > 0 && !cancelled && !self.executed.insert((conv, idempotency_key)) {

@@ -614,8 +614,8 @@ fn parse_completion(scenario: &Scenario, caller: Caller, body: &Value, next_call
             continue;
         }
         let args = match parsed {
-            Ok(Value::Object(map)) => ToolArgs::Json(Arc::new(map)),
-            _ if arguments.trim().is_empty() => ToolArgs::Json(Arc::new(Map::new())),
+            Ok(Value::Object(map)) => ToolArgs::json(map),
+            _ if arguments.trim().is_empty() => ToolArgs::json(Map::new()),
             _ => ToolArgs::Malformed(Arc::from(arguments.as_str())),
         };
         let tool = match tools.iter().find(|&&t| scenario.tools[t].name == name) {

@@ -115,8 +115,43 @@ pub enum ToolRef {
 /// A call's arguments: a JSON object with sorted keys, or text that does not parse.
 #[derive(Debug, Clone)]
 pub enum ToolArgs {
-    Json(Arc<serde_json::Map<String, serde_json::Value>>),
+    Json(Arc<JsonArgs>),
     Malformed(Arc<str>),
+}
+
+impl ToolArgs {
+    /// Arguments that are this JSON object.
+    pub fn json(map: serde_json::Map<String, serde_json::Value>) -> ToolArgs {
+        ToolArgs::Json(Arc::new(JsonArgs::new(map)))
+    }
+}
+
+/// A JSON object of arguments, with its text written once: the tool, the trace and the
+/// guardrails all read the text, several times per call.
+#[derive(Debug, Clone)]
+pub struct JsonArgs {
+    map: serde_json::Map<String, serde_json::Value>,
+    /// `map` as serde_json writes it.
+    text: Arc<str>,
+}
+
+impl JsonArgs {
+    pub fn new(map: serde_json::Map<String, serde_json::Value>) -> JsonArgs {
+        let text = Arc::from(serde_json::to_string(&map).unwrap_or_default());
+        JsonArgs { map, text }
+    }
+
+    pub fn map(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.map
+    }
+}
+
+impl std::ops::Deref for JsonArgs {
+    type Target = serde_json::Map<String, serde_json::Value>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
 }
 
 /// One tool call in a model answer.
@@ -135,27 +170,27 @@ pub struct ToolCall {
 impl ToolCall {
     /// A call whose arguments are this JSON object, written the way the mock writes them.
     pub fn with_json(id: u32, tool: ToolRef, args: serde_json::Map<String, serde_json::Value>) -> ToolCall {
-        let arguments = Arc::from(serde_json::to_string(&args).unwrap_or_default());
+        let args = JsonArgs::new(args);
         ToolCall {
             id,
             wire_id: wire_id(id),
             tool,
+            arguments: args.text.clone(),
             args: ToolArgs::Json(Arc::new(args)),
-            arguments,
         }
     }
 
     /// Replaces the arguments, as the model now wrote them.
     pub fn set_args(&mut self, args: ToolArgs) {
         self.args = args;
-        self.arguments = Arc::from(self.args_text());
+        self.arguments = self.args_text();
     }
 
     /// The arguments as the tool gets them (a guardrail may have redacted them since).
-    pub fn args_text(&self) -> String {
+    pub fn args_text(&self) -> Arc<str> {
         match &self.args {
-            ToolArgs::Json(map) => serde_json::to_string(&**map).unwrap_or_default(),
-            ToolArgs::Malformed(text) => text.to_string(),
+            ToolArgs::Json(args) => args.text.clone(),
+            ToolArgs::Malformed(text) => text.clone(),
         }
     }
 

@@ -67,7 +67,7 @@ impl Context for ScriptContext<'_> {
 pub(super) fn subject_text(checked: &Checked, scope: GuardScope) -> String {
     let subject = &checked.subject;
     match (subject, scope) {
-        (Payload::Tool(ToolMsg::Invoke { call, .. }), _) => call.args_text(),
+        (Payload::Tool(ToolMsg::Invoke { call, .. }), _) => call.args_text().to_string(),
         (Payload::Agent(AgentMsg::Start { text, history, .. }), GuardScope::Message) if text.is_empty() => {
             history.text()
         }

@@ -4,8 +4,6 @@
 //! with no decision within the reviewer's `timeout` fails with a 408, or goes ahead with
 //! `on_timeout = "approve"`. A decision that comes after the timeout is dropped.
 
-use std::sync::Arc;
-
 use super::{Arrival, ToolBehavior};
 use crate::kernel::HandlerError;
 use crate::protocol::{
@@ -69,7 +67,7 @@ impl ToolBehavior {
             payload: Payload::Human(HumanMsg::Review {
                 key,
                 tool: self.tool,
-                args: Arc::from(call.args_text()),
+                args: call.args_text(),
             }),
         });
         effects.push(Effect::Send {

@@ -161,10 +161,7 @@ impl Actor for Echo {
 /// scheduler is (`engine::execute`); without, it is `block_on`'s own future. Returns the time
 /// the round trips took (spawning the actor not included).
 pub fn ractor_round_trips(flavor: Flavor, driver_on_worker: bool, trips: u64) -> Result<Duration, RunError> {
-    let runtime = match flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().build()?,
-        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?,
-    };
+    let runtime = flavor.runtime()?;
     let internal = |what: String| RunError::Internal(format!("the ractor baseline: {what}"));
     let driver = async move {
         let (reply_tx, mut reply_rx) = unbounded_channel::<u64>();

@@ -13,13 +13,9 @@ use agentsim::scenario::Scenario;
 use agentsim::trace::TraceMode;
 use tokio::runtime::Runtime;
 
+/// A runtime built as `agentsim::run::run` builds its own.
 pub fn runtime(flavor: Flavor) -> Runtime {
-    // Same builders as `agentsim::run::run`: no I/O or time driver.
-    match flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().build(),
-        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread().worker_threads(2).build(),
-    }
-    .expect("a tokio runtime")
+    flavor.runtime().expect("a tokio runtime")
 }
 
 /// Raw ractor round trips (see [`agentsim::bench::ractor_round_trips`]): the driver is

@@ -37,6 +37,15 @@ pub enum Flavor {
 }
 
 impl Flavor {
+    /// A runtime of this flavour, as every run builds its own: no I/O or time driver (nothing in
+    /// a run waits on either), two workers for multi_thread.
+    pub fn runtime(self) -> std::io::Result<tokio::runtime::Runtime> {
+        match self {
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().build(),
+            Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread().worker_threads(2).build(),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Flavor::CurrentThread => "current",
@@ -133,10 +142,7 @@ pub fn execute_without<O: Observe + Send + 'static>(
     suppressed: Option<(usize, Option<u32>)>,
 ) -> Result<(EngineRun, O), RunError> {
     quiet_injected_panics();
-    let runtime = match options.flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().build()?,
-        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?,
-    };
+    let runtime = options.flavor.runtime()?;
     let limits = options.limits.unwrap_or(scenario.limits);
     let trace = Trace::open(options.trace.clone())?;
     let backends = if scenario.llms.iter().all(|l| l.mode == LlmMode::Mock) {

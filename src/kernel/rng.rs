@@ -12,6 +12,15 @@ use rand_chacha::ChaCha8Rng;
 /// The key derivation context of every stream.
 const CONTEXT: &str = "agentsim 2026 rng stream v1";
 
+/// A hasher that has read only the context: every stream's key starts from a clone of it,
+/// cheaper than deriving the context's key again for each stream.
+fn context_hasher() -> blake3::Hasher {
+    static CONTEXT_HASHER: OnceLock<blake3::Hasher> = OnceLock::new();
+    CONTEXT_HASHER
+        .get_or_init(|| blake3::Hasher::new_derive_key(CONTEXT))
+        .clone()
+}
+
 /// One named, seeded random stream. The generator (with its 256-byte block buffer) is boxed,
 /// so that maps of streams per conversation keep small nodes: a 10,000-agent run holds tens of
 /// thousands of streams.
@@ -26,7 +35,7 @@ const Z_P99: f64 = 2.326_347_874_040_840_8;
 impl RngStream {
     /// The stream called `name` in the run with `seed`.
     pub fn new(seed: u64, name: &str) -> RngStream {
-        let mut hasher = blake3::Hasher::new_derive_key(CONTEXT);
+        let mut hasher = context_hasher();
         hasher.update(&seed.to_le_bytes());
         hasher.update(name.as_bytes());
         RngStream::from_key(hasher.finalize())
@@ -119,12 +128,7 @@ impl StreamFamily {
 
     /// Member `key`'s stream.
     pub fn member(&self, key: u64) -> RngStream {
-        // A hasher that has read only the context, cloned: cheaper than deriving the context's
-        // key again for every member.
-        static CONTEXT_HASHER: OnceLock<blake3::Hasher> = OnceLock::new();
-        let mut hasher = CONTEXT_HASHER
-            .get_or_init(|| blake3::Hasher::new_derive_key(CONTEXT))
-            .clone();
+        let mut hasher = context_hasher();
         hasher.update(&self.prefix);
         hasher.update(&key.to_le_bytes());
         RngStream::from_key(hasher.finalize())

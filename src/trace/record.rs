@@ -222,20 +222,7 @@ impl<S: AsRef<str>> Record<S> {
                 };
                 r.raw("cassette", "null");
             }
-            Record::Deliver {
-                seq,
-                t_us,
-                from,
-                to,
-                msg,
-            } => {
-                r.u64("seq", *seq)
-                    .u64("t_us", *t_us)
-                    .str("kind", "deliver")
-                    .str("from", from.as_ref())
-                    .str("to", to.as_ref())
-                    .str("msg", msg.as_ref());
-            }
+            Record::Deliver { .. } => unreachable!("a delivery is written by `write_deliver`, above"),
             Record::Fault {
                 seq,
                 t_us,

@@ -93,43 +93,33 @@ script = [{{ at = "0s", message = "look this up" }}]
     )
 }
 
-/// Bytes allocated per event, for a short and a long version of one conversation. The number of
-/// allocations per event must stay flat too.
-fn per_event_bytes(make: fn(u32) -> String, short: u32, long: u32) -> (f64, f64) {
+/// Asserts that a long version of one conversation (`long` steps of `unit`) allocates no more
+/// per event than a short one (`short` steps), in bytes and in number of allocations.
+fn assert_flat_per_event(make: fn(u32) -> String, (short, long): (u32, u32), unit: &str) {
     let (short_events, short_run) = allocated(&make(short));
     let (long_events, long_run) = allocated(&make(long));
     assert!(long_events > 4 * short_events, "{long_events} vs {short_events} events");
     let per_event = |count: u64, events: u64| count as f64 / events as f64;
-    let (short_count, long_count) = (
-        per_event(short_run.allocations, short_events),
-        per_event(long_run.allocations, long_events),
-    );
-    assert!(
-        long_count < 1.5 * short_count,
-        "allocations per event grow with the conversation: {short_count:.1} vs {long_count:.1}"
-    );
-    (
-        per_event(short_run.bytes, short_events),
-        per_event(long_run.bytes, long_events),
-    )
+    for (what, short_count, long_count) in [
+        ("allocations", short_run.allocations, long_run.allocations),
+        ("bytes", short_run.bytes, long_run.bytes),
+    ] {
+        let (short_per, long_per) = (per_event(short_count, short_events), per_event(long_count, long_events));
+        assert!(
+            long_per < 1.5 * short_per,
+            "{what} per event grow with the conversation: {short_per:.1} at {short} {unit}, {long_per:.1} at {long}"
+        );
+    }
 }
 
 #[test]
 fn a_long_rules_conversation_allocates_no_more_per_message_than_a_short_one() {
-    let (short, long) = per_event_bytes(ping_pong, 250, 2_000);
-    assert!(
-        long < 1.5 * short,
-        "bytes per event grow with the conversation: {short:.0} at 250 round trips, {long:.0} at 2,000"
-    );
+    assert_flat_per_event(ping_pong, (250, 2_000), "round trips");
 }
 
 #[test]
 fn a_long_model_tool_loop_allocates_no_more_per_message_than_a_short_one() {
-    let (short, long) = per_event_bytes(tool_loop, 100, 800);
-    assert!(
-        long < 1.5 * short,
-        "bytes per event grow with the conversation: {short:.0} at 100 tool calls, {long:.0} at 800"
-    );
+    assert_flat_per_event(tool_loop, (100, 800), "tool calls");
 }
 
 #[test]

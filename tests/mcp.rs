@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{agentsim, python_with, repo_root, ProxyProcess};
+use common::{agentsim, having, python_with, repo_root, ProxyProcess};
 
 fn python() -> Option<PathBuf> {
     python_with("mcp")
@@ -480,20 +480,10 @@ fn an_expired_http_session_gets_a_404_and_the_client_reconnects_into_a_new_sessi
     assert_eq!(calls[3]["is_error"], false);
     let report = read_json(&out.join("report.json"));
     assert_eq!(report["sessions"], 2);
-    let expired: Vec<&Value> = report["requests_made"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["unanswered"] == "session_expired")
-        .collect();
+    let expired = having(&report["requests_made"], "unanswered", "session_expired");
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0]["session"], "1");
-    let refused: Vec<&Value> = report["requests_made"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["unanswered"] == "session_gone")
-        .collect();
+    let refused = having(&report["requests_made"], "unanswered", "session_gone");
     assert_eq!(refused.len(), 1, "{}", report["requests_made"]);
     assert_eq!(refused[0]["tool"], "lookup_order");
     assert_eq!(refused[0]["session"], "1");

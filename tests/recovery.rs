@@ -143,12 +143,7 @@ fn a_tool_call_reissued_after_a_restart_charges_twice_unless_the_tool_is_idempot
     assert_eq!(deliveries(&records, "tool:pay", "invoke"), [100_000, 1_500_000]);
     assert_eq!(report["effects"]["charged"], 2, "{:#}", report["effects"]);
     assert_eq!(report["amounts"]["charged"]["total"], 80);
-    let broken: Vec<&Value> = report["invariants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["name"] == "charged once")
-        .collect();
+    let broken = having(&report["invariants"], "name", "charged once");
     assert_eq!(broken[0]["passed"], false);
     assert_eq!(report["conversations"]["answered"], 2);
 

@@ -94,12 +94,7 @@ fn two_conversations_race_for_the_last_room_and_exactly_one_books_it() {
     let rooms = table(&run.report, "rooms");
     assert_eq!(record(&rooms["final"], "id", "deluxe")["free"], 0);
     let bookings = table(&run.report, "bookings");
-    let deluxe: Vec<&Value> = bookings["final"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["room"] == "deluxe")
-        .collect();
+    let deluxe = having(&bookings["final"], "room", "deluxe");
     assert_eq!(
         deluxe.len(),
         1,

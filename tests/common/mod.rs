@@ -153,6 +153,15 @@ pub fn deliveries(records: &[serde_json::Value], to: &str, prefix: &str) -> Vec<
         .collect()
 }
 
+/// The entries of the JSON array `list` whose `key` is the string `value`.
+pub fn having<'a>(list: &'a serde_json::Value, key: &str, value: &str) -> Vec<&'a serde_json::Value> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry[key] == value)
+        .collect()
+}
+
 /// `balance_usd` of the first record of the first table at the end of the run.
 pub fn final_balance(report: &serde_json::Value) -> f64 {
     report["world"]["tables"][0]["final"][0]["balance_usd"]

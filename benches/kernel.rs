@@ -44,6 +44,10 @@ use tokio::sync::mpsc::unbounded_channel;
 mod baseline;
 use baseline::{ractor_round_trips, runtime};
 
+/// The allocator the `agentsim` binary ships with, so that this measures what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Conversations in the main kernel measurement.
 const CONVERSATIONS: usize = 5_000;
 

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use agentsim::proxy::{stub, Config, Proxy};
 
+/// The allocator the `agentsim` binary ships with, so that this measures what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONCURRENCY: usize = 64;
 
 fn body() -> String {

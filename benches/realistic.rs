@@ -27,6 +27,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 mod baseline;
 use baseline::{design, ractor_round_trips};
 
+/// The allocator the `agentsim` binary ships with, so that this measures what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The designs measured: a name and a path from the crate's root.
 const DESIGNS: [(&str, &str); 3] = [
     ("support-desk", "scenarios/support-desk.toml"),

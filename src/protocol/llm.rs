@@ -1,12 +1,11 @@
 //! The model call's vocabulary: the request an agent sends, the answer (text, tool calls, a
 //! handoff or delegation, a provider error), its usage, and the reply the agent receives.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::agent::Origin;
 use super::transcript::Transcript;
-use super::{ConvId, Summary as _};
+use super::ConvId;
 use crate::scenario::{AgentIdx, Scenario, ToolIdx, UserIdx};
 
 /// Who makes a model call: an agent, or a model-driven user (a user simulator).
@@ -335,7 +334,7 @@ pub struct ModelReply {
 
 impl ModelReply {
     /// Canonical summary for the trace.
-    pub fn summarize(&self, scenario: &Scenario, out: &mut String) {
+    pub(crate) fn summarize<W: super::Summary + std::fmt::Write>(&self, scenario: &Scenario, out: &mut W) {
         let _ = match &self.answer {
             ModelAnswer::ToolCalls(calls) => {
                 let _ = write!(out, "tool_calls=[");
@@ -394,7 +393,7 @@ impl ModelReply {
             .put(" latency_us=")
             .num(self.latency_us);
         if self.usage.counted_by_server {
-            out.push_str(" usage=server");
+            out.put(" usage=server");
         }
     }
 }

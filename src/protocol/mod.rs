@@ -34,8 +34,6 @@ pub use transcript::{ChatCall, ChatMessage, Role, Transcript};
 pub use user::{AnswerStatus, UserEnding, UserMsg};
 pub use world::{ChangeOp, SharedWorld, WorldChange, WorldState};
 
-use std::fmt::Write as _;
-
 use crate::scenario::Scenario;
 
 /// An envelope carrying any of agentsim's messages.
@@ -108,7 +106,7 @@ impl Payload {
     }
 
     /// A short, canonical description for the trace: same message, same bytes.
-    pub fn summarize(&self, scenario: &Scenario, out: &mut String) {
+    pub(crate) fn summarize<W: Summary + std::fmt::Write>(&self, scenario: &Scenario, out: &mut W) {
         match self {
             Payload::Agent(msg) => summarize_agent(msg, scenario, out),
             other => summarize_other(other, scenario, out),
@@ -117,7 +115,7 @@ impl Payload {
 }
 
 /// The summary of a message to an agent.
-fn summarize_agent(msg: &AgentMsg, scenario: &Scenario, out: &mut String) {
+fn summarize_agent<W: Summary + std::fmt::Write>(msg: &AgentMsg, scenario: &Scenario, out: &mut W) {
     let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
     let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
     let _ = match msg {
@@ -236,7 +234,7 @@ impl std::fmt::Display for CallShown<'_> {
 }
 
 /// The summary of a message to a model, tool, user, supervisor or guardrail.
-fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
+fn summarize_other<W: Summary + std::fmt::Write>(payload: &Payload, scenario: &Scenario, out: &mut W) {
     let tool_name = |t: usize| scenario.tools.get(t).map_or("?", |t| t.name.as_str());
     let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
     let _ = match payload {
@@ -365,9 +363,9 @@ fn summarize_other(payload: &Payload, scenario: &Scenario, out: &mut String) {
                 agent_name(checked.agent),
                 if checked.parallel { " parallel" } else { "" }
             );
-            out.push('(');
+            out.put("(");
             checked.subject.summarize(scenario, out);
-            out.push(')');
+            out.put(")");
             Ok(())
         }
         Payload::Guardrail(GuardrailMsg::Reply(routed)) => {
@@ -443,18 +441,26 @@ impl Summary for String {
     }
 
     fn hex16(&mut self, n: u64) -> &mut Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        for shift in (0..16).rev() {
-            self.push(char::from(DIGITS[((n >> (shift * 4)) & 0xf) as usize]));
-        }
+        self.extend(hex16_digits(n).map(char::from));
         self
     }
+}
+
+/// `n` as sixteen lowercase hex digits (`{:016x}`).
+pub(crate) fn hex16_digits(n: u64) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (place, digit) in out.iter_mut().enumerate() {
+        *digit = DIGITS[((n >> ((15 - place) * 4)) & 0xf) as usize];
+    }
+    out
 }
 
 /// Trace summaries keep at most this many characters of free text.
 const SUMMARY_TEXT_CHARS_MAX: usize = 80;
 
-fn clip(text: &str) -> &str {
+/// `text` cut to its first [`SUMMARY_TEXT_CHARS_MAX`] characters.
+pub(crate) fn clip(text: &str) -> &str {
     match text.char_indices().nth(SUMMARY_TEXT_CHARS_MAX) {
         Some((end, _)) => &text[..end],
         None => text,

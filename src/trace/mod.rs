@@ -12,6 +12,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
+use crate::protocol::{clip, hex16_digits, Summary};
+
 /// Where trace records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TraceMode {
@@ -128,25 +130,88 @@ fn first_escape(bytes: &[u8]) -> Option<usize> {
 /// whole (the common case), so encoding costs little more than a copy.
 pub fn escape_json_into(value: &str, out: &mut Vec<u8>) {
     out.push(b'"');
+    escape_json_body(value, out);
+    out.push(b'"');
+}
+
+/// Appends `value` as the inside of a JSON string literal, without the quotes. Escaping is byte
+/// by byte, so escaping two strings one after the other gives the bytes of escaping the two
+/// joined: a literal can be written in pieces.
+fn escape_json_body(value: &str, out: &mut Vec<u8>) {
     let bytes = value.as_bytes();
     let mut start = 0;
     while let Some(offset) = first_escape(&bytes[start..]) {
         let i = start + offset;
         out.extend_from_slice(&bytes[start..i]);
-        match bytes[i] {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            control => {
-                let _ = write!(ByteWriter(out), "\\u{control:04x}");
-            }
-        }
+        escape_byte(bytes[i], out);
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+}
+
+/// Appends the JSON escape of one byte that needs one (see `NEEDS_ESCAPE`).
+fn escape_byte(byte: u8, out: &mut Vec<u8>) {
+    match byte {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        control => {
+            let _ = write!(ByteWriter(out), "\\u{control:04x}");
+        }
+    }
+}
+
+/// The inside of a JSON string literal being written: whatever is written to it lands escaped.
+/// A delivery's summary is written through one straight into its trace line, with the bytes
+/// that escaping the summary, built first as a `String`, would give.
+pub(crate) struct JsonText<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for JsonText<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        escape_json_body(text, self.0);
+        Ok(())
+    }
+}
+
+impl Summary for JsonText<'_> {
+    fn put(&mut self, text: &str) -> &mut Self {
+        escape_json_body(text, self.0);
+        self
+    }
+
+    fn num<I: itoa::Integer>(&mut self, n: I) -> &mut Self {
+        self.0.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self
+    }
+
+    /// `"text"` with `"` and `\` escaped (see [`Summary::quoted`]), then escaped again for
+    /// JSON, in one pass: a quote becomes `\\\"`, a backslash `\\\\`.
+    fn quoted(&mut self, text: &str) -> &mut Self {
+        let out = &mut *self.0;
+        out.extend_from_slice(b"\\\"");
+        let bytes = clip(text).as_bytes();
+        let mut start = 0;
+        while let Some(offset) = first_escape(&bytes[start..]) {
+            let i = start + offset;
+            out.extend_from_slice(&bytes[start..i]);
+            if matches!(bytes[i], b'"' | b'\\') {
+                // Summary quoting puts a backslash before it; JSON escapes both.
+                out.extend_from_slice(b"\\\\");
+            }
+            escape_byte(bytes[i], out);
+            start = i + 1;
+        }
+        out.extend_from_slice(&bytes[start..]);
+        out.extend_from_slice(b"\\\"");
+        self
+    }
+
+    fn hex16(&mut self, n: u64) -> &mut Self {
+        self.0.extend_from_slice(&hex16_digits(n));
+        self
+    }
 }
 
 /// `fmt::Write` into a byte vector.
@@ -187,6 +252,31 @@ impl Trace {
             return Ok(());
         }
         record.write(&mut self.pending);
+        self.records += 1;
+        if self.pending.len() >= FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Appends a delivery whose message summary `summarize` writes straight into the line,
+    /// escaped as it goes: the bytes of [`Trace::write`] with `Record::Deliver` and the summary
+    /// built first, without building it.
+    pub(crate) fn write_delivery(
+        &mut self,
+        (seq, t_us): (u64, u64),
+        from: &str,
+        to: &str,
+        summarize: impl FnOnce(&mut JsonText<'_>),
+    ) -> std::io::Result<()> {
+        if !self.is_on() {
+            return Ok(());
+        }
+        record::write_deliver(&mut self.pending, (seq, t_us), from, to, |out| {
+            out.push(b'"');
+            summarize(&mut JsonText(out));
+            out.push(b'"');
+        });
         self.records += 1;
         if self.pending.len() >= FLUSH_BYTES {
             self.flush()?;
@@ -280,6 +370,43 @@ mod tests {
         );
         assert_eq!(digest, blake3::hash(&bytes).to_hex().to_string());
         serde_json::from_str::<serde_json::Value>(text.trim()).unwrap();
+    }
+
+    /// The same summary calls on a `String` and on a `JsonText`: the text written in place is
+    /// the `String`, escaped.
+    #[test]
+    fn a_summary_written_in_place_is_the_summary_escaped() {
+        use std::fmt::Write as _;
+        fn summarize<W: Summary + std::fmt::Write>(out: &mut W, text: &str) {
+            out.put("start conv=").num(7u32).put(" user=").quoted(text);
+            out.put(" name=")
+                .put(text)
+                .put(" transcript=")
+                .hex16(0x00ab_cdef_0123_4567);
+            let _ = write!(out, " raw={text} n={}", -3i64);
+        }
+        let long = "é\"\\".repeat(60);
+        for text in [
+            "plain words",
+            "say \"hi\" \\ bye",
+            "tab\tnew\nline\r bell \u{7} nul \u{0}",
+            "ünïcødé ✓ 🚀 and \"quotes\"",
+            long.as_str(),
+            "",
+        ] {
+            let mut built = String::new();
+            summarize(&mut built, text);
+            let mut expected = Vec::new();
+            escape_json_into(&built, &mut expected);
+            let mut in_place = vec![b'"'];
+            summarize(&mut JsonText(&mut in_place), text);
+            in_place.push(b'"');
+            assert_eq!(
+                String::from_utf8(in_place).unwrap(),
+                String::from_utf8(expected).unwrap(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -187,7 +187,9 @@ impl<S: AsRef<str>> Record<S> {
             msg,
         } = self
         {
-            write_deliver(out, (*seq, *t_us), from.as_ref(), to.as_ref(), msg.as_ref());
+            write_deliver(out, (*seq, *t_us), from.as_ref(), to.as_ref(), |out| {
+                crate::trace::escape_json_into(msg.as_ref(), out)
+            });
             return;
         }
         let mut r = Fields::new(out);
@@ -488,8 +490,14 @@ pub fn json_string(value: &str) -> String {
 }
 
 /// A delivery, the most frequent record, with its keys written as constants: the same bytes
-/// [`Fields`] gives (a test holds the two together).
-fn write_deliver(out: &mut Vec<u8>, (seq, t_us): (u64, u64), from: &str, to: &str, msg: &str) {
+/// [`Fields`] gives (a test holds the two together). `msg` appends the message's JSON string.
+pub(super) fn write_deliver(
+    out: &mut Vec<u8>,
+    (seq, t_us): (u64, u64),
+    from: &str,
+    to: &str,
+    msg: impl FnOnce(&mut Vec<u8>),
+) {
     let mut number = itoa::Buffer::new();
     out.extend_from_slice(b"{\"seq\":");
     out.extend_from_slice(number.format(seq).as_bytes());
@@ -500,7 +508,7 @@ fn write_deliver(out: &mut Vec<u8>, (seq, t_us): (u64, u64), from: &str, to: &st
     out.extend_from_slice(b",\"to\":");
     crate::trace::escape_json_into(to, out);
     out.extend_from_slice(b",\"msg\":");
-    crate::trace::escape_json_into(msg, out);
+    msg(out);
     out.extend_from_slice(b"}\n");
 }
 

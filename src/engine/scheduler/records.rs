@@ -108,18 +108,13 @@ impl<O: Observe> Scheduler<O> {
         if !self.trace.is_on() {
             return Ok(());
         }
-        self.summary.clear();
-        envelope.payload.summarize(&self.scenario, &mut self.summary);
         let (from, to) = (
             &self.slots[envelope.from.index()].logical_id,
             &self.slots[envelope.to.index()].logical_id,
         );
-        self.trace.write(&Record::Deliver {
-            seq,
-            t_us: self.now_us,
-            from,
-            to,
-            msg: &self.summary,
+        let scenario = &self.scenario;
+        self.trace.write_delivery((seq, self.now_us), from, to, |msg| {
+            envelope.payload.summarize(scenario, msg)
         })?;
         Ok(())
     }

@@ -376,7 +376,6 @@ mod tests {
     /// the `String`, escaped.
     #[test]
     fn a_summary_written_in_place_is_the_summary_escaped() {
-        use std::fmt::Write as _;
         fn summarize<W: Summary + std::fmt::Write>(out: &mut W, text: &str) {
             out.put("start conv=").num(7u32).put(" user=").quoted(text);
             out.put(" name=")

@@ -46,6 +46,8 @@ impl Handle {
 /// One logical actor and its current incarnation.
 pub(super) struct Slot {
     pub logical_id: Arc<str>,
+    /// `logical_id` as a JSON string literal, escaped once for every delivery's trace line.
+    pub logical_id_json: Box<[u8]>,
     pub kind: ActorKind,
     /// The actor's index among the scenario's entities of its kind.
     pub index: usize,
@@ -68,8 +70,10 @@ pub(super) fn build_slots(scenario: &Scenario, directory: &Directory) -> Vec<Slo
         .map(|i| {
             let idx = ActorIdx(i);
             let (kind, index) = directory.locate(idx);
+            let logical_id = directory.logical_id(scenario, idx);
             Slot {
-                logical_id: Arc::from(directory.logical_id(scenario, idx)),
+                logical_id_json: Box::from(crate::trace::record::json_string(&logical_id).as_bytes()),
+                logical_id: Arc::from(logical_id),
                 kind,
                 index,
                 handle: None,

@@ -353,13 +353,13 @@ impl ModelReply {
                     } else {
                         ""
                     };
-                    out.put(if i > 0 { "," } else { "" }).put(unknown).put(name);
-                    out.put("#").num(call.id).put(malformed);
+                    out.lit(if i > 0 { "," } else { "" }).lit(unknown).put(name);
+                    out.lit("#").num(call.id).lit(malformed);
                 }
                 write!(out, "]")
             }
             ModelAnswer::Text(text) => {
-                out.put("text_chars=").num(text.chars().count());
+                out.lit("text_chars=").num(text.chars().count());
                 Ok(())
             }
             ModelAnswer::Handoff { to, .. } => write!(out, "handoff={}", scenario.agents[*to].name),
@@ -381,19 +381,19 @@ impl ModelReply {
                 }
             }
         };
-        out.put(" call=")
+        out.lit(" call=")
             .num(self.call_seq)
-            .put(" finish=")
-            .put(self.finish_reason.name());
-        out.put(" tokens_in=").num(self.usage.input_tokens);
-        out.put(" tokens_out=").num(self.usage.output_tokens);
-        out.put(" tokens_cached=").num(self.usage.cached_input_tokens);
-        out.put(" cost_pusd=")
+            .lit(" finish=")
+            .lit(self.finish_reason.name());
+        out.lit(" tokens_in=").num(self.usage.input_tokens);
+        out.lit(" tokens_out=").num(self.usage.output_tokens);
+        out.lit(" tokens_cached=").num(self.usage.cached_input_tokens);
+        out.lit(" cost_pusd=")
             .num(self.usage.cost_pusd)
-            .put(" latency_us=")
+            .lit(" latency_us=")
             .num(self.latency_us);
         if self.usage.counted_by_server {
-            out.put(" usage=server");
+            out.lit(" usage=server");
         }
     }
 }

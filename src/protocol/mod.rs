@@ -127,7 +127,7 @@ fn summarize_agent<W: Summary + std::fmt::Write>(msg: &AgentMsg, scenario: &Scen
             ..
         } => match origin {
             Origin::User if history.is_empty() => {
-                out.put("start conv=").num(*conv).put(" user=").quoted(text);
+                out.lit("start conv=").num(*conv).lit(" user=").quoted(text);
                 Ok(())
             }
             // A follow-up: the user's next turn, with the conversation so far.
@@ -138,8 +138,8 @@ fn summarize_agent<W: Summary + std::fmt::Write>(msg: &AgentMsg, scenario: &Scen
                 history.len()
             ),
             Origin::Handoff(a) => {
-                out.put("handoff conv=").num(*conv).put(" from=").put(agent_name(*a));
-                out.put(" messages=").num(history.len());
+                out.lit("handoff conv=").num(*conv).lit(" from=").put(agent_name(*a));
+                out.lit(" messages=").num(history.len());
                 Ok(())
             }
             Origin::Delegation(a) => write!(
@@ -158,7 +158,7 @@ fn summarize_agent<W: Summary + std::fmt::Write>(msg: &AgentMsg, scenario: &Scen
             )
         }
         AgentMsg::LlmReply { conv, reply } => {
-            out.put("llm_reply conv=").num(*conv).put(" ");
+            out.lit("llm_reply conv=").num(*conv).lit(" ");
             reply.summarize(scenario, out);
             Ok(())
         }
@@ -168,8 +168,8 @@ fn summarize_agent<W: Summary + std::fmt::Write>(msg: &AgentMsg, scenario: &Scen
             tool,
             output,
         } => {
-            out.put("tool_result conv=").num(*conv).put(" call=").num(*call_id);
-            out.put(" tool=").put(tool_name(*tool)).put(" output=").quoted(output);
+            out.lit("tool_result conv=").num(*conv).lit(" call=").num(*call_id);
+            out.lit(" tool=").put(tool_name(*tool)).lit(" output=").quoted(output);
             Ok(())
         }
         AgentMsg::CallTimeout { conv, call_seq } => {
@@ -239,19 +239,19 @@ fn summarize_other<W: Summary + std::fmt::Write>(payload: &Payload, scenario: &S
     let agent_name = |a: usize| scenario.agents.get(a).map_or("?", |a| a.name.as_str());
     let _ = match payload {
         Payload::Llm(LlmMsg::Complete(request)) => {
-            out.put("complete conv=")
+            out.lit("complete conv=")
                 .num(request.conv)
-                .put(" ")
-                .put(request.caller.kind());
-            out.put("=")
+                .lit(" ")
+                .lit(request.caller.kind());
+            out.lit("=")
                 .put(request.caller.name(scenario))
-                .put(" turn=")
+                .lit(" turn=")
                 .num(request.turn);
-            out.put(" tokens_in=").num(request.input_tokens);
-            out.put(" messages=").num(request.transcript.len());
-            out.put(" transcript=").hex16(request.transcript.digest_u64());
+            out.lit(" tokens_in=").num(request.input_tokens);
+            out.lit(" messages=").num(request.transcript.len());
+            out.lit(" transcript=").hex16(request.transcript.digest_u64());
             if request.attempt > 1 {
-                out.put(" attempt=").num(request.attempt);
+                out.lit(" attempt=").num(request.attempt);
             }
             Ok(())
         }
@@ -267,13 +267,13 @@ fn summarize_other<W: Summary + std::fmt::Write>(payload: &Payload, scenario: &S
                 ToolRef::Known(t) => tool_name(*t),
                 ToolRef::Unknown(name) => name,
             };
-            out.put("invoke conv=")
+            out.lit("invoke conv=")
                 .num(*conv)
-                .put(" call=")
+                .lit(" call=")
                 .num(call.id)
-                .put(" tool=")
+                .lit(" tool=")
                 .put(tool);
-            out.put(" args=").put(&call.args_text());
+            out.lit(" args=").put(&call.args_text());
             Ok(())
         }
         Payload::Tool(ToolMsg::Commit(queued)) => {
@@ -335,12 +335,12 @@ fn summarize_other<W: Summary + std::fmt::Write>(payload: &Payload, scenario: &S
         ),
         Payload::User(UserMsg::Begin) => write!(out, "begin"),
         Payload::User(UserMsg::Arrive { traffic, index }) => {
-            out.put("arrive traffic=").num(*traffic).put(" index=").num(*index);
+            out.lit("arrive traffic=").num(*traffic).lit(" index=").num(*index);
             Ok(())
         }
         Payload::User(UserMsg::Answer { conv, text, status, .. }) => {
-            out.put("answer conv=").num(*conv).put(" status=").put(status.name());
-            out.put(" text=").quoted(text);
+            out.lit("answer conv=").num(*conv).lit(" status=").lit(status.name());
+            out.lit(" text=").quoted(text);
             Ok(())
         }
         Payload::User(UserMsg::LlmReply { conv, reply }) => {
@@ -363,9 +363,9 @@ fn summarize_other<W: Summary + std::fmt::Write>(payload: &Payload, scenario: &S
                 agent_name(checked.agent),
                 if checked.parallel { " parallel" } else { "" }
             );
-            out.put("(");
+            out.lit("(");
             checked.subject.summarize(scenario, out);
-            out.put(")");
+            out.lit(")");
             Ok(())
         }
         Payload::Guardrail(GuardrailMsg::Reply(routed)) => {
@@ -415,6 +415,9 @@ fn quote_into(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
 /// Appends to a trace summary without the formatting machinery: every delivery writes one, so
 /// the most frequent messages are summarized with these. The bytes are those `write!` gives.
 pub(crate) trait Summary {
+    /// A constant of the summary's own wording, with nothing a JSON string escapes.
+    fn lit(&mut self, text: &'static str) -> &mut Self;
+    /// A name or a status.
     fn put(&mut self, text: &str) -> &mut Self;
     /// A decimal integer.
     fn num<I: itoa::Integer>(&mut self, n: I) -> &mut Self;
@@ -425,6 +428,11 @@ pub(crate) trait Summary {
 }
 
 impl Summary for String {
+    fn lit(&mut self, text: &'static str) -> &mut Self {
+        self.push_str(text);
+        self
+    }
+
     fn put(&mut self, text: &str) -> &mut Self {
         self.push_str(text);
         self

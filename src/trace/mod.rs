@@ -176,6 +176,12 @@ impl std::fmt::Write for JsonText<'_> {
 }
 
 impl Summary for JsonText<'_> {
+    fn lit(&mut self, text: &'static str) -> &mut Self {
+        debug_assert!(first_escape(text.as_bytes()).is_none(), "{text:?} needs escaping");
+        self.0.extend_from_slice(text.as_bytes());
+        self
+    }
+
     fn put(&mut self, text: &str) -> &mut Self {
         escape_json_body(text, self.0);
         self
@@ -261,18 +267,19 @@ impl Trace {
 
     /// Appends a delivery whose message summary `summarize` writes straight into the line,
     /// escaped as it goes: the bytes of [`Trace::write`] with `Record::Deliver` and the summary
-    /// built first, without building it.
+    /// built first, without building it. `from_json` and `to_json` are the actors' ids as JSON
+    /// string literals (see [`record::json_string`]), escaped once per run, not per line.
     pub(crate) fn write_delivery(
         &mut self,
         (seq, t_us): (u64, u64),
-        from: &str,
-        to: &str,
+        from_json: &[u8],
+        to_json: &[u8],
         summarize: impl FnOnce(&mut JsonText<'_>),
     ) -> std::io::Result<()> {
         if !self.is_on() {
             return Ok(());
         }
-        record::write_deliver(&mut self.pending, (seq, t_us), from, to, |out| {
+        record::write_deliver(&mut self.pending, (seq, t_us), from_json, to_json, |out| {
             out.push(b'"');
             summarize(&mut JsonText(out));
             out.push(b'"');

@@ -187,7 +187,8 @@ impl<S: AsRef<str>> Record<S> {
             msg,
         } = self
         {
-            write_deliver(out, (*seq, *t_us), from.as_ref(), to.as_ref(), |out| {
+            let (from, to) = (json_string(from.as_ref()), json_string(to.as_ref()));
+            write_deliver(out, (*seq, *t_us), from.as_bytes(), to.as_bytes(), |out| {
                 crate::trace::escape_json_into(msg.as_ref(), out)
             });
             return;
@@ -490,12 +491,13 @@ pub fn json_string(value: &str) -> String {
 }
 
 /// A delivery, the most frequent record, with its keys written as constants: the same bytes
-/// [`Fields`] gives (a test holds the two together). `msg` appends the message's JSON string.
+/// [`Fields`] gives (a test holds the two together). `from_json` and `to_json` are JSON string
+/// literals, already escaped; `msg` appends the message's.
 pub(super) fn write_deliver(
     out: &mut Vec<u8>,
     (seq, t_us): (u64, u64),
-    from: &str,
-    to: &str,
+    from_json: &[u8],
+    to_json: &[u8],
     msg: impl FnOnce(&mut Vec<u8>),
 ) {
     let mut number = itoa::Buffer::new();
@@ -504,9 +506,9 @@ pub(super) fn write_deliver(
     out.extend_from_slice(b",\"t_us\":");
     out.extend_from_slice(number.format(t_us).as_bytes());
     out.extend_from_slice(b",\"kind\":\"deliver\",\"from\":");
-    crate::trace::escape_json_into(from, out);
+    out.extend_from_slice(from_json);
     out.extend_from_slice(b",\"to\":");
-    crate::trace::escape_json_into(to, out);
+    out.extend_from_slice(to_json);
     out.extend_from_slice(b",\"msg\":");
     msg(out);
     out.extend_from_slice(b"}\n");

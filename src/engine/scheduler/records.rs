@@ -109,8 +109,8 @@ impl<O: Observe> Scheduler<O> {
             return Ok(());
         }
         let (from, to) = (
-            &self.slots[envelope.from.index()].logical_id,
-            &self.slots[envelope.to.index()].logical_id,
+            &self.slots[envelope.from.index()].logical_id_json,
+            &self.slots[envelope.to.index()].logical_id_json,
         );
         let scenario = &self.scenario;
         self.trace.write_delivery((seq, self.now_us), from, to, |msg| {

@@ -359,15 +359,19 @@ impl ToolBehavior {
             }
         }
         let cancelled = committed == Some(true);
-        // A compensation undoes one step: its own key, so undoing two equal steps refunds twice.
-        let idempotency_key = match caller {
-            ToolCaller::Agent(_) => call.args_text().to_string(),
-            ToolCaller::Compensation { of, step } => format!("undo {of}#{step}: {}", call.args_text()),
-        };
-        if spec.idempotent && effect_times > 0 && !cancelled && !self.executed.insert((conv, idempotency_key)) {
-            // The same call again: an idempotent operation (or idempotency key) does nothing new.
-            effect_times = 0;
-            changes.clear();
+        if spec.idempotent && effect_times > 0 && !cancelled {
+            // A compensation undoes one step: its own key, so undoing two equal steps refunds
+            // twice.
+            let idempotency_key = match caller {
+                ToolCaller::Agent(_) => call.args_text().to_string(),
+                ToolCaller::Compensation { of, step } => format!("undo {of}#{step}: {}", call.args_text()),
+            };
+            if !self.executed.insert((conv, idempotency_key)) {
+                // The same call again: an idempotent operation (or idempotency key) does nothing
+                // new.
+                effect_times = 0;
+                changes.clear();
+            }
         }
         if committed.is_some() {
             // The latency was waited for before the call took effect: the answer is immediate.

@@ -80,6 +80,8 @@ struct SharedTexts {
     no_arguments: Arc<str>,
     /// Per handoff target: the transfer call's name and its result.
     handoffs: BTreeMap<AgentIdx, (Arc<str>, Arc<str>)>,
+    /// Per delegate: the delegation call's name.
+    delegates: BTreeMap<AgentIdx, Arc<str>>,
 }
 
 impl Default for SharedTexts {
@@ -88,6 +90,7 @@ impl Default for SharedTexts {
             empty: Arc::from(""),
             no_arguments: Arc::from("{}"),
             handoffs: BTreeMap::new(),
+            delegates: BTreeMap::new(),
         }
     }
 }

@@ -29,6 +29,16 @@ impl AgentBehavior {
             .clone()
     }
 
+    /// The `<delegate tool prefix><agent>` call's name, made once per delegate and shared.
+    fn delegation_name(&mut self, to: AgentIdx) -> Arc<str> {
+        let scenario = &self.scenario;
+        self.texts
+            .delegates
+            .entry(to)
+            .or_insert_with(|| Arc::from(format!("{DELEGATE_TOOL_PREFIX}{}", scenario.agents[to].name)))
+            .clone()
+    }
+
     /// The model handed the conversation on: the `transfer_to_<agent>` call and its result join
     /// the transcript, which goes with the conversation, as the OpenAI Agents SDK does.
     pub(super) fn hand_off(
@@ -84,8 +94,8 @@ impl AgentBehavior {
             .iter()
             .map(|d| ChatCall {
                 id: d.call_id.clone(),
-                name: Arc::from(format!("{DELEGATE_TOOL_PREFIX}{}", self.scenario.agents[d.to].name)),
-                arguments: Arc::from(serde_json::json!({ "input": &*d.task }).to_string()),
+                name: self.delegation_name(d.to),
+                arguments: Arc::from(delegation_arguments(&d.task)),
             })
             .collect();
         state.transcript.push(ChatMessage::calls(calls));
@@ -319,4 +329,26 @@ impl AgentBehavior {
 
 fn text_or_default(text: Option<String>) -> String {
     text.unwrap_or_else(|| "error: the tool call could not be run".to_owned())
+}
+
+/// A delegation call's arguments, `{"input":"<task>"}`: the bytes serde_json gives the object,
+/// without building it.
+fn delegation_arguments(task: &str) -> String {
+    let task = serde_json::to_string(task).unwrap_or_default();
+    let mut out = String::with_capacity(task.len() + 10);
+    out.push_str("{\"input\":");
+    out.push_str(&task);
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn delegation_arguments_are_the_bytes_serde_json_gives_the_object() {
+        for task in ["ping", "say \"hi\" \\ then\nstop\t\u{8}\u{c}\u{1}", "ünïcødé ✓", ""] {
+            let expected = serde_json::json!({ "input": task }).to_string();
+            assert_eq!(super::delegation_arguments(task), expected, "{task:?}");
+        }
+    }
 }

@@ -19,10 +19,10 @@ use crate::protocol::transcript::REPLY_PRIMING_TOKENS;
 use crate::protocol::{
     AgentMsg, AnswerStatus, Caller, ChatCall, ChatMessage, Checkpoint, ConvId, Directory, Effect, FinishReason,
     GuardContext, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo,
-    ToolCall, Transcript, TurnContext, Usage, UserMsg,
+    ToolCall, ToolRef, Transcript, TurnContext, Usage, UserMsg,
 };
 use crate::scenario::guardrail::Stage;
-use crate::scenario::{AgentIdx, Durability, HandoffHistory, LlmIdx, Scenario};
+use crate::scenario::{AgentIdx, Durability, HandoffHistory, LlmIdx, Scenario, ToolIdx};
 
 mod cancel;
 mod handoff;
@@ -82,6 +82,8 @@ struct SharedTexts {
     handoffs: BTreeMap<AgentIdx, (Arc<str>, Arc<str>)>,
     /// Per delegate: the delegation call's name.
     delegates: BTreeMap<AgentIdx, Arc<str>>,
+    /// Per tool of the scenario: its name, for the calls in the transcript.
+    tools: BTreeMap<ToolIdx, Arc<str>>,
 }
 
 impl Default for SharedTexts {
@@ -91,6 +93,7 @@ impl Default for SharedTexts {
             no_arguments: Arc::from("{}"),
             handoffs: BTreeMap::new(),
             delegates: BTreeMap::new(),
+            tools: BTreeMap::new(),
         }
     }
 }
@@ -554,6 +557,19 @@ impl AgentBehavior {
         .send(&self.scenario, &self.directory, Payload::Agent(start), None, 0, effects);
     }
 
+    /// A called tool's name as the transcript keeps it: made once per tool of the scenario.
+    fn tool_name(&mut self, tool: &ToolRef) -> Arc<str> {
+        match tool {
+            ToolRef::Known(t) => {
+                let scenario = &self.scenario;
+                let name = self.texts.tools.entry(*t);
+                name.or_insert_with(|| Arc::from(scenario.tools[*t].name.as_str()))
+                    .clone()
+            }
+            ToolRef::Unknown(name) => name.clone(),
+        }
+    }
+
     fn on_reply(&mut self, conv: ConvId, reply: ModelReply, effects: &mut Vec<Effect>) {
         // An answer to a call the agent already gave up on (timed out) is dropped, though billed;
         // after a restart, the answer to the call made before it is as good as the new call's.
@@ -590,7 +606,7 @@ impl AgentBehavior {
                     .iter()
                     .map(|c| ChatCall {
                         id: c.wire_id.clone(),
-                        name: Arc::from(c.name(&self.scenario)),
+                        name: self.tool_name(&c.tool),
                         arguments: c.arguments.clone(),
                     })
                     .collect();

@@ -138,12 +138,16 @@ pub fn escape_json_into(value: &str, out: &mut Vec<u8>) {
 /// by byte, so escaping two strings one after the other gives the bytes of escaping the two
 /// joined: a literal can be written in pieces.
 fn escape_json_body(value: &str, out: &mut Vec<u8>) {
-    let bytes = value.as_bytes();
+    escape_runs(value.as_bytes(), out, escape_byte);
+}
+
+/// Copies `bytes` to `out` in runs, handing each byte a JSON string escapes to `escape`.
+fn escape_runs(bytes: &[u8], out: &mut Vec<u8>, escape: impl Fn(u8, &mut Vec<u8>)) {
     let mut start = 0;
     while let Some(offset) = first_escape(&bytes[start..]) {
         let i = start + offset;
         out.extend_from_slice(&bytes[start..i]);
-        escape_byte(bytes[i], out);
+        escape(bytes[i], out);
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
@@ -197,19 +201,13 @@ impl Summary for JsonText<'_> {
     fn quoted(&mut self, text: &str) -> &mut Self {
         let out = &mut *self.0;
         out.extend_from_slice(b"\\\"");
-        let bytes = clip(text).as_bytes();
-        let mut start = 0;
-        while let Some(offset) = first_escape(&bytes[start..]) {
-            let i = start + offset;
-            out.extend_from_slice(&bytes[start..i]);
-            if matches!(bytes[i], b'"' | b'\\') {
+        escape_runs(clip(text).as_bytes(), out, |byte, out| {
+            if matches!(byte, b'"' | b'\\') {
                 // Summary quoting puts a backslash before it; JSON escapes both.
                 out.extend_from_slice(b"\\\\");
             }
-            escape_byte(bytes[i], out);
-            start = i + 1;
-        }
-        out.extend_from_slice(&bytes[start..]);
+            escape_byte(byte, out);
+        });
         out.extend_from_slice(b"\\\"");
         self
     }
@@ -254,15 +252,7 @@ impl Trace {
 
     /// Appends one record.
     pub fn write(&mut self, record: &Record<&str>) -> std::io::Result<()> {
-        if !self.is_on() {
-            return Ok(());
-        }
-        record.write(&mut self.pending);
-        self.records += 1;
-        if self.pending.len() >= FLUSH_BYTES {
-            self.flush()?;
-        }
-        Ok(())
+        self.append(|out| record.write(out))
     }
 
     /// Appends a delivery whose message summary `summarize` writes straight into the line,
@@ -276,14 +266,21 @@ impl Trace {
         to_json: &[u8],
         summarize: impl FnOnce(&mut JsonText<'_>),
     ) -> std::io::Result<()> {
+        self.append(|out| {
+            record::write_deliver(out, (seq, t_us), from_json, to_json, |out| {
+                out.push(b'"');
+                summarize(&mut JsonText(out));
+                out.push(b'"');
+            })
+        })
+    }
+
+    /// Appends one record that `write_line` writes, and flushes when enough is pending.
+    fn append(&mut self, write_line: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
         if !self.is_on() {
             return Ok(());
         }
-        record::write_deliver(&mut self.pending, (seq, t_us), from_json, to_json, |out| {
-            out.push(b'"');
-            summarize(&mut JsonText(out));
-            out.push(b'"');
-        });
+        write_line(&mut self.pending);
         self.records += 1;
         if self.pending.len() >= FLUSH_BYTES {
             self.flush()?;
@@ -384,10 +381,10 @@ mod tests {
     #[test]
     fn a_summary_written_in_place_is_the_summary_escaped() {
         fn summarize<W: Summary + std::fmt::Write>(out: &mut W, text: &str) {
-            out.put("start conv=").num(7u32).put(" user=").quoted(text);
-            out.put(" name=")
+            out.lit("start conv=").num(7u32).lit(" user=").quoted(text);
+            out.lit(" name=")
                 .put(text)
-                .put(" transcript=")
+                .lit(" transcript=")
                 .hex16(0x00ab_cdef_0123_4567);
             let _ = write!(out, " raw={text} n={}", -3i64);
         }

@@ -160,9 +160,12 @@ pub fn execute_without<O: Observe + Send + 'static>(
     }
     // The scheduler runs as a task on the runtime, next to the actors, so that on the
     // multi-thread flavour a turn does not cross from the calling thread to a worker and back.
-    let (mut run, observer) = runtime
-        .block_on(runtime.spawn(scheduler.run()))
+    // Its output is boxed: tokio moves a task's `Poll<Output>` on every poll, and the run's
+    // result (the observer, the logs) is large.
+    let finished = runtime
+        .block_on(runtime.spawn(async move { scheduler.run().await.map(Box::new) }))
         .map_err(|e| RunError::Internal(format!("the scheduler task failed: {e}")))??;
+    let (mut run, observer) = *finished;
     runtime.shutdown_background();
     run.cassette = backends.outcome();
     Ok((run, observer))

@@ -469,6 +469,14 @@ const SUMMARY_TEXT_CHARS_MAX: usize = 80;
 
 /// `text` cut to its first [`SUMMARY_TEXT_CHARS_MAX`] characters.
 pub(crate) fn clip(text: &str) -> &str {
+    // A character is at least one byte: a text this short has no more characters to cut.
+    if text.len() <= SUMMARY_TEXT_CHARS_MAX {
+        return text;
+    }
+    // Where every character so far is one byte, the cut is at that many bytes.
+    if text.as_bytes()[..SUMMARY_TEXT_CHARS_MAX].is_ascii() {
+        return &text[..SUMMARY_TEXT_CHARS_MAX];
+    }
     match text.char_indices().nth(SUMMARY_TEXT_CHARS_MAX) {
         Some((end, _)) => &text[..end],
         None => text,
@@ -479,6 +487,25 @@ pub(crate) fn clip(text: &str) -> &str {
 mod tests {
     /// Every event in the queue is moved several times; a variant that grows every message
     /// (an inline model reply on a new path, say) shows up in the kernel's cost per event.
+    #[test]
+    fn clipping_keeps_the_first_characters_whatever_their_width() {
+        let slow = |text: &str| -> String { text.chars().take(super::SUMMARY_TEXT_CHARS_MAX).collect() };
+        for text in [
+            String::new(),
+            "short".to_owned(),
+            "a".repeat(80),
+            "a".repeat(81),
+            "a".repeat(200),
+            "é".repeat(80),
+            "é".repeat(41),
+            format!("{}é{}", "a".repeat(79), "b".repeat(10)),
+            format!("{}é{}", "a".repeat(80), "b".repeat(10)),
+            format!("€{}", "a".repeat(100)),
+        ] {
+            assert_eq!(super::clip(&text), slow(&text), "{text:?}");
+        }
+    }
+
     #[test]
     fn messages_stay_small_enough_to_move_cheaply() {
         assert!(

@@ -832,7 +832,7 @@ impl Template {
 
     /// Renders with `context`; `args` answers `{{args.NAME}}`.
     pub fn render(&self, context: &dyn Context, args: &dyn Fn(&str) -> Option<String>) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.len_estimate());
         for segment in &self.segments {
             match segment {
                 Segment::Text(text) => out.push_str(text),
@@ -842,6 +842,21 @@ impl Template {
             }
         }
         out
+    }
+}
+
+impl Template {
+    /// The rendered text's length, guessed from its fixed text and a short value per hole, so
+    /// that rendering seldom grows its string.
+    fn len_estimate(&self) -> usize {
+        const HOLE_BYTES: usize = 16;
+        self.segments
+            .iter()
+            .map(|segment| match segment {
+                Segment::Text(text) => text.len(),
+                _ => HOLE_BYTES,
+            })
+            .sum()
     }
 }
 

@@ -374,7 +374,7 @@ fn stamp(previous: Option<&Entry>, message: &ChatMessage) -> (u64, u32, u64) {
     h.field(message.role.name());
     h.field(&message.content);
     h.field(message.tool_call_id.as_deref().unwrap_or(""));
-    h.bytes(&(message.tool_calls.len() as u64).to_le_bytes());
+    h.number(message.tool_calls.len() as u64);
     for call in &message.tool_calls {
         h.field(&call.id);
         h.field(&call.name);
@@ -390,6 +390,18 @@ fn stamp(previous: Option<&Entry>, message: &ChatMessage) -> (u64, u32, u64) {
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
+/// `FNV_PRIME_POWERS[k]` is `FNV_PRIME` to the `k`th power (wrapping): FNV-1a over `k` zero
+/// bytes multiplies by it, since xor with a zero byte changes nothing.
+const FNV_PRIME_POWERS: [u64; 9] = {
+    let mut powers = [1u64; 9];
+    let mut k = 1;
+    while k < powers.len() {
+        powers[k] = powers[k - 1].wrapping_mul(FNV_PRIME);
+        k += 1;
+    }
+    powers
+};
+
 /// FNV-1a, 64 bits.
 struct Fnv(u64);
 
@@ -400,8 +412,16 @@ impl Fnv {
         }
     }
 
+    /// `n`'s eight little-endian bytes. Its high zero bytes (all but one or two, for a length)
+    /// are one multiplication together instead of one each: the same hash.
+    fn number(&mut self, n: u64) {
+        let significant = 8 - (n.leading_zeros() / 8) as usize;
+        self.bytes(&n.to_le_bytes()[..significant]);
+        self.0 = self.0.wrapping_mul(FNV_PRIME_POWERS[8 - significant]);
+    }
+
     fn field(&mut self, text: &str) {
-        self.bytes(&(text.len() as u64).to_le_bytes());
+        self.number(text.len() as u64);
         self.bytes(text.as_bytes());
     }
 }
@@ -419,6 +439,17 @@ pub fn message_tokens(message: &ChatMessage) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_hashes_as_its_eight_bytes_do() {
+        for n in [0u64, 1, 9, 255, 256, 4_096, 65_535, 1 << 40, u64::MAX - 1, u64::MAX] {
+            let mut fast = Fnv(FNV_OFFSET);
+            fast.number(n);
+            let mut bytewise = Fnv(FNV_OFFSET);
+            bytewise.bytes(&n.to_le_bytes());
+            assert_eq!(fast.0, bytewise.0, "{n}");
+        }
+    }
 
     fn call(id: &str, name: &str, arguments: &str) -> ChatCall {
         ChatCall {

@@ -270,7 +270,7 @@ impl ToolBehavior {
             crate::scenario::expr::Value::Dec(d) => d,
             _ => 0,
         });
-        let subject = spec.subject.as_ref().map(|s| Arc::<str>::from(s.render(&view, &arg)));
+        let subject = spec.subject.as_ref().map(|s| s.render_shared(&view, &arg));
         let family = &self.family;
         let stream = self
             .streams

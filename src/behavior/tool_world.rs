@@ -145,7 +145,7 @@ pub fn decide(view: &CallView, stream: &mut RngStream) -> Decision {
 fn compute(value: &WorldValue, ty: crate::scenario::expr::Type, view: &CallView) -> Datum {
     match value {
         WorldValue::Const(d) => d.clone(),
-        WorldValue::Text(t) => Datum::Str(Arc::from(t.render(view, &|_| None))),
+        WorldValue::Text(t) => Datum::Str(t.render_shared(view, &|_| None)),
         WorldValue::Expr(e) => Datum::from_value(&operand_value(e, view), ty),
     }
 }

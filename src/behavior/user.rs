@@ -280,7 +280,7 @@ impl UserBehavior {
             UserAct::Done => return end(conv, &dialogue, UserEnding::Resolved, effects),
             UserAct::Say(template) => {
                 let context = DialogueContext::new(&scenario, conv, &dialogue);
-                Arc::from(template.render(&context, &|_| None))
+                template.render_shared(&context, &|_| None)
             }
             UserAct::Insist => Arc::from(dialogue.transcript.last_user()),
             UserAct::Contradict(text) => Arc::from(text),

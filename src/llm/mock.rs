@@ -120,12 +120,12 @@ fn act(action: &Action, context: &RequestContext, next_call_id: &mut u32) -> (Mo
     let no_args = |_: &str| None;
     match action {
         Action::Answer { text } => {
-            let text = text.render(context, &no_args);
+            let text = text.render_shared(context, &no_args);
             let output_tokens = estimate_tokens(&text);
-            (ModelAnswer::Text(Arc::from(text)), output_tokens)
+            (ModelAnswer::Text(text), output_tokens)
         }
         Action::Delegate { to, task } => {
-            let task: Arc<str> = Arc::from(task.render(context, &no_args));
+            let task = task.render_shared(context, &no_args);
             let tokens = estimate_tokens(&task) * to.len() as u32 + 8;
             let tasks = to
                 .iter()

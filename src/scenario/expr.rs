@@ -5,6 +5,7 @@
 //! malformed rule.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// A variable a rule or template can read about the conversation at hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -763,7 +764,7 @@ impl Parser<'_> {
 /// A piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
-    Text(String),
+    Text(Arc<str>),
     Var(Var),
     /// `{{args.NAME}}`: an argument of the tool call (tool outputs only).
     Arg(String),
@@ -790,7 +791,7 @@ impl Template {
         let mut consumed = 0;
         while let Some(open) = rest.find("{{") {
             if open > 0 {
-                segments.push(Segment::Text(rest[..open].to_owned()));
+                segments.push(Segment::Text(Arc::from(&rest[..open])));
             }
             let after_open = &rest[open + 2..];
             let close = after_open.find("}}").ok_or(ExprError {
@@ -818,7 +819,7 @@ impl Template {
             rest = &rest[advance..];
         }
         if !rest.is_empty() {
-            segments.push(Segment::Text(rest.to_owned()));
+            segments.push(Segment::Text(Arc::from(rest)));
         }
         Ok(Template { segments })
     }
@@ -826,7 +827,16 @@ impl Template {
     /// A template with no holes.
     pub fn literal(text: &str) -> Template {
         Template {
-            segments: vec![Segment::Text(text.to_owned())],
+            segments: vec![Segment::Text(Arc::from(text))],
+        }
+    }
+
+    /// [`Template::render`], shared: a template with no holes hands out its own text without
+    /// copying it.
+    pub fn render_shared(&self, context: &dyn Context, args: &dyn Fn(&str) -> Option<String>) -> Arc<str> {
+        match self.segments.as_slice() {
+            [Segment::Text(text)] => text.clone(),
+            _ => Arc::from(self.render(context, args)),
         }
     }
 
@@ -924,6 +934,20 @@ mod tests {
         assert!(Template::parse("{{args.q}}", false).is_err());
         assert!(Template::parse("{{usr}}", false).is_err());
         assert!(Template::parse("{{user", false).is_err());
+    }
+
+    #[test]
+    fn a_shared_rendering_equals_the_rendering_and_shares_fixed_text() {
+        let no_args = |_: &str| None;
+        for text in ["", "plain words", "turn {{turn}} for {{user}}", "{{turn}}"] {
+            let template = Template::parse(text, false).unwrap();
+            assert_eq!(&*template.render_shared(&Fixed, &no_args), template.render(&Fixed, &no_args));
+        }
+        let fixed = Template::parse("plain words", false).unwrap();
+        assert!(Arc::ptr_eq(
+            &fixed.render_shared(&Fixed, &no_args),
+            &fixed.render_shared(&Fixed, &no_args)
+        ));
     }
 
     /// A scope with one record `room` (free: whole, price: decimal, hotel: string).

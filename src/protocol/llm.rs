@@ -337,7 +337,7 @@ impl ModelReply {
     pub(crate) fn summarize<W: super::Summary + std::fmt::Write>(&self, scenario: &Scenario, out: &mut W) {
         let _ = match &self.answer {
             ModelAnswer::ToolCalls(calls) => {
-                let _ = write!(out, "tool_calls=[");
+                out.lit("tool_calls=[");
                 for (i, call) in calls.iter().enumerate() {
                     let name = match &call.tool {
                         ToolRef::Known(t) => scenario.tools[*t].name.as_str(),
@@ -356,16 +356,25 @@ impl ModelReply {
                     out.lit(if i > 0 { "," } else { "" }).lit(unknown).put(name);
                     out.lit("#").num(call.id).lit(malformed);
                 }
-                write!(out, "]")
+                out.lit("]");
+                Ok(())
             }
             ModelAnswer::Text(text) => {
                 out.lit("text_chars=").num(text.chars().count());
                 Ok(())
             }
-            ModelAnswer::Handoff { to, .. } => write!(out, "handoff={}", scenario.agents[*to].name),
+            ModelAnswer::Handoff { to, .. } => {
+                out.lit("handoff=").put(&scenario.agents[*to].name);
+                Ok(())
+            }
             ModelAnswer::Delegate(tasks) => {
-                let names: Vec<&str> = tasks.iter().map(|d| scenario.agents[d.to].name.as_str()).collect();
-                write!(out, "delegate=[{}]", names.join(","))
+                out.lit("delegate=[");
+                for (i, task) in tasks.iter().enumerate() {
+                    out.lit(if i > 0 { "," } else { "" })
+                        .put(&scenario.agents[task.to].name);
+                }
+                out.lit("]");
+                Ok(())
             }
             ModelAnswer::Error(e) => {
                 let _ = write!(out, "error={} {} {}", e.status, e.error_type, e.code);

@@ -131,31 +131,29 @@ fn summarize_agent<W: Summary + std::fmt::Write>(msg: &AgentMsg, scenario: &Scen
                 Ok(())
             }
             // A follow-up: the user's next turn, with the conversation so far.
-            Origin::User => write!(
-                out,
-                "start conv={conv} user={} messages={}",
-                Quoted(clip(text)),
-                history.len()
-            ),
+            Origin::User => {
+                out.lit("start conv=").num(*conv).lit(" user=").quoted(text);
+                out.lit(" messages=").num(history.len());
+                Ok(())
+            }
             Origin::Handoff(a) => {
                 out.lit("handoff conv=").num(*conv).lit(" from=").put(agent_name(*a));
                 out.lit(" messages=").num(history.len());
                 Ok(())
             }
-            Origin::Delegation(a) => write!(
-                out,
-                "delegate conv={conv} from={} task={}",
-                agent_name(*a),
-                Quoted(clip(text))
-            ),
+            Origin::Delegation(a) => {
+                out.lit("delegate conv=").num(*conv).lit(" from=").put(agent_name(*a));
+                out.lit(" task=").quoted(text);
+                Ok(())
+            }
         },
         AgentMsg::DelegateResult { conv, from_agent, text } => {
-            write!(
-                out,
-                "delegate_result conv={conv} from={} text={}",
-                agent_name(*from_agent),
-                Quoted(clip(text))
-            )
+            out.lit("delegate_result conv=")
+                .num(*conv)
+                .lit(" from=")
+                .put(agent_name(*from_agent));
+            out.lit(" text=").quoted(text);
+            Ok(())
         }
         AgentMsg::LlmReply { conv, reply } => {
             out.lit("llm_reply conv=").num(*conv).lit(" ");
@@ -173,10 +171,17 @@ fn summarize_agent<W: Summary + std::fmt::Write>(msg: &AgentMsg, scenario: &Scen
             Ok(())
         }
         AgentMsg::CallTimeout { conv, call_seq } => {
-            write!(out, "call_timeout conv={conv} call={call_seq}")
+            out.lit("call_timeout conv=").num(*conv).lit(" call=").num(*call_seq);
+            Ok(())
         }
-        AgentMsg::RetryDue { conv } => write!(out, "retry_due conv={conv}"),
-        AgentMsg::DeadlineDue { conv, .. } => write!(out, "deadline conv={conv}"),
+        AgentMsg::RetryDue { conv } => {
+            out.lit("retry_due conv=").num(*conv);
+            Ok(())
+        }
+        AgentMsg::DeadlineDue { conv, .. } => {
+            out.lit("deadline conv=").num(*conv);
+            Ok(())
+        }
         AgentMsg::CallRejected {
             conv,
             call_seq,
@@ -188,7 +193,8 @@ fn summarize_agent<W: Summary + std::fmt::Write>(msg: &AgentMsg, scenario: &Scen
             )
         }
         AgentMsg::ToolTimeout { conv, call_id } => {
-            write!(out, "tool_timeout conv={conv} call={call_id}")
+            out.lit("tool_timeout conv=").num(*conv).lit(" call=").num(*call_id);
+            Ok(())
         }
         AgentMsg::DelegationTimeout {
             conv,
@@ -199,12 +205,14 @@ fn summarize_agent<W: Summary + std::fmt::Write>(msg: &AgentMsg, scenario: &Scen
             "delegation_timeout conv={conv} delegate={} attempt={attempt}",
             scenario.agents[*delegate].name
         ),
-        AgentMsg::GuardStop { conv, status, text, .. } => write!(
-            out,
-            "guard_stop conv={conv} status={} text={}",
-            status.name(),
-            Quoted(clip(text))
-        ),
+        AgentMsg::GuardStop { conv, status, text, .. } => {
+            out.lit("guard_stop conv=")
+                .num(*conv)
+                .lit(" status=")
+                .lit(status.name());
+            out.lit(" text=").quoted(text);
+            Ok(())
+        }
         AgentMsg::Halt { conv } => write!(out, "halt conv={conv}"),
         AgentMsg::Resume { conv } => write!(out, "resume conv={conv}"),
         AgentMsg::Cancel { conv } => write!(out, "cancel conv={conv}"),
@@ -214,7 +222,11 @@ fn summarize_agent<W: Summary + std::fmt::Write>(msg: &AgentMsg, scenario: &Scen
             agent_name(*to)
         ),
         AgentMsg::HandoffDone { conv, from_agent } => {
-            write!(out, "handoff_done conv={conv} from={}", agent_name(*from_agent))
+            out.lit("handoff_done conv=")
+                .num(*conv)
+                .lit(" from=")
+                .put(agent_name(*from_agent));
+            Ok(())
         }
         AgentMsg::Revise { conv, feedback, .. } => {
             write!(out, "revise conv={conv} feedback={}", Quoted(clip(feedback)))
@@ -256,11 +268,9 @@ fn summarize_other<W: Summary + std::fmt::Write>(payload: &Payload, scenario: &S
             Ok(())
         }
         Payload::Tool(ToolMsg::Run(queued)) => {
-            write!(
-                out,
-                "run conv={} call={} (its turn after waiting)",
-                queued.conv, queued.call.id
-            )
+            out.lit("run conv=").num(queued.conv).lit(" call=").num(queued.call.id);
+            out.lit(" (its turn after waiting)");
+            Ok(())
         }
         Payload::Tool(ToolMsg::Invoke { conv, call, .. }) => {
             let tool = match &call.tool {
@@ -277,7 +287,11 @@ fn summarize_other<W: Summary + std::fmt::Write>(payload: &Payload, scenario: &S
             Ok(())
         }
         Payload::Tool(ToolMsg::Commit(queued)) => {
-            write!(out, "commit conv={} call={}", queued.conv, queued.call.id)
+            out.lit("commit conv=")
+                .num(queued.conv)
+                .lit(" call=")
+                .num(queued.call.id);
+            Ok(())
         }
         Payload::Tool(ToolMsg::Cancel(key)) => write!(out, "cancel {}", CallShown(key, scenario)),
         Payload::Tool(ToolMsg::Reviewed { key, approved }) => write!(
@@ -344,32 +358,31 @@ fn summarize_other<W: Summary + std::fmt::Write>(payload: &Payload, scenario: &S
             Ok(())
         }
         Payload::User(UserMsg::LlmReply { conv, reply }) => {
-            let _ = write!(out, "llm_reply conv={conv} ");
+            out.lit("llm_reply conv=").num(*conv).lit(" ");
             reply.summarize(scenario, out);
             Ok(())
         }
         Payload::User(UserMsg::End { conv, ending, turns }) => {
-            write!(out, "end conv={conv} ending={} user_turns={turns}", ending.name())
+            out.lit("end conv=").num(*conv).lit(" ending=").lit(ending.name());
+            out.lit(" user_turns=").num(*turns);
+            Ok(())
         }
         Payload::Supervisor(SupervisorMsg::ChildFailed { child_id, error, .. }) => {
             write!(out, "child_failed child={child_id} error={}", Quoted(clip(error)))
         }
         Payload::Guardrail(GuardrailMsg::Check(checked)) => {
-            let _ = write!(
-                out,
-                "check stage={} conv={} agent={}{} ",
-                checked.stage.name(),
-                checked.conv,
-                agent_name(checked.agent),
-                if checked.parallel { " parallel" } else { "" }
-            );
-            out.lit("(");
+            out.lit("check stage=")
+                .lit(checked.stage.name())
+                .lit(" conv=")
+                .num(checked.conv);
+            out.lit(" agent=").put(agent_name(checked.agent));
+            out.lit(if checked.parallel { " parallel" } else { "" }).lit(" (");
             checked.subject.summarize(scenario, out);
             out.lit(")");
             Ok(())
         }
         Payload::Guardrail(GuardrailMsg::Reply(routed)) => {
-            let _ = write!(out, "llm_reply_via conv={} ", routed.conv);
+            out.lit("llm_reply_via conv=").num(routed.conv).lit(" ");
             routed.reply.summarize(scenario, out);
             Ok(())
         }

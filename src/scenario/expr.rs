@@ -941,7 +941,10 @@ mod tests {
         let no_args = |_: &str| None;
         for text in ["", "plain words", "turn {{turn}} for {{user}}", "{{turn}}"] {
             let template = Template::parse(text, false).unwrap();
-            assert_eq!(&*template.render_shared(&Fixed, &no_args), template.render(&Fixed, &no_args));
+            assert_eq!(
+                &*template.render_shared(&Fixed, &no_args),
+                template.render(&Fixed, &no_args)
+            );
         }
         let fixed = Template::parse("plain words", false).unwrap();
         assert!(Arc::ptr_eq(

@@ -704,7 +704,10 @@ impl Behavior for GuardrailBehavior {
             }
             GuardrailMsg::Check(checked) => *checked,
         };
-        let spec = self.spec().clone();
+        // The scenario is shared: holding it costs a count, where the guardrail's spec would be
+        // copied and dropped on every check.
+        let scenario = self.scenario.clone();
+        let spec = &scenario.guardrails[self.guardrail];
         // Every check draws the same numbers in the same order, whatever it finds.
         let family = &self.family;
         let stream = self

@@ -47,6 +47,13 @@ impl<P> EventQueue<P> {
         seq
     }
 
+    /// Makes room for `additional` more events at once (a turn that queues many), so the queue
+    /// grows once instead of doubling its way there.
+    pub fn reserve(&mut self, additional: usize) {
+        self.heap.reserve(additional);
+        self.slots.reserve(additional.saturating_sub(self.free.len()));
+    }
+
     /// Allocates a `seq` for an event delivered without queueing (supervision turns).
     pub fn take_seq(&mut self) -> u64 {
         let seq = self.next_seq;

@@ -221,6 +221,16 @@ pub struct Observer {
     tool_reviewers: Vec<Option<crate::scenario::HumanIdx>>,
 }
 
+/// Conversation accounts to make room for at the start: one per conversation the traffic opens,
+/// so the accounts are not moved again and again as conversations start, but no more than
+/// [`CONVERSATIONS_RESERVED_MAX`] (a run may end long before a large source is done).
+fn conversations_expected(scenario: &Scenario) -> usize {
+    let opened: usize = scenario.traffic.iter().map(|t| t.conversations() as usize).sum();
+    opened.min(CONVERSATIONS_RESERVED_MAX)
+}
+
+const CONVERSATIONS_RESERVED_MAX: usize = 16_384;
+
 impl Observer {
     pub fn new(scenario: &Scenario) -> Observer {
         let space = LabelSpace::new(scenario);
@@ -331,6 +341,7 @@ impl Observer {
                 .invariants
                 .iter()
                 .any(|i| matches!(i.check, Check::Goal { .. })),
+            conversations: Vec::with_capacity(conversations_expected(scenario)),
             ..Observer::default()
         }
         .with_initial_world_checked(scenario)

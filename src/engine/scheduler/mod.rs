@@ -433,6 +433,7 @@ impl<O: Observe> Scheduler<O> {
     /// Queues the effects of a turn. Returns the limit that was hit, if one was. The emptied
     /// vector is kept for a later turn.
     fn apply(&mut self, from: ActorIdx, mut effects: Vec<Effect>) -> Result<Option<String>, RunError> {
+        self.queue.reserve(effects.len());
         let limit = self.apply_each(from, &mut effects);
         if effects.capacity() > 0 && self.spare_effects.len() < SPARE_EFFECTS {
             effects.clear();

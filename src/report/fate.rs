@@ -161,13 +161,15 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
         counts: ALL.iter().map(|f| (f.name(), 0)).collect(),
         ..Fates::default()
     };
+    // In conversation order, so the map is built in one pass instead of by insertions.
+    let mut outcomes = Vec::with_capacity(observer.conversations.len());
     for (conv, account) in observer.conversations.iter().enumerate() {
         let Some(started_at_us) = account.started_at_us else {
             continue;
         };
         let (fate, cause) = fate_of(account, run);
         *out.counts.entry(fate.name()).or_default() += 1;
-        out.outcomes.insert(
+        outcomes.push((
             conv as u32,
             ConversationOutcome {
                 fate,
@@ -177,7 +179,7 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
                 cost_pusd: account.cost_pusd,
                 latency_us: account.last_answered_at_us.map(|at| at.saturating_sub(started_at_us)),
             },
-        );
+        ));
         if fate.is_harm() {
             out.harmed_total += 1;
             if out.harmed.len() < HARMED_LISTED_MAX {
@@ -196,6 +198,7 @@ pub fn fates(run: &EngineRun, observer: &Observer) -> Fates {
             }
         }
     }
+    out.outcomes = outcomes.into_iter().collect();
     out
 }
 

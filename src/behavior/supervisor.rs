@@ -97,7 +97,7 @@ impl Actor for SupervisorActor {
         let SupervisorMsg::ChildFailed { child, .. } = turn.msg;
         let effect = state.decide(child, turn.now_us);
         let identity = &state.identity;
-        let _ = identity.completions.send(Completion::Ack {
+        identity.completions.post(Completion::Ack {
             actor: identity.me,
             incarnation: identity.incarnation,
             effects: vec![effect],
@@ -113,7 +113,7 @@ impl Actor for SupervisorActor {
     ) -> Result<(), ActorProcessingErr> {
         // Only failures matter; starts and clean stops are the scheduler's own doing.
         if let SupervisionEvent::ActorFailed(cell, error) = event {
-            let _ = state.identity.completions.send(Completion::Failed {
+            state.identity.completions.post(Completion::Failed {
                 actor_id: cell.get_id(),
                 error: error.to_string(),
             });
@@ -127,7 +127,7 @@ mod tests {
     use super::*;
 
     fn supervisor(strategy: Strategy, max_restarts: u32, within_us: u64) -> SupervisorState {
-        let (completions, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let (completions, _mailbox) = crate::kernel::mailbox();
         let identity = Identity {
             me: ActorIdx(1),
             incarnation: 0,

@@ -7,9 +7,9 @@
 use std::marker::PhantomData;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
-use tokio::sync::mpsc::UnboundedSender;
 
 use super::envelope::ActorIdx;
+use super::mailbox::Poster;
 
 /// One delivery: the message and the virtual time it arrives at.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ pub trait Behavior: Send + 'static {
 pub struct Identity<E> {
     pub me: ActorIdx,
     pub incarnation: u32,
-    pub completions: UnboundedSender<Completion<E>>,
+    pub completions: Poster<Completion<E>>,
 }
 
 /// The ractor actor that runs a [`Behavior`].
@@ -128,8 +128,7 @@ impl<B: Behavior> Actor for SimActor<B> {
         };
         let mut effects = turn.effects;
         behavior.handle(&context, turn.msg, &mut effects)?;
-        // A closed channel means the run is over; nothing is waiting for this ack.
-        let _ = identity.completions.send(Completion::Ack {
+        identity.completions.post(Completion::Ack {
             actor: identity.me,
             incarnation: identity.incarnation,
             effects,

@@ -14,14 +14,12 @@ mod taint;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-
 use super::fault_plan::{pick_profile, FaultPlan, MessageClass};
 use super::observe::Observe;
 use super::slots::{build_slots, Handle, Slot};
 use super::watchdog::{Interrupt, Overdue, Watchdog};
 use super::{EngineRun, FailureRecord, FaultRecord, Outcome, RestartRecord, RunError};
-use crate::kernel::{ActorIdx, EventQueue, Labels};
+use crate::kernel::{mailbox, ActorIdx, EventQueue, Labels, Mailbox, Poster};
 use crate::llm::backend::Backends;
 use crate::protocol::{
     Completion, Directory, Effect, Envelope, Injection, LabelSpace, Payload, SharedWorld, ToolMsg, Turn, UserMsg,
@@ -52,8 +50,8 @@ pub struct Scheduler<O> {
     /// certain (`probability = 1.0`) network fault cannot hold a message back forever.
     network_touched: BTreeSet<u64>,
     slots: Vec<Slot>,
-    completions_tx: UnboundedSender<Completion>,
-    completions_rx: UnboundedReceiver<Completion>,
+    completions_tx: Poster<Completion>,
+    completions_rx: Mailbox<Completion>,
     trace: Trace,
     observer: O,
     faults: FaultPlan,
@@ -101,7 +99,7 @@ impl<O: Observe> Scheduler<O> {
         let profile = pick_profile(&scenario, seed);
         let profile_name = profile.map(|p| p.name.clone());
         let faults = FaultPlan::new(&scenario.faults, profile, seed, &logical_ids);
-        let (completions_tx, completions_rx) = unbounded_channel();
+        let (completions_tx, completions_rx) = mailbox();
         let labels = LabelSpace::new(&scenario);
         let scenario_for_world = scenario.clone();
         Scheduler {
@@ -249,7 +247,7 @@ impl<O: Observe> Scheduler<O> {
             // Only the small completion future is awaited on every event; a failure's handling
             // (a bigger future) is built only when a turn fails.
             let (to, copy) = self.start_turn(seq, turn_now_us, envelope, injection)?;
-            match self.await_completion(to).await? {
+            match self.await_completion(to).await {
                 TurnEnd::Acked(effects) => {
                     if let Some(limit) = self.apply(to, effects)? {
                         return Ok((Outcome::LimitExceeded, Some(limit)));
@@ -351,7 +349,7 @@ impl<O: Observe> Scheduler<O> {
     ) -> Result<TurnEnd, RunError> {
         let to = envelope.to;
         self.cast_turn(seq, now_us, envelope, injection)?;
-        self.await_completion(to).await
+        Ok(self.await_completion(to).await)
     }
 
     /// Casts one turn to its receiver, without waiting.
@@ -409,23 +407,22 @@ impl<O: Observe> Scheduler<O> {
         Ok(())
     }
 
-    async fn await_completion(&mut self, actor: ActorIdx) -> Result<TurnEnd, RunError> {
+    async fn await_completion(&mut self, actor: ActorIdx) -> TurnEnd {
         let slot = &self.slots[actor.index()];
         loop {
             match self.completions_rx.recv().await {
-                Some(Completion::Ack {
+                Completion::Ack {
                     actor: from,
                     incarnation,
                     effects,
-                }) if from == actor && incarnation == slot.incarnation => {
-                    return Ok(TurnEnd::Acked(effects));
+                } if from == actor && incarnation == slot.incarnation => {
+                    return TurnEnd::Acked(effects);
                 }
-                Some(Completion::Failed { actor_id, error }) if Some(actor_id) == slot.cell_id => {
-                    return Ok(TurnEnd::Failed(error));
+                Completion::Failed { actor_id, error } if Some(actor_id) == slot.cell_id => {
+                    return TurnEnd::Failed(error);
                 }
                 // Late news from an earlier incarnation: not part of this run's story.
-                Some(_) => continue,
-                None => return Err(RunError::Internal("the completion channel closed".to_owned())),
+                _ => continue,
             }
         }
     }

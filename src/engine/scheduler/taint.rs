@@ -27,9 +27,17 @@ impl<O: Observe> Scheduler<O> {
         let to = envelope.to;
         if self.slots[to.index()].kind == ActorKind::Agent {
             if let Some(conv) = envelope.payload.conv() {
-                let absorbed = self.absorbed.entry((to, conv)).or_default();
-                absorbed.union_with(&labels);
-                labels = absorbed.clone();
+                if labels.is_empty() {
+                    // Nothing new to absorb. A conversation that never carried taint keeps no
+                    // entry: the map holds the tainted conversations, not every one.
+                    if let Some(absorbed) = self.absorbed.get(&(to, conv)) {
+                        labels = absorbed.clone();
+                    }
+                } else {
+                    let absorbed = self.absorbed.entry((to, conv)).or_default();
+                    absorbed.union_with(&labels);
+                    labels = absorbed.clone();
+                }
             }
         }
         if !labels.is_empty() {

@@ -74,24 +74,31 @@ impl<P> EventQueue<P> {
         seq
     }
 
+    /// The earliest key, and whether it heads the run (else the heap).
+    fn head(&self) -> Option<((u64, u64, u32), bool)> {
+        match (self.run.get(self.run_head), self.heap.peek()) {
+            (Some(first), Some(Reverse(top))) if top < first => Some((*top, false)),
+            (Some(first), _) => Some((*first, true)),
+            (None, top) => top.map(|Reverse(top)| (*top, false)),
+        }
+    }
+
     /// The earliest event.
     pub fn pop(&mut self) -> Option<Event<P>> {
-        let (at_us, seq, slot) = match (self.run.get(self.run_head), self.heap.peek()) {
-            (Some(first), top) if top.is_none_or(|Reverse(top)| first < top) => {
-                let first = *first;
-                self.run_head += 1;
-                if self.run_head == self.run.len() {
-                    self.run.clear();
-                    self.run_head = 0;
-                } else if self.run_head >= 1024 && self.run_head * 2 >= self.run.len() {
-                    // A run that never empties: drop its popped half now and then.
-                    self.run.drain(..self.run_head);
-                    self.run_head = 0;
-                }
-                first
+        let ((at_us, seq, slot), in_run) = self.head()?;
+        if in_run {
+            self.run_head += 1;
+            if self.run_head == self.run.len() {
+                self.run.clear();
+                self.run_head = 0;
+            } else if self.run_head >= 1024 && self.run_head * 2 >= self.run.len() {
+                // A run that never empties: drop its popped half now and then.
+                self.run.drain(..self.run_head);
+                self.run_head = 0;
             }
-            _ => self.heap.pop()?.0,
-        };
+        } else {
+            self.heap.pop();
+        }
         let envelope = self.slots[slot as usize]
             .take()
             .expect("a queued slot holds its envelope");
@@ -101,12 +108,7 @@ impl<P> EventQueue<P> {
 
     /// The time of the earliest event, if any.
     pub fn peek_time_us(&self) -> Option<u64> {
-        let run = self.run.get(self.run_head).map(|(at_us, _, _)| *at_us);
-        let heap = self.heap.peek().map(|Reverse((at_us, _, _))| *at_us);
-        match (run, heap) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.head().map(|((at_us, _, _), _)| at_us)
     }
 
     pub fn len(&self) -> usize {

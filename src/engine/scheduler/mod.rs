@@ -62,7 +62,8 @@ pub struct Scheduler<O> {
     profile_name: Option<String>,
     labels: LabelSpace,
     /// What each agent has absorbed of each conversation it holds: its answers descend from it.
-    /// Only tainted conversations have an entry. (Ordered by key and never hashed: no per-process hash seed, and no rehashing as it grows.)
+    /// Only tainted conversations have an entry. (Ordered by key and never hashed: no
+    /// per-process hash seed, and no rehashing as it grows.)
     absorbed: BTreeMap<(ActorIdx, u32), Labels>,
     /// The taint of the turn being handled, inherited by its sends and side effects.
     turn_labels: Labels,

@@ -17,7 +17,7 @@ mod scheduler;
 mod slots;
 pub mod watchdog;
 
-pub use observe::{Observe, SideEffect};
+pub use observe::{Observe, ReplyFor, SideEffect};
 pub use outcome::{FailureRecord, FaultRecord, Outcome, RestartRecord};
 pub use scheduler::Scheduler;
 pub use watchdog::{message_bytes, Interrupt, Watchdog};

@@ -4,7 +4,7 @@
 //! Accounting, invariants and the blast radius live above the engine (`observe`).
 
 use crate::kernel::{ActorIdx, Labels};
-use crate::protocol::{ConvId, Envelope, Payload, VerdictRecord, WorldChange};
+use crate::protocol::{ConvId, Envelope, ModelReply, Payload, VerdictRecord, WorldChange};
 use crate::scenario::Scenario;
 
 /// A side effect as a tool reported it.
@@ -21,6 +21,15 @@ pub struct SideEffect<'a> {
     pub cancelled: bool,
 }
 
+/// Whom a model's reply is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyFor {
+    /// The agent with this index in the scenario.
+    Agent(usize),
+    /// The user simulator.
+    User,
+}
+
 /// Hooks the scheduler calls, in event order.
 pub trait Observe {
     /// A delivery is about to run; `labels` is its turn's taint; `logical_id` names actors.
@@ -32,6 +41,21 @@ pub trait Observe {
         envelope: &Envelope,
         labels: &Labels,
         logical_id: &dyn Fn(ActorIdx) -> String,
+    );
+
+    /// A model answered a call of `conv`: the reply leaves the model now. The call is made and
+    /// billed here once, whether the reply then arrives, arrives twice (a duplicate, a redelivery
+    /// after a crash) or is lost on the way.
+    #[allow(clippy::too_many_arguments)]
+    fn on_model_reply(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        conv: ConvId,
+        caller: ReplyFor,
+        reply: &ModelReply,
+        actor_id: &dyn Fn(ActorIdx) -> String,
     );
 
     /// The network lost this message (a drop or a partition).

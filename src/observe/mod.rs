@@ -12,7 +12,7 @@ pub mod recovery;
 pub mod world;
 
 use crate::catalogue::faults::FaultKind;
-use crate::engine::Observe;
+use crate::engine::{Observe, ReplyFor};
 use crate::kernel::{ActorIdx, Labels};
 use crate::protocol::{
     AgentMsg, AnswerStatus, Caller, ConvId, Directory, Envelope, LabelSpace, LlmMsg, Mistake, Origin, Payload, ToolMsg,
@@ -131,13 +131,24 @@ pub struct ToolStats {
 /// What one agent's model calls used and cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AgentAccount {
-    /// Replies received, provider errors included.
+    /// Calls the model answered, provider errors included, counted once each as the reply left
+    /// the model (received, lost on the way or delivered twice).
     pub llm_calls: u64,
     pub input_tokens: u64,
     /// The part of `input_tokens` billed at the cached price.
     pub cached_input_tokens: u64,
     pub output_tokens: u64,
     pub cost_pusd: u64,
+}
+
+impl AgentAccount {
+    fn bill(&mut self, usage: crate::protocol::Usage) {
+        self.llm_calls += 1;
+        self.input_tokens += usage.input_tokens as u64;
+        self.cached_input_tokens += usage.cached_input_tokens as u64;
+        self.output_tokens += usage.output_tokens as u64;
+        self.cost_pusd += usage.cost_pusd;
+    }
 }
 
 /// A live server's error, as it answered one call.
@@ -956,15 +967,6 @@ impl Observe for Observer {
                     self.on_user_turn(checked.conv, history.len(), seq, now_us);
                 }
             }
-            Payload::User(UserMsg::LlmReply { reply, .. }) => {
-                let usage = reply.usage;
-                let account = &mut self.user_simulator;
-                account.llm_calls += 1;
-                account.input_tokens += usage.input_tokens as u64;
-                account.cached_input_tokens += usage.cached_input_tokens as u64;
-                account.output_tokens += usage.output_tokens as u64;
-                account.cost_pusd += usage.cost_pusd;
-            }
             Payload::User(UserMsg::End { conv, ending, .. }) => {
                 let account = self.conversation(*conv);
                 if account.ending.is_none() {
@@ -978,41 +980,6 @@ impl Observe for Observer {
                 if scenario.user_of(*conv).is_some() {
                     self.check_goals(scenario, *conv, seq, now_us);
                 }
-            }
-            Payload::Agent(AgentMsg::LlmReply { conv, reply }) => {
-                let usage = reply.usage;
-                self.llm_calls += 1;
-                if let crate::protocol::ModelAnswer::Error(error) = &reply.answer {
-                    self.llm_errors += 1;
-                    if let (None, Some(message)) = (&self.first_server_error, &error.message) {
-                        let agent = match self.directory.map(|d| d.locate(envelope.to)) {
-                            Some((ActorKind::Agent, agent)) => Some(agent),
-                            _ => None,
-                        };
-                        self.first_server_error = Some(ServerError {
-                            agent,
-                            conv: *conv,
-                            status: error.status,
-                            code: error.code,
-                            message: message.to_string(),
-                        });
-                    }
-                }
-                self.input_tokens += usage.input_tokens as u64;
-                self.cached_input_tokens += usage.cached_input_tokens as u64;
-                self.server_counted_calls += u64::from(usage.counted_by_server);
-                self.output_tokens += usage.output_tokens as u64;
-                self.cost_pusd += usage.cost_pusd;
-                if let Some((ActorKind::Agent, agent)) = self.directory.map(|d| d.locate(envelope.to)) {
-                    if let Some(account) = self.agents.get_mut(agent) {
-                        account.llm_calls += 1;
-                        account.input_tokens += usage.input_tokens as u64;
-                        account.cached_input_tokens += usage.cached_input_tokens as u64;
-                        account.output_tokens += usage.output_tokens as u64;
-                        account.cost_pusd += usage.cost_pusd;
-                    }
-                }
-                self.check_spend(scenario, seq, now_us, *conv, usage, &|| actor_id(envelope.to));
             }
             Payload::Agent(AgentMsg::Cancel { conv }) => {
                 if let Some((ActorKind::Agent, agent)) = self.directory.map(|d| d.locate(envelope.to)) {
@@ -1068,6 +1035,50 @@ impl Observe for Observer {
 
     /// A message the network lost: a lost opening message still opened a conversation (the
     /// user is waiting for an answer that will not come).
+    fn on_model_reply(
+        &mut self,
+        scenario: &Scenario,
+        seq: u64,
+        now_us: u64,
+        conv: ConvId,
+        caller: ReplyFor,
+        reply: &crate::protocol::ModelReply,
+        actor_id: &dyn Fn(ActorIdx) -> String,
+    ) {
+        let usage = reply.usage;
+        let agent = match caller {
+            ReplyFor::User => {
+                self.user_simulator.bill(usage);
+                return;
+            }
+            ReplyFor::Agent(agent) => agent,
+        };
+        self.llm_calls += 1;
+        if let crate::protocol::ModelAnswer::Error(error) = &reply.answer {
+            self.llm_errors += 1;
+            if let (None, Some(message)) = (&self.first_server_error, &error.message) {
+                self.first_server_error = Some(ServerError {
+                    agent: Some(agent),
+                    conv,
+                    status: error.status,
+                    code: error.code,
+                    message: message.to_string(),
+                });
+            }
+        }
+        self.input_tokens += usage.input_tokens as u64;
+        self.cached_input_tokens += usage.cached_input_tokens as u64;
+        self.server_counted_calls += u64::from(usage.counted_by_server);
+        self.output_tokens += usage.output_tokens as u64;
+        self.cost_pusd += usage.cost_pusd;
+        if let Some(account) = self.agents.get_mut(agent) {
+            account.bill(usage);
+        }
+        let directory = self.directory;
+        let agent_id = || directory.map_or_else(|| format!("agent #{agent}"), |d| actor_id(d.agent(agent)));
+        self.check_spend(scenario, seq, now_us, conv, usage, &agent_id);
+    }
+
     fn on_lost(&mut self, seq: u64, now_us: u64, envelope: &Envelope) {
         if let Payload::Agent(AgentMsg::Start {
             conv,

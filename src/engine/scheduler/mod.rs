@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::fault_plan::{pick_profile, FaultPlan, MessageClass};
-use super::observe::Observe;
+use super::observe::{Observe, ReplyFor};
 use super::slots::{build_slots, Handle, Slot};
 use super::watchdog::{Interrupt, Overdue, Watchdog};
 use super::{EngineRun, FailureRecord, FaultRecord, Outcome, RestartRecord, RunError};
@@ -550,6 +550,9 @@ impl<O: Observe> Scheduler<O> {
             // The agent that made the call (a guardrail may be the one passing it on).
             self.watch_tool_call(self.directory.agent(*agent), to, *conv, call.id);
         }
+        if self.directory.locate(from).0 == ActorKind::Llm {
+            self.bill_model_reply(to, &payload);
+        }
         let at_us = self.now_us.saturating_add(delay_us);
         let labels = self.send_labels(from, to);
         self.queue.push(
@@ -563,6 +566,32 @@ impl<O: Observe> Scheduler<O> {
             },
         );
         None
+    }
+
+    /// A model's reply leaves the model: its call is billed once, here, whatever then becomes of
+    /// the reply (lost, delivered twice, blocked by a budget guardrail on the way back).
+    fn bill_model_reply(&mut self, to: ActorIdx, payload: &Payload) {
+        let (conv, caller, reply) = match payload {
+            Payload::Agent(crate::protocol::AgentMsg::LlmReply { conv, reply }) => match self.directory.locate(to) {
+                (ActorKind::Agent, agent) => (*conv, ReplyFor::Agent(agent), reply),
+                _ => return,
+            },
+            Payload::Guardrail(crate::protocol::GuardrailMsg::Reply(routed)) => {
+                (routed.conv, ReplyFor::Agent(routed.agent), &routed.reply)
+            }
+            Payload::User(UserMsg::LlmReply { conv, reply }) => (*conv, ReplyFor::User, reply),
+            _ => return,
+        };
+        let slots = &self.slots;
+        self.observer.on_model_reply(
+            &self.scenario,
+            self.current_seq,
+            self.now_us,
+            conv,
+            caller,
+            reply,
+            &|a: ActorIdx| slots[a.index()].logical_id.to_string(),
+        );
     }
 
     /// Watches a tool call for `max_tool_wait`, unless its agent bounds the wait itself.

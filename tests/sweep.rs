@@ -156,6 +156,61 @@ fn bad_seed_ranges_are_usage_errors() {
     }
 }
 
+#[test]
+fn a_seed_range_too_large_for_one_process_is_refused_before_any_work() {
+    let output = agentsim_output(&[
+        "sweep",
+        "scenarios/double-refund.toml",
+        "--seeds",
+        "18446744073709551615",
+    ]);
+    assert_eq!(status(&output), 2);
+    let text = stderr(&output);
+    assert!(
+        text.contains("at most 10000000 seeds") && text.contains("--shard"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+
+    // A shard of a huge range lists only its own seeds: every Nth from the I-th.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("shard");
+    let output = agentsim_output(&[
+        "sweep",
+        "scenarios/double-refund.toml",
+        "--seeds",
+        "0..1000000000000",
+        "--shard",
+        "3/100000000000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(status(&output) <= 1, "{}", stderr(&output));
+    let shard: Value =
+        serde_json::from_slice(&std::fs::read(out.join("shard-3-of-100000000000.json")).unwrap()).unwrap();
+    let seeds: Vec<u64> = shard["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seed"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (0..10).map(|k| 3 + k * 100_000_000_000).collect();
+    assert_eq!(seeds, expected);
+}
+
+#[test]
+fn jobs_are_checked_and_never_outnumber_the_seeds() {
+    for jobs in ["0", "100000", "x"] {
+        let output = agentsim_output(&["sweep", "scenarios/double-refund.toml", "--seeds", "3", "--jobs", jobs]);
+        assert_eq!(status(&output), 2, "--jobs {jobs}");
+        assert!(stderr(&output).contains("--jobs"), "{}", stderr(&output));
+    }
+    let (code, few) = sweep_json(&["scenarios/double-refund.toml", "--seeds", "3", "--jobs", "1024"]);
+    let (_, one) = sweep_json(&["scenarios/double-refund.toml", "--seeds", "3", "--jobs", "1"]);
+    assert_eq!(code, 1, "double-refund breaks its invariant");
+    assert_eq!(few, one);
+}
+
 /// A design whose "pay at most once" breaks only because of `tool.duplicate_effect`; a slow
 /// lookup (twice) and a delayed opening message fire too but are harmless.
 const KNOWN_CAUSE: &str = r#"

@@ -246,8 +246,8 @@ pub struct SweepArgs {
     /// Seeds: `A..B` (B exclusive) or `N` for `0..N`.
     #[arg(long)]
     pub seeds: String,
-    /// Parallel seeds (default: the number of cores).
-    #[arg(long)]
+    /// Parallel seeds, 1 to 1024 (default: the number of cores).
+    #[arg(long, value_parser = parse_jobs)]
     pub jobs: Option<usize>,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -301,8 +301,8 @@ pub struct CompareArgs {
     /// Seeds: `A..B` (B exclusive) or `N` for `0..N`.
     #[arg(long)]
     pub seeds: String,
-    /// Parallel seeds (default: the number of cores).
-    #[arg(long)]
+    /// Parallel seeds, 1 to 1024 (default: the number of cores).
+    #[arg(long, value_parser = parse_jobs)]
     pub jobs: Option<usize>,
     /// Print the comparison as JSON.
     #[arg(long)]
@@ -523,4 +523,14 @@ fn finish_run_dir(dir: &Path, scenario: &Scenario, report: &RunReport) -> Result
     write_atomic(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
     let html = crate::render::html::render_run_dir(dir).map_err(|e| Failure::new(exit::INTERNAL, e))?;
     write_atomic(&dir.join("report.html"), html.as_bytes())
+}
+
+/// `--jobs`: one thread each, so a count the machine cannot start is refused up front.
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(jobs @ 1..=1024) => Ok(jobs),
+        _ => Err(format!(
+            "expected a number of parallel seeds from 1 to 1024, found \"{text}\""
+        )),
+    }
 }

@@ -30,18 +30,15 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
         .map(parse_shard)
         .transpose()
         .map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
-    let seed_list = match shard {
-        Some((index, count)) => {
-            if args.out.is_none() {
-                return Err(Failure::new(
-                    exit::BAD_INPUT,
-                    "--shard needs --out DIR to write its partial result",
-                ));
-            }
-            crate::sweep::shard_seeds(&seeds, index, count)
-        }
-        None => seeds.clone().collect(),
-    };
+    if shard.is_some() && args.out.is_none() {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            "--shard needs --out DIR to write its partial result",
+        ));
+    }
+    let (index, count) = shard.unwrap_or((0, 1));
+    check_seed_count(crate::sweep::shard_len(&seeds, index, count), shard.is_some())?;
+    let seed_list = crate::sweep::shard_seeds(&seeds, index, count);
     let total = seed_list.len() as u64;
     let (results, stopped) = run_unfinished_seeds(args, &scenario, &seeds, shard, seed_list, jobs)?;
     if stopped {
@@ -301,6 +298,7 @@ fn open_journal(
 
 pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
+    check_seed_count(seeds.end - seeds.start, false)?;
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let mut summaries = Vec::new();
     let mut all_results = Vec::new();
@@ -503,6 +501,26 @@ pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
         return Err(format!("--seeds: expected a non-empty range, found \"{text}\""));
     }
     Ok(range)
+}
+
+/// A process runs at most [`crate::sweep::SWEEP_SEEDS_MAX`] seeds: the results it keeps grow
+/// with them.
+fn check_seed_count(count: u64, sharded: bool) -> Result<(), Failure> {
+    let max = crate::sweep::SWEEP_SEEDS_MAX;
+    if count <= max {
+        return Ok(());
+    }
+    let hint = if sharded {
+        "use more shards"
+    } else {
+        "split the range into shards with --shard I/N --out DIR, then `agentsim merge`"
+    };
+    Err(Failure::new(
+        exit::BAD_INPUT,
+        format!(
+            "--seeds: expected at most {max} seeds in one process (a sweep keeps about 1 KB per seed), found {count}; {hint}"
+        ),
+    ))
 }
 
 /// Parallel seeds when `--jobs` is not given: one per core.

@@ -142,7 +142,8 @@ pub fn run_seeds_until(
     let next = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel::<Result<SeedResult, RunError>>();
     let mut workers = Vec::new();
-    for _ in 0..jobs.max(1) {
+    // More threads than seeds would only wait.
+    for _ in 0..jobs.clamp(1, total.max(1)) {
         let (next, tx, scenario, seeds, stop) =
             (next.clone(), tx.clone(), scenario.clone(), seeds.clone(), stop.clone());
         // Seeds run in parallel on plain threads; each run has its own runtime and scheduler,
@@ -487,9 +488,26 @@ pub struct Shard {
 /// The `format` field of shard files.
 pub const SHARD_FORMAT: &str = "agentsim-sweep-shard-v1";
 
+/// Seeds one sweep process runs, at most: a sweep keeps about 1 KB per seed (see the README's
+/// Performance section), so this many take about 10 GB. A larger range runs in shards.
+pub const SWEEP_SEEDS_MAX: u64 = 10_000_000;
+
+/// How many seeds shard `index` of `count` holds: every `count`-th seed of the range, from
+/// `index` (`count` = 1 for the whole range).
+pub fn shard_len(seeds: &std::ops::Range<u64>, index: u64, count: u64) -> u64 {
+    let first = seeds.start.saturating_add(index);
+    if first >= seeds.end {
+        return 0;
+    }
+    (seeds.end - first - 1) / count.max(1) + 1
+}
+
 /// The seeds of shard `index` of `count`: every `count`-th seed of the range, from `index`.
+/// They are listed, so check [`shard_len`] against [`SWEEP_SEEDS_MAX`] first.
 pub fn shard_seeds(seeds: &std::ops::Range<u64>, index: u64, count: u64) -> Vec<u64> {
-    seeds.clone().filter(|s| (s - seeds.start) % count == index).collect()
+    let first = seeds.start.saturating_add(index);
+    let step = usize::try_from(count.max(1)).unwrap_or(usize::MAX);
+    (first..seeds.end).step_by(step).collect()
 }
 
 /// Summarises the results of a sweep.

@@ -368,6 +368,91 @@ fn run_out_refuses_a_directory_that_already_holds_a_run_and_leaves_it_untouched(
 }
 
 #[test]
+fn run_out_refuses_a_directory_holding_any_file_it_would_write() {
+    for name in ["report.json", "report.html", "scenario.toml", "cassette.jsonl"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(name), "my own file\n").unwrap();
+        let output = run_out(dir.path(), &[]);
+        assert_eq!(status(&output), 2, "{name}: {}", stderr(&output));
+        let err = stderr(&output);
+        assert!(err.contains(name) && err.contains("--force"), "{err}");
+        assert_eq!(read(&dir.path().join(name)), b"my own file\n", "{name} was overwritten");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no new files appeared"
+        );
+    }
+}
+
+#[test]
+fn an_output_file_in_a_missing_directory_is_written_and_a_directory_in_its_place_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    // Missing directories are created, as --out creates its own.
+    let otlp = dir.path().join("new/deeper/otlp.json");
+    let mermaid = dir.path().join("other/run.mmd");
+    let output = agentsim_output(&[
+        "run",
+        SUPPORT_DESK,
+        "--otlp",
+        otlp.to_str().unwrap(),
+        "--mermaid",
+        mermaid.to_str().unwrap(),
+    ]);
+    assert_run_finished(&output);
+    assert!(stdout(&output).contains("digest"), "the summary is printed");
+    assert!(otlp.is_file() && mermaid.is_file());
+
+    // A directory where the file should go: refused before the run, with the flag named.
+    for flag in ["--otlp", "--mermaid"] {
+        let output = agentsim_output(&["run", SUPPORT_DESK, flag, dir.path().to_str().unwrap()]);
+        assert_eq!(status(&output), 2, "{flag}: {}", stderr(&output));
+        assert!(stderr(&output).contains(flag), "{}", stderr(&output));
+        assert!(stdout(&output).is_empty(), "refused before the run");
+    }
+    let output = agentsim_output(&[
+        "sweep",
+        SUPPORT_DESK,
+        "--seeds",
+        "2",
+        "--junit",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 2, "{}", stderr(&output));
+    assert!(stderr(&output).contains("--junit"), "{}", stderr(&output));
+}
+
+#[test]
+fn sweep_out_refuses_another_sweeps_files_and_force_clears_its_failing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let out_text = out.to_str().unwrap();
+    let first = agentsim_output(&["sweep", SUPPORT_DESK, "--seeds", "0..12", "--out", out_text]);
+    assert_eq!(status(&first), 1, "{}", stderr(&first));
+    let failing_runs = std::fs::read_dir(out.join("runs")).unwrap().count();
+    assert!(failing_runs > 0, "support-desk fails some of these seeds");
+
+    // Without the journal, the summary of the earlier sweep is still there: refused.
+    std::fs::remove_file(out.join("results.jsonl")).unwrap();
+    let summary = read(&out.join("summary.json"));
+    let passing = "scenarios/double-refund-idempotent.toml";
+    let output = agentsim_output(&["sweep", passing, "--seeds", "3", "--out", out_text]);
+    assert_eq!(status(&output), 2, "{}", stderr(&output));
+    assert!(stderr(&output).contains("summary.json"), "{}", stderr(&output));
+    assert_eq!(read(&out.join("summary.json")), summary, "left untouched");
+
+    // With --force the earlier sweep's failing runs go: none of them belongs to this sweep.
+    std::fs::write(out.join("runs/notes.txt"), "mine\n").unwrap();
+    let output = agentsim_output(&["sweep", passing, "--seeds", "3", "--out", out_text, "--force"]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let left: Vec<String> = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["notes.txt"], "only the seeds' run directories are removed");
+}
+
+#[test]
 fn run_out_with_force_overwrites_a_directory_that_already_holds_a_run() {
     let dir = tempfile::tempdir().unwrap();
     assert_run_finished(&run_out(dir.path(), &[]));

@@ -199,7 +199,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub shrink: bool,
     /// Where `--shrink` writes the scenario (default: NAME.shrunk-seedN.toml here).
-    #[arg(long)]
+    #[arg(long, requires = "shrink")]
     pub shrink_out: Option<PathBuf>,
     /// With `--shrink`: the broken invariant to shrink for (default: the first broken one).
     #[arg(long, value_name = "INVARIANT", requires = "shrink")]
@@ -491,6 +491,40 @@ pub(crate) fn shell_quote(text: &str) -> String {
     } else {
         format!("'{}'", text.replace('\'', "'\\''"))
     }
+}
+
+/// Checks an output file given by `flag` before any work: its directory is created if missing
+/// (as `--out` is), and the path must not be a directory. A run then loses no result to a path
+/// it could never have written.
+pub(crate) fn prepare_output_file(flag: &str, path: &Path) -> Result<(), Failure> {
+    if path.is_dir() {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{flag}: expected a file to write, found the directory {}",
+                path.display()
+            ),
+        ));
+    }
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent).map_err(|e| {
+            Failure::new(
+                exit::BAD_INPUT,
+                format!("{flag}: cannot create the directory {}: {e}", parent.display()),
+            )
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// [`prepare_output_file`] for each flag that was given.
+pub(crate) fn prepare_output_files(files: &[(&str, Option<&Path>)]) -> Result<(), Failure> {
+    for (flag, path) in files {
+        if let Some(path) = path {
+            prepare_output_file(flag, path)?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {

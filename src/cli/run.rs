@@ -19,6 +19,11 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
     let scenario = load_and_warn(&args.file)?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let limits = limits_with_flags(args, scenario.limits)?;
+    super::prepare_output_files(&[
+        ("--mermaid", args.mermaid.as_deref()),
+        ("--otlp", args.otlp.as_deref()),
+        ("--shrink-out", args.shrink_out.as_deref()),
+    ])?;
     let out_dir = args
         .out
         .as_deref()
@@ -76,9 +81,9 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
                 std::fs::read(dir.join("trace.jsonl")).map_err(|e| Failure::new(exit::INTERNAL, e.to_string()))?;
         }
     }
-    write_diagram_and_otlp(args, &trace_bytes, &report, &scenario)?;
-
+    // The result first: a file that cannot be written after all must not hide it.
     print_report(&report, args.json)?;
+    write_diagram_and_otlp(args, &trace_bytes, &report, &scenario)?;
     if report.outcome == crate::report::Outcome::Interrupted {
         if let Some(dir) = &out_dir {
             eprintln!(
@@ -460,15 +465,41 @@ fn recorded_run_limits(l: HeaderLimits) -> scenario::Limits {
     }
 }
 
+/// The files `run --out DIR` writes (besides copies of the scenario's data files).
+const RUN_DIR_FILES: [&str; 5] = [
+    "trace.jsonl",
+    "report.json",
+    "report.html",
+    "scenario.toml",
+    "cassette.jsonl",
+];
+
 pub(super) fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf, Failure> {
-    if dir.join("trace.jsonl").exists() && !force {
+    if dir.is_file() {
         return Err(Failure::new(
             exit::BAD_INPUT,
-            format!(
-                "{} already holds a run; pass --force to overwrite it, or choose another --out",
-                dir.display()
-            ),
+            format!("--out: expected a directory, found the file {}", dir.display()),
         ));
+    }
+    if !force {
+        if dir.join("trace.jsonl").exists() {
+            return Err(Failure::new(
+                exit::BAD_INPUT,
+                format!(
+                    "{} already holds a run; pass --force to overwrite it, or choose another --out",
+                    dir.display()
+                ),
+            ));
+        }
+        if let Some(file) = RUN_DIR_FILES.iter().find(|f| dir.join(f).exists()) {
+            return Err(Failure::new(
+                exit::BAD_INPUT,
+                format!(
+                    "{} already holds {file}, which the run would overwrite; pass --force to overwrite it, or choose another --out",
+                    dir.display()
+                ),
+            ));
+        }
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;

@@ -23,6 +23,7 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
         ));
     }
     let jobs = args.jobs.unwrap_or_else(default_jobs);
+    super::prepare_output_files(&[("--junit", args.junit.as_deref()), ("--html", args.html.as_deref())])?;
     let file = shell_quote(&args.file.display().to_string());
     let shard = args
         .shard
@@ -73,7 +74,6 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
             return Ok(status);
         }
     }
-    write_sweep_files(args, shard, &summary, &scenario, &results)?;
     let text = if args.json {
         let mut text = pretty_json(&summary)?;
         text.push('\n');
@@ -81,7 +81,9 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     } else {
         summary.text()
     };
+    // The result first: a file that cannot be written after all must not hide it.
     print!("{text}");
+    write_sweep_files(args, shard, &summary, &scenario, &results)?;
     if args.shrink {
         if let Some(seed) = seed_to_shrink(args.shrink_for.as_deref(), &scenario, &results)? {
             shrink_seed(&args.file, &scenario, seed, args.shrink_for.as_deref(), None)?;
@@ -285,10 +287,13 @@ fn open_journal(
         return Err(Failure::new(
             exit::BAD_INPUT,
             format!(
-                "{} already holds this sweep's results; pass --resume to finish it, --force to start over, or choose another --out",
+                "{} already holds the results of a sweep (results.jsonl); pass --resume to finish it, --force to start over, or choose another --out",
                 dir.display()
             ),
         ));
+    }
+    if shard.is_none() {
+        clear_sweep_dir(dir, args.force)?;
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
@@ -296,9 +301,50 @@ fn open_journal(
     Ok((Some(journal), Vec::new()))
 }
 
+/// A new sweep in `dir` (not a shard): the summary, the report and the failing runs of an
+/// earlier sweep there are refused without `--force`, and removed with it, so that none of them
+/// is taken for this sweep's.
+fn clear_sweep_dir(dir: &Path, force: bool) -> Result<(), Failure> {
+    let runs = dir.join("runs");
+    let held: Vec<&str> = [
+        ("summary.json", dir.join("summary.json")),
+        ("report.html", dir.join("report.html")),
+        ("runs/", runs.clone()),
+    ]
+    .iter()
+    .filter(|(_, path)| path.exists())
+    .map(|(name, _)| *name)
+    .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{} already holds {} of another sweep, which this one would overwrite; pass --force to start over, or choose another --out",
+                dir.display(),
+                held.join(", ")
+            ),
+        ));
+    }
+    let fail = |e: std::io::Error| Failure::new(exit::BAD_INPUT, format!("cannot clear {}: {e}", runs.display()));
+    if runs.is_dir() {
+        // Only the seeds' run directories this command writes; anything else stays.
+        for entry in std::fs::read_dir(&runs).map_err(fail)? {
+            let entry = entry.map_err(fail)?;
+            if entry.file_name().to_string_lossy().starts_with("seed-") && entry.path().is_dir() {
+                std::fs::remove_dir_all(entry.path()).map_err(fail)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
     check_seed_count(seeds.end - seeds.start, false)?;
+    super::prepare_output_files(&[("--html", args.html.as_deref())])?;
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let mut summaries = Vec::new();
     let mut all_results = Vec::new();
@@ -336,6 +382,7 @@ pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
 }
 
 pub(super) fn merge(paths: &[PathBuf], json: bool, html: Option<&Path>) -> Result<u8, Failure> {
+    super::prepare_output_files(&[("--html", html)])?;
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {

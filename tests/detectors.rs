@@ -200,7 +200,12 @@ fn a_late_answer_breaks_its_deadline_when_the_deadline_passes_not_when_the_conve
     let result = invariant(&design(LOOKUP_THEN_ANSWER, late));
     let violation = result.first_violation.expect("answered after the deadline");
     assert_eq!(violation.t_us, 200_000, "{violation:?}");
-    assert!(violation.message.contains("later than 200000us"), "{violation:?}");
+    assert!(
+        violation
+            .message
+            .contains("answered 250ms after it started, later than 200ms"),
+        "{violation:?}"
+    );
     // Marked at the first event after the deadline: the second model reply, at 250 ms.
     let trace = run_in_memory(&parse(&design(LOOKUP_THEN_ANSWER, late)), 1, Flavor::CurrentThread).trace;
     let at = records(&trace)

@@ -183,3 +183,36 @@ fn a_limit_of_zero_is_rejected_with_its_place() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_limit_of_zero_is_rejected_in_every_key_and_every_flag() {
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let fixture = std::fs::read_to_string(repo_root().join("tests/runaway/huge-answer.toml")).expect("fixture");
+    for key in ["max_virtual_time = \"0s\"", "max_tool_wait = \"0ms\""] {
+        let path = dir.path().join("zero.toml");
+        std::fs::write(&path, fixture.replace("seed = 1\n", &format!("seed = 1\n{key}\n"))).expect("write");
+        let output = agentsim_output(&["validate", path.to_str().expect("a UTF-8 path")]);
+        assert_eq!(status(&output), 2, "{key}");
+        assert!(
+            stderr(&output).contains("expected a limit longer than 0"),
+            "{key}: {}",
+            stderr(&output)
+        );
+    }
+    let file = "tests/runaway/huge-answer.toml";
+    for (flag, value) in [
+        ("--max-events", "0"),
+        ("--max-queue-len", "0"),
+        ("--max-message-bytes", "0"),
+        ("--max-virtual-time", "0s"),
+        ("--max-tool-wait", "0us"),
+    ] {
+        let output = agentsim_output(&["run", file, flag, value]);
+        assert_eq!(status(&output), 2, "{flag} {value}: {}", stderr(&output));
+        assert!(stderr(&output).contains(flag), "{}", stderr(&output));
+        assert!(stdout(&output).is_empty(), "{flag}: refused before the run");
+    }
+    // Zero restarts is a real choice: any restart ends the run.
+    let output = agentsim_output(&["run", file, "--max-restarts-total", "0"]);
+    assert!(status(&output) <= 1, "{}", stderr(&output));
+}

@@ -199,6 +199,27 @@ fn a_seed_range_too_large_for_one_process_is_refused_before_any_work() {
 }
 
 #[test]
+fn min_pass_rate_is_a_fraction_from_0_to_1() {
+    for rate in ["1.5", "-1", "nan", "x"] {
+        let output = agentsim_output(&[
+            "sweep",
+            "scenarios/double-refund.toml",
+            "--seeds",
+            "2",
+            &format!("--min-pass-rate={rate}"),
+        ]);
+        assert_eq!(status(&output), 2, "--min-pass-rate {rate}");
+        assert!(
+            stderr(&output).contains("expected a fraction from 0 to 1"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    let (code, _) = sweep_json(&["scenarios/double-refund.toml", "--seeds", "2", "--min-pass-rate", "0"]);
+    assert_eq!(code, 0, "a pass rate of 0 passes every sweep");
+}
+
+#[test]
 fn jobs_are_checked_and_never_outnumber_the_seeds() {
     for jobs in ["0", "100000", "x"] {
         let output = agentsim_output(&["sweep", "scenarios/double-refund.toml", "--seeds", "3", "--jobs", jobs]);

@@ -59,6 +59,8 @@ macro_rules! bad_scenarios {
 }
 
 bad_scenarios! {
+    a_template_hole_left_open_before_the_next_is_rejected:
+        "tool-output-hole-left-open.toml" at "20:20" says ["expected `}}` to close this `{{` before the next `{{`"];
     a_misspelt_key_is_rejected_with_a_did_you_mean:
         "unknown-key-typo.toml" at "10:1" says ["unknown key `latncy`", "did you mean `latency`?"];
     a_table_without_a_required_key_names_the_missing_key:
@@ -327,6 +329,8 @@ warn_scenarios! {
         "reviewer-no-tool-asks.toml" at "18:8" says ["human \"reviewer\"", "approval = { by = \"reviewer\" }", "never asked"];
     a_handoff_timeout_on_an_agent_without_handoffs_warns_that_it_never_fires:
         "handoff-timeout-without-handoffs.toml" at "11:19" says ["expected `handoffs` with `handoff_timeout`", "never fires"];
+    a_tool_output_reading_an_argument_no_call_passes_warns_with_the_arguments_they_pass:
+        "tool-output-reads-an-argument-no-call-passes.toml" at "21:10" says ["tool \"refund\"", "(`amount_usd`, `customer`)", "found `args.amount`", "renders empty"];
     cancellation_on_an_agent_nothing_cancels_warns:
         "cancellation-nothing-cancels.toml" at "11:16" says ["`deadline` or a `user.abandon` fault", "nothing cancels"];
     a_conversation_scripted_after_the_run_ends_warns_that_it_never_starts:

@@ -177,16 +177,16 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = RuntimeFlavor::Current)]
     pub runtime: RuntimeFlavor,
     /// Stop after this many events (overrides the scenario's max_events).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_limit)]
     pub max_events: Option<u64>,
     /// Stop at this virtual time, e.g. "30m" (overrides the scenario's max_virtual_time).
     #[arg(long)]
     pub max_virtual_time: Option<String>,
     /// Stop when this many events are queued (overrides the scenario's max_queue_len).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_limit)]
     pub max_queue_len: Option<u64>,
     /// Stop when one message carries more text than this many bytes (overrides max_message_bytes).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_limit)]
     pub max_message_bytes: Option<u64>,
     /// Stop at the restart past this many, over all supervisors (overrides max_restarts_total).
     #[arg(long)]
@@ -258,8 +258,8 @@ pub struct SweepArgs {
     /// Rerun this fraction of the seeds in fresh processes and compare digests.
     #[arg(long, default_value_t = 0.0)]
     pub recheck: f64,
-    /// Pass when every invariant holds in at least this fraction of runs (default: all).
-    #[arg(long)]
+    /// Pass when every invariant holds in at least this fraction of runs, 0 to 1 (default: all).
+    #[arg(long, value_parser = parse_fraction)]
     pub min_pass_rate: Option<f64>,
     /// Shrink the first failing seed to a minimal fault set (see `run --shrink`).
     #[arg(long)]
@@ -566,5 +566,21 @@ fn parse_jobs(text: &str) -> Result<usize, String> {
         _ => Err(format!(
             "expected a number of parallel seeds from 1 to 1024, found \"{text}\""
         )),
+    }
+}
+
+/// A fraction from 0 to 1 (`--min-pass-rate`).
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("expected a fraction from 0 to 1, found \"{text}\"")),
+    }
+}
+
+/// A limit flag's count: at least 1, as the scenario's keys are.
+fn parse_limit(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n @ 1..) => Ok(n),
+        _ => Err(format!("expected a limit of at least 1, found \"{text}\"")),
     }
 }

@@ -147,6 +147,12 @@ fn limits_with_flags(args: &RunArgs, mut limits: scenario::Limits) -> Result<sce
     ] {
         if let Some(t) = text {
             *slot = parse_duration_us(t).map_err(|e| Failure::new(exit::BAD_INPUT, format!("{flag}: {e}")))?;
+            if *slot == 0 {
+                return Err(Failure::new(
+                    exit::BAD_INPUT,
+                    format!("{flag}: expected a limit longer than 0, found \"{t}\""),
+                ));
+            }
         }
     }
     Ok(limits)

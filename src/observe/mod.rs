@@ -19,7 +19,7 @@ use crate::protocol::{
     UserEnding, UserMsg, Verdict, VerdictRecord,
 };
 use crate::scenario::glob::glob_match;
-use crate::scenario::units::format_usd;
+use crate::scenario::units::{format_duration_us, format_usd};
 use crate::scenario::{ActorKind, Check, Detector, OutputTest, Per, Scenario};
 use blast::BlastTracker;
 
@@ -693,9 +693,9 @@ impl Observer {
                 };
                 let what = match (account.ending, account.ended_at, deadline) {
                     (Some(UserEnding::Resolved), Some((_, ended)), Some(d)) if ended > d => format!(
-                        "was resolved after {}us, later than {}us",
-                        ended - started,
-                        within_us.unwrap_or(0)
+                        "was resolved {} after it started, later than {}",
+                        format_duration_us(ended - started),
+                        format_duration_us(within_us.unwrap_or(0))
                     ),
                     (Some(UserEnding::Resolved), _, _) => return None,
                     (Some(other), _, _) => format!("ended {} instead of resolved", other.name()),
@@ -742,7 +742,11 @@ impl Observer {
                         let what = match (account.effects_first_us.get(effect), within_us) {
                             (None, _) => format!("never had effect {effect}"),
                             (Some(at), Some(within)) if at.saturating_sub(started) > *within => {
-                                format!("had effect {effect} after {}us, later than {within}us", at - started)
+                                format!(
+                                    "had effect {effect} {} after it started, later than {}",
+                                    format_duration_us(at - started),
+                                    format_duration_us(*within)
+                                )
                             }
                             _ => return None,
                         };
@@ -801,9 +805,9 @@ impl Observer {
                             late_seq,
                             late_us,
                             format!(
-                                "was answered after {}us, later than {}us",
-                                answered - started,
-                                within_us.unwrap_or(0)
+                                "was answered {} after it started, later than {}",
+                                format_duration_us(answered - started),
+                                format_duration_us(within_us.unwrap_or(0))
                             ),
                         )),
                         _ => None,

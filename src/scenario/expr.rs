@@ -798,11 +798,26 @@ impl Template {
                 offset: consumed + open,
                 message: "expected `}}` to close this `{{`".to_owned(),
             })?;
-            let name = after_open[..close].trim();
             let offset = consumed + open + 2;
+            if after_open[..close].contains("{{") {
+                // `{{a ... {{b}}`: the first hole is never closed.
+                return Err(ExprError {
+                    offset: consumed + open,
+                    message: "expected `}}` to close this `{{` before the next `{{`".to_owned(),
+                });
+            }
+            let name = after_open[..close].trim();
             if let Some((path, _)) = scope.resolve(name).map_err(|message| ExprError { offset, message })? {
                 segments.push(Segment::Path(path));
             } else if let Some(arg) = name.strip_prefix("args.") {
+                if arg.is_empty() || !arg.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+                    return Err(ExprError {
+                        offset,
+                        message: format!(
+                            "expected `{{{{args.NAME}}}}` with an argument's name, found `{{{{{name}}}}}`"
+                        ),
+                    });
+                }
                 if !allow_args {
                     return Err(ExprError {
                         offset,
@@ -932,6 +947,12 @@ mod tests {
         let text = template.render(&Fixed, &|name| (name == "q").then(|| "refunds".to_owned()));
         assert_eq!(text, "Found for 'I was charged twice' via search_kb: refunds");
         assert!(Template::parse("{{args.q}}", false).is_err());
+        // A hole left open before the next one is an error, not an argument named `q x {{args.r`.
+        let open = Template::parse("paid {{args.q x {{args.r}}", true).unwrap_err();
+        assert_eq!(open.offset, 5, "{open:?}");
+        assert!(open.message.contains("close this `{{`"), "{open:?}");
+        assert!(Template::parse("{{args.}}", true).is_err());
+        assert!(Template::parse("{{args.a b}}", true).is_err());
         assert!(Template::parse("{{usr}}", false).is_err());
         assert!(Template::parse("{{user", false).is_err());
     }

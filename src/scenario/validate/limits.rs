@@ -9,11 +9,20 @@ impl Validator<'_> {
     /// The run's limits: the defaults, overridden by the `[scenario]` table.
     pub(super) fn limits(&mut self, meta: &RawMeta) -> Limits {
         let mut limits = Limits::DEFAULT;
-        if let Some(t) = &meta.max_virtual_time {
-            limits.max_virtual_time_us = self.duration(t);
-        }
-        if let Some(t) = &meta.max_tool_wait {
-            limits.max_tool_wait_us = self.duration(t);
+        for (text, slot) in [
+            (&meta.max_virtual_time, &mut limits.max_virtual_time_us),
+            (&meta.max_tool_wait, &mut limits.max_tool_wait_us),
+        ] {
+            if let Some(t) = text {
+                match crate::scenario::units::parse_duration_us(t.get_ref()) {
+                    Ok(0) => self.diagnostics.push(Diagnostic::at(
+                        t.span(),
+                        format!("expected a limit longer than 0, found \"{}\"", t.get_ref()),
+                    )),
+                    Ok(us) => *slot = us,
+                    Err(message) => self.error(t.span(), message),
+                }
+            }
         }
         for (value, slot) in [
             (&meta.max_events, &mut limits.max_events),

@@ -24,6 +24,7 @@ impl Validator<'_> {
     /// Every warning about `scenario`, which validated without errors from `raw`.
     pub(super) fn noops(&mut self, raw: &RawScenario, scenario: &Scenario) {
         self.unused_arg_rules(raw, scenario);
+        self.template_args_no_call_passes(raw, scenario);
         self.effects_no_tool_has(raw, scenario);
         self.traffic_without_conversations(raw, scenario);
         self.handoff_cycles(raw, scenario);
@@ -528,6 +529,84 @@ fn tools_rules_call<'s>(raw: &'s RawScenario, scenario: &Scenario) -> Option<BTr
 
 /// The argument names each tool is called with by the mock models' rules; a tool is missing when
 /// its arguments are not all known (no rule passes it `args`, or a live or replayed model may call it).
+impl Validator<'_> {
+    /// `{{args.NAME}}` in a tool's output, subject or a rule's output, where every call of the
+    /// tool comes from a mock model's rules and none passes NAME: it would render empty.
+    fn template_args_no_call_passes(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        let mut known = known_tool_args(raw, scenario);
+        // A compensating tool runs with the arguments of the call it undoes.
+        // (A tool no agent calls itself is called only so.)
+        for (undone, tool) in scenario.tools.iter().enumerate() {
+            let Some(compensation) = &tool.compensation else {
+                continue;
+            };
+            let called_directly = scenario.agents.iter().any(|a| a.tools.contains(&compensation.tool));
+            if called_directly && !known.contains_key(&compensation.tool) {
+                continue; // a live model calls it too: its arguments are not known
+            }
+            if let Some(passed) = known.get(&undone).cloned() {
+                known.entry(compensation.tool).or_default().extend(passed);
+            }
+        }
+        for (index, (tool, raw_tool)) in scenario.tools.iter().zip(&raw.tool).enumerate() {
+            let Some(passed) = known.get(&index) else {
+                continue;
+            };
+            if tool.mcp.is_some() {
+                continue;
+            }
+            let raw_tool = raw_tool.get_ref();
+            let templates = [
+                (Some(&tool.output), raw_tool.output.as_ref()),
+                (tool.subject.as_ref(), raw_tool.subject.as_ref()),
+            ]
+            .into_iter()
+            .chain(
+                tool.rules
+                    .iter()
+                    .zip(&raw_tool.rules)
+                    .map(|(rule, raw_rule)| (rule.output.as_ref(), raw_rule.get_ref().output.as_ref())),
+            );
+            let mut warnings = Vec::new();
+            for (template, text) in templates {
+                let (Some(template), Some(text)) = (template, text) else {
+                    continue;
+                };
+                for segment in &template.segments {
+                    let name = match segment {
+                        crate::scenario::expr::Segment::Arg(name) => name,
+                        crate::scenario::expr::Segment::Path(path) if path.slot == ARGS_SLOT => {
+                            match tool.args.get(path.field as usize) {
+                                Some((name, _)) => name,
+                                None => continue,
+                            }
+                        }
+                        _ => continue,
+                    };
+                    if passed.contains(name) {
+                        continue;
+                    }
+                    let list: Vec<String> = passed.iter().map(|a| format!("`{a}`")).collect();
+                    let hint = did_you_mean(name, passed.iter().map(String::as_str))
+                        .map(|d| format!("; did you mean `{d}`?"))
+                        .unwrap_or_default();
+                    warnings.push((
+                        text.span(),
+                        format!(
+                            "tool \"{}\": expected `{{{{args.NAME}}}}` to name an argument its calls pass ({}), found `args.{name}`, which no call passes, so it renders empty{hint}",
+                            tool.name,
+                            list.join(", ")
+                        ),
+                    ));
+                }
+            }
+            for (span, message) in warnings {
+                self.warn(span, message);
+            }
+        }
+    }
+}
+
 fn known_tool_args(raw: &RawScenario, scenario: &Scenario) -> BTreeMap<ToolIdx, BTreeSet<String>> {
     let tool_index: BTreeMap<&str, ToolIdx> = scenario
         .tools

@@ -192,7 +192,13 @@ fn every_check_kind_trips_at_every_stage_it_works_at_and_blocks_there() {
 #[test]
 fn a_clean_message_passes_every_text_check() {
     for kind in ["regex", "deny_list", "pii", "injection", "topic"] {
-        for stage in [Stage::Input, Stage::ToolCall, Stage::ToolOutput, Stage::Output] {
+        for stage in [
+            Stage::Input,
+            Stage::ModelCall,
+            Stage::ToolCall,
+            Stage::ToolOutput,
+            Stage::Output,
+        ] {
             let (_, check) = tripping_check(kind);
             let (output, records) = run(&design("hello there", &guardrail(stage, check, ""), false));
             let verdicts: Vec<&str> = guard_records(&records).iter().map(|r| field(r, "verdict")).collect();
@@ -244,6 +250,40 @@ fn redact_masks_what_it_found_at_each_text_stage() {
             stage.name()
         );
     }
+}
+
+#[test]
+fn redact_at_the_model_call_masks_the_message_the_model_is_sent() {
+    // A second guardrail behind the redaction blocks any request that still holds the number.
+    let guardrails = r#"
+[[guardrail]]
+name = "g"
+stage = "model_call"
+check = { kind = "pii", entities = ["credit_card"] }
+action = "redact"
+
+[[guardrail]]
+name = "still-there"
+stage = "model_call"
+check = { kind = "script", when = "text contains '4111'" }
+action = "block"
+"#;
+    let (output, records) = run(&design("my card is 4111 1111 1111 1111", guardrails, false));
+    let verdicts: Vec<(&str, &str)> = guard_records(&records)
+        .iter()
+        .map(|r| (field(r, "guardrail"), field(r, "verdict")))
+        .collect();
+    assert!(verdicts.contains(&("g", "redact")), "{verdicts:?}");
+    assert!(
+        !verdicts.contains(&("still-there", "block")),
+        "the model is never sent the number: {verdicts:?}"
+    );
+    assert_eq!(answer(&records).1, "answered");
+    assert!(output.report.llm_calls > 0);
+    // Without the redaction, the second guardrail sees the number.
+    let unredacted = guardrails.replace("action = \"redact\"", "action = \"allow\"");
+    let (_, records) = run(&design("my card is 4111 1111 1111 1111", &unredacted, false));
+    assert_eq!(answer(&records).1, "blocked");
 }
 
 #[test]

@@ -259,6 +259,7 @@ impl GuardCheck {
             "script" => &Stage::ALL,
             _ => &[
                 Stage::Input,
+                Stage::ModelCall,
                 Stage::ToolCall,
                 Stage::ToolOutput,
                 Stage::Output,

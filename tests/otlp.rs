@@ -379,3 +379,18 @@ fn an_agentsim_export_imported_back_replays_to_the_same_calls_tool_calls_and_cos
     b.sort();
     assert_eq!(a, b);
 }
+
+#[test]
+fn an_import_of_a_file_that_cannot_be_read_names_the_file_without_a_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let out = dir.path().join("out");
+    let output = agentsim_output(&["import", missing.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(status(&output), 2);
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("{}: cannot read the trace", missing.display())),
+        "{err}"
+    );
+    assert!(!err.contains(":0:"), "{err}");
+}

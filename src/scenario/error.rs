@@ -171,7 +171,13 @@ fn write_excerpt(
         return Ok(());
     };
     const EXCERPT_CHARS_MAX: usize = 120;
-    let shown: String = text.chars().take(EXCERPT_CHARS_MAX).collect();
+    // A control byte (a binary file) is shown as one replacement character, so the caret
+    // below stays under its column and the terminal is not sent the byte.
+    let shown: String = text
+        .chars()
+        .take(EXCERPT_CHARS_MAX)
+        .map(|c| if c.is_control() && c != '\t' { '\u{FFFD}' } else { c })
+        .collect();
     let span_chars = source
         .get(span.start..span.end.min(source.len()))
         .map_or(1, |s| s.lines().next().unwrap_or("").chars().count().max(1));
@@ -270,6 +276,16 @@ mod tests {
         assert_eq!(line_column(source, 0), (1, 1));
         assert_eq!(line_column(source, 6), (2, 1));
         assert_eq!(line_column(source, 11), (2, 6));
+    }
+
+    #[test]
+    fn an_excerpt_shows_control_bytes_as_replacement_characters_under_the_same_caret() {
+        let source = "\u{7f}ELF\u{1}\u{0} = 1\n";
+        let error = ScenarioError::single("x.toml", source, Diagnostic::at(5..6, "expected a key"));
+        let text = error.to_string();
+        assert!(text.contains("1 | \u{FFFD}ELF\u{FFFD}\u{FFFD} = 1"), "{text}");
+        assert!(text.ends_with("  |      ^"), "{text:?}");
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
     }
 
     #[test]

@@ -33,10 +33,11 @@ const NO_TOOL_OUTPUT: &str = "[tool output not recorded in the trace]";
 
 /// A trace that cannot be imported: the file, the place in it, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{place}: {message}")]
+#[error("{file}{}: {message}", place_suffix(.place))]
 pub struct ImportError {
     pub file: String,
-    /// `LINE:COLUMN` for JSON syntax, `LINE: path.to[3].field` for structure.
+    /// `LINE:COLUMN` for JSON syntax, `LINE: path.to[3].field` for structure; empty for an
+    /// error about the whole file (it cannot be read, it is too big).
     pub place: String,
     pub message: String,
 }
@@ -54,12 +55,21 @@ pub struct Imported {
     pub content_missing: bool,
 }
 
+/// `:PLACE`, or nothing for an error about the whole file.
+fn place_suffix(place: &str) -> String {
+    if place.is_empty() {
+        String::new()
+    } else {
+        format!(":{place}")
+    }
+}
+
 /// Reads and imports an OTLP/JSON file.
 pub fn import_file(path: &Path) -> Result<Imported, ImportError> {
     let file = path.display().to_string();
     let whole = |message: String| ImportError {
         file: file.clone(),
-        place: "0".into(),
+        place: String::new(),
         message,
     };
     let size = std::fs::metadata(path)

@@ -649,3 +649,26 @@ fn bench_reports_the_cost_per_event_next_to_a_ractor_round_trip_timed_in_the_sam
         stderr(&missing)
     );
 }
+
+#[test]
+fn options_that_would_do_nothing_are_refused_or_said_so() {
+    // A cassette matching policy with no model that reads a cassette.
+    let output = agentsim_output(&["run", SUPPORT_DESK, "--cassette-match", "fifo"]);
+    assert_eq!(status(&output), 2, "{}", stderr(&output));
+    assert!(stderr(&output).contains("--cassette-match"), "{}", stderr(&output));
+    // A bench of no iterations.
+    let output = agentsim_output(&["bench", SUPPORT_DESK, "--iters", "0"]);
+    assert_eq!(status(&output), 2, "{}", stderr(&output));
+    // `--shrink` on a run that passed says there is nothing to shrink.
+    let output = agentsim_output(&["run", "scenarios/double-refund-idempotent.toml", "--shrink"]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert!(stderr(&output).contains("nothing to shrink"), "{}", stderr(&output));
+    // Two designs with no invariant in common: nothing to test, and compare says so.
+    let output = agentsim_output(&["compare", SUPPORT_DESK, "scenarios/retry-storm.toml", "--seeds", "2"]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no invariant of the same name"),
+        "{}",
+        stderr(&output)
+    );
+}

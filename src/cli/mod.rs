@@ -317,8 +317,8 @@ pub struct CompareArgs {
 pub struct BenchArgs {
     /// Scenario file (TOML).
     pub file: PathBuf,
-    /// Measured iterations.
-    #[arg(long, default_value_t = 20)]
+    /// Measured iterations (at least 1).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub iters: u32,
     /// Unmeasured iterations first.
     #[arg(long, default_value_t = 3)]

@@ -34,6 +34,18 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         None if args.check_determinism || args.mermaid.is_some() || args.otlp.is_some() => TraceMode::Memory,
         None => TraceMode::Digest,
     };
+    if args.cassette_match.is_some()
+        && args.replay_cassette.is_none()
+        && scenario.llms.iter().all(|l| l.mode == scenario::LlmMode::Mock)
+    {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "--cassette-match: {} has no live or replay model, so no cassette is matched",
+                args.file.display()
+            ),
+        ));
+    }
     if args.replay_cassette.is_some() && scenario.llms.iter().all(|l| l.mode == scenario::LlmMode::Mock) {
         return Err(Failure::new(
             exit::BAD_INPUT,
@@ -96,6 +108,9 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
     }
     if cassette_status != exit::OK {
         return Ok(cassette_status);
+    }
+    if args.shrink && report.passed() {
+        eprintln!("shrink: the run passed, so there is nothing to shrink");
     }
     if args.shrink && !report.passed() {
         shrink_seed(

@@ -362,6 +362,13 @@ pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     let b = summaries.pop().expect("two summaries");
     let a = summaries.pop().expect("two summaries");
     let comparison = crate::sweep::compare::Comparison::new(a, b);
+    if comparison.invariants.is_empty() {
+        eprintln!(
+            "compare: {} and {} have no invariant of the same name, so no pass rate is compared (and the exit status cannot say B is worse); give both designs the invariants you compare them on",
+            args.a.display(),
+            args.b.display()
+        );
+    }
     if let Some(path) = &args.html {
         let html = crate::render::html::render_comparison(&comparison, &all_results[0], &all_results[1]);
         write_atomic(path, html.as_bytes())?;

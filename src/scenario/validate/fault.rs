@@ -99,7 +99,14 @@ impl Validator<'_> {
             .filter(|id| prefixes.iter().any(|p| id.starts_with(p)))
             .collect();
         if !eligible.iter().any(|id| glob_match(target.get_ref(), id)) {
-            let known: Vec<&str> = eligible.iter().map(|s| s.as_str()).take(6).collect();
+            // Each name once, even where the file repeats one (an error of its own).
+            let mut seen = std::collections::BTreeSet::new();
+            let known: Vec<&str> = eligible
+                .iter()
+                .map(|s| s.as_str())
+                .filter(|s| seen.insert(*s))
+                .take(6)
+                .collect();
             self.error(
                 target.span(),
                 format!(

@@ -1037,8 +1037,8 @@ impl Observe for Observer {
         }
     }
 
-    /// A message the network lost: a lost opening message still opened a conversation (the
-    /// user is waiting for an answer that will not come).
+    /// Bills a model call as its answer leaves the model: the run's, the agent's and the
+    /// conversation's accounts, and the budget invariants.
     fn on_model_reply(
         &mut self,
         scenario: &Scenario,
@@ -1083,6 +1083,8 @@ impl Observe for Observer {
         self.check_spend(scenario, seq, now_us, conv, usage, &agent_id);
     }
 
+    /// A message the network lost: a lost opening message still opened a conversation (the
+    /// user is waiting for an answer that will not come).
     fn on_lost(&mut self, seq: u64, now_us: u64, envelope: &Envelope) {
         if let Payload::Agent(AgentMsg::Start {
             conv,

@@ -672,3 +672,37 @@ fn options_that_would_do_nothing_are_refused_or_said_so() {
         stderr(&output)
     );
 }
+
+#[test]
+fn replay_and_report_name_a_sweeps_or_a_proxys_directory_for_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("sweep");
+    let output = agentsim_output(&[
+        "sweep",
+        "scenarios/double-refund.toml",
+        "--seeds",
+        "2",
+        "--out",
+        sweep.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    let proxy = dir.path().join("proxy");
+    std::fs::create_dir_all(&proxy).unwrap();
+    std::fs::write(
+        proxy.join("trace.jsonl"),
+        "{\"call\":1,\"event\":\"request\",\"method\":\"POST\",\"seq\":1,\"session\":\"s\",\"t_us\":1}\n",
+    )
+    .unwrap();
+    for command in ["replay", "report"] {
+        let output = agentsim_output(&[command, sweep.to_str().unwrap()]);
+        assert_eq!(status(&output), 2);
+        assert!(stderr(&output).contains("found a sweep's"), "{}", stderr(&output));
+        let output = agentsim_output(&[command, proxy.to_str().unwrap()]);
+        assert_eq!(status(&output), 2);
+        assert!(
+            stderr(&output).contains("`agentsim proxy` session's") && stderr(&output).contains("proxy --replay"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}

@@ -270,7 +270,36 @@ fn rerun_for_determinism(
 }
 
 /// `agentsim report DIR`: writes DIR/report.html (and a Mermaid diagram) from a run directory.
+/// `report` and `replay` take a run's directory: a sweep's or a proxy's is named for what it is.
+fn check_run_dir(dir: &Path, command: &str) -> Result<(), Failure> {
+    let trace = dir.join("trace.jsonl");
+    let refuse = |what: String| Err(Failure::new(exit::BAD_INPUT, what));
+    if !trace.exists() && dir.join("summary.json").exists() {
+        return refuse(format!(
+            "{}: expected a run's directory, found a sweep's (summary.json); `agentsim {command}` takes one of its failing runs, such as {}",
+            dir.display(),
+            dir.join("runs/seed-N").display()
+        ));
+    }
+    let first_line = std::fs::File::open(&trace).ok().and_then(|file| {
+        use std::io::BufRead;
+        std::io::BufReader::new(file).lines().next().and_then(Result::ok)
+    });
+    let first: Option<serde_json::Value> = first_line.and_then(|line| serde_json::from_str(&line).ok());
+    if first
+        .as_ref()
+        .is_some_and(|r| r.get("event").is_some() && r.get("kind").is_none())
+    {
+        return refuse(format!(
+            "{}: expected a run's directory, found an `agentsim proxy` session's (its trace records `event`s); a proxy session replays with `agentsim proxy --replay REC` from the recording its `--record REC` made, and writes its report.html when it ends",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn report(dir: &Path, mermaid: Option<&Path>) -> Result<u8, Failure> {
+    check_run_dir(dir, "report")?;
     let html = crate::render::html::render_run_dir(dir).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
     let path = dir.join("report.html");
     write_atomic(&path, html.as_bytes())?;
@@ -385,6 +414,7 @@ fn limit_flags(args: &RunArgs) -> Vec<(&'static str, String)> {
 }
 
 pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor, matching: Option<CassetteMatchArg>) -> Result<u8, Failure> {
+    check_run_dir(dir, "replay")?;
     let trace_path = dir.join("trace.jsonl");
     let recorded = std::fs::read(&trace_path).map_err(|e| {
         Failure::new(

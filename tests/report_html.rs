@@ -427,6 +427,19 @@ fn sweep_out_writes_a_report_linking_the_run_reports_of_failing_seeds() {
     assert_self_contained(&html, "sweep");
     assert_eq!(html.matches("<tr class=\"invariant\">").count(), 3);
     assert_eq!(html.matches("<svg class=\"histogram\"").count(), 4);
+    // A fate's bar is coloured by the ending, not by its share: answered green, lost red.
+    let fate_row = |fate: &str| {
+        html.split("<tr class=\"fate\">")
+            .find(|row| row.starts_with(&format!("<td>{fate}</td>")))
+            .unwrap_or_else(|| panic!("no fate row for {fate}"))
+            .to_owned()
+    };
+    assert!(
+        fate_row("answered").contains("background:#16a34a"),
+        "{}",
+        fate_row("answered")
+    );
+    assert!(fate_row("lost").contains("background:#dc2626"), "{}", fate_row("lost"));
     let run_links: Vec<String> = links(&html)
         .into_iter()
         .filter(|l| l.starts_with("runs/seed-"))

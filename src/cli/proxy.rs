@@ -144,14 +144,20 @@ pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
     })
     .map_err(bad)?;
     let r = &summary.report;
+    let count = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
+    let counted = crate::scenario::units::counted;
     eprintln!(
-        "agentsim proxy: {} calls, {} answered, {} faults, {} retries ({} early), cost {}{}",
-        r["calls"],
+        "agentsim proxy: {}, {} answered, {}, {} ({} early), cost {}{}",
+        counted(count(&r["calls"]), "call", "calls"),
         r["answered"],
-        r["faults"]
-            .as_object()
-            .map_or(0, |f| f.values().filter_map(|v| v.as_u64()).sum::<u64>()),
-        r["retries"]["count"],
+        counted(
+            r["faults"]
+                .as_object()
+                .map_or(0, |f| f.values().filter_map(|v| v.as_u64()).sum::<u64>()),
+            "fault",
+            "faults"
+        ),
+        counted(count(&r["retries"]["count"]), "retry", "retries"),
         r["retries"]["early"],
         r["cost_usd"].as_str().unwrap_or("$0"),
         args.out

@@ -450,6 +450,7 @@ impl Ledger {
                 early == 0,
                 match early {
                     0 => "every retry waited at least the retry-after it was given".to_owned(),
+                    1 => "1 retry came sooner than the retry-after it was given".to_owned(),
                     n => format!("{n} retries came sooner than the retry-after they were given"),
                 },
             ),

@@ -4,7 +4,7 @@ use super::fate::Fate;
 use super::{AgentCost, Conversations, RunReport};
 use crate::observe::blast::BlastRadius;
 use crate::observe::GuardrailStats;
-use crate::scenario::units::{format_duration_us, format_usd};
+use crate::scenario::units::{counted, format_duration_us, format_usd};
 
 /// Changed conversations shown under each fault's `impact` line.
 const IMPACT_CHANGES_SHOWN: usize = 5;
@@ -33,7 +33,7 @@ impl RunReport {
             line(&mut out, "guardrail", guardrail_line(g));
         }
         for b in self.blast_radius.iter().filter(|b| b.kind == "fault") {
-            line(&mut out, "reached", blast_line(b));
+            line(&mut out, "reached", blast_line(b, self.impact.is_some()));
         }
         if let Some(impact) = &self.impact {
             self.firing_lines(impact, &mut out);
@@ -481,7 +481,8 @@ fn guardrail_line(g: &GuardrailStats) -> String {
 }
 
 /// How far a fault spread, and what stopped it.
-fn blast_line(b: &BlastRadius) -> String {
+/// `with_impact`: the `impact` lines are printed too, so no hint to ask for them.
+fn blast_line(b: &BlastRadius, with_impact: bool) -> String {
     let stopped: Vec<&str> = b.stopped_by.iter().map(|s| s.guardrail.as_str()).collect();
     let amounts: Vec<String> = b
         .amounts
@@ -493,15 +494,20 @@ fn blast_line(b: &BlastRadius) -> String {
         false => format!(" ({})", amounts.join(", ")),
     };
     format!(
-        "{} reached {} actors, {} side effects{amounts}, {} answers{} (where its data flowed; --impact says what it changed)",
+        "{} reached {}, {}{amounts}, {}{} (where its data flowed; {})",
         b.source,
-        b.actors.len(),
-        b.side_effects_total,
-        b.outputs_total,
+        counted(b.actors.len() as u64, "actor", "actors"),
+        counted(b.side_effects_total, "side effect", "side effects"),
+        counted(b.outputs_total, "answer", "answers"),
         if stopped.is_empty() {
             String::new()
         } else {
             format!(", stopped by {}", stopped.join(", "))
+        },
+        if with_impact {
+            "the impact lines say what it changed"
+        } else {
+            "--impact says what it changed"
         }
     )
 }

@@ -125,6 +125,11 @@ pub fn parse_between_us(pair: &[String]) -> Result<(u64, u64), String> {
     }
 }
 
+/// A count with its noun: `1 actor`, `2 actors`.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Formats pico-USD as dollars with six decimals.
 pub fn format_usd(pusd: u64) -> String {
     format!(

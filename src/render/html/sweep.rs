@@ -165,6 +165,7 @@ struct Ranges {
     tokens: (u64, u64),
 }
 
+/// A pass rate's bar: green when it always held, amber above 90 %, red below.
 fn rate_bar(rate: f64, low: f64, high: f64) -> String {
     let color = if rate >= 1.0 {
         "#16a34a"
@@ -173,6 +174,21 @@ fn rate_bar(rate: f64, low: f64, high: f64) -> String {
     } else {
         "#dc2626"
     };
+    share_bar(rate, low, high, color)
+}
+
+/// Green for a conversation that ended well, red for harm (no answer, and no guardrail chose
+/// to stop it), amber for the rest (stopped on purpose, or left by its user).
+fn fate_color(fate: &str) -> &'static str {
+    match fate {
+        "answered" | "resolved" => "#16a34a",
+        "failed" | "out_of_turns" | "lost" | "orphaned" | "cut" => "#dc2626",
+        _ => "#d97706",
+    }
+}
+
+/// A share's bar with its Wilson interval, in `color`.
+fn share_bar(rate: f64, low: f64, high: f64, color: &str) -> String {
     format!(
         "<span class=\"rate\" title=\"95% Wilson interval {:.2}% – {:.2}%\"><span class=\"fill\" style=\"width:{:.1}%;background:{color}\"></span>\
          <span class=\"ci\" style=\"left:{:.1}%;width:{:.1}%\"></span></span> <b>{:.2}%</b> <span class=\"muted\">[{:.2}%, {:.2}%]</span>",
@@ -235,7 +251,8 @@ fn fates_section(body: &mut String, summary: &SweepSummary) {
             body,
             "<tr class=\"fate\"><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
             esc(&f.fate.replace('_', " ")),
-            rate_bar(f.share, f.ci_low, f.ci_high),
+            // A fate's share is no pass rate: the ending itself is good or bad, whatever its size.
+            share_bar(f.share, f.ci_low, f.ci_high, fate_color(&f.fate)),
             f.conversations
         );
     }

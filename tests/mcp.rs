@@ -416,6 +416,63 @@ fn schema_drift_reaches_the_client_as_list_changed_over_stdio_and_http() {
 }
 
 #[test]
+fn a_call_the_drifted_server_refuses_draws_no_fault_and_counts_none_as_fired() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // The second call drifts the schema; the third still uses the old names, so the changed
+    // server refuses it, and the injection pinned to it never reaches the client.
+    let faults = write(
+        dir.path(),
+        "faults.toml",
+        r#"
+[[fault]]
+name = "redeployed"
+kind = "mcp.schema_drift"
+target = "mcp:lookup_order"
+on_message = 2
+
+[[fault]]
+name = "poisoned"
+kind = "mcp.injection"
+target = "mcp:lookup_order"
+on_message = 3
+"#,
+    );
+    let out = dir.path().join("out");
+    let out_text = out.display().to_string();
+    let target = stdio_target(&python, &["--faults", &faults, "--out", &out_text]);
+    let calls =
+        r#"[["lookup_order",{"order_id":"A1"}],["lookup_order",{"order_id":"B7"}],["lookup_order",{"order_id":"C3"}]]"#;
+    let seen = client(&python, &refs(&target), calls, &[]);
+    let calls = self::calls(&seen);
+    assert_eq!(calls[2]["error"]["code"], -32602, "{}", calls[2]);
+    let report = read_json(&out.join("report.json"));
+    let made: Vec<&Value> = report["requests_made"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["tool"] == "lookup_order")
+        .collect();
+    assert_eq!(made.len(), 3, "{report:#}");
+    assert_eq!(made[1]["fault"]["kind"], "mcp.schema_drift", "{}", made[1]);
+    assert!(
+        made[2]["fault"].is_null(),
+        "the refusal is the drift's, no fault of its own: {}",
+        made[2]
+    );
+    let fired = |name: &str| {
+        report["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .map(|f| f["fired"].clone())
+    };
+    assert_eq!(fired("redeployed"), Some(serde_json::json!(1)), "{}", report["faults"]);
+    assert_eq!(fired("poisoned"), Some(serde_json::json!(0)), "{}", report["faults"]);
+}
+
+#[test]
 fn a_recording_replays_strictly_with_no_server_over_either_transport() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();

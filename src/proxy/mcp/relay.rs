@@ -195,6 +195,25 @@ impl Relay {
             elapsed_us: first.elapsed().as_micros().min(u64::MAX as u128) as u64,
             streamed: false,
         };
+        // A tool the session's server already changed answers as the changed server would. That
+        // refusal is the earlier drift's doing: no fault is drawn for it, and none counts as fired
+        // on a call whose answer the client never gets from the fault.
+        let refusal = if state.removed.contains(&tool) {
+            Some(format!("Unknown tool: {tool}"))
+        } else if state.drifted.contains(&tool) && !drift_fits(&arguments) {
+            Some(wire::drift_refusal(&tool, &arguments))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            self.books
+                .request(session, pending.seq, facts.call, method, Some(&tool), id, None);
+            let answer = wire::error(id, wire::INVALID_PARAMS, &refusal);
+            return self.answer_now(pending, Vec::new(), answer, 0);
+        }
+        if state.drifted.contains(&tool) {
+            pending.forward = Some(undrifted(message));
+        }
         let transport = self.transport;
         pending.fault = self
             .faults
@@ -209,18 +228,6 @@ impl Relay {
             id,
             fault.map(|f| (f.name.as_str(), f.kind.name())),
         );
-        // A tool the session's server already changed answers as the changed server would.
-        if state.removed.contains(&tool) {
-            let answer = wire::error(id, wire::INVALID_PARAMS, &format!("Unknown tool: {tool}"));
-            return self.answer_now(pending, Vec::new(), answer, 0);
-        }
-        if state.drifted.contains(&tool) {
-            if !drift_fits(&arguments) {
-                let answer = wire::error(id, wire::INVALID_PARAMS, &wire::drift_refusal(&tool, &arguments));
-                return self.answer_now(pending, Vec::new(), answer, 0);
-            }
-            pending.forward = Some(undrifted(message));
-        }
         let Some(fault) = fault else {
             return Plan::Forward(pending);
         };

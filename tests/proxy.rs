@@ -513,3 +513,47 @@ fn each_stream_fault_acts_on_the_frames_as_the_catalogue_says() {
         ]
     );
 }
+
+#[test]
+fn a_call_still_in_flight_when_the_proxy_stops_is_reported_unfinished_with_its_wait() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let faults = faults_file(
+        dir.path(),
+        "[[fault]]\nkind = \"llm.timeout\"\nlatency = \"60s\"\nprobability = 1.0\n",
+    );
+    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    let base = proxy.base_url();
+    let caller = std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::new();
+        client
+            .post(format!("{base}/chat/completions"))
+            .header("x-agentsim-session", "s")
+            .header("content-type", "application/json")
+            .body(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).to_string())
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let (status, said) = proxy.stop();
+    assert_eq!(status, 0, "{said}");
+    let _ = caller.join();
+    let report = report(&out);
+    assert_eq!(
+        (report["calls"].as_u64(), report["answered"].as_u64()),
+        (Some(1), Some(0)),
+        "{report:#}"
+    );
+    assert_eq!(report["unfinished"], 1, "{report:#}");
+    let exchange = &report["exchanges"][0];
+    assert_eq!(exchange["unfinished"], true, "{exchange}");
+    assert!(exchange["status"].is_null(), "no status was ever sent: {exchange}");
+    assert!(
+        exchange["latency_us"].as_u64().unwrap() >= 800_000,
+        "it waited: {exchange}"
+    );
+    assert!(said.contains("1 unfinished"), "{said}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("unfinished (in flight when the proxy stopped)"));
+}

@@ -147,9 +147,13 @@ pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
     let count = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
     let counted = crate::scenario::units::counted;
     eprintln!(
-        "agentsim proxy: {}, {} answered, {}, {} ({} early), cost {}{}",
+        "agentsim proxy: {}, {} answered{}, {}, {} ({} early), cost {}{}",
         counted(count(&r["calls"]), "call", "calls"),
         r["answered"],
+        match count(&r["unfinished"]) {
+            0 => String::new(),
+            n => format!(", {n} unfinished (in flight when it stopped)"),
+        },
         counted(
             r["faults"]
                 .as_object()

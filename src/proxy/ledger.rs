@@ -273,6 +273,7 @@ impl Ledger {
 
     /// report.json: the calls, tokens, cost, errors, faults, retries, streams and invariants.
     pub fn report(&self, faults: &FaultsFile, seed: u64, mode: &str) -> Value {
+        let now_us = self.journal.started().elapsed().as_micros() as u64;
         let books = self.books();
         let calls = &books.calls;
         let ended: Vec<&Ended> = calls.iter().filter_map(|c| c.ended.as_ref()).collect();
@@ -356,6 +357,8 @@ impl Ledger {
             "faults_file": if faults.file.is_empty() { Value::Null } else { json!({"file": faults.file, "blake3": faults.hash}) },
             "calls": calls.len(),
             "answered": ended.iter().filter(|e| (200..300).contains(&e.status) && !e.broken).count(),
+            // Still in flight when the proxy stopped (Ctrl-C, and the grace period ran out).
+            "unfinished": calls.len() - ended.len(),
             "errors": errors,
             "faults": fault_counts,
             "retries": {"count": retries.len(), "early": early, "list": retries},
@@ -370,10 +373,17 @@ impl Ledger {
             "latency_us": {"p50": pick(0.5), "p95": pick(0.95), "max": latencies.last().copied().unwrap_or(0)},
             "sessions": sessions,
             "exchanges": calls.iter().map(|c| {
-                let e = c.ended.clone().unwrap_or_default();
+                let unfinished = c.ended.is_none();
+                let mut e = c.ended.clone().unwrap_or_default();
+                if unfinished {
+                    // How long it had been waiting when the report was written.
+                    e.latency_us = now_us.saturating_sub(c.started_us);
+                }
                 json!({
                     "session": c.session, "call": c.call, "model": c.model, "path": c.path,
-                    "status": e.status, "source": e.source.unwrap_or(Source::Proxy).name(),
+                    "status": if unfinished { Value::Null } else { json!(e.status) },
+                    "unfinished": unfinished,
+                    "source": e.source.unwrap_or(Source::Proxy).name(),
                     "faults": c.faults, "streamed": e.streamed, "frames": e.frames, "stream_broken": e.broken,
                     "retry": c.retry.map(|r| json!({"attempt": r.attempt, "retry_after_us": r.retry_after_us, "waited_us": r.waited_us})),
                     "usage": e.tokens.map(usage), "cost_usd": format_usd(c.cost_pusd), "latency_us": e.latency_us,

@@ -28,10 +28,11 @@ pub fn render(report: &Value) -> String {
     let invariants = report["invariants"].as_array().cloned().unwrap_or_default();
     let failed = invariants.iter().filter(|i| i["holds"] != Value::Bool(true)).count();
     let story = format!(
-        "{} calls in {} sessions: {} answered, {} errors, {} faults injected, {} retries ({} sooner than retry-after), {} streams ({} broken). Spent {}.",
+        "{} calls in {} sessions: {} answered, {} unfinished, {} errors, {} faults injected, {} retries ({} sooner than retry-after), {} streams ({} broken). Spent {}.",
         n(&report["calls"]),
         report["sessions"].as_array().map_or(0, Vec::len),
         n(&report["answered"]),
+        n(&report["unfinished"]),
         report["errors"].as_object().map_or(0, |e| e.values().map(|v| v.as_u64().unwrap_or(0)).sum::<u64>()),
         report["faults"].as_object().map_or(0, |f| f.values().map(|v| v.as_u64().unwrap_or(0)).sum::<u64>()),
         n(&report["retries"]["count"]),
@@ -92,6 +93,9 @@ pub fn render(report: &Value) -> String {
         let status = n(&x["status"]);
         let broken = x["stream_broken"] == Value::Bool(true);
         let status_text = match (status, broken) {
+            _ if x["unfinished"] == Value::Bool(true) => {
+                "<span class=\"fail\">unfinished (in flight when the proxy stopped)</span>".to_owned()
+            }
             (s, true) => format!(
                 "<span class=\"fail\">{s} (stream broken after {} frames)</span>",
                 n(&x["frames"])

@@ -128,7 +128,7 @@ pub fn render(report: &Value) -> String {
         };
         let _ = write!(
             body,
-            "<tr><td><code>{}</code></td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{status_text}</td><td>{}</td><td>{}</td><td>{retry}</td><td class=\"n\">{}/{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td style=\"white-space:nowrap\"><code>{}</code></td><td class=\"n\">{}</td><td style=\"white-space:nowrap\">{}</td><td class=\"n\">{status_text}</td><td>{}</td><td>{}</td><td>{retry}</td><td class=\"n\">{}/{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             esc(&text(&x["session"])),
             n(&x["call"]),
             esc(&text(&x["model"])),

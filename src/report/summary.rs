@@ -176,10 +176,14 @@ impl RunReport {
         }
         line(out, "tool calls", self.tool_calls.to_string());
         for tool in self.tools.iter().filter(|t| t.errors > 0 || t.queued > 0) {
-            let mut parts = vec![format!("{} calls", tool.calls)];
+            let mut parts = vec![counted(tool.calls, "call", "calls")];
             if tool.errors > 0 {
                 let by: Vec<String> = tool.errors_by_status.iter().map(|(s, n)| format!("{n}× {s}")).collect();
-                parts.push(format!("{} errors ({})", tool.errors, by.join(", ")));
+                parts.push(format!(
+                    "{} ({})",
+                    counted(tool.errors, "error", "errors"),
+                    by.join(", ")
+                ));
             }
             if tool.queued > 0 {
                 parts.push(format!(

@@ -1,5 +1,5 @@
 //! Warnings for settings that validate and then do nothing: an argument rule on an argument no
-//! watched tool takes, a `never` invariant on an effect no tool has, traffic that starts no
+//! watched tool takes, a tool template reading an argument no call passes, a `never` invariant on an effect no tool has, traffic that starts no
 //! conversation (or scripts one after the run ends), a handoff cycle, a timeout on a model that answers at once, and a fault that
 //! can never fire (its time is after the run's end, or no agent uses its target).
 //!
@@ -527,15 +527,12 @@ fn tools_rules_call<'s>(raw: &'s RawScenario, scenario: &Scenario) -> Option<BTr
     Some(called)
 }
 
-/// The argument names each tool is called with by the mock models' rules; a tool is missing when
-/// its arguments are not all known (no rule passes it `args`, or a live or replayed model may call it).
 impl Validator<'_> {
     /// `{{args.NAME}}` in a tool's output, subject or a rule's output, where every call of the
     /// tool comes from a mock model's rules and none passes NAME: it would render empty.
     fn template_args_no_call_passes(&mut self, raw: &RawScenario, scenario: &Scenario) {
         let mut known = known_tool_args(raw, scenario);
         // A compensating tool runs with the arguments of the call it undoes.
-        // (A tool no agent calls itself is called only so.)
         for (undone, tool) in scenario.tools.iter().enumerate() {
             let Some(compensation) = &tool.compensation else {
                 continue;
@@ -607,6 +604,8 @@ impl Validator<'_> {
     }
 }
 
+/// The argument names each tool is called with by the mock models' rules; a tool is missing when
+/// its arguments are not all known (no rule passes it `args`, or a live or replayed model may call it).
 fn known_tool_args(raw: &RawScenario, scenario: &Scenario) -> BTreeMap<ToolIdx, BTreeSet<String>> {
     let tool_index: BTreeMap<&str, ToolIdx> = scenario
         .tools

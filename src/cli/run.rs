@@ -34,10 +34,8 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
         None if args.check_determinism || args.mermaid.is_some() || args.otlp.is_some() => TraceMode::Memory,
         None => TraceMode::Digest,
     };
-    if args.cassette_match.is_some()
-        && args.replay_cassette.is_none()
-        && scenario.llms.iter().all(|l| l.mode == scenario::LlmMode::Mock)
-    {
+    let all_mock = scenario.llms.iter().all(|l| l.mode == scenario::LlmMode::Mock);
+    if args.cassette_match.is_some() && args.replay_cassette.is_none() && all_mock {
         return Err(Failure::new(
             exit::BAD_INPUT,
             format!(
@@ -46,7 +44,7 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
             ),
         ));
     }
-    if args.replay_cassette.is_some() && scenario.llms.iter().all(|l| l.mode == scenario::LlmMode::Mock) {
+    if args.replay_cassette.is_some() && all_mock {
         return Err(Failure::new(
             exit::BAD_INPUT,
             format!(
@@ -532,25 +530,19 @@ pub(super) fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf, Failur
             format!("--out: expected a directory, found the file {}", dir.display()),
         ));
     }
-    if !force {
-        if dir.join("trace.jsonl").exists() {
-            return Err(Failure::new(
-                exit::BAD_INPUT,
-                format!(
-                    "{} already holds a run; pass --force to overwrite it, or choose another --out",
-                    dir.display()
-                ),
-            ));
-        }
-        if let Some(file) = RUN_DIR_FILES.iter().find(|f| dir.join(f).exists()) {
-            return Err(Failure::new(
-                exit::BAD_INPUT,
-                format!(
-                    "{} already holds {file}, which the run would overwrite; pass --force to overwrite it, or choose another --out",
-                    dir.display()
-                ),
-            ));
-        }
+    // The trace first: a directory that holds one holds a run.
+    if let (false, Some(file)) = (force, RUN_DIR_FILES.iter().find(|f| dir.join(f).exists())) {
+        let held = match *file {
+            "trace.jsonl" => "a run".to_owned(),
+            other => format!("{other}, which the run would overwrite"),
+        };
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!(
+                "{} already holds {held}; pass --force to overwrite it, or choose another --out",
+                dir.display()
+            ),
+        ));
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;

@@ -198,9 +198,10 @@ impl Relay {
         // A tool the session's server already changed answers as the changed server would. That
         // refusal is the earlier drift's doing: no fault is drawn for it, and none counts as fired
         // on a call whose answer the client never gets from the fault.
+        let drifted = state.drifted.contains(&tool);
         let refusal = if state.removed.contains(&tool) {
             Some(format!("Unknown tool: {tool}"))
-        } else if state.drifted.contains(&tool) && !drift_fits(&arguments) {
+        } else if drifted && !drift_fits(&arguments) {
             Some(wire::drift_refusal(&tool, &arguments))
         } else {
             None
@@ -211,7 +212,7 @@ impl Relay {
             let answer = wire::error(id, wire::INVALID_PARAMS, &refusal);
             return self.answer_now(pending, Vec::new(), answer, 0);
         }
-        if state.drifted.contains(&tool) {
+        if drifted {
             pending.forward = Some(undrifted(message));
         }
         let transport = self.transport;

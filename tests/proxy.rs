@@ -129,7 +129,19 @@ fn the_openai_client_runs_its_tool_loop_and_streams_through_the_proxy() {
     assert_eq!(report["streams"]["count"], 3);
     assert_eq!(report["streams"]["broken"], 0);
     assert!(report["usage"]["input_tokens"].as_u64().unwrap() > 0);
-    assert_ne!(report["cost_usd"], "$0.000000", "gpt-4o-mini is priced");
+    // Money as a run's report writes it: dollars as a number beside the exact pico-dollars,
+    // and the exchanges add up to the total.
+    let cost_pusd = report["cost_pusd"].as_u64().unwrap();
+    assert!(cost_pusd > 0, "gpt-4o-mini is priced");
+    assert_eq!(report["cost_usd"].as_f64().unwrap(), cost_pusd as f64 / 1e12);
+    let by_call: u64 = report["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["cost_pusd"].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_call, cost_pusd);
+    assert_eq!(report["faults_file"], Value::Null);
     // One record per request and per response in the trace, as the report counts them.
     let trace = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
     let events: Vec<Value> = trace.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -171,6 +183,9 @@ fn a_429_with_retry_after_2s_is_retried_by_the_openai_client_after_about_2s() {
     assert_eq!(result["answer"]["answer"], "Answer 2 to: Hello there.");
     let report = report(&out);
     assert_eq!(report["faults"]["llm.rate_limit"], 1);
+    // The faults file is named as a run's report names its scenario, with its hash beside it.
+    assert_eq!(report["faults_file"], faults.as_str());
+    assert_eq!(report["faults_hash"].as_str().map(str::len), Some(64));
     assert_eq!(report["errors"]["429"], 1);
     assert_eq!(report["retries"]["count"], 1);
     let retry = &report["retries"]["list"][0];

@@ -16,7 +16,7 @@ use crate::catalogue::prices;
 use crate::proxy::faults::{Check, FaultsFile};
 use crate::proxy::journal::{otlp_attribute, otlp_document, Journal};
 use crate::proxy::shape::Tokens;
-use crate::scenario::units::format_usd;
+use crate::scenario::units::{format_usd, usd_from_pusd as usd};
 
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,7 +249,8 @@ impl Ledger {
         if let Some(t) = ended.tokens {
             fields["usage"] =
                 json!({"input_tokens": t.input, "cached_input_tokens": t.cached, "output_tokens": t.output});
-            fields["cost_usd"] = json!(format_usd(cost_pusd));
+            fields["cost_usd"] = json!(usd(cost_pusd));
+            fields["cost_pusd"] = json!(cost_pusd);
         }
         if ended.streamed {
             fields["frames"] = json!(ended.frames);
@@ -334,7 +335,8 @@ impl Ledger {
                     "errors": mine.iter().filter(|c| c.ended.as_ref().is_some_and(|e| !(200..300).contains(&e.status) || e.broken)).count(),
                     "retries": mine.iter().filter(|c| c.retry.is_some()).count(),
                     "faults": mine.iter().flat_map(|c| c.faults.iter().map(move |f| json!({"call": c.call, "kind": f}))).collect::<Vec<_>>(),
-                    "cost_usd": format_usd(mine.iter().map(|c| c.cost_pusd).sum()),
+                    "cost_usd": usd(mine.iter().map(|c| c.cost_pusd).sum()),
+                    "cost_pusd": mine.iter().map(|c| c.cost_pusd).sum::<u64>(),
                     "last_call_ok": last_ok,
                 })
             })
@@ -352,9 +354,11 @@ impl Ledger {
         json!({
             "agentsim": env!("CARGO_PKG_VERSION"),
             "kind": "proxy",
+            "proxy": "llm",
             "seed": seed,
             "mode": mode,
-            "faults_file": if faults.file.is_empty() { Value::Null } else { json!({"file": faults.file, "blake3": faults.hash}) },
+            "faults_file": (!faults.file.is_empty()).then_some(&faults.file),
+            "faults_hash": (!faults.hash.is_empty()).then_some(&faults.hash),
             "calls": calls.len(),
             "answered": ended.iter().filter(|e| (200..300).contains(&e.status) && !e.broken).count(),
             // Still in flight when the proxy stopped (Ctrl-C, and the grace period ran out).
@@ -368,8 +372,9 @@ impl Ledger {
                 "broken": streams.iter().filter(|e| e.broken).count(),
             },
             "usage": usage(tokens),
-            "cost_usd": format_usd(cost_pusd),
-            "by_model": by_model.iter().map(|(m, (n, t, c))| (m.to_string(), json!({"calls": n, "usage": usage(*t), "cost_usd": format_usd(*c)}))).collect::<serde_json::Map<_, _>>(),
+            "cost_usd": usd(cost_pusd),
+            "cost_pusd": cost_pusd,
+            "by_model": by_model.iter().map(|(m, (n, t, c))| (m.to_string(), json!({"calls": n, "usage": usage(*t), "cost_usd": usd(*c), "cost_pusd": c}))).collect::<serde_json::Map<_, _>>(),
             "latency_us": {"p50": pick(0.5), "p95": pick(0.95), "max": latencies.last().copied().unwrap_or(0)},
             "sessions": sessions,
             "exchanges": calls.iter().map(|c| {
@@ -386,7 +391,7 @@ impl Ledger {
                     "source": e.source.unwrap_or(Source::Proxy).name(),
                     "faults": c.faults, "streamed": e.streamed, "frames": e.frames, "stream_broken": e.broken,
                     "retry": c.retry.map(|r| json!({"attempt": r.attempt, "retry_after_us": r.retry_after_us, "waited_us": r.waited_us})),
-                    "usage": e.tokens.map(usage), "cost_usd": format_usd(c.cost_pusd), "latency_us": e.latency_us,
+                    "usage": e.tokens.map(usage), "cost_usd": usd(c.cost_pusd), "cost_pusd": c.cost_pusd, "latency_us": e.latency_us,
                 })
             }).collect::<Vec<_>>(),
             "invariants": invariants,

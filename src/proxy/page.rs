@@ -14,13 +14,14 @@ fn us_text(us: u64) -> String {
 pub fn render(report: &Value) -> String {
     let n = |v: &Value| v.as_u64().unwrap_or(0);
     let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let usd = |v: &Value| crate::scenario::units::format_usd(n(v));
     let mut body = String::new();
     let _ = write!(
         body,
         "<header class=\"top\"><h1>agentsim proxy</h1><div class=\"sub\">{} mode · seed {}{}</div></header><main>",
         esc(&text(&report["mode"])),
         n(&report["seed"]),
-        report["faults_file"]["file"]
+        report["faults_file"]
             .as_str()
             .map(|f| format!(" · faults from {}", esc(f)))
             .unwrap_or_default()
@@ -39,7 +40,7 @@ pub fn render(report: &Value) -> String {
         n(&report["retries"]["early"]),
         n(&report["streams"]["count"]),
         n(&report["streams"]["broken"]),
-        esc(&text(&report["cost_usd"])),
+        usd(&report["cost_pusd"]),
     );
     let _ = write!(
         body,
@@ -51,7 +52,7 @@ pub fn render(report: &Value) -> String {
         ("answered", n(&report["answered"]).to_string()),
         ("input tokens", n(&usage["input_tokens"]).to_string()),
         ("output tokens", n(&usage["output_tokens"]).to_string()),
-        ("cost", text(&report["cost_usd"])),
+        ("cost", usd(&report["cost_pusd"])),
         ("p50 latency", us_text(n(&report["latency_us"]["p50"]))),
         ("p95 latency", us_text(n(&report["latency_us"]["p95"]))),
     ] {
@@ -136,7 +137,7 @@ pub fn render(report: &Value) -> String {
             faults.join(" "),
             n(&x["usage"]["input_tokens"]),
             n(&x["usage"]["output_tokens"]),
-            esc(&text(&x["cost_usd"])),
+            usd(&x["cost_pusd"]),
             us_text(n(&x["latency_us"])),
         );
     }

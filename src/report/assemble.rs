@@ -63,7 +63,7 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             total: o.input_tokens + o.output_tokens,
             counted_by_server_calls: o.server_counted_calls,
         },
-        cost_usd: o.cost_pusd as f64 / 1e12,
+        cost_usd: crate::scenario::units::usd_from_pusd(o.cost_pusd),
         cost_pusd: o.cost_pusd,
         cost_by_agent: scenario
             .agents

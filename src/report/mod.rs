@@ -54,7 +54,7 @@ impl AgentCost {
             input_tokens: account.input_tokens,
             cached_input_tokens: account.cached_input_tokens,
             output_tokens: account.output_tokens,
-            cost_usd: account.cost_pusd as f64 / 1e12,
+            cost_usd: crate::scenario::units::usd_from_pusd(account.cost_pusd),
             cost_pusd: account.cost_pusd,
         }
     }

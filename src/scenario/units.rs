@@ -139,6 +139,11 @@ pub fn format_usd(pusd: u64) -> String {
     )
 }
 
+/// Pico-USD as a JSON number of dollars, as reports write `cost_usd` beside the exact `cost_pusd`.
+pub fn usd_from_pusd(pusd: u64) -> f64 {
+    pusd as f64 / 1e12
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

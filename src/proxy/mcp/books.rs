@@ -226,6 +226,7 @@ impl Books {
         let sessions: std::collections::BTreeSet<&str> = inner.rows.iter().map(|r| r.session.as_str()).collect();
         json!({
             "agentsim": env!("CARGO_PKG_VERSION"),
+            "kind": "proxy",
             "proxy": "mcp",
             "mode": mode,
             "transport": transport,

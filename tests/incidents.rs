@@ -126,6 +126,11 @@ fn an_idempotent_refund_prevents_the_double_refund_that_the_reproduction_shows()
     assert_eq!(code, 1);
     assert!(!invariant_passed(&report));
     assert_eq!(invocations(&reproduced, "tool:refund"), 2);
+    // It breaks at the virtual time the original run broke, as the incident's README says.
+    let (_, _, original) = run(Path::new("scenarios/double-refund.toml"));
+    let first = |r: &serde_json::Value| r["invariants"][0]["first_violation"]["t_us"].clone();
+    assert_eq!(first(&report), first(&original));
+    assert_eq!(first(&report), 7_996_110, "the README says 7.996 s");
 
     let (code, fixed, report) = run(&folder("double-refund").join("counterfactual.toml"));
     assert_eq!(code, 0);

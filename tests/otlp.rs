@@ -394,3 +394,66 @@ fn an_import_of_a_file_that_cannot_be_read_names_the_file_without_a_place() {
     );
     assert!(!err.contains(":0:"), "{err}");
 }
+
+/// What a run did, as far as a trace can tell: calls, tokens, cost and how each conversation
+/// ended.
+fn course(report: &Value) -> Value {
+    serde_json::json!({
+        "llm_calls": report["llm_calls"],
+        "llm_errors": report["llm_errors"],
+        "tool_calls": report["tool_calls"],
+        "tokens": report["tokens"]["total"],
+        "cost_pusd": report["cost_pusd"],
+        "fates": report["fate_by_conversation"],
+    })
+}
+
+#[test]
+fn shipped_scenarios_exported_and_imported_back_replay_the_same_course() {
+    // Tool calls are imported one by one (latency and result in order per conversation), so a
+    // course that hangs on exact tool timings replays too: support-desk's crashes land on the
+    // same messages, and the same seven conversations are lost.
+    for name in [
+        "support-desk",
+        "downstream-retry-storm",
+        "pii-leak",
+        "prompt-injection",
+        "travel-desk",
+        "coding-agent",
+        "double-refund",
+        "hotel-last-room",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = format!("scenarios/{name}.toml");
+        let (otlp, trace) = export(&scenario, &dir.path().join("original"));
+        let otlp_path = dir.path().join("run.otlp.json");
+        std::fs::write(&otlp_path, otlp).unwrap();
+        let imported = dir.path().join("imported");
+        let output = agentsim_output(&[
+            "import",
+            otlp_path.to_str().unwrap(),
+            "--out",
+            imported.to_str().unwrap(),
+        ]);
+        assert_eq!(status(&output), 0, "{name}: {}", stderr(&output));
+        let replayed = dir.path().join("replayed");
+        let output = agentsim_output(&[
+            "run",
+            imported.join("scenario.toml").to_str().unwrap(),
+            "--out",
+            replayed.to_str().unwrap(),
+        ]);
+        assert!(status(&output) <= 1, "{name}: {}", stderr(&output));
+        assert!(!stderr(&output).contains("cassette"), "{name}: {}", stderr(&output));
+        let report =
+            |dir: &Path| -> Value { serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap() };
+        assert_eq!(
+            course(&report(&dir.path().join("original"))),
+            course(&report(&replayed)),
+            "{name}"
+        );
+        // The same tool calls with the same arguments in the same order, across conversations.
+        let replayed_trace = std::fs::read(replayed.join("trace.jsonl")).unwrap();
+        assert_eq!(invocations(&trace), invocations(&replayed_trace), "{name}");
+    }
+}

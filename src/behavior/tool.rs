@@ -51,6 +51,8 @@ pub struct ToolBehavior {
     awaiting_approval: std::collections::BTreeMap<CallKey, (ToolCaller, ToolCall, Option<Injection>)>,
     /// An MCP tool: the recorded answer its next call without a recorded twin gets.
     recorded_next: usize,
+    /// A tool with `recorded` calls: how many calls each conversation has made.
+    recorded_seen: std::collections::BTreeMap<ConvId, usize>,
 }
 
 /// The key of an agent's call (compensations are neither cancelled nor approved).
@@ -108,6 +110,7 @@ impl ToolBehavior {
             cancelled: Default::default(),
             awaiting_approval: Default::default(),
             recorded_next: 0,
+            recorded_seen: Default::default(),
         }
     }
 
@@ -203,6 +206,7 @@ impl ToolBehavior {
         committed: Option<bool>,
         effects: &mut Vec<Effect>,
     ) -> Result<(), HandlerError> {
+        let recorded_output = queued.recorded_output.clone();
         let Queued {
             conv,
             caller,
@@ -211,7 +215,14 @@ impl ToolBehavior {
             latency_us,
             ..
         } = queued;
-        self.run(conv, caller, call, (injection, latency_us), committed, effects)
+        self.run(
+            conv,
+            caller,
+            call,
+            (injection, latency_us, recorded_output),
+            committed,
+            effects,
+        )
     }
 
     /// Runs a call: the world by the tool's rules, the faults, the effect and the answer.
@@ -222,7 +233,7 @@ impl ToolBehavior {
         conv: ConvId,
         caller: ToolCaller,
         call: ToolCall,
-        (injection, latency_us): (Option<Injection>, Option<u64>),
+        (injection, latency_us, recorded_output): (Option<Injection>, Option<u64>, Option<Arc<str>>),
         committed: Option<bool>,
         effects: &mut Vec<Effect>,
     ) -> Result<(), HandlerError> {
@@ -291,7 +302,10 @@ impl ToolBehavior {
         let (mut output, mut changes, mut effect_times) = match (decision, recorded) {
             (Decision::Plain, Some(call)) if call.is_error => (format!("error: {}", call.text), Vec::new(), 0),
             (Decision::Plain, Some(call)) => (call.text.clone(), Vec::new(), 1),
-            (Decision::Plain, None) => (spec.output.render(&view, &arg), Vec::new(), 1),
+            (Decision::Plain, None) => match recorded_output {
+                Some(text) => (text.to_string(), Vec::new(), 1),
+                None => (spec.output.render(&view, &arg), Vec::new(), 1),
+            },
             (Decision::Fail(text), _) => (format!("error: {text}"), Vec::new(), 0),
             (Decision::Change { rule, changes }, _) => {
                 let world = self
@@ -480,7 +494,14 @@ impl ToolBehavior {
             .streams
             .entry(conv)
             .or_insert_with(|| family.member(self.scenario.conversation_key(conv)));
-        let latency_us = Some(spec.latency.sample_us(stream));
+        // A recorded call answers after the latency the trace recorded, with its result.
+        let recording = spec.recorded.get(&conv).and_then(|calls| {
+            let seen = self.recorded_seen.entry(conv).or_default();
+            *seen += 1;
+            calls.get(*seen - 1)
+        });
+        let latency_us = Some(recording.map_or_else(|| spec.latency.sample_us(stream), |r| r.latency_us));
+        let recorded_output = recording.and_then(|r| r.output.clone());
         let limited = spec.load.max_concurrent.is_some() || spec.load.per_minute.is_some();
         let start_us = match limited {
             false => at.now_us,
@@ -501,6 +522,7 @@ impl ToolBehavior {
             injection: at.injection,
             latency_us,
             queued_at_us: at.now_us,
+            recorded_output,
         };
         if start_us > at.now_us {
             self.expect_run(&queued);

@@ -123,7 +123,7 @@ pub enum Command {
     Import {
         /// An OTLP/JSON file (`{"resourceSpans": [...]}`, or one such object per line).
         trace: PathBuf,
-        /// Directory to write scenario.toml, cassette.jsonl and import.md into.
+        /// Directory to write scenario.toml and cassette.jsonl into.
         #[arg(long)]
         out: PathBuf,
         /// Overwrite an existing import in --out.

@@ -59,6 +59,9 @@ struct Exporter<'a> {
     tools: BTreeMap<(u64, u64), usize>,
     /// Fault records waiting for the delivery they hit, by seq.
     faults: BTreeMap<u64, Vec<(u64, Attributes)>>,
+    /// The model whose answer a guardrail holds, per (conversation, guardrail): a
+    /// `model_output` guardrail relays it to the agent.
+    relayed_from: BTreeMap<(u64, String), String>,
 }
 
 /// Exports `trace` (the bytes of a `trace.jsonl`) as one OTLP/JSON `TracesData` line.
@@ -91,6 +94,7 @@ pub fn export(trace: &[u8], scenario: &Scenario) -> Result<String, String> {
         agents: BTreeMap::new(),
         tools: BTreeMap::new(),
         faults: BTreeMap::new(),
+        relayed_from: BTreeMap::new(),
     };
     let mut end_us = 0;
     for record in &records[1..] {
@@ -186,6 +190,7 @@ impl Exporter<'_> {
             if let Some(retry) = spec.retry {
                 span.attr("agentsim.agent.retry.attempts", json!(retry.attempts));
                 span.attr("agentsim.agent.retry.base_us", json!(retry.base_us));
+                span.attr("agentsim.agent.retry", json!(retry.to_toml()));
             }
         }
         span.agent = Some(agent.to_owned());
@@ -351,7 +356,17 @@ impl Exporter<'_> {
             // A user simulator's calls are the test's, not the design's: its messages appear as
             // the user input of the agent spans.
             ("llm_reply", Some(_)) if to == "user" => {}
-            ("llm_reply", Some(conv)) => self.chat(conv, from, to, msg, t_us),
+            ("llm_reply_via", Some(conv)) => {
+                self.relayed_from.insert((conv, to.to_owned()), from.to_owned());
+            }
+            ("llm_reply", Some(conv)) => {
+                // An answer a guardrail checked comes from the guardrail: the call was the model's.
+                let model = match from.starts_with("guardrail:") {
+                    true => self.relayed_from.remove(&(conv, from.to_owned())),
+                    false => None,
+                };
+                self.chat(conv, model.as_deref().unwrap_or(from), to, msg, t_us)
+            }
             ("invoke", Some(conv)) => {
                 let call = number(msg, "call").unwrap_or(0);
                 // A call a tool-call guardrail let through arrives from the guardrail: it is

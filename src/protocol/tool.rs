@@ -64,4 +64,7 @@ pub struct Queued {
     pub latency_us: Option<u64>,
     /// When the call reached the tool (it has waited since).
     pub queued_at_us: u64,
+    /// The result a trace recorded for this call (an imported tool's), in place of the tool's
+    /// own output.
+    pub recorded_output: Option<std::sync::Arc<str>>,
 }

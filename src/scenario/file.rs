@@ -461,6 +461,20 @@ pub struct RawTool {
     pub approval: Option<Spanned<RawApproval>>,
     /// The tool is an MCP server's tool, as recorded by `agentsim proxy --mcp --record`.
     pub mcp: Option<Spanned<RawMcpTool>>,
+    /// Calls as a trace recorded them (`agentsim import` writes them): the nth call in a
+    /// conversation answers after the nth recording of that conversation.
+    #[serde(default)]
+    pub recorded: Vec<Spanned<RawRecordedCall>>,
+}
+
+/// One entry of `recorded = [{ conv = 0, latency = "120ms", output = "…" }, …]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecordedCall {
+    pub conv: Spanned<u32>,
+    pub latency: Spanned<String>,
+    /// What the call returned; absent: the tool's `output` (a failed call's error is a fault).
+    pub output: Option<String>,
 }
 
 /// `mcp = { cassette = "DIR", tool = "lookup_order" }`.

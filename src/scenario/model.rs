@@ -1,5 +1,8 @@
 //! The validated scenario: plain data with indices instead of names and integers instead of units.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use super::expr::{Expr, Operand, Template, Type};
 pub use super::world::{Datum, Field, Table, TableIdx};
 use crate::kernel::RngStream;
@@ -515,6 +518,27 @@ pub struct RetryPolicy {
     pub budget: Option<f64>,
 }
 
+impl RetryPolicy {
+    /// The policy as a scenario file writes it (`retry = { … }`), exact to the microsecond.
+    pub fn to_toml(&self) -> String {
+        let backoff = match self.backoff {
+            Backoff::Exponential => "exponential",
+            Backoff::Constant => "constant",
+        };
+        let jitter = match self.jitter {
+            Jitter::None => "none",
+            Jitter::Full => "full",
+            Jitter::Equal => "equal",
+            Jitter::Decorrelated => "decorrelated",
+        };
+        let budget = self.budget.map(|b| format!(", budget = {b:?}")).unwrap_or_default();
+        format!(
+            "{{ attempts = {}, backoff = \"{backoff}\", base = \"{}us\", max = \"{}us\", jitter = \"{jitter}\", honor_retry_after = {}, max_retry_after = \"{}us\"{budget} }}",
+            self.attempts, self.base_us, self.max_us, self.honor_retry_after, self.max_retry_after_us
+        )
+    }
+}
+
 /// Circuit breaker on an agent's model calls: after `failures` failures in a row it opens and
 /// calls fail fast (or go to the fallback) for `cool_down_us`; then one probe call decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -610,6 +634,17 @@ pub struct Tool {
     pub approval: Option<Approval>,
     /// An MCP server's tool, answering as recorded.
     pub mcp: Option<McpTool>,
+    /// Calls a trace recorded, by conversation, in order: the nth call in a conversation takes
+    /// the nth recording's latency (and output, when it has one) instead of the tool's own.
+    pub recorded: BTreeMap<u32, Vec<RecordedCall>>,
+}
+
+/// One recorded call of a tool (see [`Tool::recorded`]).
+#[derive(Debug, Clone)]
+pub struct RecordedCall {
+    pub latency_us: u64,
+    /// Its result, literal text (not a template).
+    pub output: Option<Arc<str>>,
 }
 
 /// A tool whose behaviour comes from an MCP cassette: the server's `tools/list` gives its

@@ -22,6 +22,67 @@ pub(super) struct Builder {
     /// Nearest agent-span ancestor of each span.
     pub(super) owner: Vec<Option<usize>>,
     pub(super) content_missing: bool,
+    /// The span that roots each span's conversation (see `conversation_roots`), once the
+    /// conversations are known.
+    pub(super) root: Vec<Option<usize>>,
+    /// The trace is agentsim's own export (it has `agentsim.*` attributes or fault events).
+    pub(super) agentsim_export: bool,
+}
+
+/// The most attempts one model call took, from whether each call in turn failed: a run of
+/// failures and the success after it, or a run of failures at the end (the agent gave up).
+fn attempts_taken(failed: &[bool]) -> u64 {
+    let (mut run, mut most) = (0u64, 0u64);
+    for &f in failed {
+        if f {
+            run += 1;
+        } else {
+            most = most.max(run + 1);
+            run = 0;
+        }
+    }
+    most.max(run)
+}
+
+/// Cuts the parent links that close a cycle (spans that are each other's ancestors, which only a
+/// broken exporter writes): the earliest span of each cycle becomes a root, so every walk up
+/// the tree ends.
+fn cut_cycles(parent_of: &mut [Option<usize>]) {
+    const UNSEEN: u8 = 0;
+    const ON_PATH: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![UNSEEN; parent_of.len()];
+    let mut path = Vec::new();
+    for start in 0..parent_of.len() {
+        let mut at = Some(start);
+        while let Some(i) = at {
+            match state[i] {
+                DONE => break,
+                ON_PATH => {
+                    let from = path.iter().position(|&p| p == i).unwrap_or(0);
+                    if let Some(&earliest) = path[from..].iter().min() {
+                        parent_of[earliest] = None;
+                    }
+                    break;
+                }
+                _ => {
+                    state[i] = ON_PATH;
+                    path.push(i);
+                    at = parent_of[i];
+                }
+            }
+        }
+        for p in path.drain(..) {
+            state[p] = DONE;
+        }
+    }
+}
+
+/// One call of a tool as the trace recorded it, for `recorded = [...]`.
+pub(super) struct RecordedToolCall {
+    pub(super) conv: u32,
+    pub(super) latency_us: u64,
+    pub(super) output: Option<String>,
 }
 
 /// The agents of a trace, in order of first appearance, and what each does.
@@ -42,10 +103,17 @@ struct Recorded {
     tool_latency: BTreeMap<String, Vec<u64>>,
     tool_output: BTreeMap<String, String>,
     tool_calls_total: usize,
-    tool_index: BTreeMap<String, u32>,
+    /// Each tool span's place among its tool's calls (1-based), in time order: the
+    /// `on_message` of a fault on it.
+    tool_ordinal: BTreeMap<usize, u32>,
+    /// Each tool's calls (span indices), for their recorded latency and result.
+    tool_spans: BTreeMap<String, Vec<usize>>,
     faults: String,
     tool_timeout_us: BTreeMap<String, u64>,
     retry_gap_us: BTreeMap<String, u64>,
+    /// The attempts each agent's model calls took at most: a run of failed calls and the
+    /// success after it, or the failed calls it gave up after.
+    retry_attempts: BTreeMap<String, u64>,
     errors: usize,
 }
 
@@ -57,7 +125,7 @@ impl Builder {
             .enumerate()
             .map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i))
             .collect();
-        let parent_of: Vec<Option<usize>> = spans
+        let mut parent_of: Vec<Option<usize>> = spans
             .iter()
             .enumerate()
             .map(|(i, s)| {
@@ -68,6 +136,11 @@ impl Builder {
                 p.filter(|&p| p != i)
             })
             .collect();
+        cut_cycles(&mut parent_of);
+        let agentsim_export = spans.iter().any(|s| {
+            s.events.iter().any(|(name, _, _)| name == "agentsim.fault")
+                || s.attrs.keys().any(|k| k.starts_with("agentsim."))
+        });
         let mut children: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (i, p) in parent_of.iter().enumerate() {
             if let Some(p) = p {
@@ -96,6 +169,8 @@ impl Builder {
             children,
             owner,
             content_missing: false,
+            root: Vec::new(),
+            agentsim_export,
         }
     }
 
@@ -110,7 +185,10 @@ impl Builder {
         let work = self.work_items(&ops);
         let llms = models(&self.spans, &chats);
         let roster = self.roster(&ops, &llms);
-        let mut recorded = Recorded::default();
+        let mut recorded = Recorded {
+            tool_ordinal: self.tool_ordinals(&ops),
+            ..Recorded::default()
+        };
         for (owner, items) in &work {
             let agent = owner.map_or(DEFAULT_AGENT.to_owned(), |a| self.spans[a].agent_name());
             for k in 0..items.len() {
@@ -119,6 +197,16 @@ impl Builder {
                     Op::Tool => self.record_tool(&mut recorded, &agent, &ops, &items[k..]),
                     _ => {}
                 }
+            }
+            let failed: Vec<bool> = items
+                .iter()
+                .filter(|&&i| ops[i] == Op::Chat)
+                .map(|&i| self.spans[i].error.is_some())
+                .collect();
+            let attempts = attempts_taken(&failed);
+            if attempts > 1 {
+                let slot = recorded.retry_attempts.entry(agent.clone()).or_insert(attempts);
+                *slot = (*slot).max(attempts);
             }
         }
         let chat_calls = recorded.calls.len();
@@ -130,6 +218,7 @@ impl Builder {
         self.crashes_and_other_faults(origin_ns, &explained, &mut recorded.faults);
         let conversations = conversation_numbers(&traffic, &roots);
         let mut entries = self.cassette_entries(&recorded.calls, &conversations);
+        let tool_calls = self.recorded_tool_calls(&recorded.tool_spans, &conversations);
         let mut out_of_turns: BTreeMap<String, u32> = BTreeMap::new();
         for dialogue in traffic.values().flatten() {
             match &dialogue.ending {
@@ -156,10 +245,12 @@ impl Builder {
                 llms: &llms,
                 tool_latency: &recorded.tool_latency,
                 tool_output: &recorded.tool_output,
+                tool_calls: &tool_calls,
                 traffic: &traffic,
                 faults: &recorded.faults,
                 tool_timeout_us: &recorded.tool_timeout_us,
                 retry_gap_us: &recorded.retry_gap_us,
+                retry_attempts: &recorded.retry_attempts,
                 chat_count: &roster.chat_count,
                 out_of_turns: &out_of_turns,
                 duration_us: (end_ns - origin_ns) / 1_000,
@@ -265,6 +356,7 @@ impl Builder {
         let span = &self.spans[i];
         recorded.tool_calls_total += 1;
         let tool = span.tool_name();
+        recorded.tool_spans.entry(tool.clone()).or_default().push(i);
         if span.error.is_none() {
             recorded
                 .tool_latency
@@ -274,9 +366,7 @@ impl Builder {
         } else {
             recorded.tool_latency.entry(tool.clone()).or_default();
         }
-        let count = recorded.tool_index.entry(tool.clone()).or_insert(0);
-        *count += 1;
-        let count = *count;
+        let count = recorded.tool_ordinal.get(&i).copied().unwrap_or(1);
         // An empty result is a result (a `think` tool returns nothing), not missing content.
         let recorded_text = |key: &str| span.attrs.get(key).and_then(Value::as_str);
         let result = recorded_text("gen_ai.tool.call.result")
@@ -321,16 +411,64 @@ impl Builder {
         let _ = writeln!(faults, "on_message = {count}");
     }
 
-    /// The conversation a span belongs to: that of the top-level agent span above it.
+    /// Each tool span's place among its tool's calls, in time order (the spans are sorted by
+    /// start): the N of the `on_message = N` that replays its failure.
+    fn tool_ordinals(&self, ops: &[Op]) -> BTreeMap<usize, u32> {
+        let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+        (0..ops.len())
+            .filter(|&i| ops[i] == Op::Tool)
+            .map(|i| {
+                let n = seen.entry(self.spans[i].tool_name()).or_default();
+                *n += 1;
+                (i, *n)
+            })
+            .collect()
+    }
+
+    /// Each tool's recorded calls, by conversation in time order: latency, and the result of
+    /// one that succeeded (a failed one's error is its fault).
+    fn recorded_tool_calls(
+        &self,
+        tool_spans: &BTreeMap<String, Vec<usize>>,
+        conversations: &BTreeMap<usize, u32>,
+    ) -> BTreeMap<String, Vec<RecordedToolCall>> {
+        tool_spans
+            .iter()
+            .map(|(tool, spans)| {
+                let mut spans = spans.clone();
+                spans.sort_unstable();
+                let calls = spans
+                    .iter()
+                    .filter_map(|&i| {
+                        let span = &self.spans[i];
+                        let conv = self.conversation_of(i, conversations)?;
+                        let text = |key: &str| span.attrs.get(key).and_then(Value::as_str);
+                        let output = match span.error {
+                            Some(_) => None,
+                            None => text("gen_ai.tool.call.result")
+                                .or_else(|| text("output.value"))
+                                .map(str::to_owned),
+                        };
+                        Some(RecordedToolCall {
+                            conv,
+                            latency_us: span.duration_us(),
+                            output,
+                        })
+                    })
+                    .collect();
+                (tool.clone(), calls)
+            })
+            .collect()
+    }
+
+    /// The conversation a span belongs to: that of the span that roots it (the top-level agent
+    /// span above it, or the first model call of its trace).
     pub(super) fn conversation_of(&self, span: usize, conversations: &BTreeMap<usize, u32>) -> Option<u32> {
-        let mut at = Some(span);
-        while let Some(i) = at {
-            if let Some(&conv) = conversations.get(&i) {
-                return Some(conv);
-            }
-            at = self.owner[i];
-        }
-        None
+        self.root
+            .get(span)
+            .copied()
+            .flatten()
+            .and_then(|root| conversations.get(&root).copied())
     }
 
     /// Faults that are not model or tool errors (those come from chat and tool spans): the
@@ -474,4 +612,44 @@ fn models(spans: &[Span], chats: &[usize]) -> BTreeMap<String, String> {
         llms.entry(model).or_insert(name);
     }
     llms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{attempts_taken, cut_cycles};
+
+    #[test]
+    fn attempts_are_the_longest_run_of_failures_and_the_call_that_succeeded_or_gave_up() {
+        assert_eq!(attempts_taken(&[false, false]), 1);
+        assert_eq!(attempts_taken(&[true, true, false, false]), 3);
+        // Three 429s and nothing after: three attempts, then it gave up.
+        assert_eq!(attempts_taken(&[false, true, true, true]), 3);
+        assert_eq!(attempts_taken(&[true, false, true, true, true, true, false]), 5);
+    }
+
+    /// Whether every walk up from every span ends.
+    fn acyclic(parent_of: &[Option<usize>]) -> bool {
+        (0..parent_of.len()).all(|start| {
+            let mut at = parent_of[start];
+            (0..=parent_of.len()).any(|_| match at {
+                None => true,
+                Some(p) => {
+                    at = parent_of[p];
+                    false
+                }
+            })
+        })
+    }
+
+    #[test]
+    fn a_cycle_of_parents_is_cut_at_its_earliest_span_and_the_rest_of_the_tree_stays() {
+        // 0 ↔ 1 (two agent spans naming each other as parent), 2 under 1, 3 → 4 → 5 → 3, 6 a root.
+        let mut parent_of = vec![Some(1), Some(0), Some(1), Some(4), Some(5), Some(3), None];
+        cut_cycles(&mut parent_of);
+        assert!(acyclic(&parent_of));
+        assert_eq!(parent_of, vec![None, Some(0), Some(1), None, Some(5), Some(3), None]);
+        let mut self_parent = vec![Some(0)];
+        cut_cycles(&mut self_parent);
+        assert_eq!(self_parent, vec![None]);
+    }
 }

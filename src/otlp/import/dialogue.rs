@@ -59,48 +59,63 @@ impl Builder {
         calls: &[ChatCall],
         origin_ns: u64,
     ) -> (Vec<Dialogue>, BTreeSet<usize>) {
-        let roots: Vec<usize> = if ops.contains(&Op::Agent) {
-            (0..ops.len())
-                .filter(|&i| ops[i] == Op::Agent && self.owner[i].is_none())
-                .collect()
-        } else {
-            chats.iter().copied().take(1).collect()
-        };
+        self.root = self.conversation_roots(ops, chats);
+        let roots: Vec<usize> = (0..ops.len()).filter(|&i| self.root[i] == Some(i)).collect();
         // Roots that share a conversation id are one conversation.
         let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut group_of: BTreeMap<usize, usize> = BTreeMap::new();
         let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
         for &r in &roots {
-            match self.spans[r].str("gen_ai.conversation.id").map(str::to_owned) {
-                Some(id) => match by_id.get(&id) {
-                    Some(&g) => groups[g].push(r),
-                    None => {
-                        by_id.insert(id, groups.len());
-                        groups.push(vec![r]);
-                    }
-                },
-                None => groups.push(vec![r]),
+            let g = match self.spans[r].str("gen_ai.conversation.id").map(str::to_owned) {
+                Some(id) => *by_id.entry(id).or_insert(groups.len()),
+                None => groups.len(),
+            };
+            if g == groups.len() {
+                groups.push(Vec::new());
+            }
+            groups[g].push(r);
+            group_of.insert(r, g);
+        }
+        // Each group's work, in time order, in one pass over the spans.
+        let mut work: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
+        for i in (0..ops.len()).filter(|&i| matches!(ops[i], Op::Chat | Op::Tool)) {
+            if let Some(g) = self.root[i].and_then(|r| group_of.get(&r)) {
+                work[*g].push(i);
             }
         }
-        let top = self.top_roots();
         let mut explained = BTreeSet::new();
         let dialogues = groups
             .into_iter()
-            .map(|group| {
-                let members: BTreeSet<usize> = group.iter().copied().collect();
-                let in_group = |i: usize| {
-                    if ops.contains(&Op::Agent) {
-                        top[i].is_some_and(|t| members.contains(&t))
-                    } else {
-                        true
-                    }
-                };
-                let work: Vec<usize> = (0..ops.len())
-                    .filter(|&i| matches!(ops[i], Op::Chat | Op::Tool) && in_group(i))
-                    .collect();
-                self.dialogue(ops, group, &work, calls, origin_ns, &mut explained)
-            })
+            .zip(work)
+            .map(|(group, work)| self.dialogue(ops, group, &work, calls, origin_ns, &mut explained))
             .collect();
         (dialogues, explained)
+    }
+
+    /// The span that roots each span's conversation: its topmost agent span; for work outside
+    /// any agent span, the first model call of its trace (or of its `gen_ai.conversation.id`,
+    /// when the app gives one), so that each request of an app without agent spans is a
+    /// conversation of its own.
+    fn conversation_roots(&self, ops: &[Op], chats: &[usize]) -> Vec<Option<usize>> {
+        let top = self.top_roots();
+        let key = |i: usize| -> (&str, &str) {
+            let span = &self.spans[i];
+            match span.str("gen_ai.conversation.id") {
+                Some(id) => ("conversation", id),
+                None => ("trace", span.trace_id.as_str()),
+            }
+        };
+        let mut first_chat: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for &c in chats.iter().filter(|&&c| top[c].is_none()) {
+            first_chat.entry(key(c)).or_insert(c);
+        }
+        (0..ops.len())
+            .map(|i| match top[i] {
+                Some(t) => Some(t),
+                None if matches!(ops[i], Op::Chat | Op::Tool) => first_chat.get(&key(i)).copied(),
+                None => None,
+            })
+            .collect()
     }
 
     /// The topmost agent span above each span (itself, for a root agent span).
@@ -237,6 +252,12 @@ impl Builder {
             let later_work = work.iter().any(|&i| self.spans[i].start_ns > at_ns);
             if span.end_ns.saturating_sub(at_ns) <= TERMINAL_SLACK_NS && !later_work {
                 explained.insert(last_root);
+                // The run's last work was a model call that failed: its recorded error (after
+                // the retries the policy allows) ends the conversation in the replay.
+                let last_work = work.last().copied();
+                if last_work.is_some_and(|i| ops[i] == Op::Chat && self.spans[i].error.is_some()) {
+                    return Ending::Normal;
+                }
                 let error_type = exception
                     .and_then(|(_, _, attrs)| attrs.get("exception.type").and_then(Value::as_str))
                     .or_else(|| span.str("error.type"))
@@ -259,14 +280,7 @@ impl Builder {
         }
         // Tools asked for, and then nothing: the run stopped before its next model call. Not in
         // agentsim's own export, which records why a conversation stopped (a crash, a limit).
-        let exported = self
-            .spans
-            .iter()
-            .any(|s| s.events.iter().any(|(name, _, _)| name == "agentsim.fault"))
-            || self
-                .spans
-                .iter()
-                .any(|s| s.attrs.keys().any(|k| k.starts_with("agentsim.")));
+        let exported = self.agentsim_export;
         let crashed = roots
             .iter()
             .any(|&r| self.spans[r].events.iter().any(|(name, _, _)| name == "exception"));

@@ -17,10 +17,12 @@ pub(super) struct ScenarioParts<'a> {
     pub(super) llms: &'a BTreeMap<String, String>,
     pub(super) tool_latency: &'a BTreeMap<String, Vec<u64>>,
     pub(super) tool_output: &'a BTreeMap<String, String>,
+    pub(super) tool_calls: &'a BTreeMap<String, Vec<super::build::RecordedToolCall>>,
     pub(super) traffic: &'a BTreeMap<String, Vec<super::dialogue::Dialogue>>,
     pub(super) faults: &'a str,
     pub(super) tool_timeout_us: &'a BTreeMap<String, u64>,
     pub(super) retry_gap_us: &'a BTreeMap<String, u64>,
+    pub(super) retry_attempts: &'a BTreeMap<String, u64>,
     pub(super) chat_count: &'a BTreeMap<Option<usize>, u32>,
     /// Agents that ran out of turns in a conversation, with the model calls of that turn.
     pub(super) out_of_turns: &'a BTreeMap<String, u32>,
@@ -50,11 +52,11 @@ impl Builder {
         let _ = writeln!(out, "# Imported by `agentsim import` from {source}.");
         let _ = writeln!(
             out,
-            "# Model answers come from cassette.jsonl (in order per agent and conversation); tool latency is the"
+            "# Model answers come from cassette.jsonl (in order per agent and conversation); each tool call"
         );
         let _ = writeln!(
             out,
-            "# median of the recorded calls; failed tool calls are faults on the call where they failed."
+            "# answers as recorded (in order per conversation; calls beyond those take the median latency);\n# failed tool calls are faults on the call where they failed."
         );
         if self.content_missing {
             let _ = writeln!(
@@ -130,11 +132,24 @@ impl Builder {
             .get(agent)
             .copied()
             .or_else(|| attempts.and(said("agentsim.agent.retry.base_us")));
-        if let Some(gap_us) = gap_us {
+        // The whole policy, when the trace is agentsim's own export and the text is a table.
+        let policy = self
+            .spans
+            .iter()
+            .filter(|s| s.op() == super::span::Op::Agent && s.agent_name() == *agent)
+            .find_map(|s| s.str("agentsim.agent.retry"))
+            .filter(|text| {
+                toml::from_str::<toml::Table>(&format!("retry = {text}")).is_ok_and(|t| t["retry"].is_table())
+            });
+        if let Some(policy) = policy {
+            let _ = writeln!(out, "retry = {policy}");
+        } else if let Some(gap_us) = gap_us {
             let _ = writeln!(
                 out,
                 "retry = {{ attempts = {}, backoff = \"constant\", base = \"{}us\", jitter = \"none\", honor_retry_after = false }}",
-                attempts.unwrap_or(parts.errors as u64 + 1),
+                attempts
+                    .or_else(|| parts.retry_attempts.get(agent).copied())
+                    .unwrap_or(parts.errors as u64 + 1),
                 gap_us.max(1)
             );
         }
@@ -160,7 +175,8 @@ fn write_llms(out: &mut String, parts: &ScenarioParts) {
     }
 }
 
-/// One `[[tool]]` table per tool: the median latency and a recorded output.
+/// One `[[tool]]` table per tool: the median latency and a recorded output, and each recorded
+/// call's latency and result in order per conversation.
 fn write_tools(out: &mut String, parts: &ScenarioParts) {
     for (tool, latencies) in parts.tool_latency {
         let mut sorted = latencies.clone();
@@ -173,6 +189,24 @@ fn write_tools(out: &mut String, parts: &ScenarioParts) {
         let output = parts.tool_output.get(tool).map_or(NO_TOOL_OUTPUT, String::as_str);
         // Tool outputs are templates: recorded braces must not open one.
         let _ = writeln!(out, "output = {}", toml_string(&escape_template(output)));
+        let calls = parts.tool_calls.get(tool).map_or(&[][..], Vec::as_slice);
+        if !calls.is_empty() {
+            // Exact per call: the median and the output above are for calls beyond these.
+            let _ = writeln!(out, "recorded = [");
+            for call in calls {
+                let output = call
+                    .output
+                    .as_ref()
+                    .map(|o| format!(", output = {}", toml_string(o)))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {{ conv = {}, latency = \"{}us\"{output} }},",
+                    call.conv, call.latency_us
+                );
+            }
+            let _ = writeln!(out, "]");
+        }
     }
 }
 

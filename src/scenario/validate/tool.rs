@@ -1,5 +1,8 @@
 //! Validates `[[tool]]` tables.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use toml::Spanned;
 
 use super::Validator;
@@ -53,7 +56,29 @@ impl Validator<'_> {
             compensation,
             approval,
             mcp: raw.mcp.as_ref().map(|m| self.mcp_tool(raw, m)),
+            recorded: self.recorded_calls(raw),
         }
+    }
+
+    /// `recorded = [{ conv, latency, output }, …]`: by conversation, in the order given.
+    fn recorded_calls(&mut self, raw: &RawTool) -> BTreeMap<u32, Vec<RecordedCall>> {
+        let mut by_conv: BTreeMap<u32, Vec<RecordedCall>> = BTreeMap::new();
+        if let (Some(_), Some(first)) = (&raw.mcp, raw.recorded.first()) {
+            self.error(
+                first.span(),
+                "an MCP tool answers as its cassette recorded: expected no `recorded` beside `mcp`",
+            );
+            return by_conv;
+        }
+        for call in &raw.recorded {
+            let call = call.get_ref();
+            let latency_us = self.duration(&call.latency);
+            by_conv.entry(*call.conv.get_ref()).or_default().push(RecordedCall {
+                latency_us,
+                output: call.output.as_deref().map(Arc::from),
+            });
+        }
+        by_conv
     }
 
     /// `mcp = { cassette, tool }`: its results come from the cassette, so no `output` or `rules`.

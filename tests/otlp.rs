@@ -399,6 +399,7 @@ fn an_import_of_a_file_that_cannot_be_read_names_the_file_without_a_place() {
 /// ended.
 fn course(report: &Value) -> Value {
     serde_json::json!({
+        "virtual_time_us": report["virtual_time_us"],
         "llm_calls": report["llm_calls"],
         "llm_errors": report["llm_errors"],
         "tool_calls": report["tool_calls"],
@@ -412,16 +413,22 @@ fn course(report: &Value) -> Value {
 fn shipped_scenarios_exported_and_imported_back_replay_the_same_course() {
     // Tool calls are imported one by one (latency and result in order per conversation), so a
     // course that hangs on exact tool timings replays too: support-desk's crashes land on the
-    // same messages, and the same seven conversations are lost.
+    // same messages, and the same seven conversations are lost. The retry policy is exported
+    // whole, so retry-storm's exponential backoff ends at the same virtual time. (Guardrails are
+    // the design's, not in a trace: pii-leak's output guardrail takes time the import cannot
+    // know, so its run ends 23 ms sooner.)
     for name in [
         "support-desk",
         "downstream-retry-storm",
-        "pii-leak",
         "prompt-injection",
         "travel-desk",
         "coding-agent",
         "double-refund",
         "hotel-last-room",
+        "retry-storm",
+        "crash-loop",
+        "mcp-order-desk",
+        "prompt-injection-guarded",
     ] {
         let dir = tempfile::tempdir().unwrap();
         let scenario = format!("scenarios/{name}.toml");
@@ -455,5 +462,209 @@ fn shipped_scenarios_exported_and_imported_back_replay_the_same_course() {
         // The same tool calls with the same arguments in the same order, across conversations.
         let replayed_trace = std::fs::read(replayed.join("trace.jsonl")).unwrap();
         assert_eq!(invocations(&trace), invocations(&replayed_trace), "{name}");
+    }
+}
+
+/// An OTLP document of `spans`, each `(trace, id, parent, name, start_ms, end_ms, attributes,
+/// status)`.
+#[allow(clippy::type_complexity)]
+fn document(
+    spans: &[(
+        &str,
+        &str,
+        Option<&str>,
+        &str,
+        u64,
+        u64,
+        Vec<(&str, Value)>,
+        Option<&str>,
+    )],
+) -> Value {
+    let t = |ms: u64| (1_700_000_000_000_000_000u64 + ms * 1_000_000).to_string();
+    let spans: Vec<Value> = spans
+        .iter()
+        .map(|(trace, id, parent, name, start, end, attributes, error)| {
+            let attributes: Vec<Value> = attributes
+                .iter()
+                .map(|(k, v)| {
+                    let value = match v {
+                        Value::Number(n) => serde_json::json!({"intValue": n.to_string()}),
+                        other => serde_json::json!({"stringValue": other.as_str().unwrap_or("")}),
+                    };
+                    serde_json::json!({"key": k, "value": value})
+                })
+                .collect();
+            let mut span = serde_json::json!({"traceId": format!("{trace:0>32}"), "spanId": format!("{id:0>16}"),
+                "name": name, "startTimeUnixNano": t(*start), "endTimeUnixNano": t(*end), "attributes": attributes});
+            if let Some(parent) = parent {
+                span["parentSpanId"] = serde_json::json!(format!("{parent:0>16}"));
+            }
+            if let Some(message) = error {
+                span["status"] = serde_json::json!({"code": 2, "message": message});
+            }
+            span
+        })
+        .collect();
+    serde_json::json!({"resourceSpans": [{"resource": {}, "scopeSpans": [{"scope": {"name": "app"}, "spans": spans}]}]})
+}
+
+/// Imports `trace` and runs the import: the scenario and cassette written, the run's report
+/// and what the run said on stderr.
+fn import_and_run(trace: &Value) -> (String, String, Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.json");
+    std::fs::write(&path, trace.to_string()).unwrap();
+    let out = dir.path().join("imported");
+    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
+    let cassette = std::fs::read_to_string(out.join("cassette.jsonl")).unwrap();
+    let output = agentsim_output(&["run", out.join("scenario.toml").to_str().unwrap(), "--json"]);
+    assert!(status(&output) <= 1, "{}", stderr(&output));
+    let report = serde_json::from_str(&stdout(&output)).unwrap();
+    (scenario, cassette, report, stderr(&output))
+}
+
+fn chat(model: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("gen_ai.operation.name", Value::from("chat")),
+        ("gen_ai.request.model", Value::from(model.to_owned())),
+        ("gen_ai.usage.input_tokens", Value::from(10)),
+        ("gen_ai.usage.output_tokens", Value::from(2)),
+    ]
+}
+
+#[test]
+fn an_app_without_agent_spans_imports_one_conversation_per_trace_or_conversation_id() {
+    // Three requests, each a trace of one model call.
+    let lone = document(&[
+        ("a1", "1", None, "chat gpt-4o", 0, 100, chat("gpt-4o"), None),
+        ("a2", "2", None, "chat gpt-4o", 1_000, 1_100, chat("gpt-4o"), None),
+        ("a3", "3", None, "chat gpt-4o", 2_000, 2_100, chat("gpt-4o"), None),
+    ]);
+    let (_, _, report, said) = import_and_run(&lone);
+    assert_eq!(report["conversations"]["started"], 3, "{report:#}");
+    assert_eq!(report["llm_calls"], 3);
+    assert!(!said.contains("cassette"), "{said}");
+    // Two conversations in one trace, told apart by their conversation ids.
+    let with_ids = |id: &str| {
+        let mut attributes = chat("gpt-4o");
+        attributes.push(("gen_ai.conversation.id", Value::from(id.to_owned())));
+        attributes
+    };
+    let two = document(&[
+        ("b1", "1", None, "chat gpt-4o", 0, 100, with_ids("c-1"), None),
+        ("b1", "2", None, "chat gpt-4o", 500, 600, with_ids("c-2"), None),
+    ]);
+    let (_, _, report, said) = import_and_run(&two);
+    assert_eq!(report["conversations"]["started"], 2, "{report:#}");
+    assert!(!said.contains("cassette"), "{said}");
+}
+
+#[test]
+fn a_run_that_gave_up_after_three_429s_replays_three_failed_calls_and_no_more() {
+    let mut limited = chat("gpt-4o-mini");
+    limited.push(("http.response.status_code", Value::from(429)));
+    limited.push(("error.type", Value::from("RateLimitError")));
+    let agent = vec![
+        ("gen_ai.operation.name", Value::from("invoke_agent")),
+        ("gen_ai.agent.name", Value::from("a")),
+    ];
+    let trace = document(&[
+        (
+            "c",
+            "a",
+            None,
+            "invoke_agent a",
+            0,
+            3_000,
+            agent,
+            Some("RateLimitError"),
+        ),
+        (
+            "c",
+            "1",
+            Some("a"),
+            "chat gpt-4o-mini",
+            10,
+            110,
+            limited.clone(),
+            Some("RateLimitError"),
+        ),
+        (
+            "c",
+            "2",
+            Some("a"),
+            "chat gpt-4o-mini",
+            1_110,
+            1_210,
+            limited.clone(),
+            Some("RateLimitError"),
+        ),
+        (
+            "c",
+            "3",
+            Some("a"),
+            "chat gpt-4o-mini",
+            2_210,
+            2_310,
+            limited,
+            Some("RateLimitError"),
+        ),
+    ]);
+    let (scenario, _, report, said) = import_and_run(&trace);
+    assert!(scenario.contains("retry = { attempts = 3,"), "{scenario}");
+    assert_eq!(
+        (report["llm_calls"].as_u64(), report["llm_errors"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(report["conversations"]["failed"], 1, "{report:#}");
+    // The 429s are the failure: no stand-in error is recorded after them.
+    assert!(!said.contains("cassette"), "{said}");
+}
+
+#[test]
+fn an_error_message_that_names_its_status_is_imported_with_that_status() {
+    let mut overloaded = chat("gpt-4o");
+    overloaded.push(("error.type", Value::from("InternalServerError")));
+    let agent = vec![
+        ("gen_ai.operation.name", Value::from("invoke_agent")),
+        ("gen_ai.agent.name", Value::from("a")),
+    ];
+    let trace = document(&[
+        ("d", "a", None, "invoke_agent a", 0, 3_000, agent, None),
+        (
+            "d",
+            "1",
+            Some("a"),
+            "chat gpt-4o",
+            10,
+            110,
+            overloaded,
+            Some("Error code: 503 - overloaded"),
+        ),
+        ("d", "2", Some("a"), "chat gpt-4o", 1_110, 1_210, chat("gpt-4o"), None),
+    ]);
+    let (_, cassette, report, said) = import_and_run(&trace);
+    assert!(!said.contains("cassette"), "{said}");
+    assert_eq!(report["llm_errors"], 1);
+    assert!(cassette.contains(r#""status":503"#), "{cassette}");
+    assert!(cassette.contains(r#""code":"server_is_overloaded""#), "{cassette}");
+}
+
+#[test]
+fn a_model_answer_a_guardrail_checked_is_exported_under_its_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (otlp, _) = export("scenarios/runaway-cost.toml", dir.path());
+    let chats: Vec<Value> = spans(&otlp)
+        .into_iter()
+        .filter(|s| attr(s, "gen_ai.operation.name").and_then(|v| v["stringValue"].as_str()) == Some("chat"))
+        .collect();
+    assert!(!chats.is_empty());
+    for span in &chats {
+        let model = attr(span, "gen_ai.request.model").unwrap()["stringValue"]
+            .as_str()
+            .unwrap();
+        assert!(!model.starts_with("guardrail:"), "{span}");
     }
 }

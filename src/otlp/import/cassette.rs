@@ -124,6 +124,25 @@ pub(super) fn failure_entry(entries: &[Entry], llm: &str, agent: &str, conv: u32
     }
 }
 
+/// The HTTP status an error message names, as SDKs write it (`Error code: 503 - …`,
+/// `status code 502`, `status_code=500`).
+fn status_in(lower: &str) -> Option<u16> {
+    [
+        "error code: ",
+        "error code ",
+        "status code: ",
+        "status code ",
+        "status_code=",
+        "status: ",
+    ]
+    .iter()
+    .find_map(|marker| {
+        let at = lower.find(marker)? + marker.len();
+        let digits: String = lower[at..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u16>().ok().filter(|s| (400..600).contains(s))
+    })
+}
+
 /// A failed chat span as the error a provider would have answered.
 fn error_exchange(span: &Span, message: &str, latency_us: u64) -> Exchange {
     let error_type = span.str("error.type").unwrap_or("").to_owned();
@@ -146,19 +165,23 @@ fn error_exchange(span: &Span, message: &str, latency_us: u64) -> Exchange {
             latency_us,
         };
     }
-    let status = status.unwrap_or(if lower.contains("rate") || lower.contains("429") {
-        429
-    } else if lower.contains("context") {
-        400
-    } else {
-        500
-    });
+    let status = status
+        .or_else(|| status_in(&lower))
+        .unwrap_or(if lower.contains("rate") || lower.contains("429") {
+            429
+        } else if lower.contains("context") {
+            400
+        } else {
+            500
+        });
     let code = if lower.contains("context_length") || lower.contains("context length") {
         "context_length_exceeded"
     } else if lower.contains("insufficient_quota") {
         "insufficient_quota"
     } else if status == 429 {
         "rate_limit_exceeded"
+    } else if status == 503 || status == 529 || lower.contains("overloaded") {
+        "server_is_overloaded"
     } else {
         "server_error"
     };

@@ -527,3 +527,42 @@ fn every_model_call_in_the_trace_is_billed_once_on_the_shipped_scenarios() {
         );
     }
 }
+
+#[test]
+fn a_cost_too_big_for_pico_dollars_saturates_and_breaks_the_budget_instead_of_wrapping_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // $1 a token, 4,294,967,295 tokens: about $4.3 billion, past u64 pico-dollars.
+    let design = |budget: &str| {
+        format!(
+            r#"[scenario]
+name = "huge"
+[[llm]]
+name = "m"
+price = {{ input_per_mtok = 1000000, output_per_mtok = 1000000 }}
+[[agent]]
+name = "a"
+llm = "m"
+behavior = [ {{ otherwise = {{ answer = "ok", tokens = 4294967295 }} }} ]
+[[traffic]]
+kind = "script"
+to = "a"
+script = [ {{ at = "0s", message = "hi" }} ]
+[[invariant]]
+name = "budget"
+always = {{ cost_usd_max = {budget}, per = "run" }}
+"#
+        )
+    };
+    let path = write_scenario(dir.path(), &design("9000000"));
+    let output = agentsim_output(&["run", path.to_str().unwrap(), "--json"]);
+    assert_eq!(status(&output), 1, "the budget breaks: {}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["cost_pusd"], u64::MAX, "saturated, not wrapped: {}", report["cost_pusd"]);
+    assert_eq!(report["invariants"][0]["passed"], false, "{:#}", report["invariants"]);
+    // A budget past the largest cost agentsim can count is refused, with the place.
+    let path = write_scenario(dir.path(), &design("20000000"));
+    let output = agentsim_output(&["validate", path.to_str().unwrap()]);
+    assert_eq!(status(&output), 2);
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(said.contains(":16:27: expected a cost in USD between 0 and 10000000"), "{said}");
+}

@@ -189,8 +189,7 @@ impl GuardrailBehavior {
         };
         let llm = &self.scenario.llms[self.directory.locate(checked.dest).1];
         let estimate = Spend {
-            pusd: request.input_tokens as u64 * llm.price.input_pusd_per_token
-                + *reserve_output_tokens as u64 * llm.price.output_pusd_per_token,
+            pusd: llm.price.cost_pusd(request.input_tokens, 0, *reserve_output_tokens),
             tokens: request.input_tokens as u64 + *reserve_output_tokens as u64,
         };
         let spent = match per {
@@ -199,7 +198,7 @@ impl GuardrailBehavior {
             BudgetScope::Run => self.spent,
         };
         if let Some(max) = max_cost_pusd {
-            if spent.pusd + estimate.pusd > *max {
+            if spent.pusd.saturating_add(estimate.pusd) > *max {
                 return Found::tripped(format!(
                     "spent {} + this call ~{} would exceed {} per {}",
                     format_usd(spent.pusd),
@@ -556,7 +555,7 @@ impl GuardrailBehavior {
             self.spent_by_agent.entry(agent).or_default(),
             &mut self.spent,
         ] {
-            total.pusd += spend.pusd;
+            total.pusd = total.pusd.saturating_add(spend.pusd);
             total.tokens += spend.tokens;
         }
         via.pop();

@@ -48,10 +48,14 @@ impl Price {
     /// Cost of a call in pico-USD: `input_tokens` counts all input tokens, of which
     /// `cached_input_tokens` are billed at the cached price.
     pub fn cost_pusd(&self, input_tokens: u32, cached_input_tokens: u32, output_tokens: u32) -> u64 {
-        let cached = cached_input_tokens.min(input_tokens) as u64;
-        let fresh = input_tokens as u64 - cached;
+        let cached = cached_input_tokens.min(input_tokens) as u128;
+        let fresh = input_tokens as u128 - cached;
         let cached_price = self.cached_input_pusd_per_token.unwrap_or(self.input_pusd_per_token);
-        fresh * self.input_pusd_per_token + cached * cached_price + output_tokens as u64 * self.output_pusd_per_token
+        let pusd = fresh * self.input_pusd_per_token as u128
+            + cached * cached_price as u128
+            + output_tokens as u128 * self.output_pusd_per_token as u128;
+        // Saturates rather than wraps: no budget reaches u64::MAX (see `BUDGET_USD_MAX`).
+        u64::try_from(pusd).unwrap_or(u64::MAX)
     }
 }
 

@@ -147,7 +147,7 @@ impl AgentAccount {
         self.input_tokens += usage.input_tokens as u64;
         self.cached_input_tokens += usage.cached_input_tokens as u64;
         self.output_tokens += usage.output_tokens as u64;
-        self.cost_pusd += usage.cost_pusd;
+        self.cost_pusd = self.cost_pusd.saturating_add(usage.cost_pusd);
     }
 }
 
@@ -496,7 +496,7 @@ impl Observer {
     ) {
         let tokens = (usage.input_tokens + usage.output_tokens) as u64;
         let account = self.conversation(conv);
-        account.cost_pusd += usage.cost_pusd;
+        account.cost_pusd = account.cost_pusd.saturating_add(usage.cost_pusd);
         account.tokens += tokens;
         let (conv_cost, conv_tokens) = (account.cost_pusd, account.tokens);
         let (run_cost, run_tokens) = (self.cost_pusd, self.input_tokens + self.output_tokens);
@@ -1074,7 +1074,7 @@ impl Observe for Observer {
         self.cached_input_tokens += usage.cached_input_tokens as u64;
         self.server_counted_calls += u64::from(usage.counted_by_server);
         self.output_tokens += usage.output_tokens as u64;
-        self.cost_pusd += usage.cost_pusd;
+        self.cost_pusd = self.cost_pusd.saturating_add(usage.cost_pusd);
         if let Some(account) = self.agents.get_mut(agent) {
             account.bill(usage);
         }

@@ -499,10 +499,12 @@ impl Checker {
                         false
                     }
                 };
-                let cost_pusd = b
-                    .cost_usd
-                    .as_ref()
-                    .map(|c| (c.get_ref().max(0.0) * 1e12).round() as u64);
+                let cost_pusd = b.cost_usd.as_ref().map(|c| {
+                    crate::scenario::units::budget_pusd(*c.get_ref()).unwrap_or_else(|problem| {
+                        self.error(c.span(), problem);
+                        0
+                    })
+                });
                 let (tokens, calls) = (
                     b.tokens.as_ref().map(|t| *t.get_ref()),
                     b.calls.as_ref().map(|c| *c.get_ref()),

@@ -308,9 +308,9 @@ impl Ledger {
             let entry = by_model.entry(&c.model).or_default();
             entry.0 += 1;
             entry.1 = entry.1 + t;
-            entry.2 += c.cost_pusd;
+            entry.2 = entry.2.saturating_add(c.cost_pusd);
         }
-        let cost_pusd: u64 = calls.iter().map(|c| c.cost_pusd).sum();
+        let cost_pusd: u64 = calls.iter().fold(0, |sum, c| sum.saturating_add(c.cost_pusd));
         let streams: Vec<&&Ended> = ended.iter().filter(|e| e.streamed).collect();
         let mut latencies: Vec<u64> = ended.iter().map(|e| e.latency_us).collect();
         latencies.sort_unstable();
@@ -335,8 +335,8 @@ impl Ledger {
                     "errors": mine.iter().filter(|c| c.ended.as_ref().is_some_and(|e| !(200..300).contains(&e.status) || e.broken)).count(),
                     "retries": mine.iter().filter(|c| c.retry.is_some()).count(),
                     "faults": mine.iter().flat_map(|c| c.faults.iter().map(move |f| json!({"call": c.call, "kind": f}))).collect::<Vec<_>>(),
-                    "cost_usd": usd(mine.iter().map(|c| c.cost_pusd).sum()),
-                    "cost_pusd": mine.iter().map(|c| c.cost_pusd).sum::<u64>(),
+                    "cost_usd": usd(mine.iter().fold(0, |sum, c| sum.saturating_add(c.cost_pusd))),
+                    "cost_pusd": mine.iter().fold(0u64, |sum, c| sum.saturating_add(c.cost_pusd)),
                     "last_call_ok": last_ok,
                 })
             })
@@ -497,7 +497,7 @@ impl Ledger {
                     let key = if per_session { c.session.as_str() } else { "the run" };
                     let t = c.ended.as_ref().and_then(|e| e.tokens).unwrap_or_default();
                     let g = groups.entry(key).or_default();
-                    g.0 += c.cost_pusd;
+                    g.0 = g.0.saturating_add(c.cost_pusd);
                     g.1 += t.input + t.output;
                     g.2 += 1;
                 }

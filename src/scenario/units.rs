@@ -139,6 +139,21 @@ pub fn format_usd(pusd: u64) -> String {
     )
 }
 
+/// The largest budget a scenario or faults file may set, in USD: below where sums of pico-USD
+/// saturate (`u64::MAX` pico-USD is about $18.4 million), so a cost that saturated breaks every
+/// budget instead of wrapping round under it.
+pub const BUDGET_USD_MAX: f64 = 10_000_000.0;
+
+/// A budget in USD as exact pico-USD, or what was expected.
+pub fn budget_pusd(usd: f64) -> Result<u64, String> {
+    if !usd.is_finite() || !(0.0..=BUDGET_USD_MAX).contains(&usd) {
+        return Err(format!(
+            "expected a cost in USD between 0 and {BUDGET_USD_MAX}, found {usd}"
+        ));
+    }
+    Ok((usd * 1e12).round() as u64)
+}
+
 /// Pico-USD as a JSON number of dollars, as reports write `cost_usd` beside the exact `cost_pusd`.
 pub fn usd_from_pusd(pusd: u64) -> f64 {
     pusd as f64 / 1e12

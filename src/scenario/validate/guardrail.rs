@@ -460,11 +460,10 @@ impl Validator<'_> {
 
     fn budget_check(&mut self, check: &RawGuardCheck, span: &Range<usize>) -> GuardCheck {
         let max_cost_pusd = check.max_cost_usd.as_ref().map(|c| {
-            let usd = *c.get_ref();
-            if !usd.is_finite() || usd < 0.0 {
-                self.error(c.span(), format!("expected a non-negative cost in USD, found {usd}"));
-            }
-            (usd.max(0.0) * 1e12).round() as u64
+            crate::scenario::units::budget_pusd(*c.get_ref()).unwrap_or_else(|problem| {
+                self.error(c.span(), problem);
+                0
+            })
         });
         let max_tokens = check.max_tokens.as_ref().map(|t| *t.get_ref());
         if max_cost_pusd.is_none() && max_tokens.is_none() {

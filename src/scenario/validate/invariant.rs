@@ -283,14 +283,11 @@ impl Validator<'_> {
         let per = self.per(per);
         match (cost_usd, tokens) {
             (Some(cost), None) => {
-                let usd = *cost.get_ref();
-                if !usd.is_finite() || usd < 0.0 {
-                    self.error(cost.span(), format!("expected a non-negative cost in USD, found {usd}"));
-                }
-                Some(Check::CostMax {
-                    cost_pusd_max: (usd.max(0.0) * 1e12).round() as u64,
-                    per,
-                })
+                let cost_pusd_max = crate::scenario::units::budget_pusd(*cost.get_ref()).unwrap_or_else(|problem| {
+                    self.error(cost.span(), problem);
+                    0
+                });
+                Some(Check::CostMax { cost_pusd_max, per })
             }
             (None, Some(tokens)) => Some(Check::TokensMax {
                 tokens_max: *tokens.get_ref(),

@@ -228,3 +228,25 @@ fn the_sweep_page_shows_the_fates_of_all_conversations() {
     );
     assert!(html.contains("<tr class=\"fate\"><td>lost</td>"));
 }
+
+#[test]
+fn a_conversation_its_user_abandoned_is_counted_once_in_the_report_as_in_the_summary() {
+    let scenario = parse(&desk(
+        r#"
+[[fault]]
+kind = "user.abandon"
+target = "agent:a"
+on_message = 1
+"#,
+    ));
+    let report = run_in_memory(&scenario, 1, Flavor::CurrentThread).report;
+    let c = &report.conversations;
+    assert_eq!((c.started, c.answered, c.abandoned), (2, 1, 1), "{c:?}");
+    let counted = c.answered + c.max_turns + c.failed + c.unanswered + c.abandoned + c.blocked + c.halted + c.escalated;
+    assert_eq!(counted, c.started, "each conversation counted once: {c:?}");
+    let summary = report.summary();
+    assert!(
+        summary.contains("2 started, 1 answered, 0 hit max_turns, 0 failed, 0 unanswered, 1 abandoned"),
+        "{summary}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Assembles `report.json` from what the engine knows at the end of a run and what the observer
 //! accounted along the way.
 
-use super::{AgentCost, ConversationCost, Conversations, Endings, RunReport, Tokens, UserTurns, REPORT_SCHEMA_VERSION};
+use super::{AgentCost, ConversationCost, Conversations, RunReport, Tokens, UserTurns, REPORT_SCHEMA_VERSION};
 use crate::engine::EngineRun;
 use crate::kernel::ActorIdx;
 use crate::observe::Observer;
@@ -17,15 +17,18 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
         .map(|conv| fates.outcomes.get(&conv).map(|o| o.fate))
         .collect();
     let started: Vec<_> = o.conversations.iter().filter(|c| c.started_at_us.is_some()).collect();
-    let answered = started
+    // Each conversation counted once: one whose user left counts as abandoned, not also under
+    // the ending it reached (an answer nobody read is not "answered").
+    let stayed: Vec<_> = started.iter().filter(|c| !c.abandoned).collect();
+    let answered = stayed
         .iter()
         .filter(|c| c.status == Some(AnswerStatus::Answered))
         .count() as u64;
-    let max_turns = started
+    let max_turns = stayed
         .iter()
         .filter(|c| matches!(c.status, Some(AnswerStatus::MaxTurns | AnswerStatus::MaxHandoffs)))
         .count() as u64;
-    let ended = |status: AnswerStatus| started.iter().filter(|c| c.status == Some(status)).count() as u64;
+    let ended = |status: AnswerStatus| stayed.iter().filter(|c| c.status == Some(status)).count() as u64;
     let failed = ended(AnswerStatus::Failed);
     let (blocked, halted, escalated) = (
         ended(AnswerStatus::Blocked),
@@ -85,24 +88,11 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
             answered,
             max_turns,
             failed,
-            unanswered: started.len() as u64 - answered - max_turns - failed - blocked - halted - escalated,
-            abandoned: started.iter().filter(|c| c.abandoned).count() as u64,
+            unanswered: stayed.len() as u64 - answered - max_turns - failed - blocked - halted - escalated,
+            abandoned: (started.len() - stayed.len()) as u64,
             blocked,
             halted,
             escalated,
-            abandoned_in: {
-                let abandoned: Vec<_> = started.iter().filter(|c| c.abandoned).collect();
-                let ended = |status: AnswerStatus| abandoned.iter().filter(|c| c.status == Some(status)).count() as u64;
-                Endings {
-                    answered: ended(AnswerStatus::Answered),
-                    max_turns: ended(AnswerStatus::MaxTurns),
-                    failed: ended(AnswerStatus::Failed),
-                    unanswered: abandoned.iter().filter(|c| c.status.is_none()).count() as u64,
-                    blocked: ended(AnswerStatus::Blocked),
-                    halted: ended(AnswerStatus::Halted),
-                    escalated: ended(AnswerStatus::Escalated),
-                }
-            },
         },
         user_turns: {
             let total: u64 = started.iter().map(|c| c.user_turns as u64).sum();

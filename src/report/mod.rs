@@ -179,7 +179,8 @@ pub struct Conversations {
     pub failed: u64,
     /// Never ended.
     pub unanswered: u64,
-    /// The user left before the answer (counted in the totals above too).
+    /// The user left before the answer (not counted under the ending the conversation reached:
+    /// the counts add up to `started`).
     pub abandoned: u64,
     /// A guardrail blocked the input or the answer.
     pub blocked: u64,
@@ -187,23 +188,8 @@ pub struct Conversations {
     pub halted: u64,
     /// A guardrail passed the conversation to a human.
     pub escalated: u64,
-    /// Of `abandoned`, how many each ending above counts. Not in report.json; the terminal
-    /// summary uses it to show abandoned conversations on their own, counted once.
-    #[serde(skip)]
-    pub abandoned_in: Endings,
 }
 
-/// Conversations by how they ended (the counts of [`Conversations`], for a subset of them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Endings {
-    pub answered: u64,
-    pub max_turns: u64,
-    pub failed: u64,
-    pub unanswered: u64,
-    pub blocked: u64,
-    pub halted: u64,
-    pub escalated: u64,
-}
 
 /// Everything `run` reports. Field order is the JSON order.
 #[derive(Debug, Clone, PartialEq, Serialize)]

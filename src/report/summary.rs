@@ -422,23 +422,17 @@ fn usd_f64(dollars: f64) -> String {
     format!("${dollars:.6}")
 }
 
-/// How the conversations ended, each counted once: a conversation whose user left is counted as
-/// abandoned, not also under the ending it reached (an answer nobody read is not "answered").
+/// How the conversations ended, each counted once, as the report counts them.
 fn conversations_line(c: &Conversations) -> String {
-    let a = &c.abandoned_in;
     let mut line = format!(
         "{} started, {} answered, {} hit max_turns, {} failed, {} unanswered",
-        c.started,
-        c.answered - a.answered,
-        c.max_turns - a.max_turns,
-        c.failed - a.failed,
-        c.unanswered - a.unanswered
+        c.started, c.answered, c.max_turns, c.failed, c.unanswered
     );
     // The guardrail endings and abandoned conversations, when there are any (`, 2 blocked`).
     for (what, n) in [
-        ("blocked", c.blocked - a.blocked),
-        ("halted", c.halted - a.halted),
-        ("escalated", c.escalated - a.escalated),
+        ("blocked", c.blocked),
+        ("halted", c.halted),
+        ("escalated", c.escalated),
         ("abandoned", c.abandoned),
     ] {
         if n > 0 {
@@ -519,25 +513,20 @@ fn blast_line(b: &BlastRadius, with_impact: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::conversations_line;
-    use crate::report::{Conversations, Endings};
+    use crate::report::Conversations;
 
     #[test]
     fn abandoned_conversations_are_shown_on_their_own_and_counted_once() {
         let c = Conversations {
             started: 10,
-            answered: 7,
+            answered: 5,
             max_turns: 0,
             failed: 1,
-            unanswered: 1,
+            unanswered: 0,
             abandoned: 3,
             blocked: 1,
             halted: 0,
             escalated: 0,
-            abandoned_in: Endings {
-                answered: 2,
-                unanswered: 1,
-                ..Endings::default()
-            },
         };
         let line = conversations_line(&c);
         assert_eq!(

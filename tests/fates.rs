@@ -250,3 +250,32 @@ on_message = 1
         "{summary}"
     );
 }
+
+#[test]
+fn a_conversation_that_failed_breaks_eventually_answered_at_the_answer_that_ended_it() {
+    // The third call to the model is conversation 1's first: it fails for good (401).
+    let scenario = parse(&desk(
+        r#"
+[[fault]]
+kind = "llm.auth_error"
+target = "llm:gpt"
+on_message = 3
+
+[[invariant]]
+name = "answered"
+eventually = { answered = true }
+"#,
+    ));
+    let output = run_in_memory(&scenario, 1, Flavor::CurrentThread);
+    let first = output.report.invariants[0].first_violation.clone().expect("it broke");
+    let trace = records(&output.trace);
+    let ended = trace
+        .iter()
+        .find(|r| field(r, "msg").starts_with("answer conv=1 status=failed"))
+        .expect("conversation 1 ended failed");
+    assert_eq!(
+        (first.seq, first.t_us),
+        (ended["seq"].as_u64().unwrap(), ended["t_us"].as_u64().unwrap()),
+        "{first:?}"
+    );
+}

@@ -82,8 +82,9 @@ pub struct ConversationAccount {
     pub started_at_us: Option<u64>,
     pub start_seq: u64,
     pub answered_at_us: Option<u64>,
-    /// The latest answer (of the last turn, when a user talks back).
+    /// The latest answer (of the last turn, when a user talks back), and its seq.
     pub last_answered_at_us: Option<u64>,
+    pub last_answer_seq: u64,
     pub status: Option<AnswerStatus>,
     pub cost_pusd: u64,
     pub tokens: u64,
@@ -790,14 +791,16 @@ impl Observer {
                             None if account.answered_at_us.is_none() && self.last_event.1 < deadline => self.last_event,
                             None => (account.start_seq, deadline),
                         },
-                        None => (account.start_seq, started),
+                        // No deadline: an answer that never came broke it when the run ended.
+                        None => self.last_event,
                     };
                     match (account.answered_at_us, deadline) {
                         (None, _) => Some((conv, late_seq, late_us, "was never answered".to_owned())),
+                        // It broke where the conversation ended otherwise.
                         (Some(_), _) if account.status != Some(AnswerStatus::Answered) => Some((
                             conv,
-                            account.start_seq,
-                            started,
+                            account.last_answer_seq,
+                            account.last_answered_at_us.unwrap_or(started),
                             format!("ended {} instead of answered", account.status.map_or("?", |s| s.name())),
                         )),
                         (Some(answered), Some(deadline)) if answered > deadline => Some((
@@ -1026,6 +1029,7 @@ impl Observe for Observer {
                 if account.status.is_none() {
                     account.status = Some(*status);
                     account.last_answered_at_us = Some(now_us);
+                    account.last_answer_seq = seq;
                 }
                 self.check_output(scenario, seq, now_us, *conv, text, labels);
                 // Without a user who talks back, the answer ends the conversation.

@@ -181,6 +181,15 @@ fn an_overcharge_breaks_the_quote_invariant_and_the_hardened_desk_holds_it() {
     }
     // Each customer paid exactly the quote.
     assert_eq!(fixed.report["amounts"]["charged"]["total"], 4870.5);
+    // The payment retried after its timeout gets the answer the first one got, as an API that
+    // honours idempotency keys answers a repeat, not the funds check's refusal of a second
+    // charge that never happens.
+    let results = tool_results(&fixed.trace, 0);
+    let payments: Vec<&String> = results.iter().filter(|r| r.contains("tool=pay_booking")).collect();
+    assert!(payments.len() >= 2, "{results:?}");
+    for payment in &payments {
+        assert!(payment.contains(r#"output="charged 2600 USD for Lisbon, 7 nights""#), "{payment}");
+    }
     assert_eq!(
         fixed.report["amounts"]["charged"]["by_subject"]["acct-ana"]["total"],
         2600

@@ -34,8 +34,9 @@ pub struct ToolBehavior {
     tool: ToolIdx,
     family: StreamFamily,
     streams: std::collections::BTreeMap<ConvId, RngStream>,
-    /// Calls already executed (conversation, arguments), for idempotent tools.
-    executed: std::collections::BTreeSet<(ConvId, String)>,
+    /// Calls already executed (conversation, arguments), for idempotent tools, with what the
+    /// API answered them: a repeat gets that answer again.
+    executed: std::collections::BTreeMap<(ConvId, String), String>,
     world: SharedWorld,
     /// `max_concurrent`: when each of the API's slots is free again (virtual time).
     slots_free_at_us: Vec<u64>,
@@ -340,6 +341,23 @@ impl ToolBehavior {
                 }
             }
         };
+        let cancelled = committed == Some(true);
+        // A compensation undoes one step: its own key, so undoing two equal steps refunds twice.
+        let idempotency_key = spec.idempotent.then(|| match caller {
+            ToolCaller::Agent(_) => call.args_text().to_string(),
+            ToolCaller::Compensation { of, step } => format!("undo {of}#{step}: {}", call.args_text()),
+        });
+        // The same call again: an idempotent operation (or an idempotency key) changes nothing
+        // new, and the API answers what it answered the first time.
+        let repeat = idempotency_key
+            .as_ref()
+            .and_then(|key| self.executed.get(&(conv, key.clone())))
+            .cloned();
+        if let Some(first) = &repeat {
+            output.clone_from(first);
+            changes.clear();
+        }
+        let answer_as_executed = idempotency_key.is_some().then(|| output.clone());
         let mut latency_us = latency_us;
         if let Some(injection) = injection {
             let params = &scenario.faults[injection.fault].params;
@@ -372,19 +390,15 @@ impl ToolBehavior {
                 _ => {}
             }
         }
-        let cancelled = committed == Some(true);
-        if spec.idempotent && effect_times > 0 && !cancelled {
-            // A compensation undoes one step: its own key, so undoing two equal steps refunds
-            // twice.
-            let idempotency_key = match caller {
-                ToolCaller::Agent(_) => call.args_text().to_string(),
-                ToolCaller::Compensation { of, step } => format!("undo {of}#{step}: {}", call.args_text()),
-            };
-            if !self.executed.insert((conv, idempotency_key)) {
-                // The same call again: an idempotent operation (or idempotency key) does nothing
-                // new.
-                effect_times = 0;
-                changes.clear();
+        if let (Some(key), true) = (idempotency_key, effect_times > 0 && !cancelled) {
+            match repeat {
+                Some(_) => {
+                    effect_times = 0;
+                    changes.clear();
+                }
+                None => {
+                    self.executed.insert((conv, key), answer_as_executed.unwrap_or_default());
+                }
             }
         }
         if committed.is_some() {

@@ -119,3 +119,21 @@ fn mutated_scenarios_are_rejected_with_an_error_or_run_to_an_outcome_and_never_p
         "some mutants must still parse, or the test exercises too little ({parsed})"
     );
 }
+
+#[test]
+fn a_task_delegated_back_round_a_cycle_is_refused_and_the_conversation_is_still_answered() {
+    let output = agentsim_output(&["run", "tests/warn-scenarios/delegation-cycle.toml", "--json"]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["outcome"], "completed");
+    assert_eq!(report["conversations"]["answered"], 1, "{:#}", report["conversations"]);
+    // Two model calls each: the delegation, then the answer with the refusal in it.
+    assert_eq!(report["llm_calls"], 4);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    agentsim_output(&["run", "tests/warn-scenarios/delegation-cycle.toml", "--out", out.to_str().unwrap()]);
+    let trace = records(&std::fs::read(out.join("trace.jsonl")).unwrap());
+    assert!(trace.iter().any(|r| field(r, "msg").starts_with(
+        "delegate_result conv=0 from=planner text=\"error: delegation cycle: planner is already working on conversation 0\""
+    )));
+}

@@ -309,6 +309,8 @@ warn_scenarios! {
         "traffic-without-conversations.toml" at "16:17" says ["found 0", "starts no conversation"];
     a_handoff_cycle_warns_naming_the_cycle:
         "handoff-cycle.toml" at "11:13" says ["handoff cycle triage → billing → triage"];
+    a_delegation_cycle_warns_naming_the_cycle:
+        "delegation-cycle.toml" at "12:14" says ["delegation cycle planner → researcher → planner", "refused with an error"];
     a_timeout_on_a_model_that_answers_at_once_warns_that_it_cannot_fire:
         "timeout-on-instant-model.toml" at "12:11" says ["`timeout`", "llm \"gpt\" answers in 0s", "can never fire"];
     a_fault_timed_after_the_run_ends_warns_that_it_cannot_fire:

@@ -731,6 +731,25 @@ impl AgentBehavior {
                         return false;
                     }
                 }
+                if let (Origin::Delegation(from), true) = (origin, self.conversations.contains_key(&conv)) {
+                    // Delegated back to while it waits on this conversation (a cycle of
+                    // delegates): it cannot work on the conversation twice, so the task is
+                    // refused at once and the delegator hears why.
+                    let text = format!(
+                        "error: delegation cycle: {} is already working on conversation {conv}",
+                        self.scenario.agents[self.agent].name
+                    );
+                    effects.push(Effect::Send {
+                        to: self.directory.agent(from),
+                        delay_us: 0,
+                        payload: Payload::Agent(AgentMsg::DelegateResult {
+                            conv,
+                            from_agent: self.agent,
+                            text: Arc::from(text),
+                        }),
+                    });
+                    return true;
+                }
                 self.open(
                     conv,
                     text,

@@ -28,6 +28,7 @@ impl Validator<'_> {
         self.effects_no_tool_has(raw, scenario);
         self.traffic_without_conversations(raw, scenario);
         self.handoff_cycles(raw, scenario);
+        self.delegation_cycles(raw, scenario);
         self.timeouts_that_cannot_fire(raw, scenario);
         self.faults_that_cannot_fire(raw, scenario);
         self.pinned_faults_that_cannot_fire(raw, scenario);
@@ -404,10 +405,10 @@ impl Validator<'_> {
             if reported.contains(&start) {
                 continue;
             }
-            let Some(cycle) = shortest_cycle(scenario, start) else {
+            let Some(cycle) = shortest_cycle(scenario, start, handoffs_of) else {
                 continue;
             };
-            reported.extend(strongly_connected(scenario, start));
+            reported.extend(strongly_connected(scenario, start, handoffs_of));
             let next = cycle[1];
             let Some(handoff) = raw.agent[start]
                 .get_ref()
@@ -425,6 +426,34 @@ impl Validator<'_> {
                     names.join(" → "),
                     names[0],
                     scenario.max_handoffs
+                ),
+            );
+        }
+    }
+
+    /// Agents that can delegate a conversation's work round in a circle. One warning per circle
+    /// of agents, at the first delegate on it.
+    fn delegation_cycles(&mut self, raw: &RawScenario, scenario: &Scenario) {
+        let mut reported: BTreeSet<AgentIdx> = BTreeSet::new();
+        for start in 0..scenario.agents.len() {
+            if reported.contains(&start) {
+                continue;
+            }
+            let Some(cycle) = shortest_cycle(scenario, start, delegates_of) else {
+                continue;
+            };
+            reported.extend(strongly_connected(scenario, start, delegates_of));
+            let next = &scenario.agents[cycle[1]].name;
+            let Some(delegate) = raw.agent[start].get_ref().delegates.iter().find(|d| d.get_ref() == next) else {
+                continue;
+            };
+            let names: Vec<&str> = cycle.iter().map(|&a| scenario.agents[a].name.as_str()).collect();
+            self.warn(
+                delegate.span(),
+                format!(
+                    "delegation cycle {}: expected delegates that answer, found a way back to \"{}\"; an agent cannot work on a conversation twice, so a task delegated back to it is refused with an error",
+                    names.join(" → "),
+                    names[0]
                 ),
             );
         }
@@ -674,12 +703,23 @@ fn latency_max_us(latency: &Latency) -> u64 {
     }
 }
 
-/// The shortest handoff path from `start` back to `start`, both ends included.
-fn shortest_cycle(scenario: &Scenario, start: AgentIdx) -> Option<Vec<AgentIdx>> {
+/// The agents an agent passes work to: by handoff or by delegation.
+type Edges = fn(&crate::scenario::Agent) -> &[AgentIdx];
+
+fn handoffs_of(agent: &crate::scenario::Agent) -> &[AgentIdx] {
+    &agent.handoffs
+}
+
+fn delegates_of(agent: &crate::scenario::Agent) -> &[AgentIdx] {
+    &agent.delegates
+}
+
+/// The shortest path along `edges` from `start` back to `start`, both ends included.
+fn shortest_cycle(scenario: &Scenario, start: AgentIdx, edges: Edges) -> Option<Vec<AgentIdx>> {
     let mut came_from: BTreeMap<AgentIdx, AgentIdx> = BTreeMap::new();
     let mut queue = VecDeque::from([start]);
     while let Some(agent) = queue.pop_front() {
-        for &next in &scenario.agents[agent].handoffs {
+        for &next in edges(&scenario.agents[agent]) {
             if next == start {
                 let mut path = vec![];
                 let mut at = agent;
@@ -701,13 +741,13 @@ fn shortest_cycle(scenario: &Scenario, start: AgentIdx) -> Option<Vec<AgentIdx>>
     None
 }
 
-/// The agents on some handoff cycle through `start`.
-fn strongly_connected(scenario: &Scenario, start: AgentIdx) -> BTreeSet<AgentIdx> {
+/// The agents on some cycle along `edges` through `start`.
+fn strongly_connected(scenario: &Scenario, start: AgentIdx, edges: Edges) -> BTreeSet<AgentIdx> {
     let reach = |from: AgentIdx| {
         let mut seen = BTreeSet::from([from]);
         let mut stack = vec![from];
         while let Some(agent) = stack.pop() {
-            for &next in &scenario.agents[agent].handoffs {
+            for &next in edges(&scenario.agents[agent]) {
                 if seen.insert(next) {
                     stack.push(next);
                 }

@@ -566,3 +566,41 @@ always = {{ cost_usd_max = {budget}, per = "run" }}
     let said = format!("{}{}", stdout(&output), stderr(&output));
     assert!(said.contains(":16:27: expected a cost in USD between 0 and 10000000"), "{said}");
 }
+
+#[test]
+fn a_budget_breaks_at_the_answer_that_crossed_it_not_at_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(
+        dir.path(),
+        r#"[scenario]
+name = "budget-moment"
+[[llm]]
+name = "m"
+latency = "2s"
+price = { input_per_mtok = 1000, output_per_mtok = 1000 }
+[[agent]]
+name = "a"
+llm = "m"
+behavior = [ { otherwise = { answer = "ok", tokens = 1000 } } ]
+[[traffic]]
+kind = "script"
+to = "a"
+script = [ { at = "1s", message = "hi" } ]
+[[invariant]]
+name = "budget"
+always = { cost_usd_max = 0.0001, per = "conversation" }
+"#,
+    );
+    let out = dir.path().join("run");
+    let output = agentsim_output(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"]);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let first = &report["invariants"][0]["first_violation"];
+    let trace = records(&std::fs::read(out.join("trace.jsonl")).unwrap());
+    let reply = trace
+        .iter()
+        .find(|r| field(r, "msg").starts_with("llm_reply conv=0"))
+        .expect("the model answered");
+    assert_eq!(reply["t_us"], 3_000_000, "sent at 1s, answered 2s later");
+    assert_eq!((&first["seq"], &first["t_us"]), (&reply["seq"], &reply["t_us"]), "{first}");
+}

@@ -68,6 +68,11 @@ impl<P> EventQueue<P> {
     }
 
     /// Allocates a `seq` for an event delivered without queueing (supervision turns).
+    /// The seq the next push will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     pub fn take_seq(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;

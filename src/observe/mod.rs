@@ -664,7 +664,13 @@ impl Observer {
         if let Some(conv) = conv {
             self.broken_conversations[index].insert(conv);
         }
-        if self.violations[index].is_none() {
+        // The first is the earliest, whatever order the checks ran in (a model call is billed
+        // at the time its answer leaves the model; end-of-run checks go conversation by
+        // conversation).
+        let earlier = self.violations[index]
+            .as_ref()
+            .is_none_or(|first| (t_us, seq) < (first.t_us, first.seq));
+        if earlier {
             self.violations[index] = Some(Violation {
                 seq,
                 t_us,

@@ -550,10 +550,11 @@ impl<O: Observe> Scheduler<O> {
             // The agent that made the call (a guardrail may be the one passing it on).
             self.watch_tool_call(self.directory.agent(*agent), to, *conv, call.id);
         }
-        if self.directory.locate(from).0 == ActorKind::Llm {
-            self.bill_model_reply(to, &payload);
-        }
         let at_us = self.now_us.saturating_add(delay_us);
+        if self.directory.locate(from).0 == ActorKind::Llm {
+            // Billed as the answer leaves the model: the reply's own seq and time.
+            self.bill_model_reply(to, &payload, (self.queue.next_seq(), at_us));
+        }
         let labels = self.send_labels(from, to);
         self.queue.push(
             at_us,
@@ -570,7 +571,7 @@ impl<O: Observe> Scheduler<O> {
 
     /// A model's reply leaves the model: its call is billed once, here, whatever then becomes of
     /// the reply (lost, delivered twice, blocked by a budget guardrail on the way back).
-    fn bill_model_reply(&mut self, to: ActorIdx, payload: &Payload) {
+    fn bill_model_reply(&mut self, to: ActorIdx, payload: &Payload, (seq, at_us): (u64, u64)) {
         let (conv, caller, reply) = match payload {
             Payload::Agent(crate::protocol::AgentMsg::LlmReply { conv, reply }) => match self.directory.locate(to) {
                 (ActorKind::Agent, agent) => (*conv, ReplyFor::Agent(agent), reply),
@@ -585,8 +586,8 @@ impl<O: Observe> Scheduler<O> {
         let slots = &self.slots;
         self.observer.on_model_reply(
             &self.scenario,
-            self.current_seq,
-            self.now_us,
+            seq,
+            at_us,
             conv,
             caller,
             reply,

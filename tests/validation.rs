@@ -59,6 +59,12 @@ macro_rules! bad_scenarios {
 }
 
 bad_scenarios! {
+    a_fault_window_that_ends_before_it_starts_is_the_only_error:
+        "fault-between-reversed.toml" at "20:11" says ["expected `between = [FROM, TO]` with FROM before TO"];
+    a_fault_that_may_fire_zero_times_is_rejected:
+        "fault-count-zero.toml" at "21:9" says ["expected count of at least 1", "never fires"];
+    a_detector_threshold_below_two_is_rejected:
+        "detector-threshold-zero.toml" at "20:13" says ["expected a threshold of at least 2"];
     a_template_hole_left_open_before_the_next_is_rejected:
         "tool-output-hole-left-open.toml" at "20:20" says ["expected `}}` to close this `{{` before the next `{{`"];
     a_misspelt_key_is_rejected_with_a_did_you_mean:

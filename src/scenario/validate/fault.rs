@@ -136,7 +136,12 @@ impl Validator<'_> {
                 }
                 *n.get_ref()
             }),
-            count: raw.count.as_ref().map(|c| *c.get_ref()),
+            count: raw.count.as_ref().map(|c| {
+                if *c.get_ref() == 0 {
+                    self.error(c.span(), "expected count of at least 1 (a fault with count = 0 never fires), found 0");
+                }
+                *c.get_ref()
+            }),
             between_us,
             after,
             message_contains: raw.message_contains.as_ref().map(|m| m.get_ref().clone()),
@@ -145,12 +150,13 @@ impl Validator<'_> {
             // "at 12s" means once, at the first eligible message from 12s on.
             trigger.count = Some(1);
         }
-        if trigger.probability.is_none()
-            && trigger.at_us.is_none()
-            && trigger.on_message.is_none()
-            && trigger.between_us.is_none()
-            && trigger.after.is_none()
-            && trigger.message_contains.is_none()
+        // Judged on what the file gives: a trigger given wrongly has its own error.
+        if raw.probability.is_none()
+            && raw.at.is_none()
+            && raw.on_message.is_none()
+            && raw.between.is_none()
+            && raw.after.is_none()
+            && raw.message_contains.is_none()
         {
             self.error(
                 raw.kind.span(),

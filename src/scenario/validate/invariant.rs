@@ -122,6 +122,15 @@ impl Validator<'_> {
             );
             return None;
         };
+        if let Some(t) = threshold.filter(|t| *t.get_ref() < 2) {
+            self.error(
+                t.span(),
+                format!(
+                    "expected a threshold of at least 2 (a pattern is a repeat), found {}",
+                    t.get_ref()
+                ),
+            );
+        }
         Some(Check::Detect {
             detector,
             threshold: threshold.map_or(3, |t| (*t.get_ref()).max(2)),

@@ -187,6 +187,13 @@ fn a_user_who_always_insists_ends_out_of_turns_at_max_user_turns_and_the_limit_i
     let cause = report.harmed[0].cause.as_deref().unwrap_or("");
     assert!(cause.starts_with("max_user_turns"), "{cause}");
     assert_eq!(report.harmed[0].user_turns, 3);
+    // Counted where its fate puts it: out of turns, not answered.
+    assert_eq!(
+        (report.conversations.answered, report.conversations.max_turns),
+        (0, 1),
+        "{:?}",
+        report.conversations
+    );
 }
 
 #[test]

@@ -20,15 +20,27 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
     // Each conversation counted once: one whose user left counts as abandoned, not also under
     // the ending it reached (an answer nobody read is not "answered").
     let stayed: Vec<_> = started.iter().filter(|c| !c.abandoned).collect();
+    // A user who wanted to say more than `max_user_turns` allows ended it out of turns, whatever
+    // the last answer was.
+    let out_of_user_turns = |c: &&&crate::observe::ConversationAccount| {
+        c.ending == Some(crate::protocol::UserEnding::MaxUserTurns)
+    };
     let answered = stayed
         .iter()
-        .filter(|c| c.status == Some(AnswerStatus::Answered))
+        .filter(|c| c.status == Some(AnswerStatus::Answered) && !out_of_user_turns(c))
         .count() as u64;
     let max_turns = stayed
         .iter()
-        .filter(|c| matches!(c.status, Some(AnswerStatus::MaxTurns | AnswerStatus::MaxHandoffs)))
+        .filter(|c| {
+            matches!(c.status, Some(AnswerStatus::MaxTurns | AnswerStatus::MaxHandoffs)) || out_of_user_turns(c)
+        })
         .count() as u64;
-    let ended = |status: AnswerStatus| stayed.iter().filter(|c| c.status == Some(status)).count() as u64;
+    let ended = |status: AnswerStatus| {
+        stayed
+            .iter()
+            .filter(|c| c.status == Some(status) && !out_of_user_turns(c))
+            .count() as u64
+    };
     let failed = ended(AnswerStatus::Failed);
     let (blocked, halted, escalated) = (
         ended(AnswerStatus::Blocked),

@@ -278,4 +278,8 @@ eventually = { answered = true }
         (ended["seq"].as_u64().unwrap(), ended["t_us"].as_u64().unwrap()),
         "{first:?}"
     );
+    // Its fate says why: the error the conversation ended with.
+    assert_eq!(fates(&output.report), [(1, "failed")]);
+    let cause = output.report.harmed[0].cause.as_deref().unwrap_or("");
+    assert!(cause.contains("401 invalid_api_key"), "{cause}");
 }

@@ -85,6 +85,9 @@ pub struct ConversationAccount {
     /// The latest answer (of the last turn, when a user talks back), and its seq.
     pub last_answered_at_us: Option<u64>,
     pub last_answer_seq: u64,
+    /// What the answer that ended it said, when it ended otherwise than answered (the error
+    /// of a failed one, the text of a blocked one): the cause of its fate.
+    pub ended_text: Option<std::sync::Arc<str>>,
     pub status: Option<AnswerStatus>,
     pub cost_pusd: u64,
     pub tokens: u64,
@@ -1036,6 +1039,9 @@ impl Observe for Observer {
                     account.status = Some(*status);
                     account.last_answered_at_us = Some(now_us);
                     account.last_answer_seq = seq;
+                    if *status != AnswerStatus::Answered {
+                        account.ended_text = Some(text.clone());
+                    }
                 }
                 self.check_output(scenario, seq, now_us, *conv, text, labels);
                 // Without a user who talks back, the answer ends the conversation.

@@ -226,7 +226,18 @@ fn fate_of(account: &ConversationAccount, run: &EngineRun) -> (Fate, Option<Stri
             AnswerStatus::Halted => Fate::Halted,
             AnswerStatus::Escalated => Fate::Escalated,
         };
-        return (fate, None);
+        // What the answer that ended it otherwise said (the error, the refusal).
+        let cause = match fate {
+            Fate::Answered => None,
+            _ => account.ended_text.as_deref().map(|text| {
+                const CAUSE_CHARS_MAX: usize = 200;
+                match text.char_indices().nth(CAUSE_CHARS_MAX) {
+                    Some((end, _)) => format!("{}…", &text[..end]),
+                    None => text.to_owned(),
+                }
+            }),
+        };
+        return (fate, cause);
     }
     if let Some(crash) = crash_of_a_holder(account, run) {
         let cause = format!(

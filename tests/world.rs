@@ -446,6 +446,23 @@ fn a_busy_api_answers_429_or_queues_the_call_with_exact_virtual_times() {
 }
 
 #[test]
+fn a_tool_error_on_a_call_the_busy_api_would_refuse_is_the_faults_error_not_a_429() {
+    // The second call would be refused (the only slot is taken); the fault on it fails it on
+    // its way instead, so the fault that fired is the one the answer shows.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faulted.toml");
+    let faulted = format!(
+        "{}\n[[fault]]\nkind = \"tool.error\"\ntarget = \"tool:api\"\non_message = 2\ntext = \"503 upstream down\"\n",
+        busy_api("reject")
+    );
+    std::fs::write(&path, faulted).unwrap();
+    let run = run(&path, &[]);
+    let results = results_at(&run.trace);
+    assert!(results.iter().any(|r| r.1.contains("error: 503 upstream down")), "{results:?}");
+    assert!(!results.iter().any(|r| r.1.contains("429")), "{results:?}");
+}
+
+#[test]
 fn a_retry_storm_exhausts_the_downstream_api() {
     let run = run(&scenario("downstream-retry-storm.toml"), &[]);
     let refused = run

@@ -516,7 +516,10 @@ impl ToolBehavior {
         });
         let latency_us = Some(recording.map_or_else(|| spec.latency.sample_us(stream), |r| r.latency_us));
         let recorded_output = recording.and_then(|r| r.output.clone());
-        let limited = spec.load.max_concurrent.is_some() || spec.load.per_minute.is_some();
+        // A `tool.error` is the call failing on its way (the fault takes the API's place): it
+        // takes no slot and no token of the API's limits, and its error is the answer.
+        let fails_on_the_way = at.injection.is_some_and(|i| i.kind == FaultKind::ToolError);
+        let limited = (spec.load.max_concurrent.is_some() || spec.load.per_minute.is_some()) && !fails_on_the_way;
         let start_us = match limited {
             false => at.now_us,
             // The API is busy for as long as the call really takes (a hung one, for good).

@@ -557,14 +557,22 @@ always = {{ cost_usd_max = {budget}, per = "run" }}
     let output = agentsim_output(&["run", path.to_str().unwrap(), "--json"]);
     assert_eq!(status(&output), 1, "the budget breaks: {}", stderr(&output));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["cost_pusd"], u64::MAX, "saturated, not wrapped: {}", report["cost_pusd"]);
+    assert_eq!(
+        report["cost_pusd"],
+        u64::MAX,
+        "saturated, not wrapped: {}",
+        report["cost_pusd"]
+    );
     assert_eq!(report["invariants"][0]["passed"], false, "{:#}", report["invariants"]);
     // A budget past the largest cost agentsim can count is refused, with the place.
     let path = write_scenario(dir.path(), &design("20000000"));
     let output = agentsim_output(&["validate", path.to_str().unwrap()]);
     assert_eq!(status(&output), 2);
     let said = format!("{}{}", stdout(&output), stderr(&output));
-    assert!(said.contains(":16:27: expected a cost in USD between 0 and 10000000"), "{said}");
+    assert!(
+        said.contains(":16:27: expected a cost in USD between 0 and 10000000"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -602,5 +610,9 @@ always = { cost_usd_max = 0.0001, per = "conversation" }
         .find(|r| field(r, "msg").starts_with("llm_reply conv=0"))
         .expect("the model answered");
     assert_eq!(reply["t_us"], 3_000_000, "sent at 1s, answered 2s later");
-    assert_eq!((&first["seq"], &first["t_us"]), (&reply["seq"], &reply["t_us"]), "{first}");
+    assert_eq!(
+        (&first["seq"], &first["t_us"]),
+        (&reply["seq"], &reply["t_us"]),
+        "{first}"
+    );
 }

@@ -414,7 +414,9 @@ fn shipped_scenarios_exported_and_imported_back_replay_the_same_course() {
     // Tool calls are imported one by one (latency and result in order per conversation), so a
     // course that hangs on exact tool timings replays too: support-desk's crashes land on the
     // same messages, and the same seven conversations are lost. The retry policy is exported
-    // whole, so retry-storm's exponential backoff ends at the same virtual time. (Guardrails are
+    // whole, so retry-storm's exponential backoff ends at the same virtual time. Delegation is
+    // exported as agents-as-tools (`ask_<agent>` calls) and imported back as `delegates`, so
+    // research-pipeline's fan-out to three researchers replays call for call. (Guardrails are
     // the design's, not in a trace: pii-leak's output guardrail takes time the import cannot
     // know, so its run ends 23 ms sooner.)
     for name in [
@@ -429,6 +431,7 @@ fn shipped_scenarios_exported_and_imported_back_replay_the_same_course() {
         "crash-loop",
         "mcp-order-desk",
         "prompt-injection-guarded",
+        "research-pipeline",
     ] {
         let dir = tempfile::tempdir().unwrap();
         let scenario = format!("scenarios/{name}.toml");

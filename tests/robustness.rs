@@ -131,7 +131,12 @@ fn a_task_delegated_back_round_a_cycle_is_refused_and_the_conversation_is_still_
     assert_eq!(report["llm_calls"], 4);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    agentsim_output(&["run", "tests/warn-scenarios/delegation-cycle.toml", "--out", out.to_str().unwrap()]);
+    agentsim_output(&[
+        "run",
+        "tests/warn-scenarios/delegation-cycle.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let trace = records(&std::fs::read(out.join("trace.jsonl")).unwrap());
     assert!(trace.iter().any(|r| field(r, "msg").starts_with(
         "delegate_result conv=0 from=planner text=\"error: delegation cycle: planner is already working on conversation 0\""

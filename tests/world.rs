@@ -188,7 +188,10 @@ fn an_overcharge_breaks_the_quote_invariant_and_the_hardened_desk_holds_it() {
     let payments: Vec<&String> = results.iter().filter(|r| r.contains("tool=pay_booking")).collect();
     assert!(payments.len() >= 2, "{results:?}");
     for payment in &payments {
-        assert!(payment.contains(r#"output="charged 2600 USD for Lisbon, 7 nights""#), "{payment}");
+        assert!(
+            payment.contains(r#"output="charged 2600 USD for Lisbon, 7 nights""#),
+            "{payment}"
+        );
     }
     assert_eq!(
         fixed.report["amounts"]["charged"]["by_subject"]["acct-ana"]["total"],
@@ -458,7 +461,10 @@ fn a_tool_error_on_a_call_the_busy_api_would_refuse_is_the_faults_error_not_a_42
     std::fs::write(&path, faulted).unwrap();
     let run = run(&path, &[]);
     let results = results_at(&run.trace);
-    assert!(results.iter().any(|r| r.1.contains("error: 503 upstream down")), "{results:?}");
+    assert!(
+        results.iter().any(|r| r.1.contains("error: 503 upstream down")),
+        "{results:?}"
+    );
     assert!(!results.iter().any(|r| r.1.contains("429")), "{results:?}");
 }
 

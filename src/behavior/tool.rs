@@ -397,7 +397,8 @@ impl ToolBehavior {
                     changes.clear();
                 }
                 None => {
-                    self.executed.insert((conv, key), answer_as_executed.unwrap_or_default());
+                    self.executed
+                        .insert((conv, key), answer_as_executed.unwrap_or_default());
                 }
             }
         }

@@ -55,8 +55,9 @@ struct Exporter<'a> {
     spans: Vec<Span>,
     /// Open agent span per (conversation, agent id).
     agents: BTreeMap<(u64, String), usize>,
-    /// Open tool span per (conversation, call id).
-    tools: BTreeMap<(u64, u64), usize>,
+    /// Open tool span per (conversation, calling agent, call id): call ids count per agent, so
+    /// delegates working in parallel in one conversation reuse them.
+    tools: BTreeMap<(u64, String, u64), usize>,
     /// Fault records waiting for the delivery they hit, by seq.
     faults: BTreeMap<u64, Vec<(u64, Attributes)>>,
     /// The model whose answer a guardrail holds, per (conversation, guardrail): a
@@ -335,7 +336,12 @@ impl Exporter<'_> {
             }
             ("delegate", Some(conv)) => {
                 let parent = field(msg, "from").map(|a| self.agent_span(None, &format!("agent:{a}")));
-                self.open_agent(conv, to, parent, t_us);
+                let span = self.open_agent(conv, to, parent, t_us);
+                // The task is the delegate's user message, as an agent-as-tool run gets it.
+                if let Some(task) = quoted(msg, "task") {
+                    let messages = json!([{"role": "user", "parts": [{"type": "text", "content": task}]}]);
+                    self.spans[span].attr("gen_ai.input.messages", json!(messages.to_string()));
+                }
             }
             ("delegate_result", Some(conv)) => {
                 self.close_agent(conv, from, t_us);
@@ -384,12 +390,13 @@ impl Exporter<'_> {
                 if let Some(at) = msg.find(" args=") {
                     span.attr("gen_ai.tool.call.arguments", json!(&msg[at + 6..]));
                 }
+                let agent = self.spans[parent].agent.clone().unwrap_or_else(|| from.to_owned());
                 let index = self.open(span);
-                self.tools.insert((conv, call), index);
+                self.tools.insert((conv, agent, call), index);
             }
             ("tool_result", Some(conv)) => {
                 let call = number(msg, "call").unwrap_or(0);
-                if let Some(index) = self.tools.remove(&(conv, call)) {
+                if let Some(index) = self.tools.remove(&(conv, to.to_owned(), call)) {
                     let span = &mut self.spans[index];
                     span.end_us = Some(t_us);
                     let output = quoted(msg, "output").unwrap_or_default();
@@ -402,7 +409,7 @@ impl Exporter<'_> {
             }
             ("tool_timeout", Some(conv)) => {
                 let call = number(msg, "call").unwrap_or(0);
-                if let Some(&index) = self.tools.get(&(conv, call)) {
+                if let Some(&index) = self.tools.get(&(conv, to.to_owned(), call)) {
                     let span = &mut self.spans[index];
                     span.status = Some((2, "timeout".into()));
                     span.attr("error.type", json!("timeout"));
@@ -488,6 +495,15 @@ impl Exporter<'_> {
             if let Some(target) = field(msg, "handoff") {
                 parts.push(json!({"type": "tool_call", "id": format!("handoff_{conv}"),
                     "name": format!("{}{target}", crate::llm::live::HANDOFF_TOOL_PREFIX)}));
+            }
+            // Delegation as agents-as-tools: one `ask_<agent>` call per delegate.
+            if let Some(list) = field(msg, "delegate") {
+                let call = number(msg, "call").unwrap_or(0);
+                let inner = list.trim_start_matches('[').trim_end_matches(']');
+                for (k, target) in inner.split(',').filter(|t| !t.is_empty()).enumerate() {
+                    parts.push(json!({"type": "tool_call", "id": format!("delegate_{conv}_{call}_{k}"),
+                        "name": format!("{}{target}", crate::llm::live::DELEGATE_TOOL_PREFIX)}));
+                }
             }
             if !parts.is_empty() {
                 let messages = json!([{"role": "assistant", "parts": parts, "finish_reason": finish}]);

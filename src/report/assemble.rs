@@ -22,9 +22,8 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
     let stayed: Vec<_> = started.iter().filter(|c| !c.abandoned).collect();
     // A user who wanted to say more than `max_user_turns` allows ended it out of turns, whatever
     // the last answer was.
-    let out_of_user_turns = |c: &&&crate::observe::ConversationAccount| {
-        c.ending == Some(crate::protocol::UserEnding::MaxUserTurns)
-    };
+    let out_of_user_turns =
+        |c: &&&crate::observe::ConversationAccount| c.ending == Some(crate::protocol::UserEnding::MaxUserTurns);
     let answered = stayed
         .iter()
         .filter(|c| c.status == Some(AnswerStatus::Answered) && !out_of_user_turns(c))

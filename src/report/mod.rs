@@ -190,7 +190,6 @@ pub struct Conversations {
     pub escalated: u64,
 }
 
-
 /// Everything `run` reports. Field order is the JSON order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {

@@ -584,15 +584,10 @@ impl<O: Observe> Scheduler<O> {
             _ => return,
         };
         let slots = &self.slots;
-        self.observer.on_model_reply(
-            &self.scenario,
-            seq,
-            at_us,
-            conv,
-            caller,
-            reply,
-            &|a: ActorIdx| slots[a.index()].logical_id.to_string(),
-        );
+        self.observer
+            .on_model_reply(&self.scenario, seq, at_us, conv, caller, reply, &|a: ActorIdx| {
+                slots[a.index()].logical_id.to_string()
+            });
     }
 
     /// Watches a tool call for `max_tool_wait`, unless its agent bounds the wait itself.

@@ -184,7 +184,7 @@ impl Builder {
         }
         let work = self.work_items(&ops);
         let llms = models(&self.spans, &chats);
-        let roster = self.roster(&ops, &llms);
+        let mut roster = self.roster(&ops, &llms);
         let mut recorded = Recorded {
             tool_ordinal: self.tool_ordinals(&ops),
             ..Recorded::default()
@@ -209,6 +209,7 @@ impl Builder {
                 *slot = (*slot).max(attempts);
             }
         }
+        let delegates = self.delegations(&mut recorded.calls, &mut roster);
         let chat_calls = recorded.calls.len();
 
         let origin_ns = self.spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
@@ -242,6 +243,7 @@ impl Builder {
                 agent_llm: &roster.agent_llm,
                 agent_tools: &roster.agent_tools,
                 handoffs: &roster.handoffs,
+                delegates: &delegates,
                 llms: &llms,
                 tool_latency: &recorded.tool_latency,
                 tool_output: &recorded.tool_output,
@@ -409,6 +411,33 @@ impl Builder {
         }
         let _ = writeln!(faults, "target = \"tool:{tool}\"");
         let _ = writeln!(faults, "on_message = {count}");
+    }
+
+    /// The agents each agent delegated to (`ask_<agent>` calls to agents of the trace): their
+    /// agent spans nested in the delegator's are delegations, not handoffs. An `ask_` call to
+    /// no agent of the trace is a tool call after all.
+    fn delegations(&self, calls: &mut [ChatCall], roster: &mut Roster) -> BTreeMap<String, BTreeSet<String>> {
+        let mut delegates: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for call in calls.iter_mut() {
+            for (to, id, args) in std::mem::take(&mut call.delegates) {
+                if roster.agents.contains(&to) {
+                    delegates.entry(call.agent.clone()).or_default().insert(to.clone());
+                    call.delegates.push((to, id, args));
+                } else {
+                    call.tool_calls
+                        .push((format!("{}{to}", crate::llm::live::DELEGATE_TOOL_PREFIX), id, args));
+                }
+            }
+        }
+        for (from, to) in &delegates {
+            if let Some(handoffs) = roster.handoffs.get_mut(from) {
+                handoffs.retain(|h| !to.contains(h));
+                if handoffs.is_empty() {
+                    roster.handoffs.remove(from);
+                }
+            }
+        }
+        delegates
     }
 
     /// Each tool span's place among its tool's calls, in time order (the spans are sorted by

@@ -8,7 +8,7 @@ use super::build::Builder;
 use super::chat::ChatCall;
 use super::span::Span;
 use crate::llm::cassette::{Entry, Position};
-use crate::llm::live::{Exchange, HANDOFF_TOOL_PREFIX};
+use crate::llm::live::{Exchange, DELEGATE_TOOL_PREFIX, HANDOFF_TOOL_PREFIX};
 
 impl Builder {
     /// One recorded answer per chat span, positions in call order per agent and conversation,
@@ -54,6 +54,10 @@ impl Builder {
                 |(name, id, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}),
             )
             .collect();
+        for (to, id, args) in &call.delegates {
+            tool_calls.push(json!({"id": id, "type": "function",
+                "function": {"name": format!("{DELEGATE_TOOL_PREFIX}{to}"), "arguments": args}}));
+        }
         if let Some(to) = &call.handoff {
             tool_calls.push(json!({"id": format!("call_handoff_{}", call.span), "type": "function",
                 "function": {"name": format!("{HANDOFF_TOOL_PREFIX}{to}"), "arguments": "{}"}}));

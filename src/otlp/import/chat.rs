@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::build::Builder;
 use super::span::{identifier, Op, Span};
 use super::NO_ANSWER_TEXT;
-use crate::llm::live::HANDOFF_TOOL_PREFIX;
+use crate::llm::live::{DELEGATE_TOOL_PREFIX, HANDOFF_TOOL_PREFIX};
 
 /// What a model answered, as the importer reconstructs it.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub(super) struct ChatCall {
     pub(super) span: usize,
     pub(super) tool_calls: Vec<(String, String, String)>,
     pub(super) handoff: Option<String>,
+    /// `ask_<agent>` calls (agents as tools): (agent, call id, arguments).
+    pub(super) delegates: Vec<(String, String, String)>,
     pub(super) text: Option<String>,
 }
 
@@ -38,6 +40,7 @@ impl Builder {
             span: i,
             tool_calls: Vec::new(),
             handoff: None,
+            delegates: Vec::new(),
             text: None,
         };
         if span.error.is_some() {
@@ -59,7 +62,9 @@ impl Builder {
         }
         if recorded {
             self.fill_missing_arguments(&mut call, following);
-            if call.tool_calls.is_empty() && call.handoff.is_none() && call.text.is_none() {
+            self.fill_delegated_tasks(&mut call, following);
+            if call.tool_calls.is_empty() && call.handoff.is_none() && call.delegates.is_empty() && call.text.is_none()
+            {
                 call.text = self.final_text(i, following);
             }
             return call;
@@ -85,6 +90,31 @@ impl Builder {
             });
             if let Some(found) = ran.and_then(|t| t.str("gen_ai.tool.call.arguments")) {
                 *args = found.to_owned();
+            }
+        }
+    }
+
+    /// The task of each `ask_<agent>` call that left it out: the user message of the delegate's
+    /// agent span that followed.
+    fn fill_delegated_tasks(&self, call: &mut ChatCall, following: &[usize]) {
+        let mut used = std::collections::BTreeSet::new();
+        for (to, _, args) in &mut call.delegates {
+            if args != "{}" {
+                continue;
+            }
+            let ran = following
+                .iter()
+                .copied()
+                .find(|&j| !used.contains(&j) && self.spans[j].op() == Op::Agent && self.spans[j].agent_name() == *to);
+            if let Some(j) = ran {
+                used.insert(j);
+                let span = &self.spans[j];
+                let task = user_messages(span)
+                    .and_then(|said| said.last().cloned())
+                    .or_else(|| span.str("input.value").map(str::to_owned));
+                if let Some(task) = task {
+                    *args = serde_json::json!({ "input": task }).to_string();
+                }
             }
         }
     }
@@ -192,6 +222,17 @@ fn openinference_tool_calls(span: &Span, call: &mut ChatCall) -> bool {
 fn push_call(call: &mut ChatCall, name: &str, id: String, args: String) {
     if let Some(to) = name.strip_prefix(HANDOFF_TOOL_PREFIX) {
         call.handoff.get_or_insert_with(|| identifier(to));
+        return;
+    }
+    if let Some(to) = name.strip_prefix(DELEGATE_TOOL_PREFIX) {
+        // A delegation when `to` is an agent of the trace; `Builder::build` turns it back into
+        // a tool call otherwise.
+        let id = if id.is_empty() {
+            format!("call_{}_d{}", call.span, call.delegates.len())
+        } else {
+            id
+        };
+        call.delegates.push((identifier(to), id, args));
         return;
     }
     let id = if id.is_empty() {

@@ -14,6 +14,7 @@ pub(super) struct ScenarioParts<'a> {
     pub(super) agent_llm: &'a BTreeMap<String, String>,
     pub(super) agent_tools: &'a BTreeMap<String, BTreeSet<String>>,
     pub(super) handoffs: &'a BTreeMap<String, BTreeSet<String>>,
+    pub(super) delegates: &'a BTreeMap<String, BTreeSet<String>>,
     pub(super) llms: &'a BTreeMap<String, String>,
     pub(super) tool_latency: &'a BTreeMap<String, Vec<u64>>,
     pub(super) tool_output: &'a BTreeMap<String, String>,
@@ -101,6 +102,9 @@ impl Builder {
         }
         if let Some(to) = parts.handoffs.get(agent) {
             let _ = writeln!(out, "handoffs = [{}]", list(Some(to)));
+        }
+        if let Some(to) = parts.delegates.get(agent) {
+            let _ = writeln!(out, "delegates = [{}]", list(Some(to)));
         }
         // What the trace says of the agent (an agentsim export does), else a guess from the calls.
         let said = |key: &str| {

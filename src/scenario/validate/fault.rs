@@ -138,7 +138,10 @@ impl Validator<'_> {
             }),
             count: raw.count.as_ref().map(|c| {
                 if *c.get_ref() == 0 {
-                    self.error(c.span(), "expected count of at least 1 (a fault with count = 0 never fires), found 0");
+                    self.error(
+                        c.span(),
+                        "expected count of at least 1 (a fault with count = 0 never fires), found 0",
+                    );
                 }
                 *c.get_ref()
             }),

@@ -444,7 +444,12 @@ impl Validator<'_> {
             };
             reported.extend(strongly_connected(scenario, start, delegates_of));
             let next = &scenario.agents[cycle[1]].name;
-            let Some(delegate) = raw.agent[start].get_ref().delegates.iter().find(|d| d.get_ref() == next) else {
+            let Some(delegate) = raw.agent[start]
+                .get_ref()
+                .delegates
+                .iter()
+                .find(|d| d.get_ref() == next)
+            else {
                 continue;
             };
             let names: Vec<&str> = cycle.iter().map(|&a| scenario.agents[a].name.as_str()).collect();

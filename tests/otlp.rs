@@ -671,3 +671,58 @@ fn a_model_answer_a_guardrail_checked_is_exported_under_its_model() {
         assert!(!model.starts_with("guardrail:"), "{span}");
     }
 }
+
+#[test]
+fn an_agent_that_turned_to_a_second_model_after_failures_imports_it_as_its_fallback() {
+    let mut overloaded = chat("gpt-4o");
+    overloaded.push(("http.response.status_code", Value::from(503)));
+    let agent = vec![
+        ("gen_ai.operation.name", Value::from("invoke_agent")),
+        ("gen_ai.agent.name", Value::from("a")),
+    ];
+    let trace = document(&[
+        ("e", "a", None, "invoke_agent a", 0, 3_000, agent, None),
+        (
+            "e",
+            "1",
+            Some("a"),
+            "chat gpt-4o",
+            10,
+            110,
+            overloaded,
+            Some("overloaded"),
+        ),
+        (
+            "e",
+            "2",
+            Some("a"),
+            "chat claude-3-5-haiku",
+            610,
+            900,
+            chat("claude-3-5-haiku"),
+            None,
+        ),
+    ]);
+    let (scenario, _, report, said) = import_and_run(&trace);
+    assert!(scenario.contains("fallback = \"claude-3-5-haiku\""), "{scenario}");
+    assert!(!said.contains("cassette"), "{said}");
+    assert_eq!(
+        (report["llm_calls"].as_u64(), report["llm_errors"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(report["conversations"]["answered"], 1, "{report:#}");
+    // agentsim's own export names the fallback and the breaker.
+    let dir = tempfile::tempdir().unwrap();
+    let (otlp, _) = export("scenarios/fallback-outage.toml", dir.path());
+    let path = dir.path().join("fallback.otlp.json");
+    std::fs::write(&path, otlp).unwrap();
+    let out = dir.path().join("imported");
+    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
+    assert!(scenario.contains("fallback = \"claude-3-5-haiku\""), "{scenario}");
+    assert!(
+        scenario.contains("circuit_breaker = { failures = 3, cool_down = \"15000000us\" }"),
+        "{scenario}"
+    );
+}

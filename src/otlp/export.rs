@@ -193,6 +193,21 @@ impl Exporter<'_> {
                 span.attr("agentsim.agent.retry.base_us", json!(retry.base_us));
                 span.attr("agentsim.agent.retry", json!(retry.to_toml()));
             }
+            if let Some(fallback) = spec.fallback {
+                span.attr(
+                    "agentsim.agent.fallback.model",
+                    json!(self.scenario.llms[fallback].model),
+                );
+            }
+            if let Some(breaker) = spec.circuit_breaker {
+                span.attr(
+                    "agentsim.agent.circuit_breaker",
+                    json!(format!(
+                        "{{ failures = {}, cool_down = \"{}us\" }}",
+                        breaker.failures, breaker.cool_down_us
+                    )),
+                );
+            }
         }
         span.agent = Some(agent.to_owned());
         let index = self.open(span);

@@ -29,12 +29,20 @@ pub(super) struct Builder {
     pub(super) agentsim_export: bool,
 }
 
-/// The most attempts one model call took, from whether each call in turn failed: a run of
-/// failures and the success after it, or a run of failures at the end (the agent gave up).
-fn attempts_taken(failed: &[bool]) -> u64 {
+/// The most attempts one model call took, from whether each call in turn failed and which
+/// model it went to: a run of failures and the success after it on the same model, or a run of
+/// failures the agent gave up after (at the end, or by turning to another model, its fallback).
+fn attempts_taken(calls: &[(bool, String)]) -> u64 {
     let (mut run, mut most) = (0u64, 0u64);
-    for &f in failed {
-        if f {
+    let mut model: Option<&str> = None;
+    for (failed, this) in calls {
+        if model.is_some_and(|m| m != this) {
+            // Turned to another model: the run of failures before was all the attempts.
+            most = most.max(run);
+            run = 0;
+        }
+        model = Some(this);
+        if *failed {
             run += 1;
         } else {
             most = most.max(run + 1);
@@ -90,6 +98,8 @@ pub(super) struct RecordedToolCall {
 struct Roster {
     agents: Vec<String>,
     agent_llm: BTreeMap<String, String>,
+    /// Each agent's models (llm names) in order of first use: a second one is its fallback.
+    agent_models: BTreeMap<String, Vec<String>>,
     agent_tools: BTreeMap<String, BTreeSet<String>>,
     handoffs: BTreeMap<String, BTreeSet<String>>,
     chat_count: BTreeMap<Option<usize>, u32>,
@@ -198,10 +208,10 @@ impl Builder {
                     _ => {}
                 }
             }
-            let failed: Vec<bool> = items
+            let failed: Vec<(bool, String)> = items
                 .iter()
                 .filter(|&&i| ops[i] == Op::Chat)
-                .map(|&i| self.spans[i].error.is_some())
+                .map(|&i| (self.spans[i].error.is_some(), self.spans[i].model()))
                 .collect();
             let attempts = attempts_taken(&failed);
             if attempts > 1 {
@@ -241,6 +251,7 @@ impl Builder {
             &ScenarioParts {
                 agents: &roster.agents,
                 agent_llm: &roster.agent_llm,
+                agent_models: &roster.agent_models,
                 agent_tools: &roster.agent_tools,
                 handoffs: &roster.handoffs,
                 delegates: &delegates,
@@ -256,7 +267,6 @@ impl Builder {
                 chat_count: &roster.chat_count,
                 out_of_turns: &out_of_turns,
                 duration_us: (end_ns - origin_ns) / 1_000,
-                errors: recorded.errors,
             },
         );
         let name = scenario_name(file);
@@ -302,6 +312,10 @@ impl Builder {
             match op {
                 Op::Chat => {
                     let model = self.spans[i].model();
+                    let used = roster.agent_models.entry(name.clone()).or_default();
+                    if !used.contains(&llms[&model]) {
+                        used.push(llms[&model].clone());
+                    }
                     roster.agent_llm.entry(name).or_insert_with(|| llms[&model].clone());
                     *roster.chat_count.entry(self.owner[i]).or_default() += 1;
                 }
@@ -649,11 +663,21 @@ mod tests {
 
     #[test]
     fn attempts_are_the_longest_run_of_failures_and_the_call_that_succeeded_or_gave_up() {
-        assert_eq!(attempts_taken(&[false, false]), 1);
-        assert_eq!(attempts_taken(&[true, true, false, false]), 3);
+        let on = |model: &str, failed: &[bool]| -> Vec<(bool, String)> {
+            failed.iter().map(|&f| (f, model.to_owned())).collect()
+        };
+        assert_eq!(attempts_taken(&on("a", &[false, false])), 1);
+        assert_eq!(attempts_taken(&on("a", &[true, true, false, false])), 3);
         // Three 429s and nothing after: three attempts, then it gave up.
-        assert_eq!(attempts_taken(&[false, true, true, true]), 3);
-        assert_eq!(attempts_taken(&[true, false, true, true, true, true, false]), 5);
+        assert_eq!(attempts_taken(&on("a", &[false, true, true, true])), 3);
+        assert_eq!(
+            attempts_taken(&on("a", &[true, false, true, true, true, true, false])),
+            5
+        );
+        // Two failures, then the fallback answered: two attempts on the primary.
+        let mut turned = on("a", &[true, true]);
+        turned.extend(on("b", &[false]));
+        assert_eq!(attempts_taken(&turned), 2);
     }
 
     /// Whether every walk up from every span ends.

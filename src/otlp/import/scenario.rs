@@ -12,6 +12,7 @@ use super::NO_TOOL_OUTPUT;
 pub(super) struct ScenarioParts<'a> {
     pub(super) agents: &'a [String],
     pub(super) agent_llm: &'a BTreeMap<String, String>,
+    pub(super) agent_models: &'a BTreeMap<String, Vec<String>>,
     pub(super) agent_tools: &'a BTreeMap<String, BTreeSet<String>>,
     pub(super) handoffs: &'a BTreeMap<String, BTreeSet<String>>,
     pub(super) delegates: &'a BTreeMap<String, BTreeSet<String>>,
@@ -28,7 +29,6 @@ pub(super) struct ScenarioParts<'a> {
     /// Agents that ran out of turns in a conversation, with the model calls of that turn.
     pub(super) out_of_turns: &'a BTreeMap<String, u32>,
     pub(super) duration_us: u64,
-    pub(super) errors: usize,
 }
 
 impl Builder {
@@ -136,6 +136,32 @@ impl Builder {
             .get(agent)
             .copied()
             .or_else(|| attempts.and(said("agentsim.agent.retry.base_us")));
+        // A second model the agent called is its fallback (an agentsim export names it, and the
+        // circuit breaker that sends calls there while the primary fails).
+        let exported_fallback = self
+            .spans
+            .iter()
+            .filter(|s| s.op() == super::span::Op::Agent && s.agent_name() == *agent)
+            .find_map(|s| s.str("agentsim.agent.fallback.model"))
+            .and_then(|model| parts.llms.get(model));
+        let fallback = exported_fallback.or_else(|| {
+            parts
+                .agent_models
+                .get(agent)
+                .and_then(|used| used.iter().find(|m| **m != llm))
+        });
+        if let Some(fallback) = fallback {
+            let _ = writeln!(out, "fallback = {}", toml_string(fallback));
+        }
+        let breaker = self
+            .spans
+            .iter()
+            .filter(|s| s.op() == super::span::Op::Agent && s.agent_name() == *agent)
+            .find_map(|s| s.str("agentsim.agent.circuit_breaker"))
+            .filter(|text| toml::from_str::<toml::Table>(&format!("b = {text}")).is_ok_and(|t| t["b"].is_table()));
+        if let Some(breaker) = breaker {
+            let _ = writeln!(out, "circuit_breaker = {breaker}");
+        }
         // The whole policy, when the trace is agentsim's own export and the text is a table.
         let policy = self
             .spans
@@ -148,14 +174,16 @@ impl Builder {
         if let Some(policy) = policy {
             let _ = writeln!(out, "retry = {policy}");
         } else if let Some(gap_us) = gap_us {
-            let _ = writeln!(
-                out,
-                "retry = {{ attempts = {}, backoff = \"constant\", base = \"{}us\", jitter = \"none\", honor_retry_after = false }}",
-                attempts
-                    .or_else(|| parts.retry_attempts.get(agent).copied())
-                    .unwrap_or(parts.errors as u64 + 1),
-                gap_us.max(1)
-            );
+            // Without a retry of the same model (the agent turned to its fallback at once), no
+            // retry policy.
+            let attempts = attempts.or_else(|| parts.retry_attempts.get(agent).copied());
+            if let Some(attempts) = attempts.filter(|&a| a > 1) {
+                let _ = writeln!(
+                    out,
+                    "retry = {{ attempts = {attempts}, backoff = \"constant\", base = \"{}us\", jitter = \"none\", honor_retry_after = false }}",
+                    gap_us.max(1)
+                );
+            }
         }
     }
 }

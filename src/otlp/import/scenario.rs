@@ -107,11 +107,17 @@ impl Builder {
             let _ = writeln!(out, "delegates = [{}]", list(Some(to)));
         }
         // What the trace says of the agent (an agentsim export does), else a guess from the calls.
-        let said = |key: &str| {
+        let agent_spans = || {
             self.spans
                 .iter()
                 .filter(|s| s.op() == super::span::Op::Agent && s.agent_name() == *agent)
-                .find_map(|s| s.u64(&[key]))
+        };
+        let said = |key: &str| agent_spans().find_map(|s| s.u64(&[key]));
+        // A policy the export wrote as a scenario's inline table, when it is one.
+        let said_table = |key: &str| {
+            agent_spans()
+                .find_map(|s| s.str(key))
+                .filter(|text| toml::from_str::<toml::Table>(&format!("t = {text}")).is_ok_and(|t| t["t"].is_table()))
         };
         let turns = parts
             .chat_count
@@ -138,10 +144,7 @@ impl Builder {
             .or_else(|| attempts.and(said("agentsim.agent.retry.base_us")));
         // A second model the agent called is its fallback (an agentsim export names it, and the
         // circuit breaker that sends calls there while the primary fails).
-        let exported_fallback = self
-            .spans
-            .iter()
-            .filter(|s| s.op() == super::span::Op::Agent && s.agent_name() == *agent)
+        let exported_fallback = agent_spans()
             .find_map(|s| s.str("agentsim.agent.fallback.model"))
             .and_then(|model| parts.llms.get(model));
         let fallback = exported_fallback.or_else(|| {
@@ -153,25 +156,11 @@ impl Builder {
         if let Some(fallback) = fallback {
             let _ = writeln!(out, "fallback = {}", toml_string(fallback));
         }
-        let breaker = self
-            .spans
-            .iter()
-            .filter(|s| s.op() == super::span::Op::Agent && s.agent_name() == *agent)
-            .find_map(|s| s.str("agentsim.agent.circuit_breaker"))
-            .filter(|text| toml::from_str::<toml::Table>(&format!("b = {text}")).is_ok_and(|t| t["b"].is_table()));
-        if let Some(breaker) = breaker {
+        if let Some(breaker) = said_table("agentsim.agent.circuit_breaker") {
             let _ = writeln!(out, "circuit_breaker = {breaker}");
         }
         // The whole policy, when the trace is agentsim's own export and the text is a table.
-        let policy = self
-            .spans
-            .iter()
-            .filter(|s| s.op() == super::span::Op::Agent && s.agent_name() == *agent)
-            .find_map(|s| s.str("agentsim.agent.retry"))
-            .filter(|text| {
-                toml::from_str::<toml::Table>(&format!("retry = {text}")).is_ok_and(|t| t["retry"].is_table())
-            });
-        if let Some(policy) = policy {
+        if let Some(policy) = said_table("agentsim.agent.retry") {
             let _ = writeln!(out, "retry = {policy}");
         } else if let Some(gap_us) = gap_us {
             // Without a retry of the same model (the agent turned to its fallback at once), no

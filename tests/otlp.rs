@@ -726,3 +726,32 @@ fn an_agent_that_turned_to_a_second_model_after_failures_imports_it_as_its_fallb
         "{scenario}"
     );
 }
+
+#[test]
+fn a_wrapper_agent_that_called_no_model_hands_its_conversation_to_the_agent_that_did() {
+    let agent = |name: &str| {
+        vec![
+            ("gen_ai.operation.name", Value::from("invoke_agent")),
+            ("gen_ai.agent.name", Value::from(name.to_owned())),
+        ]
+    };
+    // A crew (a workflow span that is an agent span) runs its worker, which calls the model.
+    let trace = document(&[
+        ("f", "c", None, "invoke_agent crew", 0, 2_000, agent("crew"), None),
+        (
+            "f",
+            "d",
+            Some("c"),
+            "invoke_agent worker",
+            5,
+            1_900,
+            agent("worker"),
+            None,
+        ),
+        ("f", "1", Some("d"), "chat gpt-4o", 10, 110, chat("gpt-4o"), None),
+    ]);
+    let (scenario, _, report, said) = import_and_run(&trace);
+    assert!(scenario.contains("to = \"worker\""), "{scenario}");
+    assert!(!said.contains("cassette"), "{said}");
+    assert_eq!(report["conversations"]["answered"], 1, "{report:#}");
+}

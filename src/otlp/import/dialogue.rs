@@ -118,6 +118,40 @@ impl Builder {
             .collect()
     }
 
+    /// The agent span that takes a conversation's messages: the root, unless it is a wrapper
+    /// that called no model itself (a crew, a workflow), whose first nested agent span that did
+    /// (or that wraps one that did) takes them instead.
+    fn working_agent(&self, ops: &[Op], root: usize, work: &[usize]) -> usize {
+        let mut at = root;
+        // Each step goes one agent span deeper, so at most as many steps as spans.
+        for _ in 0..self.spans.len() {
+            if work.iter().any(|&i| ops[i] == Op::Chat && self.owner[i] == Some(at)) {
+                return at;
+            }
+            // The earliest agent span directly under `at` that has model calls below it.
+            let nested = work
+                .iter()
+                .filter(|&&i| ops[i] == Op::Chat)
+                .filter_map(|&i| {
+                    let mut agent = self.owner[i]?;
+                    for _ in 0..self.spans.len() {
+                        match self.owner[agent] {
+                            Some(up) if up == at => return Some(agent),
+                            Some(up) => agent = up,
+                            None => return None,
+                        }
+                    }
+                    None
+                })
+                .min();
+            match nested {
+                Some(next) => at = next,
+                None => return root,
+            }
+        }
+        root
+    }
+
     /// The topmost agent span above each span (itself, for a root agent span).
     fn top_roots(&self) -> Vec<Option<usize>> {
         (0..self.spans.len())
@@ -153,7 +187,7 @@ impl Builder {
     ) -> Dialogue {
         let first = roots[0];
         let agent = if ops[first] == Op::Agent {
-            self.spans[first].agent_name()
+            self.spans[self.working_agent(ops, first, work)].agent_name()
         } else {
             super::build::DEFAULT_AGENT.to_owned()
         };

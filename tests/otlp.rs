@@ -711,6 +711,33 @@ fn an_agent_that_turned_to_a_second_model_after_failures_imports_it_as_its_fallb
         (Some(2), Some(1))
     );
     assert_eq!(report["conversations"]["answered"], 1, "{report:#}");
+    // Two models by design (no failure before the second): not a fallback.
+    let agent = vec![
+        ("gen_ai.operation.name", Value::from("invoke_agent")),
+        ("gen_ai.agent.name", Value::from("a")),
+    ];
+    let router = document(&[
+        ("e", "a", None, "invoke_agent a", 0, 3_000, agent, None),
+        ("e", "1", Some("a"), "chat gpt-4o", 10, 110, chat("gpt-4o"), None),
+        (
+            "e",
+            "2",
+            Some("a"),
+            "chat claude-3-5-haiku",
+            610,
+            900,
+            chat("claude-3-5-haiku"),
+            None,
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.json");
+    std::fs::write(&path, router.to_string()).unwrap();
+    let out = dir.path().join("imported");
+    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
+    assert!(!scenario.contains("fallback ="), "{scenario}");
     // agentsim's own export names the fallback and the breaker.
     let dir = tempfile::tempdir().unwrap();
     let (otlp, _) = export("scenarios/fallback-outage.toml", dir.path());

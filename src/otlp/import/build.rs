@@ -98,8 +98,11 @@ pub(super) struct RecordedToolCall {
 struct Roster {
     agents: Vec<String>,
     agent_llm: BTreeMap<String, String>,
-    /// Each agent's models (llm names) in order of first use: a second one is its fallback.
+    /// Each agent's models (llm names) in order of first use, a later one only when the agent
+    /// first turned to it right after a failed call (a fallback, not a second model by design).
     agent_models: BTreeMap<String, Vec<String>>,
+    /// Whether each agent's latest model call failed, as the roster walks the calls in time order.
+    last_call_failed: BTreeMap<String, bool>,
     agent_tools: BTreeMap<String, BTreeSet<String>>,
     handoffs: BTreeMap<String, BTreeSet<String>>,
     chat_count: BTreeMap<Option<usize>, u32>,
@@ -312,10 +315,14 @@ impl Builder {
             match op {
                 Op::Chat => {
                     let model = self.spans[i].model();
+                    let after_failure = roster.last_call_failed.get(&name).copied().unwrap_or(false);
                     let used = roster.agent_models.entry(name.clone()).or_default();
-                    if !used.contains(&llms[&model]) {
+                    if !used.contains(&llms[&model]) && (used.is_empty() || after_failure) {
                         used.push(llms[&model].clone());
                     }
+                    roster
+                        .last_call_failed
+                        .insert(name.clone(), self.spans[i].error.is_some());
                     roster.agent_llm.entry(name).or_insert_with(|| llms[&model].clone());
                     *roster.chat_count.entry(self.owner[i]).or_default() += 1;
                 }

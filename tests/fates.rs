@@ -244,6 +244,8 @@ on_message = 1
     assert_eq!((c.started, c.answered, c.abandoned), (2, 1, 1), "{c:?}");
     let counted = c.answered + c.max_turns + c.failed + c.unanswered + c.abandoned + c.blocked + c.halted + c.escalated;
     assert_eq!(counted, c.started, "each conversation counted once: {c:?}");
+    // Per conversation too: the abandoned one is not answered.
+    assert_eq!(report.answered, [false, true]);
     let summary = report.summary();
     assert!(
         summary.contains("2 started, 1 answered, 0 hit max_turns, 0 failed, 0 unanswered, 1 abandoned"),

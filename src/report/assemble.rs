@@ -150,10 +150,16 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
         blast_radius: o.taint.report(scenario, &run.labels, &|a: ActorIdx| {
             run.logical_ids[a.index()].to_string()
         }),
+        // As `conversations` counts them: an answer its user did not wait for, or a dialogue
+        // ended by `max_user_turns`, is not a conversation answered.
         answered: o
             .conversations
             .iter()
-            .map(|c| c.status == Some(AnswerStatus::Answered))
+            .map(|c| {
+                c.status == Some(AnswerStatus::Answered)
+                    && !c.abandoned
+                    && c.ending != Some(crate::protocol::UserEnding::MaxUserTurns)
+            })
             .collect(),
         fate_by_conversation,
         replay: replay_command,

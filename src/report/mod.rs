@@ -271,7 +271,8 @@ pub struct RunReport {
     pub guardrails: Vec<crate::observe::GuardrailStats>,
     /// How far each fault and each untrusted source spread.
     pub blast_radius: Vec<crate::observe::blast::BlastRadius>,
-    /// For each conversation, in order: did it end answered?
+    /// For each conversation, in order: did it end answered, its user still there (as
+    /// `conversations.answered` counts it)?
     pub answered: Vec<bool>,
     /// For each conversation, in order: its fate (`resolved`, `abandoned`, `lost`, …), or null
     /// for one that never started.

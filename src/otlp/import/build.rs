@@ -119,8 +119,6 @@ struct Recorded {
     /// Each tool span's place among its tool's calls (1-based), in time order: the
     /// `on_message` of a fault on it.
     tool_ordinal: BTreeMap<usize, u32>,
-    /// Each tool's calls (span indices), for their recorded latency and result.
-    tool_spans: BTreeMap<String, Vec<usize>>,
     faults: String,
     tool_timeout_us: BTreeMap<String, u64>,
     retry_gap_us: BTreeMap<String, u64>,
@@ -232,7 +230,7 @@ impl Builder {
         self.crashes_and_other_faults(origin_ns, &explained, &mut recorded.faults);
         let conversations = conversation_numbers(&traffic, &roots);
         let mut entries = self.cassette_entries(&recorded.calls, &conversations);
-        let tool_calls = self.recorded_tool_calls(&recorded.tool_spans, &conversations);
+        let tool_calls = self.recorded_tool_calls(&ops, &conversations);
         let mut out_of_turns: BTreeMap<String, u32> = BTreeMap::new();
         for dialogue in traffic.values().flatten() {
             match &dialogue.ending {
@@ -379,7 +377,6 @@ impl Builder {
         let span = &self.spans[i];
         recorded.tool_calls_total += 1;
         let tool = span.tool_name();
-        recorded.tool_spans.entry(tool.clone()).or_default().push(i);
         if span.error.is_none() {
             recorded
                 .tool_latency
@@ -391,10 +388,7 @@ impl Builder {
         }
         let count = recorded.tool_ordinal.get(&i).copied().unwrap_or(1);
         // An empty result is a result (a `think` tool returns nothing), not missing content.
-        let recorded_text = |key: &str| span.attrs.get(key).and_then(Value::as_str);
-        let result = recorded_text("gen_ai.tool.call.result")
-            .or_else(|| recorded_text("output.value"))
-            .map(str::to_owned);
+        let result = span.tool_result().map(str::to_owned);
         match &result {
             Some(text) if span.error.is_none() => {
                 recorded.tool_output.entry(tool.clone()).or_insert_with(|| text.clone());
@@ -479,36 +473,27 @@ impl Builder {
     /// one that succeeded (a failed one's error is its fault).
     fn recorded_tool_calls(
         &self,
-        tool_spans: &BTreeMap<String, Vec<usize>>,
+        ops: &[Op],
         conversations: &BTreeMap<usize, u32>,
     ) -> BTreeMap<String, Vec<RecordedToolCall>> {
-        tool_spans
-            .iter()
-            .map(|(tool, spans)| {
-                let mut spans = spans.clone();
-                spans.sort_unstable();
-                let calls = spans
-                    .iter()
-                    .filter_map(|&i| {
-                        let span = &self.spans[i];
-                        let conv = self.conversation_of(i, conversations)?;
-                        let text = |key: &str| span.attrs.get(key).and_then(Value::as_str);
-                        let output = match span.error {
-                            Some(_) => None,
-                            None => text("gen_ai.tool.call.result")
-                                .or_else(|| text("output.value"))
-                                .map(str::to_owned),
-                        };
-                        Some(RecordedToolCall {
-                            conv,
-                            latency_us: span.duration_us(),
-                            output,
-                        })
-                    })
-                    .collect();
-                (tool.clone(), calls)
-            })
-            .collect()
+        let mut by_tool: BTreeMap<String, Vec<RecordedToolCall>> = BTreeMap::new();
+        // The spans are in time order.
+        for i in (0..ops.len()).filter(|&i| ops[i] == Op::Tool) {
+            let span = &self.spans[i];
+            let Some(conv) = self.conversation_of(i, conversations) else {
+                continue;
+            };
+            by_tool.entry(span.tool_name()).or_default().push(RecordedToolCall {
+                conv,
+                latency_us: span.duration_us(),
+                output: span
+                    .error
+                    .is_none()
+                    .then(|| span.tool_result().map(str::to_owned))
+                    .flatten(),
+            });
+        }
+        by_tool
     }
 
     /// The conversation a span belongs to: that of the span that roots it (the top-level agent

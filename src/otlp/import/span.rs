@@ -80,6 +80,11 @@ impl Span {
         identifier(name)
     }
 
+    /// What a tool call returned, as GenAI or OpenInference records it.
+    pub(super) fn tool_result(&self) -> Option<&str> {
+        self.str("gen_ai.tool.call.result").or_else(|| self.str("output.value"))
+    }
+
     pub(super) fn tool_name(&self) -> String {
         let name = self
             .str("gen_ai.tool.name")

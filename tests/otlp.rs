@@ -782,3 +782,108 @@ fn a_wrapper_agent_that_called_no_model_hands_its_conversation_to_the_agent_that
     assert!(!said.contains("cassette"), "{said}");
     assert_eq!(report["conversations"]["answered"], 1, "{report:#}");
 }
+
+#[test]
+fn a_trace_without_content_replays_every_model_call_of_an_agent_that_answered_twice() {
+    let agent = |name: &str, conversation: Option<&str>| {
+        let mut attributes = vec![
+            ("gen_ai.operation.name", Value::from("invoke_agent")),
+            ("gen_ai.agent.name", Value::from(name.to_owned())),
+        ];
+        if let Some(id) = conversation {
+            attributes.push(("gen_ai.conversation.id", Value::from(id.to_owned())));
+        }
+        attributes
+    };
+    let tool = vec![
+        ("gen_ai.operation.name", Value::from("execute_tool")),
+        ("gen_ai.tool.name", Value::from("lookup")),
+    ];
+    // Three model calls in one agent span with nothing between: each answer was final, so the
+    // two later calls open the user's next turns.
+    let one_span = document(&[
+        (
+            "a",
+            "a",
+            None,
+            "invoke_agent helper",
+            0,
+            4_000,
+            agent("helper", None),
+            None,
+        ),
+        ("a", "1", Some("a"), "chat gpt-4o", 10, 1_000, chat("gpt-4o"), None),
+        ("a", "2", Some("a"), "chat gpt-4o", 1_500, 2_500, chat("gpt-4o"), None),
+        ("a", "3", Some("a"), "chat gpt-4o", 3_000, 3_900, chat("gpt-4o"), None),
+    ]);
+    let (scenario, _, report, said) = import_and_run(&one_span);
+    assert!(scenario.contains("max_turns = 3"), "{scenario}");
+    assert!(!said.contains("cassette"), "{said}");
+    assert_eq!(report["llm_calls"], 3, "{report:#}");
+    assert_eq!(report["user_turns"]["total"], 3, "{report:#}");
+    assert_eq!(report["conversations"]["answered"], 1, "{report:#}");
+    // Three runs of the agent under one conversation id; the second ran a tool between its two
+    // calls, which is one turn, not two.
+    let runs = document(&[
+        (
+            "b1",
+            "a",
+            None,
+            "invoke_agent helper",
+            0,
+            1_100,
+            agent("helper", Some("c-1")),
+            None,
+        ),
+        ("b1", "1", Some("a"), "chat gpt-4o", 10, 1_000, chat("gpt-4o"), None),
+        (
+            "b2",
+            "b",
+            None,
+            "invoke_agent helper",
+            5_000,
+            7_100,
+            agent("helper", Some("c-1")),
+            None,
+        ),
+        ("b2", "2", Some("b"), "chat gpt-4o", 5_010, 5_500, chat("gpt-4o"), None),
+        (
+            "b2",
+            "3",
+            Some("b"),
+            "execute_tool lookup",
+            5_600,
+            5_900,
+            tool.clone(),
+            None,
+        ),
+        ("b2", "4", Some("b"), "chat gpt-4o", 6_000, 7_000, chat("gpt-4o"), None),
+        (
+            "b3",
+            "c",
+            None,
+            "invoke_agent helper",
+            10_000,
+            11_100,
+            agent("helper", Some("c-1")),
+            None,
+        ),
+        (
+            "b3",
+            "5",
+            Some("c"),
+            "chat gpt-4o",
+            10_010,
+            11_000,
+            chat("gpt-4o"),
+            None,
+        ),
+    ]);
+    let (scenario, _, report, said) = import_and_run(&runs);
+    assert!(scenario.contains("max_turns = 3"), "{scenario}");
+    assert!(!said.contains("cassette"), "{said}");
+    assert_eq!(report["conversations"]["started"], 1, "{report:#}");
+    assert_eq!(report["llm_calls"], 4, "{report:#}");
+    assert_eq!(report["tool_calls"], 1, "{report:#}");
+    assert_eq!(report["user_turns"]["total"], 3, "{report:#}");
+}

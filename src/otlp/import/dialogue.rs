@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::build::Builder;
 use super::chat::{user_messages, ChatCall};
 use super::span::Op;
+use super::NO_USER_TEXT;
 
 /// How long the user takes before a follow-up when the trace cannot say.
 const THINK_US_DEFAULT: u64 = 1_000_000;
@@ -83,11 +84,16 @@ impl Builder {
                 work[*g].push(i);
             }
         }
+        // Each model call's answer by its span.
+        let mut call_of: Vec<Option<&ChatCall>> = vec![None; ops.len()];
+        for call in calls {
+            call_of[call.span] = Some(call);
+        }
         let mut explained = BTreeSet::new();
         let dialogues = groups
             .into_iter()
             .zip(work)
-            .map(|(group, work)| self.dialogue(ops, group, &work, calls, origin_ns, &mut explained))
+            .map(|(group, work)| self.dialogue(ops, group, &work, &call_of, origin_ns, &mut explained))
             .collect();
         (dialogues, explained)
     }
@@ -181,7 +187,7 @@ impl Builder {
         ops: &[Op],
         roots: Vec<usize>,
         work: &[usize],
-        calls: &[ChatCall],
+        call_of: &[Option<&ChatCall>],
         origin_ns: u64,
         explained: &mut BTreeSet<usize>,
     ) -> Dialogue {
@@ -243,11 +249,22 @@ impl Builder {
         if messages.is_empty() {
             messages.push(self.user_text(first));
         }
+        if seen.iter().all(|(_, _, _, said)| said.is_none()) {
+            // No content says when the user spoke: a model call of the agent holding the
+            // conversation right after its own plain answer, with nothing run between, can only
+            // be the user's next turn (or the app's next run of the agent for the same
+            // conversation id).
+            for (start_ns, gap_ns) in self.unrecorded_follow_ups(ops, work, call_of, &agent) {
+                messages.push(NO_USER_TEXT.to_owned());
+                gaps_ns.push(gap_ns);
+                last_turn_ns = start_ns;
+            }
+        }
         gaps_ns.sort_unstable();
         let think_us = gaps_ns
             .get(gaps_ns.len().saturating_sub(1) / 2)
             .map_or(THINK_US_DEFAULT, |ns| (ns / 1_000).max(1));
-        let ending = self.ending(ops, &roots, work, calls, last_turn_ns, explained);
+        let ending = self.ending(ops, &roots, work, call_of, last_turn_ns, explained);
         Dialogue {
             agent,
             at_us: (self.spans[first].start_ns - origin_ns) / 1_000,
@@ -258,6 +275,44 @@ impl Builder {
         }
     }
 
+    /// The model calls of a conversation without content that open a user's turn, each with its
+    /// start and the time since the answer before it: a call of the agent that holds the
+    /// conversation (the first, then whoever it was handed to) whose previous call answered in
+    /// plain text, with no tool run between.
+    fn unrecorded_follow_ups(
+        &self,
+        ops: &[Op],
+        work: &[usize],
+        call_of: &[Option<&ChatCall>],
+        agent: &str,
+    ) -> Vec<(u64, u64)> {
+        let mut holder = agent.to_owned();
+        let mut answered_at_ns: Option<u64> = None;
+        let mut follow_ups = Vec::new();
+        for &i in work {
+            let span = &self.spans[i];
+            if ops[i] == Op::Tool {
+                answered_at_ns = None;
+                continue;
+            }
+            let Some(call) = call_of[i] else {
+                continue;
+            };
+            if call.agent != holder {
+                continue;
+            }
+            if let Some(end_ns) = answered_at_ns {
+                follow_ups.push((span.start_ns, span.start_ns.saturating_sub(end_ns)));
+            }
+            let plain = span.error.is_none() && call.tool_calls.is_empty() && call.delegates.is_empty();
+            answered_at_ns = (plain && call.handoff.is_none()).then_some(span.end_ns);
+            if let Some(to) = &call.handoff {
+                holder = to.clone();
+            }
+        }
+        follow_ups
+    }
+
     /// How the conversation ended: the last root's error, when it ended the run; else model
     /// calls that asked for tools and then nothing (out of turns); else normally.
     fn ending(
@@ -265,7 +320,7 @@ impl Builder {
         ops: &[Op],
         roots: &[usize],
         work: &[usize],
-        calls: &[ChatCall],
+        call_of: &[Option<&ChatCall>],
         last_turn_ns: u64,
         explained: &mut BTreeSet<usize>,
     ) -> Ending {
@@ -321,21 +376,16 @@ impl Builder {
         if exported || crashed {
             return Ending::Normal;
         }
-        let last_chat = work.iter().rev().find(|&&i| ops[i] == Op::Chat);
-        let answered_with_tools = last_chat
-            .and_then(|&i| calls.iter().find(|c| c.span == i))
-            .is_some_and(|c| {
-                !c.tool_calls.is_empty()
-                    && c.text.is_none()
-                    && c.handoff.is_none()
-                    && self.spans[c.span].error.is_none()
-            });
-        if answered_with_tools {
-            let agent = calls
-                .iter()
-                .find(|c| Some(&c.span) == last_chat)
-                .map(|c| c.agent.clone())
-                .unwrap_or_default();
+        let last_call = work
+            .iter()
+            .rev()
+            .find(|&&i| ops[i] == Op::Chat)
+            .and_then(|&i| call_of[i]);
+        let asked_for_tools = last_call.filter(|c| {
+            !c.tool_calls.is_empty() && c.text.is_none() && c.handoff.is_none() && self.spans[c.span].error.is_none()
+        });
+        if let Some(call) = asked_for_tools {
+            let agent = call.agent.clone();
             let calls = calls_in_last_turn(&agent);
             return Ending::OutOfTurns { agent, calls };
         }

@@ -887,3 +887,104 @@ fn a_trace_without_content_replays_every_model_call_of_an_agent_that_answered_tw
     assert_eq!(report["tool_calls"], 1, "{report:#}");
     assert_eq!(report["user_turns"]["total"], 3, "{report:#}");
 }
+
+#[test]
+fn an_openllmetry_trace_imports_its_agent_messages_tool_calls_and_results() {
+    // OpenLLMetry (Traceloop) flattens messages into `gen_ai.prompt.N.*` and
+    // `gen_ai.completion.0.*`, names its model spans `openai.chat` with `llm.request.type`, and
+    // marks the app's own spans with `traceloop.span.kind`.
+    let traceloop = |kind: &str, name: &str| {
+        vec![
+            ("traceloop.span.kind", Value::from(kind.to_owned())),
+            ("traceloop.entity.name", Value::from(name.to_owned())),
+        ]
+    };
+    let chat = |prompt: &[(&str, &str)], completion: Vec<(&'static str, Value)>| {
+        let mut attributes = vec![
+            ("llm.request.type", Value::from("chat")),
+            ("gen_ai.system", Value::from("openai")),
+            ("gen_ai.request.model", Value::from("gpt-4o-mini")),
+            ("gen_ai.usage.prompt_tokens", Value::from(40)),
+            ("gen_ai.usage.completion_tokens", Value::from(9)),
+        ];
+        for (j, (role, content)) in prompt.iter().enumerate() {
+            let role_key: &'static str = Box::leak(format!("gen_ai.prompt.{j}.role").into_boxed_str());
+            let content_key: &'static str = Box::leak(format!("gen_ai.prompt.{j}.content").into_boxed_str());
+            attributes.push((role_key, Value::from(role.to_string())));
+            attributes.push((content_key, Value::from(content.to_string())));
+        }
+        attributes.extend(completion);
+        attributes
+    };
+    let asked = vec![
+        ("gen_ai.completion.0.role", Value::from("assistant")),
+        ("gen_ai.completion.0.finish_reason", Value::from("tool_calls")),
+        ("gen_ai.completion.0.tool_calls.0.id", Value::from("call_1")),
+        ("gen_ai.completion.0.tool_calls.0.name", Value::from("lookup_order")),
+        (
+            "gen_ai.completion.0.tool_calls.0.arguments",
+            Value::from(r#"{"order_id":"A-7"}"#),
+        ),
+    ];
+    let answered = vec![
+        ("gen_ai.completion.0.role", Value::from("assistant")),
+        ("gen_ai.completion.0.finish_reason", Value::from("stop")),
+        (
+            "gen_ai.completion.0.content",
+            Value::from("Order A-7 shipped on Monday."),
+        ),
+    ];
+    let mut tool = traceloop("tool", "lookup_order");
+    tool.push(("traceloop.entity.output", Value::from(r#"{"status":"shipped"}"#)));
+    let user = [
+        ("system", "You are a support agent."),
+        ("user", "Where is my order A-7?"),
+    ];
+    let trace = document(&[
+        (
+            "e",
+            "e0",
+            None,
+            "support_flow.workflow",
+            0,
+            3_000,
+            traceloop("workflow", "support_flow"),
+            None,
+        ),
+        (
+            "e",
+            "a0",
+            Some("e0"),
+            "support.agent",
+            5,
+            2_900,
+            traceloop("agent", "support"),
+            None,
+        ),
+        ("e", "1", Some("a0"), "openai.chat", 10, 800, chat(&user, asked), None),
+        ("e", "2", Some("a0"), "lookup_order.tool", 900, 1_200, tool, None),
+        (
+            "e",
+            "3",
+            Some("a0"),
+            "openai.chat",
+            1_300,
+            2_800,
+            chat(&user, answered),
+            None,
+        ),
+    ]);
+    let (scenario, cassette, report, said) = import_and_run(&trace);
+    assert!(scenario.contains("name = \"support\""), "{scenario}");
+    assert!(scenario.contains("to = \"support\""), "{scenario}");
+    assert!(scenario.contains("Where is my order A-7?"), "{scenario}");
+    assert!(scenario.contains(r#"output = '{"status":"shipped"}'"#), "{scenario}");
+    assert!(!scenario.contains("placeholders"), "{scenario}");
+    assert!(cassette.contains(r#"\"order_id\":\"A-7\""#), "{cassette}");
+    assert!(cassette.contains("Order A-7 shipped on Monday."), "{cassette}");
+    assert!(!said.contains("cassette"), "{said}");
+    assert_eq!(report["llm_calls"], 2, "{report:#}");
+    assert_eq!(report["tool_calls"], 1, "{report:#}");
+    assert_eq!(report["tokens"]["input"], 80, "{report:#}");
+    assert_eq!(report["conversations"]["answered"], 1, "{report:#}");
+}

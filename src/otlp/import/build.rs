@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::chat::{message_text, ChatCall};
+use super::chat::{user_messages, ChatCall};
 use super::dialogue::{Dialogue, Ending};
 use super::scenario::{scenario_name, toml_string, ScenarioParts};
 use super::span::{identifier, Op, Span};
@@ -577,20 +577,9 @@ impl Builder {
         );
         for i in candidates {
             let span = &self.spans[i];
-            if let Some(text) = span.str("gen_ai.input.messages").and_then(|m| message_text(m, "user")) {
+            let first = user_messages(span).and_then(|said| said.into_iter().find(|text| !text.is_empty()));
+            if let Some(text) = first {
                 return text;
-            }
-            for j in 0..64 {
-                let role = span.str(&format!("llm.input_messages.{j}.message.role"));
-                match role {
-                    Some("user") => {
-                        if let Some(text) = span.str(&format!("llm.input_messages.{j}.message.content")) {
-                            return text.to_owned();
-                        }
-                    }
-                    Some(_) => {}
-                    None => break,
-                }
             }
             if i == root {
                 if let Some(text) = span.str("input.value") {

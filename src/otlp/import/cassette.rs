@@ -66,8 +66,12 @@ impl Builder {
         if !tool_calls.is_empty() {
             message.insert("tool_calls".into(), Value::Array(tool_calls));
         }
-        let finish = match span.attrs.get("gen_ai.response.finish_reasons") {
-            Some(Value::Array(reasons)) if reasons.first().and_then(Value::as_str) == Some("length") => "length",
+        let finish = match (
+            span.attrs.get("gen_ai.response.finish_reasons"),
+            span.str("gen_ai.completion.0.finish_reason"),
+        ) {
+            (Some(Value::Array(reasons)), _) if reasons.first().and_then(Value::as_str) == Some("length") => "length",
+            (_, Some("length")) => "length",
             _ => finish,
         };
         let mut response = json!({

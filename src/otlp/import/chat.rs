@@ -48,12 +48,13 @@ impl Builder {
         }
         // Output messages: GenAI (JSON, string or structured) or OpenInference (flattened).
         let mut recorded = genai_output(&span, &mut call);
-        if openinference_tool_calls(&span, &mut call) {
-            recorded = true;
+        for keys in FLATTENED_TOOL_CALLS {
+            recorded |= flattened_tool_calls(&span, &mut call, keys);
         }
         if !recorded {
             if let Some(text) = span
                 .str("llm.output_messages.0.message.content")
+                .or_else(|| span.str("gen_ai.completion.0.content"))
                 .or_else(|| span.str("output.value"))
             {
                 recorded = true;
@@ -126,11 +127,7 @@ impl Builder {
             let next = &self.spans[j];
             match next.op() {
                 Op::Tool => {
-                    let args = next
-                        .str("gen_ai.tool.call.arguments")
-                        .or_else(|| next.str("input.value"))
-                        .unwrap_or("{}")
-                        .to_owned();
+                    let args = next.tool_arguments().unwrap_or("{}").to_owned();
                     let id = next.str("gen_ai.tool.call.id").unwrap_or("").to_owned();
                     push_call(call, &next.tool_name(), id, args);
                 }
@@ -146,12 +143,9 @@ impl Builder {
     /// call, else a placeholder.
     fn final_text(&mut self, chat: usize, following: &[usize]) -> Option<String> {
         let last = following.is_empty();
-        let agent_output = self.owner[chat].filter(|_| last).and_then(|a| {
-            let span = &self.spans[a];
-            span.str("gen_ai.output.messages")
-                .and_then(|m| message_text(m, "assistant"))
-                .or_else(|| span.str("output.value").map(str::to_owned))
-        });
+        let agent_output = self.owner[chat]
+            .filter(|_| last)
+            .and_then(|a| self.spans[a].agent_output());
         if agent_output.is_none() {
             self.content_missing = true;
         }
@@ -199,22 +193,35 @@ fn genai_output(span: &Span, call: &mut ChatCall) -> bool {
     recorded
 }
 
-/// OpenInference tool calls, flattened into `llm.output_messages.0.message.tool_calls.K.…`
-/// attributes. Returns whether the span recorded any.
-fn openinference_tool_calls(span: &Span, call: &mut ChatCall) -> bool {
+/// Where instrumentations that flatten messages into attributes put an answer's tool calls:
+/// `(prefix, name, arguments, id)`, each call's keys being `{prefix}.K.{suffix}`. OpenInference,
+/// then OpenLLMetry (Traceloop).
+const FLATTENED_TOOL_CALLS: [(&str, &str, &str, &str); 2] = [
+    (
+        "llm.output_messages.0.message.tool_calls",
+        "tool_call.function.name",
+        "tool_call.function.arguments",
+        "tool_call.id",
+    ),
+    ("gen_ai.completion.0.tool_calls", "name", "arguments", "id"),
+];
+
+/// The tool calls an instrumentation flattened into attributes (one of
+/// [`FLATTENED_TOOL_CALLS`]). Returns whether the span recorded any.
+fn flattened_tool_calls(span: &Span, call: &mut ChatCall, keys: (&str, &str, &str, &str)) -> bool {
+    let (prefix, name, arguments, id) = keys;
     let mut recorded = false;
     for k in 0..64 {
-        let prefix = format!("llm.output_messages.0.message.tool_calls.{k}.tool_call");
-        let Some(name) = span.str(&format!("{prefix}.function.name")) else {
+        let Some(tool) = span.str(&format!("{prefix}.{k}.{name}")) else {
             break;
         };
         recorded = true;
         let args = span
-            .str(&format!("{prefix}.function.arguments"))
+            .str(&format!("{prefix}.{k}.{arguments}"))
             .unwrap_or("{}")
             .to_owned();
-        let id = span.str(&format!("{prefix}.id")).unwrap_or("").to_owned();
-        push_call(call, name, id, args);
+        let id = span.str(&format!("{prefix}.{k}.{id}")).unwrap_or("").to_owned();
+        push_call(call, tool, id, args);
     }
     recorded
 }
@@ -263,26 +270,28 @@ pub(super) fn message_texts(json: &str, role: &str) -> Option<Vec<String>> {
     Some(texts)
 }
 
-/// The user messages a model call was sent, in order: GenAI `gen_ai.input.messages`, or
-/// OpenInference's flattened `llm.input_messages.N`. `None` when the span does not record them.
+/// The user messages a model call was sent, in order: GenAI `gen_ai.input.messages`, or the
+/// flattened messages of OpenInference (`llm.input_messages.N.message.role`/`.content`) or of
+/// OpenLLMetry (`gen_ai.prompt.N.role`/`.content`). `None` when the span does not record them.
 pub(super) fn user_messages(span: &Span) -> Option<Vec<String>> {
     if let Some(texts) = span.str("gen_ai.input.messages").and_then(|m| message_texts(m, "user")) {
         return Some(texts);
     }
-    let mut texts = Vec::new();
-    for j in 0..4096 {
-        match span.str(&format!("llm.input_messages.{j}.message.role")) {
-            Some("user") => texts.push(
-                span.str(&format!("llm.input_messages.{j}.message.content"))
-                    .unwrap_or("")
-                    .to_owned(),
-            ),
-            Some(_) => {}
-            None if j == 0 => return None,
-            None => break,
-        }
-    }
-    Some(texts)
+    [("llm.input_messages", "message."), ("gen_ai.prompt", "")]
+        .into_iter()
+        .find_map(|(prefix, inner)| {
+            let role = |j: usize| span.str(&format!("{prefix}.{j}.{inner}role"));
+            role(0)?;
+            let users = (0..4096)
+                .map_while(|j| role(j).map(|r| (j, r)))
+                .filter(|&(_, r)| r == "user")
+                .map(|(j, _)| {
+                    span.str(&format!("{prefix}.{j}.{inner}content"))
+                        .unwrap_or("")
+                        .to_owned()
+                });
+            Some(users.collect())
+        })
 }
 
 /// The first text of a message with `role` in a GenAI messages JSON string.

@@ -46,12 +46,19 @@ impl Span {
             Some(_) => Some(Op::Other),
             None => None,
         };
-        let by_kind = || match self.str("openinference.span.kind").map(|k| k.to_ascii_uppercase()) {
-            Some(k) if k == "AGENT" => Some(Op::Agent),
-            Some(k) if k == "LLM" => Some(Op::Chat),
-            Some(k) if k == "TOOL" => Some(Op::Tool),
-            Some(_) => Some(Op::Other),
-            None => None,
+        // OpenInference's span kinds, OpenLLMetry's (Traceloop: `traceloop.span.kind` for the
+        // app's own spans, `llm.request.type` for model calls).
+        let by_kind = || {
+            let kind = self
+                .str("openinference.span.kind")
+                .or_else(|| self.str("traceloop.span.kind"))
+                .or_else(|| self.str("llm.request.type").map(|_| "llm"))?;
+            Some(match kind.to_ascii_uppercase().as_str() {
+                "AGENT" => Op::Agent,
+                "LLM" => Op::Chat,
+                "TOOL" => Op::Tool,
+                _ => Op::Other,
+            })
         };
         let by_name = || {
             if self.name.starts_with("invoke_agent") {
@@ -75,20 +82,39 @@ impl Span {
         let name = self
             .str("gen_ai.agent.name")
             .or_else(|| self.str("agent.name"))
+            .or_else(|| self.str("traceloop.entity.name"))
             .or_else(|| self.suffix("invoke_agent"))
             .unwrap_or(&self.name);
         identifier(name)
     }
 
-    /// What a tool call returned, as GenAI or OpenInference records it.
+    /// What a tool call returned, as GenAI, OpenInference or OpenLLMetry records it.
     pub(super) fn tool_result(&self) -> Option<&str> {
-        self.str("gen_ai.tool.call.result").or_else(|| self.str("output.value"))
+        self.str("gen_ai.tool.call.result")
+            .or_else(|| self.str("output.value"))
+            .or_else(|| self.str("traceloop.entity.output"))
+    }
+
+    /// The arguments a tool was called with, as GenAI, OpenInference or OpenLLMetry records them.
+    pub(super) fn tool_arguments(&self) -> Option<&str> {
+        self.str("gen_ai.tool.call.arguments")
+            .or_else(|| self.str("input.value"))
+            .or_else(|| self.str("traceloop.entity.input"))
+    }
+
+    /// An agent's final answer, as GenAI, OpenInference or OpenLLMetry records it.
+    pub(super) fn agent_output(&self) -> Option<String> {
+        self.str("gen_ai.output.messages")
+            .and_then(|m| super::chat::message_text(m, "assistant"))
+            .or_else(|| self.str("output.value").map(str::to_owned))
+            .or_else(|| self.str("traceloop.entity.output").map(str::to_owned))
     }
 
     pub(super) fn tool_name(&self) -> String {
         let name = self
             .str("gen_ai.tool.name")
             .or_else(|| self.str("tool.name"))
+            .or_else(|| self.str("traceloop.entity.name"))
             .or_else(|| self.suffix("execute_tool"))
             .unwrap_or(&self.name);
         identifier(name)

@@ -572,3 +572,133 @@ fn a_call_still_in_flight_when_the_proxy_stops_is_reported_unfinished_with_its_w
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("unfinished (in flight when the proxy stopped)"));
 }
+
+/// One chat request with the lookup tool, streamed or not: what the app would put together —
+/// `(text, refusal, tool calls as (name, arguments), finish reason)`.
+fn ask_with_tools(base: &str, text: &str, streamed: bool) -> (String, String, Vec<(String, String)>, String) {
+    let body = json!({"model": "gpt-4o-mini", "stream": streamed, "messages": [{"role": "user", "content": text}],
+        "tools": [{"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}]});
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("{base}/chat/completions"))
+        .header("content-type", "application/json")
+        .header("x-agentsim-session", format!("{text}-{streamed}"))
+        .body(body.to_string())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let as_text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    if !streamed {
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        let message = &answer["choices"][0]["message"];
+        let calls = message["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| (as_text(&c["function"]["name"]), as_text(&c["function"]["arguments"])))
+            .collect();
+        let finish = as_text(&answer["choices"][0]["finish_reason"]);
+        return (
+            as_text(&message["content"]),
+            as_text(&message["refusal"]),
+            calls,
+            finish,
+        );
+    }
+    let (mut content, mut refusal, mut calls, mut finish) = (String::new(), String::new(), Vec::new(), String::new());
+    assert!(answer.ends_with("data: [DONE]\n\n"), "{answer}");
+    for data in answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+    {
+        let chunk: Value = serde_json::from_str(data).unwrap();
+        let Some(choice) = chunk["choices"].get(0) else {
+            continue;
+        };
+        let delta = &choice["delta"];
+        content += &as_text(&delta["content"]);
+        refusal += &as_text(&delta["refusal"]);
+        for part in delta["tool_calls"].as_array().into_iter().flatten() {
+            let index = part["index"].as_u64().unwrap() as usize;
+            if calls.len() <= index {
+                calls.push((String::new(), String::new()));
+            }
+            calls[index].0 += &as_text(&part["function"]["name"]);
+            calls[index].1 += &as_text(&part["function"]["arguments"]);
+        }
+        if !choice["finish_reason"].is_null() {
+            finish = as_text(&choice["finish_reason"]);
+        }
+    }
+    (content, refusal, calls, finish)
+}
+
+#[test]
+fn content_faults_break_a_streamed_answer_as_they_break_a_whole_one() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let faults = faults_file(
+        dir.path(),
+        "[[fault]]\nkind = \"llm.malformed_tool_args\"\nmessage_contains = \"malformed\"\n\
+         [[fault]]\nkind = \"llm.refusal\"\nmessage_contains = \"refuse\"\n\
+         [[fault]]\nkind = \"llm.truncated\"\nmessage_contains = \"truncate\"\n\
+         [[fault]]\nkind = \"llm.hallucinated_tool\"\nmessage_contains = \"invent\"\n",
+    );
+    let out = dir.path().join("out");
+    let rec = dir.path().join("rec");
+    let proxy = ProxyProcess::start(&[
+        "--upstream",
+        &upstream.url(),
+        "--faults",
+        &faults,
+        "--out",
+        path(&out),
+        "--record",
+        path(&rec),
+    ]);
+    let base = proxy.base_url();
+    let intact = ask_with_tools(&base, "order 17 please", true);
+    assert_eq!(intact.2[0].1, r#"{"input":"order 17 please"}"#, "{intact:?}");
+    for question in [
+        "malformed order 17",
+        "refuse order 17",
+        "truncate order 17",
+        "invent order 17",
+    ] {
+        let whole = ask_with_tools(&base, question, false);
+        let streamed = ask_with_tools(&base, question, true);
+        assert_eq!(streamed, whole, "{question}");
+    }
+    let malformed = ask_with_tools(&base, "malformed order 18", true);
+    assert_eq!(malformed.2[0].1, r#"{"input":"malfo"#, "{malformed:?}");
+    let refused = ask_with_tools(&base, "refuse order 18", true);
+    assert!(refused.0.is_empty() && refused.1.contains("can't help") && refused.2.is_empty());
+    let (status, said) = proxy.stop();
+    assert_eq!(status, 0, "{said}");
+    // The cassette keeps the stream as the upstream sent it; the report names the fault.
+    let cassette = std::fs::read_to_string(rec.join("cassette.jsonl")).unwrap();
+    let taped: Value = cassette
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|x| x["session"] == "malformed order 18-true")
+        .unwrap();
+    let arguments: String = taped["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["data"].as_str()?.strip_prefix("data: ")?.trim().parse::<Value>().ok())
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/tool_calls/0/function/arguments")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        arguments, r#"{"input":"malformed order 18"}"#,
+        "the upstream's own frames"
+    );
+    let exchanges = report(&out)["exchanges"].as_array().unwrap().clone();
+    assert_eq!(exchanges.len(), 11);
+    assert_eq!(exchanges[9]["faults"], json!(["llm.malformed_tool_args"]));
+}

@@ -379,6 +379,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
                 take.status,
                 headers,
                 source,
+                answer_fault.filter(|_| (200..300).contains(&take.status)).cloned(),
                 stream_fault,
                 api,
                 started,
@@ -456,6 +457,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
             status,
             headers,
             source,
+            answer_fault.filter(|_| (200..300).contains(&status)).cloned(),
             stream_fault,
             api,
             started,
@@ -607,6 +609,12 @@ enum Frames {
         start: Instant,
         speed: f64,
     },
+    /// Frames already read (a whole stream held back for a content fault), then the error the
+    /// source broke off with, if it did.
+    Held {
+        frames: VecDeque<(u64, Vec<u8>)>,
+        error: Option<String>,
+    },
 }
 
 impl Frames {
@@ -657,7 +665,57 @@ impl Frames {
                 }
                 Some(Ok((frame.at_us, frame.data.into_bytes())))
             }
+            Frames::Held { frames, error } => match frames.pop_front() {
+                Some(frame) => Some(Ok(frame)),
+                None => error.take().map(Err),
+            },
         }
+    }
+
+    /// Reads the whole stream, then applies `fault` to it (see [`shape::break_stream`]):
+    /// the frames the source sent, for the cassette, and the source of what to send instead.
+    async fn broken_by(mut self, fault: &ProxyFault, shared: &Shared, key: &Key) -> (Vec<Frame>, Frames) {
+        let mut read = Vec::new();
+        let mut error = None;
+        while let Some(item) = self.next().await {
+            match item {
+                Ok(frame) => read.push(frame),
+                Err(message) => {
+                    error = Some(message);
+                    break;
+                }
+            }
+        }
+        let original: Vec<Frame> = read
+            .iter()
+            .map(|(at_us, data)| Frame {
+                at_us: *at_us,
+                data: String::from_utf8_lossy(data).into_owned(),
+            })
+            .collect();
+        let data: Vec<Vec<u8>> = read.iter().map(|(_, d)| d.clone()).collect();
+        let broken = error.is_none().then(|| shape::break_stream(&data, fault)).flatten();
+        let frames = match broken {
+            Some(frames) => {
+                let at_us = read.last().map_or(0, |(at, _)| *at);
+                frames.into_iter().map(|f| (at_us, f)).collect()
+            }
+            None => {
+                let what = if error.is_some() {
+                    "a stream that broke off"
+                } else {
+                    "this stream"
+                };
+                shared.ledger.note(
+                    &key.session,
+                    key.call,
+                    "fault_not_applicable",
+                    &format!("{} found nothing to break in {what}", fault.kind.name()),
+                );
+                read.into()
+            }
+        };
+        (original, Frames::Held { frames, error })
     }
 }
 
@@ -669,6 +727,7 @@ fn stream_response(
     status: u16,
     headers: Vec<(String, String)>,
     mut frames: Frames,
+    content_fault: Option<ProxyFault>,
     fault: Option<ProxyFault>,
     api: Api,
     started: Instant,
@@ -681,7 +740,14 @@ fn stream_response(
         let _guard = guard;
         let mut sender = Some(sender);
         let (mut sent, mut broken, mut tokens) = (0u32, false, None::<Tokens>);
+        // A content fault needs the whole answer: the stream is read first, kept for the
+        // cassette as the source sent it, and its broken version sent on.
         let mut recorded = Vec::new();
+        let mut held = false;
+        if let Some(content_fault) = &content_fault {
+            (recorded, frames) = frames.broken_by(content_fault, &shared, &key).await;
+            held = true;
+        }
         let kind = fault.as_ref().map(|f| f.kind);
         let after = fault.as_ref().map_or(0, |f| f.after_frames);
         let pause = Duration::from_micros(fault.as_ref().and_then(|f| f.latency_us).unwrap_or(0));
@@ -705,10 +771,12 @@ fn stream_response(
             if let Some(t) = frame_json(&data).as_ref().and_then(Tokens::of) {
                 tokens = Some(tokens.unwrap_or_default().max(t));
             }
-            recorded.push(Frame {
-                at_us,
-                data: String::from_utf8_lossy(&data).into_owned(),
-            });
+            if !held {
+                recorded.push(Frame {
+                    at_us,
+                    data: String::from_utf8_lossy(&data).into_owned(),
+                });
+            }
             let Some(out) = sender.as_mut() else { continue };
             let number = sent + 1;
             match kind {

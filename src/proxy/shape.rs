@@ -223,6 +223,115 @@ pub fn break_answer(body: &mut Value, fault: &ProxyFault) -> bool {
     done
 }
 
+/// Applies a content fault to a chat-completions stream: its chunks put together into the whole
+/// answer, [`break_answer`] on that, and the broken answer cut into chunks again (its text in
+/// one, each tool call in one, the finish reason, the upstream's usage, `[DONE]`). `None` when
+/// the frames are not a chat-completions stream or the answer has no place for the fault.
+pub fn break_stream(frames: &[Vec<u8>], fault: &ProxyFault) -> Option<Vec<Vec<u8>>> {
+    let chunks: Vec<Value> = frames.iter().filter_map(|f| crate::proxy::sse::frame_json(f)).collect();
+    let first = chunks
+        .iter()
+        .find(|c| c.get("object").and_then(Value::as_str) == Some("chat.completion.chunk"))?;
+    let mut content: Option<String> = None;
+    let mut refusal: Option<String> = None;
+    let mut calls: Vec<Value> = Vec::new();
+    let mut finish = Value::Null;
+    let mut usage = None;
+    for chunk in &chunks {
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+            usage = Some(u.clone());
+        }
+        let Some(choice) = chunk.pointer("/choices/0") else {
+            continue;
+        };
+        if let Some(reason) = choice.get("finish_reason").filter(|r| !r.is_null()) {
+            finish = reason.clone();
+        }
+        let Some(delta) = choice.get("delta") else {
+            continue;
+        };
+        let append = |into: &mut Option<String>, key: &str| {
+            if let Some(text) = delta.get(key).and_then(Value::as_str) {
+                into.get_or_insert_with(String::new).push_str(text);
+            }
+        };
+        append(&mut content, "content");
+        append(&mut refusal, "refusal");
+        for part in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            let index = part.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if index >= 128 {
+                continue;
+            }
+            while calls.len() <= index {
+                calls.push(json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}}));
+            }
+            let call = &mut calls[index];
+            if let Some(id) = part.get("id").and_then(Value::as_str) {
+                call["id"] = json!(id);
+            }
+            for key in ["name", "arguments"] {
+                if let Some(more) = part.pointer(&format!("/function/{key}")).and_then(Value::as_str) {
+                    let so_far = call["function"][key].as_str().unwrap_or("").to_owned();
+                    call["function"][key] = json!(so_far + more);
+                }
+            }
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": content});
+    if let Some(refusal) = refusal {
+        message["refusal"] = json!(refusal);
+    }
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let mut answer = json!({"choices": [{"index": 0, "message": message, "finish_reason": finish}]});
+    if !break_answer(&mut answer, fault) {
+        return None;
+    }
+    let message = &answer["choices"][0]["message"];
+    let chunk = |choices: Value| {
+        let mut chunk = json!({"object": "chat.completion.chunk", "choices": choices});
+        for key in ["id", "created", "model", "system_fingerprint"] {
+            if let Some(value) = first.get(key) {
+                chunk[key] = value.clone();
+            }
+        }
+        chunk
+    };
+    let frame = |chunk: Value| format!("data: {chunk}\n\n").into_bytes();
+    let mut delta = json!({"role": "assistant", "content": message["content"]});
+    if let Some(refusal) = message.get("refusal") {
+        delta["refusal"] = refusal.clone();
+    }
+    let mut out = vec![frame(chunk(
+        json!([{"index": 0, "delta": delta, "finish_reason": null}]),
+    ))];
+    for (index, call) in message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let mut part = call.clone();
+        part["index"] = json!(index);
+        out.push(frame(chunk(
+            json!([{"index": 0, "delta": {"tool_calls": [part]}, "finish_reason": null}]),
+        )));
+    }
+    let finish = &answer["choices"][0]["finish_reason"];
+    out.push(frame(chunk(
+        json!([{"index": 0, "delta": {}, "finish_reason": finish}]),
+    )));
+    if let Some(usage) = usage {
+        let mut last = chunk(json!([]));
+        last["usage"] = usage;
+        out.push(frame(last));
+    }
+    out.push(b"data: [DONE]\n\n".to_vec());
+    Some(out)
+}
+
 fn half(text: &str) -> String {
     text.chars().take(text.chars().count() / 2).collect()
 }

@@ -659,6 +659,16 @@ fn bad_mcp_proxy_input_is_refused_with_what_was_expected() {
         &["proxy", "--mcp", "--faults", &faults, "--", "true"],
         "faults.toml:3:10: expected `target = \"mcp:…\"` for a mcp.hang fault",
     );
+    // The model proxy's kinds never fire on MCP traffic: refused at their place.
+    let model_faults = write(
+        dir.path(),
+        "model.toml",
+        "[[fault]]\nkind = \"llm.rate_limit\"\non_message = 1\n",
+    );
+    refused(
+        &["proxy", "--mcp", "--faults", &model_faults, "--", "true"],
+        "model.toml:2:8: expected a fault this proxy acts on: `agentsim proxy --mcp` acts on mcp.* faults only",
+    );
     let not_cassette = write(dir.path(), "cassette.jsonl", "{\"proxy_cassette_format\":1}\n");
     refused(
         &["proxy", "--mcp", "--replay", &not_cassette],

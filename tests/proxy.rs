@@ -425,6 +425,46 @@ fn bad_flags_and_faults_files_are_refused_with_the_place_and_what_was_expected()
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("expected --upstream URL"));
 
+    // Refused before the proxy starts: nothing it would write can clobber an earlier recording
+    // or run, or be lost at the end.
+    let refused = |args: &[&str], expected: &str| {
+        let mut all = vec![
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:9/v1",
+        ];
+        all.extend_from_slice(args);
+        let output = agentsim().args(&all).output().unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains(expected), "{args:?}: {said}");
+    };
+    let mcp_faults = dir.path().join("mcp.toml");
+    std::fs::write(&mcp_faults, "[[fault]]\nkind = \"mcp.hang\"\non_message = 1\n").unwrap();
+    refused(
+        &["--faults", path(&mcp_faults)],
+        "mcp.toml:2:8: expected a fault this proxy acts on: `agentsim proxy` acts on llm.* and stream.* faults only",
+    );
+    let (rec, out) = (dir.path().join("rec"), dir.path().join("out"));
+    std::fs::create_dir_all(&rec).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(rec.join("cassette.jsonl"), "kept\n").unwrap();
+    std::fs::write(out.join("trace.jsonl"), "kept\n").unwrap();
+    refused(&["--record", path(&rec)], "already holds cassette.jsonl");
+    refused(&["--out", path(&out)], "pass --force to overwrite it");
+    refused(
+        &["--replay", path(&rec), "--record", path(&rec), "--force"],
+        "would overwrite the cassette being replayed",
+    );
+    refused(
+        &["--otlp", path(dir.path())],
+        "--otlp: expected a file to write, found the directory",
+    );
+    assert_eq!(std::fs::read_to_string(rec.join("cassette.jsonl")).unwrap(), "kept\n");
+    assert_eq!(std::fs::read_to_string(out.join("trace.jsonl")).unwrap(), "kept\n");
+
     let scenario = dir.path().join("s.toml");
     let text = std::fs::read_to_string(repo_root().join("scenarios/support-desk.toml")).unwrap()
         + "\n[[fault]]\nkind = \"stream.cut\"\ntarget = \"llm:*\"\nprobability = 0.5\n";

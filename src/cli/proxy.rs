@@ -55,6 +55,9 @@ pub struct ProxyArgs {
     /// Largest answer passed on, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub max_response_bytes: usize,
+    /// Overwrite the files an earlier proxy wrote in --out or --record.
+    #[arg(long)]
+    pub force: bool,
     /// Proxy the Model Context Protocol instead of a model API: over stdio, start the server
     /// command given after `--`; over streamable HTTP, --listen and --upstream (its endpoint).
     #[arg(long)]
@@ -84,6 +87,55 @@ pub struct StubArgs {
     pub latency: String,
 }
 
+/// The files a proxy writes into `--out`.
+const OUT_FILES: [&str; 3] = ["trace.jsonl", "report.json", "report.html"];
+
+/// Refuses, before the proxy starts, outputs that would overwrite an earlier recording or run
+/// without `--force` (or the cassette being replayed, even with it), and an `--otlp` file that
+/// cannot be written.
+fn check_outputs(args: &ProxyArgs) -> Result<(), Failure> {
+    let bad = |message: String| Failure::new(exit::BAD_INPUT, message);
+    if let (Some(record), Some(replay)) = (&args.record, &args.replay) {
+        let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        // `--replay` names the cassette's directory, or the file itself.
+        let replay_dir = match replay.parent() {
+            Some(parent) if replay.is_file() => parent,
+            _ => replay.as_path(),
+        };
+        if same(record, replay_dir) {
+            return Err(bad(format!(
+                "--record {}: expected another directory than --replay's: recording there would overwrite the cassette being replayed",
+                record.display()
+            )));
+        }
+    }
+    let held = |flag: &str, dir: &std::path::Path, files: &[&str]| -> Result<(), Failure> {
+        if dir.is_file() {
+            return Err(bad(format!(
+                "{flag}: expected a directory, found the file {}",
+                dir.display()
+            )));
+        }
+        match files.iter().find(|f| dir.join(f).exists()) {
+            Some(file) if !args.force => Err(bad(format!(
+                "{flag} {}: already holds {file}, which this proxy would overwrite; pass --force to overwrite it, or choose another directory",
+                dir.display()
+            ))),
+            _ => Ok(()),
+        }
+    };
+    if let Some(dir) = &args.record {
+        held("--record", dir, &["cassette.jsonl"])?;
+    }
+    if let Some(dir) = &args.out {
+        held("--out", dir, &OUT_FILES)?;
+    }
+    super::prepare_output_files(&[("--otlp", args.otlp.as_deref())])
+}
+
 pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
     let bad = |message: String| Failure::new(exit::BAD_INPUT, message);
     if let Some(listen) = args.listen.filter(|l| !l.ip().is_loopback() && !args.allow_remote) {
@@ -92,6 +144,7 @@ pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
              listening beyond this machine needs --allow-remote"
         )));
     }
+    check_outputs(args)?;
     if args.mcp {
         return mcp(args);
     }
@@ -109,7 +162,7 @@ pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
         )));
     }
     let faults = match &args.faults {
-        Some(path) => FaultsFile::load(path).map_err(bad)?,
+        Some(path) => FaultsFile::load(path, false).map_err(bad)?,
         None => FaultsFile::default(),
     };
     let mut config = Config::new(listen, args.upstream.clone());
@@ -163,7 +216,7 @@ pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
         ),
         counted(count(&r["retries"]["count"]), "retry", "retries"),
         r["retries"]["early"],
-        r["cost_usd"].as_str().unwrap_or("$0"),
+        crate::scenario::units::format_usd(count(&r["cost_pusd"])),
         args.out
             .as_ref()
             .map(|d| format!("; report in {}", d.join("report.html").display()))
@@ -203,7 +256,7 @@ fn mcp(args: &ProxyArgs) -> Result<u8, Failure> {
         ));
     }
     let faults = match &args.faults {
-        Some(path) => FaultsFile::load(path).map_err(bad)?,
+        Some(path) => FaultsFile::load(path, true).map_err(bad)?,
         None => FaultsFile::default(),
     };
     let config = proxy::mcp::McpConfig {

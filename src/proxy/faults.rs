@@ -163,7 +163,9 @@ pub struct Decision {
 
 impl FaultsFile {
     /// Reads and validates a faults file; every problem is reported with its line and column.
-    pub fn load(path: &std::path::Path) -> Result<FaultsFile, String> {
+    /// Reads the faults file at `path` for the model proxy (`mcp` false) or the MCP proxy (true):
+    /// a kind the other one acts on is an error at its place.
+    pub fn load(path: &std::path::Path, mcp: bool) -> Result<FaultsFile, String> {
         let file = path.display().to_string();
         let size = std::fs::metadata(path)
             .map_err(|e| format!("{file}: cannot read the faults file: {e}"))?
@@ -174,11 +176,17 @@ impl FaultsFile {
             ));
         }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: cannot read the faults file: {e}"))?;
-        FaultsFile::parse(&file, &text).map_err(|e| e.to_string())
+        FaultsFile::parse_for(&file, &text, Some(mcp)).map_err(|e| e.to_string())
     }
 
-    /// Parses faults-file text; `file` names it in errors.
+    /// Parses faults-file text for either proxy; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<FaultsFile, ScenarioError> {
+        FaultsFile::parse_for(file, text, None)
+    }
+
+    /// Parses faults-file text; `file` names it in errors. With `mcp`, only the kinds that proxy
+    /// acts on are accepted (`Some(true)`: `mcp.*`; `Some(false)`: the others).
+    fn parse_for(file: &str, text: &str, mcp: Option<bool>) -> Result<FaultsFile, ScenarioError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let diagnostic = match e.span() {
                 Some(span) => Diagnostic::at(span, humanize_toml_message(e.message())),
@@ -186,7 +194,10 @@ impl FaultsFile {
             };
             ScenarioError::single(file, text, diagnostic)
         })?;
-        let mut check = Checker::default();
+        let mut check = Checker {
+            mcp,
+            ..Checker::default()
+        };
         let names: Vec<String> = raw
             .fault
             .iter()
@@ -306,6 +317,8 @@ pub fn draw(seed: u64, fault: &str, session: &str, call: u32) -> f64 {
 #[derive(Default)]
 struct Checker {
     diagnostics: Vec<Diagnostic>,
+    /// The proxy the file is for: MCP (`Some(true)`), a model API (`Some(false)`), either.
+    mcp: Option<bool>,
 }
 
 impl Checker {
@@ -340,6 +353,28 @@ impl Checker {
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_owned))
                         .unwrap_or_default()
+                ),
+            );
+            return None;
+        }
+        let for_mcp = kind.layer() == Layer::Mcp;
+        if let Some(mcp) = self.mcp.filter(|&mcp| mcp != for_mcp) {
+            let (this, other) = if mcp {
+                (
+                    "`agentsim proxy --mcp` acts on mcp.* faults only",
+                    "the model proxy, without --mcp",
+                )
+            } else {
+                (
+                    "`agentsim proxy` acts on llm.* and stream.* faults only",
+                    "`agentsim proxy --mcp`",
+                )
+            };
+            self.error(
+                raw.kind.span(),
+                format!(
+                    "expected a fault this proxy acts on: {this}; found \"{}\", which {other} acts on",
+                    kind.name()
                 ),
             );
             return None;

@@ -683,7 +683,8 @@ fn content_faults_break_a_streamed_answer_as_they_break_a_whole_one() {
         "[[fault]]\nkind = \"llm.malformed_tool_args\"\nmessage_contains = \"malformed\"\n\
          [[fault]]\nkind = \"llm.refusal\"\nmessage_contains = \"refuse\"\n\
          [[fault]]\nkind = \"llm.truncated\"\nmessage_contains = \"truncate\"\n\
-         [[fault]]\nkind = \"llm.hallucinated_tool\"\nmessage_contains = \"invent\"\n",
+         [[fault]]\nkind = \"llm.hallucinated_tool\"\nmessage_contains = \"invent\"\n\
+         [[fault]]\nkind = \"stream.duplicate_frames\"\nmessage_contains = \"twice\"\n",
     );
     let out = dir.path().join("out");
     let rec = dir.path().join("rec");
@@ -714,6 +715,14 @@ fn content_faults_break_a_streamed_answer_as_they_break_a_whole_one() {
     assert_eq!(malformed.2[0].1, r#"{"input":"malfo"#, "{malformed:?}");
     let refused = ask_with_tools(&base, "refuse order 18", true);
     assert!(refused.0.is_empty() && refused.1.contains("can't help") && refused.2.is_empty());
+    // A duplicated frame doubles a piece of the arguments, not the tool call's header.
+    let (_, _, doubled, _) = ask_with_tools(&base, "twice order 17", true);
+    assert_eq!(doubled[0].0, "lookup_order");
+    assert_ne!(doubled[0].1, r#"{"input":"twice order 17"}"#);
+    assert!(
+        doubled[0].1.len() > r#"{"input":"twice order 17"}"#.len(),
+        "{doubled:?}"
+    );
     let (status, said) = proxy.stop();
     assert_eq!(status, 0, "{said}");
     // The cassette keeps the stream as the upstream sent it; the report names the fault.
@@ -739,6 +748,7 @@ fn content_faults_break_a_streamed_answer_as_they_break_a_whole_one() {
         "the upstream's own frames"
     );
     let exchanges = report(&out)["exchanges"].as_array().unwrap().clone();
-    assert_eq!(exchanges.len(), 11);
+    assert_eq!(exchanges.len(), 12);
     assert_eq!(exchanges[9]["faults"], json!(["llm.malformed_tool_args"]));
+    assert_eq!(exchanges[11]["faults"], json!(["stream.duplicate_frames"]));
 }

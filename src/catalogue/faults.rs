@@ -273,7 +273,7 @@ pub const CATALOGUE: &[Entry] = &[
     Entry { kind: "stream.slow_first_token", layer: Layer::Stream, params: &[Param { name: "latency", default: "5s", meaning: "extra wait before the first frame" }], fault: FaultKind::StreamSlowFirstToken,
         models: "a long time to first token (a queued request, a cold model)" },
     Entry { kind: "stream.duplicate_frames", layer: Layer::Stream, params: &[AFTER_FRAMES], fault: FaultKind::StreamDuplicateFrames,
-        models: "a frame delivered twice (a retrying relay): text or tool-call arguments doubled in the client's reassembly" },
+        models: "a frame delivered twice (a retrying relay): the first frame from `after_frames` on that carries text or tool-call arguments, so that piece is doubled in the client's reassembly" },
     Entry { kind: "stream.error_event", layer: Layer::Stream, params: &[AFTER_FRAMES], fault: FaultKind::StreamErrorEvent,
         models: "an error after HTTP 200: a mid-stream error frame in the provider's shape (`data: {\"error\": …}`, Anthropic `event: error`), then the stream ends" },
     Entry { kind: "mcp.tool_error", layer: Layer::Mcp, params: &[Param { name: "text", default: "internal error", meaning: "the error text in the result's content" }], fault: FaultKind::McpToolError,

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::catalogue::faults::{FaultKind, Layer};
+use crate::proxy::shape::Api;
 use crate::scenario::error::{did_you_mean, humanize_toml_message, Diagnostic, ScenarioError};
 use crate::scenario::glob::glob_match;
 use crate::scenario::units::{parse_between_us, parse_duration_us};
@@ -94,8 +95,9 @@ pub struct ProxyFault {
     pub kind: FaultKind,
     /// Glob over the request's `model` (`llm:` targets), or the called tool's name (`mcp:`).
     pub model: String,
-    /// Glob over the request path (`/v1/chat/completions`).
-    pub route: String,
+    /// Glob over the request path (`/v1/chat/completions`); `None`: the model APIs' paths
+    /// (chat completions, Responses, Anthropic Messages), or any MCP method.
+    pub route: Option<String>,
     pub trigger: Trigger,
     pub retry_after_us: Option<u64>,
     pub latency_us: Option<u64>,
@@ -287,7 +289,10 @@ impl FaultsFile {
         let fault = &self.faults[index];
         let t = &fault.trigger;
         glob_match(&fault.model, facts.model)
-            && glob_match(&fault.route, facts.route)
+            && match &fault.route {
+                Some(route) => glob_match(route, facts.route),
+                None => fault.kind.layer() == Layer::Mcp || Api::of_path(facts.route) != Api::Other,
+            }
             && t.on_message.is_none_or(|n| n == facts.call)
             && t.count.is_none_or(|max| fired[index] < max)
             && t.between_us
@@ -446,10 +451,7 @@ impl Checker {
             name: names[index].clone(),
             kind,
             model,
-            route: raw
-                .route
-                .as_ref()
-                .map_or_else(|| "*".to_owned(), |r| r.get_ref().clone()),
+            route: raw.route.as_ref().map(|r| r.get_ref().clone()),
             trigger,
             retry_after_us: raw.retry_after.as_ref().and_then(|r| self.duration(r)),
             latency_us: raw.latency.as_ref().and_then(|l| self.duration(l)).or(default_latency),
@@ -628,6 +630,24 @@ mod tests {
         assert_ne!(pattern(7), pattern(8));
         let fired = pattern(7).iter().filter(|f| **f).count();
         assert!((16..48).contains(&fired), "about half of 64 calls, got {fired}");
+    }
+
+    #[test]
+    fn a_fault_without_a_route_acts_on_the_model_apis_only() {
+        let file = FaultsFile::parse(
+            "f.toml",
+            "[[fault]]\nkind = \"llm.rate_limit\"\nprobability = 1.0\n[[fault]]\nkind = \"llm.server_error\"\nroute = \"*/models\"\nprobability = 1.0\n",
+        )
+        .unwrap();
+        let at = |route: &'static str| {
+            let facts = CallFacts { route, ..facts("s", 1) };
+            file.decide(0, facts, &mut Vec::new()).answer
+        };
+        assert_eq!(at("/v1/chat/completions"), Some(0));
+        assert_eq!(at("/v1/responses"), Some(0));
+        assert_eq!(at("/v1/messages"), Some(0));
+        assert_eq!(at("/v1/models"), Some(1), "only where a route says so");
+        assert_eq!(at("/v1/files"), None);
     }
 
     #[test]

@@ -149,7 +149,15 @@ impl Ledger {
         streamed: bool,
     ) -> Started {
         let now = Instant::now();
-        let hash = blake3::hash(request);
+        // The same request: the same method, path and body (two GETs of different paths are not
+        // one request retried).
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(method.as_bytes());
+        hasher.update(b" ");
+        hasher.update(path.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(request);
+        let hash = hasher.finalize();
         let mut books = self.books();
         let state = books.sessions.entry(session.to_owned()).or_default();
         state.calls += 1;
@@ -527,5 +535,33 @@ impl Ledger {
                 (true, "within budget".to_owned())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_is_the_same_method_path_and_body_after_an_error() {
+        let ledger = Ledger::new(None).unwrap();
+        let failed = |call| {
+            ledger.end(
+                "s",
+                call,
+                Ended {
+                    status: 500,
+                    ..Ended::default()
+                },
+            )
+        };
+        let first = ledger.begin("s", "", "GET", "/v1/models", b"", false);
+        assert!(first.retry.is_none());
+        failed(first.call);
+        let other_path = ledger.begin("s", "", "GET", "/v1/files", b"", false);
+        assert!(other_path.retry.is_none(), "another path is another request");
+        failed(other_path.call);
+        let again = ledger.begin("s", "", "GET", "/v1/files", b"", false);
+        assert_eq!(again.retry.map(|r| r.attempt), Some(1));
     }
 }

@@ -740,6 +740,7 @@ fn stream_response(
         let _guard = guard;
         let mut sender = Some(sender);
         let (mut sent, mut broken, mut tokens) = (0u32, false, None::<Tokens>);
+        let mut duplicated = false;
         // A content fault needs the whole answer: the stream is read first, kept for the
         // cassette as the source sent it, and its broken version sent on.
         let mut recorded = Vec::new();
@@ -802,11 +803,17 @@ fn stream_response(
                 continue;
             }
             sent += 1;
+            // The first frame from `after_frames` on that carries text or arguments, so the
+            // duplicate doubles a piece of the answer, not a header.
             if kind == Some(FaultKind::StreamDuplicateFrames)
-                && number == after.max(1)
-                && out.send_data(data).await.is_ok()
+                && !duplicated
+                && number >= after.max(1)
+                && shape::frame_carries_text(&data)
             {
-                sent += 1;
+                duplicated = true;
+                if out.send_data(data).await.is_ok() {
+                    sent += 1;
+                }
             }
         }
         drop(sender);

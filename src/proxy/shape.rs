@@ -332,6 +332,40 @@ pub fn break_stream(frames: &[Vec<u8>], fault: &ProxyFault) -> Option<Vec<Vec<u8
     Some(out)
 }
 
+/// Whether a stream frame carries a piece of the answer — text or tool-call arguments — in any
+/// of the APIs' chunk shapes (chat completions' `delta`, Responses' `delta`, Anthropic's
+/// `text_delta` and `input_json_delta`): the frames a duplicate doubles in the reassembly.
+pub fn frame_carries_text(frame: &[u8]) -> bool {
+    let Some(chunk) = crate::proxy::sse::frame_json(frame) else {
+        return false;
+    };
+    let piece = |pointer: &str| {
+        chunk
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .is_some_and(|text| !text.is_empty())
+    };
+    let arguments = chunk
+        .pointer("/choices/0/delta/tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|call| {
+            call.pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .is_some_and(|a| !a.is_empty())
+        });
+    arguments
+        || [
+            "/choices/0/delta/content",
+            "/delta",
+            "/delta/text",
+            "/delta/partial_json",
+        ]
+        .into_iter()
+        .any(piece)
+}
+
 fn half(text: &str) -> String {
     text.chars().take(text.chars().count() / 2).collect()
 }

@@ -221,6 +221,16 @@ impl ProxyProcess {
     }
 }
 
+/// A test that fails before `stop` does not leave its proxy running.
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A Python with `module` importable: `AGENTSIM_TEST_PYTHON`, or the checkout's `.venv` (which
 /// `.ci/run` makes). `None` (the test skips) unless `AGENTSIM_REQUIRE_PYTHON` is set.
 pub fn python_with(module: &str) -> Option<PathBuf> {

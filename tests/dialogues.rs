@@ -289,3 +289,124 @@ eventually = { resolved = true, within = "15s" }
         .expect("resolved after 20 s");
     assert_eq!(broken.t_us, 15_000_000, "marked when the deadline passed");
 }
+
+/// One dialogue: the agent asks "Shall I proceed?", the user says yes, the agent says "Done."
+/// and the user is satisfied; `extra` adds faults and invariants.
+fn proceed(extra: &str) -> String {
+    format!(
+        r#"
+[scenario]
+name = "proceed"
+seed = 1
+
+[[llm]]
+name = "m"
+latency = "100ms"
+
+[[agent]]
+name = "desk"
+llm = "m"
+behavior = [
+  {{ when = "last_user contains 'yes'", then = {{ answer = "Done." }} }},
+  {{ otherwise = {{ answer = "Shall I proceed?" }} }},
+]
+
+[[user]]
+name = "u"
+kind = "rules"
+think = "1s"
+rules = [
+  {{ when = "answer contains 'Shall I proceed'", say = "yes" }},
+  {{ when = "answer contains 'Done'", done = true }},
+]
+
+[[traffic]]
+kind = "script"
+to = "desk"
+user = "u"
+script = [{{ at = "0s", message = "refund order 7" }}]
+{extra}
+"#
+    )
+}
+
+#[test]
+fn a_dialogue_lost_after_its_first_answer_stalls_the_run_and_breaks_answered_where_it_was_lost() {
+    let extra = r#"
+[[fault]]
+name = "crash-on-yes"
+kind = "actor.crash"
+target = "agent:desk"
+message_contains = "yes"
+
+[[invariant]]
+name = "answered"
+eventually = { answered = true }
+"#;
+    let scenario = parse(&proceed(extra));
+    let out = run_in_memory(&scenario, 1, Flavor::CurrentThread);
+    let report = out.report;
+    // The question back was an answer, but the user's "yes" never got one.
+    assert_eq!(report.outcome.name(), "stalled");
+    assert_eq!(report.conversations.answered, 0);
+    assert_eq!(fate(&report, 0), "lost");
+    let broken = report.invariants[0].first_violation.as_ref().unwrap();
+    let crash = records(&out.trace)
+        .into_iter()
+        .find(|r| field(r, "kind") == "fault")
+        .expect("the crash is in the trace");
+    assert!(
+        broken.seq >= crash["seq"].as_u64().unwrap(),
+        "not before the crash: {broken:?}"
+    );
+    assert_eq!(
+        broken.message,
+        "conversation 0 was never answered after its user's message 2"
+    );
+}
+
+#[test]
+fn answered_within_a_deadline_counts_a_dialogue_to_its_last_answer_not_its_question_back() {
+    let extra = r#"
+[[invariant]]
+name = "answered within 500ms"
+eventually = { answered = true, within = "500ms" }
+
+[[invariant]]
+name = "answered within 5s"
+eventually = { answered = true, within = "5s" }
+"#;
+    let report = run_in_memory(&parse(&proceed(extra)), 1, Flavor::CurrentThread).report;
+    assert_eq!(report.outcome.name(), "completed");
+    // "Shall I proceed?" at 100 ms, "Done." at 1.2 s.
+    let late = &report.invariants[0];
+    assert!(!late.passed);
+    let broken = late.first_violation.as_ref().unwrap();
+    assert_eq!(broken.t_us, 500_000, "marked when the deadline passed");
+    assert!(
+        broken.message.contains("answered 1.2s after it started"),
+        "{}",
+        broken.message
+    );
+    assert!(report.invariants[1].passed);
+}
+
+#[test]
+fn a_dialogue_its_user_left_hanging_breaks_resolved_at_its_last_answer() {
+    let scenario = desk(
+        "kind = \"rules\"\nrules = [{ when = \"answer contains 'never'\", say = \"x\" }]",
+        "[[invariant]]\nname = \"resolved\"\neventually = { resolved = true }\n",
+    )
+    .replace(
+        "script = [{ at = \"0s\", message = \"hello\" }]",
+        "script = [{ at = \"0s\", message = \"hello\" }, { at = \"30s\", message = \"again\" }]",
+    );
+    let out = run_in_memory(&parse(&scenario), 1, Flavor::CurrentThread);
+    let broken = out.report.invariants[0].first_violation.clone().unwrap();
+    let first_answer = records(&out.trace)
+        .into_iter()
+        .find(|r| field(r, "msg").starts_with("answer conv=0"))
+        .unwrap();
+    assert_eq!(broken.seq, first_answer["seq"].as_u64().unwrap(), "{broken:?}");
+    assert_eq!(broken.t_us, 100_000);
+}

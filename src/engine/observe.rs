@@ -105,6 +105,7 @@ pub trait Observe {
     /// `guardrail` contained a message carrying `labels`.
     fn on_taint_stopped(&mut self, labels: &Labels, guardrail: &str, seq: u64, now_us: u64);
 
-    /// Some started conversation has had no answer (the run would end `stalled`).
+    /// Some started conversation waits for an answer: none yet, or none to its user's latest
+    /// message (the run would end `stalled`).
     fn has_unanswered(&self) -> bool;
 }

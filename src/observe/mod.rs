@@ -445,7 +445,10 @@ impl Observer {
                 .get(conv as usize)
                 .is_some_and(|c| match waiting_for_resolution {
                     true => c.ended_at.is_none(),
-                    false => c.answered_at_us.is_none(),
+                    // Whether the conversation's last answer is yet to come is known only at
+                    // the end (a user may talk on): the answer check reads this place only for
+                    // a conversation that was answered late or never.
+                    false => true,
                 });
             if still_waiting {
                 self.deadline_passed.insert((invariant, conv), seq);
@@ -699,6 +702,10 @@ impl Observer {
                 let (seq, at_us) = match (passed, account.ended_at) {
                     (Some(at), _) => at,
                     (None, Some(at)) => at,
+                    // The user had nothing more to say to the last answer: it ended there.
+                    (None, None) if account.status.is_some() => {
+                        (account.last_answer_seq, account.last_answered_at_us.unwrap_or(started))
+                    }
                     (None, None) => self.last_event,
                 };
                 let what = match (account.ending, account.ended_at, deadline) {
@@ -794,25 +801,36 @@ impl Observer {
                     let deadline = within_us.map(|w| started.saturating_add(w));
                     // A late or missing answer broke the invariant when the deadline passed.
                     // A run that ends first ends the wait: then it broke at the last event.
+                    // The answer that ended the conversation: its last turn's (a dialogue's
+                    // first answer may be a question back), none while a user's message waits.
+                    let ending = account.status.map(|status| {
+                        let at_us = account.last_answered_at_us.unwrap_or(started);
+                        (status, account.last_answer_seq, at_us)
+                    });
                     let (late_seq, late_us) = match deadline {
                         Some(deadline) => match self.deadline_passed.get(&(index, conv as u32)) {
                             Some(&seq) => (seq, deadline),
-                            None if account.answered_at_us.is_none() && self.last_event.1 < deadline => self.last_event,
+                            None if ending.is_none() && self.last_event.1 < deadline => self.last_event,
                             None => (account.start_seq, deadline),
                         },
                         // No deadline: an answer that never came broke it when the run ended.
                         None => self.last_event,
                     };
-                    match (account.answered_at_us, deadline) {
-                        (None, _) => Some((conv, late_seq, late_us, "was never answered".to_owned())),
-                        // It broke where the conversation ended otherwise.
-                        (Some(_), _) if account.status != Some(AnswerStatus::Answered) => Some((
+                    match (ending, deadline) {
+                        (None, _) if account.answered_at_us.is_none() => {
+                            Some((conv, late_seq, late_us, "was never answered".to_owned()))
+                        }
+                        (None, _) => Some((
                             conv,
-                            account.last_answer_seq,
-                            account.last_answered_at_us.unwrap_or(started),
-                            format!("ended {} instead of answered", account.status.map_or("?", |s| s.name())),
+                            late_seq,
+                            late_us,
+                            format!("was never answered after its user's message {}", account.user_turns),
                         )),
-                        (Some(answered), Some(deadline)) if answered > deadline => Some((
+                        // It broke where the conversation ended otherwise.
+                        (Some((status, seq, at_us)), _) if status != AnswerStatus::Answered => {
+                            Some((conv, seq, at_us, format!("ended {} instead of answered", status.name())))
+                        }
+                        (Some((_, _, answered)), Some(deadline)) if answered > deadline => Some((
                             conv,
                             late_seq,
                             late_us,
@@ -1244,6 +1262,6 @@ impl Observe for Observer {
     fn has_unanswered(&self) -> bool {
         self.conversations
             .iter()
-            .any(|c| c.started_at_us.is_some() && c.answered_at_us.is_none() && !c.abandoned)
+            .any(|c| c.started_at_us.is_some() && c.status.is_none() && !c.abandoned)
     }
 }

@@ -63,6 +63,8 @@ bad_scenarios! {
         "fault-between-reversed.toml" at "20:11" says ["expected `between = [FROM, TO]` with FROM before TO"];
     a_fault_that_may_fire_zero_times_is_rejected:
         "fault-count-zero.toml" at "21:9" says ["expected count of at least 1", "never fires"];
+    a_tool_timeout_of_zero_is_rejected:
+        "tool-timeout-zero.toml" at "17:16" says ["expected a tool_timeout above 0", "every call would time out"];
     a_detector_threshold_below_two_is_rejected:
         "detector-threshold-zero.toml" at "20:13" says ["expected a threshold of at least 2"];
     a_template_hole_left_open_before_the_next_is_rejected:

@@ -19,7 +19,8 @@ pub enum Layer {
     Network,
     /// An agent's memory of a conversation, on a message to the agent (`agent:` targets).
     Memory,
-    /// The user, on a conversation's opening message to the agent (`agent:` targets).
+    /// The user, on a user's message to the agent, the opening one or a follow-up (`agent:`
+    /// targets: the agent the user writes to).
     User,
     /// A guardrail's own failures, on a check (`guardrail:` targets).
     Guardrail,
@@ -301,6 +302,26 @@ pub const CATALOGUE: &[Entry] = &[
     Entry { kind: "mcp.server_crash", layer: Layer::Mcp, params: &[], fault: FaultKind::McpServerCrash,
         models: "the server process dies mid-call: stdio, the server is killed and its pipe closes with the call unanswered; streamable HTTP, the connection closes without an answer and the session is gone" },
 ];
+
+impl Layer {
+    /// Which actors a scenario's fault of this layer may target: their ids' prefixes and how a
+    /// target is written. `None` for the layers only the proxies act (their faults files name a
+    /// model or a tool instead).
+    pub fn scenario_targets(self) -> Option<(&'static [&'static str], &'static str)> {
+        match self {
+            Layer::Actor | Layer::Network => Some((
+                &["agent:", "tool:", "llm:", "guardrail:"],
+                "agent:NAME, tool:NAME, llm:NAME or guardrail:NAME",
+            )),
+            Layer::Provider | Layer::Content => Some((&["llm:"], "llm:NAME")),
+            Layer::Tool => Some((&["tool:"], "tool:NAME")),
+            Layer::Memory => Some((&["agent:"], "agent:NAME")),
+            Layer::User => Some((&["agent:"], "agent:NAME (the agent the user writes to)")),
+            Layer::Guardrail => Some((&["guardrail:"], "guardrail:NAME")),
+            Layer::Stream | Layer::Mcp => None,
+        }
+    }
+}
 
 impl FaultKind {
     /// The catalogue entry of this kind.

@@ -60,6 +60,9 @@ pub(super) fn list_faults(json: bool) -> Result<u8, Failure> {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         out.push_str(&format!("{:<28} {:<9} {}\n", entry.kind, layer, entry.models));
+        if let Some((_, target)) = entry.layer.scenario_targets() {
+            out.push_str(&format!("{:<28} {:<9}   target = {target}\n", "", ""));
+        }
         for p in entry.params {
             out.push_str(&format!(
                 "{:<28} {:<9}   {} = {} — {}\n",

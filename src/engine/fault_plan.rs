@@ -279,7 +279,7 @@ impl FaultPlan {
                 Layer::Provider | Layer::Content => "model calls",
                 Layer::Tool => "tool calls",
                 Layer::Network => "messages between actors",
-                Layer::User => "conversation openings",
+                Layer::User => "user messages (openings and follow-ups)",
                 Layer::Guardrail => "guardrail checks",
                 Layer::Stream => "streamed answers",
                 Layer::Mcp => "MCP tool calls",

@@ -86,7 +86,7 @@ impl Validator<'_> {
             max_turns,
             retry: raw.retry.as_ref().map(|r| self.retry(r)),
             timeout_us: raw.timeout.as_ref().map(|t| self.duration(t)),
-            tool_timeout_us: raw.tool_timeout.as_ref().map(|t| self.duration(t)),
+            tool_timeout_us: raw.tool_timeout.as_ref().map(|t| self.positive_duration(t, "tool_timeout", "every call would time out as it is made")),
             delegation_timeout_us: raw.delegation_timeout.as_ref().map(|t| self.duration(t)),
             delegation_retries: self.retries(
                 (&raw.delegation_retries, &raw.delegation_timeout),

@@ -62,37 +62,32 @@ impl Validator<'_> {
     /// Checks that the target glob matches some actor of a layer the kind applies to.
     fn fault_target(&mut self, kind: FaultKind, target: &Spanned<String>, logical_ids: &[String]) {
         use crate::catalogue::faults::Layer;
-        let (prefixes, example): (&[&str], &str) = match kind.layer() {
-            Layer::Actor | Layer::Network => (
-                &["agent:", "tool:", "llm:", "guardrail:"],
-                "agent:NAME, tool:NAME, llm:NAME or guardrail:NAME",
-            ),
-            Layer::Provider | Layer::Content => (&["llm:"], "llm:NAME"),
-            Layer::Tool => (&["tool:"], "tool:NAME"),
-            Layer::Memory | Layer::User => (&["agent:"], "agent:NAME"),
-            Layer::Guardrail => (&["guardrail:"], "guardrail:NAME"),
-            Layer::Stream => {
-                self.error(
-                    target.span(),
-                    format!(
-                        "fault kind \"{}\" acts on streamed HTTP answers, which a simulated run does not have; \
+        let (prefixes, example) = match kind.layer().scenario_targets() {
+            Some(targets) => targets,
+            None => match kind.layer() {
+                Layer::Stream => {
+                    self.error(
+                        target.span(),
+                        format!(
+                            "fault kind \"{}\" acts on streamed HTTP answers, which a simulated run does not have; \
                          expected it in a faults file for `agentsim proxy --faults FILE`",
-                        kind.name()
-                    ),
-                );
-                return;
-            }
-            Layer::Mcp => {
-                self.error(
-                    target.span(),
-                    format!(
+                            kind.name()
+                        ),
+                    );
+                    return;
+                }
+                _ => {
+                    self.error(
+                        target.span(),
+                        format!(
                         "fault kind \"{}\" acts on Model Context Protocol exchanges, which only `agentsim proxy --mcp` \
                          sees; expected it in a faults file for the proxy (a scenario's tools take the tool.* kinds)",
                         kind.name()
                     ),
-                );
-                return;
-            }
+                    );
+                    return;
+                }
+            },
         };
         let eligible: Vec<&String> = logical_ids
             .iter()

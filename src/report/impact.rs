@@ -215,7 +215,7 @@ impl Deltas {
         for (name, d) in &self.effects {
             match self.amounts.get(name) {
                 Some(amount) => parts.push(format!(
-                    "{name} {d:+} ({}{})",
+                    "{name} {d:+} (amount {}{})",
                     if *amount > 0 { "+" } else { "" },
                     crate::scenario::expr::format_dec(*amount)
                 )),
@@ -348,7 +348,7 @@ mod tests {
         let deltas = Deltas::between(&with, &without, &[0].into());
         assert_eq!(deltas.amounts, [("money_moved".to_owned(), 2_600_000_000)].into());
         assert!(
-            deltas.describe().contains("money_moved +1 (+2600)"),
+            deltas.describe().contains("money_moved +1 (amount +2600)"),
             "{}",
             deltas.describe()
         );

@@ -63,6 +63,8 @@ bad_scenarios! {
         "fault-between-reversed.toml" at "20:11" says ["expected `between = [FROM, TO]` with FROM before TO"];
     a_fault_that_may_fire_zero_times_is_rejected:
         "fault-count-zero.toml" at "21:9" says ["expected count of at least 1", "never fires"];
+    a_mistyped_field_is_one_error_not_one_per_record:
+        "world-field-type-unknown-rows.toml" at "11:35" says ["expected a field type", "did you mean \"number\"?"];
     a_tool_timeout_of_zero_is_rejected:
         "tool-timeout-zero.toml" at "17:16" says ["expected a tool_timeout above 0", "every call would time out"];
     a_detector_threshold_below_two_is_rejected:

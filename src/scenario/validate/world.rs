@@ -316,8 +316,16 @@ impl Validator<'_> {
                     ),
                 );
             }
+            // A field whose type was already reported is no unknown field in each record.
+            let mistyped: Vec<&str> = t
+                .fields
+                .get_ref()
+                .iter()
+                .filter(|(_, ty)| field_type(ty.get_ref()).is_none())
+                .map(|(name, _)| name.get_ref().as_str())
+                .collect();
             for row in rows.get_ref() {
-                if let Some(values) = self.row(&table, row) {
+                if let Some(values) = self.row(&table, row, &mistyped) {
                     table.rows.push(values);
                 }
             }
@@ -352,10 +360,12 @@ impl Validator<'_> {
     }
 
     /// One inline record: every field, each of its type.
-    fn row(&mut self, table: &Table, row: &Spanned<toml::Table>) -> Option<Vec<Datum>> {
+    fn row(&mut self, table: &Table, row: &Spanned<toml::Table>, mistyped: &[&str]) -> Option<Vec<Datum>> {
         let mut ok = true;
         for key in row.get_ref().keys() {
-            if table.field(key).is_none() {
+            if mistyped.contains(&key.as_str()) {
+                ok = false;
+            } else if table.field(key).is_none() {
                 self.error(
                     row.span(),
                     format!(

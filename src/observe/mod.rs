@@ -430,8 +430,9 @@ impl Observer {
         }
     }
 
-    /// Deadlines before `now_us` have passed: note where, for conversations still unanswered,
-    /// so a violation is marked when the deadline passed, not when the conversation started.
+    /// Deadlines before `now_us` have passed: note where (for a resolution deadline, only while
+    /// the conversation is still open), so a violation is marked when the deadline passed, not
+    /// when the conversation started.
     fn pass_deadlines(&mut self, seq: u64, now_us: u64) {
         while let Some(&(deadline_us, invariant, conv)) = self.deadlines_ahead.first() {
             if deadline_us >= now_us {

@@ -173,7 +173,11 @@ fn an_overcharge_breaks_the_quote_invariant_and_the_hardened_desk_holds_it() {
         html.contains(&format!("(+{extra})")),
         "the impact table shows the money"
     );
-    assert!(impact.stdout.contains(&format!("(amount +{extra})")), "{}", impact.stdout);
+    assert!(
+        impact.stdout.contains(&format!("(amount +{extra})")),
+        "{}",
+        impact.stdout
+    );
 
     let fixed = run(&scenario("travel-desk.toml"), &[]);
     for invariant in fixed.report["invariants"].as_array().unwrap() {

@@ -517,6 +517,40 @@ pub(crate) fn prepare_output_file(flag: &str, path: &Path) -> Result<(), Failure
     }
 }
 
+/// Refuses, without `force`, the directory given by `flag` when it holds one of `files`, which
+/// `writer` would overwrite (a `trace.jsonl` means it holds a run), and a file in the
+/// directory's place.
+pub(crate) fn refuse_overwrite(
+    flag: &str,
+    dir: &Path,
+    files: &[&str],
+    force: bool,
+    writer: &str,
+) -> Result<(), Failure> {
+    if dir.is_file() {
+        return Err(Failure::new(
+            exit::BAD_INPUT,
+            format!("{flag}: expected a directory, found the file {}", dir.display()),
+        ));
+    }
+    match files.iter().find(|f| dir.join(f).exists()) {
+        Some(file) if !force => {
+            let held = match *file {
+                "trace.jsonl" => "a run".to_owned(),
+                other => format!("{other}, which {writer} would overwrite"),
+            };
+            Err(Failure::new(
+                exit::BAD_INPUT,
+                format!(
+                    "{} already holds {held}; pass --force to overwrite it, or choose another {flag}",
+                    dir.display()
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// [`prepare_output_file`] for each flag that was given.
 pub(crate) fn prepare_output_files(files: &[(&str, Option<&Path>)]) -> Result<(), Failure> {
     for (flag, path) in files {

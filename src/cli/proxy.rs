@@ -112,26 +112,11 @@ fn check_outputs(args: &ProxyArgs) -> Result<(), Failure> {
             )));
         }
     }
-    let held = |flag: &str, dir: &std::path::Path, files: &[&str]| -> Result<(), Failure> {
-        if dir.is_file() {
-            return Err(bad(format!(
-                "{flag}: expected a directory, found the file {}",
-                dir.display()
-            )));
-        }
-        match files.iter().find(|f| dir.join(f).exists()) {
-            Some(file) if !args.force => Err(bad(format!(
-                "{flag} {}: already holds {file}, which this proxy would overwrite; pass --force to overwrite it, or choose another directory",
-                dir.display()
-            ))),
-            _ => Ok(()),
-        }
-    };
     if let Some(dir) = &args.record {
-        held("--record", dir, &["cassette.jsonl"])?;
+        super::refuse_overwrite("--record", dir, &["cassette.jsonl"], args.force, "the proxy")?;
     }
     if let Some(dir) = &args.out {
-        held("--out", dir, &OUT_FILES)?;
+        super::refuse_overwrite("--out", dir, &OUT_FILES, args.force, "the proxy")?;
     }
     super::prepare_output_files(&[("--otlp", args.otlp.as_deref())])
 }

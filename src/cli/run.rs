@@ -524,26 +524,8 @@ const RUN_DIR_FILES: [&str; 5] = [
 ];
 
 pub(super) fn prepare_out_dir(dir: &Path, force: bool) -> Result<PathBuf, Failure> {
-    if dir.is_file() {
-        return Err(Failure::new(
-            exit::BAD_INPUT,
-            format!("--out: expected a directory, found the file {}", dir.display()),
-        ));
-    }
     // The trace first: a directory that holds one holds a run.
-    if let (false, Some(file)) = (force, RUN_DIR_FILES.iter().find(|f| dir.join(f).exists())) {
-        let held = match *file {
-            "trace.jsonl" => "a run".to_owned(),
-            other => format!("{other}, which the run would overwrite"),
-        };
-        return Err(Failure::new(
-            exit::BAD_INPUT,
-            format!(
-                "{} already holds {held}; pass --force to overwrite it, or choose another --out",
-                dir.display()
-            ),
-        ));
-    }
+    super::refuse_overwrite("--out", dir, &RUN_DIR_FILES, force, "the run")?;
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", dir.display())))?;
     Ok(dir.to_path_buf())

@@ -164,9 +164,9 @@ pub struct Decision {
 }
 
 impl FaultsFile {
-    /// Reads and validates a faults file; every problem is reported with its line and column.
-    /// Reads the faults file at `path` for the model proxy (`mcp` false) or the MCP proxy (true):
-    /// a kind the other one acts on is an error at its place.
+    /// Reads and validates the faults file at `path` for the model proxy (`mcp` false) or the
+    /// MCP proxy (true); every problem is reported with its line and column, a kind the other
+    /// proxy acts on among them.
     pub fn load(path: &std::path::Path, mcp: bool) -> Result<FaultsFile, String> {
         let file = path.display().to_string();
         let size = std::fs::metadata(path)

@@ -693,8 +693,8 @@ impl Frames {
                 data: String::from_utf8_lossy(data).into_owned(),
             })
             .collect();
-        let data: Vec<Vec<u8>> = read.iter().map(|(_, d)| d.clone()).collect();
-        let broken = error.is_none().then(|| shape::break_stream(&data, fault)).flatten();
+        let data = read.iter().map(|(_, d)| d.as_slice());
+        let broken = error.is_none().then(|| shape::break_stream(data, fault)).flatten();
         let frames = match broken {
             Some(frames) => {
                 let at_us = read.last().map_or(0, |(at, _)| *at);

@@ -227,8 +227,8 @@ pub fn break_answer(body: &mut Value, fault: &ProxyFault) -> bool {
 /// answer, [`break_answer`] on that, and the broken answer cut into chunks again (its text in
 /// one, each tool call in one, the finish reason, the upstream's usage, `[DONE]`). `None` when
 /// the frames are not a chat-completions stream or the answer has no place for the fault.
-pub fn break_stream(frames: &[Vec<u8>], fault: &ProxyFault) -> Option<Vec<Vec<u8>>> {
-    let chunks: Vec<Value> = frames.iter().filter_map(|f| crate::proxy::sse::frame_json(f)).collect();
+pub fn break_stream<'a>(frames: impl IntoIterator<Item = &'a [u8]>, fault: &ProxyFault) -> Option<Vec<Vec<u8>>> {
+    let chunks: Vec<Value> = frames.into_iter().filter_map(crate::proxy::sse::frame_json).collect();
     let first = chunks
         .iter()
         .find(|c| c.get("object").and_then(Value::as_str) == Some("chat.completion.chunk"))?;

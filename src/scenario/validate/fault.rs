@@ -62,32 +62,23 @@ impl Validator<'_> {
     /// Checks that the target glob matches some actor of a layer the kind applies to.
     fn fault_target(&mut self, kind: FaultKind, target: &Spanned<String>, logical_ids: &[String]) {
         use crate::catalogue::faults::Layer;
-        let (prefixes, example) = match kind.layer().scenario_targets() {
-            Some(targets) => targets,
-            None => match kind.layer() {
-                Layer::Stream => {
-                    self.error(
-                        target.span(),
-                        format!(
-                            "fault kind \"{}\" acts on streamed HTTP answers, which a simulated run does not have; \
-                         expected it in a faults file for `agentsim proxy --faults FILE`",
-                            kind.name()
-                        ),
-                    );
-                    return;
-                }
-                _ => {
-                    self.error(
-                        target.span(),
-                        format!(
-                        "fault kind \"{}\" acts on Model Context Protocol exchanges, which only `agentsim proxy --mcp` \
-                         sees; expected it in a faults file for the proxy (a scenario's tools take the tool.* kinds)",
-                        kind.name()
-                    ),
-                    );
-                    return;
-                }
-            },
+        let Some((prefixes, example)) = kind.layer().scenario_targets() else {
+            // Only the proxies act these kinds.
+            let message = if kind.layer() == Layer::Stream {
+                format!(
+                    "fault kind \"{}\" acts on streamed HTTP answers, which a simulated run does not have; \
+                     expected it in a faults file for `agentsim proxy --faults FILE`",
+                    kind.name()
+                )
+            } else {
+                format!(
+                    "fault kind \"{}\" acts on Model Context Protocol exchanges, which only `agentsim proxy --mcp` \
+                     sees; expected it in a faults file for the proxy (a scenario's tools take the tool.* kinds)",
+                    kind.name()
+                )
+            };
+            self.error(target.span(), message);
+            return;
         };
         let eligible: Vec<&String> = logical_ids
             .iter()

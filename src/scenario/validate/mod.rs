@@ -112,14 +112,15 @@ impl Validator<'_> {
 
     /// A duration that must be above zero: `key` names it, `why` says what zero would do.
     pub(super) fn positive_duration(&mut self, value: &Spanned<String>, key: &str, why: &str) -> u64 {
-        let us = self.duration(value);
-        if us == 0 && parse_duration_us(value.get_ref()).is_ok() {
-            self.error(
+        match parse_duration_us(value.get_ref()) {
+            Ok(0) => self.error(
                 value.span(),
                 format!("expected a {key} above 0 ({why}), found \"{}\"", value.get_ref()),
-            );
+            ),
+            Ok(us) => return us,
+            Err(message) => self.error(value.span(), message),
         }
-        us
+        0
     }
 
     pub(super) fn probability(&mut self, value: &Spanned<f64>) -> Probability {

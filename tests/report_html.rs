@@ -455,6 +455,62 @@ fn sweep_out_writes_a_report_linking_the_run_reports_of_failing_seeds() {
 }
 
 #[test]
+fn a_sweep_with_impact_shows_what_each_fault_changed_as_its_summary_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sweep.html");
+    let output = agentsim_output(&[
+        "sweep",
+        "scenarios/support-desk.toml",
+        "--seeds",
+        "0..8",
+        "--impact",
+        "--json",
+        "--html",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        status(&output),
+        1,
+        "support-desk fails on some seeds: {}",
+        stderr(&output)
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let impact = &summary["impact"][0];
+    assert_eq!(impact["fault"], "actor.crash@agent:billing");
+    let html = read_text(&path);
+    assert_self_contained(&html, "sweep");
+    let section = &html[html.find("<section id=\"impact\">").expect("an impact section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    let row = impact_row(section, "actor.crash@agent:billing");
+    let (fired, changed) = (
+        impact["runs_fired"].as_u64().unwrap(),
+        impact["runs_changed"].as_u64().unwrap(),
+    );
+    assert!(fired > 0 && changed > 0, "{impact}");
+    assert!(row.contains(&format!(">{changed}/{fired}<")), "{row}");
+    let conversations = impact["deltas"]["conversations_changed"].as_u64().unwrap();
+    let knock_on = impact["deltas"]["knock_on"].as_u64().unwrap();
+    assert!(
+        row.contains(&format!(" {conversations} <span class=\"muted\">({knock_on} knock-on)")),
+        "{row}"
+    );
+    let moved = impact["deltas"]["effects"]["money_moved"].as_i64().unwrap();
+    assert!(row.contains(&format!("money_moved {moved:+}")), "{row}");
+
+    // Without --impact there is nothing to show, and no empty section.
+    let plain = agentsim_output(&[
+        "sweep",
+        "scenarios/support-desk.toml",
+        "--seeds",
+        "0..2",
+        "--html",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&plain), 1, "{}", stderr(&plain));
+    assert!(!read_text(&path).contains("<section id=\"impact\">"));
+}
+
+#[test]
 fn compare_html_shows_both_designs_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("compare.html");
@@ -481,10 +537,10 @@ fn compare_html_shows_both_designs_side_by_side() {
 
 /// The `<tr>` of the impact table that names `fault`.
 fn impact_row<'h>(html: &'h str, fault: &str) -> &'h str {
-    let table = &html[html.find("<table class=\"impact\">").expect("an impact table")..];
+    let table = &html[html.find("<table class=\"impact\"").expect("an impact table")..];
     let table = &table[..table.find("</table>").expect("the table ends")];
     table
-        .split("<tr>")
+        .split("<tr")
         .find(|row| row.contains(&format!("<b>{fault}</b>")))
         .unwrap_or_else(|| panic!("no row for {fault} in {table}"))
 }

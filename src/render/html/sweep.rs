@@ -66,6 +66,7 @@ pub fn render_sweep(summary: &SweepSummary, results: &[SeedResult], run_reports:
     body.push_str("</section>\n");
     invariants_section(&mut body, summary);
     fates_section(&mut body, summary);
+    impact_section(&mut body, summary);
     body.push_str("<section id=\"distributions\"><h2>Distributions over the seeds</h2><div class=\"charts\">");
     distributions(&mut body, summary, results, None, PALETTE[0]);
     body.push_str("</div></section>\n");
@@ -254,6 +255,85 @@ fn fates_section(body: &mut String, summary: &SweepSummary) {
             // A fate's share is no pass rate: the ending itself is good or bad, whatever its size.
             share_bar(f.share, f.ci_low, f.ci_high, fate_color(&f.fate)),
             f.conversations
+        );
+    }
+    body.push_str("</table></section>\n");
+}
+
+/// With `--impact`: per fault name, in how many runs it fired and in how many leaving it out
+/// changed an ending, and the sum of what it changed there (the knock-on part of a bar lighter).
+fn impact_section(body: &mut String, summary: &SweepSummary) {
+    if summary.impact.is_empty() {
+        return;
+    }
+    let widest = summary
+        .impact
+        .iter()
+        .map(|f| f.deltas.conversations_changed)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    body.push_str(
+        "<section id=\"impact\"><h2>What each fault changed</h2><p class=\"note\">From a rerun of each seed \
+         without each fault that fired in it (every other draw the same), summed over the seeds where it fired: \
+         the conversations whose ending — fate or side effects — it changed; the lighter part of a bar changed \
+         without being hit, through an agent, limit or queue they share.</p><table class=\"impact\" id=\"impact-list\">\
+         <tr><th>fault</th><th class=\"n\">runs changed / fired</th><th>conversations changed</th><th>how</th>\
+         <th>side effects</th><th class=\"n\">cost</th></tr>",
+    );
+    for f in &summary.impact {
+        let d = &f.deltas;
+        let changed = d.conversations_changed;
+        let knock_on = d.knock_on.min(changed);
+        let width = |n: u64| n as f64 / widest as f64 * 100.0;
+        let how = if changed == 0 {
+            "<span class=\"chip good\">changed nothing</span>".to_owned()
+        } else if d.transitions.is_empty() {
+            "same fates, other side effects".to_owned()
+        } else {
+            let moves: Vec<String> = d.transitions.iter().map(|(t, n)| format!("{n} {t}")).collect();
+            esc(&moves.join(", "))
+        };
+        let effects: Vec<String> = d
+            .effects
+            .iter()
+            .map(|(name, n)| match d.amounts.get(name) {
+                Some(amount) => format!(
+                    "{name} {n:+} ({}{})",
+                    if *amount > 0 { "+" } else { "" },
+                    crate::scenario::expr::format_dec(*amount)
+                ),
+                None => format!("{name} {n:+}"),
+            })
+            .collect();
+        let _ = write!(
+            body,
+            "<tr class=\"fault-impact\"><td>⚡ <b>{}</b> <span class=\"muted\">({}, {} firing(s))</span></td>\
+             <td class=\"n\">{}/{}</td>\
+             <td><span class=\"rate\" title=\"{changed} changed, {knock_on} of them knock-on\">\
+             <span class=\"fill\" style=\"width:{}%;background:var(--bad)\"></span>\
+             <span class=\"fill\" style=\"left:{}%;width:{}%;background:#fca5a5\"></span></span> {changed}{}</td>\
+             <td>{how}</td><td>{}</td><td class=\"n\">{}{}</td></tr>",
+            esc(&f.fault),
+            esc(&f.kind),
+            f.firings,
+            f.runs_changed,
+            f.runs_fired,
+            super::num(width(changed - knock_on)),
+            super::num(width(changed - knock_on)),
+            super::num(width(knock_on)),
+            if knock_on > 0 {
+                format!(" <span class=\"muted\">({knock_on} knock-on)</span>")
+            } else {
+                String::new()
+            },
+            if effects.is_empty() {
+                "—".to_owned()
+            } else {
+                format!("<b>{}</b>", esc(&effects.join(", ")))
+            },
+            if d.cost_pusd < 0 { "−" } else { "+" },
+            esc(&format_usd(d.cost_pusd.unsigned_abs())),
         );
     }
     body.push_str("</table></section>\n");

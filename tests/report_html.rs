@@ -511,6 +511,42 @@ fn a_sweep_with_impact_shows_what_each_fault_changed_as_its_summary_counts_it() 
 }
 
 #[test]
+fn labels_of_invariants_broken_at_one_instant_take_rows_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_out("tests/fixtures/crowded-violations.toml", dir.path(), &[]);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    let html = read_text(&dir.path().join("report.html"));
+    // (x, y, name) of each violation label, as the timeline prints it.
+    let labels: Vec<(f64, String, String)> = html
+        .split("<g class=\"violation-marker\"")
+        .skip(1)
+        .filter_map(|marker| {
+            // The legend's marker has no label.
+            let text = &marker[marker.find("<text x=\"")? + 9..];
+            let x: f64 = text[..text.find('"').unwrap()].parse().unwrap();
+            let y = text[text.find("y=\"").unwrap() + 3..]
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned();
+            let name = text[text.find("✗ ").unwrap() + "✗ ".len()..]
+                .split('<')
+                .next()
+                .unwrap()
+                .to_owned();
+            Some((x, y, name))
+        })
+        .collect();
+    assert_eq!(labels.len(), 3, "{labels:?}");
+    assert!(
+        labels.iter().all(|l| l.0 == labels[0].0),
+        "all at one instant: {labels:?}"
+    );
+    let rows: std::collections::BTreeSet<&str> = labels.iter().map(|l| l.1.as_str()).collect();
+    assert_eq!(rows.len(), 3, "one row each: {labels:?}");
+}
+
+#[test]
 fn compare_html_shows_both_designs_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("compare.html");

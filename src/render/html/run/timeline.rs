@@ -380,9 +380,12 @@ impl<'a> View<'a> {
         );
     }
 
-    /// Invariant violations, marked on the page that holds them.
+    /// Invariant violations, marked on the page that holds them. Each label takes the first row
+    /// where it clears the labels already placed, left to right, so that violations close in
+    /// time do not print over each other.
     fn page_violations(&self, p: usize, plot: &Plot, marks: &mut String) {
         let range = p * PAGE_RECORDS_MAX..((p + 1) * PAGE_RECORDS_MAX).min(self.records.len());
+        let mut shown: Vec<(f64, usize, &Value, &Value)> = Vec::new();
         for (i, inv) in array(self.report, "invariants").iter().enumerate() {
             let v = field(inv, "first_violation");
             let (Some(seq), Some(t)) = (
@@ -391,16 +394,34 @@ impl<'a> View<'a> {
             ) else {
                 continue;
             };
-            if !range.contains(&self.position_of(seq, t)) {
-                continue;
+            if range.contains(&self.position_of(seq, t)) {
+                shown.push((plot.x(t), i, inv, v));
             }
-            let vx = plot.x(t);
+        }
+        shown.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // Per row, the rightmost x its labels reach.
+        let mut row_ends: Vec<f64> = Vec::new();
+        for (vx, i, inv, v) in shown {
+            let name = text_of(inv, "name");
+            let width = (name.chars().count() + 2) as f64 * VIOLATION_LABEL_CHAR_WIDTH;
             // Labels near the right edge run leftwards, so they stay inside the plot.
-            let (label_x, anchor) = if vx > PLOT_WIDTH * 0.6 {
-                (vx - 4.0, "end")
+            let (label_x, anchor, left, right) = if vx > PLOT_WIDTH * 0.6 {
+                (vx - 4.0, "end", vx - 4.0 - width, vx)
             } else {
-                (vx + 4.0, "start")
+                (vx + 4.0, "start", vx, vx + 4.0 + width)
             };
+            let row = row_ends.iter().position(|end| *end < left).unwrap_or_else(|| {
+                if row_ends.len() < VIOLATION_LABEL_ROWS {
+                    row_ends.push(f64::NEG_INFINITY);
+                    row_ends.len() - 1
+                } else {
+                    // Every row is taken here: the one whose labels end first.
+                    (0..row_ends.len())
+                        .min_by(|a, b| row_ends[*a].total_cmp(&row_ends[*b]))
+                        .unwrap_or(0)
+                }
+            });
+            row_ends[row] = row_ends[row].max(right);
             let _ = write!(
                 marks,
                 "<g class=\"violation-marker\" id=\"inv-{i}\"><line x1=\"{0}\" x2=\"{0}\" y1=\"{AXIS_HEIGHT}\" y2=\"{1}\" data-x=\"x1 x2\"/>\
@@ -408,8 +429,8 @@ impl<'a> View<'a> {
                 num(vx),
                 num(plot.height),
                 num(label_x),
-                num(AXIS_HEIGHT + 10.0 + (i % 3) as f64 * 11.0),
-                esc(&text_of(inv, "name")),
+                num(AXIS_HEIGHT + 10.0 + row as f64 * 11.0),
+                esc(&name),
                 esc(&text_of(v, "message")),
             );
         }
@@ -509,6 +530,10 @@ impl<'a> View<'a> {
 
 /// Fault marks drawn on the overview, at most.
 const OVERVIEW_FAULTS_MAX: usize = 2_000;
+/// Rows a page's violation labels may take below the axis before they share one.
+const VIOLATION_LABEL_ROWS: usize = 4;
+/// The width of one character of a violation label (11 px, bold), a little generous.
+const VIOLATION_LABEL_CHAR_WIDTH: f64 = 7.0;
 
 fn marker(out: &mut String, class: &str, id: &str, x: f64, y: f64, shape: &str, title: &str) {
     let _ = write!(

@@ -318,6 +318,47 @@ fn malformed_tool_arguments_never_reach_the_tool() {
 }
 
 #[test]
+fn malformed_tool_arguments_fire_only_on_answers_that_call_a_tool() {
+    // Drawn on every model call: the two calls that answer with a tool call are broken, the
+    // final text answer has no arguments to break, so the fault does not fire there.
+    let faults = "[[fault]]\nkind = \"llm.malformed_tool_args\"\ntarget = \"llm:gpt\"\nprobability = 1.0";
+    let (output, records) = run("", faults);
+    let replies = deliveries(&records, "llm_reply");
+    let broken = replies.iter().filter(|(_, m)| m.contains("(malformed)")).count();
+    assert_eq!(fault_records(&records).len(), broken, "{replies:?}");
+    assert!(broken >= 1, "{replies:?}");
+    assert!(
+        replies.iter().any(|(_, m)| !m.contains("tool_calls=")),
+        "a text answer: {replies:?}"
+    );
+    assert_eq!(output.report.faults.len(), broken);
+
+    // Pinned to the text answer, it never fires, and the report says why.
+    let faults = "[[fault]]\nkind = \"llm.malformed_tool_args\"\ntarget = \"llm:gpt\"\non_message = 3";
+    let (output, records) = run("", faults);
+    assert_eq!(fault_records(&records), Vec::<String>::new());
+    assert!(output.report.faults.is_empty());
+    let never = &output.report.faults_never_fired;
+    assert_eq!(never.len(), 1, "{never:?}");
+    assert!(
+        never[0]
+            .reason
+            .contains("none of which carried a tool call for it to break"),
+        "{}",
+        never[0].reason
+    );
+    assert!(
+        output
+            .report
+            .blast_radius
+            .iter()
+            .all(|b| !b.source.starts_with("fault:")),
+        "it reached nothing: {:?}",
+        output.report.blast_radius
+    );
+}
+
+#[test]
 fn truncation_cuts_tool_arguments_with_finish_reason_length() {
     let faults = "[[fault]]\nkind = \"llm.truncated\"\ntarget = \"llm:gpt\"\non_message = 1";
     let (_, records) = run("", faults);

@@ -341,6 +341,17 @@ impl FaultKind {
         self.entry().layer
     }
 
+    /// For a content fault that breaks a model's tool calls: how many calls an answer must
+    /// carry for it to have something to break (arguments in one call, ids shared by two). Drawn
+    /// on an answer with fewer, it does not fire.
+    pub fn tool_calls_needed(self) -> Option<usize> {
+        match self {
+            FaultKind::LlmMalformedToolArgs => Some(1),
+            FaultKind::LlmDuplicateToolCallIds => Some(2),
+            _ => None,
+        }
+    }
+
     /// The kind called `name`.
     pub fn from_name(name: &str) -> Option<FaultKind> {
         CATALOGUE.iter().find(|e| e.kind == name).map(|e| e.fault)

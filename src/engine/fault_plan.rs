@@ -85,6 +85,19 @@ pub struct FaultPlan {
     watch: Vec<Watch>,
     /// Per fault: off under the seed's profile.
     off_by_profile: Vec<bool>,
+    /// A fault that breaks tool calls, drawn on the model call being delivered: it fires only if
+    /// the answer carries the calls it needs, which the scheduler learns when the turn ends
+    /// ([`FaultPlan::settle`]).
+    pending: Option<PendingFiring>,
+}
+
+/// A tool-call fault drawn on a model call, waiting for the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingFiring {
+    pub injection: Injection,
+    /// The counterfactual leaves this firing out: the answer is not broken, but the firing
+    /// still counts if it would have fired, so that no later firing is renumbered.
+    pub suppressed: bool,
 }
 
 /// What a fault saw of its deliveries: enough to say why it never fired.
@@ -99,6 +112,8 @@ struct Watch {
     nth_eligible: Option<bool>,
     /// For `on_message = N`: the N-th message went to an earlier fault that fired on it.
     nth_taken: bool,
+    /// A tool-call fault drawn on answers without the tool calls it breaks.
+    void: u64,
 }
 
 /// Why a fault of the scenario never fired in a run.
@@ -154,6 +169,7 @@ impl FaultPlan {
             suppressed: None,
             watch: vec![Watch::default(); faults.len()],
             off_by_profile,
+            pending: None,
         }
     }
 
@@ -246,17 +262,42 @@ impl FaultPlan {
                     self.watch[later].nth_taken = true;
                 }
             }
-            if let Some((suppressed, which)) = self.suppressed {
-                if suppressed == index && which.is_none_or(|w| w == firing) {
-                    return None;
-                }
-            }
-            return Some(Injection {
+            let suppressed = self
+                .suppressed
+                .is_some_and(|(suppressed, which)| suppressed == index && which.is_none_or(|w| w == firing));
+            let injection = Injection {
                 fault: index,
                 kind: fault.kind,
-            });
+            };
+            if fault.kind.tool_calls_needed().is_some() {
+                self.pending = Some(PendingFiring { injection, suppressed });
+            }
+            return (!suppressed).then_some(injection);
         }
         None
+    }
+}
+
+impl FaultPlan {
+    /// The tool-call fault drawn on the model call just delivered, if one was, now that its
+    /// answer is known: `calls` is how many tool calls the answer carries (`None`: the call
+    /// failed or gave no answer). Returns the firing if it happened and is not left out; a
+    /// firing with too few calls to break is undone, as if never drawn a hit.
+    pub fn settle(&mut self, calls: Option<usize>) -> Option<Injection> {
+        let pending = self.pending.take()?;
+        let index = pending.injection.fault;
+        let needed = pending.injection.kind.tool_calls_needed().unwrap_or(0);
+        if calls.is_none_or(|calls| calls < needed) {
+            self.fired_counts[index] -= 1;
+            self.watch[index].void += 1;
+            return None;
+        }
+        (!pending.suppressed).then_some(pending.injection)
+    }
+
+    /// Whether a tool-call fault waits for the answer of the model call just delivered.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
     }
 }
 
@@ -305,6 +346,15 @@ impl FaultPlan {
                 format!("its target {} matches no actor it can act on", fault.target)
             } else if watch.eligible == 0 {
                 format!("its target {} got none of the {acts_on} it acts on", fault.target)
+            } else if watch.void > 0 {
+                let needed = match fault.kind.tool_calls_needed() {
+                    Some(n) if n > 1 => format!("{n} tool calls"),
+                    _ => "a tool call".to_owned(),
+                };
+                format!(
+                    "it was drawn on {} model answer(s), none of which carried {needed} for it to break",
+                    watch.void
+                )
             } else if let Some(n) = trigger.on_message {
                 match (most, watch.nth_eligible) {
                     (Some((id, got)), None) if got < n => {

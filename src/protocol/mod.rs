@@ -77,6 +77,18 @@ impl Payload {
         }
     }
 
+    /// The model's answer a message carries back to its caller, directly or through a
+    /// guardrail.
+    pub fn model_reply(&self) -> Option<&ModelReply> {
+        match self {
+            Payload::Agent(AgentMsg::LlmReply { reply, .. }) | Payload::User(UserMsg::LlmReply { reply, .. }) => {
+                Some(reply)
+            }
+            Payload::Guardrail(GuardrailMsg::Reply(routed)) => Some(&routed.reply),
+            _ => None,
+        }
+    }
+
     /// The conversation a message belongs to, if it belongs to one.
     pub fn conv(&self) -> Option<ConvId> {
         match self {

@@ -232,7 +232,8 @@ impl<O: Observe> Scheduler<O> {
             let injection = self.draw_fault(seq, &envelope);
             let mut envelope = envelope;
             let mut turn_now_us = self.now_us;
-            if let Some(fired) = injection {
+            // A fault that breaks tool calls is traced when the answer shows it had some to break.
+            if let Some(fired) = injection.filter(|i| i.kind.tool_calls_needed().is_none()) {
                 self.trace_fault(seq, to, fired, envelope.payload.conv())?;
                 match self.act_on_network(seq, envelope, fired) {
                     network::Delivery::Gone => continue,
@@ -247,20 +248,52 @@ impl<O: Observe> Scheduler<O> {
             }
             // Only the small completion future is awaited on every event; a failure's handling
             // (a bigger future) is built only when a turn fails.
+            let conv = envelope.payload.conv();
             let (to, copy) = self.start_turn(seq, turn_now_us, envelope, injection)?;
             match self.await_completion(to).await {
                 TurnEnd::Acked(effects) => {
+                    if self.faults.has_pending() {
+                        self.settle_tool_call_fault(seq, to, conv, &effects)?;
+                    }
                     if let Some(limit) = self.apply(to, effects)? {
                         return Ok((Outcome::LimitExceeded, Some(limit)));
                     }
                 }
                 TurnEnd::Failed(error) => {
+                    self.faults.settle(None);
                     if let Some(end) = self.turn_failed(seq, to, error, copy).await? {
                         return Ok(end);
                     }
                 }
             }
         }
+    }
+
+    /// A fault that breaks tool calls, drawn on the model call that just ran: it fires if the
+    /// answer carried the calls it breaks (the model actor broke them), and is then traced and
+    /// taints the answer as any fault does; otherwise it never happened.
+    fn settle_tool_call_fault(
+        &mut self,
+        seq: u64,
+        to: ActorIdx,
+        conv: Option<crate::protocol::ConvId>,
+        effects: &[Effect],
+    ) -> Result<(), RunError> {
+        let calls = effects.iter().find_map(|effect| match effect {
+            Effect::Send { payload, .. } => payload.model_reply().map(|reply| match &reply.answer {
+                crate::protocol::ModelAnswer::ToolCalls(calls) => calls.len(),
+                _ => 0,
+            }),
+            _ => None,
+        });
+        let Some(fired) = self.faults.settle(calls) else {
+            return Ok(());
+        };
+        self.trace_fault(seq, to, fired, conv)?;
+        let id = self.labels.fault(fired.fault);
+        self.observer.on_taint_source(id, seq, self.now_us, to);
+        self.turn_labels.insert(id);
+        Ok(())
     }
 
     /// Asks the fault plan whether a fault fires on this delivery. A message the network already

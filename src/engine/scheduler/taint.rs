@@ -13,7 +13,9 @@ impl<O: Observe> Scheduler<O> {
     /// on it, and — for an agent — everything it has absorbed of the conversation so far.
     pub(super) fn taint_turn(&mut self, seq: u64, envelope: &Envelope, injection: Option<Injection>) {
         let mut labels = envelope.labels.clone();
-        if let Some(fired) = injection {
+        // A fault that breaks tool calls taints the answer once it is known to have fired
+        // (`settle_tool_call_fault`).
+        if let Some(fired) = injection.filter(|i| i.kind.tool_calls_needed().is_none()) {
             // A network fault's label travels with the message (added where it was requeued).
             if !matches!(
                 fired.kind,

@@ -79,6 +79,8 @@ bad_scenarios! {
         "wrong-type.toml" at "7:13" says ["expected", "found string \"twelve\""];
     two_agents_with_one_name_are_rejected_at_the_second:
         "duplicate-agent-name.toml" at "9:8" says ["a second agent named \"helper\""];
+    two_faults_with_one_name_are_rejected_at_the_second:
+        "duplicate-fault-name.toml" at "24:8" says ["expected unique fault names", "a second fault named \"flaky\""];
     an_agent_naming_an_undeclared_llm_is_rejected_with_a_did_you_mean:
         "dangling-llm.toml" at "10:7" says ["llm \"gtp\", which does not exist", "did you mean \"gpt\"?"];
     a_model_missing_from_the_price_table_without_a_price_is_rejected_with_a_did_you_mean:

@@ -20,6 +20,20 @@ impl Validator<'_> {
                 f.target.as_ref().map_or(String::new(), |t| t.get_ref().clone()),
             )
         }));
+        // A name given twice would be numbered as an unnamed fault is (`NAME#2`), and `after`,
+        // profiles and reports would silently mean the first.
+        let mut named = std::collections::BTreeSet::new();
+        for name in raw.iter().filter_map(|f| f.get_ref().name.as_ref()) {
+            if !named.insert(name.get_ref().as_str()) {
+                self.error(
+                    name.span(),
+                    format!(
+                        "expected unique fault names, found a second fault named \"{}\"",
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
         let mut faults = Vec::new();
         for (index, fault) in raw.iter().enumerate() {
             if let Some(parsed) = self.fault(fault.get_ref(), logical_ids, &names, index) {

@@ -145,3 +145,53 @@ fn sweep_shrink_for_shrinks_the_first_seed_that_broke_it() {
     let validate = agentsim_output(&["validate", written.to_str().unwrap()]);
     assert_eq!(status(&validate), 0, "{}", stdout(&validate));
 }
+
+#[test]
+fn the_shrunk_file_carries_the_seed_it_was_shrunk_for_and_reproduces_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("min.toml");
+    // The fixture says `seed = 4`; shrinking seed 6 must not leave that behind.
+    let output = shrink(&["--seed", "6"], &out);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.lines().any(|l| l == "seed = 6"), "{text}");
+    assert!(!text.lines().any(|l| l == "seed = 4"), "{text}");
+    let plain = agentsim_output(&["run", out.to_str().unwrap(), "--json"]);
+    let shrunk: Value = serde_json::from_slice(&plain.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&plain)));
+    assert_eq!(shrunk["seed"], 6);
+    let original = report(FIXTURE, "6");
+    let at = first_broken_at(&original, "pay at most once");
+    assert!(at.is_some());
+    assert_eq!(first_broken_at(&shrunk, "pay at most once"), at);
+}
+
+#[test]
+fn sweep_shrink_writes_into_its_out_dir_or_to_shrink_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let output = agentsim_output(&[
+        "sweep",
+        FIXTURE,
+        "--seeds",
+        "4..5",
+        "--shrink",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    let written = out.join("review-injection.shrunk-seed4.toml");
+    assert!(written.exists(), "{}", stderr(&output));
+    let named = dir.path().join("min.toml");
+    let output = agentsim_output(&[
+        "sweep",
+        FIXTURE,
+        "--seeds",
+        "4..5",
+        "--shrink",
+        "--shrink-out",
+        named.to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    let validate = agentsim_output(&["validate", named.to_str().unwrap()]);
+    assert_eq!(status(&validate), 0, "{}", stdout(&validate));
+}

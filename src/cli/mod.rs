@@ -267,6 +267,10 @@ pub struct SweepArgs {
     /// With `--shrink`: shrink the first seed that broke this invariant, for this invariant.
     #[arg(long, value_name = "INVARIANT", requires = "shrink")]
     pub shrink_for: Option<String>,
+    /// Where `--shrink` writes the scenario (default: NAME.shrunk-seedN.toml in --out DIR when
+    /// given, here otherwise).
+    #[arg(long, requires = "shrink")]
+    pub shrink_out: Option<PathBuf>,
     /// Run only shard I of N (every Nth seed from the I-th) and write a partial result to --out.
     #[arg(long)]
     pub shard: Option<String>,

@@ -116,7 +116,10 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
             &scenario,
             seed,
             args.shrink_for.as_deref(),
-            args.shrink_out.as_deref(),
+            match &args.shrink_out {
+                Some(path) => super::shrink::ShrinkOut::File(path),
+                None => super::shrink::ShrinkOut::Dir(std::path::Path::new("")),
+            },
         )?;
     }
     if args.check_determinism {

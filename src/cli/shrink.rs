@@ -1,6 +1,6 @@
 //! Shrinking a failing seed to the fewest faults that still break it, as a standalone scenario.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::{exit, shell_quote, write_atomic, Failure};
@@ -17,6 +17,12 @@ impl From<ShrinkError> for Failure {
     }
 }
 
+/// Where a shrunk scenario goes: this file, or `NAME.shrunk-seedN.toml` in this directory.
+pub(super) enum ShrinkOut<'a> {
+    File(&'a Path),
+    Dir(&'a Path),
+}
+
 /// Shrinks a failing seed for `invariant` (the first broken one when `None`) and writes the
 /// standalone scenario, once parsing and running it has shown that it validates and breaks the
 /// same invariant at the same conversation; prints what it found on stderr.
@@ -25,7 +31,7 @@ pub(super) fn shrink_seed(
     scenario: &Arc<Scenario>,
     seed: u64,
     invariant: Option<&str>,
-    out: Option<&Path>,
+    out: ShrinkOut,
 ) -> Result<(), Failure> {
     let Some(shrunk) = crate::sweep::shrink::shrink_for(scenario, seed, invariant)? else {
         return Ok(());
@@ -33,10 +39,10 @@ pub(super) fn shrink_seed(
     let stem = file
         .file_stem()
         .map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
-    let path = out.map_or_else(
-        || PathBuf::from(format!("{stem}.shrunk-seed{seed}.toml")),
-        Path::to_path_buf,
-    );
+    let path = match out {
+        ShrinkOut::File(path) => path.to_path_buf(),
+        ShrinkOut::Dir(dir) => dir.join(format!("{stem}.shrunk-seed{seed}.toml")),
+    };
     write_atomic(&path, shrunk.scenario_text.as_bytes())?;
     let kinds: Vec<String> = shrunk
         .faults

@@ -86,7 +86,12 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     write_sweep_files(args, shard, &summary, &scenario, &results)?;
     if args.shrink {
         if let Some(seed) = seed_to_shrink(args.shrink_for.as_deref(), &scenario, &results)? {
-            shrink_seed(&args.file, &scenario, seed, args.shrink_for.as_deref(), None)?;
+            let out = match (&args.shrink_out, &args.out) {
+                (Some(path), _) => super::shrink::ShrinkOut::File(path),
+                (None, Some(dir)) => super::shrink::ShrinkOut::Dir(dir),
+                (None, None) => super::shrink::ShrinkOut::Dir(Path::new("")),
+            };
+            shrink_seed(&args.file, &scenario, seed, args.shrink_for.as_deref(), out)?;
         }
     }
     let min_pass_rate = args.min_pass_rate.unwrap_or(1.0);

@@ -198,7 +198,7 @@ pub struct RawProfile {
 pub struct RawMeta {
     pub name: Spanned<String>,
     pub description: Option<String>,
-    pub seed: Option<u64>,
+    pub seed: Option<Spanned<u64>>,
     pub max_virtual_time: Option<Spanned<String>>,
     pub max_events: Option<Spanned<u64>>,
     pub max_queue_len: Option<Spanned<u64>>,

@@ -121,7 +121,7 @@ pub fn shrink_for(scenario: &Arc<Scenario>, seed: u64, invariant: Option<&str>) 
     } else {
         let note =
             format!("the pinned faults do not reproduce it ({last_reason}), so the faults are kept as they were");
-        (as_it_was(scenario, &target, seed, &note), vec![note])
+        (as_it_was(scenario, &raw, &target, seed, &note), vec![note])
     };
     runs += 1;
     if let Err(reason) = reproduces(scenario, &scenario_text, seed, &target)? {
@@ -402,8 +402,10 @@ fn reproduction_comment(target: &Target, seed: u64) -> String {
 }
 
 /// The original scenario as it was, with a comment saying why nothing was pinned.
-fn as_it_was(scenario: &Scenario, target: &Target, seed: u64, note: &str) -> String {
+fn as_it_was(scenario: &Scenario, raw: &RawScenario, target: &Target, seed: u64, note: &str) -> String {
     let mut out = scenario.source_text.clone();
+    let (range, with) = seed_edit(scenario, raw, seed);
+    out.replace_range(range, &with);
     if !out.ends_with('\n') {
         out.push('\n');
     }
@@ -412,6 +414,26 @@ fn as_it_was(scenario: &Scenario, target: &Target, seed: u64, note: &str) -> Str
     out.push_str(".\n");
     out.push_str(&reproduction_comment(target, seed));
     out
+}
+
+/// The edit that makes `seed` the scenario's own, so that the shrunk file reproduces without
+/// `--seed`: its `seed = …` rewritten, or one added under `[scenario]`.
+fn seed_edit(scenario: &Scenario, raw: &RawScenario, seed: u64) -> (std::ops::Range<usize>, String) {
+    if let Some(old) = &raw.scenario.get_ref().seed {
+        return (old.span(), seed.to_string());
+    }
+    let text = &scenario.source_text;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        offset += line.len();
+        let header: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+        if header.starts_with("[scenario]") {
+            let newline = if line.ends_with('\n') { "" } else { "\n" };
+            return (offset..offset, format!("{newline}seed = {seed}\n"));
+        }
+    }
+    // A `[scenario]` table written some other way: the header comment still names the seed.
+    (0..0, String::new())
 }
 
 /// The scenario's text with its faults and profiles replaced by the pinned plan, and its
@@ -426,6 +448,7 @@ fn standalone(
     let rewrites = rewrite_references(scenario, raw, faults);
     let mut text = scenario.source_text.clone();
     let mut replace = rewrites.replace.clone();
+    replace.push(seed_edit(scenario, raw, seed));
     replace.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
     for (range, with) in replace {
         text.replace_range(range, &with);

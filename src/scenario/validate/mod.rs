@@ -345,7 +345,7 @@ impl Validator<'_> {
             derived: Default::default(),
             name: meta.name.get_ref().clone(),
             description: meta.description.clone().unwrap_or_default(),
-            seed: meta.seed.unwrap_or(0),
+            seed: meta.seed.as_ref().map_or(0, |s| *s.get_ref()),
             limits,
             max_handoffs: meta
                 .max_handoffs

@@ -10,5 +10,6 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    agentsim::cli::end_quietly_when_output_closes();
     agentsim::cli::main(agentsim::cli::Cli::parse())
 }

@@ -706,3 +706,20 @@ fn replay_and_report_name_a_sweeps_or_a_proxys_directory_for_what_it_is() {
         );
     }
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_its_own_status() {
+    let files: Vec<String> = scenario_files().iter().map(|f| relative(f)).collect();
+    let mut child = agentsim()
+        .arg("validate")
+        .args(&files)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the first line is printed (`agentsim validate … | head -0`).
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(status(&output), 141, "{}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+}

@@ -34,6 +34,30 @@ pub mod exit {
     pub const INTERNAL: u8 = 4;
     /// SIGINT or SIGTERM stopped the run (or sweep) cleanly; what it wrote is whole (128 + SIGINT).
     pub const INTERRUPTED: u8 = 130;
+    /// Whoever read the output stopped reading (`agentsim validate … | head`): nothing more is
+    /// printed, and the files already written are whole (128 + SIGPIPE, as a shell reports it).
+    pub const OUTPUT_CLOSED: u8 = 141;
+}
+
+/// Printing to a closed pipe ends the process quietly with [`exit::OUTPUT_CLOSED`] instead of
+/// a panic's message and status: the standard library panics when `println!` meets `EPIPE`
+/// (it ignores SIGPIPE, so that sockets and child pipes report errors instead of killing the
+/// process). Files are written whole or not at all (`write_atomic`), so none is left half done.
+pub fn end_quietly_when_output_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let closed = message.starts_with("failed printing to std") && message.contains("Broken pipe");
+        if closed {
+            std::process::exit(i32::from(exit::OUTPUT_CLOSED));
+        }
+        default(info);
+    }));
 }
 
 /// A flag that SIGINT and SIGTERM set to their signal number. A second signal ends the process

@@ -723,3 +723,31 @@ fn output_into_a_closed_pipe_ends_quietly_with_its_own_status() {
     assert_eq!(status(&output), 141, "{}", stderr(&output));
     assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_sweep_whose_reader_went_away_still_writes_its_files_and_keeps_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let mut child = agentsim()
+        .args([
+            "sweep",
+            "scenarios/support-desk.toml",
+            "--seeds",
+            "0..20",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        status(&output),
+        1,
+        "support-desk fails on some seeds: {}",
+        stderr(&output)
+    );
+    assert!(out.join("summary.json").exists() && out.join("report.html").exists());
+}

@@ -39,6 +39,15 @@ pub mod exit {
     pub const OUTPUT_CLOSED: u8 = 141;
 }
 
+/// Prints a command's result on stdout, come what may: a reader that went away must not stop
+/// the files still to be written, nor change the command's status.
+pub(crate) fn print_result(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
 /// Printing to a closed pipe ends the process quietly with [`exit::OUTPUT_CLOSED`] instead of
 /// a panic's message and status: the standard library panics when `println!` meets `EPIPE`
 /// (it ignores SIGPIPE, so that sockets and child pipes report errors instead of killing the

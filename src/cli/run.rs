@@ -1,6 +1,5 @@
 //! `agentsim run` and `agentsim replay`: one run, its output files, and the determinism checks.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::shrink::shrink_seed;
@@ -331,9 +330,7 @@ pub(super) fn print_report(report: &RunReport, json: bool) -> Result<(), Failure
     } else {
         report.summary()
     };
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    super::print_result(&text);
     Ok(())
 }
 

@@ -81,8 +81,9 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     } else {
         summary.text()
     };
-    // The result first: a file that cannot be written after all must not hide it.
-    print!("{text}");
+    // The result first: a file that cannot be written after all must not hide it (and a reader
+    // that went away does not stop the files).
+    super::print_result(&text);
     write_sweep_files(args, shard, &summary, &scenario, &results)?;
     if args.shrink {
         if let Some(seed) = seed_to_shrink(args.shrink_for.as_deref(), &scenario, &results)? {

@@ -395,6 +395,64 @@ fn an_import_of_a_file_that_cannot_be_read_names_the_file_without_a_place() {
     assert!(!err.contains(":0:"), "{err}");
 }
 
+#[test]
+fn no_output_overwrites_an_input_and_an_import_keeps_what_its_out_dir_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.json");
+    let scenario = dir.path().join("design.toml");
+    std::fs::copy(common::repo_root().join("scenarios/double-refund.toml"), &scenario).unwrap();
+    let original = std::fs::read(&scenario).unwrap();
+    let run = agentsim_output(&["run", scenario.to_str().unwrap(), "--otlp", trace.to_str().unwrap()]);
+    assert!(trace.exists(), "{}", stderr(&run));
+
+    // --otlp (or --mermaid) onto the scenario it runs: refused, the scenario intact.
+    for flag in ["--otlp", "--mermaid"] {
+        let output = agentsim_output(&["run", scenario.to_str().unwrap(), flag, scenario.to_str().unwrap()]);
+        assert_eq!(status(&output), 2, "{flag}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("which this command reads"),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(std::fs::read(&scenario).unwrap(), original);
+    }
+
+    // An import into the directory holding its own trace as cassette.jsonl: refused, --force or not.
+    let held = dir.path().join("held");
+    std::fs::create_dir(&held).unwrap();
+    std::fs::copy(&trace, held.join("cassette.jsonl")).unwrap();
+    let before = std::fs::read(held.join("cassette.jsonl")).unwrap();
+    let input = held.join("cassette.jsonl");
+    for force in [false, true] {
+        let mut args = vec!["import", input.to_str().unwrap(), "--out", held.to_str().unwrap()];
+        if force {
+            args.push("--force");
+        }
+        let output = agentsim_output(&args);
+        assert_eq!(status(&output), 2, "{}", stderr(&output));
+        assert_eq!(std::fs::read(held.join("cassette.jsonl")).unwrap(), before);
+    }
+
+    // A cassette already there (no scenario.toml beside it) is not replaced without --force.
+    let output = agentsim_output(&["import", trace.to_str().unwrap(), "--out", held.to_str().unwrap()]);
+    assert_eq!(status(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("already holds cassette.jsonl, which the import would overwrite"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(held.join("cassette.jsonl")).unwrap(), before);
+    let output = agentsim_output(&[
+        "import",
+        trace.to_str().unwrap(),
+        "--out",
+        held.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert!(held.join("scenario.toml").exists());
+}
+
 /// What a run did, as far as a trace can tell: calls, tokens, cost and how each conversation
 /// ended.
 fn course(report: &Value) -> Value {

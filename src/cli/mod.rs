@@ -589,13 +589,44 @@ pub(crate) fn refuse_overwrite(
 }
 
 /// [`prepare_output_file`] for each flag that was given.
-pub(crate) fn prepare_output_files(files: &[(&str, Option<&Path>)]) -> Result<(), Failure> {
+/// Checks each output file a command was given (see [`prepare_output_file`]), and refuses one
+/// that is one of the command's `inputs`: writing there would destroy what it reads.
+pub(crate) fn prepare_output_files(inputs: &[&Path], files: &[(&str, Option<&Path>)]) -> Result<(), Failure> {
     for (flag, path) in files {
         if let Some(path) = path {
+            refuse_input_as_output(flag, path, inputs)?;
             prepare_output_file(flag, path)?;
         }
     }
     Ok(())
+}
+
+/// Refuses `path`, the file `flag` writes, when it is one of `inputs` (however either is
+/// spelt), even with `--force`.
+pub(crate) fn refuse_input_as_output(flag: &str, path: &Path, inputs: &[&Path]) -> Result<(), Failure> {
+    let Ok(target) = path.canonicalize() else {
+        return Ok(()); // not there yet: it cannot be an input
+    };
+    match inputs
+        .iter()
+        .find(|input| input.canonicalize().is_ok_and(|i| i == target))
+    {
+        Some(input) => {
+            let same = if *input == path {
+                String::new()
+            } else {
+                format!(" (as {})", input.display())
+            };
+            Err(Failure::new(
+                exit::BAD_INPUT,
+                format!(
+                    "{flag} would write {}, which this command reads{same}: that would destroy it; choose another path",
+                    path.display()
+                ),
+            ))
+        }
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {

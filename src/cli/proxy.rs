@@ -118,7 +118,7 @@ fn check_outputs(args: &ProxyArgs) -> Result<(), Failure> {
     if let Some(dir) = &args.out {
         super::refuse_overwrite("--out", dir, &OUT_FILES, args.force, "the proxy")?;
     }
-    super::prepare_output_files(&[("--otlp", args.otlp.as_deref())])
+    super::prepare_output_files(&[], &[("--otlp", args.otlp.as_deref())])
 }
 
 pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {

@@ -18,11 +18,16 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
     let scenario = load_and_warn(&args.file)?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let limits = limits_with_flags(args, scenario.limits)?;
-    super::prepare_output_files(&[
-        ("--mermaid", args.mermaid.as_deref()),
-        ("--otlp", args.otlp.as_deref()),
-        ("--shrink-out", args.shrink_out.as_deref()),
-    ])?;
+    let mut inputs: Vec<&Path> = vec![&args.file];
+    inputs.extend(args.replay_cassette.as_deref());
+    super::prepare_output_files(
+        &inputs,
+        &[
+            ("--mermaid", args.mermaid.as_deref()),
+            ("--otlp", args.otlp.as_deref()),
+            ("--shrink-out", args.shrink_out.as_deref()),
+        ],
+    )?;
     let out_dir = args
         .out
         .as_deref()
@@ -584,16 +589,14 @@ fn cassette_outcome(outcome: &CassetteOutcome, scenario: &Scenario, out_dir: Opt
     Ok(exit::OK)
 }
 
+/// What `import` writes in its `--out` directory.
+const IMPORT_FILES: [&str; 2] = ["scenario.toml", "cassette.jsonl"];
+
 pub(super) fn import(trace: &Path, out: &Path, force: bool) -> Result<u8, Failure> {
-    if out.join("scenario.toml").exists() && !force {
-        return Err(Failure::new(
-            exit::BAD_INPUT,
-            format!(
-                "{} already holds an import; pass --force to overwrite it, or choose another --out",
-                out.display()
-            ),
-        ));
+    for file in IMPORT_FILES {
+        super::refuse_input_as_output("--out", &out.join(file), &[trace])?;
     }
+    super::refuse_overwrite("--out", out, &IMPORT_FILES, force, "the import")?;
     let imported = crate::otlp::import::import_file(trace).map_err(|e| Failure::new(exit::BAD_INPUT, e.to_string()))?;
     std::fs::create_dir_all(out)
         .map_err(|e| Failure::new(exit::BAD_INPUT, format!("cannot create {}: {e}", out.display())))?;

@@ -23,7 +23,10 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
         ));
     }
     let jobs = args.jobs.unwrap_or_else(default_jobs);
-    super::prepare_output_files(&[("--junit", args.junit.as_deref()), ("--html", args.html.as_deref())])?;
+    super::prepare_output_files(
+        &[&args.file],
+        &[("--junit", args.junit.as_deref()), ("--html", args.html.as_deref())],
+    )?;
     let file = shell_quote(&args.file.display().to_string());
     let shard = args
         .shard
@@ -350,7 +353,7 @@ fn clear_sweep_dir(dir: &Path, force: bool) -> Result<(), Failure> {
 pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
     let seeds = parse_seed_range(&args.seeds).map_err(|e| Failure::new(exit::BAD_INPUT, e))?;
     check_seed_count(seeds.end - seeds.start, false)?;
-    super::prepare_output_files(&[("--html", args.html.as_deref())])?;
+    super::prepare_output_files(&[&args.a, &args.b], &[("--html", args.html.as_deref())])?;
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let mut summaries = Vec::new();
     let mut all_results = Vec::new();
@@ -395,7 +398,8 @@ pub(super) fn compare(args: &CompareArgs) -> Result<u8, Failure> {
 }
 
 pub(super) fn merge(paths: &[PathBuf], json: bool, html: Option<&Path>) -> Result<u8, Failure> {
-    super::prepare_output_files(&[("--html", html)])?;
+    let inputs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    super::prepare_output_files(&inputs, &[("--html", html)])?;
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {

@@ -289,6 +289,56 @@ fn a_foreign_trace_without_content_imports_its_structure_tokens_and_crash() {
 }
 
 #[test]
+fn a_tool_call_that_failed_with_a_timeout_times_out_in_the_replay_as_it_did_in_the_trace() {
+    let mut trace = foreign_trace();
+    let spans = &mut trace["resourceSpans"][0]["scopeSpans"][0]["spans"];
+    spans[0]["events"] = serde_json::json!([]);
+    spans[0]["status"] = serde_json::json!({"code": 0});
+    // The search ran 250 ms and failed with the wrapper's timeout; the model was told, then answered.
+    spans[2]["status"] = serde_json::json!({"code": 2, "message": "TimeoutError: search did not respond within 250ms"});
+    spans[2]["attributes"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"key": "error.type", "value": {"stringValue": "TimeoutError"}}));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("timeout.json");
+    std::fs::write(&path, trace.to_string()).unwrap();
+    let out = dir.path().join("imported");
+    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
+    assert!(scenario.contains("tool_timeout = \"250000us\""), "{scenario}");
+    let fault = &scenario[scenario.find("[[fault]]").expect("a fault")..];
+    assert!(
+        fault.starts_with("[[fault]]\nkind = \"tool.timeout\"\ntarget"),
+        "never answers: {scenario}"
+    );
+
+    let run_dir = dir.path().join("run");
+    let run = agentsim_output(&[
+        "run",
+        out.join("scenario.toml").to_str().unwrap(),
+        "--out",
+        run_dir.to_str().unwrap(),
+    ]);
+    assert!(status(&run) <= 1, "{}", stderr(&run));
+    let records = records(&std::fs::read(run_dir.join("trace.jsonl")).unwrap());
+    let at = |prefix: &str| {
+        records
+            .iter()
+            .find(|r| r["kind"] == "deliver" && r["msg"].as_str().is_some_and(|m| m.starts_with(prefix)))
+            .and_then(|r| r["t_us"].as_u64())
+    };
+    let invoked = at("invoke ").expect("the search is called");
+    assert_eq!(
+        at("tool_timeout "),
+        Some(invoked + 250_000),
+        "the agent gives up when the trace's call failed"
+    );
+    assert_eq!(at("tool_result "), None, "the model never sees a result for it");
+}
+
+#[test]
 fn a_malformed_trace_is_an_error_naming_the_file_and_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let mut trace = foreign_trace();

@@ -406,20 +406,33 @@ impl Builder {
                 .str("error.type")
                 .is_some_and(|t| t.to_ascii_lowercase().contains("timeout"));
         let next_chat = rest.iter().find(|&&j| ops[j] == Op::Chat);
-        if let Some(&next) = next_chat {
-            if self.spans[next].start_ns < span.end_ns {
-                // The agent stopped waiting before the tool answered.
-                let waited = self.spans[next].start_ns.saturating_sub(span.start_ns) / 1_000;
-                let slot = recorded.tool_timeout_us.entry(agent.to_owned()).or_insert(waited);
-                *slot = (*slot).min(waited).max(1_000);
-            }
+        // The agent stopped waiting before the tool answered: its timeout is when it went on.
+        let abandoned_at = next_chat
+            .map(|&next| self.spans[next].start_ns)
+            .filter(|&next_ns| next_ns < span.end_ns);
+        // A call that itself ended in a timeout error waited its whole span: that is the
+        // agent's timeout, and the tool never answered within it (whatever it did meanwhile).
+        let waited_ns = match abandoned_at {
+            Some(next_ns) => Some(next_ns.saturating_sub(span.start_ns)),
+            None if timeout => Some(span.end_ns.saturating_sub(span.start_ns)),
+            None => None,
+        };
+        if let Some(waited_ns) = waited_ns {
+            let waited = waited_ns / 1_000;
+            let slot = recorded.tool_timeout_us.entry(agent.to_owned()).or_insert(waited);
+            *slot = (*slot).min(waited).max(1_000);
         }
         let faults = &mut recorded.faults;
         let _ = writeln!(faults, "\n# {tool} call {count} failed in the trace: {message}");
         let _ = writeln!(faults, "[[fault]]");
         if timeout {
+            // The side effect happens and the answer does not come in time: the agent's
+            // `tool_timeout` ends the wait, as it did in the trace; abandoned, the answer still
+            // comes when the span ended (a stale reply).
             let _ = writeln!(faults, "kind = \"tool.timeout\"");
-            let _ = writeln!(faults, "latency = \"{}us\"", span.duration_us().max(1));
+            if abandoned_at.is_some() {
+                let _ = writeln!(faults, "latency = \"{}us\"", span.duration_us().max(1));
+            }
         } else {
             let _ = writeln!(faults, "kind = \"tool.error\"");
             let _ = writeln!(faults, "text = {}", toml_string(message));

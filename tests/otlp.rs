@@ -1043,46 +1043,62 @@ fn an_openllmetry_trace_imports_its_agent_messages_tool_calls_and_results() {
         ),
     ];
     let mut tool = traceloop("tool", "lookup_order");
-    tool.push(("traceloop.entity.output", Value::from(r#"{"status":"shipped"}"#)));
+    // OpenLLMetry records `json.dumps` of what the tool returned: a returned string is quoted
+    // and escaped once more, and the import reads the string itself.
+    tool.push((
+        "traceloop.entity.output",
+        Value::from(serde_json::to_string(r#"{"status":"shipped"}"#).unwrap()),
+    ));
     let user = [
         ("system", "You are a support agent."),
         ("user", "Where is my order A-7?"),
     ];
-    let trace = document(&[
-        (
-            "e",
-            "e0",
-            None,
-            "support_flow.workflow",
-            0,
-            3_000,
-            traceloop("workflow", "support_flow"),
-            None,
-        ),
-        (
-            "e",
-            "a0",
-            Some("e0"),
-            "support.agent",
-            5,
-            2_900,
-            traceloop("agent", "support"),
-            None,
-        ),
-        ("e", "1", Some("a0"), "openai.chat", 10, 800, chat(&user, asked), None),
-        ("e", "2", Some("a0"), "lookup_order.tool", 900, 1_200, tool, None),
-        (
-            "e",
-            "3",
-            Some("a0"),
-            "openai.chat",
-            1_300,
-            2_800,
-            chat(&user, answered),
-            None,
-        ),
-    ]);
-    let (scenario, cassette, report, said) = import_and_run(&trace);
+    let workflow = |tool: Vec<(&'static str, Value)>, tool_error: Option<&'static str>| {
+        document(&[
+            (
+                "e",
+                "e0",
+                None,
+                "support_flow.workflow",
+                0,
+                3_000,
+                traceloop("workflow", "support_flow"),
+                None,
+            ),
+            (
+                "e",
+                "a0",
+                Some("e0"),
+                "support.agent",
+                5,
+                2_900,
+                traceloop("agent", "support"),
+                None,
+            ),
+            (
+                "e",
+                "1",
+                Some("a0"),
+                "openai.chat",
+                10,
+                800,
+                chat(&user, asked.clone()),
+                None,
+            ),
+            ("e", "2", Some("a0"), "lookup_order.tool", 900, 1_200, tool, tool_error),
+            (
+                "e",
+                "3",
+                Some("a0"),
+                "openai.chat",
+                1_300,
+                2_800,
+                chat(&user, answered.clone()),
+                None,
+            ),
+        ])
+    };
+    let (scenario, cassette, report, said) = import_and_run(&workflow(tool, None));
     assert!(scenario.contains("name = \"support\""), "{scenario}");
     assert!(scenario.contains("to = \"support\""), "{scenario}");
     assert!(scenario.contains("Where is my order A-7?"), "{scenario}");
@@ -1095,4 +1111,9 @@ fn an_openllmetry_trace_imports_its_agent_messages_tool_calls_and_results() {
     assert_eq!(report["tool_calls"], 1, "{report:#}");
     assert_eq!(report["tokens"]["input"], 80, "{report:#}");
     assert_eq!(report["conversations"]["answered"], 1, "{report:#}");
+
+    // A tool call that failed has no result to record: no content is missing for it.
+    let (scenario, _, _, _) = import_and_run(&workflow(traceloop("tool", "lookup_order"), Some("ConnectionError")));
+    assert!(scenario.contains("kind = \"tool.error\""), "{scenario}");
+    assert!(!scenario.contains("placeholders"), "{scenario}");
 }

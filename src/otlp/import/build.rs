@@ -388,12 +388,13 @@ impl Builder {
         }
         let count = recorded.tool_ordinal.get(&i).copied().unwrap_or(1);
         // An empty result is a result (a `think` tool returns nothing), not missing content.
-        let result = span.tool_result().map(str::to_owned);
+        let result = span.tool_result();
+        // A failed call has no result to record: its missing result is no missing content.
         match &result {
             Some(text) if span.error.is_none() => {
                 recorded.tool_output.entry(tool.clone()).or_insert_with(|| text.clone());
             }
-            None => self.content_missing = true,
+            None if span.error.is_none() => self.content_missing = true,
             _ => {}
         }
         let span = &self.spans[i];
@@ -499,11 +500,7 @@ impl Builder {
             by_tool.entry(span.tool_name()).or_default().push(RecordedToolCall {
                 conv,
                 latency_us: span.duration_us(),
-                output: span
-                    .error
-                    .is_none()
-                    .then(|| span.tool_result().map(str::to_owned))
-                    .flatten(),
+                output: span.error.is_none().then(|| span.tool_result()).flatten(),
             });
         }
         by_tool

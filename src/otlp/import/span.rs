@@ -89,10 +89,11 @@ impl Span {
     }
 
     /// What a tool call returned, as GenAI, OpenInference or OpenLLMetry records it.
-    pub(super) fn tool_result(&self) -> Option<&str> {
+    pub(super) fn tool_result(&self) -> Option<String> {
         self.str("gen_ai.tool.call.result")
             .or_else(|| self.str("output.value"))
-            .or_else(|| self.str("traceloop.entity.output"))
+            .map(str::to_owned)
+            .or_else(|| self.str("traceloop.entity.output").map(traceloop_value))
     }
 
     /// The arguments a tool was called with, as GenAI, OpenInference or OpenLLMetry records them.
@@ -107,7 +108,7 @@ impl Span {
         self.str("gen_ai.output.messages")
             .and_then(|m| super::chat::message_text(m, "assistant"))
             .or_else(|| self.str("output.value").map(str::to_owned))
-            .or_else(|| self.str("traceloop.entity.output").map(str::to_owned))
+            .or_else(|| self.str("traceloop.entity.output").map(traceloop_value))
     }
 
     pub(super) fn tool_name(&self) -> String {
@@ -155,5 +156,15 @@ pub(super) fn identifier(text: &str) -> String {
         "unnamed".into()
     } else {
         cleaned
+    }
+}
+
+/// A value OpenLLMetry recorded as `json.dumps` of what the function returned: a returned string
+/// (a tool's usual output) is that string again, not its JSON literal with quotes and escapes;
+/// anything else (an object, a list) stays the JSON it is.
+fn traceloop_value(recorded: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(recorded) {
+        Ok(serde_json::Value::String(text)) => text,
+        _ => recorded.to_owned(),
     }
 }

@@ -339,6 +339,25 @@ fn a_tool_call_that_failed_with_a_timeout_times_out_in_the_replay_as_it_did_in_t
 }
 
 #[test]
+fn a_tool_span_that_lost_its_parent_works_for_the_agent_whose_model_asked_for_it() {
+    let mut trace = foreign_trace();
+    let spans = &mut trace["resourceSpans"][0]["scopeSpans"][0]["spans"];
+    // The tool ran on another thread: its span has no parent.
+    spans[2].as_object_mut().unwrap().remove("parentSpanId");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orphan.json");
+    std::fs::write(&path, trace.to_string()).unwrap();
+    let out = dir.path().join("imported");
+    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains(": 1 agent(s)"), "{}", stdout(&output));
+    let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
+    assert_eq!(scenario.matches("[[agent]]").count(), 1, "{scenario}");
+    assert!(scenario.contains("name = \"planner\""), "{scenario}");
+    assert!(scenario.contains("tools = [\"search\"]"), "{scenario}");
+}
+
+#[test]
 fn a_malformed_trace_is_an_error_naming_the_file_and_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let mut trace = foreign_trace();

@@ -175,6 +175,7 @@ impl Builder {
                 at = parent_of[p];
             }
         }
+        adopt_orphan_tools(&spans, &mut owner);
         Builder {
             spans,
             children,
@@ -282,7 +283,8 @@ impl Builder {
         })
     }
 
-    /// The agent a span works for: its nearest agent-span ancestor, or the implicit agent.
+    /// The agent a span works for: its nearest agent-span ancestor (see [`adopt_orphan_tools`]),
+    /// or the implicit agent.
     fn agent_of(&self, i: usize) -> String {
         self.owner[i].map_or(DEFAULT_AGENT.to_owned(), |a| self.spans[a].agent_name())
     }
@@ -646,6 +648,40 @@ fn models(spans: &[Span], chats: &[usize]) -> BTreeMap<String, String> {
         llms.entry(model).or_insert(name);
     }
     llms
+}
+
+/// A tool span under no agent span, in a trace that has agent spans, works for the agent whose
+/// model asked for it: the latest model call of the same trace before it that names its call id
+/// (`gen_ai.tool.call.id`) in its attributes, else the latest model call before it. Tool spans
+/// lose their parent when the tool runs on another thread or task than the one that holds the
+/// agent's context; without this they would make up an agent of their own.
+fn adopt_orphan_tools(spans: &[Span], owner: &mut [Option<usize>]) {
+    let named = |chat: &Span, id: &str| {
+        chat.attrs
+            .values()
+            .any(|v| v.as_str().is_some_and(|text| text.contains(id)))
+    };
+    for i in 0..spans.len() {
+        if owner[i].is_some() || spans[i].op() != Op::Tool {
+            continue;
+        }
+        let tool = &spans[i];
+        let asked: Vec<usize> = (0..spans.len())
+            .filter(|&c| {
+                owner[c].is_some()
+                    && spans[c].op() == Op::Chat
+                    && spans[c].trace_id == tool.trace_id
+                    && spans[c].start_ns <= tool.start_ns
+            })
+            .collect();
+        let latest = |among: &mut dyn Iterator<Item = usize>| among.max_by_key(|&c| (spans[c].start_ns, c));
+        let by_id = tool
+            .str("gen_ai.tool.call.id")
+            .and_then(|id| latest(&mut asked.iter().copied().filter(|&c| named(&spans[c], id))));
+        if let Some(chat) = by_id.or_else(|| latest(&mut asked.iter().copied())) {
+            owner[i] = owner[chat];
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,39 @@ pub fn clip(text: &str, chars_max: usize) -> String {
     out
 }
 
+/// The cells an impact row ends with: a bar of the conversations a fault changed (the knock-on
+/// part lighter, scaled to `widest`) with their count, how their fates moved (`how`, HTML), the
+/// side effects it moved, and its cost.
+pub(crate) fn impact_cells(
+    (changed, knock_on, widest): (u64, u64, u64),
+    how: &str,
+    effects: &[String],
+    cost_pusd: i64,
+) -> String {
+    let width = |n: u64| n as f64 / widest.max(1) as f64 * 100.0;
+    let knock_on = knock_on.min(changed);
+    format!(
+        "<td><span class=\"rate\" title=\"{changed} changed, {knock_on} of them knock-on\">\
+         <span class=\"fill\" style=\"width:{0}%;background:var(--bad)\"></span>\
+         <span class=\"fill\" style=\"left:{0}%;width:{1}%;background:#fca5a5\"></span></span> {changed}{2}</td>\
+         <td>{how}</td><td>{3}</td><td class=\"n\">{4}{5}</td>",
+        num(width(changed - knock_on)),
+        num(width(knock_on)),
+        if knock_on > 0 {
+            format!(" <span class=\"muted\">({knock_on} knock-on)</span>")
+        } else {
+            String::new()
+        },
+        if effects.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("<b>{}</b>", esc(&effects.join(", ")))
+        },
+        if cost_pusd < 0 { "−" } else { "+" },
+        esc(&crate::scenario::units::format_usd(cost_pusd.unsigned_abs())),
+    )
+}
+
 /// A number with a fixed number of decimals (SVG coordinates), trailing zeros kept short.
 pub(crate) fn num(value: f64) -> String {
     let rounded = (value * 10.0).round() / 10.0;

@@ -284,8 +284,6 @@ fn impact_section(body: &mut String, summary: &SweepSummary) {
     for f in &summary.impact {
         let d = &f.deltas;
         let changed = d.conversations_changed;
-        let knock_on = d.knock_on.min(changed);
-        let width = |n: u64| n as f64 / widest as f64 * 100.0;
         let how = if changed == 0 {
             "<span class=\"chip good\">changed nothing</span>".to_owned()
         } else if d.transitions.is_empty() {
@@ -309,31 +307,13 @@ fn impact_section(body: &mut String, summary: &SweepSummary) {
         let _ = write!(
             body,
             "<tr class=\"fault-impact\"><td>⚡ <b>{}</b> <span class=\"muted\">({}, {} firing(s))</span></td>\
-             <td class=\"n\">{}/{}</td>\
-             <td><span class=\"rate\" title=\"{changed} changed, {knock_on} of them knock-on\">\
-             <span class=\"fill\" style=\"width:{}%;background:var(--bad)\"></span>\
-             <span class=\"fill\" style=\"left:{}%;width:{}%;background:#fca5a5\"></span></span> {changed}{}</td>\
-             <td>{how}</td><td>{}</td><td class=\"n\">{}{}</td></tr>",
+             <td class=\"n\">{}/{}</td>{}</tr>",
             esc(&f.fault),
             esc(&f.kind),
             f.firings,
             f.runs_changed,
             f.runs_fired,
-            super::num(width(changed - knock_on)),
-            super::num(width(changed - knock_on)),
-            super::num(width(knock_on)),
-            if knock_on > 0 {
-                format!(" <span class=\"muted\">({knock_on} knock-on)</span>")
-            } else {
-                String::new()
-            },
-            if effects.is_empty() {
-                "—".to_owned()
-            } else {
-                format!("<b>{}</b>", esc(&effects.join(", ")))
-            },
-            if d.cost_pusd < 0 { "−" } else { "+" },
-            esc(&format_usd(d.cost_pusd.unsigned_abs())),
+            super::impact_cells((changed, d.knock_on, widest), &how, &effects, d.cost_pusd),
         );
     }
     body.push_str("</table></section>\n");

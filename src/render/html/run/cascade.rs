@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{array, clip, dur, esc, field, num, text_of, View, CASCADE_SOURCES_MAX, LIST_ITEMS_MAX};
-use crate::scenario::units::format_usd;
+use super::{array, clip, dur, esc, field, text_of, View, CASCADE_SOURCES_MAX, LIST_ITEMS_MAX};
+use crate::render::html::impact_cells;
 use crate::trace::Record;
 
 impl<'a> View<'a> {
@@ -109,7 +109,6 @@ impl<'a> View<'a> {
             let deltas = field(f, "deltas");
             let changed = f.get("changed_total").and_then(Value::as_u64).unwrap_or(0);
             let knock_on = deltas.get("knock_on").and_then(Value::as_u64).unwrap_or(0).min(changed);
-            let width = |n: u64| n as f64 / widest as f64 * 100.0;
             let transitions: Vec<String> = field(deltas, "transitions")
                 .as_object()
                 .map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect())
@@ -159,29 +158,11 @@ impl<'a> View<'a> {
             };
             let _ = write!(
                 out,
-                "<tr><td>⚡ <b>{}</b> <span class=\"muted\">({}, {} firing(s))</span></td>\
-                 <td><span class=\"rate\" title=\"{changed} changed, {knock_on} of them knock-on\">\
-                 <span class=\"fill\" style=\"width:{}%;background:var(--bad)\"></span>\
-                 <span class=\"fill\" style=\"left:{}%;width:{}%;background:#fca5a5\"></span></span> {changed}{}</td>\
-                 <td>{how}{path}</td><td>{}</td><td class=\"n\">{}{}</td></tr>",
+                "<tr><td>⚡ <b>{}</b> <span class=\"muted\">({}, {} firing(s))</span></td>{}</tr>",
                 esc(&text_of(f, "fault")),
                 esc(&text_of(f, "kind")),
                 f.get("firings").and_then(Value::as_u64).unwrap_or(0),
-                num(width(changed - knock_on)),
-                num(width(changed - knock_on)),
-                num(width(knock_on)),
-                if knock_on > 0 {
-                    format!(" <span class=\"muted\">({knock_on} knock-on)</span>")
-                } else {
-                    String::new()
-                },
-                if effects.is_empty() {
-                    "—".to_owned()
-                } else {
-                    format!("<b>{}</b>", esc(&effects.join(", ")))
-                },
-                if cost < 0 { "−" } else { "+" },
-                esc(&format_usd(cost.unsigned_abs())),
+                impact_cells((changed, knock_on, widest), &format!("{how}{path}"), &effects, cost),
             );
         }
         out.push_str("</table>");

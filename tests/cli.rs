@@ -707,19 +707,25 @@ fn replay_and_report_name_a_sweeps_or_a_proxys_directory_for_what_it_is() {
     }
 }
 
-#[test]
-fn output_into_a_closed_pipe_ends_quietly_with_its_own_status() {
-    let files: Vec<String> = scenario_files().iter().map(|f| relative(f)).collect();
+/// Runs agentsim with `args`, its stdout's reader gone before anything is printed (`… | head -0`):
+/// the run itself takes far longer than closing the pipe.
+fn with_stdout_closed(args: &[&str]) -> std::process::Output {
     let mut child = agentsim()
-        .arg("validate")
-        .args(&files)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The reader goes away before the first line is printed (`agentsim validate … | head -0`).
     drop(child.stdout.take());
-    let output = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_its_own_status() {
+    let files: Vec<String> = scenario_files().iter().map(|f| relative(f)).collect();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let output = with_stdout_closed(&args);
     assert_eq!(status(&output), 141, "{}", stderr(&output));
     assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
 }
@@ -728,21 +734,14 @@ fn output_into_a_closed_pipe_ends_quietly_with_its_own_status() {
 fn a_sweep_whose_reader_went_away_still_writes_its_files_and_keeps_its_status() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sweep");
-    let mut child = agentsim()
-        .args([
-            "sweep",
-            "scenarios/support-desk.toml",
-            "--seeds",
-            "0..20",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let output = child.wait_with_output().unwrap();
+    let output = with_stdout_closed(&[
+        "sweep",
+        "scenarios/support-desk.toml",
+        "--seeds",
+        "0..20",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(
         status(&output),
         1,

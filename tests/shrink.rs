@@ -168,30 +168,23 @@ fn the_shrunk_file_carries_the_seed_it_was_shrunk_for_and_reproduces_without_one
 #[test]
 fn sweep_shrink_writes_into_its_out_dir_or_to_shrink_out() {
     let dir = tempfile::tempdir().unwrap();
+    let sweep_shrink = |flag: &str, path: &Path| {
+        let output = agentsim_output(&[
+            "sweep",
+            FIXTURE,
+            "--seeds",
+            "4..5",
+            "--shrink",
+            flag,
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(status(&output), 1, "{}", stderr(&output));
+    };
     let out = dir.path().join("sweep");
-    let output = agentsim_output(&[
-        "sweep",
-        FIXTURE,
-        "--seeds",
-        "4..5",
-        "--shrink",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(status(&output), 1, "{}", stderr(&output));
-    let written = out.join("review-injection.shrunk-seed4.toml");
-    assert!(written.exists(), "{}", stderr(&output));
+    sweep_shrink("--out", &out);
+    assert!(out.join("review-injection.shrunk-seed4.toml").exists());
     let named = dir.path().join("min.toml");
-    let output = agentsim_output(&[
-        "sweep",
-        FIXTURE,
-        "--seeds",
-        "4..5",
-        "--shrink",
-        "--shrink-out",
-        named.to_str().unwrap(),
-    ]);
-    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    sweep_shrink("--shrink-out", &named);
     let validate = agentsim_output(&["validate", named.to_str().unwrap()]);
     assert_eq!(status(&validate), 0, "{}", stdout(&validate));
 }

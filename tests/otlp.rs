@@ -358,6 +358,33 @@ fn a_tool_span_that_lost_its_parent_works_for_the_agent_whose_model_asked_for_it
 }
 
 #[test]
+fn a_tool_span_that_names_no_tool_is_named_after_the_call_its_id_answers() {
+    let kv = |k: &str, v: &str| serde_json::json!({"key": k, "value": {"stringValue": v}});
+    let mut trace = foreign_trace();
+    let spans = &mut trace["resourceSpans"][0]["scopeSpans"][0]["spans"];
+    let asked =
+        r#"[{"role":"assistant","parts":[{"type":"tool_call","id":"call_9","name":"search","arguments":{"q":"x"}}]}]"#;
+    spans[1]["attributes"]
+        .as_array_mut()
+        .unwrap()
+        .push(kv("gen_ai.output.messages", asked));
+    spans[2]["name"] = serde_json::json!("execute_tool");
+    spans[2]["attributes"] = serde_json::json!([
+        kv("gen_ai.operation.name", "execute_tool"),
+        kv("gen_ai.tool.call.id", "call_9")
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unnamed.json");
+    std::fs::write(&path, trace.to_string()).unwrap();
+    let out = dir.path().join("imported");
+    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
+    assert!(scenario.contains("tools = [\"search\"]"), "{scenario}");
+    assert!(!scenario.contains("execute_tool"), "{scenario}");
+}
+
+#[test]
 fn a_malformed_trace_is_an_error_naming_the_file_and_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let mut trace = foreign_trace();

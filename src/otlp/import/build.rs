@@ -148,6 +148,7 @@ impl Builder {
             })
             .collect();
         cut_cycles(&mut parent_of);
+        name_unnamed_tools(&mut spans);
         let agentsim_export = spans.iter().any(|s| {
             s.events.iter().any(|(name, _, _)| name == "agentsim.fault")
                 || s.attrs.keys().any(|k| k.starts_with("agentsim."))
@@ -648,6 +649,62 @@ fn models(spans: &[Span], chats: &[usize]) -> BTreeMap<String, String> {
         llms.entry(model).or_insert(name);
     }
     llms
+}
+
+/// A tool span that names no tool (no `gen_ai.tool.name` or the like, a span called just
+/// `execute_tool`) is named after the call its id answers: the tool call with that
+/// `gen_ai.tool.call.id` in an earlier model call's answer of the same trace — in its output
+/// messages (GenAI parts, or OpenAI's `function.name`) or in OpenLLMetry's flattened
+/// `…tool_calls.K.id` and `…tool_calls.K.name`.
+fn name_unnamed_tools(spans: &mut [Span]) {
+    for i in 0..spans.len() {
+        let tool = &spans[i];
+        let unnamed = ["gen_ai.tool.name", "tool.name", "traceloop.entity.name"]
+            .iter()
+            .all(|k| tool.str(k).is_none())
+            && tool.suffix("execute_tool").is_none();
+        let Some(id) = tool
+            .str("gen_ai.tool.call.id")
+            .filter(|_| unnamed && tool.op() == Op::Tool)
+        else {
+            continue;
+        };
+        let name = spans[..i]
+            .iter()
+            .rev()
+            .filter(|chat| chat.op() == Op::Chat && chat.trace_id == tool.trace_id)
+            .find_map(|chat| called_name(chat, id));
+        if let Some(name) = name {
+            spans[i].attrs.insert("gen_ai.tool.name".into(), Value::String(name));
+        }
+    }
+}
+
+/// The name of the tool call `id` in a model call's answer, as far as its attributes say.
+fn called_name(chat: &Span, id: &str) -> Option<String> {
+    fn in_json(value: &Value, id: &str) -> Option<String> {
+        match value {
+            Value::Object(map) if map.get("id").and_then(Value::as_str) == Some(id) => map
+                .get("name")
+                .or_else(|| map.get("function").and_then(|f| f.get("name")))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            Value::Object(map) => map.values().find_map(|v| in_json(v, id)),
+            Value::Array(items) => items.iter().find_map(|v| in_json(v, id)),
+            _ => None,
+        }
+    }
+    chat.attrs.iter().find_map(|(key, value)| {
+        let text = value.as_str()?;
+        if let Some(prefix) = key.strip_suffix(".id").filter(|_| text == id) {
+            return chat.str(&format!("{prefix}.name")).map(str::to_owned);
+        }
+        let answer = key.contains("output") || key.contains("completion");
+        if !answer || !text.contains(id) {
+            return None;
+        }
+        in_json(&serde_json::from_str(text).ok()?, id)
+    })
 }
 
 /// A tool span under no agent span, in a trace that has agent spans, works for the agent whose

@@ -158,3 +158,23 @@ fn a_tool_allow_list_prevents_the_account_deletion_that_the_reproduction_shows()
     );
     assert_eq!(invocations(&fixed, "tool:fetch_ticket"), 1);
 }
+
+#[test]
+fn a_replayed_incident_does_not_suggest_impact_which_needs_mock_models() {
+    let file = folder("double-refund").join("reproduced.toml");
+    let output = agentsim_output(&["run", file.to_str().unwrap()]);
+    let summary = stdout(&output);
+    let reached = summary
+        .lines()
+        .find(|l| l.trim_start().starts_with("reached"))
+        .unwrap_or_else(|| panic!("a reached line: {summary}"));
+    assert!(reached.ends_with("(where its data flowed)"), "{reached}");
+    assert!(!summary.contains("--impact"), "{summary}");
+    // The mock design it came from does suggest it, and --impact runs there.
+    let mocked = agentsim_output(&["run", "scenarios/double-refund.toml"]);
+    assert!(
+        stdout(&mocked).contains("--impact says what it changed"),
+        "{}",
+        stdout(&mocked)
+    );
+}

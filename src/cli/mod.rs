@@ -588,7 +588,6 @@ pub(crate) fn refuse_overwrite(
     }
 }
 
-/// [`prepare_output_file`] for each flag that was given.
 /// Checks each output file a command was given (see [`prepare_output_file`]), and refuses one
 /// that is one of the command's `inputs`: writing there would destroy what it reads.
 pub(crate) fn prepare_output_files(inputs: &[&Path], files: &[(&str, Option<&Path>)]) -> Result<(), Failure> {

@@ -127,6 +127,7 @@ pub fn assemble(scenario: &Scenario, run: EngineRun, observer: &mut Observer, re
         fates: fates.counts,
         outcomes: fates.outcomes,
         impact: None,
+        impact_possible: scenario.llms.iter().all(|l| l.mode == crate::scenario::LlmMode::Mock),
         harmed: fates.harmed,
         harmed_total: fates.harmed_total,
         effects: o.effects.clone(),

@@ -284,6 +284,10 @@ pub struct RunReport {
     /// Every started conversation's outcome (not in report.json: `fates` and `harmed` say it).
     #[serde(skip)]
     pub outcomes: BTreeMap<u32, fate::ConversationOutcome>,
+    /// Whether `--impact` can rerun this run (every model is a mock): the summary suggests it
+    /// only then.
+    #[serde(skip)]
+    pub impact_possible: bool,
     /// A command that reruns exactly this run.
     pub replay: String,
 }

@@ -33,7 +33,11 @@ impl RunReport {
             line(&mut out, "guardrail", guardrail_line(g));
         }
         for b in self.blast_radius.iter().filter(|b| b.kind == "fault") {
-            line(&mut out, "reached", blast_line(b, self.impact.is_some()));
+            line(
+                &mut out,
+                "reached",
+                blast_line(b, self.impact.is_some(), self.impact_possible),
+            );
         }
         if let Some(impact) = &self.impact {
             self.firing_lines(impact, &mut out);
@@ -250,7 +254,12 @@ impl RunReport {
             String::new()
         } else {
             let named: Vec<String> = direct.iter().map(|(name, n)| format!("{name} ({n})")).collect();
-            format!("; lost to {} (--impact says what each fault changed)", named.join(", "))
+            let hint = if self.impact_possible {
+                " (--impact says what each fault changed)"
+            } else {
+                ""
+            };
+            format!("; lost to {}{hint}", named.join(", "))
         };
         format!(
             "{} of {} conversations: {}; {silent} with side effects and no answer{undone}{listed_note}{direct}",
@@ -479,8 +488,9 @@ fn guardrail_line(g: &GuardrailStats) -> String {
 }
 
 /// How far a fault spread, and what stopped it.
-/// `with_impact`: the `impact` lines are printed too, so no hint to ask for them.
-fn blast_line(b: &BlastRadius, with_impact: bool) -> String {
+/// `with_impact`: the `impact` lines are printed too, so no hint to ask for them; nor is there
+/// one when `--impact` cannot rerun the run (`impact_possible` false: a live or replayed model).
+fn blast_line(b: &BlastRadius, with_impact: bool, impact_possible: bool) -> String {
     let stopped: Vec<&str> = b.stopped_by.iter().map(|s| s.guardrail.as_str()).collect();
     let amounts: Vec<String> = b
         .amounts
@@ -492,7 +502,7 @@ fn blast_line(b: &BlastRadius, with_impact: bool) -> String {
         false => format!(" ({})", amounts.join(", ")),
     };
     format!(
-        "{} reached {}, {}{amounts}, {}{} (where its data flowed; {})",
+        "{} reached {}, {}{amounts}, {}{} (where its data flowed{})",
         b.source,
         counted(b.actors.len() as u64, "actor", "actors"),
         counted(b.side_effects_total, "side effect", "side effects"),
@@ -503,9 +513,11 @@ fn blast_line(b: &BlastRadius, with_impact: bool) -> String {
             format!(", stopped by {}", stopped.join(", "))
         },
         if with_impact {
-            "the impact lines say what it changed"
+            "; the impact lines say what it changed"
+        } else if impact_possible {
+            "; --impact says what it changed"
         } else {
-            "--impact says what it changed"
+            ""
         }
     )
 }

@@ -385,6 +385,34 @@ fn a_tool_span_that_names_no_tool_is_named_after_the_call_its_id_answers() {
 }
 
 #[test]
+fn a_trace_with_a_byte_order_mark_imports_and_a_bad_line_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bom = dir.path().join("bom.json");
+    std::fs::write(&bom, format!("\u{feff}{}", foreign_trace())).unwrap();
+    let output = agentsim_output(&[
+        "import",
+        bom.to_str().unwrap(),
+        "--out",
+        dir.path().join("a").to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+
+    // JSON Lines with a broken second line: the place is that line, and no other line is named.
+    let lines = dir.path().join("two.jsonl");
+    std::fs::write(&lines, format!("{}\n{{\"resourceSpans\": [}}\n", foreign_trace())).unwrap();
+    let output = agentsim_output(&[
+        "import",
+        lines.to_str().unwrap(),
+        "--out",
+        dir.path().join("b").to_str().unwrap(),
+    ]);
+    assert_eq!(status(&output), 2, "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("two.jsonl:2:"), "{message}");
+    assert!(!message.contains("at line"), "{message}");
+}
+
+#[test]
 fn a_malformed_trace_is_an_error_naming_the_file_and_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let mut trace = foreign_trace();

@@ -82,6 +82,16 @@ pub fn import_file(path: &Path) -> Result<Imported, ImportError> {
     import_bytes(&file, &bytes)
 }
 
+/// A JSON error without serde's "at line L column C", for a line the error's place already
+/// names (serde counts lines within that one line).
+fn without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
 /// Imports OTLP/JSON bytes: one `TracesData` object, or one per line (the file exporter's
 /// JSON Lines). `file` names them in errors.
 pub fn import_bytes(file: &str, bytes: &[u8]) -> Result<Imported, ImportError> {
@@ -94,6 +104,8 @@ pub fn import_bytes(file: &str, bytes: &[u8]) -> Result<Imported, ImportError> {
         let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
         error(line.to_string(), "expected UTF-8 text, found an invalid byte".into())
     })?;
+    // A byte-order mark (as some Windows tools write one) is no part of the JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut documents = Vec::new();
     match serde_json::from_str::<Value>(text) {
         Ok(value) => documents.push((1, value)),
@@ -111,7 +123,7 @@ pub fn import_bytes(file: &str, bytes: &[u8]) -> Result<Imported, ImportError> {
                     } else {
                         error(
                             format!("{}:{}", index + 1, e.column()),
-                            format!("expected a JSON object: {e}"),
+                            format!("expected a JSON object: {}", without_position(&e)),
                         )
                     }
                 })?;

@@ -38,21 +38,28 @@ pub fn clip(text: &str, chars_max: usize) -> String {
 }
 
 /// The cells an impact row ends with: a bar of the conversations a fault changed (the knock-on
-/// part lighter, scaled to `widest`) with their count, how their fates moved (`how`, HTML), the
-/// side effects it moved, and its cost.
+/// part lighter, scaled to `widest`) with their count, how their fates moved (`moves`, such as
+/// "3 answered → lost", then `how_more`, HTML), the side effects it moved, and its cost.
 pub(crate) fn impact_cells(
     (changed, knock_on, widest): (u64, u64, u64),
-    how: &str,
+    (moves, how_more): (&[String], &str),
     effects: &[String],
     cost_pusd: i64,
 ) -> String {
     let width = |n: u64| n as f64 / widest.max(1) as f64 * 100.0;
     let knock_on = knock_on.min(changed);
+    let how = if changed == 0 {
+        "<span class=\"chip good\">changed nothing</span>".to_owned()
+    } else if moves.is_empty() {
+        "same fates, other side effects".to_owned()
+    } else {
+        esc(&moves.join(", "))
+    };
     format!(
         "<td><span class=\"rate\" title=\"{changed} changed, {knock_on} of them knock-on\">\
          <span class=\"fill\" style=\"width:{0}%;background:var(--bad)\"></span>\
          <span class=\"fill\" style=\"left:{0}%;width:{1}%;background:#fca5a5\"></span></span> {changed}{2}</td>\
-         <td>{how}</td><td>{3}</td><td class=\"n\">{4}{5}</td>",
+         <td>{how}{how_more}</td><td>{3}</td><td class=\"n\">{4}{5}</td>",
         num(width(changed - knock_on)),
         num(width(knock_on)),
         if knock_on > 0 {

@@ -284,14 +284,7 @@ fn impact_section(body: &mut String, summary: &SweepSummary) {
     for f in &summary.impact {
         let d = &f.deltas;
         let changed = d.conversations_changed;
-        let how = if changed == 0 {
-            "<span class=\"chip good\">changed nothing</span>".to_owned()
-        } else if d.transitions.is_empty() {
-            "same fates, other side effects".to_owned()
-        } else {
-            let moves: Vec<String> = d.transitions.iter().map(|(t, n)| format!("{n} {t}")).collect();
-            esc(&moves.join(", "))
-        };
+        let moves: Vec<String> = d.transitions.iter().map(|(t, n)| format!("{n} {t}")).collect();
         let effects: Vec<String> = d
             .effects
             .iter()
@@ -313,7 +306,7 @@ fn impact_section(body: &mut String, summary: &SweepSummary) {
             f.firings,
             f.runs_changed,
             f.runs_fired,
-            super::impact_cells((changed, d.knock_on, widest), &how, &effects, d.cost_pusd),
+            super::impact_cells((changed, d.knock_on, widest), (&moves, ""), &effects, d.cost_pusd),
         );
     }
     body.push_str("</table></section>\n");

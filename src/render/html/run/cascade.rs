@@ -113,13 +113,6 @@ impl<'a> View<'a> {
                 .as_object()
                 .map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect())
                 .unwrap_or_default();
-            let how = if changed == 0 {
-                "<span class=\"chip good\">changed nothing</span>".to_owned()
-            } else if transitions.is_empty() {
-                "same fates, other side effects".to_owned()
-            } else {
-                esc(&transitions.join(", "))
-            };
             let amounts = field(deltas, "amounts");
             let effects: Vec<String> = field(deltas, "effects")
                 .as_object()
@@ -162,7 +155,7 @@ impl<'a> View<'a> {
                 esc(&text_of(f, "fault")),
                 esc(&text_of(f, "kind")),
                 f.get("firings").and_then(Value::as_u64).unwrap_or(0),
-                impact_cells((changed, knock_on, widest), &format!("{how}{path}"), &effects, cost),
+                impact_cells((changed, knock_on, widest), (&transitions, &path), &effects, cost),
             );
         }
         out.push_str("</table>");

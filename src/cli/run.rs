@@ -120,10 +120,7 @@ pub(super) fn run(args: &RunArgs) -> Result<u8, Failure> {
             &scenario,
             seed,
             args.shrink_for.as_deref(),
-            match &args.shrink_out {
-                Some(path) => super::shrink::ShrinkOut::File(path),
-                None => super::shrink::ShrinkOut::Dir(std::path::Path::new("")),
-            },
+            super::shrink::ShrinkOut::pick(args.shrink_out.as_deref(), None),
         )?;
     }
     if args.check_determinism {

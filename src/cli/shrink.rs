@@ -23,6 +23,16 @@ pub(super) enum ShrinkOut<'a> {
     Dir(&'a Path),
 }
 
+impl<'a> ShrinkOut<'a> {
+    /// `--shrink-out FILE` when given, else the default name in `dir`, else here.
+    pub(super) fn pick(file: Option<&'a Path>, dir: Option<&'a Path>) -> ShrinkOut<'a> {
+        match (file, dir) {
+            (Some(file), _) => ShrinkOut::File(file),
+            (None, dir) => ShrinkOut::Dir(dir.unwrap_or(Path::new(""))),
+        }
+    }
+}
+
 /// Shrinks a failing seed for `invariant` (the first broken one when `None`) and writes the
 /// standalone scenario, once parsing and running it has shown that it validates and breaks the
 /// same invariant at the same conversation; prints what it found on stderr.

@@ -90,11 +90,7 @@ pub(super) fn sweep(args: &SweepArgs) -> Result<u8, Failure> {
     write_sweep_files(args, shard, &summary, &scenario, &results)?;
     if args.shrink {
         if let Some(seed) = seed_to_shrink(args.shrink_for.as_deref(), &scenario, &results)? {
-            let out = match (&args.shrink_out, &args.out) {
-                (Some(path), _) => super::shrink::ShrinkOut::File(path),
-                (None, Some(dir)) => super::shrink::ShrinkOut::Dir(dir),
-                (None, None) => super::shrink::ShrinkOut::Dir(Path::new("")),
-            };
+            let out = super::shrink::ShrinkOut::pick(args.shrink_out.as_deref(), args.out.as_deref());
             shrink_seed(&args.file, &scenario, seed, args.shrink_for.as_deref(), out)?;
         }
     }

@@ -25,13 +25,7 @@ impl Validator<'_> {
         let mut named = std::collections::BTreeSet::new();
         for name in raw.iter().filter_map(|f| f.get_ref().name.as_ref()) {
             if !named.insert(name.get_ref().as_str()) {
-                self.error(
-                    name.span(),
-                    format!(
-                        "expected unique fault names, found a second fault named \"{}\"",
-                        name.get_ref()
-                    ),
-                );
+                self.second_name("fault", name);
             }
         }
         let mut faults = Vec::new();

@@ -151,13 +151,19 @@ impl Validator<'_> {
                 );
             }
             if by_name.insert(text.clone(), index).is_some() {
-                self.error(
-                    name.span(),
-                    format!("expected unique {kind} names, found a second {kind} named \"{text}\""),
-                );
+                self.second_name(kind, name);
             }
         }
         Names { kind, by_name }
+    }
+
+    /// `name` is the second of its `kind` to be called that.
+    pub(super) fn second_name(&mut self, kind: &str, name: &Spanned<String>) {
+        let text = name.get_ref();
+        self.error(
+            name.span(),
+            format!("expected unique {kind} names, found a second {kind} named \"{text}\""),
+        );
     }
 
     pub(super) fn resolve(&mut self, names: &Names, reference: &Spanned<String>, context: &str) -> Option<usize> {

@@ -723,19 +723,27 @@ fn adopt_orphan_tools(spans: &[Span], owner: &mut [Option<usize>]) {
             continue;
         }
         let tool = &spans[i];
-        let asked: Vec<usize> = (0..spans.len())
-            .filter(|&c| {
-                owner[c].is_some()
-                    && spans[c].op() == Op::Chat
-                    && spans[c].trace_id == tool.trace_id
-                    && spans[c].start_ns <= tool.start_ns
-            })
-            .collect();
-        let latest = |among: &mut dyn Iterator<Item = usize>| among.max_by_key(|&c| (spans[c].start_ns, c));
-        let by_id = tool
-            .str("gen_ai.tool.call.id")
-            .and_then(|id| latest(&mut asked.iter().copied().filter(|&c| named(&spans[c], id))));
-        if let Some(chat) = by_id.or_else(|| latest(&mut asked.iter().copied())) {
+        let id = tool.str("gen_ai.tool.call.id");
+        // Spans are in start order: the model calls that started by the tool's start are those
+        // before `end`, latest last.
+        let end = i + spans[i..].iter().take_while(|s| s.start_ns <= tool.start_ns).count();
+        let mut latest = None;
+        for c in (0..end).rev() {
+            let chat = &spans[c];
+            if owner[c].is_none() || chat.op() != Op::Chat || chat.trace_id != tool.trace_id {
+                continue;
+            }
+            latest.get_or_insert(c);
+            match id {
+                Some(id) if named(chat, id) => {
+                    latest = Some(c);
+                    break;
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if let Some(chat) = latest {
             owner[i] = owner[chat];
         }
     }

@@ -526,3 +526,29 @@ fn a_guardrail_failing_open_lets_the_taint_through_and_failing_closed_stops_it()
         "failing closed, the guardrail stops it"
     );
 }
+
+#[test]
+fn a_tool_call_block_is_no_error_of_the_tool_and_a_tool_error_behind_a_tool_output_check_still_is() {
+    // A block whose message reads like an error: the tool never saw the call.
+    let block = guardrail(
+        Stage::ToolCall,
+        r#"{ kind = "regex", patterns = ["secret-[0-9]+"] }"#,
+        "action = \"block\"\nmessage = \"error: 403 not for you\"",
+    );
+    let (output, records) = run(&design("tell me secret-42", &block, false));
+    assert_eq!(delivered_to(&records, "tool:lookup"), 0);
+    let lookup = &report(&output).tools[0];
+    assert_eq!((lookup.calls, lookup.errors), (0, 0), "{lookup:?}");
+    // The tool fails, and its result passes a tool_output check on its way to the agent.
+    let failing = format!(
+        "{}\n[[fault]]\nkind = \"tool.error\"\ntarget = \"tool:lookup\"\nprobability = 1.0\n",
+        guardrail(
+            Stage::ToolOutput,
+            r#"{ kind = "regex", patterns = ["never-matches"] }"#,
+            ""
+        )
+    );
+    let (output, _) = run(&design("hello", &failing, false));
+    let lookup = &report(&output).tools[0];
+    assert_eq!((lookup.calls, lookup.errors), (1, 1), "{lookup:?}");
+}

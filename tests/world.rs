@@ -126,6 +126,24 @@ fn two_conversations_race_for_the_last_room_and_exactly_one_books_it() {
         assert_eq!(invariant["passed"], true, "{invariant}");
     }
     assert_eq!(run.report["amounts"]["charged"]["total"], 379.5);
+    assert!(
+        run.stdout
+            .contains("4 record(s) changed in 2 of 2 table(s): rooms deluxe free 1 → 0"),
+        "{}",
+        run.stdout
+    );
+    // A third table no tool writes: the summary counts the two that changed.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(scenario("hotel-last-room.toml")).unwrap()
+        + "\n[[table]]\nname = \"guests\"\nkey = \"id\"\nfields = { id = \"string\" }\nrows = [{ id = \"guest-0\" }]\n";
+    let file = dir.path().join("hotel.toml");
+    std::fs::write(&file, text).unwrap();
+    let three = self::run(&file, &[]);
+    assert!(
+        three.stdout.contains("4 record(s) changed in 2 of 3 table(s)"),
+        "{}",
+        three.stdout
+    );
 }
 
 #[test]

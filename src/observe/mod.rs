@@ -655,6 +655,12 @@ impl Observer {
         }
     }
 
+    /// Whether a delivery was sent by a tool.
+    fn from_tool(&self, envelope: &Envelope) -> bool {
+        self.directory
+            .is_some_and(|d| d.locate(envelope.from).0 == ActorKind::Tool)
+    }
+
     /// A tool's result that is an error counts against the tool, by the status it names.
     fn count_tool_error(&mut self, tool: usize, output: &str) {
         if !output.starts_with("error") {
@@ -1048,7 +1054,17 @@ impl Observe for Observer {
                 self.on_compensated(scenario, *conv, *of, output);
                 self.count_tool_error(*tool, output);
             }
-            Payload::Agent(AgentMsg::ToolResult { tool, output, .. }) => self.count_tool_error(*tool, output),
+            // A tool's own result, on its way to the agent or to the first `tool_output` check:
+            // a `tool_call` guardrail's block also reaches the agent as a tool result, but the
+            // tool never saw that call.
+            Payload::Agent(AgentMsg::ToolResult { tool, output, .. }) if self.from_tool(envelope) => {
+                self.count_tool_error(*tool, output)
+            }
+            Payload::Guardrail(crate::protocol::GuardrailMsg::Check(checked)) if self.from_tool(envelope) => {
+                if let Payload::Agent(AgentMsg::ToolResult { tool, output, .. }) = &checked.subject {
+                    self.count_tool_error(*tool, output);
+                }
+            }
             Payload::User(UserMsg::Answer { conv, status, text, .. }) => {
                 let account = self.conversation(*conv);
                 // The first answer of a turn is how the turn ended; `answered_at_us` is the

@@ -122,10 +122,15 @@ impl WorldReport {
             n => format!("; {n} write(s) lost"),
         };
         let tables = self.tables.len();
+        let changed_tables = self
+            .tables
+            .iter()
+            .filter(|t| t.changed.iter().any(|c| c.change != "unchanged"))
+            .count();
         match parts.is_empty() {
             true => format!("{tables} table(s), nothing changed{lost}"),
             false => format!(
-                "{} record(s) changed in {tables} table(s): {}{lost}",
+                "{} record(s) changed in {changed_tables} of {tables} table(s): {}{lost}",
                 self.records_changed,
                 parts.join("; ")
             ),

@@ -130,13 +130,11 @@ pub fn counted(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// Formats pico-USD as dollars with six decimals.
+/// Formats pico-USD as dollars with six decimals, rounded half up to the micro-dollar as the
+/// summary's means and percentiles are, so that one cost never reads two ways in one report.
 pub fn format_usd(pusd: u64) -> String {
-    format!(
-        "${}.{:06}",
-        pusd / 1_000_000_000_000,
-        (pusd % 1_000_000_000_000) / 1_000_000
-    )
+    let micro_usd = pusd / 1_000_000 + u64::from(pusd % 1_000_000 >= 500_000);
+    format!("${}.{:06}", micro_usd / 1_000_000, micro_usd % 1_000_000)
 }
 
 /// The largest budget a scenario or faults file may set, in USD: below where sums of pico-USD
@@ -162,6 +160,16 @@ pub fn usd_from_pusd(pusd: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usd_rounds_half_up_to_the_micro_dollar() {
+        assert_eq!(format_usd(0), "$0.000000");
+        assert_eq!(format_usd(499_999), "$0.000000");
+        assert_eq!(format_usd(500_000), "$0.000001");
+        assert_eq!(format_usd(1_234_567_890_123), "$1.234568");
+        assert_eq!(format_usd(999_999_500_000), "$1.000000");
+        assert_eq!(format_usd(u64::MAX), "$18446744.073710");
+    }
 
     #[test]
     fn durations_parse_to_exact_microseconds() {

@@ -400,6 +400,44 @@ fn the_same_seed_gives_the_same_faults_at_the_same_calls_whatever_the_arrival_or
 }
 
 #[test]
+fn a_models_listing_before_the_first_chat_neither_takes_on_message_1_nor_counts_in_a_call_budget() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let faults = faults_file(
+        dir.path(),
+        "[[fault]]\nname = \"first\"\nkind = \"llm.rate_limit\"\non_message = 1\nretry_after = \"0s\"\n\n\
+         [[invariant]]\nname = \"one chat a session\"\nbudget = { calls = 2, per = \"session\" }\n",
+    );
+    let out = dir.path().join("out");
+    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    let client = reqwest::blocking::Client::new();
+    let listing = client
+        .get(format!("{}/models", proxy.base_url()))
+        .header("x-agentsim-session", "s")
+        .send()
+        .unwrap();
+    assert_eq!(listing.status().as_u16(), 200, "the listing is forwarded untouched");
+    assert_eq!(call(&client, &proxy.base_url(), "s"), 429, "the session's first chat");
+    assert_eq!(call(&client, &proxy.base_url(), "s"), 200, "its second");
+    assert_eq!(proxy.stop().0, 0);
+    let by_call = faults_by_call(&out);
+    assert_eq!(
+        by_call,
+        [
+            ("s".to_owned(), 1, json!([])),
+            ("s".to_owned(), 2, json!(["llm.rate_limit"])),
+            ("s".to_owned(), 3, json!([]))
+        ],
+        "numbered in arrival order, the fault on the first chat"
+    );
+    let invariant = &report(&out)["invariants"][0];
+    assert_eq!(
+        invariant["holds"], true,
+        "two chats, the listing not among them: {invariant}"
+    );
+}
+
+#[test]
 fn bad_flags_and_faults_files_are_refused_with_the_place_and_what_was_expected() {
     let dir = tempfile::tempdir().unwrap();
     let faults = faults_file(dir.path(), "[[fault]]\nkind = \"llm.rate_limt\"\non_message = 1\n");

@@ -144,7 +144,8 @@ pub struct FaultsFile {
 #[derive(Debug, Clone, Copy)]
 pub struct CallFacts<'a> {
     pub session: &'a str,
-    /// The call's number in its session, from 1.
+    /// The call's number in its session, from 1: among the session's model calls for a call on a
+    /// model API, among its other requests for one on another path.
     pub call: u32,
     pub model: &'a str,
     pub route: &'a str,

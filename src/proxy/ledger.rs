@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::catalogue::prices;
 use crate::proxy::faults::{Check, FaultsFile};
 use crate::proxy::journal::{otlp_attribute, otlp_document, Journal};
-use crate::proxy::shape::Tokens;
+use crate::proxy::shape::{Api, Tokens};
 use crate::scenario::units::{format_usd, usd_from_pusd as usd};
 
 /// Where an answer came from.
@@ -54,6 +54,11 @@ pub struct Retry {
 #[derive(Debug, Clone)]
 pub struct Started {
     pub call: u32,
+    /// The call's number among the session's calls on the same kind of path: its model calls
+    /// (chat completions, Responses, Messages) count apart from its other requests
+    /// (`/v1/models`, …), so a listing before the first chat does not move `on_message` or a
+    /// fault's draw.
+    pub nth: u32,
     pub elapsed_us: u64,
     pub retry: Option<Retry>,
     /// Per fault of the file, how often it fired in this session so far.
@@ -80,6 +85,8 @@ struct Call {
     call: u32,
     model: String,
     path: String,
+    /// On a model API (chat completions, Responses, Messages), not `/v1/models` or another path.
+    model_api: bool,
     faults: Vec<String>,
     retry: Option<Retry>,
     ended: Option<Ended>,
@@ -91,6 +98,8 @@ struct Call {
 #[derive(Debug, Default)]
 struct Session {
     calls: u32,
+    /// Of `calls`, those on a model API; the rest went to other paths.
+    model_calls: u32,
     started: Option<Instant>,
     fired: Vec<u32>,
     last: Option<Last>,
@@ -162,6 +171,13 @@ impl Ledger {
         let state = books.sessions.entry(session.to_owned()).or_default();
         state.calls += 1;
         let call = state.calls;
+        let model_api = Api::of_path(path) != Api::Other;
+        state.model_calls += u32::from(model_api);
+        let nth = if model_api {
+            state.model_calls
+        } else {
+            state.calls - state.model_calls
+        };
         let first = *state.started.get_or_insert(now);
         let retry = state.last.as_ref().and_then(|last| match last.ended {
             Some((ended, false, retry_after_us, after_status)) if last.request_hash == hash => Some(Retry {
@@ -186,6 +202,7 @@ impl Ledger {
             call,
             model: model.to_owned(),
             path: path.to_owned(),
+            model_api,
             faults: Vec::new(),
             retry,
             ended: None,
@@ -199,6 +216,7 @@ impl Ledger {
         self.record(&mut books, "request", fields);
         Started {
             call,
+            nth,
             elapsed_us,
             retry,
             fired,
@@ -501,7 +519,8 @@ impl Ledger {
                 per_session,
             } => {
                 let mut groups: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
-                for c in &books.calls {
+                // A budget of calls counts model calls, as cost and tokens come from them only.
+                for c in books.calls.iter().filter(|c| c.model_api) {
                     let key = if per_session { c.session.as_str() } else { "the run" };
                     let t = c.ended.as_ref().and_then(|e| e.tokens).unwrap_or_default();
                     let g = groups.entry(key).or_default();

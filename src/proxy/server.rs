@@ -292,7 +292,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         shared.seed,
         CallFacts {
             session: &session,
-            call,
+            call: begun.nth,
             model: &model,
             route,
             text: &text,

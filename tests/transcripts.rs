@@ -485,14 +485,24 @@ fn a_handoff_hands_the_whole_transcript_on_unless_the_receiver_sees_less() {
     let sent = values(&whole.trace, "complete ", "messages");
     assert_eq!(sent, ["1", "3", "5"], "triage twice, then billing with all five");
 
-    // The last two messages: the transfer and its result; the lookup's output is not among them.
+    // The last two messages before the transfer (the lookup and its output), then the transfer
+    // and its result: the transfer's own messages do not count in N.
     let last = run_in_memory(
         &parse(&handoff_design("handoff_history = 2", "")),
         1,
         Flavor::CurrentThread,
     );
-    assert_eq!(values(&last.trace, "complete ", "messages"), ["1", "3", "2"]);
-    assert!(answer_of(&last.trace).contains("what was this about?"));
+    assert_eq!(values(&last.trace, "complete ", "messages"), ["1", "3", "4"]);
+    assert!(answer_of(&last.trace).contains("refunding the double charge"));
+
+    // The last one would be the lookup's output without its call: only the transfer is left.
+    let one = run_in_memory(
+        &parse(&handoff_design("handoff_history = 1", "")),
+        1,
+        Flavor::CurrentThread,
+    );
+    assert_eq!(values(&one.trace, "complete ", "messages"), ["1", "3", "2"]);
+    assert!(answer_of(&one.trace).contains("what was this about?"));
 
     // Only the user's latest message.
     let none = run_in_memory(

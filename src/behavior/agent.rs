@@ -14,8 +14,9 @@ use super::bucket::TokenBucket;
 use super::policy::{retry_delay_us, within_retry_budget, Breaker};
 use super::route::GuardRoute;
 use crate::kernel::{ActorIdx, Behavior, HandlerError, RngStream, StreamFamily};
+use crate::llm::live::HANDOFF_TOOL_PREFIX;
 use crate::llm::{mock, tokens};
-use crate::protocol::transcript::REPLY_PRIMING_TOKENS;
+use crate::protocol::transcript::{Role, REPLY_PRIMING_TOKENS};
 use crate::protocol::{
     AgentMsg, AnswerStatus, Caller, ChatCall, ChatMessage, Checkpoint, ConvId, Directory, Effect, FinishReason,
     GuardContext, Injection, LlmMsg, LlmRequest, ModelAnswer, ModelReply, Origin, Payload, ProviderError, ReplyTo,
@@ -341,7 +342,9 @@ impl AgentBehavior {
     fn received(&self, mut history: Transcript) -> Transcript {
         match self.scenario.agents[self.agent].handoff_history {
             HandoffHistory::All => {}
-            HandoffHistory::Last(n) => history.keep_last(n as usize),
+            // N messages of the conversation, then the transfer that brought it here: counted
+            // in N, the transfer's own call and result would leave no room for the customer.
+            HandoffHistory::Last(n) => history.keep_last_before(n as usize, transfer_messages(&history)),
             HandoffHistory::None => {
                 let last_user = Arc::from(history.last_user());
                 history = Transcript::new();
@@ -942,5 +945,21 @@ impl Behavior for AgentBehavior {
             effects.push(Effect::Persist(checkpoint));
         }
         Ok(())
+    }
+}
+
+/// How many of a handed-over transcript's last messages are the handoff's own: the
+/// `transfer_to_<agent>` call and its result (2), or none when it ends otherwise.
+fn transfer_messages(history: &Transcript) -> usize {
+    let len = history.len();
+    let transfer = len
+        .checked_sub(2)
+        .and_then(|at| history.get(at))
+        .is_some_and(|m| m.tool_calls.iter().any(|c| c.name.starts_with(HANDOFF_TOOL_PREFIX)));
+    let answered = history.last().is_some_and(|m| m.role == Role::Tool);
+    if transfer && answered {
+        2
+    } else {
+        0
     }
 }

@@ -191,8 +191,16 @@ impl Transcript {
     /// Keeps only the last `n` messages, starting at a user or assistant message so that no
     /// tool result is left without its call.
     pub fn keep_last(&mut self, n: usize) {
-        let mut start = self.entries.len().saturating_sub(n);
-        while self.get(start).is_some_and(|m| m.role == Role::Tool) {
+        self.keep_last_before(n, 0);
+    }
+
+    /// Keeps the last `n` of the messages before the last `tail` ones, and those `tail` (a
+    /// handoff's `handoff_history = N`: N messages of the conversation, then the transfer call and
+    /// its result), never starting at a tool result whose call was cut.
+    pub fn keep_last_before(&mut self, n: usize, tail: usize) {
+        let body = self.entries.len().saturating_sub(tail);
+        let mut start = body.saturating_sub(n);
+        while start < body && self.get(start).is_some_and(|m| m.role == Role::Tool) {
             start += 1;
         }
         if start > 0 {
@@ -502,6 +510,19 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t.get(0).unwrap().role, Role::Assistant);
         assert_eq!(t.tokens(), 6);
+    }
+
+    #[test]
+    fn keeping_the_last_messages_before_a_tail_keeps_the_tail_whole() {
+        let mut t = sample();
+        let len = t.len();
+        let tail: Vec<ChatMessage> = t.messages().skip(len - 2).cloned().collect();
+        t.keep_last_before(1, 2);
+        assert_eq!(t.len(), 3, "one message of the body, then the tail");
+        assert_eq!(t.messages().skip(1).cloned().collect::<Vec<_>>(), tail);
+        let mut all = sample();
+        all.keep_last_before(100, 2);
+        assert_eq!(all, sample());
     }
 
     #[test]

@@ -143,6 +143,18 @@ fn a_tool_that_never_answers_ends_at_the_default_max_tool_wait() {
 }
 
 #[test]
+fn an_answer_held_past_max_virtual_time_names_itself_and_that_every_conversation_had_ended() {
+    let report = runs_into(
+        "../warn-scenarios/fault-latency-past-the-run-end.toml",
+        "max_virtual_time (3600000000us): the next event was due at 2h00m00s: tool:lookup → agent:helper: tool_result conv=0",
+        &[],
+    );
+    let detail = report["outcome_detail"].as_str().unwrap();
+    assert!(detail.ends_with("; every conversation had ended"), "{detail}");
+    assert_eq!(report["conversations"]["answered"], 1, "{report:#}");
+}
+
+#[test]
 fn a_tool_wait_from_the_command_line_replaces_the_default() {
     runs_into(
         "silent-tool.toml",

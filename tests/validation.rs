@@ -327,6 +327,8 @@ warn_scenarios! {
         "timeout-on-instant-model.toml" at "12:11" says ["`timeout`", "llm \"gpt\" answers in 0s", "can never fire"];
     a_fault_timed_after_the_run_ends_warns_that_it_cannot_fire:
         "fault-after-the-run-ends.toml" at "21:6" says ["max_virtual_time (30m00s)", "found 2h00m00s", "can never fire"];
+    a_fault_latency_past_the_run_end_warns_that_it_cuts_the_run:
+        "fault-latency-past-the-run-end.toml" at "32:11" says ["max_virtual_time (1h00m00s)", "found 2h00m00s", "ends limit_exceeded"];
     a_fault_on_a_tool_no_agent_uses_warns_that_it_cannot_fire:
         "fault-on-an-unused-tool.toml" at "28:10" says ["tool:refund that no agent uses", "can never fire"];
     a_tool_fault_on_a_tool_no_mock_rule_calls_warns_that_it_cannot_fire:

@@ -206,8 +206,7 @@ impl<O: Observe> Scheduler<O> {
                 return Ok((outcome, None));
             };
             if event.at_us > self.limits.max_virtual_time_us {
-                let detail = format!("max_virtual_time ({}us)", self.limits.max_virtual_time_us);
-                return Ok((Outcome::LimitExceeded, Some(detail)));
+                return Ok((Outcome::LimitExceeded, Some(self.late_detail(&event))));
             }
             if self.events >= self.limits.max_events {
                 let detail = format!("max_events ({})", self.limits.max_events);
@@ -629,6 +628,24 @@ impl<O: Observe> Scheduler<O> {
         if kind == ActorKind::Agent && self.scenario.agents[index].tool_timeout_us.is_none() {
             self.watchdog.on_tool_call(self.now_us, agent, tool, conv, call_id);
         }
+    }
+
+    /// What was still to come when the next event fell past `max_virtual_time`: that event,
+    /// and whether any conversation was still open.
+    fn late_detail(&self, event: &crate::kernel::Event<Payload>) -> String {
+        let mut message = String::new();
+        event.envelope.payload.summarize(&self.scenario, &mut message);
+        let open = match self.observer.has_unanswered() {
+            true => "conversations were still open",
+            false => "every conversation had ended",
+        };
+        format!(
+            "max_virtual_time ({}us): the next event was due at {}: {} → {}: {message}; {open}",
+            self.limits.max_virtual_time_us,
+            crate::scenario::units::format_duration_us(event.at_us),
+            self.slots[event.envelope.from.index()].logical_id,
+            self.slots[event.envelope.to.index()].logical_id,
+        )
     }
 
     fn overdue_detail(&self, overdue: Overdue) -> String {

@@ -174,6 +174,18 @@ impl Validator<'_> {
                 );
                 continue;
             }
+            if let (Some(latency_us), Some(latency)) = (fault.params.latency_us, &raw_fault.latency) {
+                if latency_us > end_us {
+                    self.warn(
+                        latency.span(),
+                        format!(
+                            "expected a latency within the run's max_virtual_time ({}), found {}; what this fault holds back is due after the run ends, so a run it fires in ends limit_exceeded",
+                            units::format_duration_us(end_us),
+                            units::format_duration_us(latency_us)
+                        ),
+                    );
+                }
+            }
             let idle = idle_targets(&fault.target, "tool", &used_tools, &tools)
                 .map(|m| ("tool", m))
                 .or_else(|| idle_targets(&fault.target, "llm", &used_llms, &llms).map(|m| ("llm", m)));

@@ -311,6 +311,34 @@ fn the_world_diff_is_in_report_json_the_html_and_the_trace_and_replays_byte_for_
 }
 
 #[test]
+fn an_update_past_a_numbers_range_is_refused_as_a_store_refuses_it_not_saturated() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(scenario("hotel-last-room.toml"))
+        .unwrap()
+        .replace("price_usd = 240 }", "price_usd = 9223372036854.775807 }")
+        .replace(
+            "free = \"room.free - 1\"",
+            "free = \"room.free - 1\", price_usd = \"room.price_usd + 1\"",
+        );
+    let file = dir.path().join("hotel.toml");
+    std::fs::write(&file, text).unwrap();
+    let run = run(&file, &[]);
+    let rooms = table(&run.report, "rooms");
+    assert_eq!(
+        record(&rooms["final"], "id", "deluxe")["free"],
+        1,
+        "the booking did not happen"
+    );
+    let results: Vec<String> = (0..2).flat_map(|conv| tool_results(&run.trace, conv)).collect();
+    assert!(
+        results
+            .iter()
+            .any(|r| r.contains("error: 422 numeric value out of range: rooms deluxe price_usd")),
+        "{results:?}"
+    );
+}
+
+#[test]
 fn a_table_loads_its_records_from_a_csv_or_a_json_file_beside_the_scenario() {
     let inline = std::fs::read_to_string(scenario("hotel-last-room.toml")).unwrap();
     let rows = "rows = [\n  { id = \"deluxe\", hotel = \"Grand Hotel\", free = 1, price_usd = 240 },\n  { id = \"standard\", hotel = \"Grand Hotel\", free = 5, price_usd = 139.5 },\n]";

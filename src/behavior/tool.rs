@@ -300,6 +300,8 @@ impl ToolBehavior {
                 next
             })
         });
+        // A duplicated execution the store refused (a number out of range): it had no effect.
+        let mut second_execution_refused = false;
         let (mut output, mut changes, mut effect_times) = match (decision, recorded) {
             (Decision::Plain, Some(call)) if call.is_error => (format!("error: {}", call.text), Vec::new(), 0),
             (Decision::Plain, Some(call)) => (call.text.clone(), Vec::new(), 1),
@@ -333,8 +335,11 @@ impl ToolBehavior {
                             // Executed twice: the rule's updates again, on top of the first
                             // (a second insert of the same key or delete of a gone record is
                             // refused by the store, so only updates repeat).
-                            let again = tool_world::changes(&view, rule).unwrap_or_default();
-                            changes.extend(again.into_iter().filter(|c| c.op == crate::protocol::ChangeOp::Update));
+                            match tool_world::changes(&view, rule) {
+                                Ok(again) => changes
+                                    .extend(again.into_iter().filter(|c| c.op == crate::protocol::ChangeOp::Update)),
+                                Err(_) => second_execution_refused = true,
+                            }
                         }
                         (output, changes, 1)
                     }
@@ -386,7 +391,7 @@ impl ToolBehavior {
                 FaultKind::ToolSchemaDrift => {
                     output = format!("{{\"data\":{{\"result_v2\":{}}}}}", serde_json::Value::String(output));
                 }
-                FaultKind::ToolDuplicateEffect => effect_times *= 2,
+                FaultKind::ToolDuplicateEffect if !second_execution_refused => effect_times *= 2,
                 _ => {}
             }
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::kernel::RngStream;
 use crate::protocol::{ChangeOp, ConvId, WorldChange, WorldState};
-use crate::scenario::expr::{operand_value, Context, Path, Value, Var};
+use crate::scenario::expr::{operand_value, operand_value_checked, Context, Path, Value, Var};
 use crate::scenario::{Datum, Scenario, Tool, WorldValue, ARGS_SLOT, EXISTS_FIELD};
 
 /// What a tool call reads: its arguments (as the rules name them) and the records it looked up.
@@ -141,12 +141,20 @@ pub fn decide(view: &CallView, stream: &mut RngStream) -> Decision {
     Decision::Plain
 }
 
-/// A field's new value, computed over the records as read.
-fn compute(value: &WorldValue, ty: crate::scenario::expr::Type, view: &CallView) -> Datum {
-    match value {
+/// A field's new value, computed over the records as read; `None` for a number that left the 64
+/// bits a field holds (its arithmetic saturated), which the store refuses.
+fn compute(value: &WorldValue, ty: crate::scenario::expr::Type, view: &CallView) -> Option<Datum> {
+    let datum = match value {
         WorldValue::Const(d) => d.clone(),
         WorldValue::Text(t) => Datum::Str(t.render_shared(view, &|_| None)),
         WorldValue::Expr(e) => Datum::from_value(&operand_value(e, view), ty),
+    };
+    match (value, &datum) {
+        // Only a value at a bound can have saturated: evaluated again, checked, to tell.
+        (WorldValue::Expr(e), Datum::Int(n) | Datum::Dec(n)) if *n == i64::MAX || *n == i64::MIN => {
+            operand_value_checked(e, view).map(|_| datum)
+        }
+        _ => Some(datum),
     }
 }
 
@@ -167,7 +175,9 @@ pub fn changes(view: &CallView, index: usize) -> Result<Vec<WorldChange>, String
                 shown_key(key, view, write.lookup)
             ));
         };
-        let value = compute(&write.value, table.fields[write.field].ty, view);
+        let field = &table.fields[write.field];
+        let value =
+            compute(&write.value, field.ty, view).ok_or_else(|| out_of_range(&table.name, &key.text(), &field.name))?;
         match out.iter_mut().find(|c| c.table == lookup.table && &c.key == key) {
             Some(change) => {
                 if let Some(after) = &mut change.after {
@@ -190,7 +200,9 @@ pub fn changes(view: &CallView, index: usize) -> Result<Vec<WorldChange>, String
         let table = &scenario.tables[insert.table];
         let mut row: Vec<Datum> = table.fields.iter().map(|f| Datum::zero(f.ty)).collect();
         for (field, value) in &insert.values {
-            row[*field] = compute(value, table.fields[*field].ty, view);
+            let spec = &table.fields[*field];
+            row[*field] =
+                compute(value, spec.ty, view).ok_or_else(|| out_of_range(&table.name, "(new record)", &spec.name))?;
         }
         out.push(WorldChange {
             table: insert.table,
@@ -218,6 +230,12 @@ pub fn changes(view: &CallView, index: usize) -> Result<Vec<WorldChange>, String
         });
     }
     Ok(out)
+}
+
+/// The error a store answers for a number out of its field's range, as a database's
+/// "numeric value out of range" is.
+fn out_of_range(table: &str, key: &str, field: &str) -> String {
+    format!("422 numeric value out of range: {table} {key} {field}")
 }
 
 fn shown_key(key: &Option<Datum>, view: &CallView, lookup: usize) -> String {

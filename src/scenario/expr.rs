@@ -102,6 +102,10 @@ impl Type {
 /// (0.1 + 0.2 == 0.3) and the same on every machine.
 pub const DEC_ONE: i64 = 1_000_000;
 
+/// What a decimal number must be, for errors: millionths in 64 bits.
+pub const DEC_EXPECTED: &str =
+    "a number with at most six decimals, between -9223372036854.775807 and 9223372036854.775807";
+
 /// A value an expression evaluates to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value<'a> {
@@ -328,9 +332,19 @@ fn saturate(value: i128) -> i64 {
     value.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
-/// Evaluates an operand against `context`.
+/// Evaluates an operand against `context`; arithmetic saturates at the bounds of 64 bits.
 pub fn operand_value<'a>(operand: &'a Operand, context: &'a dyn Context) -> Value<'a> {
-    match operand {
+    evaluate(operand, context, false).unwrap_or(Value::Int(0))
+}
+
+/// Evaluates an operand against `context`, or `None` where its arithmetic would leave 64 bits.
+pub fn operand_value_checked<'a>(operand: &'a Operand, context: &'a dyn Context) -> Option<Value<'a>> {
+    evaluate(operand, context, true)
+}
+
+/// `checked`: `None` on overflow; otherwise saturating, never `None`.
+fn evaluate<'a>(operand: &'a Operand, context: &'a dyn Context, checked: bool) -> Option<Value<'a>> {
+    Some(match operand {
         Operand::Var(var) => context.var(*var),
         Operand::Path(path, _) => context.path(*path),
         Operand::Int(i) => Value::Int(*i),
@@ -338,23 +352,32 @@ pub fn operand_value<'a>(operand: &'a Operand, context: &'a dyn Context) -> Valu
         Operand::Str(s) => Value::Str(s),
         Operand::Bool(b) => Value::Bool(*b),
         Operand::Arith(op, left, right) => {
-            let (l, r) = (operand_value(left, context), operand_value(right, context));
+            let (l, r) = (evaluate(left, context, checked)?, evaluate(right, context, checked)?);
             if let (Value::Int(a), Value::Int(b)) = (&l, &r) {
-                return Value::Int(match op {
-                    ArithOp::Add => a.saturating_add(*b),
-                    ArithOp::Sub => a.saturating_sub(*b),
-                    ArithOp::Mul => a.saturating_mul(*b),
-                });
+                let (a, b) = (*a, *b);
+                return match (op, checked) {
+                    (ArithOp::Add, true) => a.checked_add(b).map(Value::Int),
+                    (ArithOp::Sub, true) => a.checked_sub(b).map(Value::Int),
+                    (ArithOp::Mul, true) => a.checked_mul(b).map(Value::Int),
+                    (ArithOp::Add, false) => Some(Value::Int(a.saturating_add(b))),
+                    (ArithOp::Sub, false) => Some(Value::Int(a.saturating_sub(b))),
+                    (ArithOp::Mul, false) => Some(Value::Int(a.saturating_mul(b))),
+                };
             }
             let (a, b) = (as_micros(&l), as_micros(&r));
             let overflow = if (a < 0) == (b < 0) { i128::MAX } else { i128::MIN };
-            Value::Dec(saturate(match op {
+            let exact = match op {
                 ArithOp::Add => a.saturating_add(b),
                 ArithOp::Sub => a.saturating_sub(b),
                 ArithOp::Mul => a.checked_mul(b).map_or(overflow, |p| p / DEC_ONE as i128),
-            }))
+            };
+            match i64::try_from(exact) {
+                Ok(value) => Value::Dec(value),
+                Err(_) if checked => return None,
+                Err(_) => Value::Dec(saturate(exact)),
+            }
         }
-    }
+    })
 }
 
 /// The type of an operand (type-checked when parsed).
@@ -533,7 +556,7 @@ fn number_token(text: &str, start: usize) -> Result<(TokenKind, usize), ExprErro
         }
         let value = parse_dec(&text[start..i]).ok_or(ExprError {
             offset: start,
-            message: "expected a number with at most six decimals that fits in 64 bits".to_owned(),
+            message: format!("expected {DEC_EXPECTED}"),
         })?;
         return Ok((TokenKind::Dec(value), i));
     }
@@ -1017,6 +1040,19 @@ mod tests {
             "exact, unlike floating point"
         );
         assert!(Expr::parse_in("0.1 + 0.2 == 0.3", &Conversation).unwrap().eval(&Fixed));
+    }
+
+    #[test]
+    fn checked_arithmetic_tells_an_overflow_from_a_value_at_the_bound() {
+        let at_bound = Operand::parse_in("9223372036854.775806 + 0.000001", &Conversation).unwrap();
+        assert_eq!(operand_value(&at_bound, &Fixed), Value::Dec(i64::MAX));
+        assert_eq!(operand_value_checked(&at_bound, &Fixed), Some(Value::Dec(i64::MAX)));
+        let past = Operand::parse_in("9223372036854.775807 + 1", &Conversation).unwrap();
+        assert_eq!(operand_value(&past, &Fixed), Value::Dec(i64::MAX), "saturates");
+        assert_eq!(operand_value_checked(&past, &Fixed), None);
+        let whole = Operand::parse_in("9223372036854775807 * 2", &Conversation).unwrap();
+        assert_eq!(operand_value(&whole, &Fixed), Value::Int(i64::MAX));
+        assert_eq!(operand_value_checked(&whole, &Fixed), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::expr::{format_dec, parse_dec, Type, Value, DEC_ONE};
+use super::expr::{format_dec, parse_dec, Type, Value, DEC_EXPECTED, DEC_ONE};
 
 /// Largest data file a table may load, in bytes.
 pub const DATA_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
@@ -80,7 +80,7 @@ impl Datum {
             (Type::Int, serde_json::Value::Number(n)) if n.is_i64() => Ok(Datum::Int(n.as_i64().unwrap_or(0))),
             (Type::Dec, serde_json::Value::Number(n)) => parse_dec(&n.to_string())
                 .map(Datum::Dec)
-                .ok_or_else(|| format!("expected a number with at most six decimals, found {n}")),
+                .ok_or_else(|| format!("expected {DEC_EXPECTED}, found {n}")),
             (Type::Bool, serde_json::Value::Bool(b)) => Ok(Datum::Bool(*b)),
             (ty, other) => Err(format!("expected {}, found {other}", ty.name())),
         }
@@ -97,7 +97,7 @@ impl Datum {
                 .map_err(|_| format!("expected a whole number, found \"{text}\"")),
             Type::Dec => parse_dec(text)
                 .map(Datum::Dec)
-                .ok_or_else(|| format!("expected a number (at most six decimals), found \"{text}\"")),
+                .ok_or_else(|| format!("expected {DEC_EXPECTED}, found \"{text}\"")),
             Type::Bool => match text.trim() {
                 "true" => Ok(Datum::Bool(true)),
                 "false" => Ok(Datum::Bool(false)),

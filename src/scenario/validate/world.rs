@@ -10,7 +10,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::{Names, Validator};
-use crate::scenario::expr::{parse_dec, Expr, Operand, Path, Scope, Template, Type, DEC_ONE};
+use crate::scenario::expr::{parse_dec, Expr, Operand, Path, Scope, Template, Type, DEC_EXPECTED, DEC_ONE};
 use crate::scenario::file::*;
 use crate::scenario::model::*;
 use crate::scenario::world::TABLE_ROWS_MAX;
@@ -39,10 +39,10 @@ fn datum_from_toml(value: &toml::Value, ty: Type) -> Result<Datum, String> {
         (Type::Dec, toml::Value::Integer(i)) => i
             .checked_mul(DEC_ONE)
             .map(Datum::Dec)
-            .ok_or_else(|| format!("expected a number that fits, found {i}")),
+            .ok_or_else(|| format!("expected {DEC_EXPECTED}, found {i}")),
         (Type::Dec, toml::Value::Float(f)) => parse_dec(&f.to_string())
             .map(Datum::Dec)
-            .ok_or_else(|| format!("expected a number with at most six decimals, found {f}")),
+            .ok_or_else(|| format!("expected {DEC_EXPECTED}, found {f}")),
         (Type::Bool, toml::Value::Boolean(b)) => Ok(Datum::Bool(*b)),
         (ty, other) => Err(format!("expected {}, found {}", ty.name(), toml_shape(other))),
     }

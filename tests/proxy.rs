@@ -651,6 +651,65 @@ fn a_call_still_in_flight_when_the_proxy_stops_is_reported_unfinished_with_its_w
     assert!(html.contains("unfinished (in flight when the proxy stopped)"));
 }
 
+#[test]
+fn a_call_the_client_gives_up_on_ends_499_after_its_wait_and_its_retry_counts_as_one() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let faults = faults_file(
+        dir.path(),
+        "[[fault]]\nkind = \"llm.timeout\"\nlatency = \"60s\"\non_message = 1\ntarget = \"llm:gpt-4o-mini\"\n\n\
+         [[fault]]\nkind = \"stream.stall\"\nlatency = \"1s\"\nafter_frames = 1\non_message = 1\nroute = \"*\"\ntarget = \"llm:gpt-4o\"\n",
+    );
+    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let ask = |model: &str, streamed: bool| {
+        client
+            .post(format!("{}/chat/completions", proxy.base_url()))
+            .header("x-agentsim-session", model)
+            .header("content-type", "application/json")
+            .body(
+                json!({"model": model, "stream": streamed, "messages": [{"role": "user", "content": "hi"}]})
+                    .to_string(),
+            )
+            .send()
+            .and_then(|r| r.text())
+    };
+    // The app's own timeout, then its retry of the same request.
+    assert!(ask("gpt-4o-mini", false).unwrap_err().is_timeout());
+    assert!(ask("gpt-4o-mini", false).is_ok());
+    // A stream that stalls after its first frame: the app stops reading, the proxy sees it hung
+    // up when the next frame cannot go out.
+    assert!(ask("gpt-4o", true).is_err());
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(proxy.stop().0, 0);
+    let report = report(&out);
+    let exchanges = report["exchanges"].as_array().unwrap();
+    let gave_up = &exchanges[0];
+    assert_eq!(gave_up["status"], 499, "{gave_up}");
+    let waited_us = gave_up["latency_us"].as_u64().unwrap();
+    assert!(
+        (250_000..5_000_000).contains(&waited_us),
+        "the app's wait, not the fault's: {gave_up}"
+    );
+    assert_eq!(report["retries"]["count"], 1, "{:#}", report["retries"]);
+    assert_eq!(report["retries"]["list"][0]["after_status"], 499);
+    assert_eq!(report["errors"]["499"], 1);
+    let stalled = &exchanges[2];
+    assert_eq!(
+        (stalled["status"].as_u64(), stalled["stream_broken"].as_bool()),
+        (Some(200), Some(true)),
+        "{stalled}"
+    );
+    assert_eq!(report["answered"], 1, "only the retry was answered: {report:#}");
+    assert_eq!(report["unfinished"], 0);
+    let trace = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
+    assert_eq!(trace.matches("\"event\":\"client_closed\"").count(), 2, "{trace}");
+}
+
 /// One chat request with the lookup tool, streamed or not: what the app would put together —
 /// `(text, refusal, tool calls as (name, arguments), finish reason)`.
 fn ask_with_tools(base: &str, text: &str, streamed: bool) -> (String, String, Vec<(String, String)>, String) {

@@ -65,6 +65,12 @@ pub struct Started {
     pub fired: Vec<u32>,
 }
 
+/// The status of a call whose client closed the connection before its answer (nginx's 499).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// The trace's note on such a call.
+pub const CLIENT_CLOSED_MESSAGE: &str = "the client closed the connection before the answer was complete";
+
 /// How a call ended.
 #[derive(Debug, Clone, Default)]
 pub struct Ended {
@@ -285,6 +291,33 @@ impl Ledger {
         books.calls[at].cost_pusd = cost_pusd;
         books.calls[at].ended = Some(ended);
         self.record(&mut books, "response", fields);
+    }
+
+    /// The client closed its connection before the call ended (its own timeout, most often): the
+    /// call ends with status 499 (nginx's "client closed request") after the time the client
+    /// waited, so that the app's retry of it counts as a retry after an error.
+    pub fn abandoned(&self, session: &str, call: u32, latency_us: u64) {
+        let open = {
+            let books = self.books();
+            books
+                .index
+                .get(&(session.to_owned(), call))
+                .is_some_and(|&at| books.calls[at].ended.is_none())
+        };
+        if !open {
+            return;
+        }
+        self.note(session, call, "client_closed", CLIENT_CLOSED_MESSAGE);
+        self.end(
+            session,
+            call,
+            Ended {
+                status: CLIENT_CLOSED,
+                source: Some(Source::Proxy),
+                latency_us,
+                ..Ended::default()
+            },
+        );
     }
 
     /// A line for the trace about something else that happened (a replay miss, an upstream

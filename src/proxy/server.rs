@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::catalogue::faults::{FaultKind, Layer};
 use crate::proxy::faults::{CallFacts, FaultsFile, ProxyFault};
-use crate::proxy::ledger::{Ended, Ledger, Source};
+use crate::proxy::ledger::{Ended, Ledger, Source, CLIENT_CLOSED_MESSAGE};
 use crate::proxy::shape::{self, Answer, Api, Tokens};
 use crate::proxy::sse::{frame_json, Framer};
 use crate::proxy::tape::{self, Frame, Matching, Recorder, Take, Tape};
@@ -95,6 +95,8 @@ struct Shared {
     recorder: Option<Recorder>,
     ledger: Ledger,
     in_flight: AtomicUsize,
+    /// Set when the proxy stops: a call still open then is unfinished, not abandoned.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 /// A bound proxy, ready to serve.
@@ -164,6 +166,7 @@ impl Proxy {
                 recorder,
                 ledger,
                 in_flight: AtomicUsize::new(0),
+                stopped: std::sync::atomic::AtomicBool::new(false),
             }),
             listener,
         })
@@ -186,6 +189,7 @@ impl Proxy {
         while self.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        self.shared.stopped.store(true, Ordering::SeqCst);
         self.finish()
     }
 
@@ -237,12 +241,23 @@ fn response(status: u16, headers: &[(String, String)], tags: &[(&str, String)], 
     builder.body(body).expect("a valid response")
 }
 
-/// Counts a call in flight until dropped.
-struct InFlight(Arc<Shared>);
+/// Counts a call in flight until dropped. Dropped before its call ended (hyper drops a
+/// request's future when its client hangs up), it ends the call as abandoned by the client.
+struct InFlight {
+    shared: Arc<Shared>,
+    /// The call's session, number and arrival, once it has them.
+    call: Option<(String, u32, Instant)>,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some((session, call, started)) = self.call.take() {
+            if !self.shared.stopped.load(Ordering::SeqCst) {
+                let latency_us = started.elapsed().as_micros() as u64;
+                self.shared.ledger.abandoned(&session, call, latency_us);
+            }
+        }
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -252,7 +267,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         return Ok(Response::new(full("ok\n")));
     }
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
-    let guard = InFlight(shared.clone());
+    let mut guard = InFlight {
+        shared: shared.clone(),
+        call: None,
+    };
     let api = Api::of_path(&path);
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, shared.config.request_bytes_max).collect().await {
@@ -284,6 +302,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let started = Instant::now();
     let begun = ledger.begin(&session, &model, &method, &path, &body, streamed);
     let call = begun.call;
+    guard.call = Some((session.clone(), call, started));
     let text = shape::latest_text(&request_json);
     let route = path.split('?').next().unwrap_or(&path);
     let faults = &shared.config.faults;
@@ -799,6 +818,12 @@ fn stream_response(
             }
             let data = Bytes::from(data);
             if out.send_data(data.clone()).await.is_err() {
+                // The client hung up (its own timeout, most often): the stream is broken for
+                // it, and the rest is read for the cassette only.
+                shared
+                    .ledger
+                    .note(&key.session, key.call, "client_closed", CLIENT_CLOSED_MESSAGE);
+                broken = true;
                 sender = None;
                 continue;
             }

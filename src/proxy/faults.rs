@@ -212,6 +212,19 @@ impl FaultsFile {
                     .map_or_else(|| format!("{}#{}", f.kind.get_ref(), i + 1), |n| n.get_ref().clone())
             })
             .collect();
+        // Decisions are drawn per fault name: two faults of one name would share their draws.
+        let mut seen = std::collections::BTreeSet::new();
+        for name in raw.fault.iter().filter_map(|f| f.get_ref().name.as_ref()) {
+            if !seen.insert(name.get_ref()) {
+                check.error(
+                    name.span(),
+                    format!(
+                        "expected unique fault names, found a second fault named \"{}\"",
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
         let faults = raw
             .fault
             .iter()
@@ -677,6 +690,13 @@ mod tests {
         assert!(error.to_string().contains("needs a simulated run"), "{error}");
         let error = FaultsFile::parse("f.toml", "[[fault]]\nkind = \"stream.cut\"\n").unwrap_err();
         assert!(error.to_string().contains("expected a trigger"), "{error}");
+        let twice = "[[fault]]\nname = \"x\"\nkind = \"llm.rate_limit\"\non_message = 1\n\
+                     [[fault]]\nname = \"x\"\nkind = \"llm.server_error\"\non_message = 2\n";
+        let error = FaultsFile::parse("f.toml", twice).unwrap_err().to_string();
+        assert!(
+            error.contains("f.toml:6:8") && error.contains("a second fault named \"x\""),
+            "{error}"
+        );
     }
 }
 

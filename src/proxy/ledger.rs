@@ -293,6 +293,31 @@ impl Ledger {
         self.record(&mut books, "response", fields);
     }
 
+    /// A content fault chosen for a call found nothing to break (an answer without the tool
+    /// calls it breaks, an error answer): it did not fire, so it neither counts nor uses up its
+    /// `count`, and the trace says why after the `fault` record of its choice.
+    pub fn not_fired(&self, session: &str, call: u32, fault_index: usize, kind: &str, message: &str) {
+        let mut books = self.books();
+        if let Some(n) = books
+            .sessions
+            .get_mut(session)
+            .and_then(|state| state.fired.get_mut(fault_index))
+        {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(&at) = books.index.get(&(session.to_owned(), call)) {
+            let faults = &mut books.calls[at].faults;
+            if let Some(i) = faults.iter().position(|f| f == kind) {
+                faults.remove(i);
+            }
+        }
+        self.record(
+            &mut books,
+            "fault_not_applicable",
+            json!({"session": session, "call": call, "kind": kind, "message": message}),
+        );
+    }
+
     /// The client closed its connection before the call ended (its own timeout, most often): the
     /// call ends with status 499 (nginx's "client closed request") after the time the client
     /// waited, so that the app's retry of it counts as a retry after an error.

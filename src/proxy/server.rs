@@ -398,7 +398,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
                 take.status,
                 headers,
                 source,
-                answer_fault.filter(|_| (200..300).contains(&take.status)).cloned(),
+                answer_fault.cloned(),
                 stream_fault,
                 api,
                 started,
@@ -476,7 +476,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
             status,
             headers,
             source,
-            answer_fault.filter(|_| (200..300).contains(&status)).cloned(),
+            answer_fault.cloned(),
             stream_fault,
             api,
             started,
@@ -553,6 +553,21 @@ impl Key {
     }
 }
 
+/// A content fault that found nothing to break did not fire (see [`Ledger::not_fired`]).
+fn not_fired(shared: &Shared, key: &Key, fault: &ProxyFault, what: &str) {
+    let index = shared
+        .config
+        .faults
+        .faults
+        .iter()
+        .position(|f| f.name == fault.name)
+        .unwrap_or(usize::MAX);
+    let message = format!("{} found nothing to break in {what}", fault.kind.name());
+    shared
+        .ledger
+        .not_fired(&key.session, key.call, index, fault.kind.name(), &message);
+}
+
 fn route_of(path: &str) -> &str {
     path.split('?').next().unwrap_or(path)
 }
@@ -583,13 +598,10 @@ fn plain_response(
         &key.take(status, &headers, Some(body.clone()), None, latency_us),
     );
     if let Some(fault) = fault {
-        if (200..300).contains(&status) && !shape::break_answer(&mut body, fault) {
-            shared.ledger.note(
-                &key.session,
-                key.call,
-                "fault_not_applicable",
-                &format!("{} found nothing to break in this answer", fault.kind.name()),
-            );
+        if !(200..300).contains(&status) {
+            not_fired(shared, &key, fault, "an error answer");
+        } else if !shape::break_answer(&mut body, fault) {
+            not_fired(shared, &key, fault, "this answer");
         }
     }
     let retry_after_us = header_retry_after(&headers);
@@ -725,12 +737,7 @@ impl Frames {
                 } else {
                     "this stream"
                 };
-                shared.ledger.note(
-                    &key.session,
-                    key.call,
-                    "fault_not_applicable",
-                    &format!("{} found nothing to break in {what}", fault.kind.name()),
-                );
+                not_fired(shared, key, fault, what);
                 read.into()
             }
         };
@@ -764,6 +771,13 @@ fn stream_response(
         // cassette as the source sent it, and its broken version sent on.
         let mut recorded = Vec::new();
         let mut held = false;
+        let content_fault = content_fault.filter(|fault| {
+            let answered = (200..300).contains(&status);
+            if !answered {
+                not_fired(&shared, &key, fault, "an error answer");
+            }
+            answered
+        });
         if let Some(content_fault) = &content_fault {
             (recorded, frames) = frames.broken_by(content_fault, &shared, &key).await;
             held = true;

@@ -500,6 +500,28 @@ fn bad_flags_and_faults_files_are_refused_with_the_place_and_what_was_expected()
         &["--otlp", path(dir.path())],
         "--otlp: expected a file to write, found the directory",
     );
+    let recorded = dir.path().join("recorded");
+    std::fs::create_dir_all(&recorded).unwrap();
+    std::fs::write(recorded.join("cassette.jsonl"), "{}\n").unwrap();
+    refused(
+        &["--replay", path(&recorded)],
+        "with --replay: expected --fork-at N as well",
+    );
+    let output = agentsim()
+        .args([
+            "proxy",
+            "--upstream",
+            "http://127.0.0.1:9/v1",
+            "--replay-match",
+            "in-order",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--replay <DIR>"),
+        "{output:?}"
+    );
     assert_eq!(std::fs::read_to_string(rec.join("cassette.jsonl")).unwrap(), "kept\n");
     assert_eq!(std::fs::read_to_string(out.join("trace.jsonl")).unwrap(), "kept\n");
 
@@ -510,6 +532,22 @@ fn bad_flags_and_faults_files_are_refused_with_the_place_and_what_was_expected()
     let output = agentsim().args(["validate", path(&scenario)]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("agentsim proxy --faults"));
+
+    // A faults file is checked by `validate` as a faults file, not as a scenario.
+    let good = faults_file(
+        dir.path(),
+        "[[fault]]\nkind = \"stream.cut\"\nprobability = 0.2\nafter_frames = 3\n",
+    );
+    let output = agentsim().args(["validate", &good]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("OK (a faults file for agentsim proxy)"));
+    let untriggered = faults_file(dir.path(), "[[fault]]\nkind = \"stream.cut\"\nafter_frames = 3\n");
+    let output = agentsim().args(["validate", &untriggered]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("faults.toml:1:1: expected a trigger for this fault"),
+        "{output:?}"
+    );
 }
 
 /// Streams one chat request in `session` with `text` as the question: the time to the first
@@ -708,6 +746,58 @@ fn a_call_the_client_gives_up_on_ends_499_after_its_wait_and_its_retry_counts_as
     assert_eq!(report["unfinished"], 0);
     let trace = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
     assert_eq!(trace.matches("\"event\":\"client_closed\"").count(), 2, "{trace}");
+}
+
+#[test]
+fn a_content_fault_with_nothing_to_break_neither_counts_nor_uses_up_its_count() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let faults = faults_file(
+        dir.path(),
+        "[[fault]]\nkind = \"llm.malformed_tool_args\"\nprobability = 1.0\ncount = 1\n",
+    );
+    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    let client = reqwest::blocking::Client::new();
+    // No tools: a text answer, nothing for the fault to break.
+    assert_eq!(call(&client, &proxy.base_url(), "s"), 200);
+    let with_tools = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "order 17"}],
+        "tools": [{"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}]});
+    let answer = client
+        .post(format!("{}/chat/completions", proxy.base_url()))
+        .header("x-agentsim-session", "s")
+        .header("content-type", "application/json")
+        .body(with_tools.to_string())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let arguments = answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap();
+    assert!(
+        serde_json::from_str::<Value>(arguments).is_err(),
+        "broken on the call that has tool calls: {arguments}"
+    );
+    assert_eq!(proxy.stop().0, 0);
+    assert_eq!(
+        faults_by_call(&out),
+        [
+            ("s".to_owned(), 1, json!([])),
+            ("s".to_owned(), 2, json!(["llm.malformed_tool_args"]))
+        ]
+    );
+    assert_eq!(report(&out)["faults"], json!({"llm.malformed_tool_args": 1}));
+    let trace = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
+    let note = trace
+        .lines()
+        .find(|l| l.contains("fault_not_applicable"))
+        .expect("a note");
+    assert!(
+        note.contains("\"call\":1") && note.contains("found nothing to break"),
+        "{note}"
+    );
 }
 
 /// One chat request with the lookup tool, streamed or not: what the app would put together —

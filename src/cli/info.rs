@@ -11,6 +11,21 @@ pub(super) fn validate(files: &[PathBuf], deny_warnings: bool, json: bool) -> Re
     let mut status = exit::OK;
     let mut all: Vec<Located> = Vec::new();
     for file in files {
+        if let Some(text) = proxy_faults_text(file) {
+            match crate::proxy::faults::FaultsFile::parse(&file.display().to_string(), &text) {
+                Ok(_) if json => {}
+                Ok(_) => println!("{}: OK (a faults file for agentsim proxy)", file.display()),
+                Err(e) => {
+                    status = exit::BAD_INPUT;
+                    if json {
+                        all.extend(locate(&e.file, &e.source_text, &e.diagnostics, Severity::Error));
+                    } else {
+                        eprintln!("{e}");
+                    }
+                }
+            }
+            continue;
+        }
         match scenario::load_with_warnings(file) {
             Ok((_, warnings)) => {
                 if deny_warnings && !warnings.is_empty() {
@@ -44,6 +59,16 @@ pub(super) fn validate(files: &[PathBuf], deny_warnings: bool, json: bool) -> Re
         println!("{}", pretty_json(&all)?);
     }
     Ok(status)
+}
+
+/// The text of a faults file for `agentsim proxy` (TOML with `[[fault]]` or `[[invariant]]`
+/// tables and no `[scenario]`), or `None` for anything else, which is checked as a scenario.
+fn proxy_faults_text(file: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let faults_file =
+        !table.contains_key("scenario") && (table.contains_key("fault") || table.contains_key("invariant"));
+    faults_file.then_some(text)
 }
 
 pub(super) fn list_faults(json: bool) -> Result<u8, Failure> {

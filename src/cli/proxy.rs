@@ -32,16 +32,16 @@ pub struct ProxyArgs {
     /// Serve the app from the cassette in DIR, offline.
     #[arg(long, value_name = "DIR")]
     pub replay: Option<PathBuf>,
-    /// How a replay matches requests: strict (same request at the same session and call) or
-    /// in-order (each session's recordings in turn).
-    #[arg(long, value_enum, default_value_t = MatchArg::Strict)]
+    /// With --replay: how it matches requests: strict (same request at the same session and
+    /// call) or in-order (each session's recordings in turn).
+    #[arg(long, value_enum, default_value_t = MatchArg::Strict, requires = "replay")]
     pub replay_match: MatchArg,
     /// With --replay: serve each session's first N calls from the cassette, then go to the
     /// upstream.
     #[arg(long, value_name = "N", requires = "replay")]
     pub fork_at: Option<u32>,
     /// With --replay: replay streams at this multiple of their recorded timing (0: at once).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, requires = "replay")]
     pub replay_speed: f64,
     /// Write trace.jsonl as calls happen, and report.json and report.html at the end.
     #[arg(long, value_name = "DIR")]
@@ -145,6 +145,18 @@ pub(super) fn proxy(args: &ProxyArgs) -> Result<u8, Failure> {
             "--replay-speed: expected 0 to 1000, found {}",
             args.replay_speed
         )));
+    }
+    if let (Some(_), Some(upstream), None) = (&args.replay, &args.upstream, args.fork_at) {
+        return Err(bad(format!(
+            "--upstream {upstream} with --replay: expected --fork-at N as well (each session's first N calls from \
+             the cassette, the rest forwarded); a replay without it never forwards, so drop --upstream"
+        )));
+    }
+    if let Some(upstream) = args.upstream.as_deref().filter(|u| plain_http_to_another_machine(u)) {
+        eprintln!(
+            "agentsim proxy: warning: --upstream {upstream} is plain HTTP to another machine: the API keys the app \
+             sends cross the network unencrypted"
+        );
     }
     let faults = match &args.faults {
         Some(path) => FaultsFile::load(path, false).map_err(bad)?,
@@ -323,4 +335,36 @@ pub(super) fn stub(args: &StubArgs) -> Result<u8, Failure> {
         }
         Ok(exit::OK)
     })
+}
+
+/// `http://` to a host that is not this machine (`localhost`, `127.0.0.1`, `::1`).
+fn plain_http_to_another_machine(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let loopback = host
+        .parse::<std::net::IpAddr>()
+        .map_or(host.eq_ignore_ascii_case("localhost"), |ip| ip.is_loopback());
+    !loopback
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_to_another_machine as remote;
+
+    #[test]
+    fn plain_http_is_flagged_only_beyond_this_machine() {
+        assert!(remote("http://example.com/v1"));
+        assert!(remote("http://10.0.0.5:8000/v1"));
+        assert!(!remote("http://127.0.0.1:8080/v1"));
+        assert!(!remote("http://localhost:11434/v1"));
+        assert!(!remote("http://[::1]:8000/v1"));
+        assert!(!remote("https://api.openai.com/v1"));
+    }
 }

@@ -211,7 +211,7 @@ pub const CATALOGUE: &[Entry] = &[
         models: "finish_reason length: output cut at max_tokens, inside tool-call arguments too" },
     Entry { kind: "tool.error", layer: Layer::Tool, params: &[Param { name: "text", default: "internal error", meaning: "the error message returned" }], fault: FaultKind::ToolError,
         models: "a tool that raises; the agent feeds the error back to the model" },
-    Entry { kind: "tool.timeout", layer: Layer::Tool, params: &[Param { name: "latency", default: "never", meaning: "when the late result arrives, if ever" }], fault: FaultKind::ToolTimeout,
+    Entry { kind: "tool.timeout", layer: Layer::Tool, params: &[Param { name: "latency", default: "(never)", meaning: "when the late result arrives; left out, it never does" }], fault: FaultKind::ToolTimeout,
         models: "a tool that runs (its side effect happens) but does not answer in time" },
     Entry { kind: "tool.slow", layer: Layer::Tool, params: &[Param { name: "latency", default: "10s", meaning: "extra latency added to the call" }], fault: FaultKind::ToolSlow,
         models: "a slow dependency behind the tool" },

@@ -452,10 +452,16 @@ pub(super) fn replay(dir: &Path, runtime: RuntimeFlavor, matching: Option<Casset
     };
     let scenario = load(&dir.join("scenario.toml"))?;
     if recorded_hash != scenario.source_hash {
+        // The hash covers the data files the scenario reads too: any of them may be the change.
+        let read: Vec<&str> = scenario.data_files.iter().map(|(name, _)| name.as_str()).collect();
+        let what = match read.is_empty() {
+            true => "the scenario file changed".to_owned(),
+            false => format!("the scenario file or a file it reads ({}) changed", read.join(", ")),
+        };
         return Err(Failure::new(
             exit::BAD_INPUT,
             format!(
-                "{}: the scenario file changed since the run (hash {} in the trace, {} now)",
+                "{}: {what} since the run (hash {} in the trace, {} now)",
                 dir.join("scenario.toml").display(),
                 recorded_hash,
                 scenario.source_hash

@@ -656,7 +656,7 @@ impl Observer {
     }
 
     /// Whether a delivery was sent by a tool.
-    fn from_tool(&self, envelope: &Envelope) -> bool {
+    fn sent_by_tool(&self, envelope: &Envelope) -> bool {
         self.directory
             .is_some_and(|d| d.locate(envelope.from).0 == ActorKind::Tool)
     }
@@ -1057,10 +1057,10 @@ impl Observe for Observer {
             // A tool's own result, on its way to the agent or to the first `tool_output` check:
             // a `tool_call` guardrail's block also reaches the agent as a tool result, but the
             // tool never saw that call.
-            Payload::Agent(AgentMsg::ToolResult { tool, output, .. }) if self.from_tool(envelope) => {
+            Payload::Agent(AgentMsg::ToolResult { tool, output, .. }) if self.sent_by_tool(envelope) => {
                 self.count_tool_error(*tool, output)
             }
-            Payload::Guardrail(crate::protocol::GuardrailMsg::Check(checked)) if self.from_tool(envelope) => {
+            Payload::Guardrail(crate::protocol::GuardrailMsg::Check(checked)) if self.sent_by_tool(envelope) => {
                 if let Payload::Agent(AgentMsg::ToolResult { tool, output, .. }) = &checked.subject {
                     self.count_tool_error(*tool, output);
                 }

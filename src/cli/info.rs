@@ -15,14 +15,7 @@ pub(super) fn validate(files: &[PathBuf], deny_warnings: bool, json: bool) -> Re
             match crate::proxy::faults::FaultsFile::parse(&file.display().to_string(), &text) {
                 Ok(_) if json => {}
                 Ok(_) => println!("{}: OK (a faults file for agentsim proxy)", file.display()),
-                Err(e) => {
-                    status = exit::BAD_INPUT;
-                    if json {
-                        all.extend(locate(&e.file, &e.source_text, &e.diagnostics, Severity::Error));
-                    } else {
-                        eprintln!("{e}");
-                    }
-                }
+                Err(e) => status = refused(&e, json, &mut all),
             }
             continue;
         }
@@ -45,20 +38,23 @@ pub(super) fn validate(files: &[PathBuf], deny_warnings: bool, json: bool) -> Re
                 }
                 println!("{}: OK", file.display());
             }
-            Err(e) => {
-                status = exit::BAD_INPUT;
-                if json {
-                    all.extend(locate(&e.file, &e.source_text, &e.diagnostics, Severity::Error));
-                } else {
-                    eprintln!("{e}");
-                }
-            }
+            Err(e) => status = refused(&e, json, &mut all),
         }
     }
     if json {
         println!("{}", pretty_json(&all)?);
     }
     Ok(status)
+}
+
+/// A file with errors: they go into `all` (`--json`) or to stderr; the status to return.
+fn refused(e: &scenario::error::ScenarioError, json: bool, all: &mut Vec<Located>) -> u8 {
+    if json {
+        all.extend(locate(&e.file, &e.source_text, &e.diagnostics, Severity::Error));
+    } else {
+        eprintln!("{e}");
+    }
+    exit::BAD_INPUT
 }
 
 /// The text of a faults file for `agentsim proxy` (TOML with `[[fault]]` or `[[invariant]]`

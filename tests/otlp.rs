@@ -27,6 +27,11 @@ fn export(scenario: &str, out: &Path) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// `agentsim import TRACE --out OUT`.
+fn import(trace: &Path, out: &Path) -> std::process::Output {
+    agentsim_output(&["import", trace.to_str().unwrap(), "--out", out.to_str().unwrap()])
+}
+
 fn spans(otlp: &[u8]) -> Vec<Value> {
     let document: Value = serde_json::from_slice(otlp).expect("the export is one JSON document");
     document["resourceSpans"][0]["scopeSpans"][0]["spans"]
@@ -160,12 +165,7 @@ fn an_export_imports_into_a_scenario_that_replays_the_same_run() {
     let otlp_path = dir.path().join("double-refund.otlp.json");
     std::fs::write(&otlp_path, &otlp).unwrap();
     let imported = dir.path().join("imported");
-    let output = agentsim_output(&[
-        "import",
-        otlp_path.to_str().unwrap(),
-        "--out",
-        imported.to_str().unwrap(),
-    ]);
+    let output = import(&otlp_path, &imported);
     assert_eq!(status(&output), 0, "{}\n{}", stdout(&output), stderr(&output));
     assert!(
         stdout(&output).contains("1 agent(s), 4 model call(s), 3 tool call(s), 1 error(s)"),
@@ -265,7 +265,7 @@ fn a_foreign_trace_without_content_imports_its_structure_tokens_and_crash() {
     let trace = dir.path().join("foreign.json");
     std::fs::write(&trace, foreign_trace().to_string()).unwrap();
     let out = dir.path().join("imported");
-    let output = agentsim_output(&["import", trace.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = import(&trace, &out);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     assert!(stdout(&output).contains("the structure is reproduced, not the words"));
     let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
@@ -304,7 +304,7 @@ fn a_tool_call_that_failed_with_a_timeout_times_out_in_the_replay_as_it_did_in_t
     let path = dir.path().join("timeout.json");
     std::fs::write(&path, trace.to_string()).unwrap();
     let out = dir.path().join("imported");
-    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = import(&path, &out);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
     assert!(scenario.contains("tool_timeout = \"250000us\""), "{scenario}");
@@ -348,7 +348,7 @@ fn a_tool_span_that_lost_its_parent_works_for_the_agent_whose_model_asked_for_it
     let path = dir.path().join("orphan.json");
     std::fs::write(&path, trace.to_string()).unwrap();
     let out = dir.path().join("imported");
-    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = import(&path, &out);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     assert!(stdout(&output).contains(": 1 agent(s)"), "{}", stdout(&output));
     let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
@@ -377,7 +377,7 @@ fn a_tool_span_that_names_no_tool_is_named_after_the_call_its_id_answers() {
     let path = dir.path().join("unnamed.json");
     std::fs::write(&path, trace.to_string()).unwrap();
     let out = dir.path().join("imported");
-    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = import(&path, &out);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
     assert!(scenario.contains("tools = [\"search\"]"), "{scenario}");
@@ -389,23 +389,13 @@ fn a_trace_with_a_byte_order_mark_imports_and_a_bad_line_is_named_once() {
     let dir = tempfile::tempdir().unwrap();
     let bom = dir.path().join("bom.json");
     std::fs::write(&bom, format!("\u{feff}{}", foreign_trace())).unwrap();
-    let output = agentsim_output(&[
-        "import",
-        bom.to_str().unwrap(),
-        "--out",
-        dir.path().join("a").to_str().unwrap(),
-    ]);
+    let output = import(&bom, &dir.path().join("a"));
     assert_eq!(status(&output), 0, "{}", stderr(&output));
 
     // JSON Lines with a broken second line: the place is that line, and no other line is named.
     let lines = dir.path().join("two.jsonl");
     std::fs::write(&lines, format!("{}\n{{\"resourceSpans\": [}}\n", foreign_trace())).unwrap();
-    let output = agentsim_output(&[
-        "import",
-        lines.to_str().unwrap(),
-        "--out",
-        dir.path().join("b").to_str().unwrap(),
-    ]);
+    let output = import(&lines, &dir.path().join("b"));
     assert_eq!(status(&output), 2, "{}", stderr(&output));
     let message = stderr(&output);
     assert!(message.contains("two.jsonl:2:"), "{message}");
@@ -419,12 +409,7 @@ fn a_malformed_trace_is_an_error_naming_the_file_and_the_field() {
     trace["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["startTimeUnixNano"] = serde_json::json!("soon");
     let path = dir.path().join("broken.json");
     std::fs::write(&path, trace.to_string()).unwrap();
-    let output = agentsim_output(&[
-        "import",
-        path.to_str().unwrap(),
-        "--out",
-        dir.path().join("x").to_str().unwrap(),
-    ]);
+    let output = import(&path, &dir.path().join("x"));
     assert_eq!(status(&output), 2);
     let message = stderr(&output);
     assert!(
@@ -473,12 +458,7 @@ fn an_agentsim_export_imported_back_replays_to_the_same_calls_tool_calls_and_cos
     );
 
     let imported = dir.path().join("imported");
-    let output = agentsim_output(&[
-        "import",
-        otlp_path.to_str().unwrap(),
-        "--out",
-        imported.to_str().unwrap(),
-    ]);
+    let output = import(&otlp_path, &imported);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     let replayed = dir.path().join("replayed");
     let output = agentsim_output(&[
@@ -509,7 +489,7 @@ fn an_import_of_a_file_that_cannot_be_read_names_the_file_without_a_place() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.json");
     let out = dir.path().join("out");
-    let output = agentsim_output(&["import", missing.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = import(&missing, &out);
     assert_eq!(status(&output), 2);
     let err = stderr(&output);
     assert!(
@@ -558,7 +538,7 @@ fn no_output_overwrites_an_input_and_an_import_keeps_what_its_out_dir_holds() {
     }
 
     // A cassette already there (no scenario.toml beside it) is not replaced without --force.
-    let output = agentsim_output(&["import", trace.to_str().unwrap(), "--out", held.to_str().unwrap()]);
+    let output = import(&trace, &held);
     assert_eq!(status(&output), 2, "{}", stderr(&output));
     assert!(
         stderr(&output).contains("already holds cassette.jsonl, which the import would overwrite"),
@@ -621,12 +601,7 @@ fn shipped_scenarios_exported_and_imported_back_replay_the_same_course() {
         let otlp_path = dir.path().join("run.otlp.json");
         std::fs::write(&otlp_path, otlp).unwrap();
         let imported = dir.path().join("imported");
-        let output = agentsim_output(&[
-            "import",
-            otlp_path.to_str().unwrap(),
-            "--out",
-            imported.to_str().unwrap(),
-        ]);
+        let output = import(&otlp_path, &imported);
         assert_eq!(status(&output), 0, "{name}: {}", stderr(&output));
         let replayed = dir.path().join("replayed");
         let output = agentsim_output(&[
@@ -700,7 +675,7 @@ fn import_and_run(trace: &Value) -> (String, String, Value, String) {
     let path = dir.path().join("trace.json");
     std::fs::write(&path, trace.to_string()).unwrap();
     let out = dir.path().join("imported");
-    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = import(&path, &out);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
     let cassette = std::fs::read_to_string(out.join("cassette.jsonl")).unwrap();
@@ -916,7 +891,7 @@ fn an_agent_that_turned_to_a_second_model_after_failures_imports_it_as_its_fallb
     let path = dir.path().join("router.json");
     std::fs::write(&path, router.to_string()).unwrap();
     let out = dir.path().join("imported");
-    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = import(&path, &out);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
     assert!(!scenario.contains("fallback ="), "{scenario}");
@@ -926,7 +901,7 @@ fn an_agent_that_turned_to_a_second_model_after_failures_imports_it_as_its_fallb
     let path = dir.path().join("fallback.otlp.json");
     std::fs::write(&path, otlp).unwrap();
     let out = dir.path().join("imported");
-    let output = agentsim_output(&["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = import(&path, &out);
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     let scenario = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
     assert!(scenario.contains("fallback = \"claude-3-5-haiku\""), "{scenario}");

@@ -83,6 +83,17 @@ fn faults_file(dir: &Path, text: &str) -> String {
     path.display().to_string()
 }
 
+/// A stand-in upstream, and a proxy in front of it with a faults file of `text` writing into
+/// `out`: the proxy, `out`, the faults file's path, and what must stay alive while it runs.
+fn proxied(text: &str) -> (ProxyProcess, PathBuf, String, (Upstream, tempfile::TempDir)) {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let faults = faults_file(dir.path(), text);
+    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    (proxy, out, faults, (upstream, dir))
+}
+
 fn report(out: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
 }
@@ -166,15 +177,10 @@ fn the_openai_client_runs_its_tool_loop_and_streams_through_the_proxy() {
 #[test]
 fn a_429_with_retry_after_2s_is_retried_by_the_openai_client_after_about_2s() {
     let Some(python) = python() else { return };
-    let upstream = Upstream::start();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let faults = faults_file(
-        dir.path(),
+    let (proxy, out, faults, _running) = proxied(
         "[[fault]]\nkind = \"llm.rate_limit\"\non_message = 1\nretry_after = \"2s\"\n\n\
          [[invariant]]\nname = \"retries honour retry-after\"\ndetect = \"early_retry\"\n",
     );
-    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
     let result = app(&python, &proxy.base_url(), "retry", &[]);
     let (status, said) = proxy.stop();
     assert_eq!(status, 0, "{said}");
@@ -201,14 +207,7 @@ fn a_429_with_retry_after_2s_is_retried_by_the_openai_client_after_about_2s() {
 #[test]
 fn a_stream_cut_mid_way_breaks_the_apps_call_and_the_report_says_after_which_frame() {
     let Some(python) = python() else { return };
-    let upstream = Upstream::start();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let faults = faults_file(
-        dir.path(),
-        "[[fault]]\nkind = \"stream.cut\"\non_message = 1\nafter_frames = 2\n",
-    );
-    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    let (proxy, out, _, _running) = proxied("[[fault]]\nkind = \"stream.cut\"\non_message = 1\nafter_frames = 2\n");
     let result = app(&python, &proxy.base_url(), "cut", &[]);
     let (status, said) = proxy.stop();
     assert_eq!(status, 0, "{said}");
@@ -401,15 +400,10 @@ fn the_same_seed_gives_the_same_faults_at_the_same_calls_whatever_the_arrival_or
 
 #[test]
 fn a_models_listing_before_the_first_chat_neither_takes_on_message_1_nor_counts_in_a_call_budget() {
-    let upstream = Upstream::start();
-    let dir = tempfile::tempdir().unwrap();
-    let faults = faults_file(
-        dir.path(),
+    let (proxy, out, _, _running) = proxied(
         "[[fault]]\nname = \"first\"\nkind = \"llm.rate_limit\"\non_message = 1\nretry_after = \"0s\"\n\n\
          [[invariant]]\nname = \"one chat a session\"\nbudget = { calls = 2, per = \"session\" }\n",
     );
-    let out = dir.path().join("out");
-    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
     let client = reqwest::blocking::Client::new();
     let listing = client
         .get(format!("{}/models", proxy.base_url()))
@@ -575,18 +569,13 @@ fn stream(base: &str, text: &str) -> (Duration, Duration, String, bool) {
 
 #[test]
 fn each_stream_fault_acts_on_the_frames_as_the_catalogue_says() {
-    let upstream = Upstream::start();
-    let dir = tempfile::tempdir().unwrap();
-    let faults = faults_file(
-        dir.path(),
+    let (proxy, out, _, _running) = proxied(
         "[[fault]]\nkind = \"stream.slow_first_token\"\nmessage_contains = \"slow\"\nlatency = \"400ms\"\n\
          [[fault]]\nkind = \"stream.stall\"\nmessage_contains = \"stall\"\nafter_frames = 2\nlatency = \"400ms\"\n\
          [[fault]]\nkind = \"stream.duplicate_frames\"\nmessage_contains = \"twice\"\nafter_frames = 2\n\
          [[fault]]\nkind = \"stream.error_event\"\nmessage_contains = \"error\"\nafter_frames = 2\n\
          [[fault]]\nkind = \"stream.cut\"\nmessage_contains = \"cut\"\nafter_frames = 2\n",
     );
-    let out = dir.path().join("out");
-    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
     let base = proxy.base_url();
     let data_lines = |body: &str| body.lines().filter(|l| l.starts_with("data: ")).count();
     let (_, _, normal, clean) = stream(&base, "plain one two three");
@@ -647,14 +636,8 @@ fn each_stream_fault_acts_on_the_frames_as_the_catalogue_says() {
 
 #[test]
 fn a_call_still_in_flight_when_the_proxy_stops_is_reported_unfinished_with_its_wait() {
-    let upstream = Upstream::start();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let faults = faults_file(
-        dir.path(),
-        "[[fault]]\nkind = \"llm.timeout\"\nlatency = \"60s\"\nprobability = 1.0\n",
-    );
-    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    let (proxy, out, _, _running) =
+        proxied("[[fault]]\nkind = \"llm.timeout\"\nlatency = \"60s\"\nprobability = 1.0\n");
     let base = proxy.base_url();
     let caller = std::thread::spawn(move || {
         let client = reqwest::blocking::Client::new();
@@ -691,15 +674,10 @@ fn a_call_still_in_flight_when_the_proxy_stops_is_reported_unfinished_with_its_w
 
 #[test]
 fn a_call_the_client_gives_up_on_ends_499_after_its_wait_and_its_retry_counts_as_one() {
-    let upstream = Upstream::start();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let faults = faults_file(
-        dir.path(),
+    let (proxy, out, _, _running) = proxied(
         "[[fault]]\nkind = \"llm.timeout\"\nlatency = \"60s\"\non_message = 1\ntarget = \"llm:gpt-4o-mini\"\n\n\
          [[fault]]\nkind = \"stream.stall\"\nlatency = \"1s\"\nafter_frames = 1\non_message = 1\nroute = \"*\"\ntarget = \"llm:gpt-4o\"\n",
     );
-    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_millis(300))
         .build()
@@ -750,14 +728,8 @@ fn a_call_the_client_gives_up_on_ends_499_after_its_wait_and_its_retry_counts_as
 
 #[test]
 fn a_content_fault_with_nothing_to_break_neither_counts_nor_uses_up_its_count() {
-    let upstream = Upstream::start();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let faults = faults_file(
-        dir.path(),
-        "[[fault]]\nkind = \"llm.malformed_tool_args\"\nprobability = 1.0\ncount = 1\n",
-    );
-    let proxy = ProxyProcess::start(&["--upstream", &upstream.url(), "--faults", &faults, "--out", path(&out)]);
+    let (proxy, out, _, _running) =
+        proxied("[[fault]]\nkind = \"llm.malformed_tool_args\"\nprobability = 1.0\ncount = 1\n");
     let client = reqwest::blocking::Client::new();
     // No tools: a text answer, nothing for the fault to break.
     assert_eq!(call(&client, &proxy.base_url(), "s"), 200);
